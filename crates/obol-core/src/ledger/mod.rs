@@ -1,0 +1,935 @@
+//! The double-entry ledger state machine.
+//!
+//! [`Ledger::apply`] takes one durable [`Record`] (one or more requests, each a batch of
+//! create-account or create-transfer events, plus the wall-clock time the shell read) and returns
+//! a result code per event. The same record applied to the same state always yields the same
+//! results and the same state: that is what lets the shell persist records and rebuild the ledger
+//! by replaying them.
+//!
+//! Semantics follow TigerBeetle (pending/post/void with timeouts, linked chains, balancing and
+//! closing transfers, balance-limit flags, idempotent ids) with two deliberate differences:
+//! accounts and transfers carry an [`Asset`](crate::money::Asset) instead of a `ledger` number,
+//! and `exists` counts as success inside a linked chain, so retrying a committed chain answers
+//! `exists` for every event instead of failing the chain.
+
+mod types;
+
+pub use types::*;
+
+use std::collections::{BTreeSet, HashMap};
+
+use foldhash::fast::FixedState;
+
+use crate::codec::{Op, Record};
+
+/// The most events one request may carry (TigerBeetle's batch size for 128-byte events).
+pub const BATCH_EVENTS_MAX: usize = 8190;
+
+/// Nanoseconds in a second, for timeouts.
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// The results of one request inside a record.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum OpResults {
+    /// One result per account event, in order.
+    Accounts(Vec<CreateAccountResult>),
+    /// One result per transfer event, in order.
+    Transfers(Vec<CreateTransferResult>),
+}
+
+/// One transfer in an account's history, with the account's balances after it when the account
+/// has the `history` flag.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HistoryEntry {
+    /// The transfer.
+    pub transfer: Transfer,
+    /// Balances right after the transfer (history-flagged accounts only).
+    pub balances: Option<Balances>,
+}
+
+/// Per-account index of the transfers that touched it.
+#[derive(Clone, Default, Debug)]
+struct AccountLog {
+    /// Indexes into `Ledger::transfers`, in timestamp order.
+    transfer_indexes: Vec<u64>,
+    /// Balances after each of those transfers; empty unless the account has `history`.
+    balances: Vec<Balances>,
+}
+
+/// What to undo when a linked chain fails.
+#[derive(Clone, Debug)]
+enum Undo {
+    AccountCreated,
+    AccountChanged { index: u32, before: Account },
+    TransferCreated,
+    PendingInserted { id: u128 },
+    PendingChanged { id: u128, before: PendingStatus },
+    ExpiryInserted { key: (u64, u64, u128) },
+    ExpiryRemoved { key: (u64, u64, u128) },
+}
+
+type Map<K, V> = HashMap<K, V, FixedState>;
+
+/// The ledger: all accounts and transfers, in memory.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    accounts: Vec<Account>,
+    account_index: Map<u128, u32>,
+    account_logs: Vec<AccountLog>,
+    transfers: Vec<Transfer>,
+    transfer_index: Map<u128, u64>,
+    pending: Map<u128, PendingStatus>,
+    /// (expires_at_ns, timestamp, id) of pending transfers with a timeout that are still pending.
+    expiries: BTreeSet<(u64, u64, u128)>,
+    timestamp_last: u64,
+    undo: Vec<Undo>,
+    journaling: bool,
+}
+
+impl Ledger {
+    /// An empty ledger. `hash_seed` keys the id hash tables; the shell passes a random value so
+    /// that clients cannot choose ids that collide, and a fixed one in deterministic tests.
+    pub fn new(hash_seed: u64) -> Ledger {
+        let state = FixedState::with_seed(hash_seed);
+        Ledger {
+            accounts: Vec::new(),
+            account_index: HashMap::with_hasher(state.clone()),
+            account_logs: Vec::new(),
+            transfers: Vec::new(),
+            transfer_index: HashMap::with_hasher(state.clone()),
+            pending: HashMap::with_hasher(state.clone()),
+            expiries: BTreeSet::new(),
+            timestamp_last: 0,
+            undo: Vec::new(),
+            journaling: false,
+        }
+    }
+
+    /// Applies one record. Events get strictly increasing timestamps that are never below
+    /// `record.now_ns`; pending transfers whose timeout has passed by then are released first.
+    pub fn apply(&mut self, record: &Record) -> Vec<OpResults> {
+        let events_count: u64 = record.ops.iter().map(|op| op.len() as u64).sum();
+        let record_ts = record.now_ns.max(self.timestamp_last.saturating_add(1));
+        assert!(record_ts.checked_add(events_count).is_some(), "ledger time overflow");
+        self.expire_pending(record_ts);
+        let mut next_ts = record_ts;
+        let mut replies = Vec::with_capacity(record.ops.len());
+        for op in &record.ops {
+            match op {
+                Op::CreateAccounts(events) => {
+                    replies.push(OpResults::Accounts(self.create_accounts(events, &mut next_ts)));
+                }
+                Op::CreateTransfers(events) => {
+                    replies.push(OpResults::Transfers(self.create_transfers(events, &mut next_ts)));
+                }
+            }
+        }
+        self.timestamp_last = next_ts.saturating_sub(1).max(self.timestamp_last);
+        assert!(self.undo.is_empty());
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+        replies
+    }
+
+    /// The earliest time a pending transfer expires, if any does: the shell applies an empty
+    /// record at that time so reservations are released without traffic.
+    pub fn next_expiry_ns(&self) -> Option<u64> {
+        self.expiries.first().map(|key| key.0)
+    }
+
+    /// The last timestamp the ledger assigned.
+    pub fn timestamp_last(&self) -> u64 {
+        self.timestamp_last
+    }
+
+    /// Looks up an account.
+    pub fn account(&self, id: u128) -> Option<&Account> {
+        let index = *self.account_index.get(&id)?;
+        self.accounts.get(index as usize)
+    }
+
+    /// Looks up a transfer.
+    pub fn transfer(&self, id: u128) -> Option<&Transfer> {
+        let index = *self.transfer_index.get(&id)?;
+        self.transfers.get(usize::try_from(index).ok()?)
+    }
+
+    /// Where a pending transfer stands (`None` if `id` is not a pending transfer).
+    pub fn pending_status(&self, id: u128) -> Option<PendingStatus> {
+        self.pending.get(&id).copied()
+    }
+
+    /// Number of accounts.
+    pub fn accounts_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Number of transfers.
+    pub fn transfers_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    /// All accounts in creation order.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// All transfers in creation order.
+    pub fn transfers(&self) -> &[Transfer] {
+        &self.transfers
+    }
+
+    /// Up to `limit` transfers that touched account `id` with timestamps after `after_ts`, oldest
+    /// first. `None` if there is no such account.
+    pub fn account_history(&self, id: u128, after_ts: u64, limit: usize) -> Option<Vec<HistoryEntry>> {
+        let index = *self.account_index.get(&id)? as usize;
+        let log = self.account_logs.get(index)?;
+        let start = log.transfer_indexes.partition_point(|&transfer_index| {
+            self.transfers.get(transfer_index as usize).is_some_and(|transfer| transfer.timestamp <= after_ts)
+        });
+        let entries = log
+            .transfer_indexes
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .filter_map(|(position, &transfer_index)| {
+                Some(HistoryEntry {
+                    transfer: *self.transfers.get(transfer_index as usize)?,
+                    balances: log.balances.get(position).copied(),
+                })
+            })
+            .collect();
+        Some(entries)
+    }
+
+    fn create_accounts(&mut self, events: &[NewAccount], next_ts: &mut u64) -> Vec<CreateAccountResult> {
+        assert!(events.len() <= BATCH_EVENTS_MAX);
+        let flags: Vec<bool> = events.iter().map(|e| e.flags.has(AccountFlags::LINKED)).collect();
+        let mut results = vec![CreateAccountResult::Ok; events.len()];
+        self.run_chains(
+            &flags,
+            &mut results,
+            CreateAccountResult::LinkedEventFailed,
+            CreateAccountResult::LinkedEventChainOpen,
+            |ledger, index| {
+                let timestamp = *next_ts + index as u64;
+                ledger.create_account(&events[index], timestamp)
+            },
+        );
+        *next_ts += events.len() as u64;
+        results
+    }
+
+    fn create_transfers(&mut self, events: &[NewTransfer], next_ts: &mut u64) -> Vec<CreateTransferResult> {
+        assert!(events.len() <= BATCH_EVENTS_MAX);
+        let flags: Vec<bool> = events.iter().map(|e| e.flags.has(TransferFlags::LINKED)).collect();
+        let mut results = vec![CreateTransferResult::Ok; events.len()];
+        self.run_chains(
+            &flags,
+            &mut results,
+            CreateTransferResult::LinkedEventFailed,
+            CreateTransferResult::LinkedEventChainOpen,
+            |ledger, index| {
+                let timestamp = *next_ts + index as u64;
+                ledger.create_transfer(&events[index], timestamp)
+            },
+        );
+        *next_ts += events.len() as u64;
+        results
+    }
+
+    /// Applies events one by one; events joined by `linked` succeed or fail together.
+    fn run_chains<R: Copy + PartialEq>(
+        &mut self,
+        linked: &[bool],
+        results: &mut [R],
+        failed: R,
+        chain_open: R,
+        mut apply_one: impl FnMut(&mut Ledger, usize) -> R,
+    ) where
+        R: ResultCode,
+    {
+        let events_count = linked.len();
+        let mut chain_start: Option<usize> = None;
+        let mut chain_broken = false;
+        for index in 0..events_count {
+            if chain_start.is_none() && linked[index] {
+                chain_start = Some(index);
+                assert!(self.undo.is_empty());
+                self.journaling = true;
+            }
+            if linked[index] && index + 1 == events_count {
+                results[index] = chain_open;
+                chain_broken = true;
+            } else if chain_broken {
+                results[index] = failed;
+            } else {
+                let result = apply_one(self, index);
+                results[index] = result;
+                if !result.succeeded() {
+                    chain_broken = chain_start.is_some();
+                }
+            }
+            let chain_ends = !linked[index] || index + 1 == events_count;
+            if let (Some(start), true) = (chain_start, chain_ends) {
+                if chain_broken {
+                    self.roll_back();
+                    for result in &mut results[start..=index] {
+                        if result.succeeded() {
+                            *result = failed;
+                        }
+                    }
+                }
+                self.undo.clear();
+                self.journaling = false;
+                chain_start = None;
+                chain_broken = false;
+            }
+        }
+    }
+
+    fn journal(&mut self, undo: Undo) {
+        if self.journaling {
+            self.undo.push(undo);
+        }
+    }
+
+    fn roll_back(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::AccountCreated => {
+                    let account = self.accounts.pop().expect("undo: account to remove");
+                    self.account_index.remove(&account.id);
+                    self.account_logs.pop();
+                }
+                Undo::AccountChanged { index, before } => {
+                    self.accounts[index as usize] = before;
+                }
+                Undo::TransferCreated => {
+                    let transfer = self.transfers.pop().expect("undo: transfer to remove");
+                    self.transfer_index.remove(&transfer.id);
+                    for account_id in [transfer.debit_account_id, transfer.credit_account_id] {
+                        let account_index = self.account_index[&account_id] as usize;
+                        let log = &mut self.account_logs[account_index];
+                        log.transfer_indexes.pop();
+                        if self.accounts[account_index].flags.has(AccountFlags::HISTORY) {
+                            log.balances.pop();
+                        }
+                    }
+                }
+                Undo::PendingInserted { id } => {
+                    self.pending.remove(&id);
+                }
+                Undo::PendingChanged { id, before } => {
+                    self.pending.insert(id, before);
+                }
+                Undo::ExpiryInserted { key } => {
+                    self.expiries.remove(&key);
+                }
+                Undo::ExpiryRemoved { key } => {
+                    self.expiries.insert(key);
+                }
+            }
+        }
+    }
+
+    fn create_account(&mut self, event: &NewAccount, timestamp: u64) -> CreateAccountResult {
+        use CreateAccountResult as R;
+        if event.flags.0 & !AccountFlags::KNOWN != 0 {
+            return R::ReservedFlag;
+        }
+        if event.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if event.id == ID_RESERVED_MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        if event.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && event.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if event.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        if let Some(existing) = self.account(event.id) {
+            // `linked` is about the request, not the account, so it is not compared.
+            let stored_flags = existing.flags.0 & !AccountFlags::CLOSED;
+            let asked_flags = event.flags.0 & !(AccountFlags::LINKED | AccountFlags::CLOSED);
+            return if stored_flags & !AccountFlags::LINKED != asked_flags {
+                R::ExistsWithDifferentFlags
+            } else if existing.user_data_128 != event.user_data_128 {
+                R::ExistsWithDifferentUserData128
+            } else if existing.user_data_64 != event.user_data_64 {
+                R::ExistsWithDifferentUserData64
+            } else if existing.user_data_32 != event.user_data_32 {
+                R::ExistsWithDifferentUserData32
+            } else if existing.asset != event.asset {
+                R::ExistsWithDifferentAsset
+            } else if existing.code != event.code {
+                R::ExistsWithDifferentCode
+            } else {
+                R::Exists
+            };
+        }
+        let index = u32::try_from(self.accounts.len()).expect("accounts fit in u32");
+        self.accounts.push(Account {
+            id: event.id,
+            user_data_128: event.user_data_128,
+            user_data_64: event.user_data_64,
+            user_data_32: event.user_data_32,
+            asset: event.asset,
+            code: event.code,
+            flags: AccountFlags(event.flags.0 & !AccountFlags::LINKED),
+            balances: Balances::default(),
+            timestamp,
+        });
+        self.account_index.insert(event.id, index);
+        self.account_logs.push(AccountLog::default());
+        self.journal(Undo::AccountCreated);
+        R::Ok
+    }
+
+    fn create_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        let flags = event.flags;
+        if flags.0 & !F::KNOWN != 0 {
+            return R::ReservedFlag;
+        }
+        if event.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if event.id == ID_RESERVED_MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        let kinds = [F::PENDING, F::POST_PENDING, F::VOID_PENDING].iter().filter(|&&bit| flags.has(bit)).count();
+        let balancing = flags.has(F::BALANCING_DEBIT) || flags.has(F::BALANCING_CREDIT);
+        let closing = flags.has(F::CLOSING_DEBIT) || flags.has(F::CLOSING_CREDIT);
+        if kinds > 1 || (flags.resolves_pending() && (balancing || closing)) {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if flags.resolves_pending() {
+            self.post_or_void_pending(event, timestamp)
+        } else {
+            self.create_plain_or_pending(event, timestamp)
+        }
+    }
+
+    fn create_plain_or_pending(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        let flags = event.flags;
+        if event.debit_account_id == 0 {
+            return R::DebitAccountIdMustNotBeZero;
+        }
+        if event.debit_account_id == ID_RESERVED_MAX {
+            return R::DebitAccountIdMustNotBeIntMax;
+        }
+        if event.credit_account_id == 0 {
+            return R::CreditAccountIdMustNotBeZero;
+        }
+        if event.credit_account_id == ID_RESERVED_MAX {
+            return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if event.debit_account_id == event.credit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if event.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if !flags.has(F::PENDING) && event.timeout_s != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if !flags.has(F::PENDING) && (flags.has(F::CLOSING_DEBIT) || flags.has(F::CLOSING_CREDIT)) {
+            return R::ClosingTransferMustBePending;
+        }
+        let Some(asset) = event.asset else {
+            return R::AssetMustBeSet;
+        };
+        if event.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        if let Some(existing) = self.transfer(event.id) {
+            return exists_plain(event, asset, existing);
+        }
+        let Some(&debit_index) = self.account_index.get(&event.debit_account_id) else {
+            return R::DebitAccountNotFound;
+        };
+        let Some(&credit_index) = self.account_index.get(&event.credit_account_id) else {
+            return R::CreditAccountNotFound;
+        };
+        let debit = self.accounts[debit_index as usize];
+        let credit = self.accounts[credit_index as usize];
+        if debit.asset != credit.asset {
+            return R::AccountsMustHaveTheSameAsset;
+        }
+        if asset != debit.asset {
+            return R::TransferMustHaveTheSameAssetAsAccounts;
+        }
+        if debit.flags.has(AccountFlags::CLOSED) {
+            return R::DebitAccountAlreadyClosed;
+        }
+        if credit.flags.has(AccountFlags::CLOSED) {
+            return R::CreditAccountAlreadyClosed;
+        }
+        let mut amount = event.amount;
+        if flags.has(F::BALANCING_DEBIT) {
+            let room = debit
+                .balances
+                .credits_posted
+                .saturating_sub(debit.balances.debits_posted)
+                .saturating_sub(debit.balances.debits_pending);
+            amount = amount.min(room);
+        }
+        if flags.has(F::BALANCING_CREDIT) {
+            let room = credit
+                .balances
+                .debits_posted
+                .saturating_sub(credit.balances.credits_posted)
+                .saturating_sub(credit.balances.credits_pending);
+            amount = amount.min(room);
+        }
+        let pending = flags.has(F::PENDING);
+        let (debit_balances, credit_balances) = match apply_amounts(&debit.balances, &credit.balances, amount, pending)
+        {
+            Ok(pair) => pair,
+            Err(result) => return result,
+        };
+        let expires_at = if pending && event.timeout_s != 0 {
+            match timestamp.checked_add(u64::from(event.timeout_s) * NS_PER_S) {
+                Some(at) => Some(at),
+                None => return R::OverflowsTimeout,
+            }
+        } else {
+            None
+        };
+        if debit.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && debit_balances.debits_pending + debit_balances.debits_posted > debit_balances.credits_posted
+        {
+            return R::ExceedsCredits;
+        }
+        if credit.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            && credit_balances.credits_pending + credit_balances.credits_posted > credit_balances.debits_posted
+        {
+            return R::ExceedsDebits;
+        }
+        let transfer = Transfer {
+            id: event.id,
+            debit_account_id: event.debit_account_id,
+            credit_account_id: event.credit_account_id,
+            amount,
+            pending_id: 0,
+            user_data_128: event.user_data_128,
+            user_data_64: event.user_data_64,
+            user_data_32: event.user_data_32,
+            timeout_s: event.timeout_s,
+            asset,
+            code: event.code,
+            flags: TransferFlags(flags.0),
+            timestamp,
+        };
+        let mut debit_after = debit;
+        debit_after.balances = debit_balances;
+        let mut credit_after = credit;
+        credit_after.balances = credit_balances;
+        if flags.has(F::CLOSING_DEBIT) {
+            debit_after.flags.0 |= AccountFlags::CLOSED;
+        }
+        if flags.has(F::CLOSING_CREDIT) {
+            credit_after.flags.0 |= AccountFlags::CLOSED;
+        }
+        self.set_account(debit_index, debit_after);
+        self.set_account(credit_index, credit_after);
+        if pending {
+            self.pending.insert(event.id, PendingStatus::Pending);
+            self.journal(Undo::PendingInserted { id: event.id });
+            if let Some(expires_at) = expires_at {
+                let key = (expires_at, timestamp, event.id);
+                self.expiries.insert(key);
+                self.journal(Undo::ExpiryInserted { key });
+            }
+        }
+        self.push_transfer(transfer, debit_index, credit_index);
+        R::Ok
+    }
+
+    fn post_or_void_pending(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        use CreateTransferResult as R;
+        use TransferFlags as F;
+        let post = event.flags.has(F::POST_PENDING);
+        if event.debit_account_id == ID_RESERVED_MAX {
+            return R::DebitAccountIdMustNotBeIntMax;
+        }
+        if event.credit_account_id == ID_RESERVED_MAX {
+            return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if event.debit_account_id != 0 && event.debit_account_id == event.credit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if event.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if event.pending_id == ID_RESERVED_MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if event.pending_id == event.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if event.timeout_s != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if let Some(existing) = self.transfer(event.id) {
+            return exists_resolving(event, existing);
+        }
+        let Some(pending) = self.transfer(event.pending_id).copied() else {
+            return R::PendingTransferNotFound;
+        };
+        if !pending.flags.has(F::PENDING) {
+            return R::PendingTransferNotPending;
+        }
+        if event.debit_account_id != 0 && event.debit_account_id != pending.debit_account_id {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if event.credit_account_id != 0 && event.credit_account_id != pending.credit_account_id {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        if event.asset.is_some_and(|asset| asset != pending.asset) {
+            return R::PendingTransferHasDifferentAsset;
+        }
+        if event.code != 0 && event.code != pending.code {
+            return R::PendingTransferHasDifferentCode;
+        }
+        let amount = if post {
+            if event.amount == AMOUNT_MAX {
+                pending.amount
+            } else if event.amount > pending.amount {
+                return R::ExceedsPendingTransferAmount;
+            } else {
+                event.amount
+            }
+        } else if event.amount == 0 || event.amount == pending.amount {
+            pending.amount
+        } else {
+            return R::PendingTransferHasDifferentAmount;
+        };
+        let status = self.pending.get(&pending.id).copied().expect("pending transfers have a status");
+        match status {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
+            PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
+            PendingStatus::Expired => return R::PendingTransferExpired,
+        }
+        let expires_at = expiry_of(&pending);
+        if expires_at.is_some_and(|at| at <= timestamp) {
+            return R::PendingTransferExpired;
+        }
+        let debit_index = self.account_index[&pending.debit_account_id];
+        let credit_index = self.account_index[&pending.credit_account_id];
+        let debit = self.accounts[debit_index as usize];
+        let credit = self.accounts[credit_index as usize];
+        if post && debit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_DEBIT) {
+            return R::DebitAccountAlreadyClosed;
+        }
+        if post && credit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_CREDIT) {
+            return R::CreditAccountAlreadyClosed;
+        }
+        let mut debit_balances = debit.balances;
+        let mut credit_balances = credit.balances;
+        debit_balances.debits_pending -= pending.amount;
+        credit_balances.credits_pending -= pending.amount;
+        if post {
+            debit_balances.debits_posted = match debit_balances.debits_posted.checked_add(amount) {
+                Some(value) => value,
+                None => return R::OverflowsDebitsPosted,
+            };
+            credit_balances.credits_posted = match credit_balances.credits_posted.checked_add(amount) {
+                Some(value) => value,
+                None => return R::OverflowsCreditsPosted,
+            };
+        }
+        let mut debit_after = debit;
+        debit_after.balances = debit_balances;
+        let mut credit_after = credit;
+        credit_after.balances = credit_balances;
+        if !post && pending.flags.has(F::CLOSING_DEBIT) {
+            debit_after.flags.0 &= !AccountFlags::CLOSED;
+        }
+        if !post && pending.flags.has(F::CLOSING_CREDIT) {
+            credit_after.flags.0 &= !AccountFlags::CLOSED;
+        }
+        self.set_account(debit_index, debit_after);
+        self.set_account(credit_index, credit_after);
+        let new_status = if post { PendingStatus::Posted } else { PendingStatus::Voided };
+        self.pending.insert(pending.id, new_status);
+        self.journal(Undo::PendingChanged { id: pending.id, before: status });
+        if let Some(expires_at) = expires_at {
+            let key = (expires_at, pending.timestamp, pending.id);
+            let removed = self.expiries.remove(&key);
+            assert!(removed, "a pending transfer with a timeout is in the expiry index");
+            self.journal(Undo::ExpiryRemoved { key });
+        }
+        let transfer = Transfer {
+            id: event.id,
+            debit_account_id: pending.debit_account_id,
+            credit_account_id: pending.credit_account_id,
+            amount,
+            pending_id: pending.id,
+            user_data_128: if event.user_data_128 == 0 { pending.user_data_128 } else { event.user_data_128 },
+            user_data_64: if event.user_data_64 == 0 { pending.user_data_64 } else { event.user_data_64 },
+            user_data_32: if event.user_data_32 == 0 { pending.user_data_32 } else { event.user_data_32 },
+            timeout_s: 0,
+            asset: pending.asset,
+            code: pending.code,
+            flags: event.flags,
+            timestamp,
+        };
+        self.push_transfer(transfer, debit_index, credit_index);
+        R::Ok
+    }
+
+    fn set_account(&mut self, index: u32, after: Account) {
+        let slot = &mut self.accounts[index as usize];
+        let before = *slot;
+        *slot = after;
+        assert_balance_limits(&after);
+        if self.journaling {
+            self.undo.push(Undo::AccountChanged { index, before });
+        }
+    }
+
+    fn push_transfer(&mut self, transfer: Transfer, debit_index: u32, credit_index: u32) {
+        let transfer_index = self.transfers.len() as u64;
+        self.transfers.push(transfer);
+        let previous = self.transfer_index.insert(transfer.id, transfer_index);
+        assert!(previous.is_none(), "transfer ids are unique");
+        for account_index in [debit_index, credit_index] {
+            let account = &self.accounts[account_index as usize];
+            let log = &mut self.account_logs[account_index as usize];
+            log.transfer_indexes.push(transfer_index);
+            if account.flags.has(AccountFlags::HISTORY) {
+                log.balances.push(account.balances);
+            }
+        }
+        self.journal(Undo::TransferCreated);
+    }
+
+    /// Releases every pending transfer whose expiry is at or before `now_ts`, oldest expiry
+    /// first.
+    fn expire_pending(&mut self, now_ts: u64) {
+        assert!(!self.journaling);
+        while let Some(&key) = self.expiries.first() {
+            let (expires_at, _, id) = key;
+            if expires_at > now_ts {
+                break;
+            }
+            self.expiries.pop_first();
+            let transfer = *self.transfer(id).expect("expiring transfer exists");
+            let status = self.pending.insert(id, PendingStatus::Expired);
+            assert_eq!(status, Some(PendingStatus::Pending));
+            let debit_index = self.account_index[&transfer.debit_account_id] as usize;
+            let credit_index = self.account_index[&transfer.credit_account_id] as usize;
+            let debit = &mut self.accounts[debit_index];
+            debit.balances.debits_pending -= transfer.amount;
+            if transfer.flags.has(TransferFlags::CLOSING_DEBIT) {
+                debit.flags.0 &= !AccountFlags::CLOSED;
+            }
+            let credit = &mut self.accounts[credit_index];
+            credit.balances.credits_pending -= transfer.amount;
+            if transfer.flags.has(TransferFlags::CLOSING_CREDIT) {
+                credit.flags.0 &= !AccountFlags::CLOSED;
+            }
+        }
+    }
+
+    /// Checks every invariant over the whole ledger (O(accounts + transfers)): per asset, debits
+    /// equal credits (pending and posted); flagged balances never cross; each account's pending
+    /// balances equal the sum of its live pending transfers; expiry index matches.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut totals: HashMap<crate::money::Asset, [u128; 4]> = HashMap::new();
+        for account in &self.accounts {
+            let b = &account.balances;
+            let total = totals.entry(account.asset).or_insert([0; 4]);
+            let add = |sum: &mut u128, value: u128| -> Result<(), String> {
+                *sum = sum.checked_add(value).ok_or("asset total overflows u128")?;
+                Ok(())
+            };
+            add(&mut total[0], b.debits_pending)?;
+            add(&mut total[1], b.debits_posted)?;
+            add(&mut total[2], b.credits_pending)?;
+            add(&mut total[3], b.credits_posted)?;
+            if account.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                && b.debits_pending + b.debits_posted > b.credits_posted
+            {
+                return Err(format!("account {} debits exceed credits", account.id));
+            }
+            if account.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+                && b.credits_pending + b.credits_posted > b.debits_posted
+            {
+                return Err(format!("account {} credits exceed debits", account.id));
+            }
+        }
+        for (asset, [debits_pending, debits_posted, credits_pending, credits_posted]) in &totals {
+            if debits_pending != credits_pending {
+                return Err(format!("{asset}: pending debits {debits_pending} != pending credits {credits_pending}"));
+            }
+            if debits_posted != credits_posted {
+                return Err(format!("{asset}: posted debits {debits_posted} != posted credits {credits_posted}"));
+            }
+        }
+        let mut live_pending: HashMap<u128, [u128; 2]> = HashMap::new();
+        let mut expiring = 0usize;
+        for transfer in &self.transfers {
+            if !transfer.flags.has(TransferFlags::PENDING) {
+                continue;
+            }
+            if self.pending.get(&transfer.id) == Some(&PendingStatus::Pending) {
+                live_pending.entry(transfer.debit_account_id).or_insert([0; 2])[0] += transfer.amount;
+                live_pending.entry(transfer.credit_account_id).or_insert([0; 2])[1] += transfer.amount;
+                if let Some(at) = expiry_of(transfer) {
+                    expiring += 1;
+                    if !self.expiries.contains(&(at, transfer.timestamp, transfer.id)) {
+                        return Err(format!("pending transfer {} missing from expiry index", transfer.id));
+                    }
+                }
+            }
+        }
+        if expiring != self.expiries.len() {
+            return Err("expiry index holds transfers that are not pending".into());
+        }
+        for account in &self.accounts {
+            let [debits, credits] = live_pending.get(&account.id).copied().unwrap_or([0; 2]);
+            if account.balances.debits_pending != debits || account.balances.credits_pending != credits {
+                return Err(format!("account {} pending balances differ from its live pending transfers", account.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Result codes that can say whether their event took effect.
+pub trait ResultCode {
+    /// `ok` or `exists`.
+    fn succeeded(&self) -> bool;
+}
+
+impl ResultCode for CreateAccountResult {
+    fn succeeded(&self) -> bool {
+        self.is_success()
+    }
+}
+
+impl ResultCode for CreateTransferResult {
+    fn succeeded(&self) -> bool {
+        self.is_success()
+    }
+}
+
+fn expiry_of(transfer: &Transfer) -> Option<u64> {
+    if transfer.timeout_s == 0 {
+        return None;
+    }
+    transfer.timestamp.checked_add(u64::from(transfer.timeout_s) * NS_PER_S)
+}
+
+/// Balances after moving `amount` from debit to credit, or the overflow that prevents it.
+fn apply_amounts(
+    debit: &Balances,
+    credit: &Balances,
+    amount: u128,
+    pending: bool,
+) -> Result<(Balances, Balances), CreateTransferResult> {
+    use CreateTransferResult as R;
+    let mut debit = *debit;
+    let mut credit = *credit;
+    if pending {
+        debit.debits_pending = debit.debits_pending.checked_add(amount).ok_or(R::OverflowsDebitsPending)?;
+        credit.credits_pending = credit.credits_pending.checked_add(amount).ok_or(R::OverflowsCreditsPending)?;
+    } else {
+        debit.debits_posted = debit.debits_posted.checked_add(amount).ok_or(R::OverflowsDebitsPosted)?;
+        credit.credits_posted = credit.credits_posted.checked_add(amount).ok_or(R::OverflowsCreditsPosted)?;
+    }
+    debit.debits_pending.checked_add(debit.debits_posted).ok_or(R::OverflowsDebits)?;
+    credit.credits_pending.checked_add(credit.credits_posted).ok_or(R::OverflowsCredits)?;
+    Ok((debit, credit))
+}
+
+fn assert_balance_limits(account: &Account) {
+    let b = &account.balances;
+    if account.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) {
+        assert!(b.debits_pending + b.debits_posted <= b.credits_posted, "debits crossed credits");
+    }
+    if account.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) {
+        assert!(b.credits_pending + b.credits_posted <= b.debits_posted, "credits crossed debits");
+    }
+}
+
+fn exists_plain(event: &NewTransfer, asset: crate::money::Asset, existing: &Transfer) -> CreateTransferResult {
+    use CreateTransferResult as R;
+    let balancing = event.flags.has(TransferFlags::BALANCING_DEBIT) || event.flags.has(TransferFlags::BALANCING_CREDIT);
+    let amount_matches = if balancing { existing.amount <= event.amount } else { existing.amount == event.amount };
+    if existing.flags.0 & !TransferFlags::LINKED != event.flags.0 & !TransferFlags::LINKED {
+        R::ExistsWithDifferentFlags
+    } else if existing.debit_account_id != event.debit_account_id {
+        R::ExistsWithDifferentDebitAccountId
+    } else if existing.credit_account_id != event.credit_account_id {
+        R::ExistsWithDifferentCreditAccountId
+    } else if !amount_matches {
+        R::ExistsWithDifferentAmount
+    } else if existing.pending_id != event.pending_id {
+        R::ExistsWithDifferentPendingId
+    } else if existing.user_data_128 != event.user_data_128 {
+        R::ExistsWithDifferentUserData128
+    } else if existing.user_data_64 != event.user_data_64 {
+        R::ExistsWithDifferentUserData64
+    } else if existing.user_data_32 != event.user_data_32 {
+        R::ExistsWithDifferentUserData32
+    } else if existing.timeout_s != event.timeout_s {
+        R::ExistsWithDifferentTimeout
+    } else if existing.asset != asset {
+        R::ExistsWithDifferentAsset
+    } else if existing.code != event.code {
+        R::ExistsWithDifferentCode
+    } else {
+        R::Exists
+    }
+}
+
+fn exists_resolving(event: &NewTransfer, existing: &Transfer) -> CreateTransferResult {
+    use CreateTransferResult as R;
+    let post = event.flags.has(TransferFlags::POST_PENDING);
+    let amount_matches = if post {
+        event.amount == AMOUNT_MAX || event.amount == existing.amount
+    } else {
+        event.amount == 0 || event.amount == existing.amount
+    };
+    let same_or_inherited_128 = |asked: u128, stored: u128| asked == 0 || asked == stored;
+    if existing.flags.0 & !TransferFlags::LINKED != event.flags.0 & !TransferFlags::LINKED {
+        R::ExistsWithDifferentFlags
+    } else if !same_or_inherited_128(event.debit_account_id, existing.debit_account_id) {
+        R::ExistsWithDifferentDebitAccountId
+    } else if !same_or_inherited_128(event.credit_account_id, existing.credit_account_id) {
+        R::ExistsWithDifferentCreditAccountId
+    } else if !amount_matches {
+        R::ExistsWithDifferentAmount
+    } else if existing.pending_id != event.pending_id {
+        R::ExistsWithDifferentPendingId
+    } else if !same_or_inherited_128(event.user_data_128, existing.user_data_128) {
+        R::ExistsWithDifferentUserData128
+    } else if event.user_data_64 != 0 && event.user_data_64 != existing.user_data_64 {
+        R::ExistsWithDifferentUserData64
+    } else if event.user_data_32 != 0 && event.user_data_32 != existing.user_data_32 {
+        R::ExistsWithDifferentUserData32
+    } else if existing.timeout_s != event.timeout_s {
+        R::ExistsWithDifferentTimeout
+    } else if event.asset.is_some_and(|asset| asset != existing.asset) {
+        R::ExistsWithDifferentAsset
+    } else if event.code != 0 && event.code != existing.code {
+        R::ExistsWithDifferentCode
+    } else {
+        R::Exists
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,500 @@
+//! Goal: pin the ledger's semantics one rule at a time.
+//! Method: tiny cases through one `check` helper that applies a request and compares the result
+//! codes as their stable wire names, then asserts balances and the global invariants.
+
+use super::*;
+use crate::codec::{Op, Record};
+use crate::money::Asset;
+
+fn usd() -> Asset {
+    Asset::new("USD", 2).unwrap()
+}
+
+fn eur() -> Asset {
+    Asset::new("EUR", 2).unwrap()
+}
+
+fn account(id: u128, flags: u16) -> NewAccount {
+    NewAccount {
+        id,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        asset: usd(),
+        code: 1,
+        flags: AccountFlags(flags),
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128) -> NewTransfer {
+    NewTransfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        pending_id: 0,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        asset: Some(usd()),
+        code: 1,
+        flags: TransferFlags(0),
+    }
+}
+
+fn with_flags(mut event: NewTransfer, flags: u16) -> NewTransfer {
+    event.flags = TransferFlags(flags);
+    event
+}
+
+fn resolve(id: u128, pending_id: u128, amount: u128, flags: u16) -> NewTransfer {
+    NewTransfer { pending_id, asset: None, code: 0, ..with_flags(transfer(id, 0, 0, amount), flags) }
+}
+
+struct Fixture {
+    ledger: Ledger,
+    now_ns: u64,
+}
+
+impl Fixture {
+    /// A ledger with accounts 1..=3 (plain), 4 (debits_must_not_exceed_credits),
+    /// 5 (credits_must_not_exceed_debits), 6 (history), 9 (EUR).
+    fn new() -> Fixture {
+        let mut fixture = Fixture { ledger: Ledger::new(7), now_ns: 1_000_000_000 };
+        let mut eur_account = account(9, 0);
+        eur_account.asset = eur();
+        let accounts = vec![
+            account(1, 0),
+            account(2, 0),
+            account(3, 0),
+            account(4, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            account(5, AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+            account(6, AccountFlags::HISTORY),
+            eur_account,
+        ];
+        assert_eq!(fixture.accounts(accounts), vec!["ok"; 7]);
+        fixture
+    }
+
+    fn accounts(&mut self, events: Vec<NewAccount>) -> Vec<&'static str> {
+        let replies = self.ledger.apply(&Record { now_ns: self.now_ns, ops: vec![Op::CreateAccounts(events)] });
+        self.ledger.check_invariants().unwrap();
+        match &replies[..] {
+            [OpResults::Accounts(results)] => results.iter().map(|r| r.as_str()).collect(),
+            other => panic!("unexpected replies {other:?}"),
+        }
+    }
+
+    fn check(&mut self, events: Vec<NewTransfer>, expect: &[&str]) {
+        let replies = self.ledger.apply(&Record { now_ns: self.now_ns, ops: vec![Op::CreateTransfers(events)] });
+        self.ledger.check_invariants().unwrap();
+        let got: Vec<&str> = match &replies[..] {
+            [OpResults::Transfers(results)] => results.iter().map(|r| r.as_str()).collect(),
+            other => panic!("unexpected replies {other:?}"),
+        };
+        assert_eq!(got, expect);
+    }
+
+    fn balances(&self, id: u128) -> [u128; 4] {
+        let b = self.ledger.account(id).unwrap().balances;
+        [b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted]
+    }
+
+    fn advance_s(&mut self, seconds: u64) {
+        self.now_ns += seconds * NS_PER_S;
+        self.ledger.apply(&Record { now_ns: self.now_ns, ops: vec![] });
+        self.ledger.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_plain_transfer_moves_posted_balances() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 2, 250)], &["ok"]);
+    assert_eq!(f.balances(1), [0, 250, 0, 0]);
+    assert_eq!(f.balances(2), [0, 0, 0, 250]);
+}
+
+#[test]
+fn reserved_ids_are_refused() {
+    let mut f = Fixture::new();
+    f.check(
+        vec![
+            transfer(0, 1, 2, 1),
+            transfer(u128::MAX, 1, 2, 1),
+            transfer(10, 0, 2, 1),
+            transfer(11, u128::MAX, 2, 1),
+            transfer(12, 1, 0, 1),
+            transfer(13, 1, u128::MAX, 1),
+            transfer(14, 1, 1, 1),
+        ],
+        &[
+            "id_must_not_be_zero",
+            "id_must_not_be_int_max",
+            "debit_account_id_must_not_be_zero",
+            "debit_account_id_must_not_be_int_max",
+            "credit_account_id_must_not_be_zero",
+            "credit_account_id_must_not_be_int_max",
+            "accounts_must_be_different",
+        ],
+    );
+    assert_eq!(f.ledger.transfers_count(), 0);
+}
+
+#[test]
+fn unknown_accounts_and_asset_mismatches_are_refused() {
+    let mut f = Fixture::new();
+    let mut wrong_asset = transfer(13, 1, 2, 1);
+    wrong_asset.asset = Some(eur());
+    let mut no_asset = transfer(14, 1, 2, 1);
+    no_asset.asset = None;
+    f.check(
+        vec![transfer(10, 77, 2, 1), transfer(11, 1, 77, 1), transfer(12, 1, 9, 1), wrong_asset, no_asset],
+        &[
+            "debit_account_not_found",
+            "credit_account_not_found",
+            "accounts_must_have_the_same_asset",
+            "transfer_must_have_the_same_asset_as_accounts",
+            "asset_must_be_set",
+        ],
+    );
+}
+
+#[test]
+fn the_same_transfer_twice_exists_and_a_different_body_names_the_field() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 2, 5)], &["ok"]);
+    let mut other_user_data = transfer(10, 1, 2, 5);
+    other_user_data.user_data_64 = 3;
+    let mut other_code = transfer(10, 1, 2, 5);
+    other_code.code = 2;
+    f.check(
+        vec![
+            transfer(10, 1, 2, 5),
+            transfer(10, 3, 2, 5),
+            transfer(10, 1, 3, 5),
+            transfer(10, 1, 2, 6),
+            with_flags(transfer(10, 1, 2, 5), TransferFlags::PENDING),
+            other_user_data,
+            other_code,
+        ],
+        &[
+            "exists",
+            "exists_with_different_debit_account_id",
+            "exists_with_different_credit_account_id",
+            "exists_with_different_amount",
+            "exists_with_different_flags",
+            "exists_with_different_user_data_64",
+            "exists_with_different_code",
+        ],
+    );
+    assert_eq!(f.balances(1), [0, 5, 0, 0]);
+}
+
+#[test]
+fn accounts_are_idempotent_and_name_what_differs() {
+    let mut f = Fixture::new();
+    let mut other_asset = account(1, 0);
+    other_asset.asset = eur();
+    let mut other_code = account(1, 0);
+    other_code.code = 2;
+    assert_eq!(
+        f.accounts(vec![
+            account(1, 0),
+            account(1, AccountFlags::HISTORY),
+            other_asset,
+            other_code,
+            account(0, 0),
+            account(u128::MAX, 0)
+        ]),
+        vec![
+            "exists",
+            "exists_with_different_flags",
+            "exists_with_different_asset",
+            "exists_with_different_code",
+            "id_must_not_be_zero",
+            "id_must_not_be_int_max"
+        ]
+    );
+    assert_eq!(
+        f.accounts(vec![
+            account(20, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+            account(21, 1 << 12)
+        ]),
+        vec!["flags_are_mutually_exclusive", "reserved_flag"]
+    );
+}
+
+#[test]
+fn debits_must_not_exceed_credits_holds_to_the_unit() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 4, 100)], &["ok"]);
+    f.check(
+        vec![transfer(11, 4, 2, 101), transfer(12, 4, 2, 100), transfer(13, 4, 2, 1)],
+        &["exceeds_credits", "ok", "exceeds_credits"],
+    );
+}
+
+#[test]
+fn credits_must_not_exceed_debits_holds_to_the_unit() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 5, 1, 100)], &["ok"]);
+    f.check(vec![transfer(11, 2, 5, 101), transfer(12, 2, 5, 100)], &["exceeds_debits", "ok"]);
+}
+
+#[test]
+fn a_pending_transfer_reserves_then_posts_partially() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 4, 100)], &["ok"]);
+    f.check(vec![with_flags(transfer(11, 4, 2, 60), TransferFlags::PENDING)], &["ok"]);
+    assert_eq!(f.balances(4), [60, 0, 0, 100]);
+    // Only 40 remains available while 60 is reserved.
+    f.check(vec![transfer(12, 4, 2, 41)], &["exceeds_credits"]);
+    f.check(
+        vec![resolve(13, 11, 61, TransferFlags::POST_PENDING), resolve(14, 11, 45, TransferFlags::POST_PENDING)],
+        &["exceeds_pending_transfer_amount", "ok"],
+    );
+    assert_eq!(f.balances(4), [0, 45, 0, 100]);
+    assert_eq!(f.balances(2), [0, 0, 0, 45]);
+    assert_eq!(f.ledger.transfer(14).unwrap().amount, 45);
+    assert_eq!(f.ledger.pending_status(11), Some(PendingStatus::Posted));
+    f.check(
+        vec![
+            resolve(15, 11, AMOUNT_MAX, TransferFlags::POST_PENDING),
+            resolve(16, 11, 0, TransferFlags::VOID_PENDING),
+            resolve(14, 11, 45, TransferFlags::POST_PENDING),
+        ],
+        &["pending_transfer_already_posted", "pending_transfer_already_posted", "exists"],
+    );
+}
+
+#[test]
+fn voiding_releases_the_whole_reservation() {
+    let mut f = Fixture::new();
+    f.check(vec![with_flags(transfer(10, 1, 2, 70), TransferFlags::PENDING)], &["ok"]);
+    f.check(
+        vec![resolve(11, 10, 69, TransferFlags::VOID_PENDING), resolve(12, 10, 0, TransferFlags::VOID_PENDING)],
+        &["pending_transfer_has_different_amount", "ok"],
+    );
+    assert_eq!(f.balances(1), [0, 0, 0, 0]);
+    f.check(vec![resolve(13, 10, AMOUNT_MAX, TransferFlags::POST_PENDING)], &["pending_transfer_already_voided"]);
+}
+
+#[test]
+fn post_and_void_check_the_pending_transfer() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 2, 5), with_flags(transfer(11, 1, 2, 5), TransferFlags::PENDING)], &["ok", "ok"]);
+    let mut wrong_debit = resolve(12, 11, 5, TransferFlags::POST_PENDING);
+    wrong_debit.debit_account_id = 3;
+    let mut wrong_code = resolve(13, 11, 5, TransferFlags::POST_PENDING);
+    wrong_code.code = 9;
+    let mut wrong_asset = resolve(14, 11, 5, TransferFlags::POST_PENDING);
+    wrong_asset.asset = Some(eur());
+    f.check(
+        vec![
+            resolve(15, 0, 5, TransferFlags::POST_PENDING),
+            resolve(16, 16, 5, TransferFlags::POST_PENDING),
+            resolve(17, 99, 5, TransferFlags::POST_PENDING),
+            resolve(18, 10, 5, TransferFlags::POST_PENDING),
+            wrong_debit,
+            wrong_code,
+            wrong_asset,
+            resolve(19, 11, 5, TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING),
+            resolve(20, 11, 5, TransferFlags::POST_PENDING | TransferFlags::BALANCING_DEBIT),
+            with_flags(transfer(21, 1, 2, 5), TransferFlags::CLOSING_DEBIT),
+            NewTransfer { timeout_s: 5, ..transfer(22, 1, 2, 5) },
+            NewTransfer { pending_id: 11, ..transfer(23, 1, 2, 5) },
+        ],
+        &[
+            "pending_id_must_not_be_zero",
+            "pending_id_must_be_different",
+            "pending_transfer_not_found",
+            "pending_transfer_not_pending",
+            "pending_transfer_has_different_debit_account_id",
+            "pending_transfer_has_different_code",
+            "pending_transfer_has_different_asset",
+            "flags_are_mutually_exclusive",
+            "flags_are_mutually_exclusive",
+            "closing_transfer_must_be_pending",
+            "timeout_reserved_for_pending_transfer",
+            "pending_id_must_be_zero",
+        ],
+    );
+}
+
+#[test]
+fn a_pending_transfer_expires_at_its_timeout_and_not_before() {
+    let mut f = Fixture::new();
+    f.check(vec![NewTransfer { timeout_s: 10, ..with_flags(transfer(10, 1, 2, 30), TransferFlags::PENDING) }], &["ok"]);
+    assert_eq!(f.balances(1), [30, 0, 0, 0]);
+    let expires_at = f.ledger.transfer(10).unwrap().timestamp + 10 * NS_PER_S;
+    assert_eq!(f.ledger.next_expiry_ns(), Some(expires_at));
+    f.now_ns = expires_at - 1;
+    f.advance_s(0);
+    assert_eq!(f.balances(1), [30, 0, 0, 0]);
+    assert_eq!(f.ledger.pending_status(10), Some(PendingStatus::Pending));
+    f.now_ns = expires_at;
+    f.advance_s(0);
+    assert_eq!(f.balances(1), [0, 0, 0, 0]);
+    assert_eq!(f.ledger.pending_status(10), Some(PendingStatus::Expired));
+    assert_eq!(f.ledger.next_expiry_ns(), None);
+    f.check(vec![resolve(11, 10, AMOUNT_MAX, TransferFlags::POST_PENDING)], &["pending_transfer_expired"]);
+}
+
+#[test]
+fn a_linked_chain_succeeds_or_fails_as_one() {
+    let mut f = Fixture::new();
+    let linked = TransferFlags::LINKED;
+    f.check(
+        vec![
+            with_flags(transfer(10, 1, 2, 5), linked),
+            with_flags(transfer(11, 2, 3, 5), linked),
+            transfer(12, 3, 4, 5),
+        ],
+        &["ok", "ok", "ok"],
+    );
+    f.check(
+        vec![
+            with_flags(transfer(20, 1, 2, 5), linked),
+            with_flags(transfer(21, 4, 3, 99), linked),
+            transfer(22, 1, 3, 5),
+            transfer(23, 1, 3, 5),
+        ],
+        &["linked_event_failed", "exceeds_credits", "linked_event_failed", "ok"],
+    );
+    assert!(f.ledger.transfer(20).is_none());
+    assert!(f.ledger.transfer(22).is_none());
+    assert_eq!(f.balances(1), [0, 10, 0, 0]);
+    f.check(vec![transfer(30, 1, 2, 1), with_flags(transfer(31, 1, 2, 1), linked)], &["ok", "linked_event_chain_open"]);
+    f.check(
+        vec![with_flags(transfer(40, 1, 2, 1), linked), with_flags(transfer(41, 1, 2, 1), linked)],
+        &["linked_event_failed", "linked_event_chain_open"],
+    );
+    assert!(f.ledger.transfer(40).is_none());
+}
+
+#[test]
+fn a_failed_chain_rolls_back_pending_post_and_account_history() {
+    let mut f = Fixture::new();
+    f.check(vec![NewTransfer { timeout_s: 60, ..with_flags(transfer(10, 1, 6, 30), TransferFlags::PENDING) }], &["ok"]);
+    let before = f.ledger.account_history(6, 0, 100).unwrap().len();
+    f.check(
+        vec![
+            with_flags(
+                resolve(11, 10, 30, TransferFlags::POST_PENDING),
+                TransferFlags::POST_PENDING | TransferFlags::LINKED,
+            ),
+            with_flags(transfer(12, 1, 6, 1), TransferFlags::LINKED),
+            transfer(13, 1, 77, 1),
+        ],
+        &["linked_event_failed", "linked_event_failed", "credit_account_not_found"],
+    );
+    assert_eq!(f.ledger.pending_status(10), Some(PendingStatus::Pending));
+    assert_eq!(f.balances(6), [0, 0, 30, 0]);
+    assert_eq!(f.ledger.account_history(6, 0, 100).unwrap().len(), before);
+    assert!(f.ledger.next_expiry_ns().is_some());
+}
+
+#[test]
+fn retrying_a_committed_chain_answers_exists_for_every_event() {
+    let mut f = Fixture::new();
+    let chain = vec![with_flags(transfer(10, 1, 2, 5), TransferFlags::LINKED), transfer(11, 2, 3, 5)];
+    f.check(chain.clone(), &["ok", "ok"]);
+    f.check(chain, &["exists", "exists"]);
+    assert_eq!(f.balances(2), [0, 5, 0, 5]);
+}
+
+#[test]
+fn balancing_debit_moves_only_what_the_account_holds() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 4, 70)], &["ok"]);
+    f.check(vec![with_flags(transfer(11, 4, 2, AMOUNT_MAX), TransferFlags::BALANCING_DEBIT)], &["ok"]);
+    assert_eq!(f.ledger.transfer(11).unwrap().amount, 70);
+    assert_eq!(f.balances(4), [0, 70, 0, 70]);
+    f.check(vec![with_flags(transfer(11, 4, 2, AMOUNT_MAX), TransferFlags::BALANCING_DEBIT)], &["exists"]);
+    f.check(
+        vec![with_flags(transfer(11, 4, 2, 69), TransferFlags::BALANCING_DEBIT)],
+        &["exists_with_different_amount"],
+    );
+}
+
+#[test]
+fn balancing_credit_fills_only_up_to_debits() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 5, 1, 40)], &["ok"]);
+    f.check(vec![with_flags(transfer(11, 2, 5, 100), TransferFlags::BALANCING_CREDIT)], &["ok"]);
+    assert_eq!(f.ledger.transfer(11).unwrap().amount, 40);
+}
+
+#[test]
+fn a_closing_transfer_closes_and_voiding_it_reopens() {
+    let mut f = Fixture::new();
+    f.check(vec![with_flags(transfer(10, 1, 2, 0), TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT)], &["ok"]);
+    assert!(f.ledger.account(1).unwrap().flags.has(AccountFlags::CLOSED));
+    f.check(
+        vec![transfer(11, 1, 2, 1), transfer(12, 3, 1, 1)],
+        &["debit_account_already_closed", "credit_account_already_closed"],
+    );
+    f.check(vec![resolve(13, 10, 0, TransferFlags::VOID_PENDING)], &["ok"]);
+    assert!(!f.ledger.account(1).unwrap().flags.has(AccountFlags::CLOSED));
+    f.check(vec![transfer(14, 1, 2, 1)], &["ok"]);
+}
+
+#[test]
+fn overflow_is_refused_not_wrapped() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 2, u128::MAX)], &["ok"]);
+    f.check(
+        vec![transfer(11, 1, 3, 1), transfer(12, 3, 2, 1)],
+        &["overflows_debits_posted", "overflows_credits_posted"],
+    );
+    f.check(vec![with_flags(transfer(13, 1, 3, 1), TransferFlags::PENDING)], &["overflows_debits"]);
+    f.check(vec![with_flags(transfer(14, 3, 2, 1), TransferFlags::PENDING)], &["overflows_credits"]);
+}
+
+#[test]
+fn timeouts_that_overflow_the_clock_are_refused() {
+    let mut f = Fixture::new();
+    f.now_ns = u64::MAX - 10 * NS_PER_S;
+    f.check(
+        vec![NewTransfer { timeout_s: u32::MAX, ..with_flags(transfer(10, 1, 2, 1), TransferFlags::PENDING) }],
+        &["overflows_timeout"],
+    );
+}
+
+#[test]
+fn history_lists_transfers_with_balances_and_pages_by_timestamp() {
+    let mut f = Fixture::new();
+    for id in 10..15 {
+        f.check(vec![transfer(id, 1, 6, 10)], &["ok"]);
+    }
+    let page = f.ledger.account_history(6, 0, 3).unwrap();
+    assert_eq!(page.iter().map(|e| e.transfer.id).collect::<Vec<_>>(), vec![10, 11, 12]);
+    assert_eq!(page[2].balances.unwrap().credits_posted, 30);
+    let rest = f.ledger.account_history(6, page[2].transfer.timestamp, 3).unwrap();
+    assert_eq!(rest.iter().map(|e| e.transfer.id).collect::<Vec<_>>(), vec![13, 14]);
+    let plain = f.ledger.account_history(1, 0, 10).unwrap();
+    assert_eq!(plain.len(), 5);
+    assert!(plain[0].balances.is_none());
+    assert!(f.ledger.account_history(77, 0, 10).is_none());
+}
+
+#[test]
+fn timestamps_increase_strictly_even_if_the_clock_goes_back() {
+    let mut f = Fixture::new();
+    f.check(vec![transfer(10, 1, 2, 1)], &["ok"]);
+    f.now_ns -= 500;
+    f.check(vec![transfer(11, 1, 2, 1)], &["ok"]);
+    assert!(f.ledger.transfer(11).unwrap().timestamp > f.ledger.transfer(10).unwrap().timestamp);
+}
+
+#[test]
+fn every_result_code_round_trips_through_its_number() {
+    for result in CreateTransferResult::ALL {
+        assert_eq!(CreateTransferResult::from_code(result.code()), Some(*result));
+    }
+    for result in CreateAccountResult::ALL {
+        assert_eq!(CreateAccountResult::from_code(result.code()), Some(*result));
+    }
+}
