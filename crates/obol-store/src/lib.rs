@@ -1,1 +1,102 @@
-//! placeholder
+//! Durable storage for obol and the group-commit engine that feeds the ledger.
+//!
+//! The durable record of the ledger is its log of [`Record`](obol_core::codec::Record)s: one row
+//! per group commit, appended and synced before any result of it is returned. The in-memory
+//! [`Ledger`](obol_core::ledger::Ledger) is rebuilt at start by replaying that log.
+//!
+//! **Architecture Invariant:** a record is persisted before it is applied, and applied before
+//! any of its results leave [`Node::commit`]; readers only ever see applied (hence durable)
+//! state. A store error stops the engine (fail-stop): after a failed sync nothing is known.
+//!
+//! **API Boundary:** the [`Store`] trait (two implementations: [`SqliteStore`], the embedded
+//! default, and [`PgStore`]); [`Node`] for single-threaded use (tests, the simulator) and
+//! [`Engine`] for the server's coalescing writer thread.
+#![deny(missing_docs)]
+
+mod engine;
+mod node;
+mod postgres;
+mod sqlite;
+
+pub use engine::{Engine, EngineError, EngineStats, QUEUE_DEPTH_MAX};
+pub use node::Node;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Why the store failed. Every variant stops the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Another obol process holds this store.
+    #[error("{0} is in use by another obol process")]
+    Locked(String),
+    /// The log is damaged somewhere other than its last record.
+    #[error("log record {seq} is corrupt: {reason}")]
+    Corrupt {
+        /// Position of the bad record.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An append was not at the next position (a bug or a second writer).
+    #[error("append at {got} but the log ends at {last}")]
+    OutOfOrder {
+        /// Last position in the log.
+        last: u64,
+        /// Position asked for.
+        got: u64,
+    },
+    /// A fault injected by the simulator.
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
+}
+
+/// A log of encoded records plus a small key-value area for server metadata (API key hashes).
+pub trait Store: Send {
+    /// Appends `bytes` at position `seq` (1-based, consecutive). Durable when it returns `Ok`.
+    fn append(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Calls `visit` for every record in position order.
+    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    /// Removes every record at position `from_seq` or later (used to drop a torn tail).
+    fn truncate(&mut self, from_seq: u64) -> Result<(), StoreError>;
+    /// Reads a metadata value.
+    fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a metadata value durably.
+    fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// A short name for logs and metrics: `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn append(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).append(seq, bytes)
+    }
+    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        (**self).replay(visit)
+    }
+    fn truncate(&mut self, from_seq: u64) -> Result<(), StoreError> {
+        (**self).truncate(from_seq)
+    }
+    fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).meta_get(key)
+    }
+    fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).meta_put(key, value)
+    }
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+}

@@ -1,0 +1,208 @@
+//! The server's writer: one thread that coalesces concurrent requests into one record, persists
+//! it with one sync (group commit), applies it, and answers every request in it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use obol_core::codec::{Op, RECORD_EVENTS_MAX, Record};
+use obol_core::ledger::{Ledger, OpResults};
+use tokio::sync::oneshot;
+
+use crate::{Node, Store};
+
+/// Requests that may wait for the writer before new ones are refused as overloaded.
+pub const QUEUE_DEPTH_MAX: usize = 4096;
+
+/// How long the writer sleeps when idle before it checks for expiring pending transfers.
+const IDLE_WAKE_MS: u64 = 250;
+
+/// Why a request got no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The queue is full; the caller should retry later.
+    #[error("the ledger is overloaded; retry shortly")]
+    Overloaded,
+    /// The store failed and the engine stopped; nothing more is accepted.
+    #[error("the ledger stopped after a storage failure")]
+    Stopped,
+}
+
+struct Submission {
+    op: Op,
+    reply: oneshot::Sender<Result<OpResults, EngineError>>,
+}
+
+/// Counters the engine keeps for metrics and benchmarks.
+#[derive(Default, Debug)]
+pub struct EngineStats {
+    /// Records committed.
+    pub records: AtomicU64,
+    /// Events committed.
+    pub events: AtomicU64,
+}
+
+/// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
+#[derive(Clone)]
+pub struct Engine {
+    sender: SyncSender<Submission>,
+    ledger: Arc<RwLock<Ledger>>,
+    stopped: Arc<AtomicBool>,
+    stats: Arc<EngineStats>,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Engine {
+    /// Starts the writer thread over an opened node.
+    pub fn start<S: Store + 'static>(node: Node<S>) -> Engine {
+        let (sender, receiver) = sync_channel(QUEUE_DEPTH_MAX);
+        let ledger = node.ledger();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(EngineStats::default());
+        let thread = {
+            let stopped = Arc::clone(&stopped);
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("obol-writer".into())
+                .spawn(move || writer(node, receiver, stopped, stats))
+                .expect("spawning the writer thread")
+        };
+        Engine { sender, ledger, stopped, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Submits one request without blocking; the answer arrives when its record is durable.
+    pub fn submit(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
+        assert!(op.len() <= RECORD_EVENTS_MAX);
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(EngineError::Stopped);
+        }
+        let (reply, receiver) = oneshot::channel();
+        match self.sender.try_send(Submission { op, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Submits one request, waiting for room in the queue (for benchmarks and batch tools).
+    pub fn submit_blocking(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender.send(Submission { op, reply }).map_err(|_| EngineError::Stopped)?;
+        Ok(receiver)
+    }
+
+    /// Submits and waits for the result (async).
+    pub async fn execute(&self, op: Op) -> Result<OpResults, EngineError> {
+        let receiver = self.submit(op)?;
+        receiver.await.unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// The ledger, for reads.
+    pub fn ledger(&self) -> &Arc<RwLock<Ledger>> {
+        &self.ledger
+    }
+
+    /// Whether the engine stopped after a storage failure.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Records and events committed so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Stops accepting work, lets the writer finish what is queued, and waits for it.
+    pub fn shutdown(self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(self.sender);
+        if let Some(thread) = thread {
+            // Other clones may still hold senders; the writer exits when the last one drops.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+fn writer<S: Store>(
+    mut node: Node<S>,
+    receiver: Receiver<Submission>,
+    stopped: Arc<AtomicBool>,
+    stats: Arc<EngineStats>,
+) {
+    let mut carried: Option<Submission> = None;
+    loop {
+        let first = match carried.take() {
+            Some(submission) => submission,
+            None => match receiver.recv_timeout(Duration::from_millis(IDLE_WAKE_MS)) {
+                Ok(submission) => submission,
+                Err(RecvTimeoutError::Timeout) => {
+                    let due = node.ledger().read().map(|l| l.next_expiry_ns()).unwrap_or(None);
+                    let now = now_ns();
+                    if due.is_some_and(|at| at <= now) {
+                        let record = Record { now_ns: now, ops: Vec::new() };
+                        if let Err(error) = node.commit(&record) {
+                            tracing::error!(%error, "storage failed; the ledger stops");
+                            stopped.store(true, Ordering::Release);
+                            fail_all(&receiver);
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        let mut events_count = first.op.len();
+        let mut batch = vec![first];
+        while events_count < RECORD_EVENTS_MAX {
+            match receiver.try_recv() {
+                Ok(submission) if events_count + submission.op.len() > RECORD_EVENTS_MAX => {
+                    carried = Some(submission);
+                    break;
+                }
+                Ok(submission) => {
+                    events_count += submission.op.len();
+                    batch.push(submission);
+                }
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|s| (s.op, s.reply)).unzip();
+        let record = Record { now_ns: now_ns(), ops };
+        match node.commit(&record) {
+            Ok(results) => {
+                stats.records.fetch_add(1, Ordering::Relaxed);
+                stats.events.fetch_add(events_count as u64, Ordering::Relaxed);
+                metrics::histogram!("obol_batch_events").record(events_count as f64);
+                metrics::histogram!("obol_batch_requests").record(replies.len() as f64);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "storage failed; the ledger stops");
+                stopped.store(true, Ordering::Release);
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Stopped));
+                }
+                if let Some(submission) = carried.take() {
+                    let _ = submission.reply.send(Err(EngineError::Stopped));
+                }
+                fail_all(&receiver);
+                return;
+            }
+        }
+    }
+}
+
+fn fail_all(receiver: &Receiver<Submission>) {
+    while let Ok(submission) = receiver.recv() {
+        let _ = submission.reply.send(Err(EngineError::Stopped));
+    }
+}
