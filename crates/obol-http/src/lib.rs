@@ -1,1 +1,440 @@
-//! placeholder
+//! obol's HTTP API: an axum [`Router`] over the ledger engine.
+//!
+//! **Architecture Invariant:** handlers translate between DTOs and core types and nothing else;
+//! every money decision is the core's. Every failure leaves as RFC 9457 problem+json with a
+//! stable `code` ([`error::ApiError`]); bad input never produces a 5xx.
+//!
+//! **API Boundary:** [`app`] builds the router from an [`AppState`]; routes live under `/v1`
+//! and all of them require `Authorization: Bearer <operator key>`. `/healthz`, `/readyz` and
+//! `/metrics` are open for probes and scrapers.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use obol_core::codec::Op;
+use obol_core::ledger::{BATCH_EVENTS_MAX, CreateAccountResult, CreateTransferResult, OpResults};
+use obol_store::Engine;
+use utoipa::OpenApi;
+
+use crate::auth::Authenticator;
+use crate::dto::*;
+use crate::error::{ApiError, Problem};
+
+/// Largest request body accepted: a full batch of 8,190 transfers with every field set fits.
+pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Longest a request may take before it is answered with a timeout problem.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Largest history page.
+pub const HISTORY_LIMIT_MAX: usize = 1000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger engine.
+    pub engine: Engine,
+    /// Checks API keys.
+    pub auth: Arc<Authenticator>,
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("obol_batch_events".into()),
+                    &[1.0, 8.0, 64.0, 256.0, 1024.0, 4096.0, 8190.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("obol_batch_requests".into()),
+                    &[1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0],
+                )
+            })
+            .expect("static bucket lists are valid");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // A second recorder in one process (tests) keeps the first; both render the same way.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    metrics_handle();
+    let v1 = Router::new()
+        .route("/v1/accounts", post(create_account))
+        .route("/v1/accounts/batch", post(create_accounts))
+        .route("/v1/accounts/{id}", get(get_account))
+        .route("/v1/accounts/{id}/balance", get(get_balance))
+        .route("/v1/accounts/{id}/history", get(get_history))
+        .route("/v1/transfers", post(create_transfer))
+        .route("/v1/transfers/batch", post(create_transfers))
+        .route("/v1/transfers/{id}", get(get_transfer))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async {
+            let mut response = ApiError::JsonData("this method is not allowed on this path".into()).into_response();
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+        })
+        .route_layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(time_limit))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+/// JSON body extractor whose failures are problem documents.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string());
+    let Some(token) = token else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let auth = Arc::clone(&state.auth);
+    // argon2id is slow on purpose; keep it off the async workers.
+    let accepted = tokio::task::spawn_blocking(move || auth.check(&token)).await.unwrap_or(false);
+    if !accepted {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
+async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("obol_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("obol_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT_MS).into_response(),
+    }
+}
+
+fn batch_size(got: usize) -> Result<(), ApiError> {
+    if got == 0 || got > BATCH_EVENTS_MAX {
+        return Err(ApiError::BatchSize { got, max: BATCH_EVENTS_MAX });
+    }
+    Ok(())
+}
+
+fn internal(what: &str) -> ApiError {
+    ApiError::Internal(format!("engine answered {what} with the wrong shape"))
+}
+
+fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
+    state.engine.ledger().read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn with_location(status: StatusCode, location: String, body: impl IntoResponse) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    (status, headers, body).into_response()
+}
+
+/// Create one account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = AccountNew,
+    responses(
+        (status = 201, description = "Created", body = AccountDto),
+        (status = 200, description = "An identical account already existed", body = AccountDto),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id exists with different fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The ledger refused the account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn create_account(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<AccountNew>,
+) -> Result<Response, ApiError> {
+    let event = body.to_core()?;
+    let result = match state.engine.execute(Op::CreateAccounts(vec![event])).await? {
+        OpResults::Accounts(results) => results.first().copied().ok_or_else(|| internal("create_account"))?,
+        OpResults::Transfers(_) => return Err(internal("create_account")),
+    };
+    let status = match result {
+        CreateAccountResult::Ok => StatusCode::CREATED,
+        CreateAccountResult::Exists => StatusCode::OK,
+        rejected => return Err(ApiError::AccountRejected(rejected)),
+    };
+    let account = read_ledger(&state).account(event.id).map(AccountDto::from).ok_or_else(|| internal("account"))?;
+    Ok(with_location(status, format!("/v1/accounts/{}", event.id), Json(account)))
+}
+
+/// Create up to 8,190 accounts in one durable batch.
+#[utoipa::path(post, path = "/v1/accounts/batch", tag = "accounts", request_body = AccountBatch,
+    responses(
+        (status = 200, description = "One result per account, in order", body = BatchResults),
+        (status = 400, description = "Malformed request; nothing was written", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn create_accounts(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<AccountBatch>,
+) -> Result<Json<BatchResults>, ApiError> {
+    batch_size(body.accounts.len())?;
+    let events = body
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(index, account)| account.to_core().map_err(|error| at_index(index, error)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
+    match state.engine.execute(Op::CreateAccounts(events)).await? {
+        OpResults::Accounts(results) => Ok(Json(account_results(&ids, &results))),
+        OpResults::Transfers(_) => Err(internal("create_accounts")),
+    }
+}
+
+fn at_index(index: usize, error: ApiError) -> ApiError {
+    match error {
+        ApiError::InvalidId { field, reason } => ApiError::InvalidId { field: format!("[{index}].{field}"), reason },
+        ApiError::InvalidAmount { field, reason } => {
+            ApiError::InvalidAmount { field: format!("[{index}].{field}"), reason }
+        }
+        ApiError::InvalidAsset(detail) => ApiError::InvalidAsset(format!("[{index}]: {detail}")),
+        ApiError::InvalidFlag(flag) => ApiError::InvalidFlag(format!("[{index}]: {flag}")),
+        other => other,
+    }
+}
+
+/// Look up an account.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id, decimal")),
+    responses(
+        (status = 200, description = "The account", body = AccountDto),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountDto>, ApiError> {
+    let id = path_id(&id)?;
+    read_ledger(&state).account(id).map(|a| Json(AccountDto::from(a))).ok_or(ApiError::AccountNotFound(id))
+}
+
+/// An account's balances and net position.
+#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts",
+    params(("id" = String, Path, description = "Account id, decimal")),
+    responses(
+        (status = 200, description = "Balances", body = BalanceDto),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn get_balance(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<BalanceDto>, ApiError> {
+    let id = path_id(&id)?;
+    read_ledger(&state).account(id).map(|a| Json(BalanceDto::from(a))).ok_or(ApiError::AccountNotFound(id))
+}
+
+/// The transfers that touched an account, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "accounts",
+    params(("id" = String, Path, description = "Account id, decimal"), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of history", body = HistoryPage),
+        (status = 400, description = "Bad cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn get_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let id = path_id(&id)?;
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > HISTORY_LIMIT_MAX {
+        return Err(ApiError::InvalidQuery(format!("limit must be 1 to {HISTORY_LIMIT_MAX}")));
+    }
+    let after = match query.after.as_deref() {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| ApiError::InvalidQuery("after must be a cursor from a previous page".into()))?,
+    };
+    let ledger = read_ledger(&state);
+    let entries = ledger.account_history(id, after, limit).ok_or(ApiError::AccountNotFound(id))?;
+    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.transfer.timestamp.to_string())).flatten();
+    let items = entries.iter().map(|e| history_item(e, ledger.pending_status(e.transfer.id))).collect();
+    Ok(Json(HistoryPage { items, next }))
+}
+
+/// Create one transfer.
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferNew,
+    responses(
+        (status = 201, description = "Created", body = TransferDto),
+        (status = 200, description = "An identical transfer already existed", body = TransferDto),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id exists with different fields, or the pending transfer is already resolved", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The ledger refused the transfer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn create_transfer(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TransferNew>,
+) -> Result<Response, ApiError> {
+    let event = body.to_core()?;
+    let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
+        OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
+        OpResults::Accounts(_) => return Err(internal("create_transfer")),
+    };
+    let status = match result {
+        CreateTransferResult::Ok => StatusCode::CREATED,
+        CreateTransferResult::Exists => StatusCode::OK,
+        rejected => return Err(ApiError::TransferRejected(rejected)),
+    };
+    let ledger = read_ledger(&state);
+    let transfer = ledger.transfer(event.id).ok_or_else(|| internal("transfer"))?;
+    let dto = transfer_dto(transfer, ledger.pending_status(event.id));
+    Ok(with_location(status, format!("/v1/transfers/{}", event.id), Json(dto)))
+}
+
+/// Create up to 8,190 transfers in one durable batch.
+#[utoipa::path(post, path = "/v1/transfers/batch", tag = "transfers", request_body = TransferBatch,
+    responses(
+        (status = 200, description = "One result per transfer, in order", body = BatchResults),
+        (status = 400, description = "Malformed request; nothing was written", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn create_transfers(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TransferBatch>,
+) -> Result<Json<BatchResults>, ApiError> {
+    batch_size(body.transfers.len())?;
+    let events = body
+        .transfers
+        .iter()
+        .enumerate()
+        .map(|(index, transfer)| transfer.to_core().map_err(|error| at_index(index, error)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
+    match state.engine.execute(Op::CreateTransfers(events)).await? {
+        OpResults::Transfers(results) => Ok(Json(transfer_results(&ids, &results))),
+        OpResults::Accounts(_) => Err(internal("create_transfers")),
+    }
+}
+
+/// Look up a transfer.
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = String, Path, description = "Transfer id, decimal")),
+    responses(
+        (status = 200, description = "The transfer", body = TransferDto),
+        (status = 404, description = "No such transfer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn get_transfer(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TransferDto>, ApiError> {
+    let id = path_id(&id)?;
+    let ledger = read_ledger(&state);
+    let transfer = ledger.transfer(id).ok_or(ApiError::TransferNotFound(id))?;
+    Ok(Json(transfer_dto(transfer, ledger.pending_status(id))))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document")),
+    security(("bearer" = [])))]
+async fn openapi_json() -> Response {
+    let mut response = Json(ApiDoc::openapi()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// Readiness: the ledger accepts writes.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.engine.is_stopped() {
+        return Err(ApiError::Unavailable);
+    }
+    Ok(Json(Health { status: "ok".into() }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics_text() -> Response {
+    let body = metrics_handle().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("obol_live_…").build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers and DTOs above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
+    paths(create_account, create_accounts, get_account, get_balance, get_history, create_transfer, create_transfers, get_transfer, openapi_json, healthz, readyz, metrics_text),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;

@@ -17,7 +17,7 @@ use crate::{Node, Store};
 pub const QUEUE_DEPTH_MAX: usize = 4096;
 
 /// How long the writer sleeps when idle before it checks for expiring pending transfers.
-const IDLE_WAKE_MS: u64 = 250;
+const IDLE_WAKE_MS: u64 = 100;
 
 /// Why a request got no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,7 @@ pub struct Engine {
     sender: SyncSender<Submission>,
     ledger: Arc<RwLock<Ledger>>,
     stopped: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -61,15 +62,17 @@ impl Engine {
         let ledger = node.ledger();
         let stopped = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(EngineStats::default());
+        let closing = Arc::new(AtomicBool::new(false));
         let thread = {
             let stopped = Arc::clone(&stopped);
+            let closing = Arc::clone(&closing);
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("obol-writer".into())
-                .spawn(move || writer(node, receiver, stopped, stats))
+                .spawn(move || writer(node, receiver, stopped, closing, stats))
                 .expect("spawning the writer thread")
         };
-        Engine { sender, ledger, stopped, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        Engine { sender, ledger, stopped, closing, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
 
     /// Submits one request without blocking; the answer arrives when its record is durable.
@@ -114,14 +117,15 @@ impl Engine {
         &self.stats
     }
 
-    /// Stops accepting work, lets the writer finish what is queued, and waits for it.
+    /// Lets the writer finish what is queued, then stops it and waits for it. Requests
+    /// submitted after the queue drains are answered `Stopped`.
     pub fn shutdown(self) {
+        self.closing.store(true, Ordering::Release);
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(self.sender);
         if let Some(thread) = thread {
-            // Other clones may still hold senders; the writer exits when the last one drops.
             let _ = thread.join();
         }
+        self.stopped.store(true, Ordering::Release);
     }
 }
 
@@ -133,6 +137,7 @@ fn writer<S: Store>(
     mut node: Node<S>,
     receiver: Receiver<Submission>,
     stopped: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
 ) {
     let mut carried: Option<Submission> = None;
@@ -141,6 +146,7 @@ fn writer<S: Store>(
             Some(submission) => submission,
             None => match receiver.recv_timeout(Duration::from_millis(IDLE_WAKE_MS)) {
                 Ok(submission) => submission,
+                Err(RecvTimeoutError::Timeout) if closing.load(Ordering::Acquire) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     let due = node.ledger().read().map(|l| l.next_expiry_ns()).unwrap_or(None);
                     let now = now_ns();

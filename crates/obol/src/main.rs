@@ -1,1 +1,77 @@
-fn main() {}
+//! The `obol` binary: the server, a command-line client for it, and benchmarks.
+//!
+//! This crate is the only place that reads configuration, chooses a store, installs signal
+//! handlers and uses `anyhow`; everything below it returns typed errors.
+
+mod bench;
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// obol: a secure micropayment server.
+///
+/// Start the server with `obol serve` (embedded storage in ./obol-data, listening on
+/// 127.0.0.1:8402). On first start it prints an operator API key once; the client commands read
+/// it from --api-key or OBOL_API_KEY.
+#[derive(Parser, Debug)]
+#[command(name = "obol", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Create or show accounts.
+    #[command(subcommand)]
+    Account(client::AccountCommand),
+    /// Move money between two accounts (or post/void a pending transfer).
+    Transfer(client::TransferArgs),
+    /// Show an account's balances and net position.
+    Balance(client::BalanceArgs),
+    /// Manage the operator API key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Measure obol on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Replace the operator API key (the server must be stopped). Prints the new key once.
+    ResetOperator {
+        /// Data directory of the embedded store.
+        #[arg(long, default_value = "./obol-data", env = "OBOL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Use this PostgreSQL database instead of the embedded store.
+        #[arg(long, env = "OBOL_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Account(command) => client::account(command),
+        Command::Transfer(args) => client::transfer(args),
+        Command::Balance(args) => client::balance(args),
+        Command::Key(KeyCommand::ResetOperator { data_dir, database_url }) => {
+            serve::reset_operator_key(&data_dir, database_url.as_deref())
+        }
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The one API error type and its RFC 9457 problem+json rendering.
+//!
+//! Every failure a client can cause maps to a 4xx with a stable machine `code`; 5xx bodies carry
+//! only a request id (the detail goes to the log). The status mapping is a single exhaustive
+//! match: a new ledger result code cannot compile until it picks a status.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use obol_core::ledger::{CreateAccountResult, CreateTransferResult};
+use obol_store::EngineError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:obol:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// Short human summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, for a person.
+    pub detail: String,
+    /// Stable machine code (snake_case); clients switch on this.
+    pub code: String,
+    /// Set on 5xx: quote it when reporting the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Everything that can go wrong in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON.
+    #[error("the body is not valid JSON: {0}")]
+    JsonSyntax(String),
+    /// The JSON does not match the schema (wrong types, unknown or missing fields).
+    #[error("the body does not match the schema: {0}")]
+    JsonData(String),
+    /// The request has no JSON content type.
+    #[error("expected Content-Type: application/json")]
+    ContentType,
+    /// The body is larger than the limit.
+    #[error("the body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// An id field is not a canonical decimal u128.
+    #[error("{field} must be a decimal string of an integer from 1 to 2^128-2: {reason}")]
+    InvalidId {
+        /// Which field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// An amount is not a canonical decimal u128.
+    #[error("{field}: {reason}")]
+    InvalidAmount {
+        /// Which field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Asset code or scale invalid.
+    #[error("{0}")]
+    InvalidAsset(String),
+    /// A flag name obol does not know.
+    #[error("unknown flag {0:?}")]
+    InvalidFlag(String),
+    /// A query parameter is out of range.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// A batch with no events or too many.
+    #[error("a batch holds 1 to {max} events, not {got}")]
+    BatchSize {
+        /// Events in the request.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No such account.
+    #[error("account {0} does not exist")]
+    AccountNotFound(u128),
+    /// No such transfer.
+    #[error("transfer {0} does not exist")]
+    TransferNotFound(u128),
+    /// No such route.
+    #[error("no route for this path")]
+    RouteNotFound,
+    /// Missing or wrong API key.
+    #[error("a valid API key is required: send Authorization: Bearer <key>")]
+    Unauthorized,
+    /// The ledger refused an account.
+    #[error("the account was not created: {}", .0.as_str())]
+    AccountRejected(CreateAccountResult),
+    /// The ledger refused a transfer.
+    #[error("the transfer was not created: {}", .0.as_str())]
+    TransferRejected(CreateTransferResult),
+    /// The writer queue is full.
+    #[error("the ledger is busy; retry in a second")]
+    Overloaded,
+    /// The ledger stopped after a storage failure.
+    #[error("the ledger is unavailable")]
+    Unavailable,
+    /// The request took longer than the limit.
+    #[error("the request took longer than {0} ms")]
+    Timeout(u64),
+    /// A bug or an unexpected failure; the detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        match error {
+            EngineError::Overloaded => ApiError::Overloaded,
+            EngineError::Stopped => ApiError::Unavailable,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::JsonSyntaxError(error) => ApiError::JsonSyntax(error.body_text()),
+            JsonRejection::JsonDataError(error) => ApiError::JsonData(error.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::ContentType,
+            JsonRejection::BytesRejection(_) => ApiError::BodyTooLarge(crate::BODY_BYTES_MAX),
+            other => ApiError::JsonData(other.body_text()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status; one exhaustive mapping.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::JsonSyntax(_)
+            | ApiError::JsonData(_)
+            | ApiError::InvalidId { .. }
+            | ApiError::InvalidAmount { .. }
+            | ApiError::InvalidAsset(_)
+            | ApiError::InvalidFlag(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::BatchSize { .. } => StatusCode::BAD_REQUEST,
+            ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::AccountNotFound(_) | ApiError::TransferNotFound(_) | ApiError::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AccountRejected(result) => account_status(*result),
+            ApiError::TransferRejected(result) => transfer_status(*result),
+            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::JsonSyntax(_) => "json_syntax",
+            ApiError::JsonData(_) => "json_schema",
+            ApiError::ContentType => "unsupported_media_type",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::InvalidId { .. } => "invalid_id",
+            ApiError::InvalidAmount { .. } => "invalid_amount",
+            ApiError::InvalidAsset(_) => "invalid_asset",
+            ApiError::InvalidFlag(_) => "invalid_flag",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::BatchSize { .. } => "batch_size",
+            ApiError::AccountNotFound(_) => "account_not_found",
+            ApiError::TransferNotFound(_) => "transfer_not_found",
+            ApiError::RouteNotFound => "route_not_found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::AccountRejected(result) => result.as_str(),
+            ApiError::TransferRejected(result) => result.as_str(),
+            ApiError::Overloaded => "overloaded",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+fn account_status(result: CreateAccountResult) -> StatusCode {
+    use CreateAccountResult as R;
+    match result {
+        R::Ok | R::Exists => StatusCode::OK,
+        R::ExistsWithDifferentFlags
+        | R::ExistsWithDifferentUserData128
+        | R::ExistsWithDifferentUserData64
+        | R::ExistsWithDifferentUserData32
+        | R::ExistsWithDifferentAsset
+        | R::ExistsWithDifferentCode => StatusCode::CONFLICT,
+        R::LinkedEventFailed
+        | R::LinkedEventChainOpen
+        | R::ReservedFlag
+        | R::IdMustNotBeZero
+        | R::IdMustNotBeIntMax
+        | R::FlagsAreMutuallyExclusive
+        | R::CodeMustNotBeZero => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+fn transfer_status(result: CreateTransferResult) -> StatusCode {
+    use CreateTransferResult as R;
+    match result {
+        R::Ok | R::Exists => StatusCode::OK,
+        R::ExistsWithDifferentFlags
+        | R::ExistsWithDifferentDebitAccountId
+        | R::ExistsWithDifferentCreditAccountId
+        | R::ExistsWithDifferentAmount
+        | R::ExistsWithDifferentPendingId
+        | R::ExistsWithDifferentUserData128
+        | R::ExistsWithDifferentUserData64
+        | R::ExistsWithDifferentUserData32
+        | R::ExistsWithDifferentTimeout
+        | R::ExistsWithDifferentAsset
+        | R::ExistsWithDifferentCode
+        | R::PendingTransferAlreadyPosted
+        | R::PendingTransferAlreadyVoided
+        | R::PendingTransferExpired => StatusCode::CONFLICT,
+        R::LinkedEventFailed
+        | R::LinkedEventChainOpen
+        | R::ReservedFlag
+        | R::IdMustNotBeZero
+        | R::IdMustNotBeIntMax
+        | R::FlagsAreMutuallyExclusive
+        | R::DebitAccountIdMustNotBeZero
+        | R::DebitAccountIdMustNotBeIntMax
+        | R::CreditAccountIdMustNotBeZero
+        | R::CreditAccountIdMustNotBeIntMax
+        | R::AccountsMustBeDifferent
+        | R::PendingIdMustBeZero
+        | R::PendingIdMustNotBeZero
+        | R::PendingIdMustNotBeIntMax
+        | R::PendingIdMustBeDifferent
+        | R::TimeoutReservedForPendingTransfer
+        | R::ClosingTransferMustBePending
+        | R::AssetMustBeSet
+        | R::CodeMustNotBeZero
+        | R::DebitAccountNotFound
+        | R::CreditAccountNotFound
+        | R::AccountsMustHaveTheSameAsset
+        | R::TransferMustHaveTheSameAssetAsAccounts
+        | R::PendingTransferNotFound
+        | R::PendingTransferNotPending
+        | R::PendingTransferHasDifferentDebitAccountId
+        | R::PendingTransferHasDifferentCreditAccountId
+        | R::PendingTransferHasDifferentAsset
+        | R::PendingTransferHasDifferentCode
+        | R::ExceedsPendingTransferAmount
+        | R::PendingTransferHasDifferentAmount
+        | R::DebitAccountAlreadyClosed
+        | R::CreditAccountAlreadyClosed
+        | R::OverflowsDebitsPending
+        | R::OverflowsCreditsPending
+        | R::OverflowsDebitsPosted
+        | R::OverflowsCreditsPosted
+        | R::OverflowsDebits
+        | R::OverflowsCredits
+        | R::OverflowsTimeout
+        | R::ExceedsCredits
+        | R::ExceedsDebits => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// A request id for 5xx responses, unique within the process.
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(rand::random::<u32>);
+    format!("{prefix:08x}-{:012x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (detail, request_id) = if status.is_server_error() {
+            let id = request_id();
+            match &self {
+                ApiError::Internal(detail) => tracing::error!(request_id = %id, %detail, "internal error"),
+                other => tracing::warn!(request_id = %id, error = %other, "request not served"),
+            }
+            (self.to_string(), Some(id))
+        } else {
+            (self.to_string(), None)
+        };
+        let problem = Problem {
+            type_uri: format!("urn:obol:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            code: self.code().to_string(),
+            request_id,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, ApiError::Overloaded) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,396 @@
+//! `obol bench ...`: measurements that back the numbers in BENCHMARKS.md.
+//!
+//! `obol bench ledger` pushes full 8,190-transfer batches through the real engine (group commit,
+//! fsync per record, apply) on the embedded and PostgreSQL stores, and runs a naive PostgreSQL
+//! double-entry baseline (one SQL transaction per transfer, 2 connections) in the same
+//! invocation, so the ratios compare runs on the same machine at the same moment.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use obol_core::codec::Op;
+use obol_core::ledger::{AccountFlags, BATCH_EVENTS_MAX, NewAccount, NewTransfer, OpResults, TransferFlags};
+use obol_core::money::Asset;
+use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
+use serde_json::json;
+
+/// `obol bench ...`
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable ledger throughput: embedded vs PostgreSQL vs a naive PostgreSQL baseline.
+    ///
+    /// Two workloads: uniform (random payer and payee among all accounts) and hot merchant
+    /// (every transfer credits one account). Prints transfers per second and the ratios.
+    Ledger(LedgerArgs),
+}
+
+/// Options of `obol bench ledger`.
+#[derive(Args, Debug)]
+pub struct LedgerArgs {
+    /// Transfers per engine run (rounded up to whole batches of 8,190).
+    #[arg(long, default_value_t = 1_000_000)]
+    transfers: u64,
+    /// Accounts created before each run.
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    /// Seconds each naive-baseline workload runs.
+    #[arg(long, default_value_t = 5)]
+    naive_seconds: u64,
+    /// PostgreSQL for the PostgreSQL backend and the naive baseline (schemas obol_bench and
+    /// obol_naive are dropped and recreated).
+    #[arg(long, env = "OBOL_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database_url: String,
+    /// Skip everything that needs PostgreSQL.
+    #[arg(long)]
+    skip_postgres: bool,
+    /// Directory for the embedded store (on the disk you want measured; removed afterwards).
+    #[arg(long, default_value = "./obol-bench-data")]
+    data_dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a bench command.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ledger(args) => ledger(args),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    Uniform,
+    Hot,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Uniform => "uniform",
+            Workload::Hot => "hot",
+        }
+    }
+}
+
+/// xorshift64*: a fast deterministic generator, so runs are comparable.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn asset() -> Asset {
+    Asset::new("USD", 2).expect("USD/2 is valid")
+}
+
+/// Account 1 is the hot merchant; payers are 2..=accounts.
+fn pair(rng: &mut Xorshift, workload: Workload, accounts: u64) -> (u64, u64) {
+    let debit = 2 + rng.below(accounts - 1);
+    let credit = match workload {
+        Workload::Hot => 1,
+        Workload::Uniform => loop {
+            let candidate = 1 + rng.below(accounts);
+            if candidate != debit {
+                break candidate;
+            }
+        },
+    };
+    (debit, credit)
+}
+
+fn transfer_ops(workload: Workload, accounts: u64, transfers: u64) -> Vec<Op> {
+    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ workload as u64);
+    let records = transfers.div_ceil(BATCH_EVENTS_MAX as u64);
+    let mut id = 1u128 << 64;
+    (0..records)
+        .map(|_| {
+            Op::CreateTransfers(
+                (0..BATCH_EVENTS_MAX)
+                    .map(|_| {
+                        id += 1;
+                        let (debit, credit) = pair(&mut rng, workload, accounts);
+                        NewTransfer {
+                            id,
+                            debit_account_id: u128::from(debit),
+                            credit_account_id: u128::from(credit),
+                            amount: 1 + u128::from(rng.below(1000)),
+                            pending_id: 0,
+                            user_data_128: 0,
+                            user_data_64: 0,
+                            user_data_32: 0,
+                            timeout_s: 0,
+                            asset: Some(asset()),
+                            code: 1,
+                            flags: TransferFlags(0),
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn account_ops(accounts: u64) -> Vec<Op> {
+    let ids: Vec<u64> = (1..=accounts).collect();
+    ids.chunks(BATCH_EVENTS_MAX)
+        .map(|chunk| {
+            Op::CreateAccounts(
+                chunk
+                    .iter()
+                    .map(|&id| NewAccount {
+                        id: u128::from(id),
+                        user_data_128: 0,
+                        user_data_64: 0,
+                        user_data_32: 0,
+                        asset: asset(),
+                        code: 1,
+                        flags: AccountFlags(0),
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Pushes ops through the engine with a few records in flight; returns how many events were ok.
+fn drive(engine: &Engine, ops: Vec<Op>, progress: Option<&ProgressBar>) -> anyhow::Result<u64> {
+    const IN_FLIGHT_MAX: usize = 4;
+    let mut in_flight = VecDeque::new();
+    let mut ok = 0u64;
+    let mut settle = |receiver: tokio::sync::oneshot::Receiver<_>| -> anyhow::Result<()> {
+        let result: Result<OpResults, _> = receiver.blocking_recv().context("engine dropped a request")?;
+        let count = match result? {
+            OpResults::Accounts(results) => results.iter().filter(|r| r.is_success()).count(),
+            OpResults::Transfers(results) => results.iter().filter(|r| r.is_success()).count(),
+        };
+        ok += count as u64;
+        if let Some(progress) = progress {
+            progress.inc(count as u64);
+        }
+        Ok(())
+    };
+    for op in ops {
+        in_flight.push_back(engine.submit_blocking(op)?);
+        if in_flight.len() >= IN_FLIGHT_MAX {
+            settle(in_flight.pop_front().context("queue")?)?;
+        }
+    }
+    while let Some(receiver) = in_flight.pop_front() {
+        settle(receiver)?;
+    }
+    Ok(ok)
+}
+
+fn engine_run(
+    store: Box<dyn Store>,
+    workload: Workload,
+    args: &LedgerArgs,
+    progress: &ProgressBar,
+) -> anyhow::Result<f64> {
+    let engine = Engine::start(Node::open(store, rand::random())?);
+    let created = drive(&engine, account_ops(args.accounts), None)?;
+    if created != args.accounts {
+        bail!("only {created} of {} accounts were created", args.accounts);
+    }
+    let ops = transfer_ops(workload, args.accounts, args.transfers);
+    let expected: u64 = ops.iter().map(|op| op.len() as u64).sum();
+    let started = Instant::now();
+    let ok = drive(&engine, ops, Some(progress))?;
+    let elapsed = started.elapsed();
+    engine.shutdown();
+    if ok != expected {
+        bail!("{ok} of {expected} transfers succeeded; the benchmark must measure real work");
+    }
+    Ok(ok as f64 / elapsed.as_secs_f64())
+}
+
+fn embedded_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
+    let dir = args.data_dir.join(format!("run-{}", workload.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir)?;
+    let tps = engine_run(Box::new(store), workload, args, progress);
+    let _ = std::fs::remove_dir_all(&dir);
+    tps
+}
+
+fn postgres_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
+    let schema = format!("obol_bench_{}", workload.name());
+    reset_schema(&args.database_url, &schema)?;
+    let store = PgStore::open_in_schema(&args.database_url, &schema)?;
+    let tps = engine_run(Box::new(store), workload, args, progress);
+    reset_schema(&args.database_url, &schema)?;
+    tps
+}
+
+fn reset_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+        Ok::<(), tokio_postgres::Error>(())
+    })?;
+    Ok(())
+}
+
+/// The naive baseline: per transfer, one SQL transaction that updates both balances (rows locked
+/// in id order, so the two connections never deadlock) and inserts the transfer.
+fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> anyhow::Result<f64> {
+    const CONNECTIONS: usize = 2;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        };
+        let setup = connect().await?;
+        setup
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS obol_naive CASCADE;
+                 CREATE SCHEMA obol_naive;
+                 CREATE TABLE obol_naive.accounts (id BIGINT PRIMARY KEY, debits_posted NUMERIC(39) NOT NULL DEFAULT 0, credits_posted NUMERIC(39) NOT NULL DEFAULT 0);
+                 CREATE TABLE obol_naive.transfers (id BIGINT PRIMARY KEY, debit_account_id BIGINT NOT NULL, credit_account_id BIGINT NOT NULL, amount NUMERIC(39) NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 INSERT INTO obol_naive.accounts (id) SELECT g FROM generate_series(1, {}) g;",
+                args.accounts
+            ))
+            .await?;
+        setup.batch_execute("VACUUM ANALYZE obol_naive.accounts").await?;
+        let deadline = Instant::now() + Duration::from_secs(args.naive_seconds);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for connection_index in 0..CONNECTIONS {
+            let mut client = connect().await?;
+            let accounts = args.accounts;
+            let spinner = spinner.clone();
+            tasks.push(tokio::spawn(async move {
+                let debit_sql = "UPDATE obol_naive.accounts SET debits_posted = debits_posted + $2::BIGINT WHERE id = $1";
+                let credit_sql = "UPDATE obol_naive.accounts SET credits_posted = credits_posted + $2::BIGINT WHERE id = $1";
+                let insert_sql = "INSERT INTO obol_naive.transfers (id, debit_account_id, credit_account_id, amount) VALUES ($1, $2, $3, $4::BIGINT)";
+                let debit_statement = client.prepare(debit_sql).await?;
+                let credit_statement = client.prepare(credit_sql).await?;
+                let insert_statement = client.prepare(insert_sql).await?;
+                let mut rng = Xorshift(0xD1B5_4A32_D192_ED03 ^ connection_index as u64 ^ workload as u64);
+                let mut id = (connection_index as i64) << 40;
+                let mut committed = 0u64;
+                while Instant::now() < deadline {
+                    let (debit, credit) = pair(&mut rng, workload, accounts);
+                    let amount = 1 + rng.below(1000) as i64;
+                    id += 1;
+                    let transaction = client.transaction().await?;
+                    let ordered = [(debit, &debit_statement), (credit, &credit_statement)];
+                    let ordered = if debit < credit { ordered } else { [ordered[1], ordered[0]] };
+                    for (account, statement) in ordered {
+                        transaction.execute(statement, &[&(account as i64), &amount]).await?;
+                    }
+                    transaction.execute(&insert_statement, &[&id, &(debit as i64), &(credit as i64), &amount]).await?;
+                    transaction.commit().await?;
+                    committed += 1;
+                    spinner.inc(1);
+                }
+                Ok::<u64, tokio_postgres::Error>(committed)
+            }));
+        }
+        let mut committed = 0u64;
+        for task in tasks {
+            committed += task.await.context("naive baseline task")??;
+        }
+        let elapsed = started.elapsed();
+        let _ = setup.batch_execute("DROP SCHEMA IF EXISTS obol_naive CASCADE").await;
+        Ok(committed as f64 / elapsed.as_secs_f64())
+    })
+}
+
+fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
+    if args.accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    if args.transfers == 0 {
+        bail!("--transfers must be at least 1");
+    }
+    let per_run = args.transfers.div_ceil(BATCH_EVENTS_MAX as u64) * BATCH_EVENTS_MAX as u64;
+    let postgres = !args.skip_postgres && PgStore::open_in_schema(&args.database_url, "obol_bench_probe").is_ok();
+    if !args.skip_postgres && !postgres {
+        eprintln!(
+            "PostgreSQL at {} is not reachable: its runs are skipped (use --skip-postgres to silence)",
+            args.database_url
+        );
+    }
+    let engine_runs = if postgres { 4 } else { 2 };
+    let progress = ProgressBar::new(per_run * engine_runs);
+    progress.set_style(
+        ProgressStyle::with_template("{msg:28} [{bar:30}] {human_pos}/{human_len} transfers {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut results = serde_json::Map::new();
+    let mut table: Vec<(Workload, f64, Option<f64>, Option<f64>)> = Vec::new();
+    for workload in [Workload::Uniform, Workload::Hot] {
+        progress.set_message(format!("embedded {}", workload.name()));
+        let embedded = embedded_run(workload, &args, &progress)?;
+        results.insert(format!("embedded_{}_tps", workload.name()), json!(embedded.round()));
+        let (pg, naive) = if postgres {
+            progress.set_message(format!("postgres {}", workload.name()));
+            let pg = postgres_run(workload, &args, &progress)?;
+            progress.set_message(format!("naive postgres {} ({} s)", workload.name(), args.naive_seconds));
+            let spinner = ProgressBar::hidden();
+            let naive = naive_run(workload, &args, &spinner)?;
+            (Some(pg), Some(naive))
+        } else {
+            (None, None)
+        };
+        results.insert(format!("postgres_{}_tps", workload.name()), json!(pg.map(f64::round)));
+        results.insert(format!("naive_pg_{}_tps", workload.name()), json!(naive.map(f64::round)));
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 10.0).round() / 10.0);
+        results.insert(format!("embedded_vs_naive_{}", workload.name()), json!(ratio(Some(embedded), naive)));
+        results.insert(format!("postgres_vs_naive_{}", workload.name()), json!(ratio(pg, naive)));
+        table.push((workload, embedded, pg, naive));
+    }
+    progress.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    results.insert("transfers_per_run".into(), json!(per_run));
+    results.insert("accounts".into(), json!(args.accounts));
+    results.insert("batch_events".into(), json!(BATCH_EVENTS_MAX));
+    results.insert("cpus".into(), json!(std::thread::available_parallelism().map_or(0, |n| n.get())));
+    if args.json {
+        println!("{}", serde_json::Value::Object(results));
+        return Ok(());
+    }
+    let fmt = |v: Option<f64>| v.map_or_else(|| "skipped".to_string(), |v| format!("{:.0}/s", v));
+    let ratio =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).map_or_else(|| "-".to_string(), |(a, b)| format!("{:.1}x", a / b));
+    println!(
+        "obol bench ledger: {per_run} transfers per engine run in batches of {BATCH_EVENTS_MAX}, {} accounts, {} cpus",
+        args.accounts, results["cpus"]
+    );
+    println!(
+        "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
+        "workload", "embedded", "postgres", "naive pg", "embedded/naive", "postgres/naive"
+    );
+    for (workload, embedded, pg, naive) in table {
+        println!(
+            "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
+            workload.name(),
+            fmt(Some(embedded)),
+            fmt(pg),
+            fmt(naive),
+            ratio(Some(embedded), naive),
+            ratio(pg, naive)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The command-line client (`obol account|transfer|balance`) and the `serve --demo` walk-through.
+//! Both speak the public HTTP API, exactly as any other client would.
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the server is and how to authenticate.
+#[derive(Args, Debug)]
+pub struct Connection {
+    /// Base URL of the obol server.
+    #[arg(long, default_value = "http://127.0.0.1:8402", env = "OBOL_URL")]
+    url: String,
+    /// Operator API key (printed once by the first `obol serve`).
+    #[arg(long, env = "OBOL_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+/// `obol account ...`
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create an account (re-running with the same fields is harmless).
+    ///
+    /// Example: obol account create --id 1 --asset EUR/2 --flags debits_must_not_exceed_credits
+    Create {
+        /// Account id: 1 to 2^128-2.
+        #[arg(long)]
+        id: String,
+        /// Asset as CODE/SCALE (e.g. USD/2, USD/9 for nano-dollars) or CODE for its minor unit.
+        #[arg(long)]
+        asset: String,
+        /// Account kind, your own numbering.
+        #[arg(long, default_value_t = 1)]
+        code: u16,
+        /// Comma-separated: debits_must_not_exceed_credits, credits_must_not_exceed_debits,
+        /// history, closed.
+        #[arg(long, value_delimiter = ',')]
+        flags: Vec<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show an account with its balances.
+    Show {
+        /// Account id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol transfer ...`
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// Account to debit (the payer).
+    #[arg(long)]
+    from: Option<String>,
+    /// Account to credit (the payee).
+    #[arg(long)]
+    to: Option<String>,
+    /// Amount in units of the asset's scale (USD/2: cents), as digits.
+    #[arg(long)]
+    amount: Option<String>,
+    /// Asset as CODE/SCALE or CODE; must match both accounts.
+    #[arg(long)]
+    asset: Option<String>,
+    /// Transfer id; a fresh random one if omitted. Re-sending the same id and fields is harmless.
+    #[arg(long)]
+    id: Option<String>,
+    /// Reserve the amount (two-phase) instead of moving it now.
+    #[arg(long)]
+    pending: bool,
+    /// With --pending: seconds until the reservation expires.
+    #[arg(long)]
+    timeout_s: Option<u32>,
+    /// Post (all of, or --amount of) the pending transfer with this id.
+    #[arg(long, conflicts_with_all = ["void", "pending", "from", "to"])]
+    post: Option<String>,
+    /// Void the pending transfer with this id.
+    #[arg(long, conflicts_with_all = ["post", "pending", "from", "to"])]
+    void: Option<String>,
+    /// Transfer code, your own numbering.
+    #[arg(long)]
+    code: Option<u16>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `obol balance ...`
+#[derive(Args, Debug)]
+pub struct BalanceArgs {
+    /// Account id.
+    id: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Splits `USD/2` or `USD` into code and scale.
+fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
+    match text.split_once('/') {
+        Some((code, scale)) => Ok((code.to_string(), scale.parse().with_context(|| format!("bad scale in {text:?}"))?)),
+        None => {
+            let minor = obol_core::money::minor_unit(text)
+                .ok_or_else(|| anyhow!("{text:?} is not an ISO 4217 currency code"))?;
+            Ok((text.to_string(), minor))
+        }
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    fn new(connection: &Connection) -> anyhow::Result<Api> {
+        let key = connection.api_key.clone().ok_or_else(|| {
+            anyhow!("no API key: pass --api-key or set OBOL_API_KEY (obol serve printed it on first start)")
+        })?;
+        Ok(Api { http: reqwest::Client::new(), base: connection.url.trim_end_matches('/').to_string(), key })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach obol at {}", self.base))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// Calls and fails with the problem's code and detail on a non-2xx answer.
+    async fn expect(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            bail!("{code} (HTTP {status}): {detail}");
+        }
+        Ok(value)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+/// `obol account ...`
+pub fn account(command: AccountCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let value = match command {
+            AccountCommand::Create { id, asset, code, flags, connection } => {
+                let (asset_code, asset_scale) = parse_asset(&asset)?;
+                let body = json!({"id": id, "asset_code": asset_code, "asset_scale": asset_scale, "code": code, "flags": flags});
+                Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/accounts", Some(&body)).await?
+            }
+            AccountCommand::Show { id, connection } => {
+                Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/accounts/{id}"), None).await?
+            }
+        };
+        print(&value);
+        Ok(())
+    })
+}
+
+/// `obol transfer ...`
+pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
+    let id = args.id.clone().unwrap_or_else(|| (rand::random::<u128>() >> 1).max(1).to_string());
+    let mut body = json!({"id": id});
+    let mut flags: Vec<&str> = Vec::new();
+    if let Some(pending_id) = args.post.as_ref().or(args.void.as_ref()) {
+        body["pending_id"] = json!(pending_id);
+        flags.push(if args.post.is_some() { "post_pending" } else { "void_pending" });
+    } else {
+        let (Some(from), Some(to)) = (&args.from, &args.to) else {
+            bail!("a transfer needs --from and --to (or --post/--void with a pending transfer id)");
+        };
+        body["debit_account_id"] = json!(from);
+        body["credit_account_id"] = json!(to);
+        let asset = args.asset.as_deref().ok_or_else(|| anyhow!("a transfer needs --asset, e.g. --asset USD/2"))?;
+        let (asset_code, asset_scale) = parse_asset(asset)?;
+        body["asset_code"] = json!(asset_code);
+        body["asset_scale"] = json!(asset_scale);
+        if args.pending {
+            flags.push("pending");
+        }
+        if let Some(timeout_s) = args.timeout_s {
+            body["timeout_s"] = json!(timeout_s);
+        }
+    }
+    if let Some(amount) = &args.amount {
+        body["amount"] = json!(amount);
+    }
+    if let Some(code) = args.code {
+        body["code"] = json!(code);
+    }
+    body["flags"] = json!(flags);
+    runtime()?.block_on(async {
+        let value = Api::new(&args.connection)?.expect(reqwest::Method::POST, "/v1/transfers", Some(&body)).await?;
+        print(&value);
+        Ok(())
+    })
+}
+
+/// `obol balance ...`
+pub fn balance(args: BalanceArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let value = Api::new(&args.connection)?
+            .expect(reqwest::Method::GET, &format!("/v1/accounts/{}/balance", args.id), None)
+            .await?;
+        print(&value);
+        Ok(())
+    })
+}
+
+/// The first payment, over HTTP, with every request printed as a curl command.
+pub async fn demo(base: &str, key: &str) -> anyhow::Result<()> {
+    let api = Api { http: reqwest::Client::new(), base: base.to_string(), key: key.to_string() };
+    let suffix: u32 = rand::random::<u32>() % 1_000_000;
+    let payer = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2);
+    let payee = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2 + 1);
+    let funding = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2 + 2_000_000);
+    let steps: Vec<(&str, &str, Value)> = vec![
+        (
+            "a funding source (an issuer account that may go negative)",
+            "/v1/accounts",
+            json!({"id": funding, "asset_code": "USD", "asset_scale": 9}),
+        ),
+        (
+            "the payer's wallet: USD at scale 9 (nano-dollars), never overdrawn",
+            "/v1/accounts",
+            json!({"id": payer, "asset_code": "USD", "asset_scale": 9, "flags": ["debits_must_not_exceed_credits", "history"]}),
+        ),
+        (
+            "the payee's account",
+            "/v1/accounts",
+            json!({"id": payee, "asset_code": "USD", "asset_scale": 9, "flags": ["history"]}),
+        ),
+        (
+            "fund the wallet with $1.00",
+            "/v1/transfers",
+            json!({"id": format!("{payer}1"), "debit_account_id": funding, "credit_account_id": payer, "amount": "1000000000", "asset_code": "USD", "asset_scale": 9}),
+        ),
+        (
+            "the first micropayment: $0.0004 for one article view",
+            "/v1/transfers",
+            json!({"id": format!("{payer}2"), "debit_account_id": payer, "credit_account_id": payee, "amount": "400000", "asset_code": "USD", "asset_scale": 9}),
+        ),
+    ];
+    println!("\n--- demo: a first payment over the HTTP API (key shown as $OBOL_API_KEY) ---");
+    for (what, path, body) in &steps {
+        println!("\n# {what}");
+        println!(
+            "curl -s -X POST {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\" -H 'Content-Type: application/json' -d '{body}'"
+        );
+        let answer = api.expect(reqwest::Method::POST, path, Some(body)).await?;
+        println!("{}", serde_json::to_string(&answer)?);
+    }
+    let path = format!("/v1/accounts/{payer}/balance");
+    println!("\n# the payer's balance after paying");
+    println!("curl -s {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\"");
+    println!("{}", serde_json::to_string(&api.expect(reqwest::Method::GET, &path, None).await?)?);
+    println!("\n--- demo done; obol keeps serving (Ctrl-C to stop) ---\n");
+    Ok(())
+}

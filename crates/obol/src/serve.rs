@@ -1,0 +1,167 @@
+//! `obol serve`: open the store, replay the ledger, start the writer and the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use obol_http::auth::{Authenticator, OPERATOR_KEY_META, StoredKey, generate_key};
+use obol_http::{AppState, app};
+use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
+
+/// Options of `obol serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8402", env = "OBOL_LISTEN")]
+    listen: SocketAddr,
+    /// Data directory of the embedded store (created if missing).
+    #[arg(long, default_value = "./obol-data", env = "OBOL_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded store, e.g. postgres://user@host:5432/db.
+    #[arg(long, env = "OBOL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// After starting, make a first payment over HTTP and print each request and answer.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Box<dyn Store>> {
+    Ok(match database_url {
+        Some(url) => Box::new(PgStore::open(url).with_context(|| "opening the PostgreSQL store".to_string())?),
+        None => Box::new(
+            SqliteStore::open(data_dir)
+                .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?,
+        ),
+    })
+}
+
+fn describe(data_dir: &Path, database_url: Option<&str>) -> String {
+    match database_url {
+        Some(url) => format!("PostgreSQL {}", redact_url(url)),
+        None => format!("embedded SQLite in {}", data_dir.display()),
+    }
+}
+
+/// Hides a password in a database URL before it is printed.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn print_new_key(key: &str) {
+    println!();
+    println!("  New operator API key (shown only this once; keep it somewhere safe):");
+    println!();
+    println!("      {key}");
+    println!();
+    println!("  Use it as:  export OBOL_API_KEY={key}");
+    println!();
+}
+
+/// `obol key reset-operator`.
+pub fn reset_operator_key(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<()> {
+    let mut store = open_store(data_dir, database_url)?;
+    let (key, stored) = generate_key();
+    store.meta_put(OPERATOR_KEY_META, &stored.encode())?;
+    println!("obol: replaced the operator API key of {}", describe(data_dir, database_url));
+    print_new_key(&key);
+    Ok(())
+}
+
+/// `obol serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OBOL_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut store = open_store(&args.data_dir, args.database_url.as_deref())?;
+    let stored_key = match store.meta_get(OPERATOR_KEY_META)? {
+        Some(bytes) => StoredKey::decode(&bytes).context("the stored operator key is unreadable")?,
+        None => {
+            let (key, stored) = generate_key();
+            store.meta_put(OPERATOR_KEY_META, &stored.encode())?;
+            print_new_key(&key);
+            stored
+        }
+    };
+    let started = Instant::now();
+    let node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    let (accounts_count, transfers_count) = {
+        let ledger = node.ledger();
+        let ledger = ledger.read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
+        (ledger.accounts_count(), ledger.transfers_count())
+    };
+    tracing::info!(
+        records = node.seq_last(),
+        accounts = accounts_count,
+        transfers = transfers_count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ledger replayed"
+    );
+    let engine = Engine::start(node);
+    let mut keys = vec![stored_key];
+    let demo_key = if args.demo {
+        let (key, stored) = generate_key();
+        keys.push(stored);
+        Some(key)
+    } else {
+        None
+    };
+    let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new(keys)) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(error) => bail!("cannot listen on {}: {error} (is another obol running? try --listen)", args.listen),
+        };
+        let address = listener.local_addr()?;
+        println!(
+            "obol {} listening on http://{address} ({})",
+            env!("CARGO_PKG_VERSION"),
+            describe(&args.data_dir, args.database_url.as_deref())
+        );
+        let server = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal());
+        if let Some(key) = demo_key {
+            tokio::spawn(async move {
+                if let Err(error) = crate::client::demo(&format!("http://{address}"), &key).await {
+                    eprintln!("demo failed: {error:#}");
+                }
+            });
+        }
+        server.await.context("serving HTTP")?;
+        Ok(())
+    })?;
+    engine.shutdown();
+    println!("obol stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
