@@ -92,6 +92,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no route for this path")]
     RouteNotFound,
+    /// The path exists but not with this method.
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     /// Missing or wrong API key.
     #[error("a valid API key is required: send Authorization: Bearer <key>")]
     Unauthorized,
@@ -153,6 +156,7 @@ impl ApiError {
             ApiError::AccountNotFound(_) | ApiError::TransferNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AccountRejected(result) => account_status(*result),
             ApiError::TransferRejected(result) => transfer_status(*result),
@@ -178,6 +182,7 @@ impl ApiError {
             ApiError::AccountNotFound(_) => "account_not_found",
             ApiError::TransferNotFound(_) => "transfer_not_found",
             ApiError::RouteNotFound => "route_not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AccountRejected(result) => result.as_str(),
             ApiError::TransferRejected(result) => result.as_str(),

@@ -97,11 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async {
-            let mut response = ApiError::JsonData("this method is not allowed on this path".into()).into_response();
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            response
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .route_layer(middleware::from_fn(track))
         .layer(middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
