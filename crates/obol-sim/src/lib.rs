@@ -23,7 +23,7 @@ use obol_core::ledger::{
     TransferFlags,
 };
 use obol_core::money::Asset;
-use obol_store::{Node, Store, StoreError};
+use obol_store::{Node, Store, StoreError, Visit};
 
 /// SplitMix64: small, fast, and the same on every machine.
 #[derive(Clone, Debug)]
@@ -114,7 +114,7 @@ impl Store for FaultyStore {
         Ok(())
     }
 
-    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn replay(&mut self, visit: Visit<'_>) -> Result<(), StoreError> {
         let log = self.disk().log.clone();
         for (seq, bytes) in &log {
             visit(*seq, bytes)?;

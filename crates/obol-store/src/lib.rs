@@ -64,12 +64,15 @@ pub enum StoreError {
     Injected(&'static str),
 }
 
+/// The callback [`Store::replay`] calls with each record's position and bytes.
+pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
+
 /// A log of encoded records plus a small key-value area for server metadata (API key hashes).
 pub trait Store: Send {
     /// Appends `bytes` at position `seq` (1-based, consecutive). Durable when it returns `Ok`.
     fn append(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError>;
     /// Calls `visit` for every record in position order.
-    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    fn replay(&mut self, visit: Visit<'_>) -> Result<(), StoreError>;
     /// Removes every record at position `from_seq` or later (used to drop a torn tail).
     fn truncate(&mut self, from_seq: u64) -> Result<(), StoreError>;
     /// Reads a metadata value.
@@ -84,7 +87,7 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn append(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
         (**self).append(seq, bytes)
     }
-    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn replay(&mut self, visit: Visit<'_>) -> Result<(), StoreError> {
         (**self).replay(visit)
     }
     fn truncate(&mut self, from_seq: u64) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Visit};
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -78,7 +78,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn replay(&mut self, visit: Visit<'_>) -> Result<(), StoreError> {
         // Page through the log so memory stays bounded by one page of records.
         let mut after: i64 = 0;
         loop {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Visit};
 
 /// The embedded store.
 pub struct SqliteStore {
@@ -65,7 +65,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn replay(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn replay(&mut self, visit: Visit<'_>) -> Result<(), StoreError> {
         let mut statement = self.connection.prepare("SELECT seq, body FROM log ORDER BY seq")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {

@@ -50,10 +50,10 @@ fn start(data_dir: &Path) -> (Server, Option<String>) {
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await {
-            if response.status() == 200 {
-                return;
-            }
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "obol never became ready");
         tokio::task::yield_now().await;
@@ -66,7 +66,7 @@ fn scratch() -> PathBuf {
     dir
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Ledgerbook {
     sent: BTreeSet<u128>,
     acked: BTreeMap<u128, u64>,
@@ -135,7 +135,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         assert!(second_key.is_none(), "a restart must not mint a new operator key");
         server = restarted;
         wait_ready(&http, &server.base).await;
-        audit(&http, &server.base, &key, &book.lock().unwrap()).await;
+        let book_now = book.lock().unwrap().clone();
+        audit(&http, &server.base, &key, &book_now).await;
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();

@@ -84,6 +84,9 @@ pub struct Ledger {
     timestamp_last: u64,
     undo: Vec<Undo>,
     journaling: bool,
+    /// Per asset, (debits - credits) for pending and for posted balances, summed over every
+    /// balance change (wrapping). Both are zero after every record, or money was made or lost.
+    imbalances: Vec<(crate::money::Asset, [u128; 2])>,
 }
 
 impl Ledger {
@@ -102,6 +105,7 @@ impl Ledger {
             timestamp_last: 0,
             undo: Vec::new(),
             journaling: false,
+            imbalances: Vec::new(),
         }
     }
 
@@ -126,6 +130,10 @@ impl Ledger {
         }
         self.timestamp_last = next_ts.saturating_sub(1).max(self.timestamp_last);
         assert!(self.undo.is_empty());
+        for (asset, [pending, posted]) in &self.imbalances {
+            assert_eq!(*pending, 0, "{asset}: pending debits and credits differ: money made or lost");
+            assert_eq!(*posted, 0, "{asset}: posted debits and credits differ: money made or lost");
+        }
         debug_assert_eq!(self.check_invariants(), Ok(()));
         replies
     }
@@ -239,16 +247,14 @@ impl Ledger {
     }
 
     /// Applies events one by one; events joined by `linked` succeed or fail together.
-    fn run_chains<R: Copy + PartialEq>(
+    fn run_chains<R: Copy + PartialEq + ResultCode>(
         &mut self,
         linked: &[bool],
         results: &mut [R],
         failed: R,
         chain_open: R,
         mut apply_one: impl FnMut(&mut Ledger, usize) -> R,
-    ) where
-        R: ResultCode,
-    {
+    ) {
         let events_count = linked.len();
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
@@ -303,7 +309,7 @@ impl Ledger {
                     self.account_logs.pop();
                 }
                 Undo::AccountChanged { index, before } => {
-                    self.accounts[index as usize] = before;
+                    self.write_account(index as usize, before);
                 }
                 Undo::TransferCreated => {
                     let transfer = self.transfers.pop().expect("undo: transfer to remove");
@@ -688,10 +694,32 @@ impl Ledger {
         R::Ok
     }
 
+    /// Stores `after` at `index`, counting the balance change toward the per-asset imbalance.
+    fn write_account(&mut self, index: usize, after: Account) -> Account {
+        let before = std::mem::replace(&mut self.accounts[index], after);
+        assert_eq!(before.asset, after.asset, "an account's asset never changes");
+        let delta = |a: u128, b: u128| a.wrapping_sub(b);
+        let pending = delta(after.balances.debits_pending, before.balances.debits_pending)
+            .wrapping_sub(delta(after.balances.credits_pending, before.balances.credits_pending));
+        let posted = delta(after.balances.debits_posted, before.balances.debits_posted)
+            .wrapping_sub(delta(after.balances.credits_posted, before.balances.credits_posted));
+        if pending != 0 || posted != 0 {
+            let slot = match self.imbalances.iter().position(|(asset, _)| *asset == after.asset) {
+                Some(position) => position,
+                None => {
+                    self.imbalances.push((after.asset, [0, 0]));
+                    self.imbalances.len() - 1
+                }
+            };
+            let sums = &mut self.imbalances[slot].1;
+            sums[0] = sums[0].wrapping_add(pending);
+            sums[1] = sums[1].wrapping_add(posted);
+        }
+        before
+    }
+
     fn set_account(&mut self, index: u32, after: Account) {
-        let slot = &mut self.accounts[index as usize];
-        let before = *slot;
-        *slot = after;
+        let before = self.write_account(index as usize, after);
         assert_balance_limits(&after);
         if self.journaling {
             self.undo.push(Undo::AccountChanged { index, before });
@@ -729,16 +757,18 @@ impl Ledger {
             assert_eq!(status, Some(PendingStatus::Pending));
             let debit_index = self.account_index[&transfer.debit_account_id] as usize;
             let credit_index = self.account_index[&transfer.credit_account_id] as usize;
-            let debit = &mut self.accounts[debit_index];
+            let mut debit = self.accounts[debit_index];
             debit.balances.debits_pending -= transfer.amount;
             if transfer.flags.has(TransferFlags::CLOSING_DEBIT) {
                 debit.flags.0 &= !AccountFlags::CLOSED;
             }
-            let credit = &mut self.accounts[credit_index];
+            self.write_account(debit_index, debit);
+            let mut credit = self.accounts[credit_index];
             credit.balances.credits_pending -= transfer.amount;
             if transfer.flags.has(TransferFlags::CLOSING_CREDIT) {
                 credit.flags.0 &= !AccountFlags::CLOSED;
             }
+            self.write_account(credit_index, credit);
         }
     }
 
