@@ -1,7 +1,8 @@
 //! Goal: the API does what its OpenAPI document says, and bad input never writes or 5xxes.
-//! Method: the real router over a real engine and SQLite store in a scratch directory, driven
-//! with `tower::ServiceExt::oneshot`; every bad request is checked for a 4xx problem+json with
-//! a stable code and for an unchanged ledger.
+//! Method: the real router over a real engine and store (SQLite in a scratch directory; the
+//! payment flow and the bad-input corpus also on PostgreSQL in a fresh schema), driven with
+//! `tower::ServiceExt::oneshot`; every bad request is checked for a 4xx problem+json with a
+//! stable code and for an unchanged ledger.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use obol_http::auth::{Authenticator, generate_key};
 use obol_http::{AppState, app};
-use obol_store::{Engine, Node, SqliteStore};
+use obol_store::{Engine, Node, PgStore, SqliteStore};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -18,29 +19,61 @@ struct TestApp {
     router: Router,
     key: String,
     engine: Engine,
-    _dir: ScratchDir,
+    _place: Place,
 }
 
-struct ScratchDir(std::path::PathBuf);
+/// Where a test app keeps its data; removed when the test ends.
+enum Place {
+    Dir(std::path::PathBuf),
+    Schema(String),
+}
 
-impl Drop for ScratchDir {
+impl Drop for Place {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        match self {
+            Place::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Place::Schema(schema) => {
+                let _ = PgStore::drop_schema(&pg_url(), schema);
+            }
+        }
     }
 }
 
-fn spawn_app() -> TestApp {
+fn pg_url() -> String {
+    std::env::var("OBOL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn unique(tag: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "obol-http-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let engine = Engine::start(Node::open(SqliteStore::open(&dir).unwrap(), 5).unwrap());
+    format!("{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+fn with_engine(engine: Engine, place: Place) -> TestApp {
     let (key, stored) = generate_key();
     let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new(vec![stored])) };
-    TestApp { router: app(state), key, engine, _dir: ScratchDir(dir) }
+    TestApp { router: app(state), key, engine, _place: place }
+}
+
+fn spawn_app() -> TestApp {
+    let dir = std::env::temp_dir().join(unique("obol-http-test"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let engine = Engine::start(Node::open(SqliteStore::open(&dir).unwrap(), 5).unwrap());
+    with_engine(engine, Place::Dir(dir))
+}
+
+/// The app on PostgreSQL, or `None` (with a notice) when none is reachable outside CI.
+fn spawn_app_on_postgres() -> Option<TestApp> {
+    let schema = unique("obol_http_t");
+    match PgStore::open_in_schema(&pg_url(), &schema) {
+        Ok(store) => Some(with_engine(Engine::start(Node::open(store, 5).unwrap()), Place::Schema(schema))),
+        Err(error) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but PostgreSQL is unreachable: {error}");
+            eprintln!("SKIPPED: PostgreSQL API tests ({error})");
+            None
+        }
+    }
 }
 
 impl TestApp {
@@ -114,7 +147,17 @@ async fn an_account_is_created_once_and_a_retry_is_harmless() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_moves_money_and_shows_in_balance_and_history() {
-    let app = spawn_app();
+    payment_flow(spawn_app()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_moves_money_and_shows_in_balance_and_history_on_postgres() {
+    if let Some(app) = spawn_app_on_postgres() {
+        payment_flow(app).await;
+    }
+}
+
+async fn payment_flow(app: TestApp) {
     app.accounts().await;
     let (status, transfer) = app.post("/v1/transfers", usd_transfer("10", "1", "2", "250")).await;
     assert_eq!(status, StatusCode::CREATED, "{transfer}");
@@ -275,7 +318,17 @@ fn corpus() -> Vec<(Method, String, String, StatusCode, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing() {
-    let app = spawn_app();
+    bad_input(spawn_app()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing_on_postgres() {
+    if let Some(app) = spawn_app_on_postgres() {
+        bad_input(app).await;
+    }
+}
+
+async fn bad_input(app: TestApp) {
     app.accounts().await;
     assert_eq!(app.post("/v1/transfers", usd_transfer("10", "1", "2", "5")).await.0, StatusCode::CREATED);
     for (method, path, body, status, code) in corpus() {

@@ -59,6 +59,9 @@ pub enum StoreError {
         /// Position asked for.
         got: u64,
     },
+    /// The store was configured wrongly (e.g. an invalid schema name).
+    #[error("{0}")]
+    Config(String),
     /// A fault injected by the simulator.
     #[error("injected fault: {0}")]
     Injected(&'static str),

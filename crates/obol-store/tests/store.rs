@@ -138,3 +138,17 @@ fn a_torn_last_record_is_dropped_but_a_torn_middle_record_is_refused() {
         assert!(matches!(Node::open(backend.open(), 1), Err(StoreError::Corrupt { seq: 2, .. })));
     }
 }
+
+#[test]
+fn a_schema_name_that_is_not_a_plain_identifier_is_refused() {
+    for bad in ["", "Obol", "1obol", "obol; DROP TABLE x", "o\"b", &"x".repeat(64)] {
+        assert!(
+            matches!(obol_store::PgStore::open_in_schema(&common::pg_url(), bad), Err(StoreError::Config(_))),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(obol_store::PgStore::drop_schema(&common::pg_url(), bad), Err(StoreError::Config(_))),
+            "{bad:?}"
+        );
+    }
+}

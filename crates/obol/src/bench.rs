@@ -237,14 +237,7 @@ fn postgres_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -
 }
 
 fn reset_schema(url: &str, schema: &str) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
-        Ok::<(), tokio_postgres::Error>(())
-    })?;
-    Ok(())
+    Ok(PgStore::drop_schema(url, schema)?)
 }
 
 /// The naive baseline: per transfer, one SQL transaction that updates both balances (rows locked
@@ -323,7 +316,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         bail!("--transfers must be at least 1");
     }
     let per_run = args.transfers.div_ceil(BATCH_EVENTS_MAX as u64) * BATCH_EVENTS_MAX as u64;
-    let postgres = !args.skip_postgres && PgStore::open_in_schema(&args.database_url, "obol_bench_probe").is_ok();
+    let postgres = !args.skip_postgres && PgStore::ping(&args.database_url).is_ok();
     if !args.skip_postgres && !postgres {
         eprintln!(
             "PostgreSQL at {} is not reachable: its runs are skipped (use --skip-postgres to silence)",

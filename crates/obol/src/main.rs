@@ -7,8 +7,6 @@ mod bench;
 mod client;
 mod serve;
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
 /// obol: a secure micropayment server.
@@ -46,12 +44,8 @@ enum Command {
 enum KeyCommand {
     /// Replace the operator API key (the server must be stopped). Prints the new key once.
     ResetOperator {
-        /// Data directory of the embedded store.
-        #[arg(long, default_value = "./obol-data", env = "OBOL_DATA_DIR")]
-        data_dir: PathBuf,
-        /// Use this PostgreSQL database instead of the embedded store.
-        #[arg(long, env = "OBOL_DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        store: serve::StoreArgs,
     },
 }
 
@@ -62,9 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Account(command) => client::account(command),
         Command::Transfer(args) => client::transfer(args),
         Command::Balance(args) => client::balance(args),
-        Command::Key(KeyCommand::ResetOperator { data_dir, database_url }) => {
-            serve::reset_operator_key(&data_dir, database_url.as_deref())
-        }
+        Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Bench(command) => bench::run(command),
     };
     match result {

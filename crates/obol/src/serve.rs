@@ -1,7 +1,7 @@
 //! `obol serve`: open the store, replay the ledger, start the writer and the HTTP server.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,37 +11,50 @@ use obol_http::auth::{Authenticator, OPERATOR_KEY_META, StoredKey, generate_key}
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
 
-/// Options of `obol serve`.
+/// Where the ledger is stored.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8402", env = "OBOL_LISTEN")]
-    listen: SocketAddr,
+pub struct StoreArgs {
     /// Data directory of the embedded store (created if missing).
     #[arg(long, default_value = "./obol-data", env = "OBOL_DATA_DIR")]
     data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded store, e.g. postgres://user@host:5432/db.
     #[arg(long, env = "OBOL_DATABASE_URL")]
     database_url: Option<String>,
+    /// PostgreSQL schema for obol's tables (one obol per schema).
+    #[arg(long, default_value = "obol", env = "OBOL_DATABASE_SCHEMA")]
+    database_schema: String,
+}
+
+/// Options of `obol serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8402", env = "OBOL_LISTEN")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
     /// After starting, make a first payment over HTTP and print each request and answer.
     #[arg(long)]
     demo: bool,
 }
 
-fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Box<dyn Store>> {
-    Ok(match database_url {
-        Some(url) => Box::new(PgStore::open(url).with_context(|| "opening the PostgreSQL store".to_string())?),
+fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
+    Ok(match &args.database_url {
+        Some(url) => Box::new(
+            PgStore::open_in_schema(url, &args.database_schema)
+                .with_context(|| format!("opening the PostgreSQL store {}", redact_url(url)))?,
+        ),
         None => Box::new(
-            SqliteStore::open(data_dir)
-                .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?,
+            SqliteStore::open(&args.data_dir)
+                .with_context(|| format!("opening the embedded store in {}", args.data_dir.display()))?,
         ),
     })
 }
 
-fn describe(data_dir: &Path, database_url: Option<&str>) -> String {
-    match database_url {
-        Some(url) => format!("PostgreSQL {}", redact_url(url)),
-        None => format!("embedded SQLite in {}", data_dir.display()),
+fn describe(args: &StoreArgs) -> String {
+    match &args.database_url {
+        Some(url) => format!("PostgreSQL {} schema {}", redact_url(url), args.database_schema),
+        None => format!("embedded SQLite in {}", args.data_dir.display()),
     }
 }
 
@@ -70,11 +83,11 @@ fn print_new_key(key: &str) {
 }
 
 /// `obol key reset-operator`.
-pub fn reset_operator_key(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<()> {
-    let mut store = open_store(data_dir, database_url)?;
+pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
+    let mut store = open_store(args)?;
     let (key, stored) = generate_key();
     store.meta_put(OPERATOR_KEY_META, &stored.encode())?;
-    println!("obol: replaced the operator API key of {}", describe(data_dir, database_url));
+    println!("obol: replaced the operator API key of {}", describe(args));
     print_new_key(&key);
     Ok(())
 }
@@ -85,7 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OBOL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let mut store = open_store(&args.data_dir, args.database_url.as_deref())?;
+    let mut store = open_store(&args.store)?;
     let stored_key = match store.meta_get(OPERATOR_KEY_META)? {
         Some(bytes) => StoredKey::decode(&bytes).context("the stored operator key is unreadable")?,
         None => {
@@ -126,11 +139,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => bail!("cannot listen on {}: {error} (is another obol running? try --listen)", args.listen),
         };
         let address = listener.local_addr()?;
-        println!(
-            "obol {} listening on http://{address} ({})",
-            env!("CARGO_PKG_VERSION"),
-            describe(&args.data_dir, args.database_url.as_deref())
-        );
+        println!("obol {} listening on http://{address} ({})", env!("CARGO_PKG_VERSION"), describe(&args.store));
         let server = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal());
         if let Some(key) = demo_key {
             tokio::spawn(async move {

@@ -47,7 +47,7 @@ pub fn fresh_schema(tag: &str) -> String {
 /// Whether PostgreSQL tests run. Under CI=true a missing PostgreSQL fails the suite; elsewhere
 /// the suite says plainly that it skipped them.
 pub fn postgres_available() -> bool {
-    let reachable = PgStore::open_in_schema(&pg_url(), "obol_probe").is_ok();
+    let reachable = PgStore::ping(&pg_url()).is_ok();
     if !reachable {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true but PostgreSQL at {} is not reachable; the PostgreSQL tests must not be skipped", pg_url());
@@ -59,13 +59,7 @@ pub fn postgres_available() -> bool {
 
 /// Drops a test schema.
 pub fn drop_schema(schema: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        if let Ok((client, connection)) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await {
-            tokio::spawn(connection);
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
-        }
-    });
+    let _ = PgStore::drop_schema(&pg_url(), schema);
 }
 
 /// Where a backend keeps its data, so it can be reopened after a simulated restart.
