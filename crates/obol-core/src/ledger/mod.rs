@@ -211,78 +211,52 @@ impl Ledger {
     }
 
     fn create_accounts(&mut self, events: &[NewAccount], next_ts: &mut u64) -> Vec<CreateAccountResult> {
-        assert!(events.len() <= BATCH_EVENTS_MAX);
-        let flags: Vec<bool> = events.iter().map(|e| e.flags.has(AccountFlags::LINKED)).collect();
-        let mut results = vec![CreateAccountResult::Ok; events.len()];
-        self.run_chains(
-            &flags,
-            &mut results,
-            CreateAccountResult::LinkedEventFailed,
-            CreateAccountResult::LinkedEventChainOpen,
-            |ledger, index| {
-                let timestamp = *next_ts + index as u64;
-                ledger.create_account(&events[index], timestamp)
-            },
-        );
-        *next_ts += events.len() as u64;
-        results
+        self.create_events(events, next_ts, Ledger::create_account)
     }
 
     fn create_transfers(&mut self, events: &[NewTransfer], next_ts: &mut u64) -> Vec<CreateTransferResult> {
-        assert!(events.len() <= BATCH_EVENTS_MAX);
-        let flags: Vec<bool> = events.iter().map(|e| e.flags.has(TransferFlags::LINKED)).collect();
-        let mut results = vec![CreateTransferResult::Ok; events.len()];
-        self.run_chains(
-            &flags,
-            &mut results,
-            CreateTransferResult::LinkedEventFailed,
-            CreateTransferResult::LinkedEventChainOpen,
-            |ledger, index| {
-                let timestamp = *next_ts + index as u64;
-                ledger.create_transfer(&events[index], timestamp)
-            },
-        );
-        *next_ts += events.len() as u64;
-        results
+        self.create_events(events, next_ts, Ledger::create_transfer)
     }
 
-    /// Applies events one by one; events joined by `linked` succeed or fail together.
-    fn run_chains<R: Copy + PartialEq + ResultCode>(
+    /// Applies events one by one, event `i` at timestamp `next_ts + i`; events joined by
+    /// `linked` succeed or fail together.
+    fn create_events<E: Event, R: ResultCode>(
         &mut self,
-        linked: &[bool],
-        results: &mut [R],
-        failed: R,
-        chain_open: R,
-        mut apply_one: impl FnMut(&mut Ledger, usize) -> R,
-    ) {
-        let events_count = linked.len();
+        events: &[E],
+        next_ts: &mut u64,
+        apply_one: fn(&mut Ledger, &E, u64) -> R,
+    ) -> Vec<R> {
+        assert!(events.len() <= BATCH_EVENTS_MAX);
+        let events_count = events.len();
+        let mut results = vec![R::OK; events_count];
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
-        for index in 0..events_count {
-            if chain_start.is_none() && linked[index] {
+        for (index, event) in events.iter().enumerate() {
+            let linked = event.linked();
+            if chain_start.is_none() && linked {
                 chain_start = Some(index);
                 assert!(self.undo.is_empty());
                 self.journaling = true;
             }
-            if linked[index] && index + 1 == events_count {
-                results[index] = chain_open;
+            if linked && index + 1 == events_count {
+                results[index] = R::LINKED_EVENT_CHAIN_OPEN;
                 chain_broken = true;
             } else if chain_broken {
-                results[index] = failed;
+                results[index] = R::LINKED_EVENT_FAILED;
             } else {
-                let result = apply_one(self, index);
+                let result = apply_one(self, event, *next_ts + index as u64);
                 results[index] = result;
                 if !result.succeeded() {
                     chain_broken = chain_start.is_some();
                 }
             }
-            let chain_ends = !linked[index] || index + 1 == events_count;
+            let chain_ends = !linked || index + 1 == events_count;
             if let (Some(start), true) = (chain_start, chain_ends) {
                 if chain_broken {
                     self.roll_back();
                     for result in &mut results[start..=index] {
                         if result.succeeded() {
-                            *result = failed;
+                            *result = R::LINKED_EVENT_FAILED;
                         }
                     }
                 }
@@ -292,6 +266,8 @@ impl Ledger {
                 chain_broken = false;
             }
         }
+        *next_ts += events_count as u64;
+        results
     }
 
     fn journal(&mut self, undo: Undo) {
@@ -837,21 +813,47 @@ impl Ledger {
     }
 }
 
-/// Result codes that can say whether their event took effect.
-pub trait ResultCode {
+/// The result codes of one kind of event, as the chain logic needs them.
+trait ResultCode: Copy {
+    const OK: Self;
+    const LINKED_EVENT_FAILED: Self;
+    const LINKED_EVENT_CHAIN_OPEN: Self;
     /// `ok` or `exists`.
     fn succeeded(&self) -> bool;
 }
 
 impl ResultCode for CreateAccountResult {
+    const OK: Self = CreateAccountResult::Ok;
+    const LINKED_EVENT_FAILED: Self = CreateAccountResult::LinkedEventFailed;
+    const LINKED_EVENT_CHAIN_OPEN: Self = CreateAccountResult::LinkedEventChainOpen;
     fn succeeded(&self) -> bool {
         self.is_success()
     }
 }
 
 impl ResultCode for CreateTransferResult {
+    const OK: Self = CreateTransferResult::Ok;
+    const LINKED_EVENT_FAILED: Self = CreateTransferResult::LinkedEventFailed;
+    const LINKED_EVENT_CHAIN_OPEN: Self = CreateTransferResult::LinkedEventChainOpen;
     fn succeeded(&self) -> bool {
         self.is_success()
+    }
+}
+
+/// An event that may be linked to the next one.
+trait Event {
+    fn linked(&self) -> bool;
+}
+
+impl Event for NewAccount {
+    fn linked(&self) -> bool {
+        self.flags.has(AccountFlags::LINKED)
+    }
+}
+
+impl Event for NewTransfer {
+    fn linked(&self) -> bool {
+        self.flags.has(TransferFlags::LINKED)
     }
 }
 
