@@ -15,6 +15,7 @@ fn setup() -> Ledger {
     while id <= ACCOUNTS_COUNT {
         let events: Vec<NewAccount> = (id..(id + BATCH_EVENTS_MAX as u128).min(ACCOUNTS_COUNT + 1))
             .map(|id| NewAccount {
+                owner_id: 0,
                 id,
                 user_data_128: 0,
                 user_data_64: 0,

@@ -5,23 +5,26 @@
 //! its records, so replaying them rebuilds it exactly. Layout (all integers little-endian):
 //!
 //! ```text
-//! header (16 bytes): magic "OBR1" | crc32 of the body (u32) | body length (u32) | reserved (u32)
+//! header (16 bytes): magic "OBR2" | crc32 of the body (u32) | body length (u32) | reserved (u32)
 //! body:              now_ns (u64) | op count (u32) | reserved (u32) | ops...
-//! op:                kind (u8: 1 accounts, 2 transfers) | 3 zero bytes | event count (u32) | events
-//! account event:     64 bytes (NEW_ACCOUNT_BYTES)
+//! op:                kind (u8: 1 accounts, 2 transfers, 3 identity) | 3 zero bytes | count (u32) | events
+//! account event:     80 bytes (NEW_ACCOUNT_BYTES): id, owner_id, user data, asset, code, flags
 //! transfer event:    128 bytes (NEW_TRANSFER_BYTES)
+//! identity op:       count is 1; then the command's length (u32) and its bytes: a tag (u8)
+//!                    and its fields, integers little-endian, strings as u16 length + UTF-8
 //! ```
 //! Changes to this layout need a new magic and a changelog entry.
 
+use crate::identity::{DeviceLimits, IdentityCommand, Role, Scopes, Status};
 use crate::ledger::{AccountFlags, BATCH_EVENTS_MAX, NewAccount, NewTransfer, TransferFlags};
 use crate::money::Asset;
 
 /// First bytes of every record.
-pub const RECORD_MAGIC: [u8; 4] = *b"OBR1";
+pub const RECORD_MAGIC: [u8; 4] = *b"OBR2";
 /// Bytes of the record header.
 pub const RECORD_HEADER_BYTES: usize = 16;
 /// Bytes of one encoded account event.
-pub const NEW_ACCOUNT_BYTES: usize = 64;
+pub const NEW_ACCOUNT_BYTES: usize = 80;
 /// Bytes of one encoded transfer event.
 pub const NEW_TRANSFER_BYTES: usize = 128;
 /// The most events one record may hold across its ops.
@@ -36,6 +39,8 @@ pub enum Op {
     CreateAccounts(Vec<NewAccount>),
     /// Create transfers, in order.
     CreateTransfers(Vec<NewTransfer>),
+    /// One change to the identity registry.
+    Identity(IdentityCommand),
 }
 
 impl Op {
@@ -44,6 +49,7 @@ impl Op {
         match self {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
+            Op::Identity(_) => 1,
         }
     }
 
@@ -68,7 +74,7 @@ pub enum DecodeError {
     /// Fewer bytes than the header or the declared body.
     #[error("record truncated")]
     Truncated,
-    /// The magic is not `OBR1`.
+    /// The magic is not `OBR2`.
     #[error("record magic mismatch")]
     BadMagic,
     /// The body does not match its checksum (a torn or corrupted write).
@@ -86,6 +92,9 @@ pub enum DecodeError {
     /// Reserved bytes are not zero, or bytes follow the last op.
     #[error("reserved bytes are not zero")]
     Reserved,
+    /// An identity command is malformed.
+    #[error("invalid identity command")]
+    BadIdentity,
 }
 
 impl Record {
@@ -96,7 +105,7 @@ impl Record {
 
     /// Encodes the record, header and checksum included.
     pub fn encode(&self) -> Vec<u8> {
-        let body_bytes = 16
+        let body_bytes_hint = 16
             + self
                 .ops
                 .iter()
@@ -104,10 +113,11 @@ impl Record {
                     8 + match op {
                         Op::CreateAccounts(events) => events.len() * NEW_ACCOUNT_BYTES,
                         Op::CreateTransfers(events) => events.len() * NEW_TRANSFER_BYTES,
+                        Op::Identity(_) => 256,
                     }
                 })
                 .sum::<usize>();
-        let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + body_bytes);
+        let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + body_bytes_hint);
         out.extend_from_slice(&RECORD_MAGIC);
         out.extend_from_slice(&[0; 12]);
         out.extend_from_slice(&self.now_ns.to_le_bytes());
@@ -129,9 +139,15 @@ impl Record {
                         encode_new_transfer(event, &mut out);
                     }
                 }
+                Op::Identity(command) => {
+                    out.extend_from_slice(&[3, 0, 0, 0]);
+                    out.extend_from_slice(&1u32.to_le_bytes());
+                    let bytes = encode_identity(command);
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&bytes);
+                }
             }
         }
-        assert_eq!(out.len(), RECORD_HEADER_BYTES + body_bytes);
         let body_len = (out.len() - RECORD_HEADER_BYTES) as u32;
         let crc = crc32fast::hash(&out[RECORD_HEADER_BYTES..]);
         out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -196,6 +212,13 @@ impl Record {
                     }
                     ops.push(Op::CreateTransfers(events));
                 }
+                3 => {
+                    if count != 1 {
+                        return Err(DecodeError::BadIdentity);
+                    }
+                    let len = reader.u32()? as usize;
+                    ops.push(Op::Identity(decode_identity(reader.take(len)?)?));
+                }
                 other => return Err(DecodeError::BadOpKind(other)),
             }
         }
@@ -245,6 +268,7 @@ impl<'a> Reader<'a> {
 fn encode_new_account(event: &NewAccount, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&event.id.to_le_bytes());
+    out.extend_from_slice(&event.owner_id.to_le_bytes());
     out.extend_from_slice(&event.user_data_128.to_le_bytes());
     out.extend_from_slice(&event.user_data_64.to_le_bytes());
     out.extend_from_slice(&event.user_data_32.to_le_bytes());
@@ -258,6 +282,7 @@ fn decode_new_account(bytes: &[u8]) -> Result<NewAccount, DecodeError> {
     let mut reader = Reader { bytes, at: 0 };
     let event = NewAccount {
         id: reader.u128()?,
+        owner_id: reader.u128()?,
         user_data_128: reader.u128()?,
         user_data_64: reader.u64()?,
         user_data_32: reader.u32()?,
@@ -325,6 +350,146 @@ fn decode_new_transfer(bytes: &[u8]) -> Result<NewTransfer, DecodeError> {
     Ok(event)
 }
 
+/// Appends identity fields.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, value: u8) -> &mut Self {
+        self.0.push(value);
+        self
+    }
+    fn u64(&mut self, value: u64) -> &mut Self {
+        self.0.extend_from_slice(&value.to_le_bytes());
+        self
+    }
+    fn u128(&mut self, value: u128) -> &mut Self {
+        self.0.extend_from_slice(&value.to_le_bytes());
+        self
+    }
+    fn u32(&mut self, value: u32) -> &mut Self {
+        self.0.extend_from_slice(&value.to_le_bytes());
+        self
+    }
+    fn str(&mut self, value: &str) -> &mut Self {
+        let bytes = value.as_bytes();
+        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(&bytes[..usize::from(len)]);
+        self
+    }
+    fn key(&mut self, value: &[u8; 32]) -> &mut Self {
+        self.0.extend_from_slice(value);
+        self
+    }
+    fn limits(&mut self, limits: &Option<DeviceLimits>) -> &mut Self {
+        match limits {
+            None => self.u8(0),
+            Some(l) => {
+                self.u8(1);
+                self.0.extend_from_slice(&l.asset.to_bytes());
+                self.u128(l.per_payment).u128(l.per_day)
+            }
+        }
+    }
+}
+
+fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(128));
+    match command {
+        IdentityCommand::CreatePrincipal { id, role, name } => {
+            w.u8(1).u128(*id).u8(*role as u8).str(name);
+        }
+        IdentityCommand::SetPrincipalStatus { id, status } => {
+            w.u8(2).u128(*id).u8(*status as u8);
+        }
+        IdentityCommand::CreateApiKey { key_id, principal_id, phc, scopes, expires_ns } => {
+            w.u8(3).str(key_id).u128(*principal_id).str(phc).u32(scopes.0).u64(*expires_ns);
+        }
+        IdentityCommand::RevokeApiKey { key_id } => {
+            w.u8(4).str(key_id);
+        }
+        IdentityCommand::SetApiKeyExpiry { key_id, expires_ns } => {
+            w.u8(5).str(key_id).u64(*expires_ns);
+        }
+        IdentityCommand::RegisterDevice { id, holder_id, kid, public_key, limits } => {
+            w.u8(6).u128(*id).u128(*holder_id).str(kid).key(public_key).limits(limits);
+        }
+        IdentityCommand::SetDeviceStatus { id, status } => {
+            w.u8(7).u128(*id).u8(*status as u8);
+        }
+        IdentityCommand::RotateDeviceKey { id, kid, public_key } => {
+            w.u8(8).u128(*id).str(kid).key(public_key);
+        }
+        IdentityCommand::SetDeviceLimits { id, limits } => {
+            w.u8(9).u128(*id).limits(limits);
+        }
+    }
+    w.0
+}
+
+impl Reader<'_> {
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let len = usize::from(self.u16()?);
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| DecodeError::BadIdentity)
+    }
+
+    fn role(&mut self) -> Result<Role, DecodeError> {
+        Role::from_code(self.u8()?).ok_or(DecodeError::BadIdentity)
+    }
+
+    fn status(&mut self) -> Result<Status, DecodeError> {
+        Status::from_code(self.u8()?).ok_or(DecodeError::BadIdentity)
+    }
+
+    fn limits(&mut self) -> Result<Option<DeviceLimits>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(DeviceLimits {
+                asset: Asset::from_bytes(self.array()?).map_err(|_| DecodeError::BadAsset)?,
+                per_payment: self.u128()?,
+                per_day: self.u128()?,
+            })),
+            _ => Err(DecodeError::BadIdentity),
+        }
+    }
+}
+
+fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    let command = match r.u8()? {
+        1 => IdentityCommand::CreatePrincipal { id: r.u128()?, role: r.role()?, name: r.string()? },
+        2 => IdentityCommand::SetPrincipalStatus { id: r.u128()?, status: r.status()? },
+        3 => IdentityCommand::CreateApiKey {
+            key_id: r.string()?,
+            principal_id: r.u128()?,
+            phc: r.string()?,
+            scopes: Scopes(r.u32()?),
+            expires_ns: r.u64()?,
+        },
+        4 => IdentityCommand::RevokeApiKey { key_id: r.string()? },
+        5 => IdentityCommand::SetApiKeyExpiry { key_id: r.string()?, expires_ns: r.u64()? },
+        6 => IdentityCommand::RegisterDevice {
+            id: r.u128()?,
+            holder_id: r.u128()?,
+            kid: r.string()?,
+            public_key: r.array()?,
+            limits: r.limits()?,
+        },
+        7 => IdentityCommand::SetDeviceStatus { id: r.u128()?, status: r.status()? },
+        8 => IdentityCommand::RotateDeviceKey { id: r.u128()?, kid: r.string()?, public_key: r.array()? },
+        9 => IdentityCommand::SetDeviceLimits { id: r.u128()?, limits: r.limits()? },
+        _ => return Err(DecodeError::BadIdentity),
+    };
+    if r.at != bytes.len() {
+        return Err(DecodeError::BadIdentity);
+    }
+    Ok(command)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +503,7 @@ mod tests {
             now_ns: 1_700_000_000_000_000_000,
             ops: vec![
                 Op::CreateAccounts(vec![NewAccount {
+                    owner_id: 42,
                     id: u128::MAX - 1,
                     user_data_128: 7,
                     user_data_64: 8,
@@ -360,7 +526,43 @@ mod tests {
                     code: 9,
                     flags: TransferFlags(TransferFlags::POST_PENDING),
                 }]),
+                Op::Identity(sample_identity()),
             ],
+        }
+    }
+
+    fn sample_identity() -> IdentityCommand {
+        IdentityCommand::RegisterDevice {
+            id: 5,
+            holder_id: 6,
+            kid: "phone-1".into(),
+            public_key: [9; 32],
+            limits: Some(DeviceLimits { asset: usd(), per_payment: 100, per_day: 1000 }),
+        }
+    }
+
+    #[test]
+    fn every_identity_command_round_trips() {
+        let commands = vec![
+            IdentityCommand::CreatePrincipal { id: 1, role: Role::Auditor, name: "Ünïcode name".into() },
+            IdentityCommand::SetPrincipalStatus { id: 1, status: Status::Suspended },
+            IdentityCommand::CreateApiKey {
+                key_id: "0123456789abcdef".into(),
+                principal_id: 1,
+                phc: "$argon2id$v=19$m=19456,t=2,p=1$abc$def".into(),
+                scopes: Scopes(Scopes::READ | Scopes::PAY),
+                expires_ns: 77,
+            },
+            IdentityCommand::RevokeApiKey { key_id: "k".into() },
+            IdentityCommand::SetApiKeyExpiry { key_id: "k".into(), expires_ns: u64::MAX },
+            sample_identity(),
+            IdentityCommand::SetDeviceStatus { id: 5, status: Status::Revoked },
+            IdentityCommand::RotateDeviceKey { id: 5, kid: "phone-2".into(), public_key: [1; 32] },
+            IdentityCommand::SetDeviceLimits { id: 5, limits: None },
+        ];
+        for command in commands {
+            let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };
+            assert_eq!(Record::decode(&record.encode()), Ok(record));
         }
     }
 
@@ -368,7 +570,7 @@ mod tests {
     fn records_round_trip() {
         let record = sample();
         let bytes = record.encode();
-        assert_eq!(bytes.len(), 16 + 16 + 8 + 64 + 8 + 128);
+        assert_eq!(bytes.len(), 16 + 16 + 8 + 80 + 8 + 128 + 8 + 4 + encode_identity(&sample_identity()).len());
         assert_eq!(Record::decode(&bytes), Ok(record));
     }
 

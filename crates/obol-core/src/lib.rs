@@ -10,5 +10,6 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod codec;
+pub mod identity;
 pub mod ledger;
 pub mod money;

@@ -303,6 +303,7 @@ impl AccountNew {
     /// Checks the syntax and builds the core event; the ledger checks the rest.
     pub fn to_core(&self) -> Result<NewAccount, ApiError> {
         Ok(NewAccount {
+            owner_id: 0,
             id: id_field("id", &self.id)?,
             user_data_128: optional_id("user_data_128", &self.user_data_128)?,
             user_data_64: user_data_64(&self.user_data_64)?,

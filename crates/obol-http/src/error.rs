@@ -203,7 +203,8 @@ fn account_status(result: CreateAccountResult) -> StatusCode {
         | R::ExistsWithDifferentUserData64
         | R::ExistsWithDifferentUserData32
         | R::ExistsWithDifferentAsset
-        | R::ExistsWithDifferentCode => StatusCode::CONFLICT,
+        | R::ExistsWithDifferentCode
+        | R::ExistsWithDifferentOwner => StatusCode::CONFLICT,
         R::LinkedEventFailed
         | R::LinkedEventChainOpen
         | R::ReservedFlag

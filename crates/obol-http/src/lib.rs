@@ -199,7 +199,7 @@ async fn create_account(
     let event = body.to_core()?;
     let result = match state.engine.execute(Op::CreateAccounts(vec![event])).await? {
         OpResults::Accounts(results) => results.first().copied().ok_or_else(|| internal("create_account"))?,
-        OpResults::Transfers(_) => return Err(internal("create_account")),
+        OpResults::Transfers(_) | OpResults::Identity(_) => return Err(internal("create_account")),
     };
     let status = match result {
         CreateAccountResult::Ok => StatusCode::CREATED,
@@ -231,7 +231,7 @@ async fn create_accounts(
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateAccounts(events)).await? {
         OpResults::Accounts(results) => Ok(Json(account_results(&ids, &results))),
-        OpResults::Transfers(_) => Err(internal("create_accounts")),
+        OpResults::Transfers(_) | OpResults::Identity(_) => Err(internal("create_accounts")),
     }
 }
 
@@ -325,7 +325,7 @@ async fn create_transfer(
     let event = body.to_core()?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
-        OpResults::Accounts(_) => return Err(internal("create_transfer")),
+        OpResults::Accounts(_) | OpResults::Identity(_) => return Err(internal("create_transfer")),
     };
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
@@ -359,7 +359,7 @@ async fn create_transfers(
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateTransfers(events)).await? {
         OpResults::Transfers(results) => Ok(Json(transfer_results(&ids, &results))),
-        OpResults::Accounts(_) => Err(internal("create_transfers")),
+        OpResults::Accounts(_) | OpResults::Identity(_) => Err(internal("create_transfers")),
     }
 }
 

@@ -35,6 +35,7 @@ fn any_account() -> impl Strategy<Value = NewAccount> {
             flags |= AccountFlags::LINKED;
         }
         NewAccount {
+            owner_id: 0,
             id,
             user_data_128: 0,
             user_data_64: 0,
@@ -153,6 +154,7 @@ fn run(backend: &Backend, steps: &[Step]) -> Result<(), TestCaseError> {
     .iter()
     .zip(1..=ACCOUNT_IDS)
     .map(|(&flags, id)| NewAccount {
+        owner_id: 0,
         id,
         user_data_128: 0,
         user_data_64: 0,

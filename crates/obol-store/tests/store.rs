@@ -26,6 +26,7 @@ fn accounts(ids: &[u128]) -> Op {
     Op::CreateAccounts(
         ids.iter()
             .map(|&id| NewAccount {
+                owner_id: 0,
                 id,
                 user_data_128: 0,
                 user_data_64: 0,

@@ -152,6 +152,7 @@ fn account_ops(accounts: u64) -> Vec<Op> {
                 chunk
                     .iter()
                     .map(|&id| NewAccount {
+                        owner_id: 0,
                         id: u128::from(id),
                         user_data_128: 0,
                         user_data_64: 0,
@@ -176,6 +177,7 @@ fn drive(engine: &Engine, ops: Vec<Op>, progress: Option<&ProgressBar>) -> anyho
         let count = match result? {
             OpResults::Accounts(results) => results.iter().filter(|r| r.is_success()).count(),
             OpResults::Transfers(results) => results.iter().filter(|r| r.is_success()).count(),
+            OpResults::Identity(result) => usize::from(result == obol_core::identity::IdentityResult::Ok),
         };
         ok += count as u64;
         if let Some(progress) = progress {

@@ -1,4 +1,5 @@
-//! The double-entry ledger state machine.
+//! The double-entry ledger state machine (which also applies identity changes, so that both
+//! share one durable log).
 //!
 //! [`Ledger::apply`] takes one durable [`Record`] (one or more requests, each a batch of
 //! create-account or create-transfer events, plus the wall-clock time the shell read) and returns
@@ -21,6 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use foldhash::fast::FixedState;
 
 use crate::codec::{Op, Record};
+use crate::identity::{Identity, IdentityResult};
 
 /// The most events one request may carry (TigerBeetle's batch size for 128-byte events).
 pub const BATCH_EVENTS_MAX: usize = 8190;
@@ -35,6 +37,8 @@ pub enum OpResults {
     Accounts(Vec<CreateAccountResult>),
     /// One result per transfer event, in order.
     Transfers(Vec<CreateTransferResult>),
+    /// The result of an identity command.
+    Identity(IdentityResult),
 }
 
 /// One transfer in an account's history, with the account's balances after it when the account
@@ -87,6 +91,8 @@ pub struct Ledger {
     /// Per asset, (debits - credits) for pending and for posted balances, summed over every
     /// balance change (wrapping). Both are zero after every record, or money was made or lost.
     imbalances: Vec<(crate::money::Asset, [u128; 2])>,
+    /// Principals, keys and devices: changed by `Op::Identity` in the same records as money.
+    identity: Identity,
 }
 
 impl Ledger {
@@ -106,6 +112,7 @@ impl Ledger {
             undo: Vec::new(),
             journaling: false,
             imbalances: Vec::new(),
+            identity: Identity::default(),
         }
     }
 
@@ -126,6 +133,10 @@ impl Ledger {
                 Op::CreateTransfers(events) => {
                     replies.push(OpResults::Transfers(self.create_transfers(events, &mut next_ts)));
                 }
+                Op::Identity(command) => {
+                    replies.push(OpResults::Identity(self.identity.apply(command, next_ts)));
+                    next_ts += 1;
+                }
             }
         }
         self.timestamp_last = next_ts.saturating_sub(1).max(self.timestamp_last);
@@ -142,6 +153,11 @@ impl Ledger {
     /// record at that time so reservations are released without traffic.
     pub fn next_expiry_ns(&self) -> Option<u64> {
         self.expiries.first().map(|key| key.0)
+    }
+
+    /// The identity registry.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The last timestamp the ledger assigned.
@@ -350,6 +366,8 @@ impl Ledger {
                 R::ExistsWithDifferentAsset
             } else if existing.code != event.code {
                 R::ExistsWithDifferentCode
+            } else if existing.owner_id != event.owner_id {
+                R::ExistsWithDifferentOwner
             } else {
                 R::Exists
             };
@@ -357,6 +375,7 @@ impl Ledger {
         let index = u32::try_from(self.accounts.len()).expect("accounts fit in u32");
         self.accounts.push(Account {
             id: event.id,
+            owner_id: event.owner_id,
             user_data_128: event.user_data_128,
             user_data_64: event.user_data_64,
             user_data_32: event.user_data_32,

@@ -16,6 +16,7 @@ fn eur() -> Asset {
 
 fn account(id: u128, flags: u16) -> NewAccount {
     NewAccount {
+        owner_id: 0,
         id,
         user_data_128: 0,
         user_data_64: 0,

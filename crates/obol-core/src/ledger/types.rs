@@ -107,6 +107,8 @@ impl TransferFlags {
 pub struct NewAccount {
     /// Client-chosen id, unique, not 0 or 2^128-1.
     pub id: u128,
+    /// The principal who owns the account (0: the platform itself).
+    pub owner_id: u128,
     /// Opaque client data (e.g. an external id).
     pub user_data_128: u128,
     /// Opaque client data.
@@ -139,6 +141,8 @@ pub struct Balances {
 pub struct Account {
     /// Unique id.
     pub id: u128,
+    /// The principal who owns the account (0: the platform itself).
+    pub owner_id: u128,
     /// Opaque client data.
     pub user_data_128: u128,
     /// Opaque client data.
@@ -311,6 +315,8 @@ result_enum! {
         ExistsWithDifferentCode = 13 => "exists_with_different_code",
         /// An identical account exists: the request already took effect.
         Exists = 14 => "exists",
+        /// An account with this id exists with another owner.
+        ExistsWithDifferentOwner = 15 => "exists_with_different_owner",
     }
 }
 

@@ -1,0 +1,710 @@
+//! The identity registry: principals (who), their API keys and devices (how they prove it),
+//! and the security events a holder can read back.
+//!
+//! Identity changes travel through the same durable records as money, so they share the
+//! ledger's guarantees: persisted before they take effect, replayed exactly on restart, atomic
+//! per record. Secrets never enter the core in the clear: API keys arrive as argon2id PHC strings
+//! computed by the shell, device keys are public keys. Principals are never deleted (only
+//! suspended), so the shell may check that a principal exists before it submits a request that
+//! names it.
+
+use std::collections::HashMap;
+
+use crate::money::Asset;
+
+/// Most characters in a principal's display name.
+pub const NAME_BYTES_MAX: usize = 64;
+/// Most characters in a device key id (`kid`).
+pub const KID_BYTES_MAX: usize = 64;
+/// Most bytes in a stored PHC hash string.
+pub const PHC_BYTES_MAX: usize = 256;
+/// Security events kept per principal (oldest dropped first).
+pub const EVENTS_PER_PRINCIPAL_MAX: usize = 256;
+
+/// What a principal is allowed to be.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Role {
+    /// Runs the platform: every route.
+    Operator = 1,
+    /// Holds accounts and pays from them; owns devices.
+    Holder = 2,
+    /// Receives payments into its accounts; may refund from them.
+    Merchant = 3,
+    /// Reads everything for fraud work; moves no money.
+    Analyst = 4,
+    /// Reads everything for compliance; moves no money.
+    Auditor = 5,
+}
+
+impl Role {
+    /// Every role, in code order.
+    pub const ALL: [Role; 5] = [Role::Operator, Role::Holder, Role::Merchant, Role::Analyst, Role::Auditor];
+
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Holder => "holder",
+            Role::Merchant => "merchant",
+            Role::Analyst => "analyst",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// The role with this wire name.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+
+    /// The role with this numeric code.
+    pub fn from_code(code: u8) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| *role as u8 == code)
+    }
+
+    /// Whether principals of this role own ledger accounts.
+    pub fn owns_accounts(self) -> bool {
+        matches!(self, Role::Holder | Role::Merchant)
+    }
+}
+
+/// Whether a principal, key or device may act.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum Status {
+    /// May act.
+    Active = 1,
+    /// Temporarily may not act (reversible).
+    Suspended = 2,
+    /// Never again (keys and devices only).
+    Revoked = 3,
+}
+
+impl Status {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    /// The status with this numeric code.
+    pub fn from_code(code: u8) -> Option<Status> {
+        [Status::Active, Status::Suspended, Status::Revoked].into_iter().find(|s| *s as u8 == code)
+    }
+}
+
+/// API key scopes, as bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Scopes(pub u32);
+
+impl Scopes {
+    /// Read accounts, transfers, balances and history the principal may see.
+    pub const READ: u32 = 1 << 0;
+    /// Create accounts and transfers.
+    pub const PAY: u32 = 1 << 1;
+    /// Manage principals, keys and devices (own ones, or all for the operator).
+    pub const MANAGE: u32 = 1 << 2;
+    /// Every scope.
+    pub const ALL: u32 = Self::READ | Self::PAY | Self::MANAGE;
+    /// Wire names.
+    pub const NAMES: [(&'static str, u32); 3] = [("read", Self::READ), ("pay", Self::PAY), ("manage", Self::MANAGE)];
+
+    /// Whether every bit of `needed` is granted.
+    pub fn allows(self, needed: u32) -> bool {
+        self.0 & needed == needed
+    }
+}
+
+/// Someone (or something) that acts on obol.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Principal {
+    /// Unique id, client- or server-chosen, not 0.
+    pub id: u128,
+    /// What it may do.
+    pub role: Role,
+    /// Display name.
+    pub name: String,
+    /// Active or suspended.
+    pub status: Status,
+    /// Ledger time of creation, ns.
+    pub created_ns: u64,
+}
+
+/// An API key: the public id is in the key text, only the hash of the secret is kept.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ApiKey {
+    /// Public key id (16 hex characters), unique.
+    pub key_id: String,
+    /// Whose key it is.
+    pub principal_id: u128,
+    /// argon2id PHC string of the secret.
+    pub phc: String,
+    /// What it may do, within its principal's role.
+    pub scopes: Scopes,
+    /// After this ledger time (ns) the key no longer works; 0: never expires.
+    pub expires_ns: u64,
+    /// Active or revoked.
+    pub status: Status,
+    /// Ledger time of creation, ns.
+    pub created_ns: u64,
+}
+
+impl ApiKey {
+    /// Whether the key may be used at `now_ns`.
+    pub fn usable_at(&self, now_ns: u64) -> bool {
+        self.status == Status::Active && (self.expires_ns == 0 || now_ns < self.expires_ns)
+    }
+}
+
+/// Spending limits a holder sets for one of its devices, in one asset.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DeviceLimits {
+    /// The asset the limits are counted in; payments in other assets are refused.
+    pub asset: Asset,
+    /// Largest single payment; 0: no limit.
+    pub per_payment: u128,
+    /// Most per UTC day; 0: no limit.
+    pub per_day: u128,
+}
+
+/// A device: an Ed25519 public key acting for a holder.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Device {
+    /// Unique id.
+    pub id: u128,
+    /// The holder it acts for.
+    pub holder_id: u128,
+    /// The key id clients put in `keyid=`; unique.
+    pub kid: String,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Active, suspended or revoked.
+    pub status: Status,
+    /// Optional spending limits.
+    pub limits: Option<DeviceLimits>,
+    /// Ledger time of creation, ns.
+    pub created_ns: u64,
+}
+
+/// What happened, for the holder's activity list and the audit log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum EventKind {
+    /// The principal was created.
+    PrincipalCreated = 1,
+    /// The principal was suspended or reactivated.
+    PrincipalStatusChanged = 2,
+    /// An API key was created.
+    KeyCreated = 3,
+    /// An API key was revoked.
+    KeyRevoked = 4,
+    /// An API key's expiry was set (rotation with overlap).
+    KeyExpirySet = 5,
+    /// A device was registered.
+    DeviceRegistered = 6,
+    /// A device was suspended, reactivated or revoked.
+    DeviceStatusChanged = 7,
+    /// A device's key was replaced.
+    DeviceRotated = 8,
+    /// A device's limits changed.
+    DeviceLimitsChanged = 9,
+}
+
+impl EventKind {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PrincipalCreated => "principal_created",
+            EventKind::PrincipalStatusChanged => "principal_status_changed",
+            EventKind::KeyCreated => "api_key_created",
+            EventKind::KeyRevoked => "api_key_revoked",
+            EventKind::KeyExpirySet => "api_key_expiry_set",
+            EventKind::DeviceRegistered => "device_registered",
+            EventKind::DeviceStatusChanged => "device_status_changed",
+            EventKind::DeviceRotated => "device_key_rotated",
+            EventKind::DeviceLimitsChanged => "device_limits_changed",
+        }
+    }
+
+    /// A sentence a person can read.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EventKind::PrincipalCreated => "Your profile was created.",
+            EventKind::PrincipalStatusChanged => "Your profile was suspended or reactivated.",
+            EventKind::KeyCreated => "A new API key was created.",
+            EventKind::KeyRevoked => "An API key was revoked and no longer works.",
+            EventKind::KeyExpirySet => "An API key was set to expire (key rotation).",
+            EventKind::DeviceRegistered => "A new device was registered.",
+            EventKind::DeviceStatusChanged => "A device was suspended, reactivated or revoked.",
+            EventKind::DeviceRotated => "A device's signing key was replaced.",
+            EventKind::DeviceLimitsChanged => "A device's spending limits changed.",
+        }
+    }
+}
+
+/// One security event.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SecurityEvent {
+    /// Ledger time, ns.
+    pub at_ns: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Which key or device it concerns (key id or device id), if any.
+    pub subject: String,
+}
+
+/// A change to the registry, as it is persisted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum IdentityCommand {
+    /// Create a principal.
+    CreatePrincipal {
+        /// Id, not 0 or 2^128-1.
+        id: u128,
+        /// Role.
+        role: Role,
+        /// Display name.
+        name: String,
+    },
+    /// Suspend or reactivate a principal.
+    SetPrincipalStatus {
+        /// Which.
+        id: u128,
+        /// Active or Suspended.
+        status: Status,
+    },
+    /// Add an API key.
+    CreateApiKey {
+        /// Public id.
+        key_id: String,
+        /// Owner.
+        principal_id: u128,
+        /// argon2id PHC of the secret.
+        phc: String,
+        /// Scopes.
+        scopes: Scopes,
+        /// Expiry (ns), 0: never.
+        expires_ns: u64,
+    },
+    /// Revoke an API key now.
+    RevokeApiKey {
+        /// Which.
+        key_id: String,
+    },
+    /// Set when an API key stops working (rotation with overlap).
+    SetApiKeyExpiry {
+        /// Which.
+        key_id: String,
+        /// Expiry (ns).
+        expires_ns: u64,
+    },
+    /// Register a device for a holder.
+    RegisterDevice {
+        /// Device id.
+        id: u128,
+        /// The holder.
+        holder_id: u128,
+        /// Key id, unique.
+        kid: String,
+        /// Ed25519 public key.
+        public_key: [u8; 32],
+        /// Spending limits.
+        limits: Option<DeviceLimits>,
+    },
+    /// Suspend, reactivate or revoke a device.
+    SetDeviceStatus {
+        /// Which.
+        id: u128,
+        /// New status (revoked is final).
+        status: Status,
+    },
+    /// Replace a device's key (the old one stops working at once).
+    RotateDeviceKey {
+        /// Which.
+        id: u128,
+        /// New key id, unique.
+        kid: String,
+        /// New public key.
+        public_key: [u8; 32],
+    },
+    /// Set or clear a device's limits.
+    SetDeviceLimits {
+        /// Which.
+        id: u128,
+        /// New limits.
+        limits: Option<DeviceLimits>,
+    },
+}
+
+/// The outcome of one identity command.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u16)]
+pub enum IdentityResult {
+    /// Done.
+    Ok = 0,
+    /// The same thing already exists; nothing changed.
+    Exists = 1,
+    /// The id exists with other fields.
+    ExistsWithDifferentFields = 2,
+    /// 0 and 2^128-1 are reserved ids.
+    IdReserved = 3,
+    /// Name, kid or PHC too long or empty.
+    FieldLength = 4,
+    /// No such principal.
+    PrincipalNotFound = 5,
+    /// No such API key.
+    KeyNotFound = 6,
+    /// No such device.
+    DeviceNotFound = 7,
+    /// Devices belong to holders only.
+    NotAHolder = 8,
+    /// The kid is taken by another device.
+    KidInUse = 9,
+    /// Revoked keys and devices stay revoked.
+    AlreadyRevoked = 10,
+    /// The status is not allowed here (principals cannot be revoked).
+    StatusNotAllowed = 11,
+}
+
+impl IdentityResult {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityResult::Ok => "ok",
+            IdentityResult::Exists => "exists",
+            IdentityResult::ExistsWithDifferentFields => "exists_with_different_fields",
+            IdentityResult::IdReserved => "id_reserved",
+            IdentityResult::FieldLength => "field_length",
+            IdentityResult::PrincipalNotFound => "principal_not_found",
+            IdentityResult::KeyNotFound => "key_not_found",
+            IdentityResult::DeviceNotFound => "device_not_found",
+            IdentityResult::NotAHolder => "not_a_holder",
+            IdentityResult::KidInUse => "kid_in_use",
+            IdentityResult::AlreadyRevoked => "already_revoked",
+            IdentityResult::StatusNotAllowed => "status_not_allowed",
+        }
+    }
+}
+
+/// The registry.
+#[derive(Clone, Default, Debug)]
+pub struct Identity {
+    principals: HashMap<u128, Principal>,
+    keys: HashMap<String, ApiKey>,
+    devices: HashMap<u128, Device>,
+    device_by_kid: HashMap<String, u128>,
+    events: HashMap<u128, Vec<SecurityEvent>>,
+}
+
+fn length_ok(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.len() <= max
+}
+
+impl Identity {
+    /// Looks up a principal.
+    pub fn principal(&self, id: u128) -> Option<&Principal> {
+        self.principals.get(&id)
+    }
+
+    /// Looks up an API key by its public id.
+    pub fn key(&self, key_id: &str) -> Option<&ApiKey> {
+        self.keys.get(key_id)
+    }
+
+    /// A principal's keys, oldest first.
+    pub fn keys_of(&self, principal_id: u128) -> Vec<&ApiKey> {
+        let mut keys: Vec<&ApiKey> = self.keys.values().filter(|k| k.principal_id == principal_id).collect();
+        keys.sort_by_key(|k| (k.created_ns, k.key_id.clone()));
+        keys
+    }
+
+    /// Looks up a device.
+    pub fn device(&self, id: u128) -> Option<&Device> {
+        self.devices.get(&id)
+    }
+
+    /// Looks up a device by its key id.
+    pub fn device_by_kid(&self, kid: &str) -> Option<&Device> {
+        self.device_by_kid.get(kid).and_then(|id| self.devices.get(id))
+    }
+
+    /// A holder's devices, oldest first.
+    pub fn devices_of(&self, holder_id: u128) -> Vec<&Device> {
+        let mut devices: Vec<&Device> = self.devices.values().filter(|d| d.holder_id == holder_id).collect();
+        devices.sort_by_key(|d| (d.created_ns, d.id));
+        devices
+    }
+
+    /// A principal's security events, newest last.
+    pub fn events_of(&self, principal_id: u128) -> &[SecurityEvent] {
+        self.events.get(&principal_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of principals.
+    pub fn principals_count(&self) -> usize {
+        self.principals.len()
+    }
+
+    fn record(&mut self, principal_id: u128, at_ns: u64, kind: EventKind, subject: String) {
+        let events = self.events.entry(principal_id).or_default();
+        if events.len() >= EVENTS_PER_PRINCIPAL_MAX {
+            events.remove(0);
+        }
+        events.push(SecurityEvent { at_ns, kind, subject });
+    }
+
+    /// Applies one command at ledger time `now_ns`.
+    pub fn apply(&mut self, command: &IdentityCommand, now_ns: u64) -> IdentityResult {
+        use IdentityResult as R;
+        match command {
+            IdentityCommand::CreatePrincipal { id, role, name } => {
+                if *id == 0 || *id == u128::MAX {
+                    return R::IdReserved;
+                }
+                if !length_ok(name, NAME_BYTES_MAX) {
+                    return R::FieldLength;
+                }
+                if let Some(existing) = self.principals.get(id) {
+                    return if existing.role == *role && existing.name == *name {
+                        R::Exists
+                    } else {
+                        R::ExistsWithDifferentFields
+                    };
+                }
+                self.principals.insert(
+                    *id,
+                    Principal { id: *id, role: *role, name: name.clone(), status: Status::Active, created_ns: now_ns },
+                );
+                self.record(*id, now_ns, EventKind::PrincipalCreated, String::new());
+                R::Ok
+            }
+            IdentityCommand::SetPrincipalStatus { id, status } => {
+                if *status == Status::Revoked {
+                    return R::StatusNotAllowed;
+                }
+                let Some(principal) = self.principals.get_mut(id) else {
+                    return R::PrincipalNotFound;
+                };
+                principal.status = *status;
+                self.record(*id, now_ns, EventKind::PrincipalStatusChanged, status.as_str().into());
+                R::Ok
+            }
+            IdentityCommand::CreateApiKey { key_id, principal_id, phc, scopes, expires_ns } => {
+                if !length_ok(key_id, 32) || !length_ok(phc, PHC_BYTES_MAX) {
+                    return R::FieldLength;
+                }
+                if !self.principals.contains_key(principal_id) {
+                    return R::PrincipalNotFound;
+                }
+                if let Some(existing) = self.keys.get(key_id) {
+                    return if existing.principal_id == *principal_id && existing.phc == *phc {
+                        R::Exists
+                    } else {
+                        R::ExistsWithDifferentFields
+                    };
+                }
+                self.keys.insert(
+                    key_id.clone(),
+                    ApiKey {
+                        key_id: key_id.clone(),
+                        principal_id: *principal_id,
+                        phc: phc.clone(),
+                        scopes: *scopes,
+                        expires_ns: *expires_ns,
+                        status: Status::Active,
+                        created_ns: now_ns,
+                    },
+                );
+                self.record(*principal_id, now_ns, EventKind::KeyCreated, key_id.clone());
+                R::Ok
+            }
+            IdentityCommand::RevokeApiKey { key_id } => {
+                let Some(key) = self.keys.get_mut(key_id) else {
+                    return R::KeyNotFound;
+                };
+                if key.status == Status::Revoked {
+                    return R::AlreadyRevoked;
+                }
+                key.status = Status::Revoked;
+                let principal_id = key.principal_id;
+                self.record(principal_id, now_ns, EventKind::KeyRevoked, key_id.clone());
+                R::Ok
+            }
+            IdentityCommand::SetApiKeyExpiry { key_id, expires_ns } => {
+                let Some(key) = self.keys.get_mut(key_id) else {
+                    return R::KeyNotFound;
+                };
+                if key.status == Status::Revoked {
+                    return R::AlreadyRevoked;
+                }
+                key.expires_ns = *expires_ns;
+                let principal_id = key.principal_id;
+                self.record(principal_id, now_ns, EventKind::KeyExpirySet, key_id.clone());
+                R::Ok
+            }
+            IdentityCommand::RegisterDevice { id, holder_id, kid, public_key, limits } => {
+                if *id == 0 || *id == u128::MAX {
+                    return R::IdReserved;
+                }
+                if !length_ok(kid, KID_BYTES_MAX) {
+                    return R::FieldLength;
+                }
+                match self.principals.get(holder_id) {
+                    None => return R::PrincipalNotFound,
+                    Some(principal) if principal.role != Role::Holder => return R::NotAHolder,
+                    Some(_) => {}
+                }
+                if let Some(existing) = self.devices.get(id) {
+                    return if existing.holder_id == *holder_id
+                        && existing.kid == *kid
+                        && existing.public_key == *public_key
+                    {
+                        R::Exists
+                    } else {
+                        R::ExistsWithDifferentFields
+                    };
+                }
+                if self.device_by_kid.contains_key(kid) {
+                    return R::KidInUse;
+                }
+                self.devices.insert(
+                    *id,
+                    Device {
+                        id: *id,
+                        holder_id: *holder_id,
+                        kid: kid.clone(),
+                        public_key: *public_key,
+                        status: Status::Active,
+                        limits: *limits,
+                        created_ns: now_ns,
+                    },
+                );
+                self.device_by_kid.insert(kid.clone(), *id);
+                self.record(*holder_id, now_ns, EventKind::DeviceRegistered, id.to_string());
+                R::Ok
+            }
+            IdentityCommand::SetDeviceStatus { id, status } => {
+                let Some(device) = self.devices.get_mut(id) else {
+                    return R::DeviceNotFound;
+                };
+                if device.status == Status::Revoked {
+                    return R::AlreadyRevoked;
+                }
+                device.status = *status;
+                let holder_id = device.holder_id;
+                self.record(holder_id, now_ns, EventKind::DeviceStatusChanged, format!("{id} {}", status.as_str()));
+                R::Ok
+            }
+            IdentityCommand::RotateDeviceKey { id, kid, public_key } => {
+                if !length_ok(kid, KID_BYTES_MAX) {
+                    return R::FieldLength;
+                }
+                let Some(device) = self.devices.get(id) else {
+                    return R::DeviceNotFound;
+                };
+                if device.status == Status::Revoked {
+                    return R::AlreadyRevoked;
+                }
+                if self.device_by_kid.get(kid).is_some_and(|owner| owner != id) {
+                    return R::KidInUse;
+                }
+                let old_kid = device.kid.clone();
+                let holder_id = device.holder_id;
+                self.device_by_kid.remove(&old_kid);
+                self.device_by_kid.insert(kid.clone(), *id);
+                if let Some(device) = self.devices.get_mut(id) {
+                    device.kid = kid.clone();
+                    device.public_key = *public_key;
+                }
+                self.record(holder_id, now_ns, EventKind::DeviceRotated, id.to_string());
+                R::Ok
+            }
+            IdentityCommand::SetDeviceLimits { id, limits } => {
+                let Some(device) = self.devices.get_mut(id) else {
+                    return R::DeviceNotFound;
+                };
+                device.limits = *limits;
+                let holder_id = device.holder_id;
+                self.record(holder_id, now_ns, EventKind::DeviceLimitsChanged, id.to_string());
+                R::Ok
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(id: u128) -> IdentityCommand {
+        IdentityCommand::CreatePrincipal { id, role: Role::Holder, name: format!("holder {id}") }
+    }
+
+    #[test]
+    fn principals_are_idempotent_and_never_revoked() {
+        let mut identity = Identity::default();
+        assert_eq!(identity.apply(&holder(1), 5), IdentityResult::Ok);
+        assert_eq!(identity.apply(&holder(1), 6), IdentityResult::Exists);
+        let other = IdentityCommand::CreatePrincipal { id: 1, role: Role::Merchant, name: "holder 1".into() };
+        assert_eq!(identity.apply(&other, 7), IdentityResult::ExistsWithDifferentFields);
+        assert_eq!(identity.apply(&holder(0), 7), IdentityResult::IdReserved);
+        let revoke = IdentityCommand::SetPrincipalStatus { id: 1, status: Status::Revoked };
+        assert_eq!(identity.apply(&revoke, 8), IdentityResult::StatusNotAllowed);
+        assert_eq!(identity.principal(1).unwrap().created_ns, 5);
+    }
+
+    #[test]
+    fn keys_expire_and_revocation_is_final() {
+        let mut identity = Identity::default();
+        identity.apply(&holder(1), 1);
+        let create = IdentityCommand::CreateApiKey {
+            key_id: "k1".into(),
+            principal_id: 1,
+            phc: "$argon2id$x".into(),
+            scopes: Scopes(Scopes::READ),
+            expires_ns: 0,
+        };
+        assert_eq!(identity.apply(&create, 2), IdentityResult::Ok);
+        assert!(identity.key("k1").unwrap().usable_at(u64::MAX));
+        identity.apply(&IdentityCommand::SetApiKeyExpiry { key_id: "k1".into(), expires_ns: 100 }, 3);
+        assert!(identity.key("k1").unwrap().usable_at(99));
+        assert!(!identity.key("k1").unwrap().usable_at(100));
+        assert_eq!(identity.apply(&IdentityCommand::RevokeApiKey { key_id: "k1".into() }, 4), IdentityResult::Ok);
+        assert!(!identity.key("k1").unwrap().usable_at(50));
+        assert_eq!(
+            identity.apply(&IdentityCommand::RevokeApiKey { key_id: "k1".into() }, 5),
+            IdentityResult::AlreadyRevoked
+        );
+        let kinds: Vec<&str> = identity.events_of(1).iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["principal_created", "api_key_created", "api_key_expiry_set", "api_key_revoked"]);
+    }
+
+    #[test]
+    fn devices_belong_to_holders_and_kids_are_unique() {
+        let mut identity = Identity::default();
+        identity.apply(&holder(1), 1);
+        identity.apply(&IdentityCommand::CreatePrincipal { id: 2, role: Role::Merchant, name: "shop".into() }, 1);
+        let register = |id: u128, holder_id: u128, kid: &str| IdentityCommand::RegisterDevice {
+            id,
+            holder_id,
+            kid: kid.into(),
+            public_key: [id as u8; 32],
+            limits: None,
+        };
+        assert_eq!(identity.apply(&register(10, 1, "phone"), 2), IdentityResult::Ok);
+        assert_eq!(identity.apply(&register(10, 1, "phone"), 3), IdentityResult::Exists);
+        assert_eq!(identity.apply(&register(11, 1, "phone"), 3), IdentityResult::KidInUse);
+        assert_eq!(identity.apply(&register(12, 2, "till"), 3), IdentityResult::NotAHolder);
+        assert_eq!(identity.apply(&register(13, 9, "x"), 3), IdentityResult::PrincipalNotFound);
+        let rotate = IdentityCommand::RotateDeviceKey { id: 10, kid: "phone-2".into(), public_key: [7; 32] };
+        assert_eq!(identity.apply(&rotate, 4), IdentityResult::Ok);
+        assert!(identity.device_by_kid("phone").is_none());
+        assert_eq!(identity.device_by_kid("phone-2").unwrap().public_key, [7; 32]);
+        let revoke = IdentityCommand::SetDeviceStatus { id: 10, status: Status::Revoked };
+        assert_eq!(identity.apply(&revoke, 5), IdentityResult::Ok);
+        let reactivate = IdentityCommand::SetDeviceStatus { id: 10, status: Status::Active };
+        assert_eq!(identity.apply(&reactivate, 6), IdentityResult::AlreadyRevoked);
+    }
+}
