@@ -1,54 +1,46 @@
-//! Operator API keys: `obol_live_<key id>_<secret>`, 160-bit secrets, argon2id hashes at rest.
+//! API keys and callers: `obol_live_<key id>_<secret>`, 160-bit secrets, argon2id hashes at rest
+//! (m=19 MiB, t=2, p=1) in the identity registry.
 //!
 //! Verifying argon2id costs tens of milliseconds by design, so a key that verified once is
-//! remembered by its SHA-256 digest for the life of the process (bounded); later requests pay a
-//! hash and a map lookup. Only the digest is kept: the key itself is never stored or logged.
+//! remembered by the SHA-256 digest of its full text for the life of the process (bounded).
+//! Every request, cached or not, still checks the key's status and expiry and its principal's
+//! status in the registry, so revocation and suspension take effect at once. The key text itself
+//! is never stored or logged.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use obol_core::identity::{ApiKey, Role, Scopes, Status};
+use obol_core::ledger::Ledger;
 use sha2::{Digest, Sha256};
 
 /// Prefix of every obol key.
 pub const KEY_PREFIX: &str = "obol_live_";
-/// Metadata key under which the operator key's id and hash are stored.
-pub const OPERATOR_KEY_META: &str = "operator_api_key";
 /// How many verified key digests are remembered.
-const VERIFIED_CACHE_MAX: usize = 1024;
+const VERIFIED_CACHE_MAX: usize = 4096;
+/// The principal created on first start to run the platform.
+pub const BOOTSTRAP_OPERATOR_ID: u128 = 1;
 
-/// The stored form of a key: its public id and the argon2id PHC string of its secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Public key id (hex), also part of the key text.
+/// A new key: the text to show once, and what the registry keeps.
+#[derive(Debug)]
+pub struct KeyMaterial {
+    /// The full key; shown once, never stored.
+    pub text: String,
+    /// Public id (16 hex characters).
     pub key_id: String,
     /// argon2id PHC string of the secret.
     pub phc: String,
-}
-
-impl StoredKey {
-    /// `<key id>:<phc>`, for the store's metadata.
-    pub fn encode(&self) -> Vec<u8> {
-        format!("{}:{}", self.key_id, self.phc).into_bytes()
-    }
-
-    /// Parses [`StoredKey::encode`]'s output.
-    pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (key_id, phc) = text.split_once(':')?;
-        PasswordHash::new(phc).ok()?;
-        Some(StoredKey { key_id: key_id.into(), phc: phc.into() })
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Makes a new key. Returns the key text (show it once) and what to store.
-pub fn generate_key() -> (String, StoredKey) {
+/// Makes a new key with a random id and a 160-bit random secret.
+pub fn generate_key() -> KeyMaterial {
     let mut key_id = [0u8; 8];
     let mut secret = [0u8; 20];
     rand::fill(&mut key_id);
@@ -56,48 +48,105 @@ pub fn generate_key() -> (String, StoredKey) {
     let key_id = hex(&key_id);
     let secret = hex(&secret);
     let phc = Argon2::default().hash_password(secret.as_bytes()).expect("argon2id with default parameters").to_string();
-    (format!("{KEY_PREFIX}{key_id}_{secret}"), StoredKey { key_id, phc })
+    KeyMaterial { text: format!("{KEY_PREFIX}{key_id}_{secret}"), key_id, phc }
 }
 
-/// Checks bearer tokens against the operator key.
+/// Splits a key into its public id and secret.
+pub fn split_key(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(KEY_PREFIX)?;
+    let (key_id, secret) = rest.split_once('_')?;
+    (key_id.len() == 16 && !secret.is_empty()).then_some((key_id, secret))
+}
+
+/// How the caller proved who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// An API key (its public id).
+    ApiKey(String),
+    /// A device's signed request (the device id).
+    Device(u128),
+}
+
+/// Who is calling, after authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal acting (for a device: its holder).
+    pub principal_id: u128,
+    /// The principal's role.
+    pub role: Role,
+    /// What this credential may do.
+    pub scopes: Scopes,
+    /// The credential.
+    pub via: Via,
+}
+
+/// Why a token was not accepted. The HTTP answer does not say which (all are 401), except for a
+/// suspended principal, whose owner needs to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Malformed, unknown, wrong secret, revoked or expired.
+    BadKey,
+    /// The key is fine but its principal is suspended.
+    Suspended,
+}
+
+/// Checks bearer tokens against the registry.
+#[derive(Default)]
 pub struct Authenticator {
-    keys: Vec<StoredKey>,
-    verified: Mutex<HashSet<[u8; 32]>>,
+    verified: Mutex<HashMap<[u8; 32], String>>,
 }
 
 impl Authenticator {
-    /// Accepts the given keys.
-    pub fn new(keys: Vec<StoredKey>) -> Authenticator {
-        Authenticator { keys, verified: Mutex::new(HashSet::new()) }
+    /// A fresh authenticator with an empty cache.
+    pub fn new() -> Authenticator {
+        Authenticator::default()
     }
 
-    /// Whether `token` is one of the keys.
-    pub fn check(&self, token: &str) -> bool {
+    /// Whether `token` verified before (no argon2 needed).
+    pub fn is_cached(&self, token: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if self.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&digest) {
-            return true;
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&digest)
+    }
+
+    /// Resolves `token` to a caller at ledger time `now_ns`. Slow (argon2id) the first time a
+    /// key is seen; call it off the async workers.
+    pub fn authenticate(
+        &self,
+        token: &str,
+        ledger: &std::sync::RwLock<Ledger>,
+        now_ns: u64,
+    ) -> Result<Caller, AuthFailure> {
+        let (key_id, secret) = split_key(token).ok_or(AuthFailure::BadKey)?;
+        let key: ApiKey = {
+            let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
+            ledger.identity().key(key_id).cloned().ok_or(AuthFailure::BadKey)?
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached =
+            self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).is_some_and(|id| id == key_id);
+        if !cached {
+            let phc = PasswordHash::new(&key.phc).map_err(|_| AuthFailure::BadKey)?;
+            Argon2::default().verify_password(secret.as_bytes(), &phc).map_err(|_| AuthFailure::BadKey)?;
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= VERIFIED_CACHE_MAX {
+                verified.clear();
+            }
+            verified.insert(digest, key_id.to_string());
         }
-        let Some(rest) = token.strip_prefix(KEY_PREFIX) else {
-            return false;
-        };
-        let Some((key_id, secret)) = rest.split_once('_') else {
-            return false;
-        };
-        let Some(stored) = self.keys.iter().find(|k| k.key_id == key_id) else {
-            return false;
-        };
-        let Ok(phc) = PasswordHash::new(&stored.phc) else {
-            return false;
-        };
-        if Argon2::default().verify_password(secret.as_bytes(), &phc).is_err() {
-            return false;
+        if !key.usable_at(now_ns) {
+            return Err(AuthFailure::BadKey);
         }
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= VERIFIED_CACHE_MAX {
-            verified.clear();
+        let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
+        let principal = ledger.identity().principal(key.principal_id).ok_or(AuthFailure::BadKey)?;
+        if principal.status != Status::Active {
+            return Err(AuthFailure::Suspended);
         }
-        verified.insert(digest);
-        true
+        Ok(Caller {
+            principal_id: principal.id,
+            role: principal.role,
+            scopes: key.scopes,
+            via: Via::ApiKey(key.key_id),
+        })
     }
 }
 
@@ -106,20 +155,84 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_generated_key_verifies_and_a_changed_one_does_not() {
-        let (key, stored) = generate_key();
-        assert!(key.starts_with(KEY_PREFIX));
-        assert!(stored.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", stored.phc);
-        assert!(!stored.phc.contains(key.rsplit('_').next().unwrap()));
-        let auth = Authenticator::new(vec![StoredKey::decode(&stored.encode()).unwrap()]);
-        assert!(auth.check(&key));
-        assert!(auth.check(&key), "cached");
-        let mut wrong = key.clone();
-        wrong.pop();
-        wrong.push(if key.ends_with('0') { '1' } else { '0' });
-        assert!(!auth.check(&wrong));
-        assert!(!auth.check(""));
-        assert!(!auth.check("obol_live_"));
-        assert!(!auth.check("Bearer x"));
+    fn generated_keys_have_the_documented_shape_and_hash() {
+        let key = generate_key();
+        let (key_id, secret) = split_key(&key.text).unwrap();
+        assert_eq!(key_id, key.key_id);
+        assert_eq!(secret.len(), 40, "160 bits as hex");
+        assert!(key.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", key.phc);
+        assert!(!key.phc.contains(secret));
+        for bad in ["", "obol_live_", "obol_live_abc_def", "Bearer x", "obol_test_0123456789abcdef_00"] {
+            assert!(split_key(bad).is_none(), "{bad}");
+        }
     }
+}
+
+/// Issues a key for `principal_id` through `node` (before the engine starts). Returns the key
+/// text, to be shown once.
+pub fn issue_key_offline<S: obol_store::Store>(
+    node: &mut obol_store::Node<S>,
+    principal_id: u128,
+    scopes: Scopes,
+    expires_ns: u64,
+    now_ns: u64,
+) -> Result<String, obol_store::StoreError> {
+    use obol_core::codec::{Op, Record};
+    use obol_core::identity::IdentityCommand;
+    let material = generate_key();
+    let command = IdentityCommand::CreateApiKey {
+        key_id: material.key_id.clone(),
+        principal_id,
+        phc: material.phc,
+        scopes,
+        expires_ns,
+    };
+    node.commit(&Record { now_ns, ops: vec![Op::Identity(command)] })?;
+    Ok(material.text)
+}
+
+/// On a fresh store, creates the operator principal and its first key (returned, to be shown
+/// once). On a store that has one, does nothing and returns `None`.
+pub fn bootstrap_operator<S: obol_store::Store>(
+    node: &mut obol_store::Node<S>,
+    now_ns: u64,
+) -> Result<Option<String>, obol_store::StoreError> {
+    use obol_core::codec::{Op, Record};
+    use obol_core::identity::IdentityCommand;
+    let exists =
+        node.ledger().read().unwrap_or_else(|p| p.into_inner()).identity().principal(BOOTSTRAP_OPERATOR_ID).is_some();
+    if exists {
+        return Ok(None);
+    }
+    let create =
+        IdentityCommand::CreatePrincipal { id: BOOTSTRAP_OPERATOR_ID, role: Role::Operator, name: "operator".into() };
+    node.commit(&Record { now_ns, ops: vec![Op::Identity(create)] })?;
+    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, now_ns).map(Some)
+}
+
+/// Revokes every key of the bootstrap operator and issues a new one (server stopped).
+pub fn reset_operator_key<S: obol_store::Store>(
+    node: &mut obol_store::Node<S>,
+    now_ns: u64,
+) -> Result<String, obol_store::StoreError> {
+    use obol_core::codec::{Op, Record};
+    use obol_core::identity::IdentityCommand;
+    if let Some(key) = bootstrap_operator(node, now_ns)? {
+        return Ok(key);
+    }
+    let active: Vec<String> = {
+        let ledger = node.ledger();
+        let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
+        ledger
+            .identity()
+            .keys_of(BOOTSTRAP_OPERATOR_ID)
+            .into_iter()
+            .filter(|k| k.status == Status::Active)
+            .map(|k| k.key_id.clone())
+            .collect()
+    };
+    for key_id in active {
+        node.commit(&Record { now_ns, ops: vec![Op::Identity(IdentityCommand::RevokeApiKey { key_id })] })?;
+    }
+    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, now_ns)
 }

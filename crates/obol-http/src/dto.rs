@@ -30,6 +30,9 @@ pub struct AccountNew {
     /// Client-defined account kind (default 1).
     #[serde(default)]
     pub code: Option<u16>,
+    /// The owning holder or merchant (operators only; others always own what they create).
+    #[serde(default)]
+    pub owner_id: Option<String>,
     /// Any of `linked`, `debits_must_not_exceed_credits`, `credits_must_not_exceed_debits`,
     /// `history`, `closed`.
     #[serde(default)]
@@ -151,6 +154,8 @@ pub struct AccountDto {
     pub asset_scale: u8,
     /// Client-defined kind.
     pub code: u16,
+    /// The owning principal ("0": the platform).
+    pub owner_id: String,
     /// Flag names.
     pub flags: Vec<String>,
     /// Opaque client data.
@@ -303,7 +308,7 @@ impl AccountNew {
     /// Checks the syntax and builds the core event; the ledger checks the rest.
     pub fn to_core(&self) -> Result<NewAccount, ApiError> {
         Ok(NewAccount {
-            owner_id: 0,
+            owner_id: optional_id("owner_id", &self.owner_id)?,
             id: id_field("id", &self.id)?,
             user_data_128: optional_id("user_data_128", &self.user_data_128)?,
             user_data_64: user_data_64(&self.user_data_64)?,
@@ -378,6 +383,7 @@ impl From<&Account> for AccountDto {
             asset_code: a.asset.code().to_string(),
             asset_scale: a.asset.scale(),
             code: a.code,
+            owner_id: a.owner_id.to_string(),
             flags: flag_names(a.flags.0, &AccountFlags::NAMES),
             user_data_128: a.user_data_128.to_string(),
             user_data_64: a.user_data_64.to_string(),

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use obol_core::identity::IdentityResult;
 use obol_core::ledger::{CreateAccountResult, CreateTransferResult};
 use obol_store::EngineError;
 use serde::Serialize;
@@ -98,6 +99,24 @@ pub enum ApiError {
     /// Missing or wrong API key.
     #[error("a valid API key is required: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// Authenticated, but this caller may not do this.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    /// The caller's principal is suspended.
+    #[error("this principal is suspended; ask the operator to reactivate it")]
+    PrincipalSuspended,
+    /// No such principal (or not visible to this caller).
+    #[error("principal {0} does not exist")]
+    PrincipalNotFound(u128),
+    /// No such API key (or not visible to this caller).
+    #[error("API key {0} does not exist")]
+    KeyNotFound(String),
+    /// A field has a value obol does not accept.
+    #[error("{0}")]
+    InvalidField(String),
+    /// The registry refused an identity change.
+    #[error("not done: {}", .0.as_str())]
+    IdentityRejected(IdentityResult),
     /// The ledger refused an account.
     #[error("the account was not created: {}", .0.as_str())]
     AccountRejected(CreateAccountResult),
@@ -150,12 +169,17 @@ impl ApiError {
             | ApiError::InvalidAsset(_)
             | ApiError::InvalidFlag(_)
             | ApiError::InvalidQuery(_)
+            | ApiError::InvalidField(_)
             | ApiError::BatchSize { .. } => StatusCode::BAD_REQUEST,
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::AccountNotFound(_) | ApiError::TransferNotFound(_) | ApiError::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::AccountNotFound(_)
+            | ApiError::TransferNotFound(_)
+            | ApiError::RouteNotFound
+            | ApiError::PrincipalNotFound(_)
+            | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
+            ApiError::IdentityRejected(result) => identity_status(*result),
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AccountRejected(result) => account_status(*result),
@@ -184,6 +208,12 @@ impl ApiError {
             ApiError::RouteNotFound => "route_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::PrincipalSuspended => "principal_suspended",
+            ApiError::PrincipalNotFound(_) => "principal_not_found",
+            ApiError::KeyNotFound(_) => "key_not_found",
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::IdentityRejected(result) => result.as_str(),
             ApiError::AccountRejected(result) => result.as_str(),
             ApiError::TransferRejected(result) => result.as_str(),
             ApiError::Overloaded => "overloaded",
@@ -191,6 +221,16 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+fn identity_status(result: IdentityResult) -> StatusCode {
+    use IdentityResult as R;
+    match result {
+        R::Ok | R::Exists => StatusCode::OK,
+        R::ExistsWithDifferentFields | R::KidInUse | R::AlreadyRevoked => StatusCode::CONFLICT,
+        R::PrincipalNotFound | R::KeyNotFound | R::DeviceNotFound => StatusCode::NOT_FOUND,
+        R::IdReserved | R::FieldLength | R::NotAHolder | R::StatusNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

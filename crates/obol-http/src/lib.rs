@@ -10,8 +10,10 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod authz;
 pub mod dto;
 pub mod error;
+pub mod identity_routes;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,13 +27,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use obol_core::codec::Op;
-use obol_core::ledger::{BATCH_EVENTS_MAX, CreateAccountResult, CreateTransferResult, OpResults};
+use obol_core::ledger::{
+    Account, BATCH_EVENTS_MAX, CreateAccountResult, CreateTransferResult, Ledger, NewAccount, NewTransfer, OpResults,
+};
 use obol_store::Engine;
 use utoipa::OpenApi;
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthFailure, Authenticator, Caller};
+use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
+use axum::Extension;
+use obol_core::identity::{Role, Scopes};
 
 /// Largest request body accepted: a full batch of 8,190 transfers with every field set fits.
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -47,6 +54,37 @@ pub struct AppState {
     pub engine: Engine,
     /// Checks API keys.
     pub auth: Arc<Authenticator>,
+}
+
+/// Every route, as (method, path): the router, the OpenAPI document and the authorization
+/// matrix test are all checked against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/accounts"),
+    ("POST", "/v1/accounts/batch"),
+    ("GET", "/v1/accounts/{id}"),
+    ("GET", "/v1/accounts/{id}/balance"),
+    ("GET", "/v1/accounts/{id}/history"),
+    ("POST", "/v1/transfers"),
+    ("POST", "/v1/transfers/batch"),
+    ("GET", "/v1/transfers/{id}"),
+    ("GET", "/v1/me"),
+    ("POST", "/v1/principals"),
+    ("GET", "/v1/principals/{id}"),
+    ("POST", "/v1/principals/{id}/status"),
+    ("GET", "/v1/principals/{id}/keys"),
+    ("POST", "/v1/principals/{id}/keys"),
+    ("GET", "/v1/principals/{id}/activity"),
+    ("DELETE", "/v1/keys/{key_id}"),
+    ("POST", "/v1/keys/{key_id}/rotate"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+];
+
+/// Wall-clock time, ns since the Unix epoch (key expiry is wall-clock time).
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -89,6 +127,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/transfers", post(create_transfer))
         .route("/v1/transfers/batch", post(create_transfers))
         .route("/v1/transfers/{id}", get(get_transfer))
+        .route("/v1/me", get(identity_routes::me))
+        .route("/v1/principals", post(identity_routes::create_principal))
+        .route("/v1/principals/{id}", get(identity_routes::get_principal))
+        .route("/v1/principals/{id}/status", post(identity_routes::set_principal_status))
+        .route("/v1/principals/{id}/keys", get(identity_routes::list_keys).post(identity_routes::create_key))
+        .route("/v1/principals/{id}/activity", get(identity_routes::activity))
+        .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
+        .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
@@ -120,7 +166,7 @@ where
     }
 }
 
-async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -131,12 +177,23 @@ async fn require_key(State(state): State<AppState>, request: Request, next: Next
         return ApiError::Unauthorized.into_response();
     };
     let auth = Arc::clone(&state.auth);
-    // argon2id is slow on purpose; keep it off the async workers.
-    let accepted = tokio::task::spawn_blocking(move || auth.check(&token)).await.unwrap_or(false);
-    if !accepted {
-        return ApiError::Unauthorized.into_response();
+    let ledger = Arc::clone(state.engine.ledger());
+    let outcome = if auth.is_cached(&token) {
+        auth.authenticate(&token, &ledger, now_ns())
+    } else {
+        // argon2id is slow on purpose; keep it off the async workers.
+        tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
+            .await
+            .unwrap_or(Err(AuthFailure::BadKey))
+    };
+    match outcome {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(AuthFailure::BadKey) => ApiError::Unauthorized.into_response(),
+        Err(AuthFailure::Suspended) => ApiError::PrincipalSuspended.into_response(),
     }
-    next.run(request).await
 }
 
 async fn track(request: Request, next: Next) -> Response {
@@ -170,7 +227,7 @@ fn internal(what: &str) -> ApiError {
     ApiError::Internal(format!("engine answered {what} with the wrong shape"))
 }
 
-fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
+pub(crate) fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
     state.engine.ledger().read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -194,9 +251,11 @@ fn with_location(status: StatusCode, location: String, body: impl IntoResponse) 
     security(("bearer" = [])))]
 async fn create_account(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<AccountNew>,
 ) -> Result<Response, ApiError> {
-    let event = body.to_core()?;
+    let mut event = body.to_core()?;
+    authorize_new_accounts(&state, &caller, std::slice::from_mut(&mut event))?;
     let result = match state.engine.execute(Op::CreateAccounts(vec![event])).await? {
         OpResults::Accounts(results) => results.first().copied().ok_or_else(|| internal("create_account"))?,
         OpResults::Transfers(_) | OpResults::Identity(_) => return Err(internal("create_account")),
@@ -219,15 +278,17 @@ async fn create_account(
     security(("bearer" = [])))]
 async fn create_accounts(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<AccountBatch>,
 ) -> Result<Json<BatchResults>, ApiError> {
     batch_size(body.accounts.len())?;
-    let events = body
+    let mut events = body
         .accounts
         .iter()
         .enumerate()
         .map(|(index, account)| account.to_core().map_err(|error| at_index(index, error)))
         .collect::<Result<Vec<_>, _>>()?;
+    authorize_new_accounts(&state, &caller, &mut events)?;
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateAccounts(events)).await? {
         OpResults::Accounts(results) => Ok(Json(account_results(&ids, &results))),
@@ -255,9 +316,78 @@ fn at_index(index: usize, error: ApiError) -> ApiError {
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountDto>, ApiError> {
+async fn get_account(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<AccountDto>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
     let id = path_id(&id)?;
-    read_ledger(&state).account(id).map(|a| Json(AccountDto::from(a))).ok_or(ApiError::AccountNotFound(id))
+    let ledger = read_ledger(&state);
+    visible_account(&caller, &ledger, id).map(|a| Json(AccountDto::from(a)))
+}
+
+fn visible_account<'l>(caller: &Caller, ledger: &'l Ledger, id: u128) -> Result<&'l Account, ApiError> {
+    ledger.account(id).filter(|account| can_see_account(caller, account)).ok_or(ApiError::AccountNotFound(id))
+}
+
+/// Checks who may create these accounts and fills in owners: holders and merchants own what they
+/// create; the operator names any holder or merchant as owner, or none (a platform account).
+fn authorize_new_accounts(state: &AppState, caller: &Caller, events: &mut [NewAccount]) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::PAY)?;
+    need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
+    let ledger = read_ledger(state);
+    for event in events.iter_mut() {
+        if caller.role == Role::Operator {
+            if event.owner_id != 0 {
+                let owner =
+                    ledger.identity().principal(event.owner_id).ok_or(ApiError::PrincipalNotFound(event.owner_id))?;
+                if !owner.role.owns_accounts() {
+                    return Err(ApiError::InvalidField(format!(
+                        "owner {} is a {}; only holders and merchants own accounts",
+                        owner.id,
+                        owner.role.as_str()
+                    )));
+                }
+            }
+        } else if event.owner_id == 0 || event.owner_id == caller.principal_id {
+            event.owner_id = caller.principal_id;
+        } else {
+            return Err(ApiError::Forbidden("accounts can only be created for yourself".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the caller may move money as these transfers ask: out of its own accounts, or, for
+/// a post or void, on a pending transfer that touches its accounts.
+fn authorize_transfers(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::PAY)?;
+    need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
+    if caller.role == Role::Operator {
+        return Ok(());
+    }
+    let ledger = read_ledger(state);
+    for event in events {
+        if event.flags.resolves_pending() {
+            if let Some(pending) = ledger.transfer(event.pending_id) {
+                let touches = [pending.debit_account_id, pending.credit_account_id]
+                    .iter()
+                    .any(|id| ledger.account(*id).is_some_and(|a| owns(caller, a)));
+                if !touches {
+                    return Err(ApiError::Forbidden(format!(
+                        "transfer {} is not yours to post or void",
+                        event.pending_id
+                    )));
+                }
+            }
+        } else if let Some(debit) = ledger.account(event.debit_account_id)
+            && !can_debit(caller, debit)
+        {
+            return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
+        }
+    }
+    Ok(())
 }
 
 /// An account's balances and net position.
@@ -268,9 +398,15 @@ async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> R
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-async fn get_balance(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<BalanceDto>, ApiError> {
+async fn get_balance(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<BalanceDto>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
     let id = path_id(&id)?;
-    read_ledger(&state).account(id).map(|a| Json(BalanceDto::from(a))).ok_or(ApiError::AccountNotFound(id))
+    let ledger = read_ledger(&state);
+    visible_account(&caller, &ledger, id).map(|a| Json(BalanceDto::from(a)))
 }
 
 /// The transfers that touched an account, oldest first, a page at a time.
@@ -284,9 +420,11 @@ async fn get_balance(State(state): State<AppState>, Path(id): Path<String>) -> R
     security(("bearer" = [])))]
 async fn get_history(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
     let id = path_id(&id)?;
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let limit = query.limit.unwrap_or(100);
@@ -302,6 +440,7 @@ async fn get_history(
             .ok_or_else(|| ApiError::InvalidQuery("after must be a cursor from a previous page".into()))?,
     };
     let ledger = read_ledger(&state);
+    visible_account(&caller, &ledger, id)?;
     let entries = ledger.account_history(id, after, limit).ok_or(ApiError::AccountNotFound(id))?;
     let next = (entries.len() == limit).then(|| entries.last().map(|e| e.transfer.timestamp.to_string())).flatten();
     let items = entries.iter().map(|e| history_item(e, ledger.pending_status(e.transfer.id))).collect();
@@ -320,9 +459,11 @@ async fn get_history(
     security(("bearer" = [])))]
 async fn create_transfer(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<TransferNew>,
 ) -> Result<Response, ApiError> {
     let event = body.to_core()?;
+    authorize_transfers(&state, &caller, std::slice::from_ref(&event))?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) => return Err(internal("create_transfer")),
@@ -347,6 +488,7 @@ async fn create_transfer(
     security(("bearer" = [])))]
 async fn create_transfers(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<TransferBatch>,
 ) -> Result<Json<BatchResults>, ApiError> {
     batch_size(body.transfers.len())?;
@@ -356,6 +498,7 @@ async fn create_transfers(
         .enumerate()
         .map(|(index, transfer)| transfer.to_core().map_err(|error| at_index(index, error)))
         .collect::<Result<Vec<_>, _>>()?;
+    authorize_transfers(&state, &caller, &events)?;
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateTransfers(events)).await? {
         OpResults::Transfers(results) => Ok(Json(transfer_results(&ids, &results))),
@@ -371,10 +514,18 @@ async fn create_transfers(
         (status = 404, description = "No such transfer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-async fn get_transfer(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TransferDto>, ApiError> {
+async fn get_transfer(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<TransferDto>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
     let id = path_id(&id)?;
     let ledger = read_ledger(&state);
-    let transfer = ledger.transfer(id).ok_or(ApiError::TransferNotFound(id))?;
+    let transfer = ledger
+        .transfer(id)
+        .filter(|transfer| can_see_transfer(&caller, &ledger, transfer))
+        .ok_or(ApiError::TransferNotFound(id))?;
     Ok(Json(transfer_dto(transfer, ledger.pending_status(id))))
 }
 
@@ -430,7 +581,10 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
-    paths(create_account, create_accounts, get_account, get_balance, get_history, create_transfer, create_transfers, get_transfer, openapi_json, healthz, readyz, metrics_text),
+    paths(create_account, create_accounts, get_account, get_balance, get_history, create_transfer, create_transfers, get_transfer,
+        identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
+        identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
+        openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use obol_http::auth::{Authenticator, OPERATOR_KEY_META, StoredKey, generate_key};
+use obol_core::identity::Scopes;
+use obol_http::auth::{Authenticator, BOOTSTRAP_OPERATOR_ID, bootstrap_operator, issue_key_offline};
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
 
@@ -82,12 +83,16 @@ fn print_new_key(key: &str) {
     println!();
 }
 
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// `obol key reset-operator`.
 pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
-    let mut store = open_store(args)?;
-    let (key, stored) = generate_key();
-    store.meta_put(OPERATOR_KEY_META, &stored.encode())?;
-    println!("obol: replaced the operator API key of {}", describe(args));
+    let store = open_store(args)?;
+    let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    let key = obol_http::auth::reset_operator_key(&mut node, wall_ns())?;
+    println!("obol: revoked the operator's keys and issued a new one for {}", describe(args));
     print_new_key(&key);
     Ok(())
 }
@@ -98,18 +103,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OBOL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let mut store = open_store(&args.store)?;
-    let stored_key = match store.meta_get(OPERATOR_KEY_META)? {
-        Some(bytes) => StoredKey::decode(&bytes).context("the stored operator key is unreadable")?,
-        None => {
-            let (key, stored) = generate_key();
-            store.meta_put(OPERATOR_KEY_META, &stored.encode())?;
-            print_new_key(&key);
-            stored
-        }
-    };
+    let store = open_store(&args.store)?;
     let started = Instant::now();
-    let node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
     let (accounts_count, transfers_count) = {
         let ledger = node.ledger();
         let ledger = ledger.read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
@@ -122,16 +118,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ledger replayed"
     );
-    let engine = Engine::start(node);
-    let mut keys = vec![stored_key];
+    if let Some(key) = bootstrap_operator(&mut node, wall_ns()).context("creating the operator")? {
+        print_new_key(&key);
+    }
     let demo_key = if args.demo {
-        let (key, stored) = generate_key();
-        keys.push(stored);
-        Some(key)
+        // A short-lived operator key for the walk-through; it shows in the operator's activity.
+        let expires_ns = wall_ns() + 600 * 1_000_000_000;
+        Some(issue_key_offline(&mut node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), expires_ns, wall_ns())?)
     } else {
         None
     };
-    let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new(keys)) };
+    let engine = Engine::start(node);
+    let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new()) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {

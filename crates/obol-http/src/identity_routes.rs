@@ -1,0 +1,449 @@
+//! Identity routes: principals, API keys, the caller itself and its activity.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use obol_core::codec::Op;
+use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Principal, Role, Scopes, Status};
+use obol_core::ledger::OpResults;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Via, generate_key};
+use crate::authz::{can_see_principal, need_role, need_scope};
+use crate::error::{ApiError, Problem};
+use crate::{ApiJson, AppState, now_ns, read_ledger};
+
+/// A principal.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PrincipalDto {
+    /// Id, decimal string.
+    pub id: String,
+    /// `operator`, `holder`, `merchant`, `analyst` or `auditor`.
+    pub role: String,
+    /// Display name.
+    pub name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// Creation time, ns since the Unix epoch, decimal string.
+    pub created_ns: String,
+}
+
+impl From<&Principal> for PrincipalDto {
+    fn from(p: &Principal) -> PrincipalDto {
+        PrincipalDto {
+            id: p.id.to_string(),
+            role: p.role.as_str().into(),
+            name: p.name.clone(),
+            status: p.status.as_str().into(),
+            created_ns: p.created_ns.to_string(),
+        }
+    }
+}
+
+/// The caller: its principal and the credential it used.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct MeDto {
+    /// The principal acting.
+    pub principal: PrincipalDto,
+    /// `api_key` or `device`.
+    pub credential: String,
+    /// The key id or device id.
+    pub credential_id: String,
+    /// The credential's scopes.
+    pub scopes: Vec<String>,
+}
+
+/// A request to create a principal.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalNew {
+    /// Id, decimal string; a random one if omitted.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `holder`, `merchant`, `analyst`, `auditor` or `operator`.
+    pub role: String,
+    /// Display name, 1 to 64 bytes.
+    pub name: String,
+}
+
+/// A status change.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// `active` or `suspended`.
+    pub status: String,
+}
+
+/// An API key, without its secret.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct KeyDto {
+    /// Public id (the part after `obol_live_`).
+    pub key_id: String,
+    /// Whose key.
+    pub principal_id: String,
+    /// `read`, `pay`, `manage`.
+    pub scopes: Vec<String>,
+    /// When it stops working, ns since the Unix epoch ("0": never).
+    pub expires_ns: String,
+    /// `active` or `revoked` (an expired key stays `active` but no longer works).
+    pub status: String,
+    /// Creation time, ns.
+    pub created_ns: String,
+}
+
+impl From<&ApiKey> for KeyDto {
+    fn from(k: &ApiKey) -> KeyDto {
+        KeyDto {
+            key_id: k.key_id.clone(),
+            principal_id: k.principal_id.to_string(),
+            scopes: scope_names(k.scopes),
+            expires_ns: k.expires_ns.to_string(),
+            status: k.status.as_str().into(),
+            created_ns: k.created_ns.to_string(),
+        }
+    }
+}
+
+/// A new key, shown once.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct NewKeyDto {
+    /// The full key. It is shown only in this answer; obol keeps only its hash.
+    pub key: String,
+    /// The key's stored form.
+    #[serde(flatten)]
+    pub stored: KeyDto,
+}
+
+/// A request for a new key.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyNew {
+    /// Scopes, a subset of the caller's own (default: the caller's).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Seconds until the key stops working (default: never).
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// A request to rotate a key.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// Seconds the old key keeps working beside the new one (default 3600; 0 revokes it now).
+    #[serde(default)]
+    pub overlap_s: Option<u64>,
+}
+
+/// One security event.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ActivityItem {
+    /// When, ns since the Unix epoch.
+    pub at_ns: String,
+    /// Stable event name.
+    pub event: String,
+    /// What happened, in words.
+    pub description: String,
+    /// The key or device concerned, if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+}
+
+fn scope_names(scopes: Scopes) -> Vec<String> {
+    Scopes::NAMES.iter().filter(|(_, bit)| scopes.0 & bit != 0).map(|(name, _)| (*name).to_string()).collect()
+}
+
+fn parse_scopes(names: &[String]) -> Result<Scopes, ApiError> {
+    let mut bits = 0;
+    for name in names {
+        let (_, bit) = Scopes::NAMES
+            .iter()
+            .find(|(known, _)| known == name)
+            .ok_or_else(|| ApiError::InvalidField(format!("unknown scope {name:?}; use read, pay or manage")))?;
+        bits |= bit;
+    }
+    Ok(Scopes(bits))
+}
+
+fn principal_id(text: &str) -> Result<u128, ApiError> {
+    crate::dto::path_id(text)
+}
+
+/// Runs one identity command through the engine.
+pub(crate) async fn run_identity(state: &AppState, command: IdentityCommand) -> Result<IdentityResult, ApiError> {
+    match state.engine.execute(Op::Identity(command)).await? {
+        OpResults::Identity(result) => Ok(result),
+        OpResults::Accounts(_) | OpResults::Transfers(_) => {
+            Err(ApiError::Internal("engine answered an identity command with the wrong shape".into()))
+        }
+    }
+}
+
+fn accepted(result: IdentityResult) -> Result<(), ApiError> {
+    match result {
+        IdentityResult::Ok | IdentityResult::Exists => Ok(()),
+        rejected => Err(ApiError::IdentityRejected(rejected)),
+    }
+}
+
+/// The caller itself.
+#[utoipa::path(get, path = "/v1/me", tag = "identity",
+    responses((status = 200, body = MeDto)), security(("bearer" = [])))]
+pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<MeDto>, ApiError> {
+    let ledger = read_ledger(&state);
+    let principal = ledger.identity().principal(caller.principal_id).ok_or(ApiError::Unauthorized)?;
+    let (credential, credential_id) = match &caller.via {
+        Via::ApiKey(key_id) => ("api_key", key_id.clone()),
+        Via::Device(device_id) => ("device", device_id.to_string()),
+    };
+    Ok(Json(MeDto {
+        principal: principal.into(),
+        credential: credential.into(),
+        credential_id,
+        scopes: scope_names(caller.scopes),
+    }))
+}
+
+/// Create a principal (operator).
+#[utoipa::path(post, path = "/v1/principals", tag = "identity", request_body = PrincipalNew,
+    responses(
+        (status = 201, body = PrincipalDto),
+        (status = 200, description = "An identical principal already existed", body = PrincipalDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn create_principal(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<PrincipalNew>,
+) -> Result<Response, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    need_role(&caller, &[Role::Operator])?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::InvalidField(format!(
+            "unknown role {:?}; use holder, merchant, analyst, auditor or operator",
+            body.role
+        ))
+    })?;
+    let id = match &body.id {
+        Some(text) => crate::dto::path_id(text)?,
+        None => (rand::random::<u128>() >> 2).max(2),
+    };
+    let result = run_identity(&state, IdentityCommand::CreatePrincipal { id, role, name: body.name.clone() }).await?;
+    accepted(result)?;
+    let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
+    let dto = PrincipalDto::from(read_ledger(&state).identity().principal(id).ok_or(ApiError::PrincipalNotFound(id))?);
+    Ok((status, Json(dto)).into_response())
+}
+
+/// Look up a principal (operator, analyst, auditor, or the principal itself).
+#[utoipa::path(get, path = "/v1/principals/{id}", tag = "identity",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = PrincipalDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_principal(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<PrincipalDto>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
+    let id = principal_id(&id)?;
+    if !can_see_principal(&caller, id) {
+        return Err(ApiError::PrincipalNotFound(id));
+    }
+    let ledger = read_ledger(&state);
+    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(ApiError::PrincipalNotFound(id))
+}
+
+/// Suspend or reactivate a principal (operator).
+#[utoipa::path(post, path = "/v1/principals/{id}/status", tag = "identity", request_body = StatusChange,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = PrincipalDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_principal_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusChange>,
+) -> Result<Json<PrincipalDto>, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    need_role(&caller, &[Role::Operator])?;
+    let id = principal_id(&id)?;
+    let status = match body.status.as_str() {
+        "active" => Status::Active,
+        "suspended" => Status::Suspended,
+        other => return Err(ApiError::InvalidField(format!("status must be active or suspended, not {other:?}"))),
+    };
+    if id == caller.principal_id && status == Status::Suspended {
+        return Err(ApiError::Forbidden("an operator cannot suspend itself".into()));
+    }
+    accepted(run_identity(&state, IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
+    let ledger = read_ledger(&state);
+    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(ApiError::PrincipalNotFound(id))
+}
+
+/// A principal's API keys, without secrets.
+#[utoipa::path(get, path = "/v1/principals/{id}/keys", tag = "identity",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = Vec<KeyDto>), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<KeyDto>>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
+    let id = principal_id(&id)?;
+    if !can_see_principal(&caller, id) || caller.role == Role::Analyst && caller.principal_id != id {
+        return Err(ApiError::PrincipalNotFound(id));
+    }
+    let ledger = read_ledger(&state);
+    ledger.identity().principal(id).ok_or(ApiError::PrincipalNotFound(id))?;
+    Ok(Json(ledger.identity().keys_of(id).into_iter().map(KeyDto::from).collect()))
+}
+
+async fn issue_key(
+    state: &AppState,
+    principal_id: u128,
+    scopes: Scopes,
+    expires_ns: u64,
+) -> Result<NewKeyDto, ApiError> {
+    let material = tokio::task::spawn_blocking(generate_key)
+        .await
+        .map_err(|error| ApiError::Internal(format!("key generation failed: {error}")))?;
+    let command = IdentityCommand::CreateApiKey {
+        key_id: material.key_id.clone(),
+        principal_id,
+        phc: material.phc.clone(),
+        scopes,
+        expires_ns,
+    };
+    accepted(run_identity(state, command).await?)?;
+    let ledger = read_ledger(state);
+    let stored = ledger.identity().key(&material.key_id).ok_or(ApiError::KeyNotFound(material.key_id.clone()))?;
+    Ok(NewKeyDto { key: material.text, stored: stored.into() })
+}
+
+/// Create an API key (operator for anyone; a principal for itself, with `manage`). The key is
+/// shown once.
+#[utoipa::path(post, path = "/v1/principals/{id}/keys", tag = "identity", request_body = KeyNew,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 201, body = NewKeyDto), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<KeyNew>,
+) -> Result<Response, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    let id = principal_id(&id)?;
+    if caller.role != Role::Operator && caller.principal_id != id {
+        return Err(ApiError::PrincipalNotFound(id));
+    }
+    if read_ledger(&state).identity().principal(id).is_none() {
+        return Err(ApiError::PrincipalNotFound(id));
+    }
+    let scopes = match &body.scopes {
+        Some(names) => parse_scopes(names)?,
+        None => caller.scopes,
+    };
+    if !caller.scopes.allows(scopes.0) {
+        return Err(ApiError::Forbidden("a key cannot grant scopes its creator lacks".into()));
+    }
+    let expires_ns = match body.expires_in_s {
+        None | Some(0) => 0,
+        Some(seconds) => now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
+    };
+    let key = issue_key(&state, id, scopes, expires_ns).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+fn key_for_manage(state: &AppState, caller: &Caller, key_id: &str) -> Result<ApiKey, ApiError> {
+    need_scope(caller, Scopes::MANAGE)?;
+    let ledger = read_ledger(state);
+    let key = ledger.identity().key(key_id).cloned().ok_or_else(|| ApiError::KeyNotFound(key_id.into()))?;
+    if caller.role != Role::Operator && key.principal_id != caller.principal_id {
+        return Err(ApiError::KeyNotFound(key_id.into()));
+    }
+    Ok(key)
+}
+
+/// Revoke an API key at once.
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "identity",
+    params(("key_id" = String, Path, description = "Public key id")),
+    responses((status = 200, body = KeyDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+) -> Result<Json<KeyDto>, ApiError> {
+    key_for_manage(&state, &caller, &key_id)?;
+    accepted(run_identity(&state, IdentityCommand::RevokeApiKey { key_id: key_id.clone() }).await?)?;
+    let ledger = read_ledger(&state);
+    ledger.identity().key(&key_id).map(|k| Json(k.into())).ok_or(ApiError::KeyNotFound(key_id))
+}
+
+/// Replace a key: a new key with the same scopes now, the old one expiring after an overlap.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "identity", request_body = KeyRotation,
+    params(("key_id" = String, Path, description = "Public key id")),
+    responses((status = 201, body = NewKeyDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+    ApiJson(body): ApiJson<KeyRotation>,
+) -> Result<Response, ApiError> {
+    let old = key_for_manage(&state, &caller, &key_id)?;
+    if old.status == Status::Revoked {
+        return Err(ApiError::IdentityRejected(IdentityResult::AlreadyRevoked));
+    }
+    let new_key = issue_key(&state, old.principal_id, old.scopes, old.expires_ns).await?;
+    let overlap_s = body.overlap_s.unwrap_or(3600);
+    let command = if overlap_s == 0 {
+        IdentityCommand::RevokeApiKey { key_id }
+    } else {
+        let until = now_ns().saturating_add(overlap_s.saturating_mul(1_000_000_000));
+        let expires_ns = if old.expires_ns == 0 { until } else { old.expires_ns.min(until) };
+        IdentityCommand::SetApiKeyExpiry { key_id, expires_ns }
+    };
+    accepted(run_identity(&state, command).await?)?;
+    Ok((StatusCode::CREATED, Json(new_key)).into_response())
+}
+
+/// A principal's security events, oldest first (the principal itself, the operator, auditors).
+#[utoipa::path(get, path = "/v1/principals/{id}/activity", tag = "identity",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = Vec<ActivityItem>), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn activity(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ActivityItem>>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
+    let id = principal_id(&id)?;
+    let allowed = caller.principal_id == id || matches!(caller.role, Role::Operator | Role::Auditor);
+    let ledger = read_ledger(&state);
+    if !allowed || ledger.identity().principal(id).is_none() {
+        return Err(ApiError::PrincipalNotFound(id));
+    }
+    Ok(Json(
+        ledger
+            .identity()
+            .events_of(id)
+            .iter()
+            .map(|e| ActivityItem {
+                at_ns: e.at_ns.to_string(),
+                event: e.kind.as_str().into(),
+                description: e.kind.describe().into(),
+                subject: e.subject.clone(),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,422 @@
+//! Goal: every route answers every role exactly as the authorization rules say, for the caller's
+//! own resources and for someone else's; keys, scopes, suspension and rotation behave.
+//! Method: the real router over a real engine; an operator creates a holder (A), another holder
+//! (B), a merchant, an analyst and an auditor with keys through the API; the matrix then sends
+//! each route's request as each of them and asserts the exact status. The matrix must name every
+//! route in `obol_http::ROUTES`, and `ROUTES` must equal the OpenAPI document's operations, so a
+//! new route cannot ship without a row.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use obol_http::auth::{Authenticator, bootstrap_operator};
+use obol_http::{AppState, ROUTES, app};
+use obol_store::{Engine, Node, SqliteStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct World {
+    router: Router,
+    operator: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn call(
+    router: &Router,
+    key: Option<&str>,
+    method: &Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(method.clone()).uri(path);
+    if let Some(key) = key {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let request = match body {
+        Some(body) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+impl World {
+    fn new() -> World {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "obol-authz-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 9).unwrap();
+        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
+        let engine = Engine::start(node);
+        let router = app(AppState { engine, auth: Arc::new(Authenticator::new()) });
+        World { router, operator, dir }
+    }
+
+    async fn op(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = call(&self.router, Some(&self.operator), &method, path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        value
+    }
+
+    /// Creates a principal and returns a key for it (all scopes unless given).
+    async fn principal(&self, id: u128, role: &str, scopes: Option<&[&str]>) -> String {
+        self.op(
+            Method::POST,
+            "/v1/principals",
+            Some(json!({"id": id.to_string(), "role": role, "name": format!("{role} {id}")})),
+        )
+        .await;
+        let body = match scopes {
+            Some(scopes) => json!({"scopes": scopes}),
+            None => json!({}),
+        };
+        let key = self.op(Method::POST, &format!("/v1/principals/{id}/keys"), Some(body)).await;
+        key["key"].as_str().unwrap().to_string()
+    }
+}
+
+const A: u128 = 100;
+const B: u128 = 200;
+const M: u128 = 300;
+
+struct Row {
+    method: Method,
+    /// The route template this row covers.
+    route: &'static str,
+    /// Path and body for caller number `i` (0 operator, 1 holder A, 2 holder B, 3 merchant,
+    /// 4 analyst, 5 auditor); fresh ids per caller where the request creates something.
+    request: Box<dyn Fn(usize) -> (String, Option<Value>)>,
+    /// Expected status per caller, same order.
+    expect: [u16; 6],
+}
+
+fn row(
+    method: Method,
+    route: &'static str,
+    request: impl Fn(usize) -> (String, Option<Value>) + 'static,
+    expect: [u16; 6],
+) -> Row {
+    Row { method, route, request: Box::new(request), expect }
+}
+
+fn usd(id: String, from: &str, to: &str) -> Value {
+    json!({"id": id, "debit_account_id": from, "credit_account_id": to, "amount": "1", "asset_code": "USD", "asset_scale": 2})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_every_role_as_the_rules_say() {
+    let world = World::new();
+    let holder_a = world.principal(A, "holder", None).await;
+    let holder_b = world.principal(B, "holder", None).await;
+    let merchant = world.principal(M, "merchant", None).await;
+    let analyst = world.principal(400, "analyst", None).await;
+    let auditor = world.principal(500, "auditor", None).await;
+    world.principal(600, "holder", None).await;
+    // A's spare keys, one per caller, for the revoke and rotate rows.
+    let mut spare_keys = Vec::new();
+    for _ in 0..12 {
+        let key = world.op(Method::POST, &format!("/v1/principals/{A}/keys"), Some(json!({}))).await;
+        spare_keys.push(key["key_id"].as_str().unwrap().to_string());
+    }
+    world.op(Method::POST, "/v1/accounts", Some(json!({"id": "9001", "asset_code": "USD", "asset_scale": 2}))).await;
+    for (id, owner) in [("1001", A), ("2001", B), ("3001", M)] {
+        let body = json!({"id": id, "asset_code": "USD", "asset_scale": 2, "owner_id": owner.to_string()});
+        world.op(Method::POST, "/v1/accounts", Some(body)).await;
+    }
+    let mut fund = usd("1".into(), "9001", "1001");
+    fund["amount"] = json!("1000000");
+    world.op(Method::POST, "/v1/transfers", Some(fund)).await;
+    world.op(Method::POST, "/v1/transfers", Some(usd("2".into(), "1001", "3001"))).await;
+
+    let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
+    let revoke_keys = spare_keys[..6].to_vec();
+    let rotate_keys = spare_keys[6..].to_vec();
+    let rows = vec![
+        row(
+            Method::POST,
+            "/v1/accounts",
+            |i| {
+                (
+                    "/v1/accounts".into(),
+                    Some(json!({"id": (50_000 + i).to_string(), "asset_code": "USD", "asset_scale": 2})),
+                )
+            },
+            [201, 201, 201, 201, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/accounts",
+            |i| {
+                (
+                    "/v1/accounts".into(),
+                    Some(
+                        json!({"id": (51_000 + i).to_string(), "asset_code": "USD", "asset_scale": 2, "owner_id": A.to_string()}),
+                    ),
+                )
+            },
+            [201, 201, 403, 403, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/accounts/batch",
+            |i| {
+                (
+                    "/v1/accounts/batch".into(),
+                    Some(
+                        json!({"accounts": [{"id": (52_000 + i).to_string(), "asset_code": "USD", "asset_scale": 2}]}),
+                    ),
+                )
+            },
+            [200, 200, 200, 200, 403, 403],
+        ),
+        row(Method::GET, "/v1/accounts/{id}", |_| ("/v1/accounts/1001".into(), None), [200, 200, 404, 404, 200, 200]),
+        row(Method::GET, "/v1/accounts/{id}", |_| ("/v1/accounts/3001".into(), None), [200, 404, 404, 200, 200, 200]),
+        row(
+            Method::GET,
+            "/v1/accounts/{id}/balance",
+            |_| ("/v1/accounts/1001/balance".into(), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::GET,
+            "/v1/accounts/{id}/history",
+            |_| ("/v1/accounts/1001/history".into(), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/v1/transfers",
+            |i| ("/v1/transfers".into(), Some(usd((60_000 + i).to_string(), "1001", "3001"))),
+            [201, 201, 403, 403, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/transfers/batch",
+            |i| {
+                (
+                    "/v1/transfers/batch".into(),
+                    Some(json!({"transfers": [usd((61_000 + i).to_string(), "1001", "3001")]})),
+                )
+            },
+            [200, 200, 403, 403, 403, 403],
+        ),
+        row(Method::GET, "/v1/transfers/{id}", |_| ("/v1/transfers/2".into(), None), [200, 200, 404, 200, 200, 200]),
+        row(Method::GET, "/v1/me", |_| ("/v1/me".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/principals",
+            |i| {
+                (
+                    "/v1/principals".into(),
+                    Some(json!({"id": (70_000 + i).to_string(), "role": "holder", "name": "new"})),
+                )
+            },
+            [201, 403, 403, 403, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}",
+            |_| (format!("/v1/principals/{A}"), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/status",
+            |_| ("/v1/principals/600/status".into(), Some(json!({"status": "active"}))),
+            [200, 403, 403, 403, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/keys",
+            |_| (format!("/v1/principals/{A}/keys"), None),
+            [200, 200, 404, 404, 404, 200],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/keys",
+            |_| (format!("/v1/principals/{A}/keys"), Some(json!({"scopes": ["read"]}))),
+            [201, 201, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/activity",
+            |_| (format!("/v1/principals/{A}/activity"), None),
+            [200, 200, 404, 404, 404, 200],
+        ),
+        row(
+            Method::DELETE,
+            "/v1/keys/{key_id}",
+            move |i| (format!("/v1/keys/{}", revoke_keys[i]), None),
+            [200, 200, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/v1/keys/{key_id}/rotate",
+            move |i| (format!("/v1/keys/{}/rotate", rotate_keys[i]), Some(json!({"overlap_s": 60}))),
+            [201, 201, 404, 404, 404, 404],
+        ),
+        row(Method::GET, "/v1/openapi.json", |_| ("/v1/openapi.json".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(Method::GET, "/healthz", |_| ("/healthz".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(Method::GET, "/readyz", |_| ("/readyz".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(Method::GET, "/metrics", |_| ("/metrics".into(), None), [200, 200, 200, 200, 200, 200]),
+    ];
+    let covered: BTreeSet<(String, String)> =
+        rows.iter().map(|r| (r.method.to_string(), r.route.to_string())).collect();
+    for (method, path) in ROUTES {
+        assert!(
+            covered.contains(&(method.to_string(), path.to_string())),
+            "route {method} {path} has no row in the matrix"
+        );
+    }
+    let callers = ["operator", "holder A", "holder B", "merchant", "analyst", "auditor"];
+    let mut failures = Vec::new();
+    for row in &rows {
+        for (index, key) in keys.iter().enumerate() {
+            let (path, body) = (row.request)(index);
+            let (status, answer) = call(&world.router, Some(key), &row.method, &path, body).await;
+            if status.as_u16() != row.expect[index] {
+                failures.push(format!(
+                    "{} {path} as {}: {} (expected {}) {answer}",
+                    row.method,
+                    callers[index],
+                    status.as_u16(),
+                    row.expect[index]
+                ));
+            }
+        }
+        if row.route.starts_with("/v1/") {
+            let (path, body) = (row.request)(0);
+            let (status, _) = call(&world.router, None, &row.method, &path, body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {path} without a key", row.method);
+        }
+    }
+    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_match_the_openapi_document_exactly() {
+    let world = World::new();
+    let document = world.op(Method::GET, "/v1/openapi.json", None).await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let listed: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, listed, "ROUTES and the OpenAPI document disagree");
+    for (method, path) in ROUTES {
+        let concrete = path.replace("{id}", "1").replace("{key_id}", "0000000000000000");
+        let (status, answer) =
+            call(&world.router, Some(&world.operator), &method.parse().unwrap(), &concrete, None).await;
+        assert!(
+            status != StatusCode::NOT_FOUND || answer["code"] != "route_not_found",
+            "{method} {path} is listed but not routed"
+        );
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is listed but not routed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_suspension_revocation_and_rotation_take_effect_at_once() {
+    let world = World::new();
+    let read_only = world.principal(A, "holder", Some(&["read"])).await;
+    world
+        .op(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"id": "1", "asset_code": "USD", "asset_scale": 2, "owner_id": A.to_string()})),
+        )
+        .await;
+    let (status, problem) = call(
+        &world.router,
+        Some(&read_only),
+        &Method::POST,
+        "/v1/accounts",
+        Some(json!({"id": "2", "asset_code": "USD", "asset_scale": 2})),
+    )
+    .await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert!(problem["detail"].as_str().unwrap().contains("pay"));
+    assert_eq!(call(&world.router, Some(&read_only), &Method::GET, "/v1/accounts/1", None).await.0, StatusCode::OK);
+    // A key cannot mint a key with more scopes than it has (and this one lacks manage anyway).
+    let (status, _) =
+        call(&world.router, Some(&read_only), &Method::POST, &format!("/v1/principals/{A}/keys"), Some(json!({})))
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    world.op(Method::POST, &format!("/v1/principals/{A}/status"), Some(json!({"status": "suspended"}))).await;
+    let (status, problem) = call(&world.router, Some(&read_only), &Method::GET, "/v1/accounts/1", None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("principal_suspended")));
+    world.op(Method::POST, &format!("/v1/principals/{A}/status"), Some(json!({"status": "active"}))).await;
+    assert_eq!(call(&world.router, Some(&read_only), &Method::GET, "/v1/accounts/1", None).await.0, StatusCode::OK);
+
+    let full = world.op(Method::POST, &format!("/v1/principals/{A}/keys"), Some(json!({}))).await;
+    let full_key = full["key"].as_str().unwrap().to_string();
+    let full_id = full["key_id"].as_str().unwrap().to_string();
+    let rotated = world.op(Method::POST, &format!("/v1/keys/{full_id}/rotate"), Some(json!({"overlap_s": 3600}))).await;
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(&world.router, Some(&full_key), &Method::GET, "/v1/me", None).await.0,
+        StatusCode::OK,
+        "old key works during the overlap"
+    );
+    assert_eq!(call(&world.router, Some(&new_key), &Method::GET, "/v1/me", None).await.0, StatusCode::OK);
+    let new_id = rotated["key_id"].as_str().unwrap().to_string();
+    let rotated_again =
+        world.op(Method::POST, &format!("/v1/keys/{new_id}/rotate"), Some(json!({"overlap_s": 0}))).await;
+    assert_eq!(
+        call(&world.router, Some(&new_key), &Method::GET, "/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "overlap 0 revokes at once"
+    );
+    let newest = rotated_again["key"].as_str().unwrap().to_string();
+    world.op(Method::DELETE, &format!("/v1/keys/{}", rotated_again["key_id"].as_str().unwrap()), None).await;
+    assert_eq!(
+        call(&world.router, Some(&newest), &Method::GET, "/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "revoked at once, cache or not"
+    );
+
+    let expiring = world.op(Method::POST, &format!("/v1/principals/{A}/keys"), Some(json!({"expires_in_s": 1}))).await;
+    let expiring_key = expiring["key"].as_str().unwrap().to_string();
+    assert_eq!(call(&world.router, Some(&expiring_key), &Method::GET, "/v1/me", None).await.0, StatusCode::OK);
+    let expires_ns: u64 = expiring["expires_ns"].as_str().unwrap().parse().unwrap();
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 <= expires_ns {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call(&world.router, Some(&expiring_key), &Method::GET, "/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let activity = world.op(Method::GET, &format!("/v1/principals/{A}/activity"), None).await;
+    let events: Vec<&str> = activity.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for expected in
+        ["principal_created", "api_key_created", "principal_status_changed", "api_key_expiry_set", "api_key_revoked"]
+    {
+        assert!(events.contains(&expected), "{expected} missing from {events:?}");
+    }
+    let listed = world.op(Method::GET, &format!("/v1/principals/{A}/keys"), None).await;
+    let listed_text = listed.to_string();
+    for secret in [&read_only, &full_key, &new_key, &newest] {
+        let secret_part = secret.rsplit('_').next().unwrap();
+        assert!(!listed_text.contains(secret_part), "a key listing must never show a secret");
+    }
+}
