@@ -13,6 +13,7 @@ pub mod auth;
 pub mod authz;
 pub mod dto;
 pub mod error;
+pub mod httpsig;
 pub mod identity_routes;
 
 use std::sync::{Arc, OnceLock};
