@@ -150,24 +150,6 @@ impl Authenticator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_keys_have_the_documented_shape_and_hash() {
-        let key = generate_key();
-        let (key_id, secret) = split_key(&key.text).unwrap();
-        assert_eq!(key_id, key.key_id);
-        assert_eq!(secret.len(), 40, "160 bits as hex");
-        assert!(key.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", key.phc);
-        assert!(!key.phc.contains(secret));
-        for bad in ["", "obol_live_", "obol_live_abc_def", "Bearer x", "obol_test_0123456789abcdef_00"] {
-            assert!(split_key(bad).is_none(), "{bad}");
-        }
-    }
-}
-
 /// Issues a key for `principal_id` through `node` (before the engine starts). Returns the key
 /// text, to be shown once.
 pub fn issue_key_offline<S: obol_store::Store>(
@@ -235,4 +217,22 @@ pub fn reset_operator_key<S: obol_store::Store>(
         node.commit(&Record { now_ns, ops: vec![Op::Identity(IdentityCommand::RevokeApiKey { key_id })] })?;
     }
     issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, now_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape_and_hash() {
+        let key = generate_key();
+        let (key_id, secret) = split_key(&key.text).unwrap();
+        assert_eq!(key_id, key.key_id);
+        assert_eq!(secret.len(), 40, "160 bits as hex");
+        assert!(key.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", key.phc);
+        assert!(!key.phc.contains(secret));
+        for bad in ["", "obol_live_", "obol_live_abc_def", "Bearer x", "obol_test_0123456789abcdef_00"] {
+            assert!(split_key(bad).is_none(), "{bad}");
+        }
+    }
 }

@@ -108,6 +108,15 @@ pub enum ApiError {
     /// No such principal (or not visible to this caller).
     #[error("principal {0} does not exist")]
     PrincipalNotFound(u128),
+    /// No such device (or not visible to this caller).
+    #[error("device {0} does not exist")]
+    DeviceNotFound(u128),
+    /// A signed request was refused.
+    #[error("{0}")]
+    Signature(crate::httpsig::SigError),
+    /// A device tried to exceed a limit its holder set.
+    #[error("{0}")]
+    DeviceLimit(String),
     /// No such API key (or not visible to this caller).
     #[error("API key {0} does not exist")]
     KeyNotFound(String),
@@ -177,7 +186,10 @@ impl ApiError {
             | ApiError::TransferNotFound(_)
             | ApiError::RouteNotFound
             | ApiError::PrincipalNotFound(_)
+            | ApiError::DeviceNotFound(_)
             | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Signature(error) => signature_status(error),
+            ApiError::DeviceLimit(_) => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
             ApiError::IdentityRejected(result) => identity_status(*result),
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -212,6 +224,9 @@ impl ApiError {
             ApiError::PrincipalSuspended => "principal_suspended",
             ApiError::PrincipalNotFound(_) => "principal_not_found",
             ApiError::KeyNotFound(_) => "key_not_found",
+            ApiError::DeviceNotFound(_) => "device_not_found",
+            ApiError::Signature(error) => error.code(),
+            ApiError::DeviceLimit(_) => "device_limit_exceeded",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::IdentityRejected(result) => result.as_str(),
             ApiError::AccountRejected(result) => result.as_str(),
@@ -221,6 +236,18 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+fn signature_status(error: &crate::httpsig::SigError) -> StatusCode {
+    use crate::httpsig::SigError as E;
+    match error {
+        E::Malformed(_) | E::ComponentMissing(_) | E::ComponentUnavailable(_) | E::AlgorithmUnsupported => {
+            StatusCode::BAD_REQUEST
+        }
+        E::DigestMissing | E::DigestMismatch => StatusCode::BAD_REQUEST,
+        E::CreatedInFuture | E::Expired | E::Replayed | E::UnknownKey | E::Invalid => StatusCode::UNAUTHORIZED,
+        E::DeviceInactive(_) => StatusCode::FORBIDDEN,
     }
 }
 

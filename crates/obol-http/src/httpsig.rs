@@ -255,7 +255,7 @@ pub fn check_content_digest(header: Option<&str>, body: &[u8]) -> Result<(), Sig
     };
     let claimed = item.bare_item.as_byte_sequence().ok_or(SigError::DigestMismatch)?;
     let actual = Sha512::digest(body);
-    if claimed.len() != actual.len() || !bool::from(constant_time_eq(claimed, &actual)) {
+    if claimed.len() != actual.len() || !constant_time_eq(claimed, &actual) {
         return Err(SigError::DigestMismatch);
     }
     Ok(())

@@ -447,3 +447,256 @@ pub async fn activity(
             .collect(),
     ))
 }
+
+/// Spending limits of a device, on the wire.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLimitsDto {
+    /// The asset the limits count; the device may pay only in it.
+    pub asset_code: String,
+    /// Scale of the asset.
+    pub asset_scale: u8,
+    /// Largest single payment in minor units ("0" or absent: no limit).
+    #[serde(default)]
+    pub per_payment: Option<String>,
+    /// Most per UTC day in minor units ("0" or absent: no limit).
+    #[serde(default)]
+    pub per_day: Option<String>,
+}
+
+/// A device.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DeviceDto {
+    /// Id.
+    pub id: String,
+    /// The holder it acts for.
+    pub holder_id: String,
+    /// The key id it signs with (`keyid`).
+    pub kid: String,
+    /// Its public key as an RFC 8037 JWK.
+    pub jwk: serde_json::Value,
+    /// `active`, `suspended` or `revoked`.
+    pub status: String,
+    /// Spending limits, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<DeviceLimitsDto>,
+    /// Registration time, ns.
+    pub created_ns: String,
+}
+
+impl From<&obol_core::identity::Device> for DeviceDto {
+    fn from(d: &obol_core::identity::Device) -> DeviceDto {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        DeviceDto {
+            id: d.id.to_string(),
+            holder_id: d.holder_id.to_string(),
+            kid: d.kid.clone(),
+            jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": Base64UrlUnpadded::encode_string(&d.public_key), "kid": d.kid}),
+            status: d.status.as_str().into(),
+            limits: d.limits.map(|l| DeviceLimitsDto {
+                asset_code: l.asset.code().into(),
+                asset_scale: l.asset.scale(),
+                per_payment: Some(l.per_payment.to_string()),
+                per_day: Some(l.per_day.to_string()),
+            }),
+            created_ns: d.created_ns.to_string(),
+        }
+    }
+}
+
+/// A request to register a device.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceNew {
+    /// Device id, decimal string; a random one if omitted.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The device's public key: an RFC 8037 JWK `{"kty":"OKP","crv":"Ed25519","x":…,"kid":…}`.
+    /// Without `kid`, the RFC 7638 thumbprint is the key id.
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+    /// Optional spending limits.
+    #[serde(default)]
+    pub limits: Option<DeviceLimitsDto>,
+}
+
+/// A new key for a device.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRotation {
+    /// The new public key (RFC 8037 JWK); the old key stops working at once.
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+}
+
+/// New limits for a device.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLimitsChange {
+    /// The limits, or null to remove them.
+    pub limits: Option<DeviceLimitsDto>,
+}
+
+fn core_limits(dto: &Option<DeviceLimitsDto>) -> Result<Option<obol_core::identity::DeviceLimits>, ApiError> {
+    let Some(dto) = dto else { return Ok(None) };
+    let asset = obol_core::money::Asset::new(&dto.asset_code, dto.asset_scale)
+        .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
+    let amount = |field: &str, text: &Option<String>| -> Result<u128, ApiError> {
+        match text {
+            None => Ok(0),
+            Some(text) => obol_core::money::Amount::parse(text)
+                .map(|a| a.0)
+                .map_err(|e| ApiError::InvalidAmount { field: field.into(), reason: e.to_string() }),
+        }
+    };
+    Ok(Some(obol_core::identity::DeviceLimits {
+        asset,
+        per_payment: amount("limits.per_payment", &dto.per_payment)?,
+        per_day: amount("limits.per_day", &dto.per_day)?,
+    }))
+}
+
+/// Who may manage a holder's devices: the operator, or the holder itself with `manage`
+/// (a device never manages devices).
+fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::MANAGE)?;
+    if caller.role == Role::Operator || (caller.principal_id == holder_id && matches!(caller.via, Via::ApiKey(_))) {
+        return Ok(());
+    }
+    Err(ApiError::PrincipalNotFound(holder_id))
+}
+
+/// Register a device for a holder (operator, or the holder itself).
+#[utoipa::path(post, path = "/v1/principals/{id}/devices", tag = "devices", request_body = DeviceNew,
+    params(("id" = String, Path, description = "Holder id")),
+    responses((status = 201, body = DeviceDto), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn register_device(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceNew>,
+) -> Result<Response, ApiError> {
+    let holder_id = principal_id(&id)?;
+    may_manage_devices(&caller, holder_id)?;
+    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(ApiError::InvalidField)?;
+    let device_id = match &body.id {
+        Some(text) => crate::dto::path_id(text)?,
+        None => (rand::random::<u128>() >> 2).max(2),
+    };
+    let command = IdentityCommand::RegisterDevice {
+        id: device_id,
+        holder_id,
+        kid: jwk.kid,
+        public_key: jwk.public_key,
+        limits: core_limits(&body.limits)?,
+    };
+    let result = run_identity(&state, command).await?;
+    accepted(result)?;
+    let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
+    let ledger = read_ledger(&state);
+    let device = ledger.identity().device(device_id).ok_or_else(|| ApiError::Internal("device vanished".into()))?;
+    Ok((status, Json(DeviceDto::from(device))).into_response())
+}
+
+/// A holder's devices.
+#[utoipa::path(get, path = "/v1/principals/{id}/devices", tag = "devices",
+    params(("id" = String, Path, description = "Holder id")),
+    responses((status = 200, body = Vec<DeviceDto>), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_devices(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<DeviceDto>>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
+    let holder_id = principal_id(&id)?;
+    let ledger = read_ledger(&state);
+    if !can_see_principal(&caller, holder_id) || ledger.identity().principal(holder_id).is_none() {
+        return Err(ApiError::PrincipalNotFound(holder_id));
+    }
+    Ok(Json(ledger.identity().devices_of(holder_id).into_iter().map(DeviceDto::from).collect()))
+}
+
+fn device_for_manage(state: &AppState, caller: &Caller, id: &str) -> Result<u128, ApiError> {
+    let device_id = crate::dto::path_id(id)?;
+    let holder_id = read_ledger(state)
+        .identity()
+        .device(device_id)
+        .map(|d| d.holder_id)
+        .ok_or(ApiError::DeviceNotFound(device_id))?;
+    may_manage_devices(caller, holder_id).map_err(|_| ApiError::DeviceNotFound(device_id))?;
+    Ok(device_id)
+}
+
+async fn device_change(
+    state: &AppState,
+    device_id: u128,
+    command: IdentityCommand,
+) -> Result<Json<DeviceDto>, ApiError> {
+    accepted(run_identity(state, command).await?)?;
+    let ledger = read_ledger(state);
+    ledger.identity().device(device_id).map(|d| Json(d.into())).ok_or(ApiError::DeviceNotFound(device_id))
+}
+
+/// Suspend, reactivate or revoke a device (revocation is final).
+#[utoipa::path(post, path = "/v1/devices/{id}/status", tag = "devices", request_body = StatusChange,
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_device_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusChange>,
+) -> Result<Json<DeviceDto>, ApiError> {
+    let device_id = device_for_manage(&state, &caller, &id)?;
+    let status = match body.status.as_str() {
+        "active" => Status::Active,
+        "suspended" => Status::Suspended,
+        "revoked" => Status::Revoked,
+        other => {
+            return Err(ApiError::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")));
+        }
+    };
+    device_change(&state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await
+}
+
+/// Replace a device's key; the old key stops working at once.
+#[utoipa::path(post, path = "/v1/devices/{id}/rotate", tag = "devices", request_body = DeviceRotation,
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn rotate_device(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceRotation>,
+) -> Result<Json<DeviceDto>, ApiError> {
+    let device_id = device_for_manage(&state, &caller, &id)?;
+    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(ApiError::InvalidField)?;
+    device_change(
+        &state,
+        device_id,
+        IdentityCommand::RotateDeviceKey { id: device_id, kid: jwk.kid, public_key: jwk.public_key },
+    )
+    .await
+}
+
+/// Set or remove a device's spending limits.
+#[utoipa::path(post, path = "/v1/devices/{id}/limits", tag = "devices", request_body = DeviceLimitsChange,
+    params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, body = DeviceDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_device_limits(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceLimitsChange>,
+) -> Result<Json<DeviceDto>, ApiError> {
+    let device_id = device_for_manage(&state, &caller, &id)?;
+    let limits = core_limits(&body.limits)?;
+    device_change(&state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
+}

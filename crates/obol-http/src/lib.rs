@@ -55,6 +55,25 @@ pub struct AppState {
     pub engine: Engine,
     /// Checks API keys.
     pub auth: Arc<Authenticator>,
+    /// Rejects replayed device signatures.
+    pub replay: Arc<httpsig::ReplayGuard>,
+    /// Per device and UTC day, what its payments have reserved against its daily limit.
+    pub device_spend: Arc<std::sync::Mutex<std::collections::HashMap<(u128, u64), u128>>>,
+    /// `http` or `https`: how clients reach this server (for `@target-uri`).
+    pub scheme: &'static str,
+}
+
+impl AppState {
+    /// State for a server over `engine`, reached over `scheme` (`http` or `https`).
+    pub fn new(engine: Engine, scheme: &'static str) -> AppState {
+        AppState {
+            engine,
+            auth: Arc::new(Authenticator::new()),
+            replay: Arc::new(httpsig::ReplayGuard::new(now_ns() / 1_000_000_000)),
+            device_spend: Arc::default(),
+            scheme,
+        }
+    }
 }
 
 /// Every route, as (method, path): the router, the OpenAPI document and the authorization
@@ -75,6 +94,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/principals/{id}/keys"),
     ("POST", "/v1/principals/{id}/keys"),
     ("GET", "/v1/principals/{id}/activity"),
+    ("POST", "/v1/principals/{id}/devices"),
+    ("GET", "/v1/principals/{id}/devices"),
+    ("POST", "/v1/devices/{id}/status"),
+    ("POST", "/v1/devices/{id}/rotate"),
+    ("POST", "/v1/devices/{id}/limits"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -134,6 +158,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/status", post(identity_routes::set_principal_status))
         .route("/v1/principals/{id}/keys", get(identity_routes::list_keys).post(identity_routes::create_key))
         .route("/v1/principals/{id}/activity", get(identity_routes::activity))
+        .route("/v1/principals/{id}/devices", get(identity_routes::list_devices).post(identity_routes::register_device))
+        .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
+        .route("/v1/devices/{id}/rotate", post(identity_routes::rotate_device))
+        .route("/v1/devices/{id}/limits", post(identity_routes::set_device_limits))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -168,6 +196,15 @@ where
 }
 
 async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if request.headers().contains_key("signature-input") {
+        return match device_caller(&state, request).await {
+            Ok((caller, mut request)) => {
+                request.extensions_mut().insert(caller);
+                next.run(request).await
+            }
+            Err(error) => error.into_response(),
+        };
+    }
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -195,6 +232,79 @@ async fn require_key(State(state): State<AppState>, mut request: Request, next: 
         Err(AuthFailure::BadKey) => ApiError::Unauthorized.into_response(),
         Err(AuthFailure::Suspended) => ApiError::PrincipalSuspended.into_response(),
     }
+}
+
+/// Authenticates a device-signed request (RFC 9421). Buffers the body to check its digest and
+/// gives the request back whole.
+async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Request), ApiError> {
+    use httpsig::SigError;
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let inputs =
+        httpsig::parse_signature_input(header("signature-input").unwrap_or("")).map_err(ApiError::Signature)?;
+    let input = inputs.iter().find(|i| i.label == "sig1").unwrap_or(&inputs[0]).clone();
+    let signature = httpsig::parse_signature(
+        header("signature").ok_or(ApiError::Signature(SigError::Malformed("Signature header missing".into())))?,
+        &input.label,
+    )
+    .map_err(ApiError::Signature)?;
+    if input.alg.as_deref().is_some_and(|alg| alg != "ed25519") {
+        return Err(ApiError::Signature(SigError::AlgorithmUnsupported));
+    }
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::BodyTooLarge(BODY_BYTES_MAX))?;
+    let mut required = vec!["@method", "@target-uri"];
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        required.push("authorization");
+    }
+    if !bytes.is_empty() {
+        required.push("content-digest");
+        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(ApiError::Signature)?;
+    }
+    for component in required {
+        if !input.components.iter().any(|c| c == component) {
+            return Err(ApiError::Signature(SigError::ComponentMissing(format!("\"{component}\""))));
+        }
+    }
+    let now_s = now_ns() / 1_000_000_000;
+    state.replay.check_time(&input, now_s).map_err(ApiError::Signature)?;
+    let authority = header("host").or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("");
+    let message = httpsig::Message {
+        method: parts.method.as_str(),
+        scheme: state.scheme,
+        authority,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let base = httpsig::signature_base(&input, &message).map_err(ApiError::Signature)?;
+    let (device, holder) = {
+        let ledger = read_ledger(state);
+        let device =
+            ledger.identity().device_by_kid(&input.keyid).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+        let holder =
+            ledger.identity().principal(device.holder_id).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+        (device, holder)
+    };
+    httpsig::verify_ed25519(&device.public_key, &base, &signature).map_err(ApiError::Signature)?;
+    match device.status {
+        obol_core::identity::Status::Active => {}
+        obol_core::identity::Status::Suspended => {
+            return Err(ApiError::Signature(SigError::DeviceInactive("suspended")));
+        }
+        obol_core::identity::Status::Revoked => return Err(ApiError::Signature(SigError::DeviceInactive("revoked"))),
+    }
+    if holder.status != obol_core::identity::Status::Active {
+        return Err(ApiError::PrincipalSuspended);
+    }
+    // Only a signature that verified may occupy the replay memory.
+    state.replay.check_and_remember(&input, &signature, now_s).map_err(ApiError::Signature)?;
+    let caller = Caller {
+        principal_id: holder.id,
+        role: holder.role,
+        scopes: Scopes(Scopes::READ | Scopes::PAY),
+        via: auth::Via::Device(device.id),
+    };
+    Ok((caller, Request::from_parts(parts, axum::body::Body::from(bytes))))
 }
 
 async fn track(request: Request, next: Next) -> Response {
@@ -360,6 +470,48 @@ fn authorize_new_accounts(state: &AppState, caller: &Caller, events: &mut [NewAc
     Ok(())
 }
 
+/// A device pays only with plain or pending transfers, in its limits' asset, each at most
+/// `per_payment`, and at most `per_day` per UTC day (counted when authorized, so a payment that
+/// then fails still counts: the limit errs on the safe side).
+fn check_device_limits(
+    state: &AppState,
+    device: &obol_core::identity::Device,
+    events: &[NewTransfer],
+) -> Result<(), ApiError> {
+    if events.iter().any(|e| e.flags.resolves_pending()) {
+        return Err(ApiError::Forbidden("devices make payments; posting or voiding needs the holder's key".into()));
+    }
+    let Some(limits) = device.limits else { return Ok(()) };
+    let mut total: u128 = 0;
+    for event in events {
+        if event.asset != Some(limits.asset) {
+            return Err(ApiError::DeviceLimit(format!("this device may only pay in {}", limits.asset)));
+        }
+        if limits.per_payment != 0 && event.amount > limits.per_payment {
+            return Err(ApiError::DeviceLimit(format!(
+                "{} is above this device's limit of {} per payment",
+                event.amount, limits.per_payment
+            )));
+        }
+        total = total.saturating_add(event.amount);
+    }
+    if limits.per_day != 0 {
+        let day = now_ns() / 86_400_000_000_000;
+        let mut spend = state.device_spend.lock().unwrap_or_else(|p| p.into_inner());
+        spend.retain(|(_, d), _| *d >= day);
+        let spent = spend.entry((device.id, day)).or_insert(0);
+        if spent.saturating_add(total) > limits.per_day {
+            return Err(ApiError::DeviceLimit(format!(
+                "this would take today's payments to {} above this device's daily limit of {}",
+                spent.saturating_add(total),
+                limits.per_day
+            )));
+        }
+        *spent += total;
+    }
+    Ok(())
+}
+
 /// Checks that the caller may move money as these transfers ask: out of its own accounts, or, for
 /// a post or void, on a pending transfer that touches its accounts.
 fn authorize_transfers(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
@@ -369,6 +521,10 @@ fn authorize_transfers(state: &AppState, caller: &Caller, events: &[NewTransfer]
         return Ok(());
     }
     let ledger = read_ledger(state);
+    if let auth::Via::Device(device_id) = caller.via {
+        let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
+        check_device_limits(state, device, events)?;
+    }
     for event in events {
         if event.flags.resolves_pending() {
             if let Some(pending) = ledger.transfer(event.pending_id) {
@@ -585,6 +741,8 @@ impl utoipa::Modify for BearerAuth {
     paths(create_account, create_accounts, get_account, get_balance, get_history, create_transfer, create_transfers, get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
+        identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
+        identity_routes::set_device_limits,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

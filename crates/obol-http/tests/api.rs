@@ -4,12 +4,10 @@
 //! `tower::ServiceExt::oneshot`; every bad request is checked for a 4xx problem+json with a
 //! stable code and for an unchanged ledger.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use obol_http::auth::{Authenticator, bootstrap_operator};
+use obol_http::auth::bootstrap_operator;
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore};
 use serde_json::{Value, json};
@@ -53,7 +51,7 @@ fn unique(tag: &str) -> String {
 fn with_node<S: obol_store::Store + 'static>(mut node: Node<S>, place: Place) -> TestApp {
     let key = bootstrap_operator(&mut node, 1_000).unwrap().expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
-    let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new()) };
+    let state = AppState::new(engine.clone(), "http");
     TestApp { router: app(state), key, engine, _place: place }
 }
 

@@ -7,12 +7,11 @@
 //! new route cannot ship without a row.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use obol_http::auth::{Authenticator, bootstrap_operator};
+use obol_http::auth::bootstrap_operator;
 use obol_http::{AppState, ROUTES, app};
 use obol_store::{Engine, Node, SqliteStore};
 use serde_json::{Value, json};
@@ -64,7 +63,7 @@ impl World {
         let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 9).unwrap();
         let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
         let engine = Engine::start(node);
-        let router = app(AppState { engine, auth: Arc::new(Authenticator::new()) });
+        let router = app(AppState::new(engine, "http"));
         World { router, operator, dir }
     }
 
@@ -89,6 +88,17 @@ impl World {
         let key = self.op(Method::POST, &format!("/v1/principals/{id}/keys"), Some(body)).await;
         key["key"].as_str().unwrap().to_string()
     }
+}
+
+/// A fresh Ed25519 public JWK with the given kid.
+fn jwk(kid: &str) -> Value {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let mut seed = [0u8; 32];
+    for (i, byte) in kid.bytes().enumerate() {
+        seed[i % 32] ^= byte.wrapping_add(i as u8);
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())})
 }
 
 const A: u128 = 100;
@@ -144,6 +154,9 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     world.op(Method::POST, "/v1/transfers", Some(fund)).await;
     world.op(Method::POST, "/v1/transfers", Some(usd("2".into(), "1001", "3001"))).await;
 
+    world
+        .op(Method::POST, &format!("/v1/principals/{A}/devices"), Some(json!({"id": "800", "jwk": jwk("a-phone")})))
+        .await;
     let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
     let revoke_keys = spare_keys[..6].to_vec();
     let rotate_keys = spare_keys[6..].to_vec();
@@ -270,6 +283,41 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             "/v1/keys/{key_id}/rotate",
             move |i| (format!("/v1/keys/{}/rotate", rotate_keys[i]), Some(json!({"overlap_s": 60}))),
             [201, 201, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/devices",
+            |i| {
+                (
+                    format!("/v1/principals/{A}/devices"),
+                    Some(json!({"id": (900 + i).to_string(), "jwk": jwk(&format!("dev-{i}"))})),
+                )
+            },
+            [201, 201, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/devices",
+            |_| (format!("/v1/principals/{A}/devices"), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/v1/devices/{id}/status",
+            |_| ("/v1/devices/800/status".into(), Some(json!({"status": "active"}))),
+            [200, 200, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/v1/devices/{id}/rotate",
+            |i| ("/v1/devices/800/rotate".into(), Some(json!({"jwk": jwk(&format!("rotated-{i}"))}))),
+            [200, 200, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/v1/devices/{id}/limits",
+            |_| ("/v1/devices/800/limits".into(), Some(json!({"limits": null}))),
+            [200, 200, 404, 404, 404, 404],
         ),
         row(Method::GET, "/v1/openapi.json", |_| ("/v1/openapi.json".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/healthz", |_| ("/healthz".into(), None), [200, 200, 200, 200, 200, 200]),

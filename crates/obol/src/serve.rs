@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use obol_core::identity::Scopes;
-use obol_http::auth::{Authenticator, BOOTSTRAP_OPERATOR_ID, bootstrap_operator, issue_key_offline};
+use obol_http::auth::{BOOTSTRAP_OPERATOR_ID, bootstrap_operator, issue_key_offline};
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
 
@@ -129,7 +128,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let engine = Engine::start(node);
-    let state = AppState { engine: engine.clone(), auth: Arc::new(Authenticator::new()) };
+    let state = AppState::new(engine.clone(), "http");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
