@@ -15,7 +15,7 @@
 //! ```
 //! Changes to this layout need a new magic and a changelog entry.
 
-use crate::identity::{DeviceLimits, IdentityCommand, Role, Scopes, Status};
+use crate::identity::{DeviceLimits, FactorProof, IdentityCommand, Role, Scopes, Status, StepUpPolicy};
 use crate::ledger::{AccountFlags, BATCH_EVENTS_MAX, NewAccount, NewTransfer, TransferFlags};
 use crate::money::Asset;
 
@@ -377,6 +377,12 @@ impl Writer {
         self.0.extend_from_slice(&bytes[..usize::from(len)]);
         self
     }
+    fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(&value[..usize::from(len)]);
+        self
+    }
     fn key(&mut self, value: &[u8; 32]) -> &mut Self {
         self.0.extend_from_slice(value);
         self
@@ -422,6 +428,43 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
         }
         IdentityCommand::SetDeviceLimits { id, limits } => {
             w.u8(9).u128(*id).limits(limits);
+        }
+        IdentityCommand::EnrollTotp { principal_id, sealed_secret } => {
+            w.u8(10).u128(*principal_id).bytes(sealed_secret);
+        }
+        IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes } => {
+            w.u8(11).u128(*principal_id).u64(*step).u8(recovery_hashes.len().min(255) as u8);
+            for hash in recovery_hashes.iter().take(255) {
+                w.key(hash);
+            }
+        }
+        IdentityCommand::UseFactor { principal_id, proof } => {
+            w.u8(12).u128(*principal_id);
+            match proof {
+                FactorProof::TotpStep(step) => w.u8(1).u64(*step),
+                FactorProof::RecoveryCode(hash) => w.u8(2).key(hash),
+            };
+        }
+        IdentityCommand::FailFactor { principal_id } => {
+            w.u8(13).u128(*principal_id);
+        }
+        IdentityCommand::UnlockFactors { principal_id } => {
+            w.u8(14).u128(*principal_id);
+        }
+        IdentityCommand::SetStepUpPolicy { principal_id, policy } => {
+            w.u8(15).u128(*principal_id);
+            match policy.above {
+                None => w.u8(0),
+                Some((asset, amount)) => {
+                    w.u8(1);
+                    w.0.extend_from_slice(&asset.to_bytes());
+                    w.u128(amount)
+                }
+            };
+            w.u8(u8::from(policy.new_payee)).u8(u8::from(policy.new_device));
+        }
+        IdentityCommand::MarkDevicePaid { id } => {
+            w.u8(16).u128(*id);
         }
     }
     w.0
@@ -482,6 +525,49 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
         7 => IdentityCommand::SetDeviceStatus { id: r.u128()?, status: r.status()? },
         8 => IdentityCommand::RotateDeviceKey { id: r.u128()?, kid: r.string()?, public_key: r.array()? },
         9 => IdentityCommand::SetDeviceLimits { id: r.u128()?, limits: r.limits()? },
+        10 => {
+            let principal_id = r.u128()?;
+            let len = usize::from(r.u16()?);
+            IdentityCommand::EnrollTotp { principal_id, sealed_secret: r.take(len)?.to_vec() }
+        }
+        11 => {
+            let principal_id = r.u128()?;
+            let step = r.u64()?;
+            let count = r.u8()?;
+            let mut recovery_hashes = Vec::with_capacity(usize::from(count));
+            for _ in 0..count {
+                recovery_hashes.push(r.array()?);
+            }
+            IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }
+        }
+        12 => {
+            let principal_id = r.u128()?;
+            let proof = match r.u8()? {
+                1 => FactorProof::TotpStep(r.u64()?),
+                2 => FactorProof::RecoveryCode(r.array()?),
+                _ => return Err(DecodeError::BadIdentity),
+            };
+            IdentityCommand::UseFactor { principal_id, proof }
+        }
+        13 => IdentityCommand::FailFactor { principal_id: r.u128()? },
+        14 => IdentityCommand::UnlockFactors { principal_id: r.u128()? },
+        15 => {
+            let principal_id = r.u128()?;
+            let above = match r.u8()? {
+                0 => None,
+                1 => Some((Asset::from_bytes(r.array()?).map_err(|_| DecodeError::BadAsset)?, r.u128()?)),
+                _ => return Err(DecodeError::BadIdentity),
+            };
+            let flag = |value: u8| match value {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(DecodeError::BadIdentity),
+            };
+            let new_payee = flag(r.u8()?)?;
+            let new_device = flag(r.u8()?)?;
+            IdentityCommand::SetStepUpPolicy { principal_id, policy: StepUpPolicy { above, new_payee, new_device } }
+        }
+        16 => IdentityCommand::MarkDevicePaid { id: r.u128()? },
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {
@@ -559,6 +645,17 @@ mod tests {
             IdentityCommand::SetDeviceStatus { id: 5, status: Status::Revoked },
             IdentityCommand::RotateDeviceKey { id: 5, kid: "phone-2".into(), public_key: [1; 32] },
             IdentityCommand::SetDeviceLimits { id: 5, limits: None },
+            IdentityCommand::EnrollTotp { principal_id: 1, sealed_secret: vec![3; 60] },
+            IdentityCommand::ConfirmTotp { principal_id: 1, step: 99, recovery_hashes: vec![[1; 32], [2; 32]] },
+            IdentityCommand::UseFactor { principal_id: 1, proof: FactorProof::TotpStep(100) },
+            IdentityCommand::UseFactor { principal_id: 1, proof: FactorProof::RecoveryCode([2; 32]) },
+            IdentityCommand::FailFactor { principal_id: 1 },
+            IdentityCommand::UnlockFactors { principal_id: 1 },
+            IdentityCommand::SetStepUpPolicy {
+                principal_id: 1,
+                policy: StepUpPolicy { above: Some((usd(), 3000)), new_payee: false, new_device: true },
+            },
+            IdentityCommand::MarkDevicePaid { id: 5 },
         ];
         for command in commands {
             let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };

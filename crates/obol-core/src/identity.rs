@@ -131,6 +131,54 @@ pub struct Principal {
     pub status: Status,
     /// Ledger time of creation, ns.
     pub created_ns: u64,
+    /// The TOTP factor, if enrolled.
+    pub totp: Option<TotpFactor>,
+    /// SHA-256 hashes of unused recovery codes.
+    pub recovery_hashes: Vec<[u8; 32]>,
+    /// Failed factor checks since the last success.
+    pub failed_factor_count: u8,
+    /// Whether factor checks are locked after too many failures (the operator unlocks).
+    pub locked: bool,
+    /// When payments need step-up authentication.
+    pub step_up: StepUpPolicy,
+}
+
+/// Consecutive failed factor checks that lock a principal's factors (PSD2 RTS art. 4).
+pub const FACTOR_FAILURES_MAX: u8 = 5;
+
+/// A TOTP factor: the secret sealed by the shell (never in the clear here).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TotpFactor {
+    /// The secret, encrypted by the shell's vault.
+    pub sealed_secret: Vec<u8>,
+    /// Whether a first code confirmed the enrolment.
+    pub confirmed: bool,
+    /// The last accepted time step; a step is never accepted twice.
+    pub last_step: u64,
+}
+
+/// Which payments need step-up authentication (when the principal has a confirmed factor).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StepUpPolicy {
+    /// Payments above this amount in this asset.
+    pub above: Option<(Asset, u128)>,
+    /// The first payment to an account the principal never paid before.
+    pub new_payee: bool,
+    /// The first payment made by a device.
+    pub new_device: bool,
+}
+
+impl Default for StepUpPolicy {
+    fn default() -> StepUpPolicy {
+        StepUpPolicy { above: None, new_payee: true, new_device: true }
+    }
+}
+
+impl Principal {
+    /// Whether the principal has a factor that can approve a step-up.
+    pub fn has_factor(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
 }
 
 /// An API key: the public id is in the key text, only the hash of the secret is kept.
@@ -187,6 +235,8 @@ pub struct Device {
     pub limits: Option<DeviceLimits>,
     /// Ledger time of creation, ns.
     pub created_ns: u64,
+    /// Whether the device has made a payment (its first one may need step-up).
+    pub has_paid: bool,
 }
 
 /// What happened, for the holder's activity list and the audit log.
@@ -211,6 +261,22 @@ pub enum EventKind {
     DeviceRotated = 8,
     /// A device's limits changed.
     DeviceLimitsChanged = 9,
+    /// A TOTP authenticator was set up (not yet confirmed).
+    TotpEnrolled = 10,
+    /// A TOTP authenticator was confirmed and recovery codes issued.
+    TotpConfirmed = 11,
+    /// A second-factor check succeeded.
+    FactorSucceeded = 12,
+    /// A second-factor check failed.
+    FactorFailed = 13,
+    /// Second-factor checks were locked after too many failures.
+    FactorLocked = 14,
+    /// The operator unlocked second-factor checks.
+    FactorUnlocked = 15,
+    /// The step-up policy changed.
+    StepUpPolicyChanged = 16,
+    /// A recovery code was used.
+    RecoveryCodeUsed = 17,
 }
 
 impl EventKind {
@@ -226,6 +292,14 @@ impl EventKind {
             EventKind::DeviceStatusChanged => "device_status_changed",
             EventKind::DeviceRotated => "device_key_rotated",
             EventKind::DeviceLimitsChanged => "device_limits_changed",
+            EventKind::TotpEnrolled => "totp_enrolled",
+            EventKind::TotpConfirmed => "totp_confirmed",
+            EventKind::FactorSucceeded => "factor_succeeded",
+            EventKind::FactorFailed => "factor_failed",
+            EventKind::FactorLocked => "factor_locked",
+            EventKind::FactorUnlocked => "factor_unlocked",
+            EventKind::StepUpPolicyChanged => "step_up_policy_changed",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -241,6 +315,14 @@ impl EventKind {
             EventKind::DeviceStatusChanged => "A device was suspended, reactivated or revoked.",
             EventKind::DeviceRotated => "A device's signing key was replaced.",
             EventKind::DeviceLimitsChanged => "A device's spending limits changed.",
+            EventKind::TotpEnrolled => "An authenticator app was being set up.",
+            EventKind::TotpConfirmed => "An authenticator app was set up and recovery codes were issued.",
+            EventKind::FactorSucceeded => "A payment was approved with your second factor.",
+            EventKind::FactorFailed => "A second-factor check failed. If this was not you, contact support.",
+            EventKind::FactorLocked => "Second-factor checks are locked after 5 failures; contact support to unlock.",
+            EventKind::FactorUnlocked => "Second-factor checks were unlocked.",
+            EventKind::StepUpPolicyChanged => "The rules for when payments need your approval changed.",
+            EventKind::RecoveryCodeUsed => "A recovery code was used; it cannot be used again.",
         }
     }
 }
@@ -336,6 +418,61 @@ pub enum IdentityCommand {
         /// New limits.
         limits: Option<DeviceLimits>,
     },
+    /// Start a TOTP enrolment (replaces any earlier TOTP factor once confirmed).
+    EnrollTotp {
+        /// Whose.
+        principal_id: u128,
+        /// The secret, sealed by the shell.
+        sealed_secret: Vec<u8>,
+    },
+    /// Confirm the pending TOTP enrolment with the step of a correct code, and set the recovery
+    /// codes.
+    ConfirmTotp {
+        /// Whose.
+        principal_id: u128,
+        /// The accepted step.
+        step: u64,
+        /// SHA-256 hashes of the new recovery codes.
+        recovery_hashes: Vec<[u8; 32]>,
+    },
+    /// A factor check succeeded: a TOTP step (never twice) or a recovery code (once).
+    UseFactor {
+        /// Whose.
+        principal_id: u128,
+        /// What was presented.
+        proof: FactorProof,
+    },
+    /// A factor check failed.
+    FailFactor {
+        /// Whose.
+        principal_id: u128,
+    },
+    /// Unlock factor checks (operator).
+    UnlockFactors {
+        /// Whose.
+        principal_id: u128,
+    },
+    /// Set the step-up policy.
+    SetStepUpPolicy {
+        /// Whose.
+        principal_id: u128,
+        /// The policy.
+        policy: StepUpPolicy,
+    },
+    /// Record a device's first payment.
+    MarkDevicePaid {
+        /// Which.
+        id: u128,
+    },
+}
+
+/// A successful second-factor check.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FactorProof {
+    /// A TOTP code for this time step.
+    TotpStep(u64),
+    /// The hash of a recovery code.
+    RecoveryCode([u8; 32]),
 }
 
 /// The outcome of one identity command.
@@ -366,6 +503,12 @@ pub enum IdentityResult {
     AlreadyRevoked = 10,
     /// The status is not allowed here (principals cannot be revoked).
     StatusNotAllowed = 11,
+    /// No (confirmed) factor of that kind is enrolled.
+    FactorNotEnrolled = 12,
+    /// The TOTP step or recovery code was already used.
+    CodeReused = 13,
+    /// Factor checks are locked after too many failures.
+    FactorLocked = 14,
 }
 
 impl IdentityResult {
@@ -384,6 +527,9 @@ impl IdentityResult {
             IdentityResult::KidInUse => "kid_in_use",
             IdentityResult::AlreadyRevoked => "already_revoked",
             IdentityResult::StatusNotAllowed => "status_not_allowed",
+            IdentityResult::FactorNotEnrolled => "factor_not_enrolled",
+            IdentityResult::CodeReused => "code_reused",
+            IdentityResult::FactorLocked => "factor_locked",
         }
     }
 }
@@ -475,7 +621,18 @@ impl Identity {
                 }
                 self.principals.insert(
                     *id,
-                    Principal { id: *id, role: *role, name: name.clone(), status: Status::Active, created_ns: now_ns },
+                    Principal {
+                        id: *id,
+                        role: *role,
+                        name: name.clone(),
+                        status: Status::Active,
+                        created_ns: now_ns,
+                        totp: None,
+                        recovery_hashes: Vec::new(),
+                        failed_factor_count: 0,
+                        locked: false,
+                        step_up: StepUpPolicy::default(),
+                    },
                 );
                 self.record(*id, now_ns, EventKind::PrincipalCreated, String::new());
                 R::Ok
@@ -579,6 +736,7 @@ impl Identity {
                         status: Status::Active,
                         limits: *limits,
                         created_ns: now_ns,
+                        has_paid: false,
                     },
                 );
                 self.device_by_kid.insert(kid.clone(), *id);
@@ -630,6 +788,116 @@ impl Identity {
                 self.record(holder_id, now_ns, EventKind::DeviceLimitsChanged, id.to_string());
                 R::Ok
             }
+            IdentityCommand::MarkDevicePaid { id } => {
+                let Some(device) = self.devices.get_mut(id) else {
+                    return R::DeviceNotFound;
+                };
+                device.has_paid = true;
+                R::Ok
+            }
+            IdentityCommand::EnrollTotp { principal_id, sealed_secret } => {
+                if sealed_secret.is_empty() || sealed_secret.len() > 256 {
+                    return R::FieldLength;
+                }
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                match &mut principal.totp {
+                    // A confirmed factor stays in force until the new one is confirmed.
+                    Some(existing) if existing.confirmed => {
+                        principal.totp = Some(TotpFactor {
+                            sealed_secret: sealed_secret.clone(),
+                            confirmed: false,
+                            last_step: existing.last_step,
+                        });
+                    }
+                    _ => {
+                        principal.totp =
+                            Some(TotpFactor { sealed_secret: sealed_secret.clone(), confirmed: false, last_step: 0 });
+                    }
+                }
+                self.record(*principal_id, now_ns, EventKind::TotpEnrolled, String::new());
+                R::Ok
+            }
+            IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                let Some(totp) = principal.totp.as_mut().filter(|t| !t.confirmed) else {
+                    return R::FactorNotEnrolled;
+                };
+                if *step <= totp.last_step {
+                    return R::CodeReused;
+                }
+                totp.confirmed = true;
+                totp.last_step = *step;
+                principal.recovery_hashes = recovery_hashes.clone();
+                principal.failed_factor_count = 0;
+                self.record(*principal_id, now_ns, EventKind::TotpConfirmed, String::new());
+                R::Ok
+            }
+            IdentityCommand::UseFactor { principal_id, proof } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                if principal.locked {
+                    return R::FactorLocked;
+                }
+                let kind = match proof {
+                    FactorProof::TotpStep(step) => {
+                        let Some(totp) = principal.totp.as_mut().filter(|t| t.confirmed) else {
+                            return R::FactorNotEnrolled;
+                        };
+                        if *step <= totp.last_step {
+                            return R::CodeReused;
+                        }
+                        totp.last_step = *step;
+                        EventKind::FactorSucceeded
+                    }
+                    FactorProof::RecoveryCode(hash) => {
+                        let Some(position) = principal.recovery_hashes.iter().position(|h| h == hash) else {
+                            return R::CodeReused;
+                        };
+                        principal.recovery_hashes.remove(position);
+                        EventKind::RecoveryCodeUsed
+                    }
+                };
+                principal.failed_factor_count = 0;
+                self.record(*principal_id, now_ns, kind, String::new());
+                R::Ok
+            }
+            IdentityCommand::FailFactor { principal_id } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                principal.failed_factor_count = principal.failed_factor_count.saturating_add(1);
+                let now_locked = !principal.locked && principal.failed_factor_count >= FACTOR_FAILURES_MAX;
+                if now_locked {
+                    principal.locked = true;
+                }
+                self.record(*principal_id, now_ns, EventKind::FactorFailed, String::new());
+                if now_locked {
+                    self.record(*principal_id, now_ns, EventKind::FactorLocked, String::new());
+                }
+                R::Ok
+            }
+            IdentityCommand::UnlockFactors { principal_id } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                principal.locked = false;
+                principal.failed_factor_count = 0;
+                self.record(*principal_id, now_ns, EventKind::FactorUnlocked, String::new());
+                R::Ok
+            }
+            IdentityCommand::SetStepUpPolicy { principal_id, policy } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                principal.step_up = *policy;
+                self.record(*principal_id, now_ns, EventKind::StepUpPolicyChanged, String::new());
+                R::Ok
+            }
         }
     }
 }
@@ -679,6 +947,32 @@ mod tests {
         );
         let kinds: Vec<&str> = identity.events_of(1).iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["principal_created", "api_key_created", "api_key_expiry_set", "api_key_revoked"]);
+    }
+
+    #[test]
+    fn a_totp_step_is_accepted_once_and_five_failures_lock() {
+        let mut identity = Identity::default();
+        identity.apply(&holder(1), 1);
+        let use_step = |step| IdentityCommand::UseFactor { principal_id: 1, proof: FactorProof::TotpStep(step) };
+        assert_eq!(identity.apply(&use_step(5), 2), IdentityResult::FactorNotEnrolled);
+        identity.apply(&IdentityCommand::EnrollTotp { principal_id: 1, sealed_secret: vec![1; 40] }, 2);
+        let confirm = IdentityCommand::ConfirmTotp { principal_id: 1, step: 10, recovery_hashes: vec![[7; 32]] };
+        assert_eq!(identity.apply(&confirm, 3), IdentityResult::Ok);
+        assert!(identity.principal(1).unwrap().has_factor());
+        assert_eq!(identity.apply(&use_step(10), 4), IdentityResult::CodeReused, "the confirming step is spent");
+        assert_eq!(identity.apply(&use_step(11), 4), IdentityResult::Ok);
+        assert_eq!(identity.apply(&use_step(11), 5), IdentityResult::CodeReused);
+        assert_eq!(identity.apply(&use_step(9), 5), IdentityResult::CodeReused, "steps only move forward");
+        let recovery = IdentityCommand::UseFactor { principal_id: 1, proof: FactorProof::RecoveryCode([7; 32]) };
+        assert_eq!(identity.apply(&recovery, 6), IdentityResult::Ok);
+        assert_eq!(identity.apply(&recovery, 7), IdentityResult::CodeReused);
+        for attempt in 1..=FACTOR_FAILURES_MAX {
+            identity.apply(&IdentityCommand::FailFactor { principal_id: 1 }, 8);
+            assert_eq!(identity.principal(1).unwrap().locked, attempt == FACTOR_FAILURES_MAX);
+        }
+        assert_eq!(identity.apply(&use_step(12), 9), IdentityResult::FactorLocked);
+        identity.apply(&IdentityCommand::UnlockFactors { principal_id: 1 }, 10);
+        assert_eq!(identity.apply(&use_step(12), 11), IdentityResult::Ok);
     }
 
     #[test]

@@ -257,7 +257,10 @@ fn identity_status(result: IdentityResult) -> StatusCode {
         R::Ok | R::Exists => StatusCode::OK,
         R::ExistsWithDifferentFields | R::KidInUse | R::AlreadyRevoked => StatusCode::CONFLICT,
         R::PrincipalNotFound | R::KeyNotFound | R::DeviceNotFound => StatusCode::NOT_FOUND,
-        R::IdReserved | R::FieldLength | R::NotAHolder | R::StatusNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
+        R::IdReserved | R::FieldLength | R::NotAHolder | R::StatusNotAllowed | R::FactorNotEnrolled => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        R::CodeReused | R::FactorLocked => StatusCode::FORBIDDEN,
     }
 }
 
