@@ -802,20 +802,11 @@ impl Identity {
                 let Some(principal) = self.principals.get_mut(principal_id) else {
                     return R::PrincipalNotFound;
                 };
-                match &mut principal.totp {
-                    // A confirmed factor stays in force until the new one is confirmed.
-                    Some(existing) if existing.confirmed => {
-                        principal.totp = Some(TotpFactor {
-                            sealed_secret: sealed_secret.clone(),
-                            confirmed: false,
-                            last_step: existing.last_step,
-                        });
-                    }
-                    _ => {
-                        principal.totp =
-                            Some(TotpFactor { sealed_secret: sealed_secret.clone(), confirmed: false, last_step: 0 });
-                    }
-                }
+                // A new secret has its own codes, so its step counter starts afresh. Until it is
+                // confirmed, the old factor no longer approves anything: the holder re-proved
+                // possession of it to start this enrolment.
+                principal.totp =
+                    Some(TotpFactor { sealed_secret: sealed_secret.clone(), confirmed: false, last_step: 0 });
                 self.record(*principal_id, now_ns, EventKind::TotpEnrolled, String::new());
                 R::Ok
             }

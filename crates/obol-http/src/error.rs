@@ -34,6 +34,12 @@ pub struct Problem {
     /// Set on 5xx: quote it when reporting the failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// With `requires_action`: what to approve and how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<crate::mfa::ChallengeDto>,
+    /// With `factor_check_failed`: tries left before factor checks lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u8>,
 }
 
 /// Everything that can go wrong in a request.
@@ -114,6 +120,20 @@ pub enum ApiError {
     /// A signed request was refused.
     #[error("{0}")]
     Signature(crate::httpsig::SigError),
+    /// The operation needs step-up approval first.
+    #[error(
+        "this payment needs your approval: approve the challenge with a second factor, then resend the request with the header Obol-Approval: <challenge id>"
+    )]
+    RequiresAction(Box<crate::mfa::ChallengeDto>),
+    /// A second-factor check failed (which factor is never said).
+    #[error("the code was not accepted; {attempts_left} attempts left before checks are locked")]
+    FactorCheckFailed {
+        /// Tries left.
+        attempts_left: u8,
+    },
+    /// No such open challenge for this caller.
+    #[error("challenge {0} does not exist, has expired or was already used")]
+    ChallengeNotFound(String),
     /// A device tried to exceed a limit its holder set.
     #[error("{0}")]
     DeviceLimit(String),
@@ -189,7 +209,10 @@ impl ApiError {
             | ApiError::DeviceNotFound(_)
             | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Signature(error) => signature_status(error),
-            ApiError::DeviceLimit(_) => StatusCode::FORBIDDEN,
+            ApiError::DeviceLimit(_) | ApiError::RequiresAction(_) | ApiError::FactorCheckFailed { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::ChallengeNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
             ApiError::IdentityRejected(result) => identity_status(*result),
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -227,6 +250,9 @@ impl ApiError {
             ApiError::DeviceNotFound(_) => "device_not_found",
             ApiError::Signature(error) => error.code(),
             ApiError::DeviceLimit(_) => "device_limit_exceeded",
+            ApiError::RequiresAction(_) => "requires_action",
+            ApiError::FactorCheckFailed { .. } => "factor_check_failed",
+            ApiError::ChallengeNotFound(_) => "challenge_not_found",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::IdentityRejected(result) => result.as_str(),
             ApiError::AccountRejected(result) => result.as_str(),
@@ -377,6 +403,14 @@ impl IntoResponse for ApiError {
             detail,
             code: self.code().to_string(),
             request_id,
+            challenge: match &self {
+                ApiError::RequiresAction(challenge) => Some((**challenge).clone()),
+                _ => None,
+            },
+            attempts_left: match &self {
+                ApiError::FactorCheckFailed { attempts_left } => Some(*attempts_left),
+                _ => None,
+            },
         };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

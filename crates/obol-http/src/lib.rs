@@ -15,6 +15,8 @@ pub mod dto;
 pub mod error;
 pub mod httpsig;
 pub mod identity_routes;
+pub mod mfa;
+pub mod vault;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -61,17 +63,29 @@ pub struct AppState {
     pub device_spend: Arc<std::sync::Mutex<std::collections::HashMap<(u128, u64), u128>>>,
     /// `http` or `https`: how clients reach this server (for `@target-uri`).
     pub scheme: &'static str,
+    /// Seals TOTP seeds.
+    pub vault: Arc<vault::Vault>,
+    /// Step-up challenges and known payees.
+    pub step_up: Arc<mfa::StepUp>,
 }
 
 impl AppState {
-    /// State for a server over `engine`, reached over `scheme` (`http` or `https`).
+    /// State for a server over `engine`, reached over `scheme` (`http` or `https`), with a
+    /// throwaway master key (tests; nothing sealed survives a restart).
     pub fn new(engine: Engine, scheme: &'static str) -> AppState {
+        AppState::with_vault(engine, scheme, vault::Vault::ephemeral())
+    }
+
+    /// State whose secrets are sealed by `vault`.
+    pub fn with_vault(engine: Engine, scheme: &'static str, vault: vault::Vault) -> AppState {
         AppState {
             engine,
             auth: Arc::new(Authenticator::new()),
             replay: Arc::new(httpsig::ReplayGuard::new(now_ns() / 1_000_000_000)),
             device_spend: Arc::default(),
             scheme,
+            vault: Arc::new(vault),
+            step_up: Arc::default(),
         }
     }
 }
@@ -99,6 +113,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/devices/{id}/status"),
     ("POST", "/v1/devices/{id}/rotate"),
     ("POST", "/v1/devices/{id}/limits"),
+    ("POST", "/v1/principals/{id}/totp"),
+    ("POST", "/v1/principals/{id}/totp/confirm"),
+    ("POST", "/v1/principals/{id}/unlock"),
+    ("POST", "/v1/principals/{id}/step-up"),
+    ("POST", "/v1/challenges/{id}/approve"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -162,6 +181,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
         .route("/v1/devices/{id}/rotate", post(identity_routes::rotate_device))
         .route("/v1/devices/{id}/limits", post(identity_routes::set_device_limits))
+        .route("/v1/principals/{id}/totp", post(mfa::enroll_totp))
+        .route("/v1/principals/{id}/totp/confirm", post(mfa::confirm_totp))
+        .route("/v1/principals/{id}/unlock", post(mfa::unlock))
+        .route("/v1/principals/{id}/step-up", post(mfa::set_step_up))
+        .route("/v1/challenges/{id}/approve", post(mfa::approve_challenge))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -514,7 +538,12 @@ fn check_device_limits(
 
 /// Checks that the caller may move money as these transfers ask: out of its own accounts, or, for
 /// a post or void, on a pending transfer that touches its accounts.
-fn authorize_transfers(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
+fn authorize_transfers(
+    state: &AppState,
+    caller: &Caller,
+    events: &[NewTransfer],
+    approval: Option<&str>,
+) -> Result<(), ApiError> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
     if caller.role == Role::Operator {
@@ -544,7 +573,35 @@ fn authorize_transfers(state: &AppState, caller: &Caller, events: &[NewTransfer]
             return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
         }
     }
-    Ok(())
+    state.step_up.check(&ledger, caller, events, approval)
+}
+
+/// The `Obol-Approval` header: an approved step-up challenge.
+fn approval_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// After a commit: remember new payees and mark a device's first payment.
+async fn after_payment(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[bool]) {
+    let paid: Vec<u128> = events
+        .iter()
+        .zip(ok)
+        .filter(|(e, ok)| **ok && mfa::is_plain_payment(e))
+        .map(|(e, _)| e.credit_account_id)
+        .collect();
+    if paid.is_empty() {
+        return;
+    }
+    state.step_up.paid(caller.principal_id, paid);
+    if let auth::Via::Device(device_id) = caller.via {
+        let first = read_ledger(state).identity().device(device_id).is_some_and(|d| !d.has_paid);
+        if first {
+            let command = obol_core::identity::IdentityCommand::MarkDevicePaid { id: device_id };
+            if let Err(error) = identity_routes::run_identity(state, command).await {
+                tracing::warn!(%error, device_id, "could not record a device's first payment");
+            }
+        }
+    }
 }
 
 /// An account's balances and net position.
@@ -617,14 +674,16 @@ async fn get_history(
 async fn create_transfer(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<TransferNew>,
 ) -> Result<Response, ApiError> {
     let event = body.to_core()?;
-    authorize_transfers(&state, &caller, std::slice::from_ref(&event))?;
+    authorize_transfers(&state, &caller, std::slice::from_ref(&event), approval_header(&headers))?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) => return Err(internal("create_transfer")),
     };
+    after_payment(&state, &caller, std::slice::from_ref(&event), &[result == CreateTransferResult::Ok]).await;
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
         CreateTransferResult::Exists => StatusCode::OK,
@@ -646,6 +705,7 @@ async fn create_transfer(
 async fn create_transfers(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<TransferBatch>,
 ) -> Result<Json<BatchResults>, ApiError> {
     batch_size(body.transfers.len())?;
@@ -655,10 +715,15 @@ async fn create_transfers(
         .enumerate()
         .map(|(index, transfer)| transfer.to_core().map_err(|error| at_index(index, error)))
         .collect::<Result<Vec<_>, _>>()?;
-    authorize_transfers(&state, &caller, &events)?;
+    authorize_transfers(&state, &caller, &events, approval_header(&headers))?;
+    let events_copy = events.clone();
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateTransfers(events)).await? {
-        OpResults::Transfers(results) => Ok(Json(transfer_results(&ids, &results))),
+        OpResults::Transfers(results) => {
+            let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
+            after_payment(&state, &caller, &events_copy, &ok).await;
+            Ok(Json(transfer_results(&ids, &results)))
+        }
         OpResults::Accounts(_) | OpResults::Identity(_) => Err(internal("create_transfers")),
     }
 }
@@ -742,7 +807,7 @@ impl utoipa::Modify for BearerAuth {
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
-        identity_routes::set_device_limits,
+        identity_routes::set_device_limits, mfa::enroll_totp, mfa::confirm_totp, mfa::unlock, mfa::set_step_up, mfa::approve_challenge,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

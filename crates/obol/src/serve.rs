@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// After starting, make a first payment over HTTP and print each request and answer.
     #[arg(long)]
     demo: bool,
+    /// File with the 32-byte master key that seals second-factor secrets (created if missing;
+    /// default: master.key in the data directory). Back it up with the database.
+    #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
@@ -127,8 +131,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
+    let master_key = obol_http::vault::load_or_create_master_key(&master_key_path)
+        .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
     let engine = Engine::start(node);
-    let state = AppState::new(engine.clone(), "http");
+    let state = AppState::with_vault(engine.clone(), "http", obol_http::vault::Vault::new(&master_key));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {

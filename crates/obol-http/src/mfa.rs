@@ -1,0 +1,582 @@
+//! Second factors and step-up: TOTP enrolment (RFC 6238: SHA-1, 6 digits, 30 s, ±1 step),
+//! recovery codes, factor checks with lockout (PSD2 RTS art. 4), and step-up challenges bound to
+//! the exact operation (RTS art. 5 dynamic linking).
+//!
+//! A payment the holder's policy marks answers `requires_action` with a challenge that names the
+//! amount, asset and payees. Approving it (a TOTP code or a recovery code) lets exactly that
+//! operation through once, within five minutes: the retried request must carry
+//! `Obol-Approval: <challenge id>` and hash to the same operation digest, so changing one minor
+//! unit, the payee or the asset voids the approval.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use obol_core::identity::{
+    FACTOR_FAILURES_MAX, FactorProof, IdentityCommand, IdentityResult, Role, Scopes, StepUpPolicy,
+};
+use obol_core::ledger::{Ledger, NewTransfer, TransferFlags};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Via};
+use crate::authz::need_scope;
+use crate::error::{ApiError, Problem};
+use crate::identity_routes::run_identity;
+use crate::vault::Secret;
+use crate::{ApiJson, AppState, now_ns, read_ledger};
+
+/// TOTP time step.
+pub const TOTP_STEP_S: u64 = 30;
+/// Steps of clock skew accepted either side.
+pub const TOTP_SKEW_STEPS: u16 = 1;
+/// Digits per code.
+pub const TOTP_DIGITS: usize = 6;
+/// Recovery codes issued at confirmation.
+pub const RECOVERY_CODES_COUNT: usize = 10;
+/// How long a challenge (and its approval) lives.
+pub const CHALLENGE_TTL_NS: u64 = 300 * 1_000_000_000;
+/// Most open challenges kept before the oldest expired ones are dropped.
+const CHALLENGES_MAX: usize = 100_000;
+
+fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, ApiError> {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(TOTP_DIGITS as u8)
+        .with_step_duration(TOTP_STEP_S)
+        .with_skew(TOTP_SKEW_STEPS)
+        .with_secret(secret.to_vec())
+        .with_issuer(Some("obol"))
+        .with_account_name(account_name.replace(':', " "))
+        .build()
+        .map_err(|error| ApiError::Internal(format!("TOTP parameters rejected: {error}")))
+}
+
+fn totp_purpose(principal_id: u128) -> Vec<u8> {
+    format!("obol:totp:{principal_id}").into_bytes()
+}
+
+/// SHA-256 of a normalized recovery code, bound to its principal.
+pub fn recovery_hash(principal_id: u128, code: &str) -> [u8; 32] {
+    let normalized: String =
+        code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+    Sha256::digest(format!("obol:recovery:{principal_id}:{normalized}").as_bytes()).into()
+}
+
+fn recovery_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+    let mut bytes = [0u8; 10];
+    rand::fill(&mut bytes);
+    let chars: String = bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    format!("{}-{}", &chars[..5], &chars[5..])
+}
+
+/// Renders `text` as a QR code in SVG.
+pub fn qr_svg(text: &str) -> Result<String, ApiError> {
+    let qr = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Medium)
+        .map_err(|_| ApiError::Internal("the otpauth URI is too long for a QR code".into()))?;
+    let border = 4;
+    let size = qr.size() + border * 2;
+    let mut path = String::new();
+    for y in 0..qr.size() {
+        for x in 0..qr.size() {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + border, y + border));
+            }
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
+}
+
+/// What a holder must approve.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ChallengeDto {
+    /// Challenge id; approve it, then resend the request with `Obol-Approval: <id>`.
+    pub id: String,
+    /// Why approval is needed: `amount_over_threshold`, `new_payee`, `new_device`.
+    pub reasons: Vec<String>,
+    /// Total amount of the operations that need approval, minor units.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub asset_code: String,
+    /// Scale.
+    pub asset_scale: u8,
+    /// The accounts paid.
+    pub payees: Vec<String>,
+    /// Factors that can approve: `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+    /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.
+    pub expires_ns: String,
+}
+
+#[derive(Clone, Debug)]
+struct Challenge {
+    principal_id: u128,
+    digest: [u8; 32],
+    expires_ns: u64,
+    approved: bool,
+    used: bool,
+    dto: ChallengeDto,
+}
+
+/// Open challenges and known payees, in memory. Losing them on restart fails safe: the holder
+/// approves again.
+#[derive(Default)]
+pub struct StepUp {
+    challenges: Mutex<HashMap<String, Challenge>>,
+    known_payees: Mutex<HashMap<u128, HashSet<u128>>>,
+}
+
+/// SHA-256 over the events that need approval: debit, credit, amount and asset of each.
+fn operation_digest(events: &[&NewTransfer]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for event in events {
+        hasher.update(event.debit_account_id.to_le_bytes());
+        hasher.update(event.credit_account_id.to_le_bytes());
+        hasher.update(event.amount.to_le_bytes());
+        hasher.update(event.asset.map_or([0; 4], |a| a.to_bytes()));
+    }
+    hasher.finalize().into()
+}
+
+impl StepUp {
+    fn payees_of(&self, ledger: &Ledger, principal_id: u128) -> HashSet<u128> {
+        let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(principal_id)
+            .or_insert_with(|| {
+                let mut payees = HashSet::new();
+                for account in ledger.accounts().iter().filter(|a| a.owner_id == principal_id) {
+                    for entry in ledger.account_history(account.id, 0, usize::MAX).unwrap_or_default() {
+                        if entry.transfer.debit_account_id == account.id {
+                            payees.insert(entry.transfer.credit_account_id);
+                        }
+                    }
+                }
+                payees
+            })
+            .clone()
+    }
+
+    /// Records payees paid by a committed request.
+    pub fn paid(&self, principal_id: u128, payees: impl IntoIterator<Item = u128>) {
+        let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = known.get_mut(&principal_id) {
+            set.extend(payees);
+        }
+    }
+
+    /// Decides whether these transfers need step-up and, if they do, whether `approval` covers
+    /// exactly them (consuming it). `Err(RequiresAction)` carries a fresh challenge.
+    pub fn check(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        events: &[NewTransfer],
+        approval: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if caller.role != Role::Holder {
+            return Ok(());
+        }
+        let Some(principal) = ledger.identity().principal(caller.principal_id) else {
+            return Ok(());
+        };
+        if !principal.has_factor() {
+            return Ok(());
+        }
+        let policy: StepUpPolicy = principal.step_up;
+        let payees = self.payees_of(ledger, caller.principal_id);
+        let new_device = match caller.via {
+            Via::Device(id) => ledger.identity().device(id).is_some_and(|d| !d.has_paid),
+            Via::ApiKey(_) => false,
+        };
+        let mut reasons: Vec<&'static str> = Vec::new();
+        let mut marked: Vec<&NewTransfer> = Vec::new();
+        for event in events.iter().filter(|e| !e.flags.resolves_pending()) {
+            let mut event_reasons = Vec::new();
+            if let Some((asset, above)) = policy.above
+                && event.asset == Some(asset)
+                && event.amount > above
+            {
+                event_reasons.push("amount_over_threshold");
+            }
+            if policy.new_payee && !payees.contains(&event.credit_account_id) {
+                event_reasons.push("new_payee");
+            }
+            if policy.new_device && new_device {
+                event_reasons.push("new_device");
+            }
+            if !event_reasons.is_empty() {
+                marked.push(event);
+                for reason in event_reasons {
+                    if !reasons.contains(&reason) {
+                        reasons.push(reason);
+                    }
+                }
+            }
+        }
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let digest = operation_digest(&marked);
+        let now = now_ns();
+        let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = approval
+            && let Some(challenge) = challenges.get_mut(id)
+            && challenge.principal_id == caller.principal_id
+            && challenge.approved
+            && !challenge.used
+            && challenge.expires_ns > now
+            && challenge.digest == digest
+        {
+            challenge.used = true;
+            return Ok(());
+        }
+        if challenges.len() >= CHALLENGES_MAX {
+            challenges.retain(|_, c| c.expires_ns > now && !c.used);
+            if challenges.len() >= CHALLENGES_MAX {
+                return Err(ApiError::Overloaded);
+            }
+        }
+        let mut id_bytes = [0u8; 16];
+        rand::fill(&mut id_bytes);
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let first_asset = marked.iter().find_map(|e| e.asset);
+        let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
+        let dto = ChallengeDto {
+            id: id.clone(),
+            reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
+            amount: total.to_string(),
+            asset_code: first_asset.map_or_else(String::new, |a| a.code().to_string()),
+            asset_scale: first_asset.map_or(0, |a| a.scale()),
+            payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
+            methods: vec!["totp".into(), "recovery_code".into()],
+            expires_ns: (now + CHALLENGE_TTL_NS).to_string(),
+        };
+        challenges.insert(
+            id,
+            Challenge {
+                principal_id: caller.principal_id,
+                digest,
+                expires_ns: now + CHALLENGE_TTL_NS,
+                approved: false,
+                used: false,
+                dto: dto.clone(),
+            },
+        );
+        Err(ApiError::RequiresAction(Box::new(dto)))
+    }
+}
+
+/// Marks transfers as device payments that did not need a new-device step-up any more.
+pub fn is_plain_payment(event: &NewTransfer) -> bool {
+    !event.flags.has(TransferFlags::POST_PENDING) && !event.flags.has(TransferFlags::VOID_PENDING)
+}
+
+/// Checks a TOTP or recovery code for `principal_id`; records the outcome durably (a used step
+/// or code, or a failure that counts toward the lockout). Never says which factor failed.
+pub async fn check_factor(
+    state: &AppState,
+    principal_id: u128,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+) -> Result<(), ApiError> {
+    let (sealed, locked) = {
+        let ledger = read_ledger(state);
+        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+        (principal.totp.as_ref().filter(|t| t.confirmed).map(|t| t.sealed_secret.clone()), principal.locked)
+    };
+    if locked {
+        return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked));
+    }
+    let proof = match (code, recovery_code) {
+        (Some(code), _) => sealed.as_ref().and_then(|sealed| {
+            let secret = state.vault.open(&totp_purpose(principal_id), sealed)?;
+            let totp = totp_for(secret.expose_secret(), "check").ok()?;
+            totp.check(code.trim(), now_ns() / 1_000_000_000).map(FactorProof::TotpStep)
+        }),
+        (None, Some(recovery)) => Some(FactorProof::RecoveryCode(recovery_hash(principal_id, recovery))),
+        (None, None) => return Err(ApiError::InvalidField("send a code (TOTP) or a recovery_code".into())),
+    };
+    if let Some(proof) = proof {
+        let result = run_identity(state, IdentityCommand::UseFactor { principal_id, proof }).await?;
+        match result {
+            IdentityResult::Ok => return Ok(()),
+            IdentityResult::FactorLocked => return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked)),
+            // A reused code is a failed check like any other.
+            _ => {}
+        }
+    }
+    Err(record_failure(state, principal_id).await)
+}
+
+/// Records a failed factor check and says how many tries are left (or that checks are locked).
+async fn record_failure(state: &AppState, principal_id: u128) -> ApiError {
+    if let Err(error) = run_identity(state, IdentityCommand::FailFactor { principal_id }).await {
+        return error;
+    }
+    let ledger = read_ledger(state);
+    match ledger.identity().principal(principal_id) {
+        None => ApiError::PrincipalNotFound(principal_id),
+        Some(principal) if principal.locked => ApiError::IdentityRejected(IdentityResult::FactorLocked),
+        Some(principal) => ApiError::FactorCheckFailed {
+            attempts_left: FACTOR_FAILURES_MAX.saturating_sub(principal.failed_factor_count),
+        },
+    }
+}
+
+/// A TOTP enrolment in progress: shown once.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct TotpEnrollment {
+    /// The secret in base32 (for manual entry). Shown only here.
+    pub secret_base32: String,
+    /// `otpauth://totp/...` URI for authenticator apps.
+    pub otpauth_uri: String,
+    /// The URI as a QR code (SVG).
+    pub qr_svg: String,
+}
+
+/// Body of an enrolment: when a factor already exists, a current code proves the change.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrollRequest {
+    /// A current TOTP code (required to replace an existing authenticator).
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// A code.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// A 6-digit TOTP code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Or a recovery code.
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// Recovery codes: shown once.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct RecoveryCodes {
+    /// Ten single-use codes; store them offline.
+    pub recovery_codes: Vec<String>,
+}
+
+/// An approved challenge.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct Approval {
+    /// Resend the request with `Obol-Approval: <challenge_id>`.
+    pub challenge_id: String,
+    /// The operation approved.
+    pub challenge: ChallengeDto,
+}
+
+/// The step-up policy on the wire.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpPolicyDto {
+    /// Payments above this amount in this asset need approval.
+    #[serde(default)]
+    pub above: Option<StepUpThreshold>,
+    /// The first payment to a new payee needs approval (default true).
+    #[serde(default = "yes")]
+    pub new_payee: bool,
+    /// A device's first payment needs approval (default true).
+    #[serde(default = "yes")]
+    pub new_device: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A threshold.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpThreshold {
+    /// ISO 4217 code.
+    pub asset_code: String,
+    /// Scale.
+    pub asset_scale: u8,
+    /// Amount in minor units; payments above it need approval.
+    pub amount: String,
+}
+
+fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::MANAGE)?;
+    if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
+        return Err(ApiError::PrincipalNotFound(principal_id));
+    }
+    Ok(())
+}
+
+/// Start TOTP enrolment for yourself.
+#[utoipa::path(post, path = "/v1/principals/{id}/totp", tag = "mfa", request_body = TotpEnrollRequest,
+    params(("id" = String, Path, description = "Your principal id")),
+    responses((status = 201, body = TotpEnrollment), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn enroll_totp(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TotpEnrollRequest>,
+) -> Result<Response, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    self_with_key(&caller, principal_id)?;
+    let (name, has_factor) = {
+        let ledger = read_ledger(&state);
+        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+        (principal.name.clone(), principal.has_factor())
+    };
+    if has_factor {
+        let code = body.code.as_deref().ok_or_else(|| {
+            ApiError::Forbidden("replacing an authenticator needs a current code from the existing one".into())
+        })?;
+        check_factor(&state, principal_id, Some(code), None).await?;
+    }
+    let mut secret = [0u8; 20];
+    rand::fill(&mut secret);
+    let secret = Secret::new(secret);
+    let totp = totp_for(secret.expose_secret(), &name)?;
+    let uri = totp.to_url().map_err(|e| ApiError::Internal(format!("otpauth URI: {e}")))?;
+    let sealed = state.vault.seal(&totp_purpose(principal_id), secret.expose_secret());
+    let result = run_identity(&state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
+    if result != IdentityResult::Ok {
+        return Err(ApiError::IdentityRejected(result));
+    }
+    let enrollment =
+        TotpEnrollment { secret_base32: totp.secret().to_base32(), qr_svg: qr_svg(&uri)?, otpauth_uri: uri };
+    Ok((StatusCode::CREATED, Json(enrollment)).into_response())
+}
+
+/// Confirm TOTP enrolment with a first code; returns recovery codes once.
+#[utoipa::path(post, path = "/v1/principals/{id}/totp/confirm", tag = "mfa", request_body = CodeRequest,
+    params(("id" = String, Path, description = "Your principal id")),
+    responses((status = 200, body = RecoveryCodes), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    self_with_key(&caller, principal_id)?;
+    let code = body.code.as_deref().ok_or_else(|| ApiError::InvalidField("send the code your app shows".into()))?;
+    let sealed = {
+        let ledger = read_ledger(&state);
+        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+        principal
+            .totp
+            .as_ref()
+            .filter(|t| !t.confirmed)
+            .map(|t| t.sealed_secret.clone())
+            .ok_or(ApiError::IdentityRejected(IdentityResult::FactorNotEnrolled))?
+    };
+    let secret = state
+        .vault
+        .open(&totp_purpose(principal_id), &sealed)
+        .ok_or_else(|| ApiError::Internal("TOTP seed unreadable".into()))?;
+    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), now_ns() / 1_000_000_000);
+    let Some(step) = step else {
+        return Err(record_failure(&state, principal_id).await);
+    };
+    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code()).collect();
+    let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
+    let result = run_identity(&state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
+    if result != IdentityResult::Ok {
+        return Err(ApiError::IdentityRejected(result));
+    }
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
+}
+
+/// Approve a step-up challenge with a second factor.
+#[utoipa::path(post, path = "/v1/challenges/{id}/approve", tag = "mfa", request_body = CodeRequest,
+    params(("id" = String, Path, description = "Challenge id")),
+    responses((status = 200, body = Approval), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn approve_challenge(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<Json<Approval>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    let dto = {
+        let challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        let challenge = challenges
+            .get(&id)
+            .filter(|c| c.principal_id == caller.principal_id && c.expires_ns > now_ns() && !c.used)
+            .ok_or_else(|| ApiError::ChallengeNotFound(id.clone()))?;
+        challenge.dto.clone()
+    };
+    check_factor(&state, caller.principal_id, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
+    let challenge = challenges.get_mut(&id).ok_or_else(|| ApiError::ChallengeNotFound(id.clone()))?;
+    challenge.approved = true;
+    Ok(Json(Approval { challenge_id: id, challenge: dto }))
+}
+
+/// Unlock a principal's factor checks after a lockout (operator).
+#[utoipa::path(post, path = "/v1/principals/{id}/unlock", tag = "mfa",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, description = "Unlocked"), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    crate::authz::need_role(&caller, &[Role::Operator])?;
+    let principal_id = crate::dto::path_id(&id)?;
+    match run_identity(&state, IdentityCommand::UnlockFactors { principal_id }).await? {
+        IdentityResult::Ok => Ok(StatusCode::OK),
+        other => Err(ApiError::IdentityRejected(other)),
+    }
+}
+
+/// Set your step-up policy (or, as operator, anyone's).
+#[utoipa::path(post, path = "/v1/principals/{id}/step-up", tag = "mfa", request_body = StepUpPolicyDto,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = StepUpPolicyDto), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_step_up(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StepUpPolicyDto>,
+) -> Result<Json<StepUpPolicyDto>, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    if caller.role != Role::Operator {
+        self_with_key(&caller, principal_id)?;
+    } else {
+        need_scope(&caller, Scopes::MANAGE)?;
+    }
+    let above = match &body.above {
+        None => None,
+        Some(threshold) => {
+            let asset = obol_core::money::Asset::new(&threshold.asset_code, threshold.asset_scale)
+                .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
+            let amount = obol_core::money::Amount::parse(&threshold.amount)
+                .map_err(|e| ApiError::InvalidAmount { field: "above.amount".into(), reason: e.to_string() })?;
+            Some((asset, amount.0))
+        }
+    };
+    let policy = StepUpPolicy { above, new_payee: body.new_payee, new_device: body.new_device };
+    match run_identity(&state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
+        IdentityResult::Ok => Ok(Json(body)),
+        other => Err(ApiError::IdentityRejected(other)),
+    }
+}
