@@ -174,11 +174,37 @@ fn principal_id(text: &str) -> Result<u128, ApiError> {
 
 /// Runs one identity command through the engine.
 pub(crate) async fn run_identity(state: &AppState, command: IdentityCommand) -> Result<IdentityResult, ApiError> {
+    let kind = command_name(&command);
     match state.engine.execute(Op::Identity(command)).await? {
-        OpResults::Identity(result) => Ok(result),
+        OpResults::Identity(result) => {
+            tracing::info!(command = kind, result = result.as_str(), "identity change");
+            Ok(result)
+        }
         OpResults::Accounts(_) | OpResults::Transfers(_) => {
             Err(ApiError::Internal("engine answered an identity command with the wrong shape".into()))
         }
+    }
+}
+
+/// The command's name for logs: never its fields, which may hold hashes or sealed secrets.
+fn command_name(command: &IdentityCommand) -> &'static str {
+    match command {
+        IdentityCommand::CreatePrincipal { .. } => "create_principal",
+        IdentityCommand::SetPrincipalStatus { .. } => "set_principal_status",
+        IdentityCommand::CreateApiKey { .. } => "create_api_key",
+        IdentityCommand::RevokeApiKey { .. } => "revoke_api_key",
+        IdentityCommand::SetApiKeyExpiry { .. } => "set_api_key_expiry",
+        IdentityCommand::RegisterDevice { .. } => "register_device",
+        IdentityCommand::SetDeviceStatus { .. } => "set_device_status",
+        IdentityCommand::RotateDeviceKey { .. } => "rotate_device_key",
+        IdentityCommand::SetDeviceLimits { .. } => "set_device_limits",
+        IdentityCommand::EnrollTotp { .. } => "enroll_totp",
+        IdentityCommand::ConfirmTotp { .. } => "confirm_totp",
+        IdentityCommand::UseFactor { .. } => "use_factor",
+        IdentityCommand::FailFactor { .. } => "fail_factor",
+        IdentityCommand::UnlockFactors { .. } => "unlock_factors",
+        IdentityCommand::SetStepUpPolicy { .. } => "set_step_up_policy",
+        IdentityCommand::MarkDevicePaid { .. } => "mark_device_paid",
     }
 }
 

@@ -226,7 +226,10 @@ async fn require_key(State(state): State<AppState>, mut request: Request, next: 
                 request.extensions_mut().insert(caller);
                 next.run(request).await
             }
-            Err(error) => error.into_response(),
+            Err(error) => {
+                tracing::info!(code = error.code(), "signed request refused");
+                error.into_response()
+            }
         };
     }
     let token = request
@@ -253,8 +256,14 @@ async fn require_key(State(state): State<AppState>, mut request: Request, next: 
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(AuthFailure::BadKey) => ApiError::Unauthorized.into_response(),
-        Err(AuthFailure::Suspended) => ApiError::PrincipalSuspended.into_response(),
+        Err(AuthFailure::BadKey) => {
+            tracing::info!(path = %request.uri().path(), "API key refused");
+            ApiError::Unauthorized.into_response()
+        }
+        Err(AuthFailure::Suspended) => {
+            tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
+            ApiError::PrincipalSuspended.into_response()
+        }
     }
 }
 
@@ -279,6 +288,9 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     let mut required = vec!["@method", "@target-uri"];
     if parts.headers.contains_key(header::AUTHORIZATION) {
         required.push("authorization");
+    }
+    if parts.headers.contains_key("obol-approval") {
+        required.push("obol-approval");
     }
     if !bytes.is_empty() {
         required.push("content-digest");
@@ -337,6 +349,13 @@ async fn track(request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        route = %route,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
     let status = response.status().as_u16().to_string();
     metrics::counter!("obol_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);

@@ -26,6 +26,20 @@ pub enum BenchCommand {
     /// Two workloads: uniform (random payer and payee among all accounts) and hot merchant
     /// (every transfer credits one account). Prints transfers per second and the ratios.
     Ledger(LedgerArgs),
+    /// Cost of authenticating one device-signed request (RFC 9421: parse, digest, signature
+    /// base, replay check, Ed25519 verify) next to a bare ed25519-dalek verify, in one run.
+    Auth(AuthArgs),
+}
+
+/// Options of `obol bench auth`.
+#[derive(Args, Debug)]
+pub struct AuthArgs {
+    /// Requests to verify.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `obol bench ledger`.
@@ -59,6 +73,7 @@ pub struct LedgerArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ledger(args) => ledger(args),
+        BenchCommand::Auth(args) => auth(args),
     }
 }
 
@@ -387,5 +402,124 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             ratio(pg, naive)
         );
     }
+    Ok(())
+}
+
+fn percentile(sorted_ns: &[u64], fraction: f64) -> f64 {
+    let index = ((sorted_ns.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted_ns.get(index).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// `obol bench auth`.
+fn auth(args: AuthArgs) -> anyhow::Result<()> {
+    use axum::http::{HeaderMap, HeaderValue};
+    use ed25519_dalek::{Signer, SigningKey};
+    use obol_http::httpsig::{self, Message, ReplayGuard};
+    if args.requests == 0 {
+        bail!("--requests must be at least 1");
+    }
+    let signing_key = SigningKey::from_bytes(&[42u8; 32]);
+    let public_key = signing_key.verifying_key().to_bytes();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let progress = ProgressBar::new(args.requests as u64 * 2);
+    progress.set_style(
+        ProgressStyle::with_template("{msg:24} [{bar:30}] {human_pos}/{human_len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.set_message("signing requests");
+    // A realistic payment request: JSON body, content digest, authorization-free device call.
+    let requests: Vec<(HeaderMap, String)> = (0..args.requests)
+        .map(|index| {
+            let body = format!(
+                r#"{{"id":"{index}","debit_account_id":"1","credit_account_id":"2","amount":"25","asset_code":"USD","asset_scale":9}}"#
+            );
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static("obol.example"));
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            headers.insert(
+                "content-digest",
+                HeaderValue::from_str(&httpsig::content_digest(body.as_bytes())).expect("ascii"),
+            );
+            let message = Message {
+                method: "POST",
+                scheme: "https",
+                authority: "obol.example",
+                path: "/v1/transfers",
+                query: None,
+                headers: &headers,
+            };
+            let nonce = format!("n{index}");
+            let (input, signature) = httpsig::sign_request(
+                &signing_key,
+                "bench-device",
+                &["@method", "@target-uri", "content-digest", "content-type"],
+                now_s as i64,
+                Some(&nonce),
+                &message,
+            )
+            .expect("signing");
+            let mut headers = headers.clone();
+            headers.insert("signature-input", HeaderValue::from_str(&input).expect("ascii"));
+            headers.insert("signature", HeaderValue::from_str(&signature).expect("ascii"));
+            progress.inc(1);
+            (headers, body)
+        })
+        .collect();
+    progress.set_message("verifying");
+    let guard = ReplayGuard::new(now_s);
+    let mut signed_ns = Vec::with_capacity(args.requests);
+    let mut bases = Vec::with_capacity(args.requests);
+    for (headers, body) in &requests {
+        let started = Instant::now();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let inputs = httpsig::parse_signature_input(header("signature-input").unwrap_or(""))?;
+        let input = &inputs[0];
+        let signature = httpsig::parse_signature(header("signature").unwrap_or(""), &input.label)?;
+        httpsig::check_content_digest(header("content-digest"), body.as_bytes())?;
+        guard.check_time(input, now_s)?;
+        let message = Message {
+            method: "POST",
+            scheme: "https",
+            authority: "obol.example",
+            path: "/v1/transfers",
+            query: None,
+            headers,
+        };
+        let base = httpsig::signature_base(input, &message)?;
+        httpsig::verify_ed25519(&public_key, &base, &signature)?;
+        guard.check_and_remember(input, &signature, now_s)?;
+        signed_ns.push(started.elapsed().as_nanos() as u64);
+        bases.push((base, signature));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let verifying_key = signing_key.verifying_key();
+    let raw: Vec<(Vec<u8>, ed25519_dalek::Signature)> =
+        bases.iter().map(|(base, _)| (base.as_bytes().to_vec(), signing_key.sign(base.as_bytes()))).collect();
+    let mut raw_ns = Vec::with_capacity(raw.len());
+    for (message, signature) in &raw {
+        let started = Instant::now();
+        verifying_key.verify_strict(message, signature).map_err(|_| anyhow::anyhow!("raw verify failed"))?;
+        raw_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    signed_ns.sort_unstable();
+    raw_ns.sort_unstable();
+    let (signed_p50, signed_p99) = (percentile(&signed_ns, 0.5), percentile(&signed_ns, 0.99));
+    let (raw_p50, raw_p99) = (percentile(&raw_ns, 0.5), percentile(&raw_ns, 0.99));
+    let overhead = signed_p50 / raw_p50.max(0.001);
+    if args.json {
+        println!(
+            "{}",
+            json!({"requests": args.requests, "signed_request_p50_us": signed_p50, "signed_request_p99_us": signed_p99,
+                   "dalek_verify_p50_us": raw_p50, "dalek_verify_p99_us": raw_p99, "signed_over_dalek_p50": (overhead * 100.0).round() / 100.0})
+        );
+        return Ok(());
+    }
+    println!("obol bench auth: {} device-signed requests (RFC 9421 + RFC 9530), same run", args.requests);
+    println!("{:<34} {:>10} {:>10}", "", "p50 (µs)", "p99 (µs)");
+    println!("{:<34} {:>10.1} {:>10.1}", "signed request, full check", signed_p50, signed_p99);
+    println!("{:<34} {:>10.1} {:>10.1}", "ed25519-dalek verify_strict alone", raw_p50, raw_p99);
+    println!("full check / bare verify at p50: {overhead:.2}x");
     Ok(())
 }
