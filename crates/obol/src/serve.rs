@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -36,6 +37,15 @@ pub struct ServeArgs {
     /// After starting, make a first payment over HTTP and print each request and answer.
     #[arg(long)]
     demo: bool,
+    /// PEM certificate chain for HTTPS (TLS 1.3, with --tls-key).
+    #[arg(long, env = "OBOL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, env = "OBOL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    insecure_http: bool,
     /// File with the 32-byte master key that seals second-factor secrets (created if missing;
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
@@ -136,7 +146,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let master_key = obol_http::vault::load_or_create_master_key(&master_key_path)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
     let engine = Engine::start(node);
-    let state = AppState::with_vault(engine.clone(), "http", obol_http::vault::Vault::new(&master_key));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.insecure_http {
+        bail!(
+            "refusing to serve plain HTTP on {}: give --tls-cert and --tls-key, listen on a loopback address, \
+             or pass --insecure-http if a TLS-terminating proxy stands in front",
+            args.listen
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -144,21 +166,92 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => bail!("cannot listen on {}: {error} (is another obol running? try --listen)", args.listen),
         };
         let address = listener.local_addr()?;
-        println!("obol {} listening on http://{address} ({})", env!("CARGO_PKG_VERSION"), describe(&args.store));
-        let server = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal());
-        if let Some(key) = demo_key {
+        println!("obol {} listening on {scheme}://{address} ({})", env!("CARGO_PKG_VERSION"), describe(&args.store));
+        if demo_key.is_some() && scheme == "https" {
+            println!("--demo runs over plain HTTP only; start without --tls-cert to see it");
+        } else if let Some(key) = demo_key {
+            let base = format!("{scheme}://{address}");
             tokio::spawn(async move {
-                if let Err(error) = crate::client::demo(&format!("http://{address}"), &key).await {
+                if let Err(error) = crate::client::demo(&base, &key).await {
                     eprintln!("demo failed: {error:#}");
                 }
             });
         }
-        server.await.context("serving HTTP")?;
-        Ok(())
+        match tls {
+            Some(config) => serve_tls(listener, app(state), config).await,
+            None => axum::serve(listener, app(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTP"),
+        }
     })?;
     engine.shutdown();
     println!("obol stopped");
     Ok(())
+}
+
+/// Reads a PEM certificate chain and key into a TLS 1.3-only server configuration.
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading the certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing the certificate {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no PEM certificate", cert.display());
+    }
+    let private_key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .context("the certificate and key do not match or are unsupported")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `router` over TLS until a shutdown signal; each connection is HTTP/1.1 inside TLS 1.3.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    config: Arc<rustls::ServerConfig>,
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(tls) => tls,
+                        Err(error) => {
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    if let Err(error) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => return Ok(()),
+        }
+    }
 }
 
 async fn shutdown_signal() {
