@@ -152,6 +152,9 @@ pub enum ApiError {
     /// The ledger refused a transfer.
     #[error("the transfer was not created: {}", .0.as_str())]
     TransferRejected(CreateTransferResult),
+    /// Too many requests; retry after the given seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// The writer queue is full.
     #[error("the ledger is busy; retry in a second")]
     Overloaded,
@@ -220,6 +223,7 @@ impl ApiError {
             ApiError::AccountRejected(result) => account_status(*result),
             ApiError::TransferRejected(result) => transfer_status(*result),
             ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -258,6 +262,7 @@ impl ApiError {
             ApiError::AccountRejected(result) => result.as_str(),
             ApiError::TransferRejected(result) => result.as_str(),
             ApiError::Overloaded => "overloaded",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
@@ -416,6 +421,11 @@ impl IntoResponse for ApiError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if matches!(self, ApiError::Overloaded) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited(wait_s) = &self
+            && let Ok(value) = HeaderValue::from_str(&wait_s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

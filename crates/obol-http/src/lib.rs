@@ -16,6 +16,7 @@ pub mod error;
 pub mod httpsig;
 pub mod identity_routes;
 pub mod mfa;
+pub mod ratelimit;
 pub mod vault;
 
 use std::sync::{Arc, OnceLock};
@@ -47,6 +48,8 @@ use obol_core::identity::{Role, Scopes};
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Longest a request may take before it is answered with a timeout problem.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Requests per second one credential may make by default.
+pub const DEFAULT_RATE_PER_CREDENTIAL: u32 = 5_000;
 /// Largest history page.
 pub const HISTORY_LIMIT_MAX: usize = 1000;
 
@@ -67,6 +70,8 @@ pub struct AppState {
     pub vault: Arc<vault::Vault>,
     /// Step-up challenges and known payees.
     pub step_up: Arc<mfa::StepUp>,
+    /// Per-credential and per-address throttles.
+    pub limits: Arc<ratelimit::Limits>,
 }
 
 impl AppState {
@@ -86,7 +91,14 @@ impl AppState {
             scheme,
             vault: Arc::new(vault),
             step_up: Arc::default(),
+            limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL)),
         }
+    }
+
+    /// Sets the per-credential request rate (requests per second; 0 turns it off).
+    pub fn with_rate_limit(mut self, per_credential_per_s: u32) -> AppState {
+        self.limits = Arc::new(ratelimit::Limits::new(per_credential_per_s));
+        self
     }
 }
 
@@ -219,18 +231,42 @@ where
     }
 }
 
-async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    if let Some(ip) = peer
+        && !state.limits.failed_auth_per_ip.has_token(&ip)
+    {
+        return ApiError::RateLimited(60).into_response();
+    }
+    let outcome = authenticate(&state, request).await;
+    match outcome {
+        Ok((caller, mut request)) => {
+            let credential = match &caller.via {
+                auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
+                auth::Via::Device(device_id) => format!("device:{device_id}"),
+            };
+            if let Err(wait_s) = state.limits.per_credential.take(&credential) {
+                return ApiError::RateLimited(wait_s).into_response();
+            }
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            if let Some(ip) = peer {
+                let _ = state.limits.failed_auth_per_ip.take(&ip);
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// Resolves the caller of a request: a device signature when `Signature-Input` is present, an
+/// API key otherwise.
+async fn authenticate(state: &AppState, request: Request) -> Result<(Caller, Request), ApiError> {
     if request.headers().contains_key("signature-input") {
-        return match device_caller(&state, request).await {
-            Ok((caller, mut request)) => {
-                request.extensions_mut().insert(caller);
-                next.run(request).await
-            }
-            Err(error) => {
-                tracing::info!(code = error.code(), "signed request refused");
-                error.into_response()
-            }
-        };
+        return device_caller(state, request).await.inspect_err(|error| {
+            tracing::info!(code = error.code(), "signed request refused");
+        });
     }
     let token = request
         .headers()
@@ -239,7 +275,7 @@ async fn require_key(State(state): State<AppState>, mut request: Request, next: 
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_string());
     let Some(token) = token else {
-        return ApiError::Unauthorized.into_response();
+        return Err(ApiError::Unauthorized);
     };
     let auth = Arc::clone(&state.auth);
     let ledger = Arc::clone(state.engine.ledger());
@@ -252,17 +288,14 @@ async fn require_key(State(state): State<AppState>, mut request: Request, next: 
             .unwrap_or(Err(AuthFailure::BadKey))
     };
     match outcome {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
+        Ok(caller) => Ok((caller, request)),
         Err(AuthFailure::BadKey) => {
             tracing::info!(path = %request.uri().path(), "API key refused");
-            ApiError::Unauthorized.into_response()
+            Err(ApiError::Unauthorized)
         }
         Err(AuthFailure::Suspended) => {
             tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
-            ApiError::PrincipalSuspended.into_response()
+            Err(ApiError::PrincipalSuspended)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `obol serve`: open the store, replay the ledger, start the writer and the HTTP server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long)]
     insecure_http: bool,
+    /// Requests per second each API key or device may make (0: no limit).
+    #[arg(long, default_value_t = obol_http::DEFAULT_RATE_PER_CREDENTIAL, env = "OBOL_RATE_LIMIT")]
+    rate_limit: u32,
     /// File with the 32-byte master key that seals second-factor secrets (created if missing;
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
@@ -158,7 +162,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key));
+    let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
+        .with_rate_limit(args.rate_limit);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -179,14 +184,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         match tls {
             Some(config) => serve_tls(listener, app(state), config).await,
-            None => axum::serve(listener, app(state))
+            None => axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving HTTP"),
         }
     })?;
     engine.shutdown();
-    println!("obol stopped");
+    // stdout may be gone (a supervisor closed the pipe); stopping must not fail on that.
+    let _ = writeln!(std::io::stdout(), "obol stopped");
     Ok(())
 }
 
@@ -242,6 +248,10 @@ async fn serve_tls(
                             return;
                         }
                     };
+                    let router = tower::ServiceExt::map_request(router, move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        request
+                    });
                     let service = hyper_util::service::TowerToHyperService::new(router);
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                     if let Err(error) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {

@@ -1,0 +1,64 @@
+//! Goal: one credential cannot exceed its request rate, and one address cannot keep guessing
+//! keys: both get 429 `rate_limited` with a Retry-After.
+//! Method: the real `obol serve` with `--rate-limit 5` (burst 10), driven over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_addresses_are_throttled() {
+    let dir = std::env::temp_dir().join(format!("obol-throttle-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "5", "--data-dir"])
+        .arg(&dir)
+        .env("OBOL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = String::new();
+    let base = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if line.trim().starts_with("obol_live_") {
+            key = line.trim().to_string();
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..30 {
+        let response = http.get(format!("{base}/v1/me")).bearer_auth(&key).send().await.unwrap();
+        if response.status() == 429 {
+            retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let problem: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(problem["code"], "rate_limited");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 200), "the burst is allowed: {statuses:?}");
+    assert!(statuses.contains(&429), "then the key is throttled: {statuses:?}");
+    assert!(retry_after.is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
+
+    let mut guessed = Vec::new();
+    for attempt in 0..25 {
+        let response = http
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(format!("obol_live_00000000000000{attempt:02}_0000"))
+            .send()
+            .await
+            .unwrap();
+        guessed.push(response.status().as_u16());
+    }
+    assert!(guessed[..20].iter().all(|s| *s == 401), "{guessed:?}");
+    assert!(guessed[20..].iter().all(|s| *s == 429), "an address that keeps guessing is stopped: {guessed:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
