@@ -95,7 +95,7 @@ pub struct BalanceArgs {
 }
 
 /// Splits `USD/2` or `USD` into code and scale.
-fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
+pub(crate) fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
     match text.split_once('/') {
         Some((code, scale)) => Ok((code.to_string(), scale.parse().with_context(|| format!("bad scale in {text:?}"))?)),
         None => {
@@ -106,14 +106,14 @@ fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
     }
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     key: String,
 }
 
 impl Api {
-    fn new(connection: &Connection) -> anyhow::Result<Api> {
+    pub(crate) fn new(connection: &Connection) -> anyhow::Result<Api> {
         let key = connection.api_key.clone().ok_or_else(|| {
             anyhow!("no API key: pass --api-key or set OBOL_API_KEY (obol serve printed it on first start)")
         })?;
@@ -133,7 +133,12 @@ impl Api {
     }
 
     /// Calls and fails with the problem's code and detail on a non-2xx answer.
-    async fn expect(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let (status, value) = self.call(method, path, body).await?;
         if !(200..300).contains(&status) {
             let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
@@ -144,11 +149,11 @@ impl Api {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-fn print(value: &Value) {
+pub(crate) fn print(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod client;
+mod identity_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -32,9 +33,18 @@ enum Command {
     Transfer(client::TransferArgs),
     /// Show an account's balances and net position.
     Balance(client::BalanceArgs),
-    /// Manage the operator API key.
+    /// Create and manage principals (operator).
+    #[command(subcommand)]
+    Principal(identity_cli::PrincipalCommand),
+    /// Create, list, revoke and rotate API keys; reset the operator's key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Register and manage device keys.
+    #[command(subcommand)]
+    Device(identity_cli::DeviceCommand),
+    /// Second factor (TOTP), step-up policy and approvals.
+    #[command(subcommand)]
+    Mfa(identity_cli::MfaCommand),
     /// Measure obol on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -42,6 +52,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum KeyCommand {
+    #[command(flatten)]
+    Api(identity_cli::ApiKeyCommand),
     /// Replace the operator API key (the server must be stopped). Prints the new key once.
     ResetOperator {
         #[command(flatten)]
@@ -57,6 +69,10 @@ fn main() -> std::process::ExitCode {
         Command::Transfer(args) => client::transfer(args),
         Command::Balance(args) => client::balance(args),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
+        Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
+        Command::Principal(command) => identity_cli::principal(command),
+        Command::Device(command) => identity_cli::device(command),
+        Command::Mfa(command) => identity_cli::mfa(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

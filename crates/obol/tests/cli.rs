@@ -167,3 +167,92 @@ fn help_teaches_each_command() {
         assert!(text.contains(expected), "{args:?} help lacks {expected:?}:\n{text}");
     }
 }
+
+fn obol_as(server: &Server, key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(args)
+        .env("OBOL_URL", &server.url)
+        .env("OBOL_API_KEY", key)
+        .output()
+        .expect("run obol")
+}
+
+#[test]
+fn identity_commands_manage_principals_keys_devices_and_mfa() {
+    let server = serve();
+    let holder = json(&obol(&server, &["principal", "create", "--id", "100", "--role", "holder", "--name", "Alice"]));
+    assert_eq!(holder["role"], "holder");
+    let key = json(&obol(&server, &["key", "create", "--principal", "100", "--scopes", "read,pay,manage"]));
+    let holder_key = key["key"].as_str().unwrap().to_string();
+    let listed = json(&obol(&server, &["key", "list", "--principal", "100"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(holder_key.rsplit('_').next().unwrap()), "listings never show secrets");
+
+    let dir = std::env::temp_dir().join(format!("obol-cli-device-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("device.key");
+    let jwk = json(&obol(&server, &["device", "keygen", "--out", private.to_str().unwrap(), "--kid", "meter-7"]));
+    assert_eq!(std::fs::read_to_string(&private).unwrap().len(), 64);
+    let device = json(&obol_as(
+        &server,
+        &holder_key,
+        &[
+            "device",
+            "register",
+            "--principal",
+            "100",
+            "--id",
+            "7",
+            "--jwk",
+            &jwk.to_string(),
+            "--asset",
+            "USD/2",
+            "--per-payment",
+            "500",
+        ],
+    ));
+    assert_eq!(device["kid"], "meter-7");
+    assert_eq!(device["limits"]["per_payment"], "500");
+    assert_eq!(json(&obol_as(&server, &holder_key, &["device", "suspend", "7"]))["status"], "suspended");
+    assert_eq!(
+        json(&obol_as(&server, &holder_key, &["device", "list", "--principal", "100"]))[0]["status"],
+        "suspended"
+    );
+
+    let qr = dir.join("qr.svg");
+    let enrolled =
+        obol_as(&server, &holder_key, &["mfa", "enroll", "--principal", "100", "--qr-out", qr.to_str().unwrap()]);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    assert!(std::fs::read_to_string(&qr).unwrap().starts_with("<svg"));
+    let text = String::from_utf8_lossy(&enrolled.stdout).to_string();
+    let secret = text.lines().find_map(|l| l.trim().strip_prefix("secret: ")).unwrap().to_string();
+    let seed = totp_rs::Secret::try_from_base32(&secret).unwrap().as_ref().to_vec();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = totp_rs::Builder::new().with_secret(seed).build_noncompliant().generate(now).to_string();
+    let confirmed = obol_as(&server, &holder_key, &["mfa", "confirm", "--principal", "100", "--code", &code]);
+    assert!(confirmed.status.success(), "{}", String::from_utf8_lossy(&confirmed.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&confirmed.stdout).lines().filter(|l| l.trim().len() == 11).count(),
+        10,
+        "ten recovery codes"
+    );
+    let policy = json(&obol_as(
+        &server,
+        &holder_key,
+        &["mfa", "step-up", "--principal", "100", "--above", "3000", "--asset", "EUR/2", "--no-new-payee"],
+    ));
+    assert_eq!(policy["new_payee"], false);
+    let rotated =
+        json(&obol_as(&server, &holder_key, &["key", "rotate", key["key_id"].as_str().unwrap(), "--overlap-s", "0"]));
+    assert!(rotated["key"].as_str().unwrap().starts_with("obol_live_"));
+    let refused = obol_as(&server, &holder_key, &["key", "list", "--principal", "100"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"), "the rotated-out key stopped");
+    let activity = obol(&server, &["principal", "activity", "100"]);
+    let activity = String::from_utf8_lossy(&activity.stdout).to_string();
+    assert!(
+        activity.contains("authenticator app was set up") && activity.contains("new device was registered"),
+        "{activity}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

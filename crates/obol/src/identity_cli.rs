@@ -1,0 +1,441 @@
+//! `obol principal|key|device|mfa ...`: identity management from the command line, through the
+//! public HTTP API like every other client command.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client::{Api, Connection, parse_asset, print, runtime};
+
+/// `obol principal ...`
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCommand {
+    /// Create a principal (operator). Example: obol principal create --id 100 --role holder --name Alice
+    Create {
+        /// Id; a random one if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// holder, merchant, analyst, auditor or operator.
+        #[arg(long)]
+        role: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a principal.
+    Show {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Suspend a principal (operator): its keys and devices stop working.
+    Suspend {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Reactivate a suspended principal (operator).
+    Activate {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a principal's security activity in plain words.
+    Activity {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol key ...` (API keys)
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create an API key for a principal; prints it once.
+    Create {
+        /// Whose key.
+        #[arg(long)]
+        principal: String,
+        /// Comma-separated scopes: read, pay, manage (default: yours).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Seconds until the key stops working (default: never).
+        #[arg(long)]
+        expires_in_s: Option<u64>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a principal's keys (never their secrets).
+    List {
+        /// Whose keys.
+        #[arg(long)]
+        principal: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// The key id (the 16 hex characters after obol_live_).
+        key_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Replace a key; the old one keeps working for --overlap-s seconds (0: revoke now).
+    Rotate {
+        /// The key id.
+        key_id: String,
+        /// Seconds the old key keeps working.
+        #[arg(long, default_value_t = 3600)]
+        overlap_s: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol device ...`
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Make an Ed25519 key pair for a device: writes the private key (32 bytes, hex) to FILE and
+    /// prints the public JWK to register. Nothing is sent to the server.
+    Keygen {
+        /// Where to write the private key (created with mode 0600; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key id the device will sign with.
+        #[arg(long)]
+        kid: String,
+    },
+    /// Register a device for a holder from its public JWK.
+    ///
+    /// Example: obol device register --principal 100 --jwk '{"kty":"OKP","crv":"Ed25519","x":"...","kid":"meter-1"}'
+    ///          --asset USD/2 --per-payment 500 --per-day 1000
+    Register {
+        /// The holder.
+        #[arg(long)]
+        principal: String,
+        /// The public key as an RFC 8037 JWK (JSON text).
+        #[arg(long)]
+        jwk: String,
+        /// Device id; a random one if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Asset of the limits, e.g. USD/2.
+        #[arg(long)]
+        asset: Option<String>,
+        /// Largest single payment, minor units.
+        #[arg(long)]
+        per_payment: Option<String>,
+        /// Most per UTC day, minor units.
+        #[arg(long)]
+        per_day: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a holder's devices.
+    List {
+        /// The holder.
+        #[arg(long)]
+        principal: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Suspend a device (reversible).
+    Suspend {
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Reactivate a suspended device.
+    Activate {
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Revoke a device for good.
+    Revoke {
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Replace a device's key (the old key stops at once).
+    Rotate {
+        /// Device id.
+        id: String,
+        /// The new public JWK (JSON text).
+        #[arg(long)]
+        jwk: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol mfa ...`
+#[derive(Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Start TOTP enrolment: prints the otpauth URI and secret, and writes the QR code as SVG.
+    Enroll {
+        /// Your principal id.
+        #[arg(long)]
+        principal: String,
+        /// A current code, when replacing an existing authenticator.
+        #[arg(long)]
+        code: Option<String>,
+        /// Where to write the QR code.
+        #[arg(long, default_value = "obol-totp.svg")]
+        qr_out: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Confirm enrolment with the code your app shows; prints recovery codes once.
+    Confirm {
+        /// Your principal id.
+        #[arg(long)]
+        principal: String,
+        /// The 6-digit code.
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Approve a step-up challenge with a TOTP code or a recovery code.
+    Approve {
+        /// The challenge id from the requires_action answer.
+        challenge: String,
+        /// A TOTP code.
+        #[arg(long, conflicts_with = "recovery_code")]
+        code: Option<String>,
+        /// A recovery code.
+        #[arg(long)]
+        recovery_code: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Set when payments need approval.
+    StepUp {
+        /// Whose policy.
+        #[arg(long)]
+        principal: String,
+        /// Payments above this many minor units need approval (with --asset).
+        #[arg(long, requires = "asset")]
+        above: Option<String>,
+        /// Asset of --above, e.g. EUR/2.
+        #[arg(long)]
+        asset: Option<String>,
+        /// Do not ask for approval on a first payment to a new payee.
+        #[arg(long)]
+        no_new_payee: bool,
+        /// Do not ask for approval on a device's first payment.
+        #[arg(long)]
+        no_new_device: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Unlock factor checks after five failures (operator).
+    Unlock {
+        /// Principal id.
+        #[arg(long)]
+        principal: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+fn call(connection: &Connection, method: reqwest::Method, path: String, body: Option<Value>) -> anyhow::Result<Value> {
+    runtime()?.block_on(async { Api::new(connection)?.expect(method, &path, body.as_ref()).await })
+}
+
+/// `obol principal ...`
+pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let value = match command {
+        PrincipalCommand::Create { id, role, name, connection } => {
+            let mut body = json!({"role": role, "name": name});
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
+            call(&connection, Method::POST, "/v1/principals".into(), Some(body))?
+        }
+        PrincipalCommand::Show { id, connection } => {
+            call(&connection, Method::GET, format!("/v1/principals/{id}"), None)?
+        }
+        PrincipalCommand::Suspend { id, connection } => call(
+            &connection,
+            Method::POST,
+            format!("/v1/principals/{id}/status"),
+            Some(json!({"status": "suspended"})),
+        )?,
+        PrincipalCommand::Activate { id, connection } => {
+            call(&connection, Method::POST, format!("/v1/principals/{id}/status"), Some(json!({"status": "active"})))?
+        }
+        PrincipalCommand::Activity { id, connection } => {
+            let events = call(&connection, Method::GET, format!("/v1/principals/{id}/activity"), None)?;
+            for event in events.as_array().map(Vec::as_slice).unwrap_or_default() {
+                println!("{}  {}", event["at_ns"].as_str().unwrap_or(""), event["description"].as_str().unwrap_or(""));
+            }
+            return Ok(());
+        }
+    };
+    print(&value);
+    Ok(())
+}
+
+/// `obol key ...` (other than reset-operator)
+pub fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let value = match command {
+        ApiKeyCommand::Create { principal, scopes, expires_in_s, connection } => {
+            let mut body = json!({});
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            if let Some(seconds) = expires_in_s {
+                body["expires_in_s"] = json!(seconds);
+            }
+            let key = call(&connection, Method::POST, format!("/v1/principals/{principal}/keys"), Some(body))?;
+            eprintln!("The key is shown only this once; store it now.");
+            key
+        }
+        ApiKeyCommand::List { principal, connection } => {
+            call(&connection, Method::GET, format!("/v1/principals/{principal}/keys"), None)?
+        }
+        ApiKeyCommand::Revoke { key_id, connection } => {
+            call(&connection, Method::DELETE, format!("/v1/keys/{key_id}"), None)?
+        }
+        ApiKeyCommand::Rotate { key_id, overlap_s, connection } => {
+            let key = call(
+                &connection,
+                Method::POST,
+                format!("/v1/keys/{key_id}/rotate"),
+                Some(json!({"overlap_s": overlap_s})),
+            )?;
+            eprintln!("The new key is shown only this once; the old one stops in {overlap_s} s.");
+            key
+        }
+    };
+    print(&value);
+    Ok(())
+}
+
+fn jwk(text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).context("--jwk must be JSON, e.g. {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"...\"}")
+}
+
+/// `obol device ...`
+pub fn device(command: DeviceCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let value = match command {
+        DeviceCommand::Keygen { out, kid } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut seed = [0u8; 32];
+            rand::fill(&mut seed);
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+            file.write_all(hex.as_bytes())?;
+            eprintln!("Private key written to {} (keep it on the device only).", out.display());
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())})
+        }
+        DeviceCommand::Register { principal, jwk: text, id, asset, per_payment, per_day, connection } => {
+            let mut body = json!({"jwk": jwk(&text)?});
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
+            if let Some(asset) = asset {
+                let (code, scale) = parse_asset(&asset)?;
+                body["limits"] =
+                    json!({"asset_code": code, "asset_scale": scale, "per_payment": per_payment, "per_day": per_day});
+            } else if per_payment.is_some() || per_day.is_some() {
+                return Err(anyhow!("limits need --asset, e.g. --asset USD/2"));
+            }
+            call(&connection, Method::POST, format!("/v1/principals/{principal}/devices"), Some(body))?
+        }
+        DeviceCommand::List { principal, connection } => {
+            call(&connection, Method::GET, format!("/v1/principals/{principal}/devices"), None)?
+        }
+        DeviceCommand::Suspend { id, connection } => {
+            call(&connection, Method::POST, format!("/v1/devices/{id}/status"), Some(json!({"status": "suspended"})))?
+        }
+        DeviceCommand::Activate { id, connection } => {
+            call(&connection, Method::POST, format!("/v1/devices/{id}/status"), Some(json!({"status": "active"})))?
+        }
+        DeviceCommand::Revoke { id, connection } => {
+            call(&connection, Method::POST, format!("/v1/devices/{id}/status"), Some(json!({"status": "revoked"})))?
+        }
+        DeviceCommand::Rotate { id, jwk: text, connection } => {
+            call(&connection, Method::POST, format!("/v1/devices/{id}/rotate"), Some(json!({"jwk": jwk(&text)?})))?
+        }
+    };
+    print(&value);
+    Ok(())
+}
+
+/// `obol mfa ...`
+pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let value = match command {
+        MfaCommand::Enroll { principal, code, qr_out, connection } => {
+            let body = code.map_or_else(|| json!({}), |code| json!({"code": code}));
+            let enrollment = call(&connection, Method::POST, format!("/v1/principals/{principal}/totp"), Some(body))?;
+            std::fs::write(&qr_out, enrollment["qr_svg"].as_str().unwrap_or(""))
+                .with_context(|| format!("writing {}", qr_out.display()))?;
+            println!("Scan {} with your authenticator app, or enter the secret by hand:", qr_out.display());
+            println!("  secret: {}", enrollment["secret_base32"].as_str().unwrap_or(""));
+            println!("  uri:    {}", enrollment["otpauth_uri"].as_str().unwrap_or(""));
+            println!("Then confirm: obol mfa confirm --principal {principal} --code <6 digits>");
+            return Ok(());
+        }
+        MfaCommand::Confirm { principal, code, connection } => {
+            let codes = call(
+                &connection,
+                Method::POST,
+                format!("/v1/principals/{principal}/totp/confirm"),
+                Some(json!({"code": code})),
+            )?;
+            println!("Authenticator confirmed. Recovery codes (each works once; store them offline):");
+            for code in codes["recovery_codes"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                println!("  {}", code.as_str().unwrap_or(""));
+            }
+            return Ok(());
+        }
+        MfaCommand::Approve { challenge, code, recovery_code, connection } => {
+            let body = match (code, recovery_code) {
+                (Some(code), _) => json!({"code": code}),
+                (None, Some(recovery)) => json!({"recovery_code": recovery}),
+                (None, None) => return Err(anyhow!("give --code or --recovery-code")),
+            };
+            call(&connection, Method::POST, format!("/v1/challenges/{challenge}/approve"), Some(body))?
+        }
+        MfaCommand::StepUp { principal, above, asset, no_new_payee, no_new_device, connection } => {
+            let mut body = json!({"new_payee": !no_new_payee, "new_device": !no_new_device});
+            if let (Some(amount), Some(asset)) = (above, asset) {
+                let (code, scale) = parse_asset(&asset)?;
+                body["above"] = json!({"asset_code": code, "asset_scale": scale, "amount": amount});
+            }
+            call(&connection, Method::POST, format!("/v1/principals/{principal}/step-up"), Some(body))?
+        }
+        MfaCommand::Unlock { principal, connection } => {
+            call(&connection, Method::POST, format!("/v1/principals/{principal}/unlock"), Some(json!({})))?;
+            json!({"unlocked": principal})
+        }
+    };
+    print(&value);
+    Ok(())
+}
