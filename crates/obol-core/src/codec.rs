@@ -443,6 +443,7 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
             match proof {
                 FactorProof::TotpStep(step) => w.u8(1).u64(*step),
                 FactorProof::RecoveryCode(hash) => w.u8(2).key(hash),
+                FactorProof::Passkey => w.u8(3),
             };
         }
         IdentityCommand::FailFactor { principal_id } => {
@@ -466,6 +467,12 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
         IdentityCommand::MarkDevicePaid { id } => {
             w.u8(16).u128(*id);
         }
+        IdentityCommand::PutPasskey { principal_id, credential_id, data } => {
+            w.u8(17).u128(*principal_id).bytes(credential_id).bytes(data);
+        }
+        IdentityCommand::DisablePasskey { principal_id, credential_id } => {
+            w.u8(18).u128(*principal_id).bytes(credential_id);
+        }
     }
     w.0
 }
@@ -478,6 +485,11 @@ impl Reader<'_> {
     fn string(&mut self) -> Result<String, DecodeError> {
         let len = usize::from(self.u16()?);
         String::from_utf8(self.take(len)?.to_vec()).map_err(|_| DecodeError::BadIdentity)
+    }
+
+    fn blob(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let len = usize::from(self.u16()?);
+        Ok(self.take(len)?.to_vec())
     }
 
     fn role(&mut self) -> Result<Role, DecodeError> {
@@ -545,6 +557,7 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
             let proof = match r.u8()? {
                 1 => FactorProof::TotpStep(r.u64()?),
                 2 => FactorProof::RecoveryCode(r.array()?),
+                3 => FactorProof::Passkey,
                 _ => return Err(DecodeError::BadIdentity),
             };
             IdentityCommand::UseFactor { principal_id, proof }
@@ -568,6 +581,12 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
             IdentityCommand::SetStepUpPolicy { principal_id, policy: StepUpPolicy { above, new_payee, new_device } }
         }
         16 => IdentityCommand::MarkDevicePaid { id: r.u128()? },
+        17 => {
+            let principal_id = r.u128()?;
+            let credential_id = r.blob()?;
+            IdentityCommand::PutPasskey { principal_id, credential_id, data: r.blob()? }
+        }
+        18 => IdentityCommand::DisablePasskey { principal_id: r.u128()?, credential_id: r.blob()? },
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {
@@ -656,6 +675,8 @@ mod tests {
                 policy: StepUpPolicy { above: Some((usd(), 3000)), new_payee: false, new_device: true },
             },
             IdentityCommand::MarkDevicePaid { id: 5 },
+            IdentityCommand::PutPasskey { principal_id: 1, credential_id: vec![9; 16], data: b"{\"cred\":1}".to_vec() },
+            IdentityCommand::DisablePasskey { principal_id: 1, credential_id: vec![9; 16] },
         ];
         for command in commands {
             let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };

@@ -141,6 +141,19 @@ pub struct Principal {
     pub locked: bool,
     /// When payments need step-up authentication.
     pub step_up: StepUpPolicy,
+    /// Registered passkeys (WebAuthn credentials), in registration order.
+    pub passkeys: Vec<PasskeyRecord>,
+}
+
+/// A WebAuthn credential, stored as the shell's serialized form (public key, counter, flags).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PasskeyRecord {
+    /// The credential id the authenticator chose.
+    pub credential_id: Vec<u8>,
+    /// The shell's serialized credential (public data only).
+    pub data: Vec<u8>,
+    /// Disabled after a signature counter went backwards (a cloned authenticator).
+    pub disabled: bool,
 }
 
 /// Consecutive failed factor checks that lock a principal's factors (PSD2 RTS art. 4).
@@ -177,7 +190,12 @@ impl Default for StepUpPolicy {
 impl Principal {
     /// Whether the principal has a factor that can approve a step-up.
     pub fn has_factor(&self) -> bool {
-        self.totp.as_ref().is_some_and(|t| t.confirmed)
+        self.totp.as_ref().is_some_and(|t| t.confirmed) || self.passkeys.iter().any(|p| !p.disabled)
+    }
+
+    /// The passkeys that may still approve.
+    pub fn usable_passkeys(&self) -> impl Iterator<Item = &PasskeyRecord> {
+        self.passkeys.iter().filter(|p| !p.disabled)
     }
 }
 
@@ -277,6 +295,10 @@ pub enum EventKind {
     StepUpPolicyChanged = 16,
     /// A recovery code was used.
     RecoveryCodeUsed = 17,
+    /// A passkey was registered.
+    PasskeyRegistered = 18,
+    /// A passkey was disabled because its signature counter went backwards.
+    PasskeyCloneSuspected = 19,
 }
 
 impl EventKind {
@@ -300,6 +322,8 @@ impl EventKind {
             EventKind::FactorUnlocked => "factor_unlocked",
             EventKind::StepUpPolicyChanged => "step_up_policy_changed",
             EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::PasskeyRegistered => "passkey_registered",
+            EventKind::PasskeyCloneSuspected => "passkey_clone_suspected",
         }
     }
 
@@ -323,6 +347,10 @@ impl EventKind {
             EventKind::FactorUnlocked => "Second-factor checks were unlocked.",
             EventKind::StepUpPolicyChanged => "The rules for when payments need your approval changed.",
             EventKind::RecoveryCodeUsed => "A recovery code was used; it cannot be used again.",
+            EventKind::PasskeyRegistered => "A passkey was registered.",
+            EventKind::PasskeyCloneSuspected => {
+                "A passkey looked copied (its counter went backwards) and was disabled; register it again."
+            }
         }
     }
 }
@@ -464,6 +492,22 @@ pub enum IdentityCommand {
         /// Which.
         id: u128,
     },
+    /// Register a passkey, or replace the stored form of one (after a use updates its counter).
+    PutPasskey {
+        /// Whose.
+        principal_id: u128,
+        /// The credential id.
+        credential_id: Vec<u8>,
+        /// The serialized credential.
+        data: Vec<u8>,
+    },
+    /// Disable a passkey whose signature counter went backwards.
+    DisablePasskey {
+        /// Whose.
+        principal_id: u128,
+        /// The credential id.
+        credential_id: Vec<u8>,
+    },
 }
 
 /// A successful second-factor check.
@@ -473,6 +517,8 @@ pub enum FactorProof {
     TotpStep(u64),
     /// The hash of a recovery code.
     RecoveryCode([u8; 32]),
+    /// A passkey assertion the shell verified (user verification included).
+    Passkey,
 }
 
 /// The outcome of one identity command.
@@ -632,6 +678,7 @@ impl Identity {
                         failed_factor_count: 0,
                         locked: false,
                         step_up: StepUpPolicy::default(),
+                        passkeys: Vec::new(),
                     },
                 );
                 self.record(*id, now_ns, EventKind::PrincipalCreated, String::new());
@@ -788,6 +835,38 @@ impl Identity {
                 self.record(holder_id, now_ns, EventKind::DeviceLimitsChanged, id.to_string());
                 R::Ok
             }
+            IdentityCommand::PutPasskey { principal_id, credential_id, data } => {
+                if credential_id.is_empty() || credential_id.len() > 1023 || data.is_empty() || data.len() > 16 * 1024 {
+                    return R::FieldLength;
+                }
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                match principal.passkeys.iter_mut().find(|p| p.credential_id == *credential_id) {
+                    Some(existing) if existing.disabled => return R::AlreadyRevoked,
+                    Some(existing) => existing.data = data.clone(),
+                    None => {
+                        principal.passkeys.push(PasskeyRecord {
+                            credential_id: credential_id.clone(),
+                            data: data.clone(),
+                            disabled: false,
+                        });
+                        self.record(*principal_id, now_ns, EventKind::PasskeyRegistered, String::new());
+                    }
+                }
+                R::Ok
+            }
+            IdentityCommand::DisablePasskey { principal_id, credential_id } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                let Some(passkey) = principal.passkeys.iter_mut().find(|p| p.credential_id == *credential_id) else {
+                    return R::FactorNotEnrolled;
+                };
+                passkey.disabled = true;
+                self.record(*principal_id, now_ns, EventKind::PasskeyCloneSuspected, String::new());
+                R::Ok
+            }
             IdentityCommand::MarkDevicePaid { id } => {
                 let Some(device) = self.devices.get_mut(id) else {
                     return R::DeviceNotFound;
@@ -851,6 +930,12 @@ impl Identity {
                         };
                         principal.recovery_hashes.remove(position);
                         EventKind::RecoveryCodeUsed
+                    }
+                    FactorProof::Passkey => {
+                        if principal.usable_passkeys().next().is_none() {
+                            return R::FactorNotEnrolled;
+                        }
+                        EventKind::FactorSucceeded
                     }
                 };
                 principal.failed_factor_count = 0;

@@ -131,6 +131,11 @@ pub enum ApiError {
         /// Tries left.
         attempts_left: u8,
     },
+    /// A passkey's signature counter went backwards; it was disabled.
+    #[error(
+        "this passkey looks copied (its signature counter went backwards) and was disabled; use another factor and register the passkey again"
+    )]
+    PasskeyCloneSuspected,
     /// No such open challenge for this caller.
     #[error("challenge {0} does not exist, has expired or was already used")]
     ChallengeNotFound(String),
@@ -216,6 +221,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::ChallengeNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PasskeyCloneSuspected => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
             ApiError::IdentityRejected(result) => identity_status(*result),
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -257,6 +263,7 @@ impl ApiError {
             ApiError::RequiresAction(_) => "requires_action",
             ApiError::FactorCheckFailed { .. } => "factor_check_failed",
             ApiError::ChallengeNotFound(_) => "challenge_not_found",
+            ApiError::PasskeyCloneSuspected => "passkey_clone_suspected",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::IdentityRejected(result) => result.as_str(),
             ApiError::AccountRejected(result) => result.as_str(),

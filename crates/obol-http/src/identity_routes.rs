@@ -205,6 +205,8 @@ fn command_name(command: &IdentityCommand) -> &'static str {
         IdentityCommand::UnlockFactors { .. } => "unlock_factors",
         IdentityCommand::SetStepUpPolicy { .. } => "set_step_up_policy",
         IdentityCommand::MarkDevicePaid { .. } => "mark_device_paid",
+        IdentityCommand::PutPasskey { .. } => "put_passkey",
+        IdentityCommand::DisablePasskey { .. } => "disable_passkey",
     }
 }
 

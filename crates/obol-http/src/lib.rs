@@ -16,6 +16,7 @@ pub mod error;
 pub mod httpsig;
 pub mod identity_routes;
 pub mod mfa;
+pub mod passkeys;
 pub mod ratelimit;
 pub mod vault;
 
@@ -72,6 +73,8 @@ pub struct AppState {
     pub step_up: Arc<mfa::StepUp>,
     /// Per-credential and per-address throttles.
     pub limits: Arc<ratelimit::Limits>,
+    /// The WebAuthn relying party and ceremonies in flight.
+    pub passkeys: Arc<passkeys::Passkeys>,
 }
 
 impl AppState {
@@ -92,7 +95,17 @@ impl AppState {
             vault: Arc::new(vault),
             step_up: Arc::default(),
             limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL)),
+            passkeys: Arc::new(
+                passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
+                    .expect("localhost is a valid WebAuthn relying party"),
+            ),
         }
+    }
+
+    /// Sets the WebAuthn relying party: `rp_id` (a domain) and the `origin` pages run at.
+    pub fn with_passkeys(mut self, rp_id: &str, origin: &str) -> Result<AppState, String> {
+        self.passkeys = Arc::new(passkeys::Passkeys::new(rp_id, origin)?);
+        Ok(self)
     }
 
     /// Sets the per-credential request rate (requests per second; 0 turns it off).
@@ -130,6 +143,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/principals/{id}/unlock"),
     ("POST", "/v1/principals/{id}/step-up"),
     ("POST", "/v1/challenges/{id}/approve"),
+    ("POST", "/v1/challenges/{id}/passkey"),
+    ("POST", "/v1/principals/{id}/passkeys"),
+    ("POST", "/v1/principals/{id}/passkeys/finish"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -198,6 +214,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/unlock", post(mfa::unlock))
         .route("/v1/principals/{id}/step-up", post(mfa::set_step_up))
         .route("/v1/challenges/{id}/approve", post(mfa::approve_challenge))
+        .route("/v1/challenges/{id}/passkey", post(passkeys::start_assertion))
+        .route("/v1/principals/{id}/passkeys", post(passkeys::start_registration))
+        .route("/v1/principals/{id}/passkeys/finish", post(passkeys::finish_registration))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -860,6 +879,7 @@ impl utoipa::Modify for BearerAuth {
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa::enroll_totp, mfa::confirm_totp, mfa::unlock, mfa::set_step_up, mfa::approve_challenge,
+        passkeys::start_registration, passkeys::finish_registration, passkeys::start_assertion,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

@@ -166,6 +166,16 @@ impl StepUp {
             .clone()
     }
 
+    /// The open challenge `id` of `principal_id`.
+    pub fn challenge_for(&self, id: &str, principal_id: u128) -> Result<ChallengeDto, ApiError> {
+        let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        challenges
+            .get(id)
+            .filter(|c| c.principal_id == principal_id && c.expires_ns > now_ns() && !c.used)
+            .map(|c| c.dto.clone())
+            .ok_or_else(|| ApiError::ChallengeNotFound(id.to_string()))
+    }
+
     /// Records payees paid by a committed request.
     pub fn paid(&self, principal_id: u128, payees: impl IntoIterator<Item = u128>) {
         let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());
@@ -363,6 +373,9 @@ pub struct CodeRequest {
     /// Or a recovery code.
     #[serde(default)]
     pub recovery_code: Option<String>,
+    /// Or a passkey assertion (challenges only; start it at `/v1/challenges/{id}/passkey`).
+    #[serde(default)]
+    pub passkey: Option<crate::passkeys::PasskeyAssertion>,
 }
 
 /// Recovery codes: shown once.
@@ -513,19 +526,40 @@ pub async fn approve_challenge(
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<Approval>, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
-    let dto = {
-        let challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        let challenge = challenges
-            .get(&id)
-            .filter(|c| c.principal_id == caller.principal_id && c.expires_ns > now_ns() && !c.used)
-            .ok_or_else(|| ApiError::ChallengeNotFound(id.clone()))?;
-        challenge.dto.clone()
-    };
-    check_factor(&state, caller.principal_id, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    let dto = state.step_up.challenge_for(&id, caller.principal_id)?;
+    match body.passkey {
+        Some(assertion) => approve_with_passkey(&state, caller.principal_id, &id, assertion).await?,
+        None => check_factor(&state, caller.principal_id, body.code.as_deref(), body.recovery_code.as_deref()).await?,
+    }
     let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
     let challenge = challenges.get_mut(&id).ok_or_else(|| ApiError::ChallengeNotFound(id.clone()))?;
     challenge.approved = true;
     Ok(Json(Approval { challenge_id: id, challenge: dto }))
+}
+
+async fn approve_with_passkey(
+    state: &AppState,
+    principal_id: u128,
+    challenge_id: &str,
+    assertion: crate::passkeys::PasskeyAssertion,
+) -> Result<(), ApiError> {
+    use crate::passkeys::AssertionOutcome;
+    if read_ledger(state).identity().principal(principal_id).is_some_and(|p| p.locked) {
+        return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked));
+    }
+    match crate::passkeys::verify_assertion(state, principal_id, challenge_id, assertion).await? {
+        AssertionOutcome::Verified => {
+            match run_identity(state, IdentityCommand::UseFactor { principal_id, proof: FactorProof::Passkey }).await? {
+                IdentityResult::Ok => Ok(()),
+                other => Err(ApiError::IdentityRejected(other)),
+            }
+        }
+        AssertionOutcome::Failed => Err(record_failure(state, principal_id).await),
+        AssertionOutcome::CloneSuspected => {
+            let _ = record_failure(state, principal_id).await;
+            Err(ApiError::PasskeyCloneSuspected)
+        }
+    }
 }
 
 /// Unlock a principal's factor checks after a lockout (operator).

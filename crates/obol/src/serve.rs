@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long)]
     insecure_http: bool,
+    /// WebAuthn relying party id: the domain your pages run on (passkeys are bound to it).
+    #[arg(long, default_value = "localhost", env = "OBOL_RP_ID")]
+    rp_id: String,
+    /// WebAuthn origin your pages run at (default: <scheme>://<rp-id>, any port).
+    #[arg(long, env = "OBOL_RP_ORIGIN")]
+    rp_origin: Option<String>,
     /// Requests per second each API key or device may make (0: no limit).
     #[arg(long, default_value_t = obol_http::DEFAULT_RATE_PER_CREDENTIAL, env = "OBOL_RATE_LIMIT")]
     rate_limit: u32,
@@ -164,6 +170,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
         .with_rate_limit(args.rate_limit);
+    let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
+    let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {

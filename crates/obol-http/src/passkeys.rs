@@ -1,0 +1,284 @@
+//! Passkeys (WebAuthn, via webauthn-rs): registration and authentication ceremonies through the
+//! API. Authentication always requires user verification; a signature counter that goes
+//! backwards marks the credential as cloned and disables it. A passkey approves step-up
+//! challenges like a TOTP code does, through `POST /v1/challenges/{id}/approve`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use obol_core::identity::{IdentityCommand, IdentityResult, Scopes};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid,
+    Webauthn, WebauthnBuilder, WebauthnError,
+};
+
+use crate::auth::{Caller, Via};
+use crate::authz::need_scope;
+use crate::error::{ApiError, Problem};
+use crate::identity_routes::run_identity;
+use crate::{ApiJson, AppState, now_ns, read_ledger};
+
+/// How long a ceremony may take between start and finish.
+const CEREMONY_TTL_NS: u64 = 300 * 1_000_000_000;
+/// Most ceremonies in flight.
+const CEREMONIES_MAX: usize = 10_000;
+
+enum CeremonyState {
+    Register(Box<PasskeyRegistration>),
+    Authenticate { challenge_id: String, state: Box<PasskeyAuthentication> },
+}
+
+struct Ceremony {
+    principal_id: u128,
+    expires_ns: u64,
+    state: CeremonyState,
+}
+
+/// The relying party and the ceremonies in flight (in memory: a restart ends them).
+pub struct Passkeys {
+    webauthn: Webauthn,
+    ceremonies: Mutex<HashMap<String, Ceremony>>,
+}
+
+impl Passkeys {
+    /// A relying party `rp_id` (a domain, e.g. `localhost` or `pay.example.com`) whose pages run at
+    /// `origin` (any port of it is accepted).
+    pub fn new(rp_id: &str, origin: &str) -> Result<Passkeys, String> {
+        let origin = Url::parse(origin).map_err(|e| format!("invalid WebAuthn origin {origin:?}: {e}"))?;
+        let webauthn = WebauthnBuilder::new(rp_id, &origin)
+            .and_then(|b| b.rp_name("obol").allow_any_port(true).build())
+            .map_err(|e| format!("WebAuthn relying party {rp_id:?} at {origin}: {e}"))?;
+        Ok(Passkeys { webauthn, ceremonies: Mutex::new(HashMap::new()) })
+    }
+
+    fn start(&self, principal_id: u128, state: CeremonyState) -> Result<String, ApiError> {
+        let now = now_ns();
+        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        if ceremonies.len() >= CEREMONIES_MAX {
+            ceremonies.retain(|_, c| c.expires_ns > now);
+            if ceremonies.len() >= CEREMONIES_MAX {
+                return Err(ApiError::Overloaded);
+            }
+        }
+        let mut id = [0u8; 16];
+        rand::fill(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        ceremonies.insert(id.clone(), Ceremony { principal_id, expires_ns: now + CEREMONY_TTL_NS, state });
+        Ok(id)
+    }
+
+    /// Takes a ceremony (each is used once) if it belongs to `principal_id` and is still open.
+    fn take(&self, id: &str, principal_id: u128) -> Result<CeremonyState, ApiError> {
+        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        match ceremonies.remove(id) {
+            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns() => Ok(c.state),
+            _ => Err(ApiError::InvalidField(format!("passkey ceremony {id} is unknown, expired or already used"))),
+        }
+    }
+}
+
+fn stored_passkeys(state: &AppState, principal_id: u128) -> Result<Vec<Passkey>, ApiError> {
+    let ledger = read_ledger(state);
+    let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+    principal
+        .usable_passkeys()
+        .map(|record| {
+            serde_json::from_slice(&record.data)
+                .map_err(|e| ApiError::Internal(format!("stored passkey unreadable: {e}")))
+        })
+        .collect()
+}
+
+/// A ceremony's options, to hand to `navigator.credentials.create/get`.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct CeremonyStart {
+    /// Send it back with the authenticator's answer.
+    pub ceremony_id: String,
+    /// `PublicKeyCredentialCreationOptions` or `...RequestOptions`, as WebAuthn JSON.
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+/// The authenticator's answer to a registration.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFinish {
+    /// From the start answer.
+    pub ceremony_id: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.create`, as WebAuthn JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+/// A registered passkey.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PasskeyDto {
+    /// The credential id, base64url.
+    pub credential_id: String,
+}
+
+/// An assertion for a step-up challenge.
+#[derive(Deserialize, ToSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyAssertion {
+    /// From `POST /v1/challenges/{id}/passkey`.
+    pub ceremony_id: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.get`, as WebAuthn JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Internal(format!("WebAuthn options: {e}")))
+}
+
+/// Start registering a passkey for yourself.
+#[utoipa::path(post, path = "/v1/principals/{id}/passkeys", tag = "mfa",
+    params(("id" = String, Path, description = "Your principal id")),
+    responses((status = 200, body = CeremonyStart), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn start_registration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<CeremonyStart>, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    need_scope(&caller, Scopes::MANAGE)?;
+    if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
+        return Err(ApiError::PrincipalNotFound(principal_id));
+    }
+    let name = read_ledger(&state)
+        .identity()
+        .principal(principal_id)
+        .map(|p| p.name.clone())
+        .ok_or(ApiError::PrincipalNotFound(principal_id))?;
+    let exclude: Vec<_> = stored_passkeys(&state, principal_id)?.iter().map(|p| p.cred_id().clone()).collect();
+    let (options, registration) = state
+        .passkeys
+        .webauthn
+        .start_passkey_registration(Uuid::from_u128(principal_id), &name, &name, Some(exclude))
+        .map_err(|e| ApiError::Internal(format!("WebAuthn registration start: {e}")))?;
+    let ceremony_id = state.passkeys.start(principal_id, CeremonyState::Register(Box::new(registration)))?;
+    Ok(Json(CeremonyStart { ceremony_id, options: to_value(&options)? }))
+}
+
+/// Finish registering a passkey with the authenticator's answer.
+#[utoipa::path(post, path = "/v1/principals/{id}/passkeys/finish", tag = "mfa", request_body = RegistrationFinish,
+    params(("id" = String, Path, description = "Your principal id")),
+    responses((status = 201, body = PasskeyDto), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn finish_registration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RegistrationFinish>,
+) -> Result<Response, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    need_scope(&caller, Scopes::MANAGE)?;
+    if caller.principal_id != principal_id {
+        return Err(ApiError::PrincipalNotFound(principal_id));
+    }
+    let CeremonyState::Register(registration) = state.passkeys.take(&body.ceremony_id, principal_id)? else {
+        return Err(ApiError::InvalidField("that ceremony is not a registration".into()));
+    };
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(body.credential)
+        .map_err(|e| ApiError::InvalidField(format!("credential is not a WebAuthn registration: {e}")))?;
+    let passkey = state
+        .passkeys
+        .webauthn
+        .finish_passkey_registration(&credential, &registration)
+        .map_err(|e| ApiError::InvalidField(format!("the passkey registration did not verify: {e}")))?;
+    let data = serde_json::to_vec(&passkey).map_err(|e| ApiError::Internal(format!("passkey: {e}")))?;
+    let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+    let command = IdentityCommand::PutPasskey { principal_id, credential_id: credential_id.clone(), data };
+    match run_identity(&state, command).await? {
+        IdentityResult::Ok => {}
+        other => return Err(ApiError::IdentityRejected(other)),
+    }
+    let dto = PasskeyDto { credential_id: Base64UrlUnpadded::encode_string(&credential_id) };
+    Ok((StatusCode::CREATED, Json(dto)).into_response())
+}
+
+/// Start a passkey assertion that approves step-up challenge `id`.
+#[utoipa::path(post, path = "/v1/challenges/{id}/passkey", tag = "mfa",
+    params(("id" = String, Path, description = "Challenge id")),
+    responses((status = 200, body = CeremonyStart), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn start_assertion(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<CeremonyStart>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    state.step_up.challenge_for(&id, caller.principal_id)?;
+    let passkeys = stored_passkeys(&state, caller.principal_id)?;
+    if passkeys.is_empty() {
+        return Err(ApiError::IdentityRejected(IdentityResult::FactorNotEnrolled));
+    }
+    let (options, authentication) = state
+        .passkeys
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| ApiError::Internal(format!("WebAuthn authentication start: {e}")))?;
+    let ceremony = CeremonyState::Authenticate { challenge_id: id, state: Box::new(authentication) };
+    let ceremony_id = state.passkeys.start(caller.principal_id, ceremony)?;
+    Ok(Json(CeremonyStart { ceremony_id, options: to_value(&options)? }))
+}
+
+/// How a passkey assertion went.
+pub enum AssertionOutcome {
+    /// Verified with user verification; the stored counter is updated.
+    Verified,
+    /// Not verified (wrong credential, no user verification, bad signature).
+    Failed,
+    /// The counter went backwards: the credential is disabled.
+    CloneSuspected,
+}
+
+/// Verifies `assertion` for challenge `challenge_id` and keeps the stored credential current.
+pub async fn verify_assertion(
+    state: &AppState,
+    principal_id: u128,
+    challenge_id: &str,
+    assertion: PasskeyAssertion,
+) -> Result<AssertionOutcome, ApiError> {
+    let CeremonyState::Authenticate { challenge_id: bound, state: authentication } =
+        state.passkeys.take(&assertion.ceremony_id, principal_id)?
+    else {
+        return Err(ApiError::InvalidField("that ceremony is not an assertion".into()));
+    };
+    if bound != challenge_id {
+        return Err(ApiError::InvalidField("that passkey ceremony belongs to another challenge".into()));
+    }
+    let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(assertion.credential) else {
+        return Ok(AssertionOutcome::Failed);
+    };
+    match state.passkeys.webauthn.finish_passkey_authentication(&credential, &authentication) {
+        Ok(result) if result.user_verified() => {
+            let mut passkeys = stored_passkeys(state, principal_id)?;
+            if let Some(passkey) = passkeys.iter_mut().find(|p| p.cred_id() == result.cred_id())
+                && passkey.update_credential(&result) == Some(true)
+            {
+                let data = serde_json::to_vec(&*passkey).map_err(|e| ApiError::Internal(format!("passkey: {e}")))?;
+                let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+                run_identity(state, IdentityCommand::PutPasskey { principal_id, credential_id, data }).await?;
+            }
+            Ok(AssertionOutcome::Verified)
+        }
+        Ok(_) => Ok(AssertionOutcome::Failed),
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            let credential_id = AsRef::<[u8]>::as_ref(&credential.raw_id).to_vec();
+            run_identity(state, IdentityCommand::DisablePasskey { principal_id, credential_id }).await?;
+            Ok(AssertionOutcome::CloneSuspected)
+        }
+        Err(_) => Ok(AssertionOutcome::Failed),
+    }
+}

@@ -1,0 +1,187 @@
+//! Goal: passkeys register and approve step-up payments through the API with user verification,
+//! an authenticator without user verification cannot register, and a signature counter that
+//! goes backwards disables the credential as cloned.
+//! Method: the real router over a real engine, and webauthn-authenticator-rs's software passkey
+//! as the authenticator, running the full WebAuthn ceremonies against obol's options.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use obol_core::codec::Op;
+use obol_core::identity::IdentityCommand;
+use obol_http::auth::bootstrap_operator;
+use obol_http::{AppState, app};
+use obol_store::{Engine, Node, SqliteStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+struct World {
+    router: Router,
+    engine: Engine,
+    holder: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn call(router: &Router, key: &str, path: &str, body: Value, approval: Option<&str>) -> (StatusCode, Value) {
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(approval) = approval {
+        builder = builder.header("obol-approval", approval);
+    }
+    let response = router.clone().oneshot(builder.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn origin() -> Url {
+    Url::parse("http://localhost:8402").unwrap()
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = std::env::temp_dir().join(format!("obol-passkeys-{}-{}", std::process::id(), rand_suffix()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 3).unwrap();
+        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
+        let engine = Engine::start(node);
+        let router = app(AppState::new(engine.clone(), "http"));
+        for (path, body) in [
+            ("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})),
+            ("/v1/accounts", json!({"id": "9", "asset_code": "EUR", "asset_scale": 2})),
+            ("/v1/accounts", json!({"id": "1", "asset_code": "EUR", "asset_scale": 2, "owner_id": "100"})),
+            ("/v1/accounts", json!({"id": "2", "asset_code": "EUR", "asset_scale": 2})),
+            (
+                "/v1/transfers",
+                json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": "9000", "asset_code": "EUR", "asset_scale": 2}),
+            ),
+        ] {
+            let (status, answer) = call(&router, &operator, path, body, None).await;
+            assert!(status.is_success(), "{path}: {answer}");
+        }
+        let (_, key) = call(&router, &operator, "/v1/principals/100/keys", json!({}), None).await;
+        World { router, engine, holder: key["key"].as_str().unwrap().to_string(), dir }
+    }
+
+    async fn register(&self, authenticator: &mut SoftPasskey) -> (StatusCode, Value) {
+        let (status, start) = call(&self.router, &self.holder, "/v1/principals/100/passkeys", json!({}), None).await;
+        assert_eq!(status, StatusCode::OK, "{start}");
+        let options: CreationChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+        let credential = authenticator.do_registration(origin(), options).unwrap();
+        let body = json!({"ceremony_id": start["ceremony_id"], "credential": credential});
+        call(&self.router, &self.holder, "/v1/principals/100/passkeys/finish", body, None).await
+    }
+
+    /// Asks for a payment, approves its challenge with the passkey, returns the approval answer
+    /// and the challenge id.
+    async fn approve_payment(&self, id: &str, authenticator: &mut SoftPasskey) -> ((StatusCode, Value), String) {
+        let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": "100", "asset_code": "EUR", "asset_scale": 2});
+        let (status, problem) = call(&self.router, &self.holder, "/v1/transfers", body, None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+        let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+        let (status, start) =
+            call(&self.router, &self.holder, &format!("/v1/challenges/{challenge}/passkey"), json!({}), None).await;
+        assert_eq!(status, StatusCode::OK, "{start}");
+        let options: RequestChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+        assert_eq!(start["options"]["publicKey"]["userVerification"], "required");
+        let credential = authenticator.do_authentication(origin(), options).unwrap();
+        let body = json!({"passkey": {"ceremony_id": start["ceremony_id"], "credential": credential}});
+        (call(&self.router, &self.holder, &format!("/v1/challenges/{challenge}/approve"), body, None).await, challenge)
+    }
+}
+
+fn rand_suffix() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_with_user_verification_approves_exactly_the_payment() {
+    let world = World::new().await;
+    let mut authenticator = SoftPasskey::new(true);
+    let (status, registered) = world.register(&mut authenticator).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let ((status, approved), challenge) = world.approve_payment("10", &mut authenticator).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let body = json!({"id": "10", "debit_account_id": "1", "credit_account_id": "2", "amount": "100", "asset_code": "EUR", "asset_scale": 2});
+    let (status, answer) = call(&world.router, &world.holder, "/v1/transfers", body, Some(&challenge)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_demands_user_verification_and_a_garbled_answer_is_refused() {
+    let world = World::new().await;
+    let (status, start) = call(&world.router, &world.holder, "/v1/principals/100/passkeys", json!({}), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(start["options"]["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    let options: CreationChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+    assert!(
+        SoftPasskey::new(false).do_registration(origin(), options.clone()).is_err(),
+        "an authenticator that cannot verify the user declines"
+    );
+    let mut credential =
+        serde_json::to_value(SoftPasskey::new(true).do_registration(origin(), options).unwrap()).unwrap();
+    credential["response"]["clientDataJSON"] = json!("eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIn0");
+    let body = json!({"ceremony_id": start["ceremony_id"], "credential": credential});
+    let (status, problem) = call(&world.router, &world.holder, "/v1/principals/100/passkeys/finish", body, None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_field")), "{problem}");
+    assert!(world.engine.ledger().read().unwrap().identity().principal(100).unwrap().passkeys.is_empty());
+}
+
+fn bump_counters(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key == "counter" && inner.is_u64() {
+                    *inner = json!(100);
+                } else {
+                    bump_counters(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(bump_counters),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_going_backwards_disables_the_passkey_as_cloned() {
+    let world = World::new().await;
+    let mut authenticator = SoftPasskey::new(true);
+    assert_eq!(world.register(&mut authenticator).await.0, StatusCode::CREATED);
+    let ((status, _), _) = world.approve_payment("20", &mut authenticator).await;
+    assert_eq!(status, StatusCode::OK, "a first assertion sets the counter");
+    // Another copy of the key signed 100 times elsewhere: the stored counter is now ahead.
+    let record = world.engine.ledger().read().unwrap().identity().principal(100).unwrap().passkeys[0].clone();
+    let mut stored: Value = serde_json::from_slice(&record.data).unwrap();
+    bump_counters(&mut stored);
+    let command = IdentityCommand::PutPasskey {
+        principal_id: 100,
+        credential_id: record.credential_id,
+        data: serde_json::to_vec(&stored).unwrap(),
+    };
+    world.engine.execute(Op::Identity(command)).await.unwrap();
+    let ((status, problem), _) = world.approve_payment("21", &mut authenticator).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("passkey_clone_suspected")),
+        "{problem}"
+    );
+    let ledger = world.engine.ledger().read().unwrap();
+    let principal = ledger.identity().principal(100).unwrap();
+    assert!(principal.passkeys[0].disabled);
+    assert!(principal.usable_passkeys().next().is_none());
+    assert!(ledger.identity().events_of(100).iter().any(|e| e.kind.as_str() == "passkey_clone_suspected"));
+}
