@@ -7,10 +7,21 @@ Usage:
                                                      http-message-signatures and send it; print status
   interop.py verify URL SIG_INPUT SIGNATURE DIGEST CONTENT_TYPE BODY PUBLIC_HEX
                                                      verify a signature obol made; print "verified"
+  interop.py webauthn-register OPTIONS_JSON ORIGIN STATE_FILE
+                                                     soft-webauthn answers obol's registration options
+  interop.py webauthn-assert OPTIONS_JSON ORIGIN STATE_FILE [uv|no-uv]
+                                                     soft-webauthn answers obol's assertion options
 """
+import base64
+import hashlib
 import json
 import sys
 import time
+
+import soft_webauthn
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
 
 import pyotp
 import requests
@@ -60,6 +71,91 @@ def verify(url, signature_input, signature, digest, content_type, body, public_h
     print("verified")
 
 
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+class VerifyingSoftDevice(soft_webauthn.SoftWebauthnDevice):
+    """soft-webauthn never sets the user-verified flag; obol requires it. This device sets UV
+    (flags 0x45 on creation, 0x05 on assertion) and re-signs the assertion accordingly."""
+
+    def __init__(self, verify_user=True):
+        super().__init__()
+        self.verify_user = verify_user
+
+    def create(self, options, origin):
+        answer = super().create(options, origin)
+        if self.verify_user:
+            attestation = cbor.decode(answer["response"]["attestationObject"])
+            auth_data = bytearray(attestation["authData"])
+            auth_data[32] = 0x45
+            attestation["authData"] = bytes(auth_data)
+            answer["response"]["attestationObject"] = cbor.encode(attestation)
+        return answer
+
+    def get(self, options, origin):
+        answer = super().get(options, origin)
+        if self.verify_user:
+            auth_data = bytearray(answer["response"]["authenticatorData"])
+            auth_data[32] = 0x05
+            auth_data = bytes(auth_data)
+            client_data_hash = hashlib.sha256(answer["response"]["clientDataJSON"]).digest()
+            answer["response"]["authenticatorData"] = auth_data
+            answer["response"]["signature"] = self.private_key.sign(auth_data + client_data_hash, ec.ECDSA(hashes.SHA256()))
+        return answer
+
+
+def to_json(answer):
+    response = {key: b64url(value) for key, value in answer["response"].items() if value is not None}
+    return json.dumps({"id": b64url(answer["rawId"]), "rawId": b64url(answer["rawId"]), "response": response,
+                       "type": "public-key", "extensions": {}})
+
+
+def save(device, path):
+    pem = device.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())
+    state = {"key": pem.decode(), "credential_id": b64url(device.credential_id), "rp_id": device.rp_id,
+             "user_handle": b64url(device.user_handle), "sign_count": device.sign_count}
+    with open(path, "w") as file:
+        json.dump(state, file)
+
+
+def load(path, verify_user):
+    with open(path) as file:
+        state = json.load(file)
+    device = VerifyingSoftDevice(verify_user)
+    device.private_key = serialization.load_pem_private_key(state["key"].encode(), password=None)
+    device.credential_id = b64url_decode(state["credential_id"])
+    device.rp_id = state["rp_id"]
+    device.user_handle = b64url_decode(state["user_handle"])
+    device.sign_count = state["sign_count"]
+    return device
+
+
+def webauthn_register(options_json, origin, state_file):
+    options = json.loads(options_json)
+    options["publicKey"]["challenge"] = b64url_decode(options["publicKey"]["challenge"])
+    options["publicKey"]["user"]["id"] = b64url_decode(options["publicKey"]["user"]["id"])
+    device = VerifyingSoftDevice()
+    answer = device.create(options, origin)
+    save(device, state_file)
+    print(to_json(answer))
+
+
+def webauthn_assert(options_json, origin, state_file, mode="uv"):
+    options = json.loads(options_json)
+    options["publicKey"]["challenge"] = b64url_decode(options["publicKey"]["challenge"])
+    device = load(state_file, mode == "uv")
+    answer = device.get(options, origin)
+    save(device, state_file)
+    print(to_json(answer))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"totp-now": totp_now, "totp-parse": totp_parse, "sign-and-pay": sign_and_pay, "verify": verify}[command](*args)
+    {"totp-now": totp_now, "totp-parse": totp_parse, "sign-and-pay": sign_and_pay, "verify": verify,
+     "webauthn-register": webauthn_register, "webauthn-assert": webauthn_assert}[command](*args)

@@ -181,3 +181,64 @@ fn http_message_signatures_from_pypi_verifies_a_signature_obol_makes() {
     );
     assert_eq!(answer, "verified");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_webauthn_from_pypi_registers_a_passkey_and_approves_a_payment() {
+    let Some(python) = python() else { return };
+    let server = serve("webauthn");
+    let holder = holder_with_accounts(&server).await;
+    let origin = "http://localhost:8402";
+    let state_file = server.dir.join("soft-webauthn.json");
+    let state_path = state_file.to_str().unwrap().to_string();
+    let (status, start) = post(&server.base, &holder, "/v1/principals/100/passkeys", json!({})).await;
+    assert_eq!(status, 200, "{start}");
+    std::fs::create_dir_all(&server.dir).unwrap();
+    let credential = run_python(&python, &["webauthn-register", &start["options"].to_string(), origin, &state_path]);
+    let credential: Value = serde_json::from_str(&credential).unwrap();
+    let (status, registered) = post(
+        &server.base,
+        &holder,
+        "/v1/principals/100/passkeys/finish",
+        json!({"ceremony_id": start["ceremony_id"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(status, 201, "obol accepts soft-webauthn's registration: {registered}");
+
+    let payment = json!({"id": "30", "debit_account_id": "1", "credit_account_id": "2", "amount": "7", "asset_code": "USD", "asset_scale": 2});
+    let approve = |mode: &'static str| {
+        let base = server.base.clone();
+        let holder = holder.clone();
+        let python = python.clone();
+        let state_path = state_path.clone();
+        let payment = payment.clone();
+        async move {
+            let (status, problem) = post(&base, &holder, "/v1/transfers", payment).await;
+            assert_eq!((status, problem["code"].as_str()), (403, Some("requires_action")), "{problem}");
+            let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+            let (_, start) = post(&base, &holder, &format!("/v1/challenges/{challenge}/passkey"), json!({})).await;
+            let assertion =
+                run_python(&python, &["webauthn-assert", &start["options"].to_string(), origin, &state_path, mode]);
+            let assertion: Value = serde_json::from_str(&assertion).unwrap();
+            let body = json!({"passkey": {"ceremony_id": start["ceremony_id"], "credential": assertion}});
+            let (status, answer) = post(&base, &holder, &format!("/v1/challenges/{challenge}/approve"), body).await;
+            (status, answer, challenge)
+        }
+    };
+    let (status, answer, _) = approve("no-uv").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("factor_check_failed")),
+        "no user verification, no approval: {answer}"
+    );
+    let (status, answer, challenge) = approve("uv").await;
+    assert_eq!(status, 200, "{answer}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/transfers", server.base))
+        .bearer_auth(&holder)
+        .header("obol-approval", challenge)
+        .json(&payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}
