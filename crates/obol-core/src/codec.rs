@@ -473,6 +473,9 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
         IdentityCommand::DisablePasskey { principal_id, credential_id } => {
             w.u8(18).u128(*principal_id).bytes(credential_id);
         }
+        IdentityCommand::ChargeDevice { id, day, amount } => {
+            w.u8(19).u128(*id).u64(*day).u128(*amount);
+        }
     }
     w.0
 }
@@ -587,6 +590,7 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
             IdentityCommand::PutPasskey { principal_id, credential_id, data: r.blob()? }
         }
         18 => IdentityCommand::DisablePasskey { principal_id: r.u128()?, credential_id: r.blob()? },
+        19 => IdentityCommand::ChargeDevice { id: r.u128()?, day: r.u64()?, amount: r.u128()? },
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {
@@ -677,6 +681,7 @@ mod tests {
             IdentityCommand::MarkDevicePaid { id: 5 },
             IdentityCommand::PutPasskey { principal_id: 1, credential_id: vec![9; 16], data: b"{\"cred\":1}".to_vec() },
             IdentityCommand::DisablePasskey { principal_id: 1, credential_id: vec![9; 16] },
+            IdentityCommand::ChargeDevice { id: 5, day: 20_000, amount: 250 },
         ];
         for command in commands {
             let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };

@@ -255,6 +255,10 @@ pub struct Device {
     pub created_ns: u64,
     /// Whether the device has made a payment (its first one may need step-up).
     pub has_paid: bool,
+    /// The UTC day (days since the Unix epoch) `spent_today` counts.
+    pub spent_day: u64,
+    /// What the device's payments reserved against its daily limit on `spent_day`.
+    pub spent_today: u128,
 }
 
 /// What happened, for the holder's activity list and the audit log.
@@ -501,6 +505,16 @@ pub enum IdentityCommand {
         /// The serialized credential.
         data: Vec<u8>,
     },
+    /// Count `amount` against a device's daily limit for UTC day `day`; refused (and nothing
+    /// counted) if it would go over.
+    ChargeDevice {
+        /// Which.
+        id: u128,
+        /// Days since the Unix epoch.
+        day: u64,
+        /// Minor units of the limits' asset.
+        amount: u128,
+    },
     /// Disable a passkey whose signature counter went backwards.
     DisablePasskey {
         /// Whose.
@@ -555,6 +569,8 @@ pub enum IdentityResult {
     CodeReused = 13,
     /// Factor checks are locked after too many failures.
     FactorLocked = 14,
+    /// The device's daily limit would be exceeded.
+    DeviceDayLimitExceeded = 15,
 }
 
 impl IdentityResult {
@@ -576,6 +592,7 @@ impl IdentityResult {
             IdentityResult::FactorNotEnrolled => "factor_not_enrolled",
             IdentityResult::CodeReused => "code_reused",
             IdentityResult::FactorLocked => "factor_locked",
+            IdentityResult::DeviceDayLimitExceeded => "device_limit_exceeded",
         }
     }
 }
@@ -784,6 +801,8 @@ impl Identity {
                         limits: *limits,
                         created_ns: now_ns,
                         has_paid: false,
+                        spent_day: 0,
+                        spent_today: 0,
                     },
                 );
                 self.device_by_kid.insert(kid.clone(), *id);
@@ -865,6 +884,24 @@ impl Identity {
                 };
                 passkey.disabled = true;
                 self.record(*principal_id, now_ns, EventKind::PasskeyCloneSuspected, String::new());
+                R::Ok
+            }
+            IdentityCommand::ChargeDevice { id, day, amount } => {
+                let Some(device) = self.devices.get_mut(id) else {
+                    return R::DeviceNotFound;
+                };
+                if device.spent_day != *day {
+                    device.spent_day = *day;
+                    device.spent_today = 0;
+                }
+                let per_day = device.limits.map_or(0, |l| l.per_day);
+                let Some(after) = device.spent_today.checked_add(*amount) else {
+                    return R::DeviceDayLimitExceeded;
+                };
+                if per_day != 0 && after > per_day {
+                    return R::DeviceDayLimitExceeded;
+                }
+                device.spent_today = after;
                 R::Ok
             }
             IdentityCommand::MarkDevicePaid { id } => {
@@ -1049,6 +1086,23 @@ mod tests {
         assert_eq!(identity.apply(&use_step(12), 9), IdentityResult::FactorLocked);
         identity.apply(&IdentityCommand::UnlockFactors { principal_id: 1 }, 10);
         assert_eq!(identity.apply(&use_step(12), 11), IdentityResult::Ok);
+    }
+
+    #[test]
+    fn a_device_day_limit_counts_durably_and_resets_each_day() {
+        let mut identity = Identity::default();
+        identity.apply(&holder(1), 1);
+        let limits = Some(DeviceLimits { asset: Asset::new("USD", 2).unwrap(), per_payment: 0, per_day: 100 });
+        identity.apply(
+            &IdentityCommand::RegisterDevice { id: 5, holder_id: 1, kid: "k".into(), public_key: [1; 32], limits },
+            2,
+        );
+        let charge = |day, amount| IdentityCommand::ChargeDevice { id: 5, day, amount };
+        assert_eq!(identity.apply(&charge(10, 60), 3), IdentityResult::Ok);
+        assert_eq!(identity.apply(&charge(10, 41), 3), IdentityResult::DeviceDayLimitExceeded);
+        assert_eq!(identity.apply(&charge(10, 40), 3), IdentityResult::Ok);
+        assert_eq!(identity.apply(&charge(10, 1), 3), IdentityResult::DeviceDayLimitExceeded);
+        assert_eq!(identity.apply(&charge(11, 100), 4), IdentityResult::Ok, "a new day starts from zero");
     }
 
     #[test]

@@ -298,7 +298,7 @@ fn identity_status(result: IdentityResult) -> StatusCode {
         R::IdReserved | R::FieldLength | R::NotAHolder | R::StatusNotAllowed | R::FactorNotEnrolled => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        R::CodeReused | R::FactorLocked => StatusCode::FORBIDDEN,
+        R::CodeReused | R::FactorLocked | R::DeviceDayLimitExceeded => StatusCode::FORBIDDEN,
     }
 }
 

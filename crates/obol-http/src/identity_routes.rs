@@ -207,6 +207,7 @@ fn command_name(command: &IdentityCommand) -> &'static str {
         IdentityCommand::MarkDevicePaid { .. } => "mark_device_paid",
         IdentityCommand::PutPasskey { .. } => "put_passkey",
         IdentityCommand::DisablePasskey { .. } => "disable_passkey",
+        IdentityCommand::ChargeDevice { .. } => "charge_device",
     }
 }
 

@@ -63,8 +63,6 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Rejects replayed device signatures.
     pub replay: Arc<httpsig::ReplayGuard>,
-    /// Per device and UTC day, what its payments have reserved against its daily limit.
-    pub device_spend: Arc<std::sync::Mutex<std::collections::HashMap<(u128, u64), u128>>>,
     /// `http` or `https`: how clients reach this server (for `@target-uri`).
     pub scheme: &'static str,
     /// Seals TOTP seeds.
@@ -90,7 +88,6 @@ impl AppState {
             engine,
             auth: Arc::new(Authenticator::new()),
             replay: Arc::new(httpsig::ReplayGuard::new(now_ns() / 1_000_000_000)),
-            device_spend: Arc::default(),
             scheme,
             vault: Arc::new(vault),
             step_up: Arc::default(),
@@ -566,18 +563,12 @@ fn authorize_new_accounts(state: &AppState, caller: &Caller, events: &mut [NewAc
 }
 
 /// A device pays only with plain or pending transfers, in its limits' asset, each at most
-/// `per_payment`, and at most `per_day` per UTC day (counted when authorized, so a payment that
-/// then fails still counts: the limit errs on the safe side).
-fn check_device_limits(
-    state: &AppState,
-    device: &obol_core::identity::Device,
-    events: &[NewTransfer],
-) -> Result<(), ApiError> {
+/// `per_payment` (the daily limit is charged durably by [`charge_device_day`]).
+fn check_device_limits(device: &obol_core::identity::Device, events: &[NewTransfer]) -> Result<(), ApiError> {
     if events.iter().any(|e| e.flags.resolves_pending()) {
         return Err(ApiError::Forbidden("devices make payments; posting or voiding needs the holder's key".into()));
     }
     let Some(limits) = device.limits else { return Ok(()) };
-    let mut total: u128 = 0;
     for event in events {
         if event.asset != Some(limits.asset) {
             return Err(ApiError::DeviceLimit(format!("this device may only pay in {}", limits.asset)));
@@ -588,21 +579,6 @@ fn check_device_limits(
                 event.amount, limits.per_payment
             )));
         }
-        total = total.saturating_add(event.amount);
-    }
-    if limits.per_day != 0 {
-        let day = now_ns() / 86_400_000_000_000;
-        let mut spend = state.device_spend.lock().unwrap_or_else(|p| p.into_inner());
-        spend.retain(|(_, d), _| *d >= day);
-        let spent = spend.entry((device.id, day)).or_insert(0);
-        if spent.saturating_add(total) > limits.per_day {
-            return Err(ApiError::DeviceLimit(format!(
-                "this would take today's payments to {} above this device's daily limit of {}",
-                spent.saturating_add(total),
-                limits.per_day
-            )));
-        }
-        *spent += total;
     }
     Ok(())
 }
@@ -623,7 +599,7 @@ fn authorize_transfers(
     let ledger = read_ledger(state);
     if let auth::Via::Device(device_id) = caller.via {
         let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
-        check_device_limits(state, device, events)?;
+        check_device_limits(device, events)?;
     }
     for event in events {
         if event.flags.resolves_pending() {
@@ -645,6 +621,27 @@ fn authorize_transfers(
         }
     }
     state.step_up.check(&ledger, caller, events, approval)
+}
+
+/// Charges a device's payments against its daily limit through the log, before they are
+/// submitted: the core adds them atomically or refuses. A payment that then fails still counts
+/// for the day, so the limit errs on the safe side; a restart forgets nothing.
+async fn charge_device_day(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
+    let auth::Via::Device(device_id) = caller.via else { return Ok(()) };
+    let per_day = read_ledger(state).identity().device(device_id).and_then(|d| d.limits).map_or(0, |l| l.per_day);
+    if per_day == 0 {
+        return Ok(());
+    }
+    let amount = events.iter().map(|e| e.amount).fold(0u128, u128::saturating_add);
+    let day = now_ns() / 86_400_000_000_000;
+    let command = obol_core::identity::IdentityCommand::ChargeDevice { id: device_id, day, amount };
+    match identity_routes::run_identity(state, command).await? {
+        obol_core::identity::IdentityResult::Ok => Ok(()),
+        obol_core::identity::IdentityResult::DeviceDayLimitExceeded => Err(ApiError::DeviceLimit(format!(
+            "this would take today's payments above this device's daily limit of {per_day}"
+        ))),
+        other => Err(ApiError::IdentityRejected(other)),
+    }
 }
 
 /// The `Obol-Approval` header: an approved step-up challenge.
@@ -750,6 +747,7 @@ async fn create_transfer(
 ) -> Result<Response, ApiError> {
     let event = body.to_core()?;
     authorize_transfers(&state, &caller, std::slice::from_ref(&event), approval_header(&headers))?;
+    charge_device_day(&state, &caller, std::slice::from_ref(&event)).await?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) => return Err(internal("create_transfer")),
@@ -787,6 +785,7 @@ async fn create_transfers(
         .map(|(index, transfer)| transfer.to_core().map_err(|error| at_index(index, error)))
         .collect::<Result<Vec<_>, _>>()?;
     authorize_transfers(&state, &caller, &events, approval_header(&headers))?;
+    charge_device_day(&state, &caller, &events).await?;
     let events_copy = events.clone();
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateTransfers(events)).await? {

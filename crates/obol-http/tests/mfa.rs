@@ -289,3 +289,73 @@ async fn the_fifth_failure_locks_and_the_sixth_attempt_is_refused_until_unlocked
     let (status, answer) = approve(world.code(1)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// A payment from device `kid` signed with `key`, optionally carrying an approval.
+fn device_payment(key: &ed25519_dalek::SigningKey, kid: &str, id: &str, approval: Option<&str>) -> Request<Body> {
+    use axum::http::HeaderMap;
+    use obol_http::httpsig::{Message, content_digest, sign_request};
+    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": "50", "asset_code": "EUR", "asset_scale": 2}).to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "obol.test".parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers.insert("content-digest", content_digest(body.as_bytes()).parse().unwrap());
+    let mut components = vec!["@method", "@target-uri", "content-digest", "content-type"];
+    if let Some(approval) = approval {
+        headers.insert("obol-approval", approval.parse().unwrap());
+        components.push("obol-approval");
+    }
+    let message = Message {
+        method: "POST",
+        scheme: "http",
+        authority: "obol.test",
+        path: "/v1/transfers",
+        query: None,
+        headers: &headers,
+    };
+    let nonce = format!("{id}-{}", approval.is_some());
+    let (input, signature) = sign_request(key, kid, &components, now_s() as i64, Some(&nonce), &message).unwrap();
+    let mut builder = Request::builder().method(Method::POST).uri("/v1/transfers");
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    builder.header("signature-input", input).header("signature", signature).body(Body::from(body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_first_payment_needs_approval_and_later_ones_do_not() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let world = World::new().await;
+    let policy = json!({"new_payee": false, "new_device": true});
+    assert_eq!(call(&world.router, &world.holder, "/v1/principals/100/step-up", policy, None).await.0, StatusCode::OK);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "kiosk", "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())});
+    let (status, _) =
+        call(&world.router, &world.holder, "/v1/principals/100/devices", json!({"id": "60", "jwk": jwk}), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let send = |request: Request<Body>| {
+        let router = world.router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let (status, problem) = send(device_payment(&key, "kiosk", "40", None)).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    assert_eq!(problem["challenge"]["reasons"], json!(["new_device"]));
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        &world.router,
+        &world.holder,
+        &format!("/v1/challenges/{challenge}/approve"),
+        json!({"code": world.code(1)}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = send(device_payment(&key, "kiosk", "40", Some(&challenge))).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = send(device_payment(&key, "kiosk", "41", None)).await;
+    assert_eq!(status, StatusCode::CREATED, "the device has paid before: {answer}");
+}
