@@ -2,8 +2,9 @@
 //! Method: start the real `obol serve` on a scratch directory and a free port, then run the
 //! `obol` client commands against it as a user would, reading their stdout, stderr and status.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
+
+mod support;
 
 struct Server {
     child: Child,
@@ -25,25 +26,13 @@ fn serve() -> Server {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("obol-cli-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("OBOL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn obol serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut key = String::new();
-    let url = loop {
-        let line = lines.next().expect("server exited").expect("read");
-        if line.trim().starts_with("obol_live_") {
-            key = line.trim().to_string();
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("url").to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let launched = support::launch([
+        std::ffi::OsStr::new("--listen"),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
+    let (child, url, key) = (launched.child, launched.base, launched.key.unwrap_or_default());
     assert!(key.starts_with("obol_live_"));
     Server { child, url, key, dir }
 }

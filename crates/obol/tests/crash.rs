@@ -6,13 +6,14 @@
 //! PostgreSQL (skipped with a notice when no PostgreSQL is reachable, failed when CI=true).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod support;
 
 const ACCOUNTS: u64 = 20;
 const CLIENTS: u64 = 16;
@@ -23,29 +24,10 @@ struct Server {
 }
 
 fn start(store_args: &[String]) -> (Server, Option<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(store_args)
-        .env("OBOL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn obol serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut key = None;
-    let base = loop {
-        let line = lines.next().expect("obol serve exited before listening").expect("read stdout");
-        if let Some(found) = line.trim().strip_prefix("obol_live_") {
-            key = Some(format!("obol_live_{found}"));
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().expect("address").to_string();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Server { child, base }, key)
+    let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+    args.extend_from_slice(store_args);
+    let launched = support::launch(&args);
+    (Server { child: launched.child, base: launched.base }, launched.key)
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {

@@ -4,15 +4,16 @@
 //! environment `scripts/test` prepares (OBOL_PYTHON). Without it the test says it skipped, except
 //! under CI=true, where it fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use axum::http::HeaderMap;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::SigningKey;
 use obol_http::httpsig::{Message, content_digest, sign_request};
 use serde_json::{Value, json};
+
+mod support;
 
 fn python() -> Option<String> {
     match std::env::var("OBOL_PYTHON") {
@@ -53,25 +54,13 @@ impl Drop for Server {
 fn serve(tag: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("obol-interop-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("OBOL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut operator = String::new();
-    let base = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if line.trim().starts_with("obol_live_") {
-            operator = line.trim().to_string();
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let launched = support::launch([
+        std::ffi::OsStr::new("--listen"),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
+    let (child, base, operator) = (launched.child, launched.base, launched.key.unwrap_or_default());
     Server { child, base, operator, dir }
 }
 

@@ -5,13 +5,14 @@
 //! device's signed payments, a step-up approval, a failed check), stop it, then search the
 //! captured log and the SQLite file for every secret the flow handled.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::SigningKey;
 use obol_http::httpsig::{Message, content_digest, sign_request};
 use serde_json::{Value, json};
+
+mod support;
 
 fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -23,26 +24,12 @@ async fn a_full_identity_flow_leaves_no_secret_in_logs_or_storage() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log_path = dir.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .env("OBOL_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut operator = String::new();
-    let base = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if line.trim().starts_with("obol_live_") {
-            operator = line.trim().to_string();
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let launched = support::launch_with(
+        [std::ffi::OsStr::new("--listen"), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir.join("data").as_os_str()],
+        &[("OBOL_LOG", "trace")],
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let (mut child, base, operator) = (launched.child, launched.base, launched.key.unwrap_or_default());
     let authority = base.trim_start_matches("http://").to_string();
     let http = reqwest::Client::new();
     let mut secrets: Vec<String> = vec![operator.clone()];

@@ -2,32 +2,21 @@
 //! keys: both get 429 `rate_limited` with a Retry-After.
 //! Method: the real `obol serve` with `--rate-limit 5` (burst 10), driven over loopback.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_addresses_are_throttled() {
     let dir = std::env::temp_dir().join(format!("obol-throttle-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "5", "--data-dir"])
-        .arg(&dir)
-        .env("OBOL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut key = String::new();
-    let base = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if line.trim().starts_with("obol_live_") {
-            key = line.trim().to_string();
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let launched = support::launch([
+        std::ffi::OsStr::new("--listen"),
+        "127.0.0.1:0".as_ref(),
+        "--rate-limit".as_ref(),
+        "5".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
+    let (mut child, base, key) = (launched.child, launched.base, launched.key.unwrap_or_default());
     let http = reqwest::Client::new();
     let mut statuses = Vec::new();
     let mut retry_after = None;

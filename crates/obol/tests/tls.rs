@@ -3,8 +3,9 @@
 //! Method: a self-signed certificate made with rcgen; the real binary; curl (a real third-party
 //! client) trusting that certificate, once with TLS 1.3 allowed and once capped at TLS 1.2.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
+
+mod support;
 
 struct Server(Child);
 
@@ -16,22 +17,8 @@ impl Drop for Server {
 }
 
 fn start(args: &[&str]) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .arg("serve")
-        .args(args)
-        .env("OBOL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn obol serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), url)
+    let launched = support::launch(args);
+    (Server(launched.child), launched.base)
 }
 
 fn curl(args: &[&str]) -> Output {
