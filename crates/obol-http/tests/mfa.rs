@@ -8,12 +8,9 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use obol_http::auth::bootstrap_operator;
-use obol_http::{AppState, app};
-use obol_store::{Engine, Node, SqliteStore};
+use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+mod support;
 
 fn totp(secret: &[u8], digits: u8, algorithm: totp_rs::Algorithm) -> totp_rs::Totp {
     totp_rs::Builder::new()
@@ -59,29 +56,10 @@ struct World {
     operator: String,
     holder: String,
     secret: Vec<u8>,
-    dir: std::path::PathBuf,
+    _scratch: support::Scratch,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn call(router: &Router, key: &str, path: &str, body: Value, approval: Option<&str>) -> (StatusCode, Value) {
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {key}"))
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(approval) = approval {
-        builder = builder.header("obol-approval", approval);
-    }
-    let response = router.clone().oneshot(builder.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use support::post as call;
 
 fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -91,16 +69,7 @@ impl World {
     /// A holder (100) with account 1 funded, accounts 2 and 3 of a merchant (300), and a
     /// confirmed authenticator.
     async fn new() -> World {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "obol-mfa-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 3).unwrap();
-        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
-        let router = app(AppState::new(Engine::start(node), "http"));
+        let support::Started { router, operator, scratch, .. } = support::start("mfa");
         let op = |path: &'static str, body: Value| {
             let router = router.clone();
             let operator = operator.clone();
@@ -130,7 +99,7 @@ impl World {
         let secret =
             totp_rs::Secret::try_from_base32(enrollment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
         assert_eq!(secret.len(), 20, "160-bit secret");
-        let world = World { router, operator, holder, secret, dir };
+        let world = World { router, operator, holder, secret, _scratch: scratch };
         let (status, codes) =
             call(&world.router, &world.holder, "/v1/principals/100/totp/confirm", json!({"code": world.code(0)}), None)
                 .await;
@@ -332,15 +301,7 @@ async fn a_devices_first_payment_needs_approval_and_later_ones_do_not() {
     let (status, _) =
         call(&world.router, &world.holder, "/v1/principals/100/devices", json!({"id": "60", "jwk": jwk}), None).await;
     assert_eq!(status, StatusCode::CREATED);
-    let send = |request: Request<Body>| {
-        let router = world.router.clone();
-        async move {
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
-        }
-    };
+    let send = |request: Request<Body>| support::send(&world.router, request);
     let (status, problem) = send(device_payment(&key, "kiosk", "40", None)).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
     assert_eq!(problem["challenge"]["reasons"], json!(["new_device"]));

@@ -5,46 +5,25 @@
 //! as the authenticator, running the full WebAuthn ceremonies against obol's options.
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::StatusCode;
 use obol_core::codec::Op;
 use obol_core::identity::IdentityCommand;
-use obol_http::auth::bootstrap_operator;
-use obol_http::{AppState, app};
-use obol_store::{Engine, Node, SqliteStore};
+use obol_store::Engine;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+mod support;
 
 struct World {
     router: Router,
     engine: Engine,
     holder: String,
-    dir: std::path::PathBuf,
+    _scratch: support::Scratch,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn call(router: &Router, key: &str, path: &str, body: Value, approval: Option<&str>) -> (StatusCode, Value) {
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {key}"))
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(approval) = approval {
-        builder = builder.header("obol-approval", approval);
-    }
-    let response = router.clone().oneshot(builder.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use support::post as call;
 
 fn origin() -> Url {
     Url::parse("http://localhost:8402").unwrap()
@@ -52,12 +31,7 @@ fn origin() -> Url {
 
 impl World {
     async fn new() -> World {
-        let dir = std::env::temp_dir().join(format!("obol-passkeys-{}-{}", std::process::id(), rand_suffix()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 3).unwrap();
-        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
-        let engine = Engine::start(node);
-        let router = app(AppState::new(engine.clone(), "http"));
+        let support::Started { router, engine, operator, scratch } = support::start("passkeys");
         for (path, body) in [
             ("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})),
             ("/v1/accounts", json!({"id": "9", "asset_code": "EUR", "asset_scale": 2})),
@@ -72,7 +46,7 @@ impl World {
             assert!(status.is_success(), "{path}: {answer}");
         }
         let (_, key) = call(&router, &operator, "/v1/principals/100/keys", json!({}), None).await;
-        World { router, engine, holder: key["key"].as_str().unwrap().to_string(), dir }
+        World { router, engine, holder: key["key"].as_str().unwrap().to_string(), _scratch: scratch }
     }
 
     async fn register(&self, authenticator: &mut SoftPasskey) -> (StatusCode, Value) {
@@ -100,11 +74,6 @@ impl World {
         let body = json!({"passkey": {"ceremony_id": start["ceremony_id"], "credential": credential}});
         (call(&self.router, &self.holder, &format!("/v1/challenges/{challenge}/approve"), body, None).await, challenge)
     }
-}
-
-fn rand_suffix() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
