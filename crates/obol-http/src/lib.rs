@@ -99,6 +99,12 @@ impl AppState {
         }
     }
 
+    /// Sets how long step-up challenges and approvals live (default five minutes).
+    pub fn with_challenge_ttl_ns(mut self, ttl_ns: u64) -> AppState {
+        self.step_up = Arc::new(mfa::StepUp::with_ttl_ns(ttl_ns));
+        self
+    }
+
     /// Sets the WebAuthn relying party: `rp_id` (a domain) and the `origin` pages run at.
     pub fn with_passkeys(mut self, rp_id: &str, origin: &str) -> Result<AppState, String> {
         self.passkeys = Arc::new(passkeys::Passkeys::new(rp_id, origin)?);

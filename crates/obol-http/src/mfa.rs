@@ -129,10 +129,16 @@ struct Challenge {
 
 /// Open challenges and known payees, in memory. Losing them on restart fails safe: the holder
 /// approves again.
-#[derive(Default)]
 pub struct StepUp {
     challenges: Mutex<HashMap<String, Challenge>>,
     known_payees: Mutex<HashMap<u128, HashSet<u128>>>,
+    ttl_ns: u64,
+}
+
+impl Default for StepUp {
+    fn default() -> StepUp {
+        StepUp::with_ttl_ns(CHALLENGE_TTL_NS)
+    }
 }
 
 /// SHA-256 over the events that need approval: debit, credit, amount and asset of each.
@@ -148,6 +154,11 @@ fn operation_digest(events: &[&NewTransfer]) -> [u8; 32] {
 }
 
 impl StepUp {
+    /// Challenges (and approvals) that live `ttl_ns` (the default is five minutes, RTS art. 4).
+    pub fn with_ttl_ns(ttl_ns: u64) -> StepUp {
+        StepUp { challenges: Mutex::default(), known_payees: Mutex::default(), ttl_ns }
+    }
+
     fn payees_of(&self, ledger: &Ledger, principal_id: u128) -> HashSet<u128> {
         let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());
         known
@@ -269,14 +280,14 @@ impl StepUp {
             asset_scale: first_asset.map_or(0, |a| a.scale()),
             payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
             methods: vec!["totp".into(), "recovery_code".into()],
-            expires_ns: (now + CHALLENGE_TTL_NS).to_string(),
+            expires_ns: (now + self.ttl_ns).to_string(),
         };
         challenges.insert(
             id,
             Challenge {
                 principal_id: caller.principal_id,
                 digest,
-                expires_ns: now + CHALLENGE_TTL_NS,
+                expires_ns: now + self.ttl_ns,
                 approved: false,
                 used: false,
                 dto: dto.clone(),

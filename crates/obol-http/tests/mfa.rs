@@ -69,7 +69,11 @@ impl World {
     /// A holder (100) with account 1 funded, accounts 2 and 3 of a merchant (300), and a
     /// confirmed authenticator.
     async fn new() -> World {
-        let support::Started { router, operator, scratch, .. } = support::start("mfa");
+        World::configured(|state| state).await
+    }
+
+    async fn configured(configure: impl FnOnce(obol_http::AppState) -> obol_http::AppState) -> World {
+        let support::Started { router, operator, scratch, .. } = support::start_with("mfa", configure);
         let op = |path: &'static str, body: Value| {
             let router = router.clone();
             let operator = operator.clone();
@@ -319,4 +323,35 @@ async fn a_devices_first_payment_needs_approval_and_later_ones_do_not() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let (status, answer) = send(device_payment(&key, "kiosk", "41", None)).await;
     assert_eq!(status, StatusCode::CREATED, "the device has paid before: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_lapses_with_its_challenge() {
+    // Challenges that live 2 s instead of five minutes.
+    let world = World::configured(|state| state.with_challenge_ttl_ns(2_000_000_000)).await;
+    let short = world.router.clone();
+    let body = json!({"id": "50", "debit_account_id": "1", "credit_account_id": "2", "amount": "5", "asset_code": "EUR", "asset_scale": 2});
+    let (status, problem) = call(&short, &world.holder, "/v1/transfers", body.clone(), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let expires_ns: u64 = problem["challenge"]["expires_ns"].as_str().unwrap().parse().unwrap();
+    let (status, answer) = call(
+        &short,
+        &world.holder,
+        &format!("/v1/challenges/{challenge}/approve"),
+        json!({"code": world.code(1)}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64) <= expires_ns
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, problem) = call(&short, &world.holder, "/v1/transfers", body, Some(&challenge)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("requires_action")),
+        "a lapsed approval is void"
+    );
 }

@@ -34,6 +34,11 @@ pub struct Started {
 
 /// A fresh app on a scratch SQLite store.
 pub fn start(tag: &str) -> Started {
+    start_with(tag, |state| state)
+}
+
+/// A fresh app whose state `configure` adjusts first.
+pub fn start_with(tag: &str, configure: impl FnOnce(AppState) -> AppState) -> Started {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "obol-{tag}-{}-{}",
@@ -44,7 +49,7 @@ pub fn start(tag: &str) -> Started {
     let mut node = Node::open(SqliteStore::open(&dir).expect("open store"), 3).expect("open node");
     let operator = bootstrap_operator(&mut node, 1).expect("bootstrap").expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
-    let router = app(AppState::new(engine.clone(), "http"));
+    let router = app(configure(AppState::new(engine.clone(), "http")));
     Started { router, engine, operator, scratch: Scratch(dir) }
 }
 
