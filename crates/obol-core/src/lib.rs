@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::float_arithmetic)]
 
+pub mod channel;
 pub mod codec;
 pub mod identity;
 pub mod ledger;
