@@ -51,6 +51,8 @@ pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Requests per second one credential may make by default.
 pub const DEFAULT_RATE_PER_CREDENTIAL: u32 = 5_000;
+/// Failed authentications an address may make before it is throttled, by default.
+pub const DEFAULT_FAILED_AUTH_BURST: u32 = 20;
 /// Largest history page.
 pub const HISTORY_LIMIT_MAX: usize = 1000;
 
@@ -91,7 +93,7 @@ impl AppState {
             scheme,
             vault: Arc::new(vault),
             step_up: Arc::default(),
-            limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL)),
+            limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL, DEFAULT_FAILED_AUTH_BURST)),
             passkeys: Arc::new(
                 passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
                     .expect("localhost is a valid WebAuthn relying party"),
@@ -111,9 +113,11 @@ impl AppState {
         Ok(self)
     }
 
-    /// Sets the per-credential request rate (requests per second; 0 turns it off).
-    pub fn with_rate_limit(mut self, per_credential_per_s: u32) -> AppState {
-        self.limits = Arc::new(ratelimit::Limits::new(per_credential_per_s));
+    /// Sets the per-credential request rate (requests per second) and how many failed
+    /// authentications an address may make before it is slowed to one every 3 s (0 turns either
+    /// off).
+    pub fn with_rate_limit(mut self, per_credential_per_s: u32, failed_auth_burst: u32) -> AppState {
+        self.limits = Arc::new(ratelimit::Limits::new(per_credential_per_s, failed_auth_burst));
         self
     }
 }

@@ -84,12 +84,14 @@ pub struct Limits {
 
 impl Limits {
     /// `per_credential_per_s` requests a second per credential (burst of two seconds' worth;
-    /// 0 turns it off) and 20 failed authentications per address, refilled one per 3 s.
-    pub fn new(per_credential_per_s: u32) -> Limits {
+    /// 0 turns it off) and `failed_auth_burst` failed authentications per address, refilled one
+    /// per 3 s (0 turns it off).
+    pub fn new(per_credential_per_s: u32, failed_auth_burst: u32) -> Limits {
         let rate = f64::from(per_credential_per_s);
+        let failures_per_s = if failed_auth_burst == 0 { 0.0 } else { 1.0 / 3.0 };
         Limits {
             per_credential: RateLimiter::new(rate, rate * 2.0),
-            failed_auth_per_ip: RateLimiter::new(1.0 / 3.0, 20.0),
+            failed_auth_per_ip: RateLimiter::new(failures_per_s, f64::from(failed_auth_burst)),
         }
     }
 }

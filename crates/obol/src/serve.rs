@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Requests per second each API key or device may make (0: no limit).
     #[arg(long, default_value_t = obol_http::DEFAULT_RATE_PER_CREDENTIAL, env = "OBOL_RATE_LIMIT")]
     rate_limit: u32,
+    /// Failed authentications one address may make before it is slowed to one every 3 s
+    /// (0: no limit; only for testing).
+    #[arg(long, default_value_t = obol_http::DEFAULT_FAILED_AUTH_BURST, env = "OBOL_AUTH_FAILURE_LIMIT")]
+    auth_failure_limit: u32,
     /// File with the 32-byte master key that seals second-factor secrets (created if missing;
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
@@ -169,7 +173,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
-        .with_rate_limit(args.rate_limit);
+        .with_rate_limit(args.rate_limit, args.auth_failure_limit);
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
     let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -231,3 +231,45 @@ async fn soft_webauthn_from_pypi_registers_a_passkey_and_approves_a_payment() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_anywhere_in_the_openapi_document() {
+    let Some(python) = python() else { return };
+    let dir = std::env::temp_dir().join(format!("obol-interop-schema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let launched = support::launch([
+        std::ffi::OsStr::new("--listen"),
+        "127.0.0.1:0".as_ref(),
+        "--rate-limit".as_ref(),
+        "0".as_ref(),
+        "--auth-failure-limit".as_ref(),
+        "0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
+    let server = Server { child: launched.child, base: launched.base, operator: launched.key.unwrap_or_default(), dir };
+    let document = reqwest::Client::new()
+        .get(format!("{}/v1/openapi.json", server.base))
+        .bearer_auth(&server.operator)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let schema_path = server.dir.join("openapi.json");
+    std::fs::write(&schema_path, document).unwrap();
+    let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
+    let output = Command::new(schemathesis)
+        .args(["run", schema_path.to_str().unwrap(), "--url", &server.base])
+        .args(["-H", &format!("Authorization: Bearer {}", server.operator)])
+        .args(["--checks", "not_a_server_error", "--max-examples", "25", "--seed", "20261125"])
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "schemathesis found a server error:\n{report}");
+    assert!(report.contains("passed"), "{report}");
+    if let Some(line) = report.lines().find(|l| l.contains("generated,")) {
+        eprintln!("schemathesis: {}", line.trim());
+    }
+}
