@@ -1,0 +1,187 @@
+//! Request middleware: authentication (API keys and device signatures) with throttling, the
+//! request log and metrics, and the time limit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use obol_core::identity::Scopes;
+
+use crate::auth::{self, AuthFailure, Caller};
+use crate::error::ApiError;
+use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, now_ns, read_ledger};
+
+pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    if let Some(ip) = peer
+        && !state.limits.failed_auth_per_ip.has_token(&ip)
+    {
+        return ApiError::RateLimited(60).into_response();
+    }
+    let outcome = authenticate(&state, request).await;
+    match outcome {
+        Ok((caller, mut request)) => {
+            let credential = match &caller.via {
+                auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
+                auth::Via::Device(device_id) => format!("device:{device_id}"),
+            };
+            if let Err(wait_s) = state.limits.per_credential.take(&credential) {
+                return ApiError::RateLimited(wait_s).into_response();
+            }
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            if let Some(ip) = peer {
+                let _ = state.limits.failed_auth_per_ip.take(&ip);
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// Resolves the caller of a request: a device signature when `Signature-Input` is present, an
+/// API key otherwise.
+async fn authenticate(state: &AppState, request: Request) -> Result<(Caller, Request), ApiError> {
+    if request.headers().contains_key("signature-input") {
+        return device_caller(state, request).await.inspect_err(|error| {
+            tracing::info!(code = error.code(), "signed request refused");
+        });
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string());
+    let Some(token) = token else {
+        return Err(ApiError::Unauthorized);
+    };
+    let auth = Arc::clone(&state.auth);
+    let ledger = Arc::clone(state.engine.ledger());
+    let outcome = if auth.is_cached(&token) {
+        auth.authenticate(&token, &ledger, now_ns())
+    } else {
+        // argon2id is slow on purpose; keep it off the async workers.
+        tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
+            .await
+            .unwrap_or(Err(AuthFailure::BadKey))
+    };
+    match outcome {
+        Ok(caller) => Ok((caller, request)),
+        Err(AuthFailure::BadKey) => {
+            tracing::info!(path = %request.uri().path(), "API key refused");
+            Err(ApiError::Unauthorized)
+        }
+        Err(AuthFailure::Suspended) => {
+            tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
+            Err(ApiError::PrincipalSuspended)
+        }
+    }
+}
+
+/// Authenticates a device-signed request (RFC 9421). Buffers the body to check its digest and
+/// gives the request back whole.
+async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Request), ApiError> {
+    use httpsig::SigError;
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let inputs =
+        httpsig::parse_signature_input(header("signature-input").unwrap_or("")).map_err(ApiError::Signature)?;
+    let input = inputs.iter().find(|i| i.label == "sig1").unwrap_or(&inputs[0]).clone();
+    let signature = httpsig::parse_signature(
+        header("signature").ok_or(ApiError::Signature(SigError::Malformed("Signature header missing".into())))?,
+        &input.label,
+    )
+    .map_err(ApiError::Signature)?;
+    if input.alg.as_deref().is_some_and(|alg| alg != "ed25519") {
+        return Err(ApiError::Signature(SigError::AlgorithmUnsupported));
+    }
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::BodyTooLarge(BODY_BYTES_MAX))?;
+    let mut required = vec!["@method", "@target-uri"];
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        required.push("authorization");
+    }
+    if parts.headers.contains_key("obol-approval") {
+        required.push("obol-approval");
+    }
+    if !bytes.is_empty() {
+        required.push("content-digest");
+        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(ApiError::Signature)?;
+    }
+    for component in required {
+        if !input.components.iter().any(|c| c == component) {
+            return Err(ApiError::Signature(SigError::ComponentMissing(format!("\"{component}\""))));
+        }
+    }
+    let now_s = now_ns() / 1_000_000_000;
+    state.replay.check_time(&input, now_s).map_err(ApiError::Signature)?;
+    let authority = header("host").or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("");
+    let message = httpsig::Message {
+        method: parts.method.as_str(),
+        scheme: state.scheme,
+        authority,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let base = httpsig::signature_base(&input, &message).map_err(ApiError::Signature)?;
+    let (device, holder) = {
+        let ledger = read_ledger(state);
+        let device =
+            ledger.identity().device_by_kid(&input.keyid).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+        let holder =
+            ledger.identity().principal(device.holder_id).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+        (device, holder)
+    };
+    httpsig::verify_ed25519(&device.public_key, &base, &signature).map_err(ApiError::Signature)?;
+    match device.status {
+        obol_core::identity::Status::Active => {}
+        obol_core::identity::Status::Suspended => {
+            return Err(ApiError::Signature(SigError::DeviceInactive("suspended")));
+        }
+        obol_core::identity::Status::Revoked => return Err(ApiError::Signature(SigError::DeviceInactive("revoked"))),
+    }
+    if holder.status != obol_core::identity::Status::Active {
+        return Err(ApiError::PrincipalSuspended);
+    }
+    // Only a signature that verified may occupy the replay memory.
+    state.replay.check_and_remember(&input, &signature, now_s).map_err(ApiError::Signature)?;
+    let caller = Caller {
+        principal_id: holder.id,
+        role: holder.role,
+        scopes: Scopes(Scopes::READ | Scopes::PAY),
+        via: auth::Via::Device(device.id),
+    };
+    Ok((caller, Request::from_parts(parts, axum::body::Body::from(bytes))))
+}
+
+pub(crate) async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        route = %route,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("obol_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("obol_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub(crate) async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT_MS).into_response(),
+    }
+}
