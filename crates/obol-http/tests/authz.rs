@@ -11,22 +11,16 @@ use std::collections::BTreeSet;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use obol_http::auth::bootstrap_operator;
-use obol_http::{AppState, ROUTES, app};
-use obol_store::{Engine, Node, SqliteStore};
+use obol_http::ROUTES;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod support;
 
 struct World {
     router: Router,
     operator: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _scratch: support::Scratch,
 }
 
 async fn call(
@@ -53,18 +47,8 @@ async fn call(
 
 impl World {
     fn new() -> World {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "obol-authz-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 9).unwrap();
-        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
-        let engine = Engine::start(node);
-        let router = app(AppState::new(engine, "http"));
-        World { router, operator, dir }
+        let started = support::start("authz");
+        World { router: started.router, operator: started.operator, _scratch: started.scratch }
     }
 
     async fn op(&self, method: Method, path: &str, body: Option<Value>) -> Value {

@@ -9,37 +9,24 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::SigningKey;
-use obol_http::auth::bootstrap_operator;
 use obol_http::httpsig::{Message, content_digest, sign_request};
-use obol_http::{AppState, app};
-use obol_store::{Engine, Node, SqliteStore};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+mod support;
 
 const HOST: &str = "obol.test";
 
 struct World {
     router: Router,
     operator: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _scratch: support::Scratch,
 }
 
 fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use support::send;
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -123,17 +110,8 @@ impl Signed {
 
 impl World {
     async fn new() -> World {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "obol-devices-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 3).unwrap();
-        let operator = bootstrap_operator(&mut node, 1).unwrap().unwrap();
-        let router = app(AppState::new(Engine::start(node), "http"));
-        let world = World { router, operator, dir };
+        let started = support::start("devices");
+        let world = World { router: started.router, operator: started.operator, _scratch: started.scratch };
         world.op(Method::POST, "/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
         world.op(Method::POST, "/v1/principals", json!({"id": "200", "role": "holder", "name": "Bob"})).await;
         world.op(Method::POST, "/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 2})).await;

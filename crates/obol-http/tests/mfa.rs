@@ -118,6 +118,10 @@ impl World {
         totp(&self.secret, 6, totp_rs::Algorithm::SHA1).generate(time).to_string()
     }
 
+    async fn approve(&self, challenge: &str, body: Value) -> (StatusCode, Value) {
+        call(&self.router, &self.holder, &format!("/v1/challenges/{challenge}/approve"), body, None).await
+    }
+
     async fn pay(&self, id: &str, to: &str, amount: &str, approval: Option<&str>) -> (StatusCode, Value) {
         let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": to, "amount": amount, "asset_code": "EUR", "asset_scale": 2});
         call(&self.router, &self.holder, "/v1/transfers", body, approval).await
@@ -136,15 +140,11 @@ async fn an_approval_covers_exactly_one_operation_once() {
     assert_eq!(challenge["reasons"], json!(["new_payee"]));
     let id = challenge["id"].as_str().unwrap().to_string();
     // Approving with the wrong code fails; with the right one (next step: the confirming step is spent) works.
-    let (status, answer) =
-        call(&world.router, &world.holder, &format!("/v1/challenges/{id}/approve"), json!({"code": "000000"}), None)
-            .await;
+    let (status, answer) = world.approve(&id, json!({"code": "000000"})).await;
     assert_eq!((status, answer["code"].as_str()), (StatusCode::FORBIDDEN, Some("factor_check_failed")));
     assert_eq!(answer["attempts_left"], 4);
     let good_code = world.code(1);
-    let (status, answer) =
-        call(&world.router, &world.holder, &format!("/v1/challenges/{id}/approve"), json!({"code": good_code}), None)
-            .await;
+    let (status, answer) = world.approve(&id, json!({"code": good_code})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     // One minor unit more: not this approval.
     let (status, problem) = world.pay("10", "2", "1501", Some(&id)).await;
@@ -165,14 +165,7 @@ async fn an_approval_covers_exactly_one_operation_once() {
     assert_eq!(world.pay("12", "2", "700", None).await.0, StatusCode::CREATED);
     // The same code twice is refused.
     let challenge = world.pay("13", "3", "5", None).await.1["challenge"]["id"].as_str().unwrap().to_string();
-    let (status, answer) = call(
-        &world.router,
-        &world.holder,
-        &format!("/v1/challenges/{challenge}/approve"),
-        json!({"code": good_code}),
-        None,
-    )
-    .await;
+    let (status, answer) = world.approve(&challenge, json!({"code": good_code})).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("factor_check_failed")),
@@ -203,25 +196,11 @@ async fn amounts_over_the_threshold_need_approval_and_recovery_codes_work_once()
     };
     let recovery = codes["recovery_codes"][0].as_str().unwrap().to_string();
     let id = problem["challenge"]["id"].as_str().unwrap();
-    let (status, _) = call(
-        &world.router,
-        &world.holder,
-        &format!("/v1/challenges/{id}/approve"),
-        json!({"recovery_code": recovery}),
-        None,
-    )
-    .await;
+    let (status, _) = world.approve(&id, json!({"recovery_code": recovery})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(world.pay("21", "2", "3001", Some(id)).await.0, StatusCode::CREATED);
     let id = world.pay("22", "2", "3001", None).await.1["challenge"]["id"].as_str().unwrap().to_string();
-    let (status, answer) = call(
-        &world.router,
-        &world.holder,
-        &format!("/v1/challenges/{id}/approve"),
-        json!({"recovery_code": recovery}),
-        None,
-    )
-    .await;
+    let (status, answer) = world.approve(&id, json!({"recovery_code": recovery})).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("factor_check_failed")),
