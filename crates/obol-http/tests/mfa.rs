@@ -196,7 +196,7 @@ async fn amounts_over_the_threshold_need_approval_and_recovery_codes_work_once()
     };
     let recovery = codes["recovery_codes"][0].as_str().unwrap().to_string();
     let id = problem["challenge"]["id"].as_str().unwrap();
-    let (status, _) = world.approve(&id, json!({"recovery_code": recovery})).await;
+    let (status, _) = world.approve(id, json!({"recovery_code": recovery})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(world.pay("21", "2", "3001", Some(id)).await.0, StatusCode::CREATED);
     let id = world.pay("22", "2", "3001", None).await.1["challenge"]["id"].as_str().unwrap().to_string();
