@@ -580,3 +580,87 @@ mod properties {
         }
     }
 }
+
+/// Transfer code of a tab's escrow and settlement transfers.
+pub const TAB_TRANSFER_CODE: u16 = 0x7AB;
+/// How long a tab's escrow outlives the tab, so a tab can always be settled after it expires.
+pub const SETTLEMENT_GRACE_S: u32 = 3600;
+
+/// A tab as the ledger keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TabEntry {
+    /// What payments are checked against.
+    pub tab: Tab,
+    /// The account the escrow debits.
+    pub payer_account_id: u128,
+    /// The pending transfer holding the escrow.
+    pub escrow_transfer_id: u128,
+    /// The latest accepted voucher's signature (evidence for disputes), zero before any.
+    pub last_signature: [u8; 64],
+    /// Whether the escrow was settled (the tab is then closed).
+    pub settled: bool,
+}
+
+/// A change to a tab, as it is persisted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TabCommand {
+    /// Escrow `budget` from the payer to the payee as a pending transfer and open the tab.
+    Open {
+        /// Tab id, unique.
+        tab_id: u128,
+        /// Id of the escrow (pending) transfer.
+        escrow_transfer_id: u128,
+        /// Account debited.
+        payer_account_id: u128,
+        /// Account credited.
+        payee_account_id: u128,
+        /// The device key that signs vouchers and commitments.
+        payer_key: [u8; 32],
+        /// Escrowed budget.
+        budget: u128,
+        /// The accounts' asset.
+        asset: crate::money::Asset,
+        /// Seconds the tab accepts payments.
+        timeout_s: u32,
+    },
+    /// A voucher whose signature the shell verified.
+    Voucher(Voucher),
+    /// A PayWord commitment (its signature is checked here).
+    Commit(Commitment),
+    /// A PayWord tick.
+    Tick {
+        /// The tab.
+        tab_id: u128,
+        /// Word index.
+        index: u32,
+        /// The revealed word.
+        word: [u8; 32],
+    },
+    /// Post what the tab owes from the escrow, release the rest, and close the tab.
+    Settle {
+        /// The tab.
+        tab_id: u128,
+        /// Id of the posting transfer.
+        settle_transfer_id: u128,
+    },
+}
+
+/// The outcome of a tab command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TabResult {
+    /// Done; `added` is what a payment added to what the tab owes (0 for other commands).
+    Ok {
+        /// Amount added by this payment.
+        added: u128,
+    },
+    /// The tab exists already.
+    Exists,
+    /// No such tab.
+    NotFound,
+    /// The escrow transfer was refused.
+    Escrow(crate::ledger::CreateTransferResult),
+    /// The settling transfer was refused.
+    Settlement(crate::ledger::CreateTransferResult),
+    /// The payment was refused.
+    Rejected(PayReject),
+}

@@ -41,6 +41,8 @@ pub enum Op {
     CreateTransfers(Vec<NewTransfer>),
     /// One change to the identity registry.
     Identity(IdentityCommand),
+    /// One tab command.
+    Tab(crate::channel::TabCommand),
 }
 
 impl Op {
@@ -49,7 +51,7 @@ impl Op {
         match self {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
-            Op::Identity(_) => 1,
+            Op::Identity(_) | Op::Tab(_) => 1,
         }
     }
 
@@ -113,7 +115,7 @@ impl Record {
                     8 + match op {
                         Op::CreateAccounts(events) => events.len() * NEW_ACCOUNT_BYTES,
                         Op::CreateTransfers(events) => events.len() * NEW_TRANSFER_BYTES,
-                        Op::Identity(_) => 256,
+                        Op::Identity(_) | Op::Tab(_) => 256,
                     }
                 })
                 .sum::<usize>();
@@ -138,6 +140,13 @@ impl Record {
                     for event in events {
                         encode_new_transfer(event, &mut out);
                     }
+                }
+                Op::Tab(command) => {
+                    out.extend_from_slice(&[4, 0, 0, 0]);
+                    out.extend_from_slice(&1u32.to_le_bytes());
+                    let bytes = encode_tab(command);
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&bytes);
                 }
                 Op::Identity(command) => {
                     out.extend_from_slice(&[3, 0, 0, 0]);
@@ -218,6 +227,13 @@ impl Record {
                     }
                     let len = reader.u32()? as usize;
                     ops.push(Op::Identity(decode_identity(reader.take(len)?)?));
+                }
+                4 => {
+                    if count != 1 {
+                        return Err(DecodeError::BadIdentity);
+                    }
+                    let len = reader.u32()? as usize;
+                    ops.push(Op::Tab(decode_tab(reader.take(len)?)?));
                 }
                 other => return Err(DecodeError::BadOpKind(other)),
             }
@@ -514,6 +530,69 @@ impl Reader<'_> {
             _ => Err(DecodeError::BadIdentity),
         }
     }
+}
+
+fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
+    use crate::channel::TabCommand;
+    let mut w = Writer(Vec::with_capacity(160));
+    match command {
+        TabCommand::Open {
+            tab_id,
+            escrow_transfer_id,
+            payer_account_id,
+            payee_account_id,
+            payer_key,
+            budget,
+            asset,
+            timeout_s,
+        } => {
+            w.u8(1).u128(*tab_id).u128(*escrow_transfer_id).u128(*payer_account_id).u128(*payee_account_id);
+            w.key(payer_key).u128(*budget);
+            w.0.extend_from_slice(&asset.to_bytes());
+            w.u32(*timeout_s);
+        }
+        TabCommand::Voucher(voucher) => {
+            w.u8(2);
+            w.0.extend_from_slice(&voucher.encode());
+        }
+        TabCommand::Commit(commitment) => {
+            w.u8(3);
+            w.0.extend_from_slice(&commitment.encode());
+        }
+        TabCommand::Tick { tab_id, index, word } => {
+            w.u8(4).u128(*tab_id).u32(*index).key(word);
+        }
+        TabCommand::Settle { tab_id, settle_transfer_id } => {
+            w.u8(5).u128(*tab_id).u128(*settle_transfer_id);
+        }
+    }
+    w.0
+}
+
+fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
+    use crate::channel::{COMMITMENT_BYTES, Commitment, TabCommand, VOUCHER_BYTES, Voucher};
+    let mut r = Reader { bytes, at: 0 };
+    let command = match r.u8()? {
+        1 => TabCommand::Open {
+            tab_id: r.u128()?,
+            escrow_transfer_id: r.u128()?,
+            payer_account_id: r.u128()?,
+            payee_account_id: r.u128()?,
+            payer_key: r.array()?,
+            budget: r.u128()?,
+            asset: Asset::from_bytes(r.array()?).map_err(|_| DecodeError::BadAsset)?,
+            timeout_s: r.u32()?,
+        },
+        2 => TabCommand::Voucher(Voucher::decode(r.take(VOUCHER_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
+        3 => TabCommand::Commit(Commitment::decode(r.take(COMMITMENT_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
+        4 => TabCommand::Tick { tab_id: r.u128()?, index: r.u32()?, word: r.array()? },
+        5 => TabCommand::Settle { tab_id: r.u128()?, settle_transfer_id: r.u128()? },
+        _ => return Err(DecodeError::BadIdentity),
+    };
+    if r.at != bytes.len() {
+        return Err(DecodeError::BadIdentity);
+    }
+    Ok(command)
 }
 
 fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {

@@ -57,7 +57,7 @@ pub(crate) async fn create_account(
     authorize_new_accounts(&state, &caller, std::slice::from_mut(&mut event))?;
     let result = match state.engine.execute(Op::CreateAccounts(vec![event])).await? {
         OpResults::Accounts(results) => results.first().copied().ok_or_else(|| internal("create_account"))?,
-        OpResults::Transfers(_) | OpResults::Identity(_) => return Err(internal("create_account")),
+        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_account")),
     };
     let status = match result {
         CreateAccountResult::Ok => StatusCode::CREATED,
@@ -91,7 +91,7 @@ pub(crate) async fn create_accounts(
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateAccounts(events)).await? {
         OpResults::Accounts(results) => Ok(Json(account_results(&ids, &results))),
-        OpResults::Transfers(_) | OpResults::Identity(_) => Err(internal("create_accounts")),
+        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_accounts")),
     }
 }
 
@@ -346,7 +346,7 @@ pub(crate) async fn create_transfer(
     charge_device_day(&state, &caller, std::slice::from_ref(&event)).await?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
-        OpResults::Accounts(_) | OpResults::Identity(_) => return Err(internal("create_transfer")),
+        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
     };
     after_payment(&state, &caller, std::slice::from_ref(&event), &[result == CreateTransferResult::Ok]).await;
     let status = match result {
@@ -390,7 +390,7 @@ pub(crate) async fn create_transfers(
             after_payment(&state, &caller, &events_copy, &ok).await;
             Ok(Json(transfer_results(&ids, &results)))
         }
-        OpResults::Accounts(_) | OpResults::Identity(_) => Err(internal("create_transfers")),
+        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_transfers")),
     }
 }
 

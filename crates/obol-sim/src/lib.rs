@@ -392,7 +392,7 @@ fn ids_in(record: &Record) -> BTreeSet<u128> {
         .iter()
         .flat_map(|op| match op {
             Op::CreateTransfers(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
-            Op::CreateAccounts(_) | Op::Identity(_) => Vec::new(),
+            Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) => Vec::new(),
         })
         .collect()
 }
@@ -442,7 +442,7 @@ pub fn run(seed: u64, steps: usize) -> Result<Summary, String> {
                     .iter()
                     .map(|r| match r {
                         OpResults::Transfers(results) => results.iter().filter(|r| r.as_str() == "ok").count() as u64,
-                        OpResults::Accounts(_) | OpResults::Identity(_) => 0,
+                        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => 0,
                     })
                     .sum::<u64>();
             }

@@ -193,6 +193,7 @@ fn drive(engine: &Engine, ops: Vec<Op>, progress: Option<&ProgressBar>) -> anyho
             OpResults::Accounts(results) => results.iter().filter(|r| r.is_success()).count(),
             OpResults::Transfers(results) => results.iter().filter(|r| r.is_success()).count(),
             OpResults::Identity(result) => usize::from(result == obol_core::identity::IdentityResult::Ok),
+            OpResults::Tab(result) => usize::from(matches!(result, obol_core::channel::TabResult::Ok { .. })),
         };
         ok += count as u64;
         if let Some(progress) = progress {

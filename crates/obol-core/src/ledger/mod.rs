@@ -39,6 +39,8 @@ pub enum OpResults {
     Transfers(Vec<CreateTransferResult>),
     /// The result of an identity command.
     Identity(IdentityResult),
+    /// The result of a tab command.
+    Tab(crate::channel::TabResult),
 }
 
 /// One transfer in an account's history, with the account's balances after it when the account
@@ -93,6 +95,8 @@ pub struct Ledger {
     imbalances: Vec<(crate::money::Asset, [u128; 2])>,
     /// Principals, keys and devices: changed by `Op::Identity` in the same records as money.
     identity: Identity,
+    /// Tabs: escrowed budgets paid into by vouchers and ticks.
+    tabs: Map<u128, crate::channel::TabEntry>,
 }
 
 impl Ledger {
@@ -113,6 +117,7 @@ impl Ledger {
             journaling: false,
             imbalances: Vec::new(),
             identity: Identity::default(),
+            tabs: HashMap::with_hasher(state),
         }
     }
 
@@ -137,6 +142,10 @@ impl Ledger {
                     replies.push(OpResults::Identity(self.identity.apply(command, next_ts)));
                     next_ts += 1;
                 }
+                Op::Tab(command) => {
+                    replies.push(OpResults::Tab(self.apply_tab(command, next_ts)));
+                    next_ts += 1;
+                }
             }
         }
         self.timestamp_last = next_ts.saturating_sub(1).max(self.timestamp_last);
@@ -153,6 +162,122 @@ impl Ledger {
     /// record at that time so reservations are released without traffic.
     pub fn next_expiry_ns(&self) -> Option<u64> {
         self.expiries.first().map(|key| key.0)
+    }
+
+    /// A tab.
+    pub fn tab(&self, id: u128) -> Option<&crate::channel::TabEntry> {
+        self.tabs.get(&id)
+    }
+
+    /// Applies one tab command at `timestamp` (the escrow and settlement transfers get it).
+    fn apply_tab(&mut self, command: &crate::channel::TabCommand, timestamp: u64) -> crate::channel::TabResult {
+        use crate::channel::{PayReject, SETTLEMENT_GRACE_S, TAB_TRANSFER_CODE, Tab, TabCommand, TabEntry, TabResult};
+        match *command {
+            TabCommand::Open {
+                tab_id,
+                escrow_transfer_id,
+                payer_account_id,
+                payee_account_id,
+                payer_key,
+                budget,
+                asset,
+                timeout_s,
+            } => {
+                if self.tabs.contains_key(&tab_id) {
+                    return TabResult::Exists;
+                }
+                if timeout_s == 0 {
+                    return TabResult::Rejected(PayReject::TabExpired);
+                }
+                let escrow = NewTransfer {
+                    id: escrow_transfer_id,
+                    debit_account_id: payer_account_id,
+                    credit_account_id: payee_account_id,
+                    amount: budget,
+                    pending_id: 0,
+                    user_data_128: tab_id,
+                    user_data_64: 0,
+                    user_data_32: 0,
+                    timeout_s: timeout_s.saturating_add(SETTLEMENT_GRACE_S),
+                    asset: Some(asset),
+                    code: TAB_TRANSFER_CODE,
+                    flags: TransferFlags(TransferFlags::PENDING),
+                };
+                match self.create_transfer(&escrow, timestamp) {
+                    CreateTransferResult::Ok => {}
+                    other => return TabResult::Escrow(other),
+                }
+                let tab = Tab {
+                    id: tab_id,
+                    payee_id: payee_account_id,
+                    payer_key,
+                    escrow: budget,
+                    expires_ns: timestamp.saturating_add(u64::from(timeout_s) * NS_PER_S),
+                    closed: false,
+                    cumulative: 0,
+                    seq: 0,
+                    payword: None,
+                };
+                let entry =
+                    TabEntry { tab, payer_account_id, escrow_transfer_id, last_signature: [0; 64], settled: false };
+                self.tabs.insert(tab_id, entry);
+                TabResult::Ok { added: 0 }
+            }
+            TabCommand::Voucher(voucher) => {
+                let Some(entry) = self.tabs.get_mut(&voucher.tab_id) else { return TabResult::NotFound };
+                match entry.tab.accept_verified_voucher(&voucher, timestamp) {
+                    Ok(added) => {
+                        entry.last_signature = voucher.signature;
+                        TabResult::Ok { added }
+                    }
+                    Err(reject) => TabResult::Rejected(reject),
+                }
+            }
+            TabCommand::Commit(commitment) => {
+                let Some(entry) = self.tabs.get_mut(&commitment.tab_id) else { return TabResult::NotFound };
+                match entry.tab.accept_commitment(&commitment, timestamp) {
+                    Ok(()) => TabResult::Ok { added: 0 },
+                    Err(reject) => TabResult::Rejected(reject),
+                }
+            }
+            TabCommand::Tick { tab_id, index, word } => {
+                let Some(entry) = self.tabs.get_mut(&tab_id) else { return TabResult::NotFound };
+                match entry.tab.accept_tick(index, &word, timestamp) {
+                    Ok(added) => TabResult::Ok { added },
+                    Err(reject) => TabResult::Rejected(reject),
+                }
+            }
+            TabCommand::Settle { tab_id, settle_transfer_id } => {
+                let Some(entry) = self.tabs.get(&tab_id).copied() else { return TabResult::NotFound };
+                if entry.settled {
+                    return TabResult::Exists;
+                }
+                let post = NewTransfer {
+                    id: settle_transfer_id,
+                    debit_account_id: 0,
+                    credit_account_id: 0,
+                    amount: entry.tab.cumulative,
+                    pending_id: entry.escrow_transfer_id,
+                    user_data_128: tab_id,
+                    user_data_64: 0,
+                    user_data_32: 0,
+                    timeout_s: 0,
+                    asset: None,
+                    code: 0,
+                    flags: TransferFlags(TransferFlags::POST_PENDING),
+                };
+                match self.create_transfer(&post, timestamp) {
+                    CreateTransferResult::Ok | CreateTransferResult::Exists => {
+                        if let Some(entry) = self.tabs.get_mut(&tab_id) {
+                            entry.settled = true;
+                            entry.tab.closed = true;
+                        }
+                        TabResult::Ok { added: 0 }
+                    }
+                    other => TabResult::Settlement(other),
+                }
+            }
+        }
     }
 
     /// The identity registry.

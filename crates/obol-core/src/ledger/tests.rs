@@ -499,3 +499,101 @@ fn every_result_code_round_trips_through_its_number() {
         assert_eq!(CreateAccountResult::from_code(result.code()), Some(*result));
     }
 }
+
+mod tabs {
+    //! Tabs on the ledger: the escrow is a pending transfer, payments only move what the tab
+    //! owes, and settlement posts exactly that and releases the rest.
+    use super::*;
+    use crate::channel::{TabCommand, TabResult, Voucher};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[4u8; 32])
+    }
+
+    fn tab_op(f: &mut Fixture, command: TabCommand) -> TabResult {
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Tab(command)] });
+        f.ledger.check_invariants().unwrap();
+        match replies[..] {
+            [OpResults::Tab(result)] => result,
+            ref other => panic!("unexpected replies {other:?}"),
+        }
+    }
+
+    fn open(tab_id: u128, payer: u128, budget: u128) -> TabCommand {
+        TabCommand::Open {
+            tab_id,
+            escrow_transfer_id: 1000 + tab_id,
+            payer_account_id: payer,
+            payee_account_id: 2,
+            payer_key: key().verifying_key().to_bytes(),
+            budget,
+            asset: usd(),
+            timeout_s: 60,
+        }
+    }
+
+    fn voucher(tab_id: u128, cumulative: u128, seq: u64) -> TabCommand {
+        let signature = key().sign(&Voucher::signed_message(tab_id, 2, cumulative, seq)).to_bytes();
+        TabCommand::Voucher(Voucher { tab_id, payee_id: 2, cumulative, seq, signature })
+    }
+
+    #[test]
+    fn a_tab_escrows_pays_and_settles_exactly_what_it_owes() {
+        let mut f = Fixture::new();
+        f.check(vec![transfer(10, 1, 4, 1_000)], &["ok"]);
+        assert_eq!(tab_op(&mut f, open(7, 4, 800)), TabResult::Ok { added: 0 });
+        assert_eq!(f.balances(4), [800, 0, 0, 1_000]);
+        assert_eq!(tab_op(&mut f, voucher(7, 300, 1)), TabResult::Ok { added: 300 });
+        assert_eq!(tab_op(&mut f, voucher(7, 450, 2)), TabResult::Ok { added: 150 });
+        assert_eq!(tab_op(&mut f, voucher(7, 300, 1)), TabResult::Rejected(crate::channel::PayReject::Stale));
+        assert_eq!(tab_op(&mut f, voucher(7, 801, 3)), TabResult::Rejected(crate::channel::PayReject::BeyondEscrow));
+        assert_eq!(f.balances(2), [0, 0, 800, 0], "nothing moves until settlement");
+        assert_eq!(
+            tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 }),
+            TabResult::Ok { added: 0 }
+        );
+        assert_eq!(f.balances(4), [0, 450, 0, 1_000]);
+        assert_eq!(f.balances(2), [0, 0, 0, 450]);
+        assert_eq!(tab_op(&mut f, voucher(7, 500, 3)), TabResult::Rejected(crate::channel::PayReject::TabClosed));
+        assert_eq!(tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 }), TabResult::Exists);
+        assert_eq!(tab_op(&mut f, open(7, 4, 10)), TabResult::Exists);
+        assert_eq!(tab_op(&mut f, voucher(8, 1, 1)), TabResult::NotFound);
+    }
+
+    #[test]
+    fn a_tab_the_payer_cannot_fund_does_not_open() {
+        let mut f = Fixture::new();
+        assert_eq!(tab_op(&mut f, open(7, 4, 1)), TabResult::Escrow(CreateTransferResult::ExceedsCredits));
+        assert!(f.ledger.tab(7).is_none());
+    }
+
+    #[test]
+    fn an_expired_tab_refuses_payments_but_still_settles() {
+        let mut f = Fixture::new();
+        f.check(vec![transfer(10, 1, 4, 1_000)], &["ok"]);
+        tab_op(&mut f, open(7, 4, 500));
+        assert_eq!(tab_op(&mut f, voucher(7, 100, 1)), TabResult::Ok { added: 100 });
+        f.advance_s(61);
+        assert_eq!(tab_op(&mut f, voucher(7, 200, 2)), TabResult::Rejected(crate::channel::PayReject::TabExpired));
+        assert_eq!(
+            tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 }),
+            TabResult::Ok { added: 0 }
+        );
+        assert_eq!(f.balances(2), [0, 0, 0, 100], "what was acknowledged is collected after expiry");
+    }
+
+    #[test]
+    fn tab_commands_round_trip_through_the_record_codec() {
+        let commands = vec![
+            open(7, 4, 800),
+            voucher(7, 300, 1),
+            TabCommand::Tick { tab_id: 7, index: 3, word: [9; 32] },
+            TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 },
+        ];
+        for command in commands {
+            let record = Record { now_ns: 5, ops: vec![Op::Tab(command)] };
+            assert_eq!(Record::decode(&record.encode()), Ok(record));
+        }
+    }
+}
