@@ -136,6 +136,15 @@ pub enum ApiError {
         "this passkey looks copied (its signature counter went backwards) and was disabled; use another factor and register the passkey again"
     )]
     PasskeyCloneSuspected,
+    /// No such tab (or not visible to this caller).
+    #[error("tab {0} does not exist")]
+    TabNotFound(u128),
+    /// A tab with this id exists.
+    #[error("tab {0} exists already")]
+    TabExists(u128),
+    /// The tab refused a payment.
+    #[error("{0}")]
+    TabRejected(obol_core::channel::PayReject),
     /// No such open challenge for this caller.
     #[error("challenge {0} does not exist, has expired or was already used")]
     ChallengeNotFound(String),
@@ -220,7 +229,9 @@ impl ApiError {
             ApiError::DeviceLimit(_) | ApiError::RequiresAction(_) | ApiError::FactorCheckFailed { .. } => {
                 StatusCode::FORBIDDEN
             }
-            ApiError::ChallengeNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ChallengeNotFound(_) | ApiError::TabNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TabExists(_) => StatusCode::CONFLICT,
+            ApiError::TabRejected(reject) => pay_reject_status(*reject),
             ApiError::PasskeyCloneSuspected => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
             ApiError::IdentityRejected(result) => identity_status(*result),
@@ -263,6 +274,9 @@ impl ApiError {
             ApiError::RequiresAction(_) => "requires_action",
             ApiError::FactorCheckFailed { .. } => "factor_check_failed",
             ApiError::ChallengeNotFound(_) => "challenge_not_found",
+            ApiError::TabNotFound(_) => "tab_not_found",
+            ApiError::TabExists(_) => "tab_exists",
+            ApiError::TabRejected(reject) => pay_reject_code(*reject),
             ApiError::PasskeyCloneSuspected => "passkey_clone_suspected",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::IdentityRejected(result) => result.as_str(),
@@ -274,6 +288,37 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+fn pay_reject_status(reject: obol_core::channel::PayReject) -> StatusCode {
+    use obol_core::channel::PayReject as P;
+    match reject {
+        P::BadSignature | P::WrongTab | P::WrongPayee | P::BadPreimage => StatusCode::UNPROCESSABLE_ENTITY,
+        P::TabClosed
+        | P::TabExpired
+        | P::NotIncreasing
+        | P::Stale
+        | P::BeyondEscrow
+        | P::NoCommitment
+        | P::BeyondChain => StatusCode::CONFLICT,
+    }
+}
+
+fn pay_reject_code(reject: obol_core::channel::PayReject) -> &'static str {
+    use obol_core::channel::PayReject as P;
+    match reject {
+        P::BadSignature => "voucher_signature_invalid",
+        P::WrongTab => "voucher_wrong_tab",
+        P::WrongPayee => "voucher_wrong_payee",
+        P::TabClosed => "tab_closed",
+        P::TabExpired => "tab_expired",
+        P::NotIncreasing => "voucher_not_increasing",
+        P::Stale => "voucher_stale",
+        P::BeyondEscrow => "beyond_escrow",
+        P::NoCommitment => "payword_not_committed",
+        P::BadPreimage => "payword_bad_preimage",
+        P::BeyondChain => "payword_beyond_chain",
     }
 }
 

@@ -20,6 +20,7 @@ pub mod mfa;
 mod middleware;
 pub mod passkeys;
 pub mod ratelimit;
+pub mod tab_routes;
 pub mod vault;
 
 use std::sync::{Arc, OnceLock};
@@ -146,6 +147,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/challenges/{id}/passkey"),
     ("POST", "/v1/principals/{id}/passkeys"),
     ("POST", "/v1/principals/{id}/passkeys/finish"),
+    ("POST", "/v1/tabs"),
+    ("GET", "/v1/tabs/{id}"),
+    ("POST", "/v1/tabs/{id}/vouchers"),
+    ("POST", "/v1/tabs/{id}/settle"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -217,6 +222,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/challenges/{id}/passkey", post(passkeys::start_assertion))
         .route("/v1/principals/{id}/passkeys", post(passkeys::start_registration))
         .route("/v1/principals/{id}/passkeys/finish", post(passkeys::finish_registration))
+        .route("/v1/tabs", post(tab_routes::open_tab))
+        .route("/v1/tabs/{id}", get(tab_routes::get_tab))
+        .route("/v1/tabs/{id}/vouchers", post(tab_routes::submit_voucher))
+        .route("/v1/tabs/{id}/settle", post(tab_routes::settle_tab))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -313,6 +322,7 @@ impl utoipa::Modify for BearerAuth {
         identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa::enroll_totp, mfa::confirm_totp, mfa::unlock, mfa::set_step_up, mfa::approve_challenge,
         passkeys::start_registration, passkeys::finish_registration, passkeys::start_assertion,
+        tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

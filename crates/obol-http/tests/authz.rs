@@ -141,6 +141,14 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     world
         .op(Method::POST, &format!("/v1/principals/{A}/devices"), Some(json!({"id": "800", "jwk": jwk("a-phone")})))
         .await;
+    world
+        .op(
+            Method::POST,
+            "/v1/tabs",
+            Some(json!({"id": "7000", "payer_account_id": "1001", "payee_account_id": "3001",
+            "budget": "100", "asset_code": "USD", "asset_scale": 2, "timeout_s": 600, "device_id": "800"})),
+        )
+        .await;
     let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
     let revoke_keys = spare_keys[..6].to_vec();
     let rotate_keys = spare_keys[6..].to_vec();
@@ -350,6 +358,32 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             "/v1/challenges/{id}/passkey",
             |_| ("/v1/challenges/0123/passkey".into(), Some(json!({}))),
             [404, 404, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/v1/tabs",
+            |i| {
+                (
+                    "/v1/tabs".into(),
+                    Some(
+                        json!({"id": (61_000 + i).to_string(), "payer_account_id": "1001", "payee_account_id": "3001", "budget": "1", "asset_code": "USD", "asset_scale": 2, "timeout_s": 60, "device_id": "800"}),
+                    ),
+                )
+            },
+            [201, 201, 404, 403, 403, 403],
+        ),
+        row(Method::GET, "/v1/tabs/{id}", |_| ("/v1/tabs/7000".into(), None), [200, 200, 404, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/tabs/{id}/vouchers",
+            |_| ("/v1/tabs/7000/vouchers".into(), Some(json!({"voucher": "AAAA"}))),
+            [400, 403, 404, 400, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/tabs/{id}/settle",
+            |_| ("/v1/tabs/7000/settle".into(), Some(json!({}))),
+            [200, 200, 404, 200, 403, 403],
         ),
         row(Method::GET, "/v1/openapi.json", |_| ("/v1/openapi.json".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/healthz", |_| ("/healthz".into(), None), [200, 200, 200, 200, 200, 200]),
