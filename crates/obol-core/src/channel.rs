@@ -595,6 +595,8 @@ pub struct TabEntry {
     pub payer_account_id: u128,
     /// The pending transfer holding the escrow.
     pub escrow_transfer_id: u128,
+    /// The device whose key signs for the tab (its revocation stops the tab's payments).
+    pub device_id: u128,
     /// The latest accepted voucher's signature (evidence for disputes), zero before any.
     pub last_signature: [u8; 64],
     /// Whether the escrow was settled (the tab is then closed).
@@ -614,7 +616,9 @@ pub enum TabCommand {
         payer_account_id: u128,
         /// Account credited.
         payee_account_id: u128,
-        /// The device key that signs vouchers and commitments.
+        /// The device that signs vouchers and commitments.
+        device_id: u128,
+        /// That device's key.
         payer_key: [u8; 32],
         /// Escrowed budget.
         budget: u128,

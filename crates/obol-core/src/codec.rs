@@ -541,13 +541,14 @@ fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
             escrow_transfer_id,
             payer_account_id,
             payee_account_id,
+            device_id,
             payer_key,
             budget,
             asset,
             timeout_s,
         } => {
             w.u8(1).u128(*tab_id).u128(*escrow_transfer_id).u128(*payer_account_id).u128(*payee_account_id);
-            w.key(payer_key).u128(*budget);
+            w.u128(*device_id).key(payer_key).u128(*budget);
             w.0.extend_from_slice(&asset.to_bytes());
             w.u32(*timeout_s);
         }
@@ -578,6 +579,7 @@ fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
             escrow_transfer_id: r.u128()?,
             payer_account_id: r.u128()?,
             payee_account_id: r.u128()?,
+            device_id: r.u128()?,
             payer_key: r.array()?,
             budget: r.u128()?,
             asset: Asset::from_bytes(r.array()?).map_err(|_| DecodeError::BadAsset)?,

@@ -157,7 +157,7 @@ pub async fn open_tab(
         .0;
     let asset = obol_core::money::Asset::new(&body.asset_code, body.asset_scale)
         .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
-    let payer_key = {
+    let (device_id, payer_key) = {
         let ledger = read_ledger(&state);
         let payer = ledger.account(payer_account_id).ok_or(ApiError::AccountNotFound(payer_account_id))?;
         if caller.role != Role::Operator && !owns(&caller, payer) {
@@ -174,13 +174,14 @@ pub async fn open_tab(
         if device.holder_id != payer.owner_id || device.status != Status::Active {
             return Err(ApiError::Forbidden(format!("device {device_id} cannot sign for account {payer_account_id}")));
         }
-        device.public_key
+        (device_id, device.public_key)
     };
     let command = TabCommand::Open {
         tab_id,
         escrow_transfer_id: random_id(),
         payer_account_id,
         payee_account_id,
+        device_id,
         payer_key,
         budget,
         asset,
@@ -245,6 +246,14 @@ pub async fn submit_voucher(
             return Ok(Json(VoucherAccepted { paid: "0".into(), stale: true, tab: tab_dto(&entry) }));
         }
         Err(reject) => return Err(ApiError::TabRejected(reject)),
+    }
+    let device_active = read_ledger(&state)
+        .identity()
+        .device(entry.device_id)
+        .is_some_and(|d| d.status == Status::Active && d.public_key == entry.tab.payer_key);
+    if !device_active {
+        // A revoked, suspended or rotated device key pays no more (what it paid before stays owed).
+        return Err(ApiError::TabRejected(PayReject::BadSignature));
     }
     let key = ed25519_dalek::VerifyingKey::from_bytes(&entry.tab.payer_key)
         .map_err(|_| ApiError::TabRejected(PayReject::BadSignature))?;

@@ -178,3 +178,20 @@ async fn acknowledged_voucher_payments_survive_a_restart() {
     let expected = Voucher::decode(&Base64UrlUnpadded::decode_vec(&world.voucher(10, 2, 1234, 1)).unwrap()).unwrap();
     assert_eq!(entry.last_signature, expected.signature, "the signature is kept as evidence");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_pays_no_more_but_what_it_paid_stays_owed() {
+    let world = World::new().await;
+    assert_eq!(world.open("11", "5000").await.0, StatusCode::CREATED);
+    assert_eq!(world.submit(&world.merchant, 11, world.voucher(11, 2, 100, 1)).await.0, StatusCode::OK);
+    let (status, _) =
+        post(&world.started.router, &world.holder, "/v1/devices/55/status", json!({"status": "revoked"}), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, problem) = world.submit(&world.merchant, 11, world.voucher(11, 2, 200, 2)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("voucher_signature_invalid"))
+    );
+    let (status, settled) = post(&world.started.router, &world.merchant, "/v1/tabs/11/settle", json!({}), None).await;
+    assert_eq!((status, settled["cumulative"].as_str()), (StatusCode::OK, Some("100")));
+}

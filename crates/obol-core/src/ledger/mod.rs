@@ -178,6 +178,7 @@ impl Ledger {
                 escrow_transfer_id,
                 payer_account_id,
                 payee_account_id,
+                device_id,
                 payer_key,
                 budget,
                 asset,
@@ -218,8 +219,14 @@ impl Ledger {
                     seq: 0,
                     payword: None,
                 };
-                let entry =
-                    TabEntry { tab, payer_account_id, escrow_transfer_id, last_signature: [0; 64], settled: false };
+                let entry = TabEntry {
+                    tab,
+                    payer_account_id,
+                    escrow_transfer_id,
+                    device_id,
+                    last_signature: [0; 64],
+                    settled: false,
+                };
                 self.tabs.insert(tab_id, entry);
                 TabResult::Ok { added: 0 }
             }

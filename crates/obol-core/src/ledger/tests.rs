@@ -526,6 +526,7 @@ mod tabs {
             escrow_transfer_id: 1000 + tab_id,
             payer_account_id: payer,
             payee_account_id: 2,
+            device_id: 9,
             payer_key: key().verifying_key().to_bytes(),
             budget,
             asset: usd(),
