@@ -5,8 +5,8 @@
 //! arrays of names. Unknown fields are refused.
 
 use obol_core::ledger::{
-    AMOUNT_MAX, Account, AccountFlags, Balances, CreateAccountResult, CreateTransferResult, HistoryEntry, NewAccount,
-    NewTransfer, PendingStatus, Transfer, TransferFlags,
+    AMOUNT_MAX, Account, AccountFlags, Balances, HistoryEntry, NewAccount, NewTransfer, PendingStatus, Transfer,
+    TransferFlags,
 };
 use obol_core::money::{Amount, Asset, MoneyError, parse_digits};
 use serde::{Deserialize, Serialize};
@@ -444,26 +444,14 @@ pub fn history_item(entry: &HistoryEntry, pending_status: Option<PendingStatus>)
     }
 }
 
-/// Renders batch results.
-pub fn account_results(ids: &[u128], results: &[CreateAccountResult]) -> BatchResults {
+/// Renders batch results: one stable result code per event id, in order.
+pub fn batch_results<'a>(ids: &[u128], codes: impl Iterator<Item = &'a str>) -> BatchResults {
     BatchResults {
         results: ids
             .iter()
-            .zip(results)
+            .zip(codes)
             .enumerate()
-            .map(|(index, (id, result))| EventResult { index, id: id.to_string(), result: result.as_str().into() })
-            .collect(),
-    }
-}
-
-/// Renders batch results.
-pub fn transfer_results(ids: &[u128], results: &[CreateTransferResult]) -> BatchResults {
-    BatchResults {
-        results: ids
-            .iter()
-            .zip(results)
-            .enumerate()
-            .map(|(index, (id, result))| EventResult { index, id: id.to_string(), result: result.as_str().into() })
+            .map(|(index, (id, result))| EventResult { index, id: id.to_string(), result: result.into() })
             .collect(),
     }
 }

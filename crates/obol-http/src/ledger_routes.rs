@@ -17,7 +17,7 @@ use crate::auth::{self, Caller};
 use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
-use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, identity_routes, mfa, now_ns, read_ledger};
+use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, identity_routes, now_ns, read_ledger};
 
 fn batch_size(got: usize) -> Result<(), ApiError> {
     if got == 0 || got > BATCH_EVENTS_MAX {
@@ -90,7 +90,7 @@ pub(crate) async fn create_accounts(
     authorize_new_accounts(&state, &caller, &mut events)?;
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateAccounts(events)).await? {
-        OpResults::Accounts(results) => Ok(Json(account_results(&ids, &results))),
+        OpResults::Accounts(results) => Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str())))),
         OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_accounts")),
     }
 }
@@ -245,14 +245,14 @@ fn approval_header(headers: &HeaderMap) -> Option<&str> {
     headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
+/// The payee of each payment among `events` (`None` for posts and voids), for [`after_payment`].
+fn payees(events: &[NewTransfer]) -> Vec<Option<u128>> {
+    events.iter().map(|e| (!e.flags.resolves_pending()).then_some(e.credit_account_id)).collect()
+}
+
 /// After a commit: remember new payees and mark a device's first payment.
-async fn after_payment(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[bool]) {
-    let paid: Vec<u128> = events
-        .iter()
-        .zip(ok)
-        .filter(|(e, ok)| **ok && mfa::is_plain_payment(e))
-        .map(|(e, _)| e.credit_account_id)
-        .collect();
+async fn after_payment(state: &AppState, caller: &Caller, payees: &[Option<u128>], ok: &[bool]) {
+    let paid: Vec<u128> = payees.iter().zip(ok).filter_map(|(payee, ok)| payee.filter(|_| *ok)).collect();
     if paid.is_empty() {
         return;
     }
@@ -348,7 +348,7 @@ pub(crate) async fn create_transfer(
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
     };
-    after_payment(&state, &caller, std::slice::from_ref(&event), &[result == CreateTransferResult::Ok]).await;
+    after_payment(&state, &caller, &payees(std::slice::from_ref(&event)), &[result == CreateTransferResult::Ok]).await;
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
         CreateTransferResult::Exists => StatusCode::OK,
@@ -382,13 +382,13 @@ pub(crate) async fn create_transfers(
         .collect::<Result<Vec<_>, _>>()?;
     authorize_transfers(&state, &caller, &events, approval_header(&headers))?;
     charge_device_day(&state, &caller, &events).await?;
-    let events_copy = events.clone();
+    let paid_to = payees(&events);
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateTransfers(events)).await? {
         OpResults::Transfers(results) => {
             let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
-            after_payment(&state, &caller, &events_copy, &ok).await;
-            Ok(Json(transfer_results(&ids, &results)))
+            after_payment(&state, &caller, &paid_to, &ok).await;
+            Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str()))))
         }
         OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_transfers")),
     }

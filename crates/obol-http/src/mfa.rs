@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use obol_core::identity::{
     FACTOR_FAILURES_MAX, FactorProof, IdentityCommand, IdentityResult, Role, Scopes, StepUpPolicy,
 };
-use obol_core::ledger::{Ledger, NewTransfer, TransferFlags};
+use obol_core::ledger::{Ledger, NewTransfer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -159,22 +159,22 @@ impl StepUp {
         StepUp { challenges: Mutex::default(), known_payees: Mutex::default(), ttl_ns }
     }
 
-    fn payees_of(&self, ledger: &Ledger, principal_id: u128) -> HashSet<u128> {
+    /// Which of `payees` the principal has never paid. The principal's known payees are built
+    /// from the ledger once, then kept current by [`StepUp::paid`].
+    fn unknown_payees(&self, ledger: &Ledger, principal_id: u128, payees: impl Iterator<Item = u128>) -> HashSet<u128> {
         let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .entry(principal_id)
-            .or_insert_with(|| {
-                let mut payees = HashSet::new();
-                for account in ledger.accounts().iter().filter(|a| a.owner_id == principal_id) {
-                    for entry in ledger.account_history(account.id, 0, usize::MAX).unwrap_or_default() {
-                        if entry.transfer.debit_account_id == account.id {
-                            payees.insert(entry.transfer.credit_account_id);
-                        }
+        let known = known.entry(principal_id).or_insert_with(|| {
+            let mut paid = HashSet::new();
+            for account in ledger.accounts().iter().filter(|a| a.owner_id == principal_id) {
+                for entry in ledger.account_history(account.id, 0, usize::MAX).unwrap_or_default() {
+                    if entry.transfer.debit_account_id == account.id {
+                        paid.insert(entry.transfer.credit_account_id);
                     }
                 }
-                payees
-            })
-            .clone()
+            }
+            paid
+        });
+        payees.filter(|payee| !known.contains(payee)).collect()
     }
 
     /// The open challenge `id` of `principal_id`.
@@ -214,14 +214,15 @@ impl StepUp {
             return Ok(());
         }
         let policy: StepUpPolicy = principal.step_up;
-        let payees = self.payees_of(ledger, caller.principal_id);
+        let payments = || events.iter().filter(|e| !e.flags.resolves_pending());
+        let new_payees = self.unknown_payees(ledger, caller.principal_id, payments().map(|e| e.credit_account_id));
         let new_device = match caller.via {
             Via::Device(id) => ledger.identity().device(id).is_some_and(|d| !d.has_paid),
             Via::ApiKey(_) => false,
         };
         let mut reasons: Vec<&'static str> = Vec::new();
         let mut marked: Vec<&NewTransfer> = Vec::new();
-        for event in events.iter().filter(|e| !e.flags.resolves_pending()) {
+        for event in payments() {
             let mut event_reasons = Vec::new();
             if let Some((asset, above)) = policy.above
                 && event.asset == Some(asset)
@@ -229,7 +230,7 @@ impl StepUp {
             {
                 event_reasons.push("amount_over_threshold");
             }
-            if policy.new_payee && !payees.contains(&event.credit_account_id) {
+            if policy.new_payee && new_payees.contains(&event.credit_account_id) {
                 event_reasons.push("new_payee");
             }
             if policy.new_device && new_device {
@@ -295,11 +296,6 @@ impl StepUp {
         );
         Err(ApiError::RequiresAction(Box::new(dto)))
     }
-}
-
-/// Marks transfers as device payments that did not need a new-device step-up any more.
-pub fn is_plain_payment(event: &NewTransfer) -> bool {
-    !event.flags.has(TransferFlags::POST_PENDING) && !event.flags.has(TransferFlags::VOID_PENDING)
 }
 
 /// Checks a TOTP or recovery code for `principal_id`; records the outcome durably (a used step
