@@ -51,7 +51,8 @@ impl Op {
         match self {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
-            Op::Identity(_) | Op::Tab(_) => 1,
+            Op::Identity(_) => 1,
+            Op::Tab(command) => command.events_count(),
         }
     }
 
@@ -542,13 +543,12 @@ fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
             payer_account_id,
             payee_account_id,
             device_id,
-            payer_key,
             budget,
             asset,
             timeout_s,
         } => {
             w.u8(1).u128(*tab_id).u128(*escrow_transfer_id).u128(*payer_account_id).u128(*payee_account_id);
-            w.u128(*device_id).key(payer_key).u128(*budget);
+            w.u128(*device_id).u128(*budget);
             w.0.extend_from_slice(&asset.to_bytes());
             w.u32(*timeout_s);
         }
@@ -566,6 +566,9 @@ fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
         TabCommand::Settle { tab_id, settle_transfer_id } => {
             w.u8(5).u128(*tab_id).u128(*settle_transfer_id);
         }
+        TabCommand::TopUp { tab_id, amount, void_transfer_id, escrow_transfer_id } => {
+            w.u8(6).u128(*tab_id).u128(*amount).u128(*void_transfer_id).u128(*escrow_transfer_id);
+        }
     }
     w.0
 }
@@ -580,7 +583,6 @@ fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
             payer_account_id: r.u128()?,
             payee_account_id: r.u128()?,
             device_id: r.u128()?,
-            payer_key: r.array()?,
             budget: r.u128()?,
             asset: Asset::from_bytes(r.array()?).map_err(|_| DecodeError::BadAsset)?,
             timeout_s: r.u32()?,
@@ -589,6 +591,12 @@ fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
         3 => TabCommand::Commit(Commitment::decode(r.take(COMMITMENT_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
         4 => TabCommand::Tick { tab_id: r.u128()?, index: r.u32()?, word: r.array()? },
         5 => TabCommand::Settle { tab_id: r.u128()?, settle_transfer_id: r.u128()? },
+        6 => TabCommand::TopUp {
+            tab_id: r.u128()?,
+            amount: r.u128()?,
+            void_transfer_id: r.u128()?,
+            escrow_transfer_id: r.u128()?,
+        },
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {

@@ -294,7 +294,10 @@ impl ApiError {
 fn pay_reject_status(reject: obol_core::channel::PayReject) -> StatusCode {
     use obol_core::channel::PayReject as P;
     match reject {
-        P::BadSignature | P::WrongTab | P::WrongPayee | P::BadPreimage => StatusCode::UNPROCESSABLE_ENTITY,
+        P::BadSignature | P::WrongTab | P::WrongPayee | P::BadPreimage | P::SkipTooFar => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        P::DeviceInactive => StatusCode::FORBIDDEN,
         P::TabClosed
         | P::TabExpired
         | P::NotIncreasing
@@ -319,6 +322,8 @@ fn pay_reject_code(reject: obol_core::channel::PayReject) -> &'static str {
         P::NoCommitment => "payword_not_committed",
         P::BadPreimage => "payword_bad_preimage",
         P::BeyondChain => "payword_beyond_chain",
+        P::SkipTooFar => "payword_skip_too_far",
+        P::DeviceInactive => "tab_device_inactive",
     }
 }
 

@@ -150,7 +150,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tabs"),
     ("GET", "/v1/tabs/{id}"),
     ("POST", "/v1/tabs/{id}/vouchers"),
+    ("POST", "/v1/tabs/{id}/commitment"),
+    ("POST", "/v1/tabs/{id}/ticks"),
+    ("POST", "/v1/tabs/{id}/topup"),
     ("POST", "/v1/tabs/{id}/settle"),
+    ("POST", "/v1/vouchers"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -225,7 +229,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tabs", post(tab_routes::open_tab))
         .route("/v1/tabs/{id}", get(tab_routes::get_tab))
         .route("/v1/tabs/{id}/vouchers", post(tab_routes::submit_voucher))
+        .route("/v1/tabs/{id}/commitment", post(tab_routes::submit_commitment))
+        .route("/v1/tabs/{id}/ticks", post(tab_routes::submit_tick))
+        .route("/v1/tabs/{id}/topup", post(tab_routes::top_up))
         .route("/v1/tabs/{id}/settle", post(tab_routes::settle_tab))
+        .route("/v1/vouchers", post(tab_routes::submit_vouchers))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -323,6 +331,7 @@ impl utoipa::Modify for BearerAuth {
         identity_routes::set_device_limits, mfa::enroll_totp, mfa::confirm_totp, mfa::unlock, mfa::set_step_up, mfa::approve_challenge,
         passkeys::start_registration, passkeys::finish_registration, passkeys::start_assertion,
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
+        tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

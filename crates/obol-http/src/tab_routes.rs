@@ -1,6 +1,7 @@
-//! Tab routes: a payer opens a tab (escrowing a budget to one payee), the payee submits the
-//! payer's signed vouchers as they arrive, and either side settles. Voucher signatures are
-//! checked here; the ledger journals each accepted voucher before the answer says "paid".
+//! Tab routes: a payer opens a tab (escrowing a budget to one payee), tops it up, and pays into it
+//! with signed vouchers or PayWord ticks that the payee submits as they arrive; either side
+//! settles (which closes the tab). Signatures are checked here, in batches when several vouchers
+//! arrive together; the ledger journals each accepted payment before the answer says "paid".
 
 use axum::Extension;
 use axum::Json;
@@ -8,7 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use obol_core::channel::{PayReject, TabCommand, TabEntry, TabResult, Voucher};
+use ed25519_dalek::VerifyingKey;
+use obol_core::channel::{Commitment, PayReject, TabCommand, TabEntry, TabResult, Voucher, verify_vouchers};
 use obol_core::codec::Op;
 use obol_core::identity::{Role, Scopes, Status};
 use obol_core::ledger::{Ledger, OpResults};
@@ -19,6 +21,9 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::{ApiError, Problem};
 use crate::{ApiJson, AppState, now_ns, read_ledger};
+
+/// Most vouchers one batch request may carry.
+pub const VOUCHER_BATCH_MAX: usize = 1024;
 
 /// A request to open a tab.
 #[derive(Deserialize, ToSchema, Debug)]
@@ -37,7 +42,7 @@ pub struct TabNew {
     pub asset_code: String,
     /// Scale of both accounts.
     pub asset_scale: u8,
-    /// Seconds the tab accepts payments (the escrow lives an hour longer for settlement).
+    /// Seconds the tab accepts payments; then it is settled on the next sweep.
     pub timeout_s: u32,
     /// The device whose key signs the vouchers (omit when a device opens its own tab).
     #[serde(default)]
@@ -53,6 +58,8 @@ pub struct TabDto {
     pub payer_account_id: String,
     /// The payee's account.
     pub payee_account_id: String,
+    /// The device whose key signs for the tab.
+    pub device_id: String,
     /// The pending transfer holding the escrow.
     pub escrow_transfer_id: String,
     /// Escrowed budget.
@@ -61,29 +68,37 @@ pub struct TabDto {
     pub cumulative: String,
     /// The latest accepted voucher's seq.
     pub seq: String,
+    /// The last accepted PayWord tick index, once a chain is committed.
+    pub payword_index: Option<u32>,
+    /// PayWord ticks the committed chain holds.
+    pub payword_length: Option<u32>,
     /// When the tab stops accepting payments, ns since the Unix epoch.
     pub expires_ns: String,
-    /// `open`, `expired` or `settled`.
+    /// `open`, `expired` (settled on the next sweep) or `settled`.
     pub status: String,
 }
 
-fn tab_dto(entry: &TabEntry) -> TabDto {
-    let status = if entry.settled {
+pub(crate) fn tab_dto(ledger: &Ledger, entry: &TabEntry) -> TabDto {
+    let tab = &entry.tab;
+    let status = if tab.closed {
         "settled"
-    } else if now_ns() >= entry.tab.expires_ns {
+    } else if now_ns() >= tab.expires_ns {
         "expired"
     } else {
         "open"
     };
     TabDto {
-        id: entry.tab.id.to_string(),
-        payer_account_id: entry.payer_account_id.to_string(),
-        payee_account_id: entry.tab.payee_id.to_string(),
-        escrow_transfer_id: entry.escrow_transfer_id.to_string(),
-        escrow: entry.tab.escrow.to_string(),
-        cumulative: entry.tab.cumulative.to_string(),
-        seq: entry.tab.seq.to_string(),
-        expires_ns: entry.tab.expires_ns.to_string(),
+        id: tab.id.to_string(),
+        payer_account_id: ledger.tab_payer(tab).unwrap_or(0).to_string(),
+        payee_account_id: tab.payee_id.to_string(),
+        device_id: tab.device_id.to_string(),
+        escrow_transfer_id: tab.escrow_transfer_id.to_string(),
+        escrow: tab.escrow.to_string(),
+        cumulative: tab.cumulative.to_string(),
+        seq: tab.seq.to_string(),
+        payword_index: tab.payword.as_ref().map(|p| p.last_index),
+        payword_length: tab.payword.as_ref().map(|p| p.length),
+        expires_ns: tab.expires_ns.to_string(),
         status: status.into(),
     }
 }
@@ -96,22 +111,76 @@ pub struct VoucherSubmit {
     pub voucher: String,
 }
 
-/// What a voucher paid.
+/// What a payment paid.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct VoucherAccepted {
-    /// What this voucher added, minor units ("0" for an older voucher presented again).
+    /// What this payment added, minor units ("0" for an older voucher or tick presented again).
     pub paid: String,
-    /// Whether the voucher was older than the latest (harmless; nothing changed).
+    /// Whether the payment was older than the latest (harmless; nothing changed).
     pub stale: bool,
-    /// The tab after the voucher.
+    /// The tab after the payment.
     pub tab: TabDto,
+}
+
+/// Several vouchers, for any tabs the caller is paid through.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherBatch {
+    /// Binary vouchers, base64url without padding; at most 1,024.
+    pub vouchers: Vec<String>,
+}
+
+/// One voucher's outcome in a batch.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct VoucherOutcome {
+    /// The voucher's tab ("0" when the voucher could not be read).
+    pub tab_id: String,
+    /// What it added, minor units.
+    pub paid: String,
+    /// Whether it was older than the latest (harmless).
+    pub stale: bool,
+    /// Why it was refused (a problem `code`), if it was.
+    pub error: Option<String>,
+}
+
+/// The outcomes of a voucher batch, in the order sent.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct VoucherBatchResult {
+    /// One per voucher.
+    pub results: Vec<VoucherOutcome>,
+}
+
+/// A PayWord commitment, as the payer signed it.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentSubmit {
+    /// The 152-byte binary commitment (docs/vouchers.md), base64url without padding.
+    pub commitment: String,
+}
+
+/// A PayWord tick: the next word of the payer's hash chain.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TickSubmit {
+    /// The word's index in the chain (1 for the first tick); skipping ahead k pays k ticks.
+    pub index: u32,
+    /// The 32-byte word, 64 hex digits.
+    pub word: String,
+}
+
+/// Money to add to a tab's escrow.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TopUp {
+    /// Minor units to add.
+    pub amount: String,
 }
 
 fn random_id() -> u128 {
     (rand::random::<u128>() >> 2).max(2)
 }
 
-async fn run_tab(state: &AppState, command: TabCommand) -> Result<TabResult, ApiError> {
+pub(crate) async fn run_tab(state: &AppState, command: TabCommand) -> Result<TabResult, ApiError> {
     match state.engine.execute(Op::Tab(command)).await? {
         OpResults::Tab(result) => Ok(result),
         OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Identity(_) => {
@@ -124,17 +193,114 @@ async fn run_tab(state: &AppState, command: TabCommand) -> Result<TabResult, Api
 /// payer and payee accounts.
 fn may_see(caller: &Caller, ledger: &Ledger, entry: &TabEntry) -> bool {
     sees_everything(caller)
-        || [entry.payer_account_id, entry.tab.payee_id]
+        || [ledger.tab_payer(&entry.tab).unwrap_or(0), entry.tab.payee_id]
             .iter()
             .any(|id| ledger.account(*id).is_some_and(|account| owns(caller, account)))
 }
 
-fn visible_tab(state: &AppState, caller: &Caller, id: u128) -> Result<TabEntry, ApiError> {
-    let ledger = read_ledger(state);
-    ledger.tab(id).filter(|entry| may_see(caller, &ledger, entry)).copied().ok_or(ApiError::TabNotFound(id))
+fn is_payee(caller: &Caller, ledger: &Ledger, entry: &TabEntry) -> bool {
+    caller.role == Role::Operator || ledger.account(entry.tab.payee_id).is_some_and(|a| owns(caller, a))
 }
 
-/// Open a tab: escrow a budget from your account to a payee, payable by one device's vouchers.
+fn visible_tab(state: &AppState, caller: &Caller, id: u128) -> Result<TabEntry, ApiError> {
+    let ledger = read_ledger(state);
+    ledger.tab(id).filter(|entry| may_see(caller, &ledger, entry)).cloned().ok_or(ApiError::TabNotFound(id))
+}
+
+/// The key that signs for a tab, if its device may still pay.
+pub(crate) fn tab_signer(ledger: &Ledger, entry: &TabEntry) -> Result<VerifyingKey, ApiError> {
+    let device = ledger.identity().device(entry.tab.device_id);
+    match device {
+        Some(device) if device.status == Status::Active => {
+            VerifyingKey::from_bytes(&device.public_key).map_err(|_| ApiError::TabRejected(PayReject::DeviceInactive))
+        }
+        // A revoked or suspended device pays no more (what it paid before stays owed).
+        _ => Err(ApiError::TabRejected(PayReject::DeviceInactive)),
+    }
+}
+
+fn tab_json(state: &AppState, tab_id: u128) -> Result<Json<TabDto>, ApiError> {
+    let ledger = read_ledger(state);
+    let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
+    Ok(Json(tab_dto(&ledger, entry)))
+}
+
+fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result<VoucherAccepted, ApiError> {
+    let ledger = read_ledger(state);
+    let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
+    Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&ledger, entry) })
+}
+
+/// Journals a payment the shell checked; answers (added, stale).
+pub(crate) async fn journal_payment(state: &AppState, command: TabCommand) -> Result<(u128, bool), ApiError> {
+    match run_tab(state, command).await? {
+        TabResult::Ok { added } => Ok((added, false)),
+        TabResult::Rejected(PayReject::Stale) => Ok((0, true)),
+        TabResult::Rejected(reject) => Err(ApiError::TabRejected(reject)),
+        TabResult::NotFound => Err(ApiError::TabNotFound(0)),
+        TabResult::Exists | TabResult::Escrow(_) | TabResult::Settlement(_) => {
+            Err(ApiError::Internal("a payment answered with a settlement result".into()))
+        }
+    }
+}
+
+/// Checks a voucher against its tab (fields, then signature) without changing anything.
+/// `Ok(None)`: stale, nothing to journal.
+pub(crate) fn check_voucher(state: &AppState, voucher: &Voucher) -> Result<Option<u128>, ApiError> {
+    let ledger = read_ledger(state);
+    let entry = ledger.tab(voucher.tab_id).ok_or(ApiError::TabNotFound(voucher.tab_id))?;
+    match entry.tab.check_voucher_fields(voucher, now_ns()) {
+        Ok(added) => {
+            let key = tab_signer(&ledger, entry)?;
+            if !voucher.verify(&key) {
+                return Err(ApiError::TabRejected(PayReject::BadSignature));
+            }
+            Ok(Some(added))
+        }
+        Err(PayReject::Stale) => Ok(None),
+        Err(reject) => Err(ApiError::TabRejected(reject)),
+    }
+}
+
+/// Checks a PayWord tick (one hash per tick) without changing anything. `Ok(None)`: stale.
+pub(crate) fn check_tick(
+    state: &AppState,
+    tab_id: u128,
+    index: u32,
+    word: &[u8; 32],
+) -> Result<Option<u128>, ApiError> {
+    let ledger = read_ledger(state);
+    let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
+    tab_signer(&ledger, entry)?;
+    match entry.tab.check_tick(index, word, now_ns()) {
+        Ok(added) => Ok(Some(added)),
+        Err(PayReject::Stale) => Ok(None),
+        Err(reject) => Err(ApiError::TabRejected(reject)),
+    }
+}
+
+pub(crate) fn decode_voucher(text: &str) -> Result<Voucher, ApiError> {
+    let bytes = Base64UrlUnpadded::decode_vec(text.trim())
+        .map_err(|_| ApiError::InvalidField("voucher must be base64url without padding".into()))?;
+    Voucher::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("voucher: {e}")))
+}
+
+pub(crate) fn decode_word(text: &str) -> Result<[u8; 32], ApiError> {
+    let bad = || ApiError::InvalidField("word must be 64 hex digits".into());
+    let text = text.trim().as_bytes();
+    if text.len() != 64 {
+        return Err(bad());
+    }
+    let mut word = [0u8; 32];
+    for (byte, pair) in word.iter_mut().zip(text.chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(digits, 16).map_err(|_| bad())?;
+    }
+    Ok(word)
+}
+
+/// Open a tab: escrow a budget from your account to a payee, payable by one device's vouchers
+/// or PayWord ticks. The escrow is held until the tab settles; it is never released by a timer.
 #[utoipa::path(post, path = "/v1/tabs", tag = "tabs", request_body = TabNew,
     responses((status = 201, body = TabDto), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
@@ -157,7 +323,7 @@ pub async fn open_tab(
         .0;
     let asset = obol_core::money::Asset::new(&body.asset_code, body.asset_scale)
         .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
-    let (device_id, payer_key) = {
+    let device_id = {
         let ledger = read_ledger(&state);
         let payer = ledger.account(payer_account_id).ok_or(ApiError::AccountNotFound(payer_account_id))?;
         if caller.role != Role::Operator && !owns(&caller, payer) {
@@ -174,7 +340,7 @@ pub async fn open_tab(
         if device.holder_id != payer.owner_id || device.status != Status::Active {
             return Err(ApiError::Forbidden(format!("device {device_id} cannot sign for account {payer_account_id}")));
         }
-        (device_id, device.public_key)
+        device_id
     };
     let command = TabCommand::Open {
         tab_id,
@@ -182,7 +348,6 @@ pub async fn open_tab(
         payer_account_id,
         payee_account_id,
         device_id,
-        payer_key,
         budget,
         asset,
         timeout_s: body.timeout_s,
@@ -194,8 +359,9 @@ pub async fn open_tab(
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::NotFound | TabResult::Settlement(_) => return Err(ApiError::Internal("tab open".into())),
     }
-    let entry = read_ledger(&state).tab(tab_id).copied().ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok((StatusCode::CREATED, Json(tab_dto(&entry))).into_response())
+    let ledger = read_ledger(&state);
+    let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
+    Ok((StatusCode::CREATED, Json(tab_dto(&ledger, entry))).into_response())
 }
 
 /// Look up a tab (its payer, its payee, operators, analysts, auditors).
@@ -210,7 +376,8 @@ pub async fn get_tab(
 ) -> Result<Json<TabDto>, ApiError> {
     need_scope(&caller, Scopes::READ)?;
     let id = crate::dto::path_id(&id)?;
-    Ok(Json(tab_dto(&visible_tab(&state, &caller, id)?)))
+    visible_tab(&state, &caller, id)?;
+    tab_json(&state, id)
 }
 
 /// Submit a voucher the payer gave you (the payee, or the operator). Answers once the voucher is
@@ -229,52 +396,214 @@ pub async fn submit_voucher(
     need_scope(&caller, Scopes::PAY)?;
     let tab_id = crate::dto::path_id(&id)?;
     let entry = visible_tab(&state, &caller, tab_id)?;
-    let payee_owned = read_ledger(&state).account(entry.tab.payee_id).is_some_and(|a| owns(&caller, a));
-    if caller.role != Role::Operator && !payee_owned {
-        return Err(ApiError::Forbidden("only the tab's payee submits its vouchers".into()));
+    if !is_payee(&caller, &read_ledger(&state), &entry) {
+        return Err(ApiError::Forbidden("only the tab's payee submits its payments".into()));
     }
-    let bytes = Base64UrlUnpadded::decode_vec(body.voucher.trim())
-        .map_err(|_| ApiError::InvalidField("voucher must be base64url without padding".into()))?;
-    let voucher = Voucher::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("voucher: {e}")))?;
+    let voucher = decode_voucher(&body.voucher)?;
     if voucher.tab_id != tab_id {
         return Err(ApiError::TabRejected(PayReject::WrongTab));
     }
-    // Refuse what the tab would refuse before paying for a signature check.
-    match entry.tab.check_voucher_fields(&voucher, now_ns()) {
-        Ok(_) => {}
-        Err(PayReject::Stale) => {
-            return Ok(Json(VoucherAccepted { paid: "0".into(), stale: true, tab: tab_dto(&entry) }));
+    let (paid, stale) = match check_voucher(&state, &voucher)? {
+        None => (0, true),
+        Some(_) => journal_payment(&state, TabCommand::Voucher(voucher)).await?,
+    };
+    Ok(Json(tab_answer(&state, tab_id, paid, stale)?))
+}
+
+/// Submit many vouchers at once, for any tabs you are paid through: their signatures are checked
+/// in one Ed25519 batch and the accepted ones journaled together. Each voucher gets its outcome.
+#[utoipa::path(post, path = "/v1/vouchers", tag = "tabs", request_body = VoucherBatch,
+    responses((status = 200, body = VoucherBatchResult), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn submit_vouchers(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<VoucherBatch>,
+) -> Result<Json<VoucherBatchResult>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    if matches!(caller.role, Role::Analyst | Role::Auditor) {
+        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
+    }
+    if body.vouchers.len() > VOUCHER_BATCH_MAX {
+        return Err(ApiError::InvalidField(format!("vouchers: at most {VOUCHER_BATCH_MAX} per batch")));
+    }
+    let outcome = |tab_id: u128, error: Option<&ApiError>| VoucherOutcome {
+        tab_id: tab_id.to_string(),
+        paid: "0".into(),
+        stale: false,
+        error: error.map(|e| e.code().to_string()),
+    };
+    let mut results: Vec<VoucherOutcome> = Vec::with_capacity(body.vouchers.len());
+    // (result index, voucher, key) of the vouchers whose fields pass, for one batch verification.
+    let mut to_verify: Vec<(usize, Voucher, VerifyingKey)> = Vec::new();
+    {
+        let ledger = read_ledger(&state);
+        let now = now_ns();
+        for text in &body.vouchers {
+            let voucher = match decode_voucher(text) {
+                Ok(voucher) => voucher,
+                Err(error) => {
+                    results.push(outcome(0, Some(&error)));
+                    continue;
+                }
+            };
+            let tab_id = voucher.tab_id;
+            let checked = ledger
+                .tab(tab_id)
+                .filter(|entry| may_see(&caller, &ledger, entry) && is_payee(&caller, &ledger, entry))
+                .ok_or(ApiError::TabNotFound(tab_id))
+                .and_then(|entry| {
+                    let fields = entry.tab.check_voucher_fields(&voucher, now);
+                    tab_signer(&ledger, entry).map(|key| (fields, key))
+                });
+            match checked {
+                Ok((Ok(_), key)) => {
+                    to_verify.push((results.len(), voucher, key));
+                    results.push(outcome(tab_id, None));
+                }
+                Ok((Err(PayReject::Stale), _)) => {
+                    results.push(VoucherOutcome { stale: true, ..outcome(tab_id, None) });
+                }
+                Ok((Err(reject), _)) => results.push(outcome(tab_id, Some(&ApiError::TabRejected(reject)))),
+                Err(error) => results.push(outcome(tab_id, Some(&error))),
+            }
         }
-        Err(reject) => return Err(ApiError::TabRejected(reject)),
     }
-    let device_active = read_ledger(&state)
-        .identity()
-        .device(entry.device_id)
-        .is_some_and(|d| d.status == Status::Active && d.public_key == entry.tab.payer_key);
-    if !device_active {
-        // A revoked, suspended or rotated device key pays no more (what it paid before stays owed).
-        return Err(ApiError::TabRejected(PayReject::BadSignature));
+    let pairs: Vec<(&Voucher, &VerifyingKey)> = to_verify.iter().map(|(_, v, k)| (v, k)).collect();
+    let verified = verify_vouchers(&pairs);
+    let mut pending = Vec::with_capacity(to_verify.len());
+    for ((index, voucher, _), ok) in to_verify.iter().zip(verified) {
+        if !ok {
+            results[*index].error = Some(ApiError::TabRejected(PayReject::BadSignature).code().to_string());
+            continue;
+        }
+        // Submitted together, the group commit journals them in one record.
+        match state.engine.submit(Op::Tab(TabCommand::Voucher(*voucher))) {
+            Ok(receiver) => pending.push((*index, receiver)),
+            Err(error) => results[*index].error = Some(ApiError::from(error).code().to_string()),
+        }
     }
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&entry.tab.payer_key)
-        .map_err(|_| ApiError::TabRejected(PayReject::BadSignature))?;
-    if !voucher.verify(&key) {
-        return Err(ApiError::TabRejected(PayReject::BadSignature));
+    for (index, receiver) in pending {
+        let answer = receiver.await.unwrap_or(Err(obol_store::EngineError::Stopped));
+        match answer {
+            Ok(OpResults::Tab(TabResult::Ok { added })) => results[index].paid = added.to_string(),
+            Ok(OpResults::Tab(TabResult::Rejected(PayReject::Stale))) => results[index].stale = true,
+            Ok(OpResults::Tab(TabResult::Rejected(reject))) => {
+                results[index].error = Some(ApiError::TabRejected(reject).code().to_string());
+            }
+            Ok(_) => results[index].error = Some("internal".into()),
+            Err(error) => results[index].error = Some(ApiError::from(error).code().to_string()),
+        }
     }
-    let (paid, stale) = match run_tab(&state, TabCommand::Voucher(voucher)).await? {
-        TabResult::Ok { added } => (added, false),
-        TabResult::Rejected(PayReject::Stale) => (0, true),
+    Ok(Json(VoucherBatchResult { results }))
+}
+
+/// Submit the payer's PayWord commitment (payer, payee or operator): from then on each tick is
+/// the next word of its hash chain, checked with one hash.
+#[utoipa::path(post, path = "/v1/tabs/{id}/commitment", tag = "tabs", request_body = CommitmentSubmit,
+    params(("id" = String, Path, description = "Tab id")),
+    responses((status = 200, body = TabDto), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn submit_commitment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CommitmentSubmit>,
+) -> Result<Json<TabDto>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    let tab_id = crate::dto::path_id(&id)?;
+    visible_tab(&state, &caller, tab_id)?;
+    if matches!(caller.role, Role::Analyst | Role::Auditor) {
+        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
+    }
+    let bytes = Base64UrlUnpadded::decode_vec(body.commitment.trim())
+        .map_err(|_| ApiError::InvalidField("commitment must be base64url without padding".into()))?;
+    let commitment = Commitment::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("commitment: {e}")))?;
+    if commitment.tab_id != tab_id {
+        return Err(ApiError::TabRejected(PayReject::WrongTab));
+    }
+    match run_tab(&state, TabCommand::Commit(commitment)).await? {
+        TabResult::Ok { .. } => {}
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::NotFound => return Err(ApiError::TabNotFound(tab_id)),
         TabResult::Exists | TabResult::Escrow(_) | TabResult::Settlement(_) => {
-            return Err(ApiError::Internal("voucher".into()));
+            return Err(ApiError::Internal("commitment".into()));
         }
-    };
-    let entry = read_ledger(&state).tab(tab_id).copied().ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok(Json(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&entry) }))
+    }
+    tab_json(&state, tab_id)
 }
 
-/// Settle a tab: post what it owes, release the rest of the escrow, close it (payer, payee or
-/// operator; repeating it is harmless).
+/// Submit a PayWord tick the payer revealed (the payee, or the operator). Answers once the tick is
+/// durable.
+#[utoipa::path(post, path = "/v1/tabs/{id}/ticks", tag = "tabs", request_body = TickSubmit,
+    params(("id" = String, Path, description = "Tab id")),
+    responses((status = 200, body = VoucherAccepted), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn submit_tick(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TickSubmit>,
+) -> Result<Json<VoucherAccepted>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    let tab_id = crate::dto::path_id(&id)?;
+    let entry = visible_tab(&state, &caller, tab_id)?;
+    if !is_payee(&caller, &read_ledger(&state), &entry) {
+        return Err(ApiError::Forbidden("only the tab's payee submits its payments".into()));
+    }
+    let word = decode_word(&body.word)?;
+    let (paid, stale) = match check_tick(&state, tab_id, body.index, &word)? {
+        None => (0, true),
+        Some(_) => journal_payment(&state, TabCommand::Tick { tab_id, index: body.index, word }).await?,
+    };
+    Ok(Json(tab_answer(&state, tab_id, paid, stale)?))
+}
+
+/// Add to a tab's escrow (its payer, or the operator): the old escrow is voided and a larger one
+/// held in the same record, so the payer never has both held at once.
+#[utoipa::path(post, path = "/v1/tabs/{id}/topup", tag = "tabs", request_body = TopUp,
+    params(("id" = String, Path, description = "Tab id")),
+    responses((status = 200, body = TabDto), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn top_up(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TopUp>,
+) -> Result<Json<TabDto>, ApiError> {
+    need_scope(&caller, Scopes::PAY)?;
+    need_role(&caller, &[Role::Operator, Role::Holder])?;
+    let tab_id = crate::dto::path_id(&id)?;
+    let entry = visible_tab(&state, &caller, tab_id)?;
+    {
+        let ledger = read_ledger(&state);
+        let payer = ledger.tab_payer(&entry.tab).and_then(|id| ledger.account(id));
+        if caller.role != Role::Operator && !payer.is_some_and(|account| owns(&caller, account)) {
+            return Err(ApiError::Forbidden("only the tab's payer tops it up".into()));
+        }
+    }
+    let amount = obol_core::money::Amount::parse(&body.amount)
+        .map_err(|e| ApiError::InvalidAmount { field: "amount".into(), reason: e.to_string() })?
+        .0;
+    if amount == 0 {
+        return Err(ApiError::InvalidAmount { field: "amount".into(), reason: "must be more than 0".into() });
+    }
+    let command = TabCommand::TopUp { tab_id, amount, void_transfer_id: random_id(), escrow_transfer_id: random_id() };
+    match run_tab(&state, command).await? {
+        TabResult::Ok { .. } => {}
+        TabResult::Escrow(result) => return Err(ApiError::TransferRejected(result)),
+        TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
+        TabResult::NotFound => return Err(ApiError::TabNotFound(tab_id)),
+        TabResult::Exists | TabResult::Settlement(_) => return Err(ApiError::Internal("top-up".into())),
+    }
+    tab_json(&state, tab_id)
+}
+
+/// Settle a tab, which closes it: post what it owes, release the rest of the escrow (payer, payee
+/// or operator; repeating it is harmless). Expired tabs are settled by a periodic sweep too.
 #[utoipa::path(post, path = "/v1/tabs/{id}/settle", tag = "tabs",
     params(("id" = String, Path, description = "Tab id")),
     responses((status = 200, body = TabDto), (status = 404, body = Problem, content_type = "application/problem+json")),
@@ -297,6 +626,32 @@ pub async fn settle_tab(
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::Escrow(_) => return Err(ApiError::Internal("settle".into())),
     }
-    let entry = read_ledger(&state).tab(tab_id).copied().ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok(Json(tab_dto(&entry)))
+    tab_json(&state, tab_id)
+}
+
+/// Settles every tab that expired by now, 512 at a time (the group commit puts each round in
+/// one record). Returns how many it settled. The server runs it on an interval and at start.
+pub async fn settle_due_tabs(state: &AppState) -> Result<usize, ApiError> {
+    let mut settled = 0;
+    loop {
+        let due = read_ledger(state).tabs_due(now_ns(), 512);
+        if due.is_empty() {
+            return Ok(settled);
+        }
+        let mut receivers = Vec::with_capacity(due.len());
+        for tab_id in &due {
+            let command = TabCommand::Settle { tab_id: *tab_id, settle_transfer_id: random_id() };
+            receivers.push(state.engine.submit(Op::Tab(command))?);
+        }
+        for receiver in receivers {
+            match receiver.await.unwrap_or(Err(obol_store::EngineError::Stopped))? {
+                OpResults::Tab(TabResult::Ok { .. }) => settled += 1,
+                OpResults::Tab(TabResult::Exists) => {}
+                other => {
+                    tracing::error!(?other, "an expired tab did not settle");
+                    return Err(ApiError::Internal("an expired tab did not settle".into()));
+                }
+            }
+        }
+    }
 }

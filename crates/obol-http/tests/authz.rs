@@ -381,6 +381,30 @@ async fn every_route_answers_every_role_as_the_rules_say() {
         ),
         row(
             Method::POST,
+            "/v1/tabs/{id}/commitment",
+            |_| ("/v1/tabs/7000/commitment".into(), Some(json!({"commitment": "AAAA"}))),
+            [400, 400, 404, 400, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/tabs/{id}/ticks",
+            |_| ("/v1/tabs/7000/ticks".into(), Some(json!({"index": 1, "word": "00"}))),
+            [400, 403, 404, 400, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/tabs/{id}/topup",
+            |_| ("/v1/tabs/7000/topup".into(), Some(json!({"amount": "0"}))),
+            [400, 400, 404, 403, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/vouchers",
+            |_| ("/v1/vouchers".into(), Some(json!({"vouchers": []}))),
+            [200, 200, 200, 200, 403, 403],
+        ),
+        row(
+            Method::POST,
             "/v1/tabs/{id}/settle",
             |_| ("/v1/tabs/7000/settle".into(), Some(json!({}))),
             [200, 200, 404, 200, 403, 403],

@@ -31,7 +31,7 @@ fn origin() -> Url {
 
 impl World {
     async fn new() -> World {
-        let support::Started { router, engine, operator, scratch } = support::start("passkeys");
+        let support::Started { router, engine, operator, scratch, .. } = support::start("passkeys");
         for (path, body) in [
             ("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})),
             ("/v1/accounts", json!({"id": "9", "asset_code": "EUR", "asset_scale": 2})),

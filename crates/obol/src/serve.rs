@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
+    settle_interval_s: u64,
 }
 
 fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
@@ -194,6 +197,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         }
+        let sweeper = state.clone();
+        let interval = std::time::Duration::from_secs(args.settle_interval_s);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                match obol_http::tab_routes::settle_due_tabs(&sweeper).await {
+                    Ok(0) => {}
+                    Ok(settled) => tracing::info!(settled, "settled expired tabs"),
+                    Err(error) => tracing::error!(%error, "settling expired tabs failed; retrying next sweep"),
+                }
+            }
+        });
         match tls {
             Some(config) => serve_tls(listener, app(state), config).await,
             None => axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -95,8 +95,10 @@ pub struct Ledger {
     imbalances: Vec<(crate::money::Asset, [u128; 2])>,
     /// Principals, keys and devices: changed by `Op::Identity` in the same records as money.
     identity: Identity,
-    /// Tabs: escrowed budgets paid into by vouchers and ticks.
-    tabs: Map<u128, crate::channel::TabEntry>,
+    /// Tabs: escrowed budgets paid into by vouchers and ticks, in the order they opened.
+    tabs: Vec<crate::channel::TabEntry>,
+    /// Tab id (as bytes: 4-byte alignment keeps an entry at 20 bytes) to its index in `tabs`.
+    tab_index: Map<[u8; 16], u32>,
 }
 
 impl Ledger {
@@ -117,7 +119,8 @@ impl Ledger {
             journaling: false,
             imbalances: Vec::new(),
             identity: Identity::default(),
-            tabs: HashMap::with_hasher(state),
+            tabs: Vec::new(),
+            tab_index: HashMap::with_hasher(state),
         }
     }
 
@@ -144,7 +147,7 @@ impl Ledger {
                 }
                 Op::Tab(command) => {
                     replies.push(OpResults::Tab(self.apply_tab(command, next_ts)));
-                    next_ts += 1;
+                    next_ts += command.events_count() as u64;
                 }
             }
         }
@@ -166,12 +169,40 @@ impl Ledger {
 
     /// A tab.
     pub fn tab(&self, id: u128) -> Option<&crate::channel::TabEntry> {
-        self.tabs.get(&id)
+        let index = *self.tab_index.get(&id.to_le_bytes())?;
+        self.tabs.get(index as usize)
+    }
+
+    fn tab_mut(&mut self, id: u128) -> Option<&mut crate::channel::TabEntry> {
+        let index = *self.tab_index.get(&id.to_le_bytes())?;
+        self.tabs.get_mut(index as usize)
+    }
+
+    /// The account a tab's escrow debits.
+    pub fn tab_payer(&self, tab: &crate::channel::Tab) -> Option<u128> {
+        self.transfer(tab.escrow_transfer_id).map(|escrow| escrow.debit_account_id)
+    }
+
+    /// How many tabs the ledger holds, open or settled.
+    pub fn tabs_count(&self) -> usize {
+        self.tabs.len()
+    }
+
+    /// Up to `limit` tabs that expired by `now_ns` and are not settled yet, oldest first: the
+    /// shell settles them in one record. An expired tab's escrow stays held until then, so
+    /// nothing it was paid is ever released back to the payer.
+    pub fn tabs_due(&self, now_ns: u64, limit: usize) -> Vec<u128> {
+        self.tabs
+            .iter()
+            .filter(|entry| !entry.tab.closed && entry.tab.expires_ns <= now_ns)
+            .take(limit)
+            .map(|entry| entry.tab.id)
+            .collect()
     }
 
     /// Applies one tab command at `timestamp` (the escrow and settlement transfers get it).
     fn apply_tab(&mut self, command: &crate::channel::TabCommand, timestamp: u64) -> crate::channel::TabResult {
-        use crate::channel::{PayReject, SETTLEMENT_GRACE_S, TAB_TRANSFER_CODE, Tab, TabCommand, TabEntry, TabResult};
+        use crate::channel::{PayReject, TAB_TRANSFER_CODE, Tab, TabCommand, TabEntry, TabResult};
         match *command {
             TabCommand::Open {
                 tab_id,
@@ -179,17 +210,25 @@ impl Ledger {
                 payer_account_id,
                 payee_account_id,
                 device_id,
-                payer_key,
                 budget,
                 asset,
                 timeout_s,
             } => {
-                if self.tabs.contains_key(&tab_id) {
+                if self.tab_index.contains_key(&tab_id.to_le_bytes()) {
                     return TabResult::Exists;
                 }
                 if timeout_s == 0 {
                     return TabResult::Rejected(PayReject::TabExpired);
                 }
+                let owner = self.account(payer_account_id).map(|account| account.owner_id);
+                let device_acts_for_owner = self.identity.device(device_id).is_some_and(|device| {
+                    device.status == crate::identity::Status::Active && Some(device.holder_id) == owner
+                });
+                if owner.is_some() && !device_acts_for_owner {
+                    return TabResult::Rejected(PayReject::DeviceInactive);
+                }
+                // The escrow never times out: the tab settles it (on close, or once expired), so
+                // what the payer paid is never released back by a timer.
                 let escrow = NewTransfer {
                     id: escrow_transfer_id,
                     debit_account_id: payer_account_id,
@@ -199,7 +238,7 @@ impl Ledger {
                     user_data_128: tab_id,
                     user_data_64: 0,
                     user_data_32: 0,
-                    timeout_s: timeout_s.saturating_add(SETTLEMENT_GRACE_S),
+                    timeout_s: 0,
                     asset: Some(asset),
                     code: TAB_TRANSFER_CODE,
                     flags: TransferFlags(TransferFlags::PENDING),
@@ -211,27 +250,25 @@ impl Ledger {
                 let tab = Tab {
                     id: tab_id,
                     payee_id: payee_account_id,
-                    payer_key,
                     escrow: budget,
-                    expires_ns: timestamp.saturating_add(u64::from(timeout_s) * NS_PER_S),
-                    closed: false,
                     cumulative: 0,
-                    seq: 0,
-                    payword: None,
-                };
-                let entry = TabEntry {
-                    tab,
-                    payer_account_id,
                     escrow_transfer_id,
                     device_id,
-                    last_signature: [0; 64],
-                    settled: false,
+                    expires_ns: timestamp.saturating_add(u64::from(timeout_s) * NS_PER_S),
+                    seq: 0,
+                    payword: None,
+                    closed: false,
                 };
-                self.tabs.insert(tab_id, entry);
+                let index = u32::try_from(self.tabs.len()).expect("fewer than 2^32 tabs");
+                self.tabs.push(TabEntry { tab, last_signature: [0; 64] });
+                self.tab_index.insert(tab_id.to_le_bytes(), index);
                 TabResult::Ok { added: 0 }
             }
             TabCommand::Voucher(voucher) => {
-                let Some(entry) = self.tabs.get_mut(&voucher.tab_id) else { return TabResult::NotFound };
+                if !self.tab_device_active(voucher.tab_id) {
+                    return self.tab_missing_or(voucher.tab_id, PayReject::DeviceInactive);
+                }
+                let Some(entry) = self.tab_mut(voucher.tab_id) else { return TabResult::NotFound };
                 match entry.tab.accept_verified_voucher(&voucher, timestamp) {
                     Ok(added) => {
                         entry.last_signature = voucher.signature;
@@ -241,42 +278,88 @@ impl Ledger {
                 }
             }
             TabCommand::Commit(commitment) => {
-                let Some(entry) = self.tabs.get_mut(&commitment.tab_id) else { return TabResult::NotFound };
-                match entry.tab.accept_commitment(&commitment, timestamp) {
+                let Some(key) = self.tab_key(commitment.tab_id) else {
+                    return self.tab_missing_or(commitment.tab_id, PayReject::DeviceInactive);
+                };
+                let Some(entry) = self.tab_mut(commitment.tab_id) else { return TabResult::NotFound };
+                match entry.tab.accept_commitment(&commitment, &key, timestamp) {
                     Ok(()) => TabResult::Ok { added: 0 },
                     Err(reject) => TabResult::Rejected(reject),
                 }
             }
             TabCommand::Tick { tab_id, index, word } => {
-                let Some(entry) = self.tabs.get_mut(&tab_id) else { return TabResult::NotFound };
+                if !self.tab_device_active(tab_id) {
+                    return self.tab_missing_or(tab_id, PayReject::DeviceInactive);
+                }
+                let Some(entry) = self.tab_mut(tab_id) else { return TabResult::NotFound };
                 match entry.tab.accept_tick(index, &word, timestamp) {
                     Ok(added) => TabResult::Ok { added },
                     Err(reject) => TabResult::Rejected(reject),
                 }
             }
+            TabCommand::TopUp { tab_id, amount, void_transfer_id, escrow_transfer_id } => {
+                let Some(tab) = self.tab(tab_id).map(|entry| entry.tab.clone()) else { return TabResult::NotFound };
+                if tab.closed {
+                    return TabResult::Rejected(PayReject::TabClosed);
+                }
+                if timestamp >= tab.expires_ns {
+                    return TabResult::Rejected(PayReject::TabExpired);
+                }
+                let Some(old) = self.transfer(tab.escrow_transfer_id).copied() else {
+                    return TabResult::NotFound;
+                };
+                let Some(escrow) = tab.escrow.checked_add(amount) else {
+                    return TabResult::Escrow(CreateTransferResult::OverflowsDebitsPending);
+                };
+                let void = resolve_escrow(
+                    void_transfer_id,
+                    old.id,
+                    tab_id,
+                    0,
+                    TransferFlags::VOID_PENDING | TransferFlags::LINKED,
+                );
+                let renewed = NewTransfer {
+                    id: escrow_transfer_id,
+                    amount: escrow,
+                    flags: TransferFlags(TransferFlags::PENDING),
+                    pending_id: 0,
+                    debit_account_id: old.debit_account_id,
+                    credit_account_id: old.credit_account_id,
+                    asset: Some(old.asset),
+                    code: TAB_TRANSFER_CODE,
+                    ..void
+                };
+                let mut next_ts = timestamp;
+                let results = self.create_transfers(&[void, renewed], &mut next_ts);
+                if let Some(failed) = results.iter().copied().find(|result| *result != CreateTransferResult::Ok) {
+                    let cause = results
+                        .iter()
+                        .copied()
+                        .find(|r| *r != CreateTransferResult::Ok && *r != CreateTransferResult::LinkedEventFailed)
+                        .unwrap_or(failed);
+                    return TabResult::Escrow(cause);
+                }
+                if let Some(entry) = self.tab_mut(tab_id) {
+                    entry.tab.escrow = escrow;
+                    entry.tab.escrow_transfer_id = escrow_transfer_id;
+                }
+                TabResult::Ok { added: 0 }
+            }
             TabCommand::Settle { tab_id, settle_transfer_id } => {
-                let Some(entry) = self.tabs.get(&tab_id).copied() else { return TabResult::NotFound };
-                if entry.settled {
+                let Some(tab) = self.tab(tab_id).map(|entry| entry.tab.clone()) else { return TabResult::NotFound };
+                if tab.closed {
                     return TabResult::Exists;
                 }
-                let post = NewTransfer {
-                    id: settle_transfer_id,
-                    debit_account_id: 0,
-                    credit_account_id: 0,
-                    amount: entry.tab.cumulative,
-                    pending_id: entry.escrow_transfer_id,
-                    user_data_128: tab_id,
-                    user_data_64: 0,
-                    user_data_32: 0,
-                    timeout_s: 0,
-                    asset: None,
-                    code: 0,
-                    flags: TransferFlags(TransferFlags::POST_PENDING),
-                };
+                let post = resolve_escrow(
+                    settle_transfer_id,
+                    tab.escrow_transfer_id,
+                    tab_id,
+                    tab.cumulative,
+                    TransferFlags::POST_PENDING,
+                );
                 match self.create_transfer(&post, timestamp) {
                     CreateTransferResult::Ok | CreateTransferResult::Exists => {
-                        if let Some(entry) = self.tabs.get_mut(&tab_id) {
-                            entry.settled = true;
+                        if let Some(entry) = self.tab_mut(tab_id) {
                             entry.tab.closed = true;
                         }
                         TabResult::Ok { added: 0 }
@@ -284,6 +367,30 @@ impl Ledger {
                     other => TabResult::Settlement(other),
                 }
             }
+        }
+    }
+
+    /// The verifying key of a tab's device, if the device may pay.
+    fn tab_key(&self, tab_id: u128) -> Option<ed25519_dalek::VerifyingKey> {
+        let device = self.identity.device(self.tab(tab_id)?.tab.device_id)?;
+        if device.status != crate::identity::Status::Active {
+            return None;
+        }
+        ed25519_dalek::VerifyingKey::from_bytes(&device.public_key).ok()
+    }
+
+    /// Whether a tab's device may pay (it exists and is active).
+    fn tab_device_active(&self, tab_id: u128) -> bool {
+        self.tab(tab_id)
+            .and_then(|entry| self.identity.device(entry.tab.device_id))
+            .is_some_and(|device| device.status == crate::identity::Status::Active)
+    }
+
+    fn tab_missing_or(&self, tab_id: u128, reject: crate::channel::PayReject) -> crate::channel::TabResult {
+        if self.tab(tab_id).is_none() {
+            crate::channel::TabResult::NotFound
+        } else {
+            crate::channel::TabResult::Rejected(reject)
         }
     }
 
@@ -1116,3 +1223,21 @@ fn exists_resolving(event: &NewTransfer, existing: &Transfer) -> CreateTransferR
 
 #[cfg(test)]
 mod tests;
+
+/// A transfer that posts (`amount` of) or voids a tab's escrow `pending_id`.
+fn resolve_escrow(id: u128, pending_id: u128, tab_id: u128, amount: u128, flags: u16) -> NewTransfer {
+    NewTransfer {
+        id,
+        debit_account_id: 0,
+        credit_account_id: 0,
+        amount,
+        pending_id,
+        user_data_128: tab_id,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        asset: None,
+        code: 0,
+        flags: TransferFlags(flags),
+    }
+}

@@ -520,6 +520,28 @@ mod tabs {
         }
     }
 
+    /// A fixture where account 4 belongs to holder 50, whose device 9 signs with `key()`.
+    fn fixture() -> Fixture {
+        use crate::identity::{IdentityCommand, Role};
+        let mut f = Fixture::new();
+        let mut payer = account(40, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
+        payer.owner_id = 50;
+        let commands = [
+            IdentityCommand::CreatePrincipal { id: 50, role: Role::Holder, name: "payer".into() },
+            IdentityCommand::RegisterDevice {
+                id: 9,
+                holder_id: 50,
+                kid: "meter".into(),
+                public_key: key().verifying_key().to_bytes(),
+                limits: None,
+            },
+        ];
+        let ops = commands.into_iter().map(Op::Identity).chain([Op::CreateAccounts(vec![payer])]).collect();
+        f.ledger.apply(&Record { now_ns: f.now_ns, ops });
+        assert!(f.ledger.identity().device(9).is_some());
+        f
+    }
+
     fn open(tab_id: u128, payer: u128, budget: u128) -> TabCommand {
         TabCommand::Open {
             tab_id,
@@ -527,7 +549,6 @@ mod tabs {
             payer_account_id: payer,
             payee_account_id: 2,
             device_id: 9,
-            payer_key: key().verifying_key().to_bytes(),
             budget,
             asset: usd(),
             timeout_s: 60,
@@ -541,10 +562,10 @@ mod tabs {
 
     #[test]
     fn a_tab_escrows_pays_and_settles_exactly_what_it_owes() {
-        let mut f = Fixture::new();
-        f.check(vec![transfer(10, 1, 4, 1_000)], &["ok"]);
-        assert_eq!(tab_op(&mut f, open(7, 4, 800)), TabResult::Ok { added: 0 });
-        assert_eq!(f.balances(4), [800, 0, 0, 1_000]);
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        assert_eq!(tab_op(&mut f, open(7, 40, 800)), TabResult::Ok { added: 0 });
+        assert_eq!(f.balances(40), [800, 0, 0, 1_000]);
         assert_eq!(tab_op(&mut f, voucher(7, 300, 1)), TabResult::Ok { added: 300 });
         assert_eq!(tab_op(&mut f, voucher(7, 450, 2)), TabResult::Ok { added: 150 });
         assert_eq!(tab_op(&mut f, voucher(7, 300, 1)), TabResult::Rejected(crate::channel::PayReject::Stale));
@@ -554,26 +575,26 @@ mod tabs {
             tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 }),
             TabResult::Ok { added: 0 }
         );
-        assert_eq!(f.balances(4), [0, 450, 0, 1_000]);
+        assert_eq!(f.balances(40), [0, 450, 0, 1_000]);
         assert_eq!(f.balances(2), [0, 0, 0, 450]);
         assert_eq!(tab_op(&mut f, voucher(7, 500, 3)), TabResult::Rejected(crate::channel::PayReject::TabClosed));
         assert_eq!(tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 }), TabResult::Exists);
-        assert_eq!(tab_op(&mut f, open(7, 4, 10)), TabResult::Exists);
+        assert_eq!(tab_op(&mut f, open(7, 40, 10)), TabResult::Exists);
         assert_eq!(tab_op(&mut f, voucher(8, 1, 1)), TabResult::NotFound);
     }
 
     #[test]
     fn a_tab_the_payer_cannot_fund_does_not_open() {
-        let mut f = Fixture::new();
-        assert_eq!(tab_op(&mut f, open(7, 4, 1)), TabResult::Escrow(CreateTransferResult::ExceedsCredits));
+        let mut f = fixture();
+        assert_eq!(tab_op(&mut f, open(7, 40, 1)), TabResult::Escrow(CreateTransferResult::ExceedsCredits));
         assert!(f.ledger.tab(7).is_none());
     }
 
     #[test]
     fn an_expired_tab_refuses_payments_but_still_settles() {
-        let mut f = Fixture::new();
-        f.check(vec![transfer(10, 1, 4, 1_000)], &["ok"]);
-        tab_op(&mut f, open(7, 4, 500));
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        tab_op(&mut f, open(7, 40, 500));
         assert_eq!(tab_op(&mut f, voucher(7, 100, 1)), TabResult::Ok { added: 100 });
         f.advance_s(61);
         assert_eq!(tab_op(&mut f, voucher(7, 200, 2)), TabResult::Rejected(crate::channel::PayReject::TabExpired));
@@ -585,11 +606,78 @@ mod tabs {
     }
 
     #[test]
+    fn a_top_up_grows_the_escrow_atomically_and_settlement_posts_from_the_new_one() {
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        tab_op(&mut f, open(7, 40, 600));
+        assert_eq!(tab_op(&mut f, voucher(7, 600, 1)), TabResult::Ok { added: 600 });
+        assert_eq!(tab_op(&mut f, voucher(7, 700, 2)), TabResult::Rejected(crate::channel::PayReject::BeyondEscrow));
+        let top_up = |amount, n: u128| TabCommand::TopUp {
+            tab_id: 7,
+            amount,
+            void_transfer_id: 3000 + n,
+            escrow_transfer_id: 4000 + n,
+        };
+        assert_eq!(
+            tab_op(&mut f, top_up(401, 1)),
+            TabResult::Escrow(CreateTransferResult::ExceedsCredits),
+            "a top-up the payer cannot fund changes nothing"
+        );
+        assert_eq!(f.balances(40), [600, 0, 0, 1_000]);
+        assert_eq!(f.ledger.tab(7).unwrap().tab.escrow_transfer_id, 1007);
+        assert_eq!(tab_op(&mut f, top_up(400, 2)), TabResult::Ok { added: 0 });
+        assert_eq!(f.balances(40), [1_000, 0, 0, 1_000], "one escrow of 1,000, the old one voided");
+        assert_eq!(tab_op(&mut f, voucher(7, 700, 2)), TabResult::Ok { added: 100 });
+        tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 });
+        assert_eq!(f.balances(40), [0, 700, 0, 1_000]);
+        assert_eq!(f.balances(2), [0, 0, 0, 700]);
+        assert_eq!(tab_op(&mut f, top_up(1, 3)), TabResult::Rejected(crate::channel::PayReject::TabClosed));
+    }
+
+    #[test]
+    fn expired_tabs_are_due_and_their_escrow_is_never_released_by_a_timer() {
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        tab_op(&mut f, open(7, 40, 500));
+        tab_op(&mut f, open(8, 40, 100));
+        assert_eq!(tab_op(&mut f, voucher(7, 100, 1)), TabResult::Ok { added: 100 });
+        assert!(f.ledger.tabs_due(f.now_ns, 10).is_empty());
+        f.advance_s(30 * 24 * 3600);
+        f.check(vec![], &[]);
+        assert_eq!(f.balances(40), [600, 0, 0, 1_000], "the escrows are still held a month later");
+        assert_eq!(f.ledger.tabs_due(f.now_ns, 10), vec![7, 8]);
+        assert_eq!(f.ledger.tabs_due(f.now_ns, 1), vec![7]);
+        tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 });
+        assert_eq!(f.ledger.tabs_due(f.now_ns, 10), vec![8]);
+        assert_eq!(f.balances(2), [0, 0, 100, 100], "tab 8 still holds its escrow");
+    }
+
+    #[test]
+    fn a_revoked_device_pays_no_more_and_a_foreign_device_opens_nothing() {
+        use crate::identity::{IdentityCommand, Status};
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        let mut stranger = open(9, 40, 100);
+        if let TabCommand::Open { payer_account_id, .. } = &mut stranger {
+            *payer_account_id = 1;
+        }
+        assert_eq!(tab_op(&mut f, stranger), TabResult::Rejected(crate::channel::PayReject::DeviceInactive));
+        tab_op(&mut f, open(7, 40, 500));
+        assert_eq!(tab_op(&mut f, voucher(7, 100, 1)), TabResult::Ok { added: 100 });
+        let revoke = IdentityCommand::SetDeviceStatus { id: 9, status: Status::Revoked };
+        f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Identity(revoke)] });
+        assert_eq!(tab_op(&mut f, voucher(7, 200, 2)), TabResult::Rejected(crate::channel::PayReject::DeviceInactive));
+        tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 });
+        assert_eq!(f.balances(2), [0, 0, 0, 100], "what it paid before stays owed");
+    }
+
+    #[test]
     fn tab_commands_round_trip_through_the_record_codec() {
         let commands = vec![
-            open(7, 4, 800),
+            open(7, 40, 800),
             voucher(7, 300, 1),
             TabCommand::Tick { tab_id: 7, index: 3, word: [9; 32] },
+            TabCommand::TopUp { tab_id: 7, amount: 5, void_transfer_id: 8, escrow_transfer_id: 9 },
             TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 },
         ];
         for command in commands {

@@ -26,6 +26,8 @@ pub struct Started {
     pub router: Router,
     /// Its engine (for direct reads).
     pub engine: Engine,
+    /// The state the router serves (for server tasks such as the settlement sweep).
+    pub state: AppState,
     /// The bootstrap operator's key.
     pub operator: String,
     /// Removed at the end of the test.
@@ -49,8 +51,9 @@ pub fn start_with(tag: &str, configure: impl FnOnce(AppState) -> AppState) -> St
     let mut node = Node::open(SqliteStore::open(&dir).expect("open store"), 3).expect("open node");
     let operator = bootstrap_operator(&mut node, 1).expect("bootstrap").expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
-    let router = app(configure(AppState::new(engine.clone(), "http")));
-    Started { router, engine, operator, scratch: Scratch(dir) }
+    let state = configure(AppState::new(engine.clone(), "http"));
+    let router = app(state.clone());
+    Started { router, engine, state, operator, scratch: Scratch(dir) }
 }
 
 /// Sends a request; answers the status and the JSON body (or Null).
