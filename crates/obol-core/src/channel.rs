@@ -184,6 +184,51 @@ impl Commitment {
     }
 }
 
+/// Domain separation for one-off payment authorizations (the x402 `exact` scheme).
+const EXACT_DOMAIN: &[u8; 16] = b"obol exact v1\0\0\0";
+
+/// A payer device's signed permission for one ledger transfer (x402 scheme `exact`): the
+/// transfer's id is the nonce, so the same authorization can pay only once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ExactAuthorization {
+    /// Id of the transfer it creates.
+    pub transfer_id: u128,
+    /// The account debited (the payer's).
+    pub from: u128,
+    /// The account credited (the payee's).
+    pub to: u128,
+    /// Minor units.
+    pub amount: u128,
+    /// The accounts' asset.
+    pub asset: crate::money::Asset,
+    /// The device that signs.
+    pub device_id: u128,
+    /// Unix time (s) after which the authorization is void.
+    pub valid_before_s: u64,
+}
+
+impl ExactAuthorization {
+    /// The bytes the device signs (112): domain, transfer id, from, to, amount, asset
+    /// (3-letter code and scale), 4 zero bytes, device id, valid-before (all little-endian).
+    pub fn signed_message(&self) -> [u8; 112] {
+        let mut message = [0u8; 112];
+        message[..16].copy_from_slice(EXACT_DOMAIN);
+        message[16..32].copy_from_slice(&self.transfer_id.to_le_bytes());
+        message[32..48].copy_from_slice(&self.from.to_le_bytes());
+        message[48..64].copy_from_slice(&self.to.to_le_bytes());
+        message[64..80].copy_from_slice(&self.amount.to_le_bytes());
+        message[80..84].copy_from_slice(&self.asset.to_bytes());
+        message[88..104].copy_from_slice(&self.device_id.to_le_bytes());
+        message[104..112].copy_from_slice(&self.valid_before_s.to_le_bytes());
+        message
+    }
+
+    /// Whether `key` signed this authorization (strict Ed25519).
+    pub fn verify(&self, key: &VerifyingKey, signature: &[u8; 64]) -> bool {
+        key.verify_strict(&self.signed_message(), &Signature::from_bytes(signature)).is_ok()
+    }
+}
+
 /// SHA-256 of a 32-byte word: one PayWord step.
 pub fn payword_hash(word: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(word).into()

@@ -265,7 +265,7 @@ pub struct Health {
     pub status: String,
 }
 
-fn id_field(field: &str, text: &str) -> Result<u128, ApiError> {
+pub(crate) fn id_field(field: &str, text: &str) -> Result<u128, ApiError> {
     parse_digits(text).map_err(|error| ApiError::InvalidId { field: field.into(), reason: error.to_string() })
 }
 

@@ -342,13 +342,7 @@ pub(crate) async fn create_transfer(
     ApiJson(body): ApiJson<TransferNew>,
 ) -> Result<Response, ApiError> {
     let event = body.to_core()?;
-    authorize_transfers(&state, &caller, std::slice::from_ref(&event), approval_header(&headers))?;
-    charge_device_day(&state, &caller, std::slice::from_ref(&event)).await?;
-    let result = match state.engine.execute(Op::CreateTransfers(vec![event])).await? {
-        OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
-        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
-    };
-    after_payment(&state, &caller, &payees(std::slice::from_ref(&event)), &[result == CreateTransferResult::Ok]).await;
+    let result = transfer_as(&state, &caller, &event, approval_header(&headers)).await?;
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
         CreateTransferResult::Exists => StatusCode::OK,
@@ -358,6 +352,24 @@ pub(crate) async fn create_transfer(
     let transfer = ledger.transfer(event.id).ok_or_else(|| internal("transfer"))?;
     let dto = transfer_dto(transfer, ledger.pending_status(event.id));
     Ok(with_location(status, format!("/v1/transfers/{}", event.id), Json(dto)))
+}
+
+/// Makes one transfer as `caller` would through the API: authorization, step-up, device limits,
+/// then the ledger; answers the ledger's result.
+pub(crate) async fn transfer_as(
+    state: &AppState,
+    caller: &Caller,
+    event: &NewTransfer,
+    approval: Option<&str>,
+) -> Result<CreateTransferResult, ApiError> {
+    authorize_transfers(state, caller, std::slice::from_ref(event), approval)?;
+    charge_device_day(state, caller, std::slice::from_ref(event)).await?;
+    let result = match state.engine.execute(Op::CreateTransfers(vec![*event])).await? {
+        OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
+        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
+    };
+    after_payment(state, caller, &payees(std::slice::from_ref(event)), &[result == CreateTransferResult::Ok]).await;
+    Ok(result)
 }
 
 /// Create up to 8,190 transfers in one durable batch.

@@ -22,6 +22,7 @@ pub mod passkeys;
 pub mod ratelimit;
 pub mod tab_routes;
 pub mod vault;
+pub mod x402;
 
 use std::sync::{Arc, OnceLock};
 
@@ -69,6 +70,8 @@ pub struct AppState {
     pub limits: Arc<ratelimit::Limits>,
     /// The WebAuthn relying party and ceremonies in flight.
     pub passkeys: Arc<passkeys::Passkeys>,
+    /// This server's x402 network id, `obol:<instance-id>`.
+    pub x402_network: Arc<str>,
 }
 
 impl AppState {
@@ -92,7 +95,19 @@ impl AppState {
                 passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
                     .expect("localhost is a valid WebAuthn relying party"),
             ),
+            x402_network: Arc::from("obol:local"),
         }
+    }
+
+    /// Sets the x402 network id to `obol:<instance_id>` (3 to 32 letters, digits, `-` or `_`).
+    pub fn with_instance_id(mut self, instance_id: &str) -> Result<AppState, String> {
+        let valid = (1..=32).contains(&instance_id.len())
+            && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'"));
+        }
+        self.x402_network = Arc::from(format!("obol:{instance_id}"));
+        Ok(self)
     }
 
     /// Sets how long step-up challenges and approvals live (default five minutes).
@@ -155,6 +170,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tabs/{id}/topup"),
     ("POST", "/v1/tabs/{id}/settle"),
     ("POST", "/v1/vouchers"),
+    ("POST", "/v1/x402/verify"),
+    ("POST", "/v1/x402/settle"),
+    ("GET", "/v1/x402/supported"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -162,6 +180,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
 ];
+
+/// Routes under `/v1` that answer without a key: the facilitator's list of what it accepts.
+pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported"];
 
 /// Wall-clock time, ns since the Unix epoch (key expiry is wall-clock time).
 pub(crate) fn now_ns() -> u64 {
@@ -234,12 +255,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tabs/{id}/topup", post(tab_routes::top_up))
         .route("/v1/tabs/{id}/settle", post(tab_routes::settle_tab))
         .route("/v1/vouchers", post(tab_routes::submit_vouchers))
+        .route("/v1/x402/verify", post(x402::facilitator_verify))
+        .route("/v1/x402/settle", post(x402::facilitator_settle))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_key));
     Router::new()
         .merge(v1)
+        .route("/v1/x402/supported", get(x402::facilitator_supported))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -332,6 +356,7 @@ impl utoipa::Modify for BearerAuth {
         passkeys::start_registration, passkeys::finish_registration, passkeys::start_assertion,
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
+        x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

@@ -22,28 +22,7 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let started = support::start("tabs");
-        let op = |path: &str, body: Value| {
-            let router = started.router.clone();
-            let operator = started.operator.clone();
-            let path = path.to_string();
-            async move {
-                let (status, value) = post(&router, &operator, &path, body, None).await;
-                assert!(status.is_success(), "{path}: {status} {value}");
-                value
-            }
-        };
-        op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
-        op("/v1/principals", json!({"id": "300", "role": "merchant", "name": "Shop"})).await;
-        let holder = op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
-        let merchant = op("/v1/principals/300/keys", json!({})).await["key"].as_str().unwrap().to_string();
-        op("/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 9})).await;
-        op("/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": 9, "owner_id": "100", "flags": ["debits_must_not_exceed_credits"]})).await;
-        op("/v1/accounts", json!({"id": "2", "asset_code": "USD", "asset_scale": 9, "owner_id": "300"})).await;
-        op("/v1/transfers", json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": "5000000", "asset_code": "USD", "asset_scale": 9})).await;
-        let device = SigningKey::from_bytes(&[12u8; 32]);
-        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "reader", "x": Base64UrlUnpadded::encode_string(&device.verifying_key().to_bytes())});
-        op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
+        let support::Parties { started, holder, merchant, device } = support::parties("tabs", "5000000", 12).await;
         World { started, holder, merchant, device }
     }
 

@@ -113,7 +113,7 @@ fn print_new_key(key: &str) {
     println!();
 }
 
-fn wall_ns() -> u64 {
+pub(crate) fn wall_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
@@ -125,6 +125,17 @@ pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
     println!("obol: revoked the operator's keys and issued a new one for {}", describe(args));
     print_new_key(&key);
     Ok(())
+}
+
+/// This server's instance id (its x402 network is `obol:<id>`): made once, kept in the store.
+fn instance_id(node: &mut Node<Box<dyn Store>>) -> anyhow::Result<String> {
+    const KEY: &str = "instance_id";
+    if let Some(bytes) = node.store_mut().meta_get(KEY)? {
+        return String::from_utf8(bytes).context("the stored instance id is not text");
+    }
+    let id: String = format!("{:016x}", rand::random::<u64>());
+    node.store_mut().meta_put(KEY, id.as_bytes())?;
+    Ok(id)
 }
 
 /// `obol serve`.
@@ -162,6 +173,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
     let master_key = obol_http::vault::load_or_create_master_key(&master_key_path)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
+    let instance_id = instance_id(&mut node)?;
     let engine = Engine::start(node);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
@@ -176,7 +188,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
-        .with_rate_limit(args.rate_limit, args.auth_failure_limit);
+        .with_rate_limit(args.rate_limit, args.auth_failure_limit)
+        .with_instance_id(&instance_id)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    tracing::info!(network = %state.x402_network, "x402 network id");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
     let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -76,3 +76,46 @@ pub async fn post(router: &Router, key: &str, path: &str, body: Value, approval:
     }
     send(router, builder.body(Body::from(body.to_string())).expect("request")).await
 }
+
+/// A payer and a payee: holder 100 (key `holder`) owns account 1, funded with `funds` USD at
+/// scale 9 and unable to overdraw; merchant 300 (key `merchant`) owns account 2; the holder's
+/// device 55 signs with `device`.
+pub struct Parties {
+    /// The app.
+    pub started: Started,
+    /// The holder's API key.
+    pub holder: String,
+    /// The merchant's API key.
+    pub merchant: String,
+    /// The holder's device key.
+    pub device: ed25519_dalek::SigningKey,
+}
+
+/// Sets up [`Parties`] on a fresh app.
+pub async fn parties(tag: &str, funds: &str, device_seed: u8) -> Parties {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use serde_json::json;
+    let started = start(tag);
+    let op = |path: &str, body: Value| {
+        let router = started.router.clone();
+        let operator = started.operator.clone();
+        let path = path.to_string();
+        async move {
+            let (status, value) = post(&router, &operator, &path, body, None).await;
+            assert!(status.is_success(), "{path}: {status} {value}");
+            value
+        }
+    };
+    op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
+    op("/v1/principals", json!({"id": "300", "role": "merchant", "name": "Shop"})).await;
+    let holder = op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
+    let merchant = op("/v1/principals/300/keys", json!({})).await["key"].as_str().unwrap().to_string();
+    op("/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 9})).await;
+    op("/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": 9, "owner_id": "100", "flags": ["debits_must_not_exceed_credits"]})).await;
+    op("/v1/accounts", json!({"id": "2", "asset_code": "USD", "asset_scale": 9, "owner_id": "300"})).await;
+    op("/v1/transfers", json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": funds, "asset_code": "USD", "asset_scale": 9})).await;
+    let device = ed25519_dalek::SigningKey::from_bytes(&[device_seed; 32]);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "reader", "x": Base64UrlUnpadded::encode_string(&device.verifying_key().to_bytes())});
+    op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
+    Parties { started, holder, merchant, device }
+}
