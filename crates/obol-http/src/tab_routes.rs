@@ -271,7 +271,12 @@ pub(crate) fn check_tick(
 ) -> Result<Option<u128>, ApiError> {
     let ledger = read_ledger(state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
-    tab_signer(&ledger, entry)?;
+    // A tick needs no key, only a device that may still pay.
+    let device_active =
+        ledger.identity().device(entry.tab.device_id).is_some_and(|device| device.status == Status::Active);
+    if !device_active {
+        return Err(ApiError::TabRejected(PayReject::DeviceInactive));
+    }
     match entry.tab.check_tick(index, word, now_ns()) {
         Ok(added) => Ok(Some(added)),
         Err(PayReject::Stale) => Ok(None),

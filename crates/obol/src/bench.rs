@@ -29,6 +29,12 @@ pub enum BenchCommand {
     /// Cost of authenticating one device-signed request (RFC 9421: parse, digest, signature
     /// base, replay check, Ed25519 verify) next to a bare ed25519-dalek verify, in one run.
     Auth(AuthArgs),
+    /// Voucher checks per second against bare ed25519-dalek (single and batch), PayWord ticks
+    /// per second, and memory per open tab (a million of them), on one core.
+    Vouchers(crate::bench_pay::VoucherArgs),
+    /// Paid HTTP requests per second end to end over loopback (402 terms taken, one PayWord tick
+    /// per request, journaled), driven by wrk, beside unpaid requests on the same server.
+    Http(crate::bench_pay::HttpArgs),
 }
 
 /// Options of `obol bench auth`.
@@ -74,6 +80,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ledger(args) => ledger(args),
         BenchCommand::Auth(args) => auth(args),
+        BenchCommand::Vouchers(args) => crate::bench_pay::vouchers(args),
+        BenchCommand::Http(args) => crate::bench_pay::http(args),
     }
 }
 

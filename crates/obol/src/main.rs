@@ -3,12 +3,17 @@
 //! This crate is the only place that reads configuration, chooses a store, installs signal
 //! handlers and uses `anyhow`; everything below it returns typed errors.
 
+mod alloc;
 mod bench;
+mod bench_pay;
 mod client;
 mod identity_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 /// obol: a secure micropayment server.
 ///

@@ -1,0 +1,563 @@
+//! `obol bench vouchers` and `obol bench http`: what a micropayment costs.
+//!
+//! `vouchers` measures, on one core and in one run: full voucher checks (decode, tab lookup, the
+//! tab's checks, Ed25519 batch verification of 64, acceptance) beside bare ed25519-dalek single
+//! and batch verification; PayWord ticks; and the memory a million open tabs take, counted by the
+//! process allocator (against a million plain pending transfers, the escrows' own cost).
+//!
+//! `http` starts a real obol server in this process (embedded store, group commit, a route priced
+//! with `PaymentLayer`) and drives it from wrk, a separate program, over loopback: paid requests
+//! (402 offer taken, then one PayWord tick per request, journaled before the answer) and unpaid
+//! ones on the same server, in the same run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use indicatif::{ProgressBar, ProgressStyle};
+use obol_core::channel::{Commitment, Tab, TabCommand, Voucher, payword_chain, verify_vouchers};
+use obol_core::codec::{Op, Record};
+use obol_core::identity::{IdentityCommand, Role};
+use obol_core::ledger::{AccountFlags, Ledger, NewAccount, NewTransfer, TransferFlags};
+use obol_core::money::Asset;
+use serde_json::json;
+
+/// Options of `obol bench vouchers`.
+#[derive(Args, Debug)]
+pub struct VoucherArgs {
+    /// Vouchers to check (signed beforehand, spread over 64 tabs with 64 payer keys).
+    #[arg(long, default_value_t = 32_768)]
+    vouchers: usize,
+    /// PayWord ticks to accept.
+    #[arg(long, default_value_t = 2_000_000)]
+    ticks: u32,
+    /// Tabs to open for the memory measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    tabs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const BATCH: usize = 64;
+
+fn asset() -> Asset {
+    Asset::new("USD", 9).expect("USD is ISO 4217")
+}
+
+fn progress(len: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:28} [{bar:30}] {human_pos}/{human_len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+fn per_second(count: usize, started: Instant) -> f64 {
+    count as f64 / started.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// `obol bench vouchers`.
+pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
+    if args.vouchers < BATCH || args.ticks == 0 || args.tabs == 0 {
+        bail!("--vouchers must be at least {BATCH}, --ticks and --tabs at least 1");
+    }
+    let keys: Vec<SigningKey> = (0..BATCH).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect();
+    let verifying: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+    let signing = progress(args.vouchers as u64, "signing vouchers");
+    let vouchers: Vec<[u8; obol_core::channel::VOUCHER_BYTES]> = (0..args.vouchers)
+        .map(|n| {
+            let tab_id = (n % BATCH) as u128 + 1;
+            let seq = (n / BATCH) as u64 + 1;
+            let cumulative = u128::from(seq) * 10;
+            let message = Voucher::signed_message(tab_id, 2, cumulative, seq);
+            let signature = keys[n % BATCH].sign(&message).to_bytes();
+            signing.inc(1);
+            Voucher { tab_id, payee_id: 2, cumulative, seq, signature }.encode()
+        })
+        .collect();
+    signing.finish_and_clear();
+    let decoded: Vec<Voucher> = vouchers.iter().map(|bytes| Voucher::decode(bytes)).collect::<Result<_, _>>()?;
+    let messages: Vec<[u8; 72]> =
+        decoded.iter().map(|v| Voucher::signed_message(v.tab_id, v.payee_id, v.cumulative, v.seq)).collect();
+    let signatures: Vec<Signature> = decoded.iter().map(|v| Signature::from_bytes(&v.signature)).collect();
+
+    // Bare ed25519-dalek, one by one.
+    let started = Instant::now();
+    for (n, (message, signature)) in messages.iter().zip(&signatures).enumerate() {
+        verifying[n % BATCH].verify_strict(message, signature).map_err(|_| anyhow::anyhow!("verify failed"))?;
+    }
+    let dalek_verify_per_s = per_second(messages.len(), started);
+
+    // Bare ed25519-dalek, batches of 64.
+    let started = Instant::now();
+    let mut verified = 0;
+    for (chunk_messages, chunk_signatures) in messages.chunks_exact(BATCH).zip(signatures.chunks_exact(BATCH)) {
+        let refs: Vec<&[u8]> = chunk_messages.iter().map(|m| &m[..]).collect();
+        ed25519_dalek::verify_batch(&refs, chunk_signatures, &verifying)
+            .map_err(|_| anyhow::anyhow!("batch verify failed"))?;
+        verified += BATCH;
+    }
+    let dalek_batch_verify_per_s = per_second(verified, started);
+
+    // obol's full check: bytes in, tabs updated, 64 at a time.
+    let mut tabs: Vec<Tab> = (1..=BATCH as u128)
+        .map(|id| Tab {
+            id,
+            payee_id: 2,
+            escrow: u128::MAX,
+            cumulative: 0,
+            escrow_transfer_id: id,
+            device_id: id,
+            expires_ns: u64::MAX,
+            seq: 0,
+            payword: None,
+            closed: false,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut checked = 0;
+    for chunk in vouchers.chunks_exact(BATCH) {
+        let mut batch: Vec<(Voucher, usize)> = Vec::with_capacity(BATCH);
+        for bytes in chunk {
+            let voucher = Voucher::decode(bytes)?;
+            let index = usize::try_from(voucher.tab_id - 1)?;
+            tabs[index].check_voucher_fields(&voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
+            batch.push((voucher, index));
+        }
+        let pairs: Vec<(&Voucher, &VerifyingKey)> = batch.iter().map(|(v, i)| (v, &verifying[*i])).collect();
+        let ok = verify_vouchers(&pairs);
+        for ((voucher, index), ok) in batch.iter().zip(ok) {
+            if !ok {
+                bail!("a valid voucher failed verification");
+            }
+            tabs[*index].accept_verified_voucher(voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
+            checked += 1;
+        }
+    }
+    let voucher_checks_per_s = per_second(checked, started);
+
+    // PayWord ticks.
+    let chain = payword_chain([9u8; 32], args.ticks);
+    let commitment_message = Commitment::signed_message(1, 2, &chain[0], args.ticks, 1);
+    let commitment = Commitment {
+        tab_id: 1,
+        payee_id: 2,
+        root: chain[0],
+        length: args.ticks,
+        value_per_tick: 1,
+        signature: keys[0].sign(&commitment_message).to_bytes(),
+    };
+    let mut tab = Tab { cumulative: 0, seq: 0, payword: None, ..tabs[0].clone() };
+    tab.accept_commitment(&commitment, &verifying[0], 0).map_err(|e| anyhow::anyhow!("commitment refused: {e}"))?;
+    let started = Instant::now();
+    for (index, word) in chain.iter().enumerate().skip(1) {
+        tab.accept_tick(index as u32, word, 0).map_err(|e| anyhow::anyhow!("tick refused: {e}"))?;
+    }
+    let payword_ticks_per_s = per_second(args.ticks as usize, started);
+
+    let (bytes_per_open_tab, bytes_per_escrow) = tab_memory(args.tabs, &verifying[0])?;
+    let ratio = voucher_checks_per_s / dalek_batch_verify_per_s;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "vouchers": checked, "voucher_checks_per_s": voucher_checks_per_s.round(),
+                "dalek_verify_per_s": dalek_verify_per_s.round(), "dalek_batch_verify_per_s": dalek_batch_verify_per_s.round(),
+                "voucher_checks_over_dalek_batch": (ratio * 1000.0).round() / 1000.0,
+                "payword_ticks_per_s": payword_ticks_per_s.round(),
+                "open_tabs": args.tabs, "bytes_per_open_tab": bytes_per_open_tab.round(),
+                "bytes_per_escrow_transfer": bytes_per_escrow.round(),
+                "bytes_per_open_tab_with_escrow": (bytes_per_open_tab + bytes_per_escrow).round(),
+            })
+        );
+        return Ok(());
+    }
+    println!("obol bench vouchers: one core, same run");
+    println!("{:<48} {:>14.0}/s", "voucher checks (decode, tab, batch verify, accept)", voucher_checks_per_s);
+    println!("{:<48} {:>14.0}/s", "ed25519-dalek verify_strict, one by one", dalek_verify_per_s);
+    println!("{:<48} {:>14.0}/s", "ed25519-dalek verify_batch, 64 at a time", dalek_batch_verify_per_s);
+    println!("voucher checks / dalek batch verify: {:.1}%", ratio * 100.0);
+    println!("{:<48} {:>14.0}/s", "PayWord ticks (one SHA-256 each)", payword_ticks_per_s);
+    println!("{:<48} {:>14.0} B", format!("memory per open tab ({} tabs)", args.tabs), bytes_per_open_tab);
+    println!("{:<48} {:>14.0} B", "  plus its escrow (a pending ledger transfer)", bytes_per_escrow);
+    Ok(())
+}
+
+/// Holder 50 with device 9 (`key`), its account 1, payee account 2 and funding account 3.
+fn parties_ops(key: &VerifyingKey) -> Vec<Op> {
+    let account = |id: u128, owner_id: u128| NewAccount {
+        id,
+        owner_id,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        asset: asset(),
+        code: 1,
+        flags: AccountFlags(0),
+    };
+    vec![
+        Op::Identity(IdentityCommand::CreatePrincipal { id: 50, role: Role::Holder, name: "bench".into() }),
+        Op::Identity(IdentityCommand::RegisterDevice {
+            id: 9,
+            holder_id: 50,
+            kid: "bench".into(),
+            public_key: key.to_bytes(),
+            limits: None,
+        }),
+        Op::CreateAccounts(vec![account(1, 50), account(2, 0), account(3, 0)]),
+    ]
+}
+
+/// A transfer of `amount` from account 3 to the payer's account 1.
+fn funding(id: u128, amount: u128) -> NewTransfer {
+    NewTransfer {
+        id,
+        debit_account_id: 3,
+        credit_account_id: 1,
+        amount,
+        pending_id: 0,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        asset: Some(asset()),
+        code: 1,
+        flags: TransferFlags(0),
+    }
+}
+
+/// A ledger with [`parties_ops`] applied and the payer funded with `funds`.
+fn tab_ledger(key: &VerifyingKey, funds: u128) -> Ledger {
+    let mut ledger = Ledger::new(rand::random());
+    let mut ops = parties_ops(key);
+    ops.push(Op::CreateTransfers(vec![funding(1, funds)]));
+    ledger.apply(&Record { now_ns: 1, ops });
+    ledger
+}
+
+/// Opens `count` tabs (and, separately, as many plain pending transfers) and answers the bytes
+/// each tab adds beyond its escrow, and the bytes of one escrow transfer.
+fn tab_memory(count: u64, key: &VerifyingKey) -> anyhow::Result<(f64, f64)> {
+    let bar = progress(count * 2, "opening tabs");
+    let measure = |tabs: bool| -> anyhow::Result<i64> {
+        let mut ledger = tab_ledger(key, u128::from(count) * 10);
+        crate::alloc::start();
+        let mut id = 10u128;
+        let mut remaining = count;
+        while remaining > 0 {
+            let n = remaining.min(obol_core::ledger::BATCH_EVENTS_MAX as u64);
+            let ops: Vec<Op> = if tabs {
+                (0..n)
+                    .map(|i| {
+                        Op::Tab(TabCommand::Open {
+                            tab_id: id + u128::from(i),
+                            escrow_transfer_id: id + u128::from(i),
+                            payer_account_id: 1,
+                            payee_account_id: 2,
+                            device_id: 9,
+                            budget: 10,
+                            asset: asset(),
+                            timeout_s: 3600,
+                        })
+                    })
+                    .collect()
+            } else {
+                let events = (0..n)
+                    .map(|i| NewTransfer {
+                        id: id + u128::from(i),
+                        debit_account_id: 1,
+                        credit_account_id: 2,
+                        amount: 10,
+                        pending_id: 0,
+                        user_data_128: id + u128::from(i),
+                        user_data_64: 0,
+                        user_data_32: 0,
+                        timeout_s: 0,
+                        asset: Some(asset()),
+                        code: obol_core::channel::TAB_TRANSFER_CODE,
+                        flags: TransferFlags(TransferFlags::PENDING),
+                    })
+                    .collect();
+                vec![Op::CreateTransfers(events)]
+            };
+            let results = ledger.apply(&Record { now_ns: 2, ops });
+            drop(results);
+            id += u128::from(n);
+            remaining -= n;
+            bar.inc(n);
+        }
+        let live = crate::alloc::stop();
+        let opened = if tabs { ledger.tabs_count() as u64 } else { ledger.transfers_count() as u64 - 1 };
+        if opened != count {
+            bail!("opened {opened} of {count}");
+        }
+        drop(ledger);
+        Ok(live)
+    };
+    let escrows = measure(false)?;
+    let with_tabs = measure(true)?;
+    bar.finish_and_clear();
+    let per_escrow = escrows as f64 / count as f64;
+    Ok(((with_tabs - escrows) as f64 / count as f64, per_escrow))
+}
+
+/// Options of `obol bench http`.
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// Seconds each wrk run lasts.
+    #[arg(long, default_value_t = 5)]
+    duration_s: u64,
+    /// Open connections (wrk's -c; the server's group commit takes what is in flight).
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Paid requests prepared per second of the run (more than the server can take).
+    #[arg(long, default_value_t = 80_000)]
+    rate_max: u64,
+    /// Directory for the embedded store (removed afterwards).
+    #[arg(long, default_value = "./obol-bench-http")]
+    data_dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// wrk's numbers for one run.
+#[derive(Debug, Default)]
+struct WrkRun {
+    requests: u64,
+    non_2xx: u64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.trim().parse::<f64>().ok().map(|n| n * scale)
+}
+
+fn parse_wrk(output: &str) -> anyhow::Result<WrkRun> {
+    let mut run = WrkRun::default();
+    for line in output.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", value] => run.p50_ms = parse_duration_ms(value).unwrap_or(0.0),
+            ["99%", value] => run.p99_ms = parse_duration_ms(value).unwrap_or(0.0),
+            [count, "requests", "in", duration, ..] => {
+                run.requests = count.parse().unwrap_or(0);
+                run.seconds = parse_duration_ms(duration.trim_end_matches(',')).unwrap_or(0.0) / 1000.0;
+            }
+            ["Non-2xx", "or", "3xx", "responses:", count] => run.non_2xx = count.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    if run.requests == 0 || run.seconds <= 0.0 {
+        bail!("could not read wrk's report:\n{output}");
+    }
+    Ok(run)
+}
+
+const WRK_SCRIPT: &str = r#"-- obol bench http: one prepared PAYMENT-SIGNATURE per request, in order.
+local requests = {}
+local count = 0
+local next = 0
+init = function(args)
+  local path = args[2]
+  for line in io.lines(args[1]) do
+    count = count + 1
+    if path == "/paid" then
+      requests[count] = wrk.format("GET", path, { ["PAYMENT-SIGNATURE"] = line })
+    else
+      requests[count] = wrk.format("GET", path)
+    end
+  end
+end
+request = function()
+  next = next + 1
+  if next > count then next = 1 end
+  return requests[next]
+end
+"#;
+
+fn run_wrk(
+    args: &HttpArgs,
+    address: std::net::SocketAddr,
+    script: &std::path::Path,
+    lines: &std::path::Path,
+    path: &str,
+) -> anyhow::Result<WrkRun> {
+    let output = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.duration_s), "--latency", "-s"])
+        .arg(script)
+        .arg(format!("http://{address}"))
+        .arg("--")
+        .arg(lines)
+        .arg(path)
+        .output()
+        .context("running wrk (install it: apt-get install wrk)")?;
+    if !output.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// `obol bench http`.
+pub fn http(args: HttpArgs) -> anyhow::Result<()> {
+    use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD};
+    if std::process::Command::new("wrk").arg("--version").output().is_err() {
+        bail!("obol bench http drives the server with wrk; install it (Debian: apt-get install wrk)");
+    }
+    if args.duration_s == 0 || args.connections == 0 {
+        bail!("--duration-s and --connections must be at least 1");
+    }
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    let store = obol_store::SqliteStore::open(&args.data_dir).context("opening the bench store")?;
+    let mut node = obol_store::Node::open(store, rand::random())?;
+    // One tab per 16 requests in flight, so consecutive ticks of a tab are never in flight together.
+    let tabs_count = u64::from(args.connections) * 16;
+    let ticks_total = args.rate_max * args.duration_s;
+    let chain_length = u32::try_from(ticks_total.div_ceil(tabs_count) + 1)?;
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let price: u128 = 1_000;
+    let prepare = progress(tabs_count, "opening tabs and chains");
+    let setup = parties_ops(&key.verifying_key());
+    node.commit(&Record { now_ns: crate::serve::wall_ns(), ops: setup })?;
+    let mut chains = Vec::with_capacity(tabs_count as usize);
+    for tab_index in 0..tabs_count {
+        let tab_id = u128::from(tab_index) + 100;
+        let chain = payword_chain(rand::random(), chain_length);
+        let message = Commitment::signed_message(tab_id, 2, &chain[0], chain_length, price);
+        let commitment = Commitment {
+            tab_id,
+            payee_id: 2,
+            root: chain[0],
+            length: chain_length,
+            value_per_tick: price,
+            signature: key.sign(&message).to_bytes(),
+        };
+        let budget = u128::from(chain_length) * price;
+        let fund = funding(tab_id, budget);
+        let ops = vec![
+            Op::CreateTransfers(vec![fund]),
+            Op::Tab(TabCommand::Open {
+                tab_id,
+                escrow_transfer_id: tab_id + 1_000_000,
+                payer_account_id: 1,
+                payee_account_id: 2,
+                device_id: 9,
+                budget,
+                asset: asset(),
+                timeout_s: 3600,
+            }),
+            Op::Tab(TabCommand::Commit(commitment)),
+        ];
+        node.commit(&Record { now_ns: crate::serve::wall_ns(), ops })?;
+        chains.push((tab_id, chain));
+        prepare.inc(1);
+    }
+    prepare.finish_and_clear();
+    let engine = obol_store::Engine::start(node);
+    let state = obol_http::AppState::new(engine.clone(), "http").with_rate_limit(0, 0);
+    let network = state.x402_network.to_string();
+    let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD]);
+    let accepted = &offer.requirements(&network)[0];
+    let work_dir = args.data_dir.join("wrk");
+    std::fs::create_dir_all(&work_dir)?;
+    let lines_path = work_dir.join("payments.txt");
+    let script_path = work_dir.join("paid.lua");
+    std::fs::write(&script_path, WRK_SCRIPT)?;
+    {
+        let writing = progress(ticks_total, "preparing payments");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&lines_path)?);
+        for n in 0..ticks_total {
+            let (tab_id, chain) = &chains[(n % tabs_count) as usize];
+            let index = (n / tabs_count) as usize + 1;
+            let word: String = chain[index].iter().map(|b| format!("{b:02x}")).collect();
+            let payment = json!({"x402Version": 2, "accepted": accepted,
+                "payload": {"tab": tab_id.to_string(), "index": index, "word": word}});
+            writeln!(file, "{}", obol_http::x402::encode_header(&payment))?;
+            writing.inc(1);
+        }
+        file.flush()?;
+        writing.finish_and_clear();
+    }
+    let free_path = work_dir.join("free.txt");
+    std::fs::write(&free_path, "-\n")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let router = obol_http::app(state.clone())
+        .route("/paid", axum::routing::get(|| async { "paid content" }).layer(PaymentLayer::new(state.clone(), offer)))
+        .route("/free", axum::routing::get(|| async { "free content" }));
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("wrk: unpaid requests for {} s", args.duration_s));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let free = run_wrk(&args, address, &script_path, &free_path, "/free")?;
+    spinner.set_message(format!("wrk: paid requests for {} s", args.duration_s));
+    let paid = run_wrk(&args, address, &script_path, &lines_path, "/paid")?;
+    spinner.finish_and_clear();
+    let acknowledged: u128 = {
+        let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
+        chains.iter().filter_map(|(tab_id, _)| ledger.tab(*tab_id)).map(|entry| entry.tab.cumulative).sum()
+    };
+    drop(runtime);
+    engine.shutdown();
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    let paid_ok = paid.requests - paid.non_2xx;
+    let paid_rps = paid_ok as f64 / paid.seconds;
+    let unpaid_rps = (free.requests - free.non_2xx) as f64 / free.seconds;
+    // wrk stops with requests in flight (one per connection, and one more it may drop while
+    // closing): those may be paid and answered after wrk stopped counting.
+    let counted = u128::from(paid_ok) * price;
+    let in_flight = 2 * u128::from(args.connections) * price;
+    if acknowledged < counted || acknowledged > counted + in_flight {
+        bail!("the tabs owe {acknowledged}, but wrk counted {paid_ok} paid answers x {price}");
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"connections": args.connections, "duration_s": args.duration_s,
+                "paid_rps": paid_rps.round(), "paid_p50_ms": paid.p50_ms, "paid_p99_ms": paid.p99_ms,
+                "paid_requests": paid.requests, "paid_refused": paid.non_2xx,
+                "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": free.p50_ms, "unpaid_p99_ms": free.p99_ms,
+                "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0})
+        );
+        return Ok(());
+    }
+    println!(
+        "obol bench http: wrk -t1 -c{} -d{}s over loopback, same server, same run",
+        args.connections, args.duration_s
+    );
+    println!("{:<40} {:>12} {:>10} {:>10}", "", "req/s", "p50 (ms)", "p99 (ms)");
+    println!("{:<40} {:>12.0} {:>10.2} {:>10.2}", "paid (PayWord tick, journaled)", paid_rps, paid.p50_ms, paid.p99_ms);
+    println!(
+        "{:<40} {:>12.0} {:>10.2} {:>10.2}",
+        "unpaid (same router, no payment)", unpaid_rps, free.p50_ms, free.p99_ms
+    );
+    println!(
+        "paid answers: {paid_ok}; refused: {}; the tabs owe {} ticks (wrk stops with requests in flight)",
+        paid.non_2xx,
+        acknowledged / price
+    );
+    Ok(())
+}
