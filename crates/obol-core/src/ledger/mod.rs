@@ -260,6 +260,11 @@ impl Ledger {
                     closed: false,
                 };
                 let index = u32::try_from(self.tabs.len()).expect("fewer than 2^32 tabs");
+                if self.tabs.len() == self.tabs.capacity() {
+                    // Grow by an eighth, not double: a million tabs then waste at most 12.5%,
+                    // and the allocator moves large blocks by remapping pages, not copying.
+                    self.tabs.reserve_exact((self.tabs.len() / 8).max(1024));
+                }
                 self.tabs.push(TabEntry { tab, last_signature: [0; 64] });
                 self.tab_index.insert(tab_id.to_le_bytes(), index);
                 TabResult::Ok { added: 0 }
