@@ -2,7 +2,7 @@
 //
 // Three scheme clients (the `SchemeNetworkClient` shape of @x402/core) build the `payload` of a
 // `PAYMENT-SIGNATURE` for an obol-priced route:
-//   - `obol-voucher`: a signed cumulative voucher into a tab (OBV1, 108 bytes, base64url);
+//   - `obol-voucher`: a signed cumulative voucher into a tab (OBV1, 124 bytes, base64url);
 //   - `obol-payword`: the next words of a committed SHA-256 hash chain;
 //   - `exact`: a device-signed authorization of one ledger transfer.
 // The byte layouts are those of docs/vouchers.md (all integers little-endian) and
@@ -19,6 +19,10 @@ export const OBOL_NETWORK = "obol:*";
 export const SCHEME_VOUCHER = "obol-voucher";
 export const SCHEME_PAYWORD = "obol-payword";
 export const SCHEME_EXACT = "exact";
+/** Bytes of a binary voucher (4 + 16 + 16 + 16 + 8 + 64). */
+export const VOUCHER_BYTES = 124;
+/** Bytes of a binary PayWord commitment (4 + 16 + 16 + 32 + 4 + 16 + 64). */
+export const COMMITMENT_BYTES = 152;
 /** Longest hash chain a commitment may announce (obol's PAYWORD_LENGTH_MAX). */
 export const PAYWORD_LENGTH_MAX = 1 << 24;
 /** Most ticks one revealed word may skip (obol's PAYWORD_SKIP_MAX). */
@@ -111,7 +115,11 @@ export function voucherMessage({ tabId, payeeId, cumulative, seq }) {
   ]);
 }
 
-/** A signed voucher in its 108-byte binary form: "OBV1", tab, payee, cumulative, seq, signature. */
+/**
+ * A signed voucher in its binary form: "OBV1" (4), tab (16), payee (16), cumulative (16), seq (8),
+ * signature (64), 124 bytes in all. (docs/vouchers.md titles it "108 bytes", but its own table
+ * and example hex are 124 bytes, as is channel.rs's VOUCHER_BYTES.)
+ */
 export function encodeVoucher({ seed, key, tabId, payeeId, cumulative, seq }) {
   const message = voucherMessage({ tabId, payeeId, cumulative, seq });
   const signature = signWith(key ?? privateKey(seed), message);

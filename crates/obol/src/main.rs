@@ -8,6 +8,7 @@ mod bench;
 mod bench_pay;
 mod client;
 mod identity_cli;
+mod pay_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,11 @@ enum Command {
     Transfer(client::TransferArgs),
     /// Show an account's balances and net position.
     Balance(client::BalanceArgs),
+    /// Open, show, top up and settle micropayment tabs.
+    #[command(subcommand)]
+    Tab(pay_cli::TabCommand),
+    /// Fetch a priced URL as a device, paying HTTP 402 (x402) from a tab or with a transfer.
+    Pay(pay_cli::PayArgs),
     /// Create and manage principals (operator).
     #[command(subcommand)]
     Principal(identity_cli::PrincipalCommand),
@@ -73,6 +79,8 @@ fn main() -> std::process::ExitCode {
         Command::Account(command) => client::account(command),
         Command::Transfer(args) => client::transfer(args),
         Command::Balance(args) => client::balance(args),
+        Command::Tab(command) => pay_cli::tab(command),
+        Command::Pay(args) => pay_cli::pay(args),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
         Command::Principal(command) => identity_cli::principal(command),

@@ -1,0 +1,217 @@
+//! `obol tab ...` (manage tabs with an API key) and `obol pay ...` (fetch a priced URL as a
+//! device, paying HTTP 402 with the client SDK).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::client::{Api, Connection, parse_asset, print, runtime};
+
+/// `obol tab ...`
+#[derive(Subcommand, Debug)]
+pub enum TabCommand {
+    /// Open a tab: escrow a budget from the payer's account to a payee, payable by one device.
+    ///
+    /// Example: obol tab open --payer 1 --payee 2 --budget 1000000 --asset USD/9 --device 55 --timeout-s 3600
+    Open {
+        /// The payer's account.
+        #[arg(long)]
+        payer: String,
+        /// The payee's account.
+        #[arg(long)]
+        payee: String,
+        /// Budget to escrow, minor units.
+        #[arg(long)]
+        budget: String,
+        /// Asset of both accounts, e.g. USD/9.
+        #[arg(long)]
+        asset: String,
+        /// The device whose key signs the tab's payments.
+        #[arg(long)]
+        device: String,
+        /// Seconds the tab accepts payments.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u32,
+        /// Tab id; a random one if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a tab: escrow, what it owes, status.
+    Show {
+        /// Tab id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Add to a tab's escrow.
+    Topup {
+        /// Tab id.
+        id: String,
+        /// Minor units to add.
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Settle and close a tab: the payee gets what it owes, the rest goes back to the payer.
+    Settle {
+        /// Tab id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol pay URL`: fetch a priced URL as a device, paying if the server answers 402.
+///
+/// Example: obol pay http://127.0.0.1:3000/article --key-file meter.key --kid meter-1 --device 55
+///          --account 1 --asset USD/9 --tab-budget 100000 --max-per-request 5000 --count 3
+#[derive(Args, Debug)]
+pub struct PayArgs {
+    /// The priced URL.
+    url: String,
+    /// File with the device's private key (hex, as `obol device keygen` writes it).
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The device's key id.
+    #[arg(long)]
+    kid: String,
+    /// The device's id.
+    #[arg(long)]
+    device: String,
+    /// The account payments come from.
+    #[arg(long)]
+    account: String,
+    /// The account's asset, e.g. USD/9.
+    #[arg(long)]
+    asset: String,
+    /// The obol server that keeps the account (where tabs are opened).
+    #[arg(long, default_value = "http://127.0.0.1:8402", env = "OBOL_URL")]
+    server: String,
+    /// Budget of a tab opened when a payee asks and none is open (0: never open one).
+    #[arg(long, default_value_t = 0)]
+    tab_budget: u128,
+    /// Most one request may cost, minor units.
+    #[arg(long)]
+    max_per_request: Option<u128>,
+    /// Most one tab may hold, minor units.
+    #[arg(long)]
+    max_per_tab: Option<u128>,
+    /// Most all payments may add up to today, minor units.
+    #[arg(long)]
+    max_per_day: Option<u128>,
+    /// Pay each request with its own ledger transfer (scheme `exact`) instead of a tab.
+    #[arg(long)]
+    exact: bool,
+    /// How many times to fetch the URL.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Settle the tab when done.
+    #[arg(long)]
+    settle: bool,
+}
+
+/// `obol tab ...`
+pub fn tab(command: TabCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let value = match command {
+            TabCommand::Open { payer, payee, budget, asset, device, timeout_s, id, connection } => {
+                let (asset_code, asset_scale) = parse_asset(&asset)?;
+                let mut body = json!({"payer_account_id": payer, "payee_account_id": payee, "budget": budget,
+                    "asset_code": asset_code, "asset_scale": asset_scale, "timeout_s": timeout_s, "device_id": device});
+                if let Some(id) = id {
+                    body["id"] = json!(id);
+                }
+                Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/tabs", Some(&body)).await?
+            }
+            TabCommand::Show { id, connection } => {
+                Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/tabs/{id}"), None).await?
+            }
+            TabCommand::Topup { id, amount, connection } => {
+                let body = json!({"amount": amount});
+                Api::new(&connection)?.expect(reqwest::Method::POST, &format!("/v1/tabs/{id}/topup"), Some(&body)).await?
+            }
+            TabCommand::Settle { id, connection } => {
+                Api::new(&connection)?.expect(reqwest::Method::POST, &format!("/v1/tabs/{id}/settle"), None).await?
+            }
+        };
+        print(&value);
+        Ok(())
+    })
+}
+
+fn read_key(path: &PathBuf) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the device key {}", path.display()))?;
+    let text = text.trim();
+    if text.len() != 64 {
+        bail!("{} must hold 64 hex digits (a 32-byte Ed25519 private key)", path.display());
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair)?;
+        *byte = u8::from_str_radix(digits, 16).with_context(|| format!("{} is not hex", path.display()))?;
+    }
+    Ok(key)
+}
+
+/// `obol pay ...`
+pub fn pay(args: PayArgs) -> anyhow::Result<()> {
+    use obol_client::{Preference, SpendLimits, Wallet, WalletConfig, receipt};
+    let (code, scale) = parse_asset(&args.asset)?;
+    let asset = obol_core::money::Asset::new(&code, scale).map_err(|e| anyhow!("{e}"))?;
+    let parse_id = |what: &str, text: &str| text.parse::<u128>().with_context(|| format!("--{what} must be a decimal id"));
+    let limits = SpendLimits {
+        per_request_max: args.max_per_request.unwrap_or(u128::MAX),
+        per_tab_max: args.max_per_tab.unwrap_or(u128::MAX),
+        per_day_max: args.max_per_day.unwrap_or(u128::MAX),
+    };
+    let wallet = Wallet::new(WalletConfig {
+        server: args.server.clone(),
+        device_key: read_key(&args.key_file)?,
+        kid: args.kid.clone(),
+        device_id: parse_id("device", &args.device)?,
+        account_id: parse_id("account", &args.account)?,
+        asset,
+        auto_tab_budget: args.tab_budget,
+        auto_tab_timeout_s: 3600,
+        limits,
+        preference: if args.exact { Preference::Exact } else { Preference::Tabs },
+    });
+    runtime()?.block_on(async {
+        for n in 1..=args.count {
+            let response = wallet.get(&args.url).await.map_err(|e| anyhow!("request {n}: {e}"))?;
+            let status = response.status().as_u16();
+            let paid = receipt(&response);
+            let body = response.text().await.unwrap_or_default();
+            let shown: String = body.chars().take(200).collect();
+            println!("{}", json!({"request": n, "status": status, "receipt": paid, "body": shown}));
+            if status >= 400 {
+                bail!("request {n} answered {status}");
+            }
+        }
+        eprintln!("paid today: {} minor units", wallet.spent_today());
+        if args.settle {
+            let offer_payee = first_payee(&wallet, &args.url).await?;
+            if let Some(payee) = offer_payee {
+                print(&wallet.settle(payee).await.map_err(|e| anyhow!("settling: {e}"))?);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The payee a priced URL names in its offer (to settle the wallet's tab to it).
+async fn first_payee(wallet: &obol_client::Wallet, url: &str) -> anyhow::Result<Option<u128>> {
+    let response = reqwest::get(url).await?;
+    let offer = response
+        .headers()
+        .get("payment-required")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| obol_http::x402::decode_header::<obol_http::x402::PaymentRequired>(v).ok());
+    let payee = offer.and_then(|o| o.accepts.first().and_then(|a| a.pay_to.parse::<u128>().ok()));
+    Ok(payee.filter(|p| wallet.tab(*p).is_some()))
+}
