@@ -86,7 +86,7 @@ impl Voucher {
         message
     }
 
-    /// The compact binary form (108 bytes).
+    /// The compact binary form (124 bytes).
     pub fn encode(&self) -> [u8; VOUCHER_BYTES] {
         let mut out = [0u8; VOUCHER_BYTES];
         out[..4].copy_from_slice(&VOUCHER_MAGIC);

@@ -107,7 +107,7 @@ pub(crate) fn tab_dto(ledger: &Ledger, entry: &TabEntry) -> TabDto {
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherSubmit {
-    /// The 108-byte binary voucher (docs/vouchers.md), base64url without padding.
+    /// The 124-byte binary voucher (docs/vouchers.md), base64url without padding.
     pub voucher: String,
 }
 

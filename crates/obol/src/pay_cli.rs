@@ -133,7 +133,9 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
             }
             TabCommand::Topup { id, amount, connection } => {
                 let body = json!({"amount": amount});
-                Api::new(&connection)?.expect(reqwest::Method::POST, &format!("/v1/tabs/{id}/topup"), Some(&body)).await?
+                Api::new(&connection)?
+                    .expect(reqwest::Method::POST, &format!("/v1/tabs/{id}/topup"), Some(&body))
+                    .await?
             }
             TabCommand::Settle { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::POST, &format!("/v1/tabs/{id}/settle"), None).await?
@@ -163,7 +165,8 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
     use obol_client::{Preference, SpendLimits, Wallet, WalletConfig, receipt};
     let (code, scale) = parse_asset(&args.asset)?;
     let asset = obol_core::money::Asset::new(&code, scale).map_err(|e| anyhow!("{e}"))?;
-    let parse_id = |what: &str, text: &str| text.parse::<u128>().with_context(|| format!("--{what} must be a decimal id"));
+    let parse_id =
+        |what: &str, text: &str| text.parse::<u128>().with_context(|| format!("--{what} must be a decimal id"));
     let limits = SpendLimits {
         per_request_max: args.max_per_request.unwrap_or(u128::MAX),
         per_tab_max: args.max_per_tab.unwrap_or(u128::MAX),

@@ -1,0 +1,50 @@
+//! An in-game item purchase: a one-off $0.99 sword, paid with a single ledger transfer (x402
+//! scheme `exact`) that the player's device signs. The parent set a daily limit of $1.50 on the
+//! wallet, so a second sword the same day is refused by the wallet before anything is signed.
+
+use axum::Router;
+use axum::routing::post;
+use obol_client::{ClientError, Preference, SpendLimits, Wallet, receipt};
+use obol_http::x402::{PaymentLayer, Price, SCHEME_EXACT};
+
+use crate::{Outcome, Sandbox, dollars, step, usd};
+
+/// Price of the sword: $0.99.
+pub const PRICE: u128 = 990_000_000;
+const STUDIO: u128 = 2_003;
+const PLAYER_ACCOUNT: u128 = 1_003;
+
+/// Runs the scenario.
+pub async fn run() -> anyhow::Result<Outcome> {
+    let sandbox = Sandbox::start("game-item", |state| {
+        let price = Price::new(PRICE, usd(), STUDIO, "A sword").with_schemes(&[SCHEME_EXACT]);
+        Router::new().route(
+            "/items/sword",
+            post(|| async { "sword added to your inventory" }).layer(PaymentLayer::new(state, price)),
+        )
+    })
+    .await?;
+    sandbox.merchant(203, "Game studio", STUDIO).await?;
+    let mut config = sandbox.payer(103, "Player", PLAYER_ACCOUNT, 5_000_000_000).await?;
+    config.preference = Preference::Exact;
+    config.limits = SpendLimits { per_day_max: 1_500_000_000, ..SpendLimits::default() };
+    step("a player with $5.00; the parent set a daily limit of $1.50");
+    let wallet = Wallet::new(config);
+    let client = reqwest::Client::new();
+    let buy = || client.post(format!("{}/items/sword", sandbox.base)).build();
+    let response = wallet.fetch(buy()?).await?;
+    anyhow::ensure!(response.status() == 200, "purchase: {}", response.status());
+    let paid = receipt(&response).ok_or_else(|| anyhow::anyhow!("no receipt"))?;
+    step(&format!("bought a sword for {} in one ledger transfer ({})", dollars(PRICE), paid.transaction));
+    let refused = match wallet.fetch(buy()?).await {
+        Err(ClientError::SpendLimit(why)) => {
+            step(&format!("a second sword is refused by the wallet: {why}"));
+            1
+        }
+        Ok(response) => anyhow::bail!("the second purchase went through: {}", response.status()),
+        Err(other) => return Err(other.into()),
+    };
+    let (_, merchant_received, _) = sandbox.balances(STUDIO);
+    let (payer_debited, _, _) = sandbox.balances(PLAYER_ACCOUNT);
+    Ok(Outcome { paid_requests: 1, paid_total: wallet.spent_today(), merchant_received, payer_debited, refused })
+}

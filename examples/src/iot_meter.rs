@@ -1,0 +1,57 @@
+//! An IoT meter paying per reading. The meter is too small to sign every payment, so it signs one
+//! PayWord commitment and then pays each reading it uploads with the next word of its hash chain:
+//! the grid operator checks each payment with one SHA-256.
+
+use axum::Router;
+use axum::routing::post;
+use obol_client::{Wallet, receipt};
+use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD};
+
+use crate::{Outcome, Sandbox, dollars, step, usd};
+
+/// What uploading one reading costs: $0.000050.
+pub const PRICE_PER_READING: u128 = 50_000;
+/// Readings the meter uploads.
+pub const READINGS: u32 = 48;
+const GRID: u128 = 2_001;
+const METER_ACCOUNT: u128 = 1_001;
+
+/// Runs the scenario.
+pub async fn run() -> anyhow::Result<Outcome> {
+    let sandbox = Sandbox::start("iot-meter", |state| {
+        let price =
+            Price::new(PRICE_PER_READING, usd(), GRID, "Upload one meter reading").with_schemes(&[SCHEME_PAYWORD]);
+        Router::new().route("/readings", post(|| async { "stored" }).layer(PaymentLayer::new(state, price)))
+    })
+    .await?;
+    sandbox.merchant(201, "Grid operator", GRID).await?;
+    let config = sandbox.payer(101, "Meter 7", METER_ACCOUNT, 1_000_000_000).await?;
+    step(&format!(
+        "a meter funded with {}; the grid operator charges {} per reading",
+        dollars(1_000_000_000),
+        dollars(PRICE_PER_READING)
+    ));
+    let meter = Wallet::new(config);
+    let budget = u128::from(READINGS) * PRICE_PER_READING;
+    meter.open_tab(GRID, budget, 3_600).await?;
+    meter.commit_payword(GRID, READINGS, PRICE_PER_READING).await?;
+    step(&format!("the meter escrows {} and signs one commitment to a {READINGS}-word hash chain", dollars(budget)));
+    let client = reqwest::Client::new();
+    let mut paid_requests = 0;
+    for reading in 1..=READINGS {
+        let request = client.post(format!("{}/readings", sandbox.base)).body(format!("kWh={reading}.25")).build()?;
+        let response = meter.fetch(request).await?;
+        anyhow::ensure!(response.status() == 200, "reading {reading}: {}", response.status());
+        anyhow::ensure!(receipt(&response).is_some_and(|r| r.success), "reading {reading} has no receipt");
+        paid_requests += 1;
+    }
+    step(&format!("{READINGS} readings uploaded, each paid with one hash-chain word"));
+    let settled = meter.settle(GRID).await?;
+    step(&format!(
+        "tab settled: the grid operator collects {}",
+        dollars(settled["cumulative"].as_str().unwrap_or("0").parse()?)
+    ));
+    let (_, merchant_received, _) = sandbox.balances(GRID);
+    let (payer_debited, _, _) = sandbox.balances(METER_ACCOUNT);
+    Ok(Outcome { paid_requests, paid_total: meter.spent_today(), merchant_received, payer_debited, refused: 0 })
+}
