@@ -78,6 +78,11 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// The operator's API key (for tools that call the API themselves).
+    pub fn operator_key(&self) -> &str {
+        &self.operator
+    }
+
     /// Calls the API as the operator; fails on a problem answer.
     pub async fn op(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let response =
@@ -111,6 +116,18 @@ impl Sandbox {
         account_id: u128,
         funds: u128,
     ) -> anyhow::Result<WalletConfig> {
+        self.payer_with_key(principal_id, name, account_id, funds, obol_client::Wallet::generate_device_key()).await
+    }
+
+    /// [`Sandbox::payer`] with a given device key (device id `principal_id * 10`).
+    pub async fn payer_with_key(
+        &self,
+        principal_id: u128,
+        name: &str,
+        account_id: u128,
+        funds: u128,
+        device_key: [u8; 32],
+    ) -> anyhow::Result<WalletConfig> {
         self.op("/v1/principals", json!({"id": principal_id.to_string(), "role": "holder", "name": name})).await?;
         self.op(
             "/v1/accounts",
@@ -121,7 +138,6 @@ impl Sandbox {
         self.op("/v1/transfers", json!({"id": (account_id + 1_000_000).to_string(), "debit_account_id": ISSUER_ACCOUNT.to_string(),
             "credit_account_id": account_id.to_string(), "amount": funds.to_string(), "asset_code": "USD", "asset_scale": 9}))
             .await?;
-        let device_key = obol_client::Wallet::generate_device_key();
         let kid = format!("{name}-device").to_lowercase().replace(' ', "-");
         let device_id = principal_id * 10;
         let jwk = obol_client::Wallet::device_jwk(&device_key, &kid);
@@ -139,6 +155,12 @@ impl Sandbox {
             limits: SpendLimits::default(),
             preference: Preference::Tabs,
         })
+    }
+
+    /// What tab `id` owes its payee so far, straight from the ledger.
+    pub fn tab_cumulative(&self, id: u128) -> Option<u128> {
+        let ledger = self.engine.ledger().read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ledger.tab(id).map(|entry| entry.tab.cumulative)
     }
 
     /// (debits posted, credits posted, debits pending) of an account, straight from the ledger.

@@ -598,11 +598,11 @@ pub async fn top_up(
     }
     let command = TabCommand::TopUp { tab_id, amount, void_transfer_id: random_id(), escrow_transfer_id: random_id() };
     match run_tab(&state, command).await? {
-        TabResult::Ok { .. } => {}
+        TabResult::Ok { .. } | TabResult::Exists => {}
         TabResult::Escrow(result) => return Err(ApiError::TransferRejected(result)),
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::NotFound => return Err(ApiError::TabNotFound(tab_id)),
-        TabResult::Exists | TabResult::Settlement(_) => return Err(ApiError::Internal("top-up".into())),
+        TabResult::Settlement(_) => return Err(ApiError::Internal("top-up".into())),
     }
     tab_json(&state, tab_id)
 }

@@ -304,6 +304,10 @@ impl Ledger {
             }
             TabCommand::TopUp { tab_id, amount, void_transfer_id, escrow_transfer_id } => {
                 let Some(tab) = self.tab(tab_id).map(|entry| entry.tab.clone()) else { return TabResult::NotFound };
+                if tab.escrow_transfer_id == escrow_transfer_id {
+                    // This top-up was applied already (a retry after a lost answer).
+                    return TabResult::Exists;
+                }
                 if tab.closed {
                     return TabResult::Rejected(PayReject::TabClosed);
                 }

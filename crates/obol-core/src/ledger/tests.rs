@@ -627,6 +627,8 @@ mod tabs {
         assert_eq!(f.ledger.tab(7).unwrap().tab.escrow_transfer_id, 1007);
         assert_eq!(tab_op(&mut f, top_up(400, 2)), TabResult::Ok { added: 0 });
         assert_eq!(f.balances(40), [1_000, 0, 0, 1_000], "one escrow of 1,000, the old one voided");
+        assert_eq!(tab_op(&mut f, top_up(400, 2)), TabResult::Exists, "a retried top-up is applied once");
+        assert_eq!(f.balances(40), [1_000, 0, 0, 1_000]);
         assert_eq!(tab_op(&mut f, voucher(7, 700, 2)), TabResult::Ok { added: 100 });
         tab_op(&mut f, TabCommand::Settle { tab_id: 7, settle_transfer_id: 2007 });
         assert_eq!(f.balances(40), [0, 700, 0, 1_000]);

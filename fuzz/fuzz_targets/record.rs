@@ -1,0 +1,12 @@
+//! Any bytes: the record codec refuses or decodes, never panics, and what decodes re-encodes to a
+//! record that decodes to the same value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use obol_core::codec::Record;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(record) = Record::decode(data) {
+        assert_eq!(Record::decode(&record.encode()), Ok(record));
+    }
+});
