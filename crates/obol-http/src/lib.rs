@@ -22,6 +22,7 @@ pub mod passkeys;
 pub mod ratelimit;
 pub mod tab_routes;
 pub mod vault;
+pub mod verifier;
 pub mod x402;
 
 use std::sync::{Arc, OnceLock};
@@ -72,6 +73,8 @@ pub struct AppState {
     pub passkeys: Arc<passkeys::Passkeys>,
     /// This server's x402 network id, `obol:<instance-id>`.
     pub x402_network: Arc<str>,
+    /// Checks voucher signatures in batches.
+    pub verifier: verifier::Verifier,
 }
 
 impl AppState {
@@ -96,6 +99,7 @@ impl AppState {
                     .expect("localhost is a valid WebAuthn relying party"),
             ),
             x402_network: Arc::from("obol:local"),
+            verifier: verifier::Verifier::start(),
         }
     }
 

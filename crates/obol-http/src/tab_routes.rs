@@ -244,21 +244,30 @@ pub(crate) async fn journal_payment(state: &AppState, command: TabCommand) -> Re
     }
 }
 
-/// Checks a voucher against its tab (fields, then signature) without changing anything.
-/// `Ok(None)`: stale, nothing to journal.
-pub(crate) fn check_voucher(state: &AppState, voucher: &Voucher) -> Result<Option<u128>, ApiError> {
-    let ledger = read_ledger(state);
-    let entry = ledger.tab(voucher.tab_id).ok_or(ApiError::TabNotFound(voucher.tab_id))?;
-    match entry.tab.check_voucher_fields(voucher, now_ns()) {
-        Ok(added) => {
-            let key = tab_signer(&ledger, entry)?;
-            if !voucher.verify(&key) {
-                return Err(ApiError::TabRejected(PayReject::BadSignature));
-            }
-            Ok(Some(added))
+/// Checks a voucher against its tab (fields, then signature, batched with concurrent ones)
+/// without changing anything. `Ok(None)`: stale, nothing to journal.
+pub(crate) async fn check_voucher(state: &AppState, voucher: &Voucher) -> Result<Option<u128>, ApiError> {
+    let (added, public_key) = {
+        let ledger = read_ledger(state);
+        let entry = ledger.tab(voucher.tab_id).ok_or(ApiError::TabNotFound(voucher.tab_id))?;
+        match entry.tab.check_voucher_fields(voucher, now_ns()) {
+            Ok(added) => (added, tab_device_key(&ledger, entry)?),
+            Err(PayReject::Stale) => return Ok(None),
+            Err(reject) => return Err(ApiError::TabRejected(reject)),
         }
-        Err(PayReject::Stale) => Ok(None),
-        Err(reject) => Err(ApiError::TabRejected(reject)),
+    };
+    if !state.verifier.verify(*voucher, public_key).await {
+        return Err(ApiError::TabRejected(PayReject::BadSignature));
+    }
+    Ok(Some(added))
+}
+
+/// The public key of a tab's device, if the device may still pay.
+fn tab_device_key(ledger: &Ledger, entry: &TabEntry) -> Result<[u8; 32], ApiError> {
+    match ledger.identity().device(entry.tab.device_id) {
+        Some(device) if device.status == Status::Active => Ok(device.public_key),
+        // A revoked or suspended device pays no more (what it paid before stays owed).
+        _ => Err(ApiError::TabRejected(PayReject::DeviceInactive)),
     }
 }
 
@@ -408,7 +417,7 @@ pub async fn submit_voucher(
     if voucher.tab_id != tab_id {
         return Err(ApiError::TabRejected(PayReject::WrongTab));
     }
-    let (paid, stale) = match check_voucher(&state, &voucher)? {
+    let (paid, stale) = match check_voucher(&state, &voucher).await? {
         None => (0, true),
         Some(_) => journal_payment(&state, TabCommand::Voucher(voucher)).await?,
     };

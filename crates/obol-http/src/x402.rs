@@ -308,7 +308,7 @@ fn matches_offer(accepted: &PaymentRequirements, offer: &PaymentRequirements) ->
 
 /// Checks a payment against requirements without changing anything: the facilitator's
 /// `verify`, and the first half of what a priced route does.
-pub fn verify(
+pub async fn verify(
     state: &AppState,
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
@@ -329,11 +329,12 @@ pub fn verify(
     let pay_to = parse_u128("payTo", &requirements.pay_to)?;
     match requirements.scheme.as_str() {
         SCHEME_VOUCHER => {
-            let body: VoucherPayload = serde_json::from_value(payment.payload.clone())
+            let body = VoucherPayload::deserialize(&payment.payload)
                 .map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
             let voucher = decode_voucher(&body.voucher)?;
             let payer = check_tab_terms(state, voucher.tab_id, pay_to, asset)?;
-            let added = check_voucher(state, &voucher)?
+            let added = check_voucher(state, &voucher)
+                .await?
                 .ok_or_else(|| Refusal::new("voucher_stale", "an older voucher pays for nothing"))?;
             covers(added, price)?;
             Ok(Prepared {
@@ -343,7 +344,7 @@ pub fn verify(
             })
         }
         SCHEME_PAYWORD => {
-            let body: PaywordPayload = serde_json::from_value(payment.payload.clone())
+            let body = PaywordPayload::deserialize(&payment.payload)
                 .map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
             let tab_id = parse_u128("tab", &body.tab)?;
             let word = decode_word(&body.word)?;
@@ -387,8 +388,8 @@ fn verify_exact(
     asset: Asset,
     pay_to: u128,
 ) -> Result<Prepared, Refusal> {
-    let body: ExactPayload =
-        serde_json::from_value(payment.payload.clone()).map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
+    let body =
+        ExactPayload::deserialize(&payment.payload).map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
     let from = parse_u128("from", &body.from)?;
     let device_id = parse_u128("device", &body.device)?;
     let transfer_id = parse_u128("transfer", &body.transfer)?;
@@ -619,8 +620,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let resource = resource_info(&layer, request.headers(), request.uri());
+            // Only a 402 names the resource: a paid request does not spend time describing it.
             let Some(header_value) = request.headers().get("payment-signature") else {
+                let resource = resource_info(&layer, request.headers(), request.uri());
                 return Ok(payment_required(
                     &layer,
                     resource,
@@ -637,9 +639,10 @@ where
             };
             let Some(offer) = layer.accepts.iter().find(|offer| matches_offer(&payment.accepted, offer)) else {
                 let reason = Some("No matching payment requirements".to_string());
+                let resource = resource_info(&layer, request.headers(), request.uri());
                 return Ok(payment_required(&layer, resource, reason, None));
             };
-            let outcome = match verify(&layer.state, &payment, offer) {
+            let outcome = match verify(&layer.state, &payment, offer).await {
                 Ok(prepared) => settle(&layer.state, prepared).await,
                 Err(refusal) => Err(refusal),
             };
@@ -656,6 +659,7 @@ where
                 Err(refusal) => {
                     let receipt = failed(&layer.state, &refusal);
                     let reason = format!("{}: {}", refusal.code, refusal.detail);
+                    let resource = resource_info(&layer, request.headers(), request.uri());
                     Ok(payment_required(&layer, resource, Some(reason), Some(receipt)))
                 }
             }
@@ -718,13 +722,12 @@ pub async fn facilitator_verify(
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     may_collect(&state, &caller, &body.payment_requirements)?;
-    let answer =
-        match check_request(&body).and_then(|()| verify(&state, &body.payment_payload, &body.payment_requirements)) {
-            Ok(prepared) => {
-                VerifyResponse { is_valid: true, invalid_reason: None, payer: Some(prepared.payer.to_string()) }
-            }
-            Err(refusal) => VerifyResponse { is_valid: false, invalid_reason: Some(refusal.code), payer: None },
-        };
+    let answer = match checked(&state, &body).await {
+        Ok(prepared) => {
+            VerifyResponse { is_valid: true, invalid_reason: None, payer: Some(prepared.payer.to_string()) }
+        }
+        Err(refusal) => VerifyResponse { is_valid: false, invalid_reason: Some(refusal.code), payer: None },
+    };
     Ok(Json(answer))
 }
 
@@ -738,19 +741,19 @@ pub async fn facilitator_settle(
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<SettlementResponse>, ApiError> {
     may_collect(&state, &caller, &body.payment_requirements)?;
-    let outcome =
-        match check_request(&body).and_then(|()| verify(&state, &body.payment_payload, &body.payment_requirements)) {
-            Ok(prepared) => settle(&state, prepared).await,
-            Err(refusal) => Err(refusal),
-        };
+    let outcome = match checked(&state, &body).await {
+        Ok(prepared) => settle(&state, prepared).await,
+        Err(refusal) => Err(refusal),
+    };
     Ok(Json(outcome.unwrap_or_else(|refusal| failed(&state, &refusal))))
 }
 
-fn check_request(body: &FacilitatorRequest) -> Result<(), Refusal> {
+/// A facilitator request's payment, verified against its requirements.
+async fn checked(state: &AppState, body: &FacilitatorRequest) -> Result<Prepared, Refusal> {
     if body.x402_version != X402_VERSION {
         return Err(Refusal::new("invalid_x402_version", "obol speaks x402 version 2"));
     }
-    Ok(())
+    verify(state, &body.payment_payload, &body.payment_requirements).await
 }
 
 /// Facilitator: the schemes and network this obol accepts (open, no key needed).

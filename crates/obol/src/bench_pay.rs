@@ -320,6 +320,9 @@ pub struct HttpArgs {
     /// Paid requests prepared per second of the run (more than the server can take).
     #[arg(long, default_value_t = 80_000)]
     rate_max: u64,
+    /// Requests paid by voucher prepared per second of the run (each signed beforehand).
+    #[arg(long, default_value_t = 40_000)]
+    voucher_rate_max: u64,
     /// Directory for the embedded store (removed afterwards).
     #[arg(long, default_value = "./obol-bench-http")]
     data_dir: PathBuf,
@@ -417,9 +420,26 @@ fn run_wrk(
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
 }
 
+/// Funds the payer with `budget` and opens tab `tab_id` escrowing it (device 9, payee 2).
+fn funded_tab(tab_id: u128, budget: u128) -> Vec<Op> {
+    vec![
+        Op::CreateTransfers(vec![funding(tab_id, budget)]),
+        Op::Tab(TabCommand::Open {
+            tab_id,
+            escrow_transfer_id: tab_id + 1_000_000,
+            payer_account_id: 1,
+            payee_account_id: 2,
+            device_id: 9,
+            budget,
+            asset: asset(),
+            timeout_s: 3600,
+        }),
+    ]
+}
+
 /// `obol bench http`.
 pub fn http(args: HttpArgs) -> anyhow::Result<()> {
-    use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD};
+    use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD, SCHEME_VOUCHER};
     if std::process::Command::new("wrk").arg("--version").output().is_err() {
         bail!("obol bench http drives the server with wrk; install it (Debian: apt-get install wrk)");
     }
@@ -451,32 +471,27 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
             value_per_tick: price,
             signature: key.sign(&message).to_bytes(),
         };
-        let budget = u128::from(chain_length) * price;
-        let fund = funding(tab_id, budget);
-        let ops = vec![
-            Op::CreateTransfers(vec![fund]),
-            Op::Tab(TabCommand::Open {
-                tab_id,
-                escrow_transfer_id: tab_id + 1_000_000,
-                payer_account_id: 1,
-                payee_account_id: 2,
-                device_id: 9,
-                budget,
-                asset: asset(),
-                timeout_s: 3600,
-            }),
-            Op::Tab(TabCommand::Commit(commitment)),
-        ];
+        let mut ops = funded_tab(tab_id, u128::from(chain_length) * price);
+        ops.push(Op::Tab(TabCommand::Commit(commitment)));
         node.commit(&Record { now_ns: crate::serve::wall_ns(), ops })?;
         chains.push((tab_id, chain));
         prepare.inc(1);
+    }
+    // Tabs paid by vouchers (no chain), as many again.
+    let vouchers_total = args.voucher_rate_max * args.duration_s;
+    let vouchers_per_tab = vouchers_total.div_ceil(tabs_count) + 1;
+    let voucher_tabs: Vec<u128> = (0..tabs_count).map(|i| u128::from(i) + 1_000_000).collect();
+    for tab_id in &voucher_tabs {
+        let ops = funded_tab(*tab_id, u128::from(vouchers_per_tab) * price);
+        node.commit(&Record { now_ns: crate::serve::wall_ns(), ops })?;
     }
     prepare.finish_and_clear();
     let engine = obol_store::Engine::start(node);
     let state = obol_http::AppState::new(engine.clone(), "http").with_rate_limit(0, 0);
     let network = state.x402_network.to_string();
-    let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD]);
+    let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD, SCHEME_VOUCHER]);
     let accepted = &offer.requirements(&network)[0];
+    let accepted_voucher = &offer.requirements(&network)[1];
     let work_dir = args.data_dir.join("wrk");
     std::fs::create_dir_all(&work_dir)?;
     let lines_path = work_dir.join("payments.txt");
@@ -497,6 +512,39 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         file.flush()?;
         writing.finish_and_clear();
     }
+    // Vouchers are signed beforehand (on both cores), as payers would have signed them.
+    let vouchers_path = work_dir.join("vouchers.txt");
+    {
+        let signing = progress(vouchers_total, "signing vouchers");
+        let sign = |range: std::ops::Range<u64>| -> Vec<String> {
+            range
+                .map(|n| {
+                    let tab_id = voucher_tabs[(n % tabs_count) as usize];
+                    let seq = n / tabs_count + 1;
+                    let cumulative = u128::from(seq) * price;
+                    let signature = key.sign(&Voucher::signed_message(tab_id, 2, cumulative, seq)).to_bytes();
+                    let voucher = Voucher { tab_id, payee_id: 2, cumulative, seq, signature };
+                    let payment = json!({"x402Version": 2, "accepted": accepted_voucher,
+                        "payload": {"voucher": <base64ct::Base64UrlUnpadded as base64ct::Encoding>::encode_string(&voucher.encode())}});
+                    signing.inc(1);
+                    obol_http::x402::encode_header(&payment)
+                })
+                .collect()
+        };
+        let half = vouchers_total / 2;
+        let (first, second) = std::thread::scope(|scope| {
+            let first = scope.spawn(|| sign(0..half));
+            let second = sign(half..vouchers_total);
+            (first.join(), second)
+        });
+        let first = first.map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&vouchers_path)?);
+        for line in first.iter().chain(&second) {
+            writeln!(file, "{line}")?;
+        }
+        file.flush()?;
+        signing.finish_and_clear();
+    }
     let free_path = work_dir.join("free.txt");
     std::fs::write(&free_path, "-\n")?;
 
@@ -515,7 +563,13 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     let free = run_wrk(&args, address, &script_path, &free_path, "/free")?;
     spinner.set_message(format!("wrk: paid requests for {} s", args.duration_s));
     let paid = run_wrk(&args, address, &script_path, &lines_path, "/paid")?;
+    spinner.set_message(format!("wrk: requests paid by voucher for {} s", args.duration_s));
+    let paid_voucher = run_wrk(&args, address, &script_path, &vouchers_path, "/paid")?;
     spinner.finish_and_clear();
+    let voucher_owed: u128 = {
+        let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
+        voucher_tabs.iter().filter_map(|tab_id| ledger.tab(*tab_id)).map(|entry| entry.tab.cumulative).sum()
+    };
     let acknowledged: u128 = {
         let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
         chains.iter().filter_map(|(tab_id, _)| ledger.tab(*tab_id)).map(|entry| entry.tab.cumulative).sum()
@@ -533,12 +587,20 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     if acknowledged < counted || acknowledged > counted + in_flight {
         bail!("the tabs owe {acknowledged}, but wrk counted {paid_ok} paid answers x {price}");
     }
+    let voucher_ok = paid_voucher.requests - paid_voucher.non_2xx;
+    let voucher_counted = u128::from(voucher_ok) * price;
+    if voucher_owed < voucher_counted || voucher_owed > voucher_counted + in_flight {
+        bail!("the voucher tabs owe {voucher_owed}, but wrk counted {voucher_ok} paid answers x {price}");
+    }
+    let paid_voucher_rps = voucher_ok as f64 / paid_voucher.seconds;
     if args.json {
         println!(
             "{}",
             json!({"connections": args.connections, "duration_s": args.duration_s,
                 "paid_rps": paid_rps.round(), "paid_p50_ms": paid.p50_ms, "paid_p99_ms": paid.p99_ms,
                 "paid_requests": paid.requests, "paid_refused": paid.non_2xx,
+                "paid_voucher_rps": paid_voucher_rps.round(), "paid_voucher_p50_ms": paid_voucher.p50_ms,
+                "paid_voucher_p99_ms": paid_voucher.p99_ms, "paid_voucher_refused": paid_voucher.non_2xx,
                 "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": free.p50_ms, "unpaid_p99_ms": free.p99_ms,
                 "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0})
         );
@@ -550,6 +612,10 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     );
     println!("{:<40} {:>12} {:>10} {:>10}", "", "req/s", "p50 (ms)", "p99 (ms)");
     println!("{:<40} {:>12.0} {:>10.2} {:>10.2}", "paid (PayWord tick, journaled)", paid_rps, paid.p50_ms, paid.p99_ms);
+    println!(
+        "{:<40} {:>12.0} {:>10.2} {:>10.2}",
+        "paid (voucher, Ed25519, journaled)", paid_voucher_rps, paid_voucher.p50_ms, paid_voucher.p99_ms
+    );
     println!(
         "{:<40} {:>12.0} {:>10.2} {:>10.2}",
         "unpaid (same router, no payment)", unpaid_rps, free.p50_ms, free.p99_ms
