@@ -12,3 +12,4 @@
 #![deny(missing_docs)]
 
 pub mod features;
+pub mod policy;

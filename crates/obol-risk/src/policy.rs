@@ -1,0 +1,599 @@
+//! Rules as policy: bundles of CEL expressions over an event's features and facts, each rule
+//! with an action, a reason in English and Korean, and an owner. Bundles have a name, a version
+//! and an effective time; the policy in force at an event's time is, per name, the highest
+//! version already effective. Actions are tried in Stripe Radar's order (step-up, allow, block,
+//! review) and the first rule that matches decides; no match allows.
+//!
+//! A bundle that does not parse, names an unknown variable, or whose rule does not answer a
+//! boolean on a neutral input is refused whole: the policy keeps what it had. Bundles are TOML:
+//!
+//! ```toml
+//! name = "eu-psd2-sca"
+//! version = 1
+//! effective_from_s = 1735689600
+//! [[rules]]
+//! id = "low-value-over-30-eur"
+//! action = "step_up"
+//! owner = "risk@example.com"
+//! when = "jurisdiction == 'EU' && currency == 'EUR' && amount_minor > 3000"
+//! reason_en = "Payments over EUR 30 need strong customer authentication."
+//! reason_ko = "30유로를 넘는 결제는 강화된 고객 인증이 필요합니다."
+//! ```
+
+use cel::{Context, Program, Value};
+use serde::Deserialize;
+
+use crate::features::{FEATURE_NAMES, Features};
+
+/// What a rule does when it matches, in the order rules are tried.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub enum Action {
+    /// Ask for strong authentication bound to the amount and payee.
+    StepUp,
+    /// Let it through.
+    Allow,
+    /// Refuse it.
+    Block,
+    /// Hold it for an analyst.
+    Review,
+}
+
+impl Action {
+    /// Every action, in the order rules are tried.
+    pub const ORDER: [Action; 4] = [Action::StepUp, Action::Allow, Action::Block, Action::Review];
+
+    fn parse(text: &str) -> Option<Action> {
+        Some(match text {
+            "step_up" => Action::StepUp,
+            "allow" => Action::Allow,
+            "block" => Action::Block,
+            "review" => Action::Review,
+            _ => return None,
+        })
+    }
+
+    /// The name bundles use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::StepUp => "step_up",
+            Action::Allow => "allow",
+            Action::Block => "block",
+            Action::Review => "review",
+        }
+    }
+}
+
+/// Facts about an event beyond its streaming features, as rules see them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Facts {
+    /// Minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `EU`, `US`, `KR`, ...: whose rules apply to the payer.
+    pub jurisdiction: String,
+    /// Payments since the payer's last strong authentication (before this one).
+    pub sca_payments_since: i64,
+    /// Minor units paid since the payer's last strong authentication (before this one).
+    pub sca_amount_since_minor: i64,
+    /// Minor units the payer paid this calendar month, this payment included.
+    pub month_total_minor: i64,
+    /// The payer's own monthly limit, minor units; -1 when none is set (0 blocks everything).
+    pub user_limit_minor: i64,
+    /// What the payee sells (`digital_goods`, `gift_cards`, `transit`, ...).
+    pub payee_category: String,
+    /// The model's fraud score, 0 to 1.
+    pub model_score: f64,
+}
+
+impl Default for Facts {
+    fn default() -> Facts {
+        Facts {
+            amount_minor: 0,
+            currency: "USD".into(),
+            jurisdiction: "US".into(),
+            sca_payments_since: 0,
+            sca_amount_since_minor: 0,
+            month_total_minor: 0,
+            user_limit_minor: -1,
+            payee_category: "digital_goods".into(),
+            model_score: 0.0,
+        }
+    }
+}
+
+const FACT_NAMES: [&str; 9] = [
+    "amount_minor",
+    "currency",
+    "jurisdiction",
+    "sca_payments_since",
+    "sca_amount_since_minor",
+    "month_total_minor",
+    "user_limit_minor",
+    "payee_category",
+    "model_score",
+];
+
+fn fact(facts: &Facts, name: &str) -> Option<Value> {
+    Some(match name {
+        "amount_minor" => Value::Int(facts.amount_minor),
+        "currency" => Value::from(facts.currency.as_str()),
+        "jurisdiction" => Value::from(facts.jurisdiction.as_str()),
+        "sca_payments_since" => Value::Int(facts.sca_payments_since),
+        "sca_amount_since_minor" => Value::Int(facts.sca_amount_since_minor),
+        "month_total_minor" => Value::Int(facts.month_total_minor),
+        "user_limit_minor" => Value::Int(facts.user_limit_minor),
+        "payee_category" => Value::from(facts.payee_category.as_str()),
+        "model_score" => Value::Float(facts.model_score),
+        _ => return None,
+    })
+}
+
+/// Why a bundle was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not valid TOML of the bundle's shape.
+    #[error("the bundle does not parse: {0}")]
+    Parse(String),
+    /// A rule's expression is not CEL.
+    #[error("rule {rule}: the expression does not compile: {detail}")]
+    Compile {
+        /// The rule.
+        rule: String,
+        /// The compiler's words.
+        detail: String,
+    },
+    /// A rule names a variable no event has.
+    #[error("rule {rule}: unknown variable {variable:?}")]
+    UnknownVariable {
+        /// The rule.
+        rule: String,
+        /// The name.
+        variable: String,
+    },
+    /// A rule does not answer true or false.
+    #[error("rule {rule}: {detail}")]
+    NotBoolean {
+        /// The rule.
+        rule: String,
+        /// What it answered instead.
+        detail: String,
+    },
+    /// An action other than step_up, allow, block or review.
+    #[error("rule {rule}: unknown action {action:?}")]
+    UnknownAction {
+        /// The rule.
+        rule: String,
+        /// The action given.
+        action: String,
+    },
+    /// Two rules share an id, or a field is empty.
+    #[error("{0}")]
+    Invalid(String),
+    /// This name and version is loaded already with other contents.
+    #[error("bundle {name} version {version} is loaded already")]
+    Duplicate {
+        /// Name.
+        name: String,
+        /// Version.
+        version: u32,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleFile {
+    name: String,
+    version: u32,
+    effective_from_s: u64,
+    #[serde(default)]
+    description: String,
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    id: String,
+    action: String,
+    owner: String,
+    when: String,
+    reason_en: String,
+    reason_ko: String,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Id, unique in its bundle.
+    pub id: String,
+    /// What it does when it matches.
+    pub action: Action,
+    /// Who answers for it.
+    pub owner: String,
+    /// The CEL expression.
+    pub when: String,
+    /// Why, in English.
+    pub reason_en: String,
+    /// Why, in Korean.
+    pub reason_ko: String,
+    program: Program,
+    variables: Vec<String>,
+}
+
+/// A compiled bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    /// Name; versions of one name replace each other over time.
+    pub name: String,
+    /// Version.
+    pub version: u32,
+    /// From when it is in force, seconds since the Unix epoch.
+    pub effective_from_s: u64,
+    /// What it is for.
+    pub description: String,
+    /// Rules, in file order.
+    pub rules: Vec<Rule>,
+    /// The bundle's text, as loaded (for the change record).
+    pub source: String,
+}
+
+/// The decision for one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// `bundle@version/rule` that decided, if a rule did.
+    pub rule: Option<String>,
+    /// Why, in English ("" when no rule matched).
+    pub reason_en: String,
+    /// Why, in Korean.
+    pub reason_ko: String,
+}
+
+impl Decision {
+    fn allow() -> Decision {
+        Decision { action: Action::Allow, rule: None, reason_en: String::new(), reason_ko: String::new() }
+    }
+}
+
+/// Events a rule is tried on before it is accepted: one per jurisdiction and currency obol ships
+/// rules for, with counters and limits set.
+fn probes() -> Vec<Facts> {
+    [("US", "USD"), ("EU", "EUR"), ("KR", "KRW"), ("GB", "GBP")]
+        .iter()
+        .flat_map(|(jurisdiction, currency)| {
+            [-1, 0, 50_000].map(|user_limit_minor| Facts {
+                amount_minor: 5_000,
+                currency: (*currency).into(),
+                jurisdiction: (*jurisdiction).into(),
+                sca_payments_since: 6,
+                sca_amount_since_minor: 20_000,
+                month_total_minor: 60_000,
+                user_limit_minor,
+                payee_category: "gift_cards".into(),
+                model_score: 0.5,
+            })
+        })
+        .collect()
+}
+
+fn is_known(name: &str) -> bool {
+    FEATURE_NAMES.contains(&name) || FACT_NAMES.contains(&name)
+}
+
+fn bind(context: &mut Context, variables: &[String], features: &Features, facts: &Facts) {
+    for name in variables {
+        let value = match features.get(name) {
+            Some(number) => Value::Float(number),
+            None => fact(facts, name).unwrap_or(Value::Null),
+        };
+        context.add_variable_from_value(name.clone(), value);
+    }
+}
+
+impl Rule {
+    fn matches(&self, features: &Features, facts: &Facts) -> Result<bool, String> {
+        let mut context = Context::default();
+        bind(&mut context, &self.variables, features, facts);
+        match self.program.execute(&context) {
+            Ok(Value::Bool(matched)) => Ok(matched),
+            Ok(other) => Err(format!("answered {other:?}, not true or false")),
+            Err(error) => Err(format!("failed: {error}")),
+        }
+    }
+}
+
+impl Bundle {
+    /// Parses and compiles a bundle, refusing it whole if any rule is unusable.
+    pub fn compile(text: &str) -> Result<Bundle, PolicyError> {
+        let file: BundleFile = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        if file.name.trim().is_empty() || file.rules.is_empty() {
+            return Err(PolicyError::Invalid("a bundle needs a name and at least one rule".into()));
+        }
+        let mut rules: Vec<Rule> = Vec::with_capacity(file.rules.len());
+        for spec in file.rules {
+            if rules.iter().any(|r| r.id == spec.id) {
+                return Err(PolicyError::Invalid(format!("two rules are called {}", spec.id)));
+            }
+            if [&spec.id, &spec.owner, &spec.reason_en, &spec.reason_ko].iter().any(|f| f.trim().is_empty()) {
+                return Err(PolicyError::Invalid(format!(
+                    "rule {:?}: id, owner and both reasons are required",
+                    spec.id
+                )));
+            }
+            let action = Action::parse(&spec.action)
+                .ok_or_else(|| PolicyError::UnknownAction { rule: spec.id.clone(), action: spec.action.clone() })?;
+            let program = Program::compile(&spec.when)
+                .map_err(|e| PolicyError::Compile { rule: spec.id.clone(), detail: e.to_string() })?;
+            let variables: Vec<String> = program.references().variables().iter().map(|v| v.to_string()).collect();
+            if let Some(unknown) = variables.iter().find(|v| !is_known(v)) {
+                return Err(PolicyError::UnknownVariable { rule: spec.id.clone(), variable: unknown.clone() });
+            }
+            let rule = Rule {
+                id: spec.id,
+                action,
+                owner: spec.owner,
+                when: spec.when,
+                reason_en: spec.reason_en,
+                reason_ko: spec.reason_ko,
+                program,
+                variables,
+            };
+            // Probe events from each jurisdiction must get a true or false: this catches type
+            // errors behind a jurisdiction test before traffic does.
+            for facts in probes() {
+                rule.matches(&Features::default(), &facts)
+                    .map_err(|detail| PolicyError::NotBoolean { rule: rule.id.clone(), detail })?;
+            }
+            rules.push(rule);
+        }
+        Ok(Bundle {
+            name: file.name,
+            version: file.version,
+            effective_from_s: file.effective_from_s,
+            description: file.description,
+            rules,
+            source: text.to_string(),
+        })
+    }
+}
+
+/// Every loaded bundle version; decides with the ones in force at an event's time.
+#[derive(Debug, Default)]
+pub struct Policy {
+    bundles: Vec<Bundle>,
+}
+
+impl Policy {
+    /// An empty policy (allows everything).
+    pub fn new() -> Policy {
+        Policy::default()
+    }
+
+    /// Adds a compiled bundle version. The same name and version twice is refused unless the text
+    /// is the same (then nothing changes).
+    pub fn add(&mut self, bundle: Bundle) -> Result<(), PolicyError> {
+        if let Some(existing) = self.bundles.iter().find(|b| b.name == bundle.name && b.version == bundle.version) {
+            if existing.source == bundle.source {
+                return Ok(());
+            }
+            return Err(PolicyError::Duplicate { name: bundle.name, version: bundle.version });
+        }
+        self.bundles.push(bundle);
+        Ok(())
+    }
+
+    /// Replaces the bundles of `bundle.name` with this one version (a candidate for shadow mode).
+    pub fn with_replaced(&self, bundle: Bundle) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::new();
+        for existing in self.bundles.iter().filter(|b| b.name != bundle.name) {
+            policy.add(Bundle::compile(&existing.source)?)?;
+        }
+        policy.add(bundle)?;
+        Ok(policy)
+    }
+
+    /// The bundles in force at `at_s`: per name, the highest version already effective.
+    pub fn in_force(&self, at_s: u64) -> Vec<&Bundle> {
+        let mut chosen: Vec<&Bundle> = Vec::new();
+        for bundle in self.bundles.iter().filter(|b| b.effective_from_s <= at_s) {
+            match chosen.iter_mut().find(|c| c.name == bundle.name) {
+                Some(current) if current.version < bundle.version => *current = bundle,
+                Some(_) => {}
+                None => chosen.push(bundle),
+            }
+        }
+        chosen.sort_by(|a, b| a.name.cmp(&b.name));
+        chosen
+    }
+
+    /// Decides an event at `at_s`: actions in Radar's order, bundles by name, rules in file
+    /// order; the first match decides. A rule that fails on this event (it passed on a neutral
+    /// one) holds the event for review rather than letting it through.
+    pub fn decide(&self, at_s: u64, features: &Features, facts: &Facts) -> Decision {
+        let bundles = self.in_force(at_s);
+        for action in Action::ORDER {
+            for bundle in &bundles {
+                for rule in bundle.rules.iter().filter(|r| r.action == action) {
+                    let named = format!("{}@{}/{}", bundle.name, bundle.version, rule.id);
+                    match rule.matches(features, facts) {
+                        Ok(true) => {
+                            return Decision {
+                                action,
+                                rule: Some(named),
+                                reason_en: rule.reason_en.clone(),
+                                reason_ko: rule.reason_ko.clone(),
+                            };
+                        }
+                        Ok(false) => {}
+                        Err(detail) => {
+                            return Decision {
+                                action: Action::Review,
+                                rule: Some(named),
+                                reason_en: format!("A policy rule could not be evaluated ({detail}); held for review."),
+                                reason_ko: "정책 규칙을 평가할 수 없어 검토를 위해 보류되었습니다.".into(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        Decision::allow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EU: &str = include_str!("../../../policy/eu-psd2-sca.toml");
+    const KR: &str = include_str!("../../../policy/kr-carrier-micropayments.toml");
+    const NOW: u64 = 1_800_000_000;
+
+    fn eur(amount_minor: i64, since: i64, since_amount: i64) -> Facts {
+        Facts {
+            amount_minor,
+            currency: "EUR".into(),
+            jurisdiction: "EU".into(),
+            sca_payments_since: since,
+            sca_amount_since_minor: since_amount,
+            ..Facts::default()
+        }
+    }
+
+    fn decide(policy: &Policy, facts: &Facts) -> Decision {
+        policy.decide(NOW, &Features::default(), facts)
+    }
+
+    fn policy(texts: &[&str]) -> Policy {
+        let mut policy = Policy::new();
+        for text in texts {
+            policy.add(Bundle::compile(text).unwrap()).unwrap();
+        }
+        policy
+    }
+
+    #[test]
+    fn eu_low_value_exemption_holds_to_the_cent_and_the_counters() {
+        let policy = policy(&[EU]);
+        assert_eq!(decide(&policy, &eur(3000, 0, 0)).action, Action::Allow, "EUR 30.00 is exempt");
+        let over = decide(&policy, &eur(3001, 0, 0));
+        assert_eq!(over.action, Action::StepUp, "EUR 30.01 is not");
+        assert_eq!(over.rule.as_deref(), Some("eu-psd2-sca@1/low-value-over-30"));
+        assert!(over.reason_en.contains("EUR 30") && !over.reason_ko.is_empty());
+        assert_eq!(decide(&policy, &eur(100, 4, 400)).action, Action::Allow, "the 5th payment since SCA is exempt");
+        assert_eq!(decide(&policy, &eur(100, 5, 500)).action, Action::StepUp, "the 6th needs SCA");
+        assert_eq!(decide(&policy, &eur(1000, 3, 9000)).action, Action::Allow, "EUR 100.00 cumulative is exempt");
+        assert_eq!(decide(&policy, &eur(1001, 3, 9000)).action, Action::StepUp, "EUR 100.01 cumulative is not");
+        assert_eq!(decide(&policy, &eur(100, 0, 0)).action, Action::Allow, "after SCA the counters restart");
+        let mut dollars = eur(50_000, 9, 90_000);
+        dollars.jurisdiction = "US".into();
+        dollars.currency = "USD".into();
+        assert_eq!(decide(&policy, &dollars).action, Action::Allow, "the EU bundle leaves US payments alone");
+    }
+
+    #[test]
+    fn korean_carrier_caps_and_a_zero_user_limit_block() {
+        let policy = policy(&[KR]);
+        let krw = |month_total_minor: i64, user_limit_minor: i64| Facts {
+            amount_minor: 10_000,
+            currency: "KRW".into(),
+            jurisdiction: "KR".into(),
+            month_total_minor,
+            user_limit_minor,
+            ..Facts::default()
+        };
+        assert_eq!(decide(&policy, &krw(1_000_000, -1)).action, Action::Allow, "KRW 1,000,000 a month is allowed");
+        assert_eq!(decide(&policy, &krw(1_000_001, -1)).action, Action::Block, "one won more is not");
+        assert_eq!(decide(&policy, &krw(10_000, 0)).action, Action::Block, "a limit of 0 blocks everything");
+        assert_eq!(decide(&policy, &krw(50_000, 50_000)).action, Action::Allow);
+        assert_eq!(decide(&policy, &krw(50_001, 50_000)).action, Action::Block, "the user's own limit holds");
+    }
+
+    #[test]
+    fn actions_are_tried_in_radar_order_and_the_first_match_decides() {
+        let both = r#"
+            name = "order"
+            version = 1
+            effective_from_s = 0
+            [[rules]]
+            id = "review-all"
+            action = "review"
+            owner = "a"
+            when = "true"
+            reason_en = "r"
+            reason_ko = "r"
+            [[rules]]
+            id = "block-big"
+            action = "block"
+            owner = "a"
+            when = "amount_minor > 100"
+            reason_en = "b"
+            reason_ko = "b"
+            [[rules]]
+            id = "allow-trusted"
+            action = "allow"
+            owner = "a"
+            when = "payee_category == 'trusted'"
+            reason_en = "a"
+            reason_ko = "a"
+        "#;
+        let policy = policy(&[both]);
+        let facts = |amount_minor: i64, category: &str| Facts {
+            amount_minor,
+            payee_category: category.into(),
+            ..Facts::default()
+        };
+        assert_eq!(decide(&policy, &facts(500, "trusted")).action, Action::Allow, "allow comes before block");
+        assert_eq!(decide(&policy, &facts(500, "shop")).action, Action::Block, "block comes before review");
+        assert_eq!(decide(&policy, &facts(5, "shop")).action, Action::Review);
+    }
+
+    #[test]
+    fn the_bundle_in_force_at_the_events_time_decides() {
+        let v1 = EU;
+        let v2 = EU
+            .replace("version = 1", "version = 2")
+            .replace("amount_minor > 3000", "amount_minor > 2000")
+            .replace("effective_from_s = 1735689600", &format!("effective_from_s = {NOW}"));
+        let policy = policy(&[v1, &v2]);
+        let facts = eur(2500, 0, 0);
+        assert_eq!(policy.decide(NOW - 1, &Features::default(), &facts).action, Action::Allow, "v1 before v2's date");
+        let later = policy.decide(NOW, &Features::default(), &facts);
+        assert_eq!((later.action, later.rule.as_deref()), (Action::StepUp, Some("eu-psd2-sca@2/low-value-over-30")));
+    }
+
+    #[test]
+    fn a_broken_bundle_is_refused_whole_and_says_why() {
+        let bad = |when: &str| EU.replace("amount_minor > 3000", when);
+        assert!(matches!(Bundle::compile(&bad("amount_minor >")), Err(PolicyError::Compile { .. })));
+        assert!(matches!(
+            Bundle::compile(&bad("amout_minor > 3000")),
+            Err(PolicyError::UnknownVariable { variable, .. }) if variable == "amout_minor"
+        ));
+        assert!(matches!(Bundle::compile(&bad("amount_minor + 1")), Err(PolicyError::NotBoolean { .. })));
+        assert!(matches!(Bundle::compile(&EU.replace("step_up", "maybe")), Err(PolicyError::UnknownAction { .. })));
+        assert!(matches!(Bundle::compile("name = 1"), Err(PolicyError::Parse(_))));
+        let mut policy = policy(&[EU]);
+        let changed = Bundle::compile(&EU.replace("amount_minor > 3000", "amount_minor > 1")).unwrap();
+        assert!(matches!(policy.add(changed), Err(PolicyError::Duplicate { .. })), "a version is never rewritten");
+        assert_eq!(decide(&policy, &eur(3000, 0, 0)).action, Action::Allow, "the old rules still decide");
+    }
+
+    #[test]
+    fn a_candidate_shows_exactly_where_decisions_would_differ() {
+        let live = policy(&[EU, KR]);
+        let candidate = live
+            .with_replaced(Bundle::compile(&EU.replace("amount_minor > 3000", "amount_minor > 2000")).unwrap())
+            .unwrap();
+        let events: Vec<Facts> = (0..50).map(|n| eur(n * 100, 0, 0)).collect();
+        let differ: Vec<i64> = events
+            .iter()
+            .filter(|facts| decide(&live, facts) != decide(&candidate, facts))
+            .map(|facts| facts.amount_minor)
+            .collect();
+        assert_eq!(differ, (21..=30).map(|n| n * 100).collect::<Vec<_>>(), "EUR 20.01 to 30.00 would now need SCA");
+        assert_eq!(candidate.in_force(NOW).len(), 2, "the other bundle is kept");
+    }
+}
