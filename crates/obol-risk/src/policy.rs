@@ -293,10 +293,9 @@ fn bind(context: &mut Context, variables: &[String], features: &Features, facts:
 }
 
 impl Rule {
-    fn matches(&self, features: &Features, facts: &Facts) -> Result<bool, String> {
-        let mut context = Context::default();
-        bind(&mut context, &self.variables, features, facts);
-        match self.program.execute(&context) {
+    /// Whether the rule matches, with its variables bound in `scope`.
+    fn matches(&self, scope: &Context) -> Result<bool, String> {
+        match self.program.execute(scope) {
             Ok(Value::Bool(matched)) => Ok(matched),
             Ok(other) => Err(format!("answered {other:?}, not true or false")),
             Err(error) => Err(format!("failed: {error}")),
@@ -308,6 +307,7 @@ impl Bundle {
     /// Parses and compiles a bundle, refusing it whole if any rule is unusable.
     pub fn compile(text: &str) -> Result<Bundle, PolicyError> {
         let file: BundleFile = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let root = Context::default();
         if file.name.trim().is_empty() || file.rules.is_empty() {
             return Err(PolicyError::Invalid("a bundle needs a name and at least one rule".into()));
         }
@@ -343,8 +343,9 @@ impl Bundle {
             // Probe events from each jurisdiction must get a true or false: this catches type
             // errors behind a jurisdiction test before traffic does.
             for facts in probes() {
-                rule.matches(&Features::default(), &facts)
-                    .map_err(|detail| PolicyError::NotBoolean { rule: rule.id.clone(), detail })?;
+                let mut scope = root.new_inner_scope();
+                bind(&mut scope, &rule.variables, &Features::default(), &facts);
+                rule.matches(&scope).map_err(|detail| PolicyError::NotBoolean { rule: rule.id.clone(), detail })?;
             }
             rules.push(rule);
         }
@@ -360,15 +361,30 @@ impl Bundle {
 }
 
 /// Every loaded bundle version; decides with the ones in force at an event's time.
-#[derive(Debug, Default)]
 pub struct Policy {
     bundles: Vec<Bundle>,
+    /// The CEL standard library, built once: each decision binds its variables in a child scope.
+    root: Context<'static, 'static>,
+    /// Every variable some loaded rule reads, bound once per decision.
+    variables: Vec<String>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("bundles", &self.bundles).field("variables", &self.variables).finish()
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::new()
+    }
 }
 
 impl Policy {
     /// An empty policy (allows everything).
     pub fn new() -> Policy {
-        Policy::default()
+        Policy { bundles: Vec::new(), root: Context::default(), variables: Vec::new() }
     }
 
     /// Adds a compiled bundle version. The same name and version twice is refused unless the text
@@ -379,6 +395,13 @@ impl Policy {
                 return Ok(());
             }
             return Err(PolicyError::Duplicate { name: bundle.name, version: bundle.version });
+        }
+        for rule in &bundle.rules {
+            for variable in &rule.variables {
+                if !self.variables.contains(variable) {
+                    self.variables.push(variable.clone());
+                }
+            }
         }
         self.bundles.push(bundle);
         Ok(())
@@ -413,11 +436,13 @@ impl Policy {
     /// one) holds the event for review rather than letting it through.
     pub fn decide(&self, at_s: u64, features: &Features, facts: &Facts) -> Decision {
         let bundles = self.in_force(at_s);
+        let mut scope = self.root.new_inner_scope();
+        bind(&mut scope, &self.variables, features, facts);
         for action in Action::ORDER {
             for bundle in &bundles {
                 for rule in bundle.rules.iter().filter(|r| r.action == action) {
                     let named = format!("{}@{}/{}", bundle.name, bundle.version, rule.id);
-                    match rule.matches(features, facts) {
+                    match rule.matches(&scope) {
                         Ok(true) => {
                             return Decision {
                                 action,

@@ -35,6 +35,9 @@ pub enum BenchCommand {
     /// Paid HTTP requests per second end to end over loopback (402 terms taken, one PayWord tick
     /// per request, journaled), driven by wrk, beside unpaid requests on the same server.
     Http(crate::bench_pay::HttpArgs),
+    /// Risk decision latency per event (streaming features + the shipped policy bundles) and
+    /// memory per tracked entity.
+    Risk(crate::bench_pay::RiskArgs),
 }
 
 /// Options of `obol bench auth`.
@@ -82,6 +85,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Auth(args) => auth(args),
         BenchCommand::Vouchers(args) => crate::bench_pay::vouchers(args),
         BenchCommand::Http(args) => crate::bench_pay::http(args),
+        BenchCommand::Risk(args) => crate::bench_pay::risk(args),
     }
 }
 
@@ -414,7 +418,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(sorted_ns: &[u64], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted_ns: &[u64], fraction: f64) -> f64 {
     let index = ((sorted_ns.len() as f64 - 1.0) * fraction).round() as usize;
     sorted_ns.get(index).copied().unwrap_or(0) as f64 / 1000.0
 }

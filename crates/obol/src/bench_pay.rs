@@ -627,3 +627,103 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Options of `obol bench risk`.
+#[derive(Args, Debug)]
+pub struct RiskArgs {
+    /// Events to decide.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Distinct payers (each with a device); payees are a tenth as many.
+    #[arg(long, default_value_t = 50_000)]
+    payers: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `obol bench risk`: one decision = the event's streaming features (O(1) state updates) and the
+/// shipped policy bundles evaluated on them, timed one by one on one core.
+pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
+    use obol_risk::features::{Event, FeatureStore};
+    use obol_risk::policy::{Bundle, Facts, Policy};
+    if args.events == 0 || args.payers == 0 {
+        bail!("--events and --payers must be at least 1");
+    }
+    let mut policy = Policy::new();
+    for text in crate::serve::SHIPPED_POLICY {
+        policy.add(Bundle::compile(text).map_err(|e| anyhow::anyhow!("a shipped bundle: {e}"))?)?;
+    }
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let start_s = 1_800_000_000u64;
+    let events: Vec<(Event, Facts)> = (0..args.events)
+        .map(|n| {
+            let payer = u128::from(next() % args.payers) + 1;
+            let eu = payer % 3 == 0;
+            let event = Event {
+                at_s: start_s + n / 20,
+                payer,
+                device: Some(payer + 10_000_000),
+                payee: u128::from(next() % (args.payers / 10).max(1)) + 20_000_000,
+                network: Some(next() % 5_000),
+                amount_minor: u128::from(next() % 5_000 + 1),
+                failed_auth_count: 0,
+                payee_cash_like: next() % 20 == 0,
+            };
+            let facts = Facts {
+                amount_minor: event.amount_minor as i64,
+                currency: if eu { "EUR".into() } else { "KRW".into() },
+                jurisdiction: if eu { "EU".into() } else { "KR".into() },
+                sca_payments_since: (next() % 8) as i64,
+                sca_amount_since_minor: (next() % 12_000) as i64,
+                month_total_minor: (next() % 1_100_000) as i64,
+                user_limit_minor: -1,
+                ..Facts::default()
+            };
+            (event, facts)
+        })
+        .collect();
+    let bar = progress(args.events, "deciding events");
+    let mut store = FeatureStore::default();
+    crate::alloc::start();
+    let mut latencies_ns = Vec::with_capacity(events.len());
+    let mut actions = [0u64; 4];
+    for (event, facts) in &events {
+        let started = Instant::now();
+        let features = store.observe(event);
+        let decision = policy.decide(event.at_s, &features, facts);
+        latencies_ns.push(started.elapsed().as_nanos() as u64);
+        actions[decision.action as usize] += 1;
+        bar.inc(1);
+    }
+    let live_bytes = crate::alloc::stop();
+    bar.finish_and_clear();
+    latencies_ns.sort_unstable();
+    let p = |fraction: f64| crate::bench::percentile(&latencies_ns, fraction);
+    let bytes_per_entity = live_bytes as f64 / store.len().max(1) as f64;
+    if args.json {
+        println!(
+            "{}",
+            json!({"events": args.events, "entities": store.len(), "decision_p50_us": p(0.5), "decision_p99_us": p(0.99),
+                "bytes_per_entity": bytes_per_entity.round(), "step_up": actions[0], "allow": actions[1],
+                "block": actions[2], "review": actions[3]})
+        );
+        return Ok(());
+    }
+    println!("obol bench risk: {} events, {} entities tracked, one core", args.events, store.len());
+    println!(
+        "decision (features + {} bundles): p50 {:.1} µs, p99 {:.1} µs",
+        policy.in_force(start_s).len(),
+        p(0.5),
+        p(0.99)
+    );
+    println!("memory per tracked entity: {bytes_per_entity:.0} B");
+    println!("decisions: {} step-up, {} allow, {} block, {} review", actions[0], actions[1], actions[2], actions[3]);
+    Ok(())
+}
