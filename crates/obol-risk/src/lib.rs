@@ -13,3 +13,4 @@
 
 pub mod features;
 pub mod policy;
+pub mod sim;

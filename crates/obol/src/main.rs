@@ -10,6 +10,7 @@ mod client;
 mod identity_cli;
 mod pay_cli;
 mod serve;
+mod sim_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,9 @@ enum Command {
     Tab(pay_cli::TabCommand),
     /// Fetch a priced URL as a device, paying HTTP 402 (x402) from a tab or with a transfer.
     Pay(pay_cli::PayArgs),
+    /// Simulate payment traffic with injected fraud (CSV for training, demos and load tests).
+    #[command(subcommand)]
+    Sim(sim_cli::SimCommand),
     /// Create and manage principals (operator).
     #[command(subcommand)]
     Principal(identity_cli::PrincipalCommand),
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),
+        Command::Sim(command) => sim_cli::run(command),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
         Command::Principal(command) => identity_cli::principal(command),

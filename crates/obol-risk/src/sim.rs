@@ -1,0 +1,317 @@
+//! A traffic simulator: customers with devices and home networks, merchants of several kinds,
+//! daily rhythms and micropayment amounts, and injected fraud of five kinds (account takeover,
+//! card testing, a cloned device, velocity abuse, and many victims paying through one new cell at
+//! night, the 2025 KT femtocell pattern). Deterministic: one seed gives the same events, in time
+//! order, every time. Used to develop features and rules, to train and measure the model, and for
+//! demos and load tests.
+
+use crate::features::Event;
+
+/// How fraud was injected into an event, if it was.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum FraudKind {
+    /// A stolen account used from a new device and network, at night, on cash-like goods.
+    AccountTakeover,
+    /// Bursts of tiny payments from a new device to many merchants.
+    CardTesting,
+    /// A customer's device id used from another network at the same time.
+    ClonedDevice,
+    /// A customer's own device paying far faster than its habit.
+    VelocityAbuse,
+    /// Many customers newly paying cash-like merchants through one new cell.
+    CellCluster,
+}
+
+impl FraudKind {
+    /// Every kind.
+    pub const ALL: [FraudKind; 5] = [
+        FraudKind::AccountTakeover,
+        FraudKind::CardTesting,
+        FraudKind::ClonedDevice,
+        FraudKind::VelocityAbuse,
+        FraudKind::CellCluster,
+    ];
+
+    /// A short name (CSV `fraud_kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FraudKind::AccountTakeover => "account_takeover",
+            FraudKind::CardTesting => "card_testing",
+            FraudKind::ClonedDevice => "cloned_device",
+            FraudKind::VelocityAbuse => "velocity_abuse",
+            FraudKind::CellCluster => "cell_cluster",
+        }
+    }
+}
+
+/// One simulated payment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SimEvent {
+    /// What the risk engine sees.
+    pub event: Event,
+    /// Whether it is fraud, and which kind.
+    pub fraud: Option<FraudKind>,
+}
+
+/// What to simulate.
+#[derive(Clone, Copy, Debug)]
+pub struct SimConfig {
+    /// Seed: everything follows from it.
+    pub seed: u64,
+    /// Customers.
+    pub customers: u32,
+    /// Merchants (a fifth sell cash-like goods).
+    pub merchants: u32,
+    /// Days simulated.
+    pub days: u32,
+    /// First second (a UTC midnight is best).
+    pub start_s: u64,
+    /// Fraud incidents of each kind per day.
+    pub incidents_per_day: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig { seed: 1, customers: 2_000, merchants: 200, days: 7, start_s: 1_798_761_600, incidents_per_day: 2 }
+    }
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1_000) < per_mille
+    }
+}
+
+struct Customer {
+    device: u128,
+    network: u64,
+    payments_per_day: u64,
+    favourite: [u32; 3],
+    night_owl: bool,
+}
+
+const CUSTOMER_BASE: u128 = 1_000_000;
+const DEVICE_BASE: u128 = 5_000_000;
+const MERCHANT_BASE: u128 = 9_000_000;
+const FRAUD_DEVICE_BASE: u128 = 8_000_000;
+
+fn cash_like(merchant: u32) -> bool {
+    merchant.is_multiple_of(5)
+}
+
+/// Price of merchant `m`'s goods, minor units (cents): from 5 cents to about $20.
+fn price(merchant: u32) -> u64 {
+    [5, 25, 99, 250, 499, 999, 1_999][(merchant % 7) as usize]
+}
+
+/// Simulates `config`: every event, in time order.
+pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
+    let mut rng = Rng(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let merchants = config.merchants.max(10);
+    let customers: Vec<Customer> = (0..config.customers.max(1))
+        .map(|c| Customer {
+            device: DEVICE_BASE + u128::from(c),
+            network: 1_000 + rng.below(400),
+            payments_per_day: 1 + rng.below(6),
+            favourite: [
+                rng.below(u64::from(merchants)) as u32,
+                rng.below(u64::from(merchants)) as u32,
+                rng.below(u64::from(merchants)) as u32,
+            ],
+            night_owl: rng.chance(100),
+        })
+        .collect();
+    let mut events = Vec::new();
+    let mut fraud_devices = 0u128;
+    for day in 0..u64::from(config.days) {
+        let midnight = config.start_s + day * 86_400;
+        for (index, customer) in customers.iter().enumerate() {
+            for _ in 0..customer.payments_per_day {
+                // Daytime and evening rhythm; night owls also pay after midnight.
+                let hour = if customer.night_owl && rng.chance(300) { rng.below(6) } else { 7 + rng.below(16) };
+                let merchant = if rng.chance(800) {
+                    customer.favourite[rng.below(3) as usize]
+                } else {
+                    rng.below(u64::from(merchants)) as u32
+                };
+                let jitter = price(merchant) / 4 + 1;
+                let amount = price(merchant) - jitter / 2 + rng.below(jitter);
+                events.push(SimEvent {
+                    event: Event {
+                        at_s: midnight + hour * 3_600 + rng.below(3_600),
+                        payer: CUSTOMER_BASE + index as u128,
+                        device: Some(customer.device),
+                        payee: MERCHANT_BASE + u128::from(merchant),
+                        network: Some(if rng.chance(50) { 1_000 + rng.below(400) } else { customer.network }),
+                        amount_minor: u128::from(amount),
+                        failed_auth_count: u32::from(rng.chance(20)),
+                        payee_cash_like: cash_like(merchant),
+                    },
+                    fraud: None,
+                });
+            }
+        }
+        for _ in 0..config.incidents_per_day {
+            for kind in FraudKind::ALL {
+                let victim = rng.below(customers.len() as u64) as usize;
+                let payer = CUSTOMER_BASE + victim as u128;
+                let at = midnight + rng.below(86_400 - 7_200);
+                let mut push = |event: Event| events.push(SimEvent { event, fraud: Some(kind) });
+                match kind {
+                    FraudKind::AccountTakeover => {
+                        fraud_devices += 1;
+                        let night = midnight + rng.below(5 * 3_600);
+                        for n in 0..(3 + rng.below(5)) {
+                            let merchant = rng_cash(&mut rng, merchants);
+                            push(Event {
+                                at_s: night + n * 90,
+                                payer,
+                                device: Some(FRAUD_DEVICE_BASE + fraud_devices),
+                                payee: MERCHANT_BASE + u128::from(merchant),
+                                network: Some(50_000 + rng.below(1_000)),
+                                amount_minor: u128::from(5_000 + rng.below(15_000)),
+                                failed_auth_count: 2 + rng.below(3) as u32,
+                                payee_cash_like: true,
+                            });
+                        }
+                    }
+                    FraudKind::CardTesting => {
+                        fraud_devices += 1;
+                        for n in 0..(15 + rng.below(20)) {
+                            let merchant = rng.below(u64::from(merchants)) as u32;
+                            push(Event {
+                                at_s: at + n * 4,
+                                payer,
+                                device: Some(FRAUD_DEVICE_BASE + fraud_devices),
+                                payee: MERCHANT_BASE + u128::from(merchant),
+                                network: Some(60_000 + rng.below(1_000)),
+                                amount_minor: u128::from(1 + rng.below(3)),
+                                failed_auth_count: 0,
+                                payee_cash_like: cash_like(merchant),
+                            });
+                        }
+                    }
+                    FraudKind::ClonedDevice => {
+                        let customer = &customers[victim];
+                        for n in 0..(2 + rng.below(4)) {
+                            let merchant = rng_cash(&mut rng, merchants);
+                            push(Event {
+                                at_s: at + n * 300,
+                                payer,
+                                device: Some(customer.device),
+                                payee: MERCHANT_BASE + u128::from(merchant),
+                                network: Some(70_000 + rng.below(1_000)),
+                                amount_minor: u128::from(2_000 + rng.below(8_000)),
+                                failed_auth_count: 0,
+                                payee_cash_like: true,
+                            });
+                        }
+                    }
+                    FraudKind::VelocityAbuse => {
+                        let customer = &customers[victim];
+                        for n in 0..(25 + rng.below(25)) {
+                            let merchant = customer.favourite[(n % 3) as usize];
+                            push(Event {
+                                at_s: at + n * 10,
+                                payer,
+                                device: Some(customer.device),
+                                payee: MERCHANT_BASE + u128::from(merchant),
+                                network: Some(customer.network),
+                                amount_minor: u128::from(price(merchant)),
+                                failed_auth_count: 0,
+                                payee_cash_like: cash_like(merchant),
+                            });
+                        }
+                    }
+                    FraudKind::CellCluster => {
+                        let cell = 90_000 + day * 100 + rng.below(100);
+                        let night = midnight + rng.below(4 * 3_600);
+                        for n in 0..(10 + rng.below(15)) {
+                            let victim = rng.below(customers.len() as u64) as usize;
+                            let merchant = rng_cash(&mut rng, merchants);
+                            push(Event {
+                                at_s: night + n * 120,
+                                payer: CUSTOMER_BASE + victim as u128,
+                                device: Some(customers[victim].device),
+                                payee: MERCHANT_BASE + u128::from(merchant),
+                                network: Some(cell),
+                                amount_minor: u128::from(3_000 + rng.below(7_000)),
+                                failed_auth_count: 0,
+                                payee_cash_like: true,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    events.sort_by_key(|e| (e.event.at_s, e.event.payer));
+    events
+}
+
+fn rng_cash(rng: &mut Rng, merchants: u32) -> u32 {
+    (rng.below(u64::from(merchants / 5).max(1)) * 5) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::FeatureStore;
+
+    #[test]
+    fn one_seed_gives_the_same_traffic_and_another_seed_other_traffic() {
+        let config = SimConfig { customers: 300, days: 2, ..SimConfig::default() };
+        assert_eq!(simulate(&config), simulate(&config));
+        assert_ne!(simulate(&config), simulate(&SimConfig { seed: 2, ..config }));
+    }
+
+    #[test]
+    fn every_fraud_kind_is_injected_and_events_are_in_time_order() {
+        let events = simulate(&SimConfig { customers: 500, days: 3, ..SimConfig::default() });
+        for kind in FraudKind::ALL {
+            assert!(events.iter().filter(|e| e.fraud == Some(kind)).count() >= 6, "{kind:?}");
+        }
+        assert!(events.windows(2).all(|pair| pair[0].event.at_s <= pair[1].event.at_s));
+        let fraud = events.iter().filter(|e| e.fraud.is_some()).count();
+        assert!(fraud * 10 < events.len(), "fraud is the minority: {fraud} of {}", events.len());
+    }
+
+    #[test]
+    fn the_features_tell_each_fraud_kind_from_normal_traffic() {
+        let events = simulate(&SimConfig { customers: 800, days: 4, ..SimConfig::default() });
+        let mut store = FeatureStore::default();
+        let mut sums: std::collections::BTreeMap<(Option<FraudKind>, &str), (f64, f64)> = Default::default();
+        let names =
+            ["device_new", "network_new_payers_1h", "payer_count_1m", "network_new_for_payer", "failed_auth_count"];
+        for event in &events {
+            let features = store.observe(&event.event);
+            for name in names {
+                let entry = sums.entry((event.fraud, name)).or_default();
+                entry.0 += features.get(name).unwrap();
+                entry.1 += 1.0;
+            }
+        }
+        let mean = |kind: Option<FraudKind>, name| sums[&(kind, name)].0 / sums[&(kind, name)].1;
+        let normal = |name| mean(None, name);
+        assert!(mean(Some(FraudKind::AccountTakeover), "device_new") > 2.0 * normal("device_new"));
+        assert!(mean(Some(FraudKind::AccountTakeover), "failed_auth_count") > 10.0 * normal("failed_auth_count"));
+        assert!(mean(Some(FraudKind::CardTesting), "payer_count_1m") > 5.0 * normal("payer_count_1m"));
+        assert!(mean(Some(FraudKind::VelocityAbuse), "payer_count_1m") > 5.0 * normal("payer_count_1m"));
+        assert!(mean(Some(FraudKind::ClonedDevice), "network_new_for_payer") > 5.0 * normal("network_new_for_payer"));
+        assert!(mean(Some(FraudKind::CellCluster), "network_new_payers_1h") > 3.0 * normal("network_new_payers_1h"));
+    }
+}
