@@ -12,5 +12,6 @@
 #![deny(missing_docs)]
 
 pub mod features;
+pub mod model;
 pub mod policy;
 pub mod sim;

@@ -642,11 +642,15 @@ pub struct RiskArgs {
     json: bool,
 }
 
-/// `obol bench risk`: one decision = the event's streaming features (O(1) state updates) and the
-/// shipped policy bundles evaluated on them, timed one by one on one core.
+/// `obol bench risk`: one decision = the event's streaming features (O(1) state updates), the
+/// model's score (trained first on simulated traffic), the shipped policy bundles evaluated on
+/// both, and fast contributions for every decision that is not `allow`, timed one by one on one
+/// core.
 pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
-    use obol_risk::features::{Event, FeatureStore};
-    use obol_risk::policy::{Bundle, Facts, Policy};
+    use obol_risk::features::{Event, FEATURE_NAMES, FeatureStore};
+    use obol_risk::model::{Model, TrainParams};
+    use obol_risk::policy::{Action, Bundle, Facts, Policy};
+    use obol_risk::sim::{SimConfig, simulate};
     if args.events == 0 || args.payers == 0 {
         bail!("--events and --payers must be at least 1");
     }
@@ -689,15 +693,32 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
             (event, facts)
         })
         .collect();
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message("training a model on simulated traffic");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let training = simulate(&SimConfig { customers: 2_000, days: 10, ..SimConfig::default() });
+    let mut training_store = FeatureStore::default();
+    let rows: Vec<Vec<f64>> = training.iter().map(|e| training_store.observe(&e.event).0.to_vec()).collect();
+    let labels: Vec<bool> = training.iter().map(|e| e.fraud.is_some()).collect();
+    let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+    let model = Model::train(&rows, &labels, &names, TrainParams::default(), "bench")?;
+    drop((rows, training_store));
+    spinner.finish_and_clear();
     let bar = progress(args.events, "deciding events");
     let mut store = FeatureStore::default();
+    let mut explained = 0u64;
     crate::alloc::start();
     let mut latencies_ns = Vec::with_capacity(events.len());
     let mut actions = [0u64; 4];
     for (event, facts) in &events {
         let started = Instant::now();
         let features = store.observe(event);
-        let decision = policy.decide(event.at_s, &features, facts);
+        let score = model.score(&features.0);
+        let facts = Facts { model_score: score, ..facts.clone() };
+        let decision = policy.decide(event.at_s, &features, &facts);
+        if decision.action != Action::Allow {
+            explained += model.explain(&features.0, false, 3).len() as u64 / 3;
+        }
         latencies_ns.push(started.elapsed().as_nanos() as u64);
         actions[decision.action as usize] += 1;
         bar.inc(1);
@@ -711,6 +732,7 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({"events": args.events, "entities": store.len(), "decision_p50_us": p(0.5), "decision_p99_us": p(0.99),
+                "trees": model.params.iterations, "explained": explained,
                 "bytes_per_entity": bytes_per_entity.round(), "step_up": actions[0], "allow": actions[1],
                 "block": actions[2], "review": actions[3]})
         );
@@ -718,7 +740,8 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     }
     println!("obol bench risk: {} events, {} entities tracked, one core", args.events, store.len());
     println!(
-        "decision (features + {} bundles): p50 {:.1} µs, p99 {:.1} µs",
+        "decision (features, model of {} trees, {} bundles, contributions unless allowed): p50 {:.1} µs, p99 {:.1} µs",
+        model.params.iterations,
         policy.in_force(start_s).len(),
         p(0.5),
         p(0.99)
