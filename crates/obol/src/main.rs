@@ -9,6 +9,7 @@ mod bench_pay;
 mod client;
 mod identity_cli;
 mod pay_cli;
+mod risk_cli;
 mod serve;
 mod sim_cli;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Simulate payment traffic with injected fraud (CSV for training, demos and load tests).
     #[command(subcommand)]
     Sim(sim_cli::SimCommand),
+    /// Train and evaluate the fraud model on labelled data.
+    #[command(subcommand)]
+    Risk(risk_cli::RiskCommand),
     /// Create and manage principals (operator).
     #[command(subcommand)]
     Principal(identity_cli::PrincipalCommand),
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),
         Command::Sim(command) => sim_cli::run(command),
+        Command::Risk(command) => risk_cli::run(command),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
         Command::Principal(command) => identity_cli::principal(command),
