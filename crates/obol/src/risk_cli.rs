@@ -58,13 +58,13 @@ pub struct TrainArgs {
     #[arg(long)]
     out: PathBuf,
     /// Trees.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 300)]
     trees: usize,
     /// Deepest tree.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6)]
     depth: usize,
     /// Shrinkage per tree.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.05)]
     learning_rate: f32,
     /// Seed.
     #[arg(long, default_value_t = 7)]
