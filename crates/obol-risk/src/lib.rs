@@ -11,6 +11,7 @@
 //! [`features::FeatureStore::snapshot`] so it survives a restart.
 #![deny(missing_docs)]
 
+pub mod detect;
 pub mod features;
 pub mod model;
 pub mod policy;
