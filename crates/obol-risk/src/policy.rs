@@ -84,6 +84,12 @@ pub struct Facts {
     pub payee_category: String,
     /// The model's fraud score, 0 to 1.
     pub model_score: f64,
+    /// The holder's own cap on one payment, minor units; -1 when none is set.
+    pub holder_payment_cap_minor: i64,
+    /// The holder's own cap on a day's payments, minor units; -1 when none is set.
+    pub holder_day_cap_minor: i64,
+    /// Minor units the holder paid today, this payment included.
+    pub holder_day_spent_minor: i64,
 }
 
 impl Default for Facts {
@@ -98,11 +104,14 @@ impl Default for Facts {
             user_limit_minor: -1,
             payee_category: "digital_goods".into(),
             model_score: 0.0,
+            holder_payment_cap_minor: -1,
+            holder_day_cap_minor: -1,
+            holder_day_spent_minor: 0,
         }
     }
 }
 
-const FACT_NAMES: [&str; 9] = [
+const FACT_NAMES: [&str; 12] = [
     "amount_minor",
     "currency",
     "jurisdiction",
@@ -112,6 +121,9 @@ const FACT_NAMES: [&str; 9] = [
     "user_limit_minor",
     "payee_category",
     "model_score",
+    "holder_payment_cap_minor",
+    "holder_day_cap_minor",
+    "holder_day_spent_minor",
 ];
 
 fn fact(facts: &Facts, name: &str) -> Option<Value> {
@@ -125,6 +137,9 @@ fn fact(facts: &Facts, name: &str) -> Option<Value> {
         "user_limit_minor" => Value::Int(facts.user_limit_minor),
         "payee_category" => Value::from(facts.payee_category.as_str()),
         "model_score" => Value::Float(facts.model_score),
+        "holder_payment_cap_minor" => Value::Int(facts.holder_payment_cap_minor),
+        "holder_day_cap_minor" => Value::Int(facts.holder_day_cap_minor),
+        "holder_day_spent_minor" => Value::Int(facts.holder_day_spent_minor),
         _ => return None,
     })
 }
@@ -273,6 +288,9 @@ fn probes() -> Vec<Facts> {
                 user_limit_minor,
                 payee_category: "gift_cards".into(),
                 model_score: 0.5,
+                holder_payment_cap_minor: user_limit_minor,
+                holder_day_cap_minor: user_limit_minor,
+                holder_day_spent_minor: 60_000,
             })
         })
         .collect()
@@ -474,6 +492,7 @@ mod tests {
 
     const EU: &str = include_str!("../../../policy/eu-psd2-sca.toml");
     const KR: &str = include_str!("../../../policy/kr-carrier-micropayments.toml");
+    const CAPS: &str = include_str!("../../../policy/holder-caps.toml");
     const NOW: u64 = 1_800_000_000;
 
     fn eur(amount_minor: i64, since: i64, since_amount: i64) -> Facts {
@@ -534,6 +553,25 @@ mod tests {
         assert_eq!(decide(&policy, &krw(10_000, 0)).action, Action::Block, "a limit of 0 blocks everything");
         assert_eq!(decide(&policy, &krw(50_000, 50_000)).action, Action::Allow);
         assert_eq!(decide(&policy, &krw(50_001, 50_000)).action, Action::Block, "the user's own limit holds");
+    }
+
+    #[test]
+    fn the_holders_own_caps_block_at_one_unit_over() {
+        let policy = policy(&[CAPS]);
+        let facts = |amount_minor: i64, payment_cap: i64, day_cap: i64, day_spent: i64| Facts {
+            amount_minor,
+            holder_payment_cap_minor: payment_cap,
+            holder_day_cap_minor: day_cap,
+            holder_day_spent_minor: day_spent,
+            ..Facts::default()
+        };
+        assert_eq!(decide(&policy, &facts(500, 500, -1, 500)).action, Action::Allow, "exactly the cap is allowed");
+        let over = decide(&policy, &facts(501, 500, -1, 501));
+        assert_eq!((over.action, over.rule.as_deref()), (Action::Block, Some("holder-caps@1/payment-cap")));
+        assert_eq!(decide(&policy, &facts(100, -1, 1_000, 1_000)).action, Action::Allow);
+        assert_eq!(decide(&policy, &facts(100, -1, 1_000, 1_001)).action, Action::Block, "the day's cap holds");
+        assert_eq!(decide(&policy, &facts(1, 0, -1, 1)).action, Action::Block, "a cap of 0 blocks everything");
+        assert_eq!(decide(&policy, &facts(1_000_000, -1, -1, 9_999_999)).action, Action::Allow, "no caps set");
     }
 
     #[test]

@@ -128,10 +128,11 @@ pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
 }
 
 /// The policy bundles obol ships (`policy/`), compiled into the binary.
-pub(crate) const SHIPPED_POLICY: [&str; 3] = [
+pub(crate) const SHIPPED_POLICY: [&str; 4] = [
     include_str!("../../../policy/eu-psd2-sca.toml"),
     include_str!("../../../policy/kr-carrier-micropayments.toml"),
     include_str!("../../../policy/fraud-signals.toml"),
+    include_str!("../../../policy/holder-caps.toml"),
 ];
 
 /// This server's instance id (its x402 network is `obol:<id>`): made once, kept in the store.
