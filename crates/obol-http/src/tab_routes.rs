@@ -209,14 +209,25 @@ fn visible_tab(state: &AppState, caller: &Caller, id: u128) -> Result<TabEntry, 
 
 /// The key that signs for a tab, if its device may still pay.
 pub(crate) fn tab_signer(ledger: &Ledger, entry: &TabEntry) -> Result<VerifyingKey, ApiError> {
-    let device = ledger.identity().device(entry.tab.device_id);
-    match device {
-        Some(device) if device.status == Status::Active => {
-            VerifyingKey::from_bytes(&device.public_key).map_err(|_| ApiError::TabRejected(PayReject::DeviceInactive))
-        }
-        // A revoked or suspended device pays no more (what it paid before stays owed).
-        _ => Err(ApiError::TabRejected(PayReject::DeviceInactive)),
+    VerifyingKey::from_bytes(&tab_device_key(ledger, entry)?)
+        .map_err(|_| ApiError::TabRejected(PayReject::DeviceInactive))
+}
+
+/// Refuses all but the tab's payee (or the operator): only the payee submits its payments.
+fn payee_tab(state: &AppState, caller: &Caller, tab_id: u128) -> Result<(), ApiError> {
+    let entry = visible_tab(state, caller, tab_id)?;
+    if !is_payee(caller, &read_ledger(state), &entry) {
+        return Err(ApiError::Forbidden("only the tab's payee submits its payments".into()));
     }
+    Ok(())
+}
+
+/// Refuses callers who may look at money but not move it.
+fn moves_money(caller: &Caller) -> Result<(), ApiError> {
+    if matches!(caller.role, Role::Analyst | Role::Auditor) {
+        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
+    }
+    Ok(())
 }
 
 fn tab_json(state: &AppState, tab_id: u128) -> Result<Json<TabDto>, ApiError> {
@@ -281,11 +292,7 @@ pub(crate) fn check_tick(
     let ledger = read_ledger(state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
     // A tick needs no key, only a device that may still pay.
-    let device_active =
-        ledger.identity().device(entry.tab.device_id).is_some_and(|device| device.status == Status::Active);
-    if !device_active {
-        return Err(ApiError::TabRejected(PayReject::DeviceInactive));
-    }
+    tab_device_key(&ledger, entry)?;
     match entry.tab.check_tick(index, word, now_ns()) {
         Ok(added) => Ok(Some(added)),
         Err(PayReject::Stale) => Ok(None),
@@ -409,10 +416,7 @@ pub async fn submit_voucher(
 ) -> Result<Json<VoucherAccepted>, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
     let tab_id = crate::dto::path_id(&id)?;
-    let entry = visible_tab(&state, &caller, tab_id)?;
-    if !is_payee(&caller, &read_ledger(&state), &entry) {
-        return Err(ApiError::Forbidden("only the tab's payee submits its payments".into()));
-    }
+    payee_tab(&state, &caller, tab_id)?;
     let voucher = decode_voucher(&body.voucher)?;
     if voucher.tab_id != tab_id {
         return Err(ApiError::TabRejected(PayReject::WrongTab));
@@ -435,9 +439,7 @@ pub async fn submit_vouchers(
     ApiJson(body): ApiJson<VoucherBatch>,
 ) -> Result<Json<VoucherBatchResult>, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
-    if matches!(caller.role, Role::Analyst | Role::Auditor) {
-        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
-    }
+    moves_money(&caller)?;
     if body.vouchers.len() > VOUCHER_BATCH_MAX {
         return Err(ApiError::InvalidField(format!("vouchers: at most {VOUCHER_BATCH_MAX} per batch")));
     }
@@ -528,9 +530,7 @@ pub async fn submit_commitment(
     need_scope(&caller, Scopes::PAY)?;
     let tab_id = crate::dto::path_id(&id)?;
     visible_tab(&state, &caller, tab_id)?;
-    if matches!(caller.role, Role::Analyst | Role::Auditor) {
-        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
-    }
+    moves_money(&caller)?;
     let bytes = Base64UrlUnpadded::decode_vec(body.commitment.trim())
         .map_err(|_| ApiError::InvalidField("commitment must be base64url without padding".into()))?;
     let commitment = Commitment::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("commitment: {e}")))?;
@@ -563,10 +563,7 @@ pub async fn submit_tick(
 ) -> Result<Json<VoucherAccepted>, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
     let tab_id = crate::dto::path_id(&id)?;
-    let entry = visible_tab(&state, &caller, tab_id)?;
-    if !is_payee(&caller, &read_ledger(&state), &entry) {
-        return Err(ApiError::Forbidden("only the tab's payee submits its payments".into()));
-    }
+    payee_tab(&state, &caller, tab_id)?;
     let word = decode_word(&body.word)?;
     let (paid, stale) = match check_tick(&state, tab_id, body.index, &word)? {
         None => (0, true),
@@ -630,9 +627,7 @@ pub async fn settle_tab(
     need_scope(&caller, Scopes::PAY)?;
     let tab_id = crate::dto::path_id(&id)?;
     visible_tab(&state, &caller, tab_id)?;
-    if matches!(caller.role, Role::Analyst | Role::Auditor) {
-        return Err(ApiError::Forbidden("analysts and auditors do not move money".into()));
-    }
+    moves_money(&caller)?;
     match run_tab(&state, TabCommand::Settle { tab_id, settle_transfer_id: random_id() }).await? {
         TabResult::Ok { .. } | TabResult::Exists => {}
         TabResult::Settlement(result) => return Err(ApiError::TransferRejected(result)),

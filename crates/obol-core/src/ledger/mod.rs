@@ -381,18 +381,18 @@ impl Ledger {
 
     /// The verifying key of a tab's device, if the device may pay.
     fn tab_key(&self, tab_id: u128) -> Option<ed25519_dalek::VerifyingKey> {
-        let device = self.identity.device(self.tab(tab_id)?.tab.device_id)?;
-        if device.status != crate::identity::Status::Active {
-            return None;
-        }
-        ed25519_dalek::VerifyingKey::from_bytes(&device.public_key).ok()
+        ed25519_dalek::VerifyingKey::from_bytes(&self.tab_device(tab_id)?.public_key).ok()
     }
 
-    /// Whether a tab's device may pay (it exists and is active).
+    /// A tab's device, if it may pay (it exists and is active).
+    fn tab_device(&self, tab_id: u128) -> Option<&crate::identity::Device> {
+        let device = self.identity.device(self.tab(tab_id)?.tab.device_id)?;
+        (device.status == crate::identity::Status::Active).then_some(device)
+    }
+
+    /// Whether a tab's device may pay.
     fn tab_device_active(&self, tab_id: u128) -> bool {
-        self.tab(tab_id)
-            .and_then(|entry| self.identity.device(entry.tab.device_id))
-            .is_some_and(|device| device.status == crate::identity::Status::Active)
+        self.tab_device(tab_id).is_some()
     }
 
     fn tab_missing_or(&self, tab_id: u128, reject: crate::channel::PayReject) -> crate::channel::TabResult {
