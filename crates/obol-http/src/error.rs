@@ -188,6 +188,7 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Overloaded => ApiError::Overloaded,
             EngineError::Stopped => ApiError::Unavailable,
+            EngineError::Meta(detail) => ApiError::Internal(detail),
         }
     }
 }

@@ -136,6 +136,11 @@ impl Store for FaultyStore {
         Ok(())
     }
 
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let disk = self.disk();
+        Ok(disk.meta.iter().filter(|(key, _)| key.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     fn kind(&self) -> &'static str {
         "simulated"
     }

@@ -28,11 +28,70 @@ pub enum EngineError {
     /// The store failed and the engine stopped; nothing more is accepted.
     #[error("the ledger stopped after a storage failure")]
     Stopped,
+    /// A metadata read or write failed; the ledger goes on.
+    #[error("metadata storage failed: {0}")]
+    Meta(String),
 }
 
 struct Submission {
     op: Op,
     reply: oneshot::Sender<Result<OpResults, EngineError>>,
+}
+
+type MetaReply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// A metadata read or write. The writer does it between records, so it is ordered with them and
+/// the store is only ever touched by one thread.
+enum MetaJob {
+    Get { key: String, reply: MetaReply<Option<Vec<u8>>> },
+    Put { key: String, value: Vec<u8>, reply: MetaReply<()> },
+    Scan { prefix: String, reply: MetaReply<Vec<(String, Vec<u8>)>> },
+}
+
+enum Job {
+    Op(Submission),
+    Meta(MetaJob),
+}
+
+impl Job {
+    fn events_count(&self) -> usize {
+        match self {
+            Job::Op(submission) => submission.op.len(),
+            Job::Meta(_) => 0,
+        }
+    }
+
+    fn refuse(self) {
+        match self {
+            Job::Op(submission) => {
+                let _ = submission.reply.send(Err(EngineError::Stopped));
+            }
+            Job::Meta(MetaJob::Get { reply, .. }) => {
+                let _ = reply.send(Err(EngineError::Stopped));
+            }
+            Job::Meta(MetaJob::Put { reply, .. }) => {
+                let _ = reply.send(Err(EngineError::Stopped));
+            }
+            Job::Meta(MetaJob::Scan { reply, .. }) => {
+                let _ = reply.send(Err(EngineError::Stopped));
+            }
+        }
+    }
+}
+
+fn run_meta<S: Store>(node: &mut Node<S>, job: MetaJob) {
+    let failed = |error: crate::StoreError| EngineError::Meta(error.to_string());
+    match job {
+        MetaJob::Get { key, reply } => {
+            let _ = reply.send(node.store_mut().meta_get(&key).map_err(failed));
+        }
+        MetaJob::Put { key, value, reply } => {
+            let _ = reply.send(node.store_mut().meta_put(&key, &value).map_err(failed));
+        }
+        MetaJob::Scan { prefix, reply } => {
+            let _ = reply.send(node.store_mut().meta_scan(&prefix).map_err(failed));
+        }
+    }
 }
 
 /// Counters the engine keeps for metrics and benchmarks.
@@ -47,7 +106,7 @@ pub struct EngineStats {
 /// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
 #[derive(Clone)]
 pub struct Engine {
-    sender: SyncSender<Submission>,
+    sender: SyncSender<Job>,
     ledger: Arc<RwLock<Ledger>>,
     stopped: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
@@ -82,7 +141,7 @@ impl Engine {
             return Err(EngineError::Stopped);
         }
         let (reply, receiver) = oneshot::channel();
-        match self.sender.try_send(Submission { op, reply }) {
+        match self.sender.try_send(Job::Op(Submission { op, reply })) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
@@ -92,8 +151,39 @@ impl Engine {
     /// Submits one request, waiting for room in the queue (for benchmarks and batch tools).
     pub fn submit_blocking(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
         let (reply, receiver) = oneshot::channel();
-        self.sender.send(Submission { op, reply }).map_err(|_| EngineError::Stopped)?;
+        self.sender.send(Job::Op(Submission { op, reply })).map_err(|_| EngineError::Stopped)?;
         Ok(receiver)
+    }
+
+    async fn meta<T>(&self, job: impl FnOnce(MetaReply<T>) -> MetaJob) -> Result<T, EngineError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(EngineError::Stopped);
+        }
+        let (reply, receiver) = oneshot::channel();
+        match self.sender.try_send(Job::Meta(job(reply))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped),
+        }
+        receiver.await.unwrap_or(Err(EngineError::Stopped))
+    }
+
+    /// Reads a metadata value (through the writer, after everything submitted before it).
+    pub async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        let key = key.to_string();
+        self.meta(|reply| MetaJob::Get { key, reply }).await
+    }
+
+    /// Writes a metadata value durably (through the writer, after everything submitted before it).
+    pub async fn meta_put(&self, key: &str, value: Vec<u8>) -> Result<(), EngineError> {
+        let key = key.to_string();
+        self.meta(|reply| MetaJob::Put { key, value, reply }).await
+    }
+
+    /// Every metadata entry whose key starts with `prefix`, in key order.
+    pub async fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
+        let prefix = prefix.to_string();
+        self.meta(|reply| MetaJob::Scan { prefix, reply }).await
     }
 
     /// Submits and waits for the result (async).
@@ -135,17 +225,17 @@ fn now_ns() -> u64 {
 
 fn writer<S: Store>(
     mut node: Node<S>,
-    receiver: Receiver<Submission>,
+    receiver: Receiver<Job>,
     stopped: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
 ) {
-    let mut carried: Option<Submission> = None;
+    let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
-            Some(submission) => submission,
+            Some(job) => job,
             None => match receiver.recv_timeout(Duration::from_millis(IDLE_WAKE_MS)) {
-                Ok(submission) => submission,
+                Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) if closing.load(Ordering::Acquire) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     let due = node.ledger().read().map(|l| l.next_expiry_ns()).unwrap_or(None);
@@ -164,15 +254,26 @@ fn writer<S: Store>(
                 Err(RecvTimeoutError::Disconnected) => return,
             },
         };
+        let first = match first {
+            Job::Meta(job) => {
+                run_meta(&mut node, job);
+                continue;
+            }
+            Job::Op(submission) => submission,
+        };
         let mut events_count = first.op.len();
         let mut batch = vec![first];
         while events_count < RECORD_EVENTS_MAX {
             match receiver.try_recv() {
-                Ok(submission) if events_count + submission.op.len() > RECORD_EVENTS_MAX => {
-                    carried = Some(submission);
+                Ok(job @ Job::Meta(_)) => {
+                    carried = Some(job);
                     break;
                 }
-                Ok(submission) => {
+                Ok(job) if events_count + job.events_count() > RECORD_EVENTS_MAX => {
+                    carried = Some(job);
+                    break;
+                }
+                Ok(Job::Op(submission)) => {
                     events_count += submission.op.len();
                     batch.push(submission);
                 }
@@ -197,8 +298,8 @@ fn writer<S: Store>(
                 for reply in replies {
                     let _ = reply.send(Err(EngineError::Stopped));
                 }
-                if let Some(submission) = carried.take() {
-                    let _ = submission.reply.send(Err(EngineError::Stopped));
+                if let Some(job) = carried.take() {
+                    job.refuse();
                 }
                 fail_all(&receiver);
                 return;
@@ -207,8 +308,8 @@ fn writer<S: Store>(
     }
 }
 
-fn fail_all(receiver: &Receiver<Submission>) {
-    while let Ok(submission) = receiver.recv() {
-        let _ = submission.reply.send(Err(EngineError::Stopped));
+fn fail_all(receiver: &Receiver<Job>) {
+    while let Ok(job) = receiver.recv() {
+        job.refuse();
     }
 }

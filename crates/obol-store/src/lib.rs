@@ -82,6 +82,8 @@ pub trait Store: Send {
     fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a metadata value durably.
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Every metadata entry whose key starts with `prefix`, in key order.
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// A short name for logs and metrics: `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 }
@@ -101,6 +103,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         (**self).meta_put(key, value)
+    }
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).meta_scan(prefix)
     }
     fn kind(&self) -> &'static str {
         (**self).kind()

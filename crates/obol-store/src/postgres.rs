@@ -269,6 +269,18 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_string();
+        self.call(move |client| {
+            Box::pin(async move {
+                let rows = client
+                    .query("SELECT key, value FROM meta WHERE left(key, length($1)) = $1 ORDER BY key", &[&prefix])
+                    .await?;
+                Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            })
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "postgres"
     }

@@ -96,6 +96,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")?;
+        let rows = statement.query_map(params![prefix], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn kind(&self) -> &'static str {
         "sqlite"
     }

@@ -153,3 +153,32 @@ fn a_schema_name_that_is_not_a_plain_identifier_is_refused() {
         );
     }
 }
+
+#[test]
+fn metadata_written_through_the_writer_is_listed_by_prefix_and_survives_reopening() {
+    for backend in backends() {
+        let kind = match backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        };
+        {
+            let engine = obol_store::Engine::start(Node::open(backend.open(), 1).unwrap());
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                for (key, value) in [("risk/review/02", "b"), ("risk/review/01", "a"), ("risk/other", "c")] {
+                    engine.meta_put(key, value.as_bytes().to_vec()).await.unwrap();
+                }
+                engine.meta_put("risk/review/01", b"a2".to_vec()).await.unwrap();
+                let listed = engine.meta_scan("risk/review/").await.unwrap();
+                let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(keys, ["risk/review/01", "risk/review/02"], "{kind}: in key order, only the prefix");
+                assert_eq!(listed[0].1, b"a2", "a second write replaces the first");
+                assert_eq!(engine.meta_scan("risk/review/0%").await.unwrap(), vec![], "the prefix is not a pattern");
+            });
+            engine.shutdown();
+        }
+        let mut node = Node::open(backend.open(), 1).unwrap();
+        assert_eq!(node.store_mut().meta_get("risk/other").unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(node.store_mut().meta_scan("risk/").unwrap().len(), 3);
+    }
+}
