@@ -78,6 +78,8 @@ pub struct Caller {
     pub scopes: Scopes,
     /// The credential.
     pub via: Via,
+    /// The address the request came from, when known (the risk engine's network feature).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Why a token was not accepted. The HTTP answer does not say which (all are 401), except for a
@@ -146,6 +148,7 @@ impl Authenticator {
             role: principal.role,
             scopes: key.scopes,
             via: Via::ApiKey(key.key_id),
+            peer: None,
         })
     }
 }

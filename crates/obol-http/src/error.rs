@@ -40,6 +40,12 @@ pub struct Problem {
     /// With `factor_check_failed`: tries left before factor checks lock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u8>,
+    /// With `risk_blocked`: the decision and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::RiskDto>,
+    /// With `held_for_review` (status 202): the review that holds the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::risk::ReviewDto>,
 }
 
 /// Everything that can go wrong in a request.
@@ -125,6 +131,27 @@ pub enum ApiError {
         "this payment needs your approval: approve the challenge with a second factor, then resend the request with the header Obol-Approval: <challenge id>"
     )]
     RequiresAction(Box<crate::mfa::ChallengeDto>),
+    /// The risk policy refuses this payment.
+    #[error("this payment is refused: {}", .0.reason_en)]
+    RiskBlocked(Box<crate::risk::RiskDto>),
+    /// The risk policy holds this request for an analyst (answered 202: not an error, not done).
+    #[error("this request is held for review and runs only if an analyst approves it: {}", .0.risk.reason_en)]
+    HeldForReview(Box<crate::risk::ReviewDto>),
+    /// The tab is paused until an analyst decides its review.
+    #[error("tab {0} is paused for review {1}; it accepts no payments until an analyst approves")]
+    TabPaused(u128, String),
+    /// No review with that id.
+    #[error("review {0} not found")]
+    ReviewNotFound(String),
+    /// The review was decided already.
+    #[error("review {0} was {1} already")]
+    ReviewDecided(String, String),
+    /// A policy bundle was refused; the live policy is unchanged.
+    #[error("the bundle was refused and the live policy is unchanged: {0}")]
+    PolicyRefused(String),
+    /// No shadow run is going on.
+    #[error("no candidate policy runs in shadow; submit one with POST /v1/risk/policy?shadow=true")]
+    NoShadow,
     /// A second-factor check failed (which factor is never said).
     #[error("the code was not accepted; {attempts_left} attempts left before checks are locked")]
     FactorCheckFailed {
@@ -230,6 +257,11 @@ impl ApiError {
             ApiError::DeviceLimit(_) | ApiError::RequiresAction(_) | ApiError::FactorCheckFailed { .. } => {
                 StatusCode::FORBIDDEN
             }
+            ApiError::RiskBlocked(_) | ApiError::TabPaused(..) => StatusCode::FORBIDDEN,
+            ApiError::HeldForReview(_) => StatusCode::ACCEPTED,
+            ApiError::ReviewNotFound(_) | ApiError::NoShadow => StatusCode::NOT_FOUND,
+            ApiError::ReviewDecided(..) => StatusCode::CONFLICT,
+            ApiError::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ChallengeNotFound(_) | ApiError::TabNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TabExists(_) => StatusCode::CONFLICT,
             ApiError::TabRejected(reject) => pay_reject_status(*reject),
@@ -273,6 +305,13 @@ impl ApiError {
             ApiError::Signature(error) => error.code(),
             ApiError::DeviceLimit(_) => "device_limit_exceeded",
             ApiError::RequiresAction(_) => "requires_action",
+            ApiError::RiskBlocked(_) => "risk_blocked",
+            ApiError::HeldForReview(_) => "held_for_review",
+            ApiError::TabPaused(..) => "tab_paused_for_review",
+            ApiError::ReviewNotFound(_) => "review_not_found",
+            ApiError::ReviewDecided(..) => "review_decided",
+            ApiError::PolicyRefused(_) => "policy_refused",
+            ApiError::NoShadow => "no_shadow",
             ApiError::FactorCheckFailed { .. } => "factor_check_failed",
             ApiError::ChallengeNotFound(_) => "challenge_not_found",
             ApiError::TabNotFound(_) => "tab_not_found",
@@ -474,9 +513,22 @@ impl IntoResponse for ApiError {
                 ApiError::FactorCheckFailed { attempts_left } => Some(*attempts_left),
                 _ => None,
             },
+            risk: match &self {
+                ApiError::RiskBlocked(risk) => Some((**risk).clone()),
+                _ => None,
+            },
+            review: match &self {
+                ApiError::HeldForReview(review) => Some((**review).clone()),
+                _ => None,
+            },
         };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let ApiError::HeldForReview(review) = &self
+            && let Ok(value) = HeaderValue::from_str(&format!("/v1/risk/reviews/{}", review.id))
+        {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
         if matches!(self, ApiError::Overloaded) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -17,6 +17,7 @@ use crate::auth::{self, Caller};
 use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
+use crate::risk::{Payment, Risk, Verdict};
 use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, identity_routes, now_ns, read_ledger};
 
 fn batch_size(got: usize) -> Result<(), ApiError> {
@@ -73,6 +74,8 @@ pub(crate) async fn create_account(
     responses(
         (status = 200, description = "One result per account, in order", body = BatchResults),
         (status = 400, description = "Malformed request; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Held for review by the risk policy: nothing ran yet", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the risk policy, or step-up needed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create_accounts(
@@ -179,18 +182,47 @@ fn check_device_limits(device: &obol_core::identity::Device, events: &[NewTransf
     Ok(())
 }
 
+/// What the checks before a request's transfers allow.
+pub(crate) enum Gate {
+    /// Go on; `authenticated` when a second factor approved these payments.
+    Go { authenticated: bool },
+    /// The risk policy holds the request: the assessment and the payment it is about.
+    Hold(Box<obol_risk::engine::Assessment>, Payment),
+}
+
+/// The payments among `events` (posts and voids of pending transfers are not payments), with
+/// their index.
+fn payments_of(ledger: &obol_core::ledger::Ledger, events: &[NewTransfer]) -> Vec<(usize, Payment)> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.flags.resolves_pending())
+        .filter_map(|(index, e)| {
+            let asset = e.asset.or_else(|| ledger.account(e.debit_account_id).map(|a| a.asset))?;
+            let payment = Payment {
+                payer_account_id: e.debit_account_id,
+                payee_account_id: e.credit_account_id,
+                amount: e.amount,
+                asset,
+            };
+            Some((index, payment))
+        })
+        .collect()
+}
+
 /// Checks that the caller may move money as these transfers ask: out of its own accounts, or, for
-/// a post or void, on a pending transfer that touches its accounts.
+/// a post or void, on a pending transfer that touches its accounts; then asks the risk policy,
+/// then step-up.
 fn authorize_transfers(
     state: &AppState,
     caller: &Caller,
     events: &[NewTransfer],
     approval: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<Gate, ApiError> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
     if caller.role == Role::Operator {
-        return Ok(());
+        return Ok(Gate::Go { authenticated: false });
     }
     let ledger = read_ledger(state);
     if let auth::Via::Device(device_id) = caller.via {
@@ -216,7 +248,53 @@ fn authorize_transfers(
             return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
         }
     }
-    state.step_up.check(&ledger, caller, events, approval)
+    let payments = payments_of(&ledger, events);
+    let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
+    let assessments = state.risk.assess(&ledger, caller, "transfer", &only);
+    match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
+        Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk))),
+        Verdict::Hold(assessment, index) => {
+            let payment = only.get(index).copied().ok_or_else(|| internal("risk hold"))?;
+            Ok(Gate::Hold(assessment, payment))
+        }
+        Verdict::Go { step_up, risk } => {
+            let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
+            let authenticated = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
+            Ok(Gate::Go { authenticated })
+        }
+    }
+}
+
+/// Whether the caller can approve a step-up challenge: a holder with a second factor.
+pub(crate) fn can_step_up(ledger: &obol_core::ledger::Ledger, caller: &Caller) -> bool {
+    caller.role == Role::Holder && ledger.identity().principal(caller.principal_id).is_some_and(|p| p.has_factor())
+}
+
+/// Holds a request for review and answers the 202 that says so.
+pub(crate) async fn hold_transfers(
+    state: &AppState,
+    caller: &Caller,
+    assessment: &obol_risk::engine::Assessment,
+    payment: &Payment,
+    events: &[NewTransfer],
+) -> ApiError {
+    let amounts: Vec<u128> = events.iter().filter(|e| !e.flags.resolves_pending()).map(|e| e.amount).collect();
+    let op = Op::CreateTransfers(events.to_vec());
+    let held = crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, amounts: &amounts };
+    match state.risk.hold(state, caller, held).await {
+        Ok(review) => ApiError::HeldForReview(Box::new(review)),
+        Err(error) => error,
+    }
+}
+
+/// Counts the payments that went through for the risk engine's regulatory counters.
+fn count_paid(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[bool], authenticated: bool) {
+    if caller.role == Role::Operator {
+        return;
+    }
+    let amounts: Vec<u128> =
+        events.iter().zip(ok).filter(|(e, ok)| **ok && !e.flags.resolves_pending()).map(|(e, _)| e.amount).collect();
+    state.risk.paid(caller.principal_id, &amounts, authenticated);
 }
 
 /// Charges a device's payments against its daily limit through the log, before they are
@@ -331,6 +409,8 @@ pub(crate) async fn get_history(
         (status = 201, description = "Created", body = TransferDto),
         (status = 200, description = "An identical transfer already existed", body = TransferDto),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Held for review by the risk policy: nothing ran yet; the problem's `review` says which review", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the risk policy (`risk_blocked`), or step-up needed (`requires_action`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id exists with different fields, or the pending transfer is already resolved", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The ledger refused the transfer", body = Problem, content_type = "application/problem+json"),
     ),
@@ -362,13 +442,21 @@ pub(crate) async fn transfer_as(
     event: &NewTransfer,
     approval: Option<&str>,
 ) -> Result<CreateTransferResult, ApiError> {
-    authorize_transfers(state, caller, std::slice::from_ref(event), approval)?;
-    charge_device_day(state, caller, std::slice::from_ref(event)).await?;
+    let events = std::slice::from_ref(event);
+    let authenticated = match authorize_transfers(state, caller, events, approval)? {
+        Gate::Go { authenticated } => authenticated,
+        Gate::Hold(assessment, payment) => {
+            return Err(hold_transfers(state, caller, &assessment, &payment, events).await);
+        }
+    };
+    charge_device_day(state, caller, events).await?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![*event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
     };
-    after_payment(state, caller, &payees(std::slice::from_ref(event)), &[result == CreateTransferResult::Ok]).await;
+    let ok = [result == CreateTransferResult::Ok];
+    count_paid(state, caller, events, &ok, authenticated);
+    after_payment(state, caller, &payees(events), &ok).await;
     Ok(result)
 }
 
@@ -377,6 +465,8 @@ pub(crate) async fn transfer_as(
     responses(
         (status = 200, description = "One result per transfer, in order", body = BatchResults),
         (status = 400, description = "Malformed request; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Held for review by the risk policy: nothing ran yet", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the risk policy, or step-up needed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create_transfers(
@@ -392,13 +482,20 @@ pub(crate) async fn create_transfers(
         .enumerate()
         .map(|(index, transfer)| transfer.to_core().map_err(|error| at_index(index, error)))
         .collect::<Result<Vec<_>, _>>()?;
-    authorize_transfers(&state, &caller, &events, approval_header(&headers))?;
+    let authenticated = match authorize_transfers(&state, &caller, &events, approval_header(&headers))? {
+        Gate::Go { authenticated } => authenticated,
+        Gate::Hold(assessment, payment) => {
+            return Err(hold_transfers(&state, &caller, &assessment, &payment, &events).await);
+        }
+    };
     charge_device_day(&state, &caller, &events).await?;
     let paid_to = payees(&events);
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
+    let counted = events.clone();
     match state.engine.execute(Op::CreateTransfers(events)).await? {
         OpResults::Transfers(results) => {
             let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
+            count_paid(&state, &caller, &counted, &ok, authenticated);
             after_payment(&state, &caller, &paid_to, &ok).await;
             Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str()))))
         }

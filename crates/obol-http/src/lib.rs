@@ -20,6 +20,7 @@ pub mod mfa;
 mod middleware;
 pub mod passkeys;
 pub mod ratelimit;
+pub mod risk;
 pub mod tab_routes;
 pub mod vault;
 pub mod verifier;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub x402_network: Arc<str>,
     /// Checks voucher signatures in batches.
     pub verifier: verifier::Verifier,
+    /// Decides payments; holds the review queue and the live policy.
+    pub risk: Arc<risk::Risk>,
 }
 
 impl AppState {
@@ -100,7 +103,14 @@ impl AppState {
             ),
             x402_network: Arc::from("obol:local"),
             verifier: verifier::Verifier::start(),
+            risk: Arc::new(risk::Risk::off()),
         }
+    }
+
+    /// Decides payments with `risk` (the default decides nothing and allows everything).
+    pub fn with_risk(mut self, risk: risk::Risk) -> AppState {
+        self.risk = Arc::new(risk);
+        self
     }
 
     /// Sets the x402 network id to `obol:<instance_id>` (3 to 32 letters, digits, `-` or `_`).
@@ -177,6 +187,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/x402/verify"),
     ("POST", "/v1/x402/settle"),
     ("GET", "/v1/x402/supported"),
+    ("GET", "/v1/risk/reviews"),
+    ("GET", "/v1/risk/reviews/{id}"),
+    ("POST", "/v1/risk/reviews/{id}/decision"),
+    ("GET", "/v1/risk/labels"),
+    ("GET", "/v1/risk/policy"),
+    ("POST", "/v1/risk/policy"),
+    ("GET", "/v1/risk/policy/changes"),
+    ("GET", "/v1/risk/shadow"),
+    ("DELETE", "/v1/risk/shadow"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -261,6 +280,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/vouchers", post(tab_routes::submit_vouchers))
         .route("/v1/x402/verify", post(x402::facilitator_verify))
         .route("/v1/x402/settle", post(x402::facilitator_settle))
+        .route("/v1/risk/reviews", get(risk::list_reviews))
+        .route("/v1/risk/reviews/{id}", get(risk::get_review))
+        .route("/v1/risk/reviews/{id}/decision", post(risk::decide_review))
+        .route("/v1/risk/labels", get(risk::labels))
+        .route("/v1/risk/policy", get(risk::get_policy).post(risk::submit_policy))
+        .route("/v1/risk/policy/changes", get(risk::policy_changes))
+        .route("/v1/risk/shadow", get(risk::get_shadow).delete(risk::stop_shadow))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -361,6 +387,8 @@ impl utoipa::Modify for BearerAuth {
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
+        risk::list_reviews, risk::get_review, risk::decide_review, risk::labels, risk::get_policy, risk::submit_policy,
+        risk::policy_changes, risk::get_shadow, risk::stop_shadow,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

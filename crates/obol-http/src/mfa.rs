@@ -101,7 +101,7 @@ pub fn qr_svg(text: &str) -> Result<String, ApiError> {
 pub struct ChallengeDto {
     /// Challenge id; approve it, then resend the request with `Obol-Approval: <id>`.
     pub id: String,
-    /// Why approval is needed: `amount_over_threshold`, `new_payee`, `new_device`.
+    /// Why approval is needed: `amount_over_threshold`, `new_payee`, `new_device`, `risk_policy`.
     pub reasons: Vec<String>,
     /// Total amount of the operations that need approval, minor units.
     pub amount: String,
@@ -115,6 +115,9 @@ pub struct ChallengeDto {
     pub methods: Vec<String>,
     /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.
     pub expires_ns: String,
+    /// With reason `risk_policy`: the rule that asked for it and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::RiskDto>,
 }
 
 #[derive(Clone, Debug)]
@@ -196,22 +199,26 @@ impl StepUp {
     }
 
     /// Decides whether these transfers need step-up and, if they do, whether `approval` covers
-    /// exactly them (consuming it). `Err(RequiresAction)` carries a fresh challenge.
+    /// exactly them (consuming it): `Ok(true)` when an approval was used. `risk_marked` lists the
+    /// events the risk policy wants strongly authenticated, and `risk` why.
+    /// `Err(RequiresAction)` carries a fresh challenge.
     pub fn check(
         &self,
         ledger: &Ledger,
         caller: &Caller,
         events: &[NewTransfer],
         approval: Option<&str>,
-    ) -> Result<(), ApiError> {
+        risk_marked: &[usize],
+        risk: Option<crate::risk::RiskDto>,
+    ) -> Result<bool, ApiError> {
         if caller.role != Role::Holder {
-            return Ok(());
+            return Ok(false);
         }
         let Some(principal) = ledger.identity().principal(caller.principal_id) else {
-            return Ok(());
+            return Ok(false);
         };
         if !principal.has_factor() {
-            return Ok(());
+            return Ok(false);
         }
         let policy: StepUpPolicy = principal.step_up;
         let payments = || events.iter().filter(|e| !e.flags.resolves_pending());
@@ -222,8 +229,11 @@ impl StepUp {
         };
         let mut reasons: Vec<&'static str> = Vec::new();
         let mut marked: Vec<&NewTransfer> = Vec::new();
-        for event in payments() {
+        for (index, event) in events.iter().enumerate().filter(|(_, e)| !e.flags.resolves_pending()) {
             let mut event_reasons = Vec::new();
+            if risk_marked.contains(&index) {
+                event_reasons.push("risk_policy");
+            }
             if let Some((asset, above)) = policy.above
                 && event.asset == Some(asset)
                 && event.amount > above
@@ -246,7 +256,7 @@ impl StepUp {
             }
         }
         if marked.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let digest = operation_digest(&marked);
         let now = now_ns();
@@ -260,7 +270,7 @@ impl StepUp {
             && challenge.digest == digest
         {
             challenge.used = true;
-            return Ok(());
+            return Ok(true);
         }
         if challenges.len() >= CHALLENGES_MAX {
             challenges.retain(|_, c| c.expires_ns > now && !c.used);
@@ -282,6 +292,7 @@ impl StepUp {
             payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
             methods: vec!["totp".into(), "recovery_code".into()],
             expires_ns: (now + self.ttl_ns).to_string(),
+            risk: if reasons.contains(&"risk_policy") { risk } else { None },
         };
         challenges.insert(
             id,

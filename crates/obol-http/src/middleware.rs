@@ -23,7 +23,8 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
     }
     let outcome = authenticate(&state, request).await;
     match outcome {
-        Ok((caller, mut request)) => {
+        Ok((mut caller, mut request)) => {
+            caller.peer = peer;
             let credential = match &caller.via {
                 auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
                 auth::Via::Device(device_id) => format!("device:{device_id}"),
@@ -155,6 +156,7 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
         role: holder.role,
         scopes: Scopes(Scopes::READ | Scopes::PAY),
         via: auth::Via::Device(device.id),
+        peer: None,
     };
     Ok((caller, Request::from_parts(parts, axum::body::Body::from(bytes))))
 }

@@ -13,13 +13,14 @@ use ed25519_dalek::VerifyingKey;
 use obol_core::channel::{Commitment, PayReject, TabCommand, TabEntry, TabResult, Voucher, verify_vouchers};
 use obol_core::codec::Op;
 use obol_core::identity::{Role, Scopes, Status};
-use obol_core::ledger::{Ledger, OpResults};
+use obol_core::ledger::{Ledger, NewTransfer, OpResults, TransferFlags};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::{ApiError, Problem};
+use crate::ledger_routes::{Gate, can_step_up};
 use crate::{ApiJson, AppState, now_ns, read_ledger};
 
 /// Most vouchers one batch request may carry.
@@ -176,7 +177,19 @@ pub struct TopUp {
     pub amount: String,
 }
 
-fn random_id() -> u128 {
+/// A tab result as a short code (for review outcomes).
+pub(crate) fn tab_result_code(result: &TabResult) -> String {
+    match result {
+        TabResult::Ok { .. } => "ok".into(),
+        TabResult::Exists => "exists".into(),
+        TabResult::NotFound => "tab_not_found".into(),
+        TabResult::Escrow(result) => format!("escrow_{}", result.as_str()),
+        TabResult::Settlement(result) => format!("settlement_{}", result.as_str()),
+        TabResult::Rejected(reject) => format!("rejected: {reject:?}"),
+    }
+}
+
+pub(crate) fn random_id() -> u128 {
     (rand::random::<u128>() >> 2).max(2)
 }
 
@@ -242,10 +255,148 @@ fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result
     Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&ledger, entry) })
 }
 
+/// The `Obol-Approval` header: an approved step-up challenge.
+fn approval(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The risk policy, then step-up, for escrowing money into a tab (an open or a top-up), as one
+/// payment of the escrowed amount to the payee.
+fn tab_gate(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    payment: &crate::risk::Payment,
+    approval: Option<&str>,
+) -> Result<Gate, ApiError> {
+    let ledger = read_ledger(state);
+    let assessments = state.risk.assess(&ledger, caller, kind, std::slice::from_ref(payment));
+    match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
+        crate::risk::Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk))),
+        crate::risk::Verdict::Hold(assessment, _) => Ok(Gate::Hold(assessment, *payment)),
+        crate::risk::Verdict::Go { step_up, .. } if step_up.is_empty() => Ok(Gate::Go { authenticated: false }),
+        crate::risk::Verdict::Go { risk, .. } => {
+            // The challenge binds the amount and the payee, as for a transfer.
+            let escrow = NewTransfer {
+                id: 0,
+                debit_account_id: payment.payer_account_id,
+                credit_account_id: payment.payee_account_id,
+                amount: payment.amount,
+                pending_id: 0,
+                user_data_128: 0,
+                user_data_64: 0,
+                user_data_32: 0,
+                timeout_s: 0,
+                asset: Some(payment.asset),
+                code: 0,
+                flags: TransferFlags(0),
+            };
+            let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, &[0], risk)?;
+            Ok(Gate::Go { authenticated })
+        }
+    }
+}
+
+/// [`tab_gate`], holding the command for review when the policy says so; answers whether a
+/// second factor approved it.
+async fn escrow_gate(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    payment: &crate::risk::Payment,
+    tab_id: u128,
+    command: TabCommand,
+    approval: Option<&str>,
+) -> Result<bool, ApiError> {
+    let (assessment, payment) = match tab_gate(state, caller, kind, payment, approval)? {
+        Gate::Go { authenticated } => return Ok(authenticated),
+        Gate::Hold(assessment, payment) => (assessment, payment),
+    };
+    let amounts = [payment.amount];
+    let held = crate::risk::Held {
+        kind,
+        payment: &payment,
+        tab_id: Some(tab_id),
+        assessment: &assessment,
+        op: Op::Tab(command),
+        amounts: &amounts,
+    };
+    Err(ApiError::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?)))
+}
+
+/// Refuses payments into a tab a checkpoint review paused.
+pub(crate) fn not_paused(state: &AppState, tab_id: u128) -> Result<(), ApiError> {
+    match state.risk.paused_by(tab_id) {
+        Some(review) => Err(ApiError::TabPaused(tab_id, review)),
+        None => Ok(()),
+    }
+}
+
+/// After a payment into a tab: at a checkpoint, asks the risk policy about what was paid since
+/// the last one, as a payment by the tab's device. Anything but `allow` pauses the tab for
+/// review (a voucher stream cannot stop for a second factor); what was paid stays owed.
+pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
+    if !state.risk.enabled() {
+        return;
+    }
+    let (caller, payment, assessment) = {
+        let ledger = read_ledger(state);
+        let Some(entry) = ledger.tab(tab_id) else { return };
+        let tab = &entry.tab;
+        let Some(since) = state.risk.checkpoint_due(tab_id, tab.escrow, tab.cumulative) else { return };
+        let Some(payer_account_id) = ledger.tab_payer(tab) else { return };
+        let Some(device) = ledger.identity().device(tab.device_id) else { return };
+        let Some(asset) = ledger.account(payer_account_id).map(|a| a.asset) else { return };
+        let caller = Caller {
+            principal_id: device.holder_id,
+            role: Role::Holder,
+            scopes: obol_core::identity::Scopes(Scopes::PAY),
+            via: Via::Device(device.id),
+            peer: None,
+        };
+        let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
+        let assessments = state.risk.assess(&ledger, &caller, "tab_checkpoint", &[payment]);
+        let held = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow);
+        let Some(assessment) = held else { return };
+        (caller, payment, assessment)
+    };
+    let op = Op::Tab(TabCommand::Settle { tab_id, settle_transfer_id: 0 });
+    if let Err(error) = state
+        .risk
+        .hold(
+            state,
+            &caller,
+            crate::risk::Held {
+                kind: "tab_checkpoint",
+                payment: &payment,
+                tab_id: Some(tab_id),
+                assessment: &assessment,
+                op,
+                amounts: &[],
+            },
+        )
+        .await
+    {
+        tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be held for review");
+    }
+}
+
 /// Journals a payment the shell checked; answers (added, stale).
 pub(crate) async fn journal_payment(state: &AppState, command: TabCommand) -> Result<(u128, bool), ApiError> {
+    let tab_id = match &command {
+        TabCommand::Voucher(voucher) => voucher.tab_id,
+        TabCommand::Commit(commitment) => commitment.tab_id,
+        TabCommand::Open { tab_id, .. }
+        | TabCommand::Tick { tab_id, .. }
+        | TabCommand::TopUp { tab_id, .. }
+        | TabCommand::Settle { tab_id, .. } => *tab_id,
+    };
+    not_paused(state, tab_id)?;
     match run_tab(state, command).await? {
-        TabResult::Ok { added } => Ok((added, false)),
+        TabResult::Ok { added } => {
+            tab_checkpoint(state, tab_id).await;
+            Ok((added, false))
+        }
         TabResult::Rejected(PayReject::Stale) => Ok((0, true)),
         TabResult::Rejected(reject) => Err(ApiError::TabRejected(reject)),
         TabResult::NotFound => Err(ApiError::TabNotFound(0)),
@@ -324,11 +475,13 @@ pub(crate) fn decode_word(text: &str) -> Result<[u8; 32], ApiError> {
 /// or PayWord ticks. The escrow is held until the tab settles; it is never released by a timer.
 #[utoipa::path(post, path = "/v1/tabs", tag = "tabs", request_body = TabNew,
     responses((status = 201, body = TabDto), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Held for review by the risk policy", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn open_tab(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<TabNew>,
 ) -> Result<Response, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
@@ -373,8 +526,14 @@ pub async fn open_tab(
         asset,
         timeout_s: body.timeout_s,
     };
+    let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
+    let authenticated = escrow_gate(&state, &caller, "tab_open", &payment, tab_id, command, approval(&headers)).await?;
     match run_tab(&state, command).await? {
-        TabResult::Ok { .. } => {}
+        TabResult::Ok { .. } => {
+            if caller.role != Role::Operator {
+                state.risk.paid(caller.principal_id, &[budget], authenticated);
+            }
+        }
         TabResult::Exists => return Err(ApiError::TabExists(tab_id)),
         TabResult::Escrow(result) => return Err(ApiError::TransferRejected(result)),
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
@@ -405,7 +564,8 @@ pub async fn get_tab(
 /// durable: what it paid, and the tab.
 #[utoipa::path(post, path = "/v1/tabs/{id}/vouchers", tag = "tabs", request_body = VoucherSubmit,
     params(("id" = String, Path, description = "Tab id")),
-    responses((status = 200, body = VoucherAccepted), (status = 409, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = VoucherAccepted), (status = 403, description = "The tab is paused for review (`tab_paused_for_review`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn submit_voucher(
@@ -468,6 +628,7 @@ pub async fn submit_vouchers(
                 .tab(tab_id)
                 .filter(|entry| may_see(&caller, &ledger, entry) && is_payee(&caller, &ledger, entry))
                 .ok_or(ApiError::TabNotFound(tab_id))
+                .and_then(|entry| not_paused(&state, tab_id).map(|()| entry))
                 .and_then(|entry| {
                     let fields = entry.tab.check_voucher_fields(&voucher, now);
                     tab_signer(&ledger, entry).map(|key| (fields, key))
@@ -499,10 +660,14 @@ pub async fn submit_vouchers(
             Err(error) => results[*index].error = Some(ApiError::from(error).code().to_string()),
         }
     }
+    let mut paid_tabs: Vec<u128> = Vec::new();
     for (index, receiver) in pending {
         let answer = receiver.await.unwrap_or(Err(obol_store::EngineError::Stopped));
         match answer {
-            Ok(OpResults::Tab(TabResult::Ok { added })) => results[index].paid = added.to_string(),
+            Ok(OpResults::Tab(TabResult::Ok { added })) => {
+                results[index].paid = added.to_string();
+                paid_tabs.push(results[index].tab_id.parse().unwrap_or(0));
+            }
             Ok(OpResults::Tab(TabResult::Rejected(PayReject::Stale))) => results[index].stale = true,
             Ok(OpResults::Tab(TabResult::Rejected(reject))) => {
                 results[index].error = Some(ApiError::TabRejected(reject).code().to_string());
@@ -510,6 +675,11 @@ pub async fn submit_vouchers(
             Ok(_) => results[index].error = Some("internal".into()),
             Err(error) => results[index].error = Some(ApiError::from(error).code().to_string()),
         }
+    }
+    paid_tabs.sort_unstable();
+    paid_tabs.dedup();
+    for tab_id in paid_tabs {
+        tab_checkpoint(&state, tab_id).await;
     }
     Ok(Json(VoucherBatchResult { results }))
 }
@@ -552,7 +722,8 @@ pub async fn submit_commitment(
 /// durable.
 #[utoipa::path(post, path = "/v1/tabs/{id}/ticks", tag = "tabs", request_body = TickSubmit,
     params(("id" = String, Path, description = "Tab id")),
-    responses((status = 200, body = VoucherAccepted), (status = 409, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = VoucherAccepted), (status = 403, description = "The tab is paused for review (`tab_paused_for_review`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn submit_tick(
@@ -577,25 +748,29 @@ pub async fn submit_tick(
 #[utoipa::path(post, path = "/v1/tabs/{id}/topup", tag = "tabs", request_body = TopUp,
     params(("id" = String, Path, description = "Tab id")),
     responses((status = 200, body = TabDto), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Held for review by the risk policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the risk policy, or step-up needed", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn top_up(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<TopUp>,
 ) -> Result<Json<TabDto>, ApiError> {
     need_scope(&caller, Scopes::PAY)?;
     need_role(&caller, &[Role::Operator, Role::Holder])?;
     let tab_id = crate::dto::path_id(&id)?;
     let entry = visible_tab(&state, &caller, tab_id)?;
-    {
+    let payer = {
         let ledger = read_ledger(&state);
         let payer = ledger.tab_payer(&entry.tab).and_then(|id| ledger.account(id));
         if caller.role != Role::Operator && !payer.is_some_and(|account| owns(&caller, account)) {
             return Err(ApiError::Forbidden("only the tab's payer tops it up".into()));
         }
-    }
+        payer.map(|account| (account.id, account.asset)).ok_or(ApiError::TabNotFound(tab_id))?
+    };
     let amount = obol_core::money::Amount::parse(&body.amount)
         .map_err(|e| ApiError::InvalidAmount { field: "amount".into(), reason: e.to_string() })?
         .0;
@@ -603,8 +778,21 @@ pub async fn top_up(
         return Err(ApiError::InvalidAmount { field: "amount".into(), reason: "must be more than 0".into() });
     }
     let command = TabCommand::TopUp { tab_id, amount, void_transfer_id: random_id(), escrow_transfer_id: random_id() };
+    let payment = crate::risk::Payment {
+        payer_account_id: payer.0,
+        payee_account_id: entry.tab.payee_id,
+        amount,
+        asset: payer.1,
+    };
+    let authenticated =
+        escrow_gate(&state, &caller, "tab_topup", &payment, tab_id, command, approval(&headers)).await?;
     match run_tab(&state, command).await? {
-        TabResult::Ok { .. } | TabResult::Exists => {}
+        TabResult::Ok { .. } => {
+            if caller.role != Role::Operator {
+                state.risk.paid(caller.principal_id, &[amount], authenticated);
+            }
+        }
+        TabResult::Exists => {}
         TabResult::Escrow(result) => return Err(ApiError::TransferRejected(result)),
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::NotFound => return Err(ApiError::TabNotFound(tab_id)),

@@ -436,6 +436,7 @@ fn verify_exact(
         role: Role::Holder,
         scopes: Scopes(Scopes::PAY),
         via: Via::Device(device_id),
+        peer: None,
     };
     let event = NewTransfer {
         id: transfer_id,

@@ -334,3 +334,35 @@ async fn an_approval_lapses_with_its_challenge() {
         "a lapsed approval is void"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_risk_policy_asks_for_step_up_on_the_sixth_low_value_payment_and_approval_restarts_the_count() {
+    use obol_risk::policy::{Bundle, Policy};
+    let mut policy = Policy::new();
+    policy.add(Bundle::compile(include_str!("../../../policy/eu-psd2-sca.toml")).unwrap()).unwrap();
+    let world = World::configured(|state| state.with_risk(obol_http::risk::Risk::new(policy, None))).await;
+    let no_new_payee = json!({"new_payee": false, "new_device": false});
+    let (status, _) = call(&world.router, &world.holder, "/v1/principals/100/step-up", no_new_payee, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for id in 20..25 {
+        assert_eq!(world.pay(&id.to_string(), "2", "100", None).await.0, StatusCode::CREATED, "payment {id} is exempt");
+    }
+    let (status, problem) = world.pay("25", "2", "100", None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    let challenge = &problem["challenge"];
+    assert_eq!(challenge["reasons"], json!(["risk_policy"]));
+    assert_eq!(challenge["risk"]["rule"], "eu-psd2-sca@1/low-value-sixth-payment");
+    assert!(challenge["risk"]["reason_ko"].as_str().unwrap().contains("여섯 번째"));
+    assert_eq!((challenge["amount"].as_str(), challenge["payees"].clone()), (Some("100"), json!(["2"])));
+    let id = challenge["id"].as_str().unwrap().to_string();
+    let (status, _) = world.approve(&id, json!({"code": world.code(1)})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(world.pay("25", "2", "101", Some(&id)).await.0, StatusCode::FORBIDDEN, "bound to the amount");
+    assert_eq!(world.pay("25", "2", "100", Some(&id)).await.0, StatusCode::CREATED, "approved: through");
+    assert_eq!(world.pay("26", "2", "100", None).await.0, StatusCode::CREATED, "the count restarted after SCA");
+    let (status, problem) = world.pay("27", "2", "3001", None).await;
+    assert_eq!(
+        (status, problem["challenge"]["risk"]["rule"].as_str()),
+        (StatusCode::FORBIDDEN, Some("eu-psd2-sca@1/low-value-over-30"))
+    );
+}

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod detect;
+pub mod engine;
 pub mod features;
 pub mod model;
 pub mod policy;

@@ -90,6 +90,9 @@ pub struct Facts {
     pub holder_day_cap_minor: i64,
     /// Minor units the holder paid today, this payment included.
     pub holder_day_spent_minor: i64,
+    /// What moves the money: `transfer`, `tab_open`, `tab_topup` or `tab_checkpoint` (what a
+    /// voucher stream paid since its last checkpoint).
+    pub event_kind: String,
 }
 
 impl Default for Facts {
@@ -107,11 +110,12 @@ impl Default for Facts {
             holder_payment_cap_minor: -1,
             holder_day_cap_minor: -1,
             holder_day_spent_minor: 0,
+            event_kind: "transfer".into(),
         }
     }
 }
 
-const FACT_NAMES: [&str; 12] = [
+const FACT_NAMES: [&str; 13] = [
     "amount_minor",
     "currency",
     "jurisdiction",
@@ -124,6 +128,7 @@ const FACT_NAMES: [&str; 12] = [
     "holder_payment_cap_minor",
     "holder_day_cap_minor",
     "holder_day_spent_minor",
+    "event_kind",
 ];
 
 fn fact(facts: &Facts, name: &str) -> Option<Value> {
@@ -140,6 +145,7 @@ fn fact(facts: &Facts, name: &str) -> Option<Value> {
         "holder_payment_cap_minor" => Value::Int(facts.holder_payment_cap_minor),
         "holder_day_cap_minor" => Value::Int(facts.holder_day_cap_minor),
         "holder_day_spent_minor" => Value::Int(facts.holder_day_spent_minor),
+        "event_kind" => Value::from(facts.event_kind.as_str()),
         _ => return None,
     })
 }
@@ -291,6 +297,7 @@ fn probes() -> Vec<Facts> {
                 holder_payment_cap_minor: user_limit_minor,
                 holder_day_cap_minor: user_limit_minor,
                 holder_day_spent_minor: 60_000,
+                event_kind: "transfer".into(),
             })
         })
         .collect()

@@ -647,6 +647,7 @@ pub struct RiskArgs {
 /// both, and fast contributions for every decision that is not `allow`, timed one by one on one
 /// core.
 pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
+    use obol_risk::engine::RiskEngine;
     use obol_risk::features::{Event, FEATURE_NAMES, FeatureStore};
     use obol_risk::model::{Model, TrainParams};
     use obol_risk::policy::{Action, Bundle, Facts, Policy};
@@ -684,9 +685,6 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
                 amount_minor: event.amount_minor as i64,
                 currency: if eu { "EUR".into() } else { "KRW".into() },
                 jurisdiction: if eu { "EU".into() } else { "KR".into() },
-                sca_payments_since: (next() % 8) as i64,
-                sca_amount_since_minor: (next() % 12_000) as i64,
-                month_total_minor: (next() % 1_100_000) as i64,
                 user_limit_minor: -1,
                 ..Facts::default()
             };
@@ -705,44 +703,41 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     drop((rows, training_store));
     spinner.finish_and_clear();
     let bar = progress(args.events, "deciding events");
-    let mut store = FeatureStore::default();
+    let mut engine = RiskEngine::new(policy, Some(model), obol_risk::features::DEFAULT_CAPACITY);
     let mut explained = 0u64;
     crate::alloc::start();
     let mut latencies_ns = Vec::with_capacity(events.len());
-    let mut actions = [0u64; 4];
     for (event, facts) in &events {
         let started = Instant::now();
-        let features = store.observe(event);
-        let score = model.score(&features.0);
-        let facts = Facts { model_score: score, ..facts.clone() };
-        let decision = policy.decide(event.at_s, &features, &facts);
-        if decision.action != Action::Allow {
-            explained += model.explain(&features.0, false, 3).len() as u64 / 3;
-        }
+        let assessment = engine.assess(event, event.payer, facts.clone());
         latencies_ns.push(started.elapsed().as_nanos() as u64);
-        actions[decision.action as usize] += 1;
+        explained += u64::from(!assessment.contributions.is_empty());
+        if assessment.decision.action == Action::Allow {
+            engine.paid(event.payer, event.amount_minor, event.at_s, false);
+        }
         bar.inc(1);
     }
     let live_bytes = crate::alloc::stop();
     bar.finish_and_clear();
     latencies_ns.sort_unstable();
     let p = |fraction: f64| crate::bench::percentile(&latencies_ns, fraction);
-    let bytes_per_entity = live_bytes as f64 / store.len().max(1) as f64;
+    let actions = engine.decided();
+    let bytes_per_entity = live_bytes as f64 / engine.entities().max(1) as f64;
     if args.json {
         println!(
             "{}",
-            json!({"events": args.events, "entities": store.len(), "decision_p50_us": p(0.5), "decision_p99_us": p(0.99),
-                "trees": model.params.iterations, "explained": explained,
+            json!({"events": args.events, "entities": engine.entities(), "decision_p50_us": p(0.5), "decision_p99_us": p(0.99),
+                "trees": engine.model().map_or(0, |m| m.params.iterations), "explained": explained,
                 "bytes_per_entity": bytes_per_entity.round(), "step_up": actions[0], "allow": actions[1],
                 "block": actions[2], "review": actions[3]})
         );
         return Ok(());
     }
-    println!("obol bench risk: {} events, {} entities tracked, one core", args.events, store.len());
+    println!("obol bench risk: {} events, {} entities tracked, one core", args.events, engine.entities());
     println!(
         "decision (features, model of {} trees, {} bundles, contributions unless allowed): p50 {:.1} µs, p99 {:.1} µs",
-        model.params.iterations,
-        policy.in_force(start_s).len(),
+        engine.model().map_or(0, |m| m.params.iterations),
+        engine.policy().in_force(start_s).len(),
         p(0.5),
         p(0.99)
     );

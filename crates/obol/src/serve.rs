@@ -67,6 +67,62 @@ pub struct ServeArgs {
     /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
     settle_interval_s: u64,
+    /// Directory of risk policy bundles (*.toml), watched: a new or changed file goes live within
+    /// a second without a restart; one that does not compile is refused and logged, and what was
+    /// live stays. Bundles here add to the shipped ones (the same name with a higher version
+    /// replaces one from its effective time).
+    #[arg(long, env = "OBOL_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// A fraud model artifact from `obol risk train` on obol's streaming features (e.g. on
+    /// `obol sim traffic` data or on labels from the review queue).
+    #[arg(long, env = "OBOL_RISK_MODEL")]
+    risk_model: Option<PathBuf>,
+    /// Turn the risk engine off: every payment is allowed and nothing is decided or counted.
+    #[arg(long)]
+    no_risk: bool,
+}
+
+/// How often the policy directory is looked at.
+const POLICY_POLL_MS: u64 = 1_000;
+
+/// The risk engine `obol serve` runs: the shipped bundles, and the model if one is given.
+fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_http::risk::Risk> {
+    use obol_risk::policy::{Bundle, Policy};
+    if args.no_risk {
+        return Ok(obol_http::risk::Risk::off());
+    }
+    let mut policy = Policy::new();
+    for text in SHIPPED_POLICY {
+        policy.add(Bundle::compile(text).map_err(|e| anyhow::anyhow!("a shipped bundle: {e}"))?)?;
+    }
+    let model = match &args.risk_model {
+        None => None,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading the model {}", path.display()))?;
+            let model = obol_risk::model::Model::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("the model {}: {e}", path.display()))?;
+            let expected: Vec<&str> = obol_risk::features::FEATURE_NAMES.to_vec();
+            if model.features.iter().map(String::as_str).collect::<Vec<_>>() != expected {
+                bail!(
+                    "the model {} was trained on other features ({}); a live model needs obol's streaming \
+                     features: train it with --map time=...,amount=...,entity=...,device=...,payee=...,network=... \
+                     and no --features",
+                    path.display(),
+                    model.features.join(",")
+                );
+            }
+            Some(model)
+        }
+    };
+    let risk = obol_http::risk::Risk::new(policy, model);
+    if let Some(directory) = &args.policy_dir {
+        if !directory.is_dir() {
+            bail!("--policy-dir {}: not a directory", directory.display());
+        }
+        risk.watch(directory.clone());
+    }
+    Ok(risk)
 }
 
 fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
@@ -202,6 +258,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(network = %state.x402_network, "x402 network id");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
     let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
+    let state = state.with_risk(build_risk(&args)?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -209,6 +266,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => bail!("cannot listen on {}: {error} (is another obol running? try --listen)", args.listen),
         };
         let address = listener.local_addr()?;
+        state.risk.load(&state.engine).await.map_err(|e| anyhow::anyhow!("loading the risk engine's state: {e}"))?;
+        state.risk.reload(&state).await.map_err(|e| anyhow::anyhow!("loading the policy directory: {e}"))?;
+        if state.risk.enabled() {
+            let watcher = state.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(std::time::Duration::from_millis(POLICY_POLL_MS));
+                loop {
+                    ticker.tick().await;
+                    if let Err(error) = watcher.risk.reload(&watcher).await {
+                        tracing::error!(%error, "reloading the policy directory failed; retrying");
+                    }
+                }
+            });
+        }
         println!("obol {} listening on {scheme}://{address} ({})", env!("CARGO_PKG_VERSION"), describe(&args.store));
         if demo_key.is_some() && scheme == "https" {
             println!("--demo runs over plain HTTP only; start without --tls-cert to see it");
@@ -231,15 +302,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     Ok(settled) => tracing::info!(settled, "settled expired tabs"),
                     Err(error) => tracing::error!(%error, "settling expired tabs failed; retrying next sweep"),
                 }
+                if let Err(error) = sweeper.risk.save(&sweeper.engine).await {
+                    tracing::error!(%error, "saving the risk engine's state failed; retrying next sweep");
+                }
             }
         });
-        match tls {
+        let last = state.clone();
+        let served = match tls {
             Some(config) => serve_tls(listener, app(state), config).await,
             None => axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving HTTP"),
+        };
+        // Velocity and regulatory counters survive the restart.
+        match last.risk.save(&last.engine).await {
+            Ok(bytes) if bytes > 0 => tracing::info!(bytes, "saved the risk engine's state"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "saving the risk engine's state failed"),
         }
+        served
     })?;
     engine.shutdown();
     // stdout may be gone (a supervisor closed the pipe); stopping must not fail on that.

@@ -1,0 +1,1249 @@
+//! Risk on the payment paths: every payment a holder or merchant makes (transfers, tab opens and
+//! top-ups, and voucher streams at checkpoints) is decided by the risk engine before the ledger
+//! sees it. `allow` goes on; `step_up` asks the holder to approve with a second factor through
+//! the step-up challenge flow (bound to the amount and payee); `block` refuses with the reason;
+//! `review` holds the request, unexecuted, in the review queue, where an analyst approves it (it
+//! runs then, as first asked) or declines it. Decided reviews become labels for training.
+//!
+//! A voucher stream cannot stop for a second factor, so at a checkpoint (the tab's first payment
+//! and each further quarter of its budget) `step_up` and `review` both pause the tab for an
+//! analyst: what was paid stays owed, no more is accepted until the review is approved, and a
+//! declined review settles the tab.
+//!
+//! The live policy can be replaced without a restart, from the API or a watched directory; every
+//! change, and every refused bundle, is recorded with who, what, when and a diff. A candidate
+//! policy can run in shadow beside it.
+//!
+//! Review items, change records and the engine's snapshot are kept as store metadata
+//! (`risk/review/<id>`, `risk/policy-change/<seq>`, `risk/snapshot`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, body::Bytes};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use obol_core::codec::{Op, Record};
+use obol_core::identity::{Role, Scopes};
+use obol_core::ledger::{Ledger, OpResults};
+use obol_core::money::Asset;
+use obol_risk::engine::{Assessment, RiskEngine, ShadowReport};
+use obol_risk::features::{DEFAULT_CAPACITY, Event, FEATURE_NAMES};
+use obol_risk::model::Model;
+use obol_risk::policy::{Action, Bundle, Facts, Policy};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Caller, Via};
+use crate::authz::{need_role, need_scope};
+use crate::error::{ApiError, Problem};
+use crate::{AppState, now_ns};
+
+/// Reviews listed per page at most.
+pub const REVIEWS_PAGE_MAX: usize = 500;
+/// Open reviews at most; past it new holds are refused as overloaded rather than dropped.
+pub const REVIEWS_OPEN_MAX: usize = 100_000;
+/// Policy change records kept in memory for the API (all are in the store).
+pub const CHANGES_MAX: usize = 10_000;
+/// Largest policy bundle accepted.
+pub const BUNDLE_BYTES_MAX: usize = 256 * 1024;
+
+const REVIEW_PREFIX: &str = "risk/review/";
+const CHANGE_PREFIX: &str = "risk/policy-change/";
+const SNAPSHOT_KEY: &str = "risk/snapshot";
+const NETWORK_KEY: &str = "risk/network-key";
+
+/// One feature's push on the score (log-odds).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Contribution {
+    /// Feature name.
+    pub feature: String,
+    /// Contribution to the log-odds of fraud.
+    pub value: f64,
+}
+
+/// A risk decision, as clients and analysts see it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct RiskDto {
+    /// `allow`, `step_up`, `block` or `review`.
+    pub action: String,
+    /// `bundle@version/rule` that decided, when a rule did.
+    pub rule: Option<String>,
+    /// Why, in English.
+    pub reason_en: String,
+    /// Why, in Korean.
+    pub reason_ko: String,
+    /// The model's fraud score, 0 to 1.
+    pub model_score: f64,
+    /// The features that raised the score most.
+    pub contributions: Vec<Contribution>,
+}
+
+impl RiskDto {
+    fn from_assessment(assessment: &Assessment) -> RiskDto {
+        RiskDto {
+            action: assessment.decision.action.as_str().into(),
+            rule: assessment.decision.rule.clone(),
+            reason_en: assessment.decision.reason_en.clone(),
+            reason_ko: assessment.decision.reason_ko.clone(),
+            model_score: assessment.model_score,
+            contributions: contributions(&assessment.contributions),
+        }
+    }
+}
+
+fn contributions(pairs: &[(String, f64)]) -> Vec<Contribution> {
+    pairs.iter().map(|(feature, value)| Contribution { feature: feature.clone(), value: *value }).collect()
+}
+
+/// A held request in the review queue.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReviewDto {
+    /// Review id (sorts by creation time).
+    pub id: String,
+    /// `pending`, `approved` or `declined`.
+    pub status: String,
+    /// What is held: `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
+    pub kind: String,
+    /// When it was held, ns since the Unix epoch.
+    pub created_ns: String,
+    /// The principal whose request it is.
+    pub principal_id: String,
+    /// The paying account.
+    pub payer_account_id: String,
+    /// The account paid.
+    pub payee_account_id: String,
+    /// Minor units the decision was about.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub asset_code: String,
+    /// Scale.
+    pub asset_scale: u8,
+    /// The tab, for tab reviews.
+    pub tab_id: Option<String>,
+    /// Why it was held.
+    pub risk: RiskDto,
+    /// Exact Shapley values of the model's score, largest first (all features).
+    pub shapley: Vec<Contribution>,
+    /// The event's features, by name (what the model saw; exported as training data).
+    pub features: BTreeMap<String, f64>,
+    /// Who decided it (principal id).
+    pub decided_by: Option<String>,
+    /// When it was decided, ns.
+    pub decided_ns: Option<String>,
+    /// The analyst's note.
+    pub note: Option<String>,
+    /// What approval did: the ledger's result per operation.
+    pub outcome: Option<Vec<String>>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredReview {
+    review: ReviewDto,
+    /// The held operation, as a record (base64url), run on approval.
+    op: String,
+    /// The payer principal, for the regulatory counters on approval.
+    principal_id: String,
+    /// Payments the op makes, (amount) per payment, for the counters.
+    amounts: Vec<String>,
+}
+
+/// A policy change, as recorded.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PolicyChangeDto {
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// When, ns since the Unix epoch.
+    pub at_ns: String,
+    /// Who: `principal:<id>` for the API, `file:<path>` for the policy directory.
+    pub who: String,
+    /// `added`, `refused`, `shadow_started`, `shadow_stopped`.
+    pub what: String,
+    /// `name@version` of the bundle.
+    pub bundle: String,
+    /// Line diff against the bundle's previous version (`+`/`-`/` ` prefixes), or its whole text
+    /// when it is new.
+    pub diff: String,
+    /// Why it was refused.
+    pub error: Option<String>,
+}
+
+/// Bundles in force, as the API lists them.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PolicyDto {
+    /// Counts up each time the live policy changes.
+    pub generation: u64,
+    /// In force now, `name@version` each.
+    pub in_force: Vec<BundleDto>,
+    /// Whether a candidate runs in shadow.
+    pub shadow: bool,
+    /// The directory watched for bundles, if any.
+    pub directory: Option<String>,
+    /// Decisions so far: step_up, allow, block, review.
+    pub decided: [u64; 4],
+}
+
+/// One bundle in force.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BundleDto {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: u32,
+    /// In force from, seconds since the Unix epoch.
+    pub effective_from_s: u64,
+    /// What it is for.
+    pub description: String,
+    /// Rule ids, in file order.
+    pub rules: Vec<String>,
+}
+
+/// A shadow run's report.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ShadowDto {
+    /// The candidate's bundles in force.
+    pub candidate: Vec<String>,
+    /// Events both policies decided.
+    pub evaluated: u64,
+    /// Events the candidate would have decided otherwise.
+    pub differed: u64,
+    /// Per change of action, how many: `allow->step_up` and so on.
+    pub changes: BTreeMap<String, u64>,
+    /// The latest differences, oldest first.
+    pub differences: Vec<DifferenceDto>,
+}
+
+/// One event decided differently.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DifferenceDto {
+    /// Seconds since the Unix epoch.
+    pub at_s: u64,
+    /// Paying account.
+    pub payer_account_id: String,
+    /// Account paid.
+    pub payee_account_id: String,
+    /// Minor units.
+    pub amount: String,
+    /// The live decision: action and rule.
+    pub live: String,
+    /// The candidate's decision: action and rule.
+    pub candidate: String,
+}
+
+fn decision_text(decision: &obol_risk::policy::Decision) -> String {
+    match &decision.rule {
+        Some(rule) => format!("{} ({rule})", decision.action.as_str()),
+        None => decision.action.as_str().into(),
+    }
+}
+
+impl From<ShadowReport> for ShadowDto {
+    fn from(report: ShadowReport) -> ShadowDto {
+        ShadowDto {
+            candidate: report.candidate,
+            evaluated: report.evaluated,
+            differed: report.differed,
+            changes: report
+                .changes
+                .iter()
+                .map(|(live, candidate, n)| (format!("{}->{}", live.as_str(), candidate.as_str()), *n))
+                .collect(),
+            differences: report
+                .differences
+                .iter()
+                .map(|d| DifferenceDto {
+                    at_s: d.at_s,
+                    payer_account_id: d.payer.to_string(),
+                    payee_account_id: d.payee.to_string(),
+                    amount: d.amount_minor.to_string(),
+                    live: decision_text(&d.live),
+                    candidate: decision_text(&d.candidate),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One payment a request would make, as the risk engine is asked about it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Payment {
+    pub payer_account_id: u128,
+    pub payee_account_id: u128,
+    pub amount: u128,
+    pub asset: Asset,
+}
+
+/// A request to hold for review.
+pub(crate) struct Held<'a> {
+    /// `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
+    pub kind: &'a str,
+    /// The payment the decision was about.
+    pub payment: &'a Payment,
+    /// The tab, for tab requests.
+    pub tab_id: Option<u128>,
+    /// The decision that held it.
+    pub assessment: &'a Assessment,
+    /// What runs on approval (a checkpoint's op never runs: approval resumes the tab).
+    pub op: Op,
+    /// The amounts it pays, for the regulatory counters on approval.
+    pub amounts: &'a [u128],
+}
+
+/// What the gate says about a request's payments.
+pub(crate) enum Verdict {
+    /// Go on. `step_up` lists the payments the policy wants strongly authenticated.
+    Go { step_up: Vec<usize>, risk: Option<RiskDto> },
+    /// Refuse.
+    Block(RiskDto),
+    /// Hold for review, with the assessment that held it and its index among the payments.
+    Hold(Box<Assessment>, usize),
+}
+
+#[derive(Default)]
+struct Watched {
+    directory: Option<PathBuf>,
+    /// Per file, the text last seen (loaded or refused).
+    seen: BTreeMap<PathBuf, String>,
+}
+
+/// The risk engine and what surrounds it on the server.
+pub struct Risk {
+    engine: Mutex<RiskEngine>,
+    /// Every bundle text loaded, by `name@version` (for diffs and for rebuilding the policy).
+    sources: Mutex<BTreeMap<(String, u32), String>>,
+    reviews: Mutex<BTreeMap<String, StoredReview>>,
+    /// Tabs paused by a checkpoint review: tab id to review id.
+    paused: Mutex<HashMap<u128, String>>,
+    /// Per tab, the last checkpoint assessed (quarters of the budget paid, 0 before the first)
+    /// and what the tab owed then.
+    checkpoints: Mutex<HashMap<u128, (u8, u128)>>,
+    changes: Mutex<Vec<PolicyChangeDto>>,
+    watched: Mutex<Watched>,
+    network_key: Mutex<[u8; 32]>,
+    /// Whether payments are decided at all (`false`: everything is allowed and nothing counted).
+    enabled: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Default for Risk {
+    fn default() -> Risk {
+        Risk::off()
+    }
+}
+
+/// The jurisdiction whose rules apply, from the asset's currency.
+pub fn jurisdiction_of(asset: Asset) -> &'static str {
+    match asset.code() {
+        "EUR" => "EU",
+        "KRW" => "KR",
+        "USD" => "US",
+        "GBP" => "GB",
+        _ => "XX",
+    }
+}
+
+/// The payee's category from its account `code`, read as an ISO 18245 merchant category code.
+pub fn payee_category(code: u16) -> &'static str {
+    match code {
+        4111 | 4112 | 4131 => "transit",
+        4829 => "money_transfer",
+        6051 => "quasi_cash",
+        6540 => "gift_cards",
+        5815..=5818 => "digital_goods",
+        _ => "general",
+    }
+}
+
+/// Whether a category sells cash-like goods (what the 2025 Korean femtocell fraud bought).
+pub fn is_cash_like(category: &str) -> bool {
+    matches!(category, "transit" | "money_transfer" | "quasi_cash" | "gift_cards")
+}
+
+impl Risk {
+    /// Risk turned off: everything is allowed (tests of other parts, benchmarks of the ledger).
+    pub fn off() -> Risk {
+        Risk::build(Policy::new(), None, false, 16)
+    }
+
+    /// Risk deciding with `policy` and, if given, `model`.
+    pub fn new(policy: Policy, model: Option<Model>) -> Risk {
+        Risk::build(policy, model, true, DEFAULT_CAPACITY)
+    }
+
+    fn build(policy: Policy, model: Option<Model>, enabled: bool, capacity: usize) -> Risk {
+        let sources = policy
+            .in_force(u64::MAX)
+            .iter()
+            .map(|b| ((b.name.clone(), b.version), b.source.clone()))
+            .collect::<BTreeMap<_, _>>();
+        Risk {
+            engine: Mutex::new(RiskEngine::new(policy, model, capacity)),
+            sources: Mutex::new(sources),
+            reviews: Mutex::default(),
+            paused: Mutex::default(),
+            checkpoints: Mutex::default(),
+            changes: Mutex::default(),
+            watched: Mutex::default(),
+            network_key: Mutex::new([0; 32]),
+            enabled,
+        }
+    }
+
+    /// Whether payments are decided.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Loads what the store keeps: the network key (made on first start), the engine's snapshot,
+    /// the review queue and the change records. Call once, before serving.
+    pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
+        let key = match engine.meta_get(NETWORK_KEY).await? {
+            Some(bytes) if bytes.len() == 32 => bytes,
+            _ => {
+                let mut fresh = [0u8; 32];
+                rand::fill(&mut fresh);
+                engine.meta_put(NETWORK_KEY, fresh.to_vec()).await?;
+                fresh.to_vec()
+            }
+        };
+        lock(&self.network_key).copy_from_slice(&key);
+        if let Some(bytes) = engine.meta_get(SNAPSHOT_KEY).await?
+            && let Err(error) = lock(&self.engine).restore(&bytes)
+        {
+            tracing::warn!(%error, "the risk snapshot was not restored; features start empty");
+        }
+        let mut reviews = BTreeMap::new();
+        let mut paused = HashMap::new();
+        for (key, value) in engine.meta_scan(REVIEW_PREFIX).await? {
+            match serde_json::from_slice::<StoredReview>(&value) {
+                Ok(stored) => {
+                    if stored.review.status == "pending"
+                        && stored.review.kind == "tab_checkpoint"
+                        && let Some(tab) = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok())
+                    {
+                        paused.insert(tab, stored.review.id.clone());
+                    }
+                    reviews.insert(stored.review.id.clone(), stored);
+                }
+                Err(error) => tracing::warn!(%key, %error, "a stored review does not parse; skipped"),
+            }
+        }
+        *lock(&self.reviews) = reviews;
+        *lock(&self.paused) = paused;
+        let mut changes = Vec::new();
+        for (_, value) in engine.meta_scan(CHANGE_PREFIX).await? {
+            if let Ok(change) = serde_json::from_slice::<PolicyChangeDto>(&value) {
+                changes.push(change);
+            }
+        }
+        let skip = changes.len().saturating_sub(CHANGES_MAX);
+        *lock(&self.changes) = changes.into_iter().skip(skip).collect();
+        Ok(())
+    }
+
+    /// Writes the engine's snapshot (features and counters) to the store.
+    pub async fn save(&self, engine: &obol_store::Engine) -> Result<usize, ApiError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let bytes = lock(&self.engine).snapshot();
+        let len = bytes.len();
+        engine.meta_put(SNAPSHOT_KEY, bytes).await?;
+        Ok(len)
+    }
+
+    /// A keyed hash of the caller's network: the IPv4 /24 or IPv6 /48 it comes from. The key is
+    /// the server's own, so the hash says nothing outside it, and no address is kept.
+    fn network_of(&self, peer: Option<IpAddr>) -> Option<u64> {
+        let prefix: Vec<u8> = match peer? {
+            IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+            IpAddr::V6(v6) => v6.octets()[..6].to_vec(),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(*lock(&self.network_key));
+        hasher.update(&prefix);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Some(u64::from_le_bytes(first))
+    }
+
+    /// Decides each payment of a request of `kind` (`transfer`, `tab_open`, `tab_topup`,
+    /// `tab_checkpoint`). Operators are not decided (they run the platform).
+    pub(crate) fn assess(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
+        if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
+            return Vec::new();
+        }
+        let now_s = now_ns() / 1_000_000_000;
+        let principal = ledger.identity().principal(caller.principal_id);
+        let failed_auth_count = principal.map_or(0, |p| u32::from(p.failed_factor_count));
+        let device = match caller.via {
+            Via::Device(id) => ledger.identity().device(id),
+            Via::ApiKey(_) => None,
+        };
+        let network = self.network_of(caller.peer);
+        let today = now_ns() / 86_400_000_000_000;
+        let mut engine = lock(&self.engine);
+        let mut day_spent = device.filter(|d| d.spent_day == today).map_or(0, |d| d.spent_today);
+        payments
+            .iter()
+            .map(|payment| {
+                let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
+                let event = Event {
+                    at_s: now_s,
+                    payer: payment.payer_account_id,
+                    device: device.map(|d| d.id),
+                    payee: payment.payee_account_id,
+                    network,
+                    amount_minor: payment.amount,
+                    failed_auth_count,
+                    payee_cash_like: is_cash_like(category),
+                };
+                day_spent = day_spent.saturating_add(payment.amount);
+                let caps = device.and_then(|d| d.limits).filter(|l| l.asset == payment.asset);
+                let cap = |value: u128| if value == 0 { -1 } else { i64::try_from(value).unwrap_or(i64::MAX) };
+                let facts = Facts {
+                    currency: payment.asset.code().to_string(),
+                    jurisdiction: jurisdiction_of(payment.asset).into(),
+                    payee_category: category.into(),
+                    holder_payment_cap_minor: caps.map_or(-1, |l| cap(l.per_payment)),
+                    holder_day_cap_minor: caps.map_or(-1, |l| cap(l.per_day)),
+                    holder_day_spent_minor: i64::try_from(day_spent).unwrap_or(i64::MAX),
+                    event_kind: kind.into(),
+                    ..Facts::default()
+                };
+                let assessment = engine.assess(&event, caller.principal_id, facts);
+                metrics::counter!("obol_risk_decisions_total", "action" => assessment.decision.action.as_str())
+                    .increment(1);
+                assessment
+            })
+            .collect()
+    }
+
+    /// The request's verdict: any block refuses it, else any review holds it, else the payments
+    /// the policy wants strongly authenticated are marked. `can_step_up`: whether the caller can
+    /// approve a challenge (a holder with a second factor); if not, step-up becomes review.
+    pub(crate) fn verdict(assessments: Vec<Assessment>, can_step_up: bool) -> Verdict {
+        let of = |action: Action| assessments.iter().position(|a| a.decision.action == action);
+        if let Some(index) = of(Action::Block) {
+            return Verdict::Block(RiskDto::from_assessment(&assessments[index]));
+        }
+        if let Some(index) = of(Action::Review) {
+            return Verdict::Hold(Box::new(assessments[index].clone()), index);
+        }
+        let step_up: Vec<usize> = assessments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.decision.action == Action::StepUp)
+            .map(|(index, _)| index)
+            .collect();
+        match step_up.first() {
+            None => Verdict::Go { step_up, risk: None },
+            Some(first) if !can_step_up => {
+                let mut held = assessments[*first].clone();
+                held.decision.action = Action::Review;
+                held.decision.reason_en =
+                    format!("{} No second factor can confirm it, so it is held for review.", held.decision.reason_en);
+                held.decision.reason_ko =
+                    format!("{} 2차 인증 수단이 없어 검토를 위해 보류되었습니다.", held.decision.reason_ko);
+                Verdict::Hold(Box::new(held), *first)
+            }
+            Some(first) => {
+                let risk = Some(RiskDto::from_assessment(&assessments[*first]));
+                Verdict::Go { step_up, risk }
+            }
+        }
+    }
+
+    /// Counts payments that went through (regulatory counters); `authenticated` when a second
+    /// factor approved them.
+    pub(crate) fn paid(&self, principal_id: u128, amounts: &[u128], authenticated: bool) {
+        if !self.enabled || amounts.is_empty() {
+            return;
+        }
+        let now_s = now_ns() / 1_000_000_000;
+        let mut engine = lock(&self.engine);
+        for amount in amounts {
+            engine.paid(principal_id, *amount, now_s, authenticated);
+        }
+    }
+
+    /// Holds a request for review: stores it with the decision, exact Shapley values and
+    /// features.
+    pub(crate) async fn hold(&self, state: &AppState, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, ApiError> {
+        let Held { kind, payment, tab_id, assessment, op, amounts } = held;
+        if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
+            return Err(ApiError::Overloaded);
+        }
+        let created_ns = now_ns();
+        let mut random = [0u8; 8];
+        rand::fill(&mut random);
+        let id = format!("{created_ns:016x}{}", u64::from_le_bytes(random) >> 1);
+        let shapley = {
+            let engine = lock(&self.engine);
+            engine.model().map_or_else(Vec::new, |model| {
+                contributions(&model.explain(&assessment.features.0, true, FEATURE_NAMES.len()))
+            })
+        };
+        let review = ReviewDto {
+            id: id.clone(),
+            status: "pending".into(),
+            kind: kind.into(),
+            created_ns: created_ns.to_string(),
+            principal_id: caller.principal_id.to_string(),
+            payer_account_id: payment.payer_account_id.to_string(),
+            payee_account_id: payment.payee_account_id.to_string(),
+            amount: payment.amount.to_string(),
+            asset_code: payment.asset.code().to_string(),
+            asset_scale: payment.asset.scale(),
+            tab_id: tab_id.map(|t| t.to_string()),
+            risk: RiskDto::from_assessment(assessment),
+            shapley,
+            features: FEATURE_NAMES
+                .iter()
+                .zip(assessment.features.0.iter())
+                .map(|(name, value)| ((*name).to_string(), *value))
+                .collect(),
+            decided_by: None,
+            decided_ns: None,
+            note: None,
+            outcome: None,
+        };
+        let record = Record { now_ns: 0, ops: vec![op] };
+        let stored = StoredReview {
+            review: review.clone(),
+            op: Base64UrlUnpadded::encode_string(&record.encode()),
+            principal_id: caller.principal_id.to_string(),
+            amounts: amounts.iter().map(|a| a.to_string()).collect(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+        state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+        if kind == "tab_checkpoint"
+            && let Some(tab) = tab_id
+        {
+            lock(&self.paused).insert(tab, id.clone());
+        }
+        lock(&self.reviews).insert(id, stored);
+        metrics::counter!("obol_risk_reviews_held_total", "kind" => kind.to_string()).increment(1);
+        Ok(review)
+    }
+
+    /// The review that paused `tab_id`, if one did and is still open.
+    pub(crate) fn paused_by(&self, tab_id: u128) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        lock(&self.paused).get(&tab_id).cloned()
+    }
+
+    /// Whether a tab that owes `paid_after` of `budget` has crossed a checkpoint not yet assessed
+    /// (its first payment and each further quarter of the budget); if so, marks it and answers
+    /// what was paid since the last checkpoint.
+    pub(crate) fn checkpoint_due(&self, tab_id: u128, budget: u128, paid_after: u128) -> Option<u128> {
+        if !self.enabled || budget == 0 || paid_after == 0 {
+            return None;
+        }
+        let quarter = if paid_after >= budget { 4 } else { (paid_after.saturating_mul(4) / budget) as u8 };
+        let reached = quarter.saturating_add(1).min(5);
+        let mut checkpoints = lock(&self.checkpoints);
+        let last = checkpoints.entry(tab_id).or_insert((0, 0));
+        if reached > last.0 {
+            let since = paid_after.saturating_sub(last.1);
+            *last = (reached, paid_after);
+            return Some(since);
+        }
+        None
+    }
+
+    /// Live bundles' texts, by name and version.
+    fn source_of(&self, name: &str, below_version: u32) -> Option<String> {
+        lock(&self.sources)
+            .iter()
+            .filter(|((n, v), _)| n == name && *v < below_version)
+            .max_by_key(|((_, v), _)| *v)
+            .map(|(_, text)| text.clone())
+    }
+
+    async fn record_change(&self, state: &AppState, mut change: PolicyChangeDto) -> Result<PolicyChangeDto, ApiError> {
+        let seq = {
+            let changes = lock(&self.changes);
+            changes.last().map_or(1, |c| c.seq + 1)
+        };
+        change.seq = seq;
+        let bytes = serde_json::to_vec(&change).map_err(|e| ApiError::Internal(e.to_string()))?;
+        state.engine.meta_put(&format!("{CHANGE_PREFIX}{seq:016}"), bytes).await?;
+        let mut changes = lock(&self.changes);
+        changes.push(change.clone());
+        if changes.len() > CHANGES_MAX {
+            changes.remove(0);
+        }
+        Ok(change)
+    }
+
+    /// Adds a bundle to the live policy (or, with `shadow`, starts a shadow run of the live
+    /// policy with this bundle replacing its name). A bundle that does not compile, or reuses a
+    /// version with other text, is refused and the live policy stays as it was; the refusal is
+    /// recorded too.
+    pub async fn submit_bundle(
+        &self,
+        state: &AppState,
+        who: &str,
+        text: &str,
+        shadow: bool,
+    ) -> Result<PolicyChangeDto, (ApiError, Option<PolicyChangeDto>)> {
+        let compiled = Bundle::compile(text);
+        let (name, version) = match &compiled {
+            Ok(bundle) => (bundle.name.clone(), bundle.version),
+            Err(_) => bundle_label(text),
+        };
+        let label = format!("{name}@{version}");
+        let previous = self.source_of(&name, version);
+        let diff = match &previous {
+            Some(before) => line_diff(before, text),
+            None => text.lines().map(|l| format!("+{l}\n")).collect(),
+        };
+        let outcome: Result<&str, String> = match compiled {
+            Err(error) => Err(error.to_string()),
+            Ok(bundle) if shadow => {
+                let candidate = lock(&self.engine).policy().with_replaced(bundle);
+                match candidate {
+                    Ok(policy) => {
+                        lock(&self.engine).set_shadow(Some(policy));
+                        Ok("shadow_started")
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            Ok(bundle) => {
+                let rebuilt = {
+                    let sources = lock(&self.sources);
+                    rebuild(&sources, bundle)
+                };
+                match rebuilt {
+                    Ok((policy, key)) => {
+                        let unchanged = lock(&self.sources).get(&key).is_some_and(|t| t == text);
+                        if !unchanged {
+                            lock(&self.engine).set_policy(Arc::new(policy));
+                            lock(&self.sources).insert(key, text.to_string());
+                        }
+                        Ok("added")
+                    }
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        };
+        let change = PolicyChangeDto {
+            seq: 0,
+            at_ns: now_ns().to_string(),
+            who: who.to_string(),
+            what: match &outcome {
+                Ok(what) => (*what).to_string(),
+                Err(_) => "refused".into(),
+            },
+            bundle: label,
+            diff,
+            error: outcome.as_ref().err().cloned(),
+        };
+        let recorded = self.record_change(state, change).await.map_err(|e| (e, None))?;
+        match outcome {
+            Ok(_) => {
+                tracing::info!(who, bundle = %recorded.bundle, what = %recorded.what, "policy changed");
+                Ok(recorded)
+            }
+            Err(error) => {
+                tracing::warn!(who, bundle = %recorded.bundle, %error, "policy bundle refused");
+                Err((ApiError::PolicyRefused(error), Some(recorded)))
+            }
+        }
+    }
+
+    /// Stops the shadow run, recording who stopped it.
+    pub async fn stop_shadow(&self, state: &AppState, who: &str) -> Result<Option<ShadowDto>, ApiError> {
+        let report = {
+            let mut engine = lock(&self.engine);
+            let report = engine.shadow_report(now_ns() / 1_000_000_000);
+            engine.set_shadow(None);
+            report
+        };
+        if let Some(report) = &report {
+            let change = PolicyChangeDto {
+                seq: 0,
+                at_ns: now_ns().to_string(),
+                who: who.to_string(),
+                what: "shadow_stopped".into(),
+                bundle: report.candidate.join(","),
+                diff: String::new(),
+                error: None,
+            };
+            self.record_change(state, change).await?;
+        }
+        Ok(report.map(ShadowDto::from))
+    }
+
+    /// Watches `directory`: every `*.toml` in it is a bundle, loaded now and whenever its text
+    /// changes ([`Risk::reload`]).
+    pub fn watch(&self, directory: PathBuf) {
+        lock(&self.watched).directory = Some(directory);
+    }
+
+    /// Loads bundles whose files are new or changed since the last look; answers how many
+    /// changed (loaded or refused). A file that fails to read or compile is refused and logged;
+    /// what was live stays.
+    pub async fn reload(&self, state: &AppState) -> Result<usize, ApiError> {
+        let Some(directory) = lock(&self.watched).directory.clone() else { return Ok(0) };
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(directory = %directory.display(), %error, "the policy directory cannot be read");
+                return Ok(0);
+            }
+        };
+        files.sort();
+        let mut changed = 0;
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            if lock(&self.watched).seen.get(&file) == Some(&text) {
+                continue;
+            }
+            lock(&self.watched).seen.insert(file.clone(), text.clone());
+            changed += 1;
+            let who = format!("file:{}", file.display());
+            match self.submit_bundle(state, &who, &text, false).await {
+                Ok(_) => {}
+                Err((ApiError::PolicyRefused(_), _)) => {}
+                Err((error, _)) => return Err(error),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The directory watched, if any.
+    pub fn directory(&self) -> Option<PathBuf> {
+        lock(&self.watched).directory.clone()
+    }
+}
+
+/// The name and version a bundle's text claims, read leniently (for recording refusals).
+fn bundle_label(text: &str) -> (String, u32) {
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.split('#').next().unwrap_or("").trim().trim_matches('"').to_string())
+        })
+    };
+    (value("name").unwrap_or_else(|| "?".into()), value("version").and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// The policy of every loaded bundle plus `bundle`.
+fn rebuild(sources: &BTreeMap<(String, u32), String>, bundle: Bundle) -> Result<(Policy, (String, u32)), String> {
+    let key = (bundle.name.clone(), bundle.version);
+    if let Some(existing) = sources.get(&key)
+        && *existing != bundle.source
+    {
+        return Err(format!(
+            "bundle {} version {} is loaded already with other rules; give the change a new version",
+            key.0, key.1
+        ));
+    }
+    let mut policy = Policy::new();
+    for text in sources.values() {
+        policy.add(Bundle::compile(text).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    policy.add(bundle).map_err(|e| e.to_string())?;
+    Ok((policy, key))
+}
+
+/// A line diff: ` ` kept, `-` removed, `+` added, by longest common subsequence (bundles are
+/// small; the table is bounded by [`BUNDLE_BYTES_MAX`] lines squared in the worst case).
+pub fn line_diff(before: &str, after: &str) -> String {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    let mut table = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            table[i][j] = if a[i] == b[j] { table[i + 1][j + 1] + 1 } else { table[i + 1][j].max(table[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = String::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!(" {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || table[i + 1][j] >= table[i][j + 1]) {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+fn analyst(caller: &Caller) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::READ)?;
+    need_role(caller, &[Role::Operator, Role::Analyst])
+}
+
+/// Query of the review list.
+#[derive(Deserialize, IntoParams)]
+pub struct ReviewQuery {
+    /// `pending` (default), `approved`, `declined` or `all`.
+    pub status: Option<String>,
+    /// At most this many (default 100, at most 500).
+    pub limit: Option<usize>,
+}
+
+/// A page of reviews.
+#[derive(Serialize, ToSchema)]
+pub struct ReviewPage {
+    /// Reviews, oldest first.
+    pub items: Vec<ReviewDto>,
+}
+
+/// The review queue (analysts and operators).
+#[utoipa::path(get, path = "/v1/risk/reviews", tag = "risk", params(ReviewQuery),
+    responses((status = 200, body = ReviewPage), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_reviews(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReviewPage>, ApiError> {
+    analyst(&caller)?;
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let status = query.status.unwrap_or_else(|| "pending".into());
+    if !["pending", "approved", "declined", "all"].contains(&status.as_str()) {
+        return Err(ApiError::InvalidQuery("status must be pending, approved, declined or all".into()));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > REVIEWS_PAGE_MAX {
+        return Err(ApiError::InvalidQuery(format!("limit must be 1 to {REVIEWS_PAGE_MAX}")));
+    }
+    let reviews = lock(&state.risk.reviews);
+    let items = reviews
+        .values()
+        .filter(|r| status == "all" || r.review.status == status)
+        .take(limit)
+        .map(|r| r.review.clone())
+        .collect();
+    Ok(Json(ReviewPage { items }))
+}
+
+/// One review, with exact Shapley values of its score.
+#[utoipa::path(get, path = "/v1/risk/reviews/{id}", tag = "risk",
+    params(("id" = String, Path, description = "Review id")),
+    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<ReviewDto>, ApiError> {
+    analyst(&caller)?;
+    let reviews = lock(&state.risk.reviews);
+    reviews.get(&id).map(|r| Json(r.review.clone())).ok_or(ApiError::ReviewNotFound(id))
+}
+
+/// An analyst's decision on a review.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecision {
+    /// `approve` (the held request runs as first asked) or `decline` (it never runs; a paused
+    /// tab is settled).
+    pub decision: String,
+    /// Why, for the record.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Approve or decline a held request. Deciding twice is refused.
+#[utoipa::path(post, path = "/v1/risk/reviews/{id}/decision", tag = "risk", request_body = ReviewDecision,
+    params(("id" = String, Path, description = "Review id")),
+    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn decide_review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    crate::ApiJson(body): crate::ApiJson<ReviewDecision>,
+) -> Result<Json<ReviewDto>, ApiError> {
+    analyst(&caller)?;
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "decline" => false,
+        other => return Err(ApiError::InvalidField(format!("decision: {other:?} is not approve or decline"))),
+    };
+    if body.note.as_ref().is_some_and(|n| n.len() > 2_000) {
+        return Err(ApiError::InvalidField("note: at most 2,000 bytes".into()));
+    }
+    // Claim the review first, so two analysts cannot both run it.
+    let mut stored = {
+        let mut reviews = lock(&state.risk.reviews);
+        let stored = reviews.get_mut(&id).ok_or_else(|| ApiError::ReviewNotFound(id.clone()))?;
+        if stored.review.status != "pending" {
+            return Err(ApiError::ReviewDecided(id.clone(), stored.review.status.clone()));
+        }
+        stored.review.status = if approve { "approved" } else { "declined" }.into();
+        stored.clone()
+    };
+    let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
+    let outcome = match (approve, stored.review.kind.as_str()) {
+        (true, "tab_checkpoint") => vec!["resumed".to_string()],
+        (false, "tab_checkpoint") => {
+            let tab_id = tab_id.ok_or_else(|| ApiError::Internal("a checkpoint review without its tab".into()))?;
+            let command =
+                obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: crate::tab_routes::random_id() };
+            match crate::tab_routes::run_tab(&state, command).await {
+                Ok(result) => vec![format!("settled: {result:?}")],
+                Err(error) => vec![format!("settle failed: {}", error.code())],
+            }
+        }
+        (true, _) => match run_held(&state, &stored).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Nothing ran: the review stays open for another try.
+                if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
+                    open.review.status = "pending".into();
+                }
+                return Err(error);
+            }
+        },
+        (false, _) => Vec::new(),
+    };
+    if approve && stored.review.kind != "tab_checkpoint" {
+        let principal = stored.principal_id.parse::<u128>().unwrap_or(0);
+        let amounts: Vec<u128> = stored.amounts.iter().filter_map(|a| a.parse().ok()).collect();
+        let ok = outcome.iter().all(|o| o == "ok");
+        if ok {
+            state.risk.paid(principal, &amounts, false);
+        }
+    }
+    stored.review.decided_by = Some(caller.principal_id.to_string());
+    stored.review.decided_ns = Some(now_ns().to_string());
+    stored.review.note = body.note;
+    stored.review.outcome = Some(outcome);
+    let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+    if let Some(tab) = tab_id {
+        lock(&state.risk.paused).remove(&tab);
+    }
+    lock(&state.risk.reviews).insert(id, stored.clone());
+    metrics::counter!("obol_risk_reviews_decided_total", "decision" => body.decision).increment(1);
+    Ok(Json(stored.review))
+}
+
+/// Runs a held operation as it was first asked; answers the ledger's result per operation.
+async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>, ApiError> {
+    let bytes =
+        Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
+    let record = Record::decode(&bytes).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
+    let mut outcome = Vec::new();
+    for op in record.ops {
+        match state.engine.execute(op).await? {
+            OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
+            OpResults::Tab(result) => outcome.push(crate::tab_routes::tab_result_code(&result)),
+            OpResults::Accounts(_) | OpResults::Identity(_) => outcome.push("unexpected".into()),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Decided reviews as CSV training data: one row per review with its features, its time, and
+/// `label` 1 when declined (fraud), 0 when approved. Train with `obol risk train --data FILE
+/// --map time=time_s,label=label --features rest`.
+#[utoipa::path(get, path = "/v1/risk/labels", tag = "risk",
+    responses((status = 200, description = "CSV", content_type = "text/csv")),
+    security(("bearer" = [])))]
+pub async fn labels(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let mut csv = String::from("time_s,label,amount_minor");
+    for name in FEATURE_NAMES {
+        csv.push(',');
+        csv.push_str(name);
+    }
+    csv.push('\n');
+    let reviews = lock(&state.risk.reviews);
+    for stored in reviews.values().filter(|r| r.review.status != "pending") {
+        let review = &stored.review;
+        let time_s = review.created_ns.parse::<u64>().unwrap_or(0) / 1_000_000_000;
+        let label = u8::from(review.status == "declined");
+        csv.push_str(&format!("{time_s},{label},{}", review.amount));
+        for name in FEATURE_NAMES {
+            csv.push_str(&format!(",{}", review.features.get(name).copied().unwrap_or(0.0)));
+        }
+        csv.push('\n');
+    }
+    let mut response = csv.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    Ok(response)
+}
+
+/// The policy in force.
+#[utoipa::path(get, path = "/v1/risk/policy", tag = "risk",
+    responses((status = 200, body = PolicyDto)), security(("bearer" = [])))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<PolicyDto>, ApiError> {
+    analyst(&caller)?;
+    let engine = lock(&state.risk.engine);
+    let now_s = now_ns() / 1_000_000_000;
+    Ok(Json(PolicyDto {
+        generation: engine.policy_generation(),
+        in_force: engine
+            .policy()
+            .in_force(now_s)
+            .iter()
+            .map(|b| BundleDto {
+                name: b.name.clone(),
+                version: b.version,
+                effective_from_s: b.effective_from_s,
+                description: b.description.clone(),
+                rules: b.rules.iter().map(|r| r.id.clone()).collect(),
+            })
+            .collect(),
+        shadow: engine.shadow_report(now_s).is_some(),
+        directory: state.risk.directory().map(|d| d.display().to_string()),
+        decided: engine.decided(),
+    }))
+}
+
+/// Where to put a submitted bundle.
+#[derive(Deserialize, IntoParams)]
+pub struct SubmitQuery {
+    /// `true`: run it in shadow beside the live policy instead of making it live.
+    pub shadow: Option<bool>,
+}
+
+/// Submit a policy bundle (TOML, as the body): it goes live at once (from its effective time),
+/// or with `?shadow=true` runs in shadow. A bundle that does not compile is refused with the
+/// reason, and the live policy stays. Every submission is recorded.
+#[utoipa::path(post, path = "/v1/risk/policy", tag = "risk", request_body(content = String, content_type = "application/toml"),
+    params(SubmitQuery),
+    responses((status = 201, body = PolicyChangeDto), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn submit_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    need_role(&caller, &[Role::Operator, Role::Analyst])?;
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    if body.len() > BUNDLE_BYTES_MAX {
+        return Err(ApiError::InvalidField(format!("a bundle is at most {BUNDLE_BYTES_MAX} bytes")));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidField("the bundle is not UTF-8".into()))?;
+    let who = format!("principal:{}", caller.principal_id);
+    match state.risk.submit_bundle(&state, &who, text, query.shadow.unwrap_or(false)).await {
+        Ok(change) => Ok((StatusCode::CREATED, Json(change)).into_response()),
+        Err((error, _)) => Err(error),
+    }
+}
+
+/// Query of the change list.
+#[derive(Deserialize, IntoParams)]
+pub struct ChangesQuery {
+    /// Only changes after this sequence number.
+    pub after: Option<u64>,
+}
+
+/// Every policy change (who, what, when, diff), oldest first.
+#[utoipa::path(get, path = "/v1/risk/policy/changes", tag = "risk", params(ChangesQuery),
+    responses((status = 200, body = [PolicyChangeDto])), security(("bearer" = [])))]
+pub async fn policy_changes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<PolicyChangeDto>>, ApiError> {
+    need_scope(&caller, Scopes::READ)?;
+    need_role(&caller, &[Role::Operator, Role::Analyst, Role::Auditor])?;
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let after = query.after.unwrap_or(0);
+    Ok(Json(lock(&state.risk.changes).iter().filter(|c| c.seq > after).cloned().collect()))
+}
+
+/// The shadow run's report: where the candidate would have decided otherwise.
+#[utoipa::path(get, path = "/v1/risk/shadow", tag = "risk",
+    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_shadow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ShadowDto>, ApiError> {
+    analyst(&caller)?;
+    let report = lock(&state.risk.engine).shadow_report(now_ns() / 1_000_000_000);
+    report.map(|r| Json(ShadowDto::from(r))).ok_or(ApiError::NoShadow)
+}
+
+/// Stop the shadow run; answers its final report.
+#[utoipa::path(delete, path = "/v1/risk/shadow", tag = "risk",
+    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn stop_shadow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ShadowDto>, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    need_role(&caller, &[Role::Operator, Role::Analyst])?;
+    let who = format!("principal:{}", caller.principal_id);
+    state.risk.stop_shadow(&state, &who).await?.map(Json).ok_or(ApiError::NoShadow)
+}
+
+/// A problem document for a blocked payment, for tests and clients that build their own.
+pub fn is_risk_problem(problem: &Problem) -> bool {
+    problem.code == "risk_blocked" || problem.code == "held_for_review"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_marks_removed_and_added_lines_and_keeps_the_rest() {
+        let before = "a\nb\nc\n";
+        let after = "a\nB\nc\nd\n";
+        assert_eq!(line_diff(before, after), " a\n-b\n+B\n c\n+d\n");
+        assert_eq!(line_diff("x\n", "x\n"), " x\n");
+    }
+
+    #[test]
+    fn a_refused_bundle_is_still_named_in_the_record() {
+        assert_eq!(bundle_label("name = \"eu\"\nversion = 3 # next\n[[rules]]"), ("eu".into(), 3));
+        assert_eq!(bundle_label("garbage"), ("?".into(), 0));
+    }
+
+    #[test]
+    fn checkpoints_fall_on_the_first_payment_and_each_quarter() {
+        let risk = Risk::new(Policy::new(), None);
+        let due: Vec<(u128, u128)> =
+            (1..=100).filter_map(|paid| risk.checkpoint_due(1, 100, paid).map(|since| (paid, since))).collect();
+        assert_eq!(due, [(1, 1), (25, 24), (50, 25), (75, 25), (100, 25)]);
+        assert_eq!(Risk::off().checkpoint_due(1, 100, 1), None, "off: no checkpoints");
+    }
+
+    #[test]
+    fn payee_codes_read_as_merchant_categories() {
+        assert_eq!(payee_category(6540), "gift_cards");
+        assert!(is_cash_like(payee_category(4111)));
+        assert!(!is_cash_like(payee_category(5816)));
+        assert_eq!(payee_category(1), "general");
+    }
+}
