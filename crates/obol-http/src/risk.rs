@@ -328,6 +328,9 @@ pub struct Risk {
     network_key: Mutex<[u8; 32]>,
     /// Whether payments are decided at all (`false`: everything is allowed and nothing counted).
     enabled: bool,
+    /// The fraud rate this PSP reports for transaction risk analysis (PSD2 RTS art. 18), parts
+    /// per million by value over 90 days; -1: not monitored, no TRA exemption.
+    tra_fraud_rate_ppm: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -395,7 +398,15 @@ impl Risk {
             watched: Mutex::default(),
             network_key: Mutex::new([0; 32]),
             enabled,
+            tra_fraud_rate_ppm: -1,
         }
+    }
+
+    /// Sets the fraud rate the EU bundle's transaction risk analysis exemption compares with the
+    /// reference rates (parts per million by value over the last 90 days; -1 turns TRA off).
+    pub fn with_tra_fraud_rate_ppm(mut self, rate_ppm: i64) -> Risk {
+        self.tra_fraud_rate_ppm = rate_ppm.max(-1);
+        self
     }
 
     /// Whether payments are decided.
@@ -519,6 +530,11 @@ impl Risk {
                     holder_day_cap_minor: caps.map_or(-1, |l| cap(l.per_day)),
                     holder_day_spent_minor: i64::try_from(day_spent).unwrap_or(i64::MAX),
                     event_kind: kind.into(),
+                    // obol's API is a remote channel, and its payments move money account to
+                    // account, as credit transfers do.
+                    channel: "remote".into(),
+                    payment_instrument: "credit_transfer".into(),
+                    tra_fraud_rate_ppm: self.tra_fraud_rate_ppm,
                     ..Facts::default()
                 };
                 let assessment = engine.assess(&event, caller.principal_id, facts);

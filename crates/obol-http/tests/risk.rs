@@ -363,31 +363,9 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
     // authentication needs it (held here: the holder has no second factor). A restart between
     // the fifth and the sixth must not reset the count.
     let eu = include_str!("../../../policy/eu-psd2-sca.toml");
-    let started = support::start("risk-restart");
+    let (started, holder) = euro_holder("risk-restart").await;
     let router = obol_http::app(started.state.clone());
-    let operator = started.operator.clone();
-    let op = |path: &'static str, body: Value| {
-        let router = router.clone();
-        let operator = operator.clone();
-        async move {
-            let (status, value) = post(&router, &operator, path, body, None).await;
-            assert!(status.is_success(), "{path}: {status} {value}");
-            value
-        }
-    };
-    op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Eva"})).await;
-    let holder = op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
-    op("/v1/accounts", json!({"id": "9", "asset_code": "EUR", "asset_scale": 2})).await;
-    op("/v1/accounts", json!({"id": "1", "asset_code": "EUR", "asset_scale": 2, "owner_id": "100"})).await;
-    op("/v1/accounts", json!({"id": "2", "asset_code": "EUR", "asset_scale": 2})).await;
-    op("/v1/transfers", json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": "100000", "asset_code": "EUR", "asset_scale": 2})).await;
-    let pay = |router: axum::Router, id: u32| {
-        let holder = holder.clone();
-        async move {
-            let body = json!({"id": id.to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": "100", "asset_code": "EUR", "asset_scale": 2});
-            post(&router, &holder, "/v1/transfers", body, None).await
-        }
-    };
+    let pay = |router: axum::Router, id: u32| euro_payment(router, holder.clone(), id, "100");
     let first = started.state.clone().with_risk(risk(&[eu]));
     first.risk.load(&first.engine).await.unwrap();
     let router_one = obol_http::app(first.clone());
@@ -413,4 +391,56 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
     assert_eq!(status, StatusCode::CREATED, "without the saved state the sixth would have gone through");
     engine.shutdown();
     drop(scratch);
+}
+
+/// A fresh app with a holder (100, key returned) owning euro account 1, funded with EUR 1,000,
+/// and a payee account 2.
+async fn euro_holder(tag: &str) -> (support::Started, String) {
+    let started = support::start(tag);
+    let op = |path: &'static str, body: Value| {
+        let router = started.router.clone();
+        let operator = started.operator.clone();
+        async move {
+            let (status, value) = post(&router, &operator, path, body, None).await;
+            assert!(status.is_success(), "{path}: {status} {value}");
+            value
+        }
+    };
+    op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Eva"})).await;
+    let holder = op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
+    op("/v1/accounts", json!({"id": "9", "asset_code": "EUR", "asset_scale": 2})).await;
+    op("/v1/accounts", json!({"id": "1", "asset_code": "EUR", "asset_scale": 2, "owner_id": "100"})).await;
+    op("/v1/accounts", json!({"id": "2", "asset_code": "EUR", "asset_scale": 2})).await;
+    op("/v1/transfers", json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": "100000", "asset_code": "EUR", "asset_scale": 2})).await;
+    (started, holder)
+}
+
+async fn euro_payment(router: axum::Router, holder: String, id: u32, amount: &str) -> (StatusCode, Value) {
+    let body = json!({"id": id.to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": amount, "asset_code": "EUR", "asset_scale": 2});
+    post(&router, &holder, "/v1/transfers", body, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_fraud_rate_grants_the_transaction_risk_analysis_exemption_within_its_band() {
+    // EUR 80 is over the low-value limit: SCA, unless TRA applies. obol's payments are credit
+    // transfers, whose reference rate up to EUR 100 is 0.015% (150 ppm).
+    let eu = include_str!("../../../policy/eu-psd2-sca.toml");
+    let (started, holder) = euro_holder("risk-tra").await;
+    let with_rate = |rate_ppm: i64| {
+        let state = started.state.clone().with_risk(risk(&[eu]).with_tra_fraud_rate_ppm(rate_ppm));
+        obol_http::app(state)
+    };
+    let (status, _) = euro_payment(with_rate(150), holder.clone(), 10, "8000").await;
+    assert_eq!(status, StatusCode::CREATED, "at the reference rate: exempt");
+    let (status, held) = euro_payment(with_rate(151), holder.clone(), 11, "8000").await;
+    assert_eq!(
+        (status, held["review"]["risk"]["rule"].as_str()),
+        (StatusCode::ACCEPTED, Some("eu-psd2-sca@1/low-value-over-30"))
+    );
+    let (status, _) = euro_payment(with_rate(-1), holder.clone(), 12, "8000").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "not monitored: no exemption");
+    let (status, _) = euro_payment(with_rate(101), holder.clone(), 13, "10001").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "EUR 100.01 is in the next band, whose reference is 0.01%");
+    let (status, _) = euro_payment(with_rate(100), holder, 14, "10001").await;
+    assert_eq!(status, StatusCode::CREATED, "at 0.01% it is exempt");
 }

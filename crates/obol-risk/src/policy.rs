@@ -93,6 +93,13 @@ pub struct Facts {
     /// What moves the money: `transfer`, `tab_open`, `tab_topup` or `tab_checkpoint` (what a
     /// voucher stream paid since its last checkpoint).
     pub event_kind: String,
+    /// How the payer pays: `remote` (online, obol's own API), `contactless` (at a point of sale).
+    pub channel: String,
+    /// What the payment is, for the reference fraud rates: `credit_transfer` or `card`.
+    pub payment_instrument: String,
+    /// The PSP's fraud rate for this instrument over the last 90 days, by value, parts per
+    /// million; -1 when it is not monitored (then no transaction risk analysis exemption).
+    pub tra_fraud_rate_ppm: i64,
 }
 
 impl Default for Facts {
@@ -111,11 +118,14 @@ impl Default for Facts {
             holder_day_cap_minor: -1,
             holder_day_spent_minor: 0,
             event_kind: "transfer".into(),
+            channel: "remote".into(),
+            payment_instrument: "credit_transfer".into(),
+            tra_fraud_rate_ppm: -1,
         }
     }
 }
 
-const FACT_NAMES: [&str; 13] = [
+const FACT_NAMES: [&str; 16] = [
     "amount_minor",
     "currency",
     "jurisdiction",
@@ -129,6 +139,9 @@ const FACT_NAMES: [&str; 13] = [
     "holder_day_cap_minor",
     "holder_day_spent_minor",
     "event_kind",
+    "channel",
+    "payment_instrument",
+    "tra_fraud_rate_ppm",
 ];
 
 fn fact(facts: &Facts, name: &str) -> Option<Value> {
@@ -146,6 +159,9 @@ fn fact(facts: &Facts, name: &str) -> Option<Value> {
         "holder_day_cap_minor" => Value::Int(facts.holder_day_cap_minor),
         "holder_day_spent_minor" => Value::Int(facts.holder_day_spent_minor),
         "event_kind" => Value::from(facts.event_kind.as_str()),
+        "channel" => Value::from(facts.channel.as_str()),
+        "payment_instrument" => Value::from(facts.payment_instrument.as_str()),
+        "tra_fraud_rate_ppm" => Value::Int(facts.tra_fraud_rate_ppm),
         _ => return None,
     })
 }
@@ -284,21 +300,26 @@ fn probes() -> Vec<Facts> {
     [("US", "USD"), ("EU", "EUR"), ("KR", "KRW"), ("GB", "GBP")]
         .iter()
         .flat_map(|(jurisdiction, currency)| {
-            [-1, 0, 50_000].map(|user_limit_minor| Facts {
-                amount_minor: 5_000,
-                currency: (*currency).into(),
-                jurisdiction: (*jurisdiction).into(),
-                sca_payments_since: 6,
-                sca_amount_since_minor: 20_000,
-                month_total_minor: 60_000,
-                user_limit_minor,
-                payee_category: "gift_cards".into(),
-                model_score: 0.5,
-                holder_payment_cap_minor: user_limit_minor,
-                holder_day_cap_minor: user_limit_minor,
-                holder_day_spent_minor: 60_000,
-                event_kind: "transfer".into(),
-            })
+            [(-1, "remote", "card"), (0, "contactless", "credit_transfer"), (50_000, "remote", "credit_transfer")].map(
+                |(user_limit_minor, channel, instrument)| Facts {
+                    amount_minor: 5_000,
+                    currency: (*currency).into(),
+                    jurisdiction: (*jurisdiction).into(),
+                    sca_payments_since: 6,
+                    sca_amount_since_minor: 20_000,
+                    month_total_minor: 60_000,
+                    user_limit_minor,
+                    payee_category: "gift_cards".into(),
+                    model_score: 0.5,
+                    holder_payment_cap_minor: user_limit_minor,
+                    holder_day_cap_minor: user_limit_minor,
+                    holder_day_spent_minor: 60_000,
+                    event_kind: "transfer".into(),
+                    channel: channel.into(),
+                    payment_instrument: instrument.into(),
+                    tra_fraud_rate_ppm: user_limit_minor,
+                },
+            )
         })
         .collect()
 }
@@ -500,6 +521,7 @@ mod tests {
     const EU: &str = include_str!("../../../policy/eu-psd2-sca.toml");
     const KR: &str = include_str!("../../../policy/kr-carrier-micropayments.toml");
     const CAPS: &str = include_str!("../../../policy/holder-caps.toml");
+    const REG_E: &str = include_str!("../../../policy/us-reg-e.toml");
     const NOW: u64 = 1_800_000_000;
 
     fn eur(amount_minor: i64, since: i64, since_amount: i64) -> Facts {
@@ -542,6 +564,71 @@ mod tests {
         dollars.jurisdiction = "US".into();
         dollars.currency = "USD".into();
         assert_eq!(decide(&policy, &dollars).action, Action::Allow, "the EU bundle leaves US payments alone");
+    }
+
+    #[test]
+    fn eu_contactless_payments_follow_art_11_numbers() {
+        let policy = policy(&[EU]);
+        let tap = |amount_minor: i64, since: i64, since_amount: i64| Facts {
+            channel: "contactless".into(),
+            ..eur(amount_minor, since, since_amount)
+        };
+        assert_eq!(decide(&policy, &tap(5000, 0, 0)).action, Action::Allow, "EUR 50.00 contactless is exempt");
+        let over = decide(&policy, &tap(5001, 0, 0));
+        assert_eq!(over.rule.as_deref(), Some("eu-psd2-sca@1/contactless-over-50"), "EUR 50.01 is not");
+        assert_eq!(decide(&policy, &tap(4000, 4, 11000)).action, Action::Allow, "the 5th, EUR 150.00 in all");
+        assert_eq!(decide(&policy, &tap(100, 5, 500)).action, Action::StepUp, "the 6th contactless payment");
+        let cumulative = decide(&policy, &tap(4001, 3, 11000));
+        assert_eq!(cumulative.rule.as_deref(), Some("eu-psd2-sca@1/contactless-over-150-cumulative"), "EUR 150.01");
+    }
+
+    #[test]
+    fn eu_transaction_risk_analysis_exempts_only_within_the_band_and_the_reference_rate() {
+        let policy = policy(&[EU]);
+        let tra = |amount_minor: i64, instrument: &str, rate_ppm: i64, score: f64| Facts {
+            payment_instrument: instrument.into(),
+            tra_fraud_rate_ppm: rate_ppm,
+            model_score: score,
+            ..eur(amount_minor, 0, 0)
+        };
+        let action = |facts: Facts| decide(&policy, &facts).action;
+        // Cards: 0.13% up to EUR 100, 0.06% up to EUR 250, 0.01% up to EUR 500.
+        assert_eq!(action(tra(10_000, "card", 1300, 0.1)), Action::Allow, "EUR 100 at 0.13%");
+        assert_eq!(action(tra(10_000, "card", 1301, 0.1)), Action::StepUp, "a rate above the reference");
+        assert_eq!(action(tra(10_001, "card", 1300, 0.1)), Action::StepUp, "EUR 100.01 is in the next band");
+        assert_eq!(action(tra(25_000, "card", 600, 0.1)), Action::Allow);
+        assert_eq!(action(tra(50_000, "card", 100, 0.1)), Action::Allow);
+        assert_eq!(action(tra(50_001, "card", 0, 0.1)), Action::StepUp, "no TRA above EUR 500");
+        // Credit transfers: 0.015%, 0.01%, 0.005%.
+        assert_eq!(action(tra(10_000, "credit_transfer", 150, 0.1)), Action::Allow);
+        assert_eq!(action(tra(10_000, "credit_transfer", 151, 0.1)), Action::StepUp);
+        assert_eq!(action(tra(25_000, "credit_transfer", 100, 0.1)), Action::Allow);
+        assert_eq!(action(tra(50_000, "credit_transfer", 50, 0.1)), Action::Allow);
+        assert_eq!(action(tra(50_000, "credit_transfer", 51, 0.1)), Action::StepUp);
+        // A real-time risk flag, or no monitoring, ends the exemption.
+        assert_eq!(action(tra(10_000, "card", 100, 0.5)), Action::StepUp, "the model flags it");
+        assert_eq!(action(tra(10_000, "card", -1, 0.1)), Action::StepUp, "rate not monitored");
+        assert_eq!(action(tra(3_000, "card", -1, 0.9)), Action::Allow, "low value needs no TRA");
+    }
+
+    #[test]
+    fn us_reg_e_confirms_the_payer_past_the_consumers_liability_caps() {
+        let policy = policy(&[REG_E]);
+        let usd = |amount_minor: i64| Facts { amount_minor, ..Facts::default() };
+        let mut new_device = Features::default();
+        new_device.0[crate::features::FEATURE_NAMES.iter().position(|n| *n == "device_new").unwrap()] = 1.0;
+        let mut new_payee = Features::default();
+        new_payee.0[crate::features::FEATURE_NAMES.iter().position(|n| *n == "payee_new_for_payer").unwrap()] = 1.0;
+        let at = |features: &Features, amount: i64| policy.decide(NOW, features, &usd(amount));
+        assert_eq!(at(&new_device, 5000).action, Action::Allow, "$50.00 from a new device");
+        assert_eq!(at(&new_device, 5001).rule.as_deref(), Some("us-reg-e@1/new-device-over-50"), "$50.01");
+        assert_eq!(at(&Features::default(), 9000).action, Action::Allow, "a known device");
+        assert_eq!(at(&new_payee, 50_000).action, Action::Allow, "$500.00 to a new payee");
+        assert_eq!(at(&new_payee, 50_001).rule.as_deref(), Some("us-reg-e@1/new-payee-over-500"), "$500.01");
+        let mut euro = usd(90_000);
+        euro.currency = "EUR".into();
+        euro.jurisdiction = "EU".into();
+        assert_eq!(policy.decide(NOW, &new_payee, &euro).action, Action::Allow, "US rules only");
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Turn the risk engine off: every payment is allowed and nothing is decided or counted.
     #[arg(long)]
     no_risk: bool,
+    /// Your fraud rate for PSD2 transaction risk analysis (RTS art. 18): fraud by value over the
+    /// last 90 days, parts per million (0.01% is 100). Remote EU payments above the low-value
+    /// limits are exempt from SCA while it is at or under the reference rate of their amount's
+    /// band and the model raises no flag. -1 (the default): not monitored, no TRA exemption.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true, env = "OBOL_TRA_FRAUD_RATE_PPM")]
+    tra_fraud_rate_ppm: i64,
 }
 
 /// How often the policy directory is looked at.
@@ -115,7 +121,7 @@ fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_http::risk::Risk> {
             Some(model)
         }
     };
-    let risk = obol_http::risk::Risk::new(policy, model);
+    let risk = obol_http::risk::Risk::new(policy, model).with_tra_fraud_rate_ppm(args.tra_fraud_rate_ppm);
     if let Some(directory) = &args.policy_dir {
         if !directory.is_dir() {
             bail!("--policy-dir {}: not a directory", directory.display());
@@ -184,8 +190,9 @@ pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
 }
 
 /// The policy bundles obol ships (`policy/`), compiled into the binary.
-pub(crate) const SHIPPED_POLICY: [&str; 4] = [
+pub(crate) const SHIPPED_POLICY: [&str; 5] = [
     include_str!("../../../policy/eu-psd2-sca.toml"),
+    include_str!("../../../policy/us-reg-e.toml"),
     include_str!("../../../policy/kr-carrier-micropayments.toml"),
     include_str!("../../../policy/fraud-signals.toml"),
     include_str!("../../../policy/holder-caps.toml"),
