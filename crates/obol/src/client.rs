@@ -132,6 +132,34 @@ impl Api {
         Ok((status, value))
     }
 
+    /// Sends `body` as `content_type` and fails with the problem's code and detail on a non-2xx
+    /// answer.
+    pub(crate) async fn expect_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+        content_type: &str,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach obol at {}", self.base))?;
+        let status = response.status().as_u16();
+        let value: Value = serde_json::from_str(&response.text().await?).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            bail!("{code} (HTTP {status}): {detail}");
+        }
+        Ok(value)
+    }
+
     /// Calls and fails with the problem's code and detail on a non-2xx answer.
     pub(crate) async fn expect(
         &self,

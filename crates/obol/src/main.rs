@@ -10,6 +10,7 @@ mod client;
 mod identity_cli;
 mod pay_cli;
 mod risk_cli;
+mod risk_ops_cli;
 mod serve;
 mod sim_cli;
 
@@ -49,7 +50,7 @@ enum Command {
     /// Simulate payment traffic with injected fraud (CSV for training, demos and load tests).
     #[command(subcommand)]
     Sim(sim_cli::SimCommand),
-    /// Train and evaluate the fraud model on labelled data.
+    /// Fraud: train and evaluate the model, work the review queue, change the live policy.
     #[command(subcommand)]
     Risk(risk_cli::RiskCommand),
     /// Create and manage principals (operator).

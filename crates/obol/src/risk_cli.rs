@@ -1,5 +1,6 @@
 //! `obol risk train` and `obol risk eval`: train the fraud model on any labelled CSV through a
-//! column mapping, split by time, and judge it on the later part.
+//! column mapping, split by time, and judge it on the later part; `obol risk detect` on simulated
+//! traffic. The commands that talk to a running server are in `risk_ops_cli.rs`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +29,30 @@ pub enum RiskCommand {
     /// On simulated traffic, how much of each injected fraud kind the shipped rules alone, the
     /// model alone, and both stop, and how many good payments they stop by mistake.
     Detect(DetectArgs),
+    /// The review queue of a running server: requests the policy held for an analyst.
+    Reviews(crate::risk_ops_cli::ReviewsArgs),
+    /// One review, with its features and the exact Shapley values of its score.
+    Review {
+        /// The review id.
+        id: String,
+        #[command(flatten)]
+        connection: crate::client::Connection,
+    },
+    /// Approve or decline a held request.
+    ///
+    /// Example: obol risk decide 18eb60baf349b927... approve --note "customer confirmed by phone"
+    Decide(crate::risk_ops_cli::DecideArgs),
+    /// Decided reviews as labelled CSV for the next `obol risk train`.
+    Labels {
+        /// Where to write the CSV.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        connection: crate::client::Connection,
+    },
+    /// Show, change and shadow-test the live policy of a running server.
+    #[command(subcommand)]
+    Policy(crate::risk_ops_cli::PolicyCommand),
 }
 
 /// Options of `obol risk detect`.
@@ -116,6 +141,11 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
         RiskCommand::Train(args) => train(args),
         RiskCommand::Eval(args) => eval(args),
         RiskCommand::Detect(args) => detect(args),
+        RiskCommand::Reviews(args) => crate::risk_ops_cli::reviews(args),
+        RiskCommand::Review { id, connection } => crate::risk_ops_cli::review(&id, &connection),
+        RiskCommand::Decide(args) => crate::risk_ops_cli::decide(args),
+        RiskCommand::Labels { out, connection } => crate::risk_ops_cli::labels(&out, &connection),
+        RiskCommand::Policy(command) => crate::risk_ops_cli::policy(command),
     }
 }
 

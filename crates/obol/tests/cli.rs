@@ -149,6 +149,9 @@ fn help_teaches_each_command() {
         (&["transfer", "--help"][..], "--pending"),
         (&["bench", "ledger", "--help"][..], "naive"),
         (&["account", "create", "--help"][..], "Example: obol account create"),
+        (&["risk", "--help"][..], "reviews"),
+        (&["risk", "policy", "submit", "--help"][..], "Example: obol risk policy submit"),
+        (&["serve", "--help"][..], "--policy-dir"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_obol")).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");

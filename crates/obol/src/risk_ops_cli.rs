@@ -1,0 +1,197 @@
+//! `obol risk reviews|review|decide|labels|policy ...`: work the review queue and change the live
+//! policy of a running server, through its public API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{Api, Connection, print, runtime};
+
+/// Options of `obol risk reviews`.
+#[derive(Args, Debug)]
+pub struct ReviewsArgs {
+    /// Which: pending, approved, declined or all.
+    #[arg(long, default_value = "pending")]
+    status: String,
+    /// At most this many (1 to 500).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print the JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Options of `obol risk decide`.
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    /// The review id.
+    id: String,
+    /// approve (the held request runs as first asked) or decline (it never runs; a paused tab is
+    /// settled).
+    #[arg(value_parser = ["approve", "decline"])]
+    decision: String,
+    /// Why, for the record.
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `obol risk policy ...`
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// The bundles in force, the decisions so far and whether a shadow run is going on.
+    Show {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send a bundle (TOML): it goes live at once (from its effective time), or with --shadow
+    /// runs beside the live policy without enforcing. A bundle that does not compile is refused
+    /// and the live policy stays.
+    ///
+    /// Example: obol risk policy submit policy/eu-psd2-sca.toml --shadow
+    Submit {
+        /// The bundle file.
+        file: PathBuf,
+        /// Run it in shadow instead of making it live.
+        #[arg(long)]
+        shadow: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Every policy change: who, what, when, and the diff.
+    Changes {
+        /// Only changes after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Where the shadow candidate would have decided otherwise; --stop ends the run.
+    Shadow {
+        /// Stop the shadow run (prints its final report).
+        #[arg(long)]
+        stop: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Lists the review queue.
+pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.connection)?;
+    let path = format!("/v1/risk/reviews?status={}&limit={}", args.status, args.limit);
+    let page = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
+    if args.json {
+        print(&page);
+        return Ok(());
+    }
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("no {} reviews", args.status);
+        return Ok(());
+    }
+    println!("{:<36} {:<9} {:<15} {:>14} {:<5} rule / reason", "id", "status", "kind", "amount", "asset");
+    for item in &items {
+        let text = |key: &str| item[key].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<36} {:<9} {:<15} {:>14} {:<5} {} / {}",
+            text("id"),
+            text("status"),
+            text("kind"),
+            text("amount"),
+            text("asset_code"),
+            item["risk"]["rule"].as_str().unwrap_or("-"),
+            item["risk"]["reason_en"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Shows one review with its exact Shapley values.
+pub fn review(id: &str, connection: &Connection) -> anyhow::Result<()> {
+    let api = Api::new(connection)?;
+    print(&runtime()?.block_on(api.expect(reqwest::Method::GET, &format!("/v1/risk/reviews/{id}"), None))?);
+    Ok(())
+}
+
+/// Approves or declines a review.
+pub fn decide(args: DecideArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.connection)?;
+    let body = json!({"decision": args.decision, "note": args.note});
+    let path = format!("/v1/risk/reviews/{}/decision", args.id);
+    let decided = runtime()?.block_on(api.expect(reqwest::Method::POST, &path, Some(&body)))?;
+    let outcome: Vec<&str> =
+        decided["outcome"].as_array().map(|o| o.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    println!("review {} {}: {}", args.id, decided["status"].as_str().unwrap_or("?"), outcome.join(", "));
+    Ok(())
+}
+
+/// Writes decided reviews as training labels (CSV).
+pub fn labels(out: &PathBuf, connection: &Connection) -> anyhow::Result<()> {
+    let api = Api::new(connection)?;
+    let csv = runtime()?.block_on(api.expect(reqwest::Method::GET, "/v1/risk/labels", None))?;
+    let Value::String(text) = csv else { bail!("the server answered JSON where CSV was expected") };
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    let rows = text.lines().count().saturating_sub(1);
+    println!("wrote {rows} labelled reviews to {}", out.display());
+    println!(
+        "train with: obol risk train --data {} --map time=time_s,label=label --features rest --out model.json",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Runs a policy command.
+pub fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Show { connection } => {
+            let api = Api::new(&connection)?;
+            print(&runtime()?.block_on(api.expect(reqwest::Method::GET, "/v1/risk/policy", None))?);
+        }
+        PolicyCommand::Submit { file, shadow, connection } => {
+            let api = Api::new(&connection)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("/v1/risk/policy?shadow={shadow}");
+            let change =
+                runtime()?.block_on(api.expect_text(reqwest::Method::POST, &path, text, "application/toml"))?;
+            println!(
+                "{} {} (change {})",
+                change["what"].as_str().unwrap_or("?"),
+                change["bundle"].as_str().unwrap_or("?"),
+                change["seq"]
+            );
+            print!("{}", change["diff"].as_str().unwrap_or(""));
+        }
+        PolicyCommand::Changes { after, connection } => {
+            let api = Api::new(&connection)?;
+            let path = format!("/v1/risk/policy/changes?after={after}");
+            let changes = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
+            for change in changes.as_array().cloned().unwrap_or_default() {
+                let at_s = change["at_ns"].as_str().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) / 1_000_000_000;
+                println!(
+                    "#{} at {} s by {}: {} {}{}",
+                    change["seq"],
+                    at_s,
+                    change["who"].as_str().unwrap_or("?"),
+                    change["what"].as_str().unwrap_or("?"),
+                    change["bundle"].as_str().unwrap_or("?"),
+                    change["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+                for line in change["diff"].as_str().unwrap_or("").lines().filter(|l| !l.starts_with(' ')) {
+                    println!("    {line}");
+                }
+            }
+        }
+        PolicyCommand::Shadow { stop, connection } => {
+            let api = Api::new(&connection)?;
+            let method = if stop { reqwest::Method::DELETE } else { reqwest::Method::GET };
+            print(&runtime()?.block_on(api.expect(method, "/v1/risk/shadow", None))?);
+        }
+    }
+    Ok(())
+}
