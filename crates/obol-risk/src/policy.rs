@@ -522,6 +522,16 @@ mod tests {
     const KR: &str = include_str!("../../../policy/kr-carrier-micropayments.toml");
     const CAPS: &str = include_str!("../../../policy/holder-caps.toml");
     const REG_E: &str = include_str!("../../../policy/us-reg-e.toml");
+    const SIGNALS: &str = include_str!("../../../policy/fraud-signals.toml");
+
+    fn features(pairs: &[(&str, f64)]) -> Features {
+        let mut features = Features::default();
+        for (name, value) in pairs {
+            let index = crate::features::FEATURE_NAMES.iter().position(|n| n == name).unwrap();
+            features.0[index] = *value;
+        }
+        features
+    }
     const NOW: u64 = 1_800_000_000;
 
     fn eur(amount_minor: i64, since: i64, since_amount: i64) -> Facts {
@@ -629,6 +639,30 @@ mod tests {
         euro.currency = "EUR".into();
         euro.jurisdiction = "EU".into();
         assert_eq!(policy.decide(NOW, &new_payee, &euro).action, Action::Allow, "US rules only");
+    }
+
+    #[test]
+    fn every_fraud_signal_fires_at_its_threshold_and_not_below() {
+        let policy = policy(&[SIGNALS]);
+        let rule = |pairs: &[(&str, f64)], model_score: f64| {
+            let facts = Facts { model_score, ..Facts::default() };
+            policy.decide(NOW, &features(pairs), &facts).rule.map(|r| r.trim_start_matches("fraud-signals@1/").to_string())
+        };
+        let takeover = [("device_new", 1.0), ("network_new_for_payer", 1.0), ("failed_auth_count", 2.0)];
+        assert_eq!(rule(&takeover, 0.0).as_deref(), Some("account-takeover"));
+        assert_eq!(rule(&[takeover[0], takeover[1], ("failed_auth_count", 1.0)], 0.0), None, "one failure is not enough");
+        let cloned = [("network_new_for_payer", 1.0), ("payee_cash_like", 1.0), ("amount_over_mean", 4.0)];
+        assert_eq!(rule(&cloned, 0.0).as_deref(), Some("cloned-device"));
+        assert_eq!(rule(&[cloned[0], cloned[1], ("amount_over_mean", 3.99)], 0.0), None);
+        assert_eq!(rule(&[("payer_count_1m", 8.0), ("amount", 5.0)], 0.0).as_deref(), Some("card-testing"));
+        assert_eq!(rule(&[("payer_count_1m", 8.0), ("amount", 5.01)], 0.0).as_deref(), Some("velocity"), "not tiny");
+        assert_eq!(rule(&[("payer_count_1m", 5.0), ("amount", 50.0)], 0.0).as_deref(), Some("velocity"));
+        assert_eq!(rule(&[("payer_count_1m", 4.99), ("amount", 50.0)], 0.0), None);
+        let cluster = [("network_new_payers_1h", 5.0), ("network_new_for_payer", 1.0), ("payee_cash_like", 1.0)];
+        assert_eq!(rule(&cluster, 0.0).as_deref(), Some("one-cell-cluster"));
+        assert_eq!(rule(&[("network_new_payers_1h", 4.0), cluster[1], cluster[2]], 0.0), None);
+        assert_eq!(rule(&[], 0.5).as_deref(), Some("model-high-risk"));
+        assert_eq!(rule(&[], 0.4999), None);
     }
 
     #[test]
