@@ -278,9 +278,10 @@ pub(crate) async fn hold_transfers(
     payment: &Payment,
     events: &[NewTransfer],
 ) -> ApiError {
-    let amounts: Vec<u128> = events.iter().filter(|e| !e.flags.resolves_pending()).map(|e| e.amount).collect();
+    let payments: Vec<(u128, u128)> =
+        events.iter().filter(|e| !e.flags.resolves_pending()).map(|e| (e.debit_account_id, e.amount)).collect();
     let op = Op::CreateTransfers(events.to_vec());
-    let held = crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, amounts: &amounts };
+    let held = crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, payments: &payments };
     match state.risk.hold(state, caller, held).await {
         Ok(review) => ApiError::HeldForReview(Box::new(review)),
         Err(error) => error,
@@ -292,9 +293,13 @@ fn count_paid(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[b
     if caller.role == Role::Operator {
         return;
     }
-    let amounts: Vec<u128> =
-        events.iter().zip(ok).filter(|(e, ok)| **ok && !e.flags.resolves_pending()).map(|(e, _)| e.amount).collect();
-    state.risk.paid(caller.principal_id, &amounts, authenticated);
+    let payments: Vec<(u128, u128)> = events
+        .iter()
+        .zip(ok)
+        .filter(|(e, ok)| **ok && !e.flags.resolves_pending())
+        .map(|(e, _)| (e.debit_account_id, e.amount))
+        .collect();
+    state.risk.paid(&payments, authenticated);
 }
 
 /// Charges a device's payments against its daily limit through the log, before they are

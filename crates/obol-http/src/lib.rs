@@ -187,6 +187,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/x402/verify"),
     ("POST", "/v1/x402/settle"),
     ("GET", "/v1/x402/supported"),
+    ("POST", "/v1/accounts/{id}/monthly-limit"),
     ("GET", "/v1/risk/reviews"),
     ("GET", "/v1/risk/reviews/{id}"),
     ("POST", "/v1/risk/reviews/{id}/decision"),
@@ -280,6 +281,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/vouchers", post(tab_routes::submit_vouchers))
         .route("/v1/x402/verify", post(x402::facilitator_verify))
         .route("/v1/x402/settle", post(x402::facilitator_settle))
+        .route("/v1/accounts/{id}/monthly-limit", post(risk::set_monthly_limit))
         .route("/v1/risk/reviews", get(risk::list_reviews))
         .route("/v1/risk/reviews/{id}", get(risk::get_review))
         .route("/v1/risk/reviews/{id}/decision", post(risk::decide_review))
@@ -387,7 +389,7 @@ impl utoipa::Modify for BearerAuth {
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
-        risk::list_reviews, risk::get_review, risk::decide_review, risk::labels, risk::get_policy, risk::submit_policy,
+        risk::set_monthly_limit, risk::list_reviews, risk::get_review, risk::decide_review, risk::labels, risk::get_policy, risk::submit_policy,
         risk::policy_changes, risk::get_shadow, risk::stop_shadow,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),

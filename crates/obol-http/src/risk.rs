@@ -58,6 +58,7 @@ const REVIEW_PREFIX: &str = "risk/review/";
 const CHANGE_PREFIX: &str = "risk/policy-change/";
 const SNAPSHOT_KEY: &str = "risk/snapshot";
 const NETWORK_KEY: &str = "risk/network-key";
+const LIMIT_PREFIX: &str = "risk/monthly-limit/";
 
 /// One feature's push on the score (log-odds).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -148,10 +149,8 @@ struct StoredReview {
     review: ReviewDto,
     /// The held operation, as a record (base64url), run on approval.
     op: String,
-    /// The payer principal, for the regulatory counters on approval.
-    principal_id: String,
-    /// Payments the op makes, (amount) per payment, for the counters.
-    amounts: Vec<String>,
+    /// Payments the op makes, (paying account, amount) as decimal text, for the counters.
+    payments: Vec<[String; 2]>,
 }
 
 /// A policy change, as recorded.
@@ -291,8 +290,8 @@ pub(crate) struct Held<'a> {
     pub assessment: &'a Assessment,
     /// What runs on approval (a checkpoint's op never runs: approval resumes the tab).
     pub op: Op,
-    /// The amounts it pays, for the regulatory counters on approval.
-    pub amounts: &'a [u128],
+    /// The payments it makes, (paying account, amount), for the counters on approval.
+    pub payments: &'a [(u128, u128)],
 }
 
 /// What the gate says about a request's payments.
@@ -326,6 +325,8 @@ pub struct Risk {
     changes: Mutex<Vec<PolicyChangeDto>>,
     watched: Mutex<Watched>,
     network_key: Mutex<[u8; 32]>,
+    /// Monthly limits account holders set, by account (0 blocks every payment).
+    limits: Mutex<HashMap<u128, u128>>,
     /// Whether payments are decided at all (`false`: everything is allowed and nothing counted).
     enabled: bool,
     /// The fraud rate this PSP reports for transaction risk analysis (PSD2 RTS art. 18), parts
@@ -397,6 +398,7 @@ impl Risk {
             changes: Mutex::default(),
             watched: Mutex::default(),
             network_key: Mutex::new([0; 32]),
+            limits: Mutex::default(),
             enabled,
             tra_fraud_rate_ppm: -1,
         }
@@ -450,6 +452,15 @@ impl Risk {
         }
         *lock(&self.reviews) = reviews;
         *lock(&self.paused) = paused;
+        let mut limits = HashMap::new();
+        for (key, value) in engine.meta_scan(LIMIT_PREFIX).await? {
+            let account = key.trim_start_matches(LIMIT_PREFIX).parse::<u128>();
+            let limit = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u128>().ok());
+            if let (Ok(account), Some(limit)) = (account, limit) {
+                limits.insert(account, limit);
+            }
+        }
+        *lock(&self.limits) = limits;
         let mut changes = Vec::new();
         for (_, value) in engine.meta_scan(CHANGE_PREFIX).await? {
             if let Ok(change) = serde_json::from_slice::<PolicyChangeDto>(&value) {
@@ -503,6 +514,7 @@ impl Risk {
         };
         let network = self.network_of(caller.peer);
         let today = now_ns() / 86_400_000_000_000;
+        let limits = lock(&self.limits).clone();
         let mut engine = lock(&self.engine);
         let mut day_spent = device.filter(|d| d.spent_day == today).map_or(0, |d| d.spent_today);
         payments
@@ -529,6 +541,9 @@ impl Risk {
                     holder_payment_cap_minor: caps.map_or(-1, |l| cap(l.per_payment)),
                     holder_day_cap_minor: caps.map_or(-1, |l| cap(l.per_day)),
                     holder_day_spent_minor: i64::try_from(day_spent).unwrap_or(i64::MAX),
+                    user_limit_minor: limits
+                        .get(&payment.payer_account_id)
+                        .map_or(-1, |limit| i64::try_from(*limit).unwrap_or(i64::MAX)),
                     event_kind: kind.into(),
                     // obol's API is a remote channel, and its payments move money account to
                     // account, as credit transfers do.
@@ -537,7 +552,7 @@ impl Risk {
                     tra_fraud_rate_ppm: self.tra_fraud_rate_ppm,
                     ..Facts::default()
                 };
-                let assessment = engine.assess(&event, caller.principal_id, facts);
+                let assessment = engine.assess(&event, facts);
                 metrics::counter!("obol_risk_decisions_total", "action" => assessment.decision.action.as_str())
                     .increment(1);
                 assessment
@@ -580,23 +595,23 @@ impl Risk {
         }
     }
 
-    /// Counts payments that went through (regulatory counters); `authenticated` when a second
-    /// factor approved them.
-    pub(crate) fn paid(&self, principal_id: u128, amounts: &[u128], authenticated: bool) {
-        if !self.enabled || amounts.is_empty() {
+    /// Counts payments that went through, as (paying account, amount), in the regulatory
+    /// counters; `authenticated` when a second factor approved them.
+    pub(crate) fn paid(&self, payments: &[(u128, u128)], authenticated: bool) {
+        if !self.enabled || payments.is_empty() {
             return;
         }
         let now_s = now_ns() / 1_000_000_000;
         let mut engine = lock(&self.engine);
-        for amount in amounts {
-            engine.paid(principal_id, *amount, now_s, authenticated);
+        for (payer, amount) in payments {
+            engine.paid(*payer, *amount, now_s, authenticated);
         }
     }
 
     /// Holds a request for review: stores it with the decision, exact Shapley values and
     /// features.
     pub(crate) async fn hold(&self, state: &AppState, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, ApiError> {
-        let Held { kind, payment, tab_id, assessment, op, amounts } = held;
+        let Held { kind, payment, tab_id, assessment, op, payments } = held;
         if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
             return Err(ApiError::Overloaded);
         }
@@ -638,8 +653,7 @@ impl Risk {
         let stored = StoredReview {
             review: review.clone(),
             op: Base64UrlUnpadded::encode_string(&record.encode()),
-            principal_id: caller.principal_id.to_string(),
-            amounts: amounts.iter().map(|a| a.to_string()).collect(),
+            payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
         state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
@@ -915,6 +929,58 @@ fn analyst(caller: &Caller) -> Result<(), ApiError> {
     need_role(caller, &[Role::Operator, Role::Analyst])
 }
 
+/// An account's monthly spending limit.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonthlyLimit {
+    /// Most the account may pay in a calendar month (UTC), minor units; `"0"` blocks every
+    /// payment; `null` removes the limit.
+    pub limit: Option<String>,
+}
+
+/// Set or remove an account's monthly spending limit (its owner, or the operator). The shipped
+/// holder-caps bundle blocks a payment that would take the month over it (and the Korean
+/// carrier bundle applies it as the subscriber's own limit).
+#[utoipa::path(post, path = "/v1/accounts/{id}/monthly-limit", tag = "risk", request_body = MonthlyLimit,
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = MonthlyLimit), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_monthly_limit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    crate::ApiJson(body): crate::ApiJson<MonthlyLimit>,
+) -> Result<Json<MonthlyLimit>, ApiError> {
+    need_scope(&caller, Scopes::MANAGE)?;
+    let account_id = crate::dto::path_id(&id)?;
+    {
+        let ledger = crate::read_ledger(&state);
+        let account = ledger.account(account_id).filter(|a| crate::authz::can_see_account(&caller, a));
+        let account = account.ok_or(ApiError::AccountNotFound(account_id))?;
+        if caller.role != Role::Operator && !crate::authz::owns(&caller, account) {
+            return Err(ApiError::Forbidden("only the account's owner sets its monthly limit".into()));
+        }
+    }
+    let limit = match &body.limit {
+        None => None,
+        Some(text) => Some(
+            obol_core::money::Amount::parse(text)
+                .map_err(|e| ApiError::InvalidAmount { field: "limit".into(), reason: e.to_string() })?
+                .0,
+        ),
+    };
+    let key = format!("{LIMIT_PREFIX}{account_id}");
+    let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
+    state.engine.meta_put(&key, stored).await?;
+    let mut limits = lock(&state.risk.limits);
+    match limit {
+        Some(limit) => limits.insert(account_id, limit),
+        None => limits.remove(&account_id),
+    };
+    Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
+}
+
 /// Query of the review list.
 #[derive(Deserialize, IntoParams)]
 pub struct ReviewQuery {
@@ -1043,11 +1109,13 @@ pub async fn decide_review(
         (false, _) => Vec::new(),
     };
     if approve && stored.review.kind != "tab_checkpoint" {
-        let principal = stored.principal_id.parse::<u128>().unwrap_or(0);
-        let amounts: Vec<u128> = stored.amounts.iter().filter_map(|a| a.parse().ok()).collect();
-        let ok = outcome.iter().all(|o| o == "ok");
-        if ok {
-            state.risk.paid(principal, &amounts, false);
+        let payments: Vec<(u128, u128)> = stored
+            .payments
+            .iter()
+            .filter_map(|[payer, amount]| Some((payer.parse().ok()?, amount.parse().ok()?)))
+            .collect();
+        if outcome.iter().all(|o| o == "ok") {
+            state.risk.paid(&payments, false);
         }
     }
     stored.review.decided_by = Some(caller.principal_id.to_string());

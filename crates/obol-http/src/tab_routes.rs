@@ -312,14 +312,14 @@ async fn escrow_gate(
         Gate::Go { authenticated } => return Ok(authenticated),
         Gate::Hold(assessment, payment) => (assessment, payment),
     };
-    let amounts = [payment.amount];
+    let payments = [(payment.payer_account_id, payment.amount)];
     let held = crate::risk::Held {
         kind,
         payment: &payment,
         tab_id: Some(tab_id),
         assessment: &assessment,
         op: Op::Tab(command),
-        amounts: &amounts,
+        payments: &payments,
     };
     Err(ApiError::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?)))
 }
@@ -372,7 +372,7 @@ pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
                 tab_id: Some(tab_id),
                 assessment: &assessment,
                 op,
-                amounts: &[],
+                payments: &[],
             },
         )
         .await
@@ -531,7 +531,7 @@ pub async fn open_tab(
     match run_tab(&state, command).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
-                state.risk.paid(caller.principal_id, &[budget], authenticated);
+                state.risk.paid(&[(payer_account_id, budget)], authenticated);
             }
         }
         TabResult::Exists => return Err(ApiError::TabExists(tab_id)),
@@ -789,7 +789,7 @@ pub async fn top_up(
     match run_tab(&state, command).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
-                state.risk.paid(caller.principal_id, &[amount], authenticated);
+                state.risk.paid(&[(payer.0, amount)], authenticated);
             }
         }
         TabResult::Exists => {}

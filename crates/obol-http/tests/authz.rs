@@ -422,6 +422,12 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             [200, 403, 403, 200, 403, 403],
         ),
         row(Method::GET, "/v1/x402/supported", |_| ("/v1/x402/supported".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/accounts/{id}/monthly-limit",
+            |_| ("/v1/accounts/1001/monthly-limit".into(), Some(json!({"limit": null}))),
+            [200, 200, 404, 404, 403, 403],
+        ),
         row(Method::GET, "/v1/risk/reviews", |_| ("/v1/risk/reviews".into(), None), [200, 403, 403, 403, 200, 403]),
         row(
             Method::GET,

@@ -444,3 +444,27 @@ async fn the_servers_fraud_rate_grants_the_transaction_risk_analysis_exemption_w
     let (status, _) = euro_payment(with_rate(100), holder, 14, "10001").await;
     assert_eq!(status, StatusCode::CREATED, "at 0.01% it is exempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_limit_an_account_holder_sets_holds_to_the_unit_and_zero_blocks_everything() {
+    let caps = include_str!("../../../policy/holder-caps.toml");
+    let world = World::new("risk-limit", || risk(&[caps])).await;
+    let router = world.router();
+    let set = |key: String, limit: Value| async move {
+        post(router, &key, "/v1/accounts/1/monthly-limit", json!({ "limit": limit }), None).await
+    };
+    let holder = world.parties.holder.clone();
+    assert_eq!(set(holder.clone(), json!("0")).await.0, StatusCode::OK);
+    let (status, problem) = world.pay("60", "1").await;
+    assert_eq!((status, problem["risk"]["rule"].as_str()), (StatusCode::FORBIDDEN, Some("holder-caps@1/month-cap")));
+    assert_eq!(set(holder.clone(), json!("1000")).await.1["limit"], "1000");
+    assert_eq!(world.pay("61", "600").await.0, StatusCode::CREATED);
+    assert_eq!(world.pay("62", "401").await.0, StatusCode::FORBIDDEN, "1,001 in the month is one unit over");
+    assert_eq!(world.pay("63", "400").await.0, StatusCode::CREATED, "1,000 is the limit exactly");
+    let (status, _) = set(world.parties.merchant.clone(), json!("5")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another principal cannot see, let alone set, the limit");
+    let (status, problem) = set(holder.clone(), json!("-5")).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_amount")));
+    assert_eq!(set(holder, Value::Null).await.1["limit"], Value::Null);
+    assert_eq!(world.pay("64", "5000").await.0, StatusCode::CREATED, "no limit any more");
+}

@@ -3,7 +3,7 @@
 //! features that pushed it most. A candidate policy may run beside the live one (shadow mode):
 //! it decides every event too, never enforces, and the engine keeps where the two differ.
 //!
-//! Per payer the engine also keeps what regulation counts: payments and amount since the last
+//! Per paying account the engine also keeps what regulation counts: payments and amount since the last
 //! strong authentication (PSD2 RTS art. 16) and the calendar month's total (Korean carrier
 //! billing). The caller says when a payment went through and whether it was strongly
 //! authenticated; the counters restart after one that was.
@@ -150,14 +150,14 @@ impl RiskEngine {
         }
     }
 
-    /// Decides one event of the payer principal `principal`. `facts` carries what the caller
+    /// Decides one event. `facts` carries what the caller
     /// knows (currency, jurisdiction, category, the holder's caps); the engine fills in the
     /// amount from the event, the model's score, the counters since the last strong authentication and the month's total
     /// (this payment included).
-    pub fn assess(&mut self, event: &Event, principal: u128, facts: Facts) -> Assessment {
+    pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
         let features = self.features.observe(event);
         let model_score = self.model.as_ref().map_or(0.0, |model| model.score(&features.0));
-        let counters = self.counters(principal, event.at_s);
+        let counters = self.counters(event.payer, event.at_s);
         let amount_minor = i64::try_from(event.amount_minor).unwrap_or(i64::MAX);
         let facts = Facts {
             amount_minor,
@@ -197,10 +197,11 @@ impl RiskEngine {
         Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
     }
 
-    /// The payer's counters as of `at_s` (a new month starts from zero).
-    pub fn counters(&self, principal: u128, at_s: u64) -> PayerCounters {
+    /// The paying account's counters as of `at_s` (a new month starts from zero). Counters are
+    /// kept per account, so one asset's minor units are never added to another's.
+    pub fn counters(&self, payer: u128, at_s: u64) -> PayerCounters {
         let month = month_of(at_s);
-        let mut counters = self.payers.get(&principal).copied().unwrap_or_default();
+        let mut counters = self.payers.get(&payer).copied().unwrap_or_default();
         if counters.month != month {
             counters.month = month;
             counters.month_total_minor = 0;
@@ -208,11 +209,11 @@ impl RiskEngine {
         counters
     }
 
-    /// Records that a payment of `amount_minor` by `principal` went through at `at_s`;
+    /// Records that a payment of `amount_minor` from the account `payer` went through at `at_s`;
     /// `authenticated` when it was strongly authenticated (the counters since SCA restart).
-    pub fn paid(&mut self, principal: u128, amount_minor: u128, at_s: u64, authenticated: bool) {
+    pub fn paid(&mut self, payer: u128, amount_minor: u128, at_s: u64, authenticated: bool) {
         let amount_minor = u64::try_from(amount_minor).unwrap_or(u64::MAX);
-        let mut counters = self.counters(principal, at_s);
+        let mut counters = self.counters(payer, at_s);
         counters.month_total_minor = counters.month_total_minor.saturating_add(amount_minor);
         if authenticated {
             counters.sca_payments_since = 0;
@@ -222,13 +223,13 @@ impl RiskEngine {
             counters.sca_amount_since_minor = counters.sca_amount_since_minor.saturating_add(amount_minor);
         }
         counters.last_s = counters.last_s.max(at_s);
-        if self.payers.len() >= PAYERS_MAX && !self.payers.contains_key(&principal) {
+        if self.payers.len() >= PAYERS_MAX && !self.payers.contains_key(&payer) {
             let oldest = self.payers.iter().min_by_key(|(_, c)| c.last_s).map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 self.payers.remove(&oldest);
             }
         }
-        self.payers.insert(principal, counters);
+        self.payers.insert(payer, counters);
     }
 
     /// Replaces the live policy (hot reload); later events are decided by it.
@@ -409,14 +410,14 @@ mod tests {
     fn the_sixth_payment_since_authentication_steps_up_and_authentication_restarts_the_count() {
         let mut engine = RiskEngine::new(policy(&[EU]), None, 1_000);
         for n in 0..5 {
-            let assessment = engine.assess(&event(NOW + n, 100), 7, eur_facts());
+            let assessment = engine.assess(&event(NOW + n, 100), eur_facts());
             assert_eq!(assessment.decision.action, Action::Allow, "payment {}", n + 1);
             engine.paid(7, 100, NOW + n, false);
         }
-        let sixth = engine.assess(&event(NOW + 5, 100), 7, eur_facts());
+        let sixth = engine.assess(&event(NOW + 5, 100), eur_facts());
         assert_eq!(sixth.decision.rule.as_deref(), Some("eu-psd2-sca@1/low-value-sixth-payment"));
         engine.paid(7, 100, NOW + 5, true);
-        assert_eq!(engine.assess(&event(NOW + 6, 100), 7, eur_facts()).decision.action, Action::Allow);
+        assert_eq!(engine.assess(&event(NOW + 6, 100), eur_facts()).decision.action, Action::Allow);
         assert_eq!(engine.counters(7, NOW + 6).sca_payments_since, 0);
         assert_eq!(engine.counters(7, NOW + 6).month_total_minor, 600, "the month counts every payment");
         assert_eq!(engine.decided(), [1, 6, 0, 0]);
@@ -438,7 +439,9 @@ mod tests {
         let mut engine = RiskEngine::new(live, None, 1_000);
         engine.set_shadow(Some(candidate.unwrap()));
         for (n, amount) in [1_000u128, 2_000, 2_001, 2_500, 3_000, 3_001].iter().enumerate() {
-            let assessment = engine.assess(&event(NOW + n as u64, *amount), n as u128 + 100, eur_facts());
+            let mut payment = event(NOW + n as u64, *amount);
+            payment.payer = n as u128 + 100;
+            let assessment = engine.assess(&payment, eur_facts());
             let expected = if *amount > 3_000 { Action::StepUp } else { Action::Allow };
             assert_eq!(assessment.decision.action, expected, "the live policy still decides EUR {amount}");
         }
@@ -456,7 +459,7 @@ mod tests {
     fn a_snapshot_restores_features_and_counters_exactly() {
         let mut engine = RiskEngine::new(policy(&[SIGNALS]), None, 1_000);
         for n in 0..20 {
-            engine.assess(&event(NOW + n, 50 + u128::from(n as u8)), 7, eur_facts());
+            engine.assess(&event(NOW + n, 50 + u128::from(n as u8)), eur_facts());
             engine.paid(7, 50, NOW + n, n == 10);
         }
         let bytes = engine.snapshot();
@@ -465,7 +468,7 @@ mod tests {
         assert_eq!(restored.snapshot(), bytes);
         assert_eq!(restored.counters(7, NOW + 20), engine.counters(7, NOW + 20));
         let next = event(NOW + 21, 60);
-        assert_eq!(restored.assess(&next, 7, eur_facts()), engine.assess(&next, 7, eur_facts()));
+        assert_eq!(restored.assess(&next, eur_facts()), engine.assess(&next, eur_facts()));
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
             assert!(restored.restore(&bytes[..cut]).is_err(), "a snapshot cut at {cut} is refused");
         }
@@ -477,11 +480,13 @@ mod tests {
     #[test]
     fn a_replaced_policy_decides_the_next_event_and_the_generation_says_which() {
         let mut engine = RiskEngine::new(policy(&[EU]), None, 100);
-        let before = engine.assess(&event(NOW, 2_500), 7, eur_facts());
+        let before = engine.assess(&event(NOW, 2_500), eur_facts());
         assert_eq!((before.decision.action, before.policy_generation), (Action::Allow, 1));
         let stricter = policy(&[&EU.replace("amount_minor > 3000", "amount_minor > 2000")]);
         engine.set_policy(Arc::new(stricter));
-        let after = engine.assess(&event(NOW + 1, 2_500), 8, eur_facts());
+        let mut other = event(NOW + 1, 2_500);
+        other.payer = 8;
+        let after = engine.assess(&other, eur_facts());
         assert_eq!((after.decision.action, after.policy_generation), (Action::StepUp, 2));
     }
 }

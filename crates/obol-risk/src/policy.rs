@@ -646,11 +646,18 @@ mod tests {
         let policy = policy(&[SIGNALS]);
         let rule = |pairs: &[(&str, f64)], model_score: f64| {
             let facts = Facts { model_score, ..Facts::default() };
-            policy.decide(NOW, &features(pairs), &facts).rule.map(|r| r.trim_start_matches("fraud-signals@1/").to_string())
+            policy
+                .decide(NOW, &features(pairs), &facts)
+                .rule
+                .map(|r| r.trim_start_matches("fraud-signals@1/").to_string())
         };
         let takeover = [("device_new", 1.0), ("network_new_for_payer", 1.0), ("failed_auth_count", 2.0)];
         assert_eq!(rule(&takeover, 0.0).as_deref(), Some("account-takeover"));
-        assert_eq!(rule(&[takeover[0], takeover[1], ("failed_auth_count", 1.0)], 0.0), None, "one failure is not enough");
+        assert_eq!(
+            rule(&[takeover[0], takeover[1], ("failed_auth_count", 1.0)], 0.0),
+            None,
+            "one failure is not enough"
+        );
         let cloned = [("network_new_for_payer", 1.0), ("payee_cash_like", 1.0), ("amount_over_mean", 4.0)];
         assert_eq!(rule(&cloned, 0.0).as_deref(), Some("cloned-device"));
         assert_eq!(rule(&[cloned[0], cloned[1], ("amount_over_mean", 3.99)], 0.0), None);
@@ -700,6 +707,16 @@ mod tests {
         assert_eq!(decide(&policy, &facts(100, -1, 1_000, 1_001)).action, Action::Block, "the day's cap holds");
         assert_eq!(decide(&policy, &facts(1, 0, -1, 1)).action, Action::Block, "a cap of 0 blocks everything");
         assert_eq!(decide(&policy, &facts(1_000_000, -1, -1, 9_999_999)).action, Action::Allow, "no caps set");
+        let month = |month_total_minor: i64, user_limit_minor: i64| Facts {
+            month_total_minor,
+            user_limit_minor,
+            ..Facts::default()
+        };
+        assert_eq!(decide(&policy, &month(1_000, 1_000)).action, Action::Allow, "exactly the monthly limit");
+        let over = decide(&policy, &month(1_001, 1_000));
+        assert_eq!((over.action, over.rule.as_deref()), (Action::Block, Some("holder-caps@1/month-cap")));
+        assert_eq!(decide(&policy, &month(1, 0)).action, Action::Block, "a monthly limit of 0 blocks everything");
+        assert_eq!(decide(&policy, &month(9_999_999, -1)).action, Action::Allow, "no monthly limit");
     }
 
     #[test]

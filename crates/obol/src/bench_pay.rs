@@ -709,7 +709,7 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     let mut latencies_ns = Vec::with_capacity(events.len());
     for (event, facts) in &events {
         let started = Instant::now();
-        let assessment = engine.assess(event, event.payer, facts.clone());
+        let assessment = engine.assess(event, facts.clone());
         latencies_ns.push(started.elapsed().as_nanos() as u64);
         explained += u64::from(!assessment.contributions.is_empty());
         if assessment.decision.action == Action::Allow {
