@@ -1148,15 +1148,16 @@ async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>
     Ok(outcome)
 }
 
-/// Decided reviews as CSV training data: one row per review with its features, its time, and
-/// `label` 1 when declined (fraud), 0 when approved. Train with `obol risk train --data FILE
-/// --map time=time_s,label=label --features rest`.
+/// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
+/// declined (fraud) or 0 when approved, and obol's streaming features in their order, so that
+/// `obol risk train --data FILE --map time=time_s,label=label --features rest` trains a model
+/// the server can load (`--risk-model`).
 #[utoipa::path(get, path = "/v1/risk/labels", tag = "risk",
     responses((status = 200, description = "CSV", content_type = "text/csv")),
     security(("bearer" = [])))]
 pub async fn labels(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
     analyst(&caller)?;
-    let mut csv = String::from("time_s,label,amount_minor");
+    let mut csv = String::from("time_s,label");
     for name in FEATURE_NAMES {
         csv.push(',');
         csv.push_str(name);
@@ -1167,7 +1168,7 @@ pub async fn labels(State(state): State<AppState>, Extension(caller): Extension<
         let review = &stored.review;
         let time_s = review.created_ns.parse::<u64>().unwrap_or(0) / 1_000_000_000;
         let label = u8::from(review.status == "declined");
-        csv.push_str(&format!("{time_s},{label},{}", review.amount));
+        csv.push_str(&format!("{time_s},{label}"));
         for name in FEATURE_NAMES {
             csv.push_str(&format!(",{}", review.features.get(name).copied().unwrap_or(0.0)));
         }
