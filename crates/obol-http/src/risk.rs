@@ -1219,7 +1219,7 @@ pub struct SubmitQuery {
 /// Submit a policy bundle (TOML, as the body): it goes live at once (from its effective time),
 /// or with `?shadow=true` runs in shadow. A bundle that does not compile is refused with the
 /// reason, and the live policy stays. Every submission is recorded.
-#[utoipa::path(post, path = "/v1/risk/policy", tag = "risk", request_body(content = String, content_type = "application/toml"),
+#[utoipa::path(post, path = "/v1/risk/policy", tag = "risk", request_body(content = String, content_type = "text/plain", description = "The bundle, TOML"),
     params(SubmitQuery),
     responses((status = 201, body = PolicyChangeDto), (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
