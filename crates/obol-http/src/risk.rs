@@ -355,6 +355,13 @@ pub fn jurisdiction_of(asset: Asset) -> &'static str {
     }
 }
 
+/// Units of `asset`'s scale in one ISO 4217 minor unit of its currency (10,000,000 for USD at
+/// scale 9; 1 at the currency's own scale).
+pub fn minor_per_unit(asset: Asset) -> u128 {
+    let iso = obol_core::money::minor_unit(asset.code()).unwrap_or(asset.scale());
+    10u128.pow(u32::from(asset.scale().saturating_sub(iso)))
+}
+
 /// The payee's category from its account `code`, read as an ISO 18245 merchant category code.
 pub fn payee_category(code: u16) -> &'static str {
     match code {
@@ -521,13 +528,16 @@ impl Risk {
             .iter()
             .map(|payment| {
                 let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
+                let per_unit = minor_per_unit(payment.asset);
                 let event = Event {
                     at_s: now_s,
                     payer: payment.payer_account_id,
                     device: device.map(|d| d.id),
                     payee: payment.payee_account_id,
                     network,
-                    amount_minor: payment.amount,
+                    // Features count whole currency minor units (a sub-cent payment counts as
+                    // one cent), so one model serves every scale.
+                    amount_minor: payment.amount.div_ceil(per_unit),
                     failed_auth_count,
                     payee_cash_like: is_cash_like(category),
                 };
@@ -535,6 +545,8 @@ impl Risk {
                 let caps = device.and_then(|d| d.limits).filter(|l| l.asset == payment.asset);
                 let cap = |value: u128| if value == 0 { -1 } else { i64::try_from(value).unwrap_or(i64::MAX) };
                 let facts = Facts {
+                    amount_minor: i64::try_from(payment.amount).unwrap_or(i64::MAX),
+                    minor_per_unit: i64::try_from(per_unit).unwrap_or(i64::MAX),
                     currency: payment.asset.code().to_string(),
                     jurisdiction: jurisdiction_of(payment.asset).into(),
                     payee_category: category.into(),
@@ -1322,6 +1334,16 @@ mod tests {
             (1..=100).filter_map(|paid| risk.checkpoint_due(1, 100, paid).map(|since| (paid, since))).collect();
         assert_eq!(due, [(1, 1), (25, 24), (50, 25), (75, 25), (100, 25)]);
         assert_eq!(Risk::off().checkpoint_due(1, 100, 1), None, "off: no checkpoints");
+    }
+
+    #[test]
+    fn thresholds_scale_with_the_account_while_features_count_currency_units() {
+        let nano = Asset::new("USD", 9).unwrap();
+        assert_eq!(minor_per_unit(nano), 10_000_000);
+        assert_eq!(minor_per_unit(Asset::new("EUR", 2).unwrap()), 1);
+        assert_eq!(minor_per_unit(Asset::new("KRW", 0).unwrap()), 1);
+        assert_eq!(minor_per_unit(Asset::new("KRW", 3).unwrap()), 1_000);
+        assert_eq!(400_000u128.div_ceil(minor_per_unit(nano)), 1, "a 0.04-cent payment counts as a cent");
     }
 
     #[test]

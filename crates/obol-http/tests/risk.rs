@@ -175,8 +175,9 @@ async fn a_review_holds_the_request_until_an_analyst_decides_and_decisions_becom
     assert_eq!(lines.len(), 3, "{csv}");
     let amount_at = 2 + obol_risk::features::FEATURE_NAMES.iter().position(|n| *n == "amount").unwrap();
     let cells = |line: &str| line.split(',').map(str::to_string).collect::<Vec<_>>();
-    assert_eq!((cells(lines[1])[1].as_str(), cells(lines[1])[amount_at].as_str()), ("0", "1500"), "approved: 0");
-    assert_eq!((cells(lines[2])[1].as_str(), cells(lines[2])[amount_at].as_str()), ("1", "2000"), "declined: 1");
+    // Features count whole cents: 1,500 and 2,000 nano-dollars are each one cent.
+    assert_eq!((cells(lines[1])[1].as_str(), cells(lines[1])[amount_at].as_str()), ("0", "1"), "approved: 0");
+    assert_eq!((cells(lines[2])[1].as_str(), cells(lines[2])[amount_at].as_str()), ("1", "1"), "declined: 1");
     let (status, missing) = world.decide("nope", "approve").await;
     assert_eq!((status, missing["code"].as_str()), (StatusCode::NOT_FOUND, Some("review_not_found")));
     let (status, bad) = world.decide(&second, "maybe").await;
@@ -470,4 +471,54 @@ async fn the_monthly_limit_an_account_holder_sets_holds_to_the_unit_and_zero_blo
     assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_amount")));
     assert_eq!(set(holder, Value::Null).await.1["limit"], Value::Null);
     assert_eq!(world.pay("64", "5000").await.0, StatusCode::CREATED, "no limit any more");
+}
+
+fn device_payment(key: &ed25519_dalek::SigningKey, id: &str, amount: &str) -> Request<Body> {
+    use axum::http::HeaderMap;
+    use obol_http::httpsig::{Message, content_digest, sign_request};
+    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount, "asset_code": "USD", "asset_scale": 9}).to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "obol.test".parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers.insert("content-digest", content_digest(body.as_bytes()).parse().unwrap());
+    let components = ["@method", "@target-uri", "content-digest", "content-type"];
+    let message = Message {
+        method: "POST",
+        scheme: "http",
+        authority: "obol.test",
+        path: "/v1/transfers",
+        query: None,
+        headers: &headers,
+    };
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (input, signature) = sign_request(key, "reader", &components, now_s, Some(id), &message).unwrap();
+    let mut builder = Request::builder().method(axum::http::Method::POST).uri("/v1/transfers");
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    builder.header("signature-input", input).header("signature", signature).body(Body::from(body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_thresholds_hold_in_cents_at_any_account_scale() {
+    // The parties' accounts hold USD at scale 9 (nano-dollars). Reg E's "over $50 from a new
+    // device" must mean $50.00, not 5,000 nano-dollars: the bundle multiplies by minor_per_unit.
+    let reg_e = include_str!("../../../policy/us-reg-e.toml");
+    for (tag, amount, expected) in [
+        ("risk-scale-a", "5000001", StatusCode::CREATED),
+        ("risk-scale-b", "50000000000", StatusCode::CREATED),
+        ("risk-scale-c", "50000000001", StatusCode::ACCEPTED),
+    ] {
+        let world = World::new(tag, || risk(&[reg_e])).await;
+        let fund = json!({"id": "2", "debit_account_id": "9", "credit_account_id": "1", "amount": "100000000000", "asset_code": "USD", "asset_scale": 9});
+        assert_eq!(
+            post(world.router(), &world.parties.started.operator, "/v1/transfers", fund, None).await.0,
+            StatusCode::CREATED
+        );
+        let (status, answer) = send(world.router(), device_payment(&world.parties.device, "70", amount)).await;
+        assert_eq!(status, expected, "{amount} nano-dollars from a new device: {answer}");
+        if status == StatusCode::ACCEPTED {
+            assert_eq!(answer["review"]["risk"]["rule"], "us-reg-e@1/new-device-over-50", "{answer}");
+        }
+    }
 }

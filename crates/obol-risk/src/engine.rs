@@ -51,7 +51,7 @@ pub struct Difference {
     pub payer: u128,
     /// The payee account.
     pub payee: u128,
-    /// Minor units.
+    /// The payment, in the paying account's units.
     pub amount_minor: u128,
     /// What the live policy decided.
     pub live: Decision,
@@ -150,17 +150,16 @@ impl RiskEngine {
         }
     }
 
-    /// Decides one event. `facts` carries what the caller
-    /// knows (currency, jurisdiction, category, the holder's caps); the engine fills in the
-    /// amount from the event, the model's score, the counters since the last strong authentication and the month's total
+    /// Decides one event. `facts` carries what the caller knows (the amount in the account's
+    /// units, currency, jurisdiction, category, the holder's caps); the engine fills in the
+    /// model's score, the counters since the last strong authentication and the month's total
     /// (this payment included).
     pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
         let features = self.features.observe(event);
         let model_score = self.model.as_ref().map_or(0.0, |model| model.score(&features.0));
         let counters = self.counters(event.payer, event.at_s);
-        let amount_minor = i64::try_from(event.amount_minor).unwrap_or(i64::MAX);
+        let amount_minor = facts.amount_minor;
         let facts = Facts {
-            amount_minor,
             model_score,
             sca_payments_since: i64::from(counters.sca_payments_since),
             sca_amount_since_minor: i64::try_from(counters.sca_amount_since_minor).unwrap_or(i64::MAX),
@@ -183,7 +182,7 @@ impl RiskEngine {
                     at_s: event.at_s,
                     payer: event.payer,
                     payee: event.payee,
-                    amount_minor: event.amount_minor,
+                    amount_minor: u128::try_from(amount_minor).unwrap_or(0),
                     live: decision.clone(),
                     candidate,
                 });
@@ -393,6 +392,10 @@ mod tests {
         Facts { currency: "EUR".into(), jurisdiction: "EU".into(), ..Facts::default() }
     }
 
+    fn facts_for(event: &Event) -> Facts {
+        Facts { amount_minor: event.amount_minor as i64, ..eur_facts() }
+    }
+
     fn event(at_s: u64, amount_minor: u128) -> Event {
         Event { at_s, payer: 7, device: Some(8), payee: 9, network: Some(1), amount_minor, ..Event::default() }
     }
@@ -410,14 +413,14 @@ mod tests {
     fn the_sixth_payment_since_authentication_steps_up_and_authentication_restarts_the_count() {
         let mut engine = RiskEngine::new(policy(&[EU]), None, 1_000);
         for n in 0..5 {
-            let assessment = engine.assess(&event(NOW + n, 100), eur_facts());
+            let assessment = engine.assess(&event(NOW + n, 100), facts_for(&event(NOW + n, 100)));
             assert_eq!(assessment.decision.action, Action::Allow, "payment {}", n + 1);
             engine.paid(7, 100, NOW + n, false);
         }
-        let sixth = engine.assess(&event(NOW + 5, 100), eur_facts());
+        let sixth = engine.assess(&event(NOW + 5, 100), facts_for(&event(NOW + 5, 100)));
         assert_eq!(sixth.decision.rule.as_deref(), Some("eu-psd2-sca@1/low-value-sixth-payment"));
         engine.paid(7, 100, NOW + 5, true);
-        assert_eq!(engine.assess(&event(NOW + 6, 100), eur_facts()).decision.action, Action::Allow);
+        assert_eq!(engine.assess(&event(NOW + 6, 100), facts_for(&event(NOW + 6, 100))).decision.action, Action::Allow);
         assert_eq!(engine.counters(7, NOW + 6).sca_payments_since, 0);
         assert_eq!(engine.counters(7, NOW + 6).month_total_minor, 600, "the month counts every payment");
         assert_eq!(engine.decided(), [1, 6, 0, 0]);
@@ -441,7 +444,7 @@ mod tests {
         for (n, amount) in [1_000u128, 2_000, 2_001, 2_500, 3_000, 3_001].iter().enumerate() {
             let mut payment = event(NOW + n as u64, *amount);
             payment.payer = n as u128 + 100;
-            let assessment = engine.assess(&payment, eur_facts());
+            let assessment = engine.assess(&payment, facts_for(&payment));
             let expected = if *amount > 3_000 { Action::StepUp } else { Action::Allow };
             assert_eq!(assessment.decision.action, expected, "the live policy still decides EUR {amount}");
         }
@@ -459,7 +462,10 @@ mod tests {
     fn a_snapshot_restores_features_and_counters_exactly() {
         let mut engine = RiskEngine::new(policy(&[SIGNALS]), None, 1_000);
         for n in 0..20 {
-            engine.assess(&event(NOW + n, 50 + u128::from(n as u8)), eur_facts());
+            engine.assess(
+                &event(NOW + n, 50 + u128::from(n as u8)),
+                facts_for(&event(NOW + n, 50 + u128::from(n as u8))),
+            );
             engine.paid(7, 50, NOW + n, n == 10);
         }
         let bytes = engine.snapshot();
@@ -468,7 +474,7 @@ mod tests {
         assert_eq!(restored.snapshot(), bytes);
         assert_eq!(restored.counters(7, NOW + 20), engine.counters(7, NOW + 20));
         let next = event(NOW + 21, 60);
-        assert_eq!(restored.assess(&next, eur_facts()), engine.assess(&next, eur_facts()));
+        assert_eq!(restored.assess(&next, facts_for(&next)), engine.assess(&next, facts_for(&next)));
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
             assert!(restored.restore(&bytes[..cut]).is_err(), "a snapshot cut at {cut} is refused");
         }
@@ -480,13 +486,13 @@ mod tests {
     #[test]
     fn a_replaced_policy_decides_the_next_event_and_the_generation_says_which() {
         let mut engine = RiskEngine::new(policy(&[EU]), None, 100);
-        let before = engine.assess(&event(NOW, 2_500), eur_facts());
+        let before = engine.assess(&event(NOW, 2_500), facts_for(&event(NOW, 2_500)));
         assert_eq!((before.decision.action, before.policy_generation), (Action::Allow, 1));
         let stricter = policy(&[&EU.replace("amount_minor > 3000", "amount_minor > 2000")]);
         engine.set_policy(Arc::new(stricter));
         let mut other = event(NOW + 1, 2_500);
         other.payer = 8;
-        let after = engine.assess(&other, eur_facts());
+        let after = engine.assess(&other, facts_for(&other));
         assert_eq!((after.decision.action, after.policy_generation), (Action::StepUp, 2));
     }
 }

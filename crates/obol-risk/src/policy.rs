@@ -66,8 +66,12 @@ impl Action {
 /// Facts about an event beyond its streaming features, as rules see them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
-    /// Minor units.
+    /// The payment, in units of the paying account's scale.
     pub amount_minor: i64,
+    /// Units of the account's scale in one ISO 4217 minor unit of its currency: 1 for EUR or
+    /// USD at scale 2, 10,000,000 for USD at scale 9 (nano-dollars), 1 for KRW at scale 0. Rules
+    /// multiply their thresholds by it, so one bundle holds at every scale, exactly.
+    pub minor_per_unit: i64,
     /// ISO 4217 code.
     pub currency: String,
     /// `EU`, `US`, `KR`, ...: whose rules apply to the payer.
@@ -106,6 +110,7 @@ impl Default for Facts {
     fn default() -> Facts {
         Facts {
             amount_minor: 0,
+            minor_per_unit: 1,
             currency: "USD".into(),
             jurisdiction: "US".into(),
             sca_payments_since: 0,
@@ -125,8 +130,9 @@ impl Default for Facts {
     }
 }
 
-const FACT_NAMES: [&str; 16] = [
+const FACT_NAMES: [&str; 17] = [
     "amount_minor",
+    "minor_per_unit",
     "currency",
     "jurisdiction",
     "sca_payments_since",
@@ -147,6 +153,7 @@ const FACT_NAMES: [&str; 16] = [
 fn fact(facts: &Facts, name: &str) -> Option<Value> {
     Some(match name {
         "amount_minor" => Value::Int(facts.amount_minor),
+        "minor_per_unit" => Value::Int(facts.minor_per_unit),
         "currency" => Value::from(facts.currency.as_str()),
         "jurisdiction" => Value::from(facts.jurisdiction.as_str()),
         "sca_payments_since" => Value::Int(facts.sca_payments_since),
@@ -303,6 +310,7 @@ fn probes() -> Vec<Facts> {
             [(-1, "remote", "card"), (0, "contactless", "credit_transfer"), (50_000, "remote", "credit_transfer")].map(
                 |(user_limit_minor, channel, instrument)| Facts {
                     amount_minor: 5_000,
+                    minor_per_unit: 1,
                     currency: (*currency).into(),
                     jurisdiction: (*jurisdiction).into(),
                     sca_payments_since: 6,
