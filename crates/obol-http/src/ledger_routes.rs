@@ -129,7 +129,7 @@ pub(crate) async fn get_account(
     visible_account(&caller, &ledger, id).map(|a| Json(AccountDto::from(a)))
 }
 
-fn visible_account<'l>(caller: &Caller, ledger: &'l Ledger, id: u128) -> Result<&'l Account, ApiError> {
+pub(crate) fn visible_account<'l>(caller: &Caller, ledger: &'l Ledger, id: u128) -> Result<&'l Account, ApiError> {
     ledger.account(id).filter(|account| can_see_account(caller, account)).ok_or(ApiError::AccountNotFound(id))
 }
 
@@ -324,7 +324,7 @@ async fn charge_device_day(state: &AppState, caller: &Caller, events: &[NewTrans
 }
 
 /// The `Obol-Approval` header: an approved step-up challenge.
-fn approval_header(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn approval_header(headers: &HeaderMap) -> Option<&str> {
     headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 

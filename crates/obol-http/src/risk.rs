@@ -521,7 +521,8 @@ impl Risk {
         };
         let network = self.network_of(caller.peer);
         let today = now_ns() / 86_400_000_000_000;
-        let limits = lock(&self.limits).clone();
+        // Lock order: limits, then the engine (nothing takes them the other way round).
+        let limits = lock(&self.limits);
         let mut engine = lock(&self.engine);
         let mut day_spent = device.filter(|d| d.spent_day == today).map_or(0, |d| d.spent_today);
         payments
@@ -968,8 +969,7 @@ pub async fn set_monthly_limit(
     let account_id = crate::dto::path_id(&id)?;
     {
         let ledger = crate::read_ledger(&state);
-        let account = ledger.account(account_id).filter(|a| crate::authz::can_see_account(&caller, a));
-        let account = account.ok_or(ApiError::AccountNotFound(account_id))?;
+        let account = crate::ledger_routes::visible_account(&caller, &ledger, account_id)?;
         if caller.role != Role::Operator && !crate::authz::owns(&caller, account) {
             return Err(ApiError::Forbidden("only the account's owner sets its monthly limit".into()));
         }
@@ -1302,11 +1302,6 @@ pub async fn stop_shadow(
     need_role(&caller, &[Role::Operator, Role::Analyst])?;
     let who = format!("principal:{}", caller.principal_id);
     state.risk.stop_shadow(&state, &who).await?.map(Json).ok_or(ApiError::NoShadow)
-}
-
-/// A problem document for a blocked payment, for tests and clients that build their own.
-pub fn is_risk_problem(problem: &Problem) -> bool {
-    problem.code == "risk_blocked" || problem.code == "held_for_review"
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::{ApiError, Problem};
-use crate::ledger_routes::{Gate, can_step_up};
+use crate::ledger_routes::{Gate, approval_header, can_step_up};
 use crate::{ApiJson, AppState, now_ns, read_ledger};
 
 /// Most vouchers one batch request may carry.
@@ -253,11 +253,6 @@ fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result
     let ledger = read_ledger(state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
     Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&ledger, entry) })
-}
-
-/// The `Obol-Approval` header: an approved step-up challenge.
-fn approval(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 /// The risk policy, then step-up, for escrowing money into a tab (an open or a top-up), as one
@@ -527,7 +522,8 @@ pub async fn open_tab(
         timeout_s: body.timeout_s,
     };
     let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
-    let authenticated = escrow_gate(&state, &caller, "tab_open", &payment, tab_id, command, approval(&headers)).await?;
+    let authenticated =
+        escrow_gate(&state, &caller, "tab_open", &payment, tab_id, command, approval_header(&headers)).await?;
     match run_tab(&state, command).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
@@ -785,7 +781,7 @@ pub async fn top_up(
         asset: payer.1,
     };
     let authenticated =
-        escrow_gate(&state, &caller, "tab_topup", &payment, tab_id, command, approval(&headers)).await?;
+        escrow_gate(&state, &caller, "tab_topup", &payment, tab_id, command, approval_header(&headers)).await?;
     match run_tab(&state, command).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use obol_core::codec::Op;
 use obol_core::ledger::{AccountFlags, BATCH_EVENTS_MAX, NewAccount, NewTransfer, OpResults, TransferFlags};
 use obol_core::money::Asset;
+use obol_risk::sim::Rng;
 use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
 use serde_json::json;
 
@@ -104,28 +105,12 @@ impl Workload {
     }
 }
 
-/// xorshift64*: a fast deterministic generator, so runs are comparable.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn asset() -> Asset {
     Asset::new("USD", 2).expect("USD/2 is valid")
 }
 
 /// Account 1 is the hot merchant; payers are 2..=accounts.
-fn pair(rng: &mut Xorshift, workload: Workload, accounts: u64) -> (u64, u64) {
+fn pair(rng: &mut Rng, workload: Workload, accounts: u64) -> (u64, u64) {
     let debit = 2 + rng.below(accounts - 1);
     let credit = match workload {
         Workload::Hot => 1,
@@ -140,7 +125,7 @@ fn pair(rng: &mut Xorshift, workload: Workload, accounts: u64) -> (u64, u64) {
 }
 
 fn transfer_ops(workload: Workload, accounts: u64, transfers: u64) -> Vec<Op> {
-    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ workload as u64);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ workload as u64);
     let records = transfers.div_ceil(BATCH_EVENTS_MAX as u64);
     let mut id = 1u128 << 64;
     (0..records)
@@ -307,7 +292,7 @@ fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> an
                 let debit_statement = client.prepare(debit_sql).await?;
                 let credit_statement = client.prepare(credit_sql).await?;
                 let insert_statement = client.prepare(insert_sql).await?;
-                let mut rng = Xorshift(0xD1B5_4A32_D192_ED03 ^ connection_index as u64 ^ workload as u64);
+                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ connection_index as u64 ^ workload as u64);
                 let mut id = (connection_index as i64) << 40;
                 let mut committed = 0u64;
                 while Instant::now() < deadline {

@@ -152,12 +152,7 @@ impl Api {
             .with_context(|| format!("cannot reach obol at {}", self.base))?;
         let status = response.status().as_u16();
         let value: Value = serde_json::from_str(&response.text().await?).unwrap_or(Value::Null);
-        if !(200..300).contains(&status) {
-            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
-            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
-            bail!("{code} (HTTP {status}): {detail}");
-        }
-        Ok(value)
+        succeeded(status, value)
     }
 
     /// Calls and fails with the problem's code and detail on a non-2xx answer.
@@ -168,13 +163,18 @@ impl Api {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let (status, value) = self.call(method, path, body).await?;
-        if !(200..300).contains(&status) {
-            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
-            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
-            bail!("{code} (HTTP {status}): {detail}");
-        }
-        Ok(value)
+        succeeded(status, value)
     }
+}
+
+/// The answer of a 2xx; otherwise an error naming the problem's code and detail.
+fn succeeded(status: u16, value: Value) -> anyhow::Result<Value> {
+    if !(200..300).contains(&status) {
+        let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+        let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+        bail!("{code} (HTTP {status}): {detail}");
+    }
+    Ok(value)
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
