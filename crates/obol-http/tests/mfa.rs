@@ -8,7 +8,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 mod support;
 
@@ -244,33 +244,8 @@ async fn the_fifth_failure_locks_and_the_sixth_attempt_is_refused_until_unlocked
 
 /// A payment from device `kid` signed with `key`, optionally carrying an approval.
 fn device_payment(key: &ed25519_dalek::SigningKey, kid: &str, id: &str, approval: Option<&str>) -> Request<Body> {
-    use axum::http::HeaderMap;
-    use obol_http::httpsig::{Message, content_digest, sign_request};
-    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": "50", "asset_code": "EUR", "asset_scale": 2}).to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert("host", "obol.test".parse().unwrap());
-    headers.insert("content-type", "application/json".parse().unwrap());
-    headers.insert("content-digest", content_digest(body.as_bytes()).parse().unwrap());
-    let mut components = vec!["@method", "@target-uri", "content-digest", "content-type"];
-    if let Some(approval) = approval {
-        headers.insert("obol-approval", approval.parse().unwrap());
-        components.push("obol-approval");
-    }
-    let message = Message {
-        method: "POST",
-        scheme: "http",
-        authority: "obol.test",
-        path: "/v1/transfers",
-        query: None,
-        headers: &headers,
-    };
-    let nonce = format!("{id}-{}", approval.is_some());
-    let (input, signature) = sign_request(key, kid, &components, now_s() as i64, Some(&nonce), &message).unwrap();
-    let mut builder = Request::builder().method(Method::POST).uri("/v1/transfers");
-    for (name, value) in &headers {
-        builder = builder.header(name, value);
-    }
-    builder.header("signature-input", input).header("signature", signature).body(Body::from(body)).unwrap()
+    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": "50", "asset_code": "EUR", "asset_scale": 2});
+    support::signed_transfer(key, kid, &body, &format!("{id}-{}", approval.is_some()), approval)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -474,29 +474,8 @@ async fn the_monthly_limit_an_account_holder_sets_holds_to_the_unit_and_zero_blo
 }
 
 fn device_payment(key: &ed25519_dalek::SigningKey, id: &str, amount: &str) -> Request<Body> {
-    use axum::http::HeaderMap;
-    use obol_http::httpsig::{Message, content_digest, sign_request};
-    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount, "asset_code": "USD", "asset_scale": 9}).to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert("host", "obol.test".parse().unwrap());
-    headers.insert("content-type", "application/json".parse().unwrap());
-    headers.insert("content-digest", content_digest(body.as_bytes()).parse().unwrap());
-    let components = ["@method", "@target-uri", "content-digest", "content-type"];
-    let message = Message {
-        method: "POST",
-        scheme: "http",
-        authority: "obol.test",
-        path: "/v1/transfers",
-        query: None,
-        headers: &headers,
-    };
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (input, signature) = sign_request(key, "reader", &components, now_s, Some(id), &message).unwrap();
-    let mut builder = Request::builder().method(axum::http::Method::POST).uri("/v1/transfers");
-    for (name, value) in &headers {
-        builder = builder.header(name, value);
-    }
-    builder.header("signature-input", input).header("signature", signature).body(Body::from(body)).unwrap()
+    let body = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount, "asset_code": "USD", "asset_scale": 9});
+    support::signed_transfer(key, "reader", &body, id, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,3 +119,42 @@ pub async fn parties(tag: &str, funds: &str, device_seed: u8) -> Parties {
     op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
     Parties { started, holder, merchant, device }
 }
+
+/// A `POST /v1/transfers` of `body` signed by the device key `kid` as a device signs it (RFC 9421
+/// over the method, target URI, content digest and type, and `Obol-Approval` when given). `nonce`
+/// must differ between signatures, or the replay guard refuses the second.
+pub fn signed_transfer(
+    key: &ed25519_dalek::SigningKey,
+    kid: &str,
+    body: &Value,
+    nonce: &str,
+    approval: Option<&str>,
+) -> Request<Body> {
+    use axum::http::HeaderMap;
+    use obol_http::httpsig::{Message, content_digest, sign_request};
+    let body = body.to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "obol.test".parse().expect("host"));
+    headers.insert("content-type", "application/json".parse().expect("content type"));
+    headers.insert("content-digest", content_digest(body.as_bytes()).parse().expect("digest"));
+    let mut components = vec!["@method", "@target-uri", "content-digest", "content-type"];
+    if let Some(approval) = approval {
+        headers.insert("obol-approval", approval.parse().expect("approval"));
+        components.push("obol-approval");
+    }
+    let message = Message {
+        method: "POST",
+        scheme: "http",
+        authority: "obol.test",
+        path: "/v1/transfers",
+        query: None,
+        headers: &headers,
+    };
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let (input, signature) = sign_request(key, kid, &components, now_s, Some(nonce), &message).expect("sign");
+    let mut builder = Request::builder().method(Method::POST).uri("/v1/transfers");
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    builder.header("signature-input", input).header("signature", signature).body(Body::from(body)).expect("request")
+}
