@@ -98,8 +98,8 @@ fn encode(c: &mut Criterion) {
     let batches = records(false, 1);
     let mut group = c.benchmark_group("record_codec");
     group.throughput(Throughput::Elements(BATCH_EVENTS_MAX as u64));
-    group.bench_function("encode", |b| b.iter(|| batches[0].encode()));
-    let bytes = batches[0].encode();
+    group.bench_function("encode", |b| b.iter(|| batches[0].encode().expect("encodable")));
+    let bytes = batches[0].encode().expect("encodable");
     group.bench_function("decode", |b| b.iter(|| Record::decode(&bytes)));
     group.finish();
 }

@@ -289,6 +289,10 @@ pub enum PayReject {
     /// The tab's device is suspended or revoked, or no longer exists.
     #[error("the tab's device may not pay")]
     DeviceInactive,
+    /// Escrowing this much would pass the signing device's limits (another asset, more than one
+    /// payment may be, or more than is left of the day's limit).
+    #[error("the escrow is beyond the tab's device limits")]
+    DeviceLimit,
 }
 
 /// PayWord progress on a tab.
@@ -363,7 +367,10 @@ impl Tab {
         if voucher.seq <= self.seq || voucher.cumulative <= self.cumulative {
             return Err(PayReject::NotIncreasing);
         }
-        if voucher.cumulative > self.escrow {
+        // A committed PayWord chain's unspent ticks stay reserved: a voucher may raise the total
+        // only as far as the escrow leaves room beside them, so the chain can always be paid.
+        let reserved = self.payword_reserved();
+        if voucher.cumulative.checked_add(reserved).is_none_or(|total| total > self.escrow) {
             return Err(PayReject::BeyondEscrow);
         }
         Ok(voucher.cumulative - self.cumulative)
@@ -446,8 +453,21 @@ impl Tab {
         if hashed != state.last_word {
             return Err(PayReject::BadPreimage);
         }
-        // Cannot overflow: the commitment was accepted only if length x value fits the escrow.
-        Ok(u128::from(skipped) * state.value_per_tick)
+        // Checked, not assumed: whatever else the tab was paid, a tick never takes it past the
+        // escrow (vouchers leave a committed chain's value reserved, and this holds regardless).
+        let added = u128::from(skipped).checked_mul(state.value_per_tick).ok_or(PayReject::BeyondEscrow)?;
+        if self.cumulative.checked_add(added).is_none_or(|total| total > self.escrow) {
+            return Err(PayReject::BeyondEscrow);
+        }
+        Ok(added)
+    }
+
+    /// The value of a committed chain's ticks not yet paid: held back from vouchers.
+    pub fn payword_reserved(&self) -> u128 {
+        self.payword.as_deref().map_or(0, |state| {
+            let left = state.length.saturating_sub(state.last_index);
+            u128::from(left).saturating_mul(state.value_per_tick)
+        })
     }
 
     /// Accepts PayWord tick `index` revealing `word`. Skipping ahead k ticks pays k ticks.
@@ -457,8 +477,8 @@ impl Tab {
         let state = self.payword.as_deref_mut().ok_or(PayReject::NoCommitment)?;
         state.last_index = index;
         state.last_word = *word;
-        self.cumulative += added;
-        assert!(self.cumulative <= self.escrow, "a tick paid beyond the escrow");
+        // `check_tick` proved cumulative + added <= escrow.
+        self.cumulative = self.cumulative.saturating_add(added);
         Ok(added)
     }
 }
@@ -512,6 +532,13 @@ mod tests {
         key().verifying_key()
     }
 
+    /// A commitment of `chain` (root first) to tab 11 paying 22, signed with `key()`.
+    fn commitment(chain: &[[u8; 32]], length: u32, value_per_tick: u128) -> Commitment {
+        let message = Commitment::signed_message(11, 22, &chain[0], length, value_per_tick);
+        let signature = key().sign(&message).to_bytes();
+        Commitment { tab_id: 11, payee_id: 22, root: chain[0], length, value_per_tick, signature }
+    }
+
     fn voucher(cumulative: u128, seq: u64) -> Voucher {
         let message = Voucher::signed_message(11, 22, cumulative, seq);
         Voucher { tab_id: 11, payee_id: 22, cumulative, seq, signature: key().sign(&message).to_bytes() }
@@ -556,15 +583,7 @@ mod tests {
         let chain = payword_chain([9u8; 32], 50);
         assert_eq!(chain.len(), 51);
         assert_eq!(payword_hash(&chain[1]), chain[0]);
-        let message = Commitment::signed_message(11, 22, &chain[0], 50, 10);
-        let commitment = Commitment {
-            tab_id: 11,
-            payee_id: 22,
-            root: chain[0],
-            length: 50,
-            value_per_tick: 10,
-            signature: key().sign(&message).to_bytes(),
-        };
+        let commitment = commitment(&chain, 50, 10);
         assert_eq!(Commitment::decode(&commitment.encode()), Ok(commitment));
         let mut tab = tab();
         assert_eq!(tab.accept_tick(1, &chain[1], 5), Err(PayReject::NoCommitment));
@@ -616,16 +635,33 @@ mod tests {
     #[test]
     fn a_commitment_worth_more_than_the_escrow_is_refused() {
         let chain = payword_chain([1u8; 32], 200);
-        let message = Commitment::signed_message(11, 22, &chain[0], 200, 10);
-        let commitment = Commitment {
-            tab_id: 11,
-            payee_id: 22,
-            root: chain[0],
-            length: 200,
-            value_per_tick: 10,
-            signature: key().sign(&message).to_bytes(),
-        };
+        let commitment = commitment(&chain, 200, 10);
         assert_eq!(tab().accept_commitment(&commitment, &vk(), 5), Err(PayReject::BeyondEscrow));
+    }
+
+    #[test]
+    fn r10_vouchers_and_ticks_on_one_tab_never_pass_the_escrow() {
+        // 60 ticks of 10 are committed on a 1,000 tab: 600 stays reserved for the chain, so a
+        // voucher may raise the total to 400 beside it and no further; every tick still pays.
+        let chain = payword_chain([3u8; 32], 60);
+        let commitment = commitment(&chain, 60, 10);
+        let mut tab = tab();
+        tab.accept_commitment(&commitment, &vk(), 5).unwrap();
+        assert_eq!(tab.accept_voucher(&voucher(1_000, 1), &vk(), 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.accept_voucher(&voucher(401, 1), &vk(), 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.accept_voucher(&voucher(400, 1), &vk(), 5), Ok(400));
+        assert_eq!(tab.accept_tick(60, &chain[60], 5), Ok(600), "the reserved chain is paid in full");
+        assert_eq!(tab.cumulative, 1_000);
+        assert_eq!(tab.payword_reserved(), 0);
+
+        // A tab whose state says otherwise (as an older log could hold) refuses the tick with a
+        // result, never a panic.
+        let mut tab = self::tab();
+        tab.accept_commitment(&commitment, &vk(), 5).unwrap();
+        tab.cumulative = 995;
+        assert_eq!(tab.accept_tick(1, &chain[1], 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.cumulative, 995, "a refused tick changes nothing");
+        assert_eq!(tab.payword.as_ref().unwrap().last_index, 0);
     }
 
     #[test]

@@ -60,6 +60,31 @@ impl Op {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether the op can be written to the log exactly as it is: at most
+    /// [`RECORD_EVENTS_MAX`] events, every string and blob within its length prefix. The writer
+    /// refuses an op that fails this before it forms a record, so nothing that was cut or
+    /// cannot be read back is ever persisted.
+    pub fn check_encodable(&self) -> Result<(), EncodeError> {
+        if self.len() > RECORD_EVENTS_MAX {
+            return Err(EncodeError::TooManyEvents);
+        }
+        match self {
+            Op::Identity(command) => encode_identity(command).map(|_| ()),
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) => Ok(()),
+        }
+    }
+}
+
+/// Why an op cannot be written to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A string or blob is longer than 65,535 bytes.
+    #[error("a field is longer than 65,535 bytes")]
+    FieldTooLong,
+    /// More events than one record may hold.
+    #[error("more than 8,190 events")]
+    TooManyEvents,
 }
 
 /// The unit of durability: applied whole or not at all.
@@ -106,8 +131,12 @@ impl Record {
         self.ops.iter().map(Op::len).sum()
     }
 
-    /// Encodes the record, header and checksum included.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the record, header and checksum included; fails (writing nothing) if an op
+    /// cannot be encoded exactly ([`Op::check_encodable`]).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        if self.events_count() > RECORD_EVENTS_MAX {
+            return Err(EncodeError::TooManyEvents);
+        }
         let body_bytes_hint = 16
             + self
                 .ops
@@ -152,7 +181,7 @@ impl Record {
                 Op::Identity(command) => {
                     out.extend_from_slice(&[3, 0, 0, 0]);
                     out.extend_from_slice(&1u32.to_le_bytes());
-                    let bytes = encode_identity(command);
+                    let bytes = encode_identity(command)?;
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(&bytes);
                 }
@@ -162,7 +191,7 @@ impl Record {
         let crc = crc32fast::hash(&out[RECORD_HEADER_BYTES..]);
         out[4..8].copy_from_slice(&crc.to_le_bytes());
         out[8..12].copy_from_slice(&body_len.to_le_bytes());
-        out
+        Ok(out)
     }
 
     /// Decodes and checks a record produced by [`Record::encode`].
@@ -367,8 +396,10 @@ fn decode_new_transfer(bytes: &[u8]) -> Result<NewTransfer, DecodeError> {
     Ok(event)
 }
 
-/// Appends identity fields.
-struct Writer(Vec<u8>);
+/// Appends identity fields. A string or blob too long for its u16 length prefix is not cut
+/// (that would split UTF-8 and make a record that cannot be read back): the writer remembers it
+/// and the encoding fails whole.
+struct Writer(Vec<u8>, bool);
 
 impl Writer {
     fn u8(&mut self, value: u8) -> &mut Self {
@@ -388,17 +419,20 @@ impl Writer {
         self
     }
     fn str(&mut self, value: &str) -> &mut Self {
-        let bytes = value.as_bytes();
-        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(&bytes[..usize::from(len)]);
-        self
+        self.bytes(value.as_bytes())
     }
     fn bytes(&mut self, value: &[u8]) -> &mut Self {
-        let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(&value[..usize::from(len)]);
+        match u16::try_from(value.len()) {
+            Ok(len) => {
+                self.0.extend_from_slice(&len.to_le_bytes());
+                self.0.extend_from_slice(value);
+            }
+            Err(_) => self.1 = true,
+        }
         self
+    }
+    fn finish(self) -> Result<Vec<u8>, EncodeError> {
+        if self.1 { Err(EncodeError::FieldTooLong) } else { Ok(self.0) }
     }
     fn key(&mut self, value: &[u8; 32]) -> &mut Self {
         self.0.extend_from_slice(value);
@@ -416,8 +450,8 @@ impl Writer {
     }
 }
 
-fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(128));
+fn encode_identity(command: &IdentityCommand) -> Result<Vec<u8>, EncodeError> {
+    let mut w = Writer(Vec::with_capacity(128), false);
     match command {
         IdentityCommand::CreatePrincipal { id, role, name } => {
             w.u8(1).u128(*id).u8(*role as u8).str(name);
@@ -450,9 +484,14 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
             w.u8(10).u128(*principal_id).bytes(sealed_secret);
         }
         IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes } => {
-            w.u8(11).u128(*principal_id).u64(*step).u8(recovery_hashes.len().min(255) as u8);
-            for hash in recovery_hashes.iter().take(255) {
-                w.key(hash);
+            match u8::try_from(recovery_hashes.len()) {
+                Ok(count) => {
+                    w.u8(11).u128(*principal_id).u64(*step).u8(count);
+                    for hash in recovery_hashes {
+                        w.key(hash);
+                    }
+                }
+                Err(_) => w.1 = true,
             }
         }
         IdentityCommand::UseFactor { principal_id, proof } => {
@@ -494,7 +533,7 @@ fn encode_identity(command: &IdentityCommand) -> Vec<u8> {
             w.u8(19).u128(*id).u64(*day).u128(*amount);
         }
     }
-    w.0
+    w.finish()
 }
 
 impl Reader<'_> {
@@ -535,7 +574,7 @@ impl Reader<'_> {
 
 fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
     use crate::channel::TabCommand;
-    let mut w = Writer(Vec::with_capacity(160));
+    let mut w = Writer(Vec::with_capacity(160), false);
     match command {
         TabCommand::Open {
             tab_id,
@@ -774,21 +813,40 @@ mod tests {
         ];
         for command in commands {
             let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };
-            assert_eq!(Record::decode(&record.encode()), Ok(record));
+            assert_eq!(Record::decode(&record.encode().unwrap()), Ok(record));
         }
     }
 
     #[test]
     fn records_round_trip() {
         let record = sample();
-        let bytes = record.encode();
-        assert_eq!(bytes.len(), 16 + 16 + 8 + 80 + 8 + 128 + 8 + 4 + encode_identity(&sample_identity()).len());
+        let bytes = record.encode().unwrap();
+        assert_eq!(
+            bytes.len(),
+            16 + 16 + 8 + 80 + 8 + 128 + 8 + 4 + encode_identity(&sample_identity()).unwrap().len()
+        );
         assert_eq!(Record::decode(&bytes), Ok(record));
     }
 
     #[test]
+    fn r10_a_field_too_long_for_its_prefix_fails_to_encode_instead_of_being_cut() {
+        // 65,536 bytes of a two-byte character: cutting at 65,535 would split one.
+        let kid = "é".repeat(32_768);
+        let command = IdentityCommand::RotateDeviceKey { id: 5, kid, public_key: [1; 32] };
+        let op = Op::Identity(command);
+        assert_eq!(op.check_encodable(), Err(EncodeError::FieldTooLong));
+        let record = Record { now_ns: 3, ops: vec![op] };
+        assert_eq!(record.encode(), Err(EncodeError::FieldTooLong));
+        let fits = IdentityCommand::RotateDeviceKey { id: 5, kid: "k".repeat(65_535), public_key: [1; 32] };
+        let record = Record { now_ns: 3, ops: vec![Op::Identity(fits)] };
+        assert_eq!(Record::decode(&record.encode().unwrap()), Ok(record), "the longest field that fits round-trips");
+        let hashes = IdentityCommand::ConfirmTotp { principal_id: 1, step: 1, recovery_hashes: vec![[0; 32]; 256] };
+        assert_eq!(Op::Identity(hashes).check_encodable(), Err(EncodeError::FieldTooLong));
+    }
+
+    #[test]
     fn a_torn_record_is_detected() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         for cut in 0..bytes.len() {
             assert!(Record::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -796,7 +854,7 @@ mod tests {
 
     #[test]
     fn a_flipped_bit_is_detected() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         for index in 0..bytes.len() {
             let mut corrupt = bytes.clone();
             corrupt[index] ^= 0x10;

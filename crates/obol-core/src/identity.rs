@@ -656,6 +656,39 @@ impl Identity {
         self.principals.len()
     }
 
+    /// What the device's day total would be after `amount` more on `day`, if its daily limit
+    /// allows it. Changes nothing.
+    fn day_total_after(device: &Device, day: u64, amount: u128) -> Option<u128> {
+        let spent = if device.spent_day == day { device.spent_today } else { 0 };
+        let after = spent.checked_add(amount)?;
+        let per_day = device.limits.map_or(0, |l| l.per_day);
+        (per_day == 0 || after <= per_day).then_some(after)
+    }
+
+    /// Whether `device_id` may escrow or pay `amount` of `asset` on `day` under its limits
+    /// (asset, per payment, what is left of the day). Changes nothing; [`Identity::charge_device`]
+    /// then counts it.
+    pub fn device_limits_allow(&self, device_id: u128, asset: Asset, day: u64, amount: u128) -> bool {
+        let Some(device) = self.devices.get(&device_id) else { return false };
+        let Some(limits) = device.limits else { return true };
+        limits.asset == asset
+            && (limits.per_payment == 0 || amount <= limits.per_payment)
+            && Identity::day_total_after(device, day, amount).is_some()
+    }
+
+    /// Counts `amount` toward the device's limit for `day`, or refuses it past the limit.
+    pub(crate) fn charge_device(&mut self, id: u128, day: u64, amount: u128) -> IdentityResult {
+        let Some(device) = self.devices.get_mut(&id) else {
+            return IdentityResult::DeviceNotFound;
+        };
+        let Some(after) = Identity::day_total_after(device, day, amount) else {
+            return IdentityResult::DeviceDayLimitExceeded;
+        };
+        device.spent_day = day;
+        device.spent_today = after;
+        IdentityResult::Ok
+    }
+
     fn record(&mut self, principal_id: u128, at_ns: u64, kind: EventKind, subject: String) {
         let events = self.events.entry(principal_id).or_default();
         if events.len() >= EVENTS_PER_PRINCIPAL_MAX {
@@ -886,24 +919,7 @@ impl Identity {
                 self.record(*principal_id, now_ns, EventKind::PasskeyCloneSuspected, String::new());
                 R::Ok
             }
-            IdentityCommand::ChargeDevice { id, day, amount } => {
-                let Some(device) = self.devices.get_mut(id) else {
-                    return R::DeviceNotFound;
-                };
-                if device.spent_day != *day {
-                    device.spent_day = *day;
-                    device.spent_today = 0;
-                }
-                let per_day = device.limits.map_or(0, |l| l.per_day);
-                let Some(after) = device.spent_today.checked_add(*amount) else {
-                    return R::DeviceDayLimitExceeded;
-                };
-                if per_day != 0 && after > per_day {
-                    return R::DeviceDayLimitExceeded;
-                }
-                device.spent_today = after;
-                R::Ok
-            }
+            IdentityCommand::ChargeDevice { id, day, amount } => self.charge_device(*id, *day, *amount),
             IdentityCommand::MarkDevicePaid { id } => {
                 let Some(device) = self.devices.get_mut(id) else {
                     return R::DeviceNotFound;

@@ -216,6 +216,7 @@ impl From<EngineError> for ApiError {
             EngineError::Overloaded => ApiError::Overloaded,
             EngineError::Stopped => ApiError::Unavailable,
             EngineError::Meta(detail) => ApiError::Internal(detail),
+            EngineError::Unencodable(error) => ApiError::InvalidField(error.to_string()),
         }
     }
 }
@@ -337,7 +338,7 @@ fn pay_reject_status(reject: obol_core::channel::PayReject) -> StatusCode {
         P::BadSignature | P::WrongTab | P::WrongPayee | P::BadPreimage | P::SkipTooFar => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        P::DeviceInactive => StatusCode::FORBIDDEN,
+        P::DeviceInactive | P::DeviceLimit => StatusCode::FORBIDDEN,
         P::TabClosed
         | P::TabExpired
         | P::NotIncreasing
@@ -364,6 +365,7 @@ fn pay_reject_code(reject: obol_core::channel::PayReject) -> &'static str {
         P::BeyondChain => "payword_beyond_chain",
         P::SkipTooFar => "payword_skip_too_far",
         P::DeviceInactive => "tab_device_inactive",
+        P::DeviceLimit => "device_limit_exceeded",
     }
 }
 
@@ -472,7 +474,9 @@ fn transfer_status(result: CreateTransferResult) -> StatusCode {
         | R::OverflowsCredits
         | R::OverflowsTimeout
         | R::ExceedsCredits
-        | R::ExceedsDebits => StatusCode::UNPROCESSABLE_ENTITY,
+        | R::ExceedsDebits
+        | R::CodeReservedForTabs => StatusCode::UNPROCESSABLE_ENTITY,
+        R::PendingTransferBelongsToTab => StatusCode::FORBIDDEN,
     }
 }
 

@@ -294,11 +294,19 @@ pub fn parse_jwk(jwk: &serde_json::Value) -> Result<PublicJwk, String> {
     let x = field("x").ok_or("the JWK has no x")?;
     let bytes = Base64UrlUnpadded::decode_vec(x).map_err(|_| "x is not base64url without padding".to_string())?;
     let public_key: [u8; 32] = bytes.try_into().map_err(|_| "x must be 32 bytes".to_string())?;
-    VerifyingKey::from_bytes(&public_key).map_err(|_| "x is not a valid Ed25519 point".to_string())?;
+    let key = VerifyingKey::from_bytes(&public_key).map_err(|_| "x is not a valid Ed25519 point".to_string())?;
+    if key.is_weak() {
+        // A small-order point verifies signatures that no secret key made.
+        return Err("x is a small-order Ed25519 point, which any signature can match; use a real key".into());
+    }
     let kid = match field("kid") {
         Some(kid) => kid.to_string(),
         None => thumbprint(x),
     };
+    let max = obol_core::identity::KID_BYTES_MAX;
+    if kid.is_empty() || kid.len() > max || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("kid must be 1 to {max} visible ASCII characters"));
+    }
     Ok(PublicJwk { public_key, kid })
 }
 

@@ -261,6 +261,10 @@ pub async fn create_principal(
         Some(text) => crate::dto::path_id(text)?,
         None => (rand::random::<u128>() >> 2).max(2),
     };
+    let name_max = obol_core::identity::NAME_BYTES_MAX;
+    if body.name.is_empty() || body.name.len() > name_max {
+        return Err(ApiError::InvalidField(format!("name must be 1 to {name_max} bytes")));
+    }
     let result = run_identity(&state, IdentityCommand::CreatePrincipal { id, role, name: body.name.clone() }).await?;
     accepted(result)?;
     let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
@@ -431,6 +435,11 @@ pub async fn rotate_key(
     let old = key_for_manage(&state, &caller, &key_id)?;
     if old.status == Status::Revoked {
         return Err(ApiError::IdentityRejected(IdentityResult::AlreadyRevoked));
+    }
+    if !caller.scopes.allows(old.scopes.0) {
+        return Err(ApiError::Forbidden(
+            "a key cannot grant scopes its creator lacks: rotate it with a key that holds them".into(),
+        ));
     }
     let new_key = issue_key(&state, old.principal_id, old.scopes, old.expires_ns).await?;
     let overlap_s = body.overlap_s.unwrap_or(3600);
@@ -609,6 +618,13 @@ pub async fn register_device(
 ) -> Result<Response, ApiError> {
     let holder_id = principal_id(&id)?;
     may_manage_devices(&caller, holder_id)?;
+    // A device reads and pays: registering one grants those scopes, so the key that registers it
+    // must hold them (a key never grants more than it holds).
+    if caller.role != Role::Operator && !caller.scopes.allows(Scopes::READ | Scopes::PAY) {
+        return Err(ApiError::Forbidden(
+            "a device reads and pays: registering one needs a key with the read and pay scopes too".into(),
+        ));
+    }
     let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(ApiError::InvalidField)?;
     let device_id = match &body.id {
         Some(text) => crate::dto::path_id(text)?,

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use obol_core::codec::Op;
 use obol_core::identity::{Role, Scopes};
 use obol_core::ledger::{
-    Account, BATCH_EVENTS_MAX, CreateAccountResult, CreateTransferResult, Ledger, NewAccount, NewTransfer, OpResults,
+    Account, AccountFlags, BATCH_EVENTS_MAX, CreateAccountResult, CreateTransferResult, Ledger, NewAccount,
+    NewTransfer, OpResults, TransferFlags,
 };
 
 use crate::auth::{self, Caller};
@@ -154,6 +155,14 @@ fn authorize_new_accounts(state: &AppState, caller: &Caller, events: &mut [NewAc
             }
         } else if event.owner_id == 0 || event.owner_id == caller.principal_id {
             event.owner_id = caller.principal_id;
+            // A holder's or merchant's account never goes below zero: it pays only from what
+            // it was paid. Overdraft (and credit-limited) accounts are the operator's to make.
+            if event.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) {
+                return Err(ApiError::Forbidden(
+                    "credits_must_not_exceed_debits accounts are the operator's to create".into(),
+                ));
+            }
+            event.flags.0 |= AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
         } else {
             return Err(ApiError::Forbidden("accounts can only be created for yourself".into()));
         }
@@ -231,21 +240,15 @@ fn authorize_transfers(
     }
     for event in events {
         if event.flags.resolves_pending() {
-            if let Some(pending) = ledger.transfer(event.pending_id) {
-                let touches = [pending.debit_account_id, pending.credit_account_id]
-                    .iter()
-                    .any(|id| ledger.account(*id).is_some_and(|a| owns(caller, a)));
-                if !touches {
-                    return Err(ApiError::Forbidden(format!(
-                        "transfer {} is not yours to post or void",
-                        event.pending_id
-                    )));
-                }
+            authorize_resolution(&ledger, caller, event)?;
+        } else {
+            // Fails closed: an account the caller cannot see is refused here, not left for the
+            // ledger to judge.
+            let debit = visible_account(caller, &ledger, event.debit_account_id)?;
+            if !can_debit(caller, debit) {
+                return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
             }
-        } else if let Some(debit) = ledger.account(event.debit_account_id)
-            && !can_debit(caller, debit)
-        {
-            return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
+            authorize_counterparty_flags(&ledger, caller, event)?;
         }
     }
     let payments = payments_of(&ledger, events);
@@ -263,6 +266,46 @@ fn authorize_transfers(
             Ok(Gate::Go { authenticated })
         }
     }
+}
+
+/// A pending transfer's money is promised to its credit side: the owner of the credit account
+/// posts it (takes it) or voids it (gives it back); its debit side may not take it back, and its
+/// timeout or the operator releases it otherwise. A pending transfer the caller cannot see, or
+/// one that does not exist, is refused as not found (fails closed). A tab's escrow is refused by
+/// the ledger whoever asks: only the tab's own commands move it.
+fn authorize_resolution(ledger: &Ledger, caller: &Caller, event: &NewTransfer) -> Result<(), ApiError> {
+    let pending = ledger
+        .transfer(event.pending_id)
+        .filter(|pending| can_see_transfer(caller, ledger, pending))
+        .ok_or(ApiError::TransferNotFound(event.pending_id))?;
+    let credit_owner = ledger.account(pending.credit_account_id).is_some_and(|account| owns(caller, account));
+    if !credit_owner {
+        let what = if event.flags.has(TransferFlags::POST_PENDING) { "post" } else { "void" };
+        return Err(ApiError::Forbidden(format!(
+            "only the owner of the credit account may {what} pending transfer {} (its timeout releases it otherwise)",
+            event.pending_id
+        )));
+    }
+    Ok(())
+}
+
+/// Flags that act on the credit account (closing it, or sizing the transfer by its balance)
+/// are for the operator or the owner of both sides: a payer may not close its payee's account,
+/// or learn its balance through the amount a balancing transfer takes.
+fn authorize_counterparty_flags(ledger: &Ledger, caller: &Caller, event: &NewTransfer) -> Result<(), ApiError> {
+    let acts_on_credit =
+        event.flags.has(TransferFlags::CLOSING_CREDIT) || event.flags.has(TransferFlags::BALANCING_CREDIT);
+    if !acts_on_credit {
+        return Ok(());
+    }
+    let owns_credit = ledger.account(event.credit_account_id).is_some_and(|account| owns(caller, account));
+    if !owns_credit {
+        return Err(ApiError::Forbidden(
+            "closing_credit and balancing_credit act on the other party's account: only the operator may set them"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the caller can approve a step-up challenge: a holder with a second factor.

@@ -28,6 +28,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::{ApiError, Problem};
 use crate::identity_routes::run_identity;
+use crate::ledger_routes::approval_header;
 use crate::vault::Secret;
 use crate::{ApiJson, AppState, now_ns, read_ledger};
 
@@ -111,6 +112,9 @@ pub struct ChallengeDto {
     pub asset_scale: u8,
     /// The accounts paid.
     pub payees: Vec<String>,
+    /// With reason `security_change`: the change to approve (`step_up_policy`, `add_passkey`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// Factors that can approve: `totp`, `recovery_code`.
     pub methods: Vec<String>,
     /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.
@@ -259,11 +263,74 @@ impl StepUp {
             return Ok(false);
         }
         let digest = operation_digest(&marked);
+        let first_asset = marked.iter().find_map(|e| e.asset);
+        let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
+        self.approved_or_challenge(caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
+            id,
+            reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
+            amount: total.to_string(),
+            asset_code: first_asset.map_or_else(String::new, |a| a.code().to_string()),
+            asset_scale: first_asset.map_or(0, |a| a.scale()),
+            payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
+            change: None,
+            methods: vec!["totp".into(), "recovery_code".into()],
+            expires_ns: expires_ns.to_string(),
+            risk: if reasons.contains(&"risk_policy") { risk } else { None },
+        })
+    }
+
+    /// A security change (`change` says which, e.g. "step_up_policy") to `principal_id`'s own
+    /// protection: once the principal has a second factor, it needs that factor's approval, bound
+    /// to exactly this change (`details` are hashed into the challenge), so a stolen `manage` key
+    /// alone can neither weaken step-up nor add a factor of the thief's.
+    pub fn check_change(
+        &self,
+        ledger: &Ledger,
+        principal_id: u128,
+        change: &str,
+        details: &[u8],
+        approval: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let has_factor = ledger.identity().principal(principal_id).is_some_and(|p| p.has_factor());
+        if !has_factor {
+            return Ok(());
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(b"obol:change:");
+        hasher.update(change.as_bytes());
+        hasher.update([0]);
+        hasher.update(details);
+        let digest: [u8; 32] = hasher.finalize().into();
+        self.approved_or_challenge(principal_id, digest, approval, |id, expires_ns| ChallengeDto {
+            id,
+            reasons: vec!["security_change".into()],
+            amount: "0".into(),
+            asset_code: String::new(),
+            asset_scale: 0,
+            payees: Vec::new(),
+            change: Some(change.to_string()),
+            methods: vec!["totp".into(), "recovery_code".into(), "passkey".into()],
+            expires_ns: expires_ns.to_string(),
+            risk: None,
+        })
+        .map(|_| ())
+    }
+
+    /// `Ok(true)` when `approval` names an approved, unused, live challenge of the principal's
+    /// for exactly `digest` (it is used up); otherwise a new challenge, answered as
+    /// `requires_action`.
+    fn approved_or_challenge(
+        &self,
+        principal_id: u128,
+        digest: [u8; 32],
+        approval: Option<&str>,
+        dto: impl FnOnce(String, u64) -> ChallengeDto,
+    ) -> Result<bool, ApiError> {
         let now = now_ns();
         let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = approval
             && let Some(challenge) = challenges.get_mut(id)
-            && challenge.principal_id == caller.principal_id
+            && challenge.principal_id == principal_id
             && challenge.approved
             && !challenge.used
             && challenge.expires_ns > now
@@ -281,23 +348,11 @@ impl StepUp {
         let mut id_bytes = [0u8; 16];
         rand::fill(&mut id_bytes);
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let first_asset = marked.iter().find_map(|e| e.asset);
-        let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
-        let dto = ChallengeDto {
-            id: id.clone(),
-            reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
-            amount: total.to_string(),
-            asset_code: first_asset.map_or_else(String::new, |a| a.code().to_string()),
-            asset_scale: first_asset.map_or(0, |a| a.scale()),
-            payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
-            methods: vec!["totp".into(), "recovery_code".into()],
-            expires_ns: (now + self.ttl_ns).to_string(),
-            risk: if reasons.contains(&"risk_policy") { risk } else { None },
-        };
+        let dto = dto(id.clone(), now + self.ttl_ns);
         challenges.insert(
             id,
             Challenge {
-                principal_id: caller.principal_id,
+                principal_id,
                 digest,
                 expires_ns: now + self.ttl_ns,
                 approved: false,
@@ -543,7 +598,10 @@ pub async fn approve_challenge(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<Approval>, ApiError> {
-    need_scope(&caller, Scopes::PAY)?;
+    // Payment challenges come to `pay` keys, security-change challenges to `manage` keys.
+    if !caller.scopes.allows(Scopes::MANAGE) {
+        need_scope(&caller, Scopes::PAY)?;
+    }
     let dto = state.step_up.challenge_for(&id, caller.principal_id)?;
     match body.passkey {
         Some(assertion) => approve_with_passkey(&state, caller.principal_id, &id, assertion).await?,
@@ -608,6 +666,7 @@ pub async fn set_step_up(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<StepUpPolicyDto>,
 ) -> Result<Json<StepUpPolicyDto>, ApiError> {
     let principal_id = crate::dto::path_id(&id)?;
@@ -627,6 +686,11 @@ pub async fn set_step_up(
         }
     };
     let policy = StepUpPolicy { above, new_payee: body.new_payee, new_device: body.new_device };
+    if caller.role != Role::Operator {
+        let details = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let ledger = read_ledger(&state);
+        state.step_up.check_change(&ledger, principal_id, "step_up_policy", &details, approval_header(&headers))?;
+    }
     match run_identity(&state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
         IdentityResult::Ok => Ok(Json(body)),
         other => Err(ApiError::IdentityRejected(other)),

@@ -149,11 +149,18 @@ pub async fn start_registration(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<CeremonyStart>, ApiError> {
     let principal_id = crate::dto::path_id(&id)?;
     need_scope(&caller, Scopes::MANAGE)?;
     if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
         return Err(ApiError::PrincipalNotFound(principal_id));
+    }
+    {
+        // Adding a factor, like replacing TOTP, needs a current one once there is any.
+        let ledger = read_ledger(&state);
+        let approval = crate::ledger_routes::approval_header(&headers);
+        state.step_up.check_change(&ledger, principal_id, "add_passkey", &principal_id.to_le_bytes(), approval)?;
     }
     let name = read_ledger(&state)
         .identity()

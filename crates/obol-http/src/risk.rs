@@ -663,9 +663,10 @@ impl Risk {
             outcome: None,
         };
         let record = Record { now_ns: 0, ops: vec![op] };
+        let encoded = record.encode().map_err(|error| ApiError::InvalidField(error.to_string()))?;
         let stored = StoredReview {
             review: review.clone(),
-            op: Base64UrlUnpadded::encode_string(&record.encode()),
+            op: Base64UrlUnpadded::encode_string(&encoded),
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -255,6 +255,22 @@ fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result
     Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&ledger, entry) })
 }
 
+/// Refuses an escrow beyond the signing device's limits before the risk policy is asked, as a
+/// transfer is; the ledger checks and charges the limits again, atomically, when it escrows.
+fn within_device_limits(
+    ledger: &Ledger,
+    device_id: u128,
+    asset: obol_core::money::Asset,
+    amount: u128,
+) -> Result<(), ApiError> {
+    let day = now_ns() / 86_400_000_000_000;
+    if ledger.identity().device_limits_allow(device_id, asset, day, amount) {
+        Ok(())
+    } else {
+        Err(ApiError::TabRejected(PayReject::DeviceLimit))
+    }
+}
+
 /// The risk policy, then step-up, for escrowing money into a tab (an open or a top-up), as one
 /// payment of the escrowed amount to the payee.
 fn tab_gate(
@@ -269,9 +285,10 @@ fn tab_gate(
     match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         crate::risk::Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk))),
         crate::risk::Verdict::Hold(assessment, _) => Ok(Gate::Hold(assessment, *payment)),
-        crate::risk::Verdict::Go { step_up, .. } if step_up.is_empty() => Ok(Gate::Go { authenticated: false }),
-        crate::risk::Verdict::Go { risk, .. } => {
-            // The challenge binds the amount and the payee, as for a transfer.
+        crate::risk::Verdict::Go { step_up, risk } => {
+            // The holder's own step-up policy (amount, new payee, new device) applies to an
+            // escrow exactly as to a transfer of the same amount to the same payee, and the
+            // challenge binds both, as for a transfer.
             let escrow = NewTransfer {
                 id: 0,
                 debit_account_id: payment.payer_account_id,
@@ -286,7 +303,8 @@ fn tab_gate(
                 code: 0,
                 flags: TransferFlags(0),
             };
-            let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, &[0], risk)?;
+            let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
+            let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
             Ok(Gate::Go { authenticated })
         }
     }
@@ -509,6 +527,7 @@ pub async fn open_tab(
         if device.holder_id != payer.owner_id || device.status != Status::Active {
             return Err(ApiError::Forbidden(format!("device {device_id} cannot sign for account {payer_account_id}")));
         }
+        within_device_limits(&ledger, device_id, asset, budget)?;
         device_id
     };
     let command = TabCommand::Open {
@@ -528,6 +547,7 @@ pub async fn open_tab(
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
                 state.risk.paid(&[(payer_account_id, budget)], authenticated);
+                state.step_up.paid(caller.principal_id, vec![payee_account_id]);
             }
         }
         TabResult::Exists => return Err(ApiError::TabExists(tab_id)),
@@ -773,6 +793,7 @@ pub async fn top_up(
     if amount == 0 {
         return Err(ApiError::InvalidAmount { field: "amount".into(), reason: "must be more than 0".into() });
     }
+    within_device_limits(&read_ledger(&state), entry.tab.device_id, payer.1, amount)?;
     let command = TabCommand::TopUp { tab_id, amount, void_transfer_id: random_id(), escrow_transfer_id: random_id() };
     let payment = crate::risk::Payment {
         payer_account_id: payer.0,

@@ -250,7 +250,7 @@ async fn limits_hold_and_revoked_or_rotated_keys_stop_at_once() {
     theirs["debit_account_id"] = json!("2");
     theirs["credit_account_id"] = json!("1");
     let (status, _) = send(&world.router, Signed::new("/v1/transfers", Some(theirs), &key(7), "meter-1").build()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND, "another's account is not there for the device");
     let register =
         Signed::new("/v1/principals/100/devices", Some(json!({"jwk": jwk(&key(9), "sneaky")})), &key(7), "meter-1");
     assert_eq!(send(&world.router, register.build()).await.0, StatusCode::FORBIDDEN);

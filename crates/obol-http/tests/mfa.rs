@@ -56,6 +56,8 @@ struct World {
     operator: String,
     holder: String,
     secret: Vec<u8>,
+    /// The recovery codes confirmation gave; the last one approves step-up policy changes.
+    recovery_codes: Vec<String>,
     _scratch: support::Scratch,
 }
 
@@ -103,12 +105,14 @@ impl World {
         let secret =
             totp_rs::Secret::try_from_base32(enrollment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
         assert_eq!(secret.len(), 20, "160-bit secret");
-        let world = World { router, operator, holder, secret, _scratch: scratch };
+        let mut world = World { router, operator, holder, secret, recovery_codes: Vec::new(), _scratch: scratch };
         let (status, codes) =
             call(&world.router, &world.holder, "/v1/principals/100/totp/confirm", json!({"code": world.code(0)}), None)
                 .await;
         assert_eq!(status, StatusCode::OK, "{codes}");
         assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+        world.recovery_codes =
+            codes["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
         world
     }
 
@@ -120,6 +124,20 @@ impl World {
 
     async fn approve(&self, challenge: &str, body: Value) -> (StatusCode, Value) {
         call(&self.router, &self.holder, &format!("/v1/challenges/{challenge}/approve"), body, None).await
+    }
+
+    /// Sets the holder's step-up policy: a change the holder's factor must approve (here with
+    /// the last recovery code), bound to exactly this policy.
+    async fn set_step_up(&self, policy: Value) -> StatusCode {
+        let path = "/v1/principals/100/step-up";
+        let (status, problem) = call(&self.router, &self.holder, path, policy.clone(), None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+        assert_eq!(problem["challenge"]["change"], "step_up_policy");
+        let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+        let recovery = self.recovery_codes.last().unwrap().clone();
+        let (status, approved) = self.approve(&challenge, json!({"recovery_code": recovery})).await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        call(&self.router, &self.holder, path, policy, Some(&challenge)).await.0
     }
 
     async fn pay(&self, id: &str, to: &str, amount: &str, approval: Option<&str>) -> (StatusCode, Value) {
@@ -177,8 +195,7 @@ async fn an_approval_covers_exactly_one_operation_once() {
 async fn amounts_over_the_threshold_need_approval_and_recovery_codes_work_once() {
     let world = World::new().await;
     let policy = json!({"above": {"asset_code": "EUR", "asset_scale": 2, "amount": "3000"}, "new_payee": false, "new_device": true});
-    let (status, _) = call(&world.router, &world.holder, "/v1/principals/100/step-up", policy, None).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(world.set_step_up(policy).await, StatusCode::OK);
     assert_eq!(world.pay("20", "2", "3000", None).await.0, StatusCode::CREATED, "EUR 30.00 is not above the threshold");
     let (status, problem) = world.pay("21", "2", "3001", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -253,7 +270,7 @@ async fn a_devices_first_payment_needs_approval_and_later_ones_do_not() {
     use base64ct::{Base64UrlUnpadded, Encoding};
     let world = World::new().await;
     let policy = json!({"new_payee": false, "new_device": true});
-    assert_eq!(call(&world.router, &world.holder, "/v1/principals/100/step-up", policy, None).await.0, StatusCode::OK);
+    assert_eq!(world.set_step_up(policy).await, StatusCode::OK);
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
     let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "kiosk", "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())});
     let (status, _) =
@@ -317,8 +334,7 @@ async fn the_risk_policy_asks_for_step_up_on_the_sixth_low_value_payment_and_app
     policy.add(Bundle::compile(include_str!("../../../policy/eu-psd2-sca.toml")).unwrap()).unwrap();
     let world = World::configured(|state| state.with_risk(obol_http::risk::Risk::new(policy, None))).await;
     let no_new_payee = json!({"new_payee": false, "new_device": false});
-    let (status, _) = call(&world.router, &world.holder, "/v1/principals/100/step-up", no_new_payee, None).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(world.set_step_up(no_new_payee).await, StatusCode::OK);
     for id in 20..25 {
         assert_eq!(world.pay(&id.to_string(), "2", "100", None).await.0, StatusCode::CREATED, "payment {id} is exempt");
     }

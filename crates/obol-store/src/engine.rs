@@ -31,6 +31,10 @@ pub enum EngineError {
     /// A metadata read or write failed; the ledger goes on.
     #[error("metadata storage failed: {0}")]
     Meta(String),
+    /// The request cannot be written to the log exactly as it is (a field too long, too many
+    /// events); nothing was written.
+    #[error("{0}")]
+    Unencodable(obol_core::codec::EncodeError),
 }
 
 struct Submission {
@@ -128,7 +132,13 @@ impl Engine {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("obol-writer".into())
-                .spawn(move || writer(node, receiver, stopped, closing, stats))
+                .spawn(move || {
+                    // However the writer ends (a store failure, a bug that panics), the engine
+                    // is marked stopped, so every later request answers "unavailable" and
+                    // `/readyz` turns 503 instead of the server looking healthy with no writer.
+                    let _stop_on_exit = StopOnExit(Arc::clone(&stopped));
+                    writer(node, receiver, stopped, closing, stats)
+                })
                 .expect("spawning the writer thread")
         };
         Engine { sender, ledger, stopped, closing, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
@@ -136,7 +146,7 @@ impl Engine {
 
     /// Submits one request without blocking; the answer arrives when its record is durable.
     pub fn submit(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
-        assert!(op.len() <= RECORD_EVENTS_MAX);
+        op.check_encodable().map_err(EngineError::Unencodable)?;
         if self.stopped.load(Ordering::Acquire) {
             return Err(EngineError::Stopped);
         }
@@ -150,6 +160,7 @@ impl Engine {
 
     /// Submits one request, waiting for room in the queue (for benchmarks and batch tools).
     pub fn submit_blocking(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
+        op.check_encodable().map_err(EngineError::Unencodable)?;
         let (reply, receiver) = oneshot::channel();
         self.sender.send(Job::Op(Submission { op, reply })).map_err(|_| EngineError::Stopped)?;
         Ok(receiver)
@@ -216,6 +227,18 @@ impl Engine {
             let _ = thread.join();
         }
         self.stopped.store(true, Ordering::Release);
+    }
+}
+
+/// Marks the engine stopped when dropped: at the writer's end, panics included.
+struct StopOnExit(Arc<AtomicBool>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the writer thread panicked; the ledger stops");
+        }
+        self.0.store(true, Ordering::Release);
     }
 }
 

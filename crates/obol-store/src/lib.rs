@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The store was configured wrongly (e.g. an invalid schema name).
     #[error("{0}")]
     Config(String),
+    /// A record could not be encoded exactly (a bug: ops are checked when submitted).
+    #[error("a record could not be encoded: {0}")]
+    Unencodable(String),
     /// A fault injected by the simulator.
     #[error("injected fault: {0}")]
     Injected(&'static str),

@@ -50,7 +50,9 @@ impl<S: Store> Node<S> {
 
     /// Persists `record`, then applies it. Results are returned only for durable records.
     pub fn commit(&mut self, record: &Record) -> Result<Vec<OpResults>, StoreError> {
-        let bytes = record.encode();
+        // Every op was checked encodable when it was submitted, so this fails only on a bug;
+        // nothing is written then, and the engine stops rather than guess.
+        let bytes = record.encode().map_err(|error| StoreError::Unencodable(error.to_string()))?;
         let seq = self.seq_last + 1;
         let started = Instant::now();
         self.store.append(seq, &bytes)?;

@@ -122,7 +122,7 @@ fn reopening_rebuilds_the_ledger_exactly() {
 #[test]
 fn a_torn_last_record_is_dropped_but_a_torn_middle_record_is_refused() {
     for backend in backends() {
-        let good = Record { now_ns: 10, ops: vec![accounts(&[1, 2])] }.encode();
+        let good = Record { now_ns: 10, ops: vec![accounts(&[1, 2])] }.encode().unwrap();
         {
             let mut store = backend.open();
             store.append(1, &good).unwrap();

@@ -121,7 +121,20 @@ impl Api {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        self.call_approved(method, path, body, None).await
+    }
+
+    async fn call_approved(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        approval: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
+        if let Some(approval) = approval {
+            request = request.header("obol-approval", approval);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -152,6 +165,35 @@ impl Api {
             .with_context(|| format!("cannot reach obol at {}", self.base))?;
         let status = response.status().as_u16();
         let value: Value = serde_json::from_str(&response.text().await?).unwrap_or(Value::Null);
+        succeeded(status, value)
+    }
+
+    /// Calls a route that may ask for a second factor (`requires_action`): with `approval` (an
+    /// approved challenge id) it is sent along; with `code` (TOTP or recovery code) the challenge
+    /// the server answers is approved and the request sent again; with neither, the error says
+    /// how to approve it.
+    pub(crate) async fn expect_approved(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        approval: Option<&str>,
+        code: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let (status, value) = self.call_approved(method.clone(), path, body, approval).await?;
+        let challenge = value.pointer("/challenge/id").and_then(Value::as_str).map(str::to_string);
+        let Some(challenge) = challenge.filter(|_| status == 403) else { return succeeded(status, value) };
+        let Some(code) = code else {
+            bail!(
+                "requires_action (HTTP 403): a second factor must approve this. Approve challenge {challenge} \
+                 (obol mfa approve {challenge} --code CODE) and rerun with --approval {challenge}, \
+                 or rerun with --code CODE"
+            );
+        };
+        let field = if code.contains('-') { "recovery_code" } else { "code" };
+        let answer = serde_json::json!({ field: code });
+        self.expect(reqwest::Method::POST, &format!("/v1/challenges/{challenge}/approve"), Some(&answer)).await?;
+        let (status, value) = self.call_approved(method, path, body, Some(&challenge)).await?;
         succeeded(status, value)
     }
 

@@ -239,6 +239,13 @@ pub enum MfaCommand {
         /// Do not ask for approval on a device's first payment.
         #[arg(long)]
         no_new_device: bool,
+        /// Once you have a second factor, changing this policy needs it: a current TOTP code
+        /// (or a recovery code) approves the change in one go.
+        #[arg(long, conflicts_with = "approval")]
+        code: Option<String>,
+        /// An already approved challenge id for this exact change.
+        #[arg(long)]
+        approval: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -423,13 +430,18 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
             };
             call(&connection, Method::POST, format!("/v1/challenges/{challenge}/approve"), Some(body))?
         }
-        MfaCommand::StepUp { principal, above, asset, no_new_payee, no_new_device, connection } => {
+        MfaCommand::StepUp { principal, above, asset, no_new_payee, no_new_device, code, approval, connection } => {
             let mut body = json!({"new_payee": !no_new_payee, "new_device": !no_new_device});
             if let (Some(amount), Some(asset)) = (above, asset) {
                 let (code, scale) = parse_asset(&asset)?;
                 body["above"] = json!({"asset_code": code, "asset_scale": scale, "amount": amount});
             }
-            call(&connection, Method::POST, format!("/v1/principals/{principal}/step-up"), Some(body))?
+            let path = format!("/v1/principals/{principal}/step-up");
+            runtime()?.block_on(async {
+                Api::new(&connection)?
+                    .expect_approved(Method::POST, &path, Some(&body), approval.as_deref(), code.as_deref())
+                    .await
+            })?
         }
         MfaCommand::Unlock { principal, connection } => {
             call(&connection, Method::POST, format!("/v1/principals/{principal}/unlock"), Some(json!({})))?;

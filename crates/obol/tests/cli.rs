@@ -229,10 +229,35 @@ fn identity_commands_manage_principals_keys_devices_and_mfa() {
         10,
         "ten recovery codes"
     );
+    // Changing step-up once a factor exists needs that factor: a fresh code (the next step, as
+    // the confirmation used this one) approves the change.
+    let without = obol_as(&server, &holder_key, &["mfa", "step-up", "--principal", "100", "--no-new-payee"]);
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--approval"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let next_code = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap().as_ref().to_vec())
+        .build_noncompliant()
+        .generate(now + 30)
+        .to_string();
     let policy = json(&obol_as(
         &server,
         &holder_key,
-        &["mfa", "step-up", "--principal", "100", "--above", "3000", "--asset", "EUR/2", "--no-new-payee"],
+        &[
+            "mfa",
+            "step-up",
+            "--principal",
+            "100",
+            "--above",
+            "3000",
+            "--asset",
+            "EUR/2",
+            "--no-new-payee",
+            "--code",
+            &next_code,
+        ],
     ));
     assert_eq!(policy["new_payee"], false);
     let rotated =

@@ -30,6 +30,9 @@ pub const BATCH_EVENTS_MAX: usize = 8190;
 /// Nanoseconds in a second, for timeouts.
 const NS_PER_S: u64 = 1_000_000_000;
 
+/// Nanoseconds in a UTC day, for device limits counted per day.
+const NS_PER_DAY: u64 = 86_400 * NS_PER_S;
+
 /// The results of one request inside a record.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum OpResults {
@@ -139,7 +142,8 @@ impl Ledger {
                     replies.push(OpResults::Accounts(self.create_accounts(events, &mut next_ts)));
                 }
                 Op::CreateTransfers(events) => {
-                    replies.push(OpResults::Transfers(self.create_transfers(events, &mut next_ts)));
+                    let results = self.create_events(events, &mut next_ts, Ledger::create_request_transfer);
+                    replies.push(OpResults::Transfers(results));
                 }
                 Op::Identity(command) => {
                     replies.push(OpResults::Identity(self.identity.apply(command, next_ts)));
@@ -195,6 +199,9 @@ impl Ledger {
         self.tabs
             .iter()
             .filter(|entry| !entry.tab.closed && entry.tab.expires_ns <= now_ns)
+            // A tab whose escrow is no longer pending cannot settle (only an older log can hold
+            // one): leaving it out keeps it from holding up every tab behind it.
+            .filter(|entry| self.pending_status(entry.tab.escrow_transfer_id) == Some(PendingStatus::Pending))
             .take(limit)
             .map(|entry| entry.tab.id)
             .collect()
@@ -227,6 +234,12 @@ impl Ledger {
                 if owner.is_some() && !device_acts_for_owner {
                     return TabResult::Rejected(PayReject::DeviceInactive);
                 }
+                // The device will spend the escrow, so the escrow is one payment under its limits,
+                // charged with the transfer in this one record, whatever route opened the tab.
+                let day = timestamp / NS_PER_DAY;
+                if owner.is_some() && !self.identity.device_limits_allow(device_id, asset, day, budget) {
+                    return TabResult::Rejected(PayReject::DeviceLimit);
+                }
                 // The escrow never times out: the tab settles it (on close, or once expired), so
                 // what the payer paid is never released back by a timer.
                 let escrow = NewTransfer {
@@ -247,6 +260,8 @@ impl Ledger {
                     CreateTransferResult::Ok => {}
                     other => return TabResult::Escrow(other),
                 }
+                let charged = self.identity.charge_device(device_id, day, budget);
+                assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
                 let tab = Tab {
                     id: tab_id,
                     payee_id: payee_account_id,
@@ -320,6 +335,13 @@ impl Ledger {
                 let Some(escrow) = tab.escrow.checked_add(amount) else {
                     return TabResult::Escrow(CreateTransferResult::OverflowsDebitsPending);
                 };
+                let day = timestamp / NS_PER_DAY;
+                if !self.tab_device_active(tab_id) {
+                    return TabResult::Rejected(PayReject::DeviceInactive);
+                }
+                if !self.identity.device_limits_allow(tab.device_id, old.asset, day, amount) {
+                    return TabResult::Rejected(PayReject::DeviceLimit);
+                }
                 let void = resolve_escrow(
                     void_transfer_id,
                     old.id,
@@ -352,6 +374,8 @@ impl Ledger {
                     entry.tab.escrow = escrow;
                     entry.tab.escrow_transfer_id = escrow_transfer_id;
                 }
+                let charged = self.identity.charge_device(tab.device_id, day, amount);
+                assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
                 TabResult::Ok { added: 0 }
             }
             TabCommand::Settle { tab_id, settle_transfer_id } => {
@@ -366,7 +390,7 @@ impl Ledger {
                     tab.cumulative,
                     TransferFlags::POST_PENDING,
                 );
-                match self.create_transfer(&post, timestamp) {
+                match self.create_settlement_transfer(&post, timestamp) {
                     CreateTransferResult::Ok | CreateTransferResult::Exists => {
                         if let Some(entry) = self.tab_mut(tab_id) {
                             entry.tab.closed = true;
@@ -639,7 +663,36 @@ impl Ledger {
         R::Ok
     }
 
+    /// A transfer a request asked for (`Op::CreateTransfers`): anything but a tab's escrow.
+    /// Escrows are moved only by tab commands, whoever asks and whatever route they take: a
+    /// payer voiding one would keep being told "paid" for vouchers it never has to pay, a payee
+    /// posting one would take the whole budget.
+    fn create_request_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        use crate::channel::TAB_TRANSFER_CODE;
+        if event.code == TAB_TRANSFER_CODE {
+            return CreateTransferResult::CodeReservedForTabs;
+        }
+        if event.flags.resolves_pending()
+            && self.transfer(event.pending_id).is_some_and(|pending| pending.code == TAB_TRANSFER_CODE)
+        {
+            return CreateTransferResult::PendingTransferBelongsToTab;
+        }
+        self.create_transfer(event, timestamp)
+    }
+
+    /// A tab command's own transfer (escrow, top-up, settlement).
     fn create_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        self.create_transfer_as(event, timestamp, false)
+    }
+
+    /// A tab's settlement: it posts the escrow even when an account was closed since the tab
+    /// opened, because the escrowed money was set aside for exactly this and a tab that could
+    /// not settle would hold it forever.
+    fn create_settlement_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        self.create_transfer_as(event, timestamp, true)
+    }
+
+    fn create_transfer_as(&mut self, event: &NewTransfer, timestamp: u64, settlement: bool) -> CreateTransferResult {
         use CreateTransferResult as R;
         use TransferFlags as F;
         let flags = event.flags;
@@ -659,7 +712,7 @@ impl Ledger {
             return R::FlagsAreMutuallyExclusive;
         }
         if flags.resolves_pending() {
-            self.post_or_void_pending(event, timestamp)
+            self.post_or_void_pending(event, timestamp, settlement)
         } else {
             self.create_plain_or_pending(event, timestamp)
         }
@@ -803,7 +856,7 @@ impl Ledger {
         R::Ok
     }
 
-    fn post_or_void_pending(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+    fn post_or_void_pending(&mut self, event: &NewTransfer, timestamp: u64, settlement: bool) -> CreateTransferResult {
         use CreateTransferResult as R;
         use TransferFlags as F;
         let post = event.flags.has(F::POST_PENDING);
@@ -877,10 +930,10 @@ impl Ledger {
         let credit_index = self.account_index[&pending.credit_account_id];
         let debit = self.accounts[debit_index as usize];
         let credit = self.accounts[credit_index as usize];
-        if post && debit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_DEBIT) {
+        if post && !settlement && debit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_DEBIT) {
             return R::DebitAccountAlreadyClosed;
         }
-        if post && credit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_CREDIT) {
+        if post && !settlement && credit.flags.has(AccountFlags::CLOSED) && !pending.flags.has(F::CLOSING_CREDIT) {
             return R::CreditAccountAlreadyClosed;
         }
         let mut debit_balances = debit.balances;

@@ -439,5 +439,10 @@ result_enum! {
         ExceedsCredits = 56 => "exceeds_credits",
         /// The credit account's credits would exceed its debits.
         ExceedsDebits = 57 => "exceeds_debits",
+        /// The code is the one tab escrows and settlements carry; only tab commands use it.
+        CodeReservedForTabs = 58 => "code_reserved_for_tabs",
+        /// The pending transfer is a tab's escrow: only the tab's own commands (top-up, settle)
+        /// post or void it.
+        PendingTransferBelongsToTab = 59 => "pending_transfer_belongs_to_tab",
     }
 }

@@ -1,0 +1,398 @@
+//! Goal: every hole an attack review found (issue 10) stays closed. Each test performs the attack
+//! over real HTTP against the real `obol serve` binary, with the risk engine on as users run it,
+//! and asserts the refusal (status and problem code) and that no money moved; the cases about
+//! restarts kill the server with SIGKILL and check that it comes back with the same state.
+//! Method: one scratch data directory per test; an operator sets up a holder (100, account 1,
+//! funded from platform account 9, device 55) and a merchant (300, account 2), then the holder,
+//! the merchant or the device attacks.
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+
+mod support;
+use support::Api;
+
+/// A running server with the parties set up.
+struct World {
+    server: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    api: Api,
+    operator: String,
+    holder: String,
+    merchant: String,
+    device: SigningKey,
+}
+
+const FUNDS: u128 = 5_000_000;
+
+impl World {
+    async fn new(tag: &str) -> World {
+        let dir = std::env::temp_dir().join(format!("obol-r10-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let launched = support::launch(["--listen", "127.0.0.1:0", "--data-dir", &dir.display().to_string()]);
+        let operator = launched.key.clone().expect("a fresh store prints the operator key");
+        let api = Api::new(&launched.base);
+        api.ready().await;
+        let device = SigningKey::from_bytes(&[42; 32]);
+        let mut world = World {
+            server: Some(launched.child),
+            dir,
+            api,
+            operator,
+            holder: String::new(),
+            merchant: String::new(),
+            device,
+        };
+        world.op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
+        world.op("/v1/principals", json!({"id": "300", "role": "merchant", "name": "Shop"})).await;
+        world.holder = world.op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
+        world.merchant = world.op("/v1/principals/300/keys", json!({})).await["key"].as_str().unwrap().to_string();
+        world.op("/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 9})).await;
+        world.op("/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": 9, "owner_id": "100"})).await;
+        world.op("/v1/accounts", json!({"id": "2", "asset_code": "USD", "asset_scale": 9, "owner_id": "300"})).await;
+        world
+            .op(
+                "/v1/transfers",
+                json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": FUNDS.to_string(),
+                    "asset_code": "USD", "asset_scale": 9}),
+            )
+            .await;
+        let jwk = obol_client::Wallet::device_jwk(&[42; 32], "reader");
+        world.op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
+        world
+    }
+
+    /// An operator request that must succeed.
+    async fn op(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.api.post(&self.operator, path, body, None).await;
+        assert!((200..300).contains(&status), "{path}: {status} {value}");
+        value
+    }
+
+    /// (debits_pending, debits_posted, credits_pending, credits_posted) of an account.
+    async fn balances(&self, account: &str) -> [u128; 4] {
+        let (status, value) = self.api.get(&self.operator, &format!("/v1/accounts/{account}/balance")).await;
+        assert_eq!(status, 200, "{value}");
+        let field = |name: &str| value[name].as_str().unwrap().parse::<u128>().unwrap();
+        [field("debits_pending"), field("debits_posted"), field("credits_pending"), field("credits_posted")]
+    }
+
+    async fn open_tab(&self, id: &str, budget: u128) -> (u16, Value) {
+        let body = json!({"id": id, "payer_account_id": "1", "payee_account_id": "2", "budget": budget.to_string(),
+            "asset_code": "USD", "asset_scale": 9, "timeout_s": 600, "device_id": "55"});
+        self.api.post(&self.holder, "/v1/tabs", body, None).await
+    }
+
+    fn voucher(&self, tab: u128, cumulative: u128, seq: u64) -> String {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        use obol_core::channel::Voucher;
+        let signature = self.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
+        Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature }.encode())
+    }
+
+    async fn pay_voucher(&self, tab: u128, cumulative: u128, seq: u64) -> (u16, Value) {
+        let body = json!({"voucher": self.voucher(tab, cumulative, seq)});
+        self.api.post(&self.merchant, &format!("/v1/tabs/{tab}/vouchers"), body, None).await
+    }
+
+    /// SIGKILLs the server and starts it again on the same store.
+    async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+        let launched = support::launch(["--listen", "127.0.0.1:0", "--data-dir", &self.dir.display().to_string()]);
+        self.api = Api::new(&launched.base);
+        self.server = Some(launched.child);
+        self.api.ready().await;
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn code(value: &Value) -> &str {
+    value["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_01_a_tabs_escrow_is_moved_only_by_the_tab() {
+    let world = World::new("escrow").await;
+    let (status, tab) = world.open_tab("7", 1_000_000).await;
+    assert_eq!(status, 201, "{tab}");
+    let escrow = tab["escrow_transfer_id"].as_str().unwrap().to_string();
+    assert_eq!(world.pay_voucher(7, 10, 1).await.0, 200);
+    let before = (world.balances("1").await, world.balances("2").await);
+
+    // The payer voids the escrow, to keep being told "paid" for vouchers it never pays.
+    let void = json!({"id": "900", "pending_id": escrow, "flags": ["void_pending"]});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", void.clone(), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    // The payee posts the whole escrow, to take the budget for a tab that paid 10.
+    let post = json!({"id": "901", "pending_id": escrow, "flags": ["post_pending"]});
+    let (status, problem) = world.api.post(&world.merchant, "/v1/transfers", post, None).await;
+    assert_eq!((status, code(&problem)), (403, "pending_transfer_belongs_to_tab"), "{problem}");
+    // Not even the operator moves it outside the tab.
+    let (status, problem) = world.api.post(&world.operator, "/v1/transfers", void, None).await;
+    assert_eq!((status, code(&problem)), (403, "pending_transfer_belongs_to_tab"), "{problem}");
+    // Nor can a transfer pass for a tab's.
+    let fake = json!({"id": "902", "debit_account_id": "1", "credit_account_id": "2", "amount": "5",
+        "asset_code": "USD", "asset_scale": 9, "code": 0x7AB});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", fake, None).await;
+    assert_eq!((status, code(&problem)), (422, "code_reserved_for_tabs"), "{problem}");
+    // A pending transfer that does not exist (or is not the caller's) fails closed.
+    let ghost = json!({"id": "903", "pending_id": "123456789", "flags": ["post_pending"]});
+    let (status, problem) = world.api.post(&world.merchant, "/v1/transfers", ghost, None).await;
+    assert_eq!((status, code(&problem)), (404, "transfer_not_found"), "{problem}");
+    assert_eq!((world.balances("1").await, world.balances("2").await), before, "nothing moved");
+
+    let (status, settled) = world.api.post(&world.merchant, "/v1/tabs/7/settle", json!({}), None).await;
+    assert_eq!((status, settled["status"].as_str()), (200, Some("settled")), "{settled}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 10], "the payee gets exactly what the tab was paid");
+    assert_eq!(world.balances("1").await, [0, 10, 0, FUNDS]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_01_a_pending_transfer_is_posted_by_its_payee_and_never_voided_by_its_payer() {
+    let world = World::new("pending").await;
+    let hold = json!({"id": "50", "debit_account_id": "1", "credit_account_id": "2", "amount": "1000",
+        "asset_code": "USD", "asset_scale": 9, "flags": ["pending"], "timeout_s": 3600});
+    let (status, created) = world.api.post(&world.holder, "/v1/transfers", hold, None).await;
+    assert_eq!(status, 201, "{created}");
+    let void = json!({"id": "51", "pending_id": "50", "flags": ["void_pending"]});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", void, None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "the payer cannot take a promise back: {problem}");
+    let post = json!({"id": "52", "pending_id": "50", "amount": "600", "flags": ["post_pending"]});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", post.clone(), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "the payer does not post for the payee: {problem}");
+    let (status, posted) = world.api.post(&world.merchant, "/v1/transfers", post, None).await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 600]);
+    assert_eq!(world.balances("1").await, [0, 600, 0, FUNDS]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_02_a_voucher_then_ticks_on_one_tab_never_pass_the_escrow_and_the_log_replays() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use obol_core::channel::{Commitment, payword_chain};
+    let mut world = World::new("mixed").await;
+    assert_eq!(world.open_tab("7", 1_000).await.0, 201);
+    // A chain of 50 ticks of 10: 500 of the 1,000 escrow stays reserved for it.
+    let chain = payword_chain([8; 32], 50);
+    let message = Commitment::signed_message(7, 2, &chain[0], 50, 10);
+    let signature = world.device.sign(&message).to_bytes();
+    let commitment = Commitment { tab_id: 7, payee_id: 2, root: chain[0], length: 50, value_per_tick: 10, signature };
+    let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
+    let (status, answer) = world.api.post(&world.merchant, "/v1/tabs/7/commitment", body, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, problem) = world.pay_voucher(7, 1_000, 1).await;
+    assert_eq!((status, code(&problem)), (409, "beyond_escrow"), "a voucher may not take the chain's share: {problem}");
+    assert_eq!(world.pay_voucher(7, 500, 1).await.0, 200);
+    let hex = |word: &[u8; 32]| word.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let tick = |index: usize| json!({"index": index, "word": hex(&chain[index])});
+    let (status, paid) = world.api.post(&world.merchant, "/v1/tabs/7/ticks", tick(50), None).await;
+    assert_eq!((status, paid["paid"].as_str()), (200, Some("500")), "the reserved chain pays in full: {paid}");
+    assert_eq!(paid["tab"]["cumulative"], "1000");
+    let (status, problem) = world.pay_voucher(7, 1_001, 2).await;
+    assert_eq!((status, code(&problem)), (409, "beyond_escrow"), "{problem}");
+
+    // The writer is alive and the log replays after SIGKILL: the same tab, the same total.
+    let (status, health) = world.api.get(&world.operator, "/readyz").await;
+    assert_eq!(status, 200, "{health}");
+    world.kill_and_restart().await;
+    let (status, tab) = world.api.get(&world.operator, "/v1/tabs/7").await;
+    assert_eq!((status, tab["cumulative"].as_str()), (200, Some("1000")), "{tab}");
+    let (status, settled) = world.api.post(&world.merchant, "/v1/tabs/7/settle", json!({}), None).await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 1_000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_03_a_device_key_id_too_long_is_refused_and_nothing_bricks_the_restart() {
+    let mut world = World::new("kid").await;
+    for length in [65, 70_000] {
+        let mut jwk = obol_client::Wallet::device_jwk(&[43; 32], "x");
+        jwk["kid"] = json!("k".repeat(length));
+        let (status, problem) = world
+            .api
+            .post(&world.holder, "/v1/principals/100/devices", json!({"id": "56", "jwk": jwk.clone()}), None)
+            .await;
+        assert_eq!((status, code(&problem)), (400, "invalid_field"), "kid of {length} bytes: {problem}");
+        let (status, problem) = world.api.post(&world.holder, "/v1/devices/55/rotate", json!({"jwk": jwk}), None).await;
+        assert_eq!((status, code(&problem)), (400, "invalid_field"), "rotation to a kid of {length}: {problem}");
+    }
+    let long_name = json!({"id": "101", "role": "holder", "name": "é".repeat(40_000)});
+    let (status, problem) = world.api.post(&world.operator, "/v1/principals", long_name, None).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
+    world.kill_and_restart().await;
+    let (status, devices) = world.api.get(&world.holder, "/v1/principals/100/devices").await;
+    assert_eq!(status, 200, "{devices}");
+    let kids: Vec<&str> = devices.as_array().unwrap().iter().map(|d| d["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, ["reader"], "only the good device, unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_04_holders_and_merchants_cannot_make_overdraft_accounts() {
+    let world = World::new("overdraft").await;
+    for (key, id) in [(&world.holder, "20"), (&world.merchant, "30")] {
+        let (status, account) =
+            world.api.post(key, "/v1/accounts", json!({"id": id, "asset_code": "USD", "asset_scale": 9}), None).await;
+        assert_eq!(status, 201, "{account}");
+        let flags: Vec<&str> = account["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert!(flags.contains(&"debits_must_not_exceed_credits"), "{account}");
+        let pay = json!({"id": format!("7{id}"), "debit_account_id": id, "credit_account_id": "2",
+            "amount": "1000", "asset_code": "USD", "asset_scale": 9});
+        let (status, problem) = world.api.post(key, "/v1/transfers", pay, None).await;
+        assert_eq!((status, code(&problem)), (422, "exceeds_credits"), "{problem}");
+        let (status, problem) = world
+            .api
+            .post(
+                key,
+                "/v1/accounts",
+                json!({"id": format!("4{id}"), "asset_code": "USD", "asset_scale": 9, "flags": ["credits_must_not_exceed_debits"]}),
+                None,
+            )
+            .await;
+        assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    }
+    assert_eq!(world.balances("2").await, [0, 0, 0, 0], "nothing was paid");
+}
+
+/// Enrols TOTP for the holder; answers a function giving a fresh code for a time step.
+async fn enrol_totp(world: &World) -> impl Fn(u64) -> String {
+    let (status, enrolment) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
+    assert_eq!(status, 201, "{enrolment}");
+    let seed =
+        totp_rs::Secret::try_from_base32(enrolment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
+    let code_at = move |step: u64| {
+        totp_rs::Builder::new().with_secret(seed.clone()).build_noncompliant().generate(step * 30).to_string()
+    };
+    let now_step = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
+    let (status, codes) = world
+        .api
+        .post(&world.holder, "/v1/principals/100/totp/confirm", json!({"code": code_at(now_step())}), None)
+        .await;
+    assert_eq!(status, 200, "{codes}");
+    code_at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_05_step_up_is_not_bypassed_by_tabs_or_by_a_manage_key() {
+    let world = World::new("stepup").await;
+    let code_at = enrol_totp(&world).await;
+    let now_step = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
+    let policy = json!({"above": {"asset_code": "USD", "asset_scale": 9, "amount": "100000"}, "new_payee": true, "new_device": true});
+    // The first policy change already needs the factor the holder just enrolled.
+    let (status, problem) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy.clone(), None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    assert_eq!(problem["challenge"]["change"], "step_up_policy", "{problem}");
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let approve = json!({"code": code_at(now_step() + 1)});
+    let (status, approved) =
+        world.api.post(&world.holder, &format!("/v1/challenges/{challenge}/approve"), approve, None).await;
+    assert_eq!(status, 200, "{approved}");
+    let (status, set) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy, Some(&challenge)).await;
+    assert_eq!(status, 200, "{set}");
+
+    // A transfer above the threshold to a new payee is stopped; so is a tab of the same amount.
+    let pay = json!({"id": "60", "debit_account_id": "1", "credit_account_id": "2", "amount": "200000",
+        "asset_code": "USD", "asset_scale": 9});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", pay, None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    let (status, problem) = world.open_tab("7", 200_000).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "a tab is a payment too: {problem}");
+    let reasons = problem["challenge"]["reasons"].to_string();
+    assert!(reasons.contains("amount_over_threshold") && reasons.contains("new_payee"), "{problem}");
+
+    // A stolen manage key can neither turn step-up off nor add a passkey of its own.
+    let off = json!({"new_payee": false, "new_device": false});
+    let (status, problem) = world.api.post(&world.holder, "/v1/principals/100/step-up", off, None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    let (status, problem) = world.api.post(&world.holder, "/v1/principals/100/passkeys", json!({}), None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    assert_eq!(problem["challenge"]["change"], "add_passkey");
+    // An approval for one change does not carry over to another.
+    let (status, problem) = world
+        .api
+        .post(&world.holder, "/v1/principals/100/step-up", json!({"new_payee": false}), Some(&challenge))
+        .await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    assert_eq!(world.balances("1").await, [0, 0, 0, FUNDS], "nothing moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_06_device_limits_apply_to_tabs_as_to_transfers() {
+    let world = World::new("limits").await;
+    let limits = json!({"limits": {"asset_code": "USD", "asset_scale": 9, "per_payment": "500", "per_day": "1000"}});
+    world.op("/v1/devices/55/limits", limits).await;
+    let pay = json!({"id": "70", "debit_account_id": "1", "credit_account_id": "2", "amount": "4000000",
+        "asset_code": "USD", "asset_scale": 9});
+    let (status, problem) = world.api.post_signed(&world.device, "reader", "/v1/transfers", &pay).await;
+    assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
+    // The same money as a tab: opened by the device itself, or by the holder naming the device.
+    let tab = json!({"id": "8", "payer_account_id": "1", "payee_account_id": "2", "budget": "4000000",
+        "asset_code": "USD", "asset_scale": 9, "timeout_s": 600});
+    let (status, problem) = world.api.post_signed(&world.device, "reader", "/v1/tabs", &tab).await;
+    assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
+    let (status, problem) = world.open_tab("7", 4_000_000).await;
+    assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
+    // Within the limits a tab opens, and a top-up past the day's limit is refused.
+    assert_eq!(world.open_tab("7", 500).await.0, 201);
+    let (status, problem) = world.api.post(&world.holder, "/v1/tabs/7/topup", json!({"amount": "501"}), None).await;
+    assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
+    assert_eq!(world.balances("1").await, [500, 0, 0, FUNDS], "only what the limits allow is escrowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_07_a_key_never_grants_more_than_it_holds() {
+    let world = World::new("scopes").await;
+    let (status, manage_only) =
+        world.api.post(&world.holder, "/v1/principals/100/keys", json!({"scopes": ["manage"]}), None).await;
+    assert_eq!(status, 201, "{manage_only}");
+    let manage_only = manage_only["key"].as_str().unwrap().to_string();
+    let jwk = obol_client::Wallet::device_jwk(&[44; 32], "sneaky");
+    let (status, problem) =
+        world.api.post(&manage_only, "/v1/principals/100/devices", json!({"id": "57", "jwk": jwk}), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "a manage-only key made a paying device: {problem}");
+    // Rotating the holder's full key with the manage-only key would mint a paying key.
+    let (status, keys) = world.api.get(&world.holder, "/v1/principals/100/keys").await;
+    assert_eq!(status, 200, "{keys}");
+    let full = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scopes"].as_array().is_some_and(|s| s.len() == 3))
+        .expect("the holder's full key")["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, problem) = world.api.post(&manage_only, &format!("/v1/keys/{full}/rotate"), json!({}), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, devices) = world.api.get(&world.holder, "/v1/principals/100/devices").await;
+    assert_eq!((status, devices.as_array().map(Vec::len)), (200, Some(1)), "no device was added: {devices}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_08_a_payer_neither_closes_the_payees_account_nor_reads_its_balance() {
+    let world = World::new("closing").await;
+    let close = json!({"id": "80", "debit_account_id": "1", "credit_account_id": "2", "amount": "0",
+        "asset_code": "USD", "asset_scale": 9, "flags": ["pending", "closing_credit"], "timeout_s": 60});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", close, None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let probe = json!({"id": "81", "debit_account_id": "1", "credit_account_id": "2", "amount": "1000000",
+        "asset_code": "USD", "asset_scale": 9, "flags": ["balancing_credit"]});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", probe, None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, account) = world.api.get(&world.merchant, "/v1/accounts/2").await;
+    assert_eq!(status, 200, "{account}");
+    let flags = account["flags"].to_string();
+    assert!(!flags.contains("closed"), "the payee's account is still open: {account}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 0]);
+}
