@@ -1078,6 +1078,9 @@ pub async fn decide_review(
     UrlPath(id): UrlPath<String>,
     crate::ApiJson(body): crate::ApiJson<ReviewDecision>,
 ) -> Result<Json<ReviewDto>, ApiError> {
+    // Deciding runs (or kills) a payment: a change, so it needs `manage`, as a policy change does;
+    // a read-only analyst key looks at the queue and decides nothing.
+    need_scope(&caller, Scopes::MANAGE)?;
     analyst(&caller)?;
     let approve = match body.decision.as_str() {
         "approve" => true,

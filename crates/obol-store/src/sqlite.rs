@@ -19,8 +19,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let io = |context: String| move |source| StoreError::Io { context, source };
         std::fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+        // The ledger, identities and sealed secrets are nobody else's business: the directory is
+        // the owner's alone (0700) and the database is created 0600 (SQLite gives its -wal and
+        // -shm files the database's mode), whatever the umask.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(format!("restricting {} to its owner", data_dir.display())))?;
         let lock_path = data_dir.join("LOCK");
         let lock = File::options()
             .create(true)
@@ -32,6 +38,20 @@ impl SqliteStore {
             return Err(StoreError::Locked(data_dir.display().to_string()));
         }
         let path = data_dir.join("obol.sqlite3");
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(format!("creating {}", path.display())))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = data_dir.join(format!("obol.sqlite3{suffix}"));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(format!("restricting {} to its owner", file.display())))?;
+            }
+        }
         let connection = Connection::open(&path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;

@@ -396,3 +396,47 @@ async fn r10_08_a_payer_neither_closes_the_payees_account_nor_reads_its_balance(
     assert!(!flags.contains("closed"), "the payee's account is still open: {account}");
     assert_eq!(world.balances("2").await, [0, 0, 0, 0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_13_the_data_directory_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new("modes").await;
+    let mode = |name: &str| {
+        let path = if name.is_empty() { world.dir.clone() } else { world.dir.join(name) };
+        std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "the data directory");
+    for file in ["obol.sqlite3", "obol.sqlite3-wal", "master.key"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_12_a_read_only_analyst_key_decides_nothing() {
+    let world = World::new("analyst").await;
+    world.op("/v1/principals", json!({"id": "400", "role": "analyst", "name": "Ana"})).await;
+    let read_only =
+        world.op("/v1/principals/400/keys", json!({"scopes": ["read"]})).await["key"].as_str().unwrap().to_string();
+    // A payment the shipped US Reg E bundle holds: over $500 to a payee the holder never paid.
+    let pay = json!({"id": "90", "debit_account_id": "1", "credit_account_id": "2", "amount": "600000000000",
+        "asset_code": "USD", "asset_scale": 9});
+    world
+        .op(
+            "/v1/transfers",
+            json!({"id": "89", "debit_account_id": "9", "credit_account_id": "1",
+        "amount": "600000000000", "asset_code": "USD", "asset_scale": 9}),
+        )
+        .await;
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", pay, None).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    let (status, listed) = world.api.get(&read_only, "/v1/risk/reviews").await;
+    assert_eq!(status, 200, "a read-only analyst still reads the queue: {listed}");
+    let decide = json!({"decision": "approve"});
+    let (status, problem) =
+        world.api.post(&read_only, &format!("/v1/risk/reviews/{review}/decision"), decide, None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, still) = world.api.get(&read_only, &format!("/v1/risk/reviews/{review}")).await;
+    assert_eq!((status, still["status"].as_str()), (200, Some("pending")), "{still}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 0], "the held payment did not run");
+}
