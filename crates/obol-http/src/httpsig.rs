@@ -19,10 +19,13 @@ use sha2::{Digest, Sha256, Sha512};
 
 /// Oldest accepted `created`, in seconds before now.
 pub const SIGNATURE_AGE_MAX_S: u64 = 300;
-/// Furthest accepted `created` in the future (clock skew), in seconds.
-pub const CLOCK_SKEW_MAX_S: u64 = 60;
-/// Most signatures remembered for replay detection before new ones are refused.
-pub const REPLAY_ENTRIES_MAX: usize = 1 << 20;
+/// Furthest accepted `created` in the future (clock skew), in seconds. After a restart,
+/// signatures created before the process started plus this much are refused: one made ahead of
+/// time before the restart could not otherwise be told from a fresh one.
+pub const CLOCK_SKEW_MAX_S: u64 = 15;
+/// Most signatures remembered for replay detection per key id; past it that key's new
+/// signatures are refused (fail closed) while other keys go on.
+pub const REPLAY_ENTRIES_PER_KEY_MAX: usize = 1 << 16;
 
 /// Why a signed request was refused. Each has a stable problem code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -316,17 +319,28 @@ pub fn thumbprint(x: &str) -> String {
     Base64UrlUnpadded::encode_string(&Sha256::digest(canonical.as_bytes()))
 }
 
-/// Remembers recent signatures so that none is accepted twice, and refuses signatures created
-/// before this process started (whose replay status it cannot know).
+/// Remembers recent signatures, per key id, so that none is accepted twice, and refuses
+/// signatures created before it could remember them (whose replay status it cannot know).
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<[u8; 32], u64>>,
-    started_s: u64,
+    /// Key id to (signature or nonce digest to the time it may be forgotten, s).
+    seen: Mutex<HashMap<String, HashMap<[u8; 32], u64>>>,
+    /// Oldest `created` accepted.
+    not_before_s: u64,
 }
 
 impl ReplayGuard {
-    /// A guard for a server that started at `started_s`.
+    /// A guard for a server on a fresh store, started at `started_s`: no signature was seen
+    /// before, so any created since the start is new.
     pub fn new(started_s: u64) -> ReplayGuard {
-        ReplayGuard { seen: Mutex::new(HashMap::new()), started_s }
+        ReplayGuard { seen: Mutex::new(HashMap::new()), not_before_s: started_s }
+    }
+
+    /// A guard for a server restarted at `started_s` on a store that served before: the
+    /// previous run may have accepted signatures created up to [`CLOCK_SKEW_MAX_S`] ahead of
+    /// the restart, so only later ones are accepted (a device whose request arrives in those
+    /// first seconds signs again).
+    pub fn after_restart(started_s: u64) -> ReplayGuard {
+        ReplayGuard { seen: Mutex::new(HashMap::new()), not_before_s: started_s.saturating_add(CLOCK_SKEW_MAX_S) }
     }
 
     /// Checks the time window of `input` at `now_s`.
@@ -335,7 +349,7 @@ impl ReplayGuard {
         if created > now_s.saturating_add(CLOCK_SKEW_MAX_S) {
             return Err(SigError::CreatedInFuture);
         }
-        if created.saturating_add(SIGNATURE_AGE_MAX_S) < now_s || created < self.started_s {
+        if created.saturating_add(SIGNATURE_AGE_MAX_S) < now_s || created < self.not_before_s {
             return Err(SigError::Expired);
         }
         if let Some(expires) = input.expires_s
@@ -348,21 +362,27 @@ impl ReplayGuard {
 
     /// Records the signature (and nonce); fails if either was seen within the window.
     pub fn check_and_remember(&self, input: &SignatureInput, signature: &[u8], now_s: u64) -> Result<(), SigError> {
-        let forget_at = now_s.saturating_add(SIGNATURE_AGE_MAX_S + CLOCK_SKEW_MAX_S);
+        // Remembered until `check_time` refuses it by age: past `created` + the age limit (a
+        // future-dated signature is not forgotten while it is still young enough to pass).
+        let created = u64::try_from(input.created_s).unwrap_or(0);
+        let forget_at = created.max(now_s).saturating_add(SIGNATURE_AGE_MAX_S + 1);
         let signature_key: [u8; 32] =
             Sha256::digest([input.keyid.as_bytes(), b"\x00sig\x00", signature].concat()).into();
         let nonce_key: Option<[u8; 32]> = input
             .nonce
             .as_ref()
             .map(|nonce| Sha256::digest([input.keyid.as_bytes(), b"\x00nonce\x00", nonce.as_bytes()].concat()).into());
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REPLAY_ENTRIES_MAX {
+        let mut all = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = all.entry(input.keyid.clone()).or_default();
+        if seen.len() >= REPLAY_ENTRIES_PER_KEY_MAX {
             seen.retain(|_, until| *until > now_s);
-            if seen.len() >= REPLAY_ENTRIES_MAX {
-                // Fail closed: better refuse than forget.
+            if seen.len() >= REPLAY_ENTRIES_PER_KEY_MAX {
+                // Fail closed for this key only: better refuse than forget, and one device's
+                // flood locks out no one else.
                 return Err(SigError::Replayed);
             }
         }
+        let seen = &mut *seen;
         let live = |key: &[u8; 32], seen: &HashMap<[u8; 32], u64>| seen.get(key).is_some_and(|until| *until > now_s);
         if live(&signature_key, &seen) || nonce_key.is_some_and(|k| live(&k, &seen)) {
             return Err(SigError::Replayed);
@@ -429,4 +449,58 @@ pub fn sign_request(
     let base = signature_base(&input, message)?;
     let signature = signing_key.sign(base.as_bytes());
     Ok((format!("sig1={params_text}"), format!("sig1=:{}:", Base64::encode_string(&signature.to_bytes()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(keyid: &str, created_s: i64) -> SignatureInput {
+        SignatureInput {
+            label: "sig1".into(),
+            components: vec!["@method".into()],
+            params_text: String::new(),
+            created_s,
+            expires_s: None,
+            nonce: None,
+            keyid: keyid.into(),
+            alg: None,
+        }
+    }
+
+    #[test]
+    fn r10_11_a_future_dated_signature_is_never_accepted_twice() {
+        let guard = ReplayGuard::new(1_000);
+        let created = 2_000 + CLOCK_SKEW_MAX_S;
+        let signed = input("meter", created as i64);
+        assert_eq!(guard.check_time(&signed, 2_000), Ok(()));
+        assert_eq!(guard.check_and_remember(&signed, b"sig", 2_000), Ok(()));
+        for later in [2_001, created + SIGNATURE_AGE_MAX_S - 1, created + SIGNATURE_AGE_MAX_S] {
+            assert_eq!(guard.check_time(&signed, later), Ok(()), "still young enough at {later}");
+            assert_eq!(guard.check_and_remember(&signed, b"sig", later), Err(SigError::Replayed), "at {later}");
+        }
+        assert_eq!(guard.check_time(&signed, created + SIGNATURE_AGE_MAX_S + 1), Err(SigError::Expired));
+    }
+
+    #[test]
+    fn r10_11_after_a_restart_signatures_the_last_run_could_have_seen_are_refused() {
+        let guard = ReplayGuard::after_restart(5_000);
+        // Made ahead of time before the restart, and fresh-looking after it.
+        assert_eq!(
+            guard.check_time(&input("meter", 5_000 + CLOCK_SKEW_MAX_S as i64 - 1), 5_010),
+            Err(SigError::Expired)
+        );
+        assert_eq!(guard.check_time(&input("meter", 5_000 + CLOCK_SKEW_MAX_S as i64), 5_020), Ok(()));
+    }
+
+    #[test]
+    fn r10_10_one_key_filling_its_replay_memory_locks_out_no_other_key() {
+        let guard = ReplayGuard::new(1_000);
+        for n in 0..REPLAY_ENTRIES_PER_KEY_MAX {
+            let signature = (n as u64).to_le_bytes();
+            assert_eq!(guard.check_and_remember(&input("flood", 1_000), &signature, 1_000), Ok(()));
+        }
+        assert_eq!(guard.check_and_remember(&input("flood", 1_000), b"one more", 1_000), Err(SigError::Replayed));
+        assert_eq!(guard.check_and_remember(&input("meter", 1_000), b"honest", 1_000), Ok(()), "other keys go on");
+    }
 }

@@ -228,44 +228,58 @@ fn authorize_transfers(
     events: &[NewTransfer],
     approval: Option<&str>,
 ) -> Result<Gate, ApiError> {
-    need_scope(caller, Scopes::PAY)?;
-    need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
     if caller.role == Role::Operator {
+        need_scope(caller, Scopes::PAY)?;
         return Ok(Gate::Go { authenticated: false });
     }
     let ledger = read_ledger(state);
-    if let auth::Via::Device(device_id) = caller.via {
-        let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
-        check_device_limits(device, events)?;
-    }
-    for event in events {
-        if event.flags.resolves_pending() {
-            authorize_resolution(&ledger, caller, event)?;
-        } else {
-            // Fails closed: an account the caller cannot see is refused here, not left for the
-            // ledger to judge.
-            let debit = visible_account(caller, &ledger, event.debit_account_id)?;
-            if !can_debit(caller, debit) {
-                return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
-            }
-            authorize_counterparty_flags(&ledger, caller, event)?;
-        }
-    }
+    authorize_moves(&ledger, caller, events)?;
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
     let assessments = state.risk.assess(&ledger, caller, "transfer", &only);
     match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
-        Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk))),
+        Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
             let payment = only.get(index).copied().ok_or_else(|| internal("risk hold"))?;
             Ok(Gate::Hold(assessment, payment))
         }
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
+            let risk = risk.map(|risk| risk.for_caller(caller));
             let authenticated = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
             Ok(Gate::Go { authenticated })
         }
     }
+}
+
+/// Whether the caller may move money as these transfers ask (scope, role, a device's asset and
+/// per-payment limit, ownership of what is debited, posted or voided, flags on the other party's
+/// account); no risk policy, no step-up. Asked when a request arrives, and again when an
+/// analyst approves a held one, so a payment never runs on authority its payer has lost since.
+pub(crate) fn authorize_moves(ledger: &Ledger, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
+    need_scope(caller, Scopes::PAY)?;
+    need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
+    if caller.role == Role::Operator {
+        return Ok(());
+    }
+    if let auth::Via::Device(device_id) = caller.via {
+        let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
+        check_device_limits(device, events)?;
+    }
+    for event in events {
+        if event.flags.resolves_pending() {
+            authorize_resolution(ledger, caller, event)?;
+        } else {
+            // Fails closed: an account the caller cannot see is refused here, not left for the
+            // ledger to judge.
+            let debit = visible_account(caller, ledger, event.debit_account_id)?;
+            if !can_debit(caller, debit) {
+                return Err(ApiError::Forbidden(format!("account {} is not yours to debit", event.debit_account_id)));
+            }
+            authorize_counterparty_flags(ledger, caller, event)?;
+        }
+    }
+    Ok(())
 }
 
 /// A pending transfer's money is promised to its credit side: the owner of the credit account
@@ -326,7 +340,7 @@ pub(crate) async fn hold_transfers(
     let op = Op::CreateTransfers(events.to_vec());
     let held = crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, payments: &payments };
     match state.risk.hold(state, caller, held).await {
-        Ok(review) => ApiError::HeldForReview(Box::new(review)),
+        Ok(review) => ApiError::HeldForReview(Box::new(review.for_caller(caller))),
         Err(error) => error,
     }
 }
@@ -348,7 +362,11 @@ fn count_paid(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[b
 /// Charges a device's payments against its daily limit through the log, before they are
 /// submitted: the core adds them atomically or refuses. A payment that then fails still counts
 /// for the day, so the limit errs on the safe side; a restart forgets nothing.
-async fn charge_device_day(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<(), ApiError> {
+pub(crate) async fn charge_device_day(
+    state: &AppState,
+    caller: &Caller,
+    events: &[NewTransfer],
+) -> Result<(), ApiError> {
     let auth::Via::Device(device_id) = caller.via else { return Ok(()) };
     let per_day = read_ledger(state).identity().device(device_id).and_then(|d| d.limits).map_or(0, |l| l.per_day);
     if per_day == 0 {

@@ -70,6 +70,8 @@ pub struct AppState {
     pub step_up: Arc<mfa::StepUp>,
     /// Per-credential and per-address throttles.
     pub limits: Arc<ratelimit::Limits>,
+    /// Proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: Arc<[ratelimit::IpRange]>,
     /// The WebAuthn relying party and ceremonies in flight.
     pub passkeys: Arc<passkeys::Passkeys>,
     /// This server's x402 network id, `obol:<instance-id>`.
@@ -97,6 +99,7 @@ impl AppState {
             vault: Arc::new(vault),
             step_up: Arc::default(),
             limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL, DEFAULT_FAILED_AUTH_BURST)),
+            trusted_proxies: Arc::from(Vec::new()),
             passkeys: Arc::new(
                 passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
                     .expect("localhost is a valid WebAuthn relying party"),
@@ -141,6 +144,20 @@ impl AppState {
     /// off).
     pub fn with_rate_limit(mut self, per_credential_per_s: u32, failed_auth_burst: u32) -> AppState {
         self.limits = Arc::new(ratelimit::Limits::new(per_credential_per_s, failed_auth_burst));
+        self
+    }
+
+    /// Trusts `X-Forwarded-For` from these proxies (the TLS-terminating proxy in front), so
+    /// throttles and the risk engine see the client's address, not the proxy's.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<ratelimit::IpRange>) -> AppState {
+        self.trusted_proxies = Arc::from(proxies);
+        self
+    }
+
+    /// For a server restarted on a store that served before: device signatures the previous
+    /// run could have seen are refused ([`httpsig::ReplayGuard::after_restart`]).
+    pub fn restarted(mut self) -> AppState {
+        self.replay = Arc::new(httpsig::ReplayGuard::after_restart(now_ns() / 1_000_000_000));
         self
     }
 }

@@ -44,6 +44,8 @@ pub const RECOVERY_CODES_COUNT: usize = 10;
 pub const CHALLENGE_TTL_NS: u64 = 300 * 1_000_000_000;
 /// Most open challenges kept before the oldest expired ones are dropped.
 const CHALLENGES_MAX: usize = 100_000;
+/// Most open challenges per principal: one principal cannot fill the table for everyone.
+pub const CHALLENGES_PER_PRINCIPAL_MAX: usize = 16;
 
 fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, ApiError> {
     totp_rs::Builder::new()
@@ -338,6 +340,11 @@ impl StepUp {
         {
             challenge.used = true;
             return Ok(true);
+        }
+        let open =
+            challenges.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now && !c.used).count();
+        if open >= CHALLENGES_PER_PRINCIPAL_MAX {
+            return Err(ApiError::RateLimited(self.ttl_ns / 1_000_000_000));
         }
         if challenges.len() >= CHALLENGES_MAX {
             challenges.retain(|_, c| c.expires_ns > now && !c.used);

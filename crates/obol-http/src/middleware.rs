@@ -15,13 +15,16 @@ use crate::error::ApiError;
 use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, now_ns, read_ledger};
 
 pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| {
+        let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        crate::ratelimit::client_address(info.0.ip(), forwarded_for, &state.trusted_proxies)
+    });
     if let Some(ip) = peer
         && !state.limits.failed_auth_per_ip.has_token(&ip)
     {
         return ApiError::RateLimited(60).into_response();
     }
-    let outcome = authenticate(&state, request).await;
+    let outcome = authenticate(&state, request, peer).await;
     match outcome {
         Ok((mut caller, mut request)) => {
             caller.peer = peer;
@@ -35,8 +38,12 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(error) => {
-            if let Some(ip) = peer {
+        Err(Refused { error, charged }) => {
+            // A failed argon2 check was charged before it ran; every other failure is charged
+            // now.
+            if let Some(ip) = peer
+                && !charged
+            {
                 let _ = state.limits.failed_auth_per_ip.take(&ip);
             }
             error.into_response()
@@ -44,13 +51,32 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
     }
 }
 
+/// Why authentication failed, and whether the client address was already charged for it.
+struct Refused {
+    error: ApiError,
+    charged: bool,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Refused {
+        Refused { error, charged: false }
+    }
+}
+
 /// Resolves the caller of a request: a device signature when `Signature-Input` is present, an
 /// API key otherwise.
-async fn authenticate(state: &AppState, request: Request) -> Result<(Caller, Request), ApiError> {
+async fn authenticate(
+    state: &AppState,
+    request: Request,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(Caller, Request), Refused> {
     if request.headers().contains_key("signature-input") {
-        return device_caller(state, request).await.inspect_err(|error| {
-            tracing::info!(code = error.code(), "signed request refused");
-        });
+        return device_caller(state, request)
+            .await
+            .inspect_err(|error| {
+                tracing::info!(code = error.code(), "signed request refused");
+            })
+            .map_err(Refused::from);
     }
     let token = request
         .headers()
@@ -59,27 +85,50 @@ async fn authenticate(state: &AppState, request: Request) -> Result<(Caller, Req
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_string());
     let Some(token) = token else {
-        return Err(ApiError::Unauthorized);
+        return Err(ApiError::Unauthorized.into());
     };
     let auth = Arc::clone(&state.auth);
     let ledger = Arc::clone(state.engine.ledger());
+    let mut charged = false;
     let outcome = if auth.is_cached(&token) {
         auth.authenticate(&token, &ledger, now_ns())
     } else {
+        // A key not seen before costs an argon2id check (19 MiB, tens of ms). The address pays
+        // for the attempt up front, in the same step as its check, so a burst cannot all pass
+        // the check before the first failure counts (it gets the token back if the key is
+        // good); and at most ARGON2_CONCURRENT_MAX checks run at once.
+        if let Some(ip) = peer
+            && let Err(wait_s) = state.limits.failed_auth_per_ip.take(&ip)
+        {
+            return Err(Refused { error: ApiError::RateLimited(wait_s), charged: true });
+        }
+        charged = peer.is_some();
+        let wait = Duration::from_millis(crate::ratelimit::ARGON2_WAIT_MS);
+        let permit = match tokio::time::timeout(wait, state.limits.argon2.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return Err(Refused { error: ApiError::Overloaded, charged }),
+        };
         // argon2id is slow on purpose; keep it off the async workers.
-        tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
+        let outcome = tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
             .await
-            .unwrap_or(Err(AuthFailure::BadKey))
+            .unwrap_or(Err(AuthFailure::BadKey));
+        drop(permit);
+        if let Some(ip) = peer
+            && outcome.is_ok()
+        {
+            state.limits.failed_auth_per_ip.give_back(&ip);
+        }
+        outcome
     };
     match outcome {
         Ok(caller) => Ok((caller, request)),
         Err(AuthFailure::BadKey) => {
             tracing::info!(path = %request.uri().path(), "API key refused");
-            Err(ApiError::Unauthorized)
+            Err(Refused { error: ApiError::Unauthorized, charged })
         }
         Err(AuthFailure::Suspended) => {
             tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
-            Err(ApiError::PrincipalSuspended)
+            Err(Refused { error: ApiError::PrincipalSuspended, charged })
         }
     }
 }
@@ -92,7 +141,12 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let inputs =
         httpsig::parse_signature_input(header("signature-input").unwrap_or("")).map_err(ApiError::Signature)?;
-    let input = inputs.iter().find(|i| i.label == "sig1").unwrap_or(&inputs[0]).clone();
+    let input = inputs
+        .iter()
+        .find(|i| i.label == "sig1")
+        .or_else(|| inputs.first())
+        .ok_or(ApiError::Signature(SigError::Malformed("Signature-Input names no signature".into())))?
+        .clone();
     let signature = httpsig::parse_signature(
         header("signature").ok_or(ApiError::Signature(SigError::Malformed("Signature header missing".into())))?,
         &input.label,
@@ -101,7 +155,10 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     if input.alg.as_deref().is_some_and(|alg| alg != "ed25519") {
         return Err(ApiError::Signature(SigError::AlgorithmUnsupported));
     }
-    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::BodyTooLarge(BODY_BYTES_MAX))?;
+    // The signature is checked before the body is read: it covers the `Content-Digest` header,
+    // so nobody makes obol buffer and hash megabytes for a request no device signed.
+    let body_announced = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || header("content-length").is_some_and(|length| length.trim() != "0");
     let mut required = vec!["@method", "@target-uri"];
     if parts.headers.contains_key(header::AUTHORIZATION) {
         required.push("authorization");
@@ -109,9 +166,8 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     if parts.headers.contains_key("obol-approval") {
         required.push("obol-approval");
     }
-    if !bytes.is_empty() {
+    if body_announced {
         required.push("content-digest");
-        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(ApiError::Signature)?;
     }
     for component in required {
         if !input.components.iter().any(|c| c == component) {
@@ -148,6 +204,13 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     }
     if holder.status != obol_core::identity::Status::Active {
         return Err(ApiError::PrincipalSuspended);
+    }
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::BodyTooLarge(BODY_BYTES_MAX))?;
+    if !bytes.is_empty() {
+        if !input.components.iter().any(|c| c == "content-digest") {
+            return Err(ApiError::Signature(SigError::ComponentMissing("\"content-digest\"".into())));
+        }
+        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(ApiError::Signature)?;
     }
     // Only a signature that verified may occupy the replay memory.
     state.replay.check_and_remember(&input, &signature, now_s).map_err(ApiError::Signature)?;

@@ -30,6 +30,8 @@ use crate::{ApiJson, AppState, now_ns, read_ledger};
 const CEREMONY_TTL_NS: u64 = 300 * 1_000_000_000;
 /// Most ceremonies in flight.
 const CEREMONIES_MAX: usize = 10_000;
+/// Most ceremonies in flight per principal: one principal cannot fill the table for everyone.
+pub const CEREMONIES_PER_PRINCIPAL_MAX: usize = 8;
 
 enum CeremonyState {
     Register(Box<PasskeyRegistration>),
@@ -62,6 +64,12 @@ impl Passkeys {
     fn start(&self, principal_id: u128, state: CeremonyState) -> Result<String, ApiError> {
         let now = now_ns();
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        let open_of = |ceremonies: &HashMap<String, Ceremony>| {
+            ceremonies.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now).count()
+        };
+        if open_of(&ceremonies) >= CEREMONIES_PER_PRINCIPAL_MAX {
+            return Err(ApiError::RateLimited(CEREMONY_TTL_NS / 1_000_000_000));
+        }
         if ceremonies.len() >= CEREMONIES_MAX {
             ceremonies.retain(|_, c| c.expires_ns > now);
             if ceremonies.len() >= CEREMONIES_MAX {

@@ -74,16 +74,26 @@ pub struct Contribution {
 pub struct RiskDto {
     /// `allow`, `step_up`, `block` or `review`.
     pub action: String,
-    /// `bundle@version/rule` that decided, when a rule did.
+    /// `bundle@version/rule` that decided, when a rule did (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// Why, in English.
     pub reason_en: String,
     /// Why, in Korean.
     pub reason_ko: String,
-    /// The model's fraud score, 0 to 1.
-    pub model_score: f64,
-    /// The features that raised the score most.
+    /// The model's fraud score, 0 to 1 (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_score: Option<f64>,
+    /// The features that raised the score most (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributions: Vec<Contribution>,
+}
+
+/// Whether the caller may see how a risk decision was made (rule, score, features): operators
+/// and analysts. A payer gets the plain explanation only, since thresholds and feature values
+/// would teach a fraudster where the lines are.
+pub(crate) fn sees_risk_details(caller: &Caller) -> bool {
+    matches!(caller.role, Role::Operator | Role::Analyst)
 }
 
 impl RiskDto {
@@ -93,9 +103,19 @@ impl RiskDto {
             rule: assessment.decision.rule.clone(),
             reason_en: assessment.decision.reason_en.clone(),
             reason_ko: assessment.decision.reason_ko.clone(),
-            model_score: assessment.model_score,
+            model_score: Some(assessment.model_score),
             contributions: contributions(&assessment.contributions),
         }
+    }
+
+    /// What `caller` may see of this decision ([`sees_risk_details`]).
+    pub(crate) fn for_caller(mut self, caller: &Caller) -> RiskDto {
+        if !sees_risk_details(caller) {
+            self.rule = None;
+            self.model_score = None;
+            self.contributions.clear();
+        }
+        self
     }
 }
 
@@ -130,9 +150,13 @@ pub struct ReviewDto {
     pub tab_id: Option<String>,
     /// Why it was held.
     pub risk: RiskDto,
-    /// Exact Shapley values of the model's score, largest first (all features).
+    /// Exact Shapley values of the model's score, largest first (all features; operators and
+    /// analysts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shapley: Vec<Contribution>,
-    /// The event's features, by name (what the model saw; exported as training data).
+    /// The event's features, by name (what the model saw; exported as training data; operators
+    /// and analysts only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, f64>,
     /// Who decided it (principal id).
     pub decided_by: Option<String>,
@@ -144,8 +168,24 @@ pub struct ReviewDto {
     pub outcome: Option<Vec<String>>,
 }
 
+impl ReviewDto {
+    /// What `caller` may see of this review: the payer sees that it is held and why, in words.
+    pub(crate) fn for_caller(mut self, caller: &Caller) -> ReviewDto {
+        if !sees_risk_details(caller) {
+            self.risk = self.risk.for_caller(caller);
+            self.shapley.clear();
+            self.features.clear();
+        }
+        self
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredReview {
+    /// The credential that asked: `key:<key id>` or `device:<device id>` (absent in reviews held
+    /// before it was recorded: those re-check the principal only).
+    #[serde(default)]
+    via: Option<String>,
     review: ReviewDto,
     /// The held operation, as a record (base64url), run on approval.
     op: String,
@@ -664,7 +704,12 @@ impl Risk {
         };
         let record = Record { now_ns: 0, ops: vec![op] };
         let encoded = record.encode().map_err(|error| ApiError::InvalidField(error.to_string()))?;
+        let via = match &caller.via {
+            Via::ApiKey(key_id) => format!("key:{key_id}"),
+            Via::Device(device_id) => format!("device:{device_id}"),
+        };
         let stored = StoredReview {
+            via: Some(via),
             review: review.clone(),
             op: Base64UrlUnpadded::encode_string(&encoded),
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
@@ -1148,13 +1193,62 @@ pub async fn decide_review(
     Ok(Json(stored.review))
 }
 
-/// Runs a held operation as it was first asked; answers the ledger's result per operation.
+/// The caller a held request came from, as it stands now: the principal must still be active,
+/// and the credential it used (API key or device) still usable and its own. An approval never
+/// runs a payment on authority its payer has lost while it waited (a revoked device, a
+/// suspended holder, a revoked key).
+fn caller_now(state: &AppState, stored: &StoredReview) -> Result<Caller, ApiError> {
+    let ledger = crate::read_ledger(state);
+    let principal_id =
+        stored.review.principal_id.parse::<u128>().map_err(|_| ApiError::Internal("a review's principal".into()))?;
+    let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+    if principal.status != obol_core::identity::Status::Active {
+        return Err(ApiError::PrincipalSuspended);
+    }
+    let via = stored.via.as_deref().unwrap_or("");
+    let (via, scopes) = if let Some(device_id) = via.strip_prefix("device:") {
+        let device_id = device_id.parse::<u128>().map_err(|_| ApiError::Internal("a review's device".into()))?;
+        let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
+        if device.status != obol_core::identity::Status::Active || device.holder_id != principal_id {
+            return Err(ApiError::TabRejected(obol_core::channel::PayReject::DeviceInactive));
+        }
+        (Via::Device(device_id), Scopes(Scopes::READ | Scopes::PAY))
+    } else if let Some(key_id) = via.strip_prefix("key:") {
+        let key = ledger.identity().key(key_id).ok_or_else(|| ApiError::KeyNotFound(key_id.to_string()))?;
+        if !key.usable_at(now_ns()) || key.principal_id != principal_id {
+            return Err(ApiError::Forbidden("the key that asked for this payment was revoked or expired".into()));
+        }
+        (Via::ApiKey(key_id.to_string()), key.scopes)
+    } else {
+        (Via::ApiKey(String::new()), Scopes(Scopes::READ | Scopes::PAY))
+    };
+    Ok(Caller { principal_id, role: principal.role, scopes, via, peer: None })
+}
+
+/// Runs a held operation as it was first asked, after checking again that its payer may still
+/// make it (authorization, a device's limits, charged for the day as any payment is); answers
+/// the ledger's result per operation, or `refused: <code>` when the payer no longer may.
 async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>, ApiError> {
     let bytes =
         Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
     let record = Record::decode(&bytes).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
+    let caller = match caller_now(state, stored) {
+        Ok(caller) => caller,
+        Err(error) => return Ok(vec![format!("refused: {}", error.code())]),
+    };
     let mut outcome = Vec::new();
     for op in record.ops {
+        if let Op::CreateTransfers(events) = &op {
+            let allowed = crate::ledger_routes::authorize_moves(&crate::read_ledger(state), &caller, events);
+            let charged = match allowed {
+                Ok(()) => crate::ledger_routes::charge_device_day(state, &caller, events).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = charged {
+                outcome.push(format!("refused: {}", error.code()));
+                continue;
+            }
+        }
         match state.engine.execute(op).await? {
             OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
             OpResults::Tab(result) => outcome.push(crate::tab_routes::tab_result_code(&result)),

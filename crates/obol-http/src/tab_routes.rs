@@ -283,7 +283,7 @@ fn tab_gate(
     let ledger = read_ledger(state);
     let assessments = state.risk.assess(&ledger, caller, kind, std::slice::from_ref(payment));
     match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
-        crate::risk::Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk))),
+        crate::risk::Verdict::Block(risk) => Err(ApiError::RiskBlocked(Box::new(risk.for_caller(caller)))),
         crate::risk::Verdict::Hold(assessment, _) => Ok(Gate::Hold(assessment, *payment)),
         crate::risk::Verdict::Go { step_up, risk } => {
             // The holder's own step-up policy (amount, new payee, new device) applies to an
@@ -304,6 +304,7 @@ fn tab_gate(
                 flags: TransferFlags(0),
             };
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
+            let risk = risk.map(|risk| risk.for_caller(caller));
             let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
             Ok(Gate::Go { authenticated })
         }
@@ -334,7 +335,7 @@ async fn escrow_gate(
         op: Op::Tab(command),
         payments: &payments,
     };
-    Err(ApiError::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?)))
+    Err(ApiError::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?.for_caller(caller))))
 }
 
 /// Refuses payments into a tab a checkpoint review paused.
@@ -518,7 +519,16 @@ pub async fn open_tab(
         }
         let device_id = match (&caller.via, &body.device_id) {
             (Via::Device(id), None) => *id,
-            (_, Some(text)) => crate::dto::path_id(text)?,
+            // A device signs only its own tabs: naming another would escrow under that one's
+            // limits, not the signer's.
+            (Via::Device(id), Some(text)) => {
+                let named = crate::dto::path_id(text)?;
+                if named != *id {
+                    return Err(ApiError::Forbidden("a device opens tabs only for itself".into()));
+                }
+                named
+            }
+            (Via::ApiKey(_), Some(text)) => crate::dto::path_id(text)?,
             (Via::ApiKey(_), None) => {
                 return Err(ApiError::InvalidField("device_id: which device signs this tab's vouchers".into()));
             }
@@ -779,6 +789,11 @@ pub async fn top_up(
     need_role(&caller, &[Role::Operator, Role::Holder])?;
     let tab_id = crate::dto::path_id(&id)?;
     let entry = visible_tab(&state, &caller, tab_id)?;
+    if let Via::Device(device_id) = caller.via
+        && device_id != entry.tab.device_id
+    {
+        return Err(ApiError::Forbidden("a device tops up only the tabs it signs for".into()));
+    }
     let payer = {
         let ledger = read_ledger(&state);
         let payer = ledger.tab_payer(&entry.tab).and_then(|id| ledger.account(id));

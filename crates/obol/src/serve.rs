@@ -60,6 +60,12 @@ pub struct ServeArgs {
     /// (0: no limit; only for testing).
     #[arg(long, default_value_t = obol_http::DEFAULT_FAILED_AUTH_BURST, env = "OBOL_AUTH_FAILURE_LIMIT")]
     auth_failure_limit: u32,
+    /// A proxy in front of obol (an address or ADDRESS/PREFIX range; repeat for several) whose
+    /// X-Forwarded-For names the client: throttles and the risk engine then see the client's
+    /// address instead of the proxy's. Only list proxies you run: anyone else could name any
+    /// address. Example: --trusted-proxy 127.0.0.1 --trusted-proxy 10.0.0.0/8
+    #[arg(long = "trusted-proxy", value_name = "ADDRESS[/PREFIX]", value_parser = parse_ip_range, env = "OBOL_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<obol_http::ratelimit::IpRange>,
     /// File with the 32-byte master key that seals second-factor secrets (created if missing;
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
@@ -231,9 +237,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ledger replayed"
     );
-    if let Some(key) = bootstrap_operator(&mut node, wall_ns()).context("creating the operator")? {
-        print_new_key(&key);
-    }
+    let fresh_store = match bootstrap_operator(&mut node, wall_ns()).context("creating the operator")? {
+        Some(key) => {
+            print_new_key(&key);
+            true
+        }
+        None => false,
+    };
     let demo_key = if args.demo {
         // A short-lived operator key for the walk-through; it shows in the operator's activity.
         let expires_ns = wall_ns() + 600 * 1_000_000_000;
@@ -260,12 +270,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
         .with_rate_limit(args.rate_limit, args.auth_failure_limit)
+        .with_trusted_proxies(args.trusted_proxies.clone())
         .with_instance_id(&instance_id)
         .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(network = %state.x402_network, "x402 network id");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
     let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
     let state = state.with_risk(build_risk(&args)?);
+    let state = if fresh_store { state } else { state.restarted() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -402,6 +414,10 @@ async fn serve_tls(
             () = &mut shutdown => return Ok(()),
         }
     }
+}
+
+fn parse_ip_range(text: &str) -> Result<obol_http::ratelimit::IpRange, String> {
+    obol_http::ratelimit::IpRange::parse(text)
 }
 
 async fn shutdown_signal() {

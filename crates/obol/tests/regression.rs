@@ -6,126 +6,23 @@
 //! funded from platform account 9, device 55) and a merchant (300, account 2), then the holder,
 //! the merchant or the device attacks.
 
-use ed25519_dalek::{Signer, SigningKey};
-use serde_json::{Value, json};
+use ed25519_dalek::Signer;
+use serde_json::json;
 
 mod support;
-use support::Api;
-
-/// A running server with the parties set up.
-struct World {
-    server: Option<std::process::Child>,
-    dir: std::path::PathBuf,
-    api: Api,
-    operator: String,
-    holder: String,
-    merchant: String,
-    device: SigningKey,
-}
+use support::{Parties as World, code};
 
 const FUNDS: u128 = 5_000_000;
 
-impl World {
-    async fn new(tag: &str) -> World {
-        let dir = std::env::temp_dir().join(format!("obol-r10-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let launched = support::launch(["--listen", "127.0.0.1:0", "--data-dir", &dir.display().to_string()]);
-        let operator = launched.key.clone().expect("a fresh store prints the operator key");
-        let api = Api::new(&launched.base);
-        api.ready().await;
-        let device = SigningKey::from_bytes(&[42; 32]);
-        let mut world = World {
-            server: Some(launched.child),
-            dir,
-            api,
-            operator,
-            holder: String::new(),
-            merchant: String::new(),
-            device,
-        };
-        world.op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
-        world.op("/v1/principals", json!({"id": "300", "role": "merchant", "name": "Shop"})).await;
-        world.holder = world.op("/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
-        world.merchant = world.op("/v1/principals/300/keys", json!({})).await["key"].as_str().unwrap().to_string();
-        world.op("/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 9})).await;
-        world.op("/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": 9, "owner_id": "100"})).await;
-        world.op("/v1/accounts", json!({"id": "2", "asset_code": "USD", "asset_scale": 9, "owner_id": "300"})).await;
-        world
-            .op(
-                "/v1/transfers",
-                json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": FUNDS.to_string(),
-                    "asset_code": "USD", "asset_scale": 9}),
-            )
-            .await;
-        let jwk = obol_client::Wallet::device_jwk(&[42; 32], "reader");
-        world.op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
-        world
-    }
-
-    /// An operator request that must succeed.
-    async fn op(&self, path: &str, body: Value) -> Value {
-        let (status, value) = self.api.post(&self.operator, path, body, None).await;
-        assert!((200..300).contains(&status), "{path}: {status} {value}");
-        value
-    }
-
-    /// (debits_pending, debits_posted, credits_pending, credits_posted) of an account.
-    async fn balances(&self, account: &str) -> [u128; 4] {
-        let (status, value) = self.api.get(&self.operator, &format!("/v1/accounts/{account}/balance")).await;
-        assert_eq!(status, 200, "{value}");
-        let field = |name: &str| value[name].as_str().unwrap().parse::<u128>().unwrap();
-        [field("debits_pending"), field("debits_posted"), field("credits_pending"), field("credits_posted")]
-    }
-
-    async fn open_tab(&self, id: &str, budget: u128) -> (u16, Value) {
-        let body = json!({"id": id, "payer_account_id": "1", "payee_account_id": "2", "budget": budget.to_string(),
-            "asset_code": "USD", "asset_scale": 9, "timeout_s": 600, "device_id": "55"});
-        self.api.post(&self.holder, "/v1/tabs", body, None).await
-    }
-
-    fn voucher(&self, tab: u128, cumulative: u128, seq: u64) -> String {
-        use base64ct::{Base64UrlUnpadded, Encoding};
-        use obol_core::channel::Voucher;
-        let signature = self.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
-        Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature }.encode())
-    }
-
-    async fn pay_voucher(&self, tab: u128, cumulative: u128, seq: u64) -> (u16, Value) {
-        let body = json!({"voucher": self.voucher(tab, cumulative, seq)});
-        self.api.post(&self.merchant, &format!("/v1/tabs/{tab}/vouchers"), body, None).await
-    }
-
-    /// SIGKILLs the server and starts it again on the same store.
-    async fn kill_and_restart(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
-        }
-        let launched = support::launch(["--listen", "127.0.0.1:0", "--data-dir", &self.dir.display().to_string()]);
-        self.api = Api::new(&launched.base);
-        self.server = Some(launched.child);
-        self.api.ready().await;
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn code(value: &Value) -> &str {
-    value["code"].as_str().unwrap_or("")
+/// The parties in USD at scale 9 (nano-dollars).
+async fn world(tag: &str) -> World {
+    World::start(&format!("r10-{tag}"), 9, FUNDS, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_01_a_tabs_escrow_is_moved_only_by_the_tab() {
-    let world = World::new("escrow").await;
-    let (status, tab) = world.open_tab("7", 1_000_000).await;
+    let world = world("escrow").await;
+    let (status, tab) = world.open_tab("7", 1_000_000, "55").await;
     assert_eq!(status, 201, "{tab}");
     let escrow = tab["escrow_transfer_id"].as_str().unwrap().to_string();
     assert_eq!(world.pay_voucher(7, 10, 1).await.0, 200);
@@ -161,7 +58,7 @@ async fn r10_01_a_tabs_escrow_is_moved_only_by_the_tab() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_01_a_pending_transfer_is_posted_by_its_payee_and_never_voided_by_its_payer() {
-    let world = World::new("pending").await;
+    let world = world("pending").await;
     let hold = json!({"id": "50", "debit_account_id": "1", "credit_account_id": "2", "amount": "1000",
         "asset_code": "USD", "asset_scale": 9, "flags": ["pending"], "timeout_s": 3600});
     let (status, created) = world.api.post(&world.holder, "/v1/transfers", hold, None).await;
@@ -182,8 +79,8 @@ async fn r10_01_a_pending_transfer_is_posted_by_its_payee_and_never_voided_by_it
 async fn r10_02_a_voucher_then_ticks_on_one_tab_never_pass_the_escrow_and_the_log_replays() {
     use base64ct::{Base64UrlUnpadded, Encoding};
     use obol_core::channel::{Commitment, payword_chain};
-    let mut world = World::new("mixed").await;
-    assert_eq!(world.open_tab("7", 1_000).await.0, 201);
+    let mut world = world("mixed").await;
+    assert_eq!(world.open_tab("7", 1_000, "55").await.0, 201);
     // A chain of 50 ticks of 10: 500 of the 1,000 escrow stays reserved for it.
     let chain = payword_chain([8; 32], 50);
     let message = Commitment::signed_message(7, 2, &chain[0], 50, 10);
@@ -216,7 +113,7 @@ async fn r10_02_a_voucher_then_ticks_on_one_tab_never_pass_the_escrow_and_the_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_03_a_device_key_id_too_long_is_refused_and_nothing_bricks_the_restart() {
-    let mut world = World::new("kid").await;
+    let mut world = world("kid").await;
     for length in [65, 70_000] {
         let mut jwk = obol_client::Wallet::device_jwk(&[43; 32], "x");
         jwk["kid"] = json!("k".repeat(length));
@@ -240,7 +137,7 @@ async fn r10_03_a_device_key_id_too_long_is_refused_and_nothing_bricks_the_resta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_04_holders_and_merchants_cannot_make_overdraft_accounts() {
-    let world = World::new("overdraft").await;
+    let world = world("overdraft").await;
     for (key, id) in [(&world.holder, "20"), (&world.merchant, "30")] {
         let (status, account) =
             world.api.post(key, "/v1/accounts", json!({"id": id, "asset_code": "USD", "asset_scale": 9}), None).await;
@@ -285,7 +182,7 @@ async fn enrol_totp(world: &World) -> impl Fn(u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_05_step_up_is_not_bypassed_by_tabs_or_by_a_manage_key() {
-    let world = World::new("stepup").await;
+    let world = world("stepup").await;
     let code_at = enrol_totp(&world).await;
     let now_step = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
     let policy = json!({"above": {"asset_code": "USD", "asset_scale": 9, "amount": "100000"}, "new_payee": true, "new_device": true});
@@ -306,7 +203,7 @@ async fn r10_05_step_up_is_not_bypassed_by_tabs_or_by_a_manage_key() {
         "asset_code": "USD", "asset_scale": 9});
     let (status, problem) = world.api.post(&world.holder, "/v1/transfers", pay, None).await;
     assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
-    let (status, problem) = world.open_tab("7", 200_000).await;
+    let (status, problem) = world.open_tab("7", 200_000, "55").await;
     assert_eq!((status, code(&problem)), (403, "requires_action"), "a tab is a payment too: {problem}");
     let reasons = problem["challenge"]["reasons"].to_string();
     assert!(reasons.contains("amount_over_threshold") && reasons.contains("new_payee"), "{problem}");
@@ -329,7 +226,7 @@ async fn r10_05_step_up_is_not_bypassed_by_tabs_or_by_a_manage_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_06_device_limits_apply_to_tabs_as_to_transfers() {
-    let world = World::new("limits").await;
+    let world = world("limits").await;
     let limits = json!({"limits": {"asset_code": "USD", "asset_scale": 9, "per_payment": "500", "per_day": "1000"}});
     world.op("/v1/devices/55/limits", limits).await;
     let pay = json!({"id": "70", "debit_account_id": "1", "credit_account_id": "2", "amount": "4000000",
@@ -341,10 +238,10 @@ async fn r10_06_device_limits_apply_to_tabs_as_to_transfers() {
         "asset_code": "USD", "asset_scale": 9, "timeout_s": 600});
     let (status, problem) = world.api.post_signed(&world.device, "reader", "/v1/tabs", &tab).await;
     assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
-    let (status, problem) = world.open_tab("7", 4_000_000).await;
+    let (status, problem) = world.open_tab("7", 4_000_000, "55").await;
     assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
     // Within the limits a tab opens, and a top-up past the day's limit is refused.
-    assert_eq!(world.open_tab("7", 500).await.0, 201);
+    assert_eq!(world.open_tab("7", 500, "55").await.0, 201);
     let (status, problem) = world.api.post(&world.holder, "/v1/tabs/7/topup", json!({"amount": "501"}), None).await;
     assert_eq!((status, code(&problem)), (403, "device_limit_exceeded"), "{problem}");
     assert_eq!(world.balances("1").await, [500, 0, 0, FUNDS], "only what the limits allow is escrowed");
@@ -352,7 +249,7 @@ async fn r10_06_device_limits_apply_to_tabs_as_to_transfers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_07_a_key_never_grants_more_than_it_holds() {
-    let world = World::new("scopes").await;
+    let world = world("scopes").await;
     let (status, manage_only) =
         world.api.post(&world.holder, "/v1/principals/100/keys", json!({"scopes": ["manage"]}), None).await;
     assert_eq!(status, 201, "{manage_only}");
@@ -381,7 +278,7 @@ async fn r10_07_a_key_never_grants_more_than_it_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_08_a_payer_neither_closes_the_payees_account_nor_reads_its_balance() {
-    let world = World::new("closing").await;
+    let world = world("closing").await;
     let close = json!({"id": "80", "debit_account_id": "1", "credit_account_id": "2", "amount": "0",
         "asset_code": "USD", "asset_scale": 9, "flags": ["pending", "closing_credit"], "timeout_s": 60});
     let (status, problem) = world.api.post(&world.holder, "/v1/transfers", close, None).await;
@@ -400,9 +297,9 @@ async fn r10_08_a_payer_neither_closes_the_payees_account_nor_reads_its_balance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_13_the_data_directory_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let world = World::new("modes").await;
+    let world = world("modes").await;
     let mode = |name: &str| {
-        let path = if name.is_empty() { world.dir.clone() } else { world.dir.join(name) };
+        let path = if name.is_empty() { world.data_dir() } else { world.data_dir().join(name) };
         std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
     };
     assert_eq!(mode(""), 0o700, "the data directory");
@@ -413,7 +310,7 @@ async fn r10_13_the_data_directory_is_readable_by_its_owner_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_12_a_read_only_analyst_key_decides_nothing() {
-    let world = World::new("analyst").await;
+    let world = world("analyst").await;
     world.op("/v1/principals", json!({"id": "400", "role": "analyst", "name": "Ana"})).await;
     let read_only =
         world.op("/v1/principals/400/keys", json!({"scopes": ["read"]})).await["key"].as_str().unwrap().to_string();
@@ -439,4 +336,106 @@ async fn r10_12_a_read_only_analyst_key_decides_nothing() {
     let (status, still) = world.api.get(&read_only, &format!("/v1/risk/reviews/{review}")).await;
     assert_eq!((status, still["status"].as_str()), (200, Some("pending")), "{still}");
     assert_eq!(world.balances("2").await, [0, 0, 0, 0], "the held payment did not run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_14_a_payer_is_told_why_in_words_and_only_analysts_see_the_rule_and_features() {
+    let world = world("explain").await;
+    world.op("/v1/principals", json!({"id": "400", "role": "analyst", "name": "Ana"})).await;
+    let analyst = world.op("/v1/principals/400/keys", json!({})).await["key"].as_str().unwrap().to_string();
+    world
+        .op(
+            "/v1/transfers",
+            json!({"id": "89", "debit_account_id": "9", "credit_account_id": "1", "amount": "600000000000",
+                "asset_code": "USD", "asset_scale": 9}),
+        )
+        .await;
+    let pay = json!({"id": "90", "debit_account_id": "1", "credit_account_id": "2", "amount": "600000000000",
+        "asset_code": "USD", "asset_scale": 9});
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", pay, None).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = &held["review"];
+    assert!(review["risk"]["reason_en"].as_str().is_some_and(|r| r.contains("$500")), "{held}");
+    for hidden in ["features", "shapley"] {
+        assert!(review.get(hidden).is_none(), "the payer sees no {hidden}: {held}");
+    }
+    for hidden in ["rule", "model_score", "contributions"] {
+        assert!(review["risk"].get(hidden).is_none(), "the payer sees no {hidden}: {held}");
+    }
+    let id = review["id"].as_str().unwrap();
+    let (status, full) = world.api.get(&analyst, &format!("/v1/risk/reviews/{id}")).await;
+    assert_eq!(status, 200, "{full}");
+    assert!(full["risk"]["rule"].as_str().is_some_and(|r| r.starts_with("us-reg-e")), "{full}");
+    assert!(full["features"]["amount"].is_number(), "the analyst sees what the model saw: {full}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_11_a_future_dated_signature_is_not_accepted_again_after_a_restart() {
+    let mut world = world("skew").await;
+    // A device whose clock runs ahead signs a payment with a fresh id (tab opens without an id
+    // make a new tab each time, so a replay would escrow again).
+    let ahead = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 10;
+    let tab = json!({"payer_account_id": "1", "payee_account_id": "2", "budget": "1000",
+        "asset_code": "USD", "asset_scale": 9, "timeout_s": 600});
+    let request = world.api.signed(&world.device, "reader", "/v1/tabs", &tab, ahead);
+    let replay = request.try_clone().expect("a body in memory");
+    let (status, opened) = world.api.send(request).await;
+    assert_eq!(status, 201, "{opened}");
+    let (status, problem) = world.api.send(replay.try_clone().unwrap()).await;
+    assert_eq!((status, code(&problem)), (401, "signature_replayed"), "{problem}");
+    world.kill_and_restart().await;
+    let (status, problem) = world.api.send(replay).await;
+    assert_eq!((status, code(&problem)), (401, "signature_expired"), "{problem}");
+    assert_eq!(world.balances("1").await, [1000, 0, 0, FUNDS], "one tab, escrowed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_09_behind_a_trusted_proxy_bad_keys_lock_out_their_client_only() {
+    let world = World::start_with("r10-proxy", 9, FUNDS, None, &["--trusted-proxy", "127.0.0.1"]).await;
+    let from = |client: &str, key: &str| {
+        world
+            .api
+            .http
+            .get(format!("{}/v1/me", world.api.base))
+            .bearer_auth(key)
+            .header("x-forwarded-for", format!("203.0.113.1, {client}"))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..25 {
+        let guess = format!("obol_live_{n:08}_wrongwrongwrongwrongwrongwrongwrong");
+        statuses.push(from("198.51.100.7", &guess).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 20, "20 guesses, then throttled: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&429));
+    assert_eq!(from("198.51.100.7", &world.holder).await.unwrap().status(), 429, "the guesser stays throttled");
+    // Behind the same proxy, another client is not locked out, and the guesser could not pass
+    // itself off as someone else by writing the header itself (the proxy's own hop counts).
+    assert_eq!(from("198.51.100.8", &world.holder).await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_10_a_signed_request_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = world("early").await;
+    let address = world.api.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // An 8 MB body is announced and never sent: obol must answer from the headers alone (an
+    // unknown key), not wait for and hash the body.
+    let head = format!(
+        "POST /v1/transfers HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n\
+         Content-Digest: sha-512=:AAAA:\r\nSignature-Input: sig1=(\"@method\" \"@target-uri\" \"content-digest\");created={};keyid=\"nobody\"\r\n\
+         Signature: sig1=:{}:\r\n\r\n{{",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "A".repeat(86) + "==",
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..read]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(text.contains("signature_key_unknown") || text.contains("urn:obol:problem:signature"), "{text}");
 }

@@ -103,6 +103,19 @@ impl Api {
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
+        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        self.send(self.signed(device, kid, path, body, now_s)).await
+    }
+
+    /// A POST of `body` signed by a device key (`kid`) with `created` = `created_s`.
+    pub fn signed(
+        &self,
+        device: &ed25519_dalek::SigningKey,
+        kid: &str,
+        path: &str,
+        body: &serde_json::Value,
+        created_s: u64,
+    ) -> reqwest::Request {
         use reqwest::header::{HeaderMap, HeaderValue};
         let url: reqwest::Url = format!("{}{path}", self.base).parse().expect("a URL");
         let authority = format!("{}:{}", url.host_str().expect("a host"), url.port().expect("a port"));
@@ -119,16 +132,22 @@ impl Api {
             query: url.query(),
             headers: &headers,
         };
-        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
         let nonce = format!("{:032x}", rand::random::<u128>());
         let components = ["@method", "@target-uri", "content-digest", "content-type"];
         let (input, signature) =
-            obol_http::httpsig::sign_request(device, kid, &components, now_s as i64, Some(&nonce), &message)
+            obol_http::httpsig::sign_request(device, kid, &components, created_s as i64, Some(&nonce), &message)
                 .expect("signing");
         headers.insert("signature-input", HeaderValue::from_str(&input).expect("input"));
         headers.insert("signature", HeaderValue::from_str(&signature).expect("signature"));
-        let request = self.http.post(url).headers(headers).body(bytes);
-        Api::answer(request.send().await.expect("the server answers")).await
+        self.http.post(url).headers(headers).body(bytes).build().expect("a request")
+    }
+
+    /// Sends a request built by [`Api::signed`] (to this server, whatever server it was built
+    /// for: the target URI it signs is kept, as a replaying attacker would keep it).
+    pub async fn send(&self, mut request: reqwest::Request) -> (u16, serde_json::Value) {
+        let base: reqwest::Url = self.base.parse().expect("a URL");
+        let _ = request.url_mut().set_port(base.port());
+        Api::answer(self.http.execute(request).await.expect("the server answers")).await
     }
 
     /// Waits until `/readyz` answers 200 (or fails after 30 s).
@@ -143,5 +162,178 @@ impl Api {
             assert!(std::time::Instant::now() < deadline, "obol never became ready");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The problem `code` of an answer ("" when there is none).
+pub fn code(value: &serde_json::Value) -> &str {
+    value["code"].as_str().unwrap_or("")
+}
+
+/// A real `obol serve` on a scratch directory with the usual parties: holder 100 (key `holder`,
+/// account 1 funded with `funds` from platform account 9, device 55 signing with `device`, kid
+/// `reader`) and merchant 300 (key `merchant`, account 2), all in USD at `scale`. Killed and its
+/// directory removed when dropped.
+pub struct Parties {
+    server: Option<Child>,
+    dir: std::path::PathBuf,
+    serve_args: Vec<std::ffi::OsString>,
+    /// The server's client.
+    pub api: Api,
+    /// The operator's key.
+    pub operator: String,
+    /// The holder's key (read, pay, manage).
+    pub holder: String,
+    /// The merchant's key.
+    pub merchant: String,
+    /// Device 55's key.
+    pub device: ed25519_dalek::SigningKey,
+    /// The accounts' scale (USD).
+    pub scale: u8,
+}
+
+impl Parties {
+    /// Starts the server and sets the parties up. With `policy` (a bundle id such as `name@1` and
+    /// its TOML), the server watches a policy directory holding it and this waits until it is
+    /// in force.
+    pub async fn start(tag: &str, scale: u8, funds: u128, policy: Option<(&str, &str)>) -> Parties {
+        Parties::start_with(tag, scale, funds, policy, &[]).await
+    }
+
+    /// [`Parties::start`] with more `obol serve` arguments.
+    pub async fn start_with(
+        tag: &str,
+        scale: u8,
+        funds: u128,
+        policy: Option<(&str, &str)>,
+        more_args: &[&str],
+    ) -> Parties {
+        use serde_json::json;
+        let dir = std::env::temp_dir().join(format!("obol-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut serve_args: Vec<std::ffi::OsString> =
+            vec!["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), dir.join("data").into()];
+        if let Some((_, toml)) = policy {
+            let policy_dir = dir.join("policy");
+            std::fs::create_dir_all(&policy_dir).expect("policy directory");
+            std::fs::write(policy_dir.join("bundle.toml"), toml).expect("policy bundle");
+            serve_args.extend(["--policy-dir".into(), policy_dir.into()]);
+        }
+        serve_args.extend(more_args.iter().map(std::ffi::OsString::from));
+        let launched = launch(&serve_args);
+        let operator = launched.key.clone().expect("a fresh store prints the operator key");
+        let api = Api::new(&launched.base);
+        api.ready().await;
+        let mut parties = Parties {
+            server: Some(launched.child),
+            dir,
+            serve_args,
+            api,
+            operator,
+            holder: String::new(),
+            merchant: String::new(),
+            device: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+            scale,
+        };
+        if let Some((bundle, _)) = policy {
+            parties.until_policy(bundle).await;
+        }
+        parties.op("/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
+        parties.op("/v1/principals", json!({"id": "300", "role": "merchant", "name": "Shop"})).await;
+        parties.holder = parties.op("/v1/principals/100/keys", json!({})).await["key"].as_str().expect("key").into();
+        parties.merchant = parties.op("/v1/principals/300/keys", json!({})).await["key"].as_str().expect("key").into();
+        parties.op("/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": scale})).await;
+        parties
+            .op("/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": scale, "owner_id": "100"}))
+            .await;
+        parties
+            .op("/v1/accounts", json!({"id": "2", "asset_code": "USD", "asset_scale": scale, "owner_id": "300"}))
+            .await;
+        let fund = json!({"id": "1", "debit_account_id": "9", "credit_account_id": "1", "amount": funds.to_string(),
+            "asset_code": "USD", "asset_scale": scale});
+        parties.op("/v1/transfers", fund).await;
+        let jwk = obol_client::Wallet::device_jwk(&[42; 32], "reader");
+        parties.op("/v1/principals/100/devices", json!({"id": "55", "jwk": jwk})).await;
+        parties
+    }
+
+    /// Waits until policy bundle `bundle` (`name@version`) was added.
+    async fn until_policy(&self, bundle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, changes) = self.api.get(&self.operator, "/v1/risk/policy/changes").await;
+            let added =
+                changes.as_array().is_some_and(|all| all.iter().any(|c| c["what"] == "added" && c["bundle"] == bundle));
+            if added {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the policy never loaded: {changes}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    /// An operator request that must succeed.
+    pub async fn op(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, value) = self.api.post(&self.operator, path, body, None).await;
+        assert!((200..300).contains(&status), "{path}: {status} {value}");
+        value
+    }
+
+    /// (debits_pending, debits_posted, credits_pending, credits_posted) of an account.
+    pub async fn balances(&self, account: &str) -> [u128; 4] {
+        let (status, value) = self.api.get(&self.operator, &format!("/v1/accounts/{account}/balance")).await;
+        assert_eq!(status, 200, "{value}");
+        let field = |name: &str| value[name].as_str().expect("a balance").parse::<u128>().expect("digits");
+        [field("debits_pending"), field("debits_posted"), field("credits_pending"), field("credits_posted")]
+    }
+
+    /// The holder opens tab `id` from account 1 to account 2, signed by `device`.
+    pub async fn open_tab(&self, id: &str, budget: u128, device: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"id": id, "payer_account_id": "1", "payee_account_id": "2",
+            "budget": budget.to_string(), "asset_code": "USD", "asset_scale": self.scale, "timeout_s": 600,
+            "device_id": device});
+        self.api.post(&self.holder, "/v1/tabs", body, None).await
+    }
+
+    /// A voucher device 55 signs for tab `tab` paying account 2, base64url.
+    pub fn voucher(&self, tab: u128, cumulative: u128, seq: u64) -> String {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        use ed25519_dalek::Signer;
+        use obol_core::channel::Voucher;
+        let signature = self.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
+        Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature }.encode())
+    }
+
+    /// The merchant submits a voucher of device 55 for tab `tab`.
+    pub async fn pay_voucher(&self, tab: u128, cumulative: u128, seq: u64) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"voucher": self.voucher(tab, cumulative, seq)});
+        self.api.post(&self.merchant, &format!("/v1/tabs/{tab}/vouchers"), body, None).await
+    }
+
+    /// SIGKILLs the server and starts it again on the same store.
+    pub async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+        let launched = launch(&self.serve_args);
+        self.api = Api::new(&launched.base);
+        self.server = Some(launched.child);
+        self.api.ready().await;
+    }
+}
+
+impl Drop for Parties {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
