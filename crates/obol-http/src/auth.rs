@@ -24,8 +24,8 @@ const VERIFIED_CACHE_MAX: usize = 4096;
 /// The principal created on first start to run the platform.
 pub const BOOTSTRAP_OPERATOR_ID: u128 = 1;
 
-/// A new key: the text to show once, and what the registry keeps.
-#[derive(Debug)]
+/// A new key: the text to show once, and what the registry keeps. Its `Debug` shows only the
+/// public id: the key text and its hash never reach a log.
 pub struct KeyMaterial {
     /// The full key; shown once, never stored.
     pub text: String,
@@ -33,6 +33,16 @@ pub struct KeyMaterial {
     pub key_id: String,
     /// argon2id PHC string of the secret.
     pub phc: String,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("key_id", &self.key_id)
+            .field("text", &"<redacted>")
+            .field("phc", &"<redacted>")
+            .finish()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -234,6 +244,8 @@ mod tests {
         assert_eq!(secret.len(), 40, "160 bits as hex");
         assert!(key.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", key.phc);
         assert!(!key.phc.contains(secret));
+        let debug = format!("{key:?}");
+        assert!(debug.contains(&key.key_id) && !debug.contains(secret) && !debug.contains(&key.phc), "{debug}");
         for bad in ["", "obol_live_", "obol_live_abc_def", "Bearer x", "obol_test_0123456789abcdef_00"] {
             assert!(split_key(bad).is_none(), "{bad}");
         }

@@ -169,6 +169,10 @@ pub enum ApiError {
     /// A tab with this id exists.
     #[error("tab {0} exists already")]
     TabExists(u128),
+    /// Something the caller may not see holds this id: which fields differ is not said, so
+    /// nobody learns another's accounts or amounts by probing ids.
+    #[error("id {0} is taken; choose another")]
+    IdTaken(u128),
     /// The tab refused a payment.
     #[error("{0}")]
     TabRejected(obol_core::channel::PayReject),
@@ -264,7 +268,7 @@ impl ApiError {
             ApiError::ReviewDecided(..) => StatusCode::CONFLICT,
             ApiError::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ChallengeNotFound(_) | ApiError::TabNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::TabExists(_) => StatusCode::CONFLICT,
+            ApiError::TabExists(_) | ApiError::IdTaken(_) => StatusCode::CONFLICT,
             ApiError::TabRejected(reject) => pay_reject_status(*reject),
             ApiError::PasskeyCloneSuspected => StatusCode::FORBIDDEN,
             ApiError::Forbidden(_) | ApiError::PrincipalSuspended => StatusCode::FORBIDDEN,
@@ -317,6 +321,7 @@ impl ApiError {
             ApiError::ChallengeNotFound(_) => "challenge_not_found",
             ApiError::TabNotFound(_) => "tab_not_found",
             ApiError::TabExists(_) => "tab_exists",
+            ApiError::IdTaken(_) => "id_taken",
             ApiError::TabRejected(reject) => pay_reject_code(*reject),
             ApiError::PasskeyCloneSuspected => "passkey_clone_suspected",
             ApiError::InvalidField(_) => "invalid_field",

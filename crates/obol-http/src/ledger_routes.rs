@@ -64,6 +64,9 @@ pub(crate) async fn create_account(
     let status = match result {
         CreateAccountResult::Ok => StatusCode::CREATED,
         CreateAccountResult::Exists => StatusCode::OK,
+        rejected if rejected.as_str().starts_with("exists") && !account_visible(&state, &caller, event.id) => {
+            return Err(ApiError::IdTaken(event.id));
+        }
         rejected => return Err(ApiError::AccountRejected(rejected)),
     };
     let account = read_ledger(&state).account(event.id).map(AccountDto::from).ok_or_else(|| internal("account"))?;
@@ -94,9 +97,32 @@ pub(crate) async fn create_accounts(
     authorize_new_accounts(&state, &caller, &mut events)?;
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
     match state.engine.execute(Op::CreateAccounts(events)).await? {
-        OpResults::Accounts(results) => Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str())))),
+        OpResults::Accounts(results) => {
+            let codes = conceal(&ids, results.iter().map(|r| r.as_str()), |id| account_visible(&state, &caller, id));
+            Ok(Json(batch_results(&ids, codes.into_iter())))
+        }
         OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_accounts")),
     }
+}
+
+/// Whether the caller may see account `id`.
+fn account_visible(state: &AppState, caller: &Caller, id: u128) -> bool {
+    read_ledger(state).account(id).is_some_and(|account| can_see_account(caller, account))
+}
+
+/// Whether the caller may see transfer `id`.
+fn transfer_visible(state: &AppState, caller: &Caller, id: u128) -> bool {
+    let ledger = read_ledger(state);
+    ledger.transfer(id).is_some_and(|transfer| can_see_transfer(caller, &ledger, transfer))
+}
+
+/// Result codes as the caller may see them: an `exists*` about something the caller cannot
+/// see becomes `id_taken`, which says nothing of what differs.
+fn conceal<'a>(ids: &[u128], codes: impl Iterator<Item = &'a str>, visible: impl Fn(u128) -> bool) -> Vec<&'a str> {
+    ids.iter()
+        .zip(codes)
+        .map(|(id, code)| if code.starts_with("exists") && !visible(*id) { "id_taken" } else { code })
+        .collect()
 }
 
 fn at_index(index: usize, error: ApiError) -> ApiError {
@@ -492,6 +518,9 @@ pub(crate) async fn create_transfer(
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
         CreateTransferResult::Exists => StatusCode::OK,
+        rejected if rejected.as_str().starts_with("exists") && !transfer_visible(&state, &caller, event.id) => {
+            return Err(ApiError::IdTaken(event.id));
+        }
         rejected => return Err(ApiError::TransferRejected(rejected)),
     };
     let ledger = read_ledger(&state);
@@ -563,7 +592,8 @@ pub(crate) async fn create_transfers(
             let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
             count_paid(&state, &caller, &counted, &ok, authenticated);
             after_payment(&state, &caller, &paid_to, &ok).await;
-            Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str()))))
+            let codes = conceal(&ids, results.iter().map(|r| r.as_str()), |id| transfer_visible(&state, &caller, id));
+            Ok(Json(batch_results(&ids, codes.into_iter())))
         }
         OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_transfers")),
     }

@@ -439,3 +439,36 @@ async fn r10_10_a_signed_request_is_refused_before_its_body_is_read() {
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     assert!(text.contains("signature_key_unknown") || text.contains("urn:obol:problem:signature"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_15_ids_of_others_reveal_nothing_and_weak_device_keys_are_refused() {
+    let world = world("leaks").await;
+    // Transfer 1 (platform 9 to the holder's account 1) is not the merchant's to see: probing
+    // its id with other fields says only that the id is taken, never which field differs.
+    for amount in ["1", "9999999"] {
+        let probe = json!({"id": "1", "debit_account_id": "2", "credit_account_id": "1", "amount": amount,
+            "asset_code": "USD", "asset_scale": 9});
+        let (status, problem) = world.api.post(&world.merchant, "/v1/transfers", probe.clone(), None).await;
+        assert_eq!((status, code(&problem)), (409, "id_taken"), "{problem}");
+        let batch = json!({"transfers": [probe]});
+        let (status, answer) = world.api.post(&world.merchant, "/v1/transfers/batch", batch, None).await;
+        assert_eq!((status, answer["results"][0]["result"].as_str()), (200, Some("id_taken")), "{answer}");
+    }
+    let (status, problem) = world
+        .api
+        .post(&world.merchant, "/v1/accounts", json!({"id": "1", "asset_code": "USD", "asset_scale": 9}), None)
+        .await;
+    assert_eq!((status, code(&problem)), (409, "id_taken"), "the holder's account 1: {problem}");
+    // The holder sees its own: the precise answer stays.
+    let mine = json!({"id": "1", "debit_account_id": "1", "credit_account_id": "2", "amount": "7",
+        "asset_code": "USD", "asset_scale": 9});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", mine, None).await;
+    assert_eq!((status, code(&problem)), (409, "exists_with_different_debit_account_id"), "{problem}");
+    // A small-order public key (here the identity point) verifies forged signatures.
+    let weak =
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"});
+    let (status, problem) =
+        world.api.post(&world.holder, "/v1/principals/100/devices", json!({"id": "58", "jwk": weak}), None).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 0]);
+}

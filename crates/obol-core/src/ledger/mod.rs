@@ -1072,18 +1072,20 @@ impl Ledger {
     /// equal credits (pending and posted); flagged balances never cross; each account's pending
     /// balances equal the sum of its live pending transfers; expiry index matches.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut totals: HashMap<crate::money::Asset, [u128; 4]> = HashMap::new();
+        // Each account's balances fit u128 but their sum over accounts need not (two accounts
+        // may each have paid u128::MAX), so totals are exact (carries, low part) pairs.
+        let mut totals: HashMap<crate::money::Asset, [(u64, u128); 4]> = HashMap::new();
         for account in &self.accounts {
             let b = &account.balances;
-            let total = totals.entry(account.asset).or_insert([0; 4]);
-            let add = |sum: &mut u128, value: u128| -> Result<(), String> {
-                *sum = sum.checked_add(value).ok_or("asset total overflows u128")?;
-                Ok(())
+            let total = totals.entry(account.asset).or_insert([(0, 0); 4]);
+            let add = |sum: &mut (u64, u128), value: u128| {
+                let (low, carried) = sum.1.overflowing_add(value);
+                *sum = (sum.0 + u64::from(carried), low);
             };
-            add(&mut total[0], b.debits_pending)?;
-            add(&mut total[1], b.debits_posted)?;
-            add(&mut total[2], b.credits_pending)?;
-            add(&mut total[3], b.credits_posted)?;
+            add(&mut total[0], b.debits_pending);
+            add(&mut total[1], b.debits_posted);
+            add(&mut total[2], b.credits_pending);
+            add(&mut total[3], b.credits_posted);
             if account.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
                 && b.debits_pending + b.debits_posted > b.credits_posted
             {
@@ -1097,10 +1099,12 @@ impl Ledger {
         }
         for (asset, [debits_pending, debits_posted, credits_pending, credits_posted]) in &totals {
             if debits_pending != credits_pending {
-                return Err(format!("{asset}: pending debits {debits_pending} != pending credits {credits_pending}"));
+                return Err(format!(
+                    "{asset}: pending debits {debits_pending:?} != pending credits {credits_pending:?}"
+                ));
             }
             if debits_posted != credits_posted {
-                return Err(format!("{asset}: posted debits {debits_posted} != posted credits {credits_posted}"));
+                return Err(format!("{asset}: posted debits {debits_posted:?} != posted credits {credits_posted:?}"));
             }
         }
         let mut live_pending: HashMap<u128, [u128; 2]> = HashMap::new();
