@@ -327,13 +327,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
         let last = state.clone();
-        let served = match tls {
-            Some(config) => serve_tls(listener, app(state), config).await,
-            None => axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("serving HTTP"),
-        };
+        let served = serve_connections(listener, app(state), tls).await;
         // Velocity and regulatory counters survive the restart.
         match last.risk.save(&last.engine).await {
             Ok(bytes) if bytes > 0 => tracing::info!(bytes, "saved the risk engine's state"),
@@ -372,48 +366,96 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc
 }
 
 /// Serves `router` over TLS until a shutdown signal; each connection is HTTP/1.1 inside TLS 1.3.
-async fn serve_tls(
+/// Most connections served at once; past it obol stops accepting until one closes (the kernel
+/// queues the rest), so a flood of idle connections cannot exhaust memory or file descriptors.
+pub const CONNECTIONS_MAX: usize = 10_000;
+/// Longest a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Longest a client may take to send a request's headers (a slow client holds a connection
+/// only this long).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Longest a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// Serves HTTP (or HTTPS with `tls`) on `listener` until SIGINT or SIGTERM, with a cap on
+/// connections and time limits on handshakes and header reads; then lets requests in flight
+/// finish (for at most ten seconds).
+async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    config: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    use std::time::Duration;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(connection) => connection,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let router = router.clone();
-                tokio::spawn(async move {
-                    let tls = match acceptor.accept(tcp).await {
-                        Ok(tls) => tls,
-                        Err(error) => {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.context("the connection limit closed")?,
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(router);
+        let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS));
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let served = match acceptor {
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), acceptor.accept(tcp));
+                    let tls = match handshake.await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
                             tracing::debug!(%error, %peer, "TLS handshake failed");
                             return;
                         }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     };
-                    let router = tower::ServiceExt::map_request(router, move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                        request
-                    });
-                    let service = hyper_util::service::TowerToHyperService::new(router);
-                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    if let Err(error) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
-                    }
-                });
+                    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                None => {
+                    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, %peer, "connection ended with an error");
             }
-            () = &mut shutdown => return Ok(()),
-        }
+        });
     }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after 10 s; stopping anyway");
+    }
+    Ok(())
 }
 
 fn parse_ip_range(text: &str) -> Result<obol_http::ratelimit::IpRange, String> {

@@ -472,3 +472,21 @@ async fn r10_15_ids_of_others_reveal_nothing_and_weak_device_keys_are_refused() 
     assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
     assert_eq!(world.balances("2").await, [0, 0, 0, 0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_10_a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = world("slow").await;
+    let address = world.api.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nX-Slow: ").as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    let waited = started.elapsed().as_secs_f64();
+    assert!(waited >= 9.0, "closed after {waited:.1} s, before the 10 s header limit");
+    // The server still serves everyone else.
+    let (status, _) = world.api.get(&world.operator, "/v1/me").await;
+    assert_eq!(status, 200);
+}
