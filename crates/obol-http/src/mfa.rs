@@ -71,12 +71,17 @@ pub fn recovery_hash(principal_id: u128, code: &str) -> [u8; 32] {
     Sha256::digest(format!("obol:recovery:{principal_id}:{normalized}").as_bytes()).into()
 }
 
+/// Symbols of a recovery code: Crockford's base32 (no I, L, O or U to misread), 5 bits each.
+const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Symbols in a recovery code: 20 x 5 = 100 random bits, so its SHA-256 at rest cannot be
+/// reversed by trying codes (a slow hash would be needed below about 80 bits).
+const RECOVERY_SYMBOLS: usize = 20;
+
 fn recovery_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
-    let mut bytes = [0u8; 10];
+    let mut bytes = [0u8; RECOVERY_SYMBOLS];
     rand::fill(&mut bytes);
-    let chars: String = bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
-    format!("{}-{}", &chars[..5], &chars[5..])
+    let symbols: Vec<char> = bytes.iter().map(|b| char::from(RECOVERY_ALPHABET[usize::from(b & 31)])).collect();
+    symbols.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
 
 /// Renders `text` as a QR code in SVG.
@@ -701,5 +706,26 @@ pub async fn set_step_up(
     match run_identity(&state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
         IdentityResult::Ok => Ok(Json(body)),
         other => Err(ApiError::IdentityRejected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r10_13_recovery_codes_carry_100_random_bits() {
+        let codes: Vec<String> = (0..200).map(|_| recovery_code()).collect();
+        for code in &codes {
+            let groups: Vec<&str> = code.split('-').collect();
+            assert_eq!(groups.len(), 4, "{code}");
+            assert!(groups.iter().all(|g| g.len() == 5 && g.bytes().all(|b| RECOVERY_ALPHABET.contains(&b))), "{code}");
+        }
+        let distinct: HashSet<&String> = codes.iter().collect();
+        assert_eq!(distinct.len(), codes.len());
+        // Every symbol turns up: the 5-bit mapping has no holes (or bias toward a few).
+        let seen: HashSet<char> = codes.iter().flat_map(|c| c.chars()).filter(|c| *c != '-').collect();
+        assert_eq!(seen.len(), 32);
+        assert_eq!(recovery_hash(7, &codes[0].to_lowercase()), recovery_hash(7, &codes[0]), "typed in lower case");
     }
 }

@@ -225,7 +225,7 @@ fn identity_commands_manage_principals_keys_devices_and_mfa() {
     let confirmed = obol_as(&server, &holder_key, &["mfa", "confirm", "--principal", "100", "--code", &code]);
     assert!(confirmed.status.success(), "{}", String::from_utf8_lossy(&confirmed.stderr));
     assert_eq!(
-        String::from_utf8_lossy(&confirmed.stdout).lines().filter(|l| l.trim().len() == 11).count(),
+        String::from_utf8_lossy(&confirmed.stdout).lines().filter(|l| l.trim().len() == 23).count(),
         10,
         "ten recovery codes"
     );
