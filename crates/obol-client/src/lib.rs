@@ -166,6 +166,48 @@ fn reserve_in(state: &mut Ledgerish, limits: SpendLimits, amount: u128) -> Resul
     Ok(())
 }
 
+/// The headers that make a request a device's (RFC 9421, as obol checks it): `Content-Digest`
+/// and `Content-Type` for a body, and `Signature-Input`/`Signature` over the method, the target
+/// URI and the digest, made by `key` (key id `kid`) at `created_s` with a fresh nonce.
+pub fn signed_headers(
+    key: &SigningKey,
+    kid: &str,
+    method: &reqwest::Method,
+    url: &reqwest::Url,
+    body: &[u8],
+    created_s: u64,
+) -> Result<HeaderMap, ClientError> {
+    let authority = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => return Err(ClientError::Protocol("the server URL has no host".into())),
+    };
+    let protocol = |e: &dyn std::fmt::Display| ClientError::Protocol(e.to_string());
+    let mut headers = HeaderMap::new();
+    let mut components = vec!["@method", "@target-uri"];
+    if !body.is_empty() {
+        let digest = obol_http::httpsig::content_digest(body);
+        headers.insert("content-digest", HeaderValue::from_str(&digest).map_err(|e| protocol(&e))?);
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        components.push("content-digest");
+    }
+    let message = obol_http::httpsig::Message {
+        method: method.as_str(),
+        scheme: url.scheme(),
+        authority: &authority,
+        path: url.path(),
+        query: url.query(),
+        headers: &headers,
+    };
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let created_s = i64::try_from(created_s).map_err(|e| protocol(&e))?;
+    let (input, signature) = obol_http::httpsig::sign_request(key, kid, &components, created_s, Some(&nonce), &message)
+        .map_err(|e| ClientError::Protocol(format!("signing: {e}")))?;
+    headers.insert("signature-input", HeaderValue::from_str(&input).map_err(|e| protocol(&e))?);
+    headers.insert("signature", HeaderValue::from_str(&signature).map_err(|e| protocol(&e))?);
+    Ok(headers)
+}
+
 /// A payer device: opens tabs, pays, and handles 402.
 pub struct Wallet {
     config: WalletConfig,
@@ -233,47 +275,8 @@ impl Wallet {
         let url: reqwest::Url = format!("{}{path}", self.config.server.trim_end_matches('/'))
             .parse()
             .map_err(|e| ClientError::Protocol(format!("server URL: {e}")))?;
-        let authority = match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_string(),
-            (None, _) => return Err(ClientError::Protocol("the server URL has no host".into())),
-        };
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let mut headers = HeaderMap::new();
-        let mut components = vec!["@method", "@target-uri"];
-        if !bytes.is_empty() {
-            let digest = obol_http::httpsig::content_digest(&bytes);
-            headers.insert(
-                "content-digest",
-                HeaderValue::from_str(&digest).map_err(|e| ClientError::Protocol(e.to_string()))?,
-            );
-            headers.insert("content-type", HeaderValue::from_static("application/json"));
-            components.push("content-digest");
-        }
-        let message = obol_http::httpsig::Message {
-            method: method.as_str(),
-            scheme: url.scheme(),
-            authority: &authority,
-            path: url.path(),
-            query: url.query(),
-            headers: &headers,
-        };
-        let nonce = format!("{:032x}", rand::random::<u128>());
-        let (input, signature) = obol_http::httpsig::sign_request(
-            &self.key,
-            &self.config.kid,
-            &components,
-            now_s() as i64,
-            Some(&nonce),
-            &message,
-        )
-        .map_err(|e| ClientError::Protocol(format!("signing: {e}")))?;
-        headers.insert(
-            "signature-input",
-            HeaderValue::from_str(&input).map_err(|e| ClientError::Protocol(e.to_string()))?,
-        );
-        headers
-            .insert("signature", HeaderValue::from_str(&signature).map_err(|e| ClientError::Protocol(e.to_string()))?);
+        let headers = signed_headers(&self.key, &self.config.kid, &method, &url, &bytes, now_s())?;
         let response = self.http.request(method, url).headers(headers).body(bytes).send().await?;
         let status = response.status().as_u16();
         let value: Value = response.json().await.unwrap_or(Value::Null);

@@ -116,29 +116,10 @@ impl Api {
         body: &serde_json::Value,
         created_s: u64,
     ) -> reqwest::Request {
-        use reqwest::header::{HeaderMap, HeaderValue};
         let url: reqwest::Url = format!("{}{path}", self.base).parse().expect("a URL");
-        let authority = format!("{}:{}", url.host_str().expect("a host"), url.port().expect("a port"));
         let bytes = body.to_string().into_bytes();
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let digest = obol_http::httpsig::content_digest(&bytes);
-        headers.insert("content-digest", HeaderValue::from_str(&digest).expect("a digest"));
-        let message = obol_http::httpsig::Message {
-            method: "POST",
-            scheme: url.scheme(),
-            authority: &authority,
-            path: url.path(),
-            query: url.query(),
-            headers: &headers,
-        };
-        let nonce = format!("{:032x}", rand::random::<u128>());
-        let components = ["@method", "@target-uri", "content-digest", "content-type"];
-        let (input, signature) =
-            obol_http::httpsig::sign_request(device, kid, &components, created_s as i64, Some(&nonce), &message)
-                .expect("signing");
-        headers.insert("signature-input", HeaderValue::from_str(&input).expect("input"));
-        headers.insert("signature", HeaderValue::from_str(&signature).expect("signature"));
+        let headers =
+            obol_client::signed_headers(device, kid, &reqwest::Method::POST, &url, &bytes, created_s).expect("signing");
         self.http.post(url).headers(headers).body(bytes).build().expect("a request")
     }
 
