@@ -225,6 +225,14 @@ impl ApiKey {
     }
 }
 
+/// Nanoseconds in a UTC day.
+pub const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// The UTC day (days since the Unix epoch) of a time in ns: the day a device's daily limit counts.
+pub fn utc_day(now_ns: u64) -> u64 {
+    now_ns / NS_PER_DAY
+}
+
 /// Spending limits a holder sets for one of its devices, in one asset.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DeviceLimits {

@@ -399,7 +399,7 @@ pub(crate) async fn charge_device_day(
         return Ok(());
     }
     let amount = events.iter().map(|e| e.amount).fold(0u128, u128::saturating_add);
-    let day = now_ns() / 86_400_000_000_000;
+    let day = obol_core::identity::utc_day(now_ns());
     let command = obol_core::identity::IdentityCommand::ChargeDevice { id: device_id, day, amount };
     match identity_routes::run_identity(state, command).await? {
         obol_core::identity::IdentityResult::Ok => Ok(()),

@@ -560,7 +560,7 @@ impl Risk {
             Via::ApiKey(_) => None,
         };
         let network = self.network_of(caller.peer);
-        let today = now_ns() / 86_400_000_000_000;
+        let today = obol_core::identity::utc_day(now_ns());
         // Lock order: limits, then the engine (nothing takes them the other way round).
         let limits = lock(&self.limits);
         let mut engine = lock(&self.engine);

@@ -263,7 +263,7 @@ fn within_device_limits(
     asset: obol_core::money::Asset,
     amount: u128,
 ) -> Result<(), ApiError> {
-    let day = now_ns() / 86_400_000_000_000;
+    let day = obol_core::identity::utc_day(now_ns());
     if ledger.identity().device_limits_allow(device_id, asset, day, amount) {
         Ok(())
     } else {

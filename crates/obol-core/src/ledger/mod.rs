@@ -30,9 +30,6 @@ pub const BATCH_EVENTS_MAX: usize = 8190;
 /// Nanoseconds in a second, for timeouts.
 const NS_PER_S: u64 = 1_000_000_000;
 
-/// Nanoseconds in a UTC day, for device limits counted per day.
-const NS_PER_DAY: u64 = 86_400 * NS_PER_S;
-
 /// The results of one request inside a record.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum OpResults {
@@ -236,7 +233,7 @@ impl Ledger {
                 }
                 // The device will spend the escrow, so the escrow is one payment under its limits,
                 // charged with the transfer in this one record, whatever route opened the tab.
-                let day = timestamp / NS_PER_DAY;
+                let day = crate::identity::utc_day(timestamp);
                 if owner.is_some() && !self.identity.device_limits_allow(device_id, asset, day, budget) {
                     return TabResult::Rejected(PayReject::DeviceLimit);
                 }
@@ -335,7 +332,7 @@ impl Ledger {
                 let Some(escrow) = tab.escrow.checked_add(amount) else {
                     return TabResult::Escrow(CreateTransferResult::OverflowsDebitsPending);
                 };
-                let day = timestamp / NS_PER_DAY;
+                let day = crate::identity::utc_day(timestamp);
                 if !self.tab_device_active(tab_id) {
                     return TabResult::Rejected(PayReject::DeviceInactive);
                 }
