@@ -384,7 +384,7 @@ impl ReplayGuard {
         }
         let seen = &mut *seen;
         let live = |key: &[u8; 32], seen: &HashMap<[u8; 32], u64>| seen.get(key).is_some_and(|until| *until > now_s);
-        if live(&signature_key, &seen) || nonce_key.is_some_and(|k| live(&k, &seen)) {
+        if live(&signature_key, seen) || nonce_key.is_some_and(|k| live(&k, seen)) {
             return Err(SigError::Replayed);
         }
         seen.insert(signature_key, forget_at);

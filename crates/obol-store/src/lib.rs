@@ -16,11 +16,12 @@
 mod engine;
 mod node;
 mod postgres;
+pub mod postgres_tls;
 mod sqlite;
 
 pub use engine::{Engine, EngineError, EngineStats, QUEUE_DEPTH_MAX};
 pub use node::Node;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, connect_client as connect_postgres};
 pub use sqlite::SqliteStore;
 
 /// Why the store failed. Every variant stops the engine.
@@ -30,8 +31,8 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL reported an error.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres: {}", with_causes(.0))]
+    Postgres(tokio_postgres::Error),
     /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -72,6 +73,26 @@ pub enum StoreError {
 
 /// The callback [`Store::replay`] calls with each record's position and bytes.
 pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
+}
+
+/// An error and its causes, `a: b: c` (the driver's own text hides why a TLS handshake failed).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.ends_with(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
+}
 
 /// A log of encoded records plus a small key-value area for server metadata (API key hashes).
 pub trait Store: Send {

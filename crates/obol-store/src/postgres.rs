@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::{Store, StoreError, Visit};
 
@@ -45,8 +45,7 @@ fn one_off<T: Send + 'static>(
     std::thread::spawn(move || {
         let runtime = runtime()?;
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-            tokio::spawn(connection);
+            let client = connect_client(&url).await?;
             Ok(work(&client).await?)
         })
     })
@@ -135,13 +134,21 @@ impl PgStore {
     }
 }
 
-async fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+/// Connects to `url` (libpq syntax; `sslmode` and `sslrootcert` as in [`crate::postgres_tls`])
+/// and drives the connection on the current runtime. Call from inside a tokio runtime.
+pub async fn connect_client(url: &str) -> Result<Client, StoreError> {
+    let target = crate::postgres_tls::parse(url)?;
+    let (client, connection) = target.config.connect(target.tls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::error!(%error, "PostgreSQL connection closed");
         }
     });
+    Ok(client)
+}
+
+async fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
+    let client = connect_client(url).await?;
     client
         .batch_execute(&format!(
             "SET synchronous_commit = on;

@@ -262,9 +262,7 @@ fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> an
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let connect = || async {
-            let (client, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
-            Ok::<_, tokio_postgres::Error>(client)
+            obol_store::connect_postgres(&args.database_url).await
         };
         let setup = connect().await?;
         setup

@@ -20,6 +20,8 @@ pub struct StoreArgs {
     #[arg(long, default_value = "./obol-data", env = "OBOL_DATA_DIR")]
     data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded store, e.g. postgres://user@host:5432/db.
+    /// TLS as libpq: ?sslmode=disable|prefer (default)|require|verify-ca|verify-full, with
+    /// &sslrootcert=/path/ca.pem for the verify modes.
     #[arg(long, env = "OBOL_DATABASE_URL")]
     database_url: Option<String>,
     /// PostgreSQL schema for obol's tables (one obol per schema).
@@ -167,7 +169,12 @@ fn redact_url(url: &str) -> String {
                 None => url.to_string(),
             }
         }
-        _ => url.to_string(),
+        // key=value form: hide the value of password=...
+        _ => url
+            .split_whitespace()
+            .map(|pair| if pair.starts_with("password=") { "password=***" } else { pair })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
