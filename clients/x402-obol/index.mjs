@@ -2,11 +2,12 @@
 //
 // Three scheme clients (the `SchemeNetworkClient` shape of @x402/core) build the `payload` of a
 // `PAYMENT-SIGNATURE` for an obol-priced route:
-//   - `obol-voucher`: a signed cumulative voucher into a tab (OBV1, 124 bytes, base64url);
+//   - `obol-voucher`: a signed cumulative voucher into a tab (OBV2, 124 bytes, base64url);
 //   - `obol-payword`: the next words of a committed SHA-256 hash chain;
 //   - `exact`: a device-signed authorization of one ledger transfer.
 // The byte layouts are those of docs/vouchers.md (all integers little-endian) and
-// crates/obol-core/src/channel.rs. Only node:crypto is used for Ed25519 and SHA-256.
+// crates/obol-core/src/channel.rs (version 2: every signature names the server's network, the
+// SHA-256 of the offer's `network` text). Only node:crypto is used for Ed25519 and SHA-256.
 
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from "node:crypto";
 import { x402Client, wrapFetchWithPayment, decodePaymentResponseHeader } from "@x402/fetch";
@@ -21,18 +22,18 @@ export const SCHEME_PAYWORD = "obol-payword";
 export const SCHEME_EXACT = "exact";
 /** Bytes of a binary voucher (4 + 16 + 16 + 16 + 8 + 64). */
 export const VOUCHER_BYTES = 124;
-/** Bytes of a binary PayWord commitment (4 + 16 + 16 + 32 + 4 + 16 + 64). */
-export const COMMITMENT_BYTES = 152;
+/** Bytes of a binary PayWord commitment (4 + 32 + 16 + 16 + 32 + 4 + 16 + 64). */
+export const COMMITMENT_BYTES = 184;
 /** Longest hash chain a commitment may announce (obol's PAYWORD_LENGTH_MAX). */
 export const PAYWORD_LENGTH_MAX = 1 << 24;
 /** Most ticks one revealed word may skip (obol's PAYWORD_SKIP_MAX). */
 export const PAYWORD_SKIP_MAX = 4096;
 
-const VOUCHER_DOMAIN = Buffer.from("obol voucher v1\0", "latin1");
-const VOUCHER_MAGIC = Buffer.from("OBV1", "latin1");
-const COMMITMENT_DOMAIN = Buffer.from("obol payword v1\0", "latin1");
-const COMMITMENT_MAGIC = Buffer.from("OBP1", "latin1");
-const EXACT_DOMAIN = Buffer.from("obol exact v1\0\0\0", "latin1");
+const VOUCHER_DOMAIN = Buffer.from("obol voucher v2\0", "latin1");
+const VOUCHER_MAGIC = Buffer.from("OBV2", "latin1");
+const COMMITMENT_DOMAIN = Buffer.from("obol payword v2\0", "latin1");
+const COMMITMENT_MAGIC = Buffer.from("OBP2", "latin1");
+const EXACT_DOMAIN = Buffer.from("obol exact v2\0\0\0", "latin1");
 // PKCS#8 DER header of an Ed25519 private key; the 32-byte seed follows it.
 const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
@@ -104,10 +105,22 @@ function signWith(key, message) {
 // ---------------------------------------------------------------------------------------------
 // Binary formats (docs/vouchers.md)
 
-/** The 72 bytes a voucher's signature covers. */
-export function voucherMessage({ tabId, payeeId, cumulative, seq }) {
+/**
+ * The 32 bytes that name an obol server in every signature: SHA-256 of its network id
+ * (`obol:<instance-id>`, the `network` of its offers and tabs).
+ */
+export function networkTag(network) {
+  if (typeof network !== "string" || !network.startsWith("obol:")) {
+    throw new TypeError(`network must be an obol network id (obol:<instance-id>), got ${JSON.stringify(network)}`);
+  }
+  return createHash("sha256").update(network, "utf8").digest();
+}
+
+/** The 104 bytes a voucher's signature covers. */
+export function voucherMessage({ network, tabId, payeeId, cumulative, seq }) {
   return Buffer.concat([
     VOUCHER_DOMAIN,
+    networkTag(network),
     u128(tabId, "tabId"),
     u128(payeeId, "payeeId"),
     u128(cumulative, "cumulative"),
@@ -116,14 +129,14 @@ export function voucherMessage({ tabId, payeeId, cumulative, seq }) {
 }
 
 /**
- * A signed voucher in its binary form: "OBV1" (4), tab (16), payee (16), cumulative (16), seq (8),
- * signature (64), 124 bytes in all. (docs/vouchers.md titles it "108 bytes", but its own table
- * and example hex are 124 bytes, as is channel.rs's VOUCHER_BYTES.)
+ * A signed voucher in its binary form: "OBV2" (4), tab (16), payee (16), cumulative (16), seq (8),
+ * signature (64), 124 bytes in all. The network is signed but not sent: the server checks
+ * against its own.
  */
-export function encodeVoucher({ seed, key, tabId, payeeId, cumulative, seq }) {
-  const message = voucherMessage({ tabId, payeeId, cumulative, seq });
+export function encodeVoucher({ seed, key, network, tabId, payeeId, cumulative, seq }) {
+  const message = voucherMessage({ network, tabId, payeeId, cumulative, seq });
   const signature = signWith(key ?? privateKey(seed), message);
-  return Buffer.concat([VOUCHER_MAGIC, message.subarray(VOUCHER_DOMAIN.length), signature]);
+  return Buffer.concat([VOUCHER_MAGIC, message.subarray(VOUCHER_DOMAIN.length + 32), signature]);
 }
 
 /** SHA-256 of a word: one PayWord step. */
@@ -148,12 +161,13 @@ export function paywordChain(lastWord, length) {
 }
 
 /** The bytes a PayWord commitment's signature covers. */
-export function commitmentMessage({ tabId, payeeId, root, length, valuePerTick }) {
+export function commitmentMessage({ network, tabId, payeeId, root, length, valuePerTick }) {
   if (!Number.isInteger(length) || length < 1 || length > PAYWORD_LENGTH_MAX) {
     throw new RangeError(`length must be an integer in 1..=${PAYWORD_LENGTH_MAX}`);
   }
   return Buffer.concat([
     COMMITMENT_DOMAIN,
+    networkTag(network),
     u128(tabId, "tabId"),
     u128(payeeId, "payeeId"),
     bytes32(root, "root"),
@@ -163,21 +177,21 @@ export function commitmentMessage({ tabId, payeeId, root, length, valuePerTick }
 }
 
 /**
- * A signed PayWord commitment: the 152-byte binary form ("OBP1", tab, payee, root, length,
- * value per tick, signature) in base64url without padding, the body field of
- * `POST /v1/tabs/{id}/commitment` (`{"commitment": ...}`).
+ * A signed PayWord commitment: the 184-byte binary form ("OBP2", network, tab, payee, root,
+ * length, value per tick, signature) in base64url without padding, the body field of
+ * `POST /v1/tabs/{id}/commitment` (`{"commitment": ...}`). `network` is the tab's `network`.
  */
-export function commitment({ seed, key, tabId, payeeId, root, length, valuePerTick }) {
-  const message = commitmentMessage({ tabId, payeeId, root, length, valuePerTick });
+export function commitment({ seed, key, network, tabId, payeeId, root, length, valuePerTick }) {
+  const message = commitmentMessage({ network, tabId, payeeId, root, length, valuePerTick });
   const signature = signWith(key ?? privateKey(seed), message);
   return Buffer.concat([COMMITMENT_MAGIC, message.subarray(COMMITMENT_DOMAIN.length), signature]).toString("base64url");
 }
 
 /**
- * The 112 bytes an `exact` authorization's signature covers: domain, transfer, from, to,
- * amount, asset code (3 ASCII letters) and scale (1 byte), 4 zero bytes, device, validBefore.
+ * The 144 bytes an `exact` authorization's signature covers: domain, network, transfer, from,
+ * to, amount, asset code (3 ASCII letters) and scale (1 byte), 4 zero bytes, device, validBefore.
  */
-export function exactMessage({ transfer, from, to, amount, asset, assetScale, device, validBefore }) {
+export function exactMessage({ network, transfer, from, to, amount, asset, assetScale, device, validBefore }) {
   if (typeof asset !== "string" || !/^[A-Z]{3}$/.test(asset)) {
     throw new TypeError(`asset must be a 3-letter ISO 4217 code, got ${JSON.stringify(asset)}`);
   }
@@ -186,6 +200,7 @@ export function exactMessage({ transfer, from, to, amount, asset, assetScale, de
   }
   return Buffer.concat([
     EXACT_DOMAIN,
+    networkTag(network),
     u128(transfer, "transfer"),
     u128(from, "from"),
     u128(to, "to"),
@@ -277,6 +292,7 @@ export class ObolVoucherScheme {
     const seq = tab.seq + 1n;
     const voucher = encodeVoucher({
       key: this.key,
+      network: requirements.network,
       tabId: tab.tabId,
       payeeId: toUint(requirements.payTo, "requirements.payTo"),
       cumulative,
@@ -407,6 +423,7 @@ export class ObolExactScheme {
     }
     const validBefore = Math.floor(Date.now() / 1000) + timeout;
     const message = exactMessage({
+      network: requirements.network,
       transfer,
       from: this.from,
       to: toUint(requirements.payTo, "requirements.payTo"),

@@ -19,11 +19,13 @@ import {
   ObolExactScheme,
   ObolPaywordScheme,
   ObolVoucherScheme,
+  COMMITMENT_BYTES,
   VOUCHER_BYTES,
   commitment,
   decodePaymentResponseHeader,
   encodeVoucher,
   exactMessage,
+  networkTag,
   obolClient,
   paywordChain,
   privateKey,
@@ -33,13 +35,14 @@ import {
 } from "./index.mjs";
 
 // docs/vouchers.md, "Example": the RFC 8037 appendix A key; tab 42 pays account 7 a cumulative
-// 250000 at seq 3.
+// 250000 at seq 3, on network obol:example.
 const RFC8037_SEED = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 const RFC8037_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+const DOC_NETWORK_TAG = "548095f6bfca1e6f324132fef7da2fe27089c97fb2e440b2e35f07f9cda36ff1";
 const DOC_MESSAGE =
-  "6f626f6c20766f7563686572207631002a0000000000000000000000000000000700000000000000000000000000000090d003000000000000000000000000000300000000000000";
+  "6f626f6c20766f756368657220763200548095f6bfca1e6f324132fef7da2fe27089c97fb2e440b2e35f07f9cda36ff12a0000000000000000000000000000000700000000000000000000000000000090d003000000000000000000000000000300000000000000";
 const DOC_VOUCHER =
-  "4f4256312a0000000000000000000000000000000700000000000000000000000000000090d00300000000000000000000000000030000000000000016f67ff65a88af65b8632390c4e3619ebcbc08d2d7c869f81f478260d7bb5df886b1d2dda0760ceb8d41d98e234610a11a3d5ffa163bafdea58618c136f8b509";
+  "4f4256322a0000000000000000000000000000000700000000000000000000000000000090d003000000000000000000000000000300000000000000d7297d1953abfdc7754d3697e393679c5c43903de274109114efd64021bd1786b8d4d6d02400980c4023648149cdac756df02c5339cae18d0eb1475412d82802";
 const DOC_CHAIN = [
   "12771355e46cd47c71ed1721fd5319b383cca3a1f9fce3aa1c8cd3bd37af20d7",
   "2b32db6c2c0a6235fb1397e8225ea85e0f0e6e8c7b126d0016ccbde0e667151e",
@@ -60,7 +63,7 @@ const readLE = (bytes) => bytes.reduceRight((acc, byte) => (acc << 8n) | BigInt(
 // ---------------------------------------------------------------------------------------------
 // A stand-in for an obol-priced route
 
-const NETWORK = "obol:test";
+const NETWORK = "obol:example";
 const PRICE = 1000n;
 const PAYEE = "7";
 const TAB = 42n;
@@ -94,10 +97,10 @@ function obolLikeServer({ root }) {
     switch (accepted.scheme) {
       case "obol-voucher": {
         const bytes = Buffer.from(payload.voucher, "base64url");
-        if (bytes.length !== VOUCHER_BYTES || bytes.subarray(0, 4).toString() !== "OBV1") return { error: "invalid_payload" };
+        if (bytes.length !== VOUCHER_BYTES || bytes.subarray(0, 4).toString() !== "OBV2") return { error: "invalid_payload" };
         const [tab, payee, cumulative, seq] = [readLE(bytes.subarray(4, 20)), readLE(bytes.subarray(20, 36)),
           readLE(bytes.subarray(36, 52)), readLE(bytes.subarray(52, 60))];
-        const message = voucherMessage({ tabId: tab, payeeId: payee, cumulative, seq });
+        const message = voucherMessage({ network: accepted.network, tabId: tab, payeeId: payee, cumulative, seq });
         if (!verify(null, message, verifyingKey, bytes.subarray(60))) return { error: "tab_bad_signature" };
         if (tab !== TAB || payee.toString() !== accepted.payTo) return { error: "tab_wrong_payee" };
         if (seq <= tabState.seq || cumulative <= tabState.cumulative) return { error: "voucher_stale" };
@@ -120,6 +123,7 @@ function obolLikeServer({ root }) {
       }
       case "exact": {
         const message = exactMessage({
+          network: accepted.network,
           transfer: payload.transfer,
           from: payload.from,
           to: accepted.payTo,
@@ -174,7 +178,9 @@ const test = (name, fn) => tests.push({ name, fn });
 
 test("voucher signed message and binary form match docs/vouchers.md", () => {
   assert.equal(publicKey(seed).toString("hex"), RFC8037_PUBLIC);
-  const fields = { tabId: 42n, payeeId: 7n, cumulative: 250000n, seq: 3n };
+  assert.equal(networkTag(NETWORK).toString("hex"), DOC_NETWORK_TAG);
+  assert.throws(() => networkTag("eip155:8453"), /obol network id/);
+  const fields = { network: NETWORK, tabId: 42n, payeeId: 7n, cumulative: 250000n, seq: 3n };
   assert.equal(voucherMessage(fields).toString("hex"), DOC_MESSAGE);
   const voucher = encodeVoucher({ seed, ...fields });
   assert.equal(voucher.toString("hex"), DOC_VOUCHER);
@@ -205,16 +211,17 @@ test("paywordChain reproduces the doc's example chain", () => {
   assert.equal(paywordChain(Buffer.alloc(32), 0).length, 1);
 });
 
-test("commitment is the 152-byte OBP1 form, signed", () => {
+test("commitment is the 184-byte OBP2 form, signed for the network", () => {
   const root = Buffer.from(DOC_CHAIN[0], "hex");
-  const text = commitment({ seed, tabId: 42n, payeeId: 7n, root, length: 3, valuePerTick: 500n });
+  const text = commitment({ seed, network: NETWORK, tabId: 42n, payeeId: 7n, root, length: 3, valuePerTick: 500n });
   assert.doesNotMatch(text, /[=+/]/);
   const bytes = Buffer.from(text, "base64url");
-  const expected = Buffer.concat([Buffer.from("OBP1"), le(42, 16), le(7, 16), root, le(3, 4), le(500, 16)]);
-  assert.equal(bytes.length, 152);
-  assert.ok(bytes.subarray(0, 88).equals(expected));
-  const signed = Buffer.concat([Buffer.from("obol payword v1\0"), bytes.subarray(4, 88)]);
-  assert.ok(verify(null, signed, verifyingKey, bytes.subarray(88)));
+  const tag = Buffer.from(DOC_NETWORK_TAG, "hex");
+  const expected = Buffer.concat([Buffer.from("OBP2"), tag, le(42, 16), le(7, 16), root, le(3, 4), le(500, 16)]);
+  assert.equal(bytes.length, COMMITMENT_BYTES);
+  assert.ok(bytes.subarray(0, 120).equals(expected));
+  const signed = Buffer.concat([Buffer.from("obol payword v2\0"), bytes.subarray(4, 120)]);
+  assert.ok(verify(null, signed, verifyingKey, bytes.subarray(120)));
 });
 
 test("ObolPaywordScheme reveals ceil(amount / valuePerTick) ticks and stops at the chain's end", async () => {
@@ -227,15 +234,15 @@ test("ObolPaywordScheme reveals ceil(amount / valuePerTick) ticks and stops at t
   await assert.rejects(scheme.createPaymentPayload(2, { ...offerOf("obol-payword"), payTo: "9" }), /no tab pays account 9/);
 });
 
-test("the exact authorization message has the documented 112-byte layout", () => {
+test("the exact authorization message has the documented 144-byte layout", () => {
   const message = exactMessage({
-    transfer: 5001n, from: 1n, to: 7n, amount: 1000n, asset: "USD", assetScale: 9, device: 3n, validBefore: 1700000000,
+    network: NETWORK, transfer: 5001n, from: 1n, to: 7n, amount: 1000n, asset: "USD", assetScale: 9, device: 3n, validBefore: 1700000000,
   });
   const expected = Buffer.concat([
-    Buffer.from("obol exact v1\0\0\0"), le(5001, 16), le(1, 16), le(7, 16), le(1000, 16),
+    Buffer.from("obol exact v2\0\0\0"), Buffer.from(DOC_NETWORK_TAG, "hex"), le(5001, 16), le(1, 16), le(7, 16), le(1000, 16),
     Buffer.from([0x55, 0x53, 0x44, 9]), Buffer.alloc(4), le(3, 16), le(1700000000, 8),
   ]);
-  assert.equal(message.length, 112);
+  assert.equal(message.length, 144);
   assert.equal(message.toString("hex"), expected.toString("hex"));
 });
 
@@ -249,7 +256,7 @@ test("ObolExactScheme signs a fresh authorization of the offer", async () => {
   assert.match(payload.transfer, /^[1-9][0-9]*$/);
   assert.ok(BigInt(payload.transfer) < 1n << 120n);
   assert.ok(payload.validBefore >= before + 60 && payload.validBefore <= before + 61);
-  const message = exactMessage({ ...payload, to: 7n, amount: 1000n, asset: "USD", assetScale: 9 });
+  const message = exactMessage({ ...payload, network: NETWORK, to: 7n, amount: 1000n, asset: "USD", assetScale: 9 });
   assert.ok(verify(null, message, verifyingKey, Buffer.from(payload.signature, "base64url")));
   const again = await scheme.createPaymentPayload(2, offerOf("exact"));
   assert.notEqual(again.payload.transfer, payload.transfer, "each authorization is a new transfer");

@@ -95,13 +95,21 @@ async fn the_real_x402_fetch_client_pays_an_obol_route_with_every_scheme() {
             "budget": budget.to_string(), "asset_code": "USD", "asset_scale": 9, "timeout_s": 600, "device_id": device})
     };
     sandbox.op("/v1/tabs", open("71", 10 * PRICE)).await.unwrap();
-    sandbox.op("/v1/tabs", open("72", 10 * PRICE)).await.unwrap();
+    let tab = sandbox.op("/v1/tabs", open("72", 10 * PRICE)).await.unwrap();
+    let network = obol_core::channel::Network::named(tab["network"].as_str().expect("the tab names its network"));
     let chain_seed = [0x17u8; 32];
     let chain = payword_chain(chain_seed, 10);
     let key = SigningKey::from_bytes(&DEVICE_SEED);
-    let signature = key.sign(&Commitment::signed_message(72, MERCHANT, &chain[0], 10, PRICE)).to_bytes();
-    let commitment =
-        Commitment { tab_id: 72, payee_id: MERCHANT, root: chain[0], length: 10, value_per_tick: PRICE, signature };
+    let signature = key.sign(&Commitment::signed_message(&network, 72, MERCHANT, &chain[0], 10, PRICE)).to_bytes();
+    let commitment = Commitment {
+        tab_id: 72,
+        payee_id: MERCHANT,
+        network,
+        root: chain[0],
+        length: 10,
+        value_per_tick: PRICE,
+        signature,
+    };
     let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
     sandbox.op("/v1/tabs/72/commitment", body).await.unwrap();
     let url = format!("{}/priced", sandbox.base);

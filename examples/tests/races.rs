@@ -7,7 +7,7 @@
 use axum::Router;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use obol_core::channel::Voucher;
+use obol_core::channel::{Network, Voucher};
 use obol_examples::Sandbox;
 use serde_json::{Value, json};
 
@@ -18,7 +18,9 @@ const ESCROW: u128 = 1_000;
 
 fn voucher(tab: u128, cumulative: u128, seq: u64) -> String {
     let key = SigningKey::from_bytes(&DEVICE_SEED);
-    let signature = key.sign(&Voucher::signed_message(tab, MERCHANT, cumulative, seq)).to_bytes();
+    let signature = key
+        .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), tab, MERCHANT, cumulative, seq))
+        .to_bytes();
     Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: MERCHANT, cumulative, seq, signature }.encode())
 }
 

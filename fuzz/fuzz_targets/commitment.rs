@@ -1,13 +1,15 @@
-//! Any bytes: a PayWord commitment decodes only from its 152-byte form and round-trips; and a
+//! Any bytes: a PayWord commitment decodes only from its 184-byte version 2 form or its 152-byte
+//! version 1 form (old logs), and round-trips byte for byte; and a
 //! tab that accepted a chain's commitment never pays beyond its escrow, whatever words arrive.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use obol_core::channel::{COMMITMENT_BYTES, Commitment, Tab};
+use obol_core::channel::{COMMITMENT_BYTES, COMMITMENT_BYTES_V1, Commitment, Network, Tab};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(commitment) = Commitment::decode(data) {
-        assert_eq!(data.len(), COMMITMENT_BYTES);
+        let expected = if commitment.network == Network::UNBOUND { COMMITMENT_BYTES_V1 } else { COMMITMENT_BYTES };
+        assert_eq!(data.len(), expected);
         let encoded = commitment.encode();
         assert_eq!(&encoded[..], data);
         assert_eq!(Commitment::decode(&encoded), Ok(commitment));

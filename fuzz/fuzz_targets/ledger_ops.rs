@@ -8,7 +8,7 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use libfuzzer_sys::fuzz_target;
-use obol_core::channel::{Commitment, TabCommand, Voucher, payword_chain};
+use obol_core::channel::{Commitment, Network, TabCommand, Voucher, payword_chain};
 use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AMOUNT_MAX, AccountFlags, Ledger, NewAccount, NewTransfer, TransferFlags};
@@ -126,16 +126,22 @@ fuzz_target!(|data: &[u8]| {
                 let cumulative = u128::from(bytes.u16().unwrap_or(0));
                 let seq = u64::from(bytes.u8().unwrap_or(0));
                 let payee_id = if bytes.u8().unwrap_or(0) == 0 { 1 } else { PAYEE };
-                let signature = key.sign(&Voucher::signed_message(tab_id, payee_id, cumulative, seq)).to_bytes();
+                let network = Network::named("obol:fuzz");
+                let signature =
+                    key.sign(&Voucher::signed_message(&network, tab_id, payee_id, cumulative, seq)).to_bytes();
                 Some(Op::Tab(TabCommand::Voucher(Voucher { tab_id, payee_id, cumulative, seq, signature })))
             }
             2 => {
                 let length = u32::from(bytes.u8().unwrap_or(0)) % CHAIN_LENGTH + 1;
                 let value_per_tick = u128::from(bytes.u8().unwrap_or(0));
                 let root = chain[(CHAIN_LENGTH - length) as usize];
-                let message = Commitment::signed_message(tab_id, PAYEE, &root, length, value_per_tick);
+                // Version 1 (unbound) commitments too: logs written before version 2 hold them, and
+                // their records must replay.
+                let network = if bytes.u8().unwrap_or(0) % 4 == 0 { Network::UNBOUND } else { Network::named("obol:fuzz") };
+                let message = Commitment::signed_message(&network, tab_id, PAYEE, &root, length, value_per_tick);
                 let signature = key.sign(&message).to_bytes();
-                let commitment = Commitment { tab_id, payee_id: PAYEE, root, length, value_per_tick, signature };
+                let commitment =
+                    Commitment { tab_id, payee_id: PAYEE, network, root, length, value_per_tick, signature };
                 Some(Op::Tab(TabCommand::Commit(commitment)))
             }
             3 => {

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use obol_core::channel::{Commitment, ExactAuthorization, Voucher, payword_chain};
+use obol_core::channel::{Commitment, ExactAuthorization, Network, Voucher, payword_chain};
 use obol_core::money::Asset;
 use obol_http::x402::{PaymentRequired, PaymentRequirements, SettlementResponse, decode_header, encode_header};
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -130,6 +130,8 @@ pub struct TabView {
 #[derive(Clone, Debug)]
 struct TabState {
     id: u128,
+    /// The server's network, which every voucher and commitment for the tab is signed for.
+    network: Network,
     escrow: u128,
     cumulative: u128,
     seq: u64,
@@ -304,7 +306,12 @@ impl Wallet {
         let tab = self.signed(reqwest::Method::POST, "/v1/tabs", Some(&body)).await?;
         let id: u128 =
             tab["id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ClientError::Protocol("tab id".into()))?;
-        self.state().tabs.insert(payee, TabState { id, escrow: budget, cumulative: 0, seq: 0, chain: None });
+        let network = tab["network"]
+            .as_str()
+            .filter(|network| network.starts_with("obol:"))
+            .map(Network::named)
+            .ok_or_else(|| ClientError::Protocol("the tab names no obol network".into()))?;
+        self.state().tabs.insert(payee, TabState { id, network, escrow: budget, cumulative: 0, seq: 0, chain: None });
         Ok(id)
     }
 
@@ -332,9 +339,16 @@ impl Wallet {
         let tab = self.tab(payee).ok_or_else(|| ClientError::Protocol(format!("no tab to {payee}")))?;
         let words = payword_chain(rand::random(), length);
         let root = words[0];
-        let message = Commitment::signed_message(tab.id, payee, &root, length, value_per_tick);
+        let network = self
+            .state()
+            .tabs
+            .get(&payee)
+            .map(|tab| tab.network)
+            .ok_or_else(|| ClientError::Protocol(format!("no tab to {payee}")))?;
+        let message = Commitment::signed_message(&network, tab.id, payee, &root, length, value_per_tick);
         let signature = self.key.sign(&message).to_bytes();
-        let commitment = Commitment { tab_id: tab.id, payee_id: payee, root, length, value_per_tick, signature };
+        let commitment =
+            Commitment { tab_id: tab.id, payee_id: payee, network, root, length, value_per_tick, signature };
         let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
         self.signed(reqwest::Method::POST, &format!("/v1/tabs/{}/commitment", tab.id), Some(&body)).await?;
         if let Some(state) = self.state().tabs.get_mut(&payee) {
@@ -359,9 +373,9 @@ impl Wallet {
         if cumulative > tab.escrow {
             return Err(ClientError::SpendLimit(format!("the tab to {payee} holds {}, not {cumulative}", tab.escrow)));
         }
-        let (id, seq) = (tab.id, tab.seq + 1);
+        let (id, seq, network) = (tab.id, tab.seq + 1, tab.network);
         reserve_in(&mut state, self.config.limits, amount)?;
-        let signature = self.key.sign(&Voucher::signed_message(id, payee, cumulative, seq)).to_bytes();
+        let signature = self.key.sign(&Voucher::signed_message(&network, id, payee, cumulative, seq)).to_bytes();
         if let Some(tab) = state.tabs.get_mut(&payee) {
             tab.cumulative = cumulative;
             tab.seq = seq;
@@ -389,10 +403,12 @@ impl Wallet {
         Ok((id, index, word))
     }
 
-    /// Signs a one-off authorization of `amount` to `payee` (scheme `exact`).
-    pub fn exact(&self, payee: u128, amount: u128, valid_s: u64) -> Result<Value, ClientError> {
+    /// Signs a one-off authorization of `amount` to `payee` (scheme `exact`) on the server
+    /// whose network id is `network` (`obol:<instance-id>`, as its offers say).
+    pub fn exact(&self, network: &str, payee: u128, amount: u128, valid_s: u64) -> Result<Value, ClientError> {
         self.reserve(amount)?;
         let authorization = ExactAuthorization {
+            network: Network::named(network),
             transfer_id: (rand::random::<u128>() >> 8).max(1),
             from: self.config.account_id,
             to: payee,
@@ -434,7 +450,7 @@ impl Wallet {
                 let voucher = self.voucher(payee, amount)?;
                 Ok(json!({"voucher": Base64UrlUnpadded::encode_string(&voucher.encode())}))
             }
-            "exact" => self.exact(payee, amount, offer.max_timeout_seconds.max(1)),
+            "exact" => self.exact(&offer.network, payee, amount, offer.max_timeout_seconds.max(1)),
             other => Err(ClientError::NoUsableOffer(format!("scheme {other}"))),
         }
     }

@@ -6,24 +6,53 @@
 //! PayWord commitment to the root of a SHA-256 hash chain and revealing the chain's preimages one
 //! per tick. Verification is pure: a signature check or a hash, against the tab's state in memory.
 //! The formats are specified in `docs/vouchers.md`.
+//!
+//! Every signature names the obol deployment it is for ([`Network`]: the hash of the server's
+//! network id `obol:<instance-id>`), so a voucher, commitment or authorization made for one
+//! server pays nothing on another, even where tab, account and device ids and keys coincide.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// First bytes of a binary voucher, version 1.
-pub const VOUCHER_MAGIC: [u8; 4] = *b"OBV1";
+/// First bytes of a binary voucher, version 2 (signed for one network).
+pub const VOUCHER_MAGIC: [u8; 4] = *b"OBV2";
+/// Version 1 (signed for no network): kept in logs written before version 2, never accepted anew.
+const VOUCHER_MAGIC_V1: [u8; 4] = *b"OBV1";
 /// Bytes of a binary voucher: magic, tab, payee, cumulative, seq, signature.
 pub const VOUCHER_BYTES: usize = 4 + 16 + 16 + 16 + 8 + 64;
 /// Domain separation for voucher signatures.
-const VOUCHER_DOMAIN: &[u8] = b"obol voucher v1\0";
-/// First bytes of a binary PayWord commitment, version 1.
-pub const COMMITMENT_MAGIC: [u8; 4] = *b"OBP1";
-/// Bytes of a binary commitment: magic, tab, payee, root, length, value per tick, signature.
-pub const COMMITMENT_BYTES: usize = 4 + 16 + 16 + 32 + 4 + 16 + 64;
+const VOUCHER_DOMAIN: &[u8; 16] = b"obol voucher v2\0";
+/// Bytes a voucher's signature covers: domain, network, tab, payee, cumulative, seq.
+pub const VOUCHER_MESSAGE_BYTES: usize = 16 + 32 + 16 + 16 + 16 + 8;
+/// First bytes of a binary PayWord commitment, version 2 (signed for one network).
+pub const COMMITMENT_MAGIC: [u8; 4] = *b"OBP2";
+/// Version 1 (signed for no network): kept in logs written before version 2.
+pub const COMMITMENT_MAGIC_V1: [u8; 4] = *b"OBP1";
+/// Bytes of a binary commitment: magic, network, tab, payee, root, length, value per tick, signature.
+pub const COMMITMENT_BYTES: usize = 4 + 32 + 16 + 16 + 32 + 4 + 16 + 64;
+/// Bytes of a version 1 commitment (no network).
+pub const COMMITMENT_BYTES_V1: usize = COMMITMENT_BYTES - 32;
 /// Domain separation for commitment signatures.
-const COMMITMENT_DOMAIN: &[u8] = b"obol payword v1\0";
+const COMMITMENT_DOMAIN: &[u8; 16] = b"obol payword v2\0";
+const COMMITMENT_DOMAIN_V1: &[u8; 16] = b"obol payword v1\0";
 /// Longest hash chain a commitment may announce.
 pub const PAYWORD_LENGTH_MAX: u32 = 1 << 24;
+
+/// Which obol deployment a signature is for: SHA-256 of the server's network id, the UTF-8 text
+/// `obol:<instance-id>` that `GET /v1/x402/supported`, every tab and every x402 offer show.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Network(pub [u8; 32]);
+
+impl Network {
+    /// The network whose id is `id` (for example `obol:3f9a0c`).
+    pub fn named(id: &str) -> Network {
+        Network(Sha256::digest(id.as_bytes()).into())
+    }
+
+    /// No network: what a version 1 commitment (from a log written before version 2) was
+    /// signed for. No server accepts it anew: it matches no named network.
+    pub const UNBOUND: Network = Network([0; 32]);
+}
 
 /// A payer's promise: the tab has paid the payee `cumulative` in total, as of `seq`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -47,6 +76,8 @@ pub struct Commitment {
     pub tab_id: u128,
     /// The payee account the tab pays.
     pub payee_id: u128,
+    /// The server it is for ([`Network::UNBOUND`] for a version 1 commitment from an old log).
+    pub network: Network,
     /// w0 = H^length(w_length): the chain's root.
     pub root: [u8; 32],
     /// How many ticks the chain holds.
@@ -66,6 +97,9 @@ pub enum CodecError {
     /// Wrong magic or version.
     #[error("unknown format or version")]
     Magic,
+    /// Version 1, which names no network: no server accepts it any more.
+    #[error("format version 1 names no network; sign version 2 for this server's network (docs/vouchers.md)")]
+    Unbound,
 }
 
 fn u128_at(bytes: &[u8], at: usize) -> u128 {
@@ -75,14 +109,21 @@ fn u128_at(bytes: &[u8], at: usize) -> u128 {
 }
 
 impl Voucher {
-    /// The bytes the payer signs.
-    pub fn signed_message(tab_id: u128, payee_id: u128, cumulative: u128, seq: u64) -> [u8; 16 + 56] {
-        let mut message = [0u8; 16 + 56];
+    /// The bytes the payer signs (104): domain, network, tab, payee, cumulative, seq.
+    pub fn signed_message(
+        network: &Network,
+        tab_id: u128,
+        payee_id: u128,
+        cumulative: u128,
+        seq: u64,
+    ) -> [u8; VOUCHER_MESSAGE_BYTES] {
+        let mut message = [0u8; VOUCHER_MESSAGE_BYTES];
         message[..16].copy_from_slice(VOUCHER_DOMAIN);
-        message[16..32].copy_from_slice(&tab_id.to_le_bytes());
-        message[32..48].copy_from_slice(&payee_id.to_le_bytes());
-        message[48..64].copy_from_slice(&cumulative.to_le_bytes());
-        message[64..72].copy_from_slice(&seq.to_le_bytes());
+        message[16..48].copy_from_slice(&network.0);
+        message[48..64].copy_from_slice(&tab_id.to_le_bytes());
+        message[64..80].copy_from_slice(&payee_id.to_le_bytes());
+        message[80..96].copy_from_slice(&cumulative.to_le_bytes());
+        message[96..104].copy_from_slice(&seq.to_le_bytes());
         message
     }
 
@@ -98,12 +139,22 @@ impl Voucher {
         out
     }
 
-    /// Reads the binary form.
+    /// Reads the binary form a payer sends: version 2 only.
     pub fn decode(bytes: &[u8]) -> Result<Voucher, CodecError> {
+        if bytes.len() == VOUCHER_BYTES && bytes[..4] == VOUCHER_MAGIC_V1 {
+            return Err(CodecError::Unbound);
+        }
+        Voucher::decode_logged(bytes)
+    }
+
+    /// Reads a voucher from the log, where records written before version 2 hold version 1.
+    /// The log never re-verifies a voucher (it was verified before it was written), so both
+    /// read the same.
+    pub fn decode_logged(bytes: &[u8]) -> Result<Voucher, CodecError> {
         if bytes.len() != VOUCHER_BYTES {
             return Err(CodecError::Length);
         }
-        if bytes[..4] != VOUCHER_MAGIC {
+        if bytes[..4] != VOUCHER_MAGIC && bytes[..4] != VOUCHER_MAGIC_V1 {
             return Err(CodecError::Magic);
         }
         let mut seq = [0u8; 8];
@@ -119,18 +170,31 @@ impl Voucher {
         })
     }
 
-    /// Whether `key` signed this voucher (strict Ed25519).
-    pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let message = Voucher::signed_message(self.tab_id, self.payee_id, self.cumulative, self.seq);
+    /// Whether `key` signed this voucher for `network` (strict Ed25519).
+    pub fn verify(&self, key: &VerifyingKey, network: &Network) -> bool {
+        let message = Voucher::signed_message(network, self.tab_id, self.payee_id, self.cumulative, self.seq);
         key.verify_strict(&message, &Signature::from_bytes(&self.signature)).is_ok()
     }
 }
 
 impl Commitment {
-    /// The bytes the payer signs.
-    pub fn signed_message(tab_id: u128, payee_id: u128, root: &[u8; 32], length: u32, value_per_tick: u128) -> Vec<u8> {
-        let mut message = Vec::with_capacity(16 + 84);
-        message.extend_from_slice(COMMITMENT_DOMAIN);
+    /// The bytes the payer signs: domain, network, tab, payee, root, length, value per tick
+    /// (version 1, for [`Network::UNBOUND`]: its own domain and no network).
+    pub fn signed_message(
+        network: &Network,
+        tab_id: u128,
+        payee_id: u128,
+        root: &[u8; 32],
+        length: u32,
+        value_per_tick: u128,
+    ) -> Vec<u8> {
+        let mut message = Vec::with_capacity(16 + 32 + 84);
+        if *network == Network::UNBOUND {
+            message.extend_from_slice(COMMITMENT_DOMAIN_V1);
+        } else {
+            message.extend_from_slice(COMMITMENT_DOMAIN);
+            message.extend_from_slice(&network.0);
+        }
         message.extend_from_slice(&tab_id.to_le_bytes());
         message.extend_from_slice(&payee_id.to_le_bytes());
         message.extend_from_slice(root);
@@ -139,58 +203,97 @@ impl Commitment {
         message
     }
 
-    /// The compact binary form (152 bytes).
-    pub fn encode(&self) -> [u8; COMMITMENT_BYTES] {
-        let mut out = [0u8; COMMITMENT_BYTES];
-        out[..4].copy_from_slice(&COMMITMENT_MAGIC);
-        out[4..20].copy_from_slice(&self.tab_id.to_le_bytes());
-        out[20..36].copy_from_slice(&self.payee_id.to_le_bytes());
-        out[36..68].copy_from_slice(&self.root);
-        out[68..72].copy_from_slice(&self.length.to_le_bytes());
-        out[72..88].copy_from_slice(&self.value_per_tick.to_le_bytes());
-        out[88..].copy_from_slice(&self.signature);
+    /// The compact binary form: 184 bytes (version 2), or 152 for an [`Network::UNBOUND`]
+    /// version 1 commitment from an old log, byte for byte as it was written.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(COMMITMENT_BYTES);
+        if self.network == Network::UNBOUND {
+            out.extend_from_slice(&COMMITMENT_MAGIC_V1);
+        } else {
+            out.extend_from_slice(&COMMITMENT_MAGIC);
+            out.extend_from_slice(&self.network.0);
+        }
+        out.extend_from_slice(&self.tab_id.to_le_bytes());
+        out.extend_from_slice(&self.payee_id.to_le_bytes());
+        out.extend_from_slice(&self.root);
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.value_per_tick.to_le_bytes());
+        out.extend_from_slice(&self.signature);
         out
     }
 
-    /// Reads the binary form.
+    /// How many bytes the commitment starting `bytes` takes, from its magic (none if unknown).
+    pub fn encoded_len(bytes: &[u8]) -> Option<usize> {
+        match bytes.get(..4)? {
+            magic if magic == COMMITMENT_MAGIC => Some(COMMITMENT_BYTES),
+            magic if magic == COMMITMENT_MAGIC_V1 => Some(COMMITMENT_BYTES_V1),
+            _ => None,
+        }
+    }
+
+    /// Reads the binary form, either version (a version 1 commitment reads as
+    /// [`Network::UNBOUND`], which no server's network matches).
     pub fn decode(bytes: &[u8]) -> Result<Commitment, CodecError> {
-        if bytes.len() != COMMITMENT_BYTES {
+        if bytes.len() != COMMITMENT_BYTES && bytes.len() != COMMITMENT_BYTES_V1 {
             return Err(CodecError::Length);
         }
-        if bytes[..4] != COMMITMENT_MAGIC {
-            return Err(CodecError::Magic);
+        let expected = Commitment::encoded_len(bytes).ok_or(CodecError::Magic)?;
+        if bytes.len() != expected {
+            return Err(CodecError::Length);
         }
+        let (network, at) = if expected == COMMITMENT_BYTES {
+            let mut network = [0u8; 32];
+            network.copy_from_slice(&bytes[4..36]);
+            if Network(network) == Network::UNBOUND {
+                // No network id hashes to zeros; only version 1 means "no network".
+                return Err(CodecError::Unbound);
+            }
+            (Network(network), 36)
+        } else {
+            (Network::UNBOUND, 4)
+        };
         let mut root = [0u8; 32];
-        root.copy_from_slice(&bytes[36..68]);
+        root.copy_from_slice(&bytes[at + 32..at + 64]);
         let mut length = [0u8; 4];
-        length.copy_from_slice(&bytes[68..72]);
+        length.copy_from_slice(&bytes[at + 64..at + 68]);
         let mut signature = [0u8; 64];
-        signature.copy_from_slice(&bytes[88..]);
+        signature.copy_from_slice(&bytes[at + 84..]);
         Ok(Commitment {
-            tab_id: u128_at(bytes, 4),
-            payee_id: u128_at(bytes, 20),
+            tab_id: u128_at(bytes, at),
+            payee_id: u128_at(bytes, at + 16),
+            network,
             root,
             length: u32::from_le_bytes(length),
-            value_per_tick: u128_at(bytes, 72),
+            value_per_tick: u128_at(bytes, at + 68),
             signature,
         })
     }
 
-    /// Whether `key` signed this commitment (strict Ed25519).
+    /// Whether `key` signed this commitment for its network (strict Ed25519).
     pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let message =
-            Commitment::signed_message(self.tab_id, self.payee_id, &self.root, self.length, self.value_per_tick);
+        let message = Commitment::signed_message(
+            &self.network,
+            self.tab_id,
+            self.payee_id,
+            &self.root,
+            self.length,
+            self.value_per_tick,
+        );
         key.verify_strict(&message, &Signature::from_bytes(&self.signature)).is_ok()
     }
 }
 
 /// Domain separation for one-off payment authorizations (the x402 `exact` scheme).
-const EXACT_DOMAIN: &[u8; 16] = b"obol exact v1\0\0\0";
+const EXACT_DOMAIN: &[u8; 16] = b"obol exact v2\0\0\0";
+/// Bytes an `exact` authorization's signature covers.
+pub const EXACT_MESSAGE_BYTES: usize = 16 + 32 + 16 + 16 + 16 + 16 + 4 + 4 + 16 + 8;
 
 /// A payer device's signed permission for one ledger transfer (x402 scheme `exact`): the
 /// transfer's id is the nonce, so the same authorization can pay only once.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ExactAuthorization {
+    /// The server it is for.
+    pub network: Network,
     /// Id of the transfer it creates.
     pub transfer_id: u128,
     /// The account debited (the payer's).
@@ -208,18 +311,19 @@ pub struct ExactAuthorization {
 }
 
 impl ExactAuthorization {
-    /// The bytes the device signs (112): domain, transfer id, from, to, amount, asset
+    /// The bytes the device signs (144): domain, network, transfer id, from, to, amount, asset
     /// (3-letter code and scale), 4 zero bytes, device id, valid-before (all little-endian).
-    pub fn signed_message(&self) -> [u8; 112] {
-        let mut message = [0u8; 112];
+    pub fn signed_message(&self) -> [u8; EXACT_MESSAGE_BYTES] {
+        let mut message = [0u8; EXACT_MESSAGE_BYTES];
         message[..16].copy_from_slice(EXACT_DOMAIN);
-        message[16..32].copy_from_slice(&self.transfer_id.to_le_bytes());
-        message[32..48].copy_from_slice(&self.from.to_le_bytes());
-        message[48..64].copy_from_slice(&self.to.to_le_bytes());
-        message[64..80].copy_from_slice(&self.amount.to_le_bytes());
-        message[80..84].copy_from_slice(&self.asset.to_bytes());
-        message[88..104].copy_from_slice(&self.device_id.to_le_bytes());
-        message[104..112].copy_from_slice(&self.valid_before_s.to_le_bytes());
+        message[16..48].copy_from_slice(&self.network.0);
+        message[48..64].copy_from_slice(&self.transfer_id.to_le_bytes());
+        message[64..80].copy_from_slice(&self.from.to_le_bytes());
+        message[80..96].copy_from_slice(&self.to.to_le_bytes());
+        message[96..112].copy_from_slice(&self.amount.to_le_bytes());
+        message[112..116].copy_from_slice(&self.asset.to_bytes());
+        message[120..136].copy_from_slice(&self.device_id.to_le_bytes());
+        message[136..144].copy_from_slice(&self.valid_before_s.to_le_bytes());
         message
     }
 
@@ -385,9 +489,15 @@ impl Tab {
     }
 
     /// Verifies a voucher under the payer's device key and accepts it; returns the amount it adds.
-    pub fn accept_voucher(&mut self, voucher: &Voucher, key: &VerifyingKey, now_ns: u64) -> Result<u128, PayReject> {
+    pub fn accept_voucher(
+        &mut self,
+        voucher: &Voucher,
+        key: &VerifyingKey,
+        network: &Network,
+        now_ns: u64,
+    ) -> Result<u128, PayReject> {
         self.check_voucher_fields(voucher, now_ns)?;
-        if !voucher.verify(key) {
+        if !voucher.verify(key, network) {
             return Err(PayReject::BadSignature);
         }
         self.accept_verified_voucher(voucher, now_ns)
@@ -486,12 +596,14 @@ impl Tab {
 /// Verifies many vouchers at once, each against its key, with one Ed25519 batch equation
 /// (about twice as fast per signature as one by one). Answers per voucher; when the batch
 /// fails, each is checked alone to find which.
-pub fn verify_vouchers(vouchers: &[(&Voucher, &VerifyingKey)]) -> Vec<bool> {
+pub fn verify_vouchers(network: &Network, vouchers: &[(&Voucher, &VerifyingKey)]) -> Vec<bool> {
     if vouchers.len() < 2 {
-        return vouchers.iter().map(|(voucher, key)| voucher.verify(key)).collect();
+        return vouchers.iter().map(|(voucher, key)| voucher.verify(key, network)).collect();
     }
-    let messages: Vec<[u8; 72]> =
-        vouchers.iter().map(|(v, _)| Voucher::signed_message(v.tab_id, v.payee_id, v.cumulative, v.seq)).collect();
+    let messages: Vec<[u8; VOUCHER_MESSAGE_BYTES]> = vouchers
+        .iter()
+        .map(|(v, _)| Voucher::signed_message(network, v.tab_id, v.payee_id, v.cumulative, v.seq))
+        .collect();
     let message_refs: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
     let signatures: Vec<Signature> = vouchers.iter().map(|(v, _)| Signature::from_bytes(&v.signature)).collect();
     let keys: Vec<VerifyingKey> = vouchers.iter().map(|(_, key)| **key).collect();
@@ -501,7 +613,7 @@ pub fn verify_vouchers(vouchers: &[(&Voucher, &VerifyingKey)]) -> Vec<bool> {
     if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
         return vec![true; vouchers.len()];
     }
-    vouchers.iter().map(|(voucher, key)| voucher.verify(key)).collect()
+    vouchers.iter().map(|(voucher, key)| voucher.verify(key, network)).collect()
 }
 
 #[cfg(test)]
@@ -532,15 +644,20 @@ mod tests {
         key().verifying_key()
     }
 
+    /// The network the tests' signatures are for.
+    fn net() -> Network {
+        Network::named("obol:test")
+    }
+
     /// A commitment of `chain` (root first) to tab 11 paying 22, signed with `key()`.
     fn commitment(chain: &[[u8; 32]], length: u32, value_per_tick: u128) -> Commitment {
-        let message = Commitment::signed_message(11, 22, &chain[0], length, value_per_tick);
+        let message = Commitment::signed_message(&net(), 11, 22, &chain[0], length, value_per_tick);
         let signature = key().sign(&message).to_bytes();
-        Commitment { tab_id: 11, payee_id: 22, root: chain[0], length, value_per_tick, signature }
+        Commitment { tab_id: 11, payee_id: 22, network: net(), root: chain[0], length, value_per_tick, signature }
     }
 
     fn voucher(cumulative: u128, seq: u64) -> Voucher {
-        let message = Voucher::signed_message(11, 22, cumulative, seq);
+        let message = Voucher::signed_message(&net(), 11, 22, cumulative, seq);
         Voucher { tab_id: 11, payee_id: 22, cumulative, seq, signature: key().sign(&message).to_bytes() }
     }
 
@@ -549,13 +666,21 @@ mod tests {
         let first = voucher(100, 1);
         assert_eq!(Voucher::decode(&first.encode()), Ok(first));
         let mut tab = tab();
-        assert_eq!(tab.accept_voucher(&first, &vk(), 5), Ok(100));
-        assert_eq!(tab.accept_voucher(&voucher(250, 2), &vk(), 5), Ok(150));
-        assert_eq!(tab.accept_voucher(&first, &vk(), 5), Err(PayReject::Stale), "re-presenting is harmless");
-        assert_eq!(tab.accept_voucher(&voucher(260, 2), &vk(), 5), Err(PayReject::NotIncreasing), "seq must grow");
-        assert_eq!(tab.accept_voucher(&voucher(250, 3), &vk(), 5), Err(PayReject::NotIncreasing), "amount must grow");
-        assert_eq!(tab.accept_voucher(&voucher(1_001, 4), &vk(), 5), Err(PayReject::BeyondEscrow));
-        assert_eq!(tab.accept_voucher(&voucher(1_000, 4), &vk(), 5), Ok(750));
+        assert_eq!(tab.accept_voucher(&first, &vk(), &net(), 5), Ok(100));
+        assert_eq!(tab.accept_voucher(&voucher(250, 2), &vk(), &net(), 5), Ok(150));
+        assert_eq!(tab.accept_voucher(&first, &vk(), &net(), 5), Err(PayReject::Stale), "re-presenting is harmless");
+        assert_eq!(
+            tab.accept_voucher(&voucher(260, 2), &vk(), &net(), 5),
+            Err(PayReject::NotIncreasing),
+            "seq must grow"
+        );
+        assert_eq!(
+            tab.accept_voucher(&voucher(250, 3), &vk(), &net(), 5),
+            Err(PayReject::NotIncreasing),
+            "amount must grow"
+        );
+        assert_eq!(tab.accept_voucher(&voucher(1_001, 4), &vk(), &net(), 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.accept_voucher(&voucher(1_000, 4), &vk(), &net(), 5), Ok(750));
         assert_eq!(tab.cumulative, 1_000);
     }
 
@@ -564,17 +689,17 @@ mod tests {
         let mut tab = tab();
         let mut forged = voucher(100, 1);
         forged.cumulative = 101;
-        assert_eq!(tab.accept_voucher(&forged, &vk(), 5), Err(PayReject::BadSignature));
+        assert_eq!(tab.accept_voucher(&forged, &vk(), &net(), 5), Err(PayReject::BadSignature));
         let other_key = SigningKey::from_bytes(&[8u8; 32]);
-        let message = Voucher::signed_message(11, 22, 100, 1);
+        let message = Voucher::signed_message(&net(), 11, 22, 100, 1);
         let foreign = Voucher { signature: other_key.sign(&message).to_bytes(), ..voucher(100, 1) };
-        assert_eq!(tab.accept_voucher(&foreign, &vk(), 5), Err(PayReject::BadSignature));
+        assert_eq!(tab.accept_voucher(&foreign, &vk(), &net(), 5), Err(PayReject::BadSignature));
         let mut elsewhere = voucher(100, 1);
         elsewhere.payee_id = 23;
-        assert_eq!(tab.accept_voucher(&elsewhere, &vk(), 5), Err(PayReject::WrongPayee));
-        assert_eq!(tab.accept_voucher(&voucher(100, 1), &vk(), 1_000_000), Err(PayReject::TabExpired));
+        assert_eq!(tab.accept_voucher(&elsewhere, &vk(), &net(), 5), Err(PayReject::WrongPayee));
+        assert_eq!(tab.accept_voucher(&voucher(100, 1), &vk(), &net(), 1_000_000), Err(PayReject::TabExpired));
         tab.closed = true;
-        assert_eq!(tab.accept_voucher(&voucher(100, 1), &vk(), 5), Err(PayReject::TabClosed));
+        assert_eq!(tab.accept_voucher(&voucher(100, 1), &vk(), &net(), 5), Err(PayReject::TabClosed));
         assert_eq!(tab.cumulative, 0, "nothing was accepted");
     }
 
@@ -600,10 +725,11 @@ mod tests {
     fn one_reveal_may_not_ask_for_unbounded_hashing() {
         let length = PAYWORD_SKIP_MAX + 2;
         let chain = payword_chain([5u8; 32], length);
-        let message = Commitment::signed_message(11, 22, &chain[0], length, 0);
+        let message = Commitment::signed_message(&net(), 11, 22, &chain[0], length, 0);
         let commitment = Commitment {
             tab_id: 11,
             payee_id: 22,
+            network: net(),
             root: chain[0],
             length,
             value_per_tick: 0,
@@ -622,14 +748,14 @@ mod tests {
         let good: Vec<Voucher> = (1..=8).map(|seq| voucher(seq * 10, seq as u64)).collect();
         let key = vk();
         let all: Vec<(&Voucher, &VerifyingKey)> = good.iter().map(|v| (v, &key)).collect();
-        assert_eq!(verify_vouchers(&all), vec![true; 8]);
+        assert_eq!(verify_vouchers(&net(), &all), vec![true; 8]);
         let mut forged = good.clone();
         forged[5].cumulative += 1;
         let some: Vec<(&Voucher, &VerifyingKey)> = forged.iter().map(|v| (v, &key)).collect();
         let expected: Vec<bool> = (0..8).map(|i| i != 5).collect();
-        assert_eq!(verify_vouchers(&some), expected, "the batch fails and the culprit is found");
-        assert_eq!(verify_vouchers(&some[5..6]), vec![false]);
-        assert!(verify_vouchers(&[]).is_empty());
+        assert_eq!(verify_vouchers(&net(), &some), expected, "the batch fails and the culprit is found");
+        assert_eq!(verify_vouchers(&net(), &some[5..6]), vec![false]);
+        assert!(verify_vouchers(&net(), &[]).is_empty());
     }
 
     #[test]
@@ -647,9 +773,9 @@ mod tests {
         let commitment = commitment(&chain, 60, 10);
         let mut tab = tab();
         tab.accept_commitment(&commitment, &vk(), 5).unwrap();
-        assert_eq!(tab.accept_voucher(&voucher(1_000, 1), &vk(), 5), Err(PayReject::BeyondEscrow));
-        assert_eq!(tab.accept_voucher(&voucher(401, 1), &vk(), 5), Err(PayReject::BeyondEscrow));
-        assert_eq!(tab.accept_voucher(&voucher(400, 1), &vk(), 5), Ok(400));
+        assert_eq!(tab.accept_voucher(&voucher(1_000, 1), &vk(), &net(), 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.accept_voucher(&voucher(401, 1), &vk(), &net(), 5), Err(PayReject::BeyondEscrow));
+        assert_eq!(tab.accept_voucher(&voucher(400, 1), &vk(), &net(), 5), Ok(400));
         assert_eq!(tab.accept_tick(60, &chain[60], 5), Ok(600), "the reserved chain is paid in full");
         assert_eq!(tab.cumulative, 1_000);
         assert_eq!(tab.payword_reserved(), 0);
@@ -665,11 +791,62 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_for_another_network_pays_nothing_here() {
+        let elsewhere = Network::named("obol:staging");
+        let message = Voucher::signed_message(&elsewhere, 11, 22, 100, 1);
+        let replayed = Voucher { signature: key().sign(&message).to_bytes(), ..voucher(100, 1) };
+        assert_eq!(tab().accept_voucher(&replayed, &vk(), &net(), 5), Err(PayReject::BadSignature));
+        assert_eq!(verify_vouchers(&net(), &[(&replayed, &vk()), (&voucher(100, 1), &vk())]), vec![false, true]);
+        let chain = payword_chain([2u8; 32], 10);
+        let mut moved = commitment(&chain, 10, 10);
+        moved.network = elsewhere;
+        assert_eq!(tab().accept_commitment(&moved, &vk(), 5), Err(PayReject::BadSignature));
+        let exact = ExactAuthorization {
+            network: net(),
+            transfer_id: 1,
+            from: 2,
+            to: 3,
+            amount: 4,
+            asset: crate::money::Asset::new("USD", 2).unwrap(),
+            device_id: 5,
+            valid_before_s: 6,
+        };
+        let signature = key().sign(&exact.signed_message()).to_bytes();
+        assert!(exact.verify(&vk(), &signature));
+        assert!(!ExactAuthorization { network: elsewhere, ..exact }.verify(&vk(), &signature));
+    }
+
+    #[test]
+    fn version_1_reads_from_old_logs_but_is_never_accepted_anew() {
+        // A version 1 voucher is refused from a payer and still read from the log.
+        let mut v1 = voucher(100, 1).encode();
+        v1[..4].copy_from_slice(b"OBV1");
+        assert_eq!(Voucher::decode(&v1), Err(CodecError::Unbound));
+        assert_eq!(Voucher::decode_logged(&v1).map(|v| v.cumulative), Ok(100));
+        // A version 1 commitment reads as unbound, verifies as it was signed, and encodes back to
+        // the same 152 bytes.
+        let chain = payword_chain([4u8; 32], 10);
+        let message = Commitment::signed_message(&Network::UNBOUND, 11, 22, &chain[0], 10, 10);
+        assert!(message.starts_with(b"obol payword v1\0"));
+        let old = Commitment {
+            network: Network::UNBOUND,
+            signature: key().sign(&message).to_bytes(),
+            ..commitment(&chain, 10, 10)
+        };
+        let bytes = old.encode();
+        assert_eq!(bytes.len(), COMMITMENT_BYTES_V1);
+        assert_eq!(&bytes[..4], b"OBP1");
+        assert_eq!(Commitment::decode(&bytes), Ok(old));
+        assert!(old.verify(&vk()));
+        assert_eq!(commitment(&chain, 10, 10).encode().len(), COMMITMENT_BYTES);
+    }
+
+    #[test]
     fn malformed_bytes_are_refused_not_misread() {
         let bytes = voucher(5, 1).encode();
         assert_eq!(Voucher::decode(&bytes[..107]), Err(CodecError::Length));
         let mut wrong = bytes;
-        wrong[3] = b'2';
+        wrong[3] = b'9';
         assert_eq!(Voucher::decode(&wrong), Err(CodecError::Magic));
         assert_eq!(Commitment::decode(&[0u8; 10]), Err(CodecError::Length));
     }
@@ -687,6 +864,9 @@ mod spec_examples {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The network id of the examples.
+    const EXAMPLE_NETWORK: &str = "obol:example";
+
     pub(super) fn example_voucher() -> Voucher {
         // Payer key: the RFC 8037 appendix A Ed25519 private key.
         let seed: [u8; 32] = [
@@ -694,7 +874,7 @@ mod spec_examples {
             0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
         ];
         let key = SigningKey::from_bytes(&seed);
-        let message = Voucher::signed_message(42, 7, 250_000, 3);
+        let message = Voucher::signed_message(&Network::named(EXAMPLE_NETWORK), 42, 7, 250_000, 3);
         Voucher { tab_id: 42, payee_id: 7, cumulative: 250_000, seq: 3, signature: key.sign(&message).to_bytes() }
     }
 
@@ -703,7 +883,13 @@ mod spec_examples {
         let voucher = example_voucher();
         let encoded = hex(&voucher.encode());
         assert!(SPEC.contains(&encoded), "docs/vouchers.md must show the example voucher as:\n{encoded}");
-        let signed = hex(&Voucher::signed_message(42, 7, 250_000, 3));
+        let network = Network::named(EXAMPLE_NETWORK);
+        assert!(
+            SPEC.contains(&hex(&network.0)),
+            "docs/vouchers.md must show the example network as:\n{}",
+            hex(&network.0)
+        );
+        let signed = hex(&Voucher::signed_message(&network, 42, 7, 250_000, 3));
         assert!(SPEC.contains(&signed), "docs/vouchers.md must show the signed message as:\n{signed}");
         let chain = payword_chain([0u8; 32], 3);
         for word in &chain {
@@ -728,19 +914,20 @@ mod properties {
         ) {
             let key = SigningKey::from_bytes(&[3u8; 32]);
             let verifying_key = key.verifying_key();
+            let net = Network::named("obol:properties");
             let mut tab = Tab {
                 id: 1, payee_id: 2, escrow: 1_000, cumulative: 0, escrow_transfer_id: 3, device_id: 4,
                 expires_ns: u64::MAX, seq: 0, payword: None, closed: false,
             };
             let mut paid = 0u128;
             for (cumulative, seq, forge) in stream {
-                let message = Voucher::signed_message(1, 2, cumulative, seq);
+                let message = Voucher::signed_message(&net, 1, 2, cumulative, seq);
                 let mut voucher = Voucher { tab_id: 1, payee_id: 2, cumulative, seq, signature: key.sign(&message).to_bytes() };
                 if forge {
                     voucher.cumulative += 1;
                 }
                 let before = tab.clone();
-                match tab.accept_voucher(&voucher, &verifying_key, 0) {
+                match tab.accept_voucher(&voucher, &verifying_key, &net, 0) {
                     Ok(added) => {
                         prop_assert!(!forge, "a forged voucher was accepted");
                         paid += added;

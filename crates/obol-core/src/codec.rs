@@ -613,7 +613,7 @@ fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
 }
 
 fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
-    use crate::channel::{COMMITMENT_BYTES, Commitment, TabCommand, VOUCHER_BYTES, Voucher};
+    use crate::channel::{Commitment, TabCommand, VOUCHER_BYTES, Voucher};
     let mut r = Reader { bytes, at: 0 };
     let command = match r.u8()? {
         1 => TabCommand::Open {
@@ -626,8 +626,12 @@ fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
             asset: Asset::from_bytes(r.array()?).map_err(|_| DecodeError::BadAsset)?,
             timeout_s: r.u32()?,
         },
-        2 => TabCommand::Voucher(Voucher::decode(r.take(VOUCHER_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
-        3 => TabCommand::Commit(Commitment::decode(r.take(COMMITMENT_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
+        // Records written before version 2 hold version 1 vouchers and commitments; both read.
+        2 => TabCommand::Voucher(Voucher::decode_logged(r.take(VOUCHER_BYTES)?).map_err(|_| DecodeError::BadIdentity)?),
+        3 => {
+            let length = Commitment::encoded_len(&r.bytes[r.at..]).ok_or(DecodeError::BadIdentity)?;
+            TabCommand::Commit(Commitment::decode(r.take(length)?).map_err(|_| DecodeError::BadIdentity)?)
+        }
         4 => TabCommand::Tick { tab_id: r.u128()?, index: r.u32()?, word: r.array()? },
         5 => TabCommand::Settle { tab_id: r.u128()?, settle_transfer_id: r.u128()? },
         6 => TabCommand::TopUp {

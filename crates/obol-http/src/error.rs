@@ -188,6 +188,9 @@ pub enum ApiError {
     /// A field has a value obol does not accept.
     #[error("{0}")]
     InvalidField(String),
+    /// A signature was made for another obol server's network (or for none).
+    #[error("{0}")]
+    WrongNetwork(String),
     /// The registry refused an identity change.
     #[error("not done: {}", .0.as_str())]
     IdentityRejected(IdentityResult),
@@ -249,6 +252,7 @@ impl ApiError {
             | ApiError::InvalidFlag(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidField(_)
+            | ApiError::WrongNetwork(_)
             | ApiError::BatchSize { .. } => StatusCode::BAD_REQUEST,
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -325,6 +329,7 @@ impl ApiError {
             ApiError::TabRejected(reject) => pay_reject_code(*reject),
             ApiError::PasskeyCloneSuspected => "passkey_clone_suspected",
             ApiError::InvalidField(_) => "invalid_field",
+            ApiError::WrongNetwork(_) => "invalid_network",
             ApiError::IdentityRejected(result) => result.as_str(),
             ApiError::AccountRejected(result) => result.as_str(),
             ApiError::TransferRejected(result) => result.as_str(),

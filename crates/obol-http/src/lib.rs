@@ -76,11 +76,17 @@ pub struct AppState {
     pub passkeys: Arc<passkeys::Passkeys>,
     /// This server's x402 network id, `obol:<instance-id>`.
     pub x402_network: Arc<str>,
+    /// What every voucher, commitment and `exact` authorization here is signed for: the hash
+    /// of `x402_network`.
+    pub network: obol_core::channel::Network,
     /// Checks voucher signatures in batches.
     pub verifier: verifier::Verifier,
     /// Decides payments; holds the review queue and the live policy.
     pub risk: Arc<risk::Risk>,
 }
+
+/// The network id of a server given no instance id (tests).
+pub const LOCAL_NETWORK: &str = "obol:local";
 
 impl AppState {
     /// State for a server over `engine`, reached over `scheme` (`http` or `https`), with a
@@ -104,8 +110,9 @@ impl AppState {
                 passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
                     .expect("localhost is a valid WebAuthn relying party"),
             ),
-            x402_network: Arc::from("obol:local"),
-            verifier: verifier::Verifier::start(),
+            x402_network: Arc::from(LOCAL_NETWORK),
+            network: obol_core::channel::Network::named(LOCAL_NETWORK),
+            verifier: verifier::Verifier::start(obol_core::channel::Network::named(LOCAL_NETWORK)),
             risk: Arc::new(risk::Risk::off()),
         }
     }
@@ -124,6 +131,8 @@ impl AppState {
             return Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'"));
         }
         self.x402_network = Arc::from(format!("obol:{instance_id}"));
+        self.network = obol_core::channel::Network::named(&self.x402_network);
+        self.verifier = verifier::Verifier::start(self.network);
         Ok(self)
     }
 

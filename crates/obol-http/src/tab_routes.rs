@@ -77,9 +77,11 @@ pub struct TabDto {
     pub expires_ns: String,
     /// `open`, `expired` (settled on the next sweep) or `settled`.
     pub status: String,
+    /// The network id vouchers and commitments for this tab are signed for (docs/vouchers.md).
+    pub network: String,
 }
 
-pub(crate) fn tab_dto(ledger: &Ledger, entry: &TabEntry) -> TabDto {
+pub(crate) fn tab_dto(state: &AppState, ledger: &Ledger, entry: &TabEntry) -> TabDto {
     let tab = &entry.tab;
     let status = if tab.closed {
         "settled"
@@ -101,6 +103,7 @@ pub(crate) fn tab_dto(ledger: &Ledger, entry: &TabEntry) -> TabDto {
         payword_length: tab.payword.as_ref().map(|p| p.length),
         expires_ns: tab.expires_ns.to_string(),
         status: status.into(),
+        network: state.x402_network.to_string(),
     }
 }
 
@@ -155,7 +158,8 @@ pub struct VoucherBatchResult {
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct CommitmentSubmit {
-    /// The 152-byte binary commitment (docs/vouchers.md), base64url without padding.
+    /// The 184-byte binary commitment, signed for this server's network (docs/vouchers.md),
+    /// base64url without padding.
     pub commitment: String,
 }
 
@@ -246,13 +250,13 @@ fn moves_money(caller: &Caller) -> Result<(), ApiError> {
 fn tab_json(state: &AppState, tab_id: u128) -> Result<Json<TabDto>, ApiError> {
     let ledger = read_ledger(state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok(Json(tab_dto(&ledger, entry)))
+    Ok(Json(tab_dto(state, &ledger, entry)))
 }
 
 fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result<VoucherAccepted, ApiError> {
     let ledger = read_ledger(state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(&ledger, entry) })
+    Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(state, &ledger, entry) })
 }
 
 /// Refuses an escrow beyond the signing device's limits before the risk policy is asked, as a
@@ -468,7 +472,10 @@ pub(crate) fn check_tick(
 pub(crate) fn decode_voucher(text: &str) -> Result<Voucher, ApiError> {
     let bytes = Base64UrlUnpadded::decode_vec(text.trim())
         .map_err(|_| ApiError::InvalidField("voucher must be base64url without padding".into()))?;
-    Voucher::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("voucher: {e}")))
+    Voucher::decode(&bytes).map_err(|e| match e {
+        obol_core::channel::CodecError::Unbound => ApiError::WrongNetwork(format!("voucher: {e}")),
+        _ => ApiError::InvalidField(format!("voucher: {e}")),
+    })
 }
 
 pub(crate) fn decode_word(text: &str) -> Result<[u8; 32], ApiError> {
@@ -567,7 +574,7 @@ pub async fn open_tab(
     }
     let ledger = read_ledger(&state);
     let entry = ledger.tab(tab_id).ok_or(ApiError::TabNotFound(tab_id))?;
-    Ok((StatusCode::CREATED, Json(tab_dto(&ledger, entry))).into_response())
+    Ok((StatusCode::CREATED, Json(tab_dto(&state, &ledger, entry))).into_response())
 }
 
 /// Look up a tab (its payer, its payee, operators, analysts, auditors).
@@ -673,7 +680,7 @@ pub async fn submit_vouchers(
         }
     }
     let pairs: Vec<(&Voucher, &VerifyingKey)> = to_verify.iter().map(|(_, v, k)| (v, k)).collect();
-    let verified = verify_vouchers(&pairs);
+    let verified = verify_vouchers(&state.network, &pairs);
     let mut pending = Vec::with_capacity(to_verify.len());
     for ((index, voucher, _), ok) in to_verify.iter().zip(verified) {
         if !ok {
@@ -730,6 +737,12 @@ pub async fn submit_commitment(
     let bytes = Base64UrlUnpadded::decode_vec(body.commitment.trim())
         .map_err(|_| ApiError::InvalidField("commitment must be base64url without padding".into()))?;
     let commitment = Commitment::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("commitment: {e}")))?;
+    if commitment.network != state.network {
+        return Err(ApiError::WrongNetwork(format!(
+            "the commitment is signed for another network than this server's {} (docs/vouchers.md)",
+            state.x402_network
+        )));
+    }
     if commitment.tab_id != tab_id {
         return Err(ApiError::TabRejected(PayReject::WrongTab));
     }

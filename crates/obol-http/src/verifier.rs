@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use ed25519_dalek::VerifyingKey;
-use obol_core::channel::{Voucher, verify_vouchers};
+use obol_core::channel::{Network, Voucher, verify_vouchers};
 use tokio::sync::oneshot;
 
 /// Vouchers checked together at most.
@@ -28,32 +28,33 @@ struct Job {
 #[derive(Clone)]
 pub struct Verifier {
     sender: SyncSender<Job>,
+    network: Network,
 }
 
 impl Verifier {
-    /// Starts the verifier thread.
-    pub fn start() -> Verifier {
+    /// Starts the verifier thread for vouchers signed for `network`.
+    pub fn start(network: Network) -> Verifier {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH_MAX);
         std::thread::Builder::new()
             .name("obol-verifier".into())
-            .spawn(move || run(receiver))
+            .spawn(move || run(network, receiver))
             .expect("spawning the verifier thread");
-        Verifier { sender }
+        Verifier { sender, network }
     }
 
-    /// Whether `public_key` signed `voucher`. When the queue is full the caller checks it itself.
+    /// Whether `public_key` signed `voucher` for this verifier's network. When the queue is full the caller checks it itself.
     pub async fn verify(&self, voucher: Voucher, public_key: [u8; 32]) -> bool {
         let (reply, answer) = oneshot::channel();
         match self.sender.try_send(Job { voucher, public_key, reply }) {
             Ok(()) => answer.await.unwrap_or(false),
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                VerifyingKey::from_bytes(&job.public_key).is_ok_and(|key| job.voucher.verify(&key))
+                VerifyingKey::from_bytes(&job.public_key).is_ok_and(|key| job.voucher.verify(&key, &self.network))
             }
         }
     }
 }
 
-fn run(receiver: Receiver<Job>) {
+fn run(network: Network, receiver: Receiver<Job>) {
     let mut keys: HashMap<[u8; 32], Option<VerifyingKey>> = HashMap::new();
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
@@ -75,7 +76,7 @@ fn run(receiver: Receiver<Job>) {
         let pairs: Vec<(&Voucher, &VerifyingKey)> =
             checkable.iter().map(|(index, key)| (&jobs[*index].voucher, key)).collect();
         let mut verdicts = vec![false; jobs.len()];
-        for ((index, _), ok) in checkable.iter().zip(verify_vouchers(&pairs)) {
+        for ((index, _), ok) in checkable.iter().zip(verify_vouchers(&network, &pairs)) {
             verdicts[*index] = ok;
         }
         metrics::histogram!("obol_voucher_batch").record(jobs.len() as f64);
@@ -91,13 +92,14 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     fn voucher(key: &SigningKey, cumulative: u128) -> Voucher {
-        let signature = key.sign(&Voucher::signed_message(1, 2, cumulative, 1)).to_bytes();
+        let signature =
+            key.sign(&Voucher::signed_message(&Network::named("obol:test"), 1, 2, cumulative, 1)).to_bytes();
         Voucher { tab_id: 1, payee_id: 2, cumulative, seq: 1, signature }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_vouchers_get_their_own_verdicts() {
-        let verifier = Verifier::start();
+        let verifier = Verifier::start(Network::named("obol:test"));
         let key = SigningKey::from_bytes(&[3u8; 32]);
         let public_key = key.verifying_key().to_bytes();
         let mut tasks = Vec::new();

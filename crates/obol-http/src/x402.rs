@@ -402,6 +402,7 @@ fn verify_exact(
         return Err(Refusal::new("authorization_expired", "validBefore has passed"));
     }
     let authorization = ExactAuthorization {
+        network: state.network,
         transfer_id,
         from,
         to: pay_to,

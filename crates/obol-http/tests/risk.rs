@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::Signer;
-use obol_core::channel::Voucher;
+use obol_core::channel::{Network, Voucher};
 use obol_http::risk::Risk;
 use obol_risk::policy::{Bundle, Policy};
 use serde_json::{Value, json};
@@ -112,7 +112,11 @@ impl World {
     }
 
     fn voucher(&self, tab: u128, cumulative: u128, seq: u64) -> String {
-        let signature = self.parties.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
+        let signature = self
+            .parties
+            .device
+            .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), tab, 2, cumulative, seq))
+            .to_bytes();
         Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature }.encode())
     }
 }

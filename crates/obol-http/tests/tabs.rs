@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use obol_core::channel::Voucher;
+use obol_core::channel::{Network, Voucher};
 use serde_json::{Value, json};
 
 mod support;
@@ -33,7 +33,10 @@ impl World {
     }
 
     fn voucher(&self, tab: u128, payee: u128, cumulative: u128, seq: u64) -> String {
-        let signature = self.device.sign(&Voucher::signed_message(tab, payee, cumulative, seq)).to_bytes();
+        let signature = self
+            .device
+            .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), tab, payee, cumulative, seq))
+            .to_bytes();
         Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: payee, cumulative, seq, signature }.encode())
     }
 
@@ -90,7 +93,9 @@ async fn forged_misdirected_and_over_escrow_vouchers_are_refused() {
         (
             {
                 let other = SigningKey::from_bytes(&[99u8; 32]);
-                let signature = other.sign(&Voucher::signed_message(8, 2, 500, 1)).to_bytes();
+                let signature = other
+                    .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), 8, 2, 500, 1))
+                    .to_bytes();
                 Base64UrlUnpadded::encode_string(
                     &Voucher { tab_id: 8, payee_id: 2, cumulative: 500, seq: 1, signature }.encode(),
                 )
@@ -178,7 +183,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payword_ticks_pay_one_hash_each_and_bad_words_are_refused() {
-    use obol_core::channel::{Commitment, payword_chain};
+    use obol_core::channel::{Commitment, Network, payword_chain};
     let world = World::new().await;
     assert_eq!(world.open("12", "1000").await.0, StatusCode::CREATED);
     let chain = payword_chain([42u8; 32], 100);
@@ -191,9 +196,26 @@ async fn payword_ticks_pay_one_hash_each_and_bad_words_are_refused() {
     let (status, problem) = tick(1, &chain[1]).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("payword_not_committed")));
     let commit = |length: u32, value: u128| {
-        let signature = world.device.sign(&Commitment::signed_message(12, 2, &chain[0], length, value)).to_bytes();
-        let commitment =
-            Commitment { tab_id: 12, payee_id: 2, root: chain[0], length, value_per_tick: value, signature };
+        let signature = world
+            .device
+            .sign(&Commitment::signed_message(
+                &Network::named(obol_http::LOCAL_NETWORK),
+                12,
+                2,
+                &chain[0],
+                length,
+                value,
+            ))
+            .to_bytes();
+        let commitment = Commitment {
+            tab_id: 12,
+            payee_id: 2,
+            network: Network::named(obol_http::LOCAL_NETWORK),
+            root: chain[0],
+            length,
+            value_per_tick: value,
+            signature,
+        };
         json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())})
     };
     let (status, problem) =
@@ -353,7 +375,8 @@ async fn after_a_key_rotation_the_old_key_pays_no_more_and_the_new_one_does() {
         (status, problem["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("voucher_signature_invalid"))
     );
-    let signature = fresh.sign(&Voucher::signed_message(14, 2, 200, 2)).to_bytes();
+    let signature =
+        fresh.sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), 14, 2, 200, 2)).to_bytes();
     let renewed = Base64UrlUnpadded::encode_string(
         &Voucher { tab_id: 14, payee_id: 2, cumulative: 200, seq: 2, signature }.encode(),
     );

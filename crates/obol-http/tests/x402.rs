@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use obol_core::channel::{Commitment, ExactAuthorization, Voucher, payword_chain};
+use obol_core::channel::{Commitment, ExactAuthorization, Network, Voucher, payword_chain};
 use obol_core::money::Asset;
 use obol_http::x402::{PaymentLayer, PaymentRequired, Price, SettlementResponse, decode_header};
 use serde_json::{Value, json};
@@ -82,13 +82,17 @@ impl World {
     }
 
     fn voucher(&self, tab: u128, cumulative: u128, seq: u64) -> Value {
-        let signature = self.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
+        let signature = self
+            .device
+            .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), tab, 2, cumulative, seq))
+            .to_bytes();
         let voucher = Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature };
         json!({"voucher": Base64UrlUnpadded::encode_string(&voucher.encode())})
     }
 
     fn exact(&self, transfer: u128, amount: u128, valid_before: u64) -> Value {
         let authorization = ExactAuthorization {
+            network: Network::named(obol_http::LOCAL_NETWORK),
             transfer_id: transfer,
             from: 1,
             to: 2,
@@ -174,9 +178,19 @@ async fn payword_ticks_pay_per_request_and_a_wrong_word_gets_402() {
     let world = World::new().await;
     world.open("9", "10000").await;
     let chain = payword_chain([3u8; 32], 10);
-    let signature = world.device.sign(&Commitment::signed_message(9, 2, &chain[0], 10, PRICE)).to_bytes();
-    let commitment =
-        Commitment { tab_id: 9, payee_id: 2, root: chain[0], length: 10, value_per_tick: PRICE, signature };
+    let signature = world
+        .device
+        .sign(&Commitment::signed_message(&Network::named(obol_http::LOCAL_NETWORK), 9, 2, &chain[0], 10, PRICE))
+        .to_bytes();
+    let commitment = Commitment {
+        tab_id: 9,
+        payee_id: 2,
+        network: Network::named(obol_http::LOCAL_NETWORK),
+        root: chain[0],
+        length: 10,
+        value_per_tick: PRICE,
+        signature,
+    };
     let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
     let (status, answer) = post(&world.started.router, &world.holder, "/v1/tabs/9/commitment", body, None).await;
     assert_eq!(status, StatusCode::OK, "{answer}");

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{Signer, SigningKey};
-use obol_core::channel::{Commitment, TabCommand, TabResult, Voucher, payword_chain};
+use obol_core::channel::{Commitment, Network, TabCommand, TabResult, Voucher, payword_chain};
 use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AccountFlags, NewAccount, NewTransfer, OpResults, TransferFlags};
@@ -172,10 +172,12 @@ fn run(actions: &[Action], seed: u64) -> Result<u32, TestCaseError> {
     }
     // Tab TABS pays by PayWord.
     let chain = payword_chain([8u8; 32], CHAIN);
-    let message = Commitment::signed_message(TABS, PAYEE, &chain[0], CHAIN, TICK_VALUE);
+    let network = Network::named("obol:sim");
+    let message = Commitment::signed_message(&network, TABS, PAYEE, &chain[0], CHAIN, TICK_VALUE);
     let commitment = Commitment {
         tab_id: TABS,
         payee_id: PAYEE,
+        network,
         root: chain[0],
         length: CHAIN,
         value_per_tick: TICK_VALUE,
@@ -196,7 +198,7 @@ fn run(actions: &[Action], seed: u64) -> Result<u32, TestCaseError> {
                     payee_id: PAYEE,
                     cumulative,
                     seq,
-                    signature: key.sign(&Voucher::signed_message(tab, PAYEE, cumulative, seq)).to_bytes(),
+                    signature: key.sign(&Voucher::signed_message(&network, tab, PAYEE, cumulative, seq)).to_bytes(),
                 };
                 if forged {
                     voucher.cumulative ^= 1;
@@ -211,7 +213,7 @@ fn run(actions: &[Action], seed: u64) -> Result<u32, TestCaseError> {
                     .expect("tab")
                     .tab
                     .check_voucher_fields(&voucher, world.now_ns);
-                if fields.is_err() || !voucher.verify(&key.verifying_key()) {
+                if fields.is_err() || !voucher.verify(&key.verifying_key(), &network) {
                     prop_assert!(forged || add == 0 || cumulative > m.escrow, "a good voucher was refused: {fields:?}");
                     continue;
                 }

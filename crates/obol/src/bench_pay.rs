@@ -59,6 +59,11 @@ fn progress(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
+/// The network the benchmarks sign for: that of an `AppState` given no instance id.
+fn bench_network() -> obol_core::channel::Network {
+    obol_core::channel::Network::named(obol_http::LOCAL_NETWORK)
+}
+
 fn per_second(count: usize, started: Instant) -> f64 {
     count as f64 / started.elapsed().as_secs_f64().max(1e-9)
 }
@@ -76,7 +81,7 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
             let tab_id = (n % BATCH) as u128 + 1;
             let seq = (n / BATCH) as u64 + 1;
             let cumulative = u128::from(seq) * 10;
-            let message = Voucher::signed_message(tab_id, 2, cumulative, seq);
+            let message = Voucher::signed_message(&bench_network(), tab_id, 2, cumulative, seq);
             let signature = keys[n % BATCH].sign(&message).to_bytes();
             signing.inc(1);
             Voucher { tab_id, payee_id: 2, cumulative, seq, signature }.encode()
@@ -84,8 +89,10 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
         .collect();
     signing.finish_and_clear();
     let decoded: Vec<Voucher> = vouchers.iter().map(|bytes| Voucher::decode(bytes)).collect::<Result<_, _>>()?;
-    let messages: Vec<[u8; 72]> =
-        decoded.iter().map(|v| Voucher::signed_message(v.tab_id, v.payee_id, v.cumulative, v.seq)).collect();
+    let messages: Vec<[u8; obol_core::channel::VOUCHER_MESSAGE_BYTES]> = decoded
+        .iter()
+        .map(|v| Voucher::signed_message(&bench_network(), v.tab_id, v.payee_id, v.cumulative, v.seq))
+        .collect();
     let signatures: Vec<Signature> = decoded.iter().map(|v| Signature::from_bytes(&v.signature)).collect();
 
     // Bare ed25519-dalek, one by one.
@@ -132,7 +139,7 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
             batch.push((voucher, index));
         }
         let pairs: Vec<(&Voucher, &VerifyingKey)> = batch.iter().map(|(v, i)| (v, &verifying[*i])).collect();
-        let ok = verify_vouchers(&pairs);
+        let ok = verify_vouchers(&bench_network(), &pairs);
         for ((voucher, index), ok) in batch.iter().zip(ok) {
             if !ok {
                 bail!("a valid voucher failed verification");
@@ -145,10 +152,11 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
 
     // PayWord ticks.
     let chain = payword_chain([9u8; 32], args.ticks);
-    let commitment_message = Commitment::signed_message(1, 2, &chain[0], args.ticks, 1);
+    let commitment_message = Commitment::signed_message(&bench_network(), 1, 2, &chain[0], args.ticks, 1);
     let commitment = Commitment {
         tab_id: 1,
         payee_id: 2,
+        network: bench_network(),
         root: chain[0],
         length: args.ticks,
         value_per_tick: 1,
@@ -462,10 +470,11 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     for tab_index in 0..tabs_count {
         let tab_id = u128::from(tab_index) + 100;
         let chain = payword_chain(rand::random(), chain_length);
-        let message = Commitment::signed_message(tab_id, 2, &chain[0], chain_length, price);
+        let message = Commitment::signed_message(&bench_network(), tab_id, 2, &chain[0], chain_length, price);
         let commitment = Commitment {
             tab_id,
             payee_id: 2,
+            network: bench_network(),
             root: chain[0],
             length: chain_length,
             value_per_tick: price,
@@ -522,7 +531,7 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
                     let tab_id = voucher_tabs[(n % tabs_count) as usize];
                     let seq = n / tabs_count + 1;
                     let cumulative = u128::from(seq) * price;
-                    let signature = key.sign(&Voucher::signed_message(tab_id, 2, cumulative, seq)).to_bytes();
+                    let signature = key.sign(&Voucher::signed_message(&bench_network(), tab_id, 2, cumulative, seq)).to_bytes();
                     let voucher = Voucher { tab_id, payee_id: 2, cumulative, seq, signature };
                     let payment = json!({"x402Version": 2, "accepted": accepted_voucher,
                         "payload": {"voucher": <base64ct::Base64UrlUnpadded as base64ct::Encoding>::encode_string(&voucher.encode())}});

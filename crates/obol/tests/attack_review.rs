@@ -237,6 +237,7 @@ async fn the_x402_facilitator_refuses_an_exact_payment_past_the_devices_limits_o
     let valid_before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
     let request = |transfer: u128, amount: u128, pay_to: &str| {
         let authorization = ExactAuthorization {
+            network: world.network,
             transfer_id: transfer,
             from: 1,
             to: pay_to.parse().unwrap(),

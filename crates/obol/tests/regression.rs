@@ -6,7 +6,6 @@
 //! funded from platform account 9, device 55) and a merchant (300, account 2), then the holder,
 //! the merchant or the device attacks.
 
-use ed25519_dalek::Signer;
 use serde_json::json;
 
 mod support;
@@ -78,14 +77,12 @@ async fn r10_01_a_pending_transfer_is_posted_by_its_payee_and_never_voided_by_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_02_a_voucher_then_ticks_on_one_tab_never_pass_the_escrow_and_the_log_replays() {
     use base64ct::{Base64UrlUnpadded, Encoding};
-    use obol_core::channel::{Commitment, payword_chain};
+    use obol_core::channel::payword_chain;
     let mut world = world("mixed").await;
     assert_eq!(world.open_tab("7", 1_000, "55").await.0, 201);
     // A chain of 50 ticks of 10: 500 of the 1,000 escrow stays reserved for it.
     let chain = payword_chain([8; 32], 50);
-    let message = Commitment::signed_message(7, 2, &chain[0], 50, 10);
-    let signature = world.device.sign(&message).to_bytes();
-    let commitment = Commitment { tab_id: 7, payee_id: 2, root: chain[0], length: 50, value_per_tick: 10, signature };
+    let commitment = world.commitment(world.network, 7, &chain, 10);
     let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
     let (status, answer) = world.api.post(&world.merchant, "/v1/tabs/7/commitment", body, None).await;
     assert_eq!(status, 200, "{answer}");
@@ -489,4 +486,85 @@ async fn r10_10_a_client_that_never_finishes_its_headers_is_disconnected() {
     // The server still serves everyone else.
     let (status, _) = world.api.get(&world.operator, "/v1/me").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_15_a_voucher_commitment_or_authorization_for_one_server_pays_nothing_on_another() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use ed25519_dalek::Signer;
+    use obol_core::channel::{Commitment, ExactAuthorization, Voucher, payword_chain};
+    // Two deployments set up alike (staging and production): the same ids, the same device key.
+    let staging = world("staging").await;
+    let production = world("production").await;
+    assert_ne!(staging.network, production.network, "each data directory is its own network");
+    for world in [&staging, &production] {
+        assert_eq!(world.open_tab("7", 1_000, "55").await.0, 201);
+        assert_eq!(world.open_tab("8", 1_000, "55").await.0, 201);
+    }
+    let (_, tab) = production.api.get(&production.merchant, "/v1/tabs/7").await;
+    assert!(tab["network"].as_str().is_some_and(|network| network.starts_with("obol:")), "{tab}");
+    let before = (production.balances("1").await, production.balances("2").await);
+
+    // A voucher staging accepts is refused by production.
+    assert_eq!(staging.pay_voucher(7, 300, 1).await.0, 200);
+    let replayed = json!({"voucher": staging.voucher(7, 300, 1)});
+    let (status, problem) = production.api.post(&production.merchant, "/v1/tabs/7/vouchers", replayed, None).await;
+    assert_eq!((status, code(&problem)), (422, "voucher_signature_invalid"), "{problem}");
+    // Version 1, which names no network, is refused as such.
+    let v1 = Voucher {
+        tab_id: 7,
+        payee_id: 2,
+        cumulative: 300,
+        seq: 1,
+        signature: production.device.sign(b"any").to_bytes(),
+    };
+    let mut bytes = v1.encode();
+    bytes[..4].copy_from_slice(b"OBV1");
+    let body = json!({"voucher": Base64UrlUnpadded::encode_string(&bytes)});
+    let (status, problem) = production.api.post(&production.merchant, "/v1/tabs/7/vouchers", body, None).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_network"), "{problem}");
+
+    // A commitment signed for staging is refused by production, before the ledger sees it.
+    let chain = payword_chain([5; 32], 10);
+    let commitment = staging.commitment(staging.network, 8, &chain, 10);
+    let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
+    assert_eq!(staging.api.post(&staging.merchant, "/v1/tabs/8/commitment", body.clone(), None).await.0, 200);
+    let (status, problem) = production.api.post(&production.merchant, "/v1/tabs/8/commitment", body, None).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_network"), "{problem}");
+    // Relabelled with production's network, staging's signature does not verify.
+    let relabelled = Commitment { network: production.network, ..commitment };
+    let body = json!({"commitment": Base64UrlUnpadded::encode_string(&relabelled.encode())});
+    let (status, problem) = production.api.post(&production.merchant, "/v1/tabs/8/commitment", body, None).await;
+    assert_eq!((status, code(&problem)), (422, "voucher_signature_invalid"), "{problem}");
+
+    // An `exact` authorization made for staging's offer does not settle on production.
+    let (_, supported) = production.api.get(&production.merchant, "/v1/x402/supported").await;
+    let production_id = supported["kinds"][0]["network"].as_str().unwrap().to_string();
+    let valid_before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let authorization = ExactAuthorization {
+        network: staging.network,
+        transfer_id: 90,
+        from: 1,
+        to: 2,
+        amount: 100,
+        asset: obol_core::money::Asset::new("USD", 9).unwrap(),
+        device_id: 55,
+        valid_before_s: valid_before,
+    };
+    let signature = Base64UrlUnpadded::encode_string(&staging.device.sign(&authorization.signed_message()).to_bytes());
+    let requirements = json!({"scheme": "exact", "network": production_id, "amount": "100", "asset": "USD",
+        "payTo": "2", "maxTimeoutSeconds": 60, "extra": {"assetScale": 9}});
+    let settle = json!({"x402Version": 2, "paymentRequirements": requirements.clone(), "paymentPayload": {
+        "x402Version": 2, "accepted": requirements, "payload": {"from": "1", "device": "55",
+        "transfer": "90", "validBefore": valid_before, "signature": signature}}});
+    let (status, answer) = production.api.post(&production.merchant, "/v1/x402/settle", settle, None).await;
+    assert_eq!((status, answer["success"].as_bool()), (200, Some(false)), "{answer}");
+    assert_eq!(answer["errorReason"], "signature_invalid", "{answer}");
+
+    // Production moved nothing and its tabs owe nothing.
+    assert_eq!((production.balances("1").await, production.balances("2").await), before);
+    for tab in ["7", "8"] {
+        let (_, tab) = production.api.get(&production.merchant, &format!("/v1/tabs/{tab}")).await;
+        assert_eq!((tab["cumulative"].as_str(), tab["payword_length"].as_u64()), (Some("0"), None), "{tab}");
+    }
 }

@@ -567,7 +567,8 @@ mod tabs {
     }
 
     fn voucher(tab_id: u128, cumulative: u128, seq: u64) -> TabCommand {
-        let signature = key().sign(&Voucher::signed_message(tab_id, 2, cumulative, seq)).to_bytes();
+        let network = crate::channel::Network::named("obol:test");
+        let signature = key().sign(&Voucher::signed_message(&network, tab_id, 2, cumulative, seq)).to_bytes();
         TabCommand::Voucher(Voucher { tab_id, payee_id: 2, cumulative, seq, signature })
     }
 

@@ -171,6 +171,8 @@ pub struct Parties {
     pub device: ed25519_dalek::SigningKey,
     /// The accounts' scale (USD).
     pub scale: u8,
+    /// The server's network, which the device's signatures are for.
+    pub network: obol_core::channel::Network,
 }
 
 impl Parties {
@@ -205,6 +207,9 @@ impl Parties {
         let operator = launched.key.clone().expect("a fresh store prints the operator key");
         let api = Api::new(&launched.base);
         api.ready().await;
+        let (_, supported) = api.get(&operator, "/v1/x402/supported").await;
+        let network = supported["kinds"][0]["network"].as_str().expect("the server names its network");
+        let network = obol_core::channel::Network::named(network);
         let mut parties = Parties {
             server: Some(launched.child),
             dir,
@@ -215,6 +220,7 @@ impl Parties {
             merchant: String::new(),
             device: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
             scale,
+            network,
         };
         if let Some((bundle, _)) = policy {
             parties.until_policy(bundle).await;
@@ -286,8 +292,25 @@ impl Parties {
         use base64ct::{Base64UrlUnpadded, Encoding};
         use ed25519_dalek::Signer;
         use obol_core::channel::Voucher;
-        let signature = self.device.sign(&Voucher::signed_message(tab, 2, cumulative, seq)).to_bytes();
+        let signature = self.device.sign(&Voucher::signed_message(&self.network, tab, 2, cumulative, seq)).to_bytes();
         Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: 2, cumulative, seq, signature }.encode())
+    }
+
+    /// The PayWord commitment device 55 signs for tab `tab` paying account 2, to `chain` (root
+    /// first, each tick worth `value_per_tick`), for `network`.
+    pub fn commitment(
+        &self,
+        network: obol_core::channel::Network,
+        tab: u128,
+        chain: &[[u8; 32]],
+        value_per_tick: u128,
+    ) -> obol_core::channel::Commitment {
+        use ed25519_dalek::Signer;
+        use obol_core::channel::Commitment;
+        let length = (chain.len() - 1) as u32;
+        let message = Commitment::signed_message(&network, tab, 2, &chain[0], length, value_per_tick);
+        let signature = self.device.sign(&message).to_bytes();
+        Commitment { tab_id: tab, payee_id: 2, network, root: chain[0], length, value_per_tick, signature }
     }
 
     /// The merchant submits a voucher of device 55 for tab `tab`.
