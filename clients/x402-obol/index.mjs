@@ -14,8 +14,6 @@ import { x402Client, wrapFetchWithPayment, decodePaymentResponseHeader } from "@
 
 export { x402Client, wrapFetchWithPayment, decodePaymentResponseHeader };
 
-/** The network pattern obol's schemes are registered on (obol offers `obol:<instance-id>`). */
-export const OBOL_NETWORK = "obol:*";
 /** Scheme names, as obol offers them in `accepts[].scheme`. */
 export const SCHEME_VOUCHER = "obol-voucher";
 export const SCHEME_PAYWORD = "obol-payword";
@@ -104,6 +102,29 @@ function signWith(key, message) {
 
 // ---------------------------------------------------------------------------------------------
 // Binary formats (docs/vouchers.md)
+
+/**
+ * The one obol network a client pays on: its server's id (`obol:<instance-id>`, as the server's
+ * `GET /v1/x402/supported` and its tabs name it). A payer's account, device and tabs live on one
+ * server, so a client signs for no other network: an offer naming another is not its to pay.
+ */
+function serverNetwork(network, field = "network") {
+  if (typeof network !== "string" || !/^obol:[A-Za-z0-9_-]{1,32}$/.test(network)) {
+    throw new TypeError(
+      `${field} must be the payer's obol server network id, obol:<instance-id> (GET /v1/x402/supported), got ${JSON.stringify(network)}`,
+    );
+  }
+  return network;
+}
+
+/** Refuses an offer for another network than the client's own. */
+function checkNetwork(client, requirements) {
+  if (requirements.network !== client.network) {
+    throw new Error(
+      `${client.scheme}: the offer is for network ${JSON.stringify(requirements.network)}; this client pays on ${client.network} only`,
+    );
+  }
+}
 
 /**
  * The 32 bytes that name an obol server in every signature: SHA-256 of its network id
@@ -262,7 +283,8 @@ function refused(ctx) {
 export class ObolVoucherScheme {
   scheme = SCHEME_VOUCHER;
 
-  constructor({ seed, tabs }) {
+  constructor({ seed, tabs, network }) {
+    this.network = serverNetwork(network);
     this.key = privateKey(seed);
     this.tabs = tabTable(tabs, (tab, payTo) => ({
       tabId: toUint(tab.tabId, `tabs[${payTo}].tabId`),
@@ -281,6 +303,7 @@ export class ObolVoucherScheme {
   }
 
   async createPaymentPayload(x402Version, requirements) {
+    checkNetwork(this, requirements);
     const tab = tabFor(this.tabs, this.scheme, requirements);
     const amount = priceOf(this.scheme, requirements);
     const cumulative = tab.cumulative + amount;
@@ -292,7 +315,7 @@ export class ObolVoucherScheme {
     const seq = tab.seq + 1n;
     const voucher = encodeVoucher({
       key: this.key,
-      network: requirements.network,
+      network: this.network,
       tabId: tab.tabId,
       payeeId: toUint(requirements.payTo, "requirements.payTo"),
       cumulative,
@@ -331,7 +354,8 @@ export class ObolVoucherScheme {
 export class ObolPaywordScheme {
   scheme = SCHEME_PAYWORD;
 
-  constructor({ tabs }) {
+  constructor({ tabs, network }) {
+    this.network = serverNetwork(network);
     this.tabs = tabTable(tabs, (tab, payTo) => {
       const chain = (tab.chain ?? []).map((word, i) => bytes32(word, `tabs[${payTo}].chain[${i}]`));
       if (chain.length < 2) {
@@ -357,6 +381,7 @@ export class ObolPaywordScheme {
   }
 
   async createPaymentPayload(x402Version, requirements) {
+    checkNetwork(this, requirements);
     const tab = tabFor(this.tabs, this.scheme, requirements);
     const amount = priceOf(this.scheme, requirements);
     const ticks = (amount + tab.valuePerTick - 1n) / tab.valuePerTick;
@@ -402,13 +427,15 @@ export class ObolPaywordScheme {
 export class ObolExactScheme {
   scheme = SCHEME_EXACT;
 
-  constructor({ seed, from, device }) {
+  constructor({ seed, from, device, network }) {
+    this.network = serverNetwork(network);
     this.key = privateKey(seed);
     this.from = toUint(from, "from");
     this.device = toUint(device, "device");
   }
 
   async createPaymentPayload(x402Version, requirements) {
+    checkNetwork(this, requirements);
     const assetScale = requirements.extra?.assetScale;
     if (assetScale === undefined) {
       throw new Error(`${this.scheme}: the offer has no extra.assetScale; it is not an obol offer`);
@@ -423,7 +450,7 @@ export class ObolExactScheme {
     }
     const validBefore = Math.floor(Date.now() / 1000) + timeout;
     const message = exactMessage({
-      network: requirements.network,
+      network: this.network,
       transfer,
       from: this.from,
       to: toUint(requirements.payTo, "requirements.payTo"),
@@ -471,21 +498,28 @@ function spendControls(assets, network) {
 }
 
 /**
- * An `x402Client` paying obol offers with the given schemes, registered on `network` (default
- * "obol:*"). Each of `voucher`, `payword`, `exact` may be a scheme instance or the options of
+ * An `x402Client` paying obol offers with the given schemes on `network`, the payer's obol
+ * server (`obol:<instance-id>`; required: offers naming any other network are not paid). Each of
+ * `voucher`, `payword`, `exact` may be a scheme instance (on the same network) or the options of
  * its constructor. `assets` sets spend controls (see above); `selector` is @x402/core's
  * payment-requirements selector (default: the first offer this client can pay).
  */
-export function obolClient({ voucher, payword, exact, assets, network = OBOL_NETWORK, selector } = {}) {
-  const schemes = [
-    voucher && (voucher instanceof ObolVoucherScheme ? voucher : new ObolVoucherScheme(voucher)),
-    payword && (payword instanceof ObolPaywordScheme ? payword : new ObolPaywordScheme(payword)),
-    exact && (exact instanceof ObolExactScheme ? exact : new ObolExactScheme(exact)),
-  ].filter(Boolean);
+export function obolClient({ voucher, payword, exact, assets, network, selector } = {}) {
+  serverNetwork(network);
+  const make = (given, Scheme) => {
+    if (!given) return undefined;
+    const scheme = given instanceof Scheme ? given : new Scheme({ ...given, network });
+    if (scheme.network !== network) {
+      throw new Error(`obolClient: the ${scheme.scheme} scheme pays on ${scheme.network}, not ${network}`);
+    }
+    return scheme;
+  };
+  const schemes = [make(voucher, ObolVoucherScheme), make(payword, ObolPaywordScheme), make(exact, ObolExactScheme)].filter(
+    Boolean,
+  );
   if (schemes.length === 0) {
     throw new Error("obolClient needs at least one of voucher, payword, exact");
   }
-  // All schemes go under one network key: @x402/core consults only the first key that matches.
   const client = new x402Client(selector);
   for (const scheme of schemes) {
     client.register(network, scheme);

@@ -3,7 +3,8 @@
 //
 // The config names one scheme and what it pays with:
 //   common:        url, count (default 1), scheme ("obol-voucher" | "obol-payword" | "exact"),
-//                  payTo (the payee account the offer names), assets (optional, see obolClient)
+//                  network (the payer's obol server, obol:<instance-id>; offers for any other
+//                  are not paid), payTo (the payee account the offer names), assets (optional)
 //   obol-voucher:  seed (hex, 32 bytes), tabId, cumulative and seq (default 0), budget (optional)
 //   obol-payword:  tabId, valuePerTick, chainSeed (hex of the last word w_n), chainLength (n),
 //                  next (default 1); the chain is paywordChain(chainSeed, chainLength)
@@ -110,7 +111,7 @@ if (!Number.isInteger(count) || count < 0) usage("config.count must be a non-neg
 
 let client;
 try {
-  client = obolClient({ ...schemesOf(config), assets: config.assets });
+  client = obolClient({ ...schemesOf(config), assets: config.assets, network: need(config, "network") });
 } catch (error) {
   usage(error.message);
 }

@@ -188,7 +188,7 @@ test("voucher signed message and binary form match docs/vouchers.md", () => {
 });
 
 test("ObolVoucherScheme signs the doc's example voucher", async () => {
-  const scheme = new ObolVoucherScheme({ seed, tabs: { 7: { tabId: "42", cumulative: 249000n, seq: 2n } } });
+  const scheme = new ObolVoucherScheme({ seed, network: NETWORK, tabs: { 7: { tabId: "42", cumulative: 249000n, seq: 2n } } });
   const { x402Version, payload } = await scheme.createPaymentPayload(2, offerOf("obol-voucher"));
   assert.equal(x402Version, 2);
   assert.deepEqual(Object.keys(payload), ["voucher"]);
@@ -198,7 +198,7 @@ test("ObolVoucherScheme signs the doc's example voucher", async () => {
 });
 
 test("ObolVoucherScheme refuses an unknown payee and a payment beyond the budget", async () => {
-  const scheme = new ObolVoucherScheme({ seed, tabs: new Map([["7", { tabId: 42n, cumulative: 0n, seq: 0n, budget: 1500n }]]) });
+  const scheme = new ObolVoucherScheme({ seed, network: NETWORK, tabs: new Map([["7", { tabId: 42n, cumulative: 0n, seq: 0n, budget: 1500n }]]) });
   await assert.rejects(scheme.createPaymentPayload(2, { ...offerOf("obol-voucher"), payTo: "8" }), /no tab pays account 8/);
   await scheme.createPaymentPayload(2, offerOf("obol-voucher"));
   await assert.rejects(scheme.createPaymentPayload(2, offerOf("obol-voucher")), /beyond its budget of 1500/);
@@ -226,7 +226,7 @@ test("commitment is the 184-byte OBP2 form, signed for the network", () => {
 
 test("ObolPaywordScheme reveals ceil(amount / valuePerTick) ticks and stops at the chain's end", async () => {
   const chain = paywordChain(Buffer.alloc(32), 3);
-  const scheme = new ObolPaywordScheme({ tabs: { 7: { tabId: 42n, chain, next: 1, valuePerTick: 400n } } });
+  const scheme = new ObolPaywordScheme({ network: NETWORK, tabs: { 7: { tabId: 42n, chain, next: 1, valuePerTick: 400n } } });
   const pay = (amount) => scheme.createPaymentPayload(2, { ...offerOf("obol-payword"), amount });
   assert.deepEqual((await pay("400")).payload, { tab: "42", index: 1, word: DOC_CHAIN[1] });
   assert.deepEqual((await pay("401")).payload, { tab: "42", index: 3, word: DOC_CHAIN[3] }, "401 needs 2 ticks");
@@ -247,7 +247,7 @@ test("the exact authorization message has the documented 144-byte layout", () =>
 });
 
 test("ObolExactScheme signs a fresh authorization of the offer", async () => {
-  const scheme = new ObolExactScheme({ seed, from: "1", device: 3n });
+  const scheme = new ObolExactScheme({ seed, network: NETWORK, from: "1", device: 3n });
   const before = Math.floor(Date.now() / 1000);
   const { payload } = await scheme.createPaymentPayload(2, offerOf("exact"));
   assert.deepEqual(Object.keys(payload).sort(), ["device", "from", "signature", "transfer", "validBefore"]);
@@ -262,13 +262,27 @@ test("ObolExactScheme signs a fresh authorization of the offer", async () => {
   assert.notEqual(again.payload.transfer, payload.transfer, "each authorization is a new transfer");
 });
 
+test("every scheme refuses an offer for another network than its server's", async () => {
+  const elsewhere = { ...offerOf("exact"), network: "obol:production" };
+  const exact = new ObolExactScheme({ seed, network: NETWORK, from: "1", device: 3n });
+  await assert.rejects(exact.createPaymentPayload(2, elsewhere), /pays on obol:example only/);
+  const voucher = new ObolVoucherScheme({ seed, network: NETWORK, tabs: { 7: { tabId: 42n } } });
+  await assert.rejects(voucher.createPaymentPayload(2, { ...offerOf("obol-voucher"), network: "obol:production" }), /only/);
+  assert.equal(voucher.tab(7).seq, 0n, "nothing was signed");
+  const payword = new ObolPaywordScheme({ network: NETWORK, tabs: { 7: { tabId: 42n, chain: paywordChain(Buffer.alloc(32), 3), valuePerTick: 400n } } });
+  await assert.rejects(payword.createPaymentPayload(2, { ...offerOf("obol-payword"), network: "obol:production" }), /only/);
+  assert.throws(() => new ObolExactScheme({ seed, from: "1", device: 3n }), /network must be/);
+  assert.throws(() => obolClient({ network: "obol:*", exact: { seed, from: "1", device: 3n } }), /network must be/);
+  assert.throws(() => obolClient({ network: "obol:production", exact }), /pays on obol:example, not obol:production/);
+});
+
 // The HTTP checks share one server.
 const chain = paywordChain(Buffer.alloc(32, 0xab), 8); // ticks worth PRICE / 2: two per payment
 const { server, seen, tabState, control } = obolLikeServer({ root: chain[0].toString("hex") });
 let base;
 
 test("@x402/fetch pays an obol-voucher route and sends the offer as `accepted`", async () => {
-  const client = obolClient({ voucher: { seed, tabs: { 7: { tabId: TAB, cumulative: 0n, seq: 0n } } } });
+  const client = obolClient({ network: NETWORK, voucher: { seed, tabs: { 7: { tabId: TAB, cumulative: 0n, seq: 0n } } } });
   const fetchWithPayment = wrapFetchWithPayment(fetch, client);
   const response = await fetchWithPayment(`${base}/obol-voucher`);
   assert.equal(response.status, 200, await response.clone().text());
@@ -286,8 +300,8 @@ test("@x402/fetch pays an obol-voucher route and sends the offer as `accepted`",
 });
 
 test("a refused voucher is rolled back, so the next one pays only its own price", async () => {
-  const voucher = new ObolVoucherScheme({ seed, tabs: { 7: { tabId: TAB, cumulative: tabState.cumulative, seq: tabState.seq } } });
-  const fetchWithPayment = wrapFetchWithPayment(fetch, obolClient({ voucher }));
+  const voucher = new ObolVoucherScheme({ seed, network: NETWORK, tabs: { 7: { tabId: TAB, cumulative: tabState.cumulative, seq: tabState.seq } } });
+  const fetchWithPayment = wrapFetchWithPayment(fetch, obolClient({ network: NETWORK, voucher }));
   control.refuseNext = true;
   const refusedAnswer = await fetchWithPayment(`${base}/obol-voucher`);
   assert.equal(refusedAnswer.status, 402);
@@ -299,9 +313,9 @@ test("a refused voucher is rolled back, so the next one pays only its own price"
 });
 
 test("@x402/fetch pays obol-payword and exact routes", async () => {
-  const payword = new ObolPaywordScheme({ tabs: { 7: { tabId: TAB, chain, valuePerTick: PRICE / 2n } } });
-  const exact = new ObolExactScheme({ seed, from: 1n, device: 3n });
-  const fetchWithPayment = wrapFetchWithPayment(fetch, obolClient({ payword, exact }));
+  const payword = new ObolPaywordScheme({ network: NETWORK, tabs: { 7: { tabId: TAB, chain, valuePerTick: PRICE / 2n } } });
+  const exact = new ObolExactScheme({ seed, network: NETWORK, from: 1n, device: 3n });
+  const fetchWithPayment = wrapFetchWithPayment(fetch, obolClient({ network: NETWORK, payword, exact }));
   for (const index of [2, 4]) {
     const response = await fetchWithPayment(`${base}/obol-payword`);
     assert.equal(response.status, 200, await response.clone().text());
@@ -319,7 +333,7 @@ test("@x402/fetch pays obol-payword and exact routes", async () => {
 test("spend controls: ISO codes pass by default and can be allowed or capped per asset", async () => {
   const exact = { seed, from: 1n, device: 3n };
   const pay = (assets, asset = "USD") =>
-    wrapFetchWithPayment(fetch, obolClient({ exact, assets }))(`${base}/exact?asset=${asset}`);
+    wrapFetchWithPayment(fetch, obolClient({ network: NETWORK, exact, assets }))(`${base}/exact?asset=${asset}`);
   assert.equal((await pay(undefined, "EUR")).status, 200);
   assert.equal((await pay(["USD"])).status, 200);
   assert.equal((await pay({ USD: "1000" })).status, 200);
@@ -341,7 +355,7 @@ test("pay.mjs pays count times with each scheme and prints one JSON line per req
         return { code: error.code, lines: error.stdout.trim().split("\n").filter(Boolean).map((line) => JSON.parse(line)) };
       }
     };
-    const common = { count: 2, seed: RFC8037_SEED, payTo: PAYEE, tabId: TAB.toString() };
+    const common = { count: 2, seed: RFC8037_SEED, network: NETWORK, payTo: PAYEE, tabId: TAB.toString() };
     const voucher = await run({ ...common, url: `${base}/obol-voucher`, scheme: "obol-voucher", cumulative: tabState.cumulative.toString(), seq: Number(tabState.seq) });
     assert.equal(voucher.code, 0, JSON.stringify(voucher.lines));
     assert.equal(voucher.lines.length, 2);

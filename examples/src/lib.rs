@@ -42,6 +42,8 @@ pub fn step(text: &str) {
 pub struct Sandbox {
     /// Base URL, e.g. `http://127.0.0.1:40123`.
     pub base: String,
+    /// The server's network id (`obol:<instance-id>`), which payments are signed for.
+    pub network: String,
     operator: String,
     http: reqwest::Client,
     engine: Engine,
@@ -65,13 +67,14 @@ impl Sandbox {
             obol_http::auth::bootstrap_operator(&mut node, now_ns())?.context("a fresh store gets an operator key")?;
         let engine = Engine::start(node);
         let state = AppState::new(engine.clone(), "http");
+        let network = state.x402_network.to_string();
         let router = obol_http::app(state.clone()).merge(merchant(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move {
             let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         });
-        let sandbox = Sandbox { base, operator, http: reqwest::Client::new(), engine, dir };
+        let sandbox = Sandbox { base, network, operator, http: reqwest::Client::new(), engine, dir };
         sandbox
             .op("/v1/accounts", json!({"id": ISSUER_ACCOUNT.to_string(), "asset_code": "USD", "asset_scale": 9}))
             .await?;

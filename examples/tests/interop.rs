@@ -114,10 +114,10 @@ async fn the_real_x402_fetch_client_pays_an_obol_route_with_every_scheme() {
     sandbox.op("/v1/tabs/72/commitment", body).await.unwrap();
     let url = format!("{}/priced", sandbox.base);
     let configs = [
-        json!({"url": url, "count": 3, "scheme": "obol-voucher", "payTo": MERCHANT.to_string(), "seed": hex(&DEVICE_SEED), "tabId": "71"}),
-        json!({"url": url, "count": 4, "scheme": "obol-payword", "payTo": MERCHANT.to_string(), "tabId": "72",
+        json!({"url": url, "network": sandbox.network, "count": 3, "scheme": "obol-voucher", "payTo": MERCHANT.to_string(), "seed": hex(&DEVICE_SEED), "tabId": "71"}),
+        json!({"url": url, "network": sandbox.network, "count": 4, "scheme": "obol-payword", "payTo": MERCHANT.to_string(), "tabId": "72",
             "valuePerTick": PRICE.to_string(), "chainSeed": hex(&chain_seed), "chainLength": 10}),
-        json!({"url": url, "count": 2, "scheme": "exact", "payTo": MERCHANT.to_string(), "seed": hex(&DEVICE_SEED),
+        json!({"url": url, "network": sandbox.network, "count": 2, "scheme": "exact", "payTo": MERCHANT.to_string(), "seed": hex(&DEVICE_SEED),
             "from": PAYER.to_string(), "device": device}),
     ];
     let dir = std::env::temp_dir().join(format!("obol-x402-fetch-{}", std::process::id()));

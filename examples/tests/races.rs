@@ -16,11 +16,10 @@ const PAYER: u128 = 1_000;
 const DEVICE_SEED: [u8; 32] = [0x61; 32];
 const ESCROW: u128 = 1_000;
 
-fn voucher(tab: u128, cumulative: u128, seq: u64) -> String {
+fn voucher(network: &str, tab: u128, cumulative: u128, seq: u64) -> String {
     let key = SigningKey::from_bytes(&DEVICE_SEED);
-    let signature = key
-        .sign(&Voucher::signed_message(&Network::named(obol_http::LOCAL_NETWORK), tab, MERCHANT, cumulative, seq))
-        .to_bytes();
+    let signature =
+        key.sign(&Voucher::signed_message(&Network::named(network), tab, MERCHANT, cumulative, seq)).to_bytes();
     Base64UrlUnpadded::encode_string(&Voucher { tab_id: tab, payee_id: MERCHANT, cumulative, seq, signature }.encode())
 }
 
@@ -65,6 +64,7 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
     let mut tasks = Vec::new();
     for (lane, client) in clients.iter().enumerate() {
         let (client, base, key) = (client.clone(), sandbox.base.clone(), merchant_key.clone());
+        let network = sandbox.network.clone();
         tasks.push(tokio::spawn(async move {
             let mut answers = Vec::new();
             // Lane 0 sends the odd seqs, lane 1 the even ones; each voucher adds 30 (40 x 30 > 1,000).
@@ -72,7 +72,7 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
                 let response = client
                     .post(format!("{base}/v1/tabs/5/vouchers"))
                     .bearer_auth(&key)
-                    .json(&json!({"voucher": voucher(5, u128::from(seq) * 30, seq)}))
+                    .json(&json!({"voucher": voucher(&network, 5, u128::from(seq) * 30, seq)}))
                     .send()
                     .await
                     .unwrap();
@@ -112,15 +112,15 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
 async fn a_seq_regression_and_an_expired_tab_are_refused_with_clear_codes() {
     let (sandbox, merchant_key) = setup().await;
     let client = reqwest::Client::new();
-    assert_eq!(submit(&client, &sandbox, &merchant_key, 5, voucher(5, 100, 5)).await.0, 200);
-    let (status, problem) = submit(&client, &sandbox, &merchant_key, 5, voucher(5, 200, 4)).await;
+    assert_eq!(submit(&client, &sandbox, &merchant_key, 5, voucher(&sandbox.network, 5, 100, 5)).await.0, 200);
+    let (status, problem) = submit(&client, &sandbox, &merchant_key, 5, voucher(&sandbox.network, 5, 200, 4)).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("voucher_not_increasing")), "{problem}");
-    let (status, problem) = submit(&client, &sandbox, &merchant_key, 5, voucher(5, 100, 6)).await;
+    let (status, problem) = submit(&client, &sandbox, &merchant_key, 5, voucher(&sandbox.network, 5, 100, 6)).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("voucher_not_increasing")), "the amount must grow too");
     assert_eq!(sandbox.tab_cumulative(5), Some(100));
     // Tab 6 took payments for one second.
     loop {
-        let (status, answer) = submit(&client, &sandbox, &merchant_key, 6, voucher(6, 10, 1)).await;
+        let (status, answer) = submit(&client, &sandbox, &merchant_key, 6, voucher(&sandbox.network, 6, 10, 1)).await;
         if status == 409 {
             assert_eq!(answer["code"], "tab_expired");
             break;

@@ -216,6 +216,8 @@ pub struct Wallet {
     key: SigningKey,
     http: reqwest::Client,
     state: Mutex<Ledgerish>,
+    /// The network id of `config.server`, learned once: the only network this wallet signs for.
+    network: std::sync::OnceLock<String>,
 }
 
 fn now_s() -> u64 {
@@ -230,7 +232,31 @@ impl Wallet {
     /// A wallet for `config`.
     pub fn new(config: WalletConfig) -> Wallet {
         let key = SigningKey::from_bytes(&config.device_key);
-        Wallet { config, key, http: reqwest::Client::new(), state: Mutex::new(Ledgerish::default()) }
+        Wallet {
+            config,
+            key,
+            http: reqwest::Client::new(),
+            state: Mutex::new(Ledgerish::default()),
+            network: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The network id of the wallet's server (`obol:<instance-id>`, from its public
+    /// `GET /v1/x402/supported`), asked once. The wallet's account and device live there, so it
+    /// signs for no other network: an offer naming another is not this wallet's to pay.
+    pub async fn server_network(&self) -> Result<String, ClientError> {
+        if let Some(network) = self.network.get() {
+            return Ok(network.clone());
+        }
+        let url = format!("{}/v1/x402/supported", self.config.server.trim_end_matches('/'));
+        let supported: Value = self.http.get(url).send().await?.error_for_status()?.json().await?;
+        let network = supported["kinds"]
+            .as_array()
+            .and_then(|kinds| kinds.iter().find_map(|kind| kind["network"].as_str()))
+            .filter(|network| network.starts_with("obol:"))
+            .ok_or_else(|| ClientError::Protocol("the server names no obol network".into()))?
+            .to_string();
+        Ok(self.network.get_or_init(|| network).clone())
     }
 
     /// A fresh random device key (register its public half with the holder's key first).
@@ -425,8 +451,12 @@ impl Wallet {
 
     /// The payload for one offer, or why this wallet cannot pay it.
     async fn pay_offer(&self, offer: &PaymentRequirements) -> Result<Value, ClientError> {
-        if !offer.network.starts_with("obol:") {
-            return Err(ClientError::NoUsableOffer(format!("network {}", offer.network)));
+        let home = self.server_network().await?;
+        if offer.network != home {
+            return Err(ClientError::NoUsableOffer(format!(
+                "network {} is not this wallet's server's ({home})",
+                offer.network
+            )));
         }
         let scale = offer.extra.get("assetScale").and_then(Value::as_u64);
         if offer.asset != self.config.asset.code() || scale != Some(u64::from(self.config.asset.scale())) {

@@ -85,8 +85,15 @@ pub struct AppState {
     pub risk: Arc<risk::Risk>,
 }
 
-/// The network id of a server given no instance id (tests).
+/// The network id of a server given the instance id `local` (tests and benchmarks).
 pub const LOCAL_NETWORK: &str = "obol:local";
+
+/// Whether `instance_id` may name a network: 1 to 32 letters, digits, `-` or `_`.
+pub fn check_instance_id(instance_id: &str) -> Result<(), String> {
+    let valid = (1..=32).contains(&instance_id.len())
+        && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid { Ok(()) } else { Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'")) }
+}
 
 impl AppState {
     /// State for a server over `engine`, reached over `scheme` (`http` or `https`), with a
@@ -97,6 +104,9 @@ impl AppState {
 
     /// State whose secrets are sealed by `vault`.
     pub fn with_vault(engine: Engine, scheme: &'static str, vault: vault::Vault) -> AppState {
+        // A network of its own until told otherwise: two embedded servers never share one.
+        let network_id = format!("obol:{:016x}", rand::random::<u64>());
+        let network = obol_core::channel::Network::named(&network_id);
         AppState {
             engine,
             auth: Arc::new(Authenticator::new()),
@@ -110,9 +120,9 @@ impl AppState {
                 passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
                     .expect("localhost is a valid WebAuthn relying party"),
             ),
-            x402_network: Arc::from(LOCAL_NETWORK),
-            network: obol_core::channel::Network::named(LOCAL_NETWORK),
-            verifier: verifier::Verifier::start(obol_core::channel::Network::named(LOCAL_NETWORK)),
+            x402_network: Arc::from(network_id),
+            network,
+            verifier: verifier::Verifier::start(network),
             risk: Arc::new(risk::Risk::off()),
         }
     }
@@ -123,13 +133,11 @@ impl AppState {
         self
     }
 
-    /// Sets the x402 network id to `obol:<instance_id>` (3 to 32 letters, digits, `-` or `_`).
+    /// Sets the network id to `obol:<instance_id>` (1 to 32 letters, digits, `-` or `_`). A
+    /// server that keeps its ledger gives the same id at every start (`obol serve` keeps one in
+    /// the store); without one, each `AppState` is a network of its own, drawn at random.
     pub fn with_instance_id(mut self, instance_id: &str) -> Result<AppState, String> {
-        let valid = (1..=32).contains(&instance_id.len())
-            && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'"));
-        }
+        check_instance_id(instance_id)?;
         self.x402_network = Arc::from(format!("obol:{instance_id}"));
         self.network = obol_core::channel::Network::named(&self.x402_network);
         self.verifier = verifier::Verifier::start(self.network);

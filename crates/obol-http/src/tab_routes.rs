@@ -736,7 +736,10 @@ pub async fn submit_commitment(
     moves_money(&caller)?;
     let bytes = Base64UrlUnpadded::decode_vec(body.commitment.trim())
         .map_err(|_| ApiError::InvalidField("commitment must be base64url without padding".into()))?;
-    let commitment = Commitment::decode(&bytes).map_err(|e| ApiError::InvalidField(format!("commitment: {e}")))?;
+    let commitment = Commitment::decode(&bytes).map_err(|e| match e {
+        obol_core::channel::CodecError::Unbound => ApiError::WrongNetwork(format!("commitment: {e}")),
+        _ => ApiError::InvalidField(format!("commitment: {e}")),
+    })?;
     if commitment.network != state.network {
         return Err(ApiError::WrongNetwork(format!(
             "the commitment is signed for another network than this server's {} (docs/vouchers.md)",

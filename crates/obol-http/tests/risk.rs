@@ -389,7 +389,8 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
 
     let node = obol_store::Node::open(obol_store::SqliteStore::open(&scratch.0).unwrap(), 4).unwrap();
     let engine = obol_store::Engine::start(node);
-    let second = obol_http::AppState::new(engine.clone(), "http").with_risk(risk(&[eu]));
+    let second =
+        obol_http::AppState::new(engine.clone(), "http").with_instance_id("local").unwrap().with_risk(risk(&[eu]));
     second.risk.load(&engine).await.unwrap();
     let (status, held) = pay(obol_http::app(second.clone()), 15).await;
     assert_eq!((status, held["code"].as_str()), (StatusCode::ACCEPTED, Some("held_for_review")), "{held}");
@@ -400,7 +401,8 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
     assert_eq!(seen["risk"]["rule"], "eu-psd2-sca@1/low-value-sixth-payment");
     assert!(seen["features"]["payer_count_1h"].as_f64().unwrap() >= 6.0, "velocity survived too: {seen}");
 
-    let forgetful = obol_http::AppState::new(engine.clone(), "http").with_risk(risk(&[eu]));
+    let forgetful =
+        obol_http::AppState::new(engine.clone(), "http").with_instance_id("local").unwrap().with_risk(risk(&[eu]));
     let (status, _) = pay(obol_http::app(forgetful), 16).await;
     assert_eq!(status, StatusCode::CREATED, "without the saved state the sixth would have gone through");
     engine.shutdown();

@@ -59,7 +59,7 @@ fn progress(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// The network the benchmarks sign for: that of an `AppState` given no instance id.
+/// The network the benchmarks sign for: their `AppState`'s, given the instance id `local`.
 fn bench_network() -> obol_core::channel::Network {
     obol_core::channel::Network::named(obol_http::LOCAL_NETWORK)
 }
@@ -496,7 +496,10 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     }
     prepare.finish_and_clear();
     let engine = obol_store::Engine::start(node);
-    let state = obol_http::AppState::new(engine.clone(), "http").with_rate_limit(0, 0);
+    let state = obol_http::AppState::new(engine.clone(), "http")
+        .with_instance_id("local")
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_rate_limit(0, 0);
     let network = state.x402_network.to_string();
     let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD, SCHEME_VOUCHER]);
     let accepted = &offer.requirements(&network)[0];

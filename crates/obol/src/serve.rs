@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// After starting, make a first payment over HTTP and print each request and answer.
     #[arg(long)]
     demo: bool,
+    /// This deployment's instance id: its network is obol:<id>, and every voucher, commitment
+    /// and exact authorization is signed for it. Drawn at random on first start and kept in the
+    /// store. A copy of a data directory or database keeps the original's: give a staging copy
+    /// its own (1 to 32 letters, digits, '-' or '_'), so nothing signed for one pays on the other.
+    #[arg(long, env = "OBOL_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// PEM certificate chain for HTTPS (TLS 1.3, with --tls-key).
     #[arg(long, env = "OBOL_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -211,15 +217,32 @@ pub(crate) const SHIPPED_POLICY: [&str; 5] = [
     include_str!("../../../policy/holder-caps.toml"),
 ];
 
-/// This server's instance id (its x402 network is `obol:<id>`): made once, kept in the store.
-fn instance_id(node: &mut Node<Box<dyn Store>>) -> anyhow::Result<String> {
+/// This server's instance id (its x402 network is `obol:<id>`): made once, kept in the store;
+/// `asked` (from `--instance-id`) replaces it.
+fn instance_id(node: &mut Node<Box<dyn Store>>, asked: Option<&str>) -> anyhow::Result<String> {
     const KEY: &str = "instance_id";
-    if let Some(bytes) = node.store_mut().meta_get(KEY)? {
-        return String::from_utf8(bytes).context("the stored instance id is not text");
+    let stored = match node.store_mut().meta_get(KEY)? {
+        Some(bytes) => Some(String::from_utf8(bytes).context("the stored instance id is not text")?),
+        None => None,
+    };
+    match (stored, asked) {
+        (Some(stored), None) => Ok(stored),
+        (Some(stored), Some(asked)) if stored == asked => Ok(stored),
+        (stored, asked) => {
+            let id = asked.map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string);
+            obol_http::check_instance_id(&id).map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(stored) = stored {
+                tracing::warn!(
+                    from = %format!("obol:{stored}"),
+                    to = %format!("obol:{id}"),
+                    "the network changes: vouchers, commitments and authorizations signed for the old one are refused \
+                     from now on (open tabs go on with new ones)"
+                );
+            }
+            node.store_mut().meta_put(KEY, id.as_bytes())?;
+            Ok(id)
+        }
     }
-    let id: String = format!("{:016x}", rand::random::<u64>());
-    node.store_mut().meta_put(KEY, id.as_bytes())?;
-    Ok(id)
 }
 
 /// `obol serve`.
@@ -261,7 +284,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
     let master_key = obol_http::vault::load_or_create_master_key(&master_key_path)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
-    let instance_id = instance_id(&mut node)?;
+    let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
     let engine = Engine::start(node);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),

@@ -538,8 +538,7 @@ async fn r10_15_a_voucher_commitment_or_authorization_for_one_server_pays_nothin
     assert_eq!((status, code(&problem)), (422, "voucher_signature_invalid"), "{problem}");
 
     // An `exact` authorization made for staging's offer does not settle on production.
-    let (_, supported) = production.api.get(&production.merchant, "/v1/x402/supported").await;
-    let production_id = supported["kinds"][0]["network"].as_str().unwrap().to_string();
+    let production_id = production.network_id.clone();
     let valid_before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
     let authorization = ExactAuthorization {
         network: staging.network,

@@ -51,7 +51,7 @@ pub fn start_with(tag: &str, configure: impl FnOnce(AppState) -> AppState) -> St
     let mut node = Node::open(SqliteStore::open(&dir).expect("open store"), 3).expect("open node");
     let operator = bootstrap_operator(&mut node, 1).expect("bootstrap").expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
-    let state = configure(AppState::new(engine.clone(), "http"));
+    let state = configure(AppState::new(engine.clone(), "http").with_instance_id("local").expect("a valid id"));
     let router = app(state.clone());
     Started { router, engine, state, operator, scratch: Scratch(dir) }
 }

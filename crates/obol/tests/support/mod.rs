@@ -173,6 +173,8 @@ pub struct Parties {
     pub scale: u8,
     /// The server's network, which the device's signatures are for.
     pub network: obol_core::channel::Network,
+    /// Its id, `obol:<instance-id>`.
+    pub network_id: String,
 }
 
 impl Parties {
@@ -208,8 +210,8 @@ impl Parties {
         let api = Api::new(&launched.base);
         api.ready().await;
         let (_, supported) = api.get(&operator, "/v1/x402/supported").await;
-        let network = supported["kinds"][0]["network"].as_str().expect("the server names its network");
-        let network = obol_core::channel::Network::named(network);
+        let network_id = supported["kinds"][0]["network"].as_str().expect("the server names its network").to_string();
+        let network = obol_core::channel::Network::named(&network_id);
         let mut parties = Parties {
             server: Some(launched.child),
             dir,
@@ -221,6 +223,7 @@ impl Parties {
             device: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
             scale,
             network,
+            network_id,
         };
         if let Some((bundle, _)) = policy {
             parties.until_policy(bundle).await;
