@@ -289,7 +289,8 @@ fn tab_memory(count: u64, key: &VerifyingKey) -> anyhow::Result<(f64, f64)> {
                         user_data_32: 0,
                         timeout_s: 0,
                         asset: Some(asset()),
-                        code: obol_core::channel::TAB_TRANSFER_CODE,
+                        // A tab's escrow in all but its code, which only tab commands may use.
+                        code: 1,
                         flags: TransferFlags(TransferFlags::PENDING),
                     })
                     .collect();
