@@ -146,6 +146,9 @@ pub enum ApiError {
     /// The review was decided already.
     #[error("review {0} was {1} already")]
     ReviewDecided(String, String),
+    /// The request was held for review and an analyst declined it: it never runs.
+    #[error("this payment was held for review {0} and declined; it will not run")]
+    ReviewDeclined(String),
     /// A policy bundle was refused; the live policy is unchanged.
     #[error("the bundle was refused and the live policy is unchanged: {0}")]
     PolicyRefused(String),
@@ -270,6 +273,7 @@ impl ApiError {
             ApiError::HeldForReview(_) => StatusCode::ACCEPTED,
             ApiError::ReviewNotFound(_) | ApiError::NoShadow => StatusCode::NOT_FOUND,
             ApiError::ReviewDecided(..) => StatusCode::CONFLICT,
+            ApiError::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             ApiError::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ChallengeNotFound(_) | ApiError::TabNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TabExists(_) | ApiError::IdTaken(_) => StatusCode::CONFLICT,
@@ -319,6 +323,7 @@ impl ApiError {
             ApiError::TabPaused(..) => "tab_paused_for_review",
             ApiError::ReviewNotFound(_) => "review_not_found",
             ApiError::ReviewDecided(..) => "review_decided",
+            ApiError::ReviewDeclined(_) => "review_declined",
             ApiError::PolicyRefused(_) => "policy_refused",
             ApiError::NoShadow => "no_shadow",
             ApiError::FactorCheckFailed { .. } => "factor_check_failed",

@@ -18,7 +18,7 @@ use crate::auth::{self, Caller};
 use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
-use crate::risk::{Payment, Risk, Verdict};
+use crate::risk::{HoldOf, Payment, Risk, Verdict};
 use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, identity_routes, now_ns, read_ledger};
 
 fn batch_size(got: usize) -> Result<(), ApiError> {
@@ -260,6 +260,14 @@ fn authorize_transfers(
     }
     let ledger = read_ledger(state);
     authorize_moves(&ledger, caller, events)?;
+    // A held request has one fate: a retry with the same ids meets it, never a second decision.
+    match state.risk.hold_of(caller, events) {
+        HoldOf::Free => {}
+        HoldOf::Pending(review) => return Err(ApiError::HeldForReview(Box::new(review.for_caller(caller)))),
+        HoldOf::Declined(review_id) => return Err(ApiError::ReviewDeclined(review_id)),
+        HoldOf::Approved => return Ok(Gate::Go { authenticated: false }),
+        HoldOf::Taken(id) => return Err(ApiError::IdTaken(id)),
+    }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
     let assessments = state.risk.assess(&ledger, caller, "transfer", &only);
@@ -353,18 +361,22 @@ pub(crate) fn can_step_up(ledger: &obol_core::ledger::Ledger, caller: &Caller) -
     caller.role == Role::Holder && ledger.identity().principal(caller.principal_id).is_some_and(|p| p.has_factor())
 }
 
-/// Holds a request for review and answers the 202 that says so.
+/// Holds a request for review and answers the 202 that says so. `runs`: whether approval runs
+/// it (see [`OnApproval`]).
 pub(crate) async fn hold_transfers(
     state: &AppState,
     caller: &Caller,
     assessment: &obol_risk::engine::Assessment,
     payment: &Payment,
     events: &[NewTransfer],
+    on_approval: OnApproval,
 ) -> ApiError {
     let payments: Vec<(u128, u128)> =
         events.iter().filter(|e| !e.flags.resolves_pending()).map(|e| (e.debit_account_id, e.amount)).collect();
     let op = Op::CreateTransfers(events.to_vec());
-    let held = crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, payments: &payments };
+    let runs = on_approval == OnApproval::Run;
+    let held =
+        crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, payments: &payments, runs };
     match state.risk.hold(state, caller, held).await {
         Ok(review) => ApiError::HeldForReview(Box::new(review.for_caller(caller))),
         Err(error) => error,
@@ -514,7 +526,7 @@ pub(crate) async fn create_transfer(
     ApiJson(body): ApiJson<TransferNew>,
 ) -> Result<Response, ApiError> {
     let event = body.to_core()?;
-    let result = transfer_as(&state, &caller, &event, approval_header(&headers)).await?;
+    let result = transfer_as(&state, &caller, &event, approval_header(&headers), OnApproval::Run).await?;
     let status = match result {
         CreateTransferResult::Ok => StatusCode::CREATED,
         CreateTransferResult::Exists => StatusCode::OK,
@@ -529,6 +541,16 @@ pub(crate) async fn create_transfer(
     Ok(with_location(status, format!("/v1/transfers/{}", event.id), Json(dto)))
 }
 
+/// What an analyst's approval of a held request does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum OnApproval {
+    /// Runs it: the client was told it is held (202) and waits for the outcome.
+    Run,
+    /// Runs nothing: the client was refused (x402 answers 402 and delivers nothing), so the
+    /// payment may run only when the payer sends it again, and then without a second decision.
+    AllowRetry,
+}
+
 /// Makes one transfer as `caller` would through the API: authorization, step-up, device limits,
 /// then the ledger; answers the ledger's result.
 pub(crate) async fn transfer_as(
@@ -536,12 +558,13 @@ pub(crate) async fn transfer_as(
     caller: &Caller,
     event: &NewTransfer,
     approval: Option<&str>,
+    on_approval: OnApproval,
 ) -> Result<CreateTransferResult, ApiError> {
     let events = std::slice::from_ref(event);
     let authenticated = match authorize_transfers(state, caller, events, approval)? {
         Gate::Go { authenticated } => authenticated,
         Gate::Hold(assessment, payment) => {
-            return Err(hold_transfers(state, caller, &assessment, &payment, events).await);
+            return Err(hold_transfers(state, caller, &assessment, &payment, events, on_approval).await);
         }
     };
     charge_device_day(state, caller, events).await?;
@@ -580,7 +603,7 @@ pub(crate) async fn create_transfers(
     let authenticated = match authorize_transfers(&state, &caller, &events, approval_header(&headers))? {
         Gate::Go { authenticated } => authenticated,
         Gate::Hold(assessment, payment) => {
-            return Err(hold_transfers(&state, &caller, &assessment, &payment, &events).await);
+            return Err(hold_transfers(&state, &caller, &assessment, &payment, &events, OnApproval::Run).await);
         }
     };
     charge_device_day(&state, &caller, &events).await?;

@@ -187,10 +187,44 @@ struct StoredReview {
     #[serde(default)]
     via: Option<String>,
     review: ReviewDto,
-    /// The held operation, as a record (base64url), run on approval.
+    /// The held operation, as a record (base64url).
     op: String,
+    /// Whether approval runs `op` (the client was told "held": 202). When false (x402, whose
+    /// client was told 402 and got nothing), approval runs nothing: it lets the payer's retry of
+    /// the very same payment through without a second decision.
+    #[serde(default = "runs_by_default")]
+    runs: bool,
     /// Payments the op makes, (paying account, amount) as decimal text, for the counters.
     payments: Vec<[String; 2]>,
+}
+
+fn runs_by_default() -> bool {
+    true
+}
+
+/// The held transfers of a stored review, if its operation is a transfer batch.
+fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransfer>> {
+    let bytes = Base64UrlUnpadded::decode_vec(&stored.op).ok()?;
+    match Record::decode(&bytes).ok()?.ops.into_iter().next()? {
+        Op::CreateTransfers(events) => Some(events),
+        _ => None,
+    }
+}
+
+/// What a request meets when a review holds one of its transfer ids: a held request has one
+/// fate, and every retry is answered with it.
+pub(crate) enum HoldOf {
+    /// No review holds these ids.
+    Free,
+    /// The review waits: the retry gets the same hold back.
+    Pending(Box<ReviewDto>),
+    /// An analyst declined it: it never runs.
+    Declined(String),
+    /// An analyst approved it: the same payment goes on without a second decision (it ran at
+    /// approval, and the ledger answers that it exists; or it waited for this retry).
+    Approved,
+    /// A review holds one of these ids for another payment or another payer.
+    Taken(u128),
 }
 
 /// A policy change, as recorded.
@@ -332,6 +366,8 @@ pub(crate) struct Held<'a> {
     pub op: Op,
     /// The payments it makes, (paying account, amount), for the counters on approval.
     pub payments: &'a [(u128, u128)],
+    /// Whether approval runs `op` (see `StoredReview::runs`).
+    pub runs: bool,
 }
 
 /// What the gate says about a request's payments.
@@ -359,6 +395,10 @@ pub struct Risk {
     reviews: Mutex<BTreeMap<String, StoredReview>>,
     /// Tabs paused by a checkpoint review: tab id to review id.
     paused: Mutex<HashMap<u128, String>>,
+    /// Transfer ids held by a review, to the review's id: a retry meets its hold.
+    held_ids: Mutex<HashMap<u128, String>>,
+    /// Tab ids whose opening a review holds, to the review's id.
+    held_tabs: Mutex<HashMap<u128, String>>,
     /// Per tab, the last checkpoint assessed (quarters of the budget paid, 0 before the first)
     /// and what the tab owed then.
     checkpoints: Mutex<HashMap<u128, (u8, u128)>>,
@@ -441,6 +481,8 @@ impl Risk {
             sources: Mutex::new(sources),
             reviews: Mutex::default(),
             paused: Mutex::default(),
+            held_ids: Mutex::default(),
+            held_tabs: Mutex::default(),
             checkpoints: Mutex::default(),
             changes: Mutex::default(),
             watched: Mutex::default(),
@@ -483,9 +525,19 @@ impl Risk {
         }
         let mut reviews = BTreeMap::new();
         let mut paused = HashMap::new();
+        let mut held_ids = HashMap::new();
+        let mut held_tabs = HashMap::new();
         for (key, value) in engine.meta_scan(REVIEW_PREFIX).await? {
             match serde_json::from_slice::<StoredReview>(&value) {
                 Ok(stored) => {
+                    for event in held_events(&stored).unwrap_or_default() {
+                        held_ids.insert(event.id, stored.review.id.clone());
+                    }
+                    if stored.review.kind == "tab_open"
+                        && let Some(tab) = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok())
+                    {
+                        held_tabs.insert(tab, stored.review.id.clone());
+                    }
                     if stored.review.status == "pending"
                         && stored.review.kind == "tab_checkpoint"
                         && let Some(tab) = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok())
@@ -498,6 +550,8 @@ impl Risk {
             }
         }
         *lock(&self.reviews) = reviews;
+        *lock(&self.held_ids) = held_ids;
+        *lock(&self.held_tabs) = held_tabs;
         *lock(&self.paused) = paused;
         let mut limits = HashMap::new();
         for (key, value) in engine.meta_scan(LIMIT_PREFIX).await? {
@@ -664,7 +718,7 @@ impl Risk {
     /// Holds a request for review: stores it with the decision, exact Shapley values and
     /// features.
     pub(crate) async fn hold(&self, state: &AppState, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, ApiError> {
-        let Held { kind, payment, tab_id, assessment, op, payments } = held;
+        let Held { kind, payment, tab_id, assessment, op, payments, runs } = held;
         if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
             return Err(ApiError::Overloaded);
         }
@@ -702,6 +756,10 @@ impl Risk {
             note: None,
             outcome: None,
         };
+        let held_ids: Vec<u128> = match &op {
+            Op::CreateTransfers(events) => events.iter().map(|event| event.id).collect(),
+            _ => Vec::new(),
+        };
         let record = Record { now_ns: 0, ops: vec![op] };
         let encoded = record.encode().map_err(|error| ApiError::InvalidField(error.to_string()))?;
         let via = match &caller.via {
@@ -712,6 +770,7 @@ impl Risk {
             via: Some(via),
             review: review.clone(),
             op: Base64UrlUnpadded::encode_string(&encoded),
+            runs,
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -721,9 +780,57 @@ impl Risk {
         {
             lock(&self.paused).insert(tab, id.clone());
         }
+        {
+            let mut ids = lock(&self.held_ids);
+            for held in held_ids {
+                ids.insert(held, id.clone());
+            }
+        }
+        if kind == "tab_open"
+            && let Some(tab) = tab_id
+        {
+            lock(&self.held_tabs).insert(tab, id.clone());
+        }
         lock(&self.reviews).insert(id, stored);
         metrics::counter!("obol_risk_reviews_held_total", "kind" => kind.to_string()).increment(1);
         Ok(review)
+    }
+
+    /// The fate of a request some of whose transfer ids a review holds. Only the same payer
+    /// asking for the very same transfers meets it; anything else with those ids is refused.
+    pub(crate) fn hold_of(&self, caller: &Caller, events: &[obol_core::ledger::NewTransfer]) -> HoldOf {
+        let held = {
+            let ids = lock(&self.held_ids);
+            events.iter().find_map(|event| ids.get(&event.id).map(|review| (event.id, review.clone())))
+        };
+        let Some((transfer_id, review_id)) = held else { return HoldOf::Free };
+        let reviews = lock(&self.reviews);
+        let Some(stored) = reviews.get(&review_id) else { return HoldOf::Free };
+        let same_payer = stored.review.principal_id == caller.principal_id.to_string();
+        if !same_payer || held_events(stored).as_deref() != Some(events) {
+            return HoldOf::Taken(transfer_id);
+        }
+        match stored.review.status.as_str() {
+            "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
+            "declined" => HoldOf::Declined(review_id),
+            _ => HoldOf::Approved,
+        }
+    }
+
+    /// The fate of a request to open tab `tab_id` when a review holds its opening: as
+    /// [`Risk::hold_of`], by tab id (the client's id for a tab).
+    pub(crate) fn hold_of_tab(&self, caller: &Caller, tab_id: u128) -> HoldOf {
+        let Some(review_id) = lock(&self.held_tabs).get(&tab_id).cloned() else { return HoldOf::Free };
+        let reviews = lock(&self.reviews);
+        let Some(stored) = reviews.get(&review_id) else { return HoldOf::Free };
+        if stored.review.principal_id != caller.principal_id.to_string() {
+            return HoldOf::Taken(tab_id);
+        }
+        match stored.review.status.as_str() {
+            "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
+            "declined" => HoldOf::Declined(review_id),
+            _ => HoldOf::Approved,
+        }
     }
 
     /// The review that paused `tab_id`, if one did and is still open.
@@ -1157,6 +1264,9 @@ pub async fn decide_review(
                 Err(error) => vec![format!("settle failed: {}", error.code())],
             }
         }
+        // The client was told 402 and got nothing: approval runs nothing now, it lets the
+        // payer's retry of the same payment through.
+        (true, _) if !stored.runs => vec!["allowed: runs when the payer retries it".to_string()],
         (true, _) => match run_held(&state, &stored).await {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -1169,7 +1279,7 @@ pub async fn decide_review(
         },
         (false, _) => Vec::new(),
     };
-    if approve && stored.review.kind != "tab_checkpoint" {
+    if approve && stored.review.kind != "tab_checkpoint" && stored.runs {
         let payments: Vec<(u128, u128)> = stored
             .payments
             .iter()

@@ -326,6 +326,18 @@ async fn escrow_gate(
     command: TabCommand,
     approval: Option<&str>,
 ) -> Result<bool, ApiError> {
+    // A held opening has one fate: its retry meets the hold, never a second decision.
+    if kind == "tab_open" {
+        match state.risk.hold_of_tab(caller, tab_id) {
+            crate::risk::HoldOf::Free => {}
+            crate::risk::HoldOf::Pending(review) => {
+                return Err(ApiError::HeldForReview(Box::new(review.for_caller(caller))));
+            }
+            crate::risk::HoldOf::Declined(review_id) => return Err(ApiError::ReviewDeclined(review_id)),
+            crate::risk::HoldOf::Approved => return Ok(false),
+            crate::risk::HoldOf::Taken(id) => return Err(ApiError::TabExists(id)),
+        }
+    }
     let (assessment, payment) = match tab_gate(state, caller, kind, payment, approval)? {
         Gate::Go { authenticated } => return Ok(authenticated),
         Gate::Hold(assessment, payment) => (assessment, payment),
@@ -338,6 +350,7 @@ async fn escrow_gate(
         assessment: &assessment,
         op: Op::Tab(command),
         payments: &payments,
+        runs: true,
     };
     Err(ApiError::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?.for_caller(caller))))
 }
@@ -391,6 +404,7 @@ pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
                 assessment: &assessment,
                 op,
                 payments: &[],
+                runs: true,
             },
         )
         .await

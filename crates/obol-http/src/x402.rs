@@ -483,7 +483,10 @@ pub async fn settle(state: &AppState, prepared: Prepared) -> Result<SettlementRe
             })
         }
         PreparedKind::Transfer { caller, event } => {
-            match crate::ledger_routes::transfer_as(state, &caller, &event, None).await? {
+            // A held exact payment was answered 402 (or success: false): approval never takes
+            // the money by itself; the payer's retry of the same authorization runs it.
+            let on_approval = crate::ledger_routes::OnApproval::AllowRetry;
+            match crate::ledger_routes::transfer_as(state, &caller, &event, None, on_approval).await? {
                 CreateTransferResult::Ok => Ok(SettlementResponse {
                     success: true,
                     error_reason: None,

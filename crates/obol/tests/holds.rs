@@ -1,0 +1,157 @@
+//! Goal: a request the risk policy holds has one fate, and it is what its client was told. A
+//! transfer answered "held" (202) runs on approval, exactly once, and a retry with its id meets
+//! the hold (the same review, never a second decision); a declined one never runs. An x402
+//! `exact` payment answered 402 is never charged by an approval: approval lets the payer's retry
+//! of the same authorization through, and only that retry moves money.
+//! Method: the real `obol serve` with a policy bundle that holds payments of 10.01 to 20.00 USD,
+//! over HTTP; kill -9 and restart between a decision and the retry.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Parties as World, code};
+
+const FUNDS: u128 = 1_000_000;
+const POLICY: &str = "name = \"holds\"\nversion = 1\neffective_from_s = 0\n\n[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\nwhen = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held for a look.\"\nreason_ko = \"검토 보류.\"\n";
+
+async fn world(tag: &str) -> World {
+    World::start(&format!("holds-{tag}"), 2, FUNDS, Some(("holds@1", POLICY))).await
+}
+
+fn transfer(id: &str, amount: &str) -> Value {
+    json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount,
+        "asset_code": "USD", "asset_scale": 2})
+}
+
+async fn reviews(world: &World, status: &str) -> Vec<Value> {
+    let (code, page) = world.api.get(&world.operator, &format!("/v1/risk/reviews?status={status}")).await;
+    assert_eq!(code, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn decide(world: &World, review: &str, decision: &str) -> Value {
+    let path = format!("/v1/risk/reviews/{review}/decision");
+    let (status, answer) = world.api.post(&world.operator, &path, json!({"decision": decision}), None).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_transfer_has_one_fate_and_every_retry_meets_it() {
+    let mut world = world("transfers").await;
+    let before = world.balances("1").await;
+
+    // Held: 202, nothing moved. The retry gets the same review back, not a new decision.
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1500"), None).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    let (status, again) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1500"), None).await;
+    assert_eq!((status, again["review"]["id"].as_str()), (202, Some(review.as_str())), "{again}");
+    assert_eq!(reviews(&world, "pending").await.len(), 1, "one request, one review");
+    // The id is the held request's: another amount under it is refused, and another payer
+    // cannot even see the account it debits.
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1400"), None).await;
+    assert_eq!((status, code(&problem)), (409, "id_taken"), "{problem}");
+    let (status, problem) = world.api.post(&world.merchant, "/v1/transfers", transfer("50", "1500"), None).await;
+    assert_eq!((status, code(&problem)), (404, "account_not_found"), "{problem}");
+
+    // Declined, then kill -9: the retry after the restart is still refused, and nothing moved.
+    decide(&world, &review, "decline").await;
+    world.kill_and_restart().await;
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1500"), None).await;
+    assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
+    let batch = json!({"transfers": [transfer("50", "1500")]});
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers/batch", batch, None).await;
+    assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
+    assert_eq!(world.balances("1").await, before);
+
+    // Held, approved: it runs once, at approval; the retry answers that it exists.
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer("51", "1200"), None).await;
+    assert_eq!(status, 202, "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    let approved = decide(&world, &review, "approve").await;
+    assert_eq!(approved["outcome"], json!(["ok"]), "{approved}");
+    let moved = world.balances("1").await;
+    assert_eq!(moved[1] - before[1], 1200, "the approval ran it");
+    world.kill_and_restart().await;
+    let (status, answer) = world.api.post(&world.holder, "/v1/transfers", transfer("51", "1200"), None).await;
+    assert_eq!(status, 200, "the retry meets the approved, run transfer: {answer}");
+    assert_eq!(world.balances("1").await, moved, "and runs nothing again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_x402_payment_answered_402_is_never_charged_by_an_approval() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use ed25519_dalek::Signer;
+    use obol_core::channel::ExactAuthorization;
+    let mut world = world("x402").await;
+    let valid_before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let authorization = ExactAuthorization {
+        network: world.network,
+        transfer_id: 77,
+        from: 1,
+        to: 2,
+        amount: 1500,
+        asset: obol_core::money::Asset::new("USD", 2).unwrap(),
+        device_id: 55,
+        valid_before_s: valid_before,
+    };
+    let signature = Base64UrlUnpadded::encode_string(&world.device.sign(&authorization.signed_message()).to_bytes());
+    let requirements = json!({"scheme": "exact", "network": world.network_id, "amount": "1500", "asset": "USD",
+        "payTo": "2", "maxTimeoutSeconds": 60, "extra": {"assetScale": 2}});
+    let settle = json!({"x402Version": 2, "paymentRequirements": requirements.clone(), "paymentPayload": {
+        "x402Version": 2, "accepted": requirements, "payload": {"from": "1", "device": "55",
+        "transfer": "77", "validBefore": valid_before, "signature": signature}}});
+    let before = (world.balances("1").await, world.balances("2").await);
+
+    // Held: the facilitator answers failure (the resource server sends 402 and no content).
+    for _ in 0..2 {
+        let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", settle.clone(), None).await;
+        assert_eq!((status, answer["success"].as_bool()), (200, Some(false)), "{answer}");
+        assert_eq!(answer["errorReason"], "held_for_review", "{answer}");
+    }
+    let pending = reviews(&world, "pending").await;
+    assert_eq!(pending.len(), 1, "a retry meets the same hold: {pending:?}");
+    let review = pending[0]["id"].as_str().unwrap().to_string();
+
+    // Approved (and kill -9 after): the approval takes nothing from the payer who got a 402.
+    let approved = decide(&world, &review, "approve").await;
+    assert!(approved["outcome"][0].as_str().unwrap().starts_with("allowed"), "{approved}");
+    world.kill_and_restart().await;
+    assert_eq!((world.balances("1").await, world.balances("2").await), before, "an approval charged a refused payer");
+
+    // The payer sends the same authorization again: now it runs, once.
+    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", settle.clone(), None).await;
+    assert_eq!((status, answer["success"].as_bool()), (200, Some(true)), "{answer}");
+    let (one, two) = (world.balances("1").await, world.balances("2").await);
+    assert_eq!((one[1] - before.0[1], two[3] - before.1[3]), (1500, 1500));
+    let (_, answer) = world.api.post(&world.merchant, "/v1/x402/settle", settle, None).await;
+    assert_eq!(answer["errorReason"], "authorization_used", "{answer}");
+    assert_eq!((world.balances("1").await, world.balances("2").await), (one, two));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_tab_opening_is_met_by_its_retry_and_opens_once() {
+    let world = world("tabs").await;
+    let before = world.balances("1").await;
+    let (status, held) = world.open_tab("7", 1_500, "55").await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    let (status, again) = world.open_tab("7", 1_500, "55").await;
+    assert_eq!((status, again["review"]["id"].as_str()), (202, Some(review.as_str())), "{again}");
+    assert_eq!(reviews(&world, "pending").await.len(), 1);
+    let approved = decide(&world, &review, "approve").await;
+    assert_eq!(approved["outcome"], json!(["ok"]), "{approved}");
+    let (status, problem) = world.open_tab("7", 1_500, "55").await;
+    assert_eq!((status, code(&problem)), (409, "tab_exists"), "{problem}");
+    let after = world.balances("1").await;
+    assert_eq!(after[0] - before[0], 1_500, "one escrow, held once: {after:?}");
+
+    // Declined: the retry is refused and nothing is escrowed.
+    let (status, held) = world.open_tab("8", 1_600, "55").await;
+    assert_eq!(status, 202, "{held}");
+    decide(&world, held["review"]["id"].as_str().unwrap(), "decline").await;
+    let (status, problem) = world.open_tab("8", 1_600, "55").await;
+    assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
+    assert_eq!(world.balances("1").await, after);
+}
