@@ -260,13 +260,8 @@ fn authorize_transfers(
     }
     let ledger = read_ledger(state);
     authorize_moves(&ledger, caller, events)?;
-    // A held request has one fate: a retry with the same ids meets it, never a second decision.
-    match state.risk.hold_of(caller, events) {
-        HoldOf::Free => {}
-        HoldOf::Pending(review) => return Err(ApiError::HeldForReview(Box::new(review.for_caller(caller)))),
-        HoldOf::Declined(review_id) => return Err(ApiError::ReviewDeclined(review_id)),
-        HoldOf::Approved => return Ok(Gate::Go { authenticated: false }),
-        HoldOf::Taken(id) => return Err(ApiError::IdTaken(id)),
+    if met_hold(state, caller, events)? {
+        return Ok(Gate::Go { authenticated: false });
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
@@ -284,6 +279,47 @@ fn authorize_transfers(
             Ok(Gate::Go { authenticated })
         }
     }
+}
+
+/// A held request has one fate: a retry of it (same payer, same transfers) meets its hold,
+/// never a second decision. `Ok(true)`: an analyst approved it, go on without deciding again;
+/// `Ok(false)`: no review holds these ids; otherwise the answer the hold gives.
+fn met_hold(state: &AppState, caller: &Caller, events: &[NewTransfer]) -> Result<bool, ApiError> {
+    match state.risk.hold_of(caller, events) {
+        HoldOf::Free => Ok(false),
+        HoldOf::Pending(review) => Err(ApiError::HeldForReview(Box::new(review.for_caller(caller)))),
+        HoldOf::Declined(review_id) => Err(ApiError::ReviewDeclined(review_id)),
+        HoldOf::Approved => Ok(true),
+        HoldOf::Taken(id) => Err(ApiError::IdTaken(id)),
+    }
+}
+
+/// What making these transfers would meet now, decided as [`authorize_transfers`] does but
+/// holding, challenging, charging and counting nothing (the facilitator's `verify`): `Err` with
+/// the refusal the real request would get, `Ok(Some(code))` when it would be held for review
+/// (`held_for_review`) or need a second factor (`requires_action`), `Ok(None)` when it would go.
+pub(crate) fn dry_gate(
+    state: &AppState,
+    caller: &Caller,
+    events: &[NewTransfer],
+) -> Result<Option<&'static str>, ApiError> {
+    if caller.role == Role::Operator {
+        need_scope(caller, Scopes::PAY)?;
+        return Ok(None);
+    }
+    let ledger = read_ledger(state);
+    authorize_moves(&ledger, caller, events)?;
+    if met_hold(state, caller, events)? {
+        return Ok(None);
+    }
+    let payments: Vec<Payment> = payments_of(&ledger, events).into_iter().map(|(_, payment)| payment).collect();
+    let assessments = state.risk.assess_dry(&ledger, caller, "transfer", &payments);
+    Ok(match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
+        Verdict::Block(risk) => return Err(ApiError::RiskBlocked(Box::new(risk.for_caller(caller)))),
+        Verdict::Hold(..) => Some("held_for_review"),
+        Verdict::Go { step_up, .. } if !step_up.is_empty() => Some("requires_action"),
+        Verdict::Go { .. } => None,
+    })
 }
 
 /// Whether the caller may move money as these transfers ask (scope, role, a device's asset and

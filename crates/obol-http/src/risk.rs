@@ -603,6 +603,28 @@ impl Risk {
     /// Decides each payment of a request of `kind` (`transfer`, `tab_open`, `tab_topup`,
     /// `tab_checkpoint`). Operators are not decided (they run the platform).
     pub(crate) fn assess(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
+        self.assess_as(ledger, caller, kind, payments, false)
+    }
+
+    /// What [`Risk::assess`] would answer now, counting nothing (the facilitator's `verify`).
+    pub(crate) fn assess_dry(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        kind: &str,
+        payments: &[Payment],
+    ) -> Vec<Assessment> {
+        self.assess_as(ledger, caller, kind, payments, true)
+    }
+
+    fn assess_as(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        kind: &str,
+        payments: &[Payment],
+        dry: bool,
+    ) -> Vec<Assessment> {
         if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
             return Vec::new();
         }
@@ -659,6 +681,9 @@ impl Risk {
                     tra_fraud_rate_ppm: self.tra_fraud_rate_ppm,
                     ..Facts::default()
                 };
+                if dry {
+                    return engine.assess_dry(&event, facts);
+                }
                 let assessment = engine.assess(&event, facts);
                 metrics::counter!("obol_risk_decisions_total", "action" => assessment.decision.action.as_str())
                     .increment(1);

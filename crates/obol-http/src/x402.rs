@@ -727,7 +727,7 @@ pub async fn facilitator_verify(
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     may_collect(&state, &caller, &body.payment_requirements)?;
-    let answer = match checked(&state, &body).await {
+    let answer = match checked(&state, &body).await.and_then(|prepared| would_settle(&state, prepared)) {
         Ok(prepared) => {
             VerifyResponse { is_valid: true, invalid_reason: None, payer: Some(prepared.payer.to_string()) }
         }
@@ -751,6 +751,20 @@ pub async fn facilitator_settle(
         Err(refusal) => Err(refusal),
     };
     Ok(Json(outcome.unwrap_or_else(|refusal| failed(&state, &refusal))))
+}
+
+/// The decision `settle` would make about a verified payment, made dry (nothing held, charged
+/// or counted): so `verify` never says valid for a payment `settle` would hold, refuse or pause.
+fn would_settle(state: &AppState, prepared: Prepared) -> Result<Prepared, Refusal> {
+    match &prepared.kind {
+        PreparedKind::Tab { tab_id, .. } => crate::tab_routes::not_paused(state, *tab_id)?,
+        PreparedKind::Transfer { caller, event } => {
+            if let Some(code) = crate::ledger_routes::dry_gate(state, caller, std::slice::from_ref(event))? {
+                return Err(Refusal::new(code, "settling would not take this payment now"));
+            }
+        }
+    }
+    Ok(prepared)
 }
 
 /// A facilitator request's payment, verified against its requirements.

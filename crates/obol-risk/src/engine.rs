@@ -156,18 +156,8 @@ impl RiskEngine {
     /// (this payment included).
     pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
         let features = self.features.observe(event);
-        let model_score = self.model.as_ref().map_or(0.0, |model| model.score(&features.0));
-        let counters = self.counters(event.payer, event.at_s);
         let amount_minor = facts.amount_minor;
-        let facts = Facts {
-            model_score,
-            sca_payments_since: i64::from(counters.sca_payments_since),
-            sca_amount_since_minor: i64::try_from(counters.sca_amount_since_minor).unwrap_or(i64::MAX),
-            month_total_minor: i64::try_from(counters.month_total_minor)
-                .unwrap_or(i64::MAX)
-                .saturating_add(amount_minor),
-            ..facts
-        };
+        let (facts, model_score) = self.complete(event, &features, facts);
         let decision = self.policy.decide(event.at_s, &features, &facts);
         if let Some(shadow) = &mut self.shadow {
             let candidate = shadow.policy.decide(event.at_s, &features, &facts);
@@ -188,12 +178,45 @@ impl RiskEngine {
                 });
             }
         }
-        let contributions = match (&self.model, decision.action) {
-            (Some(model), action) if action != Action::Allow => model.explain(&features.0, false, CONTRIBUTIONS_TOP),
-            _ => Vec::new(),
-        };
+        let contributions = self.contributions(&features, decision.action);
         self.decided[decision.action as usize] += 1;
         Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
+    }
+
+    /// What [`RiskEngine::assess`] would answer for `event` now, changing nothing: no feature
+    /// observed, no decision counted, no shadow run. The facilitator's `verify` decides with it
+    /// as `settle` will.
+    pub fn assess_dry(&self, event: &Event, facts: Facts) -> Assessment {
+        let features = self.features.peek(event);
+        let (facts, model_score) = self.complete(event, &features, facts);
+        let decision = self.policy.decide(event.at_s, &features, &facts);
+        let contributions = self.contributions(&features, decision.action);
+        Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
+    }
+
+    /// `facts` with what the engine knows added: the model's score, the counters since the
+    /// last strong authentication and the month's total (this payment included).
+    fn complete(&self, event: &Event, features: &Features, facts: Facts) -> (Facts, f64) {
+        let model_score = self.model.as_ref().map_or(0.0, |model| model.score(&features.0));
+        let counters = self.counters(event.payer, event.at_s);
+        let facts = Facts {
+            model_score,
+            sca_payments_since: i64::from(counters.sca_payments_since),
+            sca_amount_since_minor: i64::try_from(counters.sca_amount_since_minor).unwrap_or(i64::MAX),
+            month_total_minor: i64::try_from(counters.month_total_minor)
+                .unwrap_or(i64::MAX)
+                .saturating_add(facts.amount_minor),
+            ..facts
+        };
+        (facts, model_score)
+    }
+
+    /// The model's top contributions to a decision other than allow.
+    fn contributions(&self, features: &Features, action: Action) -> Vec<(String, f64)> {
+        match (&self.model, action) {
+            (Some(model), action) if action != Action::Allow => model.explain(&features.0, false, CONTRIBUTIONS_TOP),
+            _ => Vec::new(),
+        }
     }
 
     /// The paying account's counters as of `at_s` (a new month starts from zero). Counters are

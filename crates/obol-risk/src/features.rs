@@ -312,74 +312,13 @@ impl FeatureStore {
 
     /// Observes `event` and answers its features (the counts include the event itself).
     pub fn observe(&mut self, event: &Event) -> Features {
-        let at = event.at_s;
-        let amount = u64::try_from(event.amount_minor).unwrap_or(u64::MAX);
-        let mut out = [0.0; FEATURES_COUNT];
+        features_of(self, event)
+    }
 
-        // The payer: windows, and the amount against its own history before this event.
-        let (payer, payer_new) = self.entry(Key { kind: Kind::Payer, id: event.payer });
-        if payer_new {
-            payer.first_seen_s = at;
-        }
-        let (mean, deviation) = (payer.mean, payer.variance.sqrt());
-        let history = payer.events;
-        payer.add(at, amount);
-        let amount_f = amount as f64;
-        if history == 0 {
-            payer.mean = amount_f;
-        } else {
-            let delta = amount_f - payer.mean;
-            payer.mean += EWMA_ALPHA * delta;
-            payer.variance = (1.0 - EWMA_ALPHA) * (payer.variance + EWMA_ALPHA * delta * delta);
-        }
-        let payer = *payer;
-        out[0] = payer.window(0, at).0;
-        out[1] = payer.window(1, at).0;
-        out[2] = payer.window(2, at).0;
-        out[3] = payer.window(3, at).0;
-        out[4] = payer.window(1, at).1;
-        out[5] = payer.window(2, at).1;
-        out[6] = payer.window(3, at).1;
-        out[13] = amount_f;
-        if history >= 3 {
-            out[14] = (amount_f - mean) / deviation.max(1.0);
-            out[15] = amount_f / mean.max(1.0);
-        }
-        out[19] = at.saturating_sub(payer.first_seen_s) as f64 / 86_400.0;
-
-        if let Some(device) = event.device {
-            let (stats, new) = self.entry(Key { kind: Kind::Device, id: device });
-            stats.add(at, amount);
-            out[7] = stats.window(0, at).0;
-            out[8] = stats.window(1, at).0;
-            out[16] = f64::from(u8::from(new));
-        }
-        let (payee, _) = self.entry(Key { kind: Kind::Payee, id: event.payee });
-        payee.add(at, amount);
-        out[9] = payee.window(0, at).0;
-        out[10] = payee.window(1, at).0;
-        let (pair, pair_new) = self.entry(Key { kind: Kind::Pair, id: pair_id(event.payer, event.payee) });
-        pair.add(at, amount);
-        out[12] = pair.window(2, at).0;
-        out[17] = f64::from(u8::from(pair_new));
-        if let Some(network) = event.network {
-            let network = u128::from(network);
-            let (stats, _) = self.entry(Key { kind: Kind::Network, id: network });
-            stats.add(at, amount);
-            out[11] = stats.window(1, at).0;
-            let (seen, first) = self.entry(Key { kind: Kind::PayerNetwork, id: pair_id(event.payer, network) });
-            seen.add(at, amount);
-            out[18] = f64::from(u8::from(first));
-            let (newcomers, _) = self.entry(Key { kind: Kind::NetworkNewPayers, id: network });
-            if first {
-                newcomers.add(at, 0);
-            }
-            out[23] = newcomers.window(1, at).0;
-        }
-        out[20] = ((at % 86_400) / 3_600) as f64;
-        out[21] = f64::from(event.failed_auth_count);
-        out[22] = f64::from(u8::from(event.payee_cash_like));
-        Features(out)
+    /// The features `event` would have if observed now, changing nothing (a dry run: the
+    /// facilitator's `verify` decides as `settle` would, without counting the payment).
+    pub fn peek(&self, event: &Event) -> Features {
+        features_of(&mut Scratch { store: self, copies: Vec::with_capacity(8) }, event)
     }
 
     /// The store's state as bytes (entities in their order), for [`FeatureStore::restore`].
@@ -451,6 +390,112 @@ impl FeatureStore {
     }
 }
 
+/// Entity state as [`features_of`] reads and updates it.
+trait Entities {
+    /// The entity's state (created when new), and whether it was new.
+    fn entry(&mut self, key: Key) -> (&mut Stats, bool);
+}
+
+impl Entities for FeatureStore {
+    fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
+        FeatureStore::entry(self, key)
+    }
+}
+
+/// Copies of a store's entities, updated in place of the store's (for [`FeatureStore::peek`]).
+struct Scratch<'a> {
+    store: &'a FeatureStore,
+    copies: Vec<(Key, Stats, bool)>,
+}
+
+impl Entities for Scratch<'_> {
+    fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
+        let at = match self.copies.iter().position(|(k, _, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                let found = self.store.index.get(&key).map(|&index| self.store.entities[index as usize].1);
+                self.copies.push((key, found.unwrap_or_default(), found.is_none()));
+                self.copies.len() - 1
+            }
+        };
+        let (_, stats, new) = &mut self.copies[at];
+        (stats, *new)
+    }
+}
+
+/// An event's features, counting the event itself, from the entity state `entities` gives (and
+/// updates).
+fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
+    let at = event.at_s;
+    let amount = u64::try_from(event.amount_minor).unwrap_or(u64::MAX);
+    let mut out = [0.0; FEATURES_COUNT];
+
+    // The payer: windows, and the amount against its own history before this event.
+    let (payer, payer_new) = entities.entry(Key { kind: Kind::Payer, id: event.payer });
+    if payer_new {
+        payer.first_seen_s = at;
+    }
+    let (mean, deviation) = (payer.mean, payer.variance.sqrt());
+    let history = payer.events;
+    payer.add(at, amount);
+    let amount_f = amount as f64;
+    if history == 0 {
+        payer.mean = amount_f;
+    } else {
+        let delta = amount_f - payer.mean;
+        payer.mean += EWMA_ALPHA * delta;
+        payer.variance = (1.0 - EWMA_ALPHA) * (payer.variance + EWMA_ALPHA * delta * delta);
+    }
+    let payer = *payer;
+    out[0] = payer.window(0, at).0;
+    out[1] = payer.window(1, at).0;
+    out[2] = payer.window(2, at).0;
+    out[3] = payer.window(3, at).0;
+    out[4] = payer.window(1, at).1;
+    out[5] = payer.window(2, at).1;
+    out[6] = payer.window(3, at).1;
+    out[13] = amount_f;
+    if history >= 3 {
+        out[14] = (amount_f - mean) / deviation.max(1.0);
+        out[15] = amount_f / mean.max(1.0);
+    }
+    out[19] = at.saturating_sub(payer.first_seen_s) as f64 / 86_400.0;
+
+    if let Some(device) = event.device {
+        let (stats, new) = entities.entry(Key { kind: Kind::Device, id: device });
+        stats.add(at, amount);
+        out[7] = stats.window(0, at).0;
+        out[8] = stats.window(1, at).0;
+        out[16] = f64::from(u8::from(new));
+    }
+    let (payee, _) = entities.entry(Key { kind: Kind::Payee, id: event.payee });
+    payee.add(at, amount);
+    out[9] = payee.window(0, at).0;
+    out[10] = payee.window(1, at).0;
+    let (pair, pair_new) = entities.entry(Key { kind: Kind::Pair, id: pair_id(event.payer, event.payee) });
+    pair.add(at, amount);
+    out[12] = pair.window(2, at).0;
+    out[17] = f64::from(u8::from(pair_new));
+    if let Some(network) = event.network {
+        let network = u128::from(network);
+        let (stats, _) = entities.entry(Key { kind: Kind::Network, id: network });
+        stats.add(at, amount);
+        out[11] = stats.window(1, at).0;
+        let (seen, first) = entities.entry(Key { kind: Kind::PayerNetwork, id: pair_id(event.payer, network) });
+        seen.add(at, amount);
+        out[18] = f64::from(u8::from(first));
+        let (newcomers, _) = entities.entry(Key { kind: Kind::NetworkNewPayers, id: network });
+        if first {
+            newcomers.add(at, 0);
+        }
+        out[23] = newcomers.window(1, at).0;
+    }
+    out[20] = ((at % 86_400) / 3_600) as f64;
+    out[21] = f64::from(event.failed_auth_count);
+    out[22] = f64::from(u8::from(event.payee_cash_like));
+    Features(out)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -491,6 +536,28 @@ mod tests {
 
     fn feature(features: &Features, name: &str) -> f64 {
         features.get(name).unwrap_or_else(|| panic!("no feature {name}"))
+    }
+
+    #[test]
+    fn peek_answers_what_observe_would_and_changes_nothing() {
+        let mut store = FeatureStore::default();
+        for (i, amount) in [300u128, 500, 200, 900, 400].into_iter().enumerate() {
+            store.observe(&pay(T0 + 10 * i as u64, 1, 2, amount));
+        }
+        // A known payer and pair, a new payee, a new network, a new device.
+        let events = [
+            pay(T0 + 60, 1, 2, 700),
+            pay(T0 + 61, 1, 3, 50),
+            Event { network: Some(8), device: Some(99), ..pay(T0 + 62, 1, 2, 5) },
+            pay(T0 + 90_000, 4, 2, 1),
+        ];
+        for event in events {
+            let before = store.snapshot();
+            let peeked = store.peek(&event);
+            assert_eq!(store.snapshot(), before, "peek changed the store");
+            let observed = store.observe(&event);
+            assert_eq!(peeked.0, observed.0, "{event:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! transfer answered "held" (202) runs on approval, exactly once, and a retry with its id meets
 //! the hold (the same review, never a second decision); a declined one never runs. An x402
 //! `exact` payment answered 402 is never charged by an approval: approval lets the payer's retry
-//! of the same authorization through, and only that retry moves money.
+//! of the same authorization through, and only that retry moves money. The facilitator's
+//! `verify` answers what `settle` would, deciding dry.
 //! Method: the real `obol serve` with a policy bundle that holds payments of 10.01 to 20.00 USD,
 //! over HTTP; kill -9 and restart between a decision and the retry.
 
@@ -104,6 +105,12 @@ async fn an_x402_payment_answered_402_is_never_charged_by_an_approval() {
         "transfer": "77", "validBefore": valid_before, "signature": signature}}});
     let before = (world.balances("1").await, world.balances("2").await);
 
+    // verify decides as settle will, dry: not valid, and nothing held, charged or counted.
+    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/verify", settle.clone(), None).await;
+    assert_eq!((status, answer["isValid"].as_bool()), (200, Some(false)), "{answer}");
+    assert_eq!(answer["invalidReason"], "held_for_review", "{answer}");
+    assert!(reviews(&world, "pending").await.is_empty(), "verify held nothing");
+
     // Held: the facilitator answers failure (the resource server sends 402 and no content).
     for _ in 0..2 {
         let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", settle.clone(), None).await;
@@ -119,6 +126,9 @@ async fn an_x402_payment_answered_402_is_never_charged_by_an_approval() {
     assert!(approved["outcome"][0].as_str().unwrap().starts_with("allowed"), "{approved}");
     world.kill_and_restart().await;
     assert_eq!((world.balances("1").await, world.balances("2").await), before, "an approval charged a refused payer");
+
+    let (_, answer) = world.api.post(&world.merchant, "/v1/x402/verify", settle.clone(), None).await;
+    assert_eq!(answer["isValid"], true, "approved, the same payment is valid now: {answer}");
 
     // The payer sends the same authorization again: now it runs, once.
     let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", settle.clone(), None).await;
