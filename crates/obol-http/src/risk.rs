@@ -211,6 +211,39 @@ fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransf
     }
 }
 
+/// Whether a stored review holds the opening `command` asks for: the same terms, whatever escrow
+/// transfer id each request drew.
+fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand) -> bool {
+    use obol_core::channel::TabCommand;
+    let held = Base64UrlUnpadded::decode_vec(&stored.op)
+        .ok()
+        .and_then(|bytes| Record::decode(&bytes).ok())
+        .and_then(|record| record.ops.into_iter().next());
+    let terms = |command: &TabCommand| match *command {
+        TabCommand::Open {
+            tab_id, payer_account_id, payee_account_id, device_id, budget, asset, timeout_s, ..
+        } => Some((tab_id, payer_account_id, payee_account_id, device_id, budget, asset, timeout_s)),
+        _ => None,
+    };
+    match held {
+        Some(Op::Tab(held)) => terms(&held).is_some() && terms(&held) == terms(command),
+        _ => false,
+    }
+}
+
+/// A held request's fate from its review: waiting, declined, or approved; an approval that found
+/// the payer no longer allowed (`refused: ...`) is as final as a decline.
+fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
+    let refused =
+        stored.review.outcome.as_ref().is_some_and(|outcome| outcome.iter().any(|o| o.starts_with("refused")));
+    match stored.review.status.as_str() {
+        "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
+        "declined" => HoldOf::Declined(review_id),
+        _ if refused => HoldOf::Declined(review_id),
+        _ => HoldOf::Approved,
+    }
+}
+
 /// What a request meets when a review holds one of its transfer ids: a held request has one
 /// fate, and every retry is answered with it.
 pub(crate) enum HoldOf {
@@ -835,27 +868,20 @@ impl Risk {
         if !same_payer || held_events(stored).as_deref() != Some(events) {
             return HoldOf::Taken(transfer_id);
         }
-        match stored.review.status.as_str() {
-            "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
-            "declined" => HoldOf::Declined(review_id),
-            _ => HoldOf::Approved,
-        }
+        fate(stored, review_id)
     }
 
     /// The fate of a request to open tab `tab_id` when a review holds its opening: as
     /// [`Risk::hold_of`], by tab id (the client's id for a tab).
-    pub(crate) fn hold_of_tab(&self, caller: &Caller, tab_id: u128) -> HoldOf {
+    pub(crate) fn hold_of_tab(&self, caller: &Caller, command: &obol_core::channel::TabCommand) -> HoldOf {
+        let obol_core::channel::TabCommand::Open { tab_id, .. } = *command else { return HoldOf::Free };
         let Some(review_id) = lock(&self.held_tabs).get(&tab_id).cloned() else { return HoldOf::Free };
         let reviews = lock(&self.reviews);
         let Some(stored) = reviews.get(&review_id) else { return HoldOf::Free };
-        if stored.review.principal_id != caller.principal_id.to_string() {
+        if stored.review.principal_id != caller.principal_id.to_string() || !same_opening(stored, command) {
             return HoldOf::Taken(tab_id);
         }
-        match stored.review.status.as_str() {
-            "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
-            "declined" => HoldOf::Declined(review_id),
-            _ => HoldOf::Approved,
-        }
+        fate(stored, review_id)
     }
 
     /// The review that paused `tab_id`, if one did and is still open.
@@ -1278,6 +1304,20 @@ pub async fn decide_review(
         stored.clone()
     };
     let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
+    // The decision is durable before anything runs: a crash while the held operation runs leaves
+    // an approved review (its retry runs the operation, once: the ledger knows its ids), never a
+    // pending one whose money moved.
+    if approve && stored.runs {
+        let mut deciding = stored.clone();
+        deciding.review.outcome = Some(vec!["running".to_string()]);
+        let bytes = serde_json::to_vec(&deciding).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Err(error) = state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await {
+            if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
+                open.review.status = "pending".into();
+            }
+            return Err(error.into());
+        }
+    }
     let outcome = match (approve, stored.review.kind.as_str()) {
         (true, "tab_checkpoint") => vec!["resumed".to_string()],
         (false, "tab_checkpoint") => {
@@ -1298,6 +1338,10 @@ pub async fn decide_review(
                 // Nothing ran: the review stays open for another try.
                 if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
                     open.review.status = "pending".into();
+                }
+                let reopened = lock(&state.risk.reviews).get(&id).and_then(|open| serde_json::to_vec(open).ok());
+                if let Some(bytes) = reopened {
+                    let _ = state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await;
                 }
                 return Err(error);
             }

@@ -328,7 +328,7 @@ async fn escrow_gate(
 ) -> Result<bool, ApiError> {
     // A held opening has one fate: its retry meets the hold, never a second decision.
     if kind == "tab_open" {
-        match state.risk.hold_of_tab(caller, tab_id) {
+        match state.risk.hold_of_tab(caller, &command) {
             crate::risk::HoldOf::Free => {}
             crate::risk::HoldOf::Pending(review) => {
                 return Err(ApiError::HeldForReview(Box::new(review.for_caller(caller))));

@@ -13,28 +13,14 @@ use serde_json::{Value, json};
 use support::{Parties as World, code};
 
 const FUNDS: u128 = 1_000_000;
-const POLICY: &str = "name = \"holds\"\nversion = 1\neffective_from_s = 0\n\n[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\nwhen = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held for a look.\"\nreason_ko = \"검토 보류.\"\n";
 
 async fn world(tag: &str) -> World {
-    World::start(&format!("holds-{tag}"), 2, FUNDS, Some(("holds@1", POLICY))).await
+    World::start(&format!("holds-{tag}"), 2, FUNDS, Some(("holds@1", support::HOLDS_POLICY))).await
 }
 
 fn transfer(id: &str, amount: &str) -> Value {
     json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount,
         "asset_code": "USD", "asset_scale": 2})
-}
-
-async fn reviews(world: &World, status: &str) -> Vec<Value> {
-    let (code, page) = world.api.get(&world.operator, &format!("/v1/risk/reviews?status={status}")).await;
-    assert_eq!(code, 200, "{page}");
-    page["items"].as_array().cloned().unwrap_or_default()
-}
-
-async fn decide(world: &World, review: &str, decision: &str) -> Value {
-    let path = format!("/v1/risk/reviews/{review}/decision");
-    let (status, answer) = world.api.post(&world.operator, &path, json!({"decision": decision}), None).await;
-    assert_eq!(status, 200, "{answer}");
-    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +34,7 @@ async fn a_held_transfer_has_one_fate_and_every_retry_meets_it() {
     let review = held["review"]["id"].as_str().unwrap().to_string();
     let (status, again) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1500"), None).await;
     assert_eq!((status, again["review"]["id"].as_str()), (202, Some(review.as_str())), "{again}");
-    assert_eq!(reviews(&world, "pending").await.len(), 1, "one request, one review");
+    assert_eq!(world.reviews("pending").await.len(), 1, "one request, one review");
     // The id is the held request's: another amount under it is refused, and another payer
     // cannot even see the account it debits.
     let (status, problem) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1400"), None).await;
@@ -57,7 +43,7 @@ async fn a_held_transfer_has_one_fate_and_every_retry_meets_it() {
     assert_eq!((status, code(&problem)), (404, "account_not_found"), "{problem}");
 
     // Declined, then kill -9: the retry after the restart is still refused, and nothing moved.
-    decide(&world, &review, "decline").await;
+    world.decide(&review, "decline").await;
     world.kill_and_restart().await;
     let (status, problem) = world.api.post(&world.holder, "/v1/transfers", transfer("50", "1500"), None).await;
     assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
@@ -70,7 +56,7 @@ async fn a_held_transfer_has_one_fate_and_every_retry_meets_it() {
     let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer("51", "1200"), None).await;
     assert_eq!(status, 202, "{held}");
     let review = held["review"]["id"].as_str().unwrap().to_string();
-    let approved = decide(&world, &review, "approve").await;
+    let approved = world.decide(&review, "approve").await;
     assert_eq!(approved["outcome"], json!(["ok"]), "{approved}");
     let moved = world.balances("1").await;
     assert_eq!(moved[1] - before[1], 1200, "the approval ran it");
@@ -109,7 +95,7 @@ async fn an_x402_payment_answered_402_is_never_charged_by_an_approval() {
     let (status, answer) = world.api.post(&world.merchant, "/v1/x402/verify", settle.clone(), None).await;
     assert_eq!((status, answer["isValid"].as_bool()), (200, Some(false)), "{answer}");
     assert_eq!(answer["invalidReason"], "held_for_review", "{answer}");
-    assert!(reviews(&world, "pending").await.is_empty(), "verify held nothing");
+    assert!(world.reviews("pending").await.is_empty(), "verify held nothing");
 
     // Held: the facilitator answers failure (the resource server sends 402 and no content).
     for _ in 0..2 {
@@ -117,12 +103,12 @@ async fn an_x402_payment_answered_402_is_never_charged_by_an_approval() {
         assert_eq!((status, answer["success"].as_bool()), (200, Some(false)), "{answer}");
         assert_eq!(answer["errorReason"], "held_for_review", "{answer}");
     }
-    let pending = reviews(&world, "pending").await;
+    let pending = world.reviews("pending").await;
     assert_eq!(pending.len(), 1, "a retry meets the same hold: {pending:?}");
     let review = pending[0]["id"].as_str().unwrap().to_string();
 
     // Approved (and kill -9 after): the approval takes nothing from the payer who got a 402.
-    let approved = decide(&world, &review, "approve").await;
+    let approved = world.decide(&review, "approve").await;
     assert!(approved["outcome"][0].as_str().unwrap().starts_with("allowed"), "{approved}");
     world.kill_and_restart().await;
     assert_eq!((world.balances("1").await, world.balances("2").await), before, "an approval charged a refused payer");
@@ -149,8 +135,8 @@ async fn a_held_tab_opening_is_met_by_its_retry_and_opens_once() {
     let review = held["review"]["id"].as_str().unwrap().to_string();
     let (status, again) = world.open_tab("7", 1_500, "55").await;
     assert_eq!((status, again["review"]["id"].as_str()), (202, Some(review.as_str())), "{again}");
-    assert_eq!(reviews(&world, "pending").await.len(), 1);
-    let approved = decide(&world, &review, "approve").await;
+    assert_eq!(world.reviews("pending").await.len(), 1);
+    let approved = world.decide(&review, "approve").await;
     assert_eq!(approved["outcome"], json!(["ok"]), "{approved}");
     let (status, problem) = world.open_tab("7", 1_500, "55").await;
     assert_eq!((status, code(&problem)), (409, "tab_exists"), "{problem}");
@@ -160,7 +146,7 @@ async fn a_held_tab_opening_is_met_by_its_retry_and_opens_once() {
     // Declined: the retry is refused and nothing is escrowed.
     let (status, held) = world.open_tab("8", 1_600, "55").await;
     assert_eq!(status, 202, "{held}");
-    decide(&world, held["review"]["id"].as_str().unwrap(), "decline").await;
+    world.decide(held["review"]["id"].as_str().unwrap(), "decline").await;
     let (status, problem) = world.open_tab("8", 1_600, "55").await;
     assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
     assert_eq!(world.balances("1").await, after);

@@ -282,6 +282,24 @@ impl Parties {
         [field("debits_pending"), field("debits_posted"), field("credits_pending"), field("credits_posted")]
     }
 
+    /// The risk reviews with `status` (`pending`, `approved`, `declined`, `all`), as the operator
+    /// lists them.
+    pub async fn reviews(&self, status: &str) -> Vec<serde_json::Value> {
+        let path = format!("/v1/risk/reviews?status={status}&limit=500");
+        let (code, page) = self.api.get(&self.operator, &path).await;
+        assert_eq!(code, 200, "{page}");
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The operator decides review `review` (`approve` or `decline`); answers the review.
+    pub async fn decide(&self, review: &str, decision: &str) -> serde_json::Value {
+        let path = format!("/v1/risk/reviews/{review}/decision");
+        let (status, answer) =
+            self.api.post(&self.operator, &path, serde_json::json!({"decision": decision}), None).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
     /// The holder opens tab `id` from account 1 to account 2, signed by `device`.
     pub async fn open_tab(&self, id: &str, budget: u128, device: &str) -> (u16, serde_json::Value) {
         let body = serde_json::json!({"id": id, "payer_account_id": "1", "payee_account_id": "2",
@@ -344,3 +362,6 @@ impl Drop for Parties {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A policy bundle that holds payments of 10.01 to 20.00 (at scale 2) for review.
+pub const HOLDS_POLICY: &str = "name = \"holds\"\nversion = 1\neffective_from_s = 0\n\n[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\nwhen = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held for a look.\"\nreason_ko = \"검토 보류.\"\n";
