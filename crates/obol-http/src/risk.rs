@@ -204,21 +204,23 @@ fn runs_by_default() -> bool {
 
 /// The held transfers of a stored review, if its operation is a transfer batch.
 fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransfer>> {
-    let bytes = Base64UrlUnpadded::decode_vec(&stored.op).ok()?;
-    match Record::decode(&bytes).ok()?.ops.into_iter().next()? {
+    match held_op(stored)? {
         Op::CreateTransfers(events) => Some(events),
         _ => None,
     }
+}
+
+/// The operation a stored review holds.
+fn held_op(stored: &StoredReview) -> Option<Op> {
+    let bytes = Base64UrlUnpadded::decode_vec(&stored.op).ok()?;
+    Record::decode(&bytes).ok()?.ops.into_iter().next()
 }
 
 /// Whether a stored review holds the opening `command` asks for: the same terms, whatever escrow
 /// transfer id each request drew.
 fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand) -> bool {
     use obol_core::channel::TabCommand;
-    let held = Base64UrlUnpadded::decode_vec(&stored.op)
-        .ok()
-        .and_then(|bytes| Record::decode(&bytes).ok())
-        .and_then(|record| record.ops.into_iter().next());
+    let held = held_op(stored);
     let terms = |command: &TabCommand| match *command {
         TabCommand::Open {
             tab_id, payer_account_id, payee_account_id, device_id, budget, asset, timeout_s, ..
