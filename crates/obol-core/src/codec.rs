@@ -7,11 +7,14 @@
 //! ```text
 //! header (16 bytes): magic "OBR2" | crc32 of the body (u32) | body length (u32) | reserved (u32)
 //! body:              now_ns (u64) | op count (u32) | reserved (u32) | ops...
-//! op:                kind (u8: 1 accounts, 2 transfers, 3 identity) | 3 zero bytes | count (u32) | events
+//! op:                kind (u8: 1 accounts, 2 transfers, 3 identity, 4 tab, 5 put) | 3 zero bytes
+//!                    | count (u32) | events
 //! account event:     80 bytes (NEW_ACCOUNT_BYTES): id, owner_id, user data, asset, code, flags
 //! transfer event:    128 bytes (NEW_TRANSFER_BYTES)
 //! identity op:       count is 1; then the command's length (u32) and its bytes: a tag (u8)
 //!                    and its fields, integers little-endian, strings as u16 length + UTF-8
+//! tab op:            count is the command's events; then its length (u32) and its bytes
+//! put op:            count is 1; key length (u16), key (UTF-8), value length (u32), value
 //! ```
 //! Changes to this layout need a new magic and a changelog entry.
 
@@ -29,6 +32,9 @@ pub const NEW_ACCOUNT_BYTES: usize = 80;
 pub const NEW_TRANSFER_BYTES: usize = 128;
 /// The most events one record may hold across its ops.
 pub const RECORD_EVENTS_MAX: usize = BATCH_EVENTS_MAX;
+/// The most bytes of puts (keys and values) the writer puts in one record; one put larger than
+/// this cannot exist ([`crate::table::VALUE_BYTES_MAX`] is smaller).
+pub const RECORD_PUT_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const _: () = assert!(RECORD_EVENTS_MAX * NEW_TRANSFER_BYTES < u32::MAX as usize);
 
@@ -43,6 +49,8 @@ pub enum Op {
     Identity(IdentityCommand),
     /// One tab command.
     Tab(crate::channel::TabCommand),
+    /// One write to the state table.
+    Put(crate::table::Put),
 }
 
 impl Op {
@@ -51,8 +59,17 @@ impl Op {
         match self {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
-            Op::Identity(_) => 1,
+            Op::Identity(_) | Op::Put(_) => 1,
             Op::Tab(command) => command.events_count(),
+        }
+    }
+
+    /// Bytes a put adds to a record (0 for other ops): the writer stops adding ops to a record
+    /// at [`RECORD_PUT_BYTES_MAX`], so a record's body always fits its u32 length.
+    pub fn put_bytes(&self) -> usize {
+        match self {
+            Op::Put(put) => put.key.len() + put.value.len(),
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Identity(_) | Op::Tab(_) => 0,
         }
     }
 
@@ -71,7 +88,8 @@ impl Op {
         }
         match self {
             Op::Identity(command) => encode_identity(command).map(|_| ()),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) => Ok(()),
+            Op::Put(put) if !put.fits() => Err(EncodeError::FieldTooLong),
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) => Ok(()),
         }
     }
 }
@@ -79,8 +97,9 @@ impl Op {
 /// Why an op cannot be written to the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
-    /// A string or blob is longer than 65,535 bytes.
-    #[error("a field is longer than 65,535 bytes")]
+    /// A string or blob is longer than its length prefix allows (65,535 bytes; a put's key 255
+    /// and its value 4 MiB).
+    #[error("a field is longer than its limit")]
     FieldTooLong,
     /// More events than one record may hold.
     #[error("more than 8,190 events")]
@@ -108,7 +127,7 @@ pub enum DecodeError {
     /// The body does not match its checksum (a torn or corrupted write).
     #[error("record checksum mismatch")]
     BadChecksum,
-    /// An op kind other than 1 or 2.
+    /// An op kind other than 1 to 5.
     #[error("unknown op kind {0}")]
     BadOpKind(u8),
     /// More events than a record may hold.
@@ -123,6 +142,9 @@ pub enum DecodeError {
     /// An identity command is malformed.
     #[error("invalid identity command")]
     BadIdentity,
+    /// A put's key is empty, too long or not UTF-8, or its value is too long.
+    #[error("invalid put")]
+    BadPut,
 }
 
 impl Record {
@@ -137,6 +159,9 @@ impl Record {
         if self.events_count() > RECORD_EVENTS_MAX {
             return Err(EncodeError::TooManyEvents);
         }
+        if self.ops.iter().map(Op::put_bytes).sum::<usize>() > RECORD_PUT_BYTES_MAX {
+            return Err(EncodeError::TooManyEvents);
+        }
         let body_bytes_hint = 16
             + self
                 .ops
@@ -146,6 +171,7 @@ impl Record {
                         Op::CreateAccounts(events) => events.len() * NEW_ACCOUNT_BYTES,
                         Op::CreateTransfers(events) => events.len() * NEW_TRANSFER_BYTES,
                         Op::Identity(_) | Op::Tab(_) => 256,
+                        Op::Put(put) => 6 + put.key.len() + put.value.len(),
                     }
                 })
                 .sum::<usize>();
@@ -184,6 +210,17 @@ impl Record {
                     let bytes = encode_identity(command)?;
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(&bytes);
+                }
+                Op::Put(put) => {
+                    if !put.fits() {
+                        return Err(EncodeError::FieldTooLong);
+                    }
+                    out.extend_from_slice(&[5, 0, 0, 0]);
+                    out.extend_from_slice(&1u32.to_le_bytes());
+                    out.extend_from_slice(&(put.key.len() as u16).to_le_bytes());
+                    out.extend_from_slice(put.key.as_bytes());
+                    out.extend_from_slice(&(put.value.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&put.value);
                 }
             }
         }
@@ -264,6 +301,22 @@ impl Record {
                     }
                     let len = reader.u32()? as usize;
                     ops.push(Op::Tab(decode_tab(reader.take(len)?)?));
+                }
+                5 => {
+                    if count != 1 {
+                        return Err(DecodeError::BadPut);
+                    }
+                    let key_len = usize::from(reader.u16()?);
+                    let key = std::str::from_utf8(reader.take(key_len)?).map_err(|_| DecodeError::BadPut)?.to_string();
+                    let value_len = reader.u32()? as usize;
+                    if value_len > crate::table::VALUE_BYTES_MAX {
+                        return Err(DecodeError::BadPut);
+                    }
+                    let put = crate::table::Put { key, value: reader.take(value_len)?.to_vec() };
+                    if !put.fits() {
+                        return Err(DecodeError::BadPut);
+                    }
+                    ops.push(Op::Put(put));
                 }
                 other => return Err(DecodeError::BadOpKind(other)),
             }
@@ -768,6 +821,9 @@ mod tests {
                     flags: TransferFlags(TransferFlags::POST_PENDING),
                 }]),
                 Op::Identity(sample_identity()),
+                Op::Put(crate::table::Put {
+                    key: "risk/review/ü".into(), value: b"{\"status\":\"pending\"}".to_vec()
+                }),
             ],
         }
     }
@@ -827,9 +883,52 @@ mod tests {
         let bytes = record.encode().unwrap();
         assert_eq!(
             bytes.len(),
-            16 + 16 + 8 + 80 + 8 + 128 + 8 + 4 + encode_identity(&sample_identity()).unwrap().len()
+            16 + 16
+                + 8
+                + 80
+                + 8
+                + 128
+                + 8
+                + 4
+                + encode_identity(&sample_identity()).unwrap().len()
+                + 8
+                + 2
+                + "risk/review/ü".len()
+                + 4
+                + 20
         );
         assert_eq!(Record::decode(&bytes), Ok(record));
+    }
+
+    #[test]
+    fn a_put_that_does_not_fit_is_refused_both_ways() {
+        use crate::table::{KEY_BYTES_MAX, Put, VALUE_BYTES_MAX};
+        let long_key = Op::Put(Put { key: "k".repeat(KEY_BYTES_MAX + 1), value: b"v".to_vec() });
+        assert_eq!(long_key.check_encodable(), Err(EncodeError::FieldTooLong));
+        let big = Op::Put(Put { key: "k".into(), value: vec![1; VALUE_BYTES_MAX + 1] });
+        assert_eq!(Record { now_ns: 1, ops: vec![big] }.encode(), Err(EncodeError::FieldTooLong));
+        let largest =
+            Record { now_ns: 1, ops: vec![Op::Put(Put { key: "k".into(), value: vec![1; VALUE_BYTES_MAX] })] };
+        assert_eq!(Record::decode(&largest.encode().unwrap()), Ok(largest));
+        // An empty key written by hand is refused on decode, as is a key that is not UTF-8.
+        for key in [&b""[..], &[0xff, 0xfe][..]] {
+            let mut body = Vec::new();
+            body.extend_from_slice(&1u64.to_le_bytes());
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(&0u32.to_le_bytes());
+            body.extend_from_slice(&[5, 0, 0, 0]);
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            body.extend_from_slice(key);
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.push(7);
+            let mut bytes = RECORD_MAGIC.to_vec();
+            bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            assert_eq!(Record::decode(&bytes), Err(DecodeError::BadPut));
+        }
     }
 
     #[test]

@@ -14,3 +14,4 @@ pub mod codec;
 pub mod identity;
 pub mod ledger;
 pub mod money;
+pub mod table;

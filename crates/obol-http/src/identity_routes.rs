@@ -180,7 +180,7 @@ pub(crate) async fn run_identity(state: &AppState, command: IdentityCommand) -> 
             tracing::info!(command = kind, result = result.as_str(), "identity change");
             Ok(result)
         }
-        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Tab(_) => {
+        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Tab(_) | OpResults::Put => {
             Err(ApiError::Internal("engine answered an identity command with the wrong shape".into()))
         }
     }

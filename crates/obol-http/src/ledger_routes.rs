@@ -59,7 +59,9 @@ pub(crate) async fn create_account(
     authorize_new_accounts(&state, &caller, std::slice::from_mut(&mut event))?;
     let result = match state.engine.execute(Op::CreateAccounts(vec![event])).await? {
         OpResults::Accounts(results) => results.first().copied().ok_or_else(|| internal("create_account"))?,
-        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_account")),
+        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
+            return Err(internal("create_account"));
+        }
     };
     let status = match result {
         CreateAccountResult::Ok => StatusCode::CREATED,
@@ -101,7 +103,9 @@ pub(crate) async fn create_accounts(
             let codes = conceal(&ids, results.iter().map(|r| r.as_str()), |id| account_visible(&state, &caller, id));
             Ok(Json(batch_results(&ids, codes.into_iter())))
         }
-        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_accounts")),
+        OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
+            Err(internal("create_accounts"))
+        }
     }
 }
 
@@ -606,7 +610,9 @@ pub(crate) async fn transfer_as(
     charge_device_day(state, caller, events).await?;
     let result = match state.engine.execute(Op::CreateTransfers(vec![*event])).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
-        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => return Err(internal("create_transfer")),
+        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
+            return Err(internal("create_transfer"));
+        }
     };
     let ok = [result == CreateTransferResult::Ok];
     count_paid(state, caller, events, &ok, authenticated);
@@ -654,7 +660,9 @@ pub(crate) async fn create_transfers(
             let codes = conceal(&ids, results.iter().map(|r| r.as_str()), |id| transfer_visible(&state, &caller, id));
             Ok(Json(batch_results(&ids, codes.into_iter())))
         }
-        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => Err(internal("create_transfers")),
+        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
+            Err(internal("create_transfers"))
+        }
     }
 }
 

@@ -59,6 +59,12 @@ const CHANGE_PREFIX: &str = "risk/policy-change/";
 const SNAPSHOT_KEY: &str = "risk/snapshot";
 const NETWORK_KEY: &str = "risk/network-key";
 const LIMIT_PREFIX: &str = "risk/monthly-limit/";
+/// Bundles added while serving, by `name@version`: live again after a restart.
+const BUNDLE_PREFIX: &str = "risk/policy-bundle/";
+/// Per open tab, its last checkpoint: `<quarter>:<paid then>`.
+const CHECKPOINT_PREFIX: &str = "risk/checkpoint/";
+/// The candidate bundle of the shadow run, while one runs.
+const SHADOW_KEY: &str = "risk/policy-shadow";
 
 /// One feature's push on the score (log-odds).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -438,6 +444,9 @@ pub struct Risk {
     /// and what the tab owed then.
     checkpoints: Mutex<HashMap<u128, (u8, u128)>>,
     changes: Mutex<Vec<PolicyChangeDto>>,
+    /// Held while a bundle is submitted or a shadow run stopped: policy changes apply one at a
+    /// time, each journaled before it goes live.
+    submitting: tokio::sync::Mutex<()>,
     watched: Mutex<Watched>,
     network_key: Mutex<[u8; 32]>,
     /// Monthly limits account holders set, by account (0 blocks every payment).
@@ -520,6 +529,7 @@ impl Risk {
             held_tabs: Mutex::default(),
             checkpoints: Mutex::default(),
             changes: Mutex::default(),
+            submitting: tokio::sync::Mutex::new(()),
             watched: Mutex::default(),
             network_key: Mutex::new([0; 32]),
             limits: Mutex::default(),
@@ -540,15 +550,26 @@ impl Risk {
         self.enabled
     }
 
-    /// Loads what the store keeps: the network key (made on first start), the engine's snapshot,
-    /// the review queue and the change records. Call once, before serving.
+    /// Loads what the log keeps in its state table: the network key (made on first start), the
+    /// review queue, monthly limits, the change records and the bundles added through the API
+    /// (live again, over the ones the server started with); and the engine's snapshot, a
+    /// speed-up kept beside the log. Stores written before the state table moved into the log
+    /// have these in store metadata: they are journaled into the log once, here. Call once,
+    /// before serving.
     pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
-        let key = match engine.meta_get(NETWORK_KEY).await? {
+        for prefix in [NETWORK_KEY, REVIEW_PREFIX, LIMIT_PREFIX, CHANGE_PREFIX] {
+            if engine.table_scan(prefix).is_empty() {
+                for (key, value) in engine.meta_scan(prefix).await? {
+                    engine.put(&key, value).await?;
+                }
+            }
+        }
+        let key = match engine.table_get(NETWORK_KEY) {
             Some(bytes) if bytes.len() == 32 => bytes,
             _ => {
                 let mut fresh = [0u8; 32];
                 rand::fill(&mut fresh);
-                engine.meta_put(NETWORK_KEY, fresh.to_vec()).await?;
+                engine.put(NETWORK_KEY, fresh.to_vec()).await?;
                 fresh.to_vec()
             }
         };
@@ -562,7 +583,7 @@ impl Risk {
         let mut paused = HashMap::new();
         let mut held_ids = HashMap::new();
         let mut held_tabs = HashMap::new();
-        for (key, value) in engine.meta_scan(REVIEW_PREFIX).await? {
+        for (key, value) in engine.table_scan(REVIEW_PREFIX) {
             match serde_json::from_slice::<StoredReview>(&value) {
                 Ok(stored) => {
                     for event in held_events(&stored).unwrap_or_default() {
@@ -589,7 +610,7 @@ impl Risk {
         *lock(&self.held_tabs) = held_tabs;
         *lock(&self.paused) = paused;
         let mut limits = HashMap::new();
-        for (key, value) in engine.meta_scan(LIMIT_PREFIX).await? {
+        for (key, value) in engine.table_scan(LIMIT_PREFIX) {
             let account = key.trim_start_matches(LIMIT_PREFIX).parse::<u128>();
             let limit = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u128>().ok());
             if let (Ok(account), Some(limit)) = (account, limit) {
@@ -598,14 +619,86 @@ impl Risk {
         }
         *lock(&self.limits) = limits;
         let mut changes = Vec::new();
-        for (_, value) in engine.meta_scan(CHANGE_PREFIX).await? {
+        for (_, value) in engine.table_scan(CHANGE_PREFIX) {
             if let Ok(change) = serde_json::from_slice::<PolicyChangeDto>(&value) {
                 changes.push(change);
             }
         }
         let skip = changes.len().saturating_sub(CHANGES_MAX);
         *lock(&self.changes) = changes.into_iter().skip(skip).collect();
+        self.restore_bundles(engine);
+        self.restore_checkpoints(engine).await?;
         Ok(())
+    }
+
+    /// The last checkpoint of each open tab; the marks of settled tabs are removed from the log.
+    async fn restore_checkpoints(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
+        let mut checkpoints = HashMap::new();
+        let mut settled = Vec::new();
+        {
+            let ledger = engine.ledger().read().unwrap_or_else(|p| p.into_inner());
+            for (key, value) in engine.table_scan(CHECKPOINT_PREFIX) {
+                let tab_id = key.trim_start_matches(CHECKPOINT_PREFIX).parse::<u128>().ok();
+                let mark = std::str::from_utf8(&value).ok().and_then(|text| {
+                    let (quarter, paid) = text.split_once(':')?;
+                    Some((quarter.parse::<u8>().ok()?, paid.parse::<u128>().ok()?))
+                });
+                match (tab_id, mark) {
+                    (Some(tab_id), Some(mark)) if ledger.tab(tab_id).is_some_and(|e| !e.tab.closed) => {
+                        checkpoints.insert(tab_id, mark);
+                    }
+                    _ => settled.push(key),
+                }
+            }
+        }
+        for key in settled {
+            engine.put(&key, Vec::new()).await?;
+        }
+        *lock(&self.checkpoints) = checkpoints;
+        Ok(())
+    }
+
+    /// Journals a tab's last checkpoint (as [`Risk::checkpoint_due`] left it).
+    pub(crate) async fn journal_checkpoint(&self, state: &AppState, tab_id: u128) -> Result<(), ApiError> {
+        let Some((quarter, paid)) = lock(&self.checkpoints).get(&tab_id).copied() else { return Ok(()) };
+        state.engine.put(&format!("{CHECKPOINT_PREFIX}{tab_id}"), format!("{quarter}:{paid}").into_bytes()).await?;
+        Ok(())
+    }
+
+    /// Makes the bundles added through the API (or the watched directory) live again, and the
+    /// shadow run that was on. A stored bundle whose name and version the server now starts
+    /// with under other text (a new binary that changed a shipped bundle without a new version)
+    /// is left out, with a warning: the server's own text wins.
+    fn restore_bundles(&self, engine: &obol_store::Engine) {
+        for (key, value) in engine.table_scan(BUNDLE_PREFIX) {
+            let Ok(text) = String::from_utf8(value) else { continue };
+            let bundle = match Bundle::compile(&text) {
+                Ok(bundle) => bundle,
+                Err(error) => {
+                    tracing::warn!(%key, %error, "a stored policy bundle no longer compiles; left out");
+                    continue;
+                }
+            };
+            let rebuilt = {
+                let sources = lock(&self.sources);
+                rebuild(&sources, bundle)
+            };
+            match rebuilt {
+                Ok((policy, source_key)) => {
+                    lock(&self.engine).set_policy(Arc::new(policy));
+                    lock(&self.sources).insert(source_key, text);
+                }
+                Err(error) => tracing::warn!(%key, %error, "a stored policy bundle was left out"),
+            }
+        }
+        if let Some(text) = engine.table_get(SHADOW_KEY).and_then(|v| String::from_utf8(v).ok())
+            && let Ok(bundle) = Bundle::compile(&text)
+        {
+            let candidate = lock(&self.engine).policy().with_replaced(bundle);
+            if let Ok(policy) = candidate {
+                lock(&self.engine).set_shadow(Some(policy));
+            }
+        }
     }
 
     /// Writes the engine's snapshot (features and counters) to the store.
@@ -834,7 +927,7 @@ impl Risk {
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
-        state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+        state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
         if kind == "tab_checkpoint"
             && let Some(tab) = tab_id
         {
@@ -929,7 +1022,7 @@ impl Risk {
         };
         change.seq = seq;
         let bytes = serde_json::to_vec(&change).map_err(|e| ApiError::Internal(e.to_string()))?;
-        state.engine.meta_put(&format!("{CHANGE_PREFIX}{seq:016}"), bytes).await?;
+        state.engine.put(&format!("{CHANGE_PREFIX}{seq:016}"), bytes).await?;
         let mut changes = lock(&self.changes);
         changes.push(change.clone());
         if changes.len() > CHANGES_MAX {
@@ -960,12 +1053,16 @@ impl Risk {
             Some(before) => line_diff(before, text),
             None => text.lines().map(|l| format!("+{l}\n")).collect(),
         };
+        // One submission at a time: each rebuilds the policy from every loaded bundle, and its
+        // bundle is in the log before it goes live.
+        let _submitting = self.submitting.lock().await;
         let outcome: Result<&str, String> = match compiled {
             Err(error) => Err(error.to_string()),
             Ok(bundle) if shadow => {
                 let candidate = lock(&self.engine).policy().with_replaced(bundle);
                 match candidate {
                     Ok(policy) => {
+                        state.engine.put(SHADOW_KEY, text.as_bytes().to_vec()).await.map_err(|e| (e.into(), None))?;
                         lock(&self.engine).set_shadow(Some(policy));
                         Ok("shadow_started")
                     }
@@ -981,6 +1078,8 @@ impl Risk {
                     Ok((policy, key)) => {
                         let unchanged = lock(&self.sources).get(&key).is_some_and(|t| t == text);
                         if !unchanged {
+                            let stored = format!("{BUNDLE_PREFIX}{}@{}", key.0, key.1);
+                            state.engine.put(&stored, text.as_bytes().to_vec()).await.map_err(|e| (e.into(), None))?;
                             lock(&self.engine).set_policy(Arc::new(policy));
                             lock(&self.sources).insert(key, text.to_string());
                         }
@@ -1017,6 +1116,11 @@ impl Risk {
 
     /// Stops the shadow run, recording who stopped it.
     pub async fn stop_shadow(&self, state: &AppState, who: &str) -> Result<Option<ShadowDto>, ApiError> {
+        let _submitting = self.submitting.lock().await;
+        let running = lock(&self.engine).shadow_report(now_ns() / 1_000_000_000).is_some();
+        if running {
+            state.engine.put(SHADOW_KEY, Vec::new()).await?;
+        }
         let report = {
             let mut engine = lock(&self.engine);
             let report = engine.shadow_report(now_ns() / 1_000_000_000);
@@ -1190,7 +1294,7 @@ pub async fn set_monthly_limit(
     };
     let key = format!("{LIMIT_PREFIX}{account_id}");
     let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
-    state.engine.meta_put(&key, stored).await?;
+    state.engine.put(&key, stored).await?;
     let mut limits = lock(&state.risk.limits);
     match limit {
         Some(limit) => limits.insert(account_id, limit),
@@ -1313,7 +1417,7 @@ pub async fn decide_review(
         let mut deciding = stored.clone();
         deciding.review.outcome = Some(vec!["running".to_string()]);
         let bytes = serde_json::to_vec(&deciding).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Err(error) = state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await {
+        if let Err(error) = state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await {
             if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
                 open.review.status = "pending".into();
             }
@@ -1343,7 +1447,7 @@ pub async fn decide_review(
                 }
                 let reopened = lock(&state.risk.reviews).get(&id).and_then(|open| serde_json::to_vec(open).ok());
                 if let Some(bytes) = reopened {
-                    let _ = state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await;
+                    let _ = state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await;
                 }
                 return Err(error);
             }
@@ -1365,7 +1469,7 @@ pub async fn decide_review(
     stored.review.note = body.note;
     stored.review.outcome = Some(outcome);
     let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state.engine.meta_put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+    state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
     if let Some(tab) = tab_id {
         lock(&state.risk.paused).remove(&tab);
     }
@@ -1433,7 +1537,7 @@ async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>
         match state.engine.execute(op).await? {
             OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
             OpResults::Tab(result) => outcome.push(crate::tab_routes::tab_result_code(&result)),
-            OpResults::Accounts(_) | OpResults::Identity(_) => outcome.push("unexpected".into()),
+            OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => outcome.push("unexpected".into()),
         }
     }
     Ok(outcome)

@@ -200,7 +200,7 @@ pub(crate) fn random_id() -> u128 {
 pub(crate) async fn run_tab(state: &AppState, command: TabCommand) -> Result<TabResult, ApiError> {
     match state.engine.execute(Op::Tab(command)).await? {
         OpResults::Tab(result) => Ok(result),
-        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Identity(_) => {
+        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Put => {
             Err(ApiError::Internal("engine answered a tab command with the wrong shape".into()))
         }
     }
@@ -370,47 +370,57 @@ pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
     if !state.risk.enabled() {
         return;
     }
-    let (caller, payment, assessment) = {
+    let held = {
         let ledger = read_ledger(state);
         let Some(entry) = ledger.tab(tab_id) else { return };
         let tab = &entry.tab;
         let Some(since) = state.risk.checkpoint_due(tab_id, tab.escrow, tab.cumulative) else { return };
-        let Some(payer_account_id) = ledger.tab_payer(tab) else { return };
-        let Some(device) = ledger.identity().device(tab.device_id) else { return };
-        let Some(asset) = ledger.account(payer_account_id).map(|a| a.asset) else { return };
-        let caller = Caller {
-            principal_id: device.holder_id,
-            role: Role::Holder,
-            scopes: obol_core::identity::Scopes(Scopes::PAY),
-            via: Via::Device(device.id),
-            peer: None,
-        };
-        let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
-        let assessments = state.risk.assess(&ledger, &caller, "tab_checkpoint", &[payment]);
-        let held = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow);
-        let Some(assessment) = held else { return };
-        (caller, payment, assessment)
+        checkpoint_assessment(state, &ledger, tab, since)
     };
-    let op = Op::Tab(TabCommand::Settle { tab_id, settle_transfer_id: 0 });
-    if let Err(error) = state
-        .risk
-        .hold(
-            state,
-            &caller,
-            crate::risk::Held {
-                kind: "tab_checkpoint",
-                payment: &payment,
-                tab_id: Some(tab_id),
-                assessment: &assessment,
-                op,
-                payments: &[],
-                runs: true,
-            },
-        )
-        .await
-    {
-        tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be held for review");
+    if let Some((caller, payment, assessment)) = held {
+        let op = Op::Tab(TabCommand::Settle { tab_id, settle_transfer_id: 0 });
+        let held = crate::risk::Held {
+            kind: "tab_checkpoint",
+            payment: &payment,
+            tab_id: Some(tab_id),
+            assessment: &assessment,
+            op,
+            payments: &[],
+            runs: true,
+        };
+        if let Err(error) = state.risk.hold(state, &caller, held).await {
+            tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be held for review");
+        }
     }
+    // The checkpoint is journaled after its review: a crash between the two assesses it again
+    // at the tab's next payment (never skips it).
+    if let Err(error) = state.risk.journal_checkpoint(state, tab_id).await {
+        tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be journaled");
+    }
+}
+
+/// The risk policy's verdict on what a tab was paid since its last checkpoint, as a payment by
+/// the tab's device; `None` when it allows it.
+fn checkpoint_assessment(
+    state: &AppState,
+    ledger: &obol_core::ledger::Ledger,
+    tab: &obol_core::channel::Tab,
+    since: u128,
+) -> Option<(Caller, crate::risk::Payment, obol_risk::engine::Assessment)> {
+    let payer_account_id = ledger.tab_payer(tab)?;
+    let device = ledger.identity().device(tab.device_id)?;
+    let asset = ledger.account(payer_account_id)?.asset;
+    let caller = Caller {
+        principal_id: device.holder_id,
+        role: Role::Holder,
+        scopes: obol_core::identity::Scopes(Scopes::PAY),
+        via: Via::Device(device.id),
+        peer: None,
+    };
+    let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
+    let assessments = state.risk.assess(ledger, &caller, "tab_checkpoint", &[payment]);
+    let assessment = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow)?;
+    Some((caller, payment, assessment))
 }
 
 /// Journals a payment the shell checked; answers (added, stale).

@@ -513,3 +513,34 @@ async fn shipped_thresholds_hold_in_cents_at_any_account_scale() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_kept_as_store_metadata_by_older_versions_moves_into_the_log_once() {
+    // A store written before the state table: a monthly limit and a change record sit in store
+    // metadata. Loading journals them into the log, where a restart finds them.
+    let started = support::start("risk-legacy-meta");
+    started.engine.meta_put("risk/monthly-limit/1", b"2500".to_vec()).await.unwrap();
+    let change =
+        json!({"seq": 1, "at_ns": "1", "who": "file:old.toml", "what": "added", "bundle": "old@1", "diff": "+x\n"});
+    started.engine.meta_put("risk/policy-change/0000000000000001", change.to_string().into_bytes()).await.unwrap();
+    let state = started.state.clone().with_risk(risk(&[]));
+    state.risk.load(&state.engine).await.unwrap();
+    assert_eq!(state.engine.table_get("risk/monthly-limit/1").as_deref(), Some(&b"2500"[..]));
+    let (status, changes) = get(&obol_http::app(state.clone()), &started.operator, "/v1/risk/policy/changes").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{changes}");
+    let scratch = started.scratch;
+    started.engine.clone().shutdown();
+    drop((state, started.state, started.router));
+
+    let node = obol_store::Node::open(obol_store::SqliteStore::open(&scratch.0).unwrap(), 4).unwrap();
+    let engine = obol_store::Engine::start(node);
+    assert_eq!(engine.table_get("risk/monthly-limit/1").as_deref(), Some(&b"2500"[..]), "replayed from the log");
+    let records = engine.stats().records.load(std::sync::atomic::Ordering::Relaxed);
+    let again =
+        obol_http::AppState::new(engine.clone(), "http").with_instance_id("local").unwrap().with_risk(risk(&[]));
+    again.risk.load(&engine).await.unwrap();
+    assert_eq!(engine.stats().records.load(std::sync::atomic::Ordering::Relaxed), records, "journaled once only");
+    engine.shutdown();
+    drop(scratch);
+}

@@ -251,6 +251,8 @@ struct Auditor {
     transfers: BTreeMap<u128, Transfer>,
     sent_transfer_ids: BTreeSet<u128>,
     sent_account_ids: BTreeSet<u128>,
+    /// The state table as the acknowledged (or kept) puts left it.
+    table: BTreeMap<String, Vec<u8>>,
 }
 
 impl Auditor {
@@ -294,6 +296,7 @@ impl Auditor {
                         return Err("account results do not match events".into());
                     }
                 }
+                (Op::Put(_), OpResults::Put) => {}
                 _ => return Err("reply kinds do not match the record's ops".into()),
             }
         }
@@ -327,15 +330,29 @@ impl Auditor {
                         }
                     }
                 }
+                (Op::Put(put), OpResults::Put) => self.put(put),
                 _ => return Err("reply kinds do not match the record's ops".into()),
             }
         }
         Ok(())
     }
 
+    fn put(&mut self, put: &obol_core::table::Put) {
+        if put.value.is_empty() {
+            self.table.remove(&put.key);
+        } else {
+            self.table.insert(put.key.clone(), put.value.clone());
+        }
+    }
+
     /// Checks a freshly restarted ledger against everything acknowledged.
     fn check_restart(&self, ledger: &Ledger) -> Result<(), String> {
         ledger.check_invariants()?;
+        let table: BTreeMap<String, Vec<u8>> =
+            ledger.table().scan("").map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+        if table != self.table {
+            return Err(format!("the state table differs from what was acknowledged: {table:?} vs {:?}", self.table));
+        }
         for (id, acked) in &self.transfers {
             let stored = ledger.transfer(*id).ok_or(format!("acknowledged transfer {id} lost"))?;
             if stored != acked {
@@ -397,7 +414,7 @@ fn ids_in(record: &Record) -> BTreeSet<u128> {
         .iter()
         .flat_map(|op| match op {
             Op::CreateTransfers(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
-            Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) => Vec::new(),
+            Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) | Op::Put(_) => Vec::new(),
         })
         .collect()
 }
@@ -419,7 +436,11 @@ pub fn run(seed: u64, steps: usize) -> Result<Summary, String> {
         now_ns += prng.below(3_000_000_000);
         let mut ops = Vec::new();
         for _ in 0..(1 + prng.below(3)) {
-            if prng.chance(200) {
+            if prng.chance(100) {
+                let key = format!("sim/{}", prng.below(8));
+                let value = if prng.chance(250) { Vec::new() } else { prng.next_u64().to_le_bytes().to_vec() };
+                ops.push(Op::Put(obol_core::table::Put { key, value }));
+            } else if prng.chance(200) {
                 let events: Vec<NewAccount> = (0..1 + prng.below(4)).map(|_| account_event(&mut prng)).collect();
                 auditor.sent_account_ids.extend(events.iter().map(|e| e.id));
                 ops.push(Op::CreateAccounts(events));
@@ -447,7 +468,7 @@ pub fn run(seed: u64, steps: usize) -> Result<Summary, String> {
                     .iter()
                     .map(|r| match r {
                         OpResults::Transfers(results) => results.iter().filter(|r| r.as_str() == "ok").count() as u64,
-                        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) => 0,
+                        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => 0,
                     })
                     .sum::<u64>();
             }
@@ -481,6 +502,9 @@ pub fn run(seed: u64, steps: usize) -> Result<Summary, String> {
                                     auditor.accounts.entry(event.id).or_insert(*stored);
                                 }
                             }
+                        }
+                        if let Op::Put(put) = op {
+                            auditor.put(put);
                         }
                     }
                 } else if node.seq_last() == seq_before {

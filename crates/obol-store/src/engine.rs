@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use obol_core::codec::{Op, RECORD_EVENTS_MAX, Record};
+use obol_core::codec::{Op, RECORD_EVENTS_MAX, RECORD_PUT_BYTES_MAX, Record};
 use obol_core::ledger::{Ledger, OpResults};
 use tokio::sync::oneshot;
 
@@ -58,13 +58,6 @@ enum Job {
 }
 
 impl Job {
-    fn events_count(&self) -> usize {
-        match self {
-            Job::Op(submission) => submission.op.len(),
-            Job::Meta(_) => 0,
-        }
-    }
-
     fn refuse(self) {
         match self {
             Job::Op(submission) => {
@@ -197,6 +190,25 @@ impl Engine {
         self.meta(|reply| MetaJob::Scan { prefix, reply }).await
     }
 
+    /// Writes `value` under `key` in the state table through the log: durable, in the log's
+    /// order, and replayed at start (an empty value removes the key).
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), EngineError> {
+        let op = Op::Put(obol_core::table::Put { key: key.to_string(), value });
+        self.execute(op).await.map(|_| ())
+    }
+
+    /// A value of the state table (what every applied, hence durable, put left).
+    pub fn table_get(&self, key: &str) -> Option<Vec<u8>> {
+        let ledger = self.ledger.read().unwrap_or_else(|p| p.into_inner());
+        ledger.table().get(key).map(<[u8]>::to_vec)
+    }
+
+    /// Every state-table entry whose key starts with `prefix`, in key order.
+    pub fn table_scan(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let ledger = self.ledger.read().unwrap_or_else(|p| p.into_inner());
+        ledger.table().scan(prefix).map(|(key, value)| (key.to_string(), value.to_vec())).collect()
+    }
+
     /// Submits and waits for the result (async).
     pub async fn execute(&self, op: Op) -> Result<OpResults, EngineError> {
         let receiver = self.submit(op)?;
@@ -285,6 +297,7 @@ fn writer<S: Store>(
             Job::Op(submission) => submission,
         };
         let mut events_count = first.op.len();
+        let mut put_bytes = first.op.put_bytes();
         let mut batch = vec![first];
         while events_count < RECORD_EVENTS_MAX {
             match receiver.try_recv() {
@@ -292,12 +305,16 @@ fn writer<S: Store>(
                     carried = Some(job);
                     break;
                 }
-                Ok(job) if events_count + job.events_count() > RECORD_EVENTS_MAX => {
-                    carried = Some(job);
+                Ok(Job::Op(submission))
+                    if events_count + submission.op.len() > RECORD_EVENTS_MAX
+                        || put_bytes + submission.op.put_bytes() > RECORD_PUT_BYTES_MAX =>
+                {
+                    carried = Some(Job::Op(submission));
                     break;
                 }
                 Ok(Job::Op(submission)) => {
                     events_count += submission.op.len();
+                    put_bytes += submission.op.put_bytes();
                     batch.push(submission);
                 }
                 Err(_) => break,

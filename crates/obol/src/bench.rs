@@ -191,6 +191,7 @@ fn drive(engine: &Engine, ops: Vec<Op>, progress: Option<&ProgressBar>) -> anyho
             OpResults::Transfers(results) => results.iter().filter(|r| r.is_success()).count(),
             OpResults::Identity(result) => usize::from(result == obol_core::identity::IdentityResult::Ok),
             OpResults::Tab(result) => usize::from(matches!(result, obol_core::channel::TabResult::Ok { .. })),
+            OpResults::Put => 1,
         };
         ok += count as u64;
         if let Some(progress) = progress {

@@ -41,6 +41,8 @@ pub enum OpResults {
     Identity(IdentityResult),
     /// The result of a tab command.
     Tab(crate::channel::TabResult),
+    /// A put is always applied.
+    Put,
 }
 
 /// One transfer in an account's history, with the account's balances after it when the account
@@ -99,6 +101,8 @@ pub struct Ledger {
     tabs: Vec<crate::channel::TabEntry>,
     /// Tab id (as bytes: 4-byte alignment keeps an entry at 20 bytes) to its index in `tabs`.
     tab_index: Map<[u8; 16], u32>,
+    /// Application state the shells keep through the log (`Op::Put`).
+    table: crate::table::Table,
 }
 
 impl Ledger {
@@ -121,6 +125,7 @@ impl Ledger {
             identity: Identity::default(),
             tabs: Vec::new(),
             tab_index: HashMap::with_hasher(state),
+            table: crate::table::Table::default(),
         }
     }
 
@@ -150,6 +155,11 @@ impl Ledger {
                     replies.push(OpResults::Tab(self.apply_tab(command, next_ts)));
                     next_ts += command.events_count() as u64;
                 }
+                Op::Put(put) => {
+                    self.table.apply(put);
+                    replies.push(OpResults::Put);
+                    next_ts += 1;
+                }
             }
         }
         self.timestamp_last = next_ts.saturating_sub(1).max(self.timestamp_last);
@@ -166,6 +176,11 @@ impl Ledger {
     /// record at that time so reservations are released without traffic.
     pub fn next_expiry_ns(&self) -> Option<u64> {
         self.expiries.first().map(|key| key.0)
+    }
+
+    /// The state table the shells write through the log.
+    pub fn table(&self) -> &crate::table::Table {
+        &self.table
     }
 
     /// A tab.
