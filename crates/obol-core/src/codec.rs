@@ -7,14 +7,16 @@
 //! ```text
 //! header (16 bytes): magic "OBR2" | crc32 of the body (u32) | body length (u32) | reserved (u32)
 //! body:              now_ns (u64) | op count (u32) | reserved (u32) | ops...
-//! op:                kind (u8: 1 accounts, 2 transfers, 3 identity, 4 tab, 5 put) | 3 zero bytes
-//!                    | count (u32) | events
+//! op:                kind (u8: 1 accounts, 2 transfers, 3 identity, 4 tab, 5 put, 6 payment)
+//!                    | 3 zero bytes | count (u32) | events
 //! account event:     80 bytes (NEW_ACCOUNT_BYTES): id, owner_id, user data, asset, code, flags
 //! transfer event:    128 bytes (NEW_TRANSFER_BYTES)
 //! identity op:       count is 1; then the command's length (u32) and its bytes: a tag (u8)
 //!                    and its fields, integers little-endian, strings as u16 length + UTF-8
 //! tab op:            count is the command's events; then its length (u32) and its bytes
 //! put op:            count is 1; key length (u16), key (UTF-8), value length (u32), value
+//! payment op:        count is the transfers'; device id (u128), flags (u32: bit 0
+//!                    authenticated), 12 zero bytes; then the transfer events
 //! ```
 //! Changes to this layout need a new magic and a changelog entry.
 
@@ -51,6 +53,8 @@ pub enum Op {
     Tab(crate::channel::TabCommand),
     /// One write to the state table.
     Put(crate::table::Put),
+    /// A payer's transfers, under its device's limits and counted for it.
+    Pay(crate::ledger::Payment),
 }
 
 impl Op {
@@ -59,6 +63,7 @@ impl Op {
         match self {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
+            Op::Pay(payment) => payment.transfers.len(),
             Op::Identity(_) | Op::Put(_) => 1,
             Op::Tab(command) => command.events_count(),
         }
@@ -69,7 +74,7 @@ impl Op {
     pub fn put_bytes(&self) -> usize {
         match self {
             Op::Put(put) => put.key.len() + put.value.len(),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Identity(_) | Op::Tab(_) => 0,
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Identity(_) | Op::Tab(_) | Op::Pay(_) => 0,
         }
     }
 
@@ -89,7 +94,7 @@ impl Op {
         match self {
             Op::Identity(command) => encode_identity(command).map(|_| ()),
             Op::Put(put) if !put.fits() => Err(EncodeError::FieldTooLong),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) => Ok(()),
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) | Op::Pay(_) => Ok(()),
         }
     }
 }
@@ -127,7 +132,7 @@ pub enum DecodeError {
     /// The body does not match its checksum (a torn or corrupted write).
     #[error("record checksum mismatch")]
     BadChecksum,
-    /// An op kind other than 1 to 5.
+    /// An op kind other than 1 to 6.
     #[error("unknown op kind {0}")]
     BadOpKind(u8),
     /// More events than a record may hold.
@@ -172,6 +177,7 @@ impl Record {
                         Op::CreateTransfers(events) => events.len() * NEW_TRANSFER_BYTES,
                         Op::Identity(_) | Op::Tab(_) => 256,
                         Op::Put(put) => 6 + put.key.len() + put.value.len(),
+                        Op::Pay(payment) => 32 + payment.transfers.len() * NEW_TRANSFER_BYTES,
                     }
                 })
                 .sum::<usize>();
@@ -210,6 +216,16 @@ impl Record {
                     let bytes = encode_identity(command)?;
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(&bytes);
+                }
+                Op::Pay(payment) => {
+                    out.extend_from_slice(&[6, 0, 0, 0]);
+                    out.extend_from_slice(&(payment.transfers.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&payment.device_id.to_le_bytes());
+                    out.extend_from_slice(&u32::from(payment.authenticated).to_le_bytes());
+                    out.extend_from_slice(&[0; 12]);
+                    for event in &payment.transfers {
+                        encode_new_transfer(event, &mut out);
+                    }
                 }
                 Op::Put(put) => {
                     if !put.fits() {
@@ -301,6 +317,22 @@ impl Record {
                     }
                     let len = reader.u32()? as usize;
                     ops.push(Op::Tab(decode_tab(reader.take(len)?)?));
+                }
+                6 => {
+                    let device_id = reader.u128()?;
+                    let authenticated = match reader.u32()? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(DecodeError::Reserved),
+                    };
+                    if reader.take(12)? != [0; 12] {
+                        return Err(DecodeError::Reserved);
+                    }
+                    let mut transfers = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        transfers.push(decode_new_transfer(reader.take(NEW_TRANSFER_BYTES)?)?);
+                    }
+                    ops.push(Op::Pay(crate::ledger::Payment { device_id, authenticated, transfers }));
                 }
                 5 => {
                     if count != 1 {

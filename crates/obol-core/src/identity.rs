@@ -684,6 +684,33 @@ impl Identity {
             && Identity::day_total_after(device, day, amount).is_some()
     }
 
+    /// Whether `device_id` may make `payments` (asset and amount of each) together on `day`:
+    /// each in the limits' asset and within the per-payment limit, their sum within what is left
+    /// of the day. A device that does not exist or is not active may not.
+    pub fn device_allows(&self, device_id: u128, payments: &[(Asset, u128)], day: u64) -> bool {
+        let Some(device) = self.devices.get(&device_id) else { return false };
+        if device.status != Status::Active {
+            return false;
+        }
+        let Some(limits) = device.limits else { return true };
+        let each = payments.iter().all(|(asset, amount)| {
+            *asset == limits.asset && (limits.per_payment == 0 || *amount <= limits.per_payment)
+        });
+        let total = payments.iter().try_fold(0u128, |sum, (_, amount)| sum.checked_add(*amount));
+        each && total.is_some_and(|total| Identity::day_total_after(device, day, total).is_some())
+    }
+
+    /// Charges the device's `day` with `amount` it paid (checked before with
+    /// [`Identity::device_allows`]) and marks that it has paid.
+    pub(crate) fn device_paid(&mut self, id: u128, day: u64, amount: u128) {
+        if let Some(device) = self.devices.get_mut(&id) {
+            let spent = if device.spent_day == day { device.spent_today } else { 0 };
+            device.spent_day = day;
+            device.spent_today = spent.saturating_add(amount);
+            device.has_paid = true;
+        }
+    }
+
     /// Counts `amount` toward the device's limit for `day`, or refuses it past the limit.
     pub(crate) fn charge_device(&mut self, id: u128, day: u64, amount: u128) -> IdentityResult {
         let Some(device) = self.devices.get_mut(&id) else {

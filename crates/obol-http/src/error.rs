@@ -491,7 +491,7 @@ fn transfer_status(result: CreateTransferResult) -> StatusCode {
         | R::ExceedsCredits
         | R::ExceedsDebits
         | R::CodeReservedForTabs => StatusCode::UNPROCESSABLE_ENTITY,
-        R::PendingTransferBelongsToTab => StatusCode::FORBIDDEN,
+        R::PendingTransferBelongsToTab | R::DeviceLimitExceeded => StatusCode::FORBIDDEN,
     }
 }
 

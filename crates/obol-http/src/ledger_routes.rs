@@ -19,7 +19,7 @@ use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
 use crate::risk::{HoldOf, Payment, Risk, Verdict};
-use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, identity_routes, now_ns, read_ledger};
+use crate::{ApiJson, AppState, HISTORY_LIMIT_MAX, read_ledger};
 
 fn batch_size(got: usize) -> Result<(), ApiError> {
     if got == 0 || got > BATCH_EVENTS_MAX {
@@ -201,7 +201,7 @@ fn authorize_new_accounts(state: &AppState, caller: &Caller, events: &mut [NewAc
 }
 
 /// A device pays only with plain or pending transfers, in its limits' asset, each at most
-/// `per_payment` (the daily limit is charged durably by [`charge_device_day`]).
+/// `per_payment` (the core checks them again, with the day, when the payment applies).
 fn check_device_limits(device: &obol_core::identity::Device, events: &[NewTransfer]) -> Result<(), ApiError> {
     if events.iter().any(|e| e.flags.resolves_pending()) {
         return Err(ApiError::Forbidden("devices make payments; posting or voiding needs the holder's key".into()));
@@ -236,6 +236,10 @@ fn payments_of(ledger: &obol_core::ledger::Ledger, events: &[NewTransfer]) -> Ve
         .iter()
         .enumerate()
         .filter(|(_, e)| !e.flags.resolves_pending())
+        // A transfer whose id exists moves nothing (the ledger answers that it exists, or that it
+        // exists with other fields): a retry of a payment made is not decided, charged or
+        // counted again.
+        .filter(|(_, e)| ledger.transfer(e.id).is_none())
         .filter_map(|(index, e)| {
             let asset = e.asset.or_else(|| ledger.account(e.debit_account_id).map(|a| a.asset))?;
             let payment = Payment {
@@ -423,43 +427,33 @@ pub(crate) async fn hold_transfers(
     }
 }
 
-/// Counts the payments that went through for the risk engine's regulatory counters.
-fn count_paid(state: &AppState, caller: &Caller, events: &[NewTransfer], ok: &[bool], authenticated: bool) {
+/// The op that makes `events` for `caller`: a holder's or merchant's is a payment (checked
+/// against its device's limits, charged to its day and counted for each paying account in the
+/// same `apply`, only if it goes through); an operator's moves are plain transfers.
+pub(crate) fn payment_op(caller: &Caller, events: Vec<NewTransfer>, authenticated: bool) -> Op {
     if caller.role == Role::Operator {
-        return;
+        return Op::CreateTransfers(events);
     }
-    let payments: Vec<(u128, u128)> = events
-        .iter()
-        .zip(ok)
-        .filter(|(e, ok)| **ok && !e.flags.resolves_pending())
-        .map(|(e, _)| (e.debit_account_id, e.amount))
-        .collect();
-    state.risk.paid(&payments, authenticated);
+    let device_id = match caller.via {
+        auth::Via::Device(device_id) => device_id,
+        auth::Via::ApiKey(_) => 0,
+    };
+    Op::Pay(obol_core::ledger::Payment { device_id, authenticated, transfers: events })
 }
 
-/// Charges a device's payments against its daily limit through the log, before they are
-/// submitted: the core adds them atomically or refuses. A payment that then fails still counts
-/// for the day, so the limit errs on the safe side; a restart forgets nothing.
-pub(crate) async fn charge_device_day(
-    state: &AppState,
-    caller: &Caller,
-    events: &[NewTransfer],
-) -> Result<(), ApiError> {
-    let auth::Via::Device(device_id) = caller.via else { return Ok(()) };
-    let per_day = read_ledger(state).identity().device(device_id).and_then(|d| d.limits).map_or(0, |l| l.per_day);
-    if per_day == 0 {
-        return Ok(());
-    }
-    let amount = events.iter().map(|e| e.amount).fold(0u128, u128::saturating_add);
-    let day = obol_core::identity::utc_day(now_ns());
-    let command = obol_core::identity::IdentityCommand::ChargeDevice { id: device_id, day, amount };
-    match identity_routes::run_identity(state, command).await? {
-        obol_core::identity::IdentityResult::Ok => Ok(()),
-        obol_core::identity::IdentityResult::DeviceDayLimitExceeded => Err(ApiError::DeviceLimit(format!(
-            "this would take today's payments above this device's daily limit of {per_day}"
-        ))),
-        other => Err(ApiError::IdentityRejected(other)),
-    }
+/// The refusal when a device's payments do not fit its limits (the core refuses all of them).
+fn device_limit(state: &AppState, caller: &Caller) -> ApiError {
+    let limits = match caller.via {
+        auth::Via::Device(id) => read_ledger(state).identity().device(id).and_then(|d| d.limits),
+        auth::Via::ApiKey(_) => None,
+    };
+    ApiError::DeviceLimit(match limits {
+        Some(limits) => format!(
+            "this would take the device past its limits ({} per payment, {} a day, in {})",
+            limits.per_payment, limits.per_day, limits.asset
+        ),
+        None => "the device may not pay".into(),
+    })
 }
 
 /// The `Obol-Approval` header: an approved step-up challenge.
@@ -472,21 +466,11 @@ fn payees(events: &[NewTransfer]) -> Vec<Option<u128>> {
     events.iter().map(|e| (!e.flags.resolves_pending()).then_some(e.credit_account_id)).collect()
 }
 
-/// After a commit: remember new payees and mark a device's first payment.
-async fn after_payment(state: &AppState, caller: &Caller, payees: &[Option<u128>], ok: &[bool]) {
+/// After a commit: remember the payees paid (a device's first payment is marked by the core).
+fn after_payment(state: &AppState, caller: &Caller, payees: &[Option<u128>], ok: &[bool]) {
     let paid: Vec<u128> = payees.iter().zip(ok).filter_map(|(payee, ok)| payee.filter(|_| *ok)).collect();
-    if paid.is_empty() {
-        return;
-    }
-    state.step_up.paid(caller.principal_id, paid);
-    if let auth::Via::Device(device_id) = caller.via {
-        let first = read_ledger(state).identity().device(device_id).is_some_and(|d| !d.has_paid);
-        if first {
-            let command = obol_core::identity::IdentityCommand::MarkDevicePaid { id: device_id };
-            if let Err(error) = identity_routes::run_identity(state, command).await {
-                tracing::warn!(%error, device_id, "could not record a device's first payment");
-            }
-        }
+    if !paid.is_empty() {
+        state.step_up.paid(caller.principal_id, paid);
     }
 }
 
@@ -607,16 +591,17 @@ pub(crate) async fn transfer_as(
             return Err(hold_transfers(state, caller, &assessment, &payment, events, on_approval).await);
         }
     };
-    charge_device_day(state, caller, events).await?;
-    let result = match state.engine.execute(Op::CreateTransfers(vec![*event])).await? {
+    let result = match state.engine.execute(payment_op(caller, vec![*event], authenticated)).await? {
         OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
         OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
             return Err(internal("create_transfer"));
         }
     };
+    if result == CreateTransferResult::DeviceLimitExceeded {
+        return Err(device_limit(state, caller));
+    }
     let ok = [result == CreateTransferResult::Ok];
-    count_paid(state, caller, events, &ok, authenticated);
-    after_payment(state, caller, &payees(events), &ok).await;
+    after_payment(state, caller, &payees(events), &ok);
     Ok(result)
 }
 
@@ -648,15 +633,15 @@ pub(crate) async fn create_transfers(
             return Err(hold_transfers(&state, &caller, &assessment, &payment, &events, OnApproval::Run).await);
         }
     };
-    charge_device_day(&state, &caller, &events).await?;
     let paid_to = payees(&events);
     let ids: Vec<u128> = events.iter().map(|e| e.id).collect();
-    let counted = events.clone();
-    match state.engine.execute(Op::CreateTransfers(events)).await? {
+    match state.engine.execute(payment_op(&caller, events, authenticated)).await? {
         OpResults::Transfers(results) => {
+            if results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) {
+                return Err(device_limit(&state, &caller));
+            }
             let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
-            count_paid(&state, &caller, &counted, &ok, authenticated);
-            after_payment(&state, &caller, &paid_to, &ok).await;
+            after_payment(&state, &caller, &paid_to, &ok);
             let codes = conceal(&ids, results.iter().map(|r| r.as_str()), |id| transfer_visible(&state, &caller, id));
             Ok(Json(batch_results(&ids, codes.into_iter())))
         }

@@ -769,9 +769,22 @@ impl Risk {
         let limits = lock(&self.limits);
         let mut engine = lock(&self.engine);
         let mut day_spent = device.filter(|d| d.spent_day == today).map_or(0, |d| d.spent_today);
+        // The ledger's counters, with the payments before this one in the same request added
+        // as they will be if they go through.
+        let mut counted: HashMap<u128, obol_core::ledger::PayerCounters> = HashMap::new();
+        let now = now_ns();
         payments
             .iter()
             .map(|payment| {
+                let counters = *counted
+                    .entry(payment.payer_account_id)
+                    .or_insert_with(|| ledger.payer_counters(payment.payer_account_id, now));
+                if let Some(next) = counted.get_mut(&payment.payer_account_id) {
+                    next.sca_payments_since = next.sca_payments_since.saturating_add(1);
+                    next.sca_amount_since = next.sca_amount_since.saturating_add(payment.amount);
+                    next.month_total = next.month_total.saturating_add(payment.amount);
+                }
+                let exact = |value: u128| i64::try_from(value).unwrap_or(i64::MAX);
                 let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
                 let per_unit = minor_per_unit(payment.asset);
                 let event = Event {
@@ -798,6 +811,9 @@ impl Risk {
                     holder_payment_cap_minor: caps.map_or(-1, |l| cap(l.per_payment)),
                     holder_day_cap_minor: caps.map_or(-1, |l| cap(l.per_day)),
                     holder_day_spent_minor: i64::try_from(day_spent).unwrap_or(i64::MAX),
+                    sca_payments_since: i64::from(counters.sca_payments_since),
+                    sca_amount_since_minor: exact(counters.sca_amount_since),
+                    month_total_minor: exact(counters.month_total),
                     user_limit_minor: limits
                         .get(&payment.payer_account_id)
                         .map_or(-1, |limit| i64::try_from(*limit).unwrap_or(i64::MAX)),
@@ -852,19 +868,6 @@ impl Risk {
                 let risk = Some(RiskDto::from_assessment(&assessments[*first]));
                 Verdict::Go { step_up, risk }
             }
-        }
-    }
-
-    /// Counts payments that went through, as (paying account, amount), in the regulatory
-    /// counters; `authenticated` when a second factor approved them.
-    pub(crate) fn paid(&self, payments: &[(u128, u128)], authenticated: bool) {
-        if !self.enabled || payments.is_empty() {
-            return;
-        }
-        let now_s = now_ns() / 1_000_000_000;
-        let mut engine = lock(&self.engine);
-        for (payer, amount) in payments {
-            engine.paid(*payer, *amount, now_s, authenticated);
         }
     }
 
@@ -1410,20 +1413,17 @@ pub async fn decide_review(
         stored.clone()
     };
     let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
-    // The decision is durable before anything runs: a crash while the held operation runs leaves
-    // an approved review (its retry runs the operation, once: the ledger knows its ids), never a
-    // pending one whose money moved.
-    if approve && stored.runs {
+    // The approval is journaled in the same record as the held operation: a crash leaves either
+    // a pending review and nothing run, or an approved one and the operation run, never a
+    // pending review whose money moved.
+    let approval = if approve && stored.runs {
         let mut deciding = stored.clone();
         deciding.review.outcome = Some(vec!["running".to_string()]);
         let bytes = serde_json::to_vec(&deciding).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Err(error) = state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await {
-            if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
-                open.review.status = "pending".into();
-            }
-            return Err(error.into());
-        }
-    }
+        Some(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes })
+    } else {
+        None
+    };
     let outcome = match (approve, stored.review.kind.as_str()) {
         (true, "tab_checkpoint") => vec!["resumed".to_string()],
         (false, "tab_checkpoint") => {
@@ -1438,7 +1438,7 @@ pub async fn decide_review(
         // The client was told 402 and got nothing: approval runs nothing now, it lets the
         // payer's retry of the same payment through.
         (true, _) if !stored.runs => vec!["allowed: runs when the payer retries it".to_string()],
-        (true, _) => match run_held(&state, &stored).await {
+        (true, _) => match run_held(&state, &stored, approval).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 // Nothing ran: the review stays open for another try.
@@ -1454,16 +1454,6 @@ pub async fn decide_review(
         },
         (false, _) => Vec::new(),
     };
-    if approve && stored.review.kind != "tab_checkpoint" && stored.runs {
-        let payments: Vec<(u128, u128)> = stored
-            .payments
-            .iter()
-            .filter_map(|[payer, amount]| Some((payer.parse().ok()?, amount.parse().ok()?)))
-            .collect();
-        if outcome.iter().all(|o| o == "ok") {
-            state.risk.paid(&payments, false);
-        }
-    }
     stored.review.decided_by = Some(caller.principal_id.to_string());
     stored.review.decided_ns = Some(now_ns().to_string());
     stored.review.note = body.note;
@@ -1513,7 +1503,13 @@ fn caller_now(state: &AppState, stored: &StoredReview) -> Result<Caller, ApiErro
 /// Runs a held operation as it was first asked, after checking again that its payer may still
 /// make it (authorization, a device's limits, charged for the day as any payment is); answers
 /// the ledger's result per operation, or `refused: <code>` when the payer no longer may.
-async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>, ApiError> {
+use obol_core::ledger::CreateTransferResult;
+
+async fn run_held(
+    state: &AppState,
+    stored: &StoredReview,
+    mut approval: Option<obol_core::table::Put>,
+) -> Result<Vec<String>, ApiError> {
     let bytes =
         Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
     let record = Record::decode(&bytes).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
@@ -1523,18 +1519,30 @@ async fn run_held(state: &AppState, stored: &StoredReview) -> Result<Vec<String>
     };
     let mut outcome = Vec::new();
     for op in record.ops {
-        if let Op::CreateTransfers(events) = &op {
-            let allowed = crate::ledger_routes::authorize_moves(&crate::read_ledger(state), &caller, events);
-            let charged = match allowed {
-                Ok(()) => crate::ledger_routes::charge_device_day(state, &caller, events).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = charged {
-                outcome.push(format!("refused: {}", error.code()));
-                continue;
+        let op = match op {
+            Op::CreateTransfers(events) => {
+                let allowed = crate::ledger_routes::authorize_moves(&crate::read_ledger(state), &caller, &events);
+                if let Err(error) = allowed {
+                    outcome.push(format!("refused: {}", error.code()));
+                    continue;
+                }
+                // Run as the payment it was: under the device's limits, counted for the payer.
+                crate::ledger_routes::payment_op(&caller, events, false)
             }
-        }
-        match state.engine.execute(op).await? {
+            other => other,
+        };
+        // The first operation that runs carries the approval in its record.
+        let result = match approval.take() {
+            Some(put) => state.engine.execute_together(vec![Op::Put(put), op]).await?.pop(),
+            None => Some(state.engine.execute(op).await?),
+        };
+        let Some(result) = result else { return Err(ApiError::Internal("a held operation had no result".into())) };
+        match result {
+            OpResults::Transfers(results)
+                if !results.is_empty() && results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) =>
+            {
+                outcome.push("refused: device_limit_exceeded".into());
+            }
             OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
             OpResults::Tab(result) => outcome.push(crate::tab_routes::tab_result_code(&result)),
             OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => outcome.push("unexpected".into()),

@@ -582,12 +582,12 @@ pub async fn open_tab(
         timeout_s: body.timeout_s,
     };
     let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
-    let authenticated =
-        escrow_gate(&state, &caller, "tab_open", &payment, tab_id, command, approval_header(&headers)).await?;
+    // The core counts the escrow as the payer's payment when the tab opens (as not strongly
+    // authenticated even when a second factor approved it: the count errs toward asking again).
+    escrow_gate(&state, &caller, "tab_open", &payment, tab_id, command, approval_header(&headers)).await?;
     match run_tab(&state, command).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
-                state.risk.paid(&[(payer_account_id, budget)], authenticated);
                 state.step_up.paid(caller.principal_id, vec![payee_account_id]);
             }
         }
@@ -856,15 +856,9 @@ pub async fn top_up(
         amount,
         asset: payer.1,
     };
-    let authenticated =
-        escrow_gate(&state, &caller, "tab_topup", &payment, tab_id, command, approval_header(&headers)).await?;
+    escrow_gate(&state, &caller, "tab_topup", &payment, tab_id, command, approval_header(&headers)).await?;
     match run_tab(&state, command).await? {
-        TabResult::Ok { .. } => {
-            if caller.role != Role::Operator {
-                state.risk.paid(&[(payer.0, amount)], authenticated);
-            }
-        }
-        TabResult::Exists => {}
+        TabResult::Ok { .. } | TabResult::Exists => {}
         TabResult::Escrow(result) => return Err(ApiError::TransferRejected(result)),
         TabResult::Rejected(reject) => return Err(ApiError::TabRejected(reject)),
         TabResult::NotFound => return Err(ApiError::TabNotFound(tab_id)),

@@ -22,9 +22,6 @@ use crate::policy::{Action, Decision, Facts, Policy};
 pub const CONTRIBUTIONS_TOP: usize = 3;
 /// Differences a shadow run keeps (the oldest go first); counts cover every event.
 pub const SHADOW_DIFFERENCES_MAX: usize = 1_000;
-/// Payers whose regulatory counters are kept; past this the least recently paying are dropped
-/// (their counters restart, which asks for authentication sooner, never later).
-pub const PAYERS_MAX: usize = 1_000_000;
 
 /// What the engine answers for one event.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,29 +79,15 @@ struct Shadow {
     differences: VecDeque<Difference>,
 }
 
-/// What one payer has done that regulation counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PayerCounters {
-    /// Payments since the last strong authentication.
-    pub sca_payments_since: u32,
-    /// Minor units paid since the last strong authentication.
-    pub sca_amount_since_minor: u64,
-    /// The calendar month `month_total_minor` counts (months since January 1970).
-    pub month: u32,
-    /// Minor units paid in `month`.
-    pub month_total_minor: u64,
-    /// When the payer last paid, seconds (for eviction).
-    pub last_s: u64,
-}
-
-/// Features, model and policy, with per-payer counters.
+/// Features, model and policy. The counters regulation asks for (since the last strong
+/// authentication, per calendar month) are the ledger's, counted as payments apply; the caller
+/// passes them in [`Facts`].
 pub struct RiskEngine {
     features: FeatureStore,
     model: Option<Arc<Model>>,
     policy: Arc<Policy>,
     generation: u64,
     shadow: Option<Shadow>,
-    payers: HashMap<u128, PayerCounters>,
     decided: [u64; 4],
 }
 
@@ -112,7 +95,6 @@ impl std::fmt::Debug for RiskEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RiskEngine")
             .field("entities", &self.features.len())
-            .field("payers", &self.payers.len())
             .field("generation", &self.generation)
             .field("shadow", &self.shadow.is_some())
             .finish()
@@ -121,20 +103,13 @@ impl std::fmt::Debug for RiskEngine {
 
 /// Months since January 1970 of a time in seconds (UTC calendar months).
 pub fn month_of(at_s: u64) -> u32 {
-    // Howard Hinnant's civil-from-days, on days since 1970-01-01.
-    let days = (at_s / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    ((year - 1970) * 12 + (month - 1)).max(0) as u32
+    obol_core::ledger::utc_month(at_s.saturating_mul(1_000_000_000))
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"OBRISK01";
-const PAYER_RECORD_BYTES: usize = 16 + 4 + 8 + 4 + 8 + 8;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"OBRISK02";
+/// The snapshot before the counters moved into the ledger: its counters are skipped.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"OBRISK01";
+const PAYER_RECORD_BYTES_V1: usize = 16 + 4 + 8 + 4 + 8 + 8;
 
 impl RiskEngine {
     /// An engine with `policy`, an optional model, and room for `capacity` tracked entities.
@@ -145,15 +120,14 @@ impl RiskEngine {
             policy: Arc::new(policy),
             generation: 1,
             shadow: None,
-            payers: HashMap::new(),
             decided: [0; 4],
         }
     }
 
     /// Decides one event. `facts` carries what the caller knows (the amount in the account's
-    /// units, currency, jurisdiction, category, the holder's caps); the engine fills in the
-    /// model's score, the counters since the last strong authentication and the month's total
-    /// (this payment included).
+    /// units, currency, jurisdiction, category, the holder's caps, the ledger's counters since
+    /// the last strong authentication and of the month before this payment); the engine fills
+    /// in the model's score and adds this payment to the month's total.
     pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
         let features = self.features.observe(event);
         let amount_minor = facts.amount_minor;
@@ -194,18 +168,13 @@ impl RiskEngine {
         Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
     }
 
-    /// `facts` with what the engine knows added: the model's score, the counters since the
-    /// last strong authentication and the month's total (this payment included).
-    fn complete(&self, event: &Event, features: &Features, facts: Facts) -> (Facts, f64) {
+    /// `facts` with what the engine knows added: the model's score, and this payment in the
+    /// month's total.
+    fn complete(&self, _event: &Event, features: &Features, facts: Facts) -> (Facts, f64) {
         let model_score = self.model.as_ref().map_or(0.0, |model| model.score(&features.0));
-        let counters = self.counters(event.payer, event.at_s);
         let facts = Facts {
             model_score,
-            sca_payments_since: i64::from(counters.sca_payments_since),
-            sca_amount_since_minor: i64::try_from(counters.sca_amount_since_minor).unwrap_or(i64::MAX),
-            month_total_minor: i64::try_from(counters.month_total_minor)
-                .unwrap_or(i64::MAX)
-                .saturating_add(facts.amount_minor),
+            month_total_minor: facts.month_total_minor.saturating_add(facts.amount_minor),
             ..facts
         };
         (facts, model_score)
@@ -217,41 +186,6 @@ impl RiskEngine {
             (Some(model), action) if action != Action::Allow => model.explain(&features.0, false, CONTRIBUTIONS_TOP),
             _ => Vec::new(),
         }
-    }
-
-    /// The paying account's counters as of `at_s` (a new month starts from zero). Counters are
-    /// kept per account, so one asset's minor units are never added to another's.
-    pub fn counters(&self, payer: u128, at_s: u64) -> PayerCounters {
-        let month = month_of(at_s);
-        let mut counters = self.payers.get(&payer).copied().unwrap_or_default();
-        if counters.month != month {
-            counters.month = month;
-            counters.month_total_minor = 0;
-        }
-        counters
-    }
-
-    /// Records that a payment of `amount_minor` from the account `payer` went through at `at_s`;
-    /// `authenticated` when it was strongly authenticated (the counters since SCA restart).
-    pub fn paid(&mut self, payer: u128, amount_minor: u128, at_s: u64, authenticated: bool) {
-        let amount_minor = u64::try_from(amount_minor).unwrap_or(u64::MAX);
-        let mut counters = self.counters(payer, at_s);
-        counters.month_total_minor = counters.month_total_minor.saturating_add(amount_minor);
-        if authenticated {
-            counters.sca_payments_since = 0;
-            counters.sca_amount_since_minor = 0;
-        } else {
-            counters.sca_payments_since = counters.sca_payments_since.saturating_add(1);
-            counters.sca_amount_since_minor = counters.sca_amount_since_minor.saturating_add(amount_minor);
-        }
-        counters.last_s = counters.last_s.max(at_s);
-        if self.payers.len() >= PAYERS_MAX && !self.payers.contains_key(&payer) {
-            let oldest = self.payers.iter().min_by_key(|(_, c)| c.last_s).map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                self.payers.remove(&oldest);
-            }
-        }
-        self.payers.insert(payer, counters);
     }
 
     /// Replaces the live policy (hot reload); later events are decided by it.
@@ -315,57 +249,36 @@ impl RiskEngine {
         self.features.len()
     }
 
-    /// The features and counters, as bytes for [`RiskEngine::restore`].
+    /// The features, as bytes for [`RiskEngine::restore`].
     pub fn snapshot(&self) -> Vec<u8> {
         let features = self.features.snapshot();
-        let mut bytes = Vec::with_capacity(8 + 8 + features.len() + 8 + self.payers.len() * PAYER_RECORD_BYTES);
+        let mut bytes = Vec::with_capacity(8 + 8 + features.len());
         bytes.extend_from_slice(SNAPSHOT_MAGIC);
         bytes.extend_from_slice(&(features.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&features);
-        bytes.extend_from_slice(&(self.payers.len() as u64).to_le_bytes());
-        let mut payers: Vec<(&u128, &PayerCounters)> = self.payers.iter().collect();
-        payers.sort_by_key(|(id, _)| **id);
-        for (id, counters) in payers {
-            bytes.extend_from_slice(&id.to_le_bytes());
-            bytes.extend_from_slice(&counters.sca_payments_since.to_le_bytes());
-            bytes.extend_from_slice(&counters.sca_amount_since_minor.to_le_bytes());
-            bytes.extend_from_slice(&counters.month.to_le_bytes());
-            bytes.extend_from_slice(&counters.month_total_minor.to_le_bytes());
-            bytes.extend_from_slice(&counters.last_s.to_le_bytes());
-        }
         bytes
     }
 
-    /// Restores features and counters from [`RiskEngine::snapshot`] bytes into this engine,
-    /// keeping its policy and model. Nothing changes when the bytes are refused.
+    /// Restores features from [`RiskEngine::snapshot`] bytes into this engine, keeping its
+    /// policy and model. Nothing changes when the bytes are refused. A snapshot from before the
+    /// counters moved into the ledger restores its features; its counters are skipped (the
+    /// ledger recounts them from the log).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
         let mut reader = Reader { bytes, at: 0 };
-        if reader.take(8)? != SNAPSHOT_MAGIC {
+        let magic = reader.take(8)?;
+        if magic != SNAPSHOT_MAGIC && magic != SNAPSHOT_MAGIC_V1 {
             return Err(SnapshotError::Magic);
         }
         let features_len = usize::try_from(reader.u64()?).map_err(|_| SnapshotError::Length)?;
         let features = FeatureStore::restore(reader.take(features_len)?)?;
-        let payers_count = reader.u64()?;
-        if payers_count > (PAYERS_MAX as u64) {
-            return Err(SnapshotError::Length);
-        }
-        let mut payers = HashMap::with_capacity(payers_count as usize);
-        for _ in 0..payers_count {
-            let id = u128::from_le_bytes(reader.array()?);
-            let counters = PayerCounters {
-                sca_payments_since: u32::from_le_bytes(reader.array()?),
-                sca_amount_since_minor: reader.u64()?,
-                month: u32::from_le_bytes(reader.array()?),
-                month_total_minor: reader.u64()?,
-                last_s: reader.u64()?,
-            };
-            payers.insert(id, counters);
+        if magic == SNAPSHOT_MAGIC_V1 {
+            let payers = usize::try_from(reader.u64()?).map_err(|_| SnapshotError::Length)?;
+            reader.take(payers.checked_mul(PAYER_RECORD_BYTES_V1).ok_or(SnapshotError::Length)?)?;
         }
         if reader.at != bytes.len() {
             return Err(SnapshotError::Length);
         }
         self.features = features;
-        self.payers = payers;
         Ok(())
     }
 }
@@ -433,28 +346,36 @@ mod tests {
     }
 
     #[test]
-    fn the_sixth_payment_since_authentication_steps_up_and_authentication_restarts_the_count() {
+    fn the_sixth_payment_since_authentication_steps_up_and_the_ledgers_counters_decide_it() {
         let mut engine = RiskEngine::new(policy(&[EU]), None, 1_000);
         for n in 0..5 {
-            let assessment = engine.assess(&event(NOW + n, 100), facts_for(&event(NOW + n, 100)));
+            let facts = Facts {
+                sca_payments_since: n as i64,
+                sca_amount_since_minor: 100 * n as i64,
+                ..facts_for(&event(NOW + n, 100))
+            };
+            let assessment = engine.assess(&event(NOW + n, 100), facts);
             assert_eq!(assessment.decision.action, Action::Allow, "payment {}", n + 1);
-            engine.paid(7, 100, NOW + n, false);
         }
-        let sixth = engine.assess(&event(NOW + 5, 100), facts_for(&event(NOW + 5, 100)));
+        let facts = Facts { sca_payments_since: 5, sca_amount_since_minor: 500, ..facts_for(&event(NOW + 5, 100)) };
+        let sixth = engine.assess(&event(NOW + 5, 100), facts);
         assert_eq!(sixth.decision.rule.as_deref(), Some("eu-psd2-sca@1/low-value-sixth-payment"));
-        engine.paid(7, 100, NOW + 5, true);
         assert_eq!(engine.assess(&event(NOW + 6, 100), facts_for(&event(NOW + 6, 100))).decision.action, Action::Allow);
-        assert_eq!(engine.counters(7, NOW + 6).sca_payments_since, 0);
-        assert_eq!(engine.counters(7, NOW + 6).month_total_minor, 600, "the month counts every payment");
         assert_eq!(engine.decided(), [1, 6, 0, 0]);
     }
 
     #[test]
-    fn the_months_total_restarts_with_the_calendar_month() {
+    fn the_month_total_a_rule_sees_includes_the_payment_decided() {
         let mut engine = RiskEngine::new(Policy::new(), None, 100);
-        engine.paid(7, 900_000, 1_735_689_599, false);
-        assert_eq!(engine.counters(7, 1_735_689_599).month_total_minor, 900_000);
-        assert_eq!(engine.counters(7, 1_735_689_600).month_total_minor, 0, "a new month");
+        let facts = Facts { month_total_minor: 900, ..facts_for(&event(NOW, 100)) };
+        let assessment = engine.assess(&event(NOW, 100), facts);
+        assert_eq!(assessment.decision.action, Action::Allow);
+        let (completed, _) = engine.complete(&event(NOW, 100), &assessment.features, facts_for_month(900));
+        assert_eq!(completed.month_total_minor, 1_000);
+    }
+
+    fn facts_for_month(month_total_minor: i64) -> Facts {
+        Facts { month_total_minor, ..facts_for(&event(NOW, 100)) }
     }
 
     #[test]
@@ -482,20 +403,18 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_restores_features_and_counters_exactly() {
+    fn a_snapshot_restores_features_exactly_and_an_older_snapshot_keeps_its_features() {
         let mut engine = RiskEngine::new(policy(&[SIGNALS]), None, 1_000);
         for n in 0..20 {
             engine.assess(
                 &event(NOW + n, 50 + u128::from(n as u8)),
                 facts_for(&event(NOW + n, 50 + u128::from(n as u8))),
             );
-            engine.paid(7, 50, NOW + n, n == 10);
         }
         let bytes = engine.snapshot();
         let mut restored = RiskEngine::new(policy(&[SIGNALS]), None, 1_000);
         restored.restore(&bytes).unwrap();
         assert_eq!(restored.snapshot(), bytes);
-        assert_eq!(restored.counters(7, NOW + 20), engine.counters(7, NOW + 20));
         let next = event(NOW + 21, 60);
         assert_eq!(restored.assess(&next, facts_for(&next)), engine.assess(&next, facts_for(&next)));
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
@@ -504,6 +423,15 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(restored.restore(&extra).is_err());
+        // A version 1 snapshot: the same features, then two payers' counters, which are skipped.
+        let mut v1 = SNAPSHOT_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&bytes[8..]);
+        v1.extend_from_slice(&2u64.to_le_bytes());
+        v1.extend_from_slice(&[7; 2 * PAYER_RECORD_BYTES_V1]);
+        let mut older = RiskEngine::new(policy(&[SIGNALS]), None, 1_000);
+        older.restore(&v1).unwrap();
+        assert_eq!(older.snapshot(), bytes);
+        assert!(older.restore(&v1[..v1.len() - 1]).is_err());
     }
 
     #[test]

@@ -37,9 +37,48 @@ pub enum EngineError {
     Unencodable(obol_core::codec::EncodeError),
 }
 
+/// Ops that go into one record together, and who waits for their results.
 struct Submission {
-    op: Op,
-    reply: oneshot::Sender<Result<OpResults, EngineError>>,
+    ops: Vec<Op>,
+    reply: Reply,
+}
+
+enum Reply {
+    One(oneshot::Sender<Result<OpResults, EngineError>>),
+    All(oneshot::Sender<Result<Vec<OpResults>, EngineError>>),
+}
+
+impl Submission {
+    fn events(&self) -> usize {
+        self.ops.iter().map(Op::len).sum()
+    }
+
+    fn put_bytes(&self) -> usize {
+        self.ops.iter().map(Op::put_bytes).sum()
+    }
+
+    fn fail(self, error: EngineError) {
+        match self.reply {
+            Reply::One(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Reply::All(reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn answer(self, results: Vec<OpResults>) {
+        match self.reply {
+            Reply::One(reply) => {
+                let result = results.into_iter().next().ok_or(EngineError::Stopped);
+                let _ = reply.send(result);
+            }
+            Reply::All(reply) => {
+                let _ = reply.send(Ok(results));
+            }
+        }
+    }
 }
 
 type MetaReply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -60,9 +99,7 @@ enum Job {
 impl Job {
     fn refuse(self) {
         match self {
-            Job::Op(submission) => {
-                let _ = submission.reply.send(Err(EngineError::Stopped));
-            }
+            Job::Op(submission) => submission.fail(EngineError::Stopped),
             Job::Meta(MetaJob::Get { reply, .. }) => {
                 let _ = reply.send(Err(EngineError::Stopped));
             }
@@ -144,7 +181,7 @@ impl Engine {
             return Err(EngineError::Stopped);
         }
         let (reply, receiver) = oneshot::channel();
-        match self.sender.try_send(Job::Op(Submission { op, reply })) {
+        match self.sender.try_send(Job::Op(Submission { ops: vec![op], reply: Reply::One(reply) })) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
@@ -155,7 +192,8 @@ impl Engine {
     pub fn submit_blocking(&self, op: Op) -> Result<oneshot::Receiver<Result<OpResults, EngineError>>, EngineError> {
         op.check_encodable().map_err(EngineError::Unencodable)?;
         let (reply, receiver) = oneshot::channel();
-        self.sender.send(Job::Op(Submission { op, reply })).map_err(|_| EngineError::Stopped)?;
+        let submission = Submission { ops: vec![op], reply: Reply::One(reply) };
+        self.sender.send(Job::Op(submission)).map_err(|_| EngineError::Stopped)?;
         Ok(receiver)
     }
 
@@ -207,6 +245,29 @@ impl Engine {
     pub fn table_scan(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let ledger = self.ledger.read().unwrap_or_else(|p| p.into_inner());
         ledger.table().scan(prefix).map(|(key, value)| (key.to_string(), value.to_vec())).collect()
+    }
+
+    /// Submits `ops` to be applied in one record, in order, all durable or none, and waits for
+    /// their results (one per op).
+    pub async fn execute_together(&self, ops: Vec<Op>) -> Result<Vec<OpResults>, EngineError> {
+        for op in &ops {
+            op.check_encodable().map_err(EngineError::Unencodable)?;
+        }
+        let submission_events: usize = ops.iter().map(Op::len).sum();
+        let put_bytes: usize = ops.iter().map(Op::put_bytes).sum();
+        if submission_events > RECORD_EVENTS_MAX || put_bytes > RECORD_PUT_BYTES_MAX {
+            return Err(EngineError::Unencodable(obol_core::codec::EncodeError::TooManyEvents));
+        }
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(EngineError::Stopped);
+        }
+        let (reply, receiver) = oneshot::channel();
+        match self.sender.try_send(Job::Op(Submission { ops, reply: Reply::All(reply) })) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped),
+        }
+        receiver.await.unwrap_or(Err(EngineError::Stopped))
     }
 
     /// Submits and waits for the result (async).
@@ -296,8 +357,8 @@ fn writer<S: Store>(
             }
             Job::Op(submission) => submission,
         };
-        let mut events_count = first.op.len();
-        let mut put_bytes = first.op.put_bytes();
+        let mut events_count = first.events();
+        let mut put_bytes = first.put_bytes();
         let mut batch = vec![first];
         while events_count < RECORD_EVENTS_MAX {
             match receiver.try_recv() {
@@ -306,37 +367,45 @@ fn writer<S: Store>(
                     break;
                 }
                 Ok(Job::Op(submission))
-                    if events_count + submission.op.len() > RECORD_EVENTS_MAX
-                        || put_bytes + submission.op.put_bytes() > RECORD_PUT_BYTES_MAX =>
+                    if events_count + submission.events() > RECORD_EVENTS_MAX
+                        || put_bytes + submission.put_bytes() > RECORD_PUT_BYTES_MAX =>
                 {
                     carried = Some(Job::Op(submission));
                     break;
                 }
                 Ok(Job::Op(submission)) => {
-                    events_count += submission.op.len();
-                    put_bytes += submission.op.put_bytes();
+                    events_count += submission.events();
+                    put_bytes += submission.put_bytes();
                     batch.push(submission);
                 }
                 Err(_) => break,
             }
         }
-        let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|s| (s.op, s.reply)).unzip();
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for submission in batch {
+            let Submission { ops: these, reply } = submission;
+            waiting.push((these.len(), reply));
+            ops.extend(these);
+        }
         let record = Record { now_ns: now_ns(), ops };
         match node.commit(&record) {
             Ok(results) => {
                 stats.records.fetch_add(1, Ordering::Relaxed);
                 stats.events.fetch_add(events_count as u64, Ordering::Relaxed);
                 metrics::histogram!("obol_batch_events").record(events_count as f64);
-                metrics::histogram!("obol_batch_requests").record(replies.len() as f64);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
+                metrics::histogram!("obol_batch_requests").record(waiting.len() as f64);
+                let mut results = results.into_iter();
+                for (count, reply) in waiting {
+                    let these: Vec<OpResults> = results.by_ref().take(count).collect();
+                    Submission { ops: Vec::new(), reply }.answer(these);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "storage failed; the ledger stops");
                 stopped.store(true, Ordering::Release);
-                for reply in replies {
-                    let _ = reply.send(Err(EngineError::Stopped));
+                for (_, reply) in waiting {
+                    Submission { ops: Vec::new(), reply }.fail(EngineError::Stopped);
                 }
                 if let Some(job) = carried.take() {
                     job.refuse();

@@ -182,3 +182,35 @@ fn metadata_written_through_the_writer_is_listed_by_prefix_and_survives_reopenin
         assert_eq!(node.store_mut().meta_scan("risk/").unwrap().len(), 3);
     }
 }
+
+#[test]
+fn ops_executed_together_share_one_record_and_puts_replay_from_the_log() {
+    for backend in backends() {
+        {
+            let engine = obol_store::Engine::start(Node::open(backend.open(), 1).unwrap());
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let records = engine.stats().records.load(std::sync::atomic::Ordering::Relaxed);
+                let put = Op::Put(obol_core::table::Put { key: "risk/review/1".into(), value: b"approved".to_vec() });
+                let results = engine.execute_together(vec![put, accounts(&[7, 8])]).await.unwrap();
+                assert!(matches!(results[..], [OpResults::Put, OpResults::Accounts(_)]), "{results:?}");
+                assert_eq!(engine.stats().records.load(std::sync::atomic::Ordering::Relaxed), records + 1);
+                engine.put("risk/review/2", b"pending".to_vec()).await.unwrap();
+                engine.put("risk/review/2", Vec::new()).await.unwrap();
+                assert_eq!(
+                    engine.table_scan("risk/review/"),
+                    vec![("risk/review/1".to_string(), b"approved".to_vec())]
+                );
+                let too_many = vec![accounts(&[9]); obol_core::codec::RECORD_EVENTS_MAX + 1];
+                assert!(engine.execute_together(too_many).await.is_err(), "more than one record holds is refused");
+            });
+            engine.shutdown();
+        }
+        let node = Node::open(backend.open(), 1).unwrap();
+        let ledger = node.ledger();
+        let ledger = ledger.read().unwrap();
+        assert_eq!(ledger.table().get("risk/review/1"), Some(&b"approved"[..]));
+        assert_eq!(ledger.table().len(), 1, "the removed key stays removed");
+        assert!(ledger.account(7).is_some());
+    }
+}

@@ -663,7 +663,7 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     use obol_risk::engine::RiskEngine;
     use obol_risk::features::{Event, FEATURE_NAMES, FeatureStore};
     use obol_risk::model::{Model, TrainParams};
-    use obol_risk::policy::{Action, Bundle, Facts, Policy};
+    use obol_risk::policy::{Bundle, Facts, Policy};
     use obol_risk::sim::{SimConfig, simulate};
     if args.events == 0 || args.payers == 0 {
         bail!("--events and --payers must be at least 1");
@@ -725,9 +725,6 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
         let assessment = engine.assess(event, facts.clone());
         latencies_ns.push(started.elapsed().as_nanos() as u64);
         explained += u64::from(!assessment.contributions.is_empty());
-        if assessment.decision.action == Action::Allow {
-            engine.paid(event.payer, event.amount_minor, event.at_s, false);
-        }
         bar.inc(1);
     }
     let live_bytes = crate::alloc::stop();

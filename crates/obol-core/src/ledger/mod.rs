@@ -13,8 +13,10 @@
 //! and `exists` counts as success inside a linked chain, so retrying a committed chain answers
 //! `exists` for every event instead of failing the chain.
 
+mod payment;
 mod types;
 
+pub use payment::{PayerCounters, Payment, utc_month};
 pub use types::*;
 
 use std::collections::{BTreeSet, HashMap};
@@ -103,6 +105,9 @@ pub struct Ledger {
     tab_index: Map<[u8; 16], u32>,
     /// Application state the shells keep through the log (`Op::Put`).
     table: crate::table::Table,
+    /// Per paying account, what regulation counts (since the last strong authentication, per
+    /// calendar month), counted as payments apply.
+    payers: Map<u128, PayerCounters>,
 }
 
 impl Ledger {
@@ -110,6 +115,7 @@ impl Ledger {
     /// that clients cannot choose ids that collide, and a fixed one in deterministic tests.
     pub fn new(hash_seed: u64) -> Ledger {
         let state = FixedState::with_seed(hash_seed);
+        let state_payers = state.clone();
         Ledger {
             accounts: Vec::new(),
             account_index: HashMap::with_hasher(state.clone()),
@@ -124,8 +130,9 @@ impl Ledger {
             imbalances: Vec::new(),
             identity: Identity::default(),
             tabs: Vec::new(),
-            tab_index: HashMap::with_hasher(state),
+            tab_index: HashMap::with_hasher(state.clone()),
             table: crate::table::Table::default(),
+            payers: HashMap::with_hasher(state_payers),
         }
     }
 
@@ -154,6 +161,9 @@ impl Ledger {
                 Op::Tab(command) => {
                     replies.push(OpResults::Tab(self.apply_tab(command, next_ts)));
                     next_ts += command.events_count() as u64;
+                }
+                Op::Pay(payment) => {
+                    replies.push(OpResults::Transfers(self.apply_payment(payment, &mut next_ts)));
                 }
                 Op::Put(put) => {
                     self.table.apply(put);
@@ -274,6 +284,9 @@ impl Ledger {
                 }
                 let charged = self.identity.charge_device(device_id, day, budget);
                 assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
+                // The escrow is the payer's payment (a second factor that approved it is not
+                // known here: the count errs toward asking again).
+                self.count_payment(payer_account_id, budget, timestamp, false);
                 let tab = Tab {
                     id: tab_id,
                     payee_id: payee_account_id,
@@ -388,6 +401,7 @@ impl Ledger {
                 }
                 let charged = self.identity.charge_device(tab.device_id, day, amount);
                 assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
+                self.count_payment(old.debit_account_id, amount, timestamp, false);
                 TabResult::Ok { added: 0 }
             }
             TabCommand::Settle { tab_id, settle_transfer_id } => {

@@ -770,6 +770,82 @@ mod tabs {
         assert_eq!(tab_op(&mut f, euro), refused, "another asset than the limits'");
     }
 
+    fn pay(f: &mut Fixture, device_id: u128, authenticated: bool, transfers: Vec<NewTransfer>) -> Vec<&'static str> {
+        let op = Op::Pay(Payment { device_id, authenticated, transfers });
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![op] });
+        f.ledger.check_invariants().unwrap();
+        match &replies[..] {
+            [OpResults::Transfers(results)] => results.iter().map(|r| r.as_str()).collect(),
+            other => panic!("unexpected replies {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_payment_is_checked_charged_and_counted_in_one_apply_and_a_refused_one_counts_nothing() {
+        use crate::identity::{DeviceLimits, IdentityCommand};
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 10_000)], &["ok"]);
+        let limits = Some(DeviceLimits { asset: usd(), per_payment: 500, per_day: 800 });
+        f.ledger.apply(&Record {
+            now_ns: f.now_ns,
+            ops: vec![Op::Identity(IdentityCommand::SetDeviceLimits { id: 9, limits })],
+        });
+        let device = |f: &Fixture| {
+            let d = f.ledger.identity().device(9).unwrap();
+            (d.spent_today, d.has_paid)
+        };
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(20, 40, 2, 501)]), ["device_limit_exceeded"]);
+        assert_eq!(
+            pay(&mut f, 9, false, vec![transfer(20, 40, 2, 400), transfer(21, 40, 2, 401)]),
+            ["device_limit_exceeded", "device_limit_exceeded"]
+        );
+        assert_eq!(device(&f), (0, false), "a refused payment charges nothing");
+        assert_eq!(f.ledger.payer_counters(40, f.now_ns), PayerCounters::default(), "and counts nothing");
+        // One goes through and one fails in the ledger: only the one that went through counts.
+        assert_eq!(
+            pay(&mut f, 9, false, vec![transfer(20, 40, 2, 300), transfer(21, 40, 999, 100)]),
+            ["ok", "credit_account_not_found"]
+        );
+        assert_eq!(device(&f), (300, true));
+        let month = utc_month(f.now_ns);
+        let counted = PayerCounters { sca_payments_since: 1, sca_amount_since: 300, month, month_total: 300 };
+        assert_eq!(f.ledger.payer_counters(40, f.now_ns), counted);
+        // A retry of the same transfer finds it made: it charges and counts nothing again, and
+        // the limits do not refuse it for what it would have cost.
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(20, 40, 2, 300)]), ["exists"]);
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(30, 40, 2, 499)]), ["ok"]);
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(30, 40, 2, 499)]), ["exists"], "past the day, made already");
+        assert_eq!(device(&f), (799, true));
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(31, 40, 2, 2)]), ["device_limit_exceeded"]);
+        let counted = PayerCounters { sca_payments_since: 2, sca_amount_since: 799, month, month_total: 799 };
+        assert_eq!(f.ledger.payer_counters(40, f.now_ns), counted);
+        // What is left of the day bounds the next; strong authentication restarts the counts.
+        assert_eq!(pay(&mut f, 9, true, vec![transfer(22, 40, 2, 2)]), ["device_limit_exceeded"]);
+        assert_eq!(pay(&mut f, 9, true, vec![transfer(22, 40, 2, 1)]), ["ok"]);
+        let after_sca = PayerCounters { sca_payments_since: 0, sca_amount_since: 0, month, month_total: 800 };
+        assert_eq!(f.ledger.payer_counters(40, f.now_ns), after_sca);
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(23, 40, 2, 1)]), ["device_limit_exceeded"], "the day is spent");
+        // An API key's payment (no device) is counted too; a tab's escrow counts as a payment.
+        assert_eq!(pay(&mut f, 0, false, vec![transfer(24, 40, 2, 5_000)]), ["ok"]);
+        f.advance_s(24 * 3600);
+        assert_eq!(tab_op(&mut f, open(7, 40, 200)), TabResult::Ok { added: 0 });
+        let counters = f.ledger.payer_counters(40, f.now_ns);
+        assert_eq!((counters.sca_payments_since, counters.sca_amount_since), (2, 5_200));
+        // A revoked device pays nothing.
+        f.ledger.apply(&Record {
+            now_ns: f.now_ns,
+            ops: vec![Op::Identity(IdentityCommand::SetDeviceStatus {
+                id: 9,
+                status: crate::identity::Status::Revoked,
+            })],
+        });
+        assert_eq!(pay(&mut f, 9, false, vec![transfer(25, 40, 2, 1)]), ["device_limit_exceeded"]);
+        // Replaying the same records gives the same counters.
+        let record = Record { now_ns: f.now_ns, ops: vec![] };
+        f.ledger.apply(&record);
+        assert_eq!(f.ledger.payer_counters(40, f.now_ns), counters);
+    }
+
     #[test]
     fn tab_commands_round_trip_through_the_record_codec() {
         let commands = vec![

@@ -444,5 +444,8 @@ result_enum! {
         /// The pending transfer is a tab's escrow: only the tab's own commands (top-up, settle)
         /// post or void it.
         PendingTransferBelongsToTab = 59 => "pending_transfer_belongs_to_tab",
+        /// The payments do not fit the signing device's limits (asset, per payment, what is
+        /// left of the UTC day), or the device is not active: nothing was applied.
+        DeviceLimitExceeded = 60 => "device_limit_exceeded",
     }
 }
