@@ -4,9 +4,9 @@
 //! fields and base.
 #![no_main]
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
-use obol_http::httpsig::{Message, parse_signature, parse_signature_input, sign_request, signature_base};
+use obol_wire::httpsig::{Message, parse_signature, parse_signature_input, sign_request, signature_base};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

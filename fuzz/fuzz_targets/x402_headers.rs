@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use obol_http::x402::{PaymentPayload, PaymentRequired, SettlementResponse, decode_header, encode_header};
+use obol_wire::x402::{PaymentPayload, PaymentRequired, SettlementResponse, decode_header, encode_header};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -92,3 +92,22 @@ pub fn tidy(root: &Path) -> Vec<String> {
     }
     problems
 }
+
+/// Crates of the server that the payer SDK must not pull in: a client needs the wire formats,
+/// not the web framework, the databases, the policy language, the model or the password hash.
+pub const SERVER_ONLY_CRATES: [&str; 8] =
+    ["axum", "rusqlite", "tokio-postgres", "cel", "forust-ml", "webauthn-rs", "argon2", "obol-http"];
+
+/// The server-only crates named in `cargo tree --prefix none` output (one crate per line,
+/// `name vX.Y.Z ...`).
+pub fn server_crates_in(tree: &str) -> Vec<String> {
+    let mut found: Vec<String> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| SERVER_ONLY_CRATES.contains(name))
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}

@@ -22,3 +22,19 @@ fn tidy_catches_floats_in_money_and_io_in_the_core() {
     assert!(problems.contains("must open with a //! comment"), "{problems}");
     assert!(problems.contains("dbg!"), "{problems}");
 }
+
+#[test]
+fn the_payer_sdk_pulls_in_none_of_the_servers_dependencies() {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "-p", "obol-client", "-e", "normal", "--prefix", "none", "--offline"])
+        .current_dir(xtask::root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    let tree = String::from_utf8_lossy(&output.stdout);
+    assert!(tree.contains("obol-wire"), "the SDK builds on the wire formats crate:\n{tree}");
+    assert_eq!(xtask::server_crates_in(&tree), Vec::<String>::new(), "obol-client depends on server crates");
+    // The check bites: a tree that names them is caught.
+    let planted = "obol-client v0.1.0\naxum v0.8.1\ncel v0.11.0 (*)\nrusqlite v0.39.0\nrustls v0.23.0\n";
+    assert_eq!(xtask::server_crates_in(planted), ["axum", "cel", "rusqlite"]);
+}

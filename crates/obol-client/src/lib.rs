@@ -21,7 +21,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
 use obol_core::channel::{Commitment, ExactAuthorization, Network, Voucher, payword_chain};
 use obol_core::money::Asset;
-use obol_http::x402::{PaymentRequired, PaymentRequirements, SettlementResponse, decode_header, encode_header};
+use obol_wire::x402::{PaymentRequired, PaymentRequirements, SettlementResponse, decode_header, encode_header};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
@@ -188,12 +188,12 @@ pub fn signed_headers(
     let mut headers = HeaderMap::new();
     let mut components = vec!["@method", "@target-uri"];
     if !body.is_empty() {
-        let digest = obol_http::httpsig::content_digest(body);
+        let digest = obol_wire::httpsig::content_digest(body);
         headers.insert("content-digest", HeaderValue::from_str(&digest).map_err(|e| protocol(&e))?);
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         components.push("content-digest");
     }
-    let message = obol_http::httpsig::Message {
+    let message = obol_wire::httpsig::Message {
         method: method.as_str(),
         scheme: url.scheme(),
         authority: &authority,
@@ -203,7 +203,7 @@ pub fn signed_headers(
     };
     let nonce = format!("{:032x}", rand::random::<u128>());
     let created_s = i64::try_from(created_s).map_err(|e| protocol(&e))?;
-    let (input, signature) = obol_http::httpsig::sign_request(key, kid, &components, created_s, Some(&nonce), &message)
+    let (input, signature) = obol_wire::httpsig::sign_request(key, kid, &components, created_s, Some(&nonce), &message)
         .map_err(|e| ClientError::Protocol(format!("signing: {e}")))?;
     headers.insert("signature-input", HeaderValue::from_str(&input).map_err(|e| protocol(&e))?);
     headers.insert("signature", HeaderValue::from_str(&signature).map_err(|e| protocol(&e))?);

@@ -13,7 +13,7 @@ pub mod auth;
 pub mod authz;
 pub mod dto;
 pub mod error;
-pub mod httpsig;
+pub use obol_wire::httpsig;
 pub mod identity_routes;
 pub mod ledger_routes;
 pub mod mfa;

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::http::HeaderMap;
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signature, VerifyingKey};
+use http::HeaderMap;
 use sfv::{BareItem, FieldType, InnerList, Item, ListEntry, Parser};
 use sha2::{Digest, Sha256, Sha512};
 
