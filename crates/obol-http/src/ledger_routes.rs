@@ -284,7 +284,14 @@ fn authorize_transfers(
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
             let authenticated = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
-            Ok(Gate::Go { authenticated })
+            // The challenged payments the payer approved now count in the streaming features.
+            let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
+            state.risk.observe(&ledger, caller, &approved);
+            // A second factor restarts the counters since strong authentication only when it
+            // approved every payment of the request (one approved payment among others does
+            // not make the rest strongly authenticated).
+            let all_approved = authenticated && payments.iter().all(|(index, _)| marked.contains(index));
+            Ok(Gate::Go { authenticated: all_approved })
         }
     }
 }

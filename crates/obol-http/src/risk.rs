@@ -468,6 +468,68 @@ impl Default for Risk {
     }
 }
 
+/// A journaled checkpoint, `<quarter>:<paid then>`.
+fn checkpoint_mark(value: &[u8]) -> Option<(u8, u128)> {
+    let (quarter, paid) = std::str::from_utf8(value).ok()?.split_once(':')?;
+    Some((quarter.parse().ok()?, paid.parse().ok()?))
+}
+
+/// Puts per record while migrating.
+const MIGRATION_CHUNK: usize = 256;
+
+/// Moves the state an older store kept as metadata into the log: every entry the table does
+/// not hold yet, in records of [`MIGRATION_CHUNK`] puts, and only then empties the metadata rows
+/// it moved. A crash part way imports what is still missing at the next start; once emptied, a
+/// row is never imported again (a limit its owner removed since stays removed).
+async fn migrate_metadata(engine: &obol_store::Engine) -> Result<(), ApiError> {
+    let mut moved = Vec::new();
+    let mut puts = Vec::new();
+    for prefix in [NETWORK_KEY, REVIEW_PREFIX, LIMIT_PREFIX, CHANGE_PREFIX] {
+        for (key, value) in engine.meta_scan(prefix).await? {
+            if value.is_empty() {
+                continue;
+            }
+            if engine.table_get(&key).is_none() {
+                puts.push(Op::Put(obol_core::table::Put { key: key.clone(), value }));
+            }
+            moved.push(key);
+        }
+    }
+    let mut ops = puts.into_iter().peekable();
+    while ops.peek().is_some() {
+        let chunk: Vec<Op> = ops.by_ref().take(MIGRATION_CHUNK).collect();
+        engine.execute_together(chunk).await?;
+    }
+    for key in moved {
+        engine.meta_put(&key, Vec::new()).await?;
+    }
+    Ok(())
+}
+
+/// What the streaming features see of one payment.
+fn event_of(
+    ledger: &Ledger,
+    payment: &Payment,
+    now_s: u64,
+    device: Option<u128>,
+    network: Option<u64>,
+    failed_auth_count: u32,
+) -> Event {
+    let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
+    Event {
+        at_s: now_s,
+        payer: payment.payer_account_id,
+        device,
+        payee: payment.payee_account_id,
+        network,
+        // Features count whole currency minor units (a sub-cent payment counts as one cent), so
+        // one model serves every scale.
+        amount_minor: payment.amount.div_ceil(minor_per_unit(payment.asset)),
+        failed_auth_count,
+        payee_cash_like: is_cash_like(category),
+    }
+}
+
 /// The jurisdiction whose rules apply, from the asset's currency.
 pub fn jurisdiction_of(asset: Asset) -> &'static str {
     match asset.code() {
@@ -557,13 +619,7 @@ impl Risk {
     /// have these in store metadata: they are journaled into the log once, here. Call once,
     /// before serving.
     pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
-        for prefix in [NETWORK_KEY, REVIEW_PREFIX, LIMIT_PREFIX, CHANGE_PREFIX] {
-            if engine.table_scan(prefix).is_empty() {
-                for (key, value) in engine.meta_scan(prefix).await? {
-                    engine.put(&key, value).await?;
-                }
-            }
-        }
+        migrate_metadata(engine).await?;
         let key = match engine.table_get(NETWORK_KEY) {
             Some(bytes) if bytes.len() == 32 => bytes,
             _ => {
@@ -639,10 +695,7 @@ impl Risk {
             let ledger = engine.ledger().read().unwrap_or_else(|p| p.into_inner());
             for (key, value) in engine.table_scan(CHECKPOINT_PREFIX) {
                 let tab_id = key.trim_start_matches(CHECKPOINT_PREFIX).parse::<u128>().ok();
-                let mark = std::str::from_utf8(&value).ok().and_then(|text| {
-                    let (quarter, paid) = text.split_once(':')?;
-                    Some((quarter.parse::<u8>().ok()?, paid.parse::<u128>().ok()?))
-                });
+                let mark = checkpoint_mark(&value);
                 match (tab_id, mark) {
                     (Some(tab_id), Some(mark)) if ledger.tab(tab_id).is_some_and(|e| !e.tab.closed) => {
                         checkpoints.insert(tab_id, mark);
@@ -656,6 +709,18 @@ impl Risk {
         }
         *lock(&self.checkpoints) = checkpoints;
         Ok(())
+    }
+
+    /// Puts a tab's checkpoint back to the last one journaled (its review could not be stored:
+    /// the next payment assesses this stretch again).
+    pub(crate) fn forget_checkpoint(&self, state: &AppState, tab_id: u128) {
+        let journaled =
+            state.engine.table_get(&format!("{CHECKPOINT_PREFIX}{tab_id}")).and_then(|v| checkpoint_mark(&v));
+        let mut checkpoints = lock(&self.checkpoints);
+        match journaled {
+            Some(mark) => checkpoints.insert(tab_id, mark),
+            None => checkpoints.remove(&tab_id),
+        };
     }
 
     /// Journals a tab's last checkpoint (as [`Risk::checkpoint_due`] left it).
@@ -787,18 +852,7 @@ impl Risk {
                 let exact = |value: u128| i64::try_from(value).unwrap_or(i64::MAX);
                 let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
                 let per_unit = minor_per_unit(payment.asset);
-                let event = Event {
-                    at_s: now_s,
-                    payer: payment.payer_account_id,
-                    device: device.map(|d| d.id),
-                    payee: payment.payee_account_id,
-                    network,
-                    // Features count whole currency minor units (a sub-cent payment counts as
-                    // one cent), so one model serves every scale.
-                    amount_minor: payment.amount.div_ceil(per_unit),
-                    failed_auth_count,
-                    payee_cash_like: is_cash_like(category),
-                };
+                let event = event_of(ledger, payment, now_s, device.map(|d| d.id), network, failed_auth_count);
                 day_spent = day_spent.saturating_add(payment.amount);
                 let caps = device.and_then(|d| d.limits).filter(|l| l.asset == payment.asset);
                 let cap = |value: u128| if value == 0 { -1 } else { i64::try_from(value).unwrap_or(i64::MAX) };
@@ -868,6 +922,26 @@ impl Risk {
                 let risk = Some(RiskDto::from_assessment(&assessments[*first]));
                 Verdict::Go { step_up, risk }
             }
+        }
+    }
+
+    /// Counts in the streaming features payments that go through although their assessment was
+    /// not `allow` (a challenge the payer approved): [`Risk::assess`] counts only allowed ones.
+    pub(crate) fn observe(&self, ledger: &Ledger, caller: &Caller, payments: &[Payment]) {
+        if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
+            return;
+        }
+        let now_s = now_ns() / 1_000_000_000;
+        let failed_auth_count =
+            ledger.identity().principal(caller.principal_id).map_or(0, |p| u32::from(p.failed_factor_count));
+        let device = match caller.via {
+            Via::Device(id) => Some(id),
+            Via::ApiKey(_) => None,
+        };
+        let network = self.network_of(caller.peer);
+        let mut engine = lock(&self.engine);
+        for payment in payments {
+            engine.observe(&event_of(ledger, payment, now_s, device, network, failed_auth_count));
         }
     }
 
@@ -1531,9 +1605,17 @@ async fn run_held(
             }
             other => other,
         };
-        // The first operation that runs carries the approval in its record.
+        // The first operation that runs carries the approval in its record; a batch that fills a
+        // record by itself is preceded by the approval's own record instead (a crash between
+        // the two leaves an approved review whose retry runs the batch, once).
         let result = match approval.take() {
-            Some(put) => state.engine.execute_together(vec![Op::Put(put), op]).await?.pop(),
+            Some(put) if op.len() < obol_core::codec::RECORD_EVENTS_MAX => {
+                state.engine.execute_together(vec![Op::Put(put), op]).await?.pop()
+            }
+            Some(put) => {
+                state.engine.execute(Op::Put(put)).await?;
+                Some(state.engine.execute(op).await?)
+            }
             None => Some(state.engine.execute(op).await?),
         };
         let Some(result) = result else { return Err(ApiError::Internal("a held operation had no result".into())) };

@@ -310,6 +310,9 @@ fn tab_gate(
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
             let risk = risk.map(|risk| risk.for_caller(caller));
             let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
+            if !step_up.is_empty() {
+                state.risk.observe(&ledger, caller, std::slice::from_ref(payment));
+            }
             Ok(Gate::Go { authenticated })
         }
     }
@@ -377,6 +380,7 @@ pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
         let Some(since) = state.risk.checkpoint_due(tab_id, tab.escrow, tab.cumulative) else { return };
         checkpoint_assessment(state, &ledger, tab, since)
     };
+    let mut reviewed = true;
     if let Some((caller, payment, assessment)) = held {
         let op = Op::Tab(TabCommand::Settle { tab_id, settle_transfer_id: 0 });
         let held = crate::risk::Held {
@@ -390,10 +394,15 @@ pub(crate) async fn tab_checkpoint(state: &AppState, tab_id: u128) {
         };
         if let Err(error) = state.risk.hold(state, &caller, held).await {
             tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be held for review");
+            reviewed = false;
         }
     }
-    // The checkpoint is journaled after its review: a crash between the two assesses it again
-    // at the tab's next payment (never skips it).
+    // The checkpoint is journaled after its review: a crash between the two, or a review that
+    // could not be stored, assesses it again at the tab's next payment (never skips it).
+    if !reviewed {
+        state.risk.forget_checkpoint(state, tab_id);
+        return;
+    }
     if let Err(error) = state.risk.journal_checkpoint(state, tab_id).await {
         tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be journaled");
     }

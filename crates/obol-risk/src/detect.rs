@@ -6,13 +6,16 @@
 use crate::features::{FEATURE_NAMES, FeatureStore};
 use crate::model::{Model, ModelError, TrainParams};
 use crate::policy::{Action, Facts, Policy};
-use crate::sim::{FraudKind, SimEvent};
+use crate::sim::{FraudKind, Profile, SimEvent};
 
-/// Stopped events of one kind (or of good traffic, `kind: None`).
+/// Stopped events of one kind (or of good traffic, `kind: None`: ordinary purchases with
+/// `profile: None`, and each honest micropayment profile apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KindReport {
     /// The fraud kind; `None` for good payments.
     pub kind: Option<FraudKind>,
+    /// For good payments, the honest micropayment profile (`None`: ordinary purchases).
+    pub profile: Option<Profile>,
     /// Held-out events of this kind.
     pub events: usize,
     /// Stopped by the rules alone (the model's score left out).
@@ -37,9 +40,11 @@ pub fn report(
     let labels: Vec<bool> = events[..cut].iter().map(|e| e.fraud.is_some()).collect();
     let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
     let model = Model::train(&rows, &labels, &names, params, "detect")?;
-    let mut reports: Vec<KindReport> = std::iter::once(None)
-        .chain(FraudKind::ALL.iter().copied().map(Some))
-        .map(|kind| KindReport { kind, events: 0, by_rules: 0, by_model: 0, by_both: 0 })
+    let rows = std::iter::once((None, None))
+        .chain(Profile::ALL.iter().map(|p| (None, Some(*p))))
+        .chain(FraudKind::ALL.iter().map(|k| (Some(*k), None)));
+    let mut reports: Vec<KindReport> = rows
+        .map(|(kind, profile)| KindReport { kind, profile, events: 0, by_rules: 0, by_model: 0, by_both: 0 })
         .collect();
     for (event, features) in events[cut..].iter().zip(&features[cut..]) {
         let score = model.score(&features.0);
@@ -47,7 +52,9 @@ pub fn report(
             let facts = Facts { model_score, ..Facts::default() };
             policy.decide(event.event.at_s, features, &facts).action != Action::Allow
         };
-        let Some(report) = reports.iter_mut().find(|r| r.kind == event.fraud) else { continue };
+        let Some(report) = reports.iter_mut().find(|r| r.kind == event.fraud && r.profile == event.profile) else {
+            continue;
+        };
         report.events += 1;
         report.by_rules += usize::from(stopped(0.0));
         report.by_model += usize::from(score >= 0.5);
@@ -63,15 +70,23 @@ mod tests {
     use crate::sim::{SimConfig, simulate};
 
     #[test]
-    fn rules_and_model_together_stop_most_of_every_kind_and_few_good_payments() {
+    fn rules_and_model_together_stop_most_of_every_kind_and_almost_no_honest_micropayments() {
         let mut policy = Policy::new();
         policy.add(Bundle::compile(include_str!("../../../policy/fraud-signals.toml")).unwrap()).unwrap();
         let events = simulate(&SimConfig { customers: 1_500, days: 10, ..SimConfig::default() });
         let params = TrainParams { iterations: 80, ..TrainParams::default() };
         let reports = report(&events, &policy, params, 0.7).unwrap();
-        let good = reports.iter().find(|r| r.kind.is_none()).unwrap();
+        let good = reports.iter().find(|r| r.kind.is_none() && r.profile.is_none()).unwrap();
         assert!(good.events > 10_000);
-        assert!(good.by_both * 100 < good.events, "under 1% of good payments stopped: {good:?}");
+        assert!(good.by_both * 100 < good.events, "under 1% of ordinary good payments stopped: {good:?}");
+        for profile in Profile::ALL {
+            let honest = reports.iter().find(|r| r.profile == Some(profile)).unwrap();
+            assert!(honest.events > 100, "{honest:?}");
+            assert!(
+                honest.by_both * 1_000 <= honest.events,
+                "at most 0.1% of {profile:?} payments stopped: {honest:?}"
+            );
+        }
         for report in reports.iter().filter(|r| r.kind.is_some()) {
             assert!(report.events > 0, "{report:?}");
             assert!(report.by_both * 10 >= report.events * 7, "at least 70% of {:?} stopped: {report:?}", report.kind);

@@ -128,11 +128,19 @@ impl RiskEngine {
     /// units, currency, jurisdiction, category, the holder's caps, the ledger's counters since
     /// the last strong authentication and of the month before this payment); the engine fills
     /// in the model's score and adds this payment to the month's total.
+    ///
+    /// Only an allowed payment is counted in the streaming features: a refused, held or
+    /// challenged attempt is decided on the features it would have and leaves them as they were,
+    /// so a payer who retries is not locked out by its own attempts. A challenged payment that
+    /// its payer then approves is counted with [`RiskEngine::observe`].
     pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
-        let features = self.features.observe(event);
+        let features = self.features.peek(event);
         let amount_minor = facts.amount_minor;
         let (facts, model_score) = self.complete(event, &features, facts);
         let decision = self.policy.decide(event.at_s, &features, &facts);
+        if decision.action == Action::Allow {
+            self.features.observe(event);
+        }
         if let Some(shadow) = &mut self.shadow {
             let candidate = shadow.policy.decide(event.at_s, &features, &facts);
             shadow.evaluated += 1;
@@ -155,6 +163,12 @@ impl RiskEngine {
         let contributions = self.contributions(&features, decision.action);
         self.decided[decision.action as usize] += 1;
         Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
+    }
+
+    /// Counts a payment that goes through in the streaming features (one whose assessment was
+    /// not `allow`, approved since: a step-up its payer answered, a review an analyst approved).
+    pub fn observe(&mut self, event: &Event) {
+        self.features.observe(event);
     }
 
     /// What [`RiskEngine::assess`] would answer for `event` now, changing nothing: no feature

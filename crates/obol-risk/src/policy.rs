@@ -657,7 +657,7 @@ mod tests {
             policy
                 .decide(NOW, &features(pairs), &facts)
                 .rule
-                .map(|r| r.trim_start_matches("fraud-signals@1/").to_string())
+                .map(|r| r.trim_start_matches("fraud-signals@2/").to_string())
         };
         let takeover = [("device_new", 1.0), ("network_new_for_payer", 1.0), ("failed_auth_count", 2.0)];
         assert_eq!(rule(&takeover, 0.0).as_deref(), Some("account-takeover"));
@@ -669,10 +669,21 @@ mod tests {
         let cloned = [("network_new_for_payer", 1.0), ("payee_cash_like", 1.0), ("amount_over_mean", 4.0)];
         assert_eq!(rule(&cloned, 0.0).as_deref(), Some("cloned-device"));
         assert_eq!(rule(&[cloned[0], cloned[1], ("amount_over_mean", 3.99)], 0.0), None);
-        assert_eq!(rule(&[("payer_count_1m", 8.0), ("amount", 5.0)], 0.0).as_deref(), Some("card-testing"));
-        assert_eq!(rule(&[("payer_count_1m", 8.0), ("amount", 5.01)], 0.0).as_deref(), Some("velocity"), "not tiny");
-        assert_eq!(rule(&[("payer_count_1m", 5.0), ("amount", 50.0)], 0.0).as_deref(), Some("velocity"));
-        assert_eq!(rule(&[("payer_count_1m", 4.99), ("amount", 50.0)], 0.0), None);
+        // Card testing: many tiny payments a minute, each to a payee hardly paid before.
+        let testing = [("payer_count_1m", 8.0), ("amount", 5.0), ("pair_count_24h", 2.0), ("payer_count_1h", 8.0)];
+        assert_eq!(rule(&testing, 0.0).as_deref(), Some("card-testing"));
+        let stream = [("payer_count_1m", 8.0), ("amount", 1.0), ("pair_count_24h", 8.0), ("payer_count_1h", 8.0)];
+        assert_eq!(rule(&stream, 0.0), None, "a meter's eighth tick to its one payee is a stream, not card testing");
+        // Velocity: many payments a minute spread over payees (the hour's count at least 1.5
+        // times what this pair ever paid in a day), unlike a stream to one payee.
+        let spread = [("payer_count_1m", 5.0), ("amount", 50.0), ("payer_count_1h", 6.0), ("pair_count_24h", 4.0)];
+        assert_eq!(rule(&spread, 0.0).as_deref(), Some("velocity"));
+        let burst = [("payer_count_1m", 12.0), ("amount", 20.0), ("payer_count_1h", 14.0), ("pair_count_24h", 12.0)];
+        assert_eq!(rule(&burst, 0.0), None, "a reader's burst of articles from one publisher");
+        assert_eq!(
+            rule(&[("payer_count_1m", 4.99), ("amount", 50.0), ("payer_count_1h", 9.0), ("pair_count_24h", 1.0)], 0.0),
+            None
+        );
         let cluster = [("network_new_payers_1h", 5.0), ("network_new_for_payer", 1.0), ("payee_cash_like", 1.0)];
         assert_eq!(rule(&cluster, 0.0).as_deref(), Some("one-cell-cluster"));
         assert_eq!(rule(&[("network_new_payers_1h", 4.0), cluster[1], cluster[2]], 0.0), None);

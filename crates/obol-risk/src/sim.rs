@@ -44,6 +44,34 @@ impl FraudKind {
     }
 }
 
+/// An honest micropayment habit: streams and bursts that card-payment rules mistake for fraud.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum Profile {
+    /// A meter paying one cent every second for 5 to 15 minutes, to one utility.
+    Meter,
+    /// A reader paying 10 to 25 cents an article for 30 articles in a burst, to one publisher.
+    Reader,
+    /// A game session: about 20 in-game items over half an hour, some in quick succession.
+    Game,
+    /// An API agent paying one cent per call, every 1 to 3 seconds for 10 minutes.
+    Agent,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [Profile::Meter, Profile::Reader, Profile::Game, Profile::Agent];
+
+    /// A short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Meter => "meter",
+            Profile::Reader => "reader",
+            Profile::Game => "game_session",
+            Profile::Agent => "api_agent",
+        }
+    }
+}
+
 /// One simulated payment.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SimEvent {
@@ -51,6 +79,9 @@ pub struct SimEvent {
     pub event: Event,
     /// Whether it is fraud, and which kind.
     pub fraud: Option<FraudKind>,
+    /// For a good payment, the honest micropayment habit it belongs to, if any (`None`: an
+    /// ordinary purchase).
+    pub profile: Option<Profile>,
 }
 
 /// What to simulate.
@@ -68,11 +99,21 @@ pub struct SimConfig {
     pub start_s: u64,
     /// Fraud incidents of each kind per day.
     pub incidents_per_day: u32,
+    /// Sessions of each honest micropayment profile per day.
+    pub sessions_per_day: u32,
 }
 
 impl Default for SimConfig {
     fn default() -> SimConfig {
-        SimConfig { seed: 1, customers: 2_000, merchants: 200, days: 7, start_s: 1_798_761_600, incidents_per_day: 2 }
+        SimConfig {
+            seed: 1,
+            customers: 2_000,
+            merchants: 200,
+            days: 7,
+            start_s: 1_798_761_600,
+            incidents_per_day: 2,
+            sessions_per_day: 3,
+        }
     }
 }
 
@@ -111,6 +152,7 @@ const CUSTOMER_BASE: u128 = 1_000_000;
 const DEVICE_BASE: u128 = 5_000_000;
 const MERCHANT_BASE: u128 = 9_000_000;
 const FRAUD_DEVICE_BASE: u128 = 8_000_000;
+const STREAM_PAYEE_BASE: u128 = 9_500_000;
 
 fn cash_like(merchant: u32) -> bool {
     merchant.is_multiple_of(5)
@@ -165,7 +207,42 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         payee_cash_like: cash_like(merchant),
                     },
                     fraud: None,
+                    profile: None,
                 });
+            }
+        }
+        for _ in 0..config.sessions_per_day {
+            for profile in Profile::ALL {
+                let index = rng.below(customers.len() as u64) as usize;
+                let customer = &customers[index];
+                let payer = CUSTOMER_BASE + index as u128;
+                let start = midnight + 6 * 3_600 + rng.below(16 * 3_600);
+                // Each profile pays one payee of its own kind (never cash-like).
+                let payee = STREAM_PAYEE_BASE + u128::from(profile as u8) * 100 + u128::from(rng.below(20) as u8);
+                let (count, gaps, amounts): (u64, (u64, u64), (u64, u64)) = match profile {
+                    Profile::Meter => (300 + rng.below(600), (1, 1), (1, 1)),
+                    Profile::Reader => (30, (5, 30), (10, 25)),
+                    Profile::Game => (15 + rng.below(10), (5, 180), (99, 499)),
+                    Profile::Agent => (200 + rng.below(200), (1, 3), (1, 1)),
+                };
+                let mut at = start;
+                for _ in 0..count {
+                    events.push(SimEvent {
+                        event: Event {
+                            at_s: at,
+                            payer,
+                            device: Some(customer.device),
+                            payee,
+                            network: Some(customer.network),
+                            amount_minor: u128::from(amounts.0 + rng.below(amounts.1 - amounts.0 + 1)),
+                            failed_auth_count: 0,
+                            payee_cash_like: false,
+                        },
+                        fraud: None,
+                        profile: Some(profile),
+                    });
+                    at += gaps.0 + rng.below(gaps.1 - gaps.0 + 1);
+                }
             }
         }
         for _ in 0..config.incidents_per_day {
@@ -173,7 +250,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                 let victim = rng.below(customers.len() as u64) as usize;
                 let payer = CUSTOMER_BASE + victim as u128;
                 let at = midnight + rng.below(86_400 - 7_200);
-                let mut push = |event: Event| events.push(SimEvent { event, fraud: Some(kind) });
+                let mut push = |event: Event| events.push(SimEvent { event, fraud: Some(kind), profile: None });
                 match kind {
                     FraudKind::AccountTakeover => {
                         fraud_devices += 1;
@@ -302,6 +379,11 @@ mod tests {
             ["device_new", "network_new_payers_1h", "payer_count_1m", "network_new_for_payer", "failed_auth_count"];
         for event in &events {
             let features = store.observe(&event.event);
+            // Honest streams pay many times a minute too: "normal" here is ordinary purchases
+            // (the rules tell streams apart by how they spread over payees).
+            if event.profile.is_some() {
+                continue;
+            }
             for name in names {
                 let entry = sums.entry((event.fraud, name)).or_default();
                 entry.0 += features.get(name).unwrap();

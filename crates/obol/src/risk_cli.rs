@@ -160,12 +160,18 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
         simulate(&SimConfig { seed: args.seed, customers: args.customers, days: args.days, ..SimConfig::default() });
     let reports = obol_risk::detect::report(&events, &policy, TrainParams::default(), 0.7)?;
     let rate = |n: usize, of: usize| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+    let name = |r: &obol_risk::detect::KindReport| match (r.kind, r.profile) {
+        (Some(kind), _) => kind.as_str(),
+        (None, Some(profile)) => profile.as_str(),
+        (None, None) => "ordinary",
+    };
     if args.json {
         let rows: Vec<serde_json::Value> = reports
             .iter()
             .map(|r| {
-                json!({"kind": r.kind.map_or("good", |k| k.as_str()), "events": r.events,
-                    "rules": rate(r.by_rules, r.events), "model": rate(r.by_model, r.events), "both": rate(r.by_both, r.events)})
+                json!({"kind": r.kind.map_or("good", |k| k.as_str()), "profile": r.profile.map(|p| p.as_str()),
+                    "events": r.events, "rules": rate(r.by_rules, r.events), "model": rate(r.by_model, r.events),
+                    "both": rate(r.by_both, r.events)})
             })
             .collect();
         println!("{}", json!({"customers": args.customers, "days": args.days, "seed": args.seed, "kinds": rows}));
@@ -175,16 +181,18 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
         "held-out simulated traffic ({} customers, {} days, seed {}): share stopped",
         args.customers, args.days, args.seed
     );
-    println!("{:<20} {:>8} {:>10} {:>10} {:>10}", "", "events", "rules", "model", "both");
-    for r in &reports {
-        let name = r.kind.map_or("good (false alarms)", |k| k.as_str());
-        println!(
-            "{name:<20} {:>8} {:>9.1}% {:>9.1}% {:>9.1}%",
-            r.events,
-            100.0 * rate(r.by_rules, r.events),
-            100.0 * rate(r.by_model, r.events),
-            100.0 * rate(r.by_both, r.events)
-        );
+    for (title, fraud) in [("good payments (false alarms)", false), ("fraud (caught)", true)] {
+        println!("\n{title:<20}   {:>8} {:>10} {:>10} {:>10}", "events", "rules", "model", "both");
+        for r in reports.iter().filter(|r| r.kind.is_some() == fraud) {
+            println!(
+                "  {:<20} {:>8} {:>9.2}% {:>9.2}% {:>9.2}%",
+                name(r),
+                r.events,
+                100.0 * rate(r.by_rules, r.events),
+                100.0 * rate(r.by_model, r.events),
+                100.0 * rate(r.by_both, r.events)
+            );
+        }
     }
     Ok(())
 }

@@ -151,7 +151,9 @@ impl Ledger {
                     replies.push(OpResults::Accounts(self.create_accounts(events, &mut next_ts)));
                 }
                 Op::CreateTransfers(events) => {
+                    let now_ns = next_ts;
                     let results = self.create_events(events, &mut next_ts, Ledger::create_request_transfer);
+                    self.count_owned_payments(events, &results, now_ns);
                     replies.push(OpResults::Transfers(results));
                 }
                 Op::Identity(command) => {

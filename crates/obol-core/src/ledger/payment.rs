@@ -81,6 +81,27 @@ impl Ledger {
         self.payers.entry(account_id).or_default().count(amount, utc_month(now_ns), authenticated);
     }
 
+    /// Counts the plain transfers (`Op::CreateTransfers`) that went through from accounts a
+    /// holder or merchant owns, as not strongly authenticated: payments in logs written before
+    /// `Op::Pay`, and an operator's moves out of an owned account (the count errs toward asking
+    /// again).
+    pub(super) fn count_owned_payments(
+        &mut self,
+        events: &[NewTransfer],
+        results: &[CreateTransferResult],
+        now_ns: u64,
+    ) {
+        for (event, result) in events.iter().zip(results) {
+            if *result != CreateTransferResult::Ok || event.flags.resolves_pending() {
+                continue;
+            }
+            let owned = self.account(event.debit_account_id).is_some_and(|account| account.owner_id != 0);
+            if owned {
+                self.count_payment(event.debit_account_id, event.amount, now_ns, false);
+            }
+        }
+    }
+
     /// The asset a transfer request moves: its own, or its debit account's.
     fn asset_of(&self, event: &NewTransfer) -> Option<Asset> {
         event.asset.or_else(|| self.account(event.debit_account_id).map(|a| a.asset))

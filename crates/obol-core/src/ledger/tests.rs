@@ -847,6 +847,18 @@ mod tabs {
     }
 
     #[test]
+    fn plain_transfers_from_an_owned_account_count_as_payments_and_others_do_not() {
+        // Logs written before Op::Pay hold a holder's payments as plain transfers: replaying
+        // them recounts what was paid since strong authentication and this month.
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 10_000)], &["ok"]);
+        assert_eq!(f.ledger.payer_counters(1, f.now_ns), PayerCounters::default(), "account 1 has no owner");
+        f.check(vec![transfer(11, 40, 2, 900), transfer(12, 40, 999, 5)], &["ok", "credit_account_not_found"]);
+        let counters = f.ledger.payer_counters(40, f.now_ns);
+        assert_eq!((counters.sca_payments_since, counters.sca_amount_since, counters.month_total), (1, 900, 900));
+    }
+
+    #[test]
     fn tab_commands_round_trip_through_the_record_codec() {
         let commands = vec![
             open(7, 40, 800),
