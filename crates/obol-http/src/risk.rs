@@ -241,11 +241,14 @@ fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand)
 
 /// A held request's fate from its review: waiting, declined, or approved; an approval that found
 /// the payer no longer allowed (`refused: ...`) is as final as a decline.
+/// A review an analyst is deciding, whose decision is not durable yet (memory only).
+const DECIDING: &str = "deciding";
+
 fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
     let refused =
         stored.review.outcome.as_ref().is_some_and(|outcome| outcome.iter().any(|o| o.starts_with("refused")));
     match stored.review.status.as_str() {
-        "pending" => HoldOf::Pending(Box::new(stored.review.clone())),
+        "pending" | DECIDING => HoldOf::Pending(Box::new(stored.review.clone())),
         "declined" => HoldOf::Declined(review_id),
         _ if refused => HoldOf::Declined(review_id),
         _ => HoldOf::Approved,
@@ -468,6 +471,20 @@ impl Default for Risk {
     }
 }
 
+/// A review approved with its held transfers, whose final outcome a crash kept from being
+/// journaled (`running`): if none of its transfers is in the ledger, the approval's record
+/// refused them (or never ran them), and the review is final as a refusal, so a retry is never
+/// run on an approval that moved nothing.
+fn settle_interrupted(engine: &obol_store::Engine, stored: &mut StoredReview) {
+    let running = stored.review.status == "approved"
+        && stored.review.outcome.as_deref().is_some_and(|outcome| outcome == ["running".to_string()]);
+    let Some(events) = held_events(stored).filter(|_| running) else { return };
+    let ledger = engine.ledger().read().unwrap_or_else(|p| p.into_inner());
+    if !events.is_empty() && events.iter().all(|event| ledger.transfer(event.id).is_none()) {
+        stored.review.outcome = Some(vec!["refused: not_run_before_a_restart".to_string()]);
+    }
+}
+
 /// A journaled checkpoint, `<quarter>:<paid then>`.
 fn checkpoint_mark(value: &[u8]) -> Option<(u8, u128)> {
     let (quarter, paid) = std::str::from_utf8(value).ok()?.split_once(':')?;
@@ -641,7 +658,8 @@ impl Risk {
         let mut held_tabs = HashMap::new();
         for (key, value) in engine.table_scan(REVIEW_PREFIX) {
             match serde_json::from_slice::<StoredReview>(&value) {
-                Ok(stored) => {
+                Ok(mut stored) => {
+                    settle_interrupted(engine, &mut stored);
                     for event in held_events(&stored).unwrap_or_default() {
                         held_ids.insert(event.id, stored.review.id.clone());
                     }
@@ -1483,8 +1501,12 @@ pub async fn decide_review(
         if stored.review.status != "pending" {
             return Err(ApiError::ReviewDecided(id.clone(), stored.review.status.clone()));
         }
-        stored.review.status = if approve { "approved" } else { "declined" }.into();
-        stored.clone()
+        // Until the decision is durable the review is `deciding`: a retry meets it as still
+        // held, and no second analyst can claim it.
+        stored.review.status = DECIDING.into();
+        let mut claimed = stored.clone();
+        claimed.review.status = if approve { "approved" } else { "declined" }.into();
+        claimed
     };
     let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
     // The approval is journaled in the same record as the held operation: a crash leaves either
@@ -1607,7 +1629,8 @@ async fn run_held(
         };
         // The first operation that runs carries the approval in its record; a batch that fills a
         // record by itself is preceded by the approval's own record instead (a crash between
-        // the two leaves an approved review whose retry runs the batch, once).
+        // the two moved nothing, and the restart finds the review final as a refusal:
+        // `settle_interrupted`).
         let result = match approval.take() {
             Some(put) if op.len() < obol_core::codec::RECORD_EVENTS_MAX => {
                 state.engine.execute_together(vec![Op::Put(put), op]).await?.pop()

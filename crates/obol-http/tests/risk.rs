@@ -546,3 +546,44 @@ async fn state_kept_as_store_metadata_by_older_versions_moves_into_the_log_once(
     engine.shutdown();
     drop(scratch);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_that_moved_nothing_before_a_crash_is_final_as_a_refusal() {
+    // A review the log holds as approved with no final outcome ("running") and whose transfer
+    // is not in the ledger: the approval's record never ran it. After the restart a retry of the
+    // held transfer is refused, never run on that approval.
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    use obol_core::codec::{Op, Record};
+    let (started, holder) = euro_holder("risk-interrupted").await;
+    let held = obol_core::ledger::NewTransfer {
+        id: 77,
+        debit_account_id: 1,
+        credit_account_id: 2,
+        amount: 100,
+        asset: Some(obol_core::money::Asset::new("EUR", 2).unwrap()),
+        code: 1,
+        pending_id: 0,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        flags: obol_core::ledger::TransferFlags(0),
+    };
+    let op = Record { now_ns: 0, ops: vec![Op::CreateTransfers(vec![held])] }.encode().unwrap();
+    let stored = json!({
+        "via": "key:unknown",
+        "review": {"id": "r1", "status": "approved", "kind": "transfers", "created_ns": "1", "principal_id": "100",
+            "payer_account_id": "1", "payee_account_id": "2", "amount": "100", "asset_code": "EUR", "asset_scale": 2,
+            "tab_id": null, "risk": {"action": "review", "reason_en": "Held.", "reason_ko": "보류."},
+            "decided_by": "1", "decided_ns": "2", "note": null, "outcome": ["running"]},
+        "op": Base64UrlUnpadded::encode_string(&op),
+        "runs": true,
+        "payments": [["1", "100"]],
+    });
+    started.engine.put("risk/review/r1", serde_json::to_vec(&stored).unwrap()).await.unwrap();
+    let state = started.state.clone().with_risk(risk(&[]));
+    state.risk.load(&state.engine).await.unwrap();
+    let (status, problem) = euro_payment(obol_http::app(state.clone()), holder, 77, "100").await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("review_declined")), "{problem}");
+    assert!(state.engine.ledger().read().unwrap().transfer(77).is_none());
+}
