@@ -525,14 +525,13 @@ async fn migrate_metadata(engine: &obol_store::Engine) -> Result<(), ApiError> {
 
 /// What the streaming features see of one payment.
 fn event_of(
-    ledger: &Ledger,
     payment: &Payment,
+    category: &str,
     now_s: u64,
     device: Option<u128>,
     network: Option<u64>,
     failed_auth_count: u32,
 ) -> Event {
-    let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
     Event {
         at_s: now_s,
         payer: payment.payer_account_id,
@@ -839,7 +838,8 @@ impl Risk {
         if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
             return Vec::new();
         }
-        let now_s = now_ns() / 1_000_000_000;
+        let now = now_ns();
+        let now_s = now / 1_000_000_000;
         let principal = ledger.identity().principal(caller.principal_id);
         let failed_auth_count = principal.map_or(0, |p| u32::from(p.failed_factor_count));
         let device = match caller.via {
@@ -847,7 +847,7 @@ impl Risk {
             Via::ApiKey(_) => None,
         };
         let network = self.network_of(caller.peer);
-        let today = obol_core::identity::utc_day(now_ns());
+        let today = obol_core::identity::utc_day(now);
         // Lock order: limits, then the engine (nothing takes them the other way round).
         let limits = lock(&self.limits);
         let mut engine = lock(&self.engine);
@@ -855,7 +855,6 @@ impl Risk {
         // The ledger's counters, with the payments before this one in the same request added
         // as they will be if they go through.
         let mut counted: HashMap<u128, obol_core::ledger::PayerCounters> = HashMap::new();
-        let now = now_ns();
         payments
             .iter()
             .map(|payment| {
@@ -870,7 +869,7 @@ impl Risk {
                 let exact = |value: u128| i64::try_from(value).unwrap_or(i64::MAX);
                 let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
                 let per_unit = minor_per_unit(payment.asset);
-                let event = event_of(ledger, payment, now_s, device.map(|d| d.id), network, failed_auth_count);
+                let event = event_of(payment, category, now_s, device.map(|d| d.id), network, failed_auth_count);
                 day_spent = day_spent.saturating_add(payment.amount);
                 let caps = device.and_then(|d| d.limits).filter(|l| l.asset == payment.asset);
                 let cap = |value: u128| if value == 0 { -1 } else { i64::try_from(value).unwrap_or(i64::MAX) };
@@ -959,7 +958,8 @@ impl Risk {
         let network = self.network_of(caller.peer);
         let mut engine = lock(&self.engine);
         for payment in payments {
-            engine.observe(&event_of(ledger, payment, now_s, device, network, failed_auth_count));
+            let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
+            engine.observe(&event_of(payment, category, now_s, device, network, failed_auth_count));
         }
     }
 

@@ -56,9 +56,11 @@ impl Submission {
     fn put_bytes(&self) -> usize {
         self.ops.iter().map(Op::put_bytes).sum()
     }
+}
 
+impl Reply {
     fn fail(self, error: EngineError) {
-        match self.reply {
+        match self {
             Reply::One(reply) => {
                 let _ = reply.send(Err(error));
             }
@@ -69,10 +71,9 @@ impl Submission {
     }
 
     fn answer(self, results: Vec<OpResults>) {
-        match self.reply {
+        match self {
             Reply::One(reply) => {
-                let result = results.into_iter().next().ok_or(EngineError::Stopped);
-                let _ = reply.send(result);
+                let _ = reply.send(results.into_iter().next().ok_or(EngineError::Stopped));
             }
             Reply::All(reply) => {
                 let _ = reply.send(Ok(results));
@@ -99,7 +100,7 @@ enum Job {
 impl Job {
     fn refuse(self) {
         match self {
-            Job::Op(submission) => submission.fail(EngineError::Stopped),
+            Job::Op(submission) => submission.reply.fail(EngineError::Stopped),
             Job::Meta(MetaJob::Get { reply, .. }) => {
                 let _ = reply.send(Err(EngineError::Stopped));
             }
@@ -398,14 +399,14 @@ fn writer<S: Store>(
                 let mut results = results.into_iter();
                 for (count, reply) in waiting {
                     let these: Vec<OpResults> = results.by_ref().take(count).collect();
-                    Submission { ops: Vec::new(), reply }.answer(these);
+                    reply.answer(these);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "storage failed; the ledger stops");
                 stopped.store(true, Ordering::Release);
                 for (_, reply) in waiting {
-                    Submission { ops: Vec::new(), reply }.fail(EngineError::Stopped);
+                    reply.fail(EngineError::Stopped);
                 }
                 if let Some(job) = carried.take() {
                     job.refuse();

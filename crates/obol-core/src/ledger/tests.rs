@@ -738,8 +738,9 @@ mod tabs {
         assert!(f.ledger.tabs_due(u64::MAX, 10).is_empty());
     }
 
-    #[test]
-    fn r10_a_devices_limits_bound_what_its_tabs_escrow() {
+    /// [`fixture`] with account 40 funded with 100.00 and device 9 limited to 5.00 a payment
+    /// and 8.00 a day, in USD.
+    fn funded_with_limits() -> Fixture {
         use crate::identity::{DeviceLimits, IdentityCommand};
         let mut f = fixture();
         f.check(vec![transfer(10, 1, 40, 10_000)], &["ok"]);
@@ -748,6 +749,12 @@ mod tabs {
             now_ns: f.now_ns,
             ops: vec![Op::Identity(IdentityCommand::SetDeviceLimits { id: 9, limits })],
         });
+        f
+    }
+
+    #[test]
+    fn r10_a_devices_limits_bound_what_its_tabs_escrow() {
+        let mut f = funded_with_limits();
         let refused = TabResult::Rejected(crate::channel::PayReject::DeviceLimit);
         assert_eq!(tab_op(&mut f, open(7, 40, 501)), refused, "above one payment's limit");
         assert_eq!(tab_op(&mut f, open(7, 40, 500)), TabResult::Ok { added: 0 });
@@ -782,14 +789,8 @@ mod tabs {
 
     #[test]
     fn a_payment_is_checked_charged_and_counted_in_one_apply_and_a_refused_one_counts_nothing() {
-        use crate::identity::{DeviceLimits, IdentityCommand};
-        let mut f = fixture();
-        f.check(vec![transfer(10, 1, 40, 10_000)], &["ok"]);
-        let limits = Some(DeviceLimits { asset: usd(), per_payment: 500, per_day: 800 });
-        f.ledger.apply(&Record {
-            now_ns: f.now_ns,
-            ops: vec![Op::Identity(IdentityCommand::SetDeviceLimits { id: 9, limits })],
-        });
+        use crate::identity::IdentityCommand;
+        let mut f = funded_with_limits();
         let device = |f: &Fixture| {
             let d = f.ledger.identity().device(9).unwrap();
             (d.spent_today, d.has_paid)
