@@ -64,7 +64,7 @@ impl Sandbox {
             std::env::temp_dir().join(format!("obol-example-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
         let mut node = Node::open(SqliteStore::open(&dir).context("opening the store")?, rand::random())?;
         let operator =
-            obol_http::auth::bootstrap_operator(&mut node, now_ns())?.context("a fresh store gets an operator key")?;
+            obol_app::auth::bootstrap_operator(&mut node, now_ns())?.context("a fresh store gets an operator key")?;
         let engine = Engine::start(node);
         let state = AppState::new(engine.clone(), "http");
         let network = state.x402_network.to_string();

@@ -90,13 +90,73 @@ pub fn tidy(root: &Path) -> Vec<String> {
         }
         Err(error) => problems.push(format!("crates/obol-core/Cargo.toml: {error}")),
     }
+    problems.extend(route_imports(root));
+    problems.extend(http_in_application_layer(root));
+    problems
+}
+
+/// The HTTP shell's route modules: each parses, calls the application layer and maps the
+/// answer, so a rule lives in one place. `*_routes.rs` and `x402.rs` in `crates/obol-http/src`.
+pub fn route_modules(root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join("crates/obol-http/src")) else { return Vec::new() };
+    let mut modules: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.strip_suffix(".rs")).map(str::to_string))
+        .filter(|name| name.ends_with("_routes") || name == "x402")
+        .collect();
+    modules.sort();
+    modules
+}
+
+/// One line per route module that names another (`crate::<other>`, `super::<other>`): when one
+/// route borrows another's checks, a rule applied on one path is forgotten on the next.
+pub fn route_imports(root: &Path) -> Vec<String> {
+    let modules = route_modules(root);
+    let mut problems = Vec::new();
+    for module in &modules {
+        let relative = format!("crates/obol-http/src/{module}.rs");
+        let Ok(text) = std::fs::read_to_string(root.join(&relative)) else { continue };
+        for other in modules.iter().filter(|other| *other != module) {
+            let named = [format!("crate::{other}"), format!("super::{other}")].iter().any(|path| {
+                text.split(path.as_str())
+                    .skip(1)
+                    .any(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+            });
+            if named {
+                problems.push(format!("{relative}: a route module imports another route module ({other}); move the shared part into obol-app"));
+            }
+        }
+    }
+    problems
+}
+
+/// One line per file of the application layer (`crates/obol-app`) that names the web framework:
+/// the use cases know nothing of HTTP, so the simulator and other shells run them as they are.
+pub fn http_in_application_layer(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root.join("crates/obol-app/src"), &mut files);
+    let mut problems = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let relative = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+        if text.contains("axum") || text.contains("StatusCode") {
+            problems.push(format!("{relative}: the application layer names HTTP (axum or StatusCode)"));
+        }
+    }
+    if let Ok(manifest) = std::fs::read_to_string(root.join("crates/obol-app/Cargo.toml")) {
+        for name in ["axum", "hyper", "tower", "tower-http"] {
+            if manifest.lines().any(|line| line.split(['=', '.', ' ']).next().unwrap_or("").trim() == name) {
+                problems.push(format!("crates/obol-app/Cargo.toml: the application layer must not depend on {name}"));
+            }
+        }
+    }
     problems
 }
 
 /// Crates of the server that the payer SDK must not pull in: a client needs the wire formats,
 /// not the web framework, the databases, the policy language, the model or the password hash.
-pub const SERVER_ONLY_CRATES: [&str; 8] =
-    ["axum", "rusqlite", "tokio-postgres", "cel", "forust-ml", "webauthn-rs", "argon2", "obol-http"];
+pub const SERVER_ONLY_CRATES: [&str; 9] =
+    ["axum", "rusqlite", "tokio-postgres", "cel", "forust-ml", "webauthn-rs", "argon2", "obol-http", "obol-app"];
 
 /// The server-only crates named in `cargo tree --prefix none` output (one crate per line,
 /// `name vX.Y.Z ...`).

@@ -38,3 +38,34 @@ fn the_payer_sdk_pulls_in_none_of_the_servers_dependencies() {
     let planted = "obol-client v0.1.0\naxum v0.8.1\ncel v0.11.0 (*)\nrusqlite v0.39.0\nrustls v0.23.0\n";
     assert_eq!(xtask::server_crates_in(planted), ["axum", "cel", "rusqlite"]);
 }
+
+#[test]
+fn tidy_catches_a_route_module_that_imports_another() {
+    let dir = std::env::temp_dir().join(format!("obol-tidy-routes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("crates/obol-http/src")).unwrap();
+    std::fs::create_dir_all(dir.join("crates/obol-app/src")).unwrap();
+    std::fs::write(dir.join("crates/obol-http/src/tab_routes.rs"), "//! x\nuse crate::ledger_routes::authorize;\n")
+        .unwrap();
+    std::fs::write(dir.join("crates/obol-http/src/ledger_routes.rs"), "//! x\nuse crate::ledger_routes_extra::y;\n")
+        .unwrap();
+    std::fs::write(dir.join("crates/obol-http/src/x402.rs"), "//! x\nuse crate::dto::Price;\n").unwrap();
+    std::fs::write(dir.join("crates/obol-app/src/pay.rs"), "//! x\nuse axum::http::StatusCode;\n").unwrap();
+    let problems = xtask::tidy(&dir).join("\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        problems.contains("tab_routes.rs: a route module imports another route module (ledger_routes)"),
+        "{problems}"
+    );
+    assert!(!problems.contains("ledger_routes.rs: a route module"), "a longer name is not the module: {problems}");
+    assert!(!problems.contains("x402.rs: a route module"), "{problems}");
+    assert!(problems.contains("crates/obol-app/src/pay.rs: the application layer names HTTP"), "{problems}");
+}
+
+#[test]
+fn the_route_modules_are_the_http_shells_route_files() {
+    let modules = xtask::route_modules(&xtask::root());
+    for expected in ["identity_routes", "ledger_routes", "risk_routes", "tab_routes", "x402"] {
+        assert!(modules.iter().any(|m| m == expected), "{expected} missing from {modules:?}");
+    }
+}

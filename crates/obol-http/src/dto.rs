@@ -12,7 +12,7 @@ use obol_core::money::{Amount, Asset, MoneyError, parse_digits};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use obol_app::Error;
 
 /// A request to create an account.
 #[derive(Deserialize, ToSchema, Debug)]
@@ -265,36 +265,35 @@ pub struct Health {
     pub status: String,
 }
 
-pub(crate) fn id_field(field: &str, text: &str) -> Result<u128, ApiError> {
-    parse_digits(text).map_err(|error| ApiError::InvalidId { field: field.into(), reason: error.to_string() })
+pub(crate) fn id_field(field: &str, text: &str) -> Result<u128, Error> {
+    parse_digits(text).map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
 }
 
-fn optional_id(field: &str, text: &Option<String>) -> Result<u128, ApiError> {
+fn optional_id(field: &str, text: &Option<String>) -> Result<u128, Error> {
     text.as_deref().map_or(Ok(0), |text| id_field(field, text))
 }
 
-fn user_data_64(text: &Option<String>) -> Result<u64, ApiError> {
+fn user_data_64(text: &Option<String>) -> Result<u64, Error> {
     let value = optional_id("user_data_64", text)?;
-    u64::try_from(value).map_err(|_| ApiError::InvalidId {
+    u64::try_from(value).map_err(|_| Error::InvalidId {
         field: "user_data_64".into(),
         reason: MoneyError::AmountOverflow { bits: 64 }.to_string(),
     })
 }
 
 /// Parses a path id.
-pub fn path_id(text: &str) -> Result<u128, ApiError> {
+pub fn path_id(text: &str) -> Result<u128, Error> {
     id_field("id", text)
 }
 
-fn asset(code: &str, scale: u8) -> Result<Asset, ApiError> {
-    Asset::new(code, scale).map_err(|error| ApiError::InvalidAsset(error.to_string()))
+fn asset(code: &str, scale: u8) -> Result<Asset, Error> {
+    Asset::new(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
 }
 
-fn flag_bits(names: &[String], table: &[(&str, u16)]) -> Result<u16, ApiError> {
+fn flag_bits(names: &[String], table: &[(&str, u16)]) -> Result<u16, Error> {
     let mut bits = 0;
     for name in names {
-        let (_, bit) =
-            table.iter().find(|(known, _)| known == name).ok_or_else(|| ApiError::InvalidFlag(name.clone()))?;
+        let (_, bit) = table.iter().find(|(known, _)| known == name).ok_or_else(|| Error::InvalidFlag(name.clone()))?;
         bits |= bit;
     }
     Ok(bits)
@@ -306,7 +305,7 @@ fn flag_names(bits: u16, table: &[(&str, u16)]) -> Vec<String> {
 
 impl AccountNew {
     /// Checks the syntax and builds the core event; the ledger checks the rest.
-    pub fn to_core(&self) -> Result<NewAccount, ApiError> {
+    pub fn to_core(&self) -> Result<NewAccount, Error> {
         Ok(NewAccount {
             owner_id: optional_id("owner_id", &self.owner_id)?,
             id: id_field("id", &self.id)?,
@@ -322,13 +321,13 @@ impl AccountNew {
 
 impl TransferNew {
     /// Checks the syntax and builds the core event; the ledger checks the rest.
-    pub fn to_core(&self) -> Result<NewTransfer, ApiError> {
+    pub fn to_core(&self) -> Result<NewTransfer, Error> {
         let flags = TransferFlags(flag_bits(&self.flags, &TransferFlags::NAMES)?);
         let resolves = flags.resolves_pending();
         let amount = match &self.amount {
             Some(text) => {
                 Amount::parse(text)
-                    .map_err(|error| ApiError::InvalidAmount { field: "amount".into(), reason: error.to_string() })?
+                    .map_err(|error| Error::InvalidAmount { field: "amount".into(), reason: error.to_string() })?
                     .0
             }
             None if flags.has(TransferFlags::POST_PENDING) => AMOUNT_MAX,
@@ -337,7 +336,7 @@ impl TransferNew {
                 AMOUNT_MAX
             }
             None => {
-                return Err(ApiError::InvalidAmount {
+                return Err(Error::InvalidAmount {
                     field: "amount".into(),
                     reason: "amount is required (a decimal string of minor units)".into(),
                 });
@@ -346,7 +345,7 @@ impl TransferNew {
         let asset = match (&self.asset_code, self.asset_scale) {
             (Some(code), Some(scale)) => Some(asset(code, scale)?),
             (None, None) => None,
-            _ => return Err(ApiError::InvalidAsset("asset_code and asset_scale go together".into())),
+            _ => return Err(Error::InvalidAsset("asset_code and asset_scale go together".into())),
         };
         Ok(NewTransfer {
             id: id_field("id", &self.id)?,
@@ -454,4 +453,15 @@ pub fn batch_results<'a>(ids: &[u128], codes: impl Iterator<Item = &'a str>) -> 
             .map(|(index, (id, result))| EventResult { index, id: id.to_string(), result: result.into() })
             .collect(),
     }
+}
+
+/// An assertion for a step-up challenge.
+#[derive(Deserialize, ToSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyAssertion {
+    /// From `POST /v1/challenges/{id}/passkey`.
+    pub ceremony_id: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.get`, as WebAuthn JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
 }

@@ -5,16 +5,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use obol_core::codec::Op;
 use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Principal, Role, Scopes, Status};
-use obol_core::ledger::OpResults;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Via, generate_key};
-use crate::authz::{can_see_principal, need_role, need_scope};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Error, Problem};
 use crate::{ApiJson, AppState, now_ns, read_ledger};
+use obol_app::auth::{Caller, Via};
+use obol_app::authz::{can_see_principal, need_role, need_scope};
+use obol_app::identity::*;
 
 /// A principal.
 #[derive(Serialize, ToSchema, Debug)]
@@ -162,60 +161,14 @@ fn parse_scopes(names: &[String]) -> Result<Scopes, ApiError> {
         let (_, bit) = Scopes::NAMES
             .iter()
             .find(|(known, _)| known == name)
-            .ok_or_else(|| ApiError::InvalidField(format!("unknown scope {name:?}; use read, pay or manage")))?;
+            .ok_or_else(|| Error::InvalidField(format!("unknown scope {name:?}; use read, pay or manage")))?;
         bits |= bit;
     }
     Ok(Scopes(bits))
 }
 
 fn principal_id(text: &str) -> Result<u128, ApiError> {
-    crate::dto::path_id(text)
-}
-
-/// Runs one identity command through the engine.
-pub(crate) async fn run_identity(state: &AppState, command: IdentityCommand) -> Result<IdentityResult, ApiError> {
-    let kind = command_name(&command);
-    match state.engine.execute(Op::Identity(command)).await? {
-        OpResults::Identity(result) => {
-            tracing::info!(command = kind, result = result.as_str(), "identity change");
-            Ok(result)
-        }
-        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Tab(_) | OpResults::Put => {
-            Err(ApiError::Internal("engine answered an identity command with the wrong shape".into()))
-        }
-    }
-}
-
-/// The command's name for logs: never its fields, which may hold hashes or sealed secrets.
-fn command_name(command: &IdentityCommand) -> &'static str {
-    match command {
-        IdentityCommand::CreatePrincipal { .. } => "create_principal",
-        IdentityCommand::SetPrincipalStatus { .. } => "set_principal_status",
-        IdentityCommand::CreateApiKey { .. } => "create_api_key",
-        IdentityCommand::RevokeApiKey { .. } => "revoke_api_key",
-        IdentityCommand::SetApiKeyExpiry { .. } => "set_api_key_expiry",
-        IdentityCommand::RegisterDevice { .. } => "register_device",
-        IdentityCommand::SetDeviceStatus { .. } => "set_device_status",
-        IdentityCommand::RotateDeviceKey { .. } => "rotate_device_key",
-        IdentityCommand::SetDeviceLimits { .. } => "set_device_limits",
-        IdentityCommand::EnrollTotp { .. } => "enroll_totp",
-        IdentityCommand::ConfirmTotp { .. } => "confirm_totp",
-        IdentityCommand::UseFactor { .. } => "use_factor",
-        IdentityCommand::FailFactor { .. } => "fail_factor",
-        IdentityCommand::UnlockFactors { .. } => "unlock_factors",
-        IdentityCommand::SetStepUpPolicy { .. } => "set_step_up_policy",
-        IdentityCommand::MarkDevicePaid { .. } => "mark_device_paid",
-        IdentityCommand::PutPasskey { .. } => "put_passkey",
-        IdentityCommand::DisablePasskey { .. } => "disable_passkey",
-        IdentityCommand::ChargeDevice { .. } => "charge_device",
-    }
-}
-
-fn accepted(result: IdentityResult) -> Result<(), ApiError> {
-    match result {
-        IdentityResult::Ok | IdentityResult::Exists => Ok(()),
-        rejected => Err(ApiError::IdentityRejected(rejected)),
-    }
+    Ok(crate::dto::path_id(text)?)
 }
 
 /// The caller itself.
@@ -223,7 +176,7 @@ fn accepted(result: IdentityResult) -> Result<(), ApiError> {
     responses((status = 200, body = MeDto)), security(("bearer" = [])))]
 pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<MeDto>, ApiError> {
     let ledger = read_ledger(&state);
-    let principal = ledger.identity().principal(caller.principal_id).ok_or(ApiError::Unauthorized)?;
+    let principal = ledger.identity().principal(caller.principal_id).ok_or(Error::Unauthorized)?;
     let (credential, credential_id) = match &caller.via {
         Via::ApiKey(key_id) => ("api_key", key_id.clone()),
         Via::Device(device_id) => ("device", device_id.to_string()),
@@ -252,10 +205,7 @@ pub async fn create_principal(
     need_scope(&caller, Scopes::MANAGE)?;
     need_role(&caller, &[Role::Operator])?;
     let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::InvalidField(format!(
-            "unknown role {:?}; use holder, merchant, analyst, auditor or operator",
-            body.role
-        ))
+        Error::InvalidField(format!("unknown role {:?}; use holder, merchant, analyst, auditor or operator", body.role))
     })?;
     let id = match &body.id {
         Some(text) => crate::dto::path_id(text)?,
@@ -263,12 +213,12 @@ pub async fn create_principal(
     };
     let name_max = obol_core::identity::NAME_BYTES_MAX;
     if body.name.is_empty() || body.name.len() > name_max {
-        return Err(ApiError::InvalidField(format!("name must be 1 to {name_max} bytes")));
+        return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")).into());
     }
     let result = run_identity(&state, IdentityCommand::CreatePrincipal { id, role, name: body.name.clone() }).await?;
     accepted(result)?;
     let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
-    let dto = PrincipalDto::from(read_ledger(&state).identity().principal(id).ok_or(ApiError::PrincipalNotFound(id))?);
+    let dto = PrincipalDto::from(read_ledger(&state).identity().principal(id).ok_or(Error::PrincipalNotFound(id))?);
     Ok((status, Json(dto)).into_response())
 }
 
@@ -285,10 +235,10 @@ pub async fn get_principal(
     need_scope(&caller, Scopes::READ)?;
     let id = principal_id(&id)?;
     if !can_see_principal(&caller, id) {
-        return Err(ApiError::PrincipalNotFound(id));
+        return Err(Error::PrincipalNotFound(id).into());
     }
     let ledger = read_ledger(&state);
-    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(ApiError::PrincipalNotFound(id))
+    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(Error::PrincipalNotFound(id).into())
 }
 
 /// Suspend or reactivate a principal (operator).
@@ -308,14 +258,14 @@ pub async fn set_principal_status(
     let status = match body.status.as_str() {
         "active" => Status::Active,
         "suspended" => Status::Suspended,
-        other => return Err(ApiError::InvalidField(format!("status must be active or suspended, not {other:?}"))),
+        other => return Err(Error::InvalidField(format!("status must be active or suspended, not {other:?}")).into()),
     };
     if id == caller.principal_id && status == Status::Suspended {
-        return Err(ApiError::Forbidden("an operator cannot suspend itself".into()));
+        return Err(Error::Forbidden("an operator cannot suspend itself".into()).into());
     }
     accepted(run_identity(&state, IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
     let ledger = read_ledger(&state);
-    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(ApiError::PrincipalNotFound(id))
+    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(Error::PrincipalNotFound(id).into())
 }
 
 /// A principal's API keys, without secrets.
@@ -331,33 +281,11 @@ pub async fn list_keys(
     need_scope(&caller, Scopes::READ)?;
     let id = principal_id(&id)?;
     if !can_see_principal(&caller, id) || caller.role == Role::Analyst && caller.principal_id != id {
-        return Err(ApiError::PrincipalNotFound(id));
+        return Err(Error::PrincipalNotFound(id).into());
     }
     let ledger = read_ledger(&state);
-    ledger.identity().principal(id).ok_or(ApiError::PrincipalNotFound(id))?;
+    ledger.identity().principal(id).ok_or(Error::PrincipalNotFound(id))?;
     Ok(Json(ledger.identity().keys_of(id).into_iter().map(KeyDto::from).collect()))
-}
-
-async fn issue_key(
-    state: &AppState,
-    principal_id: u128,
-    scopes: Scopes,
-    expires_ns: u64,
-) -> Result<NewKeyDto, ApiError> {
-    let material = tokio::task::spawn_blocking(generate_key)
-        .await
-        .map_err(|error| ApiError::Internal(format!("key generation failed: {error}")))?;
-    let command = IdentityCommand::CreateApiKey {
-        key_id: material.key_id.clone(),
-        principal_id,
-        phc: material.phc.clone(),
-        scopes,
-        expires_ns,
-    };
-    accepted(run_identity(state, command).await?)?;
-    let ledger = read_ledger(state);
-    let stored = ledger.identity().key(&material.key_id).ok_or(ApiError::KeyNotFound(material.key_id.clone()))?;
-    Ok(NewKeyDto { key: material.text, stored: stored.into() })
 }
 
 /// Create an API key (operator for anyone; a principal for itself, with `manage`). The key is
@@ -375,34 +303,24 @@ pub async fn create_key(
     need_scope(&caller, Scopes::MANAGE)?;
     let id = principal_id(&id)?;
     if caller.role != Role::Operator && caller.principal_id != id {
-        return Err(ApiError::PrincipalNotFound(id));
+        return Err(Error::PrincipalNotFound(id).into());
     }
     if read_ledger(&state).identity().principal(id).is_none() {
-        return Err(ApiError::PrincipalNotFound(id));
+        return Err(Error::PrincipalNotFound(id).into());
     }
     let scopes = match &body.scopes {
         Some(names) => parse_scopes(names)?,
         None => caller.scopes,
     };
     if !caller.scopes.allows(scopes.0) {
-        return Err(ApiError::Forbidden("a key cannot grant scopes its creator lacks".into()));
+        return Err(Error::Forbidden("a key cannot grant scopes its creator lacks".into()).into());
     }
     let expires_ns = match body.expires_in_s {
         None | Some(0) => 0,
         Some(seconds) => now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
     };
-    let key = issue_key(&state, id, scopes, expires_ns).await?;
-    Ok((StatusCode::CREATED, Json(key)).into_response())
-}
-
-fn key_for_manage(state: &AppState, caller: &Caller, key_id: &str) -> Result<ApiKey, ApiError> {
-    need_scope(caller, Scopes::MANAGE)?;
-    let ledger = read_ledger(state);
-    let key = ledger.identity().key(key_id).cloned().ok_or_else(|| ApiError::KeyNotFound(key_id.into()))?;
-    if caller.role != Role::Operator && key.principal_id != caller.principal_id {
-        return Err(ApiError::KeyNotFound(key_id.into()));
-    }
-    Ok(key)
+    let (key, stored) = issue_key(&state, id, scopes, expires_ns).await?;
+    Ok((StatusCode::CREATED, Json(NewKeyDto { key, stored: (&stored).into() })).into_response())
 }
 
 /// Revoke an API key at once.
@@ -418,7 +336,7 @@ pub async fn revoke_key(
     key_for_manage(&state, &caller, &key_id)?;
     accepted(run_identity(&state, IdentityCommand::RevokeApiKey { key_id: key_id.clone() }).await?)?;
     let ledger = read_ledger(&state);
-    ledger.identity().key(&key_id).map(|k| Json(k.into())).ok_or(ApiError::KeyNotFound(key_id))
+    ledger.identity().key(&key_id).map(|k| Json(k.into())).ok_or(Error::KeyNotFound(key_id).into())
 }
 
 /// Replace a key: a new key with the same scopes now, the old one expiring after an overlap.
@@ -434,14 +352,16 @@ pub async fn rotate_key(
 ) -> Result<Response, ApiError> {
     let old = key_for_manage(&state, &caller, &key_id)?;
     if old.status == Status::Revoked {
-        return Err(ApiError::IdentityRejected(IdentityResult::AlreadyRevoked));
+        return Err(Error::IdentityRejected(IdentityResult::AlreadyRevoked).into());
     }
     if !caller.scopes.allows(old.scopes.0) {
-        return Err(ApiError::Forbidden(
+        return Err(Error::Forbidden(
             "a key cannot grant scopes its creator lacks: rotate it with a key that holds them".into(),
-        ));
+        )
+        .into());
     }
-    let new_key = issue_key(&state, old.principal_id, old.scopes, old.expires_ns).await?;
+    let (key, stored) = issue_key(&state, old.principal_id, old.scopes, old.expires_ns).await?;
+    let new_key = NewKeyDto { key, stored: (&stored).into() };
     let overlap_s = body.overlap_s.unwrap_or(3600);
     let command = if overlap_s == 0 {
         IdentityCommand::RevokeApiKey { key_id }
@@ -469,7 +389,7 @@ pub async fn activity(
     let allowed = caller.principal_id == id || matches!(caller.role, Role::Operator | Role::Auditor);
     let ledger = read_ledger(&state);
     if !allowed || ledger.identity().principal(id).is_none() {
-        return Err(ApiError::PrincipalNotFound(id));
+        return Err(Error::PrincipalNotFound(id).into());
     }
     Ok(Json(
         ledger
@@ -578,13 +498,13 @@ pub struct DeviceLimitsChange {
 fn core_limits(dto: &Option<DeviceLimitsDto>) -> Result<Option<obol_core::identity::DeviceLimits>, ApiError> {
     let Some(dto) = dto else { return Ok(None) };
     let asset = obol_core::money::Asset::new(&dto.asset_code, dto.asset_scale)
-        .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
-    let amount = |field: &str, text: &Option<String>| -> Result<u128, ApiError> {
+        .map_err(|e| Error::InvalidAsset(e.to_string()))?;
+    let amount = |field: &str, text: &Option<String>| -> Result<u128, Error> {
         match text {
             None => Ok(0),
             Some(text) => obol_core::money::Amount::parse(text)
                 .map(|a| a.0)
-                .map_err(|e| ApiError::InvalidAmount { field: field.into(), reason: e.to_string() }),
+                .map_err(|e| Error::InvalidAmount { field: field.into(), reason: e.to_string() }),
         }
     };
     Ok(Some(obol_core::identity::DeviceLimits {
@@ -592,16 +512,6 @@ fn core_limits(dto: &Option<DeviceLimitsDto>) -> Result<Option<obol_core::identi
         per_payment: amount("limits.per_payment", &dto.per_payment)?,
         per_day: amount("limits.per_day", &dto.per_day)?,
     }))
-}
-
-/// Who may manage a holder's devices: the operator, or the holder itself with `manage`
-/// (a device never manages devices).
-fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), ApiError> {
-    need_scope(caller, Scopes::MANAGE)?;
-    if caller.role == Role::Operator || (caller.principal_id == holder_id && matches!(caller.via, Via::ApiKey(_))) {
-        return Ok(());
-    }
-    Err(ApiError::PrincipalNotFound(holder_id))
 }
 
 /// Register a device for a holder (operator, or the holder itself).
@@ -621,11 +531,12 @@ pub async fn register_device(
     // A device reads and pays: registering one grants those scopes, so the key that registers it
     // must hold them (a key never grants more than it holds).
     if caller.role != Role::Operator && !caller.scopes.allows(Scopes::READ | Scopes::PAY) {
-        return Err(ApiError::Forbidden(
+        return Err(Error::Forbidden(
             "a device reads and pays: registering one needs a key with the read and pay scopes too".into(),
-        ));
+        )
+        .into());
     }
-    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(ApiError::InvalidField)?;
+    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(Error::InvalidField)?;
     let device_id = match &body.id {
         Some(text) => crate::dto::path_id(text)?,
         None => (rand::random::<u128>() >> 2).max(2),
@@ -641,7 +552,7 @@ pub async fn register_device(
     accepted(result)?;
     let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
     let ledger = read_ledger(&state);
-    let device = ledger.identity().device(device_id).ok_or_else(|| ApiError::Internal("device vanished".into()))?;
+    let device = ledger.identity().device(device_id).ok_or_else(|| Error::Internal("device vanished".into()))?;
     Ok((status, Json(DeviceDto::from(device))).into_response())
 }
 
@@ -659,30 +570,9 @@ pub async fn list_devices(
     let holder_id = principal_id(&id)?;
     let ledger = read_ledger(&state);
     if !can_see_principal(&caller, holder_id) || ledger.identity().principal(holder_id).is_none() {
-        return Err(ApiError::PrincipalNotFound(holder_id));
+        return Err(Error::PrincipalNotFound(holder_id).into());
     }
     Ok(Json(ledger.identity().devices_of(holder_id).into_iter().map(DeviceDto::from).collect()))
-}
-
-fn device_for_manage(state: &AppState, caller: &Caller, id: &str) -> Result<u128, ApiError> {
-    let device_id = crate::dto::path_id(id)?;
-    let holder_id = read_ledger(state)
-        .identity()
-        .device(device_id)
-        .map(|d| d.holder_id)
-        .ok_or(ApiError::DeviceNotFound(device_id))?;
-    may_manage_devices(caller, holder_id).map_err(|_| ApiError::DeviceNotFound(device_id))?;
-    Ok(device_id)
-}
-
-async fn device_change(
-    state: &AppState,
-    device_id: u128,
-    command: IdentityCommand,
-) -> Result<Json<DeviceDto>, ApiError> {
-    accepted(run_identity(state, command).await?)?;
-    let ledger = read_ledger(state);
-    ledger.identity().device(device_id).map(|d| Json(d.into())).ok_or(ApiError::DeviceNotFound(device_id))
 }
 
 /// Suspend, reactivate or revoke a device (revocation is final).
@@ -703,10 +593,13 @@ pub async fn set_device_status(
         "suspended" => Status::Suspended,
         "revoked" => Status::Revoked,
         other => {
-            return Err(ApiError::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")));
+            return Err(
+                Error::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")).into()
+            );
         }
     };
-    device_change(&state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await
+    let device = device_change(&state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await?;
+    Ok(Json((&device).into()))
 }
 
 /// Replace a device's key; the old key stops working at once.
@@ -721,13 +614,14 @@ pub async fn rotate_device(
     ApiJson(body): ApiJson<DeviceRotation>,
 ) -> Result<Json<DeviceDto>, ApiError> {
     let device_id = device_for_manage(&state, &caller, &id)?;
-    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(ApiError::InvalidField)?;
-    device_change(
+    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(Error::InvalidField)?;
+    let device = device_change(
         &state,
         device_id,
         IdentityCommand::RotateDeviceKey { id: device_id, kid: jwk.kid, public_key: jwk.public_key },
     )
-    .await
+    .await?;
+    Ok(Json((&device).into()))
 }
 
 /// Set or remove a device's spending limits.
@@ -743,5 +637,6 @@ pub async fn set_device_limits(
 ) -> Result<Json<DeviceDto>, ApiError> {
     let device_id = device_for_manage(&state, &caller, &id)?;
     let limits = core_limits(&body.limits)?;
-    device_change(&state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
+    let device = device_change(&state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await?;
+    Ok(Json((&device).into()))
 }

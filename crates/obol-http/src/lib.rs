@@ -1,36 +1,36 @@
 //! obol's HTTP API: an axum [`Router`] over the ledger engine.
 //!
-//! **Architecture Invariant:** handlers translate between DTOs and core types and nothing else;
-//! every money decision is the core's. Every failure leaves as RFC 9457 problem+json with a
-//! stable `code` ([`error::ApiError`]); bad input never produces a 5xx.
+//! **Architecture Invariant:** a handler parses its request, calls one use case of the
+//! application layer (`obol_app`: authorization, risk, holds, step-up and limits are decided
+//! there, and money rules in the core), and maps the answer; no route module imports another.
+//! Every failure leaves as RFC 9457 problem+json with a stable `code` ([`error::ApiError`]);
+//! bad input never produces a 5xx.
 //!
 //! **API Boundary:** [`app`] builds the router from an [`AppState`]; routes live under `/v1`
 //! and all of them require `Authorization: Bearer <operator key>`. `/healthz`, `/readyz` and
 //! `/metrics` are open for probes and scrapers.
 #![deny(missing_docs)]
 
-pub mod auth;
-pub mod authz;
 pub mod dto;
 pub mod error;
 pub use obol_wire::httpsig;
 pub mod identity_routes;
 pub mod ledger_routes;
-pub mod mfa;
+pub mod mfa_routes;
 mod middleware;
-pub mod passkeys;
+pub mod passkey_routes;
 pub mod ratelimit;
-pub mod risk;
+pub mod risk_routes;
 pub mod tab_routes;
-pub mod vault;
-pub mod verifier;
 pub mod x402;
+
+pub use obol_app::{App, check_instance_id, now_ns};
 
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -38,9 +38,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use obol_store::Engine;
 use utoipa::OpenApi;
 
-use crate::auth::Authenticator;
 use crate::dto::*;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Error, Problem};
 
 /// Largest request body accepted: a full batch of 8,190 transfers with every field set fits.
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -53,83 +52,55 @@ pub const DEFAULT_FAILED_AUTH_BURST: u32 = 20;
 /// Largest history page.
 pub const HISTORY_LIMIT_MAX: usize = 1000;
 
-/// What every handler shares.
+/// What every handler shares: the application layer, and what only HTTP needs.
 #[derive(Clone)]
 pub struct AppState {
-    /// The ledger engine.
-    pub engine: Engine,
-    /// Checks API keys.
-    pub auth: Arc<Authenticator>,
+    /// The use cases and the state they share.
+    pub app: App,
     /// Rejects replayed device signatures.
     pub replay: Arc<httpsig::ReplayGuard>,
     /// `http` or `https`: how clients reach this server (for `@target-uri`).
     pub scheme: &'static str,
-    /// Seals TOTP seeds.
-    pub vault: Arc<vault::Vault>,
-    /// Step-up challenges and known payees.
-    pub step_up: Arc<mfa::StepUp>,
     /// Per-credential and per-address throttles.
     pub limits: Arc<ratelimit::Limits>,
     /// Proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: Arc<[ratelimit::IpRange]>,
-    /// The WebAuthn relying party and ceremonies in flight.
-    pub passkeys: Arc<passkeys::Passkeys>,
-    /// This server's x402 network id, `obol:<instance-id>`.
-    pub x402_network: Arc<str>,
-    /// What every voucher, commitment and `exact` authorization here is signed for: the hash
-    /// of `x402_network`.
-    pub network: obol_core::channel::Network,
-    /// Checks voucher signatures in batches.
-    pub verifier: verifier::Verifier,
-    /// Decides payments; holds the review queue and the live policy.
-    pub risk: Arc<risk::Risk>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 /// The network id of a server given the instance id `local` (tests and benchmarks).
 pub const LOCAL_NETWORK: &str = "obol:local";
 
-/// Whether `instance_id` may name a network: 1 to 32 letters, digits, `-` or `_`.
-pub fn check_instance_id(instance_id: &str) -> Result<(), String> {
-    let valid = (1..=32).contains(&instance_id.len())
-        && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid { Ok(()) } else { Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'")) }
-}
-
 impl AppState {
     /// State for a server over `engine`, reached over `scheme` (`http` or `https`), with a
     /// throwaway master key (tests; nothing sealed survives a restart).
     pub fn new(engine: Engine, scheme: &'static str) -> AppState {
-        AppState::with_vault(engine, scheme, vault::Vault::ephemeral())
+        AppState::with_vault(engine, scheme, obol_app::vault::Vault::ephemeral())
     }
 
     /// State whose secrets are sealed by `vault`.
-    pub fn with_vault(engine: Engine, scheme: &'static str, vault: vault::Vault) -> AppState {
-        // A network of its own until told otherwise: two embedded servers never share one.
-        let network_id = format!("obol:{:016x}", rand::random::<u64>());
-        let network = obol_core::channel::Network::named(&network_id);
+    pub fn with_vault(engine: Engine, scheme: &'static str, vault: obol_app::vault::Vault) -> AppState {
+        let passkeys = obol_app::passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
+            .expect("localhost is a valid WebAuthn relying party");
         AppState {
-            engine,
-            auth: Arc::new(Authenticator::new()),
+            app: App::new(engine, vault, passkeys),
             replay: Arc::new(httpsig::ReplayGuard::new(now_ns() / 1_000_000_000)),
             scheme,
-            vault: Arc::new(vault),
-            step_up: Arc::default(),
             limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL, DEFAULT_FAILED_AUTH_BURST)),
             trusted_proxies: Arc::from(Vec::new()),
-            passkeys: Arc::new(
-                passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
-                    .expect("localhost is a valid WebAuthn relying party"),
-            ),
-            x402_network: Arc::from(network_id),
-            network,
-            verifier: verifier::Verifier::start(network),
-            risk: Arc::new(risk::Risk::off()),
         }
     }
 
     /// Decides payments with `risk` (the default decides nothing and allows everything).
-    pub fn with_risk(mut self, risk: risk::Risk) -> AppState {
-        self.risk = Arc::new(risk);
+    pub fn with_risk(mut self, risk: obol_app::risk::Risk) -> AppState {
+        self.app.risk = Arc::new(risk);
         self
     }
 
@@ -137,22 +108,19 @@ impl AppState {
     /// server that keeps its ledger gives the same id at every start (`obol serve` keeps one in
     /// the store); without one, each `AppState` is a network of its own, drawn at random.
     pub fn with_instance_id(mut self, instance_id: &str) -> Result<AppState, String> {
-        check_instance_id(instance_id)?;
-        self.x402_network = Arc::from(format!("obol:{instance_id}"));
-        self.network = obol_core::channel::Network::named(&self.x402_network);
-        self.verifier = verifier::Verifier::start(self.network);
+        self.app = self.app.with_instance_id(instance_id)?;
         Ok(self)
     }
 
     /// Sets how long step-up challenges and approvals live (default five minutes).
     pub fn with_challenge_ttl_ns(mut self, ttl_ns: u64) -> AppState {
-        self.step_up = Arc::new(mfa::StepUp::with_ttl_ns(ttl_ns));
+        self.app.step_up = Arc::new(obol_app::stepup::StepUp::with_ttl_ns(ttl_ns));
         self
     }
 
     /// Sets the WebAuthn relying party: `rp_id` (a domain) and the `origin` pages run at.
     pub fn with_passkeys(mut self, rp_id: &str, origin: &str) -> Result<AppState, String> {
-        self.passkeys = Arc::new(passkeys::Passkeys::new(rp_id, origin)?);
+        self.app.passkeys = Arc::new(obol_app::passkeys::Passkeys::new(rp_id, origin)?);
         Ok(self)
     }
 
@@ -242,11 +210,6 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Routes under `/v1` that answer without a key: the facilitator's list of what it accepts.
 pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported"];
 
-/// Wall-clock time, ns since the Unix epoch (key expiry is wall-clock time).
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -297,14 +260,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
         .route("/v1/devices/{id}/rotate", post(identity_routes::rotate_device))
         .route("/v1/devices/{id}/limits", post(identity_routes::set_device_limits))
-        .route("/v1/principals/{id}/totp", post(mfa::enroll_totp))
-        .route("/v1/principals/{id}/totp/confirm", post(mfa::confirm_totp))
-        .route("/v1/principals/{id}/unlock", post(mfa::unlock))
-        .route("/v1/principals/{id}/step-up", post(mfa::set_step_up))
-        .route("/v1/challenges/{id}/approve", post(mfa::approve_challenge))
-        .route("/v1/challenges/{id}/passkey", post(passkeys::start_assertion))
-        .route("/v1/principals/{id}/passkeys", post(passkeys::start_registration))
-        .route("/v1/principals/{id}/passkeys/finish", post(passkeys::finish_registration))
+        .route("/v1/principals/{id}/totp", post(mfa_routes::enroll_totp))
+        .route("/v1/principals/{id}/totp/confirm", post(mfa_routes::confirm_totp))
+        .route("/v1/principals/{id}/unlock", post(mfa_routes::unlock))
+        .route("/v1/principals/{id}/step-up", post(mfa_routes::set_step_up))
+        .route("/v1/challenges/{id}/approve", post(mfa_routes::approve_challenge))
+        .route("/v1/challenges/{id}/passkey", post(passkey_routes::start_assertion))
+        .route("/v1/principals/{id}/passkeys", post(passkey_routes::start_registration))
+        .route("/v1/principals/{id}/passkeys/finish", post(passkey_routes::finish_registration))
         .route("/v1/tabs", post(tab_routes::open_tab))
         .route("/v1/tabs/{id}", get(tab_routes::get_tab))
         .route("/v1/tabs/{id}/vouchers", post(tab_routes::submit_voucher))
@@ -315,14 +278,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/vouchers", post(tab_routes::submit_vouchers))
         .route("/v1/x402/verify", post(x402::facilitator_verify))
         .route("/v1/x402/settle", post(x402::facilitator_settle))
-        .route("/v1/accounts/{id}/monthly-limit", post(risk::set_monthly_limit))
-        .route("/v1/risk/reviews", get(risk::list_reviews))
-        .route("/v1/risk/reviews/{id}", get(risk::get_review))
-        .route("/v1/risk/reviews/{id}/decision", post(risk::decide_review))
-        .route("/v1/risk/labels", get(risk::labels))
-        .route("/v1/risk/policy", get(risk::get_policy).post(risk::submit_policy))
-        .route("/v1/risk/policy/changes", get(risk::policy_changes))
-        .route("/v1/risk/shadow", get(risk::get_shadow).delete(risk::stop_shadow))
+        .route("/v1/accounts/{id}/monthly-limit", post(risk_routes::set_monthly_limit))
+        .route("/v1/risk/reviews", get(risk_routes::list_reviews))
+        .route("/v1/risk/reviews/{id}", get(risk_routes::get_review))
+        .route("/v1/risk/reviews/{id}/decision", post(risk_routes::decide_review))
+        .route("/v1/risk/labels", get(risk_routes::labels))
+        .route("/v1/risk/policy", get(risk_routes::get_policy).post(risk_routes::submit_policy))
+        .route("/v1/risk/policy/changes", get(risk_routes::policy_changes))
+        .route("/v1/risk/shadow", get(risk_routes::get_shadow).delete(risk_routes::stop_shadow))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route("/v1/openapi.json", get(openapi_json))
@@ -333,8 +296,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError(Error::RouteNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError(Error::MethodNotAllowed) })
         .route_layer(axum::middleware::from_fn(middleware::track))
         .layer(axum::middleware::from_fn(middleware::time_limit))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -358,7 +321,21 @@ where
 }
 
 pub(crate) fn read_ledger(state: &AppState) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
-    state.engine.ledger().read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    obol_app::read_ledger(state)
+}
+
+/// The `Obol-Approval` header: an approved step-up challenge.
+pub(crate) fn approval_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get("obol-approval").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// A response with a `Location` header.
+pub(crate) fn with_location(status: StatusCode, location: String, body: impl IntoResponse) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    (status, headers, body).into_response()
 }
 
 /// This document.
@@ -382,7 +359,7 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.engine.is_stopped() {
-        return Err(ApiError::Unavailable);
+        return Err(Error::Unavailable.into());
     }
     Ok(Json(Health { status: "ok".into() }))
 }
@@ -418,13 +395,13 @@ impl utoipa::Modify for BearerAuth {
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
-        identity_routes::set_device_limits, mfa::enroll_totp, mfa::confirm_totp, mfa::unlock, mfa::set_step_up, mfa::approve_challenge,
-        passkeys::start_registration, passkeys::finish_registration, passkeys::start_assertion,
+        identity_routes::set_device_limits, mfa_routes::enroll_totp, mfa_routes::confirm_totp, mfa_routes::unlock, mfa_routes::set_step_up, mfa_routes::approve_challenge,
+        passkey_routes::start_registration, passkey_routes::finish_registration, passkey_routes::start_assertion,
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
-        risk::set_monthly_limit, risk::list_reviews, risk::get_review, risk::decide_review, risk::labels, risk::get_policy, risk::submit_policy,
-        risk::policy_changes, risk::get_shadow, risk::stop_shadow,
+        risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::get_policy, risk_routes::submit_policy,
+        risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth),
 )]

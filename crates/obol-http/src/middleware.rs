@@ -10,9 +10,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use obol_core::identity::Scopes;
 
-use crate::auth::{self, AuthFailure, Caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, Error};
 use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, now_ns, read_ledger};
+use obol_app::auth::{self, AuthFailure, Caller};
 
 pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| {
@@ -22,7 +22,7 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
     if let Some(ip) = peer
         && !state.limits.failed_auth_per_ip.has_token(&ip)
     {
-        return ApiError::RateLimited(60).into_response();
+        return ApiError(Error::RateLimited(60)).into_response();
     }
     let outcome = authenticate(&state, request, peer).await;
     match outcome {
@@ -33,7 +33,7 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
                 auth::Via::Device(device_id) => format!("device:{device_id}"),
             };
             if let Err(wait_s) = state.limits.per_credential.take(&credential) {
-                return ApiError::RateLimited(wait_s).into_response();
+                return ApiError(Error::RateLimited(wait_s)).into_response();
             }
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -85,7 +85,7 @@ async fn authenticate(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_string());
     let Some(token) = token else {
-        return Err(ApiError::Unauthorized.into());
+        return Err(ApiError(Error::Unauthorized).into());
     };
     let auth = Arc::clone(&state.auth);
     let ledger = Arc::clone(state.engine.ledger());
@@ -100,13 +100,13 @@ async fn authenticate(
         if let Some(ip) = peer
             && let Err(wait_s) = state.limits.failed_auth_per_ip.take(&ip)
         {
-            return Err(Refused { error: ApiError::RateLimited(wait_s), charged: true });
+            return Err(Refused { error: ApiError(Error::RateLimited(wait_s)), charged: true });
         }
         charged = peer.is_some();
         let wait = Duration::from_millis(crate::ratelimit::ARGON2_WAIT_MS);
         let permit = match tokio::time::timeout(wait, state.limits.argon2.acquire()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return Err(Refused { error: ApiError::Overloaded, charged }),
+            Ok(Err(_)) | Err(_) => return Err(Refused { error: ApiError(Error::Overloaded), charged }),
         };
         // argon2id is slow on purpose; keep it off the async workers.
         let outcome = tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
@@ -124,11 +124,11 @@ async fn authenticate(
         Ok(caller) => Ok((caller, request)),
         Err(AuthFailure::BadKey) => {
             tracing::info!(path = %request.uri().path(), "API key refused");
-            Err(Refused { error: ApiError::Unauthorized, charged })
+            Err(Refused { error: ApiError(Error::Unauthorized), charged })
         }
         Err(AuthFailure::Suspended) => {
             tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
-            Err(Refused { error: ApiError::PrincipalSuspended, charged })
+            Err(Refused { error: ApiError(Error::PrincipalSuspended), charged })
         }
     }
 }
@@ -139,21 +139,20 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     use httpsig::SigError;
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let inputs =
-        httpsig::parse_signature_input(header("signature-input").unwrap_or("")).map_err(ApiError::Signature)?;
+    let inputs = httpsig::parse_signature_input(header("signature-input").unwrap_or("")).map_err(Error::Signature)?;
     let input = inputs
         .iter()
         .find(|i| i.label == "sig1")
         .or_else(|| inputs.first())
-        .ok_or(ApiError::Signature(SigError::Malformed("Signature-Input names no signature".into())))?
+        .ok_or(Error::Signature(SigError::Malformed("Signature-Input names no signature".into())))?
         .clone();
     let signature = httpsig::parse_signature(
-        header("signature").ok_or(ApiError::Signature(SigError::Malformed("Signature header missing".into())))?,
+        header("signature").ok_or(Error::Signature(SigError::Malformed("Signature header missing".into())))?,
         &input.label,
     )
-    .map_err(ApiError::Signature)?;
+    .map_err(Error::Signature)?;
     if input.alg.as_deref().is_some_and(|alg| alg != "ed25519") {
-        return Err(ApiError::Signature(SigError::AlgorithmUnsupported));
+        return Err(Error::Signature(SigError::AlgorithmUnsupported).into());
     }
     // The signature is checked before the body is read: it covers the `Content-Digest` header,
     // so nobody makes obol buffer and hash megabytes for a request no device signed.
@@ -171,11 +170,11 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     }
     for component in required {
         if !input.components.iter().any(|c| c == component) {
-            return Err(ApiError::Signature(SigError::ComponentMissing(format!("\"{component}\""))));
+            return Err(Error::Signature(SigError::ComponentMissing(format!("\"{component}\""))).into());
         }
     }
     let now_s = now_ns() / 1_000_000_000;
-    state.replay.check_time(&input, now_s).map_err(ApiError::Signature)?;
+    state.replay.check_time(&input, now_s).map_err(Error::Signature)?;
     let authority = header("host").or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("");
     let message = httpsig::Message {
         method: parts.method.as_str(),
@@ -185,35 +184,37 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let base = httpsig::signature_base(&input, &message).map_err(ApiError::Signature)?;
+    let base = httpsig::signature_base(&input, &message).map_err(Error::Signature)?;
     let (device, holder) = {
         let ledger = read_ledger(state);
         let device =
-            ledger.identity().device_by_kid(&input.keyid).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+            ledger.identity().device_by_kid(&input.keyid).cloned().ok_or(Error::Signature(SigError::UnknownKey))?;
         let holder =
-            ledger.identity().principal(device.holder_id).cloned().ok_or(ApiError::Signature(SigError::UnknownKey))?;
+            ledger.identity().principal(device.holder_id).cloned().ok_or(Error::Signature(SigError::UnknownKey))?;
         (device, holder)
     };
-    httpsig::verify_ed25519(&device.public_key, &base, &signature).map_err(ApiError::Signature)?;
+    httpsig::verify_ed25519(&device.public_key, &base, &signature).map_err(Error::Signature)?;
     match device.status {
         obol_core::identity::Status::Active => {}
         obol_core::identity::Status::Suspended => {
-            return Err(ApiError::Signature(SigError::DeviceInactive("suspended")));
+            return Err(Error::Signature(SigError::DeviceInactive("suspended")).into());
         }
-        obol_core::identity::Status::Revoked => return Err(ApiError::Signature(SigError::DeviceInactive("revoked"))),
+        obol_core::identity::Status::Revoked => {
+            return Err(Error::Signature(SigError::DeviceInactive("revoked")).into());
+        }
     }
     if holder.status != obol_core::identity::Status::Active {
-        return Err(ApiError::PrincipalSuspended);
+        return Err(Error::PrincipalSuspended.into());
     }
-    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::BodyTooLarge(BODY_BYTES_MAX))?;
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| Error::BodyTooLarge(BODY_BYTES_MAX))?;
     if !bytes.is_empty() {
         if !input.components.iter().any(|c| c == "content-digest") {
-            return Err(ApiError::Signature(SigError::ComponentMissing("\"content-digest\"".into())));
+            return Err(Error::Signature(SigError::ComponentMissing("\"content-digest\"".into())).into());
         }
-        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(ApiError::Signature)?;
+        httpsig::check_content_digest(header("content-digest"), &bytes).map_err(Error::Signature)?;
     }
     // Only a signature that verified may occupy the replay memory.
-    state.replay.check_and_remember(&input, &signature, now_s).map_err(ApiError::Signature)?;
+    state.replay.check_and_remember(&input, &signature, now_s).map_err(Error::Signature)?;
     let caller = Caller {
         principal_id: holder.id,
         role: holder.role,
@@ -247,6 +248,6 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
 pub(crate) async fn time_limit(request: Request, next: Next) -> Response {
     match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT_MS).into_response(),
+        Err(_) => ApiError(Error::Timeout(REQUEST_TIMEOUT_MS)).into_response(),
     }
 }

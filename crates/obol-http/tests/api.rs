@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use obol_http::auth::bootstrap_operator;
+use obol_app::auth::bootstrap_operator;
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore};
 use serde_json::{Value, json};

@@ -332,7 +332,7 @@ async fn the_risk_policy_asks_for_step_up_on_the_sixth_low_value_payment_and_app
     use obol_risk::policy::{Bundle, Policy};
     let mut policy = Policy::new();
     policy.add(Bundle::compile(include_str!("../../../policy/eu-psd2-sca.toml")).unwrap()).unwrap();
-    let world = World::configured(|state| state.with_risk(obol_http::risk::Risk::new(policy, None))).await;
+    let world = World::configured(|state| state.with_risk(obol_app::risk::Risk::new(policy, None))).await;
     let no_new_payee = json!({"new_payee": false, "new_device": false});
     assert_eq!(world.set_step_up(no_new_payee).await, StatusCode::OK);
     for id in 20..25 {

@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::Signer;
+use obol_app::risk::Risk;
 use obol_core::channel::{Network, Voucher};
-use obol_http::risk::Risk;
 use obol_risk::policy::{Bundle, Policy};
 use serde_json::{Value, json};
 

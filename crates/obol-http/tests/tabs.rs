@@ -344,7 +344,7 @@ async fn expired_tabs_are_settled_by_the_sweep_and_keep_every_acknowledged_payme
     assert_eq!(world.open("31", "100").await.0, StatusCode::CREATED);
     assert_eq!(world.submit(&world.merchant, 30, world.voucher(30, 2, 250, 1)).await.0, StatusCode::OK);
     let state = world.started.state.clone();
-    assert_eq!(obol_http::tab_routes::settle_due_tabs(&state).await.unwrap(), 0, "nothing is due yet");
+    assert_eq!(obol_app::tabs::settle_due_tabs(&state).await.unwrap(), 0, "nothing is due yet");
     // The tab accepts payments for one second; wait for its expiry, then sweep.
     let expires_ns: u64 = {
         let ledger = state.engine.ledger().read().unwrap();
@@ -353,11 +353,11 @@ async fn expired_tabs_are_settled_by_the_sweep_and_keep_every_acknowledged_payme
     while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64) < expires_ns {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(obol_http::tab_routes::settle_due_tabs(&state).await.unwrap(), 1);
+    assert_eq!(obol_app::tabs::settle_due_tabs(&state).await.unwrap(), 1);
     let payer = world.balance("1").await;
     assert_eq!((payer["debits_pending"].as_str(), payer["debits_posted"].as_str()), (Some("100"), Some("250")));
     assert_eq!(world.balance("2").await["credits_posted"], "250");
-    assert_eq!(obol_http::tab_routes::settle_due_tabs(&state).await.unwrap(), 0, "settled once");
+    assert_eq!(obol_app::tabs::settle_due_tabs(&state).await.unwrap(), 0, "settled once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

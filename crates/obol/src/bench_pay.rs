@@ -615,7 +615,8 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
                 "paid_voucher_rps": paid_voucher_rps.round(), "paid_voucher_p50_ms": paid_voucher.p50_ms,
                 "paid_voucher_p99_ms": paid_voucher.p99_ms, "paid_voucher_refused": paid_voucher.non_2xx,
                 "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": free.p50_ms, "unpaid_p99_ms": free.p99_ms,
-                "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0})
+                "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0,
+                "paid_voucher_over_unpaid": ((paid_voucher_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0})
         );
         return Ok(());
     }
@@ -632,6 +633,11 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     println!(
         "{:<40} {:>12.0} {:>10.2} {:>10.2}",
         "unpaid (same router, no payment)", unpaid_rps, free.p50_ms, free.p99_ms
+    );
+    println!(
+        "paid over unpaid: PayWord {:.3}, voucher {:.3}",
+        paid_rps / unpaid_rps.max(1.0),
+        paid_voucher_rps / unpaid_rps.max(1.0)
     );
     println!(
         "paid answers: {paid_ok}; refused: {}; the tabs owe {} ticks (wrk stops with requests in flight)",

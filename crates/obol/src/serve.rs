@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use obol_app::auth::{BOOTSTRAP_OPERATOR_ID, bootstrap_operator, issue_key_offline};
 use obol_core::identity::Scopes;
-use obol_http::auth::{BOOTSTRAP_OPERATOR_ID, bootstrap_operator, issue_key_offline};
 use obol_http::{AppState, app};
 use obol_store::{Engine, Node, PgStore, SqliteStore, Store};
 
@@ -106,10 +106,10 @@ pub struct ServeArgs {
 const POLICY_POLL_MS: u64 = 1_000;
 
 /// The risk engine `obol serve` runs: the shipped bundles, and the model if one is given.
-fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_http::risk::Risk> {
+fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_app::risk::Risk> {
     use obol_risk::policy::{Bundle, Policy};
     if args.no_risk {
-        return Ok(obol_http::risk::Risk::off());
+        return Ok(obol_app::risk::Risk::off());
     }
     let mut policy = Policy::new();
     for text in SHIPPED_POLICY {
@@ -135,7 +135,7 @@ fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_http::risk::Risk> {
             Some(model)
         }
     };
-    let risk = obol_http::risk::Risk::new(policy, model).with_tra_fraud_rate_ppm(args.tra_fraud_rate_ppm);
+    let risk = obol_app::risk::Risk::new(policy, model).with_tra_fraud_rate_ppm(args.tra_fraud_rate_ppm);
     if let Some(directory) = &args.policy_dir {
         if !directory.is_dir() {
             bail!("--policy-dir {}: not a directory", directory.display());
@@ -202,7 +202,7 @@ pub(crate) fn wall_ns() -> u64 {
 pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
     let store = open_store(args)?;
     let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
-    let key = obol_http::auth::reset_operator_key(&mut node, wall_ns())?;
+    let key = obol_app::auth::reset_operator_key(&mut node, wall_ns())?;
     println!("obol: revoked the operator's keys and issued a new one for {}", describe(args));
     print_new_key(&key);
     Ok(())
@@ -282,7 +282,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
-    let master_key = obol_http::vault::load_or_create_master_key(&master_key_path)
+    let master_key = obol_app::vault::load_or_create_master_key(&master_key_path)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
     let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
     let engine = Engine::start(node);
@@ -298,7 +298,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let state = AppState::with_vault(engine.clone(), scheme, obol_http::vault::Vault::new(&master_key))
+    let state = AppState::with_vault(engine.clone(), scheme, obol_app::vault::Vault::new(&master_key))
         .with_rate_limit(args.rate_limit, args.auth_failure_limit)
         .with_trusted_proxies(args.trusted_proxies.clone())
         .with_instance_id(&instance_id)
@@ -346,7 +346,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let mut ticker = tokio::time::interval(interval);
             loop {
                 ticker.tick().await;
-                match obol_http::tab_routes::settle_due_tabs(&sweeper).await {
+                match obol_app::tabs::settle_due_tabs(&sweeper).await {
                     Ok(0) => {}
                     Ok(settled) => tracing::info!(settled, "settled expired tabs"),
                     Err(error) => tracing::error!(%error, "settling expired tabs failed; retrying next sweep"),

@@ -10,23 +10,23 @@ use obol_core::identity::{Role, Scopes};
 use obol_core::ledger::{Account, Ledger, Transfer};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// Fails unless the caller's credential carries every scope in `needed`.
-pub fn need_scope(caller: &Caller, needed: u32) -> Result<(), ApiError> {
+pub fn need_scope(caller: &Caller, needed: u32) -> Result<(), Error> {
     if caller.scopes.allows(needed) {
         return Ok(());
     }
     let names: Vec<&str> = Scopes::NAMES.iter().filter(|(_, bit)| needed & bit != 0).map(|(n, _)| *n).collect();
-    Err(ApiError::Forbidden(format!("this key lacks the {} scope", names.join(" and "))))
+    Err(Error::Forbidden(format!("this key lacks the {} scope", names.join(" and "))))
 }
 
 /// Fails unless the caller has one of `roles`.
-pub fn need_role(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
+pub fn need_role(caller: &Caller, roles: &[Role]) -> Result<(), Error> {
     if roles.contains(&caller.role) {
         return Ok(());
     }
-    Err(ApiError::Forbidden(format!("the {} role may not do this", caller.role.as_str())))
+    Err(Error::Forbidden(format!("the {} role may not do this", caller.role.as_str())))
 }
 
 /// Operators, analysts and auditors see every account and transfer.

@@ -11,43 +11,37 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use axum::Extension;
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use obol_core::identity::{
     FACTOR_FAILURES_MAX, FactorProof, IdentityCommand, IdentityResult, Role, Scopes, StepUpPolicy,
 };
 use obol_core::ledger::{Ledger, NewTransfer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
-use crate::error::{ApiError, Problem};
-use crate::identity_routes::run_identity;
-use crate::ledger_routes::approval_header;
-use crate::vault::Secret;
-use crate::{ApiJson, AppState, now_ns, read_ledger};
+use crate::error::Error;
+use crate::identity::run_identity;
+use crate::{App, now_ns, read_ledger};
 
 /// TOTP time step.
-pub const TOTP_STEP_S: u64 = 30;
+pub(crate) const TOTP_STEP_S: u64 = 30;
 /// Steps of clock skew accepted either side.
-pub const TOTP_SKEW_STEPS: u16 = 1;
+pub(crate) const TOTP_SKEW_STEPS: u16 = 1;
 /// Digits per code.
-pub const TOTP_DIGITS: usize = 6;
+pub(crate) const TOTP_DIGITS: usize = 6;
 /// Recovery codes issued at confirmation.
 pub const RECOVERY_CODES_COUNT: usize = 10;
 /// How long a challenge (and its approval) lives.
-pub const CHALLENGE_TTL_NS: u64 = 300 * 1_000_000_000;
+pub(crate) const CHALLENGE_TTL_NS: u64 = 300 * 1_000_000_000;
 /// Most open challenges kept before the oldest expired ones are dropped.
-const CHALLENGES_MAX: usize = 100_000;
+pub(crate) const CHALLENGES_MAX: usize = 100_000;
 /// Most open challenges per principal: one principal cannot fill the table for everyone.
-pub const CHALLENGES_PER_PRINCIPAL_MAX: usize = 16;
+pub(crate) const CHALLENGES_PER_PRINCIPAL_MAX: usize = 16;
 
-fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, ApiError> {
+/// The TOTP generator for a seed (SHA-1, 6 digits, 30 s steps, one step of skew).
+pub fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, Error> {
     totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)
         .with_digits(TOTP_DIGITS as u8)
@@ -57,10 +51,11 @@ fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, ApiError
         .with_issuer(Some("obol"))
         .with_account_name(account_name.replace(':', " "))
         .build()
-        .map_err(|error| ApiError::Internal(format!("TOTP parameters rejected: {error}")))
+        .map_err(|error| Error::Internal(format!("TOTP parameters rejected: {error}")))
 }
 
-fn totp_purpose(principal_id: u128) -> Vec<u8> {
+/// What a principal's TOTP seed is sealed for, so a seal opens for its principal only.
+pub fn totp_purpose(principal_id: u128) -> Vec<u8> {
     format!("obol:totp:{principal_id}").into_bytes()
 }
 
@@ -72,12 +67,13 @@ pub fn recovery_hash(principal_id: u128, code: &str) -> [u8; 32] {
 }
 
 /// Symbols of a recovery code: Crockford's base32 (no I, L, O or U to misread), 5 bits each.
-const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub(crate) const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Symbols in a recovery code: 20 x 5 = 100 random bits, so its SHA-256 at rest cannot be
 /// reversed by trying codes (a slow hash would be needed below about 80 bits).
-const RECOVERY_SYMBOLS: usize = 20;
+pub(crate) const RECOVERY_SYMBOLS: usize = 20;
 
-fn recovery_code() -> String {
+/// A fresh recovery code: 20 Crockford base32 symbols (100 random bits) in groups of five.
+pub fn recovery_code() -> String {
     let mut bytes = [0u8; RECOVERY_SYMBOLS];
     rand::fill(&mut bytes);
     let symbols: Vec<char> = bytes.iter().map(|b| char::from(RECOVERY_ALPHABET[usize::from(b & 31)])).collect();
@@ -85,9 +81,9 @@ fn recovery_code() -> String {
 }
 
 /// Renders `text` as a QR code in SVG.
-pub fn qr_svg(text: &str) -> Result<String, ApiError> {
+pub fn qr_svg(text: &str) -> Result<String, Error> {
     let qr = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Medium)
-        .map_err(|_| ApiError::Internal("the otpauth URI is too long for a QR code".into()))?;
+        .map_err(|_| Error::Internal("the otpauth URI is too long for a QR code".into()))?;
     let border = 4;
     let size = qr.size() + border * 2;
     let mut path = String::new();
@@ -132,7 +128,7 @@ pub struct ChallengeDto {
 }
 
 #[derive(Clone, Debug)]
-struct Challenge {
+pub(crate) struct Challenge {
     principal_id: u128,
     digest: [u8; 32],
     expires_ns: u64,
@@ -156,7 +152,7 @@ impl Default for StepUp {
 }
 
 /// SHA-256 over the events that need approval: debit, credit, amount and asset of each.
-fn operation_digest(events: &[&NewTransfer]) -> [u8; 32] {
+pub(crate) fn operation_digest(events: &[&NewTransfer]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for event in events {
         hasher.update(event.debit_account_id.to_le_bytes());
@@ -192,13 +188,13 @@ impl StepUp {
     }
 
     /// The open challenge `id` of `principal_id`.
-    pub fn challenge_for(&self, id: &str, principal_id: u128) -> Result<ChallengeDto, ApiError> {
+    pub fn challenge_for(&self, id: &str, principal_id: u128) -> Result<ChallengeDto, Error> {
         let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         challenges
             .get(id)
             .filter(|c| c.principal_id == principal_id && c.expires_ns > now_ns() && !c.used)
             .map(|c| c.dto.clone())
-            .ok_or_else(|| ApiError::ChallengeNotFound(id.to_string()))
+            .ok_or_else(|| Error::ChallengeNotFound(id.to_string()))
     }
 
     /// Records payees paid by a committed request.
@@ -221,7 +217,7 @@ impl StepUp {
         approval: Option<&str>,
         risk_marked: &[usize],
         risk: Option<crate::risk::RiskDto>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         if caller.role != Role::Holder {
             return Ok(false);
         }
@@ -297,7 +293,7 @@ impl StepUp {
         change: &str,
         details: &[u8],
         approval: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let has_factor = ledger.identity().principal(principal_id).is_some_and(|p| p.has_factor());
         if !has_factor {
             return Ok(());
@@ -332,7 +328,7 @@ impl StepUp {
         digest: [u8; 32],
         approval: Option<&str>,
         dto: impl FnOnce(String, u64) -> ChallengeDto,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         let now = now_ns();
         let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = approval
@@ -349,12 +345,12 @@ impl StepUp {
         let open =
             challenges.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now && !c.used).count();
         if open >= CHALLENGES_PER_PRINCIPAL_MAX {
-            return Err(ApiError::RateLimited(self.ttl_ns / 1_000_000_000));
+            return Err(Error::RateLimited(self.ttl_ns / 1_000_000_000));
         }
         if challenges.len() >= CHALLENGES_MAX {
             challenges.retain(|_, c| c.expires_ns > now && !c.used);
             if challenges.len() >= CHALLENGES_MAX {
-                return Err(ApiError::Overloaded);
+                return Err(Error::Overloaded);
             }
         }
         let mut id_bytes = [0u8; 16];
@@ -372,25 +368,25 @@ impl StepUp {
                 dto: dto.clone(),
             },
         );
-        Err(ApiError::RequiresAction(Box::new(dto)))
+        Err(Error::RequiresAction(Box::new(dto)))
     }
 }
 
 /// Checks a TOTP or recovery code for `principal_id`; records the outcome durably (a used step
 /// or code, or a failure that counts toward the lockout). Never says which factor failed.
 pub async fn check_factor(
-    state: &AppState,
+    state: &App,
     principal_id: u128,
     code: Option<&str>,
     recovery_code: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let (sealed, locked) = {
         let ledger = read_ledger(state);
-        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
+        let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
         (principal.totp.as_ref().filter(|t| t.confirmed).map(|t| t.sealed_secret.clone()), principal.locked)
     };
     if locked {
-        return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked));
+        return Err(Error::IdentityRejected(IdentityResult::FactorLocked));
     }
     let proof = match (code, recovery_code) {
         (Some(code), _) => sealed.as_ref().and_then(|sealed| {
@@ -399,13 +395,13 @@ pub async fn check_factor(
             totp.check(code.trim(), now_ns() / 1_000_000_000).map(FactorProof::TotpStep)
         }),
         (None, Some(recovery)) => Some(FactorProof::RecoveryCode(recovery_hash(principal_id, recovery))),
-        (None, None) => return Err(ApiError::InvalidField("send a code (TOTP) or a recovery_code".into())),
+        (None, None) => return Err(Error::InvalidField("send a code (TOTP) or a recovery_code".into())),
     };
     if let Some(proof) = proof {
         let result = run_identity(state, IdentityCommand::UseFactor { principal_id, proof }).await?;
         match result {
             IdentityResult::Ok => return Ok(()),
-            IdentityResult::FactorLocked => return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked)),
+            IdentityResult::FactorLocked => return Err(Error::IdentityRejected(IdentityResult::FactorLocked)),
             // A reused code is a failed check like any other.
             _ => {}
         }
@@ -414,298 +410,52 @@ pub async fn check_factor(
 }
 
 /// Records a failed factor check and says how many tries are left (or that checks are locked).
-async fn record_failure(state: &AppState, principal_id: u128) -> ApiError {
+pub async fn record_failure(state: &App, principal_id: u128) -> Error {
     if let Err(error) = run_identity(state, IdentityCommand::FailFactor { principal_id }).await {
         return error;
     }
     let ledger = read_ledger(state);
     match ledger.identity().principal(principal_id) {
-        None => ApiError::PrincipalNotFound(principal_id),
-        Some(principal) if principal.locked => ApiError::IdentityRejected(IdentityResult::FactorLocked),
-        Some(principal) => ApiError::FactorCheckFailed {
+        None => Error::PrincipalNotFound(principal_id),
+        Some(principal) if principal.locked => Error::IdentityRejected(IdentityResult::FactorLocked),
+        Some(principal) => Error::FactorCheckFailed {
             attempts_left: FACTOR_FAILURES_MAX.saturating_sub(principal.failed_factor_count),
         },
     }
 }
 
-/// A TOTP enrolment in progress: shown once.
-#[derive(Serialize, ToSchema, Debug)]
-pub struct TotpEnrollment {
-    /// The secret in base32 (for manual entry). Shown only here.
-    pub secret_base32: String,
-    /// `otpauth://totp/...` URI for authenticator apps.
-    pub otpauth_uri: String,
-    /// The URI as a QR code (SVG).
-    pub qr_svg: String,
-}
-
-/// Body of an enrolment: when a factor already exists, a current code proves the change.
-#[derive(Deserialize, ToSchema, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TotpEnrollRequest {
-    /// A current TOTP code (required to replace an existing authenticator).
-    #[serde(default)]
-    pub code: Option<String>,
-}
-
-/// A code.
-#[derive(Deserialize, ToSchema, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct CodeRequest {
-    /// A 6-digit TOTP code.
-    #[serde(default)]
-    pub code: Option<String>,
-    /// Or a recovery code.
-    #[serde(default)]
-    pub recovery_code: Option<String>,
-    /// Or a passkey assertion (challenges only; start it at `/v1/challenges/{id}/passkey`).
-    #[serde(default)]
-    pub passkey: Option<crate::passkeys::PasskeyAssertion>,
-}
-
-/// Recovery codes: shown once.
-#[derive(Serialize, ToSchema, Debug)]
-pub struct RecoveryCodes {
-    /// Ten single-use codes; store them offline.
-    pub recovery_codes: Vec<String>,
-}
-
-/// An approved challenge.
-#[derive(Serialize, ToSchema, Debug)]
-pub struct Approval {
-    /// Resend the request with `Obol-Approval: <challenge_id>`.
-    pub challenge_id: String,
-    /// The operation approved.
-    pub challenge: ChallengeDto,
-}
-
-/// The step-up policy on the wire.
-#[derive(Serialize, Deserialize, ToSchema, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct StepUpPolicyDto {
-    /// Payments above this amount in this asset need approval.
-    #[serde(default)]
-    pub above: Option<StepUpThreshold>,
-    /// The first payment to a new payee needs approval (default true).
-    #[serde(default = "yes")]
-    pub new_payee: bool,
-    /// A device's first payment needs approval (default true).
-    #[serde(default = "yes")]
-    pub new_device: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A threshold.
-#[derive(Serialize, Deserialize, ToSchema, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct StepUpThreshold {
-    /// ISO 4217 code.
-    pub asset_code: String,
-    /// Scale.
-    pub asset_scale: u8,
-    /// Amount in minor units; payments above it need approval.
-    pub amount: String,
-}
-
-fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), ApiError> {
+/// Refuses all but the principal itself, with a `manage` API key (never a device).
+pub fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), Error> {
     need_scope(caller, Scopes::MANAGE)?;
     if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
-        return Err(ApiError::PrincipalNotFound(principal_id));
+        return Err(Error::PrincipalNotFound(principal_id));
     }
     Ok(())
 }
 
-/// Start TOTP enrolment for yourself.
-#[utoipa::path(post, path = "/v1/principals/{id}/totp", tag = "mfa", request_body = TotpEnrollRequest,
-    params(("id" = String, Path, description = "Your principal id")),
-    responses((status = 201, body = TotpEnrollment), (status = 403, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn enroll_totp(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<TotpEnrollRequest>,
-) -> Result<Response, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    self_with_key(&caller, principal_id)?;
-    let (name, has_factor) = {
-        let ledger = read_ledger(&state);
-        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
-        (principal.name.clone(), principal.has_factor())
-    };
-    if has_factor {
-        let code = body.code.as_deref().ok_or_else(|| {
-            ApiError::Forbidden("replacing an authenticator needs a current code from the existing one".into())
-        })?;
-        check_factor(&state, principal_id, Some(code), None).await?;
-    }
-    let mut secret = [0u8; 20];
-    rand::fill(&mut secret);
-    let secret = Secret::new(secret);
-    let totp = totp_for(secret.expose_secret(), &name)?;
-    let uri = totp.to_url().map_err(|e| ApiError::Internal(format!("otpauth URI: {e}")))?;
-    let sealed = state.vault.seal(&totp_purpose(principal_id), secret.expose_secret());
-    let result = run_identity(&state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
-    if result != IdentityResult::Ok {
-        return Err(ApiError::IdentityRejected(result));
-    }
-    let enrollment =
-        TotpEnrollment { secret_base32: totp.secret().to_base32(), qr_svg: qr_svg(&uri)?, otpauth_uri: uri };
-    Ok((StatusCode::CREATED, Json(enrollment)).into_response())
-}
-
-/// Confirm TOTP enrolment with a first code; returns recovery codes once.
-#[utoipa::path(post, path = "/v1/principals/{id}/totp/confirm", tag = "mfa", request_body = CodeRequest,
-    params(("id" = String, Path, description = "Your principal id")),
-    responses((status = 200, body = RecoveryCodes), (status = 403, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn confirm_totp(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<CodeRequest>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    self_with_key(&caller, principal_id)?;
-    let code = body.code.as_deref().ok_or_else(|| ApiError::InvalidField("send the code your app shows".into()))?;
-    let sealed = {
-        let ledger = read_ledger(&state);
-        let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
-        principal
-            .totp
-            .as_ref()
-            .filter(|t| !t.confirmed)
-            .map(|t| t.sealed_secret.clone())
-            .ok_or(ApiError::IdentityRejected(IdentityResult::FactorNotEnrolled))?
-    };
-    let secret = state
-        .vault
-        .open(&totp_purpose(principal_id), &sealed)
-        .ok_or_else(|| ApiError::Internal("TOTP seed unreadable".into()))?;
-    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), now_ns() / 1_000_000_000);
-    let Some(step) = step else {
-        return Err(record_failure(&state, principal_id).await);
-    };
-    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code()).collect();
-    let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
-    let result = run_identity(&state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
-    if result != IdentityResult::Ok {
-        return Err(ApiError::IdentityRejected(result));
-    }
-    Ok(Json(RecoveryCodes { recovery_codes: codes }))
-}
-
-/// Approve a step-up challenge with a second factor.
-#[utoipa::path(post, path = "/v1/challenges/{id}/approve", tag = "mfa", request_body = CodeRequest,
-    params(("id" = String, Path, description = "Challenge id")),
-    responses((status = 200, body = Approval), (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn approve_challenge(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<CodeRequest>,
-) -> Result<Json<Approval>, ApiError> {
-    // Payment challenges come to `pay` keys, security-change challenges to `manage` keys.
-    if !caller.scopes.allows(Scopes::MANAGE) {
-        need_scope(&caller, Scopes::PAY)?;
-    }
-    let dto = state.step_up.challenge_for(&id, caller.principal_id)?;
-    match body.passkey {
-        Some(assertion) => approve_with_passkey(&state, caller.principal_id, &id, assertion).await?,
-        None => check_factor(&state, caller.principal_id, body.code.as_deref(), body.recovery_code.as_deref()).await?,
-    }
-    let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
-    let challenge = challenges.get_mut(&id).ok_or_else(|| ApiError::ChallengeNotFound(id.clone()))?;
-    challenge.approved = true;
-    Ok(Json(Approval { challenge_id: id, challenge: dto }))
-}
-
-async fn approve_with_passkey(
-    state: &AppState,
+pub(crate) async fn approve_with_passkey(
+    state: &App,
     principal_id: u128,
     challenge_id: &str,
-    assertion: crate::passkeys::PasskeyAssertion,
-) -> Result<(), ApiError> {
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<(), Error> {
     use crate::passkeys::AssertionOutcome;
     if read_ledger(state).identity().principal(principal_id).is_some_and(|p| p.locked) {
-        return Err(ApiError::IdentityRejected(IdentityResult::FactorLocked));
+        return Err(Error::IdentityRejected(IdentityResult::FactorLocked));
     }
-    match crate::passkeys::verify_assertion(state, principal_id, challenge_id, assertion).await? {
+    match crate::passkeys::verify_assertion(state, principal_id, challenge_id, ceremony_id, credential).await? {
         AssertionOutcome::Verified => {
             match run_identity(state, IdentityCommand::UseFactor { principal_id, proof: FactorProof::Passkey }).await? {
                 IdentityResult::Ok => Ok(()),
-                other => Err(ApiError::IdentityRejected(other)),
+                other => Err(Error::IdentityRejected(other)),
             }
         }
         AssertionOutcome::Failed => Err(record_failure(state, principal_id).await),
         AssertionOutcome::CloneSuspected => {
             let _ = record_failure(state, principal_id).await;
-            Err(ApiError::PasskeyCloneSuspected)
+            Err(Error::PasskeyCloneSuspected)
         }
-    }
-}
-
-/// Unlock a principal's factor checks after a lockout (operator).
-#[utoipa::path(post, path = "/v1/principals/{id}/unlock", tag = "mfa",
-    params(("id" = String, Path, description = "Principal id")),
-    responses((status = 200, description = "Unlocked"), (status = 403, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn unlock(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    crate::authz::need_role(&caller, &[Role::Operator])?;
-    let principal_id = crate::dto::path_id(&id)?;
-    match run_identity(&state, IdentityCommand::UnlockFactors { principal_id }).await? {
-        IdentityResult::Ok => Ok(StatusCode::OK),
-        other => Err(ApiError::IdentityRejected(other)),
-    }
-}
-
-/// Set your step-up policy (or, as operator, anyone's).
-#[utoipa::path(post, path = "/v1/principals/{id}/step-up", tag = "mfa", request_body = StepUpPolicyDto,
-    params(("id" = String, Path, description = "Principal id")),
-    responses((status = 200, body = StepUpPolicyDto), (status = 403, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn set_step_up(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<StepUpPolicyDto>,
-) -> Result<Json<StepUpPolicyDto>, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    if caller.role != Role::Operator {
-        self_with_key(&caller, principal_id)?;
-    } else {
-        need_scope(&caller, Scopes::MANAGE)?;
-    }
-    let above = match &body.above {
-        None => None,
-        Some(threshold) => {
-            let asset = obol_core::money::Asset::new(&threshold.asset_code, threshold.asset_scale)
-                .map_err(|e| ApiError::InvalidAsset(e.to_string()))?;
-            let amount = obol_core::money::Amount::parse(&threshold.amount)
-                .map_err(|e| ApiError::InvalidAmount { field: "above.amount".into(), reason: e.to_string() })?;
-            Some((asset, amount.0))
-        }
-    };
-    let policy = StepUpPolicy { above, new_payee: body.new_payee, new_device: body.new_device };
-    if caller.role != Role::Operator {
-        let details = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let ledger = read_ledger(&state);
-        state.step_up.check_change(&ledger, principal_id, "step_up_policy", &details, approval_header(&headers))?;
-    }
-    match run_identity(&state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
-        IdentityResult::Ok => Ok(Json(body)),
-        other => Err(ApiError::IdentityRejected(other)),
     }
 }
 
@@ -728,4 +478,33 @@ mod tests {
         assert_eq!(seen.len(), 32);
         assert_eq!(recovery_hash(7, &codes[0].to_lowercase()), recovery_hash(7, &codes[0]), "typed in lower case");
     }
+}
+
+/// Approves step-up challenge `challenge_id` of the caller's with a second factor (a TOTP code,
+/// a recovery code, or a passkey assertion: its ceremony id and credential); answers the
+/// challenge approved. The retried request then names it in `Obol-Approval`.
+pub async fn approve(
+    state: &App,
+    caller: &Caller,
+    challenge_id: &str,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+    passkey: Option<(String, serde_json::Value)>,
+) -> Result<ChallengeDto, Error> {
+    // Payment challenges come to `pay` keys, security-change challenges to `manage` keys.
+    if !caller.scopes.allows(Scopes::MANAGE) {
+        need_scope(caller, Scopes::PAY)?;
+    }
+    let dto = state.step_up.challenge_for(challenge_id, caller.principal_id)?;
+    match passkey {
+        Some((ceremony_id, credential)) => {
+            approve_with_passkey(state, caller.principal_id, challenge_id, &ceremony_id, credential).await?;
+        }
+        None => check_factor(state, caller.principal_id, code, recovery_code).await?,
+    }
+    let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
+    let challenge =
+        challenges.get_mut(challenge_id).ok_or_else(|| Error::ChallengeNotFound(challenge_id.to_string()))?;
+    challenge.approved = true;
+    Ok(dto)
 }

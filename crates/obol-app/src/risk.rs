@@ -22,15 +22,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Json;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, body::Bytes};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use obol_core::codec::{Op, Record};
 use obol_core::identity::{Role, Scopes};
-use obol_core::ledger::{Ledger, OpResults};
+use obol_core::ledger::Ledger;
 use obol_core::money::Asset;
 use obol_risk::engine::{Assessment, RiskEngine, ShadowReport};
 use obol_risk::features::{DEFAULT_CAPACITY, Event, FEATURE_NAMES};
@@ -38,33 +33,33 @@ use obol_risk::model::Model;
 use obol_risk::policy::{Action, Bundle, Facts, Policy};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
-use crate::error::{ApiError, Problem};
-use crate::{AppState, now_ns};
+use crate::error::Error;
+use crate::{App, now_ns};
 
 /// Reviews listed per page at most.
-pub const REVIEWS_PAGE_MAX: usize = 500;
+pub(crate) const REVIEWS_PAGE_MAX: usize = 500;
 /// Open reviews at most; past it new holds are refused as overloaded rather than dropped.
-pub const REVIEWS_OPEN_MAX: usize = 100_000;
+pub(crate) const REVIEWS_OPEN_MAX: usize = 100_000;
 /// Policy change records kept in memory for the API (all are in the store).
-pub const CHANGES_MAX: usize = 10_000;
+pub(crate) const CHANGES_MAX: usize = 10_000;
 /// Largest policy bundle accepted.
-pub const BUNDLE_BYTES_MAX: usize = 256 * 1024;
+pub(crate) const BUNDLE_BYTES_MAX: usize = 256 * 1024;
 
-const REVIEW_PREFIX: &str = "risk/review/";
-const CHANGE_PREFIX: &str = "risk/policy-change/";
-const SNAPSHOT_KEY: &str = "risk/snapshot";
-const NETWORK_KEY: &str = "risk/network-key";
-const LIMIT_PREFIX: &str = "risk/monthly-limit/";
+pub(crate) const REVIEW_PREFIX: &str = "risk/review/";
+pub(crate) const CHANGE_PREFIX: &str = "risk/policy-change/";
+pub(crate) const SNAPSHOT_KEY: &str = "risk/snapshot";
+pub(crate) const NETWORK_KEY: &str = "risk/network-key";
+pub(crate) const LIMIT_PREFIX: &str = "risk/monthly-limit/";
 /// Bundles added while serving, by `name@version`: live again after a restart.
-const BUNDLE_PREFIX: &str = "risk/policy-bundle/";
+pub(crate) const BUNDLE_PREFIX: &str = "risk/policy-bundle/";
 /// Per open tab, its last checkpoint: `<quarter>:<paid then>`.
-const CHECKPOINT_PREFIX: &str = "risk/checkpoint/";
+pub(crate) const CHECKPOINT_PREFIX: &str = "risk/checkpoint/";
 /// The candidate bundle of the shadow run, while one runs.
-const SHADOW_KEY: &str = "risk/policy-shadow";
+pub(crate) const SHADOW_KEY: &str = "risk/policy-shadow";
 
 /// One feature's push on the score (log-odds).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -115,7 +110,7 @@ impl RiskDto {
     }
 
     /// What `caller` may see of this decision ([`sees_risk_details`]).
-    pub(crate) fn for_caller(mut self, caller: &Caller) -> RiskDto {
+    pub fn for_caller(mut self, caller: &Caller) -> RiskDto {
         if !sees_risk_details(caller) {
             self.rule = None;
             self.model_score = None;
@@ -125,7 +120,7 @@ impl RiskDto {
     }
 }
 
-fn contributions(pairs: &[(String, f64)]) -> Vec<Contribution> {
+pub(crate) fn contributions(pairs: &[(String, f64)]) -> Vec<Contribution> {
     pairs.iter().map(|(feature, value)| Contribution { feature: feature.clone(), value: *value }).collect()
 }
 
@@ -176,7 +171,7 @@ pub struct ReviewDto {
 
 impl ReviewDto {
     /// What `caller` may see of this review: the payer sees that it is held and why, in words.
-    pub(crate) fn for_caller(mut self, caller: &Caller) -> ReviewDto {
+    pub fn for_caller(mut self, caller: &Caller) -> ReviewDto {
         if !sees_risk_details(caller) {
             self.risk = self.risk.for_caller(caller);
             self.shapley.clear();
@@ -187,29 +182,29 @@ impl ReviewDto {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-struct StoredReview {
+pub(crate) struct StoredReview {
     /// The credential that asked: `key:<key id>` or `device:<device id>` (absent in reviews held
     /// before it was recorded: those re-check the principal only).
     #[serde(default)]
-    via: Option<String>,
-    review: ReviewDto,
+    pub(crate) via: Option<String>,
+    pub(crate) review: ReviewDto,
     /// The held operation, as a record (base64url).
-    op: String,
+    pub(crate) op: String,
     /// Whether approval runs `op` (the client was told "held": 202). When false (x402, whose
     /// client was told 402 and got nothing), approval runs nothing: it lets the payer's retry of
     /// the very same payment through without a second decision.
     #[serde(default = "runs_by_default")]
-    runs: bool,
+    pub(crate) runs: bool,
     /// Payments the op makes, (paying account, amount) as decimal text, for the counters.
-    payments: Vec<[String; 2]>,
+    pub(crate) payments: Vec<[String; 2]>,
 }
 
-fn runs_by_default() -> bool {
+pub(crate) fn runs_by_default() -> bool {
     true
 }
 
 /// The held transfers of a stored review, if its operation is a transfer batch.
-fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransfer>> {
+pub(crate) fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransfer>> {
     match held_op(stored)? {
         Op::CreateTransfers(events) => Some(events),
         _ => None,
@@ -217,14 +212,14 @@ fn held_events(stored: &StoredReview) -> Option<Vec<obol_core::ledger::NewTransf
 }
 
 /// The operation a stored review holds.
-fn held_op(stored: &StoredReview) -> Option<Op> {
+pub(crate) fn held_op(stored: &StoredReview) -> Option<Op> {
     let bytes = Base64UrlUnpadded::decode_vec(&stored.op).ok()?;
     Record::decode(&bytes).ok()?.ops.into_iter().next()
 }
 
 /// Whether a stored review holds the opening `command` asks for: the same terms, whatever escrow
 /// transfer id each request drew.
-fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand) -> bool {
+pub(crate) fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand) -> bool {
     use obol_core::channel::TabCommand;
     let held = held_op(stored);
     let terms = |command: &TabCommand| match *command {
@@ -242,9 +237,9 @@ fn same_opening(stored: &StoredReview, command: &obol_core::channel::TabCommand)
 /// A held request's fate from its review: waiting, declined, or approved; an approval that found
 /// the payer no longer allowed (`refused: ...`) is as final as a decline.
 /// A review an analyst is deciding, whose decision is not durable yet (memory only).
-const DECIDING: &str = "deciding";
+pub(crate) const DECIDING: &str = "deciding";
 
-fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
+pub(crate) fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
     let refused =
         stored.review.outcome.as_ref().is_some_and(|outcome| outcome.iter().any(|o| o.starts_with("refused")));
     match stored.review.status.as_str() {
@@ -257,7 +252,7 @@ fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
 
 /// What a request meets when a review holds one of its transfer ids: a held request has one
 /// fate, and every retry is answered with it.
-pub(crate) enum HoldOf {
+pub enum HoldOf {
     /// No review holds these ids.
     Free,
     /// The review waits: the retry gets the same hold back.
@@ -353,7 +348,7 @@ pub struct DifferenceDto {
     pub candidate: String,
 }
 
-fn decision_text(decision: &obol_risk::policy::Decision) -> String {
+pub(crate) fn decision_text(decision: &obol_risk::policy::Decision) -> String {
     match &decision.rule {
         Some(rule) => format!("{} ({rule})", decision.action.as_str()),
         None => decision.action.as_str().into(),
@@ -389,15 +384,19 @@ impl From<ShadowReport> for ShadowDto {
 
 /// One payment a request would make, as the risk engine is asked about it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Payment {
+pub struct Payment {
+    /// The account debited.
     pub payer_account_id: u128,
+    /// The account credited.
     pub payee_account_id: u128,
+    /// How much, in the accounts' units.
     pub amount: u128,
+    /// The accounts' asset.
     pub asset: Asset,
 }
 
 /// A request to hold for review.
-pub(crate) struct Held<'a> {
+pub struct Held<'a> {
     /// `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
     pub kind: &'a str,
     /// The payment the decision was about.
@@ -415,9 +414,14 @@ pub(crate) struct Held<'a> {
 }
 
 /// What the gate says about a request's payments.
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Go on. `step_up` lists the payments the policy wants strongly authenticated.
-    Go { step_up: Vec<usize>, risk: Option<RiskDto> },
+    Go {
+        /// The payments (by index) the policy wants strongly authenticated.
+        step_up: Vec<usize>,
+        /// Why, when it wants any.
+        risk: Option<RiskDto>,
+    },
     /// Refuse.
     Block(RiskDto),
     /// Hold for review, with the assessment that held it and its index among the payments.
@@ -425,7 +429,7 @@ pub(crate) enum Verdict {
 }
 
 #[derive(Default)]
-struct Watched {
+pub(crate) struct Watched {
     directory: Option<PathBuf>,
     /// Per file, the text last seen (loaded or refused).
     seen: BTreeMap<PathBuf, String>,
@@ -433,35 +437,35 @@ struct Watched {
 
 /// The risk engine and what surrounds it on the server.
 pub struct Risk {
-    engine: Mutex<RiskEngine>,
+    pub(crate) engine: Mutex<RiskEngine>,
     /// Every bundle text loaded, by `name@version` (for diffs and for rebuilding the policy).
-    sources: Mutex<BTreeMap<(String, u32), String>>,
-    reviews: Mutex<BTreeMap<String, StoredReview>>,
+    pub(crate) sources: Mutex<BTreeMap<(String, u32), String>>,
+    pub(crate) reviews: Mutex<BTreeMap<String, StoredReview>>,
     /// Tabs paused by a checkpoint review: tab id to review id.
-    paused: Mutex<HashMap<u128, String>>,
+    pub(crate) paused: Mutex<HashMap<u128, String>>,
     /// Transfer ids held by a review, to the review's id: a retry meets its hold.
-    held_ids: Mutex<HashMap<u128, String>>,
+    pub(crate) held_ids: Mutex<HashMap<u128, String>>,
     /// Tab ids whose opening a review holds, to the review's id.
-    held_tabs: Mutex<HashMap<u128, String>>,
+    pub(crate) held_tabs: Mutex<HashMap<u128, String>>,
     /// Per tab, the last checkpoint assessed (quarters of the budget paid, 0 before the first)
     /// and what the tab owed then.
-    checkpoints: Mutex<HashMap<u128, (u8, u128)>>,
-    changes: Mutex<Vec<PolicyChangeDto>>,
+    pub(crate) checkpoints: Mutex<HashMap<u128, (u8, u128)>>,
+    pub(crate) changes: Mutex<Vec<PolicyChangeDto>>,
     /// Held while a bundle is submitted or a shadow run stopped: policy changes apply one at a
     /// time, each journaled before it goes live.
-    submitting: tokio::sync::Mutex<()>,
-    watched: Mutex<Watched>,
-    network_key: Mutex<[u8; 32]>,
+    pub(crate) submitting: tokio::sync::Mutex<()>,
+    pub(crate) watched: Mutex<Watched>,
+    pub(crate) network_key: Mutex<[u8; 32]>,
     /// Monthly limits account holders set, by account (0 blocks every payment).
-    limits: Mutex<HashMap<u128, u128>>,
+    pub(crate) limits: Mutex<HashMap<u128, u128>>,
     /// Whether payments are decided at all (`false`: everything is allowed and nothing counted).
-    enabled: bool,
+    pub(crate) enabled: bool,
     /// The fraud rate this PSP reports for transaction risk analysis (PSD2 RTS art. 18), parts
     /// per million by value over 90 days; -1: not monitored, no TRA exemption.
-    tra_fraud_rate_ppm: i64,
+    pub(crate) tra_fraud_rate_ppm: i64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -475,7 +479,7 @@ impl Default for Risk {
 /// journaled (`running`): if none of its transfers is in the ledger, the approval's record
 /// refused them (or never ran them), and the review is final as a refusal, so a retry is never
 /// run on an approval that moved nothing.
-fn settle_interrupted(engine: &obol_store::Engine, stored: &mut StoredReview) {
+pub(crate) fn settle_interrupted(engine: &obol_store::Engine, stored: &mut StoredReview) {
     let running = stored.review.status == "approved"
         && stored.review.outcome.as_deref().is_some_and(|outcome| outcome == ["running".to_string()]);
     let Some(events) = held_events(stored).filter(|_| running) else { return };
@@ -486,19 +490,19 @@ fn settle_interrupted(engine: &obol_store::Engine, stored: &mut StoredReview) {
 }
 
 /// A journaled checkpoint, `<quarter>:<paid then>`.
-fn checkpoint_mark(value: &[u8]) -> Option<(u8, u128)> {
+pub(crate) fn checkpoint_mark(value: &[u8]) -> Option<(u8, u128)> {
     let (quarter, paid) = std::str::from_utf8(value).ok()?.split_once(':')?;
     Some((quarter.parse().ok()?, paid.parse().ok()?))
 }
 
 /// Puts per record while migrating.
-const MIGRATION_CHUNK: usize = 256;
+pub(crate) const MIGRATION_CHUNK: usize = 256;
 
 /// Moves the state an older store kept as metadata into the log: every entry the table does
 /// not hold yet, in records of [`MIGRATION_CHUNK`] puts, and only then empties the metadata rows
 /// it moved. A crash part way imports what is still missing at the next start; once emptied, a
 /// row is never imported again (a limit its owner removed since stays removed).
-async fn migrate_metadata(engine: &obol_store::Engine) -> Result<(), ApiError> {
+pub(crate) async fn migrate_metadata(engine: &obol_store::Engine) -> Result<(), Error> {
     let mut moved = Vec::new();
     let mut puts = Vec::new();
     for prefix in [NETWORK_KEY, REVIEW_PREFIX, LIMIT_PREFIX, CHANGE_PREFIX] {
@@ -524,7 +528,7 @@ async fn migrate_metadata(engine: &obol_store::Engine) -> Result<(), ApiError> {
 }
 
 /// What the streaming features see of one payment.
-fn event_of(
+pub(crate) fn event_of(
     payment: &Payment,
     category: &str,
     now_s: u64,
@@ -547,7 +551,7 @@ fn event_of(
 }
 
 /// The jurisdiction whose rules apply, from the asset's currency.
-pub fn jurisdiction_of(asset: Asset) -> &'static str {
+pub(crate) fn jurisdiction_of(asset: Asset) -> &'static str {
     match asset.code() {
         "EUR" => "EU",
         "KRW" => "KR",
@@ -565,7 +569,7 @@ pub fn minor_per_unit(asset: Asset) -> u128 {
 }
 
 /// The payee's category from its account `code`, read as an ISO 18245 merchant category code.
-pub fn payee_category(code: u16) -> &'static str {
+pub(crate) fn payee_category(code: u16) -> &'static str {
     match code {
         4111 | 4112 | 4131 => "transit",
         4829 => "money_transfer",
@@ -577,7 +581,7 @@ pub fn payee_category(code: u16) -> &'static str {
 }
 
 /// Whether a category sells cash-like goods (what the 2025 Korean femtocell fraud bought).
-pub fn is_cash_like(category: &str) -> bool {
+pub(crate) fn is_cash_like(category: &str) -> bool {
     matches!(category, "transit" | "money_transfer" | "quasi_cash" | "gift_cards")
 }
 
@@ -634,7 +638,7 @@ impl Risk {
     /// speed-up kept beside the log. Stores written before the state table moved into the log
     /// have these in store metadata: they are journaled into the log once, here. Call once,
     /// before serving.
-    pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
+    pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), Error> {
         migrate_metadata(engine).await?;
         let key = match engine.table_get(NETWORK_KEY) {
             Some(bytes) if bytes.len() == 32 => bytes,
@@ -705,7 +709,7 @@ impl Risk {
     }
 
     /// The last checkpoint of each open tab; the marks of settled tabs are removed from the log.
-    async fn restore_checkpoints(&self, engine: &obol_store::Engine) -> Result<(), ApiError> {
+    async fn restore_checkpoints(&self, engine: &obol_store::Engine) -> Result<(), Error> {
         let mut checkpoints = HashMap::new();
         let mut settled = Vec::new();
         {
@@ -730,7 +734,7 @@ impl Risk {
 
     /// Puts a tab's checkpoint back to the last one journaled (its review could not be stored:
     /// the next payment assesses this stretch again).
-    pub(crate) fn forget_checkpoint(&self, state: &AppState, tab_id: u128) {
+    pub fn forget_checkpoint(&self, state: &App, tab_id: u128) {
         let journaled =
             state.engine.table_get(&format!("{CHECKPOINT_PREFIX}{tab_id}")).and_then(|v| checkpoint_mark(&v));
         let mut checkpoints = lock(&self.checkpoints);
@@ -741,7 +745,7 @@ impl Risk {
     }
 
     /// Journals a tab's last checkpoint (as [`Risk::checkpoint_due`] left it).
-    pub(crate) async fn journal_checkpoint(&self, state: &AppState, tab_id: u128) -> Result<(), ApiError> {
+    pub async fn journal_checkpoint(&self, state: &App, tab_id: u128) -> Result<(), Error> {
         let Some((quarter, paid)) = lock(&self.checkpoints).get(&tab_id).copied() else { return Ok(()) };
         state.engine.put(&format!("{CHECKPOINT_PREFIX}{tab_id}"), format!("{quarter}:{paid}").into_bytes()).await?;
         Ok(())
@@ -784,7 +788,7 @@ impl Risk {
     }
 
     /// Writes the engine's snapshot (features and counters) to the store.
-    pub async fn save(&self, engine: &obol_store::Engine) -> Result<usize, ApiError> {
+    pub async fn save(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
         if !self.enabled {
             return Ok(0);
         }
@@ -812,18 +816,12 @@ impl Risk {
 
     /// Decides each payment of a request of `kind` (`transfer`, `tab_open`, `tab_topup`,
     /// `tab_checkpoint`). Operators are not decided (they run the platform).
-    pub(crate) fn assess(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
+    pub fn assess(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
         self.assess_as(ledger, caller, kind, payments, false)
     }
 
     /// What [`Risk::assess`] would answer now, counting nothing (the facilitator's `verify`).
-    pub(crate) fn assess_dry(
-        &self,
-        ledger: &Ledger,
-        caller: &Caller,
-        kind: &str,
-        payments: &[Payment],
-    ) -> Vec<Assessment> {
+    pub fn assess_dry(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
         self.assess_as(ledger, caller, kind, payments, true)
     }
 
@@ -910,7 +908,7 @@ impl Risk {
     /// The request's verdict: any block refuses it, else any review holds it, else the payments
     /// the policy wants strongly authenticated are marked. `can_step_up`: whether the caller can
     /// approve a challenge (a holder with a second factor); if not, step-up becomes review.
-    pub(crate) fn verdict(assessments: Vec<Assessment>, can_step_up: bool) -> Verdict {
+    pub fn verdict(assessments: Vec<Assessment>, can_step_up: bool) -> Verdict {
         let of = |action: Action| assessments.iter().position(|a| a.decision.action == action);
         if let Some(index) = of(Action::Block) {
             return Verdict::Block(RiskDto::from_assessment(&assessments[index]));
@@ -944,7 +942,7 @@ impl Risk {
 
     /// Counts in the streaming features payments that go through although their assessment was
     /// not `allow` (a challenge the payer approved): [`Risk::assess`] counts only allowed ones.
-    pub(crate) fn observe(&self, ledger: &Ledger, caller: &Caller, payments: &[Payment]) {
+    pub fn observe(&self, ledger: &Ledger, caller: &Caller, payments: &[Payment]) {
         if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
             return;
         }
@@ -965,10 +963,10 @@ impl Risk {
 
     /// Holds a request for review: stores it with the decision, exact Shapley values and
     /// features.
-    pub(crate) async fn hold(&self, state: &AppState, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, ApiError> {
+    pub async fn hold(&self, state: &App, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, Error> {
         let Held { kind, payment, tab_id, assessment, op, payments, runs } = held;
         if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
-            return Err(ApiError::Overloaded);
+            return Err(Error::Overloaded);
         }
         let created_ns = now_ns();
         let mut random = [0u8; 8];
@@ -1009,7 +1007,7 @@ impl Risk {
             _ => Vec::new(),
         };
         let record = Record { now_ns: 0, ops: vec![op] };
-        let encoded = record.encode().map_err(|error| ApiError::InvalidField(error.to_string()))?;
+        let encoded = record.encode().map_err(|error| Error::InvalidField(error.to_string()))?;
         let via = match &caller.via {
             Via::ApiKey(key_id) => format!("key:{key_id}"),
             Via::Device(device_id) => format!("device:{device_id}"),
@@ -1021,7 +1019,7 @@ impl Risk {
             runs,
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
         state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
         if kind == "tab_checkpoint"
             && let Some(tab) = tab_id
@@ -1046,7 +1044,7 @@ impl Risk {
 
     /// The fate of a request some of whose transfer ids a review holds. Only the same payer
     /// asking for the very same transfers meets it; anything else with those ids is refused.
-    pub(crate) fn hold_of(&self, caller: &Caller, events: &[obol_core::ledger::NewTransfer]) -> HoldOf {
+    pub fn hold_of(&self, caller: &Caller, events: &[obol_core::ledger::NewTransfer]) -> HoldOf {
         let held = {
             let ids = lock(&self.held_ids);
             events.iter().find_map(|event| ids.get(&event.id).map(|review| (event.id, review.clone())))
@@ -1063,7 +1061,7 @@ impl Risk {
 
     /// The fate of a request to open tab `tab_id` when a review holds its opening: as
     /// [`Risk::hold_of`], by tab id (the client's id for a tab).
-    pub(crate) fn hold_of_tab(&self, caller: &Caller, command: &obol_core::channel::TabCommand) -> HoldOf {
+    pub fn hold_of_tab(&self, caller: &Caller, command: &obol_core::channel::TabCommand) -> HoldOf {
         let obol_core::channel::TabCommand::Open { tab_id, .. } = *command else { return HoldOf::Free };
         let Some(review_id) = lock(&self.held_tabs).get(&tab_id).cloned() else { return HoldOf::Free };
         let reviews = lock(&self.reviews);
@@ -1075,7 +1073,7 @@ impl Risk {
     }
 
     /// The review that paused `tab_id`, if one did and is still open.
-    pub(crate) fn paused_by(&self, tab_id: u128) -> Option<String> {
+    pub fn paused_by(&self, tab_id: u128) -> Option<String> {
         if !self.enabled {
             return None;
         }
@@ -1085,7 +1083,7 @@ impl Risk {
     /// Whether a tab that owes `paid_after` of `budget` has crossed a checkpoint not yet assessed
     /// (its first payment and each further quarter of the budget); if so, marks it and answers
     /// what was paid since the last checkpoint.
-    pub(crate) fn checkpoint_due(&self, tab_id: u128, budget: u128, paid_after: u128) -> Option<u128> {
+    pub fn checkpoint_due(&self, tab_id: u128, budget: u128, paid_after: u128) -> Option<u128> {
         if !self.enabled || budget == 0 || paid_after == 0 {
             return None;
         }
@@ -1110,13 +1108,13 @@ impl Risk {
             .map(|(_, text)| text.clone())
     }
 
-    async fn record_change(&self, state: &AppState, mut change: PolicyChangeDto) -> Result<PolicyChangeDto, ApiError> {
+    async fn record_change(&self, state: &App, mut change: PolicyChangeDto) -> Result<PolicyChangeDto, Error> {
         let seq = {
             let changes = lock(&self.changes);
             changes.last().map_or(1, |c| c.seq + 1)
         };
         change.seq = seq;
-        let bytes = serde_json::to_vec(&change).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&change).map_err(|e| Error::Internal(e.to_string()))?;
         state.engine.put(&format!("{CHANGE_PREFIX}{seq:016}"), bytes).await?;
         let mut changes = lock(&self.changes);
         changes.push(change.clone());
@@ -1132,11 +1130,11 @@ impl Risk {
     /// recorded too.
     pub async fn submit_bundle(
         &self,
-        state: &AppState,
+        state: &App,
         who: &str,
         text: &str,
         shadow: bool,
-    ) -> Result<PolicyChangeDto, (ApiError, Option<PolicyChangeDto>)> {
+    ) -> Result<PolicyChangeDto, (Error, Option<PolicyChangeDto>)> {
         let compiled = Bundle::compile(text);
         let (name, version) = match &compiled {
             Ok(bundle) => (bundle.name.clone(), bundle.version),
@@ -1204,13 +1202,13 @@ impl Risk {
             }
             Err(error) => {
                 tracing::warn!(who, bundle = %recorded.bundle, %error, "policy bundle refused");
-                Err((ApiError::PolicyRefused(error), Some(recorded)))
+                Err((Error::PolicyRefused(error), Some(recorded)))
             }
         }
     }
 
     /// Stops the shadow run, recording who stopped it.
-    pub async fn stop_shadow(&self, state: &AppState, who: &str) -> Result<Option<ShadowDto>, ApiError> {
+    pub async fn stop_shadow(&self, state: &App, who: &str) -> Result<Option<ShadowDto>, Error> {
         let _submitting = self.submitting.lock().await;
         let running = lock(&self.engine).shadow_report(now_ns() / 1_000_000_000).is_some();
         if running {
@@ -1246,7 +1244,7 @@ impl Risk {
     /// Loads bundles whose files are new or changed since the last look; answers how many
     /// changed (loaded or refused). A file that fails to read or compile is refused and logged;
     /// what was live stays.
-    pub async fn reload(&self, state: &AppState) -> Result<usize, ApiError> {
+    pub async fn reload(&self, state: &App) -> Result<usize, Error> {
         let Some(directory) = lock(&self.watched).directory.clone() else { return Ok(0) };
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&directory) {
             Ok(entries) => entries
@@ -1270,7 +1268,7 @@ impl Risk {
             let who = format!("file:{}", file.display());
             match self.submit_bundle(state, &who, &text, false).await {
                 Ok(_) => {}
-                Err((ApiError::PolicyRefused(_), _)) => {}
+                Err((Error::PolicyRefused(_), _)) => {}
                 Err((error, _)) => return Err(error),
             }
         }
@@ -1284,7 +1282,7 @@ impl Risk {
 }
 
 /// The name and version a bundle's text claims, read leniently (for recording refusals).
-fn bundle_label(text: &str) -> (String, u32) {
+pub(crate) fn bundle_label(text: &str) -> (String, u32) {
     let value = |key: &str| {
         text.lines().find_map(|line| {
             let (k, v) = line.split_once('=')?;
@@ -1295,7 +1293,7 @@ fn bundle_label(text: &str) -> (String, u32) {
 }
 
 /// The policy of every loaded bundle plus `bundle`.
-fn rebuild(sources: &BTreeMap<(String, u32), String>, bundle: Bundle) -> Result<(Policy, (String, u32)), String> {
+pub fn rebuild(sources: &BTreeMap<(String, u32), String>, bundle: Bundle) -> Result<(Policy, (String, u32)), String> {
     let key = (bundle.name.clone(), bundle.version);
     if let Some(existing) = sources.get(&key)
         && *existing != bundle.source
@@ -1315,7 +1313,7 @@ fn rebuild(sources: &BTreeMap<(String, u32), String>, bundle: Bundle) -> Result<
 
 /// A line diff: ` ` kept, `-` removed, `+` added, by longest common subsequence (bundles are
 /// small; the table is bounded by [`BUNDLE_BYTES_MAX`] lines squared in the worst case).
-pub fn line_diff(before: &str, after: &str) -> String {
+pub(crate) fn line_diff(before: &str, after: &str) -> String {
     let a: Vec<&str> = before.lines().collect();
     let b: Vec<&str> = after.lines().collect();
     let mut table = vec![vec![0u32; b.len() + 1]; a.len() + 1];
@@ -1342,462 +1340,9 @@ pub fn line_diff(before: &str, after: &str) -> String {
     out
 }
 
-fn analyst(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn analyst(caller: &Caller) -> Result<(), Error> {
     need_scope(caller, Scopes::READ)?;
     need_role(caller, &[Role::Operator, Role::Analyst])
-}
-
-/// An account's monthly spending limit.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MonthlyLimit {
-    /// Most the account may pay in a calendar month (UTC), minor units; `"0"` blocks every
-    /// payment; `null` removes the limit.
-    pub limit: Option<String>,
-}
-
-/// Set or remove an account's monthly spending limit (its owner, or the operator). The shipped
-/// holder-caps bundle blocks a payment that would take the month over it (and the Korean
-/// carrier bundle applies it as the subscriber's own limit).
-#[utoipa::path(post, path = "/v1/accounts/{id}/monthly-limit", tag = "risk", request_body = MonthlyLimit,
-    params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, body = MonthlyLimit), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn set_monthly_limit(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<String>,
-    crate::ApiJson(body): crate::ApiJson<MonthlyLimit>,
-) -> Result<Json<MonthlyLimit>, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    let account_id = crate::dto::path_id(&id)?;
-    {
-        let ledger = crate::read_ledger(&state);
-        let account = crate::ledger_routes::visible_account(&caller, &ledger, account_id)?;
-        if caller.role != Role::Operator && !crate::authz::owns(&caller, account) {
-            return Err(ApiError::Forbidden("only the account's owner sets its monthly limit".into()));
-        }
-    }
-    let limit = match &body.limit {
-        None => None,
-        Some(text) => Some(
-            obol_core::money::Amount::parse(text)
-                .map_err(|e| ApiError::InvalidAmount { field: "limit".into(), reason: e.to_string() })?
-                .0,
-        ),
-    };
-    let key = format!("{LIMIT_PREFIX}{account_id}");
-    let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
-    state.engine.put(&key, stored).await?;
-    let mut limits = lock(&state.risk.limits);
-    match limit {
-        Some(limit) => limits.insert(account_id, limit),
-        None => limits.remove(&account_id),
-    };
-    Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
-}
-
-/// Query of the review list.
-#[derive(Deserialize, IntoParams)]
-pub struct ReviewQuery {
-    /// `pending` (default), `approved`, `declined` or `all`.
-    pub status: Option<String>,
-    /// At most this many (default 100, at most 500).
-    pub limit: Option<usize>,
-}
-
-/// A page of reviews.
-#[derive(Serialize, ToSchema)]
-pub struct ReviewPage {
-    /// Reviews, oldest first.
-    pub items: Vec<ReviewDto>,
-}
-
-/// The review queue (analysts and operators).
-#[utoipa::path(get, path = "/v1/risk/reviews", tag = "risk", params(ReviewQuery),
-    responses((status = 200, body = ReviewPage), (status = 400, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn list_reviews(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<ReviewPage>, ApiError> {
-    analyst(&caller)?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let status = query.status.unwrap_or_else(|| "pending".into());
-    if !["pending", "approved", "declined", "all"].contains(&status.as_str()) {
-        return Err(ApiError::InvalidQuery("status must be pending, approved, declined or all".into()));
-    }
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > REVIEWS_PAGE_MAX {
-        return Err(ApiError::InvalidQuery(format!("limit must be 1 to {REVIEWS_PAGE_MAX}")));
-    }
-    let reviews = lock(&state.risk.reviews);
-    let items = reviews
-        .values()
-        .filter(|r| status == "all" || r.review.status == status)
-        .take(limit)
-        .map(|r| r.review.clone())
-        .collect();
-    Ok(Json(ReviewPage { items }))
-}
-
-/// One review, with exact Shapley values of its score.
-#[utoipa::path(get, path = "/v1/risk/reviews/{id}", tag = "risk",
-    params(("id" = String, Path, description = "Review id")),
-    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn get_review(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<ReviewDto>, ApiError> {
-    analyst(&caller)?;
-    let reviews = lock(&state.risk.reviews);
-    reviews.get(&id).map(|r| Json(r.review.clone())).ok_or(ApiError::ReviewNotFound(id))
-}
-
-/// An analyst's decision on a review.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewDecision {
-    /// `approve` (the held request runs as first asked) or `decline` (it never runs; a paused
-    /// tab is settled).
-    pub decision: String,
-    /// Why, for the record.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-/// Approve or decline a held request. Deciding twice is refused.
-#[utoipa::path(post, path = "/v1/risk/reviews/{id}/decision", tag = "risk", request_body = ReviewDecision,
-    params(("id" = String, Path, description = "Review id")),
-    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn decide_review(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<String>,
-    crate::ApiJson(body): crate::ApiJson<ReviewDecision>,
-) -> Result<Json<ReviewDto>, ApiError> {
-    // Deciding runs (or kills) a payment: a change, so it needs `manage`, as a policy change does;
-    // a read-only analyst key looks at the queue and decides nothing.
-    need_scope(&caller, Scopes::MANAGE)?;
-    analyst(&caller)?;
-    let approve = match body.decision.as_str() {
-        "approve" => true,
-        "decline" => false,
-        other => return Err(ApiError::InvalidField(format!("decision: {other:?} is not approve or decline"))),
-    };
-    if body.note.as_ref().is_some_and(|n| n.len() > 2_000) {
-        return Err(ApiError::InvalidField("note: at most 2,000 bytes".into()));
-    }
-    // Claim the review first, so two analysts cannot both run it.
-    let mut stored = {
-        let mut reviews = lock(&state.risk.reviews);
-        let stored = reviews.get_mut(&id).ok_or_else(|| ApiError::ReviewNotFound(id.clone()))?;
-        if stored.review.status != "pending" {
-            return Err(ApiError::ReviewDecided(id.clone(), stored.review.status.clone()));
-        }
-        // Until the decision is durable the review is `deciding`: a retry meets it as still
-        // held, and no second analyst can claim it.
-        stored.review.status = DECIDING.into();
-        let mut claimed = stored.clone();
-        claimed.review.status = if approve { "approved" } else { "declined" }.into();
-        claimed
-    };
-    let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
-    // The approval is journaled in the same record as the held operation: a crash leaves either
-    // a pending review and nothing run, or an approved one and the operation run, never a
-    // pending review whose money moved.
-    let approval = if approve && stored.runs {
-        let mut deciding = stored.clone();
-        deciding.review.outcome = Some(vec!["running".to_string()]);
-        let bytes = serde_json::to_vec(&deciding).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Some(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes })
-    } else {
-        None
-    };
-    let outcome = match (approve, stored.review.kind.as_str()) {
-        (true, "tab_checkpoint") => vec!["resumed".to_string()],
-        (false, "tab_checkpoint") => {
-            let tab_id = tab_id.ok_or_else(|| ApiError::Internal("a checkpoint review without its tab".into()))?;
-            let command =
-                obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: crate::tab_routes::random_id() };
-            match crate::tab_routes::run_tab(&state, command).await {
-                Ok(result) => vec![format!("settled: {result:?}")],
-                Err(error) => vec![format!("settle failed: {}", error.code())],
-            }
-        }
-        // The client was told 402 and got nothing: approval runs nothing now, it lets the
-        // payer's retry of the same payment through.
-        (true, _) if !stored.runs => vec!["allowed: runs when the payer retries it".to_string()],
-        (true, _) => match run_held(&state, &stored, approval).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                // Nothing ran: the review stays open for another try.
-                if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
-                    open.review.status = "pending".into();
-                }
-                let reopened = lock(&state.risk.reviews).get(&id).and_then(|open| serde_json::to_vec(open).ok());
-                if let Some(bytes) = reopened {
-                    let _ = state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await;
-                }
-                return Err(error);
-            }
-        },
-        (false, _) => Vec::new(),
-    };
-    stored.review.decided_by = Some(caller.principal_id.to_string());
-    stored.review.decided_ns = Some(now_ns().to_string());
-    stored.review.note = body.note;
-    stored.review.outcome = Some(outcome);
-    let bytes = serde_json::to_vec(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
-    if let Some(tab) = tab_id {
-        lock(&state.risk.paused).remove(&tab);
-    }
-    lock(&state.risk.reviews).insert(id, stored.clone());
-    metrics::counter!("obol_risk_reviews_decided_total", "decision" => body.decision).increment(1);
-    Ok(Json(stored.review))
-}
-
-/// The caller a held request came from, as it stands now: the principal must still be active,
-/// and the credential it used (API key or device) still usable and its own. An approval never
-/// runs a payment on authority its payer has lost while it waited (a revoked device, a
-/// suspended holder, a revoked key).
-fn caller_now(state: &AppState, stored: &StoredReview) -> Result<Caller, ApiError> {
-    let ledger = crate::read_ledger(state);
-    let principal_id =
-        stored.review.principal_id.parse::<u128>().map_err(|_| ApiError::Internal("a review's principal".into()))?;
-    let principal = ledger.identity().principal(principal_id).ok_or(ApiError::PrincipalNotFound(principal_id))?;
-    if principal.status != obol_core::identity::Status::Active {
-        return Err(ApiError::PrincipalSuspended);
-    }
-    let via = stored.via.as_deref().unwrap_or("");
-    let (via, scopes) = if let Some(device_id) = via.strip_prefix("device:") {
-        let device_id = device_id.parse::<u128>().map_err(|_| ApiError::Internal("a review's device".into()))?;
-        let device = ledger.identity().device(device_id).ok_or(ApiError::DeviceNotFound(device_id))?;
-        if device.status != obol_core::identity::Status::Active || device.holder_id != principal_id {
-            return Err(ApiError::TabRejected(obol_core::channel::PayReject::DeviceInactive));
-        }
-        (Via::Device(device_id), Scopes(Scopes::READ | Scopes::PAY))
-    } else if let Some(key_id) = via.strip_prefix("key:") {
-        let key = ledger.identity().key(key_id).ok_or_else(|| ApiError::KeyNotFound(key_id.to_string()))?;
-        if !key.usable_at(now_ns()) || key.principal_id != principal_id {
-            return Err(ApiError::Forbidden("the key that asked for this payment was revoked or expired".into()));
-        }
-        (Via::ApiKey(key_id.to_string()), key.scopes)
-    } else {
-        (Via::ApiKey(String::new()), Scopes(Scopes::READ | Scopes::PAY))
-    };
-    Ok(Caller { principal_id, role: principal.role, scopes, via, peer: None })
-}
-
-/// Runs a held operation as it was first asked, after checking again that its payer may still
-/// make it (authorization, a device's limits, charged for the day as any payment is); answers
-/// the ledger's result per operation, or `refused: <code>` when the payer no longer may.
-use obol_core::ledger::CreateTransferResult;
-
-async fn run_held(
-    state: &AppState,
-    stored: &StoredReview,
-    mut approval: Option<obol_core::table::Put>,
-) -> Result<Vec<String>, ApiError> {
-    let bytes =
-        Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
-    let record = Record::decode(&bytes).map_err(|e| ApiError::Internal(format!("a held operation: {e}")))?;
-    let caller = match caller_now(state, stored) {
-        Ok(caller) => caller,
-        Err(error) => return Ok(vec![format!("refused: {}", error.code())]),
-    };
-    let mut outcome = Vec::new();
-    for op in record.ops {
-        let op = match op {
-            Op::CreateTransfers(events) => {
-                let allowed = crate::ledger_routes::authorize_moves(&crate::read_ledger(state), &caller, &events);
-                if let Err(error) = allowed {
-                    outcome.push(format!("refused: {}", error.code()));
-                    continue;
-                }
-                // Run as the payment it was: under the device's limits, counted for the payer.
-                crate::ledger_routes::payment_op(&caller, events, false)
-            }
-            other => other,
-        };
-        // The first operation that runs carries the approval in its record; a batch that fills a
-        // record by itself is preceded by the approval's own record instead (a crash between
-        // the two moved nothing, and the restart finds the review final as a refusal:
-        // `settle_interrupted`).
-        let result = match approval.take() {
-            Some(put) if op.len() < obol_core::codec::RECORD_EVENTS_MAX => {
-                state.engine.execute_together(vec![Op::Put(put), op]).await?.pop()
-            }
-            Some(put) => {
-                state.engine.execute(Op::Put(put)).await?;
-                Some(state.engine.execute(op).await?)
-            }
-            None => Some(state.engine.execute(op).await?),
-        };
-        let Some(result) = result else { return Err(ApiError::Internal("a held operation had no result".into())) };
-        match result {
-            OpResults::Transfers(results)
-                if !results.is_empty() && results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) =>
-            {
-                outcome.push("refused: device_limit_exceeded".into());
-            }
-            OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
-            OpResults::Tab(result) => outcome.push(crate::tab_routes::tab_result_code(&result)),
-            OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => outcome.push("unexpected".into()),
-        }
-    }
-    Ok(outcome)
-}
-
-/// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
-/// declined (fraud) or 0 when approved, and obol's streaming features in their order, so that
-/// `obol risk train --data FILE --map time=time_s,label=label --features rest` trains a model
-/// the server can load (`--risk-model`).
-#[utoipa::path(get, path = "/v1/risk/labels", tag = "risk",
-    responses((status = 200, description = "CSV", content_type = "text/csv")),
-    security(("bearer" = [])))]
-pub async fn labels(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
-    analyst(&caller)?;
-    let mut csv = String::from("time_s,label");
-    for name in FEATURE_NAMES {
-        csv.push(',');
-        csv.push_str(name);
-    }
-    csv.push('\n');
-    let reviews = lock(&state.risk.reviews);
-    for stored in reviews.values().filter(|r| r.review.status != "pending") {
-        let review = &stored.review;
-        let time_s = review.created_ns.parse::<u64>().unwrap_or(0) / 1_000_000_000;
-        let label = u8::from(review.status == "declined");
-        csv.push_str(&format!("{time_s},{label}"));
-        for name in FEATURE_NAMES {
-            csv.push_str(&format!(",{}", review.features.get(name).copied().unwrap_or(0.0)));
-        }
-        csv.push('\n');
-    }
-    let mut response = csv.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    Ok(response)
-}
-
-/// The policy in force.
-#[utoipa::path(get, path = "/v1/risk/policy", tag = "risk",
-    responses((status = 200, body = PolicyDto)), security(("bearer" = [])))]
-pub async fn get_policy(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<PolicyDto>, ApiError> {
-    analyst(&caller)?;
-    let engine = lock(&state.risk.engine);
-    let now_s = now_ns() / 1_000_000_000;
-    Ok(Json(PolicyDto {
-        generation: engine.policy_generation(),
-        in_force: engine
-            .policy()
-            .in_force(now_s)
-            .iter()
-            .map(|b| BundleDto {
-                name: b.name.clone(),
-                version: b.version,
-                effective_from_s: b.effective_from_s,
-                description: b.description.clone(),
-                rules: b.rules.iter().map(|r| r.id.clone()).collect(),
-            })
-            .collect(),
-        shadow: engine.shadow_report(now_s).is_some(),
-        directory: state.risk.directory().map(|d| d.display().to_string()),
-        decided: engine.decided(),
-    }))
-}
-
-/// Where to put a submitted bundle.
-#[derive(Deserialize, IntoParams)]
-pub struct SubmitQuery {
-    /// `true`: run it in shadow beside the live policy instead of making it live.
-    pub shadow: Option<bool>,
-}
-
-/// Submit a policy bundle (TOML, as the body): it goes live at once (from its effective time),
-/// or with `?shadow=true` runs in shadow. A bundle that does not compile is refused with the
-/// reason, and the live policy stays. Every submission is recorded.
-#[utoipa::path(post, path = "/v1/risk/policy", tag = "risk", request_body(content = String, content_type = "text/plain", description = "The bundle, TOML"),
-    params(SubmitQuery),
-    responses((status = 201, body = PolicyChangeDto), (status = 422, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn submit_policy(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    need_role(&caller, &[Role::Operator, Role::Analyst])?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    if body.len() > BUNDLE_BYTES_MAX {
-        return Err(ApiError::InvalidField(format!("a bundle is at most {BUNDLE_BYTES_MAX} bytes")));
-    }
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidField("the bundle is not UTF-8".into()))?;
-    let who = format!("principal:{}", caller.principal_id);
-    match state.risk.submit_bundle(&state, &who, text, query.shadow.unwrap_or(false)).await {
-        Ok(change) => Ok((StatusCode::CREATED, Json(change)).into_response()),
-        Err((error, _)) => Err(error),
-    }
-}
-
-/// Query of the change list.
-#[derive(Deserialize, IntoParams)]
-pub struct ChangesQuery {
-    /// Only changes after this sequence number.
-    pub after: Option<u64>,
-}
-
-/// Every policy change (who, what, when, diff), oldest first.
-#[utoipa::path(get, path = "/v1/risk/policy/changes", tag = "risk", params(ChangesQuery),
-    responses((status = 200, body = [PolicyChangeDto])), security(("bearer" = [])))]
-pub async fn policy_changes(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<PolicyChangeDto>>, ApiError> {
-    need_scope(&caller, Scopes::READ)?;
-    need_role(&caller, &[Role::Operator, Role::Analyst, Role::Auditor])?;
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    let after = query.after.unwrap_or(0);
-    Ok(Json(lock(&state.risk.changes).iter().filter(|c| c.seq > after).cloned().collect()))
-}
-
-/// The shadow run's report: where the candidate would have decided otherwise.
-#[utoipa::path(get, path = "/v1/risk/shadow", tag = "risk",
-    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn get_shadow(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<ShadowDto>, ApiError> {
-    analyst(&caller)?;
-    let report = lock(&state.risk.engine).shadow_report(now_ns() / 1_000_000_000);
-    report.map(|r| Json(ShadowDto::from(r))).ok_or(ApiError::NoShadow)
-}
-
-/// Stop the shadow run; answers its final report.
-#[utoipa::path(delete, path = "/v1/risk/shadow", tag = "risk",
-    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn stop_shadow(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<ShadowDto>, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    need_role(&caller, &[Role::Operator, Role::Analyst])?;
-    let who = format!("principal:{}", caller.principal_id);
-    state.risk.stop_shadow(&state, &who).await?.map(Json).ok_or(ApiError::NoShadow)
 }
 
 #[cfg(test)]

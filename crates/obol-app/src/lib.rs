@@ -1,0 +1,119 @@
+//! obol's application layer: every use case a shell offers (open a tab, pay by transfer,
+//! voucher, tick or x402 `exact`, top up, settle, step-up, review decisions, policy changes,
+//! identity changes) as one pipeline: authenticate (the shell hands over a [`auth::Caller`]) ->
+//! authorize ([`authz`]) -> decide (risk, limits, step-up) -> one atomic record through the
+//! engine -> answer -> effects after commit.
+//!
+//! **Architecture Invariant:** nothing here names HTTP. The shells (obol-http, the simulator)
+//! parse their input, call one function of this crate and map its answer; the one
+//! [`error::Error`] names what failed, and the HTTP shell alone picks a status for it.
+//!
+//! **API Boundary:** [`App`] is the state every use case shares; the modules are the use cases.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod authz;
+pub mod error;
+pub mod identity;
+pub mod passkeys;
+pub mod reviews;
+pub mod risk;
+pub mod stepup;
+pub mod tabs;
+pub mod transfers;
+pub mod vault;
+pub mod verifier;
+pub mod x402;
+
+use std::sync::Arc;
+
+use obol_store::Engine;
+
+pub use crate::error::Error;
+
+/// What every use case shares: the engine and the services around it.
+#[derive(Clone)]
+pub struct App {
+    /// The ledger engine.
+    pub engine: Engine,
+    /// Checks API keys.
+    pub auth: Arc<auth::Authenticator>,
+    /// Seals TOTP seeds.
+    pub vault: Arc<vault::Vault>,
+    /// Step-up challenges and known payees.
+    pub step_up: Arc<stepup::StepUp>,
+    /// The WebAuthn relying party and ceremonies in flight.
+    pub passkeys: Arc<passkeys::Passkeys>,
+    /// This server's x402 network id, `obol:<instance-id>`.
+    pub x402_network: Arc<str>,
+    /// What every voucher, commitment and `exact` authorization here is signed for: the hash
+    /// of `x402_network`.
+    pub network: obol_core::channel::Network,
+    /// Checks voucher signatures in batches.
+    pub verifier: verifier::Verifier,
+    /// Decides payments; holds the review queue and the live policy.
+    pub risk: Arc<risk::Risk>,
+}
+
+impl App {
+    /// The use cases over `engine`, with secrets sealed by `vault`, passkeys for `passkeys`, a
+    /// network of its own (drawn at random until [`App::with_instance_id`]) and risk off.
+    pub fn new(engine: Engine, vault: vault::Vault, passkeys: passkeys::Passkeys) -> App {
+        // A network of its own until told otherwise: two embedded servers never share one.
+        let network_id = format!("obol:{:016x}", rand::random::<u64>());
+        let network = obol_core::channel::Network::named(&network_id);
+        App {
+            engine,
+            auth: Arc::new(auth::Authenticator::new()),
+            vault: Arc::new(vault),
+            step_up: Arc::default(),
+            passkeys: Arc::new(passkeys),
+            x402_network: Arc::from(network_id),
+            network,
+            verifier: verifier::Verifier::start(network),
+            risk: Arc::new(risk::Risk::off()),
+        }
+    }
+
+    /// Sets the network id to `obol:<instance_id>` (1 to 32 letters, digits, `-` or `_`).
+    pub fn with_instance_id(mut self, instance_id: &str) -> Result<App, String> {
+        check_instance_id(instance_id)?;
+        self.x402_network = Arc::from(format!("obol:{instance_id}"));
+        self.network = obol_core::channel::Network::named(&self.x402_network);
+        self.verifier = verifier::Verifier::start(self.network);
+        Ok(self)
+    }
+
+    /// The ledger as applied so far (hence durable).
+    pub fn ledger(&self) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
+        read_ledger(self)
+    }
+}
+
+/// Whether `instance_id` may name a network: 1 to 32 letters, digits, `-` or `_`.
+pub fn check_instance_id(instance_id: &str) -> Result<(), String> {
+    let valid = (1..=32).contains(&instance_id.len())
+        && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid { Ok(()) } else { Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'")) }
+}
+
+/// Wall-clock time, ns since the Unix epoch (key expiry is wall-clock time).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The ledger as applied so far, whatever a panicking reader left.
+pub fn read_ledger(app: &App) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
+    app.engine.ledger().read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A canonical decimal id (1 to 2^128-2) in `field`.
+pub fn parse_id(field: &str, text: &str) -> Result<u128, Error> {
+    obol_core::money::parse_digits(text)
+        .map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
+}
+
+/// A fresh id for something the server creates itself (a tab's escrow, a settlement).
+pub fn random_id() -> u128 {
+    (rand::random::<u128>() >> 2).max(2)
+}

@@ -1,0 +1,239 @@
+//! Passkeys (WebAuthn, via webauthn-rs): registration and authentication ceremonies through the
+//! API. Authentication always requires user verification; a signature counter that goes
+//! backwards marks the credential as cloned and disables it. A passkey approves step-up
+//! challenges like a TOTP code does, through `POST /v1/challenges/{id}/approve`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid,
+    Webauthn, WebauthnBuilder, WebauthnError,
+};
+
+use crate::auth::{Caller, Via};
+use crate::authz::need_scope;
+use crate::error::Error;
+use crate::identity::run_identity;
+use crate::{App, now_ns, read_ledger};
+use obol_core::identity::{IdentityCommand, IdentityResult, Scopes};
+
+/// How long a ceremony may take between start and finish.
+pub(crate) const CEREMONY_TTL_NS: u64 = 300 * 1_000_000_000;
+/// Most ceremonies in flight.
+pub(crate) const CEREMONIES_MAX: usize = 10_000;
+/// Most ceremonies in flight per principal: one principal cannot fill the table for everyone.
+pub(crate) const CEREMONIES_PER_PRINCIPAL_MAX: usize = 8;
+
+pub(crate) enum CeremonyState {
+    Register(Box<PasskeyRegistration>),
+    Authenticate { challenge_id: String, state: Box<PasskeyAuthentication> },
+}
+
+pub(crate) struct Ceremony {
+    principal_id: u128,
+    expires_ns: u64,
+    state: CeremonyState,
+}
+
+/// The relying party and the ceremonies in flight (in memory: a restart ends them).
+pub struct Passkeys {
+    webauthn: Webauthn,
+    ceremonies: Mutex<HashMap<String, Ceremony>>,
+}
+
+impl Passkeys {
+    /// A relying party `rp_id` (a domain, e.g. `localhost` or `pay.example.com`) whose pages run at
+    /// `origin` (any port of it is accepted).
+    pub fn new(rp_id: &str, origin: &str) -> Result<Passkeys, String> {
+        let origin = Url::parse(origin).map_err(|e| format!("invalid WebAuthn origin {origin:?}: {e}"))?;
+        let webauthn = WebauthnBuilder::new(rp_id, &origin)
+            .and_then(|b| b.rp_name("obol").allow_any_port(true).build())
+            .map_err(|e| format!("WebAuthn relying party {rp_id:?} at {origin}: {e}"))?;
+        Ok(Passkeys { webauthn, ceremonies: Mutex::new(HashMap::new()) })
+    }
+
+    fn start(&self, principal_id: u128, state: CeremonyState) -> Result<String, Error> {
+        let now = now_ns();
+        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        let open_of = |ceremonies: &HashMap<String, Ceremony>| {
+            ceremonies.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now).count()
+        };
+        if open_of(&ceremonies) >= CEREMONIES_PER_PRINCIPAL_MAX {
+            return Err(Error::RateLimited(CEREMONY_TTL_NS / 1_000_000_000));
+        }
+        if ceremonies.len() >= CEREMONIES_MAX {
+            ceremonies.retain(|_, c| c.expires_ns > now);
+            if ceremonies.len() >= CEREMONIES_MAX {
+                return Err(Error::Overloaded);
+            }
+        }
+        let mut id = [0u8; 16];
+        rand::fill(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        ceremonies.insert(id.clone(), Ceremony { principal_id, expires_ns: now + CEREMONY_TTL_NS, state });
+        Ok(id)
+    }
+
+    /// Takes a ceremony (each is used once) if it belongs to `principal_id` and is still open.
+    fn take(&self, id: &str, principal_id: u128) -> Result<CeremonyState, Error> {
+        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        match ceremonies.remove(id) {
+            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns() => Ok(c.state),
+            _ => Err(Error::InvalidField(format!("passkey ceremony {id} is unknown, expired or already used"))),
+        }
+    }
+}
+
+pub(crate) fn stored_passkeys(state: &App, principal_id: u128) -> Result<Vec<Passkey>, Error> {
+    let ledger = read_ledger(state);
+    let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
+    principal
+        .usable_passkeys()
+        .map(|record| {
+            serde_json::from_slice(&record.data).map_err(|e| Error::Internal(format!("stored passkey unreadable: {e}")))
+        })
+        .collect()
+}
+
+pub(crate) fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(format!("WebAuthn options: {e}")))
+}
+
+/// How a passkey assertion went.
+pub(crate) enum AssertionOutcome {
+    /// Verified with user verification; the stored counter is updated.
+    Verified,
+    /// Not verified (wrong credential, no user verification, bad signature).
+    Failed,
+    /// The counter went backwards: the credential is disabled.
+    CloneSuspected,
+}
+
+/// Verifies `assertion` for challenge `challenge_id` and keeps the stored credential current.
+pub(crate) async fn verify_assertion(
+    state: &App,
+    principal_id: u128,
+    challenge_id: &str,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<AssertionOutcome, Error> {
+    let CeremonyState::Authenticate { challenge_id: bound, state: authentication } =
+        state.passkeys.take(ceremony_id, principal_id)?
+    else {
+        return Err(Error::InvalidField("that ceremony is not an assertion".into()));
+    };
+    if bound != challenge_id {
+        return Err(Error::InvalidField("that passkey ceremony belongs to another challenge".into()));
+    }
+    let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential) else {
+        return Ok(AssertionOutcome::Failed);
+    };
+    match state.passkeys.webauthn.finish_passkey_authentication(&credential, &authentication) {
+        Ok(result) if result.user_verified() => {
+            let mut passkeys = stored_passkeys(state, principal_id)?;
+            if let Some(passkey) = passkeys.iter_mut().find(|p| p.cred_id() == result.cred_id())
+                && passkey.update_credential(&result) == Some(true)
+            {
+                let data = serde_json::to_vec(&*passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
+                let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+                run_identity(state, IdentityCommand::PutPasskey { principal_id, credential_id, data }).await?;
+            }
+            Ok(AssertionOutcome::Verified)
+        }
+        Ok(_) => Ok(AssertionOutcome::Failed),
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            let credential_id = AsRef::<[u8]>::as_ref(&credential.raw_id).to_vec();
+            run_identity(state, IdentityCommand::DisablePasskey { principal_id, credential_id }).await?;
+            Ok(AssertionOutcome::CloneSuspected)
+        }
+        Err(_) => Ok(AssertionOutcome::Failed),
+    }
+}
+
+/// Starts registering a passkey for the caller itself (`principal_id`), with its current
+/// factor's approval once it has one: answers the ceremony id and the options for
+/// `navigator.credentials.create`.
+pub async fn start_registration(
+    state: &App,
+    caller: &Caller,
+    principal_id: u128,
+    approval: Option<&str>,
+) -> Result<(String, serde_json::Value), Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
+        return Err(Error::PrincipalNotFound(principal_id));
+    }
+    {
+        // Adding a factor, like replacing TOTP, needs a current one once there is any.
+        let ledger = read_ledger(state);
+        let approval = approval;
+        state.step_up.check_change(&ledger, principal_id, "add_passkey", &principal_id.to_le_bytes(), approval)?;
+    }
+    let name = read_ledger(state)
+        .identity()
+        .principal(principal_id)
+        .map(|p| p.name.clone())
+        .ok_or(Error::PrincipalNotFound(principal_id))?;
+    let exclude: Vec<_> = stored_passkeys(state, principal_id)?.iter().map(|p| p.cred_id().clone()).collect();
+    let (options, registration) = state
+        .passkeys
+        .webauthn
+        .start_passkey_registration(Uuid::from_u128(principal_id), &name, &name, Some(exclude))
+        .map_err(|e| Error::Internal(format!("WebAuthn registration start: {e}")))?;
+    let ceremony_id = state.passkeys.start(principal_id, CeremonyState::Register(Box::new(registration)))?;
+    Ok((ceremony_id, to_value(&options)?))
+}
+
+/// Finishes registering a passkey with the authenticator's answer; answers its credential id.
+pub async fn finish_registration(
+    state: &App,
+    caller: &Caller,
+    principal_id: u128,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<Vec<u8>, Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    if caller.principal_id != principal_id {
+        return Err(Error::PrincipalNotFound(principal_id));
+    }
+    let CeremonyState::Register(registration) = state.passkeys.take(ceremony_id, principal_id)? else {
+        return Err(Error::InvalidField("that ceremony is not a registration".into()));
+    };
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
+        .map_err(|e| Error::InvalidField(format!("credential is not a WebAuthn registration: {e}")))?;
+    let passkey = state
+        .passkeys
+        .webauthn
+        .finish_passkey_registration(&credential, &registration)
+        .map_err(|e| Error::InvalidField(format!("the passkey registration did not verify: {e}")))?;
+    let data = serde_json::to_vec(&passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
+    let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+    let command = IdentityCommand::PutPasskey { principal_id, credential_id: credential_id.clone(), data };
+    match run_identity(state, command).await? {
+        IdentityResult::Ok => {}
+        other => return Err(Error::IdentityRejected(other)),
+    }
+    Ok(credential_id)
+}
+
+/// Starts a passkey assertion that approves step-up challenge `challenge_id`: answers the
+/// ceremony id and the options for `navigator.credentials.get`.
+pub fn start_assertion(state: &App, caller: &Caller, challenge_id: &str) -> Result<(String, serde_json::Value), Error> {
+    need_scope(caller, Scopes::PAY)?;
+    state.step_up.challenge_for(challenge_id, caller.principal_id)?;
+    let passkeys = stored_passkeys(state, caller.principal_id)?;
+    if passkeys.is_empty() {
+        return Err(Error::IdentityRejected(IdentityResult::FactorNotEnrolled));
+    }
+    let (options, authentication) = state
+        .passkeys
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| Error::Internal(format!("WebAuthn authentication start: {e}")))?;
+    let ceremony =
+        CeremonyState::Authenticate { challenge_id: challenge_id.to_string(), state: Box::new(authentication) };
+    let ceremony_id = state.passkeys.start(caller.principal_id, ceremony)?;
+    Ok((ceremony_id, to_value(&options)?))
+}

@@ -1,0 +1,336 @@
+//! The analyst's and the account owner's use cases of the risk engine: the review queue and its
+//! decisions (an approval runs the held request as first asked, in the same record as the
+//! decision), training labels, the policy in force, submissions and the shadow run, and monthly
+//! limits.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use obol_core::codec::{Op, Record};
+use obol_core::identity::{Role, Scopes};
+use obol_core::ledger::{CreateTransferResult, OpResults};
+use obol_risk::features::FEATURE_NAMES;
+
+use crate::auth::{Caller, Via};
+use crate::authz::{need_role, need_scope};
+use crate::error::Error;
+use crate::risk::*;
+use crate::{App, now_ns, read_ledger};
+
+/// Sets (`Some`) or removes (`None`) an account's monthly spending limit, as its owner or the
+/// operator; answers the limit now in force.
+pub async fn set_monthly_limit(
+    state: &App,
+    caller: &Caller,
+    account_id: u128,
+    limit: Option<u128>,
+) -> Result<Option<u128>, Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    {
+        let ledger = read_ledger(state);
+        let account = crate::transfers::visible_account(caller, &ledger, account_id)?;
+        if caller.role != Role::Operator && !crate::authz::owns(caller, account) {
+            return Err(Error::Forbidden("only the account's owner sets its monthly limit".into()));
+        }
+    }
+    let key = format!("{LIMIT_PREFIX}{account_id}");
+    let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
+    state.engine.put(&key, stored).await?;
+    let mut limits = lock(&state.risk.limits);
+    match limit {
+        Some(limit) => limits.insert(account_id, limit),
+        None => limits.remove(&account_id),
+    };
+    Ok(limit)
+}
+
+/// The review queue, oldest first: reviews in `status` (`pending`, `approved`, `declined` or
+/// `all`), at most `limit` (1 to [`REVIEWS_PAGE_MAX`]).
+pub fn reviews(state: &App, caller: &Caller, status: &str, limit: usize) -> Result<Vec<ReviewDto>, Error> {
+    analyst(caller)?;
+    if !["pending", "approved", "declined", "all"].contains(&status) {
+        return Err(Error::InvalidQuery("status must be pending, approved, declined or all".into()));
+    }
+    if limit == 0 || limit > REVIEWS_PAGE_MAX {
+        return Err(Error::InvalidQuery(format!("limit must be 1 to {REVIEWS_PAGE_MAX}")));
+    }
+    let reviews = lock(&state.risk.reviews);
+    Ok(reviews
+        .values()
+        .filter(|r| status == "all" || r.review.status == status)
+        .take(limit)
+        .map(|r| r.review.clone())
+        .collect())
+}
+
+/// One review.
+pub fn review(state: &App, caller: &Caller, id: &str) -> Result<ReviewDto, Error> {
+    analyst(caller)?;
+    let reviews = lock(&state.risk.reviews);
+    reviews.get(id).map(|r| r.review.clone()).ok_or_else(|| Error::ReviewNotFound(id.to_string()))
+}
+
+/// Approves (`approve`) or declines a held request, once. Approval runs it as first asked,
+/// journaled in the same record as the decision; a decline never runs it (a paused tab is
+/// settled).
+pub async fn decide_review(
+    state: &App,
+    caller: &Caller,
+    id: String,
+    approve: bool,
+    note: Option<String>,
+) -> Result<ReviewDto, Error> {
+    // Deciding runs (or kills) a payment: a change, so it needs `manage`, as a policy change does;
+    // a read-only analyst key looks at the queue and decides nothing.
+    need_scope(caller, Scopes::MANAGE)?;
+    analyst(caller)?;
+    if note.as_ref().is_some_and(|n| n.len() > 2_000) {
+        return Err(Error::InvalidField("note: at most 2,000 bytes".into()));
+    }
+    // Claim the review first, so two analysts cannot both run it.
+    let mut stored = {
+        let mut reviews = lock(&state.risk.reviews);
+        let stored = reviews.get_mut(&id).ok_or_else(|| Error::ReviewNotFound(id.clone()))?;
+        if stored.review.status != "pending" {
+            return Err(Error::ReviewDecided(id.clone(), stored.review.status.clone()));
+        }
+        // Until the decision is durable the review is `deciding`: a retry meets it as still
+        // held, and no second analyst can claim it.
+        stored.review.status = DECIDING.into();
+        let mut claimed = stored.clone();
+        claimed.review.status = if approve { "approved" } else { "declined" }.into();
+        claimed
+    };
+    let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
+    // The approval is journaled in the same record as the held operation: a crash leaves either
+    // a pending review and nothing run, or an approved one and the operation run, never a
+    // pending review whose money moved.
+    let approval = if approve && stored.runs {
+        let mut deciding = stored.clone();
+        deciding.review.outcome = Some(vec!["running".to_string()]);
+        let bytes = serde_json::to_vec(&deciding).map_err(|e| Error::Internal(e.to_string()))?;
+        Some(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes })
+    } else {
+        None
+    };
+    let outcome = match (approve, stored.review.kind.as_str()) {
+        (true, "tab_checkpoint") => vec!["resumed".to_string()],
+        (false, "tab_checkpoint") => {
+            let tab_id = tab_id.ok_or_else(|| Error::Internal("a checkpoint review without its tab".into()))?;
+            let command = obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: crate::random_id() };
+            match crate::tabs::run_tab(state, command).await {
+                Ok(result) => vec![format!("settled: {result:?}")],
+                Err(error) => vec![format!("settle failed: {}", error.code())],
+            }
+        }
+        // The client was told 402 and got nothing: approval runs nothing now, it lets the
+        // payer's retry of the same payment through.
+        (true, _) if !stored.runs => vec!["allowed: runs when the payer retries it".to_string()],
+        (true, _) => match run_held(state, &stored, approval).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Nothing ran: the review stays open for another try.
+                if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
+                    open.review.status = "pending".into();
+                }
+                let reopened = lock(&state.risk.reviews).get(&id).and_then(|open| serde_json::to_vec(open).ok());
+                if let Some(bytes) = reopened {
+                    let _ = state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await;
+                }
+                return Err(error);
+            }
+        },
+        (false, _) => Vec::new(),
+    };
+    stored.review.decided_by = Some(caller.principal_id.to_string());
+    stored.review.decided_ns = Some(now_ns().to_string());
+    stored.review.note = note;
+    stored.review.outcome = Some(outcome);
+    let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
+    state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+    if let Some(tab) = tab_id {
+        lock(&state.risk.paused).remove(&tab);
+    }
+    lock(&state.risk.reviews).insert(id, stored.clone());
+    metrics::counter!("obol_risk_reviews_decided_total", "decision" => if approve { "approve" } else { "decline" })
+        .increment(1);
+    Ok(stored.review)
+}
+
+/// The caller a held request came from, as it stands now: the principal must still be active,
+/// and the credential it used (API key or device) still usable and its own. An approval never
+/// runs a payment on authority its payer has lost while it waited (a revoked device, a
+/// suspended holder, a revoked key).
+pub(crate) fn caller_now(state: &App, stored: &StoredReview) -> Result<Caller, Error> {
+    let ledger = read_ledger(state);
+    let principal_id =
+        stored.review.principal_id.parse::<u128>().map_err(|_| Error::Internal("a review's principal".into()))?;
+    let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
+    if principal.status != obol_core::identity::Status::Active {
+        return Err(Error::PrincipalSuspended);
+    }
+    let via = stored.via.as_deref().unwrap_or("");
+    let (via, scopes) = if let Some(device_id) = via.strip_prefix("device:") {
+        let device_id = device_id.parse::<u128>().map_err(|_| Error::Internal("a review's device".into()))?;
+        let device = ledger.identity().device(device_id).ok_or(Error::DeviceNotFound(device_id))?;
+        if device.status != obol_core::identity::Status::Active || device.holder_id != principal_id {
+            return Err(Error::TabRejected(obol_core::channel::PayReject::DeviceInactive));
+        }
+        (Via::Device(device_id), Scopes(Scopes::READ | Scopes::PAY))
+    } else if let Some(key_id) = via.strip_prefix("key:") {
+        let key = ledger.identity().key(key_id).ok_or_else(|| Error::KeyNotFound(key_id.to_string()))?;
+        if !key.usable_at(now_ns()) || key.principal_id != principal_id {
+            return Err(Error::Forbidden("the key that asked for this payment was revoked or expired".into()));
+        }
+        (Via::ApiKey(key_id.to_string()), key.scopes)
+    } else {
+        (Via::ApiKey(String::new()), Scopes(Scopes::READ | Scopes::PAY))
+    };
+    Ok(Caller { principal_id, role: principal.role, scopes, via, peer: None })
+}
+
+/// Runs a held operation as it was first asked, after checking again that its payer may still
+/// make it (authorization, a device's limits, charged for the day as any payment is); answers
+/// the ledger's result per operation, or `refused: <code>` when the payer no longer may.
+pub(crate) async fn run_held(
+    state: &App,
+    stored: &StoredReview,
+    mut approval: Option<obol_core::table::Put>,
+) -> Result<Vec<String>, Error> {
+    let bytes =
+        Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| Error::Internal(format!("a held operation: {e}")))?;
+    let record = Record::decode(&bytes).map_err(|e| Error::Internal(format!("a held operation: {e}")))?;
+    let caller = match caller_now(state, stored) {
+        Ok(caller) => caller,
+        Err(error) => return Ok(vec![format!("refused: {}", error.code())]),
+    };
+    let mut outcome = Vec::new();
+    for op in record.ops {
+        let op = match op {
+            Op::CreateTransfers(events) => {
+                let allowed = crate::transfers::authorize_moves(&read_ledger(state), &caller, &events);
+                if let Err(error) = allowed {
+                    outcome.push(format!("refused: {}", error.code()));
+                    continue;
+                }
+                // Run as the payment it was: under the device's limits, counted for the payer.
+                crate::transfers::payment_op(&caller, events, false)
+            }
+            other => other,
+        };
+        // The first operation that runs carries the approval in its record; a batch that fills a
+        // record by itself is preceded by the approval's own record instead (a crash between
+        // the two moved nothing, and the restart finds the review final as a refusal:
+        // `settle_interrupted`).
+        let result = match approval.take() {
+            Some(put) if op.len() < obol_core::codec::RECORD_EVENTS_MAX => {
+                state.engine.execute_together(vec![Op::Put(put), op]).await?.pop()
+            }
+            Some(put) => {
+                state.engine.execute(Op::Put(put)).await?;
+                Some(state.engine.execute(op).await?)
+            }
+            None => Some(state.engine.execute(op).await?),
+        };
+        let Some(result) = result else { return Err(Error::Internal("a held operation had no result".into())) };
+        match result {
+            OpResults::Transfers(results)
+                if !results.is_empty() && results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) =>
+            {
+                outcome.push("refused: device_limit_exceeded".into());
+            }
+            OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
+            OpResults::Tab(result) => outcome.push(crate::tabs::tab_result_code(&result)),
+            OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => outcome.push("unexpected".into()),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
+/// declined (fraud) or 0 when approved, and obol's streaming features in their order.
+pub fn labels(state: &App, caller: &Caller) -> Result<String, Error> {
+    analyst(caller)?;
+    let mut csv = String::from("time_s,label");
+    for name in FEATURE_NAMES {
+        csv.push(',');
+        csv.push_str(name);
+    }
+    csv.push('\n');
+    let reviews = lock(&state.risk.reviews);
+    for stored in reviews.values().filter(|r| r.review.status != "pending") {
+        let review = &stored.review;
+        let time_s = review.created_ns.parse::<u64>().unwrap_or(0) / 1_000_000_000;
+        let label = u8::from(review.status == "declined");
+        csv.push_str(&format!("{time_s},{label}"));
+        for name in FEATURE_NAMES {
+            csv.push_str(&format!(",{}", review.features.get(name).copied().unwrap_or(0.0)));
+        }
+        csv.push('\n');
+    }
+    Ok(csv)
+}
+
+/// The policy in force.
+pub fn policy(state: &App, caller: &Caller) -> Result<PolicyDto, Error> {
+    analyst(caller)?;
+    let engine = lock(&state.risk.engine);
+    let now_s = now_ns() / 1_000_000_000;
+    Ok(PolicyDto {
+        generation: engine.policy_generation(),
+        in_force: engine
+            .policy()
+            .in_force(now_s)
+            .iter()
+            .map(|b| BundleDto {
+                name: b.name.clone(),
+                version: b.version,
+                effective_from_s: b.effective_from_s,
+                description: b.description.clone(),
+                rules: b.rules.iter().map(|r| r.id.clone()).collect(),
+            })
+            .collect(),
+        shadow: engine.shadow_report(now_s).is_some(),
+        directory: state.risk.directory().map(|d| d.display().to_string()),
+        decided: engine.decided(),
+    })
+}
+
+/// Submits a policy bundle (TOML): live at once from its effective time, or with `shadow` run
+/// beside the live policy. A bundle that does not compile is refused with the reason, and the
+/// live policy stays. Every submission is recorded.
+pub async fn submit_policy(
+    state: &App,
+    caller: &Caller,
+    bundle: &[u8],
+    shadow: bool,
+) -> Result<PolicyChangeDto, Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    need_role(caller, &[Role::Operator, Role::Analyst])?;
+    if bundle.len() > BUNDLE_BYTES_MAX {
+        return Err(Error::InvalidField(format!("a bundle is at most {BUNDLE_BYTES_MAX} bytes")));
+    }
+    let text = std::str::from_utf8(bundle).map_err(|_| Error::InvalidField("the bundle is not UTF-8".into()))?;
+    let who = format!("principal:{}", caller.principal_id);
+    state.risk.submit_bundle(state, &who, text, shadow).await.map_err(|(error, _)| error)
+}
+
+/// Every policy change after sequence number `after` (who, what, when, diff), oldest first.
+pub fn policy_changes(state: &App, caller: &Caller, after: u64) -> Result<Vec<PolicyChangeDto>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    need_role(caller, &[Role::Operator, Role::Analyst, Role::Auditor])?;
+    Ok(lock(&state.risk.changes).iter().filter(|c| c.seq > after).cloned().collect())
+}
+
+/// The shadow run's report: where the candidate would have decided otherwise.
+pub fn shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
+    analyst(caller)?;
+    let report = lock(&state.risk.engine).shadow_report(now_ns() / 1_000_000_000);
+    report.map(ShadowDto::from).ok_or(Error::NoShadow)
+}
+
+/// Stops the shadow run; answers its final report.
+pub async fn stop_shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    need_role(caller, &[Role::Operator, Role::Analyst])?;
+    let who = format!("principal:{}", caller.principal_id);
+    state.risk.stop_shadow(state, &who).await?.ok_or(Error::NoShadow)
+}

@@ -1,0 +1,222 @@
+//! Risk routes: the review queue and its decisions, training labels, the policy in force,
+//! submissions and the shadow run, and monthly limits. Each parses, calls one use case of
+//! `obol_app::reviews`, and maps its answer.
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, body::Bytes};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, Error, Problem};
+use obol_app::auth::Caller;
+
+/// An account's monthly spending limit.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonthlyLimit {
+    /// Most the account may pay in a calendar month (UTC), minor units; `"0"` blocks every
+    /// payment; `null` removes the limit.
+    pub limit: Option<String>,
+}
+
+/// Set or remove an account's monthly spending limit (its owner, or the operator). The shipped
+/// holder-caps bundle blocks a payment that would take the month over it (and the Korean
+/// carrier bundle applies it as the subscriber's own limit).
+#[utoipa::path(post, path = "/v1/accounts/{id}/monthly-limit", tag = "risk", request_body = MonthlyLimit,
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = MonthlyLimit), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_monthly_limit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    ApiJson(body): ApiJson<MonthlyLimit>,
+) -> Result<Json<MonthlyLimit>, ApiError> {
+    let account_id = crate::dto::path_id(&id)?;
+    let limit = match &body.limit {
+        None => None,
+        Some(text) => Some(
+            obol_core::money::Amount::parse(text)
+                .map_err(|e| Error::InvalidAmount { field: "limit".into(), reason: e.to_string() })?
+                .0,
+        ),
+    };
+    let limit = reviews::set_monthly_limit(&state, &caller, account_id, limit).await?;
+    Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
+}
+
+/// Query of the review list.
+#[derive(Deserialize, IntoParams)]
+pub struct ReviewQuery {
+    /// `pending` (default), `approved`, `declined` or `all`.
+    pub status: Option<String>,
+    /// At most this many (default 100, at most 500).
+    pub limit: Option<usize>,
+}
+
+/// A page of reviews.
+#[derive(Serialize, ToSchema)]
+pub struct ReviewPage {
+    /// Reviews, oldest first.
+    pub items: Vec<ReviewDto>,
+}
+
+/// The review queue (analysts and operators).
+#[utoipa::path(get, path = "/v1/risk/reviews", tag = "risk", params(ReviewQuery),
+    responses((status = 200, body = ReviewPage), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_reviews(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReviewPage>, ApiError> {
+    let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
+    let status = query.status.unwrap_or_else(|| "pending".into());
+    let items = reviews::reviews(&state, &caller, &status, query.limit.unwrap_or(100))?;
+    Ok(Json(ReviewPage { items }))
+}
+
+/// One review, with exact Shapley values of its score.
+#[utoipa::path(get, path = "/v1/risk/reviews/{id}", tag = "risk",
+    params(("id" = String, Path, description = "Review id")),
+    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<ReviewDto>, ApiError> {
+    Ok(Json(reviews::review(&state, &caller, &id)?))
+}
+
+/// An analyst's decision on a review.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecision {
+    /// `approve` (the held request runs as first asked) or `decline` (it never runs; a paused
+    /// tab is settled).
+    pub decision: String,
+    /// Why, for the record.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Approve or decline a held request. Deciding twice is refused.
+#[utoipa::path(post, path = "/v1/risk/reviews/{id}/decision", tag = "risk", request_body = ReviewDecision,
+    params(("id" = String, Path, description = "Review id")),
+    responses((status = 200, body = ReviewDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn decide_review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    ApiJson(body): ApiJson<ReviewDecision>,
+) -> Result<Json<ReviewDto>, ApiError> {
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "decline" => false,
+        other => return Err(Error::InvalidField(format!("decision: {other:?} is not approve or decline")).into()),
+    };
+    Ok(Json(reviews::decide_review(&state, &caller, id, approve, body.note).await?))
+}
+
+use obol_app::reviews;
+
+use crate::ApiJson;
+use obol_app::risk::{PolicyChangeDto, PolicyDto, ReviewDto, ShadowDto};
+
+/// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
+/// declined (fraud) or 0 when approved, and obol's streaming features in their order, so that
+/// `obol risk train --data FILE --map time=time_s,label=label --features rest` trains a model
+/// the server can load (`--risk-model`).
+#[utoipa::path(get, path = "/v1/risk/labels", tag = "risk",
+    responses((status = 200, description = "CSV", content_type = "text/csv")),
+    security(("bearer" = [])))]
+pub async fn labels(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    let csv = reviews::labels(&state, &caller)?;
+    let mut response = csv.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    Ok(response)
+}
+
+/// The policy in force.
+#[utoipa::path(get, path = "/v1/risk/policy", tag = "risk",
+    responses((status = 200, body = PolicyDto)), security(("bearer" = [])))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<PolicyDto>, ApiError> {
+    Ok(Json(reviews::policy(&state, &caller)?))
+}
+
+/// Where to put a submitted bundle.
+#[derive(Deserialize, IntoParams)]
+pub struct SubmitQuery {
+    /// `true`: run it in shadow beside the live policy instead of making it live.
+    pub shadow: Option<bool>,
+}
+
+/// Submit a policy bundle (TOML, as the body): it goes live at once (from its effective time),
+/// or with `?shadow=true` runs in shadow. A bundle that does not compile is refused with the
+/// reason, and the live policy stays. Every submission is recorded.
+#[utoipa::path(post, path = "/v1/risk/policy", tag = "risk", request_body(content = String, content_type = "text/plain", description = "The bundle, TOML"),
+    params(SubmitQuery),
+    responses((status = 201, body = PolicyChangeDto), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn submit_policy(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
+    let change = reviews::submit_policy(&state, &caller, &body, query.shadow.unwrap_or(false)).await?;
+    Ok((StatusCode::CREATED, Json(change)).into_response())
+}
+
+/// Query of the change list.
+#[derive(Deserialize, IntoParams)]
+pub struct ChangesQuery {
+    /// Only changes after this sequence number.
+    pub after: Option<u64>,
+}
+
+/// Every policy change (who, what, when, diff), oldest first.
+#[utoipa::path(get, path = "/v1/risk/policy/changes", tag = "risk", params(ChangesQuery),
+    responses((status = 200, body = [PolicyChangeDto])), security(("bearer" = [])))]
+pub async fn policy_changes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<PolicyChangeDto>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
+    Ok(Json(reviews::policy_changes(&state, &caller, query.after.unwrap_or(0))?))
+}
+
+/// The shadow run's report: where the candidate would have decided otherwise.
+#[utoipa::path(get, path = "/v1/risk/shadow", tag = "risk",
+    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_shadow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ShadowDto>, ApiError> {
+    Ok(Json(reviews::shadow(&state, &caller)?))
+}
+
+/// Stop the shadow run; answers its final report.
+#[utoipa::path(delete, path = "/v1/risk/shadow", tag = "risk",
+    responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn stop_shadow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ShadowDto>, ApiError> {
+    Ok(Json(reviews::stop_shadow(&state, &caller).await?))
+}
