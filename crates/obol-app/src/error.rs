@@ -88,13 +88,13 @@ pub enum Error {
     #[error(
         "this payment needs your approval: approve the challenge with a second factor, then resend the request with the header Obol-Approval: <challenge id>"
     )]
-    RequiresAction(Box<crate::stepup::ChallengeDto>),
+    RequiresAction(Box<crate::views::ChallengeDto>),
     /// The risk policy refuses this payment.
     #[error("this payment is refused: {}", .0.reason_en)]
-    RiskBlocked(Box<crate::risk::RiskDto>),
+    RiskBlocked(Box<crate::views::RiskDto>),
     /// The risk policy holds this request for an analyst (answered 202: not an error, not done).
     #[error("this request is held for review and runs only if an analyst approves it: {}", .0.risk.reason_en)]
-    HeldForReview(Box<crate::risk::ReviewDto>),
+    HeldForReview(Box<crate::views::ReviewDto>),
     /// The tab is paused until an analyst decides its review.
     #[error("tab {0} is paused for review {1}; it accepts no payments until an analyst approves")]
     TabPaused(u128, String),

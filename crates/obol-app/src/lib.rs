@@ -23,6 +23,7 @@ pub mod tabs;
 pub mod transfers;
 pub mod vault;
 pub mod verifier;
+pub mod views;
 pub mod x402;
 
 use std::sync::Arc;

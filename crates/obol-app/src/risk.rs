@@ -38,6 +38,8 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
 use crate::error::Error;
+use crate::views::contributions;
+pub use crate::views::{Contribution, ReviewDto, RiskDto};
 use crate::{App, now_ns};
 
 /// Reviews listed per page at most.
@@ -60,126 +62,6 @@ pub(crate) const BUNDLE_PREFIX: &str = "risk/policy-bundle/";
 pub(crate) const CHECKPOINT_PREFIX: &str = "risk/checkpoint/";
 /// The candidate bundle of the shadow run, while one runs.
 pub(crate) const SHADOW_KEY: &str = "risk/policy-shadow";
-
-/// One feature's push on the score (log-odds).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct Contribution {
-    /// Feature name.
-    pub feature: String,
-    /// Contribution to the log-odds of fraud.
-    pub value: f64,
-}
-
-/// A risk decision, as clients and analysts see it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct RiskDto {
-    /// `allow`, `step_up`, `block` or `review`.
-    pub action: String,
-    /// `bundle@version/rule` that decided, when a rule did (operators and analysts only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// Why, in English.
-    pub reason_en: String,
-    /// Why, in Korean.
-    pub reason_ko: String,
-    /// The model's fraud score, 0 to 1 (operators and analysts only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_score: Option<f64>,
-    /// The features that raised the score most (operators and analysts only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub contributions: Vec<Contribution>,
-}
-
-/// Whether the caller may see how a risk decision was made (rule, score, features): operators
-/// and analysts. A payer gets the plain explanation only, since thresholds and feature values
-/// would teach a fraudster where the lines are.
-pub(crate) fn sees_risk_details(caller: &Caller) -> bool {
-    matches!(caller.role, Role::Operator | Role::Analyst)
-}
-
-impl RiskDto {
-    fn from_assessment(assessment: &Assessment) -> RiskDto {
-        RiskDto {
-            action: assessment.decision.action.as_str().into(),
-            rule: assessment.decision.rule.clone(),
-            reason_en: assessment.decision.reason_en.clone(),
-            reason_ko: assessment.decision.reason_ko.clone(),
-            model_score: Some(assessment.model_score),
-            contributions: contributions(&assessment.contributions),
-        }
-    }
-
-    /// What `caller` may see of this decision ([`sees_risk_details`]).
-    pub fn for_caller(mut self, caller: &Caller) -> RiskDto {
-        if !sees_risk_details(caller) {
-            self.rule = None;
-            self.model_score = None;
-            self.contributions.clear();
-        }
-        self
-    }
-}
-
-pub(crate) fn contributions(pairs: &[(String, f64)]) -> Vec<Contribution> {
-    pairs.iter().map(|(feature, value)| Contribution { feature: feature.clone(), value: *value }).collect()
-}
-
-/// A held request in the review queue.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct ReviewDto {
-    /// Review id (sorts by creation time).
-    pub id: String,
-    /// `pending`, `approved` or `declined`.
-    pub status: String,
-    /// What is held: `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
-    pub kind: String,
-    /// When it was held, ns since the Unix epoch.
-    pub created_ns: String,
-    /// The principal whose request it is.
-    pub principal_id: String,
-    /// The paying account.
-    pub payer_account_id: String,
-    /// The account paid.
-    pub payee_account_id: String,
-    /// Minor units the decision was about.
-    pub amount: String,
-    /// ISO 4217 code.
-    pub asset_code: String,
-    /// Scale.
-    pub asset_scale: u8,
-    /// The tab, for tab reviews.
-    pub tab_id: Option<String>,
-    /// Why it was held.
-    pub risk: RiskDto,
-    /// Exact Shapley values of the model's score, largest first (all features; operators and
-    /// analysts only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shapley: Vec<Contribution>,
-    /// The event's features, by name (what the model saw; exported as training data; operators
-    /// and analysts only).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub features: BTreeMap<String, f64>,
-    /// Who decided it (principal id).
-    pub decided_by: Option<String>,
-    /// When it was decided, ns.
-    pub decided_ns: Option<String>,
-    /// The analyst's note.
-    pub note: Option<String>,
-    /// What approval did: the ledger's result per operation.
-    pub outcome: Option<Vec<String>>,
-}
-
-impl ReviewDto {
-    /// What `caller` may see of this review: the payer sees that it is held and why, in words.
-    pub fn for_caller(mut self, caller: &Caller) -> ReviewDto {
-        if !sees_risk_details(caller) {
-            self.risk = self.risk.for_caller(caller);
-            self.shapley.clear();
-            self.features.clear();
-        }
-        self
-    }
-}
 
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct StoredReview {

@@ -15,14 +15,13 @@ use obol_core::identity::{
     FACTOR_FAILURES_MAX, FactorProof, IdentityCommand, IdentityResult, Role, Scopes, StepUpPolicy,
 };
 use obol_core::ledger::{Ledger, NewTransfer};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::Error;
 use crate::identity::run_identity;
+pub use crate::views::ChallengeDto;
 use crate::{App, now_ns, read_ledger};
 
 /// TOTP time step.
@@ -98,33 +97,6 @@ pub fn qr_svg(text: &str) -> Result<String, Error> {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\">\
          <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
     ))
-}
-
-/// What a holder must approve.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct ChallengeDto {
-    /// Challenge id; approve it, then resend the request with `Obol-Approval: <id>`.
-    pub id: String,
-    /// Why approval is needed: `amount_over_threshold`, `new_payee`, `new_device`, `risk_policy`.
-    pub reasons: Vec<String>,
-    /// Total amount of the operations that need approval, minor units.
-    pub amount: String,
-    /// ISO 4217 code.
-    pub asset_code: String,
-    /// Scale.
-    pub asset_scale: u8,
-    /// The accounts paid.
-    pub payees: Vec<String>,
-    /// With reason `security_change`: the change to approve (`step_up_policy`, `add_passkey`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub change: Option<String>,
-    /// Factors that can approve: `totp`, `recovery_code`.
-    pub methods: Vec<String>,
-    /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.
-    pub expires_ns: String,
-    /// With reason `risk_policy`: the rule that asked for it and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub risk: Option<crate::risk::RiskDto>,
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,160 @@
+//! What a use case tells its caller about a decision it did not let through: the risk
+//! decision and why, a held request's review, a step-up challenge. They travel inside
+//! [`crate::Error`] (`RiskBlocked`, `HeldForReview`, `RequiresAction`), so they sit below
+//! everything else in this crate.
+
+use std::collections::BTreeMap;
+
+use obol_core::identity::Role;
+use obol_risk::engine::Assessment;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+
+/// One feature's push on the score (log-odds).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Contribution {
+    /// Feature name.
+    pub feature: String,
+    /// Contribution to the log-odds of fraud.
+    pub value: f64,
+}
+
+/// A risk decision, as clients and analysts see it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct RiskDto {
+    /// `allow`, `step_up`, `block` or `review`.
+    pub action: String,
+    /// `bundle@version/rule` that decided, when a rule did (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why, in English.
+    pub reason_en: String,
+    /// Why, in Korean.
+    pub reason_ko: String,
+    /// The model's fraud score, 0 to 1 (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_score: Option<f64>,
+    /// The features that raised the score most (operators and analysts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
+}
+
+/// Whether the caller may see how a risk decision was made (rule, score, features): operators
+/// and analysts. A payer gets the plain explanation only, since thresholds and feature values
+/// would teach a fraudster where the lines are.
+pub(crate) fn sees_risk_details(caller: &Caller) -> bool {
+    matches!(caller.role, Role::Operator | Role::Analyst)
+}
+
+impl RiskDto {
+    pub(crate) fn from_assessment(assessment: &Assessment) -> RiskDto {
+        RiskDto {
+            action: assessment.decision.action.as_str().into(),
+            rule: assessment.decision.rule.clone(),
+            reason_en: assessment.decision.reason_en.clone(),
+            reason_ko: assessment.decision.reason_ko.clone(),
+            model_score: Some(assessment.model_score),
+            contributions: contributions(&assessment.contributions),
+        }
+    }
+
+    /// What `caller` may see of this decision ([`sees_risk_details`]).
+    pub fn for_caller(mut self, caller: &Caller) -> RiskDto {
+        if !sees_risk_details(caller) {
+            self.rule = None;
+            self.model_score = None;
+            self.contributions.clear();
+        }
+        self
+    }
+}
+
+pub(crate) fn contributions(pairs: &[(String, f64)]) -> Vec<Contribution> {
+    pairs.iter().map(|(feature, value)| Contribution { feature: feature.clone(), value: *value }).collect()
+}
+
+/// A held request in the review queue.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReviewDto {
+    /// Review id (sorts by creation time).
+    pub id: String,
+    /// `pending`, `approved` or `declined`.
+    pub status: String,
+    /// What is held: `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
+    pub kind: String,
+    /// When it was held, ns since the Unix epoch.
+    pub created_ns: String,
+    /// The principal whose request it is.
+    pub principal_id: String,
+    /// The paying account.
+    pub payer_account_id: String,
+    /// The account paid.
+    pub payee_account_id: String,
+    /// Minor units the decision was about.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub asset_code: String,
+    /// Scale.
+    pub asset_scale: u8,
+    /// The tab, for tab reviews.
+    pub tab_id: Option<String>,
+    /// Why it was held.
+    pub risk: RiskDto,
+    /// Exact Shapley values of the model's score, largest first (all features; operators and
+    /// analysts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapley: Vec<Contribution>,
+    /// The event's features, by name (what the model saw; exported as training data; operators
+    /// and analysts only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, f64>,
+    /// Who decided it (principal id).
+    pub decided_by: Option<String>,
+    /// When it was decided, ns.
+    pub decided_ns: Option<String>,
+    /// The analyst's note.
+    pub note: Option<String>,
+    /// What approval did: the ledger's result per operation.
+    pub outcome: Option<Vec<String>>,
+}
+
+impl ReviewDto {
+    /// What `caller` may see of this review: the payer sees that it is held and why, in words.
+    pub fn for_caller(mut self, caller: &Caller) -> ReviewDto {
+        if !sees_risk_details(caller) {
+            self.risk = self.risk.for_caller(caller);
+            self.shapley.clear();
+            self.features.clear();
+        }
+        self
+    }
+}
+
+/// What a holder must approve.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ChallengeDto {
+    /// Challenge id; approve it, then resend the request with `Obol-Approval: <id>`.
+    pub id: String,
+    /// Why approval is needed: `amount_over_threshold`, `new_payee`, `new_device`, `risk_policy`.
+    pub reasons: Vec<String>,
+    /// Total amount of the operations that need approval, minor units.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub asset_code: String,
+    /// Scale.
+    pub asset_scale: u8,
+    /// The accounts paid.
+    pub payees: Vec<String>,
+    /// With reason `security_change`: the change to approve (`step_up_policy`, `add_passkey`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// Factors that can approve: `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+    /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.
+    pub expires_ns: String,
+    /// With reason `risk_policy`: the rule that asked for it and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskDto>,
+}
