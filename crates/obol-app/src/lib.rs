@@ -114,6 +114,18 @@ pub fn parse_id(field: &str, text: &str) -> Result<u128, Error> {
         .map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
 }
 
+/// A canonical decimal amount (no sign, point or leading zeros) in `field`.
+pub fn parse_amount(field: &str, text: &str) -> Result<u128, Error> {
+    obol_core::money::Amount::parse(text)
+        .map(|amount| amount.0)
+        .map_err(|error| Error::InvalidAmount { field: field.into(), reason: error.to_string() })
+}
+
+/// An asset: an ISO 4217 code (or another known asset) at a scale.
+pub fn parse_asset(code: &str, scale: u8) -> Result<obol_core::money::Asset, Error> {
+    obol_core::money::Asset::new(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
+}
+
 /// A fresh id for something the server creates itself (a tab's escrow, a settlement).
 pub fn random_id() -> u128 {
     (rand::random::<u128>() >> 2).max(2)

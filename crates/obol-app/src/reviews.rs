@@ -15,15 +15,16 @@ use crate::error::Error;
 use crate::risk::*;
 use crate::{App, now_ns, read_ledger};
 
-/// Sets (`Some`) or removes (`None`) an account's monthly spending limit, as its owner or the
-/// operator; answers the limit now in force.
+/// Sets (`Some`, minor units) or removes (`None`) an account's monthly spending limit, as its
+/// owner or the operator; answers the limit now in force.
 pub async fn set_monthly_limit(
     state: &App,
     caller: &Caller,
-    account_id: u128,
-    limit: Option<u128>,
+    account_id: &str,
+    limit: Option<&str>,
 ) -> Result<Option<u128>, Error> {
     need_scope(caller, Scopes::MANAGE)?;
+    let account_id = crate::parse_id("id", account_id)?;
     {
         let ledger = read_ledger(state);
         let account = crate::transfers::visible_account(caller, &ledger, account_id)?;
@@ -31,6 +32,7 @@ pub async fn set_monthly_limit(
             return Err(Error::Forbidden("only the account's owner sets its monthly limit".into()));
         }
     }
+    let limit = limit.map(|text| crate::parse_amount("limit", text)).transpose()?;
     let key = format!("{LIMIT_PREFIX}{account_id}");
     let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
     state.engine.put(&key, stored).await?;
@@ -68,20 +70,25 @@ pub fn review(state: &App, caller: &Caller, id: &str) -> Result<ReviewDto, Error
     reviews.get(id).map(|r| r.review.clone()).ok_or_else(|| Error::ReviewNotFound(id.to_string()))
 }
 
-/// Approves (`approve`) or declines a held request, once. Approval runs it as first asked,
+/// Decides a held request, once: `approve` or `decline`. Approval runs it as first asked,
 /// journaled in the same record as the decision; a decline never runs it (a paused tab is
 /// settled).
 pub async fn decide_review(
     state: &App,
     caller: &Caller,
     id: String,
-    approve: bool,
+    decision: &str,
     note: Option<String>,
 ) -> Result<ReviewDto, Error> {
     // Deciding runs (or kills) a payment: a change, so it needs `manage`, as a policy change does;
     // a read-only analyst key looks at the queue and decides nothing.
     need_scope(caller, Scopes::MANAGE)?;
     analyst(caller)?;
+    let approve = match decision {
+        "approve" => true,
+        "decline" => false,
+        other => return Err(Error::InvalidField(format!("decision: {other:?} is not approve or decline"))),
+    };
     if note.as_ref().is_some_and(|n| n.len() > 2_000) {
         return Err(Error::InvalidField("note: at most 2,000 bytes".into()));
     }
@@ -315,8 +322,7 @@ pub async fn submit_policy(
 
 /// Every policy change after sequence number `after` (who, what, when, diff), oldest first.
 pub fn policy_changes(state: &App, caller: &Caller, after: u64) -> Result<Vec<PolicyChangeDto>, Error> {
-    need_scope(caller, Scopes::READ)?;
-    need_role(caller, &[Role::Operator, Role::Analyst, Role::Auditor])?;
+    may_read_changes(caller)?;
     Ok(lock(&state.risk.changes).iter().filter(|c| c.seq > after).cloned().collect())
 }
 
@@ -329,8 +335,20 @@ pub fn shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
 
 /// Stops the shadow run; answers its final report.
 pub async fn stop_shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
-    need_scope(caller, Scopes::MANAGE)?;
-    need_role(caller, &[Role::Operator, Role::Analyst])?;
+    may_change_policy(caller)?;
     let who = format!("principal:{}", caller.principal_id);
     state.risk.stop_shadow(state, &who).await?.ok_or(Error::NoShadow)
+}
+
+/// Who may change the policy (submit a bundle, stop the shadow run): operators and analysts
+/// with `manage`.
+pub fn may_change_policy(caller: &Caller) -> Result<(), Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    need_role(caller, &[Role::Operator, Role::Analyst])
+}
+
+/// Who may read the record of policy changes: operators, analysts and auditors with `read`.
+pub fn may_read_changes(caller: &Caller) -> Result<(), Error> {
+    need_scope(caller, Scopes::READ)?;
+    need_role(caller, &[Role::Operator, Role::Analyst, Role::Auditor])
 }

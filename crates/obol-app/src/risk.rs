@@ -278,7 +278,7 @@ pub struct Payment {
 }
 
 /// A request to hold for review.
-pub struct Held<'a> {
+pub(crate) struct Held<'a> {
     /// `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
     pub kind: &'a str,
     /// The payment the decision was about.
@@ -616,7 +616,7 @@ impl Risk {
 
     /// Puts a tab's checkpoint back to the last one journaled (its review could not be stored:
     /// the next payment assesses this stretch again).
-    pub fn forget_checkpoint(&self, state: &App, tab_id: u128) {
+    pub(crate) fn forget_checkpoint(&self, state: &App, tab_id: u128) {
         let journaled =
             state.engine.table_get(&format!("{CHECKPOINT_PREFIX}{tab_id}")).and_then(|v| checkpoint_mark(&v));
         let mut checkpoints = lock(&self.checkpoints);
@@ -627,7 +627,7 @@ impl Risk {
     }
 
     /// Journals a tab's last checkpoint (as [`Risk::checkpoint_due`] left it).
-    pub async fn journal_checkpoint(&self, state: &App, tab_id: u128) -> Result<(), Error> {
+    pub(crate) async fn journal_checkpoint(&self, state: &App, tab_id: u128) -> Result<(), Error> {
         let Some((quarter, paid)) = lock(&self.checkpoints).get(&tab_id).copied() else { return Ok(()) };
         state.engine.put(&format!("{CHECKPOINT_PREFIX}{tab_id}"), format!("{quarter}:{paid}").into_bytes()).await?;
         Ok(())
@@ -845,7 +845,7 @@ impl Risk {
 
     /// Holds a request for review: stores it with the decision, exact Shapley values and
     /// features.
-    pub async fn hold(&self, state: &App, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, Error> {
+    pub(crate) async fn hold(&self, state: &App, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, Error> {
         let Held { kind, payment, tab_id, assessment, op, payments, runs } = held;
         if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
             return Err(Error::Overloaded);
@@ -965,7 +965,7 @@ impl Risk {
     /// Whether a tab that owes `paid_after` of `budget` has crossed a checkpoint not yet assessed
     /// (its first payment and each further quarter of the budget); if so, marks it and answers
     /// what was paid since the last checkpoint.
-    pub fn checkpoint_due(&self, tab_id: u128, budget: u128, paid_after: u128) -> Option<u128> {
+    pub(crate) fn checkpoint_due(&self, tab_id: u128, budget: u128, paid_after: u128) -> Option<u128> {
         if !self.enabled || budget == 0 || paid_after == 0 {
             return None;
         }
@@ -1222,7 +1222,9 @@ pub(crate) fn line_diff(before: &str, after: &str) -> String {
     out
 }
 
-pub(crate) fn analyst(caller: &Caller) -> Result<(), Error> {
+/// Who may read the review queue, labels, the policy and the shadow run: operators and analysts
+/// with `read`. Routes ask it before reading their query, so a refused caller learns nothing.
+pub fn analyst(caller: &Caller) -> Result<(), Error> {
     need_scope(caller, Scopes::READ)?;
     need_role(caller, &[Role::Operator, Role::Analyst])
 }

@@ -19,7 +19,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::Error;
 use crate::transfers::{Gate, can_step_up};
-use crate::{App, now_ns, random_id, read_ledger};
+use crate::{App, now_ns, parse_amount, parse_asset, parse_id, random_id, read_ledger};
 
 /// A tab result as a short code (for review outcomes).
 pub(crate) fn tab_result_code(result: &TabResult) -> String {
@@ -375,21 +375,24 @@ pub async fn settle_due_tabs(state: &App) -> Result<usize, Error> {
 /// Most vouchers one batch request may carry.
 pub(crate) const VOUCHER_BATCH_MAX: usize = 1024;
 
-/// What a payer asks for when it opens a tab.
+/// What a payer asks for when it opens a tab, as sent: the fields are read only after the
+/// caller is known to be allowed to ask.
 #[derive(Clone, Copy, Debug)]
-pub struct OpenTab {
+pub struct OpenTab<'a> {
     /// The tab's id (`None`: the server draws one).
-    pub tab_id: Option<u128>,
+    pub tab_id: Option<&'a str>,
     /// The payer's account, debited by the escrow.
-    pub payer_account_id: u128,
+    pub payer_account_id: &'a str,
     /// The payee's account, credited at settlement.
-    pub payee_account_id: u128,
+    pub payee_account_id: &'a str,
     /// The escrow, in the accounts' units.
-    pub budget: u128,
-    /// The accounts' asset.
-    pub asset: obol_core::money::Asset,
+    pub budget: &'a str,
+    /// The accounts' asset code.
+    pub asset_code: &'a str,
+    /// The accounts' asset scale.
+    pub asset_scale: u8,
     /// The device that signs the tab's payments (`None`: the signing device itself).
-    pub device_id: Option<u128>,
+    pub device_id: Option<&'a str>,
     /// Seconds until the tab expires and is settled.
     pub timeout_s: u32,
 }
@@ -397,11 +400,14 @@ pub struct OpenTab {
 /// Opens a tab: checks who may escrow from the payer's account and which device signs, the
 /// device's limits, a held opening's fate, the risk policy and step-up; then escrows the budget
 /// in one record. Answers the tab's id.
-pub async fn open(state: &App, caller: &Caller, ask: OpenTab, approval: Option<&str>) -> Result<u128, Error> {
+pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Option<&str>) -> Result<u128, Error> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder])?;
-    let tab_id = ask.tab_id.unwrap_or_else(random_id);
-    let OpenTab { payer_account_id, payee_account_id, budget, asset, .. } = ask;
+    let tab_id = ask.tab_id.map(|text| parse_id("id", text)).transpose()?.unwrap_or_else(random_id);
+    let payer_account_id = parse_id("id", ask.payer_account_id)?;
+    let payee_account_id = parse_id("id", ask.payee_account_id)?;
+    let budget = parse_amount("budget", ask.budget)?;
+    let asset = parse_asset(ask.asset_code, ask.asset_scale)?;
     let device_id = {
         let ledger = read_ledger(state);
         let payer = ledger.account(payer_account_id).ok_or(Error::AccountNotFound(payer_account_id))?;
@@ -412,13 +418,14 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab, approval: Option<&
             (Via::Device(id), None) => *id,
             // A device signs only its own tabs: naming another would escrow under that one's
             // limits, not the signer's.
-            (Via::Device(id), Some(named)) => {
+            (Via::Device(id), Some(text)) => {
+                let named = parse_id("id", text)?;
                 if named != *id {
                     return Err(Error::Forbidden("a device opens tabs only for itself".into()));
                 }
                 named
             }
-            (Via::ApiKey(_), Some(named)) => named,
+            (Via::ApiKey(_), Some(text)) => parse_id("id", text)?,
             (Via::ApiKey(_), None) => {
                 return Err(Error::InvalidField("device_id: which device signs this tab's vouchers".into()));
             }
@@ -459,25 +466,33 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab, approval: Option<&
 }
 
 /// A tab the caller may see (its payer, its payee, operators, analysts, auditors).
-pub fn tab(state: &App, caller: &Caller, tab_id: u128) -> Result<TabEntry, Error> {
+pub fn tab(state: &App, caller: &Caller, tab_id: &str) -> Result<TabEntry, Error> {
     need_scope(caller, Scopes::READ)?;
+    let tab_id = parse_id("id", tab_id)?;
     visible_tab(state, caller, tab_id)
 }
 
-/// Pays into a tab with a voucher (base64url) its payee submits: answers (what it added,
-/// whether it was stale), once it is durable. Who may submit is checked before the voucher is
+/// Pays into tab `tab_id` with a voucher (base64url) its payee submits: answers (the tab,
+/// what it added, whether it was stale), once it is durable. Who may submit is checked before the voucher is
 /// read, so a caller who may not learns nothing about the tab from the answer.
-pub async fn pay_voucher(state: &App, caller: &Caller, tab_id: u128, voucher: &str) -> Result<(u128, bool), Error> {
+pub async fn pay_voucher(
+    state: &App,
+    caller: &Caller,
+    tab_id: &str,
+    voucher: &str,
+) -> Result<(u128, u128, bool), Error> {
     need_scope(caller, Scopes::PAY)?;
+    let tab_id = parse_id("id", tab_id)?;
     payee_tab(state, caller, tab_id)?;
     let voucher = decode_voucher(voucher)?;
     if voucher.tab_id != tab_id {
         return Err(Error::TabRejected(PayReject::WrongTab));
     }
-    match check_voucher(state, &voucher).await? {
-        None => Ok((0, true)),
-        Some(_) => journal_payment(state, TabCommand::Voucher(voucher)).await,
-    }
+    let (paid, stale) = match check_voucher(state, &voucher).await? {
+        None => (0, true),
+        Some(_) => journal_payment(state, TabCommand::Voucher(voucher)).await?,
+    };
+    Ok((tab_id, paid, stale))
 }
 
 /// One voucher's outcome in a batch.
@@ -588,8 +603,9 @@ pub async fn pay_vouchers(state: &App, caller: &Caller, texts: &[String]) -> Res
 /// Commits the payer's PayWord chain (a commitment, base64url) to a tab (payer, payee or
 /// operator), checked after who may ask: from then on each
 /// tick is the next word of its hash chain, checked with one hash.
-pub async fn commit(state: &App, caller: &Caller, tab_id: u128, commitment: &str) -> Result<(), Error> {
+pub async fn commit(state: &App, caller: &Caller, tab_id: &str, commitment: &str) -> Result<u128, Error> {
     need_scope(caller, Scopes::PAY)?;
+    let tab_id = parse_id("id", tab_id)?;
     visible_tab(state, caller, tab_id)?;
     moves_money(caller)?;
     let commitment = decode_commitment(commitment)?;
@@ -603,7 +619,7 @@ pub async fn commit(state: &App, caller: &Caller, tab_id: u128, commitment: &str
         return Err(Error::TabRejected(PayReject::WrongTab));
     }
     match run_tab(state, TabCommand::Commit(commitment)).await? {
-        TabResult::Ok { .. } => Ok(()),
+        TabResult::Ok { .. } => Ok(tab_id),
         TabResult::Rejected(reject) => Err(Error::TabRejected(reject)),
         TabResult::NotFound => Err(Error::TabNotFound(tab_id)),
         TabResult::Exists | TabResult::Escrow(_) | TabResult::Settlement(_) => {
@@ -617,17 +633,19 @@ pub async fn commit(state: &App, caller: &Caller, tab_id: u128, commitment: &str
 pub async fn pay_tick(
     state: &App,
     caller: &Caller,
-    tab_id: u128,
+    tab_id: &str,
     index: u32,
     word: &str,
-) -> Result<(u128, bool), Error> {
+) -> Result<(u128, u128, bool), Error> {
     need_scope(caller, Scopes::PAY)?;
+    let tab_id = parse_id("id", tab_id)?;
     payee_tab(state, caller, tab_id)?;
     let word = decode_word(word)?;
-    match check_tick(state, tab_id, index, &word)? {
-        None => Ok((0, true)),
-        Some(_) => journal_payment(state, TabCommand::Tick { tab_id, index, word }).await,
-    }
+    let (paid, stale) = match check_tick(state, tab_id, index, &word)? {
+        None => (0, true),
+        Some(_) => journal_payment(state, TabCommand::Tick { tab_id, index, word }).await?,
+    };
+    Ok((tab_id, paid, stale))
 }
 
 /// Adds `amount` to a tab's escrow (its payer, or the operator), as one payment to the payee
@@ -636,12 +654,13 @@ pub async fn pay_tick(
 pub async fn top_up(
     state: &App,
     caller: &Caller,
-    tab_id: u128,
-    amount: u128,
+    tab_id: &str,
+    amount: &str,
     approval: Option<&str>,
-) -> Result<(), Error> {
+) -> Result<u128, Error> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder])?;
+    let tab_id = parse_id("id", tab_id)?;
     let entry = visible_tab(state, caller, tab_id)?;
     if let Via::Device(device_id) = caller.via
         && device_id != entry.tab.device_id
@@ -656,6 +675,7 @@ pub async fn top_up(
         }
         payer.map(|account| (account.id, account.asset)).ok_or(Error::TabNotFound(tab_id))?
     };
+    let amount = parse_amount("amount", amount)?;
     if amount == 0 {
         return Err(Error::InvalidAmount { field: "amount".into(), reason: "must be more than 0".into() });
     }
@@ -669,7 +689,7 @@ pub async fn top_up(
     };
     escrow_gate(state, caller, "tab_topup", &payment, tab_id, command, approval).await?;
     match run_tab(state, command).await? {
-        TabResult::Ok { .. } | TabResult::Exists => Ok(()),
+        TabResult::Ok { .. } | TabResult::Exists => Ok(tab_id),
         TabResult::Escrow(result) => Err(Error::TransferRejected(result)),
         TabResult::Rejected(reject) => Err(Error::TabRejected(reject)),
         TabResult::NotFound => Err(Error::TabNotFound(tab_id)),
@@ -679,12 +699,13 @@ pub async fn top_up(
 
 /// Settles a tab, which closes it: posts what it owes and releases the rest of the escrow
 /// (payer, payee or operator; repeating it is harmless).
-pub async fn settle(state: &App, caller: &Caller, tab_id: u128) -> Result<(), Error> {
+pub async fn settle(state: &App, caller: &Caller, tab_id: &str) -> Result<u128, Error> {
     need_scope(caller, Scopes::PAY)?;
+    let tab_id = parse_id("id", tab_id)?;
     visible_tab(state, caller, tab_id)?;
     moves_money(caller)?;
     match run_tab(state, TabCommand::Settle { tab_id, settle_transfer_id: random_id() }).await? {
-        TabResult::Ok { .. } | TabResult::Exists => Ok(()),
+        TabResult::Ok { .. } | TabResult::Exists => Ok(tab_id),
         TabResult::Settlement(result) => Err(Error::TransferRejected(result)),
         TabResult::NotFound => Err(Error::TabNotFound(tab_id)),
         TabResult::Rejected(reject) => Err(Error::TabRejected(reject)),

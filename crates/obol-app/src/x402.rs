@@ -325,7 +325,7 @@ pub fn failed(state: &App, refusal: &Refusal) -> SettlementResponse {
 }
 
 /// The caller may take payments to `pay_to`: the operator, or the owner of that account.
-pub fn may_collect(state: &App, caller: &Caller, requirements: &PaymentRequirements) -> Result<(), Error> {
+pub(crate) fn may_collect(state: &App, caller: &Caller, requirements: &PaymentRequirements) -> Result<(), Error> {
     need_scope(caller, Scopes::PAY)?;
     if caller.role == Role::Operator {
         return Ok(());
@@ -340,7 +340,7 @@ pub fn may_collect(state: &App, caller: &Caller, requirements: &PaymentRequireme
 
 /// The decision `settle` would make about a verified payment, made dry (nothing held, charged
 /// or counted): so `verify` never says valid for a payment `settle` would hold, refuse or pause.
-pub fn would_settle(state: &App, prepared: Prepared) -> Result<Prepared, Refusal> {
+pub(crate) fn would_settle(state: &App, prepared: Prepared) -> Result<Prepared, Refusal> {
     match &prepared.kind {
         PreparedKind::Tab { tab_id, .. } => crate::tabs::not_paused(state, *tab_id)?,
         PreparedKind::Transfer { caller, event } => {
@@ -353,9 +353,39 @@ pub fn would_settle(state: &App, prepared: Prepared) -> Result<Prepared, Refusal
 }
 
 /// A facilitator request's payment, verified against its requirements.
-pub async fn checked(state: &App, body: &FacilitatorRequest) -> Result<Prepared, Refusal> {
+pub(crate) async fn checked(state: &App, body: &FacilitatorRequest) -> Result<Prepared, Refusal> {
     if body.x402_version != X402_VERSION {
         return Err(Refusal::new("invalid_x402_version", "obol speaks x402 version 2"));
     }
     verify(state, &body.payment_payload, &body.payment_requirements).await
+}
+
+/// The facilitator's `verify` for a resource server that collects into its own account: would
+/// this payment be taken? Changes nothing (it decides as `settle` would, dry).
+pub async fn facilitator_verify(
+    state: &App,
+    caller: &Caller,
+    body: &FacilitatorRequest,
+) -> Result<VerifyResponse, Error> {
+    may_collect(state, caller, &body.payment_requirements)?;
+    Ok(match checked(state, body).await.and_then(|prepared| would_settle(state, prepared)) {
+        Ok(prepared) => {
+            VerifyResponse { is_valid: true, invalid_reason: None, payer: Some(prepared.payer.to_string()) }
+        }
+        Err(refusal) => VerifyResponse { is_valid: false, invalid_reason: Some(refusal.code), payer: None },
+    })
+}
+
+/// The facilitator's `settle`: takes the payment, journaled before the answer.
+pub async fn facilitator_settle(
+    state: &App,
+    caller: &Caller,
+    body: &FacilitatorRequest,
+) -> Result<SettlementResponse, Error> {
+    may_collect(state, caller, &body.payment_requirements)?;
+    let outcome = match checked(state, body).await {
+        Ok(prepared) => settle(state, prepared).await,
+        Err(refusal) => Err(refusal),
+    };
+    Ok(outcome.unwrap_or_else(|refusal| failed(state, &refusal)))
 }

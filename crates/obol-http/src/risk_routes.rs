@@ -37,16 +37,7 @@ pub async fn set_monthly_limit(
     UrlPath(id): UrlPath<String>,
     ApiJson(body): ApiJson<MonthlyLimit>,
 ) -> Result<Json<MonthlyLimit>, ApiError> {
-    let account_id = crate::dto::path_id(&id)?;
-    let limit = match &body.limit {
-        None => None,
-        Some(text) => Some(
-            obol_core::money::Amount::parse(text)
-                .map_err(|e| Error::InvalidAmount { field: "limit".into(), reason: e.to_string() })?
-                .0,
-        ),
-    };
-    let limit = reviews::set_monthly_limit(&state, &caller, account_id, limit).await?;
+    let limit = reviews::set_monthly_limit(&state, &caller, &id, body.limit.as_deref()).await?;
     Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
 }
 
@@ -75,6 +66,8 @@ pub async fn list_reviews(
     Extension(caller): Extension<Caller>,
     query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ReviewPage>, ApiError> {
+    // Who may ask comes before what was asked: a refused caller learns nothing from its query.
+    obol_app::risk::analyst(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
     let status = query.status.unwrap_or_else(|| "pending".into());
     let items = reviews::reviews(&state, &caller, &status, query.limit.unwrap_or(100))?;
@@ -118,12 +111,7 @@ pub async fn decide_review(
     UrlPath(id): UrlPath<String>,
     ApiJson(body): ApiJson<ReviewDecision>,
 ) -> Result<Json<ReviewDto>, ApiError> {
-    let approve = match body.decision.as_str() {
-        "approve" => true,
-        "decline" => false,
-        other => return Err(Error::InvalidField(format!("decision: {other:?} is not approve or decline")).into()),
-    };
-    Ok(Json(reviews::decide_review(&state, &caller, id, approve, body.note).await?))
+    Ok(Json(reviews::decide_review(&state, &caller, id, &body.decision, body.note).await?))
 }
 
 use obol_app::reviews;
@@ -175,6 +163,7 @@ pub async fn submit_policy(
     query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    reviews::may_change_policy(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
     let change = reviews::submit_policy(&state, &caller, &body, query.shadow.unwrap_or(false)).await?;
     Ok((StatusCode::CREATED, Json(change)).into_response())
@@ -195,6 +184,7 @@ pub async fn policy_changes(
     Extension(caller): Extension<Caller>,
     query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<PolicyChangeDto>>, ApiError> {
+    reviews::may_read_changes(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
     Ok(Json(reviews::policy_changes(&state, &caller, query.after.unwrap_or(0))?))
 }

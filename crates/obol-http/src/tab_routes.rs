@@ -184,15 +184,13 @@ pub async fn open_tab(
     ApiJson(body): ApiJson<TabNew>,
 ) -> Result<Response, ApiError> {
     let ask = tabs::OpenTab {
-        tab_id: body.id.as_deref().map(crate::dto::path_id).transpose()?,
-        payer_account_id: crate::dto::path_id(&body.payer_account_id)?,
-        payee_account_id: crate::dto::path_id(&body.payee_account_id)?,
-        budget: obol_core::money::Amount::parse(&body.budget)
-            .map_err(|e| Error::InvalidAmount { field: "budget".into(), reason: e.to_string() })?
-            .0,
-        asset: obol_core::money::Asset::new(&body.asset_code, body.asset_scale)
-            .map_err(|e| Error::InvalidAsset(e.to_string()))?,
-        device_id: body.device_id.as_deref().map(crate::dto::path_id).transpose()?,
+        tab_id: body.id.as_deref(),
+        payer_account_id: &body.payer_account_id,
+        payee_account_id: &body.payee_account_id,
+        budget: &body.budget,
+        asset_code: &body.asset_code,
+        asset_scale: body.asset_scale,
+        device_id: body.device_id.as_deref(),
         timeout_s: body.timeout_s,
     };
     let tab_id = tabs::open(&state, &caller, ask, approval_header(&headers)).await?;
@@ -209,9 +207,8 @@ pub async fn get_tab(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<TabDto>, ApiError> {
-    let id = crate::dto::path_id(&id)?;
-    tabs::tab(&state, &caller, id)?;
-    tab_json(&state, id)
+    let entry = tabs::tab(&state, &caller, &id)?;
+    tab_json(&state, entry.tab.id)
 }
 
 /// Submit a voucher the payer gave you (the payee, or the operator). Answers once the voucher is
@@ -228,8 +225,7 @@ pub async fn submit_voucher(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<VoucherSubmit>,
 ) -> Result<Json<VoucherAccepted>, ApiError> {
-    let tab_id = crate::dto::path_id(&id)?;
-    let (paid, stale) = tabs::pay_voucher(&state, &caller, tab_id, &body.voucher).await?;
+    let (tab_id, paid, stale) = tabs::pay_voucher(&state, &caller, &id, &body.voucher).await?;
     Ok(Json(tab_answer(&state, tab_id, paid, stale)?))
 }
 
@@ -259,8 +255,7 @@ pub async fn submit_commitment(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CommitmentSubmit>,
 ) -> Result<Json<TabDto>, ApiError> {
-    let tab_id = crate::dto::path_id(&id)?;
-    tabs::commit(&state, &caller, tab_id, &body.commitment).await?;
+    let tab_id = tabs::commit(&state, &caller, &id, &body.commitment).await?;
     tab_json(&state, tab_id)
 }
 
@@ -278,8 +273,7 @@ pub async fn submit_tick(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TickSubmit>,
 ) -> Result<Json<VoucherAccepted>, ApiError> {
-    let tab_id = crate::dto::path_id(&id)?;
-    let (paid, stale) = tabs::pay_tick(&state, &caller, tab_id, body.index, &body.word).await?;
+    let (tab_id, paid, stale) = tabs::pay_tick(&state, &caller, &id, body.index, &body.word).await?;
     Ok(Json(tab_answer(&state, tab_id, paid, stale)?))
 }
 
@@ -299,11 +293,7 @@ pub async fn top_up(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<TopUp>,
 ) -> Result<Json<TabDto>, ApiError> {
-    let tab_id = crate::dto::path_id(&id)?;
-    let amount = obol_core::money::Amount::parse(&body.amount)
-        .map_err(|e| Error::InvalidAmount { field: "amount".into(), reason: e.to_string() })?
-        .0;
-    tabs::top_up(&state, &caller, tab_id, amount, approval_header(&headers)).await?;
+    let tab_id = tabs::top_up(&state, &caller, &id, &body.amount, approval_header(&headers)).await?;
     tab_json(&state, tab_id)
 }
 
@@ -318,7 +308,6 @@ pub async fn settle_tab(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<TabDto>, ApiError> {
-    let tab_id = crate::dto::path_id(&id)?;
-    tabs::settle(&state, &caller, tab_id).await?;
+    let tab_id = tabs::settle(&state, &caller, &id).await?;
     tab_json(&state, tab_id)
 }

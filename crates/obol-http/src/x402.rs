@@ -221,14 +221,7 @@ pub async fn facilitator_verify(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    may_collect(&state, &caller, &body.payment_requirements)?;
-    let answer = match checked(&state, &body).await.and_then(|prepared| would_settle(&state, prepared)) {
-        Ok(prepared) => {
-            VerifyResponse { is_valid: true, invalid_reason: None, payer: Some(prepared.payer.to_string()) }
-        }
-        Err(refusal) => VerifyResponse { is_valid: false, invalid_reason: Some(refusal.code), payer: None },
-    };
-    Ok(Json(answer))
+    Ok(Json(obol_app::x402::facilitator_verify(&state, &caller, &body).await?))
 }
 
 /// Facilitator: take this payment (journaled before the answer).
@@ -240,12 +233,7 @@ pub async fn facilitator_settle(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<SettlementResponse>, ApiError> {
-    may_collect(&state, &caller, &body.payment_requirements)?;
-    let outcome = match checked(&state, &body).await {
-        Ok(prepared) => settle(&state, prepared).await,
-        Err(refusal) => Err(refusal),
-    };
-    Ok(Json(outcome.unwrap_or_else(|refusal| failed(&state, &refusal))))
+    Ok(Json(obol_app::x402::facilitator_settle(&state, &caller, &body).await?))
 }
 
 /// Facilitator: the schemes and network this obol accepts (open, no key needed).
