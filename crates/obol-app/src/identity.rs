@@ -2,16 +2,16 @@
 //! log, and who may make them.
 
 use obol_core::codec::Op;
-use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Role, Scopes};
+use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Principal, Role, Scopes, Status};
 use obol_core::ledger::OpResults;
 
 use crate::auth::{Caller, Via, generate_key};
-use crate::authz::need_scope;
+use crate::authz::{can_see_principal, need_role, need_scope};
 use crate::error::Error;
-use crate::{App, read_ledger};
+use crate::{App, now_ns, read_ledger};
 
 /// Runs one identity command through the engine.
-pub async fn run_identity(state: &App, command: IdentityCommand) -> Result<IdentityResult, Error> {
+pub(crate) async fn run_identity(state: &App, command: IdentityCommand) -> Result<IdentityResult, Error> {
     let kind = command_name(&command);
     match state.engine.execute(Op::Identity(command)).await? {
         OpResults::Identity(result) => {
@@ -50,7 +50,7 @@ pub(crate) fn command_name(command: &IdentityCommand) -> &'static str {
 }
 
 /// `Ok` when the registry took the change (or had it already).
-pub fn accepted(result: IdentityResult) -> Result<(), Error> {
+pub(crate) fn accepted(result: IdentityResult) -> Result<(), Error> {
     match result {
         IdentityResult::Ok | IdentityResult::Exists => Ok(()),
         rejected => Err(Error::IdentityRejected(rejected)),
@@ -59,7 +59,7 @@ pub fn accepted(result: IdentityResult) -> Result<(), Error> {
 
 /// Issues a new API key for `principal_id`: answers the key's text (shown once) and what is
 /// stored of it.
-pub async fn issue_key(
+pub(crate) async fn issue_key(
     state: &App,
     principal_id: u128,
     scopes: Scopes,
@@ -82,7 +82,7 @@ pub async fn issue_key(
 }
 
 /// The key `key_id`, if the caller may manage it (its own, or any for the operator).
-pub fn key_for_manage(state: &App, caller: &Caller, key_id: &str) -> Result<ApiKey, Error> {
+pub(crate) fn key_for_manage(state: &App, caller: &Caller, key_id: &str) -> Result<ApiKey, Error> {
     need_scope(caller, Scopes::MANAGE)?;
     let ledger = read_ledger(state);
     let key = ledger.identity().key(key_id).cloned().ok_or_else(|| Error::KeyNotFound(key_id.into()))?;
@@ -94,7 +94,7 @@ pub fn key_for_manage(state: &App, caller: &Caller, key_id: &str) -> Result<ApiK
 
 /// Who may manage a holder's devices: the operator, or the holder itself with `manage`
 /// (a device never manages devices).
-pub fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), Error> {
+pub(crate) fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), Error> {
     need_scope(caller, Scopes::MANAGE)?;
     if caller.role == Role::Operator || (caller.principal_id == holder_id && matches!(caller.via, Via::ApiKey(_))) {
         return Ok(());
@@ -103,7 +103,7 @@ pub fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), Error>
 }
 
 /// The device `id` (a path id), if the caller may manage it.
-pub fn device_for_manage(state: &App, caller: &Caller, id: &str) -> Result<u128, Error> {
+pub(crate) fn device_for_manage(state: &App, caller: &Caller, id: &str) -> Result<u128, Error> {
     let device_id = crate::parse_id("id", id)?;
     let holder_id =
         read_ledger(state).identity().device(device_id).map(|d| d.holder_id).ok_or(Error::DeviceNotFound(device_id))?;
@@ -112,7 +112,7 @@ pub fn device_for_manage(state: &App, caller: &Caller, id: &str) -> Result<u128,
 }
 
 /// Runs a change to device `device_id` and answers the device as it is now.
-pub async fn device_change(
+pub(crate) async fn device_change(
     state: &App,
     device_id: u128,
     command: IdentityCommand,
@@ -120,4 +120,298 @@ pub async fn device_change(
     accepted(run_identity(state, command).await?)?;
     let ledger = read_ledger(state);
     ledger.identity().device(device_id).cloned().ok_or(Error::DeviceNotFound(device_id))
+}
+
+/// Who the caller is: its principal, how it authenticated (`api_key` or `device`, with the
+/// credential's id) and its scopes.
+pub fn me(state: &App, caller: &Caller) -> Result<(Principal, &'static str, String), Error> {
+    let ledger = read_ledger(state);
+    let principal = ledger.identity().principal(caller.principal_id).cloned().ok_or(Error::Unauthorized)?;
+    let (credential, credential_id) = match &caller.via {
+        Via::ApiKey(key_id) => ("api_key", key_id.clone()),
+        Via::Device(device_id) => ("device", device_id.to_string()),
+    };
+    Ok((principal, credential, credential_id))
+}
+
+/// Creates a principal (the operator): answers it and whether it is new (the same id and
+/// fields again answer the one that exists).
+pub async fn create_principal(
+    state: &App,
+    caller: &Caller,
+    id: Option<&str>,
+    role: &str,
+    name: &str,
+) -> Result<(Principal, bool), Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    need_role(caller, &[Role::Operator])?;
+    let role = Role::parse(role).ok_or_else(|| {
+        Error::InvalidField(format!("unknown role {role:?}; use holder, merchant, analyst, auditor or operator"))
+    })?;
+    let id = match id {
+        Some(text) => crate::parse_id("id", text)?,
+        None => crate::random_id(),
+    };
+    let name_max = obol_core::identity::NAME_BYTES_MAX;
+    if name.is_empty() || name.len() > name_max {
+        return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")));
+    }
+    let result = run_identity(state, IdentityCommand::CreatePrincipal { id, role, name: name.to_string() }).await?;
+    accepted(result)?;
+    let principal = read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))?;
+    Ok((principal, result == IdentityResult::Ok))
+}
+
+/// A principal the caller may see.
+pub fn principal(state: &App, caller: &Caller, id: &str) -> Result<Principal, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let id = crate::parse_id("id", id)?;
+    if !can_see_principal(caller, id) {
+        return Err(Error::PrincipalNotFound(id));
+    }
+    read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))
+}
+
+/// Suspends or reactivates a principal (`active` or `suspended`; the operator, never itself).
+pub async fn set_principal_status(state: &App, caller: &Caller, id: &str, status: &str) -> Result<Principal, Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    need_role(caller, &[Role::Operator])?;
+    let id = crate::parse_id("id", id)?;
+    let status = match status {
+        "active" => Status::Active,
+        "suspended" => Status::Suspended,
+        other => return Err(Error::InvalidField(format!("status must be active or suspended, not {other:?}"))),
+    };
+    if id == caller.principal_id && status == Status::Suspended {
+        return Err(Error::Forbidden("an operator cannot suspend itself".into()));
+    }
+    accepted(run_identity(state, IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
+    read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))
+}
+
+/// A principal's API keys (itself, or the operator and auditors; an analyst sees only its own).
+pub fn keys(state: &App, caller: &Caller, id: &str) -> Result<Vec<ApiKey>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let id = crate::parse_id("id", id)?;
+    if !can_see_principal(caller, id) || caller.role == Role::Analyst && caller.principal_id != id {
+        return Err(Error::PrincipalNotFound(id));
+    }
+    let ledger = read_ledger(state);
+    ledger.identity().principal(id).ok_or(Error::PrincipalNotFound(id))?;
+    Ok(ledger.identity().keys_of(id).into_iter().cloned().collect())
+}
+
+/// Scope names (`read`, `pay`, `manage`) as scopes.
+pub(crate) fn parse_scopes(names: &[String]) -> Result<Scopes, Error> {
+    let mut bits = 0;
+    for name in names {
+        let (_, bit) = Scopes::NAMES
+            .iter()
+            .find(|(known, _)| known == name)
+            .ok_or_else(|| Error::InvalidField(format!("unknown scope {name:?}; use read, pay or manage")))?;
+        bits |= bit;
+    }
+    Ok(Scopes(bits))
+}
+
+/// Issues a new API key for principal `id` (itself, or the operator for anyone), with at most
+/// the caller's own scopes: answers the key's text (shown once) and what is stored of it.
+pub async fn create_key(
+    state: &App,
+    caller: &Caller,
+    id: &str,
+    scopes: Option<&[String]>,
+    expires_in_s: Option<u64>,
+) -> Result<(String, ApiKey), Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    let id = crate::parse_id("id", id)?;
+    if caller.role != Role::Operator && caller.principal_id != id {
+        return Err(Error::PrincipalNotFound(id));
+    }
+    if read_ledger(state).identity().principal(id).is_none() {
+        return Err(Error::PrincipalNotFound(id));
+    }
+    let scopes = match scopes {
+        Some(names) => parse_scopes(names)?,
+        None => caller.scopes,
+    };
+    if !caller.scopes.allows(scopes.0) {
+        return Err(Error::Forbidden("a key cannot grant scopes its creator lacks".into()));
+    }
+    let expires_ns = match expires_in_s {
+        None | Some(0) => 0,
+        Some(seconds) => now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
+    };
+    issue_key(state, id, scopes, expires_ns).await
+}
+
+/// Revokes an API key the caller may manage; answers it as it is now.
+pub async fn revoke_key(state: &App, caller: &Caller, key_id: &str) -> Result<ApiKey, Error> {
+    key_for_manage(state, caller, key_id)?;
+    accepted(run_identity(state, IdentityCommand::RevokeApiKey { key_id: key_id.to_string() }).await?)?;
+    read_ledger(state).identity().key(key_id).cloned().ok_or_else(|| Error::KeyNotFound(key_id.to_string()))
+}
+
+/// Replaces an API key with a new one of the same scopes and expiry; the old one stays usable
+/// for `overlap_s` (default an hour; 0 revokes it now). Answers the new key's text and record.
+pub async fn rotate_key(
+    state: &App,
+    caller: &Caller,
+    key_id: &str,
+    overlap_s: Option<u64>,
+) -> Result<(String, ApiKey), Error> {
+    let old = key_for_manage(state, caller, key_id)?;
+    if old.status == Status::Revoked {
+        return Err(Error::IdentityRejected(IdentityResult::AlreadyRevoked));
+    }
+    if !caller.scopes.allows(old.scopes.0) {
+        return Err(Error::Forbidden(
+            "a key cannot grant scopes its creator lacks: rotate it with a key that holds them".into(),
+        ));
+    }
+    let new_key = issue_key(state, old.principal_id, old.scopes, old.expires_ns).await?;
+    let overlap_s = overlap_s.unwrap_or(3600);
+    let key_id = key_id.to_string();
+    let command = if overlap_s == 0 {
+        IdentityCommand::RevokeApiKey { key_id }
+    } else {
+        let until = now_ns().saturating_add(overlap_s.saturating_mul(1_000_000_000));
+        let expires_ns = if old.expires_ns == 0 { until } else { old.expires_ns.min(until) };
+        IdentityCommand::SetApiKeyExpiry { key_id, expires_ns }
+    };
+    accepted(run_identity(state, command).await?)?;
+    Ok(new_key)
+}
+
+/// A principal's security events, oldest first (itself, the operator, auditors).
+pub fn activity(state: &App, caller: &Caller, id: &str) -> Result<Vec<obol_core::identity::SecurityEvent>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let id = crate::parse_id("id", id)?;
+    let allowed = caller.principal_id == id || matches!(caller.role, Role::Operator | Role::Auditor);
+    let ledger = read_ledger(state);
+    if !allowed || ledger.identity().principal(id).is_none() {
+        return Err(Error::PrincipalNotFound(id));
+    }
+    Ok(ledger.identity().events_of(id).to_vec())
+}
+
+/// Device limits as sent: the asset they count, and the amounts (absent or `"0"`: no limit).
+#[derive(Clone, Copy, Debug)]
+pub struct LimitsAsk<'a> {
+    /// The asset code; the device may pay only in it.
+    pub asset_code: &'a str,
+    /// Its scale.
+    pub asset_scale: u8,
+    /// Largest single payment, minor units.
+    pub per_payment: Option<&'a str>,
+    /// Most per UTC day, minor units.
+    pub per_day: Option<&'a str>,
+}
+
+fn device_limits(ask: Option<LimitsAsk<'_>>) -> Result<Option<obol_core::identity::DeviceLimits>, Error> {
+    let Some(ask) = ask else { return Ok(None) };
+    let asset = crate::parse_asset(ask.asset_code, ask.asset_scale)?;
+    let amount = |field: &str, text: Option<&str>| text.map_or(Ok(0), |text| crate::parse_amount(field, text));
+    Ok(Some(obol_core::identity::DeviceLimits {
+        asset,
+        per_payment: amount("limits.per_payment", ask.per_payment)?,
+        per_day: amount("limits.per_day", ask.per_day)?,
+    }))
+}
+
+/// Registers a device (an Ed25519 public key as an RFC 8037 JWK) for holder `holder_id`, by
+/// the holder's own `manage` key (which must also hold `read` and `pay`, the scopes a device
+/// gets) or the operator: answers the device and whether it is new.
+pub async fn register_device(
+    state: &App,
+    caller: &Caller,
+    holder_id: &str,
+    device_id: Option<&str>,
+    jwk: &serde_json::Value,
+    limits: Option<LimitsAsk<'_>>,
+) -> Result<(obol_core::identity::Device, bool), Error> {
+    let holder_id = crate::parse_id("id", holder_id)?;
+    may_manage_devices(caller, holder_id)?;
+    // A device reads and pays: registering one grants those scopes, so the key that registers it
+    // must hold them (a key never grants more than it holds).
+    if caller.role != Role::Operator && !caller.scopes.allows(Scopes::READ | Scopes::PAY) {
+        return Err(Error::Forbidden(
+            "a device reads and pays: registering one needs a key with the read and pay scopes too".into(),
+        ));
+    }
+    let jwk = obol_wire::httpsig::parse_jwk(jwk).map_err(Error::InvalidField)?;
+    let device_id = match device_id {
+        Some(text) => crate::parse_id("id", text)?,
+        None => crate::random_id(),
+    };
+    let command = IdentityCommand::RegisterDevice {
+        id: device_id,
+        holder_id,
+        kid: jwk.kid,
+        public_key: jwk.public_key,
+        limits: device_limits(limits)?,
+    };
+    let result = run_identity(state, command).await?;
+    accepted(result)?;
+    let device = read_ledger(state)
+        .identity()
+        .device(device_id)
+        .cloned()
+        .ok_or_else(|| Error::Internal("device vanished".into()))?;
+    Ok((device, result == IdentityResult::Ok))
+}
+
+/// A holder's devices (those who may see the holder).
+pub fn devices(state: &App, caller: &Caller, holder_id: &str) -> Result<Vec<obol_core::identity::Device>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let holder_id = crate::parse_id("id", holder_id)?;
+    let ledger = read_ledger(state);
+    if !can_see_principal(caller, holder_id) || ledger.identity().principal(holder_id).is_none() {
+        return Err(Error::PrincipalNotFound(holder_id));
+    }
+    Ok(ledger.identity().devices_of(holder_id).into_iter().cloned().collect())
+}
+
+/// Activates, suspends or revokes a device (`active`, `suspended`, `revoked`).
+pub async fn set_device_status(
+    state: &App,
+    caller: &Caller,
+    id: &str,
+    status: &str,
+) -> Result<obol_core::identity::Device, Error> {
+    let device_id = device_for_manage(state, caller, id)?;
+    let status = match status {
+        "active" => Status::Active,
+        "suspended" => Status::Suspended,
+        "revoked" => Status::Revoked,
+        other => {
+            return Err(Error::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")));
+        }
+    };
+    device_change(state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await
+}
+
+/// Gives a device a new key (an RFC 8037 JWK); what it paid under the old key stays owed.
+pub async fn rotate_device(
+    state: &App,
+    caller: &Caller,
+    id: &str,
+    jwk: &serde_json::Value,
+) -> Result<obol_core::identity::Device, Error> {
+    let device_id = device_for_manage(state, caller, id)?;
+    let jwk = obol_wire::httpsig::parse_jwk(jwk).map_err(Error::InvalidField)?;
+    let command = IdentityCommand::RotateDeviceKey { id: device_id, kid: jwk.kid, public_key: jwk.public_key };
+    device_change(state, device_id, command).await
+}
+
+/// Sets or removes (`None`) a device's spending limits.
+pub async fn set_device_limits(
+    state: &App,
+    caller: &Caller,
+    id: &str,
+    limits: Option<LimitsAsk<'_>>,
+) -> Result<obol_core::identity::Device, Error> {
+    let device_id = device_for_manage(state, caller, id)?;
+    let limits = device_limits(limits)?;
+    device_change(state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
 }

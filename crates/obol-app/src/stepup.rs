@@ -21,6 +21,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::Error;
 use crate::identity::run_identity;
+use crate::vault::Secret;
 pub use crate::views::ChallengeDto;
 use crate::{App, now_ns, read_ledger};
 
@@ -31,7 +32,7 @@ pub(crate) const TOTP_SKEW_STEPS: u16 = 1;
 /// Digits per code.
 pub(crate) const TOTP_DIGITS: usize = 6;
 /// Recovery codes issued at confirmation.
-pub const RECOVERY_CODES_COUNT: usize = 10;
+pub(crate) const RECOVERY_CODES_COUNT: usize = 10;
 /// How long a challenge (and its approval) lives.
 pub(crate) const CHALLENGE_TTL_NS: u64 = 300 * 1_000_000_000;
 /// Most open challenges kept before the oldest expired ones are dropped.
@@ -40,7 +41,7 @@ pub(crate) const CHALLENGES_MAX: usize = 100_000;
 pub(crate) const CHALLENGES_PER_PRINCIPAL_MAX: usize = 16;
 
 /// The TOTP generator for a seed (SHA-1, 6 digits, 30 s steps, one step of skew).
-pub fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, Error> {
+pub(crate) fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, Error> {
     totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)
         .with_digits(TOTP_DIGITS as u8)
@@ -54,12 +55,12 @@ pub fn totp_for(secret: &[u8], account_name: &str) -> Result<totp_rs::Totp, Erro
 }
 
 /// What a principal's TOTP seed is sealed for, so a seal opens for its principal only.
-pub fn totp_purpose(principal_id: u128) -> Vec<u8> {
+pub(crate) fn totp_purpose(principal_id: u128) -> Vec<u8> {
     format!("obol:totp:{principal_id}").into_bytes()
 }
 
 /// SHA-256 of a normalized recovery code, bound to its principal.
-pub fn recovery_hash(principal_id: u128, code: &str) -> [u8; 32] {
+pub(crate) fn recovery_hash(principal_id: u128, code: &str) -> [u8; 32] {
     let normalized: String =
         code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
     Sha256::digest(format!("obol:recovery:{principal_id}:{normalized}").as_bytes()).into()
@@ -346,7 +347,7 @@ impl StepUp {
 
 /// Checks a TOTP or recovery code for `principal_id`; records the outcome durably (a used step
 /// or code, or a failure that counts toward the lockout). Never says which factor failed.
-pub async fn check_factor(
+pub(crate) async fn check_factor(
     state: &App,
     principal_id: u128,
     code: Option<&str>,
@@ -382,7 +383,7 @@ pub async fn check_factor(
 }
 
 /// Records a failed factor check and says how many tries are left (or that checks are locked).
-pub async fn record_failure(state: &App, principal_id: u128) -> Error {
+pub(crate) async fn record_failure(state: &App, principal_id: u128) -> Error {
     if let Err(error) = run_identity(state, IdentityCommand::FailFactor { principal_id }).await {
         return error;
     }
@@ -397,7 +398,7 @@ pub async fn record_failure(state: &App, principal_id: u128) -> Error {
 }
 
 /// Refuses all but the principal itself, with a `manage` API key (never a device).
-pub fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), Error> {
+pub(crate) fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), Error> {
     need_scope(caller, Scopes::MANAGE)?;
     if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
         return Err(Error::PrincipalNotFound(principal_id));
@@ -479,4 +480,149 @@ pub async fn approve(
         challenges.get_mut(challenge_id).ok_or_else(|| Error::ChallengeNotFound(challenge_id.to_string()))?;
     challenge.approved = true;
     Ok(dto)
+}
+
+/// A TOTP authenticator just enrolled: its seed (base32, for typing), the `otpauth://` URI, and
+/// that URI as a QR code (SVG). Shown once.
+pub struct Enrollment {
+    /// The seed, base32.
+    pub secret_base32: String,
+    /// The `otpauth://totp/...` URI.
+    pub otpauth_uri: String,
+    /// The URI as an SVG QR code.
+    pub qr_svg: String,
+}
+
+/// Enrolls a TOTP authenticator for the caller itself (a `manage` API key); replacing one needs
+/// a current `code` from it. The seed is sealed under the master key before it is journaled.
+pub async fn enroll_totp(
+    state: &App,
+    caller: &Caller,
+    principal_id: &str,
+    code: Option<&str>,
+) -> Result<Enrollment, Error> {
+    let principal_id = crate::parse_id("id", principal_id)?;
+    self_with_key(caller, principal_id)?;
+    let (name, has_factor) = {
+        let ledger = read_ledger(state);
+        let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
+        (principal.name.clone(), principal.has_factor())
+    };
+    if has_factor {
+        let code = code.ok_or_else(|| {
+            Error::Forbidden("replacing an authenticator needs a current code from the existing one".into())
+        })?;
+        check_factor(state, principal_id, Some(code), None).await?;
+    }
+    let mut secret = [0u8; 20];
+    rand::fill(&mut secret);
+    let secret = Secret::new(secret);
+    let totp = totp_for(secret.expose_secret(), &name)?;
+    let uri = totp.to_url().map_err(|e| Error::Internal(format!("otpauth URI: {e}")))?;
+    let sealed = state.vault.seal(&totp_purpose(principal_id), secret.expose_secret());
+    let result = run_identity(state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
+    if result != IdentityResult::Ok {
+        return Err(Error::IdentityRejected(result));
+    }
+    Ok(Enrollment { secret_base32: totp.secret().to_base32(), qr_svg: qr_svg(&uri)?, otpauth_uri: uri })
+}
+
+/// Confirms an enrolled authenticator with the code it shows now; answers the recovery codes
+/// (shown once; only their hashes are kept).
+pub async fn confirm_totp(
+    state: &App,
+    caller: &Caller,
+    principal_id: &str,
+    code: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let principal_id = crate::parse_id("id", principal_id)?;
+    self_with_key(caller, principal_id)?;
+    let code = code.ok_or_else(|| Error::InvalidField("send the code your app shows".into()))?;
+    let sealed = {
+        let ledger = read_ledger(state);
+        let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
+        principal
+            .totp
+            .as_ref()
+            .filter(|t| !t.confirmed)
+            .map(|t| t.sealed_secret.clone())
+            .ok_or(Error::IdentityRejected(IdentityResult::FactorNotEnrolled))?
+    };
+    let secret = state
+        .vault
+        .open(&totp_purpose(principal_id), &sealed)
+        .ok_or_else(|| Error::Internal("TOTP seed unreadable".into()))?;
+    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), now_ns() / 1_000_000_000);
+    let Some(step) = step else {
+        return Err(record_failure(state, principal_id).await);
+    };
+    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code()).collect();
+    let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
+    let result = run_identity(state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
+    if result != IdentityResult::Ok {
+        return Err(Error::IdentityRejected(result));
+    }
+    Ok(codes)
+}
+
+/// Unlocks a principal's factor checks after a lockout (the operator).
+pub async fn unlock(state: &App, caller: &Caller, principal_id: &str) -> Result<(), Error> {
+    need_scope(caller, Scopes::MANAGE)?;
+    crate::authz::need_role(caller, &[Role::Operator])?;
+    let principal_id = crate::parse_id("id", principal_id)?;
+    match run_identity(state, IdentityCommand::UnlockFactors { principal_id }).await? {
+        IdentityResult::Ok => Ok(()),
+        other => Err(Error::IdentityRejected(other)),
+    }
+}
+
+/// A step-up policy as sent: above which amount (asset code, scale, amount), and whether a new
+/// payee or a new device needs approval.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyAsk<'a> {
+    /// `(asset_code, asset_scale, amount)`: payments above it need approval.
+    pub above: Option<(&'a str, u8, &'a str)>,
+    /// A payee the holder never paid needs approval.
+    pub new_payee: bool,
+    /// A device's first payment needs approval.
+    pub new_device: bool,
+}
+
+/// Sets a holder's step-up policy (itself with a `manage` key, or the operator). Once the holder
+/// has a second factor, its own change needs that factor's approval of exactly this policy.
+pub async fn set_step_up(
+    state: &App,
+    caller: &Caller,
+    principal_id: &str,
+    ask: PolicyAsk<'_>,
+    approval: Option<&str>,
+) -> Result<(), Error> {
+    let principal_id = crate::parse_id("id", principal_id)?;
+    if caller.role != Role::Operator {
+        self_with_key(caller, principal_id)?;
+    } else {
+        need_scope(caller, Scopes::MANAGE)?;
+    }
+    let above = match ask.above {
+        None => None,
+        Some((code, scale, amount)) => {
+            Some((crate::parse_asset(code, scale)?, crate::parse_amount("above.amount", amount)?))
+        }
+    };
+    let policy = StepUpPolicy { above, new_payee: ask.new_payee, new_device: ask.new_device };
+    if caller.role != Role::Operator {
+        // The approval binds this exact policy: any other threshold, asset or flag voids it.
+        let details = format!(
+            "above={};new_payee={};new_device={}",
+            above.map_or_else(String::new, |(asset, amount)| format!("{amount} {asset}")),
+            policy.new_payee,
+            policy.new_device
+        );
+        let ledger = read_ledger(state);
+        state.step_up.check_change(&ledger, principal_id, "step_up_policy", details.as_bytes(), approval)?;
+    }
+    match run_identity(state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
+        IdentityResult::Ok => Ok(()),
+        other => Err(Error::IdentityRejected(other)),
+    }
 }

@@ -5,15 +5,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Principal, Role, Scopes, Status};
+use obol_core::identity::{ApiKey, Principal, Scopes};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Error, Problem};
-use crate::{ApiJson, AppState, now_ns, read_ledger};
+use crate::{ApiJson, AppState, read_ledger};
 use obol_app::auth::{Caller, Via};
-use obol_app::authz::{can_see_principal, need_role, need_scope};
-use obol_app::identity::*;
+use obol_app::identity;
 
 /// A principal.
 #[derive(Serialize, ToSchema, Debug)]
@@ -155,22 +154,6 @@ fn scope_names(scopes: Scopes) -> Vec<String> {
     Scopes::NAMES.iter().filter(|(_, bit)| scopes.0 & bit != 0).map(|(name, _)| (*name).to_string()).collect()
 }
 
-fn parse_scopes(names: &[String]) -> Result<Scopes, ApiError> {
-    let mut bits = 0;
-    for name in names {
-        let (_, bit) = Scopes::NAMES
-            .iter()
-            .find(|(known, _)| known == name)
-            .ok_or_else(|| Error::InvalidField(format!("unknown scope {name:?}; use read, pay or manage")))?;
-        bits |= bit;
-    }
-    Ok(Scopes(bits))
-}
-
-fn principal_id(text: &str) -> Result<u128, ApiError> {
-    Ok(crate::dto::path_id(text)?)
-}
-
 /// The caller itself.
 #[utoipa::path(get, path = "/v1/me", tag = "identity",
     responses((status = 200, body = MeDto)), security(("bearer" = [])))]
@@ -202,24 +185,10 @@ pub async fn create_principal(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<PrincipalNew>,
 ) -> Result<Response, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    need_role(&caller, &[Role::Operator])?;
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        Error::InvalidField(format!("unknown role {:?}; use holder, merchant, analyst, auditor or operator", body.role))
-    })?;
-    let id = match &body.id {
-        Some(text) => crate::dto::path_id(text)?,
-        None => (rand::random::<u128>() >> 2).max(2),
-    };
-    let name_max = obol_core::identity::NAME_BYTES_MAX;
-    if body.name.is_empty() || body.name.len() > name_max {
-        return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")).into());
-    }
-    let result = run_identity(&state, IdentityCommand::CreatePrincipal { id, role, name: body.name.clone() }).await?;
-    accepted(result)?;
-    let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
-    let dto = PrincipalDto::from(read_ledger(&state).identity().principal(id).ok_or(Error::PrincipalNotFound(id))?);
-    Ok((status, Json(dto)).into_response())
+    let (principal, created) =
+        identity::create_principal(&state, &caller, body.id.as_deref(), &body.role, &body.name).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(PrincipalDto::from(&principal))).into_response())
 }
 
 /// Look up a principal (operator, analyst, auditor, or the principal itself).
@@ -232,13 +201,7 @@ pub async fn get_principal(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<PrincipalDto>, ApiError> {
-    need_scope(&caller, Scopes::READ)?;
-    let id = principal_id(&id)?;
-    if !can_see_principal(&caller, id) {
-        return Err(Error::PrincipalNotFound(id).into());
-    }
-    let ledger = read_ledger(&state);
-    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(Error::PrincipalNotFound(id).into())
+    Ok(Json((&identity::principal(&state, &caller, &id)?).into()))
 }
 
 /// Suspend or reactivate a principal (operator).
@@ -252,20 +215,7 @@ pub async fn set_principal_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<PrincipalDto>, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    need_role(&caller, &[Role::Operator])?;
-    let id = principal_id(&id)?;
-    let status = match body.status.as_str() {
-        "active" => Status::Active,
-        "suspended" => Status::Suspended,
-        other => return Err(Error::InvalidField(format!("status must be active or suspended, not {other:?}")).into()),
-    };
-    if id == caller.principal_id && status == Status::Suspended {
-        return Err(Error::Forbidden("an operator cannot suspend itself".into()).into());
-    }
-    accepted(run_identity(&state, IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
-    let ledger = read_ledger(&state);
-    ledger.identity().principal(id).map(|p| Json(p.into())).ok_or(Error::PrincipalNotFound(id).into())
+    Ok(Json((&identity::set_principal_status(&state, &caller, &id, &body.status).await?).into()))
 }
 
 /// A principal's API keys, without secrets.
@@ -278,14 +228,7 @@ pub async fn list_keys(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<KeyDto>>, ApiError> {
-    need_scope(&caller, Scopes::READ)?;
-    let id = principal_id(&id)?;
-    if !can_see_principal(&caller, id) || caller.role == Role::Analyst && caller.principal_id != id {
-        return Err(Error::PrincipalNotFound(id).into());
-    }
-    let ledger = read_ledger(&state);
-    ledger.identity().principal(id).ok_or(Error::PrincipalNotFound(id))?;
-    Ok(Json(ledger.identity().keys_of(id).into_iter().map(KeyDto::from).collect()))
+    Ok(Json(identity::keys(&state, &caller, &id)?.iter().map(KeyDto::from).collect()))
 }
 
 /// Create an API key (operator for anyone; a principal for itself, with `manage`). The key is
@@ -300,26 +243,7 @@ pub async fn create_key(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<KeyNew>,
 ) -> Result<Response, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    let id = principal_id(&id)?;
-    if caller.role != Role::Operator && caller.principal_id != id {
-        return Err(Error::PrincipalNotFound(id).into());
-    }
-    if read_ledger(&state).identity().principal(id).is_none() {
-        return Err(Error::PrincipalNotFound(id).into());
-    }
-    let scopes = match &body.scopes {
-        Some(names) => parse_scopes(names)?,
-        None => caller.scopes,
-    };
-    if !caller.scopes.allows(scopes.0) {
-        return Err(Error::Forbidden("a key cannot grant scopes its creator lacks".into()).into());
-    }
-    let expires_ns = match body.expires_in_s {
-        None | Some(0) => 0,
-        Some(seconds) => now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
-    };
-    let (key, stored) = issue_key(&state, id, scopes, expires_ns).await?;
+    let (key, stored) = identity::create_key(&state, &caller, &id, body.scopes.as_deref(), body.expires_in_s).await?;
     Ok((StatusCode::CREATED, Json(NewKeyDto { key, stored: (&stored).into() })).into_response())
 }
 
@@ -333,10 +257,7 @@ pub async fn revoke_key(
     Extension(caller): Extension<Caller>,
     Path(key_id): Path<String>,
 ) -> Result<Json<KeyDto>, ApiError> {
-    key_for_manage(&state, &caller, &key_id)?;
-    accepted(run_identity(&state, IdentityCommand::RevokeApiKey { key_id: key_id.clone() }).await?)?;
-    let ledger = read_ledger(&state);
-    ledger.identity().key(&key_id).map(|k| Json(k.into())).ok_or(Error::KeyNotFound(key_id).into())
+    Ok(Json((&identity::revoke_key(&state, &caller, &key_id).await?).into()))
 }
 
 /// Replace a key: a new key with the same scopes now, the old one expiring after an overlap.
@@ -350,28 +271,8 @@ pub async fn rotate_key(
     Path(key_id): Path<String>,
     ApiJson(body): ApiJson<KeyRotation>,
 ) -> Result<Response, ApiError> {
-    let old = key_for_manage(&state, &caller, &key_id)?;
-    if old.status == Status::Revoked {
-        return Err(Error::IdentityRejected(IdentityResult::AlreadyRevoked).into());
-    }
-    if !caller.scopes.allows(old.scopes.0) {
-        return Err(Error::Forbidden(
-            "a key cannot grant scopes its creator lacks: rotate it with a key that holds them".into(),
-        )
-        .into());
-    }
-    let (key, stored) = issue_key(&state, old.principal_id, old.scopes, old.expires_ns).await?;
-    let new_key = NewKeyDto { key, stored: (&stored).into() };
-    let overlap_s = body.overlap_s.unwrap_or(3600);
-    let command = if overlap_s == 0 {
-        IdentityCommand::RevokeApiKey { key_id }
-    } else {
-        let until = now_ns().saturating_add(overlap_s.saturating_mul(1_000_000_000));
-        let expires_ns = if old.expires_ns == 0 { until } else { old.expires_ns.min(until) };
-        IdentityCommand::SetApiKeyExpiry { key_id, expires_ns }
-    };
-    accepted(run_identity(&state, command).await?)?;
-    Ok((StatusCode::CREATED, Json(new_key)).into_response())
+    let (key, stored) = identity::rotate_key(&state, &caller, &key_id, body.overlap_s).await?;
+    Ok((StatusCode::CREATED, Json(NewKeyDto { key, stored: (&stored).into() })).into_response())
 }
 
 /// A principal's security events, oldest first (the principal itself, the operator, auditors).
@@ -384,17 +285,9 @@ pub async fn activity(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ActivityItem>>, ApiError> {
-    need_scope(&caller, Scopes::READ)?;
-    let id = principal_id(&id)?;
-    let allowed = caller.principal_id == id || matches!(caller.role, Role::Operator | Role::Auditor);
-    let ledger = read_ledger(&state);
-    if !allowed || ledger.identity().principal(id).is_none() {
-        return Err(Error::PrincipalNotFound(id).into());
-    }
+    let events = identity::activity(&state, &caller, &id)?;
     Ok(Json(
-        ledger
-            .identity()
-            .events_of(id)
+        events
             .iter()
             .map(|e| ActivityItem {
                 at_ns: e.at_ns.to_string(),
@@ -495,23 +388,13 @@ pub struct DeviceLimitsChange {
     pub limits: Option<DeviceLimitsDto>,
 }
 
-fn core_limits(dto: &Option<DeviceLimitsDto>) -> Result<Option<obol_core::identity::DeviceLimits>, ApiError> {
-    let Some(dto) = dto else { return Ok(None) };
-    let asset = obol_core::money::Asset::new(&dto.asset_code, dto.asset_scale)
-        .map_err(|e| Error::InvalidAsset(e.to_string()))?;
-    let amount = |field: &str, text: &Option<String>| -> Result<u128, Error> {
-        match text {
-            None => Ok(0),
-            Some(text) => obol_core::money::Amount::parse(text)
-                .map(|a| a.0)
-                .map_err(|e| Error::InvalidAmount { field: field.into(), reason: e.to_string() }),
-        }
-    };
-    Ok(Some(obol_core::identity::DeviceLimits {
-        asset,
-        per_payment: amount("limits.per_payment", &dto.per_payment)?,
-        per_day: amount("limits.per_day", &dto.per_day)?,
-    }))
+fn limits_ask(dto: &Option<DeviceLimitsDto>) -> Option<identity::LimitsAsk<'_>> {
+    dto.as_ref().map(|dto| identity::LimitsAsk {
+        asset_code: &dto.asset_code,
+        asset_scale: dto.asset_scale,
+        per_payment: dto.per_payment.as_deref(),
+        per_day: dto.per_day.as_deref(),
+    })
 }
 
 /// Register a device for a holder (operator, or the holder itself).
@@ -526,34 +409,11 @@ pub async fn register_device(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DeviceNew>,
 ) -> Result<Response, ApiError> {
-    let holder_id = principal_id(&id)?;
-    may_manage_devices(&caller, holder_id)?;
-    // A device reads and pays: registering one grants those scopes, so the key that registers it
-    // must hold them (a key never grants more than it holds).
-    if caller.role != Role::Operator && !caller.scopes.allows(Scopes::READ | Scopes::PAY) {
-        return Err(Error::Forbidden(
-            "a device reads and pays: registering one needs a key with the read and pay scopes too".into(),
-        )
-        .into());
-    }
-    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(Error::InvalidField)?;
-    let device_id = match &body.id {
-        Some(text) => crate::dto::path_id(text)?,
-        None => (rand::random::<u128>() >> 2).max(2),
-    };
-    let command = IdentityCommand::RegisterDevice {
-        id: device_id,
-        holder_id,
-        kid: jwk.kid,
-        public_key: jwk.public_key,
-        limits: core_limits(&body.limits)?,
-    };
-    let result = run_identity(&state, command).await?;
-    accepted(result)?;
-    let status = if result == IdentityResult::Ok { StatusCode::CREATED } else { StatusCode::OK };
-    let ledger = read_ledger(&state);
-    let device = ledger.identity().device(device_id).ok_or_else(|| Error::Internal("device vanished".into()))?;
-    Ok((status, Json(DeviceDto::from(device))).into_response())
+    let (device, created) =
+        identity::register_device(&state, &caller, &id, body.id.as_deref(), &body.jwk, limits_ask(&body.limits))
+            .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(DeviceDto::from(&device))).into_response())
 }
 
 /// A holder's devices.
@@ -566,13 +426,7 @@ pub async fn list_devices(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<DeviceDto>>, ApiError> {
-    need_scope(&caller, Scopes::READ)?;
-    let holder_id = principal_id(&id)?;
-    let ledger = read_ledger(&state);
-    if !can_see_principal(&caller, holder_id) || ledger.identity().principal(holder_id).is_none() {
-        return Err(Error::PrincipalNotFound(holder_id).into());
-    }
-    Ok(Json(ledger.identity().devices_of(holder_id).into_iter().map(DeviceDto::from).collect()))
+    Ok(Json(identity::devices(&state, &caller, &id)?.iter().map(DeviceDto::from).collect()))
 }
 
 /// Suspend, reactivate or revoke a device (revocation is final).
@@ -587,19 +441,7 @@ pub async fn set_device_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<DeviceDto>, ApiError> {
-    let device_id = device_for_manage(&state, &caller, &id)?;
-    let status = match body.status.as_str() {
-        "active" => Status::Active,
-        "suspended" => Status::Suspended,
-        "revoked" => Status::Revoked,
-        other => {
-            return Err(
-                Error::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")).into()
-            );
-        }
-    };
-    let device = device_change(&state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await?;
-    Ok(Json((&device).into()))
+    Ok(Json((&identity::set_device_status(&state, &caller, &id, &body.status).await?).into()))
 }
 
 /// Replace a device's key; the old key stops working at once.
@@ -613,15 +455,7 @@ pub async fn rotate_device(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DeviceRotation>,
 ) -> Result<Json<DeviceDto>, ApiError> {
-    let device_id = device_for_manage(&state, &caller, &id)?;
-    let jwk = crate::httpsig::parse_jwk(&body.jwk).map_err(Error::InvalidField)?;
-    let device = device_change(
-        &state,
-        device_id,
-        IdentityCommand::RotateDeviceKey { id: device_id, kid: jwk.kid, public_key: jwk.public_key },
-    )
-    .await?;
-    Ok(Json((&device).into()))
+    Ok(Json((&identity::rotate_device(&state, &caller, &id, &body.jwk).await?).into()))
 }
 
 /// Set or remove a device's spending limits.
@@ -635,8 +469,5 @@ pub async fn set_device_limits(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DeviceLimitsChange>,
 ) -> Result<Json<DeviceDto>, ApiError> {
-    let device_id = device_for_manage(&state, &caller, &id)?;
-    let limits = core_limits(&body.limits)?;
-    let device = device_change(&state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await?;
-    Ok(Json((&device).into()))
+    Ok(Json((&identity::set_device_limits(&state, &caller, &id, limits_ask(&body.limits)).await?).into()))
 }

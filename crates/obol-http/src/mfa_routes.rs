@@ -8,17 +8,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use obol_core::identity::{IdentityCommand, IdentityResult, Role, Scopes, StepUpPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Error, Problem};
-use crate::{ApiJson, AppState, approval_header, now_ns, read_ledger};
+use crate::error::{ApiError, Problem};
+use crate::{ApiJson, AppState, approval_header};
 use obol_app::auth::Caller;
-use obol_app::authz::need_scope;
-use obol_app::identity::run_identity;
-use obol_app::stepup::*;
-use obol_app::vault::Secret;
+use obol_app::stepup::{self, ChallengeDto};
 
 /// A TOTP enrolment in progress: shown once.
 #[derive(Serialize, ToSchema, Debug)]
@@ -113,31 +109,12 @@ pub async fn enroll_totp(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TotpEnrollRequest>,
 ) -> Result<Response, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    self_with_key(&caller, principal_id)?;
-    let (name, has_factor) = {
-        let ledger = read_ledger(&state);
-        let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
-        (principal.name.clone(), principal.has_factor())
+    let enrollment = stepup::enroll_totp(&state, &caller, &id, body.code.as_deref()).await?;
+    let enrollment = TotpEnrollment {
+        secret_base32: enrollment.secret_base32,
+        otpauth_uri: enrollment.otpauth_uri,
+        qr_svg: enrollment.qr_svg,
     };
-    if has_factor {
-        let code = body.code.as_deref().ok_or_else(|| {
-            Error::Forbidden("replacing an authenticator needs a current code from the existing one".into())
-        })?;
-        check_factor(&state, principal_id, Some(code), None).await?;
-    }
-    let mut secret = [0u8; 20];
-    rand::fill(&mut secret);
-    let secret = Secret::new(secret);
-    let totp = totp_for(secret.expose_secret(), &name)?;
-    let uri = totp.to_url().map_err(|e| Error::Internal(format!("otpauth URI: {e}")))?;
-    let sealed = state.vault.seal(&totp_purpose(principal_id), secret.expose_secret());
-    let result = run_identity(&state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
-    if result != IdentityResult::Ok {
-        return Err(Error::IdentityRejected(result).into());
-    }
-    let enrollment =
-        TotpEnrollment { secret_base32: totp.secret().to_base32(), qr_svg: qr_svg(&uri)?, otpauth_uri: uri };
     Ok((StatusCode::CREATED, Json(enrollment)).into_response())
 }
 
@@ -152,34 +129,7 @@ pub async fn confirm_totp(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    self_with_key(&caller, principal_id)?;
-    let code = body.code.as_deref().ok_or_else(|| Error::InvalidField("send the code your app shows".into()))?;
-    let sealed = {
-        let ledger = read_ledger(&state);
-        let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
-        principal
-            .totp
-            .as_ref()
-            .filter(|t| !t.confirmed)
-            .map(|t| t.sealed_secret.clone())
-            .ok_or(Error::IdentityRejected(IdentityResult::FactorNotEnrolled))?
-    };
-    let secret = state
-        .vault
-        .open(&totp_purpose(principal_id), &sealed)
-        .ok_or_else(|| Error::Internal("TOTP seed unreadable".into()))?;
-    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), now_ns() / 1_000_000_000);
-    let Some(step) = step else {
-        return Err(record_failure(&state, principal_id).await.into());
-    };
-    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code()).collect();
-    let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
-    let result = run_identity(&state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
-    if result != IdentityResult::Ok {
-        return Err(Error::IdentityRejected(result).into());
-    }
-    Ok(Json(RecoveryCodes { recovery_codes: codes }))
+    Ok(Json(RecoveryCodes { recovery_codes: stepup::confirm_totp(&state, &caller, &id, body.code.as_deref()).await? }))
 }
 
 /// Approve a step-up challenge with a second factor.
@@ -195,7 +145,8 @@ pub async fn approve_challenge(
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<Approval>, ApiError> {
     let passkey = body.passkey.map(|assertion| (assertion.ceremony_id, assertion.credential));
-    let dto = approve(&state, &caller, &id, body.code.as_deref(), body.recovery_code.as_deref(), passkey).await?;
+    let dto =
+        stepup::approve(&state, &caller, &id, body.code.as_deref(), body.recovery_code.as_deref(), passkey).await?;
     Ok(Json(Approval { challenge_id: id, challenge: dto }))
 }
 
@@ -209,13 +160,8 @@ pub async fn unlock(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    need_scope(&caller, Scopes::MANAGE)?;
-    obol_app::authz::need_role(&caller, &[Role::Operator])?;
-    let principal_id = crate::dto::path_id(&id)?;
-    match run_identity(&state, IdentityCommand::UnlockFactors { principal_id }).await? {
-        IdentityResult::Ok => Ok(StatusCode::OK),
-        other => Err(Error::IdentityRejected(other).into()),
-    }
+    stepup::unlock(&state, &caller, &id).await?;
+    Ok(StatusCode::OK)
 }
 
 /// Set your step-up policy (or, as operator, anyone's).
@@ -230,30 +176,11 @@ pub async fn set_step_up(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<StepUpPolicyDto>,
 ) -> Result<Json<StepUpPolicyDto>, ApiError> {
-    let principal_id = crate::dto::path_id(&id)?;
-    if caller.role != Role::Operator {
-        self_with_key(&caller, principal_id)?;
-    } else {
-        need_scope(&caller, Scopes::MANAGE)?;
-    }
-    let above = match &body.above {
-        None => None,
-        Some(threshold) => {
-            let asset = obol_core::money::Asset::new(&threshold.asset_code, threshold.asset_scale)
-                .map_err(|e| Error::InvalidAsset(e.to_string()))?;
-            let amount = obol_core::money::Amount::parse(&threshold.amount)
-                .map_err(|e| Error::InvalidAmount { field: "above.amount".into(), reason: e.to_string() })?;
-            Some((asset, amount.0))
-        }
+    let ask = stepup::PolicyAsk {
+        above: body.above.as_ref().map(|t| (t.asset_code.as_str(), t.asset_scale, t.amount.as_str())),
+        new_payee: body.new_payee,
+        new_device: body.new_device,
     };
-    let policy = StepUpPolicy { above, new_payee: body.new_payee, new_device: body.new_device };
-    if caller.role != Role::Operator {
-        let details = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let ledger = read_ledger(&state);
-        state.step_up.check_change(&ledger, principal_id, "step_up_policy", &details, approval_header(&headers))?;
-    }
-    match run_identity(&state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
-        IdentityResult::Ok => Ok(Json(body)),
-        other => Err(Error::IdentityRejected(other).into()),
-    }
+    stepup::set_step_up(&state, &caller, &id, ask, approval_header(&headers)).await?;
+    Ok(Json(body))
 }
