@@ -167,9 +167,15 @@ pub async fn start_registration(
     }
     {
         // Adding a factor, like replacing TOTP, needs a current one once there is any.
-        let ledger = read_ledger(state);
-        let approval = approval;
-        state.step_up.check_change(&ledger, principal_id, "add_passkey", &principal_id.to_le_bytes(), approval)?;
+        let checked = {
+            let ledger = read_ledger(state);
+            state.step_up.check_change(&ledger, principal_id, "add_passkey", &principal_id.to_le_bytes(), approval)
+        };
+        // Spent before the ceremony starts: an approval starts one registration, whatever
+        // happens after.
+        if let Some(id) = crate::stepup::journaled(state, checked).await? {
+            state.engine.execute(crate::stepup::spent(&id)).await?;
+        }
     }
     let name = read_ledger(state)
         .identity()

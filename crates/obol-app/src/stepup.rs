@@ -100,7 +100,7 @@ pub fn qr_svg(text: &str) -> Result<String, Error> {
     ))
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Challenge {
     principal_id: u128,
     digest: [u8; 32],
@@ -110,8 +110,21 @@ pub(crate) struct Challenge {
     dto: ChallengeDto,
 }
 
-/// Open challenges and known payees, in memory. Losing them on restart fails safe: the holder
-/// approves again.
+/// Where open challenges are journaled in the state table, by id.
+pub(crate) const CHALLENGE_PREFIX: &str = "stepup/challenge/";
+
+/// The put that journals challenge `id` as used: its key removed, in the same record as the
+/// operation it approved, so a crash leaves either both (the approval spent, the operation made)
+/// or neither.
+pub(crate) fn spent(id: &str) -> obol_core::codec::Op {
+    obol_core::codec::Op::Put(obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{id}"), value: Vec::new() })
+}
+
+/// Open challenges and known payees. Challenges are journaled (state table, `stepup/challenge/`)
+/// when they are issued and when they are approved, and removed in the record of the operation
+/// that spends them, so a restart keeps every open and approved challenge and never revives a
+/// spent one; memory holds them for lookups. Known payees are a cache of the ledger's history,
+/// rebuilt from it on first use after a start.
 pub struct StepUp {
     challenges: Mutex<HashMap<String, Challenge>>,
     known_payees: Mutex<HashMap<u128, HashSet<u128>>>,
@@ -160,6 +173,51 @@ impl StepUp {
         payees.filter(|payee| !known.contains(payee)).collect()
     }
 
+    /// Challenge `id` as journaled, if it is open.
+    fn encoded(&self, id: &str) -> Option<Vec<u8>> {
+        let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        challenges.get(id).filter(|c| !c.used).and_then(|c| serde_json::to_vec(c).ok())
+    }
+
+    /// Restores the journaled challenges at start, and removes the expired ones from the table.
+    pub async fn restore(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
+        let now = now_ns();
+        let mut expired = Vec::new();
+        let mut restored = 0;
+        for (key, value) in engine.table_scan(CHALLENGE_PREFIX) {
+            let id = key.trim_start_matches(CHALLENGE_PREFIX).to_string();
+            match serde_json::from_slice::<Challenge>(&value) {
+                Ok(challenge) if challenge.expires_ns > now && !challenge.used => {
+                    self.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert(id, challenge);
+                    restored += 1;
+                }
+                // Expired, or unreadable (never spendable): gone from the table too.
+                _ => expired.push(key),
+            }
+        }
+        for key in expired {
+            engine.put(&key, Vec::new()).await?;
+        }
+        Ok(restored)
+    }
+
+    /// Forgets the challenges that expired (in memory and in the table); answers how many.
+    pub async fn prune(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
+        let now = now_ns();
+        let expired: Vec<String> = {
+            let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+            let expired = challenges.iter().filter(|(_, c)| c.expires_ns <= now).map(|(id, _)| id.clone()).collect();
+            challenges.retain(|_, c| c.expires_ns > now);
+            expired
+        };
+        for id in &expired {
+            if engine.table_get(&format!("{CHALLENGE_PREFIX}{id}")).is_some() {
+                engine.put(&format!("{CHALLENGE_PREFIX}{id}"), Vec::new()).await?;
+            }
+        }
+        Ok(expired.len())
+    }
+
     /// The open challenge `id` of `principal_id`.
     pub fn challenge_for(&self, id: &str, principal_id: u128) -> Result<ChallengeDto, Error> {
         let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +237,8 @@ impl StepUp {
     }
 
     /// Decides whether these transfers need step-up and, if they do, whether `approval` covers
-    /// exactly them (consuming it): `Ok(true)` when an approval was used. `risk_marked` lists the
+    /// exactly them (consuming it in memory): `Ok(Some(id))` when approval `id` was used, which
+    /// the caller journals as [`spent`] in the record of the payment. `risk_marked` lists the
     /// events the risk policy wants strongly authenticated, and `risk` why.
     /// `Err(RequiresAction)` carries a fresh challenge.
     pub fn check(
@@ -190,15 +249,15 @@ impl StepUp {
         approval: Option<&str>,
         risk_marked: &[usize],
         risk: Option<crate::risk::RiskDto>,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<String>, Error> {
         if caller.role != Role::Holder {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(principal) = ledger.identity().principal(caller.principal_id) else {
-            return Ok(false);
+            return Ok(None);
         };
         if !principal.has_factor() {
-            return Ok(false);
+            return Ok(None);
         }
         let policy: StepUpPolicy = principal.step_up;
         let payments = || events.iter().filter(|e| !e.flags.resolves_pending());
@@ -236,7 +295,7 @@ impl StepUp {
             }
         }
         if marked.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let digest = operation_digest(&marked);
         let first_asset = marked.iter().find_map(|e| e.asset);
@@ -266,10 +325,10 @@ impl StepUp {
         change: &str,
         details: &[u8],
         approval: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         let has_factor = ledger.identity().principal(principal_id).is_some_and(|p| p.has_factor());
         if !has_factor {
-            return Ok(());
+            return Ok(None);
         }
         let mut hasher = Sha256::new();
         hasher.update(b"obol:change:");
@@ -289,19 +348,18 @@ impl StepUp {
             expires_ns: expires_ns.to_string(),
             risk: None,
         })
-        .map(|_| ())
     }
 
-    /// `Ok(true)` when `approval` names an approved, unused, live challenge of the principal's
-    /// for exactly `digest` (it is used up); otherwise a new challenge, answered as
-    /// `requires_action`.
+    /// `Ok(Some(id))` when `approval` names an approved, unused, live challenge of the
+    /// principal's for exactly `digest` (it is used up); otherwise a new challenge, answered as
+    /// `requires_action` (journal it with [`journaled`] before the answer leaves).
     fn approved_or_challenge(
         &self,
         principal_id: u128,
         digest: [u8; 32],
         approval: Option<&str>,
         dto: impl FnOnce(String, u64) -> ChallengeDto,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<String>, Error> {
         let now = now_ns();
         let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = approval
@@ -313,7 +371,7 @@ impl StepUp {
             && challenge.digest == digest
         {
             challenge.used = true;
-            return Ok(true);
+            return Ok(Some(id.to_string()));
         }
         let open =
             challenges.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now && !c.used).count();
@@ -475,10 +533,18 @@ pub async fn approve(
         }
         None => check_factor(state, caller.principal_id, code, recovery_code).await?,
     }
-    let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
-    let challenge =
-        challenges.get_mut(challenge_id).ok_or_else(|| Error::ChallengeNotFound(challenge_id.to_string()))?;
-    challenge.approved = true;
+    {
+        let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        let challenge =
+            challenges.get_mut(challenge_id).ok_or_else(|| Error::ChallengeNotFound(challenge_id.to_string()))?;
+        challenge.approved = true;
+    }
+    // Approved is journaled before it is answered: after a restart the approval still spends.
+    // (A crash before this put leaves the factor used and the challenge unapproved: the holder
+    // approves again, and nothing ran.)
+    if let Some(bytes) = state.step_up.encoded(challenge_id) {
+        state.engine.put(&format!("{CHALLENGE_PREFIX}{challenge_id}"), bytes).await?;
+    }
     Ok(dto)
 }
 
@@ -610,6 +676,7 @@ pub async fn set_step_up(
         }
     };
     let policy = StepUpPolicy { above, new_payee: ask.new_payee, new_device: ask.new_device };
+    let mut spends = None;
     if caller.role != Role::Operator {
         // The approval binds this exact policy: any other threshold, asset or flag voids it.
         let details = format!(
@@ -618,11 +685,43 @@ pub async fn set_step_up(
             policy.new_payee,
             policy.new_device
         );
-        let ledger = read_ledger(state);
-        state.step_up.check_change(&ledger, principal_id, "step_up_policy", details.as_bytes(), approval)?;
+        let checked = {
+            let ledger = read_ledger(state);
+            state.step_up.check_change(&ledger, principal_id, "step_up_policy", details.as_bytes(), approval)
+        };
+        spends = journaled(state, checked).await?;
     }
-    match run_identity(state, IdentityCommand::SetStepUpPolicy { principal_id, policy }).await? {
-        IdentityResult::Ok => Ok(()),
-        other => Err(Error::IdentityRejected(other)),
+    let command = obol_core::codec::Op::Identity(IdentityCommand::SetStepUpPolicy { principal_id, policy });
+    // The approval is spent in the record of the change it approved.
+    match execute_spending(state, spends.as_deref(), command).await? {
+        obol_core::ledger::OpResults::Identity(IdentityResult::Ok) => Ok(()),
+        obol_core::ledger::OpResults::Identity(other) => Err(Error::IdentityRejected(other)),
+        _ => Err(Error::Internal("engine answered an identity command with the wrong shape".into())),
     }
+}
+
+/// Journals the challenge a refusal carries (`requires_action`) before the refusal is answered,
+/// so the holder can approve it, and the payer spend the approval, across a restart. Answers
+/// `result` unchanged, or the store's error.
+pub(crate) async fn journaled<T>(state: &App, result: Result<T, Error>) -> Result<T, Error> {
+    if let Err(Error::RequiresAction(challenge)) = &result
+        && let Some(bytes) = state.step_up.encoded(&challenge.id)
+    {
+        state.engine.put(&format!("{CHALLENGE_PREFIX}{}", challenge.id), bytes).await?;
+    }
+    result
+}
+
+/// Runs `op` in one record with the spending of approval `spends` (if any): both durable, or
+/// neither. Answers the op's result.
+pub(crate) async fn execute_spending(
+    state: &App,
+    spends: Option<&str>,
+    op: obol_core::codec::Op,
+) -> Result<obol_core::ledger::OpResults, Error> {
+    let results = match spends {
+        Some(id) => state.engine.execute_together(vec![spent(id), op]).await?,
+        None => vec![state.engine.execute(op).await?],
+    };
+    results.into_iter().last().ok_or_else(|| Error::Internal("a record answered nothing".into()))
 }

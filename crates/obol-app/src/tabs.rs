@@ -33,6 +33,16 @@ pub(crate) fn tab_result_code(result: &TabResult) -> String {
     }
 }
 
+/// Runs a tab command in one record with the spending of approval `spends`.
+async fn run_tab_spending(state: &App, command: TabCommand, spends: Option<&str>) -> Result<TabResult, Error> {
+    match crate::stepup::execute_spending(state, spends, Op::Tab(command)).await? {
+        OpResults::Tab(result) => Ok(result),
+        OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Put => {
+            Err(Error::Internal("engine answered a tab command with the wrong shape".into()))
+        }
+    }
+}
+
 pub(crate) async fn run_tab(state: &App, command: TabCommand) -> Result<TabResult, Error> {
     match state.engine.execute(Op::Tab(command)).await? {
         OpResults::Tab(result) => Ok(result),
@@ -132,17 +142,17 @@ pub(crate) fn tab_gate(
             };
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let authenticated = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
+            let spends = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
             if !step_up.is_empty() {
                 state.risk.observe(&ledger, caller, std::slice::from_ref(payment));
             }
-            Ok(Gate::Go { authenticated })
+            Ok(Gate::Go { authenticated: spends.is_some(), spends })
         }
     }
 }
 
-/// [`tab_gate`], holding the command for review when the policy says so; answers whether a
-/// second factor approved it.
+/// [`tab_gate`], holding the command for review when the policy says so; answers the approval
+/// it spends, if a second factor approved it (journaled as spent with the escrow).
 pub(crate) async fn escrow_gate(
     state: &App,
     caller: &Caller,
@@ -151,7 +161,7 @@ pub(crate) async fn escrow_gate(
     tab_id: u128,
     command: TabCommand,
     approval: Option<&str>,
-) -> Result<bool, Error> {
+) -> Result<Option<String>, Error> {
     // A held opening has one fate: its retry meets the hold, never a second decision.
     if kind == "tab_open" {
         match state.risk.hold_of_tab(caller, &command) {
@@ -160,12 +170,13 @@ pub(crate) async fn escrow_gate(
                 return Err(Error::HeldForReview(Box::new(review.for_caller(caller))));
             }
             crate::risk::HoldOf::Declined(review_id) => return Err(Error::ReviewDeclined(review_id)),
-            crate::risk::HoldOf::Approved => return Ok(false),
+            crate::risk::HoldOf::Approved => return Ok(None),
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
     }
-    let (assessment, payment) = match tab_gate(state, caller, kind, payment, approval)? {
-        Gate::Go { authenticated } => return Ok(authenticated),
+    let gate = crate::stepup::journaled(state, tab_gate(state, caller, kind, payment, approval)).await?;
+    let (assessment, payment) = match gate {
+        Gate::Go { spends, .. } => return Ok(spends),
         Gate::Hold(assessment, payment) => (assessment, payment),
     };
     let payments = [(payment.payer_account_id, payment.amount)];
@@ -450,8 +461,8 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
     let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
     // The core counts the escrow as the payer's payment when the tab opens (as not strongly
     // authenticated even when a second factor approved it: the count errs toward asking again).
-    escrow_gate(state, caller, "tab_open", &payment, tab_id, command, approval).await?;
-    match run_tab(state, command).await? {
+    let spends = escrow_gate(state, caller, "tab_open", &payment, tab_id, command, approval).await?;
+    match run_tab_spending(state, command, spends.as_deref()).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
                 state.step_up.paid(caller.principal_id, vec![payee_account_id]);
@@ -687,8 +698,8 @@ pub async fn top_up(
         amount,
         asset: payer.1,
     };
-    escrow_gate(state, caller, "tab_topup", &payment, tab_id, command, approval).await?;
-    match run_tab(state, command).await? {
+    let spends = escrow_gate(state, caller, "tab_topup", &payment, tab_id, command, approval).await?;
+    match run_tab_spending(state, command, spends.as_deref()).await? {
         TabResult::Ok { .. } | TabResult::Exists => Ok(tab_id),
         TabResult::Escrow(result) => Err(Error::TransferRejected(result)),
         TabResult::Rejected(reject) => Err(Error::TabRejected(reject)),

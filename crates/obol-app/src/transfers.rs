@@ -112,8 +112,9 @@ pub(crate) fn check_device_limits(device: &obol_core::identity::Device, events: 
 
 /// What the checks before a request's transfers allow.
 pub(crate) enum Gate {
-    /// Go on; `authenticated` when a second factor approved these payments.
-    Go { authenticated: bool },
+    /// Go on; `authenticated` when a second factor approved these payments, `spends` the
+    /// approval used (journaled as spent in the payment's record).
+    Go { authenticated: bool, spends: Option<String> },
     /// The risk policy holds the request: the assessment and the payment it is about.
     Hold(Box<obol_risk::engine::Assessment>, Payment),
 }
@@ -153,12 +154,12 @@ pub(crate) fn authorize_transfers(
 ) -> Result<Gate, Error> {
     if caller.role == Role::Operator {
         need_scope(caller, Scopes::PAY)?;
-        return Ok(Gate::Go { authenticated: false });
+        return Ok(Gate::Go { authenticated: false, spends: None });
     }
     let ledger = read_ledger(state);
     authorize_moves(&ledger, caller, events)?;
     if met_hold(state, caller, events)? {
-        return Ok(Gate::Go { authenticated: false });
+        return Ok(Gate::Go { authenticated: false, spends: None });
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
@@ -172,7 +173,8 @@ pub(crate) fn authorize_transfers(
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let authenticated = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
+            let spends = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
+            let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
             state.risk.observe(&ledger, caller, &approved);
@@ -180,7 +182,7 @@ pub(crate) fn authorize_transfers(
             // approved every payment of the request (one approved payment among others does
             // not make the rest strongly authenticated).
             let all_approved = authenticated && payments.iter().all(|(index, _)| marked.contains(index));
-            Ok(Gate::Go { authenticated: all_approved })
+            Ok(Gate::Go { authenticated: all_approved, spends })
         }
     }
 }
@@ -380,25 +382,8 @@ pub(crate) async fn transfer_as(
     approval: Option<&str>,
     on_approval: OnApproval,
 ) -> Result<CreateTransferResult, Error> {
-    let events = std::slice::from_ref(event);
-    let authenticated = match authorize_transfers(state, caller, events, approval)? {
-        Gate::Go { authenticated } => authenticated,
-        Gate::Hold(assessment, payment) => {
-            return Err(hold_transfers(state, caller, &assessment, &payment, events, on_approval).await);
-        }
-    };
-    let result = match state.engine.execute(payment_op(caller, vec![*event], authenticated)).await? {
-        OpResults::Transfers(results) => results.first().copied().ok_or_else(|| internal("create_transfer"))?,
-        OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {
-            return Err(internal("create_transfer"));
-        }
-    };
-    if result == CreateTransferResult::DeviceLimitExceeded {
-        return Err(device_limit(state, caller));
-    }
-    let ok = [result == CreateTransferResult::Ok];
-    after_payment(state, caller, &payees(events), &ok);
-    Ok(result)
+    let results = pay_as(state, caller, vec![*event], approval, on_approval).await?;
+    results.first().copied().ok_or_else(|| internal("create_transfer"))
 }
 
 /// Creates accounts for `caller` (holders and merchants own what they create; see
@@ -428,15 +413,30 @@ pub async fn pay(
     events: Vec<NewTransfer>,
     approval: Option<&str>,
 ) -> Result<Vec<CreateTransferResult>, Error> {
+    pay_as(state, caller, events, approval, OnApproval::Run).await
+}
+
+/// [`pay`], with what an analyst's approval of a hold does (`AllowRetry`: the client was refused
+/// and nothing runs until it sends the payment again).
+async fn pay_as(
+    state: &App,
+    caller: &Caller,
+    events: Vec<NewTransfer>,
+    approval: Option<&str>,
+    on_approval: OnApproval,
+) -> Result<Vec<CreateTransferResult>, Error> {
     batch_size(events.len())?;
-    let authenticated = match authorize_transfers(state, caller, &events, approval)? {
-        Gate::Go { authenticated } => authenticated,
+    let gate = crate::stepup::journaled(state, authorize_transfers(state, caller, &events, approval)).await?;
+    let (authenticated, spends) = match gate {
+        Gate::Go { authenticated, spends } => (authenticated, spends),
         Gate::Hold(assessment, payment) => {
-            return Err(hold_transfers(state, caller, &assessment, &payment, &events, OnApproval::Run).await);
+            return Err(hold_transfers(state, caller, &assessment, &payment, &events, on_approval).await);
         }
     };
     let paid_to = payees(&events);
-    match state.engine.execute(payment_op(caller, events, authenticated)).await? {
+    // The approval is spent in the payment's own record: a crash leaves both or neither.
+    let op = payment_op(caller, events, authenticated);
+    match crate::stepup::execute_spending(state, spends.as_deref(), op).await? {
         OpResults::Transfers(results) => {
             if results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) {
                 return Err(device_limit(state, caller));

@@ -133,7 +133,7 @@ impl ReviewDto {
 }
 
 /// What a holder must approve.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeDto {
     /// Challenge id; approve it, then resend the request with `Obol-Approval: <id>`.
     pub id: String,

@@ -316,6 +316,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let address = listener.local_addr()?;
         state.risk.load(&state.engine).await.map_err(|e| anyhow::anyhow!("loading the risk engine's state: {e}"))?;
+        state
+            .step_up
+            .restore(&state.engine)
+            .await
+            .map_err(|e| anyhow::anyhow!("restoring the open step-up challenges: {e}"))?;
         state.risk.reload(&state).await.map_err(|e| anyhow::anyhow!("loading the policy directory: {e}"))?;
         if state.risk.enabled() {
             let watcher = state.clone();
@@ -353,6 +358,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 if let Err(error) = sweeper.risk.save(&sweeper.engine).await {
                     tracing::error!(%error, "saving the risk engine's state failed; retrying next sweep");
+                }
+                if let Err(error) = sweeper.step_up.prune(&sweeper.engine).await {
+                    tracing::error!(%error, "removing expired step-up challenges failed; retrying next sweep");
                 }
             }
         });

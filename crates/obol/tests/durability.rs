@@ -215,3 +215,53 @@ async fn the_sixth_euro_payment_since_strong_authentication_still_needs_it_after
     assert_eq!(review["risk"]["rule"], "eu-psd2-sca@1/low-value-sixth-payment", "{review}");
     assert_eq!(world.balances("12").await, [0, 0, 0, 500], "five paid, the sixth waits");
 }
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_challenge_survives_kill_9_and_its_approval_spends_exactly_once() {
+    // The holder wants payments above USD 1.00 approved, and has TOTP. A payment of 5.00 is
+    // challenged; the server is killed before the holder approves, and again before the payer
+    // retries with the approval, and again after the payment: the challenge is still there to
+    // approve, the approval still pays that payment, and after the third crash it pays nothing
+    // else (it was spent in the payment's own record).
+    let mut world = World::start("durable-step-up", 2, FUNDS, None).await;
+    let policy = json!({"above": {"asset_code": "USD", "asset_scale": 2, "amount": "100"}});
+    let (status, answer) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, enrolment) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
+    assert_eq!(status, 201, "{enrolment}");
+    let seed =
+        totp_rs::Secret::try_from_base32(enrolment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
+    let code_at = |step: u64| {
+        totp_rs::Builder::new().with_secret(seed.clone()).build_noncompliant().generate(step * 30).to_string()
+    };
+    let step = now_s() / 30;
+    let (status, codes) =
+        world.api.post(&world.holder, "/v1/principals/100/totp/confirm", json!({"code": code_at(step)}), None).await;
+    assert_eq!(status, 200, "{codes}");
+
+    let (status, challenged) = world.api.post(&world.holder, "/v1/transfers", transfer("500", "500"), None).await;
+    assert_eq!((status, code(&challenged)), (403, "requires_action"), "{challenged}");
+    let challenge = challenged["challenge"]["id"].as_str().unwrap().to_string();
+    world.kill_and_restart().await;
+
+    // A TOTP step is accepted once: approve with the next step's code.
+    let (status, approved) = world
+        .api
+        .post(&world.holder, &format!("/v1/challenges/{challenge}/approve"), json!({"code": code_at(step + 1)}), None)
+        .await;
+    assert_eq!(status, 200, "the challenge outlived the crash: {approved}");
+    world.kill_and_restart().await;
+
+    let (status, paid) = world.api.post(&world.holder, "/v1/transfers", transfer("500", "500"), Some(&challenge)).await;
+    assert_eq!(status, 201, "the approval outlived the crash: {paid}");
+    world.kill_and_restart().await;
+
+    let (status, again) =
+        world.api.post(&world.holder, "/v1/transfers", transfer("501", "500"), Some(&challenge)).await;
+    assert_eq!((status, code(&again)), (403, "requires_action"), "a spent approval pays nothing more: {again}");
+    assert_eq!(world.balances("2").await, [0, 0, 0, 500], "exactly one payment of 5.00");
+}
