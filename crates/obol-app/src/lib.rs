@@ -84,11 +84,6 @@ impl App {
         self.verifier = verifier::Verifier::start(self.network);
         Ok(self)
     }
-
-    /// The ledger as applied so far (hence durable).
-    pub fn ledger(&self) -> std::sync::RwLockReadGuard<'_, obol_core::ledger::Ledger> {
-        read_ledger(self)
-    }
 }
 
 /// Whether `instance_id` may name a network: 1 to 32 letters, digits, `-` or `_`.

@@ -165,9 +165,8 @@ fn tab_json(state: &AppState, tab_id: u128) -> Result<Json<TabDto>, ApiError> {
 }
 
 fn tab_answer(state: &AppState, tab_id: u128, paid: u128, stale: bool) -> Result<VoucherAccepted, ApiError> {
-    let ledger = read_ledger(state);
-    let entry = ledger.tab(tab_id).ok_or(Error::TabNotFound(tab_id))?;
-    Ok(VoucherAccepted { paid: paid.to_string(), stale, tab: tab_dto(state, &ledger, entry) })
+    let Json(tab) = tab_json(state, tab_id)?;
+    Ok(VoucherAccepted { paid: paid.to_string(), stale, tab })
 }
 
 /// Open a tab: escrow a budget from your account to a payee, payable by one device's vouchers
@@ -208,7 +207,7 @@ pub async fn get_tab(
     Path(id): Path<String>,
 ) -> Result<Json<TabDto>, ApiError> {
     let entry = tabs::tab(&state, &caller, &id)?;
-    tab_json(&state, entry.tab.id)
+    Ok(Json(tab_dto(&state, &read_ledger(&state), &entry)))
 }
 
 /// Submit a voucher the payer gave you (the payee, or the operator). Answers once the voucher is
