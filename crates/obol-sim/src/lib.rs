@@ -25,6 +25,8 @@ use obol_core::ledger::{
 use obol_core::money::Asset;
 use obol_store::{Node, Store, StoreError, Visit};
 
+pub mod pipeline;
+
 /// SplitMix64: small, fast, and the same on every machine.
 #[derive(Clone, Debug)]
 pub struct Prng(u64);
@@ -71,6 +73,11 @@ pub struct Faults {
     pub torn_write: u64,
     /// Write the whole record, then crash before the caller hears back.
     pub crash_after_write: u64,
+}
+
+impl Faults {
+    /// A disk that never fails.
+    pub const NONE: Faults = Faults { crash_before_write: 0, torn_write: 0, crash_after_write: 0 };
 }
 
 /// A store over a shared [`Disk`] that injects faults from the seed.

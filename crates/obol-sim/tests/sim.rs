@@ -38,3 +38,28 @@ fn many_seeds_survive_crashes_and_torn_writes() {
 fn a_seed_replays_exactly() {
     assert_eq!(obol_sim::run(42, 200), obol_sim::run(42, 200));
 }
+
+/// Regression: after a storage failure the writer refused jobs until every engine handle was
+/// gone, and `Engine::shutdown` (which holds one) waited for it forever.
+#[test]
+fn an_engine_whose_store_failed_still_shuts_down() {
+    use obol_core::codec::Op;
+    use obol_core::table::Put;
+    let disk = std::sync::Arc::default();
+    let faults = obol_sim::Faults { crash_before_write: 1000, torn_write: 0, crash_after_write: 0 };
+    let node = obol_store::Node::open(obol_sim::FaultyStore::new(disk, 7, faults), 7).expect("an empty disk opens");
+    let engine = obol_store::Engine::start(node);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let put = || Op::Put(Put { key: "k".into(), value: vec![1] });
+    assert!(runtime.block_on(engine.execute(put())).is_err(), "the write crashed");
+    assert!(engine.is_stopped());
+    assert!(runtime.block_on(engine.execute(put())).is_err(), "a stopped engine refuses");
+    let clone = engine.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        engine.shutdown();
+        let _ = done.send(());
+    });
+    assert!(finished.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "shutdown returned");
+    drop(clone);
+}

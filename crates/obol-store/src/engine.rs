@@ -95,6 +95,8 @@ enum MetaJob {
 enum Job {
     Op(Submission),
     Meta(MetaJob),
+    /// Sent by `shutdown` after everything queued before it: the writer stops on it at once.
+    Close,
 }
 
 impl Job {
@@ -110,6 +112,7 @@ impl Job {
             Job::Meta(MetaJob::Scan { reply, .. }) => {
                 let _ = reply.send(Err(EngineError::Stopped));
             }
+            Job::Close => {}
         }
     }
 }
@@ -296,6 +299,8 @@ impl Engine {
     /// submitted after the queue drains are answered `Stopped`.
     pub fn shutdown(self) {
         self.closing.store(true, Ordering::Release);
+        // Wakes the writer now rather than at its next idle check (a full queue wakes it anyway).
+        let _ = self.sender.try_send(Job::Close);
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -342,7 +347,7 @@ fn writer<S: Store>(
                         if let Err(error) = node.commit(&record) {
                             tracing::error!(%error, "storage failed; the ledger stops");
                             stopped.store(true, Ordering::Release);
-                            fail_all(&receiver);
+                            fail_all(&receiver, &closing);
                             return;
                         }
                     }
@@ -356,6 +361,8 @@ fn writer<S: Store>(
                 run_meta(&mut node, job);
                 continue;
             }
+            Job::Close if closing.load(Ordering::Acquire) => return,
+            Job::Close => continue,
             Job::Op(submission) => submission,
         };
         let mut events_count = first.events();
@@ -363,7 +370,7 @@ fn writer<S: Store>(
         let mut batch = vec![first];
         while events_count < RECORD_EVENTS_MAX {
             match receiver.try_recv() {
-                Ok(job @ Job::Meta(_)) => {
+                Ok(job @ (Job::Meta(_) | Job::Close)) => {
                     carried = Some(job);
                     break;
                 }
@@ -411,15 +418,28 @@ fn writer<S: Store>(
                 if let Some(job) = carried.take() {
                     job.refuse();
                 }
-                fail_all(&receiver);
+                fail_all(&receiver, &closing);
                 return;
             }
         }
     }
 }
 
-fn fail_all(receiver: &Receiver<Job>) {
-    while let Ok(job) = receiver.recv() {
-        job.refuse();
+/// After a storage failure: refuses every job until the engine is shut down (or every handle is
+/// gone). `shutdown` holds a handle itself, so waiting only for the handles would never end.
+fn fail_all(receiver: &Receiver<Job>, closing: &AtomicBool) {
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(IDLE_WAKE_MS)) {
+            Ok(Job::Close) if closing.load(Ordering::Acquire) => return,
+            Ok(job) => job.refuse(),
+            Err(RecvTimeoutError::Timeout) if closing.load(Ordering::Acquire) => {
+                while let Ok(job) = receiver.try_recv() {
+                    job.refuse();
+                }
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
     }
 }
