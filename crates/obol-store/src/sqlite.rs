@@ -75,10 +75,12 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn append(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let inserted = self.connection.execute(
+        // Parsed and planned once per connection: the writer appends a record per group commit.
+        let mut insert = self.connection.prepare_cached(
             "INSERT INTO log (seq, body) SELECT ?1, ?2 WHERE coalesce((SELECT max(seq) FROM log), 0) = ?1 - 1",
-            params![seq as i64, bytes],
         )?;
+        let inserted = insert.execute(params![seq as i64, bytes])?;
+        drop(insert);
         if inserted != 1 {
             return Err(StoreError::OutOfOrder { last: self.last_seq()?, got: seq });
         }

@@ -575,9 +575,14 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let free = run_wrk(&args, address, &script_path, &free_path, "/free")?;
     spinner.set_message(format!("wrk: paid requests for {} s", args.duration_s));
+    let records = || engine.stats().records.load(std::sync::atomic::Ordering::Relaxed);
+    let before = records();
     let paid = run_wrk(&args, address, &script_path, &lines_path, "/paid")?;
+    let paid_records = records() - before;
     spinner.set_message(format!("wrk: requests paid by voucher for {} s", args.duration_s));
+    let before = records();
     let paid_voucher = run_wrk(&args, address, &script_path, &vouchers_path, "/paid")?;
+    let voucher_records = records() - before;
     spinner.finish_and_clear();
     let voucher_owed: u128 = {
         let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
@@ -616,7 +621,8 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
                 "paid_voucher_p99_ms": paid_voucher.p99_ms, "paid_voucher_refused": paid_voucher.non_2xx,
                 "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": free.p50_ms, "unpaid_p99_ms": free.p99_ms,
                 "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0,
-                "paid_voucher_over_unpaid": ((paid_voucher_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0})
+                "paid_voucher_over_unpaid": ((paid_voucher_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0,
+                "paid_records": paid_records, "paid_voucher_records": voucher_records})
         );
         return Ok(());
     }
@@ -643,6 +649,11 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         "paid answers: {paid_ok}; refused: {}; the tabs owe {} ticks (wrk stops with requests in flight)",
         paid.non_2xx,
         acknowledged / price
+    );
+    println!(
+        "records (one sync each): {paid_records} for the ticks ({:.1} payments each), {voucher_records} for the vouchers ({:.1} each)",
+        paid.requests as f64 / paid_records.max(1) as f64,
+        paid_voucher.requests as f64 / voucher_records.max(1) as f64
     );
     Ok(())
 }
