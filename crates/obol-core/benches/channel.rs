@@ -4,9 +4,14 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use obol_core::channel::{Commitment, Tab, Voucher, payword_chain, verify_vouchers};
+use obol_core::channel::{Commitment, Network, Tab, VOUCHER_MESSAGE_BYTES, Voucher, payword_chain, verify_vouchers};
 
 const BATCH: usize = 64;
+
+/// Every voucher and commitment is signed for one server's network.
+fn network() -> Network {
+    Network::named("obol:bench")
+}
 
 fn tab(id: u128) -> Tab {
     Tab {
@@ -25,7 +30,7 @@ fn tab(id: u128) -> Tab {
 
 fn signed(key: &SigningKey, tab_id: u128, seq: u64) -> Voucher {
     let cumulative = u128::from(seq) * 25;
-    let signature = key.sign(&Voucher::signed_message(tab_id, 2, cumulative, seq)).to_bytes();
+    let signature = key.sign(&Voucher::signed_message(&network(), tab_id, 2, cumulative, seq)).to_bytes();
     Voucher { tab_id, payee_id: 2, cumulative, seq, signature }
 }
 
@@ -36,7 +41,7 @@ fn vouchers(c: &mut Criterion) {
     let mut group = c.benchmark_group("channel");
     group.throughput(Throughput::Elements(1));
     group.bench_function("dalek_verify_strict", |b| {
-        let message = Voucher::signed_message(1, 2, 25, 1);
+        let message = Voucher::signed_message(&network(), 1, 2, 25, 1);
         let signature = Signature::from_bytes(&stream[0].signature);
         b.iter(|| verifying_key.verify_strict(&message, &signature).expect("valid"))
     });
@@ -48,7 +53,7 @@ fn vouchers(c: &mut Criterion) {
                 *tab = self::tab(1);
                 *index = 0;
             }
-            tab.accept_voucher(&stream[*index], &verifying_key, 0).expect("valid voucher");
+            tab.accept_voucher(&stream[*index], &verifying_key, &network(), 0).expect("valid voucher");
             *index += 1;
         })
     });
@@ -58,8 +63,10 @@ fn vouchers(c: &mut Criterion) {
     let batch: Vec<Voucher> = keys.iter().enumerate().map(|(i, key)| signed(key, i as u128 + 1, 1)).collect();
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("dalek_verify_batch_64", |b| {
-        let messages: Vec<[u8; 72]> =
-            batch.iter().map(|v| Voucher::signed_message(v.tab_id, v.payee_id, v.cumulative, v.seq)).collect();
+        let messages: Vec<[u8; VOUCHER_MESSAGE_BYTES]> = batch
+            .iter()
+            .map(|v| Voucher::signed_message(&network(), v.tab_id, v.payee_id, v.cumulative, v.seq))
+            .collect();
         let message_refs: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
         let signatures: Vec<Signature> = batch.iter().map(|v| Signature::from_bytes(&v.signature)).collect();
         b.iter(|| ed25519_dalek::verify_batch(&message_refs, &signatures, &verifying_keys).expect("valid"))
@@ -68,7 +75,7 @@ fn vouchers(c: &mut Criterion) {
         b.iter(|| {
             let mut tabs: Vec<Tab> = (1..=BATCH as u128).map(tab).collect();
             let pairs: Vec<(&Voucher, &VerifyingKey)> = batch.iter().zip(&verifying_keys).collect();
-            let verified = verify_vouchers(&pairs);
+            let verified = verify_vouchers(&network(), &pairs);
             for ((tab, voucher), ok) in tabs.iter_mut().zip(&batch).zip(verified) {
                 assert!(ok);
                 tab.accept_verified_voucher(voucher, 0).expect("valid voucher");
@@ -78,9 +85,16 @@ fn vouchers(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(1));
     let chain = payword_chain([9u8; 32], 1_000_000);
-    let signature = key.sign(&Commitment::signed_message(1, 2, &chain[0], 1_000_000, 1)).to_bytes();
-    let commitment =
-        Commitment { tab_id: 1, payee_id: 2, root: chain[0], length: 1_000_000, value_per_tick: 1, signature };
+    let signature = key.sign(&Commitment::signed_message(&network(), 1, 2, &chain[0], 1_000_000, 1)).to_bytes();
+    let commitment = Commitment {
+        tab_id: 1,
+        payee_id: 2,
+        network: network(),
+        root: chain[0],
+        length: 1_000_000,
+        value_per_tick: 1,
+        signature,
+    };
     group.bench_function("payword_tick", |b| {
         let fresh = || {
             let mut tab = tab(1);
