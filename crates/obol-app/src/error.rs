@@ -107,6 +107,10 @@ pub enum Error {
     /// The request was held for review and an analyst declined it: it never runs.
     #[error("this payment was held for review {0} and declined; it will not run")]
     ReviewDeclined(String),
+    /// The request was held for review, approved, and refused by the ledger when it ran at
+    /// approval (`{1}`): that was its one run; a retry never runs it again.
+    #[error("this payment was held for review {0}, approved, and refused when it ran ({1}); it will not run again")]
+    ReviewRefused(String, String),
     /// A policy bundle was refused; the live policy is unchanged.
     #[error("the bundle was refused and the live policy is unchanged: {0}")]
     PolicyRefused(String),
@@ -222,6 +226,7 @@ impl Error {
             Error::ReviewNotFound(_) => "review_not_found",
             Error::ReviewDecided(..) => "review_decided",
             Error::ReviewDeclined(_) => "review_declined",
+            Error::ReviewRefused(..) => "review_refused",
             Error::PolicyRefused(_) => "policy_refused",
             Error::NoShadow => "no_shadow",
             Error::FactorCheckFailed { .. } => "factor_check_failed",

@@ -122,14 +122,27 @@ pub(crate) fn same_opening(stored: &StoredReview, command: &obol_core::channel::
 pub(crate) const DECIDING: &str = "deciding";
 
 pub(crate) fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
-    let refused =
-        stored.review.outcome.as_ref().is_some_and(|outcome| outcome.iter().any(|o| o.starts_with("refused")));
+    let outcome = stored.review.outcome.as_deref().unwrap_or_default();
+    let refused = outcome.iter().any(|o| o.starts_with("refused"));
+    // What the ledger answered when the approval ran it, if it did not take it: that run was
+    // the request's one run, so a retry never runs what it refused (the account funded since,
+    // say).
+    let failed = outcome.iter().find(|o| !ran(o)).filter(|_| stored.runs);
     match stored.review.status.as_str() {
         "pending" | DECIDING => HoldOf::Pending(Box::new(stored.review.clone())),
         "declined" => HoldOf::Declined(review_id),
         _ if refused => HoldOf::Declined(review_id),
-        _ => HoldOf::Approved,
+        _ => match failed {
+            Some(code) => HoldOf::Refused(review_id, code.clone()),
+            None => HoldOf::Approved,
+        },
     }
+}
+
+/// Whether an approved review's outcome entry says its operation went through (or, `running`,
+/// that its approval is in the log with the operation; the ledger knows whether it ran).
+fn ran(outcome: &str) -> bool {
+    matches!(outcome, "ok" | "exists" | "running" | "resumed") || outcome.starts_with("allowed")
 }
 
 /// What a request meets when a review holds one of its transfer ids: a held request has one
@@ -141,6 +154,8 @@ pub enum HoldOf {
     Pending(Box<ReviewDto>),
     /// An analyst declined it: it never runs.
     Declined(String),
+    /// An analyst approved it and the ledger refused it when it ran (the code): it never runs.
+    Refused(String, String),
     /// An analyst approved it: the same payment goes on without a second decision (it ran at
     /// approval, and the ledger answers that it exists; or it waited for this retry).
     Approved,

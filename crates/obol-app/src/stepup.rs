@@ -268,7 +268,11 @@ impl StepUp {
         };
         let mut reasons: Vec<&'static str> = Vec::new();
         let mut marked: Vec<&NewTransfer> = Vec::new();
-        for (index, event) in events.iter().enumerate().filter(|(_, e)| !e.flags.resolves_pending()) {
+        // A transfer the ledger has already (a retry whose first answer was lost) pays nothing
+        // again: the ledger answers `exists`, so it asks for no second factor either.
+        let new_payments =
+            events.iter().enumerate().filter(|(_, e)| !e.flags.resolves_pending() && ledger.transfer(e.id).is_none());
+        for (index, event) in new_payments {
             let mut event_reasons = Vec::new();
             if risk_marked.contains(&index) {
                 event_reasons.push("risk_policy");

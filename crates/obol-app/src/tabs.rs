@@ -170,6 +170,7 @@ pub(crate) async fn escrow_gate(
                 return Err(Error::HeldForReview(Box::new(review.for_caller(caller))));
             }
             crate::risk::HoldOf::Declined(review_id) => return Err(Error::ReviewDeclined(review_id)),
+            crate::risk::HoldOf::Refused(review_id, code) => return Err(Error::ReviewRefused(review_id, code)),
             crate::risk::HoldOf::Approved => return Ok(None),
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
@@ -446,6 +447,11 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
             return Err(Error::Forbidden(format!("device {device_id} cannot sign for account {payer_account_id}")));
         }
         within_device_limits(&ledger, device_id, asset, budget)?;
+        // A retry of an opening that went through (its answer lost) is answered as the ledger
+        // would answer it, before any decision: no hold, no second factor for a tab that is open.
+        if ledger.tab(tab_id).is_some() {
+            return Err(Error::TabExists(tab_id));
+        }
         device_id
     };
     let command = TabCommand::Open {

@@ -195,6 +195,7 @@ pub(crate) fn met_hold(state: &App, caller: &Caller, events: &[NewTransfer]) -> 
         HoldOf::Free => Ok(false),
         HoldOf::Pending(review) => Err(Error::HeldForReview(Box::new(review.for_caller(caller)))),
         HoldOf::Declined(review_id) => Err(Error::ReviewDeclined(review_id)),
+        HoldOf::Refused(review_id, code) => Err(Error::ReviewRefused(review_id, code)),
         HoldOf::Approved => Ok(true),
         HoldOf::Taken(id) => Err(Error::IdTaken(id)),
     }

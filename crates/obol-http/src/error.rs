@@ -119,6 +119,7 @@ impl ApiError {
             Error::ReviewNotFound(_) | Error::NoShadow => StatusCode::NOT_FOUND,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
+            Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ChallengeNotFound(_) | Error::TabNotFound(_) => StatusCode::NOT_FOUND,
             Error::TabExists(_) | Error::IdTaken(_) => StatusCode::CONFLICT,

@@ -225,6 +225,30 @@ async fn amounts_over_the_threshold_need_approval_and_recovery_codes_work_once()
     );
 }
 
+/// Regression (attack review): a payment that went through with an approval, retried with the
+/// same id because its answer was lost, was answered `requires_action` with a new challenge; a
+/// client that believed it could pay again under a new id. The ledger has it: the retry answers
+/// that it exists, whatever approval it carries, and asks for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_an_approved_payment_that_went_through_asks_for_no_second_approval() {
+    let world = World::new().await;
+    let policy = json!({"above": {"asset_code": "EUR", "asset_scale": 2, "amount": "3000"}, "new_payee": false, "new_device": false});
+    assert_eq!(world.set_step_up(policy).await, StatusCode::OK);
+    let (status, problem) = world.pay("25", "2", "4000", None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    let id = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let (status, _) = world.approve(&id, json!({"code": world.code(1)})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(world.pay("25", "2", "4000", Some(&id)).await.0, StatusCode::CREATED);
+    for approval in [Some(id.as_str()), None] {
+        let (status, answer) = world.pay("25", "2", "4000", approval).await;
+        assert_eq!(status, StatusCode::OK, "the retry meets the transfer that exists: {answer}");
+    }
+    // Another amount under that id is still the ledger's refusal, not a second factor's.
+    let (status, answer) = world.pay("25", "2", "4001", None).await;
+    assert_ne!(answer["code"].as_str(), Some("requires_action"), "{status} {answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fifth_failure_locks_and_the_sixth_attempt_is_refused_until_unlocked() {
     let world = World::new().await;

@@ -151,3 +151,39 @@ async fn a_held_tab_opening_is_met_by_its_retry_and_opens_once() {
     assert_eq!((status, code(&problem)), (403, "review_declined"), "{problem}");
     assert_eq!(world.balances("1").await, after);
 }
+
+/// Regression (attack review): an approved hold that the ledger refused when it ran (the payer
+/// could not cover it) could run later, with no decision at all, once the account was funded:
+/// the retry met an "approved" review and went straight to the ledger. The approval's run was
+/// the request's one run; the retry is refused with what the ledger said, also after a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_hold_the_ledger_refused_never_runs_later() {
+    let mut world = world("refused").await;
+    // An account the holder opens itself never goes below zero; it holds 12.00.
+    let (status, account) = world
+        .api
+        .post(&world.holder, "/v1/accounts", json!({"id": "5", "asset_code": "USD", "asset_scale": 2}), None)
+        .await;
+    assert_eq!(status, 201, "{account}");
+    let fund = |id: &str, amount: &str| {
+        json!({"id": id, "debit_account_id": "9", "credit_account_id": "5", "amount": amount,
+            "asset_code": "USD", "asset_scale": 2})
+    };
+    world.op("/v1/transfers", fund("59", "1200")).await;
+    let spend = json!({"id": "60", "debit_account_id": "5", "credit_account_id": "2", "amount": "1500",
+        "asset_code": "USD", "asset_scale": 2});
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", spend.clone(), None).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    let approved = world.decide(&review, "approve").await;
+    assert_eq!(approved["outcome"], json!(["exceeds_credits"]), "{approved}");
+    // Funded since: the retry still does not run it.
+    world.op("/v1/transfers", fund("61", "100000")).await;
+    let funded = world.balances("5").await;
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", spend.clone(), None).await;
+    assert_eq!((status, code(&problem)), (422, "review_refused"), "{problem}");
+    world.kill_and_restart().await;
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", spend, None).await;
+    assert_eq!((status, code(&problem)), (422, "review_refused"), "{problem}");
+    assert_eq!(world.balances("5").await, funded, "nothing moved");
+}
