@@ -92,7 +92,28 @@ pub fn tidy(root: &Path) -> Vec<String> {
     }
     problems.extend(route_imports(root));
     problems.extend(http_in_application_layer(root));
+    problems.extend(payment_path_lints(root));
     problems
+}
+
+/// The crates a payment passes through, which take the workspace's panic lints (no unwrap,
+/// expect, panic or indexing outside tests without a written reason).
+pub const PAYMENT_PATH_CRATES: [&str; 5] = ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http"];
+
+/// Payment-path crates whose manifest does not opt in to the workspace lints.
+pub fn payment_path_lints(root: &Path) -> Vec<String> {
+    PAYMENT_PATH_CRATES
+        .iter()
+        .filter_map(|name| {
+            let path = format!("crates/{name}/Cargo.toml");
+            let manifest = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+            let opted_in = manifest.split("[lints]").nth(1).is_some_and(|rest| {
+                rest.lines().map(str::trim).take_while(|l| !l.starts_with('[')).any(|l| l == "workspace = true")
+            });
+            (!opted_in)
+                .then(|| format!("{path}: the payment path takes the workspace lints: add [lints] workspace = true"))
+        })
+        .collect()
 }
 
 /// The HTTP shell's route modules: each parses, calls the application layer and maps the

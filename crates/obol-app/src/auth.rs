@@ -50,6 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Makes a new key with a random id and a 160-bit random secret.
+#[expect(clippy::expect_used, reason = "argon2id with its default parameters and a fresh salt cannot fail")]
 pub fn generate_key() -> KeyMaterial {
     let mut key_id = [0u8; 8];
     let mut secret = [0u8; 20];

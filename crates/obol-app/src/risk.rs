@@ -697,6 +697,7 @@ impl Risk {
 
     /// A keyed hash of the caller's network: the IPv4 /24 or IPv6 /48 it comes from. The key is
     /// the server's own, so the hash says nothing outside it, and no address is kept.
+    #[expect(clippy::indexing_slicing, reason = "a SHA-256 digest has 32 bytes")]
     fn network_of(&self, peer: Option<IpAddr>) -> Option<u64> {
         let prefix: Vec<u8> = match peer? {
             IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
@@ -805,6 +806,7 @@ impl Risk {
     /// The request's verdict: any block refuses it, else any review holds it, else the payments
     /// the policy wants strongly authenticated are marked. `can_step_up`: whether the caller can
     /// approve a challenge (a holder with a second factor); if not, step-up becomes review.
+    #[expect(clippy::indexing_slicing, reason = "the indexes come from enumerating `assessments` itself")]
     pub fn verdict(assessments: Vec<Assessment>, can_step_up: bool) -> Verdict {
         let of = |action: Action| assessments.iter().position(|a| a.decision.action == action);
         if let Some(index) = of(Action::Block) {
@@ -1210,6 +1212,10 @@ pub fn rebuild(sources: &BTreeMap<(String, u32), String>, bundle: Bundle) -> Res
 
 /// A line diff: ` ` kept, `-` removed, `+` added, by longest common subsequence (bundles are
 /// small; the table is bounded by [`BUNDLE_BYTES_MAX`] lines squared in the worst case).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the table is (a.len()+1) x (b.len()+1) and every index is checked against the lengths"
+)]
 pub(crate) fn line_diff(before: &str, after: &str) -> String {
     let a: Vec<&str> = before.lines().collect();
     let b: Vec<&str> = after.lines().collect();

@@ -33,6 +33,10 @@ pub struct Verifier {
 
 impl Verifier {
     /// Starts the verifier thread for vouchers signed for `network`.
+    #[expect(
+        clippy::expect_used,
+        reason = "a process that cannot start its verifier thread cannot serve; it stops at start, before any request"
+    )]
     pub fn start(network: Network) -> Verifier {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH_MAX);
         std::thread::Builder::new()
@@ -54,6 +58,10 @@ impl Verifier {
     }
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the indexes come from enumerating `jobs`, and `verdicts` has one slot per job"
+)]
 fn run(network: Network, receiver: Receiver<Job>) {
     let mut keys: HashMap<[u8; 32], Option<VerifyingKey>> = HashMap::new();
     while let Ok(first) = receiver.recv() {

@@ -102,6 +102,7 @@ pub enum CodecError {
     Unbound,
 }
 
+#[expect(clippy::indexing_slicing, reason = "callers read fields of a buffer whose length they checked first")]
 fn u128_at(bytes: &[u8], at: usize) -> u128 {
     let mut buffer = [0u8; 16];
     buffer.copy_from_slice(&bytes[at..at + 16]);
@@ -140,6 +141,10 @@ impl Voucher {
     }
 
     /// Reads the binary form a payer sends: version 2 only.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "bytes[..4] is read only once the length is VOUCHER_BYTES (the `&&` checks it first)"
+    )]
     pub fn decode(bytes: &[u8]) -> Result<Voucher, CodecError> {
         if bytes.len() == VOUCHER_BYTES && bytes[..4] == VOUCHER_MAGIC_V1 {
             return Err(CodecError::Unbound);
@@ -150,6 +155,7 @@ impl Voucher {
     /// Reads a voucher from the log, where records written before version 2 hold version 1.
     /// The log never re-verifies a voucher (it was verified before it was written), so both
     /// read the same.
+    #[expect(clippy::indexing_slicing, reason = "the length is checked against VOUCHER_BYTES first")]
     pub fn decode_logged(bytes: &[u8]) -> Result<Voucher, CodecError> {
         if bytes.len() != VOUCHER_BYTES {
             return Err(CodecError::Length);
@@ -233,6 +239,10 @@ impl Commitment {
 
     /// Reads the binary form, either version (a version 1 commitment reads as
     /// [`Network::UNBOUND`], which no server's network matches).
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "bytes[..4] is read only once the length is VOUCHER_BYTES (the `&&` checks it first)"
+    )]
     pub fn decode(bytes: &[u8]) -> Result<Commitment, CodecError> {
         if bytes.len() != COMMITMENT_BYTES && bytes.len() != COMMITMENT_BYTES_V1 {
             return Err(CodecError::Length);
@@ -342,9 +352,10 @@ pub fn payword_hash(word: &[u8; 32]) -> [u8; 32] {
 /// `w_i = H(w_{i+1})`. The payer keeps it and reveals w1, w2, ... one per tick.
 pub fn payword_chain(last: [u8; 32], length: u32) -> Vec<[u8; 32]> {
     let mut chain = vec![last];
+    let mut word = last;
     for _ in 0..length {
-        let next = payword_hash(chain.last().expect("the chain starts non-empty"));
-        chain.push(next);
+        word = payword_hash(&word);
+        chain.push(word);
     }
     chain.reverse();
     chain

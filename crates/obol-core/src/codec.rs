@@ -160,6 +160,10 @@ impl Record {
 
     /// Encodes the record, header and checksum included; fails (writing nothing) if an op
     /// cannot be encoded exactly ([`Op::check_encodable`]).
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the header's RECORD_HEADER_BYTES were pushed first, so the slices are inside `out`"
+    )]
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         if self.events_count() > RECORD_EVENTS_MAX {
             return Err(EncodeError::TooManyEvents);
@@ -248,6 +252,7 @@ impl Record {
     }
 
     /// Decodes and checks a record produced by [`Record::encode`].
+    #[expect(clippy::indexing_slicing, reason = "`take(4)` answers exactly 4 bytes or an error")]
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         let mut reader = Reader { bytes, at: 0 };
         if reader.take(4)? != RECORD_MAGIC {
@@ -623,7 +628,8 @@ fn encode_identity(command: &IdentityCommand) -> Result<Vec<u8>, EncodeError> {
 
 impl Reader<'_> {
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        let [byte] = self.array::<1>()?;
+        Ok(byte)
     }
 
     fn string(&mut self) -> Result<String, DecodeError> {
@@ -697,6 +703,10 @@ fn encode_tab(command: &crate::channel::TabCommand) -> Vec<u8> {
     w.0
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the reader's position never passes the end of its bytes (`take` checks before it moves)"
+)]
 fn decode_tab(bytes: &[u8]) -> Result<crate::channel::TabCommand, DecodeError> {
     use crate::channel::{Commitment, TabCommand, VOUCHER_BYTES, Voucher};
     let mut r = Reader { bytes, at: 0 };

@@ -219,8 +219,7 @@ impl Asset {
         if scale < minor_unit || scale > SCALE_MAX {
             return Err(MoneyError::AssetScaleOutOfRange { code: code.into(), scale, min: minor_unit, max: SCALE_MAX });
         }
-        let bytes = code.as_bytes();
-        let code_bytes = [bytes[0], bytes[1], bytes[2]];
+        let code_bytes: [u8; 3] = code.as_bytes().try_into().map_err(|_| MoneyError::AssetCodeUnknown(code.into()))?;
         Ok(Asset { code: code_bytes, scale })
     }
 
@@ -262,7 +261,11 @@ impl fmt::Display for Asset {
 
 /// The ISO 4217 minor unit of an active currency code, or `None` for anything else.
 pub fn minor_unit(code: &str) -> Option<u8> {
-    ISO_4217.binary_search_by(|(known, _)| (*known).cmp(code)).ok().map(|index| ISO_4217[index].1)
+    ISO_4217
+        .binary_search_by(|(known, _)| (*known).cmp(code))
+        .ok()
+        .and_then(|index| ISO_4217.get(index))
+        .map(|(_, unit)| *unit)
 }
 
 /// An exact count of 10^-scale units of some asset.
@@ -309,7 +312,7 @@ pub fn parse_digits(text: &str) -> Result<u128, MoneyError> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return Err(MoneyError::AmountSyntax);
     }
-    if bytes.len() > 1 && bytes[0] == b'0' {
+    if bytes.len() > 1 && bytes.first() == Some(&b'0') {
         return Err(MoneyError::AmountSyntax);
     }
     let mut value: u128 = 0;

@@ -86,6 +86,7 @@ impl AppState {
     }
 
     /// State whose secrets are sealed by `vault`.
+    #[expect(clippy::expect_used, reason = "localhost is a valid WebAuthn relying party, a constant")]
     pub fn with_vault(engine: Engine, scheme: &'static str, vault: obol_app::vault::Vault) -> AppState {
         let passkeys = obol_app::passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
             .expect("localhost is a valid WebAuthn relying party");
@@ -211,6 +212,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported"];
 
 /// The process-wide Prometheus recorder (installed on first use).
+#[expect(clippy::expect_used, reason = "the bucket lists are constants, and valid")]
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {

@@ -154,6 +154,10 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the writer thread over an opened node.
+    #[expect(
+        clippy::expect_used,
+        reason = "a process that cannot start its writer thread cannot serve; it stops at start, before any request"
+    )]
     pub fn start<S: Store + 'static>(node: Node<S>) -> Engine {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH_MAX);
         let ledger = node.ledger();

@@ -172,6 +172,10 @@ fn load_roots(path: Option<PathBuf>, mode: SslMode) -> Result<RootCertStore, Sto
 }
 
 /// Takes the `ssl*` keys out of a connection string, leaving the rest byte for byte.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "every read of bytes[at] is guarded by `at < bytes.len()` in the same condition or loop"
+)]
 fn split_ssl_keys(url: &str) -> Result<(String, Vec<(String, String)>), StoreError> {
     let is_ours = |key: &str| SSL_KEYS.contains(&key) || UNSUPPORTED_KEYS.contains(&key);
     let mut taken = Vec::new();
@@ -252,6 +256,10 @@ fn split_ssl_keys(url: &str) -> Result<(String, Vec<(String, String)>), StoreErr
     Ok((rest, taken))
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`at` stays below bytes.len() (the loop condition), and `%` is read with its two digits only when they are there"
+)]
 fn percent_decode(text: &str) -> Result<String, StoreError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -442,6 +450,7 @@ fn signature_algorithm_oid(der: &[u8]) -> Option<&[u8]> {
 }
 
 /// One DER element with `tag` at the start of `input`: (its contents, what follows it).
+#[expect(clippy::indexing_slicing, reason = "`count` is checked against rest.len() before the slices")]
 fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (&first, rest) = input.split_first()?;
     if first != tag {

@@ -232,6 +232,10 @@ impl Ledger {
     }
 
     /// Applies one tab command at `timestamp` (the escrow and settlement transfers get it).
+    #[expect(
+        clippy::expect_used,
+        reason = "tabs are bounded by records (8190 events each), far below 2^32 in any memory"
+    )]
     fn apply_tab(&mut self, command: &crate::channel::TabCommand, timestamp: u64) -> crate::channel::TabResult {
         use crate::channel::{PayReject, TAB_TRANSFER_CODE, Tab, TabCommand, TabEntry, TabResult};
         match *command {
@@ -536,6 +540,7 @@ impl Ledger {
 
     /// Applies events one by one, event `i` at timestamp `next_ts + i`; events joined by
     /// `linked` succeed or fail together.
+    #[expect(clippy::indexing_slicing, reason = "`results` has one slot per event and `index` enumerates the events")]
     fn create_events<E: Event, R: ResultCode>(
         &mut self,
         events: &[E],
@@ -592,6 +597,11 @@ impl Ledger {
         }
     }
 
+    #[expect(
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "the undo journal names only what this chain added, so what it removes exists"
+    )]
     fn roll_back(&mut self) {
         while let Some(undo) = self.undo.pop() {
             match undo {
@@ -631,6 +641,10 @@ impl Ledger {
         }
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "accounts are bounded by records (8190 events each), far below 2^32 in any memory"
+    )]
     fn create_account(&mut self, event: &NewAccount, timestamp: u64) -> CreateAccountResult {
         use CreateAccountResult as R;
         if event.flags.0 & !AccountFlags::KNOWN != 0 {
@@ -746,6 +760,10 @@ impl Ledger {
         }
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "indexes come from account_index, which holds only positions of stored accounts"
+    )]
     fn create_plain_or_pending(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
         use CreateTransferResult as R;
         use TransferFlags as F;
@@ -884,6 +902,11 @@ impl Ledger {
         R::Ok
     }
 
+    #[expect(
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "a stored pending transfer has a status and its accounts exist (accounts are never removed)"
+    )]
     fn post_or_void_pending(&mut self, event: &NewTransfer, timestamp: u64, settlement: bool) -> CreateTransferResult {
         use CreateTransferResult as R;
         use TransferFlags as F;
@@ -1019,6 +1042,10 @@ impl Ledger {
     }
 
     /// Stores `after` at `index`, counting the balance change toward the per-asset imbalance.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "callers pass positions from account_index; `slot` was found or pushed just before"
+    )]
     fn write_account(&mut self, index: usize, after: Account) -> Account {
         let before = std::mem::replace(&mut self.accounts[index], after);
         assert_eq!(before.asset, after.asset, "an account's asset never changes");
@@ -1050,6 +1077,10 @@ impl Ledger {
         }
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the account positions come from account_index, and every account has a log"
+    )]
     fn push_transfer(&mut self, transfer: Transfer, debit_index: u32, credit_index: u32) {
         let transfer_index = self.transfers.len() as u64;
         self.transfers.push(transfer);
@@ -1068,6 +1099,11 @@ impl Ledger {
 
     /// Releases every pending transfer whose expiry is at or before `now_ts`, oldest expiry
     /// first.
+    #[expect(
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "the expiry queue names stored pending transfers, whose accounts exist"
+    )]
     fn expire_pending(&mut self, now_ts: u64) {
         assert!(!self.journaling);
         while let Some(&key) = self.expiries.first() {
