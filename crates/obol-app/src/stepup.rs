@@ -138,10 +138,16 @@ impl Default for StepUp {
     }
 }
 
-/// SHA-256 over the events that need approval: debit, credit, amount and asset of each.
-pub(crate) fn operation_digest(events: &[&NewTransfer]) -> [u8; 32] {
+/// SHA-256 over the kind of payment (`transfer`, `tab_open`, `tab_topup`) and the events that
+/// need approval: id (a tab's id for its opening or top-up), debit, credit, amount and asset of
+/// each. An approval pays that one operation: not another id, tab or kind of payment.
+pub(crate) fn operation_digest(kind: &str, events: &[&NewTransfer]) -> [u8; 32] {
     let mut hasher = Sha256::new();
+    hasher.update(b"obol:payment:");
+    hasher.update(kind.as_bytes());
+    hasher.update([0u8]);
     for event in events {
+        hasher.update(event.id.to_le_bytes());
         hasher.update(event.debit_account_id.to_le_bytes());
         hasher.update(event.credit_account_id.to_le_bytes());
         hasher.update(event.amount.to_le_bytes());
@@ -237,16 +243,17 @@ impl StepUp {
         }
     }
 
-    /// Decides whether these transfers need step-up and, if they do, whether `approval` covers
-    /// exactly them (consuming it in memory): `Ok(Some(id))` when approval `id` was used, which
-    /// the caller journals as [`spent`] in the record of the payment. `risk_marked` lists the
-    /// events the risk policy wants strongly authenticated, and `risk` why.
-    /// `Err(RequiresAction)` carries a fresh challenge.
+    /// Decides whether these transfers (a payment of `kind`: `transfer`, `tab_open`,
+    /// `tab_topup`) need step-up and, if they do, whether `approval` covers exactly them
+    /// (consuming it in memory): `Ok(Some(id))` when approval `id` was used, which the caller
+    /// journals as [`spent`] in the record of the payment. `risk_marked` lists the events the risk
+    /// policy wants strongly authenticated, and `risk` why. `Err(RequiresAction)` carries a fresh
+    /// challenge.
     pub fn check(
         &self,
         ledger: &Ledger,
         caller: &Caller,
-        events: &[NewTransfer],
+        (kind, events): (&str, &[NewTransfer]),
         approval: Option<&str>,
         risk_marked: &[usize],
         risk: Option<crate::risk::RiskDto>,
@@ -302,7 +309,7 @@ impl StepUp {
         if marked.is_empty() {
             return Ok(None);
         }
-        let digest = operation_digest(&marked);
+        let digest = operation_digest(kind, &marked);
         let first_asset = marked.iter().find_map(|e| e.asset);
         let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
         self.approved_or_challenge(caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
@@ -538,18 +545,21 @@ pub async fn approve(
         }
         None => check_factor(state, caller.principal_id, code, recovery_code).await?,
     }
-    {
+    // Approved is journaled before it is answered: after a restart the approval still spends.
+    // (A crash before this put leaves the factor used and the challenge unapproved: the holder
+    // approves again, and nothing ran.) The put is queued under the lock that marks it approved:
+    // a payment can spend the approval only after that, so its record, which removes the
+    // challenge, always follows this put in the log and a restart never revives a spent one.
+    let written = {
         let mut challenges = state.step_up.challenges.lock().unwrap_or_else(|p| p.into_inner());
         let challenge =
             challenges.get_mut(challenge_id).ok_or_else(|| Error::ChallengeNotFound(challenge_id.to_string()))?;
         challenge.approved = true;
-    }
-    // Approved is journaled before it is answered: after a restart the approval still spends.
-    // (A crash before this put leaves the factor used and the challenge unapproved: the holder
-    // approves again, and nothing ran.)
-    if let Some(bytes) = state.step_up.encoded(challenge_id) {
-        state.engine.put(&format!("{CHALLENGE_PREFIX}{challenge_id}"), bytes).await?;
-    }
+        let bytes = serde_json::to_vec(&*challenge).map_err(|e| Error::Internal(e.to_string()))?;
+        let put = obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{challenge_id}"), value: bytes };
+        state.engine.submit(obol_core::codec::Op::Put(put))?
+    };
+    written.await.unwrap_or(Err(obol_store::EngineError::Stopped))?;
     Ok(dto)
 }
 

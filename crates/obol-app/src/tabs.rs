@@ -115,6 +115,7 @@ pub(crate) fn tab_gate(
     caller: &Caller,
     kind: &str,
     payment: &crate::risk::Payment,
+    tab_id: u128,
     approval: Option<&str>,
 ) -> Result<Gate, Error> {
     let ledger = read_ledger(state);
@@ -125,9 +126,10 @@ pub(crate) fn tab_gate(
         crate::risk::Verdict::Go { step_up, risk } => {
             // The holder's own step-up policy (amount, new payee, new device) applies to an
             // escrow exactly as to a transfer of the same amount to the same payee, and the
-            // challenge binds both, as for a transfer.
+            // challenge binds both, as for a transfer, and the tab and kind (an opening's
+            // approval tops nothing up, and pays no transfer).
             let escrow = NewTransfer {
-                id: 0,
+                id: tab_id,
                 debit_account_id: payment.payer_account_id,
                 credit_account_id: payment.payee_account_id,
                 amount: payment.amount,
@@ -142,7 +144,7 @@ pub(crate) fn tab_gate(
             };
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends = state.step_up.check(&ledger, caller, &[escrow], approval, risk_marked, risk)?;
+            let spends = state.step_up.check(&ledger, caller, (kind, &[escrow]), approval, risk_marked, risk)?;
             if !step_up.is_empty() {
                 state.risk.observe(&ledger, caller, std::slice::from_ref(payment));
             }
@@ -175,7 +177,7 @@ pub(crate) async fn escrow_gate(
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
     }
-    let gate = crate::stepup::journaled(state, tab_gate(state, caller, kind, payment, approval)).await?;
+    let gate = crate::stepup::journaled(state, tab_gate(state, caller, kind, payment, tab_id, approval)).await?;
     let (assessment, payment) = match gate {
         Gate::Go { spends, .. } => return Ok(spends),
         Gate::Hold(assessment, payment) => (assessment, payment),

@@ -173,7 +173,7 @@ pub(crate) fn authorize_transfers(
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends = state.step_up.check(&ledger, caller, events, approval, &marked, risk)?;
+            let spends = state.step_up.check(&ledger, caller, ("transfer", events), approval, &marked, risk)?;
             let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();

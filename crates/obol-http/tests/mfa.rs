@@ -249,6 +249,40 @@ async fn a_retry_of_an_approved_payment_that_went_through_asks_for_no_second_app
     assert_ne!(answer["code"].as_str(), Some("requires_action"), "{status} {answer}");
 }
 
+/// Regression (attack review): an approval was bound to payer, payee, amount and asset only, so
+/// approving a tab opening also paid a plain transfer of its budget to its payee (and an opening's
+/// approval could top up another tab). It is bound to the kind of payment and the tab or
+/// transfer id too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_pays_only_the_kind_of_payment_and_the_tab_it_was_asked_for() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let world = World::new().await;
+    let policy = json!({"above": {"asset_code": "EUR", "asset_scale": 2, "amount": "3000"}, "new_payee": false, "new_device": false});
+    assert_eq!(world.set_step_up(policy).await, StatusCode::OK);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "meter", "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())});
+    let (status, _) =
+        call(&world.router, &world.holder, "/v1/principals/100/devices", json!({"id": "61", "jwk": jwk}), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let tab = |id: &str| {
+        json!({"id": id, "payer_account_id": "1", "payee_account_id": "2", "budget": "4000",
+            "asset_code": "EUR", "asset_scale": 2, "timeout_s": 600, "device_id": "61"})
+    };
+    let (status, problem) = call(&world.router, &world.holder, "/v1/tabs", tab("700"), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    let id = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let (status, _) = world.approve(&id, json!({"code": world.code(1)})).await;
+    assert_eq!(status, StatusCode::OK);
+    // The same payer, payee, amount and asset, as a transfer or as another tab: not this approval.
+    let (status, problem) = world.pay("26", "2", "4000", Some(&id)).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    let (status, problem) = call(&world.router, &world.holder, "/v1/tabs", tab("701"), Some(&id)).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+    // The opening it was asked for: through, once.
+    let (status, answer) = call(&world.router, &world.holder, "/v1/tabs", tab("700"), Some(&id)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fifth_failure_locks_and_the_sixth_attempt_is_refused_until_unlocked() {
     let world = World::new().await;
