@@ -96,9 +96,10 @@ pub fn tidy(root: &Path) -> Vec<String> {
     problems
 }
 
-/// The crates a payment passes through, which take the workspace's panic lints (no unwrap,
-/// expect, panic or indexing outside tests without a written reason).
-pub const PAYMENT_PATH_CRATES: [&str; 5] = ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http"];
+/// The crates a payment passes through (the payer's SDK too), which take the workspace's panic
+/// lints (no unwrap, expect, panic or indexing outside tests without a written reason).
+pub const PAYMENT_PATH_CRATES: [&str; 6] =
+    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-client"];
 
 /// Payment-path crates whose manifest does not opt in to the workspace lints.
 pub fn payment_path_lints(root: &Path) -> Vec<String> {

@@ -250,9 +250,10 @@ impl Wallet {
         }
         let url = format!("{}/v1/x402/supported", self.config.server.trim_end_matches('/'));
         let supported: Value = self.http.get(url).send().await?.error_for_status()?.json().await?;
-        let network = supported["kinds"]
-            .as_array()
-            .and_then(|kinds| kinds.iter().find_map(|kind| kind["network"].as_str()))
+        let network = supported
+            .get("kinds")
+            .and_then(Value::as_array)
+            .and_then(|kinds| kinds.iter().find_map(|kind| kind.get("network").and_then(Value::as_str)))
             .filter(|network| network.starts_with("obol:"))
             .ok_or_else(|| ClientError::Protocol("the server names no obol network".into()))?
             .to_string();
@@ -311,8 +312,8 @@ impl Wallet {
         if status >= 400 {
             return Err(ClientError::Api {
                 status,
-                code: value["code"].as_str().unwrap_or("unknown").to_string(),
-                detail: value["detail"].as_str().unwrap_or("").to_string(),
+                code: value.get("code").and_then(Value::as_str).unwrap_or("unknown").to_string(),
+                detail: value.get("detail").and_then(Value::as_str).unwrap_or("").to_string(),
             });
         }
         Ok(value)
@@ -330,10 +331,14 @@ impl Wallet {
             "budget": budget.to_string(), "asset_code": self.config.asset.code(), "asset_scale": self.config.asset.scale(),
             "timeout_s": timeout_s});
         let tab = self.signed(reqwest::Method::POST, "/v1/tabs", Some(&body)).await?;
-        let id: u128 =
-            tab["id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ClientError::Protocol("tab id".into()))?;
-        let network = tab["network"]
-            .as_str()
+        let id: u128 = tab
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::Protocol("tab id".into()))?;
+        let network = tab
+            .get("network")
+            .and_then(Value::as_str)
             .filter(|network| network.starts_with("obol:"))
             .map(Network::named)
             .ok_or_else(|| ClientError::Protocol("the tab names no obol network".into()))?;
@@ -364,7 +369,7 @@ impl Wallet {
     pub async fn commit_payword(&self, payee: u128, length: u32, value_per_tick: u128) -> Result<(), ClientError> {
         let tab = self.tab(payee).ok_or_else(|| ClientError::Protocol(format!("no tab to {payee}")))?;
         let words = payword_chain(rand::random(), length);
-        let root = words[0];
+        let root = *words.first().ok_or_else(|| ClientError::Protocol("an empty PayWord chain".into()))?;
         let network = self
             .state()
             .tabs
@@ -423,7 +428,10 @@ impl Wallet {
         reserve_in(&mut state, self.config.limits, paid)?;
         let tab = state.tabs.get_mut(&payee).ok_or_else(|| ClientError::NoUsableOffer(format!("no tab to {payee}")))?;
         let chain = tab.chain.as_mut().ok_or_else(|| ClientError::NoUsableOffer("no PayWord chain".into()))?;
-        let word = chain.words[index as usize];
+        let word = *chain
+            .words
+            .get(index as usize)
+            .ok_or_else(|| ClientError::SpendLimit(format!("the chain to {payee} has too few ticks left")))?;
         chain.next = index + 1;
         tab.cumulative = tab.cumulative.saturating_add(paid);
         Ok((id, index, word))
