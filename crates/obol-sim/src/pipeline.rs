@@ -159,12 +159,13 @@ struct World {
     summary: PipelineSummary,
 }
 
-fn told_of(result: &Result<(), Error>) -> Told {
-    match result {
-        Ok(()) => Told::Success,
-        Err(Error::HeldForReview(review)) => Told::Held(review.id.clone()),
-        Err(Error::Unavailable | Error::Overloaded) => Told::Lost,
-        Err(error) => Told::Refused(error.code().to_string()),
+/// What a client is told by an answer: `None` is success, else the error it got.
+fn told_of(error: Option<&Error>) -> Told {
+    match error {
+        None => Told::Success,
+        Some(Error::HeldForReview(review)) => Told::Held(review.id.clone()),
+        Some(Error::Unavailable | Error::Overloaded) => Told::Lost,
+        Some(error) => Told::Refused(error.code().to_string()),
     }
 }
 
@@ -316,7 +317,7 @@ impl World {
         let result = obol_app::tabs::open(&booted.app, &booted.holder, ask, None).await.map(|_| ());
         let told = match result {
             Err(Error::TabExists(_)) => Told::Success,
-            other => told_of(&other),
+            other => told_of(other.as_ref().err()),
         };
         self.count(&told);
         let tab = self.tabs.entry(tab_id).or_default();
@@ -351,7 +352,7 @@ impl World {
                 obol_app::tabs::top_up(&booted.app, &booted.holder, &tab_id.to_string(), &amount.to_string(), None)
                     .await
                     .map(|_| ());
-            let told = told_of(&result);
+            let told = told_of(result.as_ref().err());
             self.count(&told);
             if let Some(model) = self.tabs.get_mut(&tab_id) {
                 match told {
@@ -410,7 +411,7 @@ impl World {
         let told = match &result {
             Ok((_, _, true)) => Told::Refused("stale".into()),
             Ok(_) => Told::Success,
-            Err(error) => told_of(&Err(clone_error(error))),
+            Err(error) => told_of(Some(error)),
         };
         self.count(&told);
         if let Some(model) = self.tabs.get_mut(&tab_id) {
@@ -596,16 +597,6 @@ fn held_topups_bound(reviews: &[obol_app::views::ReviewDto], tab_id: u128) -> u1
         .sum()
 }
 
-/// The error's code and kind, for `told_of` (errors are not `Clone`).
-fn clone_error(error: &Error) -> Error {
-    match error {
-        Error::Unavailable => Error::Unavailable,
-        Error::Overloaded => Error::Overloaded,
-        Error::HeldForReview(review) => Error::HeldForReview(review.clone()),
-        other => Error::InvalidField(other.code().to_string()),
-    }
-}
-
 fn requirements(network: &str, amount: u128) -> PaymentRequirements {
     let mut extra = serde_json::Map::new();
     extra.insert("assetScale".into(), 2.into());
@@ -765,7 +756,7 @@ impl World {
                         Some(other) => Told::Refused(format!("{other:?}")),
                         None => Told::Refused("empty".into()),
                     },
-                    Err(error) => told_of(&Err(error)),
+                    Err(error) => told_of(Some(&error)),
                 }
             }
             Kind::Exact => {
