@@ -332,6 +332,10 @@ pub struct HttpArgs {
     /// Requests paid by voucher prepared per second of the run (each signed beforehand).
     #[arg(long, default_value_t = 40_000)]
     voucher_rate_max: u64,
+    /// Rounds of the three runs (unpaid, tick-paid, voucher-paid), interleaved so that each ratio
+    /// compares runs seconds apart on a noisy machine; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: u64,
     /// Directory for the embedded store (removed afterwards).
     #[arg(long, default_value = "./obol-bench-http")]
     data_dir: PathBuf,
@@ -446,30 +450,63 @@ fn funded_tab(tab_id: u128, budget: u128) -> Vec<Op> {
     ]
 }
 
-/// `obol bench http`.
-pub fn http(args: HttpArgs) -> anyhow::Result<()> {
-    use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD, SCHEME_VOUCHER};
-    if std::process::Command::new("wrk").arg("--version").output().is_err() {
-        bail!("obol bench http drives the server with wrk; install it (Debian: apt-get install wrk)");
+/// The tabs and prepared payments of one round of `obol bench http`: each round pays into tabs of
+/// its own, so a round never replays or skips the words and vouchers of another.
+struct HttpRound {
+    chains: Vec<(u128, Vec<[u8; 32]>)>,
+    voucher_tabs: Vec<u128>,
+    ticks_path: PathBuf,
+    vouchers_path: PathBuf,
+}
+
+/// One round's numbers: the three wrk runs, back to back, and the records each paid run took.
+struct HttpRoundResult {
+    free: WrkRun,
+    paid: WrkRun,
+    voucher: WrkRun,
+    paid_records: u64,
+    voucher_records: u64,
+}
+
+impl HttpRoundResult {
+    fn rps(run: &WrkRun) -> f64 {
+        (run.requests - run.non_2xx) as f64 / run.seconds
     }
-    if args.duration_s == 0 || args.connections == 0 {
-        bail!("--duration-s and --connections must be at least 1");
+    fn ratios(&self) -> (f64, f64) {
+        let unpaid = Self::rps(&self.free).max(1.0);
+        (Self::rps(&self.paid) / unpaid, Self::rps(&self.voucher) / unpaid)
     }
-    let _ = std::fs::remove_dir_all(&args.data_dir);
-    let store = obol_store::SqliteStore::open(&args.data_dir).context("opening the bench store")?;
-    let mut node = obol_store::Node::open(store, rand::random())?;
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Opens round `round`'s tabs in `node` and writes its prepared payments under `work_dir`.
+fn prepare_http_round(
+    node: &mut obol_store::Node<obol_store::SqliteStore>,
+    args: &HttpArgs,
+    key: &SigningKey,
+    requirements: (&serde_json::Value, &serde_json::Value),
+    round: u64,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<HttpRound> {
+    let (accepted, accepted_voucher) = requirements;
+    let price: u128 = HTTP_PRICE;
     // One tab per 16 requests in flight, so consecutive ticks of a tab are never in flight together.
     let tabs_count = u64::from(args.connections) * 16;
+    let base = u128::from(round) * 100_000_000;
     let ticks_total = args.rate_max * args.duration_s;
     let chain_length = u32::try_from(ticks_total.div_ceil(tabs_count) + 1)?;
-    let key = SigningKey::from_bytes(&[7u8; 32]);
-    let price: u128 = 1_000;
-    let prepare = progress(tabs_count, "opening tabs and chains");
-    let setup = parties_ops(&key.verifying_key());
-    node.commit(&Record { now_ns: crate::serve::wall_ns(), ops: setup })?;
+    let prepare = progress(tabs_count * 2, "opening tabs and chains");
     let mut chains = Vec::with_capacity(tabs_count as usize);
     for tab_index in 0..tabs_count {
-        let tab_id = u128::from(tab_index) + 100;
+        let tab_id = base + u128::from(tab_index) + 100;
         let chain = payword_chain(rand::random(), chain_length);
         let message = Commitment::signed_message(&bench_network(), tab_id, 2, &chain[0], chain_length, price);
         let commitment = Commitment {
@@ -490,29 +527,17 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     // Tabs paid by vouchers (no chain), as many again.
     let vouchers_total = args.voucher_rate_max * args.duration_s;
     let vouchers_per_tab = vouchers_total.div_ceil(tabs_count) + 1;
-    let voucher_tabs: Vec<u128> = (0..tabs_count).map(|i| u128::from(i) + 1_000_000).collect();
+    let voucher_tabs: Vec<u128> = (0..tabs_count).map(|i| base + u128::from(i) + 50_000_000).collect();
     for tab_id in &voucher_tabs {
         let ops = funded_tab(*tab_id, u128::from(vouchers_per_tab) * price);
         node.commit(&Record { now_ns: crate::serve::wall_ns(), ops })?;
+        prepare.inc(1);
     }
     prepare.finish_and_clear();
-    let engine = obol_store::Engine::start(node);
-    let state = obol_http::AppState::new(engine.clone(), "http")
-        .with_instance_id("local")
-        .map_err(|e| anyhow::anyhow!(e))?
-        .with_rate_limit(0, 0);
-    let network = state.x402_network.to_string();
-    let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD, SCHEME_VOUCHER]);
-    let accepted = &offer.requirements(&network)[0];
-    let accepted_voucher = &offer.requirements(&network)[1];
-    let work_dir = args.data_dir.join("wrk");
-    std::fs::create_dir_all(&work_dir)?;
-    let lines_path = work_dir.join("payments.txt");
-    let script_path = work_dir.join("paid.lua");
-    std::fs::write(&script_path, WRK_SCRIPT)?;
+    let ticks_path = work_dir.join(format!("payments-{round}.txt"));
     {
         let writing = progress(ticks_total, "preparing payments");
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&lines_path)?);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&ticks_path)?);
         for n in 0..ticks_total {
             let (tab_id, chain) = &chains[(n % tabs_count) as usize];
             let index = (n / tabs_count) as usize + 1;
@@ -526,7 +551,7 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         writing.finish_and_clear();
     }
     // Vouchers are signed beforehand (on both cores), as payers would have signed them.
-    let vouchers_path = work_dir.join("vouchers.txt");
+    let vouchers_path = work_dir.join(format!("vouchers-{round}.txt"));
     {
         let signing = progress(vouchers_total, "signing vouchers");
         let sign = |range: std::ops::Range<u64>| -> Vec<String> {
@@ -558,8 +583,55 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         file.flush()?;
         signing.finish_and_clear();
     }
+    Ok(HttpRound { chains, voucher_tabs, ticks_path, vouchers_path })
+}
+
+/// What one tick, and one voucher, pays in `obol bench http`.
+const HTTP_PRICE: u128 = 1_000;
+
+/// `obol bench http`.
+pub fn http(args: HttpArgs) -> anyhow::Result<()> {
+    use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD, SCHEME_VOUCHER};
+    if std::process::Command::new("wrk").arg("--version").output().is_err() {
+        bail!("obol bench http drives the server with wrk; install it (Debian: apt-get install wrk)");
+    }
+    if args.duration_s == 0 || args.connections == 0 || args.rounds == 0 {
+        bail!("--duration-s, --connections and --rounds must be at least 1");
+    }
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    let store = obol_store::SqliteStore::open(&args.data_dir).context("opening the bench store")?;
+    let mut node = obol_store::Node::open(store, rand::random())?;
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let price = HTTP_PRICE;
+    let setup = parties_ops(&key.verifying_key());
+    node.commit(&Record { now_ns: crate::serve::wall_ns(), ops: setup })?;
+    // The server below takes instance id "local", which names its x402 network (checked once it
+    // runs); the payments are prepared for that name before the server starts.
+    let network = "obol:local".to_string();
+    let offer = Price::new(price, asset(), 2, "bench").with_schemes(&[SCHEME_PAYWORD, SCHEME_VOUCHER]);
+    let requirements = offer.requirements(&network);
+    let (Some(accepted), Some(accepted_voucher)) = (requirements.first(), requirements.get(1)) else {
+        bail!("the price offers fewer than two schemes");
+    };
+    let (accepted, accepted_voucher) = (serde_json::to_value(accepted)?, serde_json::to_value(accepted_voucher)?);
+    let work_dir = args.data_dir.join("wrk");
+    std::fs::create_dir_all(&work_dir)?;
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        rounds.push(prepare_http_round(&mut node, &args, &key, (&accepted, &accepted_voucher), round, &work_dir)?);
+    }
+    let script_path = work_dir.join("paid.lua");
+    std::fs::write(&script_path, WRK_SCRIPT)?;
     let free_path = work_dir.join("free.txt");
     std::fs::write(&free_path, "-\n")?;
+    let engine = obol_store::Engine::start(node);
+    let state = obol_http::AppState::new(engine.clone(), "http")
+        .with_instance_id("local")
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_rate_limit(0, 0);
+    if state.x402_network.to_string() != network {
+        bail!("the server names its network {}, the prepared payments {network}", state.x402_network);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -571,89 +643,116 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("wrk: unpaid requests for {} s", args.duration_s));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-    let free = run_wrk(&args, address, &script_path, &free_path, "/free")?;
-    spinner.set_message(format!("wrk: paid requests for {} s", args.duration_s));
     let records = || engine.stats().records.load(std::sync::atomic::Ordering::Relaxed);
-    let before = records();
-    let paid = run_wrk(&args, address, &script_path, &lines_path, "/paid")?;
-    let paid_records = records() - before;
-    spinner.set_message(format!("wrk: requests paid by voucher for {} s", args.duration_s));
-    let before = records();
-    let paid_voucher = run_wrk(&args, address, &script_path, &vouchers_path, "/paid")?;
-    let voucher_records = records() - before;
+    let mut results = Vec::with_capacity(rounds.len());
+    for (index, round) in rounds.iter().enumerate() {
+        let of = format!("round {} of {}", index + 1, args.rounds);
+        spinner.set_message(format!("wrk, {of}: unpaid requests for {} s", args.duration_s));
+        let free = run_wrk(&args, address, &script_path, &free_path, "/free")?;
+        spinner.set_message(format!("wrk, {of}: paid requests for {} s", args.duration_s));
+        let before = records();
+        let paid = run_wrk(&args, address, &script_path, &round.ticks_path, "/paid")?;
+        let paid_records = records() - before;
+        spinner.set_message(format!("wrk, {of}: requests paid by voucher for {} s", args.duration_s));
+        let before = records();
+        let voucher = run_wrk(&args, address, &script_path, &round.vouchers_path, "/paid")?;
+        let voucher_records = records() - before;
+        results.push(HttpRoundResult { free, paid, voucher, paid_records, voucher_records });
+    }
     spinner.finish_and_clear();
-    let voucher_owed: u128 = {
+    // wrk stops with requests in flight (one per connection, and one more it may drop while
+    // closing): those may be paid and answered after wrk stopped counting.
+    let in_flight = 2 * u128::from(args.connections) * price;
+    {
         let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
-        voucher_tabs.iter().filter_map(|tab_id| ledger.tab(*tab_id)).map(|entry| entry.tab.cumulative).sum()
-    };
-    let acknowledged: u128 = {
-        let ledger = engine.ledger().read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
-        chains.iter().filter_map(|(tab_id, _)| ledger.tab(*tab_id)).map(|entry| entry.tab.cumulative).sum()
-    };
+        let owed = |tabs: &mut dyn Iterator<Item = u128>| -> u128 {
+            tabs.filter_map(|tab_id| ledger.tab(tab_id)).map(|entry| entry.tab.cumulative).sum()
+        };
+        for (index, (round, result)) in rounds.iter().zip(&results).enumerate() {
+            let ticks_owed = owed(&mut round.chains.iter().map(|(tab_id, _)| *tab_id));
+            let counted = u128::from(result.paid.requests - result.paid.non_2xx) * price;
+            if ticks_owed < counted || ticks_owed > counted + in_flight {
+                bail!("round {}: the tabs owe {ticks_owed}, but wrk counted {counted} in paid answers", index + 1);
+            }
+            let vouchers_owed = owed(&mut round.voucher_tabs.iter().copied());
+            let counted = u128::from(result.voucher.requests - result.voucher.non_2xx) * price;
+            if vouchers_owed < counted || vouchers_owed > counted + in_flight {
+                bail!(
+                    "round {}: the voucher tabs owe {vouchers_owed}, but wrk counted {counted} in paid answers",
+                    index + 1
+                );
+            }
+        }
+    }
     drop(runtime);
     engine.shutdown();
     let _ = std::fs::remove_dir_all(&args.data_dir);
-    let paid_ok = paid.requests - paid.non_2xx;
-    let paid_rps = paid_ok as f64 / paid.seconds;
-    let unpaid_rps = (free.requests - free.non_2xx) as f64 / free.seconds;
-    // wrk stops with requests in flight (one per connection, and one more it may drop while
-    // closing): those may be paid and answered after wrk stopped counting.
-    let counted = u128::from(paid_ok) * price;
-    let in_flight = 2 * u128::from(args.connections) * price;
-    if acknowledged < counted || acknowledged > counted + in_flight {
-        bail!("the tabs owe {acknowledged}, but wrk counted {paid_ok} paid answers x {price}");
-    }
-    let voucher_ok = paid_voucher.requests - paid_voucher.non_2xx;
-    let voucher_counted = u128::from(voucher_ok) * price;
-    if voucher_owed < voucher_counted || voucher_owed > voucher_counted + in_flight {
-        bail!("the voucher tabs owe {voucher_owed}, but wrk counted {voucher_ok} paid answers x {price}");
-    }
-    let paid_voucher_rps = voucher_ok as f64 / paid_voucher.seconds;
+    let med = |pick: &dyn Fn(&HttpRoundResult) -> f64| median(results.iter().map(pick).collect());
+    let paid_over_unpaid = med(&|r| r.ratios().0);
+    let voucher_over_unpaid = med(&|r| r.ratios().1);
+    let unpaid_rps = med(&|r| HttpRoundResult::rps(&r.free));
+    let paid_rps = med(&|r| HttpRoundResult::rps(&r.paid));
+    let paid_voucher_rps = med(&|r| HttpRoundResult::rps(&r.voucher));
+    let per_record = |run: &WrkRun, records: u64| run.requests as f64 / records.max(1) as f64;
     if args.json {
+        let rounds_json: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                let (tick, voucher) = r.ratios();
+                json!({"unpaid_rps": HttpRoundResult::rps(&r.free).round(),
+                    "paid_rps": HttpRoundResult::rps(&r.paid).round(),
+                    "paid_voucher_rps": HttpRoundResult::rps(&r.voucher).round(),
+                    "paid_over_unpaid": round3(tick), "paid_voucher_over_unpaid": round3(voucher),
+                    "paid_p99_ms": r.paid.p99_ms, "paid_voucher_p99_ms": r.voucher.p99_ms,
+                    "paid_records": r.paid_records, "paid_voucher_records": r.voucher_records})
+            })
+            .collect();
         println!(
             "{}",
-            json!({"connections": args.connections, "duration_s": args.duration_s,
-                "paid_rps": paid_rps.round(), "paid_p50_ms": paid.p50_ms, "paid_p99_ms": paid.p99_ms,
-                "paid_requests": paid.requests, "paid_refused": paid.non_2xx,
-                "paid_voucher_rps": paid_voucher_rps.round(), "paid_voucher_p50_ms": paid_voucher.p50_ms,
-                "paid_voucher_p99_ms": paid_voucher.p99_ms, "paid_voucher_refused": paid_voucher.non_2xx,
-                "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": free.p50_ms, "unpaid_p99_ms": free.p99_ms,
-                "paid_over_unpaid": ((paid_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0,
-                "paid_voucher_over_unpaid": ((paid_voucher_rps / unpaid_rps.max(1.0)) * 1000.0).round() / 1000.0,
-                "paid_records": paid_records, "paid_voucher_records": voucher_records})
+            json!({"connections": args.connections, "duration_s": args.duration_s, "rounds": rounds_json,
+                "paid_rps": paid_rps.round(), "paid_p50_ms": med(&|r| r.paid.p50_ms), "paid_p99_ms": med(&|r| r.paid.p99_ms),
+                "paid_refused": results.iter().map(|r| r.paid.non_2xx).sum::<u64>(),
+                "paid_voucher_rps": paid_voucher_rps.round(), "paid_voucher_p50_ms": med(&|r| r.voucher.p50_ms),
+                "paid_voucher_p99_ms": med(&|r| r.voucher.p99_ms),
+                "paid_voucher_refused": results.iter().map(|r| r.voucher.non_2xx).sum::<u64>(),
+                "unpaid_rps": unpaid_rps.round(), "unpaid_p50_ms": med(&|r| r.free.p50_ms), "unpaid_p99_ms": med(&|r| r.free.p99_ms),
+                "paid_over_unpaid": round3(paid_over_unpaid), "paid_voucher_over_unpaid": round3(voucher_over_unpaid),
+                "payments_per_record": round3(med(&|r| per_record(&r.paid, r.paid_records))),
+                "voucher_payments_per_record": round3(med(&|r| per_record(&r.voucher, r.voucher_records)))})
         );
         return Ok(());
     }
     println!(
-        "obol bench http: wrk -t1 -c{} -d{}s over loopback, same server, same run",
-        args.connections, args.duration_s
-    );
-    println!("{:<40} {:>12} {:>10} {:>10}", "", "req/s", "p50 (ms)", "p99 (ms)");
-    println!("{:<40} {:>12.0} {:>10.2} {:>10.2}", "paid (PayWord tick, journaled)", paid_rps, paid.p50_ms, paid.p99_ms);
-    println!(
-        "{:<40} {:>12.0} {:>10.2} {:>10.2}",
-        "paid (voucher, Ed25519, journaled)", paid_voucher_rps, paid_voucher.p50_ms, paid_voucher.p99_ms
+        "obol bench http: wrk -t1 -c{} -d{}s over loopback, same server; {} rounds of unpaid, tick-paid and voucher-paid runs, interleaved",
+        args.connections, args.duration_s, args.rounds
     );
     println!(
-        "{:<40} {:>12.0} {:>10.2} {:>10.2}",
-        "unpaid (same router, no payment)", unpaid_rps, free.p50_ms, free.p99_ms
+        "{:<7} {:>12} {:>12} {:>10} {:>12} {:>10} {:>14} {:>16}",
+        "round", "unpaid/s", "tick/s", "p99 (ms)", "voucher/s", "p99 (ms)", "tick/unpaid", "voucher/unpaid"
+    );
+    for (index, r) in results.iter().enumerate() {
+        let (tick, voucher) = r.ratios();
+        println!(
+            "{:<7} {:>12.0} {:>12.0} {:>10.2} {:>12.0} {:>10.2} {:>14.3} {:>16.3}",
+            index + 1,
+            HttpRoundResult::rps(&r.free),
+            HttpRoundResult::rps(&r.paid),
+            r.paid.p99_ms,
+            HttpRoundResult::rps(&r.voucher),
+            r.voucher.p99_ms,
+            tick,
+            voucher
+        );
+    }
+    println!(
+        "median: paid over unpaid {paid_over_unpaid:.3} by PayWord tick, {voucher_over_unpaid:.3} by voucher ({paid_rps:.0}, {paid_voucher_rps:.0} and {unpaid_rps:.0} req/s)"
     );
     println!(
-        "paid over unpaid: PayWord {:.3}, voucher {:.3}",
-        paid_rps / unpaid_rps.max(1.0),
-        paid_voucher_rps / unpaid_rps.max(1.0)
-    );
-    println!(
-        "paid answers: {paid_ok}; refused: {}; the tabs owe {} ticks (wrk stops with requests in flight)",
-        paid.non_2xx,
-        acknowledged / price
-    );
-    println!(
-        "records (one sync each): {paid_records} for the ticks ({:.1} payments each), {voucher_records} for the vouchers ({:.1} each)",
-        paid.requests as f64 / paid_records.max(1) as f64,
-        paid_voucher.requests as f64 / voucher_records.max(1) as f64
+        "records (one sync each): {:.1} tick payments per record, {:.1} voucher payments per record (medians); refused: {}",
+        med(&|r| per_record(&r.paid, r.paid_records)),
+        med(&|r| per_record(&r.voucher, r.voucher_records)),
+        results.iter().map(|r| r.paid.non_2xx + r.voucher.non_2xx).sum::<u64>()
     );
     Ok(())
 }
