@@ -308,6 +308,8 @@ pub(crate) struct Held<'a> {
     pub payments: &'a [(u128, u128)],
     /// Whether approval runs `op` (see `StoredReview::runs`).
     pub runs: bool,
+    /// The step-up approval the holder gave for it, spent in the same record as the hold.
+    pub spends: Option<&'a str>,
 }
 
 /// What the gate says about a request's payments.
@@ -863,7 +865,7 @@ impl Risk {
     /// Holds a request for review: stores it with the decision, exact Shapley values and
     /// features.
     pub(crate) async fn hold(&self, state: &App, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, Error> {
-        let Held { kind, payment, tab_id, assessment, op, payments, runs } = held;
+        let Held { kind, payment, tab_id, assessment, op, payments, runs, spends } = held;
         if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
             return Err(Error::Overloaded);
         }
@@ -919,7 +921,9 @@ impl Risk {
             payments: payments.iter().map(|(payer, amount)| [payer.to_string(), amount.to_string()]).collect(),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
-        state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+        let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
+        // The holder's approval of what is held is used up with the hold: both durable, or neither.
+        crate::stepup::execute_spending(state, spends, put).await?;
         if kind == "tab_checkpoint"
             && let Some(tab) = tab_id
         {

@@ -258,14 +258,53 @@ impl StepUp {
         risk_marked: &[usize],
         risk: Option<crate::risk::RiskDto>,
     ) -> Result<Option<String>, Error> {
-        if caller.role != Role::Holder {
+        let (marked, reasons) = self.marks(ledger, caller, events, risk_marked);
+        if marked.is_empty() {
             return Ok(None);
         }
+        let digest = operation_digest(kind, &marked);
+        let first_asset = marked.iter().find_map(|e| e.asset);
+        let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
+        self.approved_or_challenge(caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
+            id,
+            reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
+            amount: total.to_string(),
+            asset_code: first_asset.map_or_else(String::new, |a| a.code().to_string()),
+            asset_scale: first_asset.map_or(0, |a| a.scale()),
+            payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
+            change: None,
+            methods: vec!["totp".into(), "recovery_code".into()],
+            expires_ns: expires_ns.to_string(),
+            risk: if reasons.contains(&"risk_policy") { risk } else { None },
+        })
+    }
+
+    /// Whether the holder's own step-up policy (amount, new payee, new device) would ask a second
+    /// factor for these transfers, decided dry: no challenge is issued and no approval used (the
+    /// facilitator's `verify`).
+    pub(crate) fn would_challenge(&self, ledger: &Ledger, caller: &Caller, events: &[NewTransfer]) -> bool {
+        !self.marks(ledger, caller, events, &[]).0.is_empty()
+    }
+
+    /// The transfers among `events` that need a second factor, and why: those `risk_marked`, and
+    /// those the holder's own policy names. Empty for a caller who is not a holder with a factor.
+    fn marks<'e>(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        events: &'e [NewTransfer],
+        risk_marked: &[usize],
+    ) -> (Vec<&'e NewTransfer>, Vec<&'static str>) {
+        let mut reasons: Vec<&'static str> = Vec::new();
+        let mut marked: Vec<&NewTransfer> = Vec::new();
+        if caller.role != Role::Holder {
+            return (marked, reasons);
+        }
         let Some(principal) = ledger.identity().principal(caller.principal_id) else {
-            return Ok(None);
+            return (marked, reasons);
         };
         if !principal.has_factor() {
-            return Ok(None);
+            return (marked, reasons);
         }
         let policy: StepUpPolicy = principal.step_up;
         let payments = || events.iter().filter(|e| !e.flags.resolves_pending());
@@ -274,8 +313,6 @@ impl StepUp {
             Via::Device(id) => ledger.identity().device(id).is_some_and(|d| !d.has_paid),
             Via::ApiKey(_) => false,
         };
-        let mut reasons: Vec<&'static str> = Vec::new();
-        let mut marked: Vec<&NewTransfer> = Vec::new();
         // A transfer the ledger has already (a retry whose first answer was lost) pays nothing
         // again: the ledger answers `exists`, so it asks for no second factor either.
         let new_payments =
@@ -306,24 +343,7 @@ impl StepUp {
                 }
             }
         }
-        if marked.is_empty() {
-            return Ok(None);
-        }
-        let digest = operation_digest(kind, &marked);
-        let first_asset = marked.iter().find_map(|e| e.asset);
-        let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
-        self.approved_or_challenge(caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
-            id,
-            reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
-            amount: total.to_string(),
-            asset_code: first_asset.map_or_else(String::new, |a| a.code().to_string()),
-            asset_scale: first_asset.map_or(0, |a| a.scale()),
-            payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
-            change: None,
-            methods: vec!["totp".into(), "recovery_code".into()],
-            expires_ns: expires_ns.to_string(),
-            risk: if reasons.contains(&"risk_policy") { risk } else { None },
-        })
+        (marked, reasons)
     }
 
     /// A security change (`change` says which, e.g. "step_up_policy") to `principal_id`'s own

@@ -122,26 +122,25 @@ pub(crate) fn tab_gate(
     let assessments = state.risk.assess(&ledger, caller, kind, std::slice::from_ref(payment));
     match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         crate::risk::Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
-        crate::risk::Verdict::Hold(assessment, _) => Ok(Gate::Hold(assessment, *payment)),
+        // As for a transfer, a hold does not skip the holder's own step-up policy: its approval
+        // comes first and is spent in the hold's record.
+        crate::risk::Verdict::Hold(assessment, _) => {
+            let spends = state.step_up.check(
+                &ledger,
+                caller,
+                (kind, &[escrow_as_transfer(payment, tab_id)]),
+                approval,
+                &[],
+                None,
+            )?;
+            Ok(Gate::Hold(assessment, *payment, spends))
+        }
         crate::risk::Verdict::Go { step_up, risk } => {
             // The holder's own step-up policy (amount, new payee, new device) applies to an
             // escrow exactly as to a transfer of the same amount to the same payee, and the
             // challenge binds both, as for a transfer, and the tab and kind (an opening's
             // approval tops nothing up, and pays no transfer).
-            let escrow = NewTransfer {
-                id: tab_id,
-                debit_account_id: payment.payer_account_id,
-                credit_account_id: payment.payee_account_id,
-                amount: payment.amount,
-                pending_id: 0,
-                user_data_128: 0,
-                user_data_64: 0,
-                user_data_32: 0,
-                timeout_s: 0,
-                asset: Some(payment.asset),
-                code: 0,
-                flags: TransferFlags(0),
-            };
+            let escrow = escrow_as_transfer(payment, tab_id);
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
             let risk = risk.map(|risk| risk.for_caller(caller));
             let spends = state.step_up.check(&ledger, caller, (kind, &[escrow]), approval, risk_marked, risk)?;
@@ -150,6 +149,25 @@ pub(crate) fn tab_gate(
             }
             Ok(Gate::Go { authenticated: spends.is_some(), spends })
         }
+    }
+}
+
+/// A tab's escrow (an open or a top-up) as the transfer of the same amount to the same payee
+/// that the holder's step-up policy judges; the tab's id binds the approval to that tab.
+fn escrow_as_transfer(payment: &crate::risk::Payment, tab_id: u128) -> NewTransfer {
+    NewTransfer {
+        id: tab_id,
+        debit_account_id: payment.payer_account_id,
+        credit_account_id: payment.payee_account_id,
+        amount: payment.amount,
+        pending_id: 0,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        asset: Some(payment.asset),
+        code: 0,
+        flags: TransferFlags(0),
     }
 }
 
@@ -178,9 +196,9 @@ pub(crate) async fn escrow_gate(
         }
     }
     let gate = crate::stepup::journaled(state, tab_gate(state, caller, kind, payment, tab_id, approval)).await?;
-    let (assessment, payment) = match gate {
+    let (assessment, payment, spends) = match gate {
         Gate::Go { spends, .. } => return Ok(spends),
-        Gate::Hold(assessment, payment) => (assessment, payment),
+        Gate::Hold(assessment, payment, spends) => (assessment, payment, spends),
     };
     let payments = [(payment.payer_account_id, payment.amount)];
     let held = crate::risk::Held {
@@ -191,6 +209,7 @@ pub(crate) async fn escrow_gate(
         op: Op::Tab(command),
         payments: &payments,
         runs: true,
+        spends: spends.as_deref(),
     };
     Err(Error::HeldForReview(Box::new(state.risk.hold(state, caller, held).await?.for_caller(caller))))
 }
@@ -228,6 +247,7 @@ pub async fn tab_checkpoint(state: &App, tab_id: u128) {
             op,
             payments: &[],
             runs: true,
+            spends: None,
         };
         if let Err(error) = state.risk.hold(state, &caller, held).await {
             tracing::error!(tab_id, code = error.code(), "a tab checkpoint could not be held for review");

@@ -115,8 +115,9 @@ pub(crate) enum Gate {
     /// Go on; `authenticated` when a second factor approved these payments, `spends` the
     /// approval used (journaled as spent in the payment's record).
     Go { authenticated: bool, spends: Option<String> },
-    /// The risk policy holds the request: the assessment and the payment it is about.
-    Hold(Box<obol_risk::engine::Assessment>, Payment),
+    /// The risk policy holds the request: the assessment, the payment it is about, and the
+    /// approval the holder's own step-up policy asked for first (spent in the hold's record).
+    Hold(Box<obol_risk::engine::Assessment>, Payment, Option<String>),
 }
 
 /// The payments among `events` (posts and voids of pending transfers are not payments), with
@@ -168,7 +169,11 @@ pub(crate) fn authorize_transfers(
         Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
             let payment = only.get(index).copied().ok_or_else(|| internal("risk hold"))?;
-            Ok(Gate::Hold(assessment, payment))
+            // A hold is no way around the holder's own step-up policy: what it asks a second
+            // factor for is approved first, and the approval is spent when the hold is stored,
+            // so an analyst's approval never runs a payment its holder's factor did not.
+            let spends = state.step_up.check(&ledger, caller, ("transfer", events), approval, &[], None)?;
+            Ok(Gate::Hold(assessment, payment, spends))
         }
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
@@ -219,9 +224,14 @@ pub(crate) fn dry_gate(state: &App, caller: &Caller, events: &[NewTransfer]) -> 
     let assessments = state.risk.assess_dry(&ledger, caller, "transfer", &payments);
     Ok(match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => return Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
-        Verdict::Hold(..) => Some("held_for_review"),
-        Verdict::Go { step_up, .. } if !step_up.is_empty() => Some("requires_action"),
-        Verdict::Go { .. } => None,
+        Verdict::Go { step_up, .. }
+            if step_up.is_empty() && !state.step_up.would_challenge(&ledger, caller, events) =>
+        {
+            None
+        }
+        // The holder's own step-up policy is asked before a hold too (see `authorize_transfers`).
+        Verdict::Hold(..) if !state.step_up.would_challenge(&ledger, caller, events) => Some("held_for_review"),
+        Verdict::Hold(..) | Verdict::Go { .. } => Some("requires_action"),
     })
 }
 
@@ -308,14 +318,22 @@ pub(crate) async fn hold_transfers(
     assessment: &obol_risk::engine::Assessment,
     payment: &Payment,
     events: &[NewTransfer],
-    on_approval: OnApproval,
+    (on_approval, spends): (OnApproval, Option<&str>),
 ) -> Error {
     let payments: Vec<(u128, u128)> =
         events.iter().filter(|e| !e.flags.resolves_pending()).map(|e| (e.debit_account_id, e.amount)).collect();
     let op = Op::CreateTransfers(events.to_vec());
     let runs = on_approval == OnApproval::Run;
-    let held =
-        crate::risk::Held { kind: "transfers", payment, tab_id: None, assessment, op, payments: &payments, runs };
+    let held = crate::risk::Held {
+        kind: "transfers",
+        payment,
+        tab_id: None,
+        assessment,
+        op,
+        payments: &payments,
+        runs,
+        spends,
+    };
     match state.risk.hold(state, caller, held).await {
         Ok(review) => Error::HeldForReview(Box::new(review.for_caller(caller))),
         Err(error) => error,
@@ -430,8 +448,9 @@ async fn pay_as(
     let gate = crate::stepup::journaled(state, authorize_transfers(state, caller, &events, approval)).await?;
     let (authenticated, spends) = match gate {
         Gate::Go { authenticated, spends } => (authenticated, spends),
-        Gate::Hold(assessment, payment) => {
-            return Err(hold_transfers(state, caller, &assessment, &payment, &events, on_approval).await);
+        Gate::Hold(assessment, payment, spends) => {
+            let how = (on_approval, spends.as_deref());
+            return Err(hold_transfers(state, caller, &assessment, &payment, &events, how).await);
         }
     };
     let paid_to = payees(&events);

@@ -456,3 +456,84 @@ async fn a_crash_during_approval_never_leaves_run_money_under_a_pending_review()
         assert_eq!(two[3], one[1]);
     }
 }
+
+/// The holder wants a second factor above USD 5.00 and has TOTP; answers its recovery codes.
+async fn guard_with_totp(world: &World) -> Vec<String> {
+    let policy = json!({"above": {"asset_code": "USD", "asset_scale": 2, "amount": "500"}, "new_payee": false,
+        "new_device": false});
+    let (status, answer) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, enrolment) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
+    assert_eq!(status, 201, "{enrolment}");
+    let seed =
+        totp_rs::Secret::try_from_base32(enrolment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
+    let code = totp_rs::Builder::new().with_secret(seed).build_noncompliant().generate(later(0)).to_string();
+    let (status, codes) =
+        world.api.post(&world.holder, "/v1/principals/100/totp/confirm", json!({"code": code}), None).await;
+    assert_eq!(status, 200, "{codes}");
+    codes["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+}
+
+/// The holder approves challenge `id` with a recovery code.
+async fn approve_challenge(world: &World, id: &str, recovery_code: &str) {
+    let path = format!("/v1/challenges/{id}/approve");
+    let (status, answer) = world.api.post(&world.holder, &path, json!({"recovery_code": recovery_code}), None).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// A hold is no way around the holder's own step-up policy: a payment the risk policy holds and
+/// the holder's policy guards asks the holder's second factor first (a transfer and a tab
+/// opening alike), the approval is used up by the hold (a kill -9 does not revive it), and only
+/// then can an analyst let it run; the facilitator's `verify` says so too, dry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_payment_still_needs_the_holders_own_second_factor() {
+    let mut world = world("own-factor").await;
+    let recovery = guard_with_totp(&world).await;
+    let before = both(&world).await;
+
+    // A transfer of 15.00: held by the risk policy, above the holder's 5.00.
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", transfer("7001", "1500"), None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    assert!(world.reviews("pending").await.is_empty(), "nothing is held before the holder approves");
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    approve_challenge(&world, &challenge, &recovery[0]).await;
+    let (status, held) =
+        world.api.post(&world.holder, "/v1/transfers", transfer("7001", "1500"), Some(&challenge)).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    assert_eq!(both(&world).await, before, "a held payment moved money");
+
+    // The approval was spent with the hold, across a kill -9 too: the same approval on another
+    // payment of the same terms is no approval.
+    world.kill_and_restart().await;
+    let (status, problem) =
+        world.api.post(&world.holder, "/v1/transfers", transfer("7002", "1500"), Some(&challenge)).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+
+    // The analyst approves the held transfer: it runs once.
+    let pending = world.reviews("pending").await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    world.decide(pending[0]["id"].as_str().unwrap(), "approve").await;
+    let (payer, payee) = both(&world).await;
+    assert_eq!((payer[1] - before.0[1], payee[3] - before.1[3]), (1500, 1500), "the approved hold ran once");
+
+    // A tab opening of 15.00 asks the factor first as well, then is held.
+    let tab = json!({"id": "7100", "payer_account_id": "1", "payee_account_id": "2", "budget": "1500",
+        "asset_code": "USD", "asset_scale": 2, "timeout_s": 600, "device_id": "55"});
+    let (status, problem) = world.api.post(&world.holder, "/v1/tabs", tab.clone(), None).await;
+    assert_eq!((status, code(&problem)), (403, "requires_action"), "{problem}");
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    approve_challenge(&world, &challenge, &recovery[1]).await;
+    let (status, held) = world.api.post(&world.holder, "/v1/tabs", tab, Some(&challenge)).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+
+    // The facilitator's verify decides as settle would: an `exact` payment of 8.00 (not held by
+    // the risk policy, above the holder's 5.00) needs the factor, and one of 15.00 too (the
+    // factor comes before the hold); settle agrees and takes nothing.
+    let before = both(&world).await;
+    for (transfer, amount) in [(7201, 800), (7202, 1500)] {
+        let body = exact(&world, transfer, amount);
+        invalid(&verify(&world, &body).await, "requires_action");
+        refused(&settle(&world, &body).await, "requires_action");
+    }
+    assert_eq!(both(&world).await, before, "a refused x402 payment moved money");
+}
