@@ -23,8 +23,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::FixedState;
 
-use crate::codec::{Op, Record};
 use crate::identity::{Identity, IdentityResult};
+use crate::record::{Op, Record};
 
 /// The most events one request may carry (TigerBeetle's batch size for 128-byte events).
 pub const BATCH_EVENTS_MAX: usize = 8190;
