@@ -9,10 +9,10 @@
 use ed25519_dalek::{Signer, SigningKey};
 use libfuzzer_sys::fuzz_target;
 use obol_core::channel::{Commitment, Network, TabCommand, Voucher, payword_chain};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AMOUNT_MAX, AccountFlags, Ledger, NewAccount, NewTransfer, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 
 const HOLDER: u128 = 10;
 const DEVICE: u128 = 20;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use obol_core::codec::Record;
+use obol_core::record::Record;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = Record::decode(data) {

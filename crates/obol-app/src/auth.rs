@@ -173,8 +173,8 @@ pub fn issue_key_offline<S: obol_store::Store>(
     expires_ns: u64,
     now_ns: u64,
 ) -> Result<String, obol_store::StoreError> {
-    use obol_core::codec::{Op, Record};
     use obol_core::identity::IdentityCommand;
+    use obol_core::record::{Op, Record};
     let material = generate_key();
     let command = IdentityCommand::CreateApiKey {
         key_id: material.key_id.clone(),
@@ -193,8 +193,8 @@ pub fn bootstrap_operator<S: obol_store::Store>(
     node: &mut obol_store::Node<S>,
     now_ns: u64,
 ) -> Result<Option<String>, obol_store::StoreError> {
-    use obol_core::codec::{Op, Record};
     use obol_core::identity::IdentityCommand;
+    use obol_core::record::{Op, Record};
     let exists =
         node.ledger().read().unwrap_or_else(|p| p.into_inner()).identity().principal(BOOTSTRAP_OPERATOR_ID).is_some();
     if exists {
@@ -211,8 +211,8 @@ pub fn reset_operator_key<S: obol_store::Store>(
     node: &mut obol_store::Node<S>,
     now_ns: u64,
 ) -> Result<String, obol_store::StoreError> {
-    use obol_core::codec::{Op, Record};
     use obol_core::identity::IdentityCommand;
+    use obol_core::record::{Op, Record};
     if let Some(key) = bootstrap_operator(node, now_ns)? {
         return Ok(key);
     }

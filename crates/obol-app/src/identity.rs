@@ -1,9 +1,9 @@
 //! Identity changes: principals, API keys and devices, each one identity command in the record
 //! log, and who may make them.
 
-use obol_core::codec::Op;
 use obol_core::identity::{ApiKey, IdentityCommand, IdentityResult, Principal, Role, Scopes, Status};
 use obol_core::ledger::OpResults;
+use obol_core::record::Op;
 
 use crate::auth::{Caller, Via, generate_key};
 use crate::authz::{can_see_principal, need_role, need_scope};

@@ -4,9 +4,9 @@
 //! limits.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{Role, Scopes};
 use obol_core::ledger::{CreateTransferResult, OpResults};
+use obol_core::record::{Op, Record};
 use obol_risk::features::FEATURE_NAMES;
 
 use crate::auth::{Caller, Via};

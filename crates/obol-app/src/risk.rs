@@ -23,10 +23,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{Role, Scopes};
 use obol_core::ledger::Ledger;
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_risk::engine::{Assessment, RiskEngine, ShadowReport};
 use obol_risk::features::{DEFAULT_CAPACITY, Event, FEATURE_NAMES};
 use obol_risk::model::Model;

@@ -117,8 +117,8 @@ pub(crate) const CHALLENGE_PREFIX: &str = "stepup/challenge/";
 /// The put that journals challenge `id` as used: its key removed, in the same record as the
 /// operation it approved, so a crash leaves either both (the approval spent, the operation made)
 /// or neither.
-pub(crate) fn spent(id: &str) -> obol_core::codec::Op {
-    obol_core::codec::Op::Put(obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{id}"), value: Vec::new() })
+pub(crate) fn spent(id: &str) -> obol_core::record::Op {
+    obol_core::record::Op::Put(obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{id}"), value: Vec::new() })
 }
 
 /// Open challenges and known payees. Challenges are journaled (state table, `stepup/challenge/`)
@@ -577,7 +577,7 @@ pub async fn approve(
         challenge.approved = true;
         let bytes = serde_json::to_vec(&*challenge).map_err(|e| Error::Internal(e.to_string()))?;
         let put = obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{challenge_id}"), value: bytes };
-        state.engine.submit(obol_core::codec::Op::Put(put))?
+        state.engine.submit(obol_core::record::Op::Put(put))?
     };
     written.await.unwrap_or(Err(obol_store::EngineError::Stopped))?;
     Ok(dto)
@@ -726,7 +726,7 @@ pub async fn set_step_up(
         };
         spends = journaled(state, checked).await?;
     }
-    let command = obol_core::codec::Op::Identity(IdentityCommand::SetStepUpPolicy { principal_id, policy });
+    let command = obol_core::record::Op::Identity(IdentityCommand::SetStepUpPolicy { principal_id, policy });
     // The approval is spent in the record of the change it approved.
     match execute_spending(state, spends.as_deref(), command).await? {
         obol_core::ledger::OpResults::Identity(IdentityResult::Ok) => Ok(()),
@@ -752,7 +752,7 @@ pub(crate) async fn journaled<T>(state: &App, result: Result<T, Error>) -> Resul
 pub(crate) async fn execute_spending(
     state: &App,
     spends: Option<&str>,
-    op: obol_core::codec::Op,
+    op: obol_core::record::Op,
 ) -> Result<obol_core::ledger::OpResults, Error> {
     let results = match spends {
         Some(id) => state.engine.execute_together(vec![spent(id), op]).await?,

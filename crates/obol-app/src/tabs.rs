@@ -8,9 +8,9 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::VerifyingKey;
 use obol_core::channel::{Commitment, PayReject, TabCommand, TabEntry, TabResult, Voucher, verify_vouchers};
-use obol_core::codec::Op;
 use obol_core::identity::{Role, Scopes, Status};
 use obol_core::ledger::{Ledger, NewTransfer, OpResults, TransferFlags};
+use obol_core::record::Op;
 
 use serde::Serialize;
 use utoipa::ToSchema;

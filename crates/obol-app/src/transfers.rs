@@ -2,12 +2,12 @@
 //! and per-payment limit, posts and voids by the credit side, flags on the other party's
 //! account), a held request's fate, the risk policy and step-up, then one `Op::Pay` record.
 
-use obol_core::codec::Op;
 use obol_core::identity::{Role, Scopes};
 use obol_core::ledger::{
     Account, AccountFlags, BATCH_EVENTS_MAX, CreateTransferResult, Ledger, NewAccount, NewTransfer, OpResults,
     TransferFlags,
 };
+use obol_core::record::Op;
 
 use crate::auth::{self, Caller};
 use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};

@@ -6,10 +6,10 @@
 //! device key (RFC 9421).
 
 use obol_client::{ClientError, Preference, SpendLimits, Wallet, WalletConfig, receipt};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AccountFlags, NewAccount, NewTransfer, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_http::x402::{PaymentLayer, Price};
 use obol_store::{Engine, Node, SqliteStore};
 

@@ -2,9 +2,9 @@
 //! Method: 100k accounts; uniform random pairs vs a hot merchant credited by every transfer.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use obol_core::codec::{Op, Record};
 use obol_core::ledger::{AccountFlags, BATCH_EVENTS_MAX, Ledger, NewAccount, NewTransfer, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 
 const ACCOUNTS_COUNT: u128 = 100_000;
 

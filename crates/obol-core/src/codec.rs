@@ -1,8 +1,6 @@
-//! The durable record format: what the storage layer writes, one record per group commit.
-//!
-//! A record is the *input* of [`Ledger::apply`](crate::ledger::Ledger::apply): the wall-clock
-//! time the shell read and the requests it coalesced. The ledger is a deterministic function of
-//! its records, so replaying them rebuilds it exactly. Layout (all integers little-endian):
+//! The durable record format: the bytes the storage layer writes for a [`Record`], one record
+//! per group commit, and how they are read back and checked. Layout (all integers
+//! little-endian):
 //!
 //! ```text
 //! header (16 bytes): magic "OBR2" | crc32 of the body (u32) | body length (u32) | reserved (u32)
@@ -23,6 +21,7 @@
 use crate::identity::{DeviceLimits, FactorProof, IdentityCommand, Role, Scopes, Status, StepUpPolicy};
 use crate::ledger::{AccountFlags, BATCH_EVENTS_MAX, NewAccount, NewTransfer, TransferFlags};
 use crate::money::Asset;
+use crate::record::{Op, Record};
 
 /// First bytes of every record.
 pub const RECORD_MAGIC: [u8; 4] = *b"OBR2";
@@ -40,49 +39,7 @@ pub const RECORD_PUT_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 const _: () = assert!(RECORD_EVENTS_MAX * NEW_TRANSFER_BYTES < u32::MAX as usize);
 
-/// One client request inside a record.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Op {
-    /// Create accounts, in order.
-    CreateAccounts(Vec<NewAccount>),
-    /// Create transfers, in order.
-    CreateTransfers(Vec<NewTransfer>),
-    /// One change to the identity registry.
-    Identity(IdentityCommand),
-    /// One tab command.
-    Tab(crate::channel::TabCommand),
-    /// One write to the state table.
-    Put(crate::table::Put),
-    /// A payer's transfers, under its device's limits and counted for it.
-    Pay(crate::ledger::Payment),
-}
-
 impl Op {
-    /// Number of events.
-    pub fn len(&self) -> usize {
-        match self {
-            Op::CreateAccounts(events) => events.len(),
-            Op::CreateTransfers(events) => events.len(),
-            Op::Pay(payment) => payment.transfers.len(),
-            Op::Identity(_) | Op::Put(_) => 1,
-            Op::Tab(command) => command.events_count(),
-        }
-    }
-
-    /// Bytes a put adds to a record (0 for other ops): the writer stops adding ops to a record
-    /// at [`RECORD_PUT_BYTES_MAX`], so a record's body always fits its u32 length.
-    pub fn put_bytes(&self) -> usize {
-        match self {
-            Op::Put(put) => put.key.len() + put.value.len(),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Identity(_) | Op::Tab(_) | Op::Pay(_) => 0,
-        }
-    }
-
-    /// Whether the op has no events.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether the op can be written to the log exactly as it is: at most
     /// [`RECORD_EVENTS_MAX`] events, every string and blob within its length prefix. The writer
     /// refuses an op that fails this before it forms a record, so nothing that was cut or
@@ -109,15 +66,6 @@ pub enum EncodeError {
     /// More events than one record may hold.
     #[error("more than 8,190 events")]
     TooManyEvents,
-}
-
-/// The unit of durability: applied whole or not at all.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct Record {
-    /// Wall-clock time the shell read when it formed the record, ns since the Unix epoch.
-    pub now_ns: u64,
-    /// The requests, in the order they are applied.
-    pub ops: Vec<Op>,
 }
 
 /// Why bytes are not a valid record.
@@ -153,11 +101,6 @@ pub enum DecodeError {
 }
 
 impl Record {
-    /// Total events across ops.
-    pub fn events_count(&self) -> usize {
-        self.ops.iter().map(Op::len).sum()
-    }
-
     /// Encodes the record, header and checksum included; fails (writing nothing) if an op
     /// cannot be encoded exactly ([`Op::check_encodable`]).
     #[expect(

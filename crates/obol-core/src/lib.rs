@@ -4,7 +4,7 @@
 //! time (`Record::now_ns`) and hash seeds are arguments. The tidy test in `xtask` checks that
 //! its manifest names no runtime, database or RNG crate.
 //!
-//! **API Boundary:** [`ledger::Ledger::apply`] over [`codec::Record`]s; everything the shells
+//! **API Boundary:** [`ledger::Ledger::apply`] over [`record::Record`]s; everything the shells
 //! persist is a `Record`.
 #![deny(missing_docs)]
 #![deny(clippy::float_arithmetic)]
@@ -14,4 +14,5 @@ pub mod codec;
 pub mod identity;
 pub mod ledger;
 pub mod money;
+pub mod record;
 pub mod table;

@@ -6,8 +6,8 @@
 
 use axum::Router;
 use axum::http::StatusCode;
-use obol_core::codec::Op;
 use obol_core::identity::IdentityCommand;
+use obol_core::record::Op;
 use obol_store::Engine;
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::WebauthnAuthenticator;

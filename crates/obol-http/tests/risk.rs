@@ -553,7 +553,7 @@ async fn an_approval_that_moved_nothing_before_a_crash_is_final_as_a_refusal() {
     // is not in the ledger: the approval's record never ran it. After the restart a retry of the
     // held transfer is refused, never run on that approval.
     use base64ct::{Base64UrlUnpadded, Encoding};
-    use obol_core::codec::{Op, Record};
+    use obol_core::record::{Op, Record};
     let (started, holder) = euro_holder("risk-interrupted").await;
     let held = obol_core::ledger::NewTransfer {
         id: 77,

@@ -17,12 +17,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use obol_core::codec::{Op, Record};
 use obol_core::ledger::{
     AMOUNT_MAX, Account, AccountFlags, Ledger, NewAccount, NewTransfer, OpResults, PendingStatus, Transfer,
     TransferFlags,
 };
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_store::{Node, Store, StoreError, Visit};
 
 pub mod pipeline;

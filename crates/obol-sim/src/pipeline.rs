@@ -28,10 +28,10 @@ use obol_app::error::Error;
 use obol_app::tabs::OpenTab;
 use obol_app::x402::{PaymentPayload, PaymentRequirements, SCHEME_EXACT, X402_VERSION};
 use obol_core::channel::{Commitment, ExactAuthorization, Voucher, payword_chain};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role, Scopes};
 use obol_core::ledger::{AccountFlags, CreateTransferResult, NewAccount, NewTransfer, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_store::{Engine, Node};
 
 use crate::{Disk, Faults, FaultyStore, Prng};

@@ -43,7 +43,7 @@ fn a_seed_replays_exactly() {
 /// gone, and `Engine::shutdown` (which holds one) waited for it forever.
 #[test]
 fn an_engine_whose_store_failed_still_shuts_down() {
-    use obol_core::codec::Op;
+    use obol_core::record::Op;
     use obol_core::table::Put;
     let disk = std::sync::Arc::default();
     let faults = obol_sim::Faults { crash_before_write: 1000, torn_write: 0, crash_after_write: 0 };

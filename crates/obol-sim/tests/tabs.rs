@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{Signer, SigningKey};
 use obol_core::channel::{Commitment, Network, TabCommand, TabResult, Voucher, payword_chain};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AccountFlags, NewAccount, NewTransfer, OpResults, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_sim::{Disk, Faults, FaultyStore};
 use obol_store::{Node, StoreError};
 use proptest::prelude::*;

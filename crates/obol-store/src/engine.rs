@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use obol_core::codec::{Op, RECORD_EVENTS_MAX, RECORD_PUT_BYTES_MAX, Record};
+use obol_core::codec::{RECORD_EVENTS_MAX, RECORD_PUT_BYTES_MAX};
 use obol_core::ledger::{Ledger, OpResults};
+use obol_core::record::{Op, Record};
 use tokio::sync::oneshot;
 
 use crate::{Node, Store};

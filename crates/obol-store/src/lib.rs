@@ -1,6 +1,6 @@
 //! Durable storage for obol and the group-commit engine that feeds the ledger.
 //!
-//! The durable record of the ledger is its log of [`Record`](obol_core::codec::Record)s: one row
+//! The durable record of the ledger is its log of [`Record`](obol_core::record::Record)s: one row
 //! per group commit, appended and synced before any result of it is returned. The in-memory
 //! [`Ledger`](obol_core::ledger::Ledger) is rebuilt at start by replaying that log.
 //!

@@ -5,8 +5,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use obol_core::codec::Record;
 use obol_core::ledger::{Ledger, OpResults};
+use obol_core::record::Record;
 
 use crate::{Store, StoreError};
 

@@ -9,11 +9,11 @@
 mod common;
 
 use common::Backend;
-use obol_core::codec::{Op, Record};
 use obol_core::ledger::{
     AMOUNT_MAX, AccountFlags, Ledger, NewAccount, NewTransfer, OpResults, PendingStatus, TransferFlags,
 };
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_store::Node;
 use proptest::prelude::*;
 

@@ -5,9 +5,9 @@
 mod common;
 
 use common::Backend;
-use obol_core::codec::{Op, Record};
 use obol_core::ledger::{AccountFlags, NewAccount, NewTransfer, OpResults, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use obol_store::{Node, StoreError};
 
 fn backends() -> Vec<Backend> {

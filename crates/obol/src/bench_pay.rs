@@ -19,10 +19,10 @@ use clap::Args;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use indicatif::{ProgressBar, ProgressStyle};
 use obol_core::channel::{Commitment, Tab, TabCommand, Voucher, payword_chain, verify_vouchers};
-use obol_core::codec::{Op, Record};
 use obol_core::identity::{IdentityCommand, Role};
 use obol_core::ledger::{AccountFlags, Ledger, NewAccount, NewTransfer, TransferFlags};
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use serde_json::json;
 
 /// Options of `obol bench vouchers`.

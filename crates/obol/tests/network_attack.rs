@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
 use obol_core::channel::{Commitment, ExactAuthorization, Network, TabCommand, TabResult, Voucher, payword_chain};
-use obol_core::codec::{Op, Record};
 use obol_core::ledger::OpResults;
 use obol_core::money::Asset;
+use obol_core::record::{Op, Record};
 use serde_json::{Value, json};
 
 mod support;

@@ -339,8 +339,8 @@ impl Server {
 /// payments without strong authentication).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_keeps_what_was_paid_this_month_against_the_owners_monthly_limit() {
-    use obol_core::codec::{Op, Record};
     use obol_core::ledger::{NewTransfer, TransferFlags};
+    use obol_core::record::{Op, Record};
     use obol_store::Store;
     let mut server = Server::start("upgrade-month", FUNDS).await;
     server.kill();
@@ -398,8 +398,8 @@ async fn an_upgrade_keeps_what_was_paid_this_month_against_the_owners_monthly_li
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_old_reviews_move_into_the_log_loses_none_of_them() {
     use base64ct::{Base64UrlUnpadded, Encoding};
-    use obol_core::codec::{Op, Record};
     use obol_core::ledger::{NewTransfer, TransferFlags};
+    use obol_core::record::{Op, Record};
     use obol_store::Store;
     const REVIEWS: u128 = 1_000;
     let mut server = Server::start("migrate-crash", FUNDS).await;

@@ -14,6 +14,7 @@
 //! `exists` for every event instead of failing the chain.
 
 mod payment;
+mod tabs;
 mod types;
 
 pub use payment::{PayerCounters, Payment, utc_month};
@@ -23,8 +24,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::FixedState;
 
-use crate::codec::{Op, Record};
 use crate::identity::{Identity, IdentityResult};
+use crate::record::{Op, Record};
+use tabs::Tabs;
 
 /// The most events one request may carry (TigerBeetle's batch size for 128-byte events).
 pub const BATCH_EVENTS_MAX: usize = 8190;
@@ -99,10 +101,8 @@ pub struct Ledger {
     imbalances: Vec<(crate::money::Asset, [u128; 2])>,
     /// Principals, keys and devices: changed by `Op::Identity` in the same records as money.
     identity: Identity,
-    /// Tabs: escrowed budgets paid into by vouchers and ticks, in the order they opened.
-    tabs: Vec<crate::channel::TabEntry>,
-    /// Tab id (as bytes: 4-byte alignment keeps an entry at 20 bytes) to its index in `tabs`.
-    tab_index: Map<[u8; 16], u32>,
+    /// Tabs: escrowed budgets paid into by vouchers and ticks.
+    tabs: Tabs,
     /// Application state the shells keep through the log (`Op::Put`).
     table: crate::table::Table,
     /// Per paying account, what regulation counts (since the last strong authentication, per
@@ -129,8 +129,7 @@ impl Ledger {
             journaling: false,
             imbalances: Vec::new(),
             identity: Identity::default(),
-            tabs: Vec::new(),
-            tab_index: HashMap::with_hasher(state.clone()),
+            tabs: Tabs::new(state.clone()),
             table: crate::table::Table::default(),
             payers: HashMap::with_hasher(state_payers),
         }
@@ -193,270 +192,6 @@ impl Ledger {
     /// The state table the shells write through the log.
     pub fn table(&self) -> &crate::table::Table {
         &self.table
-    }
-
-    /// A tab.
-    pub fn tab(&self, id: u128) -> Option<&crate::channel::TabEntry> {
-        let index = *self.tab_index.get(&id.to_le_bytes())?;
-        self.tabs.get(index as usize)
-    }
-
-    fn tab_mut(&mut self, id: u128) -> Option<&mut crate::channel::TabEntry> {
-        let index = *self.tab_index.get(&id.to_le_bytes())?;
-        self.tabs.get_mut(index as usize)
-    }
-
-    /// The account a tab's escrow debits.
-    pub fn tab_payer(&self, tab: &crate::channel::Tab) -> Option<u128> {
-        self.transfer(tab.escrow_transfer_id).map(|escrow| escrow.debit_account_id)
-    }
-
-    /// How many tabs the ledger holds, open or settled.
-    pub fn tabs_count(&self) -> usize {
-        self.tabs.len()
-    }
-
-    /// Up to `limit` tabs that expired by `now_ns` and are not settled yet, oldest first: the
-    /// shell settles them in one record. An expired tab's escrow stays held until then, so
-    /// nothing it was paid is ever released back to the payer.
-    pub fn tabs_due(&self, now_ns: u64, limit: usize) -> Vec<u128> {
-        self.tabs
-            .iter()
-            .filter(|entry| !entry.tab.closed && entry.tab.expires_ns <= now_ns)
-            // A tab whose escrow is no longer pending cannot settle (only an older log can hold
-            // one): leaving it out keeps it from holding up every tab behind it.
-            .filter(|entry| self.pending_status(entry.tab.escrow_transfer_id) == Some(PendingStatus::Pending))
-            .take(limit)
-            .map(|entry| entry.tab.id)
-            .collect()
-    }
-
-    /// Applies one tab command at `timestamp` (the escrow and settlement transfers get it).
-    #[expect(
-        clippy::expect_used,
-        reason = "tabs are bounded by records (8190 events each), far below 2^32 in any memory"
-    )]
-    fn apply_tab(&mut self, command: &crate::channel::TabCommand, timestamp: u64) -> crate::channel::TabResult {
-        use crate::channel::{PayReject, TAB_TRANSFER_CODE, Tab, TabCommand, TabEntry, TabResult};
-        match *command {
-            TabCommand::Open {
-                tab_id,
-                escrow_transfer_id,
-                payer_account_id,
-                payee_account_id,
-                device_id,
-                budget,
-                asset,
-                timeout_s,
-            } => {
-                if self.tab_index.contains_key(&tab_id.to_le_bytes()) {
-                    return TabResult::Exists;
-                }
-                if timeout_s == 0 {
-                    return TabResult::Rejected(PayReject::TabExpired);
-                }
-                let owner = self.account(payer_account_id).map(|account| account.owner_id);
-                let device_acts_for_owner = self.identity.device(device_id).is_some_and(|device| {
-                    device.status == crate::identity::Status::Active && Some(device.holder_id) == owner
-                });
-                if owner.is_some() && !device_acts_for_owner {
-                    return TabResult::Rejected(PayReject::DeviceInactive);
-                }
-                // The device will spend the escrow, so the escrow is one payment under its limits,
-                // charged with the transfer in this one record, whatever route opened the tab.
-                let day = crate::identity::utc_day(timestamp);
-                if owner.is_some() && !self.identity.device_limits_allow(device_id, asset, day, budget) {
-                    return TabResult::Rejected(PayReject::DeviceLimit);
-                }
-                // The escrow never times out: the tab settles it (on close, or once expired), so
-                // what the payer paid is never released back by a timer.
-                let escrow = NewTransfer {
-                    id: escrow_transfer_id,
-                    debit_account_id: payer_account_id,
-                    credit_account_id: payee_account_id,
-                    amount: budget,
-                    pending_id: 0,
-                    user_data_128: tab_id,
-                    user_data_64: 0,
-                    user_data_32: 0,
-                    timeout_s: 0,
-                    asset: Some(asset),
-                    code: TAB_TRANSFER_CODE,
-                    flags: TransferFlags(TransferFlags::PENDING),
-                };
-                match self.create_transfer(&escrow, timestamp) {
-                    CreateTransferResult::Ok => {}
-                    other => return TabResult::Escrow(other),
-                }
-                let charged = self.identity.charge_device(device_id, day, budget);
-                assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
-                // The escrow is the payer's payment (a second factor that approved it is not
-                // known here: the count errs toward asking again).
-                self.count_payment(payer_account_id, budget, timestamp, false);
-                let tab = Tab {
-                    id: tab_id,
-                    payee_id: payee_account_id,
-                    escrow: budget,
-                    cumulative: 0,
-                    escrow_transfer_id,
-                    device_id,
-                    expires_ns: timestamp.saturating_add(u64::from(timeout_s) * NS_PER_S),
-                    seq: 0,
-                    payword: None,
-                    closed: false,
-                };
-                let index = u32::try_from(self.tabs.len()).expect("fewer than 2^32 tabs");
-                if self.tabs.len() == self.tabs.capacity() {
-                    // Grow by an eighth, not double: a million tabs then waste at most 12.5%,
-                    // and the allocator moves large blocks by remapping pages, not copying.
-                    self.tabs.reserve_exact((self.tabs.len() / 8).max(1024));
-                }
-                self.tabs.push(TabEntry { tab, last_signature: [0; 64] });
-                self.tab_index.insert(tab_id.to_le_bytes(), index);
-                TabResult::Ok { added: 0 }
-            }
-            TabCommand::Voucher(voucher) => {
-                if !self.tab_device_active(voucher.tab_id) {
-                    return self.tab_missing_or(voucher.tab_id, PayReject::DeviceInactive);
-                }
-                let Some(entry) = self.tab_mut(voucher.tab_id) else { return TabResult::NotFound };
-                match entry.tab.accept_verified_voucher(&voucher, timestamp) {
-                    Ok(added) => {
-                        entry.last_signature = voucher.signature;
-                        TabResult::Ok { added }
-                    }
-                    Err(reject) => TabResult::Rejected(reject),
-                }
-            }
-            TabCommand::Commit(commitment) => {
-                let Some(key) = self.tab_key(commitment.tab_id) else {
-                    return self.tab_missing_or(commitment.tab_id, PayReject::DeviceInactive);
-                };
-                let Some(entry) = self.tab_mut(commitment.tab_id) else { return TabResult::NotFound };
-                match entry.tab.accept_commitment(&commitment, &key, timestamp) {
-                    Ok(()) => TabResult::Ok { added: 0 },
-                    Err(reject) => TabResult::Rejected(reject),
-                }
-            }
-            TabCommand::Tick { tab_id, index, word } => {
-                if !self.tab_device_active(tab_id) {
-                    return self.tab_missing_or(tab_id, PayReject::DeviceInactive);
-                }
-                let Some(entry) = self.tab_mut(tab_id) else { return TabResult::NotFound };
-                match entry.tab.accept_tick(index, &word, timestamp) {
-                    Ok(added) => TabResult::Ok { added },
-                    Err(reject) => TabResult::Rejected(reject),
-                }
-            }
-            TabCommand::TopUp { tab_id, amount, void_transfer_id, escrow_transfer_id } => {
-                let Some(tab) = self.tab(tab_id).map(|entry| entry.tab.clone()) else { return TabResult::NotFound };
-                if tab.escrow_transfer_id == escrow_transfer_id {
-                    // This top-up was applied already (a retry after a lost answer).
-                    return TabResult::Exists;
-                }
-                if tab.closed {
-                    return TabResult::Rejected(PayReject::TabClosed);
-                }
-                if timestamp >= tab.expires_ns {
-                    return TabResult::Rejected(PayReject::TabExpired);
-                }
-                let Some(old) = self.transfer(tab.escrow_transfer_id).copied() else {
-                    return TabResult::NotFound;
-                };
-                let Some(escrow) = tab.escrow.checked_add(amount) else {
-                    return TabResult::Escrow(CreateTransferResult::OverflowsDebitsPending);
-                };
-                let day = crate::identity::utc_day(timestamp);
-                if !self.tab_device_active(tab_id) {
-                    return TabResult::Rejected(PayReject::DeviceInactive);
-                }
-                if !self.identity.device_limits_allow(tab.device_id, old.asset, day, amount) {
-                    return TabResult::Rejected(PayReject::DeviceLimit);
-                }
-                let void = resolve_escrow(
-                    void_transfer_id,
-                    old.id,
-                    tab_id,
-                    0,
-                    TransferFlags::VOID_PENDING | TransferFlags::LINKED,
-                );
-                let renewed = NewTransfer {
-                    id: escrow_transfer_id,
-                    amount: escrow,
-                    flags: TransferFlags(TransferFlags::PENDING),
-                    pending_id: 0,
-                    debit_account_id: old.debit_account_id,
-                    credit_account_id: old.credit_account_id,
-                    asset: Some(old.asset),
-                    code: TAB_TRANSFER_CODE,
-                    ..void
-                };
-                let mut next_ts = timestamp;
-                let results = self.create_transfers(&[void, renewed], &mut next_ts);
-                if let Some(failed) = results.iter().copied().find(|result| *result != CreateTransferResult::Ok) {
-                    let cause = results
-                        .iter()
-                        .copied()
-                        .find(|r| *r != CreateTransferResult::Ok && *r != CreateTransferResult::LinkedEventFailed)
-                        .unwrap_or(failed);
-                    return TabResult::Escrow(cause);
-                }
-                if let Some(entry) = self.tab_mut(tab_id) {
-                    entry.tab.escrow = escrow;
-                    entry.tab.escrow_transfer_id = escrow_transfer_id;
-                }
-                let charged = self.identity.charge_device(tab.device_id, day, amount);
-                assert_eq!(charged, crate::identity::IdentityResult::Ok, "the device's limits were checked");
-                self.count_payment(old.debit_account_id, amount, timestamp, false);
-                TabResult::Ok { added: 0 }
-            }
-            TabCommand::Settle { tab_id, settle_transfer_id } => {
-                let Some(tab) = self.tab(tab_id).map(|entry| entry.tab.clone()) else { return TabResult::NotFound };
-                if tab.closed {
-                    return TabResult::Exists;
-                }
-                let post = resolve_escrow(
-                    settle_transfer_id,
-                    tab.escrow_transfer_id,
-                    tab_id,
-                    tab.cumulative,
-                    TransferFlags::POST_PENDING,
-                );
-                match self.create_settlement_transfer(&post, timestamp) {
-                    CreateTransferResult::Ok | CreateTransferResult::Exists => {
-                        if let Some(entry) = self.tab_mut(tab_id) {
-                            entry.tab.closed = true;
-                        }
-                        TabResult::Ok { added: 0 }
-                    }
-                    other => TabResult::Settlement(other),
-                }
-            }
-        }
-    }
-
-    /// The verifying key of a tab's device, if the device may pay.
-    fn tab_key(&self, tab_id: u128) -> Option<ed25519_dalek::VerifyingKey> {
-        ed25519_dalek::VerifyingKey::from_bytes(&self.tab_device(tab_id)?.public_key).ok()
-    }
-
-    /// A tab's device, if it may pay (it exists and is active).
-    fn tab_device(&self, tab_id: u128) -> Option<&crate::identity::Device> {
-        let device = self.identity.device(self.tab(tab_id)?.tab.device_id)?;
-        (device.status == crate::identity::Status::Active).then_some(device)
-    }
-
-    /// Whether a tab's device may pay.
-    fn tab_device_active(&self, tab_id: u128) -> bool {
-        self.tab_device(tab_id).is_some()
-    }
-
-    fn tab_missing_or(&self, tab_id: u128, reject: crate::channel::PayReject) -> crate::channel::TabResult {
-        if self.tab(tab_id).is_none() {
-            crate::channel::TabResult::NotFound
-        } else {
-            crate::channel::TabResult::Rejected(reject)
-        }
     }
 
     /// The identity registry.
@@ -1353,21 +1088,3 @@ fn exists_resolving(event: &NewTransfer, existing: &Transfer) -> CreateTransferR
 
 #[cfg(test)]
 mod tests;
-
-/// A transfer that posts (`amount` of) or voids a tab's escrow `pending_id`.
-fn resolve_escrow(id: u128, pending_id: u128, tab_id: u128, amount: u128, flags: u16) -> NewTransfer {
-    NewTransfer {
-        id,
-        debit_account_id: 0,
-        credit_account_id: 0,
-        amount,
-        pending_id,
-        user_data_128: tab_id,
-        user_data_64: 0,
-        user_data_32: 0,
-        timeout_s: 0,
-        asset: None,
-        code: 0,
-        flags: TransferFlags(flags),
-    }
-}

@@ -3,8 +3,8 @@
 //! codes as their stable wire names, then asserts balances and the global invariants.
 
 use super::*;
-use crate::codec::{Op, Record};
 use crate::money::Asset;
+use crate::record::{Op, Record};
 
 fn usd() -> Asset {
     Asset::new("USD", 2).unwrap()
