@@ -48,16 +48,22 @@ pub async fn set_monthly_limit(
 /// `all`), at most `limit` (1 to [`REVIEWS_PAGE_MAX`]).
 pub fn reviews(state: &App, caller: &Caller, status: &str, limit: usize) -> Result<Vec<ReviewDto>, Error> {
     analyst(caller)?;
-    if !["pending", "approved", "declined", "all"].contains(&status) {
-        return Err(Error::InvalidQuery("status must be pending, approved, declined or all".into()));
-    }
+    let wanted = match status {
+        "all" => None,
+        _ => Some(
+            [ReviewStatus::Pending, ReviewStatus::Approved, ReviewStatus::Declined]
+                .into_iter()
+                .find(|listed| listed.as_str() == status)
+                .ok_or_else(|| Error::InvalidQuery("status must be pending, approved, declined or all".into()))?,
+        ),
+    };
     if limit == 0 || limit > REVIEWS_PAGE_MAX {
         return Err(Error::InvalidQuery(format!("limit must be 1 to {REVIEWS_PAGE_MAX}")));
     }
     let reviews = lock(&state.risk.reviews);
     Ok(reviews
         .values()
-        .filter(|r| status == "all" || r.review.status == status)
+        .filter(|r| wanted.is_none_or(|wanted| r.review.status == wanted))
         .take(limit)
         .map(|r| r.review.clone())
         .collect())
@@ -96,14 +102,14 @@ pub async fn decide_review(
     let mut stored = {
         let mut reviews = lock(&state.risk.reviews);
         let stored = reviews.get_mut(&id).ok_or_else(|| Error::ReviewNotFound(id.clone()))?;
-        if stored.review.status != "pending" {
-            return Err(Error::ReviewDecided(id.clone(), stored.review.status.clone()));
+        if stored.review.status != ReviewStatus::Pending {
+            return Err(Error::ReviewDecided(id.clone(), stored.review.status.to_string()));
         }
         // Until the decision is durable the review is `deciding`: a retry meets it as still
         // held, and no second analyst can claim it.
-        stored.review.status = DECIDING.into();
+        stored.review.status = ReviewStatus::Deciding;
         let mut claimed = stored.clone();
-        claimed.review.status = if approve { "approved" } else { "declined" }.into();
+        claimed.review.status = if approve { ReviewStatus::Approved } else { ReviewStatus::Declined };
         claimed
     };
     let tab_id = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok());
@@ -112,31 +118,31 @@ pub async fn decide_review(
     // pending review whose money moved.
     let approval = if approve && stored.runs {
         let mut deciding = stored.clone();
-        deciding.review.outcome = Some(vec!["running".to_string()]);
+        deciding.review.outcome = Some(vec![Outcome::Running]);
         let bytes = serde_json::to_vec(&deciding).map_err(|e| Error::Internal(e.to_string()))?;
         Some(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes })
     } else {
         None
     };
-    let outcome = match (approve, stored.review.kind.as_str()) {
-        (true, "tab_checkpoint") => vec!["resumed".to_string()],
-        (false, "tab_checkpoint") => {
+    let outcome = match (approve, stored.review.kind) {
+        (true, HeldKind::TabCheckpoint) => vec![Outcome::Resumed],
+        (false, HeldKind::TabCheckpoint) => {
             let tab_id = tab_id.ok_or_else(|| Error::Internal("a checkpoint review without its tab".into()))?;
             let command = obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: crate::random_id() };
             match crate::tabs::run_tab(state, command).await {
-                Ok(result) => vec![format!("settled: {result:?}")],
-                Err(error) => vec![format!("settle failed: {}", error.code())],
+                Ok(result) => vec![Outcome::Other(format!("settled: {result:?}"))],
+                Err(error) => vec![Outcome::Other(format!("settle failed: {}", error.code()))],
             }
         }
         // The client was told 402 and got nothing: approval runs nothing now, it lets the
         // payer's retry of the same payment through.
-        (true, _) if !stored.runs => vec!["allowed: runs when the payer retries it".to_string()],
+        (true, _) if !stored.runs => vec![Outcome::AllowedOnRetry],
         (true, _) => match run_held(state, &stored, approval).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 // Nothing ran: the review stays open for another try.
                 if let Some(open) = lock(&state.risk.reviews).get_mut(&id) {
-                    open.review.status = "pending".into();
+                    open.review.status = ReviewStatus::Pending;
                 }
                 let reopened = lock(&state.risk.reviews).get(&id).and_then(|open| serde_json::to_vec(open).ok());
                 if let Some(bytes) = reopened {
@@ -196,18 +202,18 @@ pub(crate) fn caller_now(state: &App, stored: &StoredReview) -> Result<Caller, E
 
 /// Runs a held operation as it was first asked, after checking again that its payer may still
 /// make it (authorization, a device's limits, charged for the day as any payment is); answers
-/// the ledger's result per operation, or `refused: <code>` when the payer no longer may.
+/// the ledger's result per operation, or [`Outcome::Refused`] when the payer no longer may.
 pub(crate) async fn run_held(
     state: &App,
     stored: &StoredReview,
     mut approval: Option<obol_core::table::Put>,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<Outcome>, Error> {
     let bytes =
         Base64UrlUnpadded::decode_vec(&stored.op).map_err(|e| Error::Internal(format!("a held operation: {e}")))?;
     let record = Record::decode(&bytes).map_err(|e| Error::Internal(format!("a held operation: {e}")))?;
     let caller = match caller_now(state, stored) {
         Ok(caller) => caller,
-        Err(error) => return Ok(vec![format!("refused: {}", error.code())]),
+        Err(error) => return Ok(vec![Outcome::Refused(error.code().into())]),
     };
     let mut outcome = Vec::new();
     for op in record.ops {
@@ -215,7 +221,7 @@ pub(crate) async fn run_held(
             Op::CreateTransfers(events) => {
                 let allowed = crate::transfers::authorize_moves(&read_ledger(state), &caller, &events);
                 if let Err(error) = allowed {
-                    outcome.push(format!("refused: {}", error.code()));
+                    outcome.push(Outcome::Refused(error.code().into()));
                     continue;
                 }
                 // Run as the payment it was: under the device's limits, counted for the payer.
@@ -242,11 +248,15 @@ pub(crate) async fn run_held(
             OpResults::Transfers(results)
                 if !results.is_empty() && results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) =>
             {
-                outcome.push("refused: device_limit_exceeded".into());
+                outcome.push(Outcome::Refused(CreateTransferResult::DeviceLimitExceeded.as_str().into()));
             }
-            OpResults::Transfers(results) => outcome.extend(results.iter().map(|r| r.as_str().to_string())),
-            OpResults::Tab(result) => outcome.push(crate::tabs::tab_result_code(&result)),
-            OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => outcome.push("unexpected".into()),
+            OpResults::Transfers(results) => {
+                outcome.extend(results.iter().map(|r| Outcome::from(r.as_str().to_string())))
+            }
+            OpResults::Tab(result) => outcome.push(Outcome::from(crate::tabs::tab_result_code(&result))),
+            OpResults::Accounts(_) | OpResults::Identity(_) | OpResults::Put => {
+                outcome.push(Outcome::Other("unexpected".into()));
+            }
         }
     }
     Ok(outcome)
@@ -263,10 +273,10 @@ pub fn labels(state: &App, caller: &Caller) -> Result<String, Error> {
     }
     csv.push('\n');
     let reviews = lock(&state.risk.reviews);
-    for stored in reviews.values().filter(|r| r.review.status != "pending") {
+    for stored in reviews.values().filter(|r| r.review.status != ReviewStatus::Pending) {
         let review = &stored.review;
         let time_s = review.created_ns.parse::<u64>().unwrap_or(0) / 1_000_000_000;
-        let label = u8::from(review.status == "declined");
+        let label = u8::from(review.status == ReviewStatus::Declined);
         csv.push_str(&format!("{time_s},{label}"));
         for name in FEATURE_NAMES {
             csv.push_str(&format!(",{}", review.features.get(name).copied().unwrap_or(0.0)));

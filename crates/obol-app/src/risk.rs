@@ -39,7 +39,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
 use crate::error::Error;
 use crate::views::contributions;
-pub use crate::views::{Contribution, ReviewDto, RiskDto};
+pub use crate::views::{Contribution, HeldKind, Outcome, ReviewDto, ReviewStatus, RiskDto};
 use crate::{App, now_ns};
 
 /// Reviews listed per page at most.
@@ -118,31 +118,22 @@ pub(crate) fn same_opening(stored: &StoredReview, command: &obol_core::channel::
 
 /// A held request's fate from its review: waiting, declined, or approved; an approval that found
 /// the payer no longer allowed (`refused: ...`) is as final as a decline.
-/// A review an analyst is deciding, whose decision is not durable yet (memory only).
-pub(crate) const DECIDING: &str = "deciding";
-
 pub(crate) fn fate(stored: &StoredReview, review_id: String) -> HoldOf {
     let outcome = stored.review.outcome.as_deref().unwrap_or_default();
-    let refused = outcome.iter().any(|o| o.starts_with("refused"));
+    let refused = outcome.iter().any(|o| matches!(o, Outcome::Refused(_)));
     // What the ledger answered when the approval ran it, if it did not take it: that run was
     // the request's one run, so a retry never runs what it refused (the account funded since,
     // say).
-    let failed = outcome.iter().find(|o| !ran(o)).filter(|_| stored.runs);
-    match stored.review.status.as_str() {
-        "pending" | DECIDING => HoldOf::Pending(Box::new(stored.review.clone())),
-        "declined" => HoldOf::Declined(review_id),
-        _ if refused => HoldOf::Declined(review_id),
-        _ => match failed {
-            Some(code) => HoldOf::Refused(review_id, code.clone()),
+    let failed = outcome.iter().find(|o| !o.ran()).filter(|_| stored.runs);
+    match stored.review.status {
+        ReviewStatus::Pending | ReviewStatus::Deciding => HoldOf::Pending(Box::new(stored.review.clone())),
+        ReviewStatus::Declined => HoldOf::Declined(review_id),
+        ReviewStatus::Approved if refused => HoldOf::Declined(review_id),
+        ReviewStatus::Approved => match failed {
+            Some(code) => HoldOf::Refused(review_id, String::from(code.clone())),
             None => HoldOf::Approved,
         },
     }
-}
-
-/// Whether an approved review's outcome entry says its operation went through (or, `running`,
-/// that its approval is in the log with the operation; the ledger knows whether it ran).
-fn ran(outcome: &str) -> bool {
-    matches!(outcome, "ok" | "exists" | "running" | "resumed") || outcome.starts_with("allowed")
 }
 
 /// What a request meets when a review holds one of its transfer ids: a held request has one
@@ -292,10 +283,46 @@ pub struct Payment {
     pub asset: Asset,
 }
 
+/// What kind of payment the risk engine decides and a step-up approval binds: rules see it as
+/// `event_kind`, and an approval's digest covers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentKind {
+    /// Transfers (`POST /v1/transfers`, an x402 `exact` payment).
+    Transfer,
+    /// A tab's opening: its escrow.
+    TabOpen,
+    /// A tab's top-up.
+    TabTopup,
+    /// What a voucher stream paid since its last checkpoint.
+    TabCheckpoint,
+}
+
+impl PaymentKind {
+    /// The name rules see (`event_kind`) and approvals bind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentKind::Transfer => "transfer",
+            PaymentKind::TabOpen => "tab_open",
+            PaymentKind::TabTopup => "tab_topup",
+            PaymentKind::TabCheckpoint => "tab_checkpoint",
+        }
+    }
+
+    /// What a review holding a request of this kind holds.
+    pub fn held(self) -> HeldKind {
+        match self {
+            PaymentKind::Transfer => HeldKind::Transfers,
+            PaymentKind::TabOpen => HeldKind::TabOpen,
+            PaymentKind::TabTopup => HeldKind::TabTopup,
+            PaymentKind::TabCheckpoint => HeldKind::TabCheckpoint,
+        }
+    }
+}
+
 /// A request to hold for review.
 pub(crate) struct Held<'a> {
-    /// `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
-    pub kind: &'a str,
+    /// What it holds.
+    pub kind: HeldKind,
     /// The payment the decision was about.
     pub payment: &'a Payment,
     /// The tab, for tab requests.
@@ -379,12 +406,12 @@ impl Default for Risk {
 /// refused them (or never ran them), and the review is final as a refusal, so a retry is never
 /// run on an approval that moved nothing.
 pub(crate) fn settle_interrupted(engine: &obol_store::Engine, stored: &mut StoredReview) {
-    let running = stored.review.status == "approved"
-        && stored.review.outcome.as_deref().is_some_and(|outcome| outcome == ["running".to_string()]);
+    let running = stored.review.status == ReviewStatus::Approved
+        && stored.review.outcome.as_deref().is_some_and(|outcome| outcome == [Outcome::Running]);
     let Some(events) = held_events(stored).filter(|_| running) else { return };
     let ledger = engine.ledger().read().unwrap_or_else(|p| p.into_inner());
     if !events.is_empty() && events.iter().all(|event| ledger.transfer(event.id).is_none()) {
-        stored.review.outcome = Some(vec!["refused: not_run_before_a_restart".to_string()]);
+        stored.review.outcome = Some(vec![Outcome::Refused("not_run_before_a_restart".into())]);
     }
 }
 
@@ -565,13 +592,13 @@ impl Risk {
                     for event in held_events(&stored).unwrap_or_default() {
                         held_ids.insert(event.id, stored.review.id.clone());
                     }
-                    if stored.review.kind == "tab_open"
+                    if stored.review.kind == HeldKind::TabOpen
                         && let Some(tab) = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok())
                     {
                         held_tabs.insert(tab, stored.review.id.clone());
                     }
-                    if stored.review.status == "pending"
-                        && stored.review.kind == "tab_checkpoint"
+                    if stored.review.status == ReviewStatus::Pending
+                        && stored.review.kind == HeldKind::TabCheckpoint
                         && let Some(tab) = stored.review.tab_id.as_deref().and_then(|t| t.parse::<u128>().ok())
                     {
                         paused.insert(tab, stored.review.id.clone());
@@ -714,14 +741,20 @@ impl Risk {
         Some(u64::from_le_bytes(first))
     }
 
-    /// Decides each payment of a request of `kind` (`transfer`, `tab_open`, `tab_topup`,
-    /// `tab_checkpoint`). Operators are not decided (they run the platform).
-    pub fn assess(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
+    /// Decides each payment of a request of `kind`. Operators are not decided (they run the
+    /// platform).
+    pub fn assess(&self, ledger: &Ledger, caller: &Caller, kind: PaymentKind, payments: &[Payment]) -> Vec<Assessment> {
         self.assess_as(ledger, caller, kind, payments, false)
     }
 
     /// What [`Risk::assess`] would answer now, counting nothing (the facilitator's `verify`).
-    pub fn assess_dry(&self, ledger: &Ledger, caller: &Caller, kind: &str, payments: &[Payment]) -> Vec<Assessment> {
+    pub fn assess_dry(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        kind: PaymentKind,
+        payments: &[Payment],
+    ) -> Vec<Assessment> {
         self.assess_as(ledger, caller, kind, payments, true)
     }
 
@@ -729,7 +762,7 @@ impl Risk {
         &self,
         ledger: &Ledger,
         caller: &Caller,
-        kind: &str,
+        kind: PaymentKind,
         payments: &[Payment],
         dry: bool,
     ) -> Vec<Assessment> {
@@ -786,7 +819,7 @@ impl Risk {
                     user_limit_minor: limits
                         .get(&payment.payer_account_id)
                         .map_or(-1, |limit| i64::try_from(*limit).unwrap_or(i64::MAX)),
-                    event_kind: kind.into(),
+                    event_kind: kind.as_str().into(),
                     // obol's API is a remote channel, and its payments move money account to
                     // account, as credit transfers do.
                     channel: "remote".into(),
@@ -866,7 +899,8 @@ impl Risk {
     /// features.
     pub(crate) async fn hold(&self, state: &App, caller: &Caller, held: Held<'_>) -> Result<ReviewDto, Error> {
         let Held { kind, payment, tab_id, assessment, op, payments, runs, spends } = held;
-        if lock(&self.reviews).values().filter(|r| r.review.status == "pending").count() >= REVIEWS_OPEN_MAX {
+        if lock(&self.reviews).values().filter(|r| r.review.status == ReviewStatus::Pending).count() >= REVIEWS_OPEN_MAX
+        {
             return Err(Error::Overloaded);
         }
         let created_ns = now_ns();
@@ -881,8 +915,8 @@ impl Risk {
         };
         let review = ReviewDto {
             id: id.clone(),
-            status: "pending".into(),
-            kind: kind.into(),
+            status: ReviewStatus::Pending,
+            kind,
             created_ns: created_ns.to_string(),
             principal_id: caller.principal_id.to_string(),
             payer_account_id: payment.payer_account_id.to_string(),
@@ -924,7 +958,7 @@ impl Risk {
         let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
         // The holder's approval of what is held is used up with the hold: both durable, or neither.
         crate::stepup::execute_spending(state, spends, put).await?;
-        if kind == "tab_checkpoint"
+        if kind == HeldKind::TabCheckpoint
             && let Some(tab) = tab_id
         {
             lock(&self.paused).insert(tab, id.clone());
@@ -935,13 +969,13 @@ impl Risk {
                 ids.insert(held, id.clone());
             }
         }
-        if kind == "tab_open"
+        if kind == HeldKind::TabOpen
             && let Some(tab) = tab_id
         {
             lock(&self.held_tabs).insert(tab, id.clone());
         }
         lock(&self.reviews).insert(id, stored);
-        metrics::counter!("obol_risk_reviews_held_total", "kind" => kind.to_string()).increment(1);
+        metrics::counter!("obol_risk_reviews_held_total", "kind" => kind.as_str()).increment(1);
         Ok(review)
     }
 
@@ -1289,6 +1323,74 @@ mod tests {
         assert_eq!(minor_per_unit(Asset::new("KRW", 0).unwrap()), 1);
         assert_eq!(minor_per_unit(Asset::new("KRW", 3).unwrap()), 1_000);
         assert_eq!(400_000u128.div_ceil(minor_per_unit(nano)), 1, "a 0.04-cent payment counts as a cent");
+    }
+
+    /// Outcome texts builds have written, each with whether it says the operation went through.
+    const OUTCOMES: [(&str, bool); 12] = [
+        ("ok", true),
+        ("exists", true),
+        ("running", true),
+        ("resumed", true),
+        ("allowed: runs when the payer retries it", true),
+        ("refused: device_limit_exceeded", false),
+        ("refused: not_run_before_a_restart", false),
+        ("exceeds_credits", false),
+        ("escrow_exceeds_credits", false),
+        ("settled: Ok { transfer_id: 9 }", false),
+        ("settle failed: tab_not_found", false),
+        ("unexpected", false),
+    ];
+
+    #[test]
+    fn a_review_stored_by_an_older_build_reads_and_writes_back_byte_for_byte() {
+        let statuses = ["pending", "deciding", "approved", "declined"];
+        let kinds = ["transfers", "tab_open", "tab_topup", "tab_checkpoint"];
+        let mut outcomes: Vec<String> = OUTCOMES.iter().map(|(text, _)| format!("[\"{text}\"]")).collect();
+        outcomes.extend(["null".to_string(), "[]".to_string(), "[\"ok\",\"exists\",\"exceeds_credits\"]".to_string()]);
+        for (status, kind) in statuses.iter().flat_map(|status| kinds.iter().map(move |kind| (status, kind))) {
+            for outcome in &outcomes {
+                let text = format!(
+                    "{{\"via\":\"key:abc\",\"review\":{{\"id\":\"r1\",\"status\":\"{status}\",\"kind\":\"{kind}\",\
+                     \"created_ns\":\"1\",\"principal_id\":\"100\",\"payer_account_id\":\"1\",\"payee_account_id\":\"2\",\
+                     \"amount\":\"1500\",\"asset_code\":\"USD\",\"asset_scale\":2,\"tab_id\":null,\"risk\":{{\"action\":\
+                     \"review\",\"reason_en\":\"Held.\",\"reason_ko\":\"보류.\"}},\"decided_by\":\"1\",\"decided_ns\":\"2\",\
+                     \"note\":null,\"outcome\":{outcome}}},\"op\":\"AA\",\"runs\":true,\"payments\":[[\"1\",\"1500\"]]}}"
+                );
+                let stored: StoredReview = serde_json::from_str(&text).unwrap();
+                assert_eq!(stored.review.status.as_str(), *status);
+                assert_eq!(stored.review.kind.as_str(), *kind);
+                assert_eq!(serde_json::to_string(&stored).unwrap(), text);
+            }
+        }
+    }
+
+    #[test]
+    fn an_outcome_reads_as_its_text_said() {
+        for (text, ran) in OUTCOMES {
+            let outcome = Outcome::from(text.to_string());
+            assert_eq!(outcome.ran(), ran, "{text}");
+            assert_eq!(String::from(outcome), text);
+        }
+        assert_eq!(
+            Outcome::from("refused: device_limit_exceeded".to_string()),
+            Outcome::Refused("device_limit_exceeded".into())
+        );
+        assert_eq!(Outcome::from("exceeds_credits".to_string()), Outcome::Other("exceeds_credits".into()));
+    }
+
+    #[test]
+    fn a_payment_kind_keeps_the_names_rules_and_approvals_use() {
+        let kinds = [PaymentKind::Transfer, PaymentKind::TabOpen, PaymentKind::TabTopup, PaymentKind::TabCheckpoint];
+        let names: Vec<(&str, &str)> = kinds.iter().map(|kind| (kind.as_str(), kind.held().as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("transfer", "transfers"),
+                ("tab_open", "tab_open"),
+                ("tab_topup", "tab_topup"),
+                ("tab_checkpoint", "tab_checkpoint")
+            ]
+        );
     }
 
     #[test]

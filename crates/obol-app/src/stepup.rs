@@ -21,6 +21,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::Error;
 use crate::identity::run_identity;
+use crate::risk::PaymentKind;
 use crate::vault::Secret;
 pub use crate::views::ChallengeDto;
 use crate::{App, now_ns, read_ledger};
@@ -138,13 +139,14 @@ impl Default for StepUp {
     }
 }
 
-/// SHA-256 over the kind of payment (`transfer`, `tab_open`, `tab_topup`) and the events that
-/// need approval: id (a tab's id for its opening or top-up), debit, credit, amount and asset of
-/// each. An approval pays that one operation: not another id, tab or kind of payment.
-pub(crate) fn operation_digest(kind: &str, events: &[&NewTransfer]) -> [u8; 32] {
+/// SHA-256 over the kind of payment (its name: `transfer`, `tab_open`, `tab_topup`) and the
+/// events that need approval: id (a tab's id for its opening or top-up), debit, credit, amount
+/// and asset of each. An approval pays that one operation: not another id, tab or kind of
+/// payment.
+pub(crate) fn operation_digest(kind: PaymentKind, events: &[&NewTransfer]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"obol:payment:");
-    hasher.update(kind.as_bytes());
+    hasher.update(kind.as_str().as_bytes());
     hasher.update([0u8]);
     for event in events {
         hasher.update(event.id.to_le_bytes());
@@ -243,8 +245,8 @@ impl StepUp {
         }
     }
 
-    /// Decides whether these transfers (a payment of `kind`: `transfer`, `tab_open`,
-    /// `tab_topup`) need step-up and, if they do, whether `approval` covers exactly them
+    /// Decides whether these transfers (a payment of `kind`: a transfer, a tab's opening or
+    /// top-up) need step-up and, if they do, whether `approval` covers exactly them
     /// (consuming it in memory): `Ok(Some(id))` when approval `id` was used, which the caller
     /// journals as [`spent`] in the record of the payment. `risk_marked` lists the events the risk
     /// policy wants strongly authenticated, and `risk` why. `Err(RequiresAction)` carries a fresh
@@ -253,7 +255,7 @@ impl StepUp {
         &self,
         ledger: &Ledger,
         caller: &Caller,
-        (kind, events): (&str, &[NewTransfer]),
+        (kind, events): (PaymentKind, &[NewTransfer]),
         approval: Option<&str>,
         risk_marked: &[usize],
         risk: Option<crate::risk::RiskDto>,

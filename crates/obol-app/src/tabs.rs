@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::Error;
+use crate::risk::{HeldKind, PaymentKind};
 use crate::transfers::{Gate, can_step_up};
 use crate::{App, now_ns, parse_amount, parse_asset, parse_id, random_id, read_ledger};
 
@@ -113,7 +114,7 @@ pub(crate) fn within_device_limits(
 pub(crate) fn tab_gate(
     state: &App,
     caller: &Caller,
-    kind: &str,
+    kind: PaymentKind,
     payment: &crate::risk::Payment,
     tab_id: u128,
     approval: Option<&str>,
@@ -176,14 +177,14 @@ fn escrow_as_transfer(payment: &crate::risk::Payment, tab_id: u128) -> NewTransf
 pub(crate) async fn escrow_gate(
     state: &App,
     caller: &Caller,
-    kind: &str,
+    kind: PaymentKind,
     payment: &crate::risk::Payment,
     tab_id: u128,
     command: TabCommand,
     approval: Option<&str>,
 ) -> Result<Option<String>, Error> {
     // A held opening has one fate: its retry meets the hold, never a second decision.
-    if kind == "tab_open" {
+    if kind == PaymentKind::TabOpen {
         match state.risk.hold_of_tab(caller, &command) {
             crate::risk::HoldOf::Free => {}
             crate::risk::HoldOf::Pending(review) => {
@@ -202,7 +203,7 @@ pub(crate) async fn escrow_gate(
     };
     let payments = [(payment.payer_account_id, payment.amount)];
     let held = crate::risk::Held {
-        kind,
+        kind: kind.held(),
         payment: &payment,
         tab_id: Some(tab_id),
         assessment: &assessment,
@@ -240,7 +241,7 @@ pub async fn tab_checkpoint(state: &App, tab_id: u128) {
     if let Some((caller, payment, assessment)) = held {
         let op = Op::Tab(TabCommand::Settle { tab_id, settle_transfer_id: 0 });
         let held = crate::risk::Held {
-            kind: "tab_checkpoint",
+            kind: HeldKind::TabCheckpoint,
             payment: &payment,
             tab_id: Some(tab_id),
             assessment: &assessment,
@@ -284,7 +285,7 @@ pub(crate) fn checkpoint_assessment(
         peer: None,
     };
     let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
-    let assessments = state.risk.assess(ledger, &caller, "tab_checkpoint", &[payment]);
+    let assessments = state.risk.assess(ledger, &caller, PaymentKind::TabCheckpoint, &[payment]);
     let assessment = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow)?;
     Some((caller, payment, assessment))
 }
@@ -489,7 +490,7 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
     let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
     // The core counts the escrow as the payer's payment when the tab opens (as not strongly
     // authenticated even when a second factor approved it: the count errs toward asking again).
-    let spends = escrow_gate(state, caller, "tab_open", &payment, tab_id, command, approval).await?;
+    let spends = escrow_gate(state, caller, PaymentKind::TabOpen, &payment, tab_id, command, approval).await?;
     match run_tab_spending(state, command, spends.as_deref()).await? {
         TabResult::Ok { .. } => {
             if caller.role != Role::Operator {
@@ -726,7 +727,7 @@ pub async fn top_up(
         amount,
         asset: payer.1,
     };
-    let spends = escrow_gate(state, caller, "tab_topup", &payment, tab_id, command, approval).await?;
+    let spends = escrow_gate(state, caller, PaymentKind::TabTopup, &payment, tab_id, command, approval).await?;
     match run_tab_spending(state, command, spends.as_deref()).await? {
         TabResult::Ok { .. } | TabResult::Exists => Ok(tab_id),
         TabResult::Escrow(result) => Err(Error::TransferRejected(result)),

@@ -12,7 +12,7 @@ use obol_core::record::Op;
 use crate::auth::{self, Caller};
 use crate::authz::{can_debit, can_see_account, can_see_transfer, need_role, need_scope, owns};
 use crate::error::Error;
-use crate::risk::{HoldOf, Payment, Risk, Verdict};
+use crate::risk::{HoldOf, Payment, PaymentKind, Risk, Verdict};
 use crate::{App, read_ledger};
 
 /// Refuses an empty batch or one larger than a record holds.
@@ -164,7 +164,7 @@ pub(crate) fn authorize_transfers(
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
-    let assessments = state.risk.assess(&ledger, caller, "transfer", &only);
+    let assessments = state.risk.assess(&ledger, caller, PaymentKind::Transfer, &only);
     match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
@@ -172,13 +172,14 @@ pub(crate) fn authorize_transfers(
             // A hold is no way around the holder's own step-up policy: what it asks a second
             // factor for is approved first, and the approval is spent when the hold is stored,
             // so an analyst's approval never runs a payment its holder's factor did not.
-            let spends = state.step_up.check(&ledger, caller, ("transfer", events), approval, &[], None)?;
+            let spends = state.step_up.check(&ledger, caller, (PaymentKind::Transfer, events), approval, &[], None)?;
             Ok(Gate::Hold(assessment, payment, spends))
         }
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends = state.step_up.check(&ledger, caller, ("transfer", events), approval, &marked, risk)?;
+            let spends =
+                state.step_up.check(&ledger, caller, (PaymentKind::Transfer, events), approval, &marked, risk)?;
             let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
@@ -221,7 +222,7 @@ pub(crate) fn dry_gate(state: &App, caller: &Caller, events: &[NewTransfer]) -> 
         return Ok(None);
     }
     let payments: Vec<Payment> = payments_of(&ledger, events).into_iter().map(|(_, payment)| payment).collect();
-    let assessments = state.risk.assess_dry(&ledger, caller, "transfer", &payments);
+    let assessments = state.risk.assess_dry(&ledger, caller, PaymentKind::Transfer, &payments);
     Ok(match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => return Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Go { step_up, .. }
@@ -325,7 +326,7 @@ pub(crate) async fn hold_transfers(
     let op = Op::CreateTransfers(events.to_vec());
     let runs = on_approval == OnApproval::Run;
     let held = crate::risk::Held {
-        kind: "transfers",
+        kind: PaymentKind::Transfer.held(),
         payment,
         tab_id: None,
         assessment,

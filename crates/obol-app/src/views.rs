@@ -81,9 +81,11 @@ pub struct ReviewDto {
     /// Review id (sorts by creation time).
     pub id: String,
     /// `pending`, `approved` or `declined`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ReviewStatus,
     /// What is held: `transfers`, `tab_open`, `tab_topup` or `tab_checkpoint`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: HeldKind,
     /// When it was held, ns since the Unix epoch.
     pub created_ns: String,
     /// The principal whose request it is.
@@ -117,7 +119,135 @@ pub struct ReviewDto {
     /// The analyst's note.
     pub note: Option<String>,
     /// What approval did: the ledger's result per operation.
-    pub outcome: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub outcome: Option<Vec<Outcome>>,
+}
+
+/// Where a review stands. Stored and sent as its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStatus {
+    /// Waiting for an analyst.
+    Pending,
+    /// An analyst is deciding it and the decision is not durable yet (memory only): a retry
+    /// meets it as still held, and no second analyst can claim it.
+    Deciding,
+    /// Approved: the held request ran (or runs when its payer retries it).
+    Approved,
+    /// Declined: the held request never runs (a paused tab is settled).
+    Declined,
+}
+
+impl ReviewStatus {
+    /// The name stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Deciding => "deciding",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Declined => "declined",
+        }
+    }
+}
+
+impl std::fmt::Display for ReviewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a review holds. Stored and sent as its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldKind {
+    /// A batch of transfers (a payment, or an x402 `exact` payment that runs on the payer's
+    /// retry).
+    Transfers,
+    /// A tab's opening (its escrow).
+    TabOpen,
+    /// A tab's top-up.
+    TabTopup,
+    /// A voucher stream at a checkpoint: the tab is paused until the review is decided.
+    TabCheckpoint,
+}
+
+impl HeldKind {
+    /// The name stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldKind::Transfers => "transfers",
+            HeldKind::TabOpen => "tab_open",
+            HeldKind::TabTopup => "tab_topup",
+            HeldKind::TabCheckpoint => "tab_checkpoint",
+        }
+    }
+}
+
+/// What approving a review did to one held operation. Stored and sent as text, so reviews
+/// decided by any build read back the same: `ok`, `exists`, `running`, `resumed`,
+/// `allowed: runs when the payer retries it`, `refused: <code>`, or any other result text
+/// kept as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Outcome {
+    /// `ok`: the ledger took it.
+    Ok,
+    /// `exists`: the ledger had it already.
+    Exists,
+    /// `running`: the approval is journaled with its operation, whose result is not yet (a
+    /// crash here leaves it; the ledger knows whether it ran).
+    Running,
+    /// `resumed`: a checkpoint's paused tab takes payments again.
+    Resumed,
+    /// `allowed: runs when the payer retries it`: nothing ran at approval (an x402 client was
+    /// told 402); the payer's retry of the same payment goes through.
+    AllowedOnRetry,
+    /// `refused: <code>`: the payer no longer may make it; nothing ran.
+    Refused(String),
+    /// Any other text, kept as it is: what the ledger or tab answered (`exceeds_credits`,
+    /// `escrow_...`), `settled: ...`, `settle failed: <code>`, `unexpected`.
+    Other(String),
+}
+
+const OUTCOME_ALLOWED_ON_RETRY: &str = "allowed: runs when the payer retries it";
+const OUTCOME_REFUSED: &str = "refused: ";
+
+impl Outcome {
+    /// Whether the operation went through (or, `running`, whether it may have: the ledger
+    /// knows). Anything else is what the ledger or a re-check refused.
+    pub fn ran(&self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::Exists | Outcome::Running | Outcome::Resumed | Outcome::AllowedOnRetry)
+    }
+}
+
+impl From<String> for Outcome {
+    fn from(text: String) -> Outcome {
+        match text.as_str() {
+            "ok" => Outcome::Ok,
+            "exists" => Outcome::Exists,
+            "running" => Outcome::Running,
+            "resumed" => Outcome::Resumed,
+            OUTCOME_ALLOWED_ON_RETRY => Outcome::AllowedOnRetry,
+            _ => match text.strip_prefix(OUTCOME_REFUSED) {
+                Some(code) => Outcome::Refused(code.to_string()),
+                None => Outcome::Other(text),
+            },
+        }
+    }
+}
+
+impl From<Outcome> for String {
+    fn from(outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Ok => "ok".into(),
+            Outcome::Exists => "exists".into(),
+            Outcome::Running => "running".into(),
+            Outcome::Resumed => "resumed".into(),
+            Outcome::AllowedOnRetry => OUTCOME_ALLOWED_ON_RETRY.into(),
+            Outcome::Refused(code) => format!("{OUTCOME_REFUSED}{code}"),
+            Outcome::Other(text) => text,
+        }
+    }
 }
 
 impl ReviewDto {

@@ -69,7 +69,7 @@ pub async fn list_reviews(
     // Who may ask comes before what was asked: a refused caller learns nothing from its query.
     obol_app::risk::analyst(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
-    let status = query.status.unwrap_or_else(|| "pending".into());
+    let status = query.status.unwrap_or_else(|| ReviewStatus::Pending.as_str().into());
     let items = reviews::reviews(&state, &caller, &status, query.limit.unwrap_or(100))?;
     Ok(Json(ReviewPage { items }))
 }
@@ -117,7 +117,7 @@ pub async fn decide_review(
 use obol_app::reviews;
 
 use crate::ApiJson;
-use obol_app::risk::{PolicyChangeDto, PolicyDto, ReviewDto, ShadowDto};
+use obol_app::risk::{PolicyChangeDto, PolicyDto, ReviewDto, ReviewStatus, ShadowDto};
 
 /// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
 /// declined (fraud) or 0 when approved, and obol's streaming features in their order, so that

@@ -25,6 +25,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use obol_app::App;
 use obol_app::auth::Caller;
 use obol_app::error::Error;
+use obol_app::risk::{HeldKind, ReviewStatus};
 use obol_app::tabs::OpenTab;
 use obol_app::x402::{PaymentPayload, PaymentRequirements, SCHEME_EXACT, X402_VERSION};
 use obol_core::channel::{Commitment, ExactAuthorization, Voucher, payword_chain};
@@ -440,7 +441,8 @@ impl World {
     }
 
     async fn decide(&mut self, booted: &Booted) {
-        let pending = obol_app::reviews::reviews(&booted.app, &booted.analyst, "pending", 100).unwrap_or_default();
+        let pending = obol_app::reviews::reviews(&booted.app, &booted.analyst, ReviewStatus::Pending.as_str(), 100)
+            .unwrap_or_default();
         let Some(review) = pending.get(self.prng.below(pending.len().max(1) as u64) as usize) else { return };
         let decision = if self.prng.chance(600) { "approve" } else { "decline" };
         let result =
@@ -517,7 +519,8 @@ impl World {
                 Told::Lost => true,
                 // A held transfer runs on approval; an `exact` payment answered 402 never does.
                 Told::Held(review) => {
-                    asked.kind == Kind::Transfer && review_of(review).is_some_and(|r| r.status == "approved")
+                    asked.kind == Kind::Transfer
+                        && review_of(review).is_some_and(|r| r.status == ReviewStatus::Approved)
                 }
                 Told::Refused(_) => false,
             };
@@ -537,7 +540,7 @@ impl World {
             };
             let opened_ok = match &model.opened {
                 Some(Told::Success | Told::Lost) => true,
-                Some(Told::Held(review)) => review_of(review).is_some_and(|r| r.status == "approved"),
+                Some(Told::Held(review)) => review_of(review).is_some_and(|r| r.status == ReviewStatus::Approved),
                 Some(Told::Refused(_)) | None => false,
             };
             if !opened_ok {
@@ -592,7 +595,11 @@ fn held_topups_bound(reviews: &[obol_app::views::ReviewDto], tab_id: u128) -> u1
     let tab = tab_id.to_string();
     reviews
         .iter()
-        .filter(|r| r.kind == "tab_topup" && r.tab_id.as_deref() == Some(tab.as_str()) && r.status == "approved")
+        .filter(|r| {
+            r.kind == HeldKind::TabTopup
+                && r.tab_id.as_deref() == Some(tab.as_str())
+                && r.status == ReviewStatus::Approved
+        })
         .filter_map(|r| r.amount.parse::<u128>().ok())
         .sum()
 }
