@@ -63,8 +63,8 @@ impl Sandbox {
         let dir =
             std::env::temp_dir().join(format!("obol-example-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
         let mut node = Node::open(SqliteStore::open(&dir).context("opening the store")?, rand::random())?;
-        let operator =
-            obol_app::auth::bootstrap_operator(&mut node, now_ns())?.context("a fresh store gets an operator key")?;
+        let operator = obol_app::auth::bootstrap_operator(&mut node, &obol_app::SystemEnv)?
+            .context("a fresh store gets an operator key")?;
         let engine = Engine::start(node);
         let state = AppState::new(engine.clone(), "http");
         let network = state.x402_network.to_string();
@@ -174,10 +174,6 @@ impl Sandbox {
             (b.debits_posted, b.credits_posted, b.debits_pending)
         })
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// What a scenario did, for its test.

@@ -89,3 +89,22 @@ fn tidy_catches_a_payment_path_crate_without_the_panic_lints() {
     assert!(xtask::payment_path_lints(&xtask::root()).is_empty(), "the repository's crates opt in");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn tidy_catches_the_application_layer_reading_the_clock_itself() {
+    let dir = std::env::temp_dir().join(format!("obol-tidy-env-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("crates/obol-app/src")).unwrap();
+    std::fs::write(dir.join("crates/obol-app/src/env.rs"), "//! x\nfn f() { std::time::SystemTime::now(); }\n")
+        .unwrap();
+    std::fs::write(
+        dir.join("crates/obol-app/src/tabs.rs"),
+        "//! x\nfn f() { let mut b = [0u8; 4]; rand::fill(&mut b); }\n",
+    )
+    .unwrap();
+    let problems = xtask::http_in_application_layer(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        problems,
+        ["crates/obol-app/src/tabs.rs: the application layer reads the clock or randomness outside Env"]
+    );
+}

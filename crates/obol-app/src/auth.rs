@@ -51,11 +51,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Makes a new key with a random id and a 160-bit random secret.
 #[expect(clippy::expect_used, reason = "argon2id with its default parameters and a fresh salt cannot fail")]
-pub fn generate_key() -> KeyMaterial {
+pub fn generate_key(env: &dyn crate::Env) -> KeyMaterial {
     let mut key_id = [0u8; 8];
     let mut secret = [0u8; 20];
-    rand::fill(&mut key_id);
-    rand::fill(&mut secret);
+    env.fill(&mut key_id);
+    env.fill(&mut secret);
     let key_id = hex(&key_id);
     let secret = hex(&secret);
     let phc = Argon2::default().hash_password(secret.as_bytes()).expect("argon2id with default parameters").to_string();
@@ -171,11 +171,12 @@ pub fn issue_key_offline<S: obol_store::Store>(
     principal_id: u128,
     scopes: Scopes,
     expires_ns: u64,
-    now_ns: u64,
+    env: &dyn crate::Env,
 ) -> Result<String, obol_store::StoreError> {
+    let now_ns = env.now_ns();
     use obol_core::identity::IdentityCommand;
     use obol_core::record::{Op, Record};
-    let material = generate_key();
+    let material = generate_key(env);
     let command = IdentityCommand::CreateApiKey {
         key_id: material.key_id.clone(),
         principal_id,
@@ -191,8 +192,9 @@ pub fn issue_key_offline<S: obol_store::Store>(
 /// once). On a store that has one, does nothing and returns `None`.
 pub fn bootstrap_operator<S: obol_store::Store>(
     node: &mut obol_store::Node<S>,
-    now_ns: u64,
+    env: &dyn crate::Env,
 ) -> Result<Option<String>, obol_store::StoreError> {
+    let now_ns = env.now_ns();
     use obol_core::identity::IdentityCommand;
     use obol_core::record::{Op, Record};
     let exists =
@@ -203,17 +205,18 @@ pub fn bootstrap_operator<S: obol_store::Store>(
     let create =
         IdentityCommand::CreatePrincipal { id: BOOTSTRAP_OPERATOR_ID, role: Role::Operator, name: "operator".into() };
     node.commit(&Record { now_ns, ops: vec![Op::Identity(create)] })?;
-    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, now_ns).map(Some)
+    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, env).map(Some)
 }
 
 /// Revokes every key of the bootstrap operator and issues a new one (server stopped).
 pub fn reset_operator_key<S: obol_store::Store>(
     node: &mut obol_store::Node<S>,
-    now_ns: u64,
+    env: &dyn crate::Env,
 ) -> Result<String, obol_store::StoreError> {
+    let now_ns = env.now_ns();
     use obol_core::identity::IdentityCommand;
     use obol_core::record::{Op, Record};
-    if let Some(key) = bootstrap_operator(node, now_ns)? {
+    if let Some(key) = bootstrap_operator(node, env)? {
         return Ok(key);
     }
     let active: Vec<String> = {
@@ -230,7 +233,7 @@ pub fn reset_operator_key<S: obol_store::Store>(
     for key_id in active {
         node.commit(&Record { now_ns, ops: vec![Op::Identity(IdentityCommand::RevokeApiKey { key_id })] })?;
     }
-    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, now_ns)
+    issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, env)
 }
 
 #[cfg(test)]
@@ -239,7 +242,7 @@ mod tests {
 
     #[test]
     fn generated_keys_have_the_documented_shape_and_hash() {
-        let key = generate_key();
+        let key = generate_key(&crate::SystemEnv);
         let (key_id, secret) = split_key(&key.text).unwrap();
         assert_eq!(key_id, key.key_id);
         assert_eq!(secret.len(), 40, "160 bits as hex");

@@ -8,7 +8,7 @@ use obol_core::record::Op;
 use crate::auth::{Caller, Via, generate_key};
 use crate::authz::{can_see_principal, need_role, need_scope};
 use crate::error::Error;
-use crate::{App, now_ns, read_ledger};
+use crate::{App, read_ledger};
 
 /// Runs one identity command through the engine.
 pub(crate) async fn run_identity(state: &App, command: IdentityCommand) -> Result<IdentityResult, Error> {
@@ -65,7 +65,8 @@ pub(crate) async fn issue_key(
     scopes: Scopes,
     expires_ns: u64,
 ) -> Result<(String, ApiKey), Error> {
-    let material = tokio::task::spawn_blocking(generate_key)
+    let env = std::sync::Arc::clone(&state.env);
+    let material = tokio::task::spawn_blocking(move || generate_key(&*env))
         .await
         .map_err(|error| Error::Internal(format!("key generation failed: {error}")))?;
     let command = IdentityCommand::CreateApiKey {
@@ -150,7 +151,7 @@ pub async fn create_principal(
     })?;
     let id = match id {
         Some(text) => crate::parse_id("id", text)?,
-        None => crate::random_id(),
+        None => state.env.random_id(),
     };
     let name_max = obol_core::identity::NAME_BYTES_MAX;
     if name.is_empty() || name.len() > name_max {
@@ -240,7 +241,7 @@ pub async fn create_key(
     }
     let expires_ns = match expires_in_s {
         None | Some(0) => 0,
-        Some(seconds) => now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
+        Some(seconds) => state.env.now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
     };
     issue_key(state, id, scopes, expires_ns).await
 }
@@ -275,7 +276,7 @@ pub async fn rotate_key(
     let command = if overlap_s == 0 {
         IdentityCommand::RevokeApiKey { key_id }
     } else {
-        let until = now_ns().saturating_add(overlap_s.saturating_mul(1_000_000_000));
+        let until = state.env.now_ns().saturating_add(overlap_s.saturating_mul(1_000_000_000));
         let expires_ns = if old.expires_ns == 0 { until } else { old.expires_ns.min(until) };
         IdentityCommand::SetApiKeyExpiry { key_id, expires_ns }
     };
@@ -342,7 +343,7 @@ pub async fn register_device(
     let jwk = obol_wire::httpsig::parse_jwk(jwk).map_err(Error::InvalidField)?;
     let device_id = match device_id {
         Some(text) => crate::parse_id("id", text)?,
-        None => crate::random_id(),
+        None => state.env.random_id(),
     };
     let command = IdentityCommand::RegisterDevice {
         id: device_id,

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod env;
 pub mod error;
 pub mod identity;
 pub mod passkeys;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use obol_store::Engine;
 
+pub use crate::env::{Env, SystemEnv};
 pub use crate::error::Error;
 
 /// What every use case shares: the engine and the services around it.
@@ -54,6 +56,8 @@ pub struct App {
     pub verifier: verifier::Verifier,
     /// Decides payments; holds the review queue and the live policy.
     pub risk: Arc<risk::Risk>,
+    /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
+    pub env: Arc<dyn Env>,
 }
 
 impl App {
@@ -61,7 +65,8 @@ impl App {
     /// network of its own (drawn at random until [`App::with_instance_id`]) and risk off.
     pub fn new(engine: Engine, vault: vault::Vault, passkeys: passkeys::Passkeys) -> App {
         // A network of its own until told otherwise: two embedded servers never share one.
-        let network_id = format!("obol:{:016x}", rand::random::<u64>());
+        let env: Arc<dyn Env> = Arc::new(SystemEnv);
+        let network_id = format!("obol:{:016x}", env.random_id() as u64);
         let network = obol_core::channel::Network::named(&network_id);
         App {
             engine,
@@ -73,7 +78,14 @@ impl App {
             network,
             verifier: verifier::Verifier::start(network),
             risk: Arc::new(risk::Risk::off()),
+            env,
         }
+    }
+
+    /// Reads time and draws randomness from `env` (the simulator's clock and seeded generator).
+    pub fn with_env(mut self, env: Arc<dyn Env>) -> App {
+        self.env = env;
+        self
     }
 
     /// Sets the network id to `obol:<instance_id>` (1 to 32 letters, digits, `-` or `_`).
@@ -91,11 +103,6 @@ pub fn check_instance_id(instance_id: &str) -> Result<(), String> {
     let valid = (1..=32).contains(&instance_id.len())
         && instance_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid { Ok(()) } else { Err(format!("instance id {instance_id:?}: 1 to 32 letters, digits, '-' or '_'")) }
-}
-
-/// Wall-clock time, ns since the Unix epoch (key expiry is wall-clock time).
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The ledger as applied so far, whatever a panicking reader left.
@@ -119,9 +126,4 @@ pub fn parse_amount(field: &str, text: &str) -> Result<u128, Error> {
 /// An asset: an ISO 4217 code (or another known asset) at a scale.
 pub fn parse_asset(code: &str, scale: u8) -> Result<obol_core::money::Asset, Error> {
     obol_core::money::Asset::new(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
-}
-
-/// A fresh id for something the server creates itself (a tab's escrow, a settlement).
-pub fn random_id() -> u128 {
-    (rand::random::<u128>() >> 2).max(2)
 }

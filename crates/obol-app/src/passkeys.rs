@@ -16,7 +16,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::Error;
 use crate::identity::run_identity;
-use crate::{App, now_ns, read_ledger};
+use crate::{App, read_ledger};
 use obol_core::identity::{IdentityCommand, IdentityResult, Scopes};
 
 /// How long a ceremony may take between start and finish.
@@ -54,8 +54,8 @@ impl Passkeys {
         Ok(Passkeys { webauthn, ceremonies: Mutex::new(HashMap::new()) })
     }
 
-    fn start(&self, principal_id: u128, state: CeremonyState) -> Result<String, Error> {
-        let now = now_ns();
+    fn start(&self, env: &dyn crate::Env, principal_id: u128, state: CeremonyState) -> Result<String, Error> {
+        let now = env.now_ns();
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         let open_of = |ceremonies: &HashMap<String, Ceremony>| {
             ceremonies.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now).count()
@@ -70,17 +70,17 @@ impl Passkeys {
             }
         }
         let mut id = [0u8; 16];
-        rand::fill(&mut id);
+        env.fill(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         ceremonies.insert(id.clone(), Ceremony { principal_id, expires_ns: now + CEREMONY_TTL_NS, state });
         Ok(id)
     }
 
     /// Takes a ceremony (each is used once) if it belongs to `principal_id` and is still open.
-    fn take(&self, id: &str, principal_id: u128) -> Result<CeremonyState, Error> {
+    fn take(&self, id: &str, principal_id: u128, now_ns: u64) -> Result<CeremonyState, Error> {
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         match ceremonies.remove(id) {
-            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns() => Ok(c.state),
+            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns => Ok(c.state),
             _ => Err(Error::InvalidField(format!("passkey ceremony {id} is unknown, expired or already used"))),
         }
     }
@@ -120,7 +120,7 @@ pub(crate) async fn verify_assertion(
     credential: serde_json::Value,
 ) -> Result<AssertionOutcome, Error> {
     let CeremonyState::Authenticate { challenge_id: bound, state: authentication } =
-        state.passkeys.take(ceremony_id, principal_id)?
+        state.passkeys.take(ceremony_id, principal_id, state.env.now_ns())?
     else {
         return Err(Error::InvalidField("that ceremony is not an assertion".into()));
     };
@@ -169,7 +169,14 @@ pub async fn start_registration(
         // Adding a factor, like replacing TOTP, needs a current one once there is any.
         let checked = {
             let ledger = read_ledger(state);
-            state.step_up.check_change(&ledger, principal_id, "add_passkey", &principal_id.to_le_bytes(), approval)
+            state.step_up.check_change(
+                &*state.env,
+                &ledger,
+                principal_id,
+                "add_passkey",
+                &principal_id.to_le_bytes(),
+                approval,
+            )
         };
         // Spent before the ceremony starts: an approval starts one registration, whatever
         // happens after.
@@ -188,7 +195,8 @@ pub async fn start_registration(
         .webauthn
         .start_passkey_registration(Uuid::from_u128(principal_id), &name, &name, Some(exclude))
         .map_err(|e| Error::Internal(format!("WebAuthn registration start: {e}")))?;
-    let ceremony_id = state.passkeys.start(principal_id, CeremonyState::Register(Box::new(registration)))?;
+    let ceremony_id =
+        state.passkeys.start(&*state.env, principal_id, CeremonyState::Register(Box::new(registration)))?;
     Ok((ceremony_id, to_value(&options)?))
 }
 
@@ -204,7 +212,8 @@ pub async fn finish_registration(
     if caller.principal_id != principal_id {
         return Err(Error::PrincipalNotFound(principal_id));
     }
-    let CeremonyState::Register(registration) = state.passkeys.take(ceremony_id, principal_id)? else {
+    let CeremonyState::Register(registration) = state.passkeys.take(ceremony_id, principal_id, state.env.now_ns())?
+    else {
         return Err(Error::InvalidField("that ceremony is not a registration".into()));
     };
     let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
@@ -228,7 +237,7 @@ pub async fn finish_registration(
 /// ceremony id and the options for `navigator.credentials.get`.
 pub fn start_assertion(state: &App, caller: &Caller, challenge_id: &str) -> Result<(String, serde_json::Value), Error> {
     need_scope(caller, Scopes::PAY)?;
-    state.step_up.challenge_for(challenge_id, caller.principal_id)?;
+    state.step_up.challenge_for(challenge_id, caller.principal_id, state.env.now_ns())?;
     let passkeys = stored_passkeys(state, caller.principal_id)?;
     if passkeys.is_empty() {
         return Err(Error::IdentityRejected(IdentityResult::FactorNotEnrolled));
@@ -240,6 +249,6 @@ pub fn start_assertion(state: &App, caller: &Caller, challenge_id: &str) -> Resu
         .map_err(|e| Error::Internal(format!("WebAuthn authentication start: {e}")))?;
     let ceremony =
         CeremonyState::Authenticate { challenge_id: challenge_id.to_string(), state: Box::new(authentication) };
-    let ceremony_id = state.passkeys.start(caller.principal_id, ceremony)?;
+    let ceremony_id = state.passkeys.start(&*state.env, caller.principal_id, ceremony)?;
     Ok((ceremony_id, to_value(&options)?))
 }

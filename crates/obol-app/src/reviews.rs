@@ -13,7 +13,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
 use crate::error::Error;
 use crate::risk::*;
-use crate::{App, now_ns, read_ledger};
+use crate::{App, read_ledger};
 
 /// Sets (`Some`, minor units) or removes (`None`) an account's monthly spending limit, as its
 /// owner or the operator; answers the limit now in force.
@@ -128,7 +128,7 @@ pub async fn decide_review(
         (true, HeldKind::TabCheckpoint) => vec![Outcome::Resumed],
         (false, HeldKind::TabCheckpoint) => {
             let tab_id = tab_id.ok_or_else(|| Error::Internal("a checkpoint review without its tab".into()))?;
-            let command = obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: crate::random_id() };
+            let command = obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: state.env.random_id() };
             match crate::tabs::run_tab(state, command).await {
                 Ok(result) => vec![Outcome::Other(format!("settled: {result:?}"))],
                 Err(error) => vec![Outcome::Other(format!("settle failed: {}", error.code()))],
@@ -154,7 +154,7 @@ pub async fn decide_review(
         (false, _) => Vec::new(),
     };
     stored.review.decided_by = Some(caller.principal_id.to_string());
-    stored.review.decided_ns = Some(now_ns().to_string());
+    stored.review.decided_ns = Some(state.env.now_ns().to_string());
     stored.review.note = note;
     stored.review.outcome = Some(outcome);
     let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
@@ -190,7 +190,7 @@ pub(crate) fn caller_now(state: &App, stored: &StoredReview) -> Result<Caller, E
         (Via::Device(device_id), Scopes(Scopes::READ | Scopes::PAY))
     } else if let Some(key_id) = via.strip_prefix("key:") {
         let key = ledger.identity().key(key_id).ok_or_else(|| Error::KeyNotFound(key_id.to_string()))?;
-        if !key.usable_at(now_ns()) || key.principal_id != principal_id {
+        if !key.usable_at(state.env.now_ns()) || key.principal_id != principal_id {
             return Err(Error::Forbidden("the key that asked for this payment was revoked or expired".into()));
         }
         (Via::ApiKey(key_id.to_string()), key.scopes)
@@ -290,7 +290,7 @@ pub fn labels(state: &App, caller: &Caller) -> Result<String, Error> {
 pub fn policy(state: &App, caller: &Caller) -> Result<PolicyDto, Error> {
     analyst(caller)?;
     let engine = lock(&state.risk.engine);
-    let now_s = now_ns() / 1_000_000_000;
+    let now_s = state.env.now_s();
     Ok(PolicyDto {
         generation: engine.policy_generation(),
         in_force: engine
@@ -339,7 +339,7 @@ pub fn policy_changes(state: &App, caller: &Caller, after: u64) -> Result<Vec<Po
 /// The shadow run's report: where the candidate would have decided otherwise.
 pub fn shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
     analyst(caller)?;
-    let report = lock(&state.risk.engine).shadow_report(now_ns() / 1_000_000_000);
+    let report = lock(&state.risk.engine).shadow_report(state.env.now_s());
     report.map(ShadowDto::from).ok_or(Error::NoShadow)
 }
 

@@ -35,12 +35,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::App;
 use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
 use crate::error::Error;
 use crate::views::contributions;
 pub use crate::views::{Contribution, HeldKind, Outcome, ReviewDto, ReviewStatus, RiskDto};
-use crate::{App, now_ns};
 
 /// Reviews listed per page at most.
 pub(crate) const REVIEWS_PAGE_MAX: usize = 500;
@@ -564,13 +564,13 @@ impl Risk {
     /// speed-up kept beside the log. Stores written before the state table moved into the log
     /// have these in store metadata: they are journaled into the log once, here. Call once,
     /// before serving.
-    pub async fn load(&self, engine: &obol_store::Engine) -> Result<(), Error> {
+    pub async fn load(&self, engine: &obol_store::Engine, env: &dyn crate::Env) -> Result<(), Error> {
         migrate_metadata(engine).await?;
         let key = match engine.table_get(NETWORK_KEY) {
             Some(bytes) if bytes.len() == 32 => bytes,
             _ => {
                 let mut fresh = [0u8; 32];
-                rand::fill(&mut fresh);
+                env.fill(&mut fresh);
                 engine.put(NETWORK_KEY, fresh.to_vec()).await?;
                 fresh.to_vec()
             }
@@ -743,8 +743,14 @@ impl Risk {
 
     /// Decides each payment of a request of `kind`. Operators are not decided (they run the
     /// platform).
-    pub fn assess(&self, ledger: &Ledger, caller: &Caller, kind: PaymentKind, payments: &[Payment]) -> Vec<Assessment> {
-        self.assess_as(ledger, caller, kind, payments, false)
+    pub fn assess(
+        &self,
+        ledger: &Ledger,
+        caller: &Caller,
+        (kind, payments): (PaymentKind, &[Payment]),
+        now_ns: u64,
+    ) -> Vec<Assessment> {
+        self.assess_as(ledger, caller, (kind, payments), now_ns, false)
     }
 
     /// What [`Risk::assess`] would answer now, counting nothing (the facilitator's `verify`).
@@ -752,24 +758,24 @@ impl Risk {
         &self,
         ledger: &Ledger,
         caller: &Caller,
-        kind: PaymentKind,
-        payments: &[Payment],
+        (kind, payments): (PaymentKind, &[Payment]),
+        now_ns: u64,
     ) -> Vec<Assessment> {
-        self.assess_as(ledger, caller, kind, payments, true)
+        self.assess_as(ledger, caller, (kind, payments), now_ns, true)
     }
 
     fn assess_as(
         &self,
         ledger: &Ledger,
         caller: &Caller,
-        kind: PaymentKind,
-        payments: &[Payment],
+        (kind, payments): (PaymentKind, &[Payment]),
+        now_ns: u64,
         dry: bool,
     ) -> Vec<Assessment> {
         if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
             return Vec::new();
         }
-        let now = now_ns();
+        let now = now_ns;
         let now_s = now / 1_000_000_000;
         let principal = ledger.identity().principal(caller.principal_id);
         let failed_auth_count = principal.map_or(0, |p| u32::from(p.failed_factor_count));
@@ -876,11 +882,11 @@ impl Risk {
 
     /// Counts in the streaming features payments that go through although their assessment was
     /// not `allow` (a challenge the payer approved): [`Risk::assess`] counts only allowed ones.
-    pub fn observe(&self, ledger: &Ledger, caller: &Caller, payments: &[Payment]) {
+    pub fn observe(&self, ledger: &Ledger, caller: &Caller, payments: &[Payment], now_ns: u64) {
         if !self.enabled || caller.role == Role::Operator || payments.is_empty() {
             return;
         }
-        let now_s = now_ns() / 1_000_000_000;
+        let now_s = now_ns / 1_000_000_000;
         let failed_auth_count =
             ledger.identity().principal(caller.principal_id).map_or(0, |p| u32::from(p.failed_factor_count));
         let device = match caller.via {
@@ -903,9 +909,9 @@ impl Risk {
         {
             return Err(Error::Overloaded);
         }
-        let created_ns = now_ns();
+        let created_ns = state.env.now_ns();
         let mut random = [0u8; 8];
-        rand::fill(&mut random);
+        state.env.fill(&mut random);
         let id = format!("{created_ns:016x}{}", u64::from_le_bytes(random) >> 1);
         let shapley = {
             let engine = lock(&self.engine);
@@ -1121,7 +1127,7 @@ impl Risk {
         };
         let change = PolicyChangeDto {
             seq: 0,
-            at_ns: now_ns().to_string(),
+            at_ns: state.env.now_ns().to_string(),
             who: who.to_string(),
             what: match &outcome {
                 Ok(what) => (*what).to_string(),
@@ -1147,20 +1153,20 @@ impl Risk {
     /// Stops the shadow run, recording who stopped it.
     pub async fn stop_shadow(&self, state: &App, who: &str) -> Result<Option<ShadowDto>, Error> {
         let _submitting = self.submitting.lock().await;
-        let running = lock(&self.engine).shadow_report(now_ns() / 1_000_000_000).is_some();
+        let running = lock(&self.engine).shadow_report(state.env.now_s()).is_some();
         if running {
             state.engine.put(SHADOW_KEY, Vec::new()).await?;
         }
         let report = {
             let mut engine = lock(&self.engine);
-            let report = engine.shadow_report(now_ns() / 1_000_000_000);
+            let report = engine.shadow_report(state.env.now_s());
             engine.set_shadow(None);
             report
         };
         if let Some(report) = &report {
             let change = PolicyChangeDto {
                 seq: 0,
-                at_ns: now_ns().to_string(),
+                at_ns: state.env.now_ns().to_string(),
                 who: who.to_string(),
                 what: "shadow_stopped".into(),
                 bundle: report.candidate.join(","),

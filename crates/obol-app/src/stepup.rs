@@ -24,7 +24,7 @@ use crate::identity::run_identity;
 use crate::risk::PaymentKind;
 use crate::vault::Secret;
 pub use crate::views::ChallengeDto;
-use crate::{App, now_ns, read_ledger};
+use crate::{App, read_ledger};
 
 /// TOTP time step.
 pub(crate) const TOTP_STEP_S: u64 = 30;
@@ -75,9 +75,9 @@ pub(crate) const RECOVERY_SYMBOLS: usize = 20;
 
 /// A fresh recovery code: 20 Crockford base32 symbols (100 random bits) in groups of five.
 #[expect(clippy::indexing_slicing, reason = "`b & 31` indexes the 32-symbol alphabet")]
-pub fn recovery_code() -> String {
+pub fn recovery_code(env: &dyn crate::Env) -> String {
     let mut bytes = [0u8; RECOVERY_SYMBOLS];
-    rand::fill(&mut bytes);
+    env.fill(&mut bytes);
     let symbols: Vec<char> = bytes.iter().map(|b| char::from(RECOVERY_ALPHABET[usize::from(b & 31)])).collect();
     symbols.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
@@ -189,8 +189,8 @@ impl StepUp {
     }
 
     /// Restores the journaled challenges at start, and removes the expired ones from the table.
-    pub async fn restore(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
-        let now = now_ns();
+    pub async fn restore(&self, engine: &obol_store::Engine, now_ns: u64) -> Result<usize, Error> {
+        let now = now_ns;
         let mut expired = Vec::new();
         let mut restored = 0;
         for (key, value) in engine.table_scan(CHALLENGE_PREFIX) {
@@ -211,8 +211,8 @@ impl StepUp {
     }
 
     /// Forgets the challenges that expired (in memory and in the table); answers how many.
-    pub async fn prune(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
-        let now = now_ns();
+    pub async fn prune(&self, engine: &obol_store::Engine, now_ns: u64) -> Result<usize, Error> {
+        let now = now_ns;
         let expired: Vec<String> = {
             let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
             let expired = challenges.iter().filter(|(_, c)| c.expires_ns <= now).map(|(id, _)| id.clone()).collect();
@@ -228,11 +228,11 @@ impl StepUp {
     }
 
     /// The open challenge `id` of `principal_id`.
-    pub fn challenge_for(&self, id: &str, principal_id: u128) -> Result<ChallengeDto, Error> {
+    pub fn challenge_for(&self, id: &str, principal_id: u128, now_ns: u64) -> Result<ChallengeDto, Error> {
         let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         challenges
             .get(id)
-            .filter(|c| c.principal_id == principal_id && c.expires_ns > now_ns() && !c.used)
+            .filter(|c| c.principal_id == principal_id && c.expires_ns > now_ns && !c.used)
             .map(|c| c.dto.clone())
             .ok_or_else(|| Error::ChallengeNotFound(id.to_string()))
     }
@@ -253,7 +253,7 @@ impl StepUp {
     /// challenge.
     pub fn check(
         &self,
-        ledger: &Ledger,
+        (env, ledger): (&dyn crate::Env, &Ledger),
         caller: &Caller,
         (kind, events): (PaymentKind, &[NewTransfer]),
         approval: Option<&str>,
@@ -267,7 +267,7 @@ impl StepUp {
         let digest = operation_digest(kind, &marked);
         let first_asset = marked.iter().find_map(|e| e.asset);
         let total: u128 = marked.iter().map(|e| e.amount).fold(0, u128::saturating_add);
-        self.approved_or_challenge(caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
+        self.approved_or_challenge(env, caller.principal_id, digest, approval, |id, expires_ns| ChallengeDto {
             id,
             reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
             amount: total.to_string(),
@@ -354,6 +354,7 @@ impl StepUp {
     /// alone can neither weaken step-up nor add a factor of the thief's.
     pub fn check_change(
         &self,
+        env: &dyn crate::Env,
         ledger: &Ledger,
         principal_id: u128,
         change: &str,
@@ -370,7 +371,7 @@ impl StepUp {
         hasher.update([0]);
         hasher.update(details);
         let digest: [u8; 32] = hasher.finalize().into();
-        self.approved_or_challenge(principal_id, digest, approval, |id, expires_ns| ChallengeDto {
+        self.approved_or_challenge(env, principal_id, digest, approval, |id, expires_ns| ChallengeDto {
             id,
             reasons: vec!["security_change".into()],
             amount: "0".into(),
@@ -389,12 +390,13 @@ impl StepUp {
     /// `requires_action` (journal it with [`journaled`] before the answer leaves).
     fn approved_or_challenge(
         &self,
+        env: &dyn crate::Env,
         principal_id: u128,
         digest: [u8; 32],
         approval: Option<&str>,
         dto: impl FnOnce(String, u64) -> ChallengeDto,
     ) -> Result<Option<String>, Error> {
-        let now = now_ns();
+        let now = env.now_ns();
         let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = approval
             && let Some(challenge) = challenges.get_mut(id)
@@ -419,7 +421,7 @@ impl StepUp {
             }
         }
         let mut id_bytes = [0u8; 16];
-        rand::fill(&mut id_bytes);
+        env.fill(&mut id_bytes);
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
         let dto = dto(id.clone(), now + self.ttl_ns);
         challenges.insert(
@@ -457,7 +459,7 @@ pub(crate) async fn check_factor(
         (Some(code), _) => sealed.as_ref().and_then(|sealed| {
             let secret = state.vault.open(&totp_purpose(principal_id), sealed)?;
             let totp = totp_for(secret.expose_secret(), "check").ok()?;
-            totp.check(code.trim(), now_ns() / 1_000_000_000).map(FactorProof::TotpStep)
+            totp.check(code.trim(), state.env.now_s()).map(FactorProof::TotpStep)
         }),
         (None, Some(recovery)) => Some(FactorProof::RecoveryCode(recovery_hash(principal_id, recovery))),
         (None, None) => return Err(Error::InvalidField("send a code (TOTP) or a recovery_code".into())),
@@ -530,7 +532,7 @@ mod tests {
 
     #[test]
     fn r10_13_recovery_codes_carry_100_random_bits() {
-        let codes: Vec<String> = (0..200).map(|_| recovery_code()).collect();
+        let codes: Vec<String> = (0..200).map(|_| recovery_code(&crate::SystemEnv)).collect();
         for code in &codes {
             let groups: Vec<&str> = code.split('-').collect();
             assert_eq!(groups.len(), 4, "{code}");
@@ -560,7 +562,7 @@ pub async fn approve(
     if !caller.scopes.allows(Scopes::MANAGE) {
         need_scope(caller, Scopes::PAY)?;
     }
-    let dto = state.step_up.challenge_for(challenge_id, caller.principal_id)?;
+    let dto = state.step_up.challenge_for(challenge_id, caller.principal_id, state.env.now_ns())?;
     match passkey {
         Some((ceremony_id, credential)) => {
             approve_with_passkey(state, caller.principal_id, challenge_id, &ceremony_id, credential).await?;
@@ -618,11 +620,11 @@ pub async fn enroll_totp(
         check_factor(state, principal_id, Some(code), None).await?;
     }
     let mut secret = [0u8; 20];
-    rand::fill(&mut secret);
+    state.env.fill(&mut secret);
     let secret = Secret::new(secret);
     let totp = totp_for(secret.expose_secret(), &name)?;
     let uri = totp.to_url().map_err(|e| Error::Internal(format!("otpauth URI: {e}")))?;
-    let sealed = state.vault.seal(&totp_purpose(principal_id), secret.expose_secret());
+    let sealed = state.vault.seal(&*state.env, &totp_purpose(principal_id), secret.expose_secret());
     let result = run_identity(state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
     if result != IdentityResult::Ok {
         return Err(Error::IdentityRejected(result));
@@ -655,11 +657,11 @@ pub async fn confirm_totp(
         .vault
         .open(&totp_purpose(principal_id), &sealed)
         .ok_or_else(|| Error::Internal("TOTP seed unreadable".into()))?;
-    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), now_ns() / 1_000_000_000);
+    let step = totp_for(secret.expose_secret(), "confirm")?.check(code.trim(), state.env.now_s());
     let Some(step) = step else {
         return Err(record_failure(state, principal_id).await);
     };
-    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code()).collect();
+    let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code(&*state.env)).collect();
     let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
     let result = run_identity(state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
     if result != IdentityResult::Ok {
@@ -724,7 +726,14 @@ pub async fn set_step_up(
         );
         let checked = {
             let ledger = read_ledger(state);
-            state.step_up.check_change(&ledger, principal_id, "step_up_policy", details.as_bytes(), approval)
+            state.step_up.check_change(
+                &*state.env,
+                &ledger,
+                principal_id,
+                "step_up_policy",
+                details.as_bytes(),
+                approval,
+            )
         };
         spends = journaled(state, checked).await?;
     }

@@ -20,7 +20,7 @@ use crate::authz::{need_role, need_scope, owns, sees_everything};
 use crate::error::Error;
 use crate::risk::{HeldKind, PaymentKind};
 use crate::transfers::{Gate, can_step_up};
-use crate::{App, now_ns, parse_amount, parse_asset, parse_id, random_id, read_ledger};
+use crate::{App, parse_amount, parse_asset, parse_id, read_ledger};
 
 /// A tab result as a short code (for review outcomes).
 pub(crate) fn tab_result_code(result: &TabResult) -> String {
@@ -98,10 +98,10 @@ pub(crate) fn moves_money(caller: &Caller) -> Result<(), Error> {
 pub(crate) fn within_device_limits(
     ledger: &Ledger,
     device_id: u128,
-    asset: obol_core::money::Asset,
-    amount: u128,
+    (asset, amount): (obol_core::money::Asset, u128),
+    now_ns: u64,
 ) -> Result<(), Error> {
-    let day = obol_core::identity::utc_day(now_ns());
+    let day = obol_core::identity::utc_day(now_ns);
     if ledger.identity().device_limits_allow(device_id, asset, day, amount) {
         Ok(())
     } else {
@@ -120,14 +120,14 @@ pub(crate) fn tab_gate(
     approval: Option<&str>,
 ) -> Result<Gate, Error> {
     let ledger = read_ledger(state);
-    let assessments = state.risk.assess(&ledger, caller, kind, std::slice::from_ref(payment));
+    let assessments = state.risk.assess(&ledger, caller, (kind, std::slice::from_ref(payment)), state.env.now_ns());
     match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         crate::risk::Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         // As for a transfer, a hold does not skip the holder's own step-up policy: its approval
         // comes first and is spent in the hold's record.
         crate::risk::Verdict::Hold(assessment, _) => {
             let spends = state.step_up.check(
-                &ledger,
+                (&*state.env, &ledger),
                 caller,
                 (kind, &[escrow_as_transfer(payment, tab_id)]),
                 approval,
@@ -144,9 +144,10 @@ pub(crate) fn tab_gate(
             let escrow = escrow_as_transfer(payment, tab_id);
             let risk_marked: &[usize] = if step_up.is_empty() { &[] } else { &[0] };
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends = state.step_up.check(&ledger, caller, (kind, &[escrow]), approval, risk_marked, risk)?;
+            let spends =
+                state.step_up.check((&*state.env, &ledger), caller, (kind, &[escrow]), approval, risk_marked, risk)?;
             if !step_up.is_empty() {
-                state.risk.observe(&ledger, caller, std::slice::from_ref(payment));
+                state.risk.observe(&ledger, caller, std::slice::from_ref(payment), state.env.now_ns());
             }
             Ok(Gate::Go { authenticated: spends.is_some(), spends })
         }
@@ -285,7 +286,7 @@ pub(crate) fn checkpoint_assessment(
         peer: None,
     };
     let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
-    let assessments = state.risk.assess(ledger, &caller, PaymentKind::TabCheckpoint, &[payment]);
+    let assessments = state.risk.assess(ledger, &caller, (PaymentKind::TabCheckpoint, &[payment]), state.env.now_ns());
     let assessment = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow)?;
     Some((caller, payment, assessment))
 }
@@ -321,7 +322,7 @@ pub(crate) async fn check_voucher(state: &App, voucher: &Voucher) -> Result<Opti
     let (added, public_key) = {
         let ledger = read_ledger(state);
         let entry = ledger.tab(voucher.tab_id).ok_or(Error::TabNotFound(voucher.tab_id))?;
-        match entry.tab.check_voucher_fields(voucher, now_ns()) {
+        match entry.tab.check_voucher_fields(voucher, state.env.now_ns()) {
             Ok(added) => (added, tab_device_key(&ledger, entry)?),
             Err(PayReject::Stale) => return Ok(None),
             Err(reject) => return Err(Error::TabRejected(reject)),
@@ -348,7 +349,7 @@ pub(crate) fn check_tick(state: &App, tab_id: u128, index: u32, word: &[u8; 32])
     let entry = ledger.tab(tab_id).ok_or(Error::TabNotFound(tab_id))?;
     // A tick needs no key, only a device that may still pay.
     tab_device_key(&ledger, entry)?;
-    match entry.tab.check_tick(index, word, now_ns()) {
+    match entry.tab.check_tick(index, word, state.env.now_ns()) {
         Ok(added) => Ok(Some(added)),
         Err(PayReject::Stale) => Ok(None),
         Err(reject) => Err(Error::TabRejected(reject)),
@@ -385,13 +386,13 @@ pub(crate) fn decode_word(text: &str) -> Result<[u8; 32], Error> {
 pub async fn settle_due_tabs(state: &App) -> Result<usize, Error> {
     let mut settled = 0;
     loop {
-        let due = read_ledger(state).tabs_due(now_ns(), 512);
+        let due = read_ledger(state).tabs_due(state.env.now_ns(), 512);
         if due.is_empty() {
             return Ok(settled);
         }
         let mut receivers = Vec::with_capacity(due.len());
         for tab_id in &due {
-            let command = TabCommand::Settle { tab_id: *tab_id, settle_transfer_id: random_id() };
+            let command = TabCommand::Settle { tab_id: *tab_id, settle_transfer_id: state.env.random_id() };
             receivers.push(state.engine.submit(Op::Tab(command))?);
         }
         for receiver in receivers {
@@ -438,7 +439,7 @@ pub struct OpenTab<'a> {
 pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Option<&str>) -> Result<u128, Error> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder])?;
-    let tab_id = ask.tab_id.map(|text| parse_id("id", text)).transpose()?.unwrap_or_else(random_id);
+    let tab_id = ask.tab_id.map(|text| parse_id("id", text)).transpose()?.unwrap_or_else(|| state.env.random_id());
     let payer_account_id = parse_id("id", ask.payer_account_id)?;
     let payee_account_id = parse_id("id", ask.payee_account_id)?;
     let budget = parse_amount("budget", ask.budget)?;
@@ -469,7 +470,7 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
         if device.holder_id != payer.owner_id || device.status != Status::Active {
             return Err(Error::Forbidden(format!("device {device_id} cannot sign for account {payer_account_id}")));
         }
-        within_device_limits(&ledger, device_id, asset, budget)?;
+        within_device_limits(&ledger, device_id, (asset, budget), state.env.now_ns())?;
         // A retry of an opening that went through (its answer lost) is answered as the ledger
         // would answer it, before any decision: no hold, no second factor for a tab that is open.
         if ledger.tab(tab_id).is_some() {
@@ -479,7 +480,7 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
     };
     let command = TabCommand::Open {
         tab_id,
-        escrow_transfer_id: random_id(),
+        escrow_transfer_id: state.env.random_id(),
         payer_account_id,
         payee_account_id,
         device_id,
@@ -568,7 +569,7 @@ pub async fn pay_vouchers(state: &App, caller: &Caller, texts: &[String]) -> Res
     let mut to_verify: Vec<(usize, Voucher, VerifyingKey)> = Vec::new();
     {
         let ledger = read_ledger(state);
-        let now = now_ns();
+        let now = state.env.now_ns();
         for text in texts {
             let voucher = match decode_voucher(text) {
                 Ok(voucher) => voucher,
@@ -719,8 +720,13 @@ pub async fn top_up(
     if amount == 0 {
         return Err(Error::InvalidAmount { field: "amount".into(), reason: "must be more than 0".into() });
     }
-    within_device_limits(&read_ledger(state), entry.tab.device_id, payer.1, amount)?;
-    let command = TabCommand::TopUp { tab_id, amount, void_transfer_id: random_id(), escrow_transfer_id: random_id() };
+    within_device_limits(&read_ledger(state), entry.tab.device_id, (payer.1, amount), state.env.now_ns())?;
+    let command = TabCommand::TopUp {
+        tab_id,
+        amount,
+        void_transfer_id: state.env.random_id(),
+        escrow_transfer_id: state.env.random_id(),
+    };
     let payment = crate::risk::Payment {
         payer_account_id: payer.0,
         payee_account_id: entry.tab.payee_id,
@@ -744,7 +750,7 @@ pub async fn settle(state: &App, caller: &Caller, tab_id: &str) -> Result<u128, 
     let tab_id = parse_id("id", tab_id)?;
     visible_tab(state, caller, tab_id)?;
     moves_money(caller)?;
-    match run_tab(state, TabCommand::Settle { tab_id, settle_transfer_id: random_id() }).await? {
+    match run_tab(state, TabCommand::Settle { tab_id, settle_transfer_id: state.env.random_id() }).await? {
         TabResult::Ok { .. } | TabResult::Exists => Ok(tab_id),
         TabResult::Settlement(result) => Err(Error::TransferRejected(result)),
         TabResult::NotFound => Err(Error::TabNotFound(tab_id)),

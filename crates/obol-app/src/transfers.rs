@@ -164,7 +164,7 @@ pub(crate) fn authorize_transfers(
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
-    let assessments = state.risk.assess(&ledger, caller, PaymentKind::Transfer, &only);
+    let assessments = state.risk.assess(&ledger, caller, (PaymentKind::Transfer, &only), state.env.now_ns());
     match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
@@ -172,18 +172,31 @@ pub(crate) fn authorize_transfers(
             // A hold is no way around the holder's own step-up policy: what it asks a second
             // factor for is approved first, and the approval is spent when the hold is stored,
             // so an analyst's approval never runs a payment its holder's factor did not.
-            let spends = state.step_up.check(&ledger, caller, (PaymentKind::Transfer, events), approval, &[], None)?;
+            let spends = state.step_up.check(
+                (&*state.env, &ledger),
+                caller,
+                (PaymentKind::Transfer, events),
+                approval,
+                &[],
+                None,
+            )?;
             Ok(Gate::Hold(assessment, payment, spends))
         }
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends =
-                state.step_up.check(&ledger, caller, (PaymentKind::Transfer, events), approval, &marked, risk)?;
+            let spends = state.step_up.check(
+                (&*state.env, &ledger),
+                caller,
+                (PaymentKind::Transfer, events),
+                approval,
+                &marked,
+                risk,
+            )?;
             let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
-            state.risk.observe(&ledger, caller, &approved);
+            state.risk.observe(&ledger, caller, &approved, state.env.now_ns());
             // A second factor restarts the counters since strong authentication only when it
             // approved every payment of the request (one approved payment among others does
             // not make the rest strongly authenticated).
@@ -222,7 +235,7 @@ pub(crate) fn dry_gate(state: &App, caller: &Caller, events: &[NewTransfer]) -> 
         return Ok(None);
     }
     let payments: Vec<Payment> = payments_of(&ledger, events).into_iter().map(|(_, payment)| payment).collect();
-    let assessments = state.risk.assess_dry(&ledger, caller, PaymentKind::Transfer, &payments);
+    let assessments = state.risk.assess_dry(&ledger, caller, (PaymentKind::Transfer, &payments), state.env.now_ns());
     Ok(match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => return Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Go { step_up, .. }

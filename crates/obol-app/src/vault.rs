@@ -47,17 +47,17 @@ impl Vault {
     }
 
     /// A vault with a fresh random key (tests, and servers that keep nothing sealed).
-    pub fn ephemeral() -> Vault {
+    pub fn ephemeral(env: &dyn crate::Env) -> Vault {
         let mut key = [0u8; 32];
-        rand::fill(&mut key);
+        env.fill(&mut key);
         Vault::new(&Secret::new(key))
     }
 
     /// Encrypts `plaintext`, bound to `purpose`: `nonce (12 bytes) || ciphertext || tag`.
     #[expect(clippy::expect_used, reason = "ChaCha20-Poly1305 fails only past 2^38 bytes; secrets are a few dozen")]
-    pub fn seal(&self, purpose: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, env: &dyn crate::Env, purpose: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
-        rand::fill(&mut nonce);
+        env.fill(&mut nonce);
         let sealed = self
             .cipher
             .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: purpose })
@@ -75,7 +75,7 @@ impl Vault {
 }
 
 /// Reads the master key from `path`, creating it (32 random bytes, mode 0600) if missing.
-pub fn load_or_create_master_key(path: &Path) -> std::io::Result<Secret<[u8; 32]>> {
+pub fn load_or_create_master_key(path: &Path, env: &dyn crate::Env) -> std::io::Result<Secret<[u8; 32]>> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let key: [u8; 32] = bytes.try_into().map_err(|_| {
@@ -93,7 +93,7 @@ pub fn load_or_create_master_key(path: &Path) -> std::io::Result<Secret<[u8; 32]
                 std::fs::create_dir_all(parent)?;
             }
             let mut key = [0u8; 32];
-            rand::fill(&mut key);
+            env.fill(&mut key);
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
             file.write_all(&key)?;
             file.sync_all()?;
@@ -109,11 +109,11 @@ mod tests {
 
     #[test]
     fn sealed_secrets_open_only_for_their_purpose_and_key() {
-        let vault = Vault::ephemeral();
-        let sealed = vault.seal(b"totp:1", b"seed bytes");
+        let vault = Vault::ephemeral(&crate::SystemEnv);
+        let sealed = vault.seal(&crate::SystemEnv, b"totp:1", b"seed bytes");
         assert_eq!(vault.open(b"totp:1", &sealed).unwrap().expose_secret(), b"seed bytes");
         assert!(vault.open(b"totp:2", &sealed).is_none());
-        assert!(Vault::ephemeral().open(b"totp:1", &sealed).is_none());
+        assert!(Vault::ephemeral(&crate::SystemEnv).open(b"totp:1", &sealed).is_none());
         let mut altered = sealed.clone();
         altered[15] ^= 1;
         assert!(vault.open(b"totp:1", &altered).is_none());

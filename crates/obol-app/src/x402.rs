@@ -20,7 +20,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_scope, owns};
 use crate::error::Error;
 use crate::tabs::{check_tick, check_voucher, decode_voucher, decode_word, journal_payment};
-use crate::{App, now_ns, read_ledger};
+use crate::{App, read_ledger};
 
 pub use obol_wire::x402::*;
 
@@ -205,7 +205,7 @@ pub(crate) fn verify_exact(
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| Refusal::new("invalid_payload", "signature must be 64 bytes, base64url"))?;
-    let now_s = now_ns() / 1_000_000_000;
+    let now_s = state.env.now_s();
     if body.valid_before <= now_s {
         return Err(Refusal::new("authorization_expired", "validBefore has passed"));
     }

@@ -24,7 +24,7 @@ pub mod risk_routes;
 pub mod tab_routes;
 pub mod x402;
 
-pub use obol_app::{App, check_instance_id, now_ns};
+pub use obol_app::{App, Env, SystemEnv, check_instance_id};
 
 use std::sync::{Arc, OnceLock};
 
@@ -82,7 +82,7 @@ impl AppState {
     /// State for a server over `engine`, reached over `scheme` (`http` or `https`), with a
     /// throwaway master key (tests; nothing sealed survives a restart).
     pub fn new(engine: Engine, scheme: &'static str) -> AppState {
-        AppState::with_vault(engine, scheme, obol_app::vault::Vault::ephemeral())
+        AppState::with_vault(engine, scheme, obol_app::vault::Vault::ephemeral(&SystemEnv))
     }
 
     /// State whose secrets are sealed by `vault`.
@@ -90,9 +90,10 @@ impl AppState {
     pub fn with_vault(engine: Engine, scheme: &'static str, vault: obol_app::vault::Vault) -> AppState {
         let passkeys = obol_app::passkeys::Passkeys::new("localhost", &format!("{scheme}://localhost"))
             .expect("localhost is a valid WebAuthn relying party");
+        let app = App::new(engine, vault, passkeys);
         AppState {
-            app: App::new(engine, vault, passkeys),
-            replay: Arc::new(httpsig::ReplayGuard::new(now_ns() / 1_000_000_000)),
+            replay: Arc::new(httpsig::ReplayGuard::new(app.env.now_s())),
+            app,
             scheme,
             limits: Arc::new(ratelimit::Limits::new(DEFAULT_RATE_PER_CREDENTIAL, DEFAULT_FAILED_AUTH_BURST)),
             trusted_proxies: Arc::from(Vec::new()),
@@ -143,7 +144,7 @@ impl AppState {
     /// For a server restarted on a store that served before: device signatures the previous
     /// run could have seen are refused ([`httpsig::ReplayGuard::after_restart`]).
     pub fn restarted(mut self) -> AppState {
-        self.replay = Arc::new(httpsig::ReplayGuard::after_restart(now_ns() / 1_000_000_000));
+        self.replay = Arc::new(httpsig::ReplayGuard::after_restart(self.app.env.now_s()));
         self
     }
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use obol_core::identity::Scopes;
 
 use crate::error::{ApiError, Error};
-use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, now_ns, read_ledger};
+use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, read_ledger};
 use obol_app::auth::{self, AuthFailure, Caller};
 
 pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -90,8 +90,9 @@ async fn authenticate(
     let auth = Arc::clone(&state.auth);
     let ledger = Arc::clone(state.engine.ledger());
     let mut charged = false;
+    let now_ns = state.env.now_ns();
     let outcome = if auth.is_cached(&token) {
-        auth.authenticate(&token, &ledger, now_ns())
+        auth.authenticate(&token, &ledger, now_ns)
     } else {
         // A key not seen before costs an argon2id check (19 MiB, tens of ms). The address pays
         // for the attempt up front, in the same step as its check, so a burst cannot all pass
@@ -109,7 +110,7 @@ async fn authenticate(
             Ok(Err(_)) | Err(_) => return Err(Refused { error: ApiError(Error::Overloaded), charged }),
         };
         // argon2id is slow on purpose; keep it off the async workers.
-        let outcome = tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns()))
+        let outcome = tokio::task::spawn_blocking(move || auth.authenticate(&token, &ledger, now_ns))
             .await
             .unwrap_or(Err(AuthFailure::BadKey));
         drop(permit);
@@ -173,7 +174,7 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
             return Err(Error::Signature(SigError::ComponentMissing(format!("\"{component}\""))).into());
         }
     }
-    let now_s = now_ns() / 1_000_000_000;
+    let now_s = state.env.now_s();
     state.replay.check_time(&input, now_s).map_err(Error::Signature)?;
     let authority = header("host").or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("");
     let message = httpsig::Message {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Error, Problem};
-use crate::{ApiJson, AppState, approval_header, now_ns, read_ledger};
+use crate::{ApiJson, AppState, approval_header, read_ledger};
 use obol_app::auth::Caller;
 use obol_app::tabs::{self, VoucherOutcome};
 
@@ -75,7 +75,7 @@ pub(crate) fn tab_dto(state: &AppState, ledger: &Ledger, entry: &TabEntry) -> Ta
     let tab = &entry.tab;
     let status = if tab.closed {
         "settled"
-    } else if now_ns() >= tab.expires_ns {
+    } else if state.env.now_ns() >= tab.expires_ns {
         "expired"
     } else {
         "open"

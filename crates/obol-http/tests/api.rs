@@ -49,7 +49,7 @@ fn unique(tag: &str) -> String {
 }
 
 fn with_node<S: obol_store::Store + 'static>(mut node: Node<S>, place: Place) -> TestApp {
-    let key = bootstrap_operator(&mut node, 1_000).unwrap().expect("a fresh store gets an operator key");
+    let key = bootstrap_operator(&mut node, &obol_app::SystemEnv).unwrap().expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
     let state = AppState::new(engine.clone(), "http").with_instance_id("local").expect("a valid id");
     TestApp { router: app(state), key, engine, _place: place }

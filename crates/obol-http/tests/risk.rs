@@ -73,7 +73,7 @@ impl World {
         let parties = support::parties(tag, "5000000", 21).await;
         // The app was built with risk off; rebuild it over the same engine with this risk engine.
         let state = parties.started.state.clone().with_risk(configure());
-        state.risk.load(&state.engine).await.unwrap();
+        state.risk.load(&state.engine, &obol_app::SystemEnv).await.unwrap();
         let mut parties = parties;
         parties.started.router = obol_http::app(state.clone());
         parties.started.state = state;
@@ -377,7 +377,7 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
     let router = obol_http::app(started.state.clone());
     let pay = |router: axum::Router, id: u32| euro_payment(router, holder.clone(), id, "100");
     let first = started.state.clone().with_risk(risk(&[eu]));
-    first.risk.load(&first.engine).await.unwrap();
+    first.risk.load(&first.engine, &obol_app::SystemEnv).await.unwrap();
     let router_one = obol_http::app(first.clone());
     for id in 10..15 {
         assert_eq!(pay(router_one.clone(), id).await.0, StatusCode::CREATED, "payment {id}");
@@ -391,7 +391,7 @@ async fn a_restart_keeps_the_counters_since_strong_authentication() {
     let engine = obol_store::Engine::start(node);
     let second =
         obol_http::AppState::new(engine.clone(), "http").with_instance_id("local").unwrap().with_risk(risk(&[eu]));
-    second.risk.load(&engine).await.unwrap();
+    second.risk.load(&engine, &obol_app::SystemEnv).await.unwrap();
     let (status, held) = pay(obol_http::app(second.clone()), 15).await;
     assert_eq!((status, held["code"].as_str()), (StatusCode::ACCEPTED, Some("held_for_review")), "{held}");
     assert!(held["review"]["risk"]["reason_en"].as_str().unwrap().contains("the sixth needs"), "{held}");
@@ -526,7 +526,7 @@ async fn state_kept_as_store_metadata_by_older_versions_moves_into_the_log_once(
         json!({"seq": 1, "at_ns": "1", "who": "file:old.toml", "what": "added", "bundle": "old@1", "diff": "+x\n"});
     started.engine.meta_put("risk/policy-change/0000000000000001", change.to_string().into_bytes()).await.unwrap();
     let state = started.state.clone().with_risk(risk(&[]));
-    state.risk.load(&state.engine).await.unwrap();
+    state.risk.load(&state.engine, &obol_app::SystemEnv).await.unwrap();
     assert_eq!(state.engine.table_get("risk/monthly-limit/1").as_deref(), Some(&b"2500"[..]));
     let (status, changes) = get(&obol_http::app(state.clone()), &started.operator, "/v1/risk/policy/changes").await;
     assert_eq!(status, StatusCode::OK);
@@ -541,7 +541,7 @@ async fn state_kept_as_store_metadata_by_older_versions_moves_into_the_log_once(
     let records = engine.stats().records.load(std::sync::atomic::Ordering::Relaxed);
     let again =
         obol_http::AppState::new(engine.clone(), "http").with_instance_id("local").unwrap().with_risk(risk(&[]));
-    again.risk.load(&engine).await.unwrap();
+    again.risk.load(&engine, &obol_app::SystemEnv).await.unwrap();
     assert_eq!(engine.stats().records.load(std::sync::atomic::Ordering::Relaxed), records, "journaled once only");
     engine.shutdown();
     drop(scratch);
@@ -582,7 +582,7 @@ async fn an_approval_that_moved_nothing_before_a_crash_is_final_as_a_refusal() {
     });
     started.engine.put("risk/review/r1", serde_json::to_vec(&stored).unwrap()).await.unwrap();
     let state = started.state.clone().with_risk(risk(&[]));
-    state.risk.load(&state.engine).await.unwrap();
+    state.risk.load(&state.engine, &obol_app::SystemEnv).await.unwrap();
     let (status, problem) = euro_payment(obol_http::app(state.clone()), holder, 77, "100").await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("review_declined")), "{problem}");
     assert!(state.engine.ledger().read().unwrap().transfer(77).is_none());

@@ -57,6 +57,35 @@ impl Prng {
     }
 }
 
+/// The application layer's time and randomness in a simulation: the wall clock (the engine
+/// stamps records with it too), and random bytes drawn from the run's seed, so the ids, keys and
+/// challenges the application makes are the same on every replay of a seed.
+#[derive(Debug)]
+pub struct SimEnv(std::sync::Mutex<Prng>);
+
+impl SimEnv {
+    /// Time from the wall clock, randomness from `seed`.
+    pub fn new(seed: u64) -> SimEnv {
+        SimEnv(std::sync::Mutex::new(Prng::new(seed)))
+    }
+}
+
+impl obol_app::Env for SimEnv {
+    fn now_ns(&self) -> u64 {
+        obol_app::SystemEnv.now_ns()
+    }
+
+    fn fill(&self, bytes: &mut [u8]) {
+        let mut prng = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for chunk in bytes.chunks_mut(8) {
+            let word = prng.next_u64().to_le_bytes();
+            for (byte, random) in chunk.iter_mut().zip(word) {
+                *byte = random;
+            }
+        }
+    }
+}
+
 /// What the simulated disk holds: only records whose write completed (possibly torn).
 #[derive(Default, Debug)]
 pub struct Disk {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
 use obol_app::App;
+use obol_app::Env as _;
 use obol_app::auth::Caller;
 use obol_app::error::Error;
 use obol_app::risk::{HeldKind, ReviewStatus};
@@ -209,7 +210,11 @@ impl World {
         let engine = Engine::start(node);
         let vault = obol_app::vault::Vault::new(&obol_app::vault::Secret::new([5u8; 32]));
         let passkeys = obol_app::passkeys::Passkeys::new("localhost", "http://localhost").map_err(|e| self.fail(e))?;
-        let mut app = App::new(engine.clone(), vault, passkeys).with_instance_id("sim").map_err(|e| self.fail(e))?;
+        let env: Arc<dyn obol_app::Env> = Arc::new(crate::SimEnv::new(self.seed ^ self.boots.wrapping_mul(0x5851)));
+        let mut app = App::new(engine.clone(), vault, passkeys)
+            .with_instance_id("sim")
+            .map_err(|e| self.fail(e))?
+            .with_env(Arc::clone(&env));
         let mut policy = obol_risk::policy::Policy::new();
         for text in SHIPPED_POLICY {
             let bundle = obol_risk::policy::Bundle::compile(text).map_err(|e| self.fail(format!("shipped: {e}")))?;
@@ -220,8 +225,8 @@ impl World {
         // only: whether a key is usable, and its principal active, is still asked every time).
         app.auth = Arc::clone(&self.auth);
         // As `obol serve` starts: the risk engine's journaled state, then open challenges.
-        let loaded = match app.risk.load(&engine).await {
-            Ok(()) => app.step_up.restore(&engine).await.map(|_| ()),
+        let loaded = match app.risk.load(&engine, &*env).await {
+            Ok(()) => app.step_up.restore(&engine, env.now_ns()).await.map(|_| ()),
             Err(error) => Err(error),
         };
         match loaded {
@@ -233,7 +238,7 @@ impl World {
             }
             Err(error) => return Err(self.fail(format!("starting again after a restart: {error}"))),
         }
-        let now = obol_app::now_ns();
+        let now = env.now_ns();
         let mut callers = Vec::new();
         for token in &self.tokens {
             let caller = app.auth.authenticate(token, engine.ledger(), now);
@@ -252,7 +257,7 @@ impl World {
     }
 
     fn exact_payload(&self, network: obol_core::channel::Network, id: u128, amount: u128) -> PaymentPayload {
-        let valid_before = obol_app::now_ns() / 1_000_000_000 + 3_600;
+        let valid_before = obol_app::SystemEnv.now_s() + 3_600;
         let authorization = ExactAuthorization {
             network,
             transfer_id: id,
@@ -563,7 +568,7 @@ impl World {
             recount += tab.escrow;
         }
         // Counters: the core's count of the payer's month, against a recount from the ledger.
-        let counters = ledger.payer_counters(PAYER_ACCOUNT, obol_app::now_ns());
+        let counters = ledger.payer_counters(PAYER_ACCOUNT, obol_app::SystemEnv.now_ns());
         if counters.month_total != recount {
             return Err(self.fail(format!(
                 "the payer's month counts {}, the ledger's own transfers and escrows {recount}",
@@ -576,13 +581,13 @@ impl World {
 
     /// Replaying the disk gives the counters the live node had.
     fn check_replay(&mut self, booted: &Booted) -> Result<(), String> {
-        let live = obol_app::read_ledger(&booted.app).payer_counters(PAYER_ACCOUNT, obol_app::now_ns());
+        let live = obol_app::read_ledger(&booted.app).payer_counters(PAYER_ACCOUNT, booted.app.env.now_ns());
         let replayed = self.node(Faults::NONE)?;
         let counters = replayed
             .ledger()
             .read()
             .map_err(|_| self.fail("poisoned".into()))?
-            .payer_counters(PAYER_ACCOUNT, obol_app::now_ns());
+            .payer_counters(PAYER_ACCOUNT, obol_app::SystemEnv.now_ns());
         if counters != live {
             return Err(self.fail(format!("replaying the log counts {counters:?}, the live node {live:?}")));
         }
@@ -647,7 +652,8 @@ const SHIPPED_POLICY: [&str; 5] = [
 /// The parties, accounts, funds and keys, written before the first boot.
 fn setup(world: &mut World) -> Result<(), String> {
     let mut node = world.node(Faults::NONE)?;
-    let now = obol_app::now_ns();
+    let env = crate::SimEnv::new(world.seed);
+    let now = env.now_ns();
     let fail = |e: obol_store::StoreError| format!("setup: {e}");
     let account = |id: u128, owner_id: u128, flags: u16| NewAccount {
         id,
@@ -688,7 +694,7 @@ fn setup(world: &mut World) -> Result<(), String> {
     node.commit(&Record { now_ns: now, ops }).map_err(fail)?;
     for (slot, id) in [HOLDER, MERCHANT, ANALYST].into_iter().enumerate() {
         world.tokens[slot] =
-            obol_app::auth::issue_key_offline(&mut node, id, Scopes(Scopes::ALL), 0, now).map_err(fail)?;
+            obol_app::auth::issue_key_offline(&mut node, id, Scopes(Scopes::ALL), 0, &env).map_err(fail)?;
     }
     Ok(())
 }

@@ -202,7 +202,7 @@ pub(crate) fn wall_ns() -> u64 {
 pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
     let store = open_store(args)?;
     let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
-    let key = obol_app::auth::reset_operator_key(&mut node, wall_ns())?;
+    let key = obol_app::auth::reset_operator_key(&mut node, &obol_app::SystemEnv)?;
     println!("obol: revoked the operator's keys and issued a new one for {}", describe(args));
     print_new_key(&key);
     Ok(())
@@ -267,7 +267,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ledger replayed"
     );
-    let fresh_store = match bootstrap_operator(&mut node, wall_ns()).context("creating the operator")? {
+    let fresh_store = match bootstrap_operator(&mut node, &obol_app::SystemEnv).context("creating the operator")? {
         Some(key) => {
             print_new_key(&key);
             true
@@ -277,12 +277,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let demo_key = if args.demo {
         // A short-lived operator key for the walk-through; it shows in the operator's activity.
         let expires_ns = wall_ns() + 600 * 1_000_000_000;
-        Some(issue_key_offline(&mut node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), expires_ns, wall_ns())?)
+        Some(issue_key_offline(
+            &mut node,
+            BOOTSTRAP_OPERATOR_ID,
+            Scopes(Scopes::ALL),
+            expires_ns,
+            &obol_app::SystemEnv,
+        )?)
     } else {
         None
     };
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
-    let master_key = obol_app::vault::load_or_create_master_key(&master_key_path)
+    let master_key = obol_app::vault::load_or_create_master_key(&master_key_path, &obol_app::SystemEnv)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
     let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
     let engine = Engine::start(node);
@@ -315,10 +321,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => bail!("cannot listen on {}: {error} (is another obol running? try --listen)", args.listen),
         };
         let address = listener.local_addr()?;
-        state.risk.load(&state.engine).await.map_err(|e| anyhow::anyhow!("loading the risk engine's state: {e}"))?;
+        state
+            .risk
+            .load(&state.engine, &*state.env)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the risk engine's state: {e}"))?;
         state
             .step_up
-            .restore(&state.engine)
+            .restore(&state.engine, state.env.now_ns())
             .await
             .map_err(|e| anyhow::anyhow!("restoring the open step-up challenges: {e}"))?;
         state.risk.reload(&state).await.map_err(|e| anyhow::anyhow!("loading the policy directory: {e}"))?;
@@ -359,7 +369,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 if let Err(error) = sweeper.risk.save(&sweeper.engine).await {
                     tracing::error!(%error, "saving the risk engine's state failed; retrying next sweep");
                 }
-                if let Err(error) = sweeper.step_up.prune(&sweeper.engine).await {
+                if let Err(error) = sweeper.step_up.prune(&sweeper.engine, sweeper.env.now_ns()).await {
                     tracing::error!(%error, "removing expired step-up challenges failed; retrying next sweep");
                 }
             }

@@ -49,7 +49,9 @@ pub fn start_with(tag: &str, configure: impl FnOnce(AppState) -> AppState) -> St
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let mut node = Node::open(SqliteStore::open(&dir).expect("open store"), 3).expect("open node");
-    let operator = bootstrap_operator(&mut node, 1).expect("bootstrap").expect("a fresh store gets an operator key");
+    let operator = bootstrap_operator(&mut node, &obol_app::SystemEnv)
+        .expect("bootstrap")
+        .expect("a fresh store gets an operator key");
     let engine = Engine::start(node);
     let state = configure(AppState::new(engine.clone(), "http").with_instance_id("local").expect("a valid id"));
     let router = app(state.clone());
