@@ -468,9 +468,9 @@ pub(crate) fn event_of(
         device,
         payee: payment.payee_account_id,
         network,
-        // Features count whole currency minor units (a sub-cent payment counts as one cent), so
+        // Features count whole ISO 4217 minor units (a sub-cent payment counts as one cent), so
         // one model serves every scale.
-        amount_minor: payment.amount.div_ceil(minor_per_unit(payment.asset)),
+        amount_iso_minor: payment.amount.div_ceil(units_per_iso_minor(payment.asset)),
         failed_auth_count,
         payee_cash_like: is_cash_like(category),
     }
@@ -488,8 +488,8 @@ pub(crate) fn jurisdiction_of(asset: Asset) -> &'static str {
 }
 
 /// Units of `asset`'s scale in one ISO 4217 minor unit of its currency (10,000,000 for USD at
-/// scale 9; 1 at the currency's own scale).
-pub fn minor_per_unit(asset: Asset) -> u128 {
+/// scale 9; 1 at the currency's own scale). Rules know it as `minor_per_unit`.
+pub fn units_per_iso_minor(asset: Asset) -> u128 {
     let iso = obol_core::money::minor_unit(asset.code()).unwrap_or(asset.scale());
     10u128.pow(u32::from(asset.scale().saturating_sub(iso)))
 }
@@ -805,14 +805,13 @@ impl Risk {
                 }
                 let exact = |value: u128| i64::try_from(value).unwrap_or(i64::MAX);
                 let category = ledger.account(payment.payee_account_id).map_or("general", |a| payee_category(a.code));
-                let per_unit = minor_per_unit(payment.asset);
                 let event = event_of(payment, category, now_s, device.map(|d| d.id), network, failed_auth_count);
                 day_spent = day_spent.saturating_add(payment.amount);
                 let caps = device.and_then(|d| d.limits).filter(|l| l.asset == payment.asset);
                 let cap = |value: u128| if value == 0 { -1 } else { i64::try_from(value).unwrap_or(i64::MAX) };
                 let facts = Facts {
                     amount_minor: i64::try_from(payment.amount).unwrap_or(i64::MAX),
-                    minor_per_unit: i64::try_from(per_unit).unwrap_or(i64::MAX),
+                    units_per_iso_minor: i64::try_from(units_per_iso_minor(payment.asset)).unwrap_or(i64::MAX),
                     currency: payment.asset.code().to_string(),
                     jurisdiction: jurisdiction_of(payment.asset).into(),
                     payee_category: category.into(),
@@ -1324,11 +1323,11 @@ mod tests {
     #[test]
     fn thresholds_scale_with_the_account_while_features_count_currency_units() {
         let nano = Asset::new("USD", 9).unwrap();
-        assert_eq!(minor_per_unit(nano), 10_000_000);
-        assert_eq!(minor_per_unit(Asset::new("EUR", 2).unwrap()), 1);
-        assert_eq!(minor_per_unit(Asset::new("KRW", 0).unwrap()), 1);
-        assert_eq!(minor_per_unit(Asset::new("KRW", 3).unwrap()), 1_000);
-        assert_eq!(400_000u128.div_ceil(minor_per_unit(nano)), 1, "a 0.04-cent payment counts as a cent");
+        assert_eq!(units_per_iso_minor(nano), 10_000_000);
+        assert_eq!(units_per_iso_minor(Asset::new("EUR", 2).unwrap()), 1);
+        assert_eq!(units_per_iso_minor(Asset::new("KRW", 0).unwrap()), 1);
+        assert_eq!(units_per_iso_minor(Asset::new("KRW", 3).unwrap()), 1_000);
+        assert_eq!(400_000u128.div_ceil(units_per_iso_minor(nano)), 1, "a 0.04-cent payment counts as a cent");
     }
 
     /// Outcome texts builds have written, each with whether it says the operation went through.

@@ -342,12 +342,13 @@ mod tests {
         Facts { currency: "EUR".into(), jurisdiction: "EU".into(), ..Facts::default() }
     }
 
+    /// At EUR's own scale (one account unit per ISO 4217 minor unit), both amounts are cents.
     fn facts_for(event: &Event) -> Facts {
-        Facts { amount_minor: event.amount_minor as i64, ..eur_facts() }
+        Facts { amount_minor: event.amount_iso_minor as i64, ..eur_facts() }
     }
 
-    fn event(at_s: u64, amount_minor: u128) -> Event {
-        Event { at_s, payer: 7, device: Some(8), payee: 9, network: Some(1), amount_minor, ..Event::default() }
+    fn event(at_s: u64, amount_iso_minor: u128) -> Event {
+        Event { at_s, payer: 7, device: Some(8), payee: 9, network: Some(1), amount_iso_minor, ..Event::default() }
     }
 
     #[test]

@@ -165,8 +165,10 @@ pub struct Event {
     pub payee: u128,
     /// The network it came from (a keyed hash of the address block or cell), if known.
     pub network: Option<u64>,
-    /// Minor units.
-    pub amount_minor: u128,
+    /// The amount in whole ISO 4217 minor units of its currency (cents for USD or EUR at any
+    /// scale, won for KRW), not the paying account's units: features count these, so one model
+    /// serves every scale.
+    pub amount_iso_minor: u128,
     /// Failed authentications of the payer's principal recently (from its lockout state).
     pub failed_auth_count: u32,
     /// Whether the payee sells cash-like goods (gift cards, vouchers, top-ups).
@@ -427,7 +429,7 @@ impl Entities for Scratch<'_> {
 /// updates).
 fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
     let at = event.at_s;
-    let amount = u64::try_from(event.amount_minor).unwrap_or(u64::MAX);
+    let amount = u64::try_from(event.amount_iso_minor).unwrap_or(u64::MAX);
     let mut out = [0.0; FEATURES_COUNT];
 
     // The payer: windows, and the amount against its own history before this event.
@@ -530,8 +532,8 @@ mod tests {
 
     const T0: u64 = 1_790_000_000 - 1_790_000_000 % 86_400; // a UTC midnight
 
-    fn pay(at_s: u64, payer: u128, payee: u128, amount_minor: u128) -> Event {
-        Event { at_s, payer, payee, amount_minor, device: Some(payer * 10), network: Some(7), ..Event::default() }
+    fn pay(at_s: u64, payer: u128, payee: u128, amount_iso_minor: u128) -> Event {
+        Event { at_s, payer, payee, amount_iso_minor, device: Some(payer * 10), network: Some(7), ..Event::default() }
     }
 
     fn feature(features: &Features, name: &str) -> f64 {
@@ -627,7 +629,13 @@ mod tests {
     fn the_store_stays_within_capacity_and_evicts_the_idle() {
         let mut store = FeatureStore::with_capacity(1_000);
         for n in 0..5_000u64 {
-            store.observe(&Event { at_s: T0 + n, payer: u128::from(n), payee: 1, amount_minor: 5, ..Event::default() });
+            store.observe(&Event {
+                at_s: T0 + n,
+                payer: u128::from(n),
+                payee: 1,
+                amount_iso_minor: 5,
+                ..Event::default()
+            });
             assert!(store.len() <= 1_000);
         }
         assert!(store.evicted() >= 4_000);

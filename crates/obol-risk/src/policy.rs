@@ -63,36 +63,45 @@ impl Action {
     }
 }
 
-/// Facts about an event beyond its streaming features, as rules see them.
+/// Facts about an event beyond its streaming features, as rules see them. Every `_minor` amount
+/// counts the paying account's own units (10^-scale of its asset: nano-dollars for USD at
+/// scale 9), not whole ISO 4217 minor units; rules scale their thresholds by
+/// [`Facts::units_per_iso_minor`]. Rules name each fact by its CEL name (`FACT_NAMES`), which
+/// is the field's name but for `units_per_iso_minor`, which rules know as `minor_per_unit`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
-    /// The payment, in units of the paying account's scale.
+    /// The payment, in the paying account's units.
     pub amount_minor: i64,
-    /// Units of the account's scale in one ISO 4217 minor unit of its currency: 1 for EUR or
+    /// The paying account's units in one ISO 4217 minor unit of its currency: 1 for EUR or
     /// USD at scale 2, 10,000,000 for USD at scale 9 (nano-dollars), 1 for KRW at scale 0. Rules
-    /// multiply their thresholds by it, so one bundle holds at every scale, exactly.
-    pub minor_per_unit: i64,
+    /// multiply their thresholds by it, so one bundle holds at every scale, exactly. Rules name
+    /// it `minor_per_unit`.
+    pub units_per_iso_minor: i64,
     /// ISO 4217 code.
     pub currency: String,
     /// `EU`, `US`, `KR`, ...: whose rules apply to the payer.
     pub jurisdiction: String,
     /// Payments since the payer's last strong authentication (before this one).
     pub sca_payments_since: i64,
-    /// Minor units paid since the payer's last strong authentication (before this one).
+    /// What the payer paid since its last strong authentication (before this one), in the
+    /// paying account's units.
     pub sca_amount_since_minor: i64,
-    /// Minor units the payer paid this calendar month, this payment included.
+    /// What the payer paid this calendar month, this payment included, in the paying account's
+    /// units.
     pub month_total_minor: i64,
-    /// The payer's own monthly limit, minor units; -1 when none is set (0 blocks everything).
+    /// The payer's own monthly limit, in the paying account's units; -1 when none is set (0
+    /// blocks everything).
     pub user_limit_minor: i64,
     /// What the payee sells (`digital_goods`, `gift_cards`, `transit`, ...).
     pub payee_category: String,
     /// The model's fraud score, 0 to 1.
     pub model_score: f64,
-    /// The holder's own cap on one payment, minor units; -1 when none is set.
+    /// The holder's own cap on one payment, in the paying account's units; -1 when none is set.
     pub holder_payment_cap_minor: i64,
-    /// The holder's own cap on a day's payments, minor units; -1 when none is set.
+    /// The holder's own cap on a day's payments, in the paying account's units; -1 when none is
+    /// set.
     pub holder_day_cap_minor: i64,
-    /// Minor units the holder paid today, this payment included.
+    /// What the holder paid today, this payment included, in the paying account's units.
     pub holder_day_spent_minor: i64,
     /// What moves the money: `transfer`, `tab_open`, `tab_topup` or `tab_checkpoint` (what a
     /// voucher stream paid since its last checkpoint).
@@ -110,7 +119,7 @@ impl Default for Facts {
     fn default() -> Facts {
         Facts {
             amount_minor: 0,
-            minor_per_unit: 1,
+            units_per_iso_minor: 1,
             currency: "USD".into(),
             jurisdiction: "US".into(),
             sca_payments_since: 0,
@@ -130,6 +139,8 @@ impl Default for Facts {
     }
 }
 
+/// The facts' names in rules. Bundles are versioned and stay in the log, so a name never changes:
+/// a bundle stored under an older build must compile again at the next start.
 const FACT_NAMES: [&str; 17] = [
     "amount_minor",
     "minor_per_unit",
@@ -153,7 +164,7 @@ const FACT_NAMES: [&str; 17] = [
 fn fact(facts: &Facts, name: &str) -> Option<Value> {
     Some(match name {
         "amount_minor" => Value::Int(facts.amount_minor),
-        "minor_per_unit" => Value::Int(facts.minor_per_unit),
+        "minor_per_unit" => Value::Int(facts.units_per_iso_minor),
         "currency" => Value::from(facts.currency.as_str()),
         "jurisdiction" => Value::from(facts.jurisdiction.as_str()),
         "sca_payments_since" => Value::Int(facts.sca_payments_since),
@@ -310,7 +321,7 @@ fn probes() -> Vec<Facts> {
             [(-1, "remote", "card"), (0, "contactless", "credit_transfer"), (50_000, "remote", "credit_transfer")].map(
                 |(user_limit_minor, channel, instrument)| Facts {
                     amount_minor: 5_000,
-                    minor_per_unit: 1,
+                    units_per_iso_minor: 1,
                     currency: (*currency).into(),
                     jurisdiction: (*jurisdiction).into(),
                     sca_payments_since: 6,
@@ -627,6 +638,17 @@ mod tests {
         assert_eq!(action(tra(10_000, "card", 100, 0.5)), Action::StepUp, "the model flags it");
         assert_eq!(action(tra(10_000, "card", -1, 0.1)), Action::StepUp, "rate not monitored");
         assert_eq!(action(tra(3_000, "card", -1, 0.9)), Action::Allow, "low value needs no TRA");
+    }
+
+    #[test]
+    fn rules_read_units_per_iso_minor_by_its_stable_name_minor_per_unit() {
+        let policy = policy(&[REG_E]);
+        let mut new_device = Features::default();
+        new_device.0[crate::features::FEATURE_NAMES.iter().position(|n| *n == "device_new").unwrap()] = 1.0;
+        // USD at scale 9: nano-dollars, 10,000,000 to the cent.
+        let nano = |amount_minor: i64| Facts { amount_minor, units_per_iso_minor: 10_000_000, ..Facts::default() };
+        assert_eq!(policy.decide(NOW, &new_device, &nano(50_000_000_000)).action, Action::Allow, "$50.00");
+        assert_eq!(policy.decide(NOW, &new_device, &nano(50_000_000_001)).action, Action::StepUp, "$50.000000001");
     }
 
     #[test]

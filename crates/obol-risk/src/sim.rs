@@ -158,7 +158,7 @@ fn cash_like(merchant: u32) -> bool {
     merchant.is_multiple_of(5)
 }
 
-/// Price of merchant `m`'s goods, minor units (cents): from 5 cents to about $20.
+/// Price of merchant `m`'s goods, ISO 4217 minor units (cents): from 5 cents to about $20.
 fn price(merchant: u32) -> u64 {
     [5, 25, 99, 250, 499, 999, 1_999][(merchant % 7) as usize]
 }
@@ -202,7 +202,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         device: Some(customer.device),
                         payee: MERCHANT_BASE + u128::from(merchant),
                         network: Some(if rng.chance(50) { 1_000 + rng.below(400) } else { customer.network }),
-                        amount_minor: u128::from(amount),
+                        amount_iso_minor: u128::from(amount),
                         failed_auth_count: u32::from(rng.chance(20)),
                         payee_cash_like: cash_like(merchant),
                     },
@@ -234,7 +234,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                             device: Some(customer.device),
                             payee,
                             network: Some(customer.network),
-                            amount_minor: u128::from(amounts.0 + rng.below(amounts.1 - amounts.0 + 1)),
+                            amount_iso_minor: u128::from(amounts.0 + rng.below(amounts.1 - amounts.0 + 1)),
                             failed_auth_count: 0,
                             payee_cash_like: false,
                         },
@@ -263,7 +263,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                                 device: Some(FRAUD_DEVICE_BASE + fraud_devices),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(50_000 + rng.below(1_000)),
-                                amount_minor: u128::from(5_000 + rng.below(15_000)),
+                                amount_iso_minor: u128::from(5_000 + rng.below(15_000)),
                                 failed_auth_count: 2 + rng.below(3) as u32,
                                 payee_cash_like: true,
                             });
@@ -279,7 +279,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                                 device: Some(FRAUD_DEVICE_BASE + fraud_devices),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(60_000 + rng.below(1_000)),
-                                amount_minor: u128::from(1 + rng.below(3)),
+                                amount_iso_minor: u128::from(1 + rng.below(3)),
                                 failed_auth_count: 0,
                                 payee_cash_like: cash_like(merchant),
                             });
@@ -295,7 +295,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                                 device: Some(customer.device),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(70_000 + rng.below(1_000)),
-                                amount_minor: u128::from(2_000 + rng.below(8_000)),
+                                amount_iso_minor: u128::from(2_000 + rng.below(8_000)),
                                 failed_auth_count: 0,
                                 payee_cash_like: true,
                             });
@@ -311,7 +311,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                                 device: Some(customer.device),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(customer.network),
-                                amount_minor: u128::from(price(merchant)),
+                                amount_iso_minor: u128::from(price(merchant)),
                                 failed_auth_count: 0,
                                 payee_cash_like: cash_like(merchant),
                             });
@@ -329,7 +329,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                                 device: Some(customers[victim].device),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(cell),
-                                amount_minor: u128::from(3_000 + rng.below(7_000)),
+                                amount_iso_minor: u128::from(3_000 + rng.below(7_000)),
                                 failed_auth_count: 0,
                                 payee_cash_like: true,
                             });

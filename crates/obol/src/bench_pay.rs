@@ -806,12 +806,12 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
                 device: Some(payer + 10_000_000),
                 payee: u128::from(next() % (args.payers / 10).max(1)) + 20_000_000,
                 network: Some(next() % 5_000),
-                amount_minor: u128::from(next() % 5_000 + 1),
+                amount_iso_minor: u128::from(next() % 5_000 + 1),
                 failed_auth_count: 0,
                 payee_cash_like: next() % 20 == 0,
             };
             let facts = Facts {
-                amount_minor: event.amount_minor as i64,
+                amount_minor: event.amount_iso_minor as i64,
                 currency: if eu { "EUR".into() } else { "KRW".into() },
                 jurisdiction: if eu { "EU".into() } else { "KR".into() },
                 user_limit_minor: -1,

@@ -305,7 +305,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         let field = |role: &str| roles.get(role).map(|i| fields[*i].as_str());
         let label = field("label").unwrap_or("0").trim().trim_matches('"');
         labels.push(matches!(label, "1" | "1.0" | "true" | "fraud"));
-        let amount_minor = match field("amount") {
+        let amount_iso_minor = match field("amount") {
             Some(text) => minor_units(text, args.amount_scale)
                 .ok_or_else(|| anyhow!("amount {text:?} has more digits than --amount-scale {}", args.amount_scale))?,
             None => 0,
@@ -318,12 +318,12 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
                 device: field("device").map(|d| id_of(d, "device")).transpose()?.filter(|d| *d != 0),
                 payee: id_of(field("payee").unwrap_or(""), "payee")?,
                 network: field("network").map(|n| id_of(n, "network")).transpose()?.map(|n| n as u64),
-                amount_minor,
+                amount_iso_minor,
                 ..Event::default()
             };
             row.extend_from_slice(&store.observe(&event).0);
         } else if roles.contains_key("amount") {
-            row.push(amount_minor as f64);
+            row.push(amount_iso_minor as f64);
         }
         for index in &passthrough {
             let text = fields[*index].trim();

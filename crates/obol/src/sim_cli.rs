@@ -78,7 +78,7 @@ fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
             e.device.map_or(String::new(), |d| d.to_string()),
             e.payee,
             e.network.map_or(String::new(), |n| n.to_string()),
-            e.amount_minor,
+            e.amount_iso_minor,
             e.failed_auth_count,
             u8::from(e.payee_cash_like),
         )?;
