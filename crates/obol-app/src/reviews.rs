@@ -217,6 +217,7 @@ pub(crate) async fn run_held(
     };
     let mut outcome = Vec::new();
     for op in record.ops {
+        let mut paid_to = Vec::new();
         let op = match op {
             Op::CreateTransfers(events) => {
                 let allowed = crate::transfers::authorize_moves(&read_ledger(state), &caller, &events);
@@ -225,6 +226,7 @@ pub(crate) async fn run_held(
                     continue;
                 }
                 // Run as the payment it was: under the device's limits, counted for the payer.
+                paid_to = crate::transfers::payees(&events);
                 crate::transfers::payment_op(&caller, events, false)
             }
             other => other,
@@ -251,6 +253,9 @@ pub(crate) async fn run_held(
                 outcome.push(Outcome::Refused(CreateTransferResult::DeviceLimitExceeded.as_str().into()));
             }
             OpResults::Transfers(results) => {
+                // The payees paid are known payees from now on, as after any payment.
+                let ok: Vec<bool> = results.iter().map(|r| *r == CreateTransferResult::Ok).collect();
+                crate::transfers::after_payment(state, &caller, &paid_to, &ok);
                 outcome.extend(results.iter().map(|r| Outcome::from(r.as_str().to_string())))
             }
             OpResults::Tab(result) => outcome.push(Outcome::from(crate::tabs::tab_result_code(&result))),

@@ -237,6 +237,15 @@ impl StepUp {
             .ok_or_else(|| Error::ChallengeNotFound(id.to_string()))
     }
 
+    /// `result`, with the challenge a refusal carries (`requires_action`) forgotten again: for a
+    /// payment that cannot come back with an approval (x402), so none is left open.
+    pub(crate) fn withdrawn<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(Error::RequiresAction(challenge)) = &result {
+            self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&challenge.id);
+        }
+        result
+    }
+
     /// Records payees paid by a committed request.
     pub fn paid(&self, principal_id: u128, payees: impl IntoIterator<Item = u128>) {
         let mut known = self.known_payees.lock().unwrap_or_else(|p| p.into_inner());

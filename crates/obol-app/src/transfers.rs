@@ -403,6 +403,8 @@ pub(crate) enum OnApproval {
     Run,
     /// Runs nothing: the client was refused (x402 answers 402 and delivers nothing), so the
     /// payment may run only when the payer sends it again, and then without a second decision.
+    /// Such a payment cannot carry a step-up approval either: a challenge it meets is refused
+    /// without being kept open.
     AllowRetry,
 }
 
@@ -459,7 +461,13 @@ async fn pay_as(
     on_approval: OnApproval,
 ) -> Result<Vec<CreateTransferResult>, Error> {
     batch_size(events.len())?;
-    let gate = crate::stepup::journaled(state, authorize_transfers(state, caller, &events, approval)).await?;
+    let gate = authorize_transfers(state, caller, &events, approval);
+    let gate = match on_approval {
+        OnApproval::Run => crate::stepup::journaled(state, gate).await?,
+        // An x402 payment cannot carry an approval back: a challenge it asked for could never be
+        // approved, and would only take one of the holder's few open challenges. None is kept.
+        OnApproval::AllowRetry => state.step_up.withdrawn(gate)?,
+    };
     let (authenticated, spends) = match gate {
         Gate::Go { authenticated, spends } => (authenticated, spends),
         Gate::Hold(assessment, payment, spends) => {

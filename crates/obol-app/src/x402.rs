@@ -294,7 +294,16 @@ pub async fn settle(state: &App, prepared: Prepared) -> Result<SettlementRespons
             // A held exact payment was answered 402 (or success: false): approval never takes
             // the money by itself; the payer's retry of the same authorization runs it.
             let on_approval = crate::transfers::OnApproval::AllowRetry;
-            match crate::transfers::transfer_as(state, &caller, &event, None, on_approval).await? {
+            let made = crate::transfers::transfer_as(state, &caller, &event, None, on_approval).await;
+            let made = made.map_err(|error| match error {
+                Error::RequiresAction(_) => Refusal::new(
+                    "requires_action",
+                    "this payment needs the payer's second factor, which an x402 payment cannot carry: \
+                     pay from a tab opened with the approval, or an amount the payer's step-up policy lets through",
+                ),
+                other => Refusal::from(other),
+            })?;
+            match made {
                 CreateTransferResult::Ok => Ok(SettlementResponse {
                     success: true,
                     error_reason: None,
