@@ -92,18 +92,19 @@ pub fn tidy(root: &Path) -> Vec<String> {
     }
     problems.extend(route_imports(root));
     problems.extend(http_in_application_layer(root));
-    problems.extend(payment_path_lints(root));
+    problems.extend(panic_lints(root));
     problems
 }
 
-/// The crates a payment passes through (the payer's SDK too), which take the workspace's panic
-/// lints (no unwrap, expect, panic or indexing outside tests without a written reason).
-pub const PAYMENT_PATH_CRATES: [&str; 6] =
-    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-client"];
+/// The crates that take the workspace's panic lints (no unwrap, expect, panic or indexing
+/// outside tests without a written reason): those a payment passes through, the payer's SDK, the
+/// binary (server and CLI) and the simulator.
+pub const PANIC_LINT_CRATES: [&str; 8] =
+    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-client", "obol", "obol-sim"];
 
-/// Payment-path crates whose manifest does not opt in to the workspace lints.
-pub fn payment_path_lints(root: &Path) -> Vec<String> {
-    PAYMENT_PATH_CRATES
+/// Crates of [`PANIC_LINT_CRATES`] whose manifest does not opt in to the workspace lints.
+pub fn panic_lints(root: &Path) -> Vec<String> {
+    PANIC_LINT_CRATES
         .iter()
         .filter_map(|name| {
             let path = format!("crates/{name}/Cargo.toml");
@@ -112,7 +113,7 @@ pub fn payment_path_lints(root: &Path) -> Vec<String> {
                 rest.lines().map(str::trim).take_while(|l| !l.starts_with('[')).any(|l| l == "workspace = true")
             });
             (!opted_in)
-                .then(|| format!("{path}: the payment path takes the workspace lints: add [lints] workspace = true"))
+                .then(|| format!("{path}: this crate takes the workspace panic lints: add [lints] workspace = true"))
         })
         .collect()
 }

@@ -71,10 +71,10 @@ fn the_route_modules_are_the_http_shells_route_files() {
 }
 
 #[test]
-fn tidy_catches_a_payment_path_crate_without_the_panic_lints() {
+fn tidy_catches_a_crate_without_the_panic_lints() {
     let scratch = std::env::temp_dir().join(format!("obol-tidy-lints-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    for name in xtask::PAYMENT_PATH_CRATES {
+    for name in xtask::PANIC_LINT_CRATES {
         std::fs::create_dir_all(scratch.join("crates").join(name)).unwrap();
         let lints = if name == "obol-app" { "" } else { "\n[lints]\nworkspace = true\n" };
         std::fs::write(
@@ -83,10 +83,10 @@ fn tidy_catches_a_payment_path_crate_without_the_panic_lints() {
         )
         .unwrap();
     }
-    let problems = xtask::payment_path_lints(&scratch);
+    let problems = xtask::panic_lints(&scratch);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("crates/obol-app/Cargo.toml"), "{problems:?}");
-    assert!(xtask::payment_path_lints(&xtask::root()).is_empty(), "the repository's crates opt in");
+    assert!(xtask::panic_lints(&xtask::root()).is_empty(), "the repository's crates opt in");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 

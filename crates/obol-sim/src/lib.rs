@@ -140,7 +140,7 @@ impl Store for FaultyStore {
         }
         if roll < crash_before_write + torn_write {
             let keep = self.prng.below(bytes.len() as u64) as usize;
-            self.disk().log.push((seq, bytes[..keep].to_vec()));
+            self.disk().log.push((seq, bytes.iter().take(keep).copied().collect()));
             return Err(StoreError::Injected("torn write"));
         }
         self.disk().log.push((seq, bytes.to_vec()));
@@ -200,6 +200,7 @@ pub struct Summary {
 const ACCOUNT_IDS: u64 = 12;
 const TRANSFER_IDS: u64 = 400;
 
+#[expect(clippy::expect_used, reason = "USD at scale 2 and KRW at scale 0 are valid ISO 4217 assets, constants")]
 fn asset(id: u128) -> Asset {
     // Accounts 1..=8 hold USD/2, the rest KRW/0, so some pairs mismatch.
     if id <= 8 { Asset::new("USD", 2).expect("valid") } else { Asset::new("KRW", 0).expect("valid") }
@@ -318,7 +319,9 @@ impl Auditor {
                         }
                         let linked = event.flags.has(TransferFlags::LINKED);
                         if !linked || index + 1 == events.len() {
-                            let chain = &results[chain_start..=index];
+                            let chain = results
+                                .get(chain_start..=index)
+                                .ok_or_else(|| format!("linked chain {chain_start}..={index} has no replies"))?;
                             let successes = chain.iter().filter(|r| r.is_success()).count();
                             if successes != 0 && successes != chain.len() {
                                 return Err(format!("linked chain {chain_start}..={index} partly applied: {chain:?}"));
@@ -420,18 +423,20 @@ fn check_balances_from_transfers(ledger: &Ledger) -> Result<(), String> {
     let mut expected: BTreeMap<u128, [u128; 4]> = BTreeMap::new();
     for transfer in ledger.transfers() {
         let flags = transfer.flags;
-        let (debit_slot, credit_slot) = if flags.has(TransferFlags::PENDING) {
+        let pending = if flags.has(TransferFlags::PENDING) {
             if ledger.pending_status(transfer.id) != Some(PendingStatus::Pending) {
                 continue;
             }
-            (0, 2)
+            true
         } else if flags.has(TransferFlags::VOID_PENDING) {
             continue;
         } else {
-            (1, 3)
+            false
         };
-        expected.entry(transfer.debit_account_id).or_insert([0; 4])[debit_slot] += transfer.amount;
-        expected.entry(transfer.credit_account_id).or_insert([0; 4])[credit_slot] += transfer.amount;
+        let [debits_pending, debits_posted, _, _] = expected.entry(transfer.debit_account_id).or_insert([0; 4]);
+        *if pending { debits_pending } else { debits_posted } += transfer.amount;
+        let [_, _, credits_pending, credits_posted] = expected.entry(transfer.credit_account_id).or_insert([0; 4]);
+        *if pending { credits_pending } else { credits_posted } += transfer.amount;
     }
     for account in ledger.accounts() {
         let b = account.balances;

@@ -65,6 +65,7 @@ fn holds_bundle(version: u32, limit_minor: u64) -> String {
     )
 }
 
+#[expect(clippy::expect_used, reason = "USD at scale 2 is a valid ISO 4217 asset, a constant")]
 fn usd() -> Asset {
     Asset::new("USD", 2).expect("USD is ISO 4217")
 }
@@ -172,6 +173,15 @@ fn told_of(error: Option<&Error>) -> Told {
 }
 
 impl World {
+    /// The tab chain's word at `index`: 0 is the committed root, `CHAIN` the last word.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "payword_chain(_, CHAIN) has CHAIN + 1 words; every index is at most CHAIN"
+    )]
+    fn chain_word(&self, index: u32) -> [u8; 32] {
+        self.chain[index as usize]
+    }
+
     fn fail(&self, what: String) -> String {
         format!("seed {}: {what} (replay: OBOL_SEED={} cargo test -p obol-sim --test pipeline)", self.seed, self.seed)
     }
@@ -371,12 +381,12 @@ impl World {
         }
         if tab_id % 2 == 0 && !tab.committed {
             let message =
-                Commitment::signed_message(&network, tab_id, PAYEE_ACCOUNT, &self.chain[0], CHAIN, TICK_VALUE);
+                Commitment::signed_message(&network, tab_id, PAYEE_ACCOUNT, &self.chain_word(0), CHAIN, TICK_VALUE);
             let commitment = Commitment {
                 tab_id,
                 payee_id: PAYEE_ACCOUNT,
                 network,
-                root: self.chain[0],
+                root: self.chain_word(0),
                 length: CHAIN,
                 value_per_tick: TICK_VALUE,
                 signature: self.device.sign(&message).to_bytes(),
@@ -394,7 +404,7 @@ impl World {
         // Tick tabs are paid by ticks, the others by vouchers; a payee sometimes re-presents.
         let (result, cumulative) = if tab.committed {
             let index = (tab.next_tick + u32::from(self.prng.chance(200))).min(CHAIN - 1);
-            let word: String = self.chain[index as usize].iter().map(|b| format!("{b:02x}")).collect();
+            let word: String = self.chain_word(index).iter().map(|b| format!("{b:02x}")).collect();
             let result =
                 obol_app::tabs::pay_tick(&booted.app, &booted.merchant, &tab_id.to_string(), index, &word).await;
             if let Some(model) = self.tabs.get_mut(&tab_id) {
@@ -692,9 +702,8 @@ fn setup(world: &mut World) -> Result<(), String> {
         }]),
     ];
     node.commit(&Record { now_ns: now, ops }).map_err(fail)?;
-    for (slot, id) in [HOLDER, MERCHANT, ANALYST].into_iter().enumerate() {
-        world.tokens[slot] =
-            obol_app::auth::issue_key_offline(&mut node, id, Scopes(Scopes::ALL), 0, &env).map_err(fail)?;
+    for (token, id) in world.tokens.iter_mut().zip([HOLDER, MERCHANT, ANALYST]) {
+        *token = obol_app::auth::issue_key_offline(&mut node, id, Scopes(Scopes::ALL), 0, &env).map_err(fail)?;
     }
     Ok(())
 }

@@ -105,6 +105,7 @@ impl Workload {
     }
 }
 
+#[expect(clippy::expect_used, reason = "USD at scale 2 is a valid ISO 4217 asset, a constant")]
 fn asset() -> Asset {
     Asset::new("USD", 2).expect("USD/2 is valid")
 }
@@ -372,7 +373,8 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     results.insert("transfers_per_run".into(), json!(per_run));
     results.insert("accounts".into(), json!(args.accounts));
     results.insert("batch_events".into(), json!(BATCH_EVENTS_MAX));
-    results.insert("cpus".into(), json!(std::thread::available_parallelism().map_or(0, |n| n.get())));
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    results.insert("cpus".into(), json!(cpus));
     if args.json {
         println!("{}", serde_json::Value::Object(results));
         return Ok(());
@@ -382,7 +384,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         |a: Option<f64>, b: Option<f64>| a.zip(b).map_or_else(|| "-".to_string(), |(a, b)| format!("{:.1}x", a / b));
     println!(
         "obol bench ledger: {per_run} transfers per engine run in batches of {BATCH_EVENTS_MAX}, {} accounts, {} cpus",
-        args.accounts, results["cpus"]
+        args.accounts, cpus
     );
     println!(
         "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
@@ -427,7 +429,7 @@ fn auth(args: AuthArgs) -> anyhow::Result<()> {
     progress.set_message("signing requests");
     // A realistic payment request: JSON body, content digest, authorization-free device call.
     let requests: Vec<(HeaderMap, String)> = (0..args.requests)
-        .map(|index| {
+        .map(|index| -> anyhow::Result<(HeaderMap, String)> {
             let body = format!(
                 r#"{{"id":"{index}","debit_account_id":"1","credit_account_id":"2","amount":"25","asset_code":"USD","asset_scale":9}}"#
             );
@@ -436,7 +438,7 @@ fn auth(args: AuthArgs) -> anyhow::Result<()> {
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             headers.insert(
                 "content-digest",
-                HeaderValue::from_str(&httpsig::content_digest(body.as_bytes())).expect("ascii"),
+                HeaderValue::from_str(&httpsig::content_digest(body.as_bytes())).context("content digest header")?,
             );
             let message = Message {
                 method: "POST",
@@ -455,14 +457,14 @@ fn auth(args: AuthArgs) -> anyhow::Result<()> {
                 Some(&nonce),
                 &message,
             )
-            .expect("signing");
+            .context("signing a bench request")?;
             let mut headers = headers.clone();
-            headers.insert("signature-input", HeaderValue::from_str(&input).expect("ascii"));
-            headers.insert("signature", HeaderValue::from_str(&signature).expect("ascii"));
+            headers.insert("signature-input", HeaderValue::from_str(&input).context("signature-input header")?);
+            headers.insert("signature", HeaderValue::from_str(&signature).context("signature header")?);
             progress.inc(1);
-            (headers, body)
+            Ok((headers, body))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     progress.set_message("verifying");
     let guard = ReplayGuard::new(now_s);
     let mut signed_ns = Vec::with_capacity(args.requests);
@@ -471,7 +473,7 @@ fn auth(args: AuthArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let inputs = httpsig::parse_signature_input(header("signature-input").unwrap_or(""))?;
-        let input = &inputs[0];
+        let input = inputs.first().context("the signed request has no signature input")?;
         let signature = httpsig::parse_signature(header("signature").unwrap_or(""), &input.label)?;
         httpsig::check_content_digest(header("content-digest"), body.as_bytes())?;
         guard.check_time(input, now_s)?;

@@ -44,6 +44,7 @@ pub struct VoucherArgs {
 
 const BATCH: usize = 64;
 
+#[expect(clippy::expect_used, reason = "USD at scale 9 is a valid ISO 4217 asset, a constant")]
 fn asset() -> Asset {
     Asset::new("USD", 9).expect("USD is ISO 4217")
 }
@@ -64,6 +65,11 @@ fn bench_network() -> obol_core::channel::Network {
     obol_core::channel::Network::named(obol_http::LOCAL_NETWORK)
 }
 
+/// The committed root of a chain from `payword_chain`, which always starts with it.
+fn chain_root(chain: &[[u8; 32]]) -> anyhow::Result<[u8; 32]> {
+    chain.first().copied().context("a PayWord chain has no root")
+}
+
 fn per_second(count: usize, started: Instant) -> f64 {
     count as f64 / started.elapsed().as_secs_f64().max(1e-9)
 }
@@ -77,12 +83,13 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
     let verifying: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
     let signing = progress(args.vouchers as u64, "signing vouchers");
     let vouchers: Vec<[u8; obol_core::channel::VOUCHER_BYTES]> = (0..args.vouchers)
-        .map(|n| {
+        .zip(keys.iter().cycle())
+        .map(|(n, key)| {
             let tab_id = (n % BATCH) as u128 + 1;
             let seq = (n / BATCH) as u64 + 1;
             let cumulative = u128::from(seq) * 10;
             let message = Voucher::signed_message(&bench_network(), tab_id, 2, cumulative, seq);
-            let signature = keys[n % BATCH].sign(&message).to_bytes();
+            let signature = key.sign(&message).to_bytes();
             signing.inc(1);
             Voucher { tab_id, payee_id: 2, cumulative, seq, signature }.encode()
         })
@@ -97,8 +104,8 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
 
     // Bare ed25519-dalek, one by one.
     let started = Instant::now();
-    for (n, (message, signature)) in messages.iter().zip(&signatures).enumerate() {
-        verifying[n % BATCH].verify_strict(message, signature).map_err(|_| anyhow::anyhow!("verify failed"))?;
+    for ((message, signature), key) in messages.iter().zip(&signatures).zip(verifying.iter().cycle()) {
+        key.verify_strict(message, signature).map_err(|_| anyhow::anyhow!("verify failed"))?;
     }
     let dalek_verify_per_s = per_second(messages.len(), started);
 
@@ -131,20 +138,24 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut checked = 0;
     for chunk in vouchers.chunks_exact(BATCH) {
-        let mut batch: Vec<(Voucher, usize)> = Vec::with_capacity(BATCH);
+        let mut batch: Vec<(Voucher, usize, &VerifyingKey)> = Vec::with_capacity(BATCH);
         for bytes in chunk {
             let voucher = Voucher::decode(bytes)?;
             let index = usize::try_from(voucher.tab_id - 1)?;
-            tabs[index].check_voucher_fields(&voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
-            batch.push((voucher, index));
+            let (Some(tab), Some(key)) = (tabs.get(index), verifying.get(index)) else {
+                bail!("voucher for tab {}, which the bench did not open", voucher.tab_id);
+            };
+            tab.check_voucher_fields(&voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
+            batch.push((voucher, index, key));
         }
-        let pairs: Vec<(&Voucher, &VerifyingKey)> = batch.iter().map(|(v, i)| (v, &verifying[*i])).collect();
+        let pairs: Vec<(&Voucher, &VerifyingKey)> = batch.iter().map(|(v, _, key)| (v, *key)).collect();
         let ok = verify_vouchers(&bench_network(), &pairs);
-        for ((voucher, index), ok) in batch.iter().zip(ok) {
+        for ((voucher, index, _), ok) in batch.iter().zip(ok) {
             if !ok {
                 bail!("a valid voucher failed verification");
             }
-            tabs[*index].accept_verified_voucher(voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
+            let tab = tabs.get_mut(*index).context("the tab was checked before")?;
+            tab.accept_verified_voucher(voucher, 0).map_err(|e| anyhow::anyhow!("voucher refused: {e}"))?;
             checked += 1;
         }
     }
@@ -152,25 +163,30 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
 
     // PayWord ticks.
     let chain = payword_chain([9u8; 32], args.ticks);
-    let commitment_message = Commitment::signed_message(&bench_network(), 1, 2, &chain[0], args.ticks, 1);
+    let root = chain_root(&chain)?;
+    let (Some(first_key), Some(first_verifying), Some(first_tab)) = (keys.first(), verifying.first(), tabs.first())
+    else {
+        bail!("the bench opens {BATCH} tabs with {BATCH} keys");
+    };
+    let commitment_message = Commitment::signed_message(&bench_network(), 1, 2, &root, args.ticks, 1);
     let commitment = Commitment {
         tab_id: 1,
         payee_id: 2,
         network: bench_network(),
-        root: chain[0],
+        root,
         length: args.ticks,
         value_per_tick: 1,
-        signature: keys[0].sign(&commitment_message).to_bytes(),
+        signature: first_key.sign(&commitment_message).to_bytes(),
     };
-    let mut tab = Tab { cumulative: 0, seq: 0, payword: None, ..tabs[0].clone() };
-    tab.accept_commitment(&commitment, &verifying[0], 0).map_err(|e| anyhow::anyhow!("commitment refused: {e}"))?;
+    let mut tab = Tab { cumulative: 0, seq: 0, payword: None, ..first_tab.clone() };
+    tab.accept_commitment(&commitment, first_verifying, 0).map_err(|e| anyhow::anyhow!("commitment refused: {e}"))?;
     let started = Instant::now();
     for (index, word) in chain.iter().enumerate().skip(1) {
         tab.accept_tick(index as u32, word, 0).map_err(|e| anyhow::anyhow!("tick refused: {e}"))?;
     }
     let payword_ticks_per_s = per_second(args.ticks as usize, started);
 
-    let (bytes_per_open_tab, bytes_per_escrow) = tab_memory(args.tabs, &verifying[0])?;
+    let (bytes_per_open_tab, bytes_per_escrow) = tab_memory(args.tabs, first_verifying)?;
     let ratio = voucher_checks_per_s / dalek_batch_verify_per_s;
     if args.json {
         println!(
@@ -508,12 +524,13 @@ fn prepare_http_round(
     for tab_index in 0..tabs_count {
         let tab_id = base + u128::from(tab_index) + 100;
         let chain = payword_chain(rand::random(), chain_length);
-        let message = Commitment::signed_message(&bench_network(), tab_id, 2, &chain[0], chain_length, price);
+        let root = chain_root(&chain)?;
+        let message = Commitment::signed_message(&bench_network(), tab_id, 2, &root, chain_length, price);
         let commitment = Commitment {
             tab_id,
             payee_id: 2,
             network: bench_network(),
-            root: chain[0],
+            root,
             length: chain_length,
             value_per_tick: price,
             signature: key.sign(&message).to_bytes(),
@@ -527,7 +544,8 @@ fn prepare_http_round(
     // Tabs paid by vouchers (no chain), as many again.
     let vouchers_total = args.voucher_rate_max * args.duration_s;
     let vouchers_per_tab = vouchers_total.div_ceil(tabs_count) + 1;
-    let voucher_tabs: Vec<u128> = (0..tabs_count).map(|i| base + u128::from(i) + 50_000_000).collect();
+    let voucher_tab = |i: u64| base + u128::from(i) + 50_000_000;
+    let voucher_tabs: Vec<u128> = (0..tabs_count).map(voucher_tab).collect();
     for tab_id in &voucher_tabs {
         let ops = funded_tab(*tab_id, u128::from(vouchers_per_tab) * price);
         node.commit(&Record { now_ns: crate::serve::wall_ns(), ops })?;
@@ -539,9 +557,13 @@ fn prepare_http_round(
         let writing = progress(ticks_total, "preparing payments");
         let mut file = std::io::BufWriter::new(std::fs::File::create(&ticks_path)?);
         for n in 0..ticks_total {
-            let (tab_id, chain) = &chains[(n % tabs_count) as usize];
             let index = (n / tabs_count) as usize + 1;
-            let word: String = chain[index].iter().map(|b| format!("{b:02x}")).collect();
+            let Some((tab_id, word)) =
+                chains.get((n % tabs_count) as usize).and_then(|(tab_id, chain)| Some((tab_id, chain.get(index)?)))
+            else {
+                bail!("payment {n} falls outside the prepared tabs and chains");
+            };
+            let word: String = word.iter().map(|b| format!("{b:02x}")).collect();
             let payment = json!({"x402Version": 2, "accepted": accepted,
                 "payload": {"tab": tab_id.to_string(), "index": index, "word": word}});
             writeln!(file, "{}", obol_http::x402::encode_header(&payment))?;
@@ -557,7 +579,7 @@ fn prepare_http_round(
         let sign = |range: std::ops::Range<u64>| -> Vec<String> {
             range
                 .map(|n| {
-                    let tab_id = voucher_tabs[(n % tabs_count) as usize];
+                    let tab_id = voucher_tab(n % tabs_count);
                     let seq = n / tabs_count + 1;
                     let cumulative = u128::from(seq) * price;
                     let signature = key.sign(&Voucher::signed_message(&bench_network(), tab_id, 2, cumulative, seq)).to_bytes();

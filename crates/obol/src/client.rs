@@ -248,35 +248,37 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
 /// `obol transfer ...`
 pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     let id = args.id.clone().unwrap_or_else(|| (rand::random::<u128>() >> 1).max(1).to_string());
-    let mut body = json!({"id": id});
+    let mut body = serde_json::Map::new();
+    body.insert("id".into(), json!(id));
     let mut flags: Vec<&str> = Vec::new();
     if let Some(pending_id) = args.post.as_ref().or(args.void.as_ref()) {
-        body["pending_id"] = json!(pending_id);
+        body.insert("pending_id".into(), json!(pending_id));
         flags.push(if args.post.is_some() { "post_pending" } else { "void_pending" });
     } else {
         let (Some(from), Some(to)) = (&args.from, &args.to) else {
             bail!("a transfer needs --from and --to (or --post/--void with a pending transfer id)");
         };
-        body["debit_account_id"] = json!(from);
-        body["credit_account_id"] = json!(to);
+        body.insert("debit_account_id".into(), json!(from));
+        body.insert("credit_account_id".into(), json!(to));
         let asset = args.asset.as_deref().ok_or_else(|| anyhow!("a transfer needs --asset, e.g. --asset USD/2"))?;
         let (asset_code, asset_scale) = parse_asset(asset)?;
-        body["asset_code"] = json!(asset_code);
-        body["asset_scale"] = json!(asset_scale);
+        body.insert("asset_code".into(), json!(asset_code));
+        body.insert("asset_scale".into(), json!(asset_scale));
         if args.pending {
             flags.push("pending");
         }
         if let Some(timeout_s) = args.timeout_s {
-            body["timeout_s"] = json!(timeout_s);
+            body.insert("timeout_s".into(), json!(timeout_s));
         }
     }
     if let Some(amount) = &args.amount {
-        body["amount"] = json!(amount);
+        body.insert("amount".into(), json!(amount));
     }
     if let Some(code) = args.code {
-        body["code"] = json!(code);
+        body.insert("code".into(), json!(code));
     }
-    body["flags"] = json!(flags);
+    body.insert("flags".into(), json!(flags));
+    let body = Value::Object(body);
     runtime()?.block_on(async {
         let value = Api::new(&args.connection)?.expect(reqwest::Method::POST, "/v1/transfers", Some(&body)).await?;
         print(&value);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::client::{Api, Connection, parse_asset, print, runtime};
 
@@ -268,11 +268,13 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let value = match command {
         PrincipalCommand::Create { id, role, name, connection } => {
-            let mut body = json!({"role": role, "name": name});
+            let mut body = Map::new();
+            body.insert("role".into(), json!(role));
+            body.insert("name".into(), json!(name));
             if let Some(id) = id {
-                body["id"] = json!(id);
+                body.insert("id".into(), json!(id));
             }
-            call(&connection, Method::POST, "/v1/principals".into(), Some(body))?
+            call(&connection, Method::POST, "/v1/principals".into(), Some(body.into()))?
         }
         PrincipalCommand::Show { id, connection } => {
             call(&connection, Method::GET, format!("/v1/principals/{id}"), None)?
@@ -303,14 +305,14 @@ pub fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let value = match command {
         ApiKeyCommand::Create { principal, scopes, expires_in_s, connection } => {
-            let mut body = json!({});
+            let mut body = Map::new();
             if !scopes.is_empty() {
-                body["scopes"] = json!(scopes);
+                body.insert("scopes".into(), json!(scopes));
             }
             if let Some(seconds) = expires_in_s {
-                body["expires_in_s"] = json!(seconds);
+                body.insert("expires_in_s".into(), json!(seconds));
             }
-            let key = call(&connection, Method::POST, format!("/v1/principals/{principal}/keys"), Some(body))?;
+            let key = call(&connection, Method::POST, format!("/v1/principals/{principal}/keys"), Some(body.into()))?;
             eprintln!("The key is shown only this once; store it now.");
             key
         }
@@ -361,18 +363,21 @@ pub fn device(command: DeviceCommand) -> anyhow::Result<()> {
             json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": Base64UrlUnpadded::encode_string(&key.verifying_key().to_bytes())})
         }
         DeviceCommand::Register { principal, jwk: text, id, asset, per_payment, per_day, connection } => {
-            let mut body = json!({"jwk": jwk(&text)?});
+            let mut body = Map::new();
+            body.insert("jwk".into(), jwk(&text)?);
             if let Some(id) = id {
-                body["id"] = json!(id);
+                body.insert("id".into(), json!(id));
             }
             if let Some(asset) = asset {
                 let (code, scale) = parse_asset(&asset)?;
-                body["limits"] =
-                    json!({"asset_code": code, "asset_scale": scale, "per_payment": per_payment, "per_day": per_day});
+                body.insert(
+                    "limits".into(),
+                    json!({"asset_code": code, "asset_scale": scale, "per_payment": per_payment, "per_day": per_day}),
+                );
             } else if per_payment.is_some() || per_day.is_some() {
                 return Err(anyhow!("limits need --asset, e.g. --asset USD/2"));
             }
-            call(&connection, Method::POST, format!("/v1/principals/{principal}/devices"), Some(body))?
+            call(&connection, Method::POST, format!("/v1/principals/{principal}/devices"), Some(body.into()))?
         }
         DeviceCommand::List { principal, connection } => {
             call(&connection, Method::GET, format!("/v1/principals/{principal}/devices"), None)?
@@ -401,11 +406,11 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
         MfaCommand::Enroll { principal, code, qr_out, connection } => {
             let body = code.map_or_else(|| json!({}), |code| json!({"code": code}));
             let enrollment = call(&connection, Method::POST, format!("/v1/principals/{principal}/totp"), Some(body))?;
-            std::fs::write(&qr_out, enrollment["qr_svg"].as_str().unwrap_or(""))
-                .with_context(|| format!("writing {}", qr_out.display()))?;
+            let text = |key: &str| enrollment.get(key).and_then(Value::as_str).unwrap_or("");
+            std::fs::write(&qr_out, text("qr_svg")).with_context(|| format!("writing {}", qr_out.display()))?;
             println!("Scan {} with your authenticator app, or enter the secret by hand:", qr_out.display());
-            println!("  secret: {}", enrollment["secret_base32"].as_str().unwrap_or(""));
-            println!("  uri:    {}", enrollment["otpauth_uri"].as_str().unwrap_or(""));
+            println!("  secret: {}", text("secret_base32"));
+            println!("  uri:    {}", text("otpauth_uri"));
             println!("Then confirm: obol mfa confirm --principal {principal} --code <6 digits>");
             return Ok(());
         }
@@ -417,7 +422,7 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
                 Some(json!({"code": code})),
             )?;
             println!("Authenticator confirmed. Recovery codes (each works once; store them offline):");
-            for code in codes["recovery_codes"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            for code in codes.get("recovery_codes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
                 println!("  {}", code.as_str().unwrap_or(""));
             }
             return Ok(());
@@ -431,11 +436,14 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
             call(&connection, Method::POST, format!("/v1/challenges/{challenge}/approve"), Some(body))?
         }
         MfaCommand::StepUp { principal, above, asset, no_new_payee, no_new_device, code, approval, connection } => {
-            let mut body = json!({"new_payee": !no_new_payee, "new_device": !no_new_device});
+            let mut body = Map::new();
+            body.insert("new_payee".into(), json!(!no_new_payee));
+            body.insert("new_device".into(), json!(!no_new_device));
             if let (Some(amount), Some(asset)) = (above, asset) {
                 let (code, scale) = parse_asset(&asset)?;
-                body["above"] = json!({"asset_code": code, "asset_scale": scale, "amount": amount});
+                body.insert("above".into(), json!({"asset_code": code, "asset_scale": scale, "amount": amount}));
             }
+            let body = Value::Object(body);
             let path = format!("/v1/principals/{principal}/step-up");
             runtime()?.block_on(async {
                 Api::new(&connection)?

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::client::{Api, Connection, parse_asset, print, runtime};
 
@@ -121,11 +121,18 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
         let value = match command {
             TabCommand::Open { payer, payee, budget, asset, device, timeout_s, id, connection } => {
                 let (asset_code, asset_scale) = parse_asset(&asset)?;
-                let mut body = json!({"payer_account_id": payer, "payee_account_id": payee, "budget": budget,
-                    "asset_code": asset_code, "asset_scale": asset_scale, "timeout_s": timeout_s, "device_id": device});
+                let mut body = Map::new();
+                body.insert("payer_account_id".into(), json!(payer));
+                body.insert("payee_account_id".into(), json!(payee));
+                body.insert("budget".into(), json!(budget));
+                body.insert("asset_code".into(), json!(asset_code));
+                body.insert("asset_scale".into(), json!(asset_scale));
+                body.insert("timeout_s".into(), json!(timeout_s));
+                body.insert("device_id".into(), json!(device));
                 if let Some(id) = id {
-                    body["id"] = json!(id);
+                    body.insert("id".into(), json!(id));
                 }
+                let body = Value::Object(body);
                 Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/tabs", Some(&body)).await?
             }
             TabCommand::Show { id, connection } => {

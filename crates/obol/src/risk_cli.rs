@@ -265,10 +265,9 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         }
         roles.insert(role.to_string(), column(name.trim())?);
     }
-    for required in ["time", "label"] {
-        if !roles.contains_key(required) {
-            bail!("--map needs {required}=<column>");
-        }
+    let Some(&time_column) = roles.get("time") else { bail!("--map needs time=<column>") };
+    if !roles.contains_key("label") {
+        bail!("--map needs label=<column>");
     }
     let mapped: Vec<usize> = roles.values().copied().collect();
     let passthrough: Vec<usize> = match args.features.trim() {
@@ -283,7 +282,10 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
     } else if roles.contains_key("amount") {
         names.push("amount".into());
     }
-    names.extend(passthrough.iter().map(|i| header[*i].trim().to_string()));
+    for index in &passthrough {
+        let name = header.get(*index).context("a feature column lies past the header")?;
+        names.push(name.trim().to_string());
+    }
     if names.is_empty() {
         bail!("no features: map entity=<column> for streaming features, or give --features");
     }
@@ -293,7 +295,8 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         if fields.len() != header.len() {
             bail!("row {}: {} fields, the header has {}", number + 2, fields.len(), header.len());
         }
-        let time: f64 = fields[roles["time"]].trim().parse().with_context(|| format!("row {}: time", number + 2))?;
+        let time = fields.get(time_column).context("the time column lies past the row")?;
+        let time: f64 = time.trim().parse().with_context(|| format!("row {}: time", number + 2))?;
         records.push((time, fields));
     }
     // Stable: rows with the same time keep their order.
@@ -302,7 +305,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
     let mut store = FeatureStore::default();
     let (mut rows, mut labels) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
     for (time, fields) in &records {
-        let field = |role: &str| roles.get(role).map(|i| fields[*i].as_str());
+        let field = |role: &str| roles.get(role).and_then(|i| fields.get(*i)).map(String::as_str);
         let label = field("label").unwrap_or("0").trim().trim_matches('"');
         labels.push(matches!(label, "1" | "1.0" | "true" | "fraud"));
         let amount_iso_minor = match field("amount") {
@@ -326,10 +329,11 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
             row.push(amount_iso_minor as f64);
         }
         for index in &passthrough {
-            let text = fields[*index].trim();
-            row.push(
-                text.parse::<f64>().with_context(|| format!("column {}: {text:?} is not a number", header[*index]))?,
-            );
+            let (Some(name), Some(text)) = (header.get(*index), fields.get(*index)) else {
+                bail!("a feature column lies past the row");
+            };
+            let text = text.trim();
+            row.push(text.parse::<f64>().with_context(|| format!("column {name}: {text:?} is not a number"))?);
         }
         rows.push(row);
         bar.inc(1);
@@ -379,10 +383,15 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let version = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
-    let mut model = Model::train(&data.rows[..split], &data.labels[..split], &data.names, params, &version)?;
+    let (Some((train_rows, held_rows)), Some((train_labels, held_labels))) =
+        (data.rows.split_at_checked(split), data.labels.split_at_checked(split))
+    else {
+        bail!("the split point {split} lies past the {} rows", data.rows.len());
+    };
+    let mut model = Model::train(train_rows, train_labels, &data.names, params, &version)?;
     spinner.finish_and_clear();
-    let scores = model.score_all(&data.rows[split..]);
-    model.metrics = evaluate(&scores, &data.labels[split..], 1000, args.seed);
+    let scores = model.score_all(held_rows);
+    model.metrics = evaluate(&scores, held_labels, 1000, args.seed);
     std::fs::write(&args.out, model.to_json()).with_context(|| format!("writing {}", args.out.display()))?;
     if !args.json {
         println!("trained on {split} rows, {} features; model written to {}", data.names.len(), args.out.display());
@@ -401,12 +410,18 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .map(|name| data.names.iter().position(|n| n == name).ok_or_else(|| anyhow!("the data lacks feature {name}")))
         .collect::<anyhow::Result<_>>()?;
     let split = (data.rows.len() as f64 * args.data.split) as usize;
-    let held_out: Vec<Vec<f64>> =
-        data.rows[split..].iter().map(|row| columns.iter().map(|c| row[*c]).collect()).collect();
+    let (Some(held_rows), Some(held_labels)) = (data.rows.get(split..), data.labels.get(split..)) else {
+        bail!("the split point {split} lies past the {} rows", data.rows.len());
+    };
+    let held_out: Vec<Vec<f64>> = held_rows
+        .iter()
+        .map(|row| columns.iter().map(|c| row.get(*c).copied()).collect::<Option<_>>())
+        .collect::<Option<_>>()
+        .context("a row has fewer values than the data has feature names")?;
     let started = std::time::Instant::now();
     let scores: Vec<f64> = held_out.iter().map(|row| model.score(row)).collect();
     let per_decision_us = started.elapsed().as_secs_f64() * 1e6 / held_out.len().max(1) as f64;
-    let metrics = evaluate(&scores, &data.labels[split..], args.bootstrap, 11);
+    let metrics = evaluate(&scores, held_labels, args.bootstrap, 11);
     print_metrics(&metrics, args.json, json!({"score_us_mean": (per_decision_us * 100.0).round() / 100.0}));
     if !args.json {
         println!("one score: {per_decision_us:.2} µs on average");

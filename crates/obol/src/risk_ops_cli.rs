@@ -81,6 +81,11 @@ pub enum PolicyCommand {
     },
 }
 
+/// The string at `key` in a JSON object, if it is one.
+fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
 /// Lists the review queue.
 pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.connection)?;
@@ -90,14 +95,14 @@ pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
         print(&page);
         return Ok(());
     }
-    let items = page["items"].as_array().cloned().unwrap_or_default();
+    let items = page.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
     if items.is_empty() {
         println!("no {} reviews", args.status);
         return Ok(());
     }
     println!("{:<36} {:<9} {:<15} {:>14} {:<5} rule / reason", "id", "status", "kind", "amount", "asset");
     for item in &items {
-        let text = |key: &str| item[key].as_str().unwrap_or("").to_string();
+        let text = |key: &str| str_at(item, key).unwrap_or("").to_string();
         println!(
             "{:<36} {:<9} {:<15} {:>14} {:<5} {} / {}",
             text("id"),
@@ -105,8 +110,8 @@ pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
             text("kind"),
             text("amount"),
             text("asset_code"),
-            item["risk"]["rule"].as_str().unwrap_or("-"),
-            item["risk"]["reason_en"].as_str().unwrap_or("")
+            item.pointer("/risk/rule").and_then(Value::as_str).unwrap_or("-"),
+            item.pointer("/risk/reason_en").and_then(Value::as_str).unwrap_or("")
         );
     }
     Ok(())
@@ -125,9 +130,13 @@ pub fn decide(args: DecideArgs) -> anyhow::Result<()> {
     let body = json!({"decision": args.decision, "note": args.note});
     let path = format!("/v1/risk/reviews/{}/decision", args.id);
     let decided = runtime()?.block_on(api.expect(reqwest::Method::POST, &path, Some(&body)))?;
-    let outcome: Vec<&str> =
-        decided["outcome"].as_array().map(|o| o.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    println!("review {} {}: {}", args.id, decided["status"].as_str().unwrap_or("?"), outcome.join(", "));
+    let outcome: Vec<&str> = decided
+        .get("outcome")
+        .and_then(Value::as_array)
+        .map(|o| o.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let status = str_at(&decided, "status").unwrap_or("?");
+    println!("review {} {status}: {}", args.id, outcome.join(", "));
     Ok(())
 }
 
@@ -161,28 +170,28 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 runtime()?.block_on(api.expect_text(reqwest::Method::POST, &path, text, "application/toml"))?;
             println!(
                 "{} {} (change {})",
-                change["what"].as_str().unwrap_or("?"),
-                change["bundle"].as_str().unwrap_or("?"),
-                change["seq"]
+                str_at(&change, "what").unwrap_or("?"),
+                str_at(&change, "bundle").unwrap_or("?"),
+                change.get("seq").unwrap_or(&Value::Null)
             );
-            print!("{}", change["diff"].as_str().unwrap_or(""));
+            print!("{}", str_at(&change, "diff").unwrap_or(""));
         }
         PolicyCommand::Changes { after, connection } => {
             let api = Api::new(&connection)?;
             let path = format!("/v1/risk/policy/changes?after={after}");
             let changes = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
             for change in changes.as_array().cloned().unwrap_or_default() {
-                let at_s = change["at_ns"].as_str().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) / 1_000_000_000;
+                let at_s = str_at(&change, "at_ns").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) / 1_000_000_000;
                 println!(
                     "#{} at {} s by {}: {} {}{}",
-                    change["seq"],
+                    change.get("seq").unwrap_or(&Value::Null),
                     at_s,
-                    change["who"].as_str().unwrap_or("?"),
-                    change["what"].as_str().unwrap_or("?"),
-                    change["bundle"].as_str().unwrap_or("?"),
-                    change["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
+                    str_at(&change, "who").unwrap_or("?"),
+                    str_at(&change, "what").unwrap_or("?"),
+                    str_at(&change, "bundle").unwrap_or("?"),
+                    str_at(&change, "error").map(|e| format!(" ({e})")).unwrap_or_default()
                 );
-                for line in change["diff"].as_str().unwrap_or("").lines().filter(|l| !l.starts_with(' ')) {
+                for line in str_at(&change, "diff").unwrap_or("").lines().filter(|l| !l.starts_with(' ')) {
                     println!("    {line}");
                 }
             }
