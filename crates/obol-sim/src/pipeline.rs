@@ -15,7 +15,12 @@
 //! - a tab owes at least every payment acknowledged into it and no payment refused;
 //! - the payer's regulatory counters equal a recount from the ledger's own transfers and
 //!   escrows, and equal what replaying the log from the disk gives;
-//! - the policy that is live after every restart is the last one the API accepted.
+//! - the policy that is live after every restart is the last one the API accepted;
+//! - every transfer above the holder's step-up threshold (9.00) that moved was approved with the
+//!   holder's second factor first, held or not (the sim approves some challenges with recovery
+//!   codes and resends with the approval, and refuses the rest);
+//! - the signing device's day never passes its limit, and holds at least every device payment
+//!   (`exact`, tab escrows) its client was told went through.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +57,11 @@ const TRANSFER_IDS: u64 = 120;
 const TAB_BASE: u128 = 500_000;
 const CHAIN: u32 = 64;
 const TICK_VALUE: u128 = 7;
+/// The holder's step-up policy: payments above 9.00 need its second factor.
+const STEP_UP_ABOVE: u128 = 900;
+/// The signing device's limits: 25.00 a payment, 300.00 a day.
+const DEVICE_PER_PAYMENT: u128 = 2_500;
+const DEVICE_PER_DAY: u128 = 30_000;
 
 /// A bundle that holds payments of 10.01 to `limit` USD for review and blocks those above 400.
 fn holds_bundle(version: u32, limit_minor: u64) -> String {
@@ -93,6 +103,8 @@ pub struct PipelineSummary {
     pub restarts: u64,
     /// Payments acknowledged into tabs (vouchers and ticks).
     pub tab_payments: u64,
+    /// Step-up challenges the holder approved (then resent with the approval).
+    pub stepped_up: u64,
 }
 
 /// What the client was last told about a request.
@@ -160,6 +172,12 @@ struct World {
     tabs: BTreeMap<u128, TabModel>,
     policy_version: u32,
     summary: PipelineSummary,
+    /// The holder's unused recovery codes (its second factor in the simulation).
+    recovery: Vec<String>,
+    /// Transfers the holder approved with its second factor.
+    approved_by_holder: std::collections::BTreeSet<u128>,
+    /// The UTC day the run started.
+    day: u64,
 }
 
 /// What a client is told by an answer: `None` is success, else the error it got.
@@ -330,7 +348,12 @@ impl World {
             device_id: Some("9"),
             timeout_s: 3_600,
         };
-        let result = obol_app::tabs::open(&booted.app, &booted.holder, ask, None).await.map(|_| ());
+        let mut result = obol_app::tabs::open(&booted.app, &booted.holder, ask, None).await.map(|_| ());
+        if let Err(Error::RequiresAction(challenge)) = &result
+            && self.approve_challenge(booted, &challenge.id).await
+        {
+            result = obol_app::tabs::open(&booted.app, &booted.holder, ask, Some(&challenge.id)).await.map(|_| ());
+        }
         let told = match result {
             Err(Error::TabExists(_)) => Told::Success,
             other => told_of(other.as_ref().err()),
@@ -364,10 +387,17 @@ impl World {
         let Some(tab) = self.tabs.get(&tab_id).cloned() else { return };
         if roll == 0 {
             let amount = u128::from(1 + self.prng.below(600));
-            let result =
-                obol_app::tabs::top_up(&booted.app, &booted.holder, &tab_id.to_string(), &amount.to_string(), None)
-                    .await
-                    .map(|_| ());
+            let (tab_text, amount_text) = (tab_id.to_string(), amount.to_string());
+            let mut result =
+                obol_app::tabs::top_up(&booted.app, &booted.holder, &tab_text, &amount_text, None).await.map(|_| ());
+            if let Err(Error::RequiresAction(challenge)) = &result
+                && self.approve_challenge(booted, &challenge.id).await
+            {
+                result =
+                    obol_app::tabs::top_up(&booted.app, &booted.holder, &tab_text, &amount_text, Some(&challenge.id))
+                        .await
+                        .map(|_| ());
+            }
             let told = told_of(result.as_ref().err());
             self.count(&told);
             if let Some(model) = self.tabs.get_mut(&tab_id) {
@@ -508,6 +538,40 @@ impl World {
         Ok(())
     }
 
+    /// The signing device's day: never past its limit, and holding at least every device payment
+    /// (`exact`, a tab's opening or top-up) its client was told went through today.
+    fn audit_device_day(&self, ledger: &obol_core::ledger::Ledger) -> Result<(), String> {
+        let Some(device) = ledger.identity().device(DEVICE) else {
+            return Err(self.fail("the signing device is gone".into()));
+        };
+        if device.spent_today > DEVICE_PER_DAY {
+            return Err(self.fail(format!("the device spent {} of a {DEVICE_PER_DAY} day", device.spent_today)));
+        }
+        let today = obol_core::identity::utc_day(obol_app::SystemEnv.now_ns());
+        if device.spent_day != today || self.day != today {
+            // The run crossed midnight: the day's count restarted, and told amounts span two days.
+            return Ok(());
+        }
+        let exact: u128 = self
+            .asked
+            .values()
+            .filter(|asked| asked.kind == Kind::Exact && asked.told == Told::Success)
+            .map(|asked| asked.amount)
+            .sum();
+        let escrowed: u128 = self
+            .tabs
+            .values()
+            .map(|tab| if tab.opened == Some(Told::Success) { tab.budget + tab.topped } else { 0 })
+            .sum();
+        if device.spent_today < exact + escrowed {
+            return Err(self.fail(format!(
+                "the device's day holds {}, but its clients were told {exact} in exact payments and {escrowed} in escrows went through",
+                device.spent_today
+            )));
+        }
+        Ok(())
+    }
+
     /// The auditor: what the ledger holds against what every client was told.
     fn audit(&self, booted: &Booted) -> Result<(), String> {
         let ledger = obol_app::read_ledger(&booted.app);
@@ -545,7 +609,17 @@ impl World {
                     asked.kind, asked.amount, asked.told
                 )));
             }
+            // Above the holder's threshold only the holder's second factor lets money move, held
+            // or not; an x402 payment cannot carry its approval, so it never moves.
+            let guarded_ok = asked.kind == Kind::Transfer && self.approved_by_holder.contains(id);
+            if moved.is_some() && asked.amount > STEP_UP_ABOVE && !guarded_ok {
+                return Err(self.fail(format!(
+                    "{:?} {id} of {} moved without the holder's second factor (told {:?})",
+                    asked.kind, asked.amount, asked.told
+                )));
+            }
         }
+        self.audit_device_day(&ledger)?;
         for (tab_id, model) in &self.tabs {
             let Some(entry) = ledger.tab(*tab_id) else {
                 if model.opened == Some(Told::Success) {
@@ -687,7 +761,11 @@ fn setup(world: &mut World) -> Result<(), String> {
             holder_id: HOLDER,
             kid: "sim-device".into(),
             public_key: world.device.verifying_key().to_bytes(),
-            limits: None,
+            limits: Some(obol_core::identity::DeviceLimits {
+                asset: usd(),
+                per_payment: DEVICE_PER_PAYMENT,
+                per_day: DEVICE_PER_DAY,
+            }),
         }),
         Op::CreateAccounts(vec![
             account(PAYER_ACCOUNT, HOLDER, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
@@ -731,8 +809,18 @@ pub async fn run(seed: u64, steps: u32, faults: Faults) -> Result<PipelineSummar
         tabs: BTreeMap::new(),
         policy_version: 0,
         summary: PipelineSummary::default(),
+        recovery: Vec::new(),
+        approved_by_holder: std::collections::BTreeSet::new(),
+        day: obol_core::identity::utc_day(obol_app::SystemEnv.now_ns()),
     };
     setup(&mut world)?;
+    // The holder guards its payments with a step-up policy and a second factor (without faults:
+    // this is the setup, not what is under test).
+    let faults = std::mem::replace(&mut world.faults, Faults::NONE);
+    let booted = world.boot().await?;
+    world.guard_holder(&booted).await?;
+    world.restart(booted);
+    world.faults = faults;
     let mut booted = world.boot().await?;
     for _ in 0..steps {
         if booted.engine.is_stopped() || world.prng.chance(15) {
@@ -768,11 +856,59 @@ pub async fn run(seed: u64, steps: u32, faults: Faults) -> Result<PipelineSummar
 impl World {
     /// Sends a transfer or an `exact` payment (a first try or a retry with the same id and terms)
     /// and answers what its client is told.
-    async fn send(&self, booted: &Booted, id: u128, kind: Kind, amount: u128) -> Told {
+    /// Asked for the holder's second factor: most of the time the holder approves the challenge
+    /// with a recovery code (while it has one) and the client resends with the approval; else
+    /// the client gives up. Answers whether it was approved.
+    async fn approve_challenge(&mut self, booted: &Booted, challenge_id: &str) -> bool {
+        if !self.prng.chance(800) {
+            return false;
+        }
+        let Some(code) = self.recovery.pop() else { return false };
+        let approved =
+            obol_app::stepup::approve(&booted.app, &booted.holder, challenge_id, None, Some(&code), None).await;
+        if approved.is_ok() {
+            self.summary.stepped_up += 1;
+        }
+        approved.is_ok()
+    }
+
+    /// The holder sets its step-up policy (payments above 9.00) and enrols TOTP, keeping the
+    /// recovery codes as the factor the simulation approves challenges with.
+    async fn guard_holder(&mut self, booted: &Booted) -> Result<(), String> {
+        let holder = HOLDER.to_string();
+        let above = STEP_UP_ABOVE.to_string();
+        let ask = obol_app::stepup::PolicyAsk { above: Some(("USD", 2, &above)), new_payee: false, new_device: false };
+        obol_app::stepup::set_step_up(&booted.app, &booted.holder, &holder, ask, None)
+            .await
+            .map_err(|e| self.fail(format!("setting the step-up policy: {e}")))?;
+        let enrollment = obol_app::stepup::enroll_totp(&booted.app, &booted.holder, &holder, None)
+            .await
+            .map_err(|e| self.fail(format!("enrolling TOTP: {e}")))?;
+        let seed = totp_rs::Secret::try_from_base32(&enrollment.secret_base32)
+            .map_err(|e| self.fail(format!("the TOTP seed: {e:?}")))?
+            .as_ref()
+            .to_vec();
+        let code =
+            totp_rs::Builder::new().with_secret(seed).build_noncompliant().generate(booted.app.env.now_s()).to_string();
+        self.recovery = obol_app::stepup::confirm_totp(&booted.app, &booted.holder, &holder, Some(&code))
+            .await
+            .map_err(|e| self.fail(format!("confirming TOTP: {e}")))?;
+        Ok(())
+    }
+
+    async fn send(&mut self, booted: &Booted, id: u128, kind: Kind, amount: u128) -> Told {
         match kind {
             Kind::Transfer => {
                 let event = transfer(id, amount);
-                match obol_app::transfers::pay(&booted.app, &booted.holder, vec![event], None).await {
+                let mut answer = obol_app::transfers::pay(&booted.app, &booted.holder, vec![event], None).await;
+                if let Err(Error::RequiresAction(challenge)) = &answer
+                    && self.approve_challenge(booted, &challenge.id).await
+                {
+                    self.approved_by_holder.insert(id);
+                    answer =
+                        obol_app::transfers::pay(&booted.app, &booted.holder, vec![event], Some(&challenge.id)).await;
+                }
+                match answer {
                     Ok(results) => match results.first() {
                         Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => Told::Success,
                         Some(other) => Told::Refused(format!("{other:?}")),

@@ -34,6 +34,7 @@ async fn every_movement_belongs_to_a_request_told_success_or_held_then_approved(
         total.policies_accepted += summary.policies_accepted;
         total.restarts += summary.restarts;
         total.tab_payments += summary.tab_payments;
+        total.stepped_up += summary.stepped_up;
     }
     eprintln!("pipeline simulation totals: {total:?}");
     // The workload exercises what it claims to.
@@ -42,4 +43,5 @@ async fn every_movement_belongs_to_a_request_told_success_or_held_then_approved(
     assert!(total.refused > 50 && total.lost > 5, "{total:?}");
     assert!(total.tab_payments > 300 && total.policies_accepted > 20, "{total:?}");
     assert!(total.restarts > 48, "{total:?}");
+    assert!(total.stepped_up > 50, "{total:?}");
 }
