@@ -86,16 +86,22 @@ impl Price {
 /// ones are journaled, then served, with `PAYMENT-RESPONSE` on the answer.
 #[derive(Clone)]
 pub struct PaymentLayer {
+    // One allocation shared by every request the layer serves: a request clones one `Arc`, not
+    // the server's state.
+    shared: Arc<Priced>,
+}
+
+struct Priced {
     state: AppState,
-    price: Arc<Price>,
-    accepts: Arc<Vec<PaymentRequirements>>,
+    price: Price,
+    accepts: Vec<PaymentRequirements>,
 }
 
 impl PaymentLayer {
     /// Prices routes at `price`, paid into the ledger behind `state`.
     pub fn new(state: AppState, price: Price) -> PaymentLayer {
-        let accepts = Arc::new(price.requirements(&state.x402_network));
-        PaymentLayer { state, price: Arc::new(price), accepts }
+        let accepts = price.requirements(&state.x402_network);
+        PaymentLayer { shared: Arc::new(Priced { state, price, accepts }) }
     }
 }
 
@@ -132,7 +138,7 @@ where
         // Take the service that was polled ready; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer.shared);
         Box::pin(async move {
             // Only a 402 names the resource: a paid request does not spend time describing it.
             let Some(header_value) = request.headers().get("payment-signature") else {
@@ -181,7 +187,7 @@ where
     }
 }
 
-fn resource_info(layer: &PaymentLayer, headers: &HeaderMap, uri: &axum::http::Uri) -> ResourceInfo {
+fn resource_info(layer: &Priced, headers: &HeaderMap, uri: &axum::http::Uri) -> ResourceInfo {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     ResourceInfo {
@@ -192,7 +198,7 @@ fn resource_info(layer: &PaymentLayer, headers: &HeaderMap, uri: &axum::http::Ur
 }
 
 fn payment_required(
-    layer: &PaymentLayer,
+    layer: &Priced,
     resource: ResourceInfo,
     error: Option<String>,
     receipt: Option<SettlementResponse>,
