@@ -97,10 +97,10 @@ pub fn tidy(root: &Path) -> Vec<String> {
 }
 
 /// The crates that take the workspace's panic lints (no unwrap, expect, panic or indexing
-/// outside tests without a written reason): those a payment passes through, the payer's SDK, the
-/// binary (server and CLI) and the simulator.
-pub const PANIC_LINT_CRATES: [&str; 8] =
-    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-client", "obol", "obol-sim"];
+/// outside tests without a written reason): those a payment passes through, the risk engine, the
+/// payer's SDK, the binary (server and CLI) and the simulator.
+pub const PANIC_LINT_CRATES: [&str; 9] =
+    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-risk", "obol-client", "obol", "obol-sim"];
 
 /// Crates of [`PANIC_LINT_CRATES`] whose manifest does not opt in to the workspace lints.
 pub fn panic_lints(root: &Path) -> Vec<String> {

@@ -36,8 +36,8 @@ pub fn report(
     let mut store = FeatureStore::default();
     let features: Vec<_> = events.iter().map(|e| store.observe(&e.event)).collect();
     let cut = (events.len() as f64 * split) as usize;
-    let rows: Vec<Vec<f64>> = features[..cut].iter().map(|f| f.0.to_vec()).collect();
-    let labels: Vec<bool> = events[..cut].iter().map(|e| e.fraud.is_some()).collect();
+    let rows: Vec<Vec<f64>> = features.iter().take(cut).map(|f| f.0.to_vec()).collect();
+    let labels: Vec<bool> = events.iter().take(cut).map(|e| e.fraud.is_some()).collect();
     let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
     let model = Model::train(&rows, &labels, &names, params, "detect")?;
     let rows = std::iter::once((None, None))
@@ -46,7 +46,7 @@ pub fn report(
     let mut reports: Vec<KindReport> = rows
         .map(|(kind, profile)| KindReport { kind, profile, events: 0, by_rules: 0, by_model: 0, by_both: 0 })
         .collect();
-    for (event, features) in events[cut..].iter().zip(&features[cut..]) {
+    for (event, features) in events.iter().zip(&features).skip(cut) {
         let score = model.score(&features.0);
         let stopped = |model_score: f64| {
             let facts = Facts { model_score, ..Facts::default() };

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::features::{Event, FeatureStore, Features, SnapshotError};
+use crate::features::{Event, FeatureStore, Features, Reader, SnapshotError};
 use crate::model::Model;
 use crate::policy::{Action, Decision, Facts, Policy};
 
@@ -88,7 +88,8 @@ pub struct RiskEngine {
     policy: Arc<Policy>,
     generation: u64,
     shadow: Option<Shadow>,
-    decided: [u64; 4],
+    /// Decisions by action, each at its discriminant (the order of [`Action::ORDER`]).
+    decided: [u64; Action::ORDER.len()],
 }
 
 impl std::fmt::Debug for RiskEngine {
@@ -111,6 +112,12 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"OBRISK02";
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"OBRISK01";
 const PAYER_RECORD_BYTES_V1: usize = 16 + 4 + 8 + 4 + 8 + 8;
 
+// `decided` counts each action at its discriminant, which is its place in `Action::ORDER`.
+const _: () = {
+    let [step_up, allow, block, review] = Action::ORDER;
+    assert!(step_up as usize == 0 && allow as usize == 1 && block as usize == 2 && review as usize == 3);
+};
+
 impl RiskEngine {
     /// An engine with `policy`, an optional model, and room for `capacity` tracked entities.
     pub fn new(policy: Policy, model: Option<Model>, capacity: usize) -> RiskEngine {
@@ -120,7 +127,7 @@ impl RiskEngine {
             policy: Arc::new(policy),
             generation: 1,
             shadow: None,
-            decided: [0; 4],
+            decided: [0; Action::ORDER.len()],
         }
     }
 
@@ -161,7 +168,9 @@ impl RiskEngine {
             }
         }
         let contributions = self.contributions(&features, decision.action);
-        self.decided[decision.action as usize] += 1;
+        if let Some(count) = self.decided.get_mut(decision.action as usize) {
+            *count += 1;
+        }
         Assessment { decision, model_score, features, contributions, policy_generation: self.generation }
     }
 
@@ -254,7 +263,7 @@ impl RiskEngine {
     }
 
     /// Decisions so far, by action, in [`Action::ORDER`].
-    pub fn decided(&self) -> [u64; 4] {
+    pub fn decided(&self) -> [u64; Action::ORDER.len()] {
         self.decided
     }
 
@@ -294,30 +303,6 @@ impl RiskEngine {
         }
         self.features = features;
         Ok(())
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], SnapshotError> {
-        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len()).ok_or(SnapshotError::Length)?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
-        let mut array = [0u8; N];
-        array.copy_from_slice(self.take(N)?);
-        Ok(array)
-    }
-
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
-        Ok(u64::from_le_bytes(self.array()?))
     }
 }
 

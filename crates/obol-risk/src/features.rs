@@ -127,7 +127,7 @@ impl Window {
 /// What the store keeps per entity.
 #[derive(Clone, Copy, Default, PartialEq, Debug)]
 struct Stats {
-    windows: [Window; 4],
+    windows: [Window; WINDOWS_S.len()],
     first_seen_s: u64,
     last_seen_s: u64,
     mean: f64,
@@ -144,8 +144,14 @@ impl Stats {
         self.events = self.events.saturating_add(1);
     }
 
-    fn window(&self, index: usize, at_s: u64) -> (f64, f64) {
-        self.windows[index].estimate(at_s, WINDOWS_S[index])
+    /// (count, sum) in window `W` (an index into [`WINDOWS_S`]) ending at `at_s`.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`W < WINDOWS_S.len()`, the length of `windows`, is asserted at compile time"
+    )]
+    fn window<const W: usize>(&self, at_s: u64) -> (f64, f64) {
+        const { assert!(W < WINDOWS_S.len()) };
+        self.windows[W].estimate(at_s, WINDOWS_S[W])
     }
 }
 
@@ -213,7 +219,7 @@ pub const FEATURE_NAMES: [&str; FEATURES_COUNT] = [
 impl Features {
     /// A feature by name.
     pub fn get(&self, name: &str) -> Option<f64> {
-        FEATURE_NAMES.iter().position(|n| *n == name).map(|index| self.0[index])
+        FEATURE_NAMES.iter().zip(self.0).find_map(|(n, value)| (*n == name).then_some(value))
     }
 }
 
@@ -279,6 +285,11 @@ impl FeatureStore {
     }
 
     /// The entity's state, created (evicting one if full) when new; and whether it was new.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`index` holds only positions in `entities` (kept in step by push, evict and restore), and the \
+                  second index is the slot just pushed"
+    )]
     fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
         if let Some(index) = self.index.get(&key).copied() {
             return (&mut self.entities[index as usize].1, false);
@@ -295,12 +306,15 @@ impl FeatureStore {
     /// Evicts the least recently seen of a few entities sampled at a moving cursor.
     fn evict_one(&mut self) {
         let len = self.entities.len() as u64;
+        let last_seen = |index: usize| self.entities.get(index).map_or(u64::MAX, |(_, stats)| stats.last_seen_s);
         let mut victim = (self.cursor % len) as usize;
+        let mut victim_seen = last_seen(victim);
         for step in 0..EVICTION_SAMPLE as u64 {
             // A large odd stride visits every slot over time, deterministically.
             let index = (self.cursor.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % len) as usize;
-            if self.entities[index].1.last_seen_s < self.entities[victim].1.last_seen_s {
-                victim = index;
+            let seen = last_seen(index);
+            if seen < victim_seen {
+                (victim, victim_seen) = (index, seen);
             }
         }
         self.cursor = self.cursor.wrapping_add(0x9E37_79B9);
@@ -368,7 +382,7 @@ impl FeatureStore {
         store.evicted = evicted;
         store.entities.reserve(count);
         for index in 0..count {
-            let kind_byte = reader.take(1)?[0];
+            let [kind_byte] = reader.array()?;
             let kind = Kind::from_u8(kind_byte).ok_or(SnapshotError::Kind(kind_byte))?;
             let id = u128::from_le_bytes(reader.array()?);
             let mut stats = Stats::default();
@@ -411,11 +425,13 @@ struct Scratch<'a> {
 }
 
 impl Entities for Scratch<'_> {
+    #[expect(clippy::indexing_slicing, reason = "`at` is a position found in `copies`, or the slot just pushed")]
     fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
         let at = match self.copies.iter().position(|(k, _, _)| *k == key) {
             Some(at) => at,
             None => {
-                let found = self.store.index.get(&key).map(|&index| self.store.entities[index as usize].1);
+                let found = self.store.index.get(&key).and_then(|&index| self.store.entities.get(index as usize));
+                let found = found.map(|&(_, stats)| stats);
                 self.copies.push((key, found.unwrap_or_default(), found.is_none()));
                 self.copies.len() - 1
             }
@@ -449,13 +465,13 @@ fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
         payer.variance = (1.0 - EWMA_ALPHA) * (payer.variance + EWMA_ALPHA * delta * delta);
     }
     let payer = *payer;
-    out[0] = payer.window(0, at).0;
-    out[1] = payer.window(1, at).0;
-    out[2] = payer.window(2, at).0;
-    out[3] = payer.window(3, at).0;
-    out[4] = payer.window(1, at).1;
-    out[5] = payer.window(2, at).1;
-    out[6] = payer.window(3, at).1;
+    out[0] = payer.window::<0>(at).0;
+    out[1] = payer.window::<1>(at).0;
+    out[2] = payer.window::<2>(at).0;
+    out[3] = payer.window::<3>(at).0;
+    out[4] = payer.window::<1>(at).1;
+    out[5] = payer.window::<2>(at).1;
+    out[6] = payer.window::<3>(at).1;
     out[13] = amount_f;
     if history >= 3 {
         out[14] = (amount_f - mean) / deviation.max(1.0);
@@ -466,23 +482,23 @@ fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
     if let Some(device) = event.device {
         let (stats, new) = entities.entry(Key { kind: Kind::Device, id: device });
         stats.add(at, amount);
-        out[7] = stats.window(0, at).0;
-        out[8] = stats.window(1, at).0;
+        out[7] = stats.window::<0>(at).0;
+        out[8] = stats.window::<1>(at).0;
         out[16] = f64::from(u8::from(new));
     }
     let (payee, _) = entities.entry(Key { kind: Kind::Payee, id: event.payee });
     payee.add(at, amount);
-    out[9] = payee.window(0, at).0;
-    out[10] = payee.window(1, at).0;
+    out[9] = payee.window::<0>(at).0;
+    out[10] = payee.window::<1>(at).0;
     let (pair, pair_new) = entities.entry(Key { kind: Kind::Pair, id: pair_id(event.payer, event.payee) });
     pair.add(at, amount);
-    out[12] = pair.window(2, at).0;
+    out[12] = pair.window::<2>(at).0;
     out[17] = f64::from(u8::from(pair_new));
     if let Some(network) = event.network {
         let network = u128::from(network);
         let (stats, _) = entities.entry(Key { kind: Kind::Network, id: network });
         stats.add(at, amount);
-        out[11] = stats.window(1, at).0;
+        out[11] = stats.window::<1>(at).0;
         let (seen, first) = entities.entry(Key { kind: Kind::PayerNetwork, id: pair_id(event.payer, network) });
         seen.add(at, amount);
         out[18] = f64::from(u8::from(first));
@@ -490,7 +506,7 @@ fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
         if first {
             newcomers.add(at, 0);
         }
-        out[23] = newcomers.window(1, at).0;
+        out[23] = newcomers.window::<1>(at).0;
     }
     out[20] = ((at % 86_400) / 3_600) as f64;
     out[21] = f64::from(event.failed_auth_count);
@@ -498,20 +514,22 @@ fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
     Features(out)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Reads a snapshot's bytes in order; every read past the end is [`SnapshotError::Length`].
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    /// Bytes read so far.
+    pub(crate) at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
         let end = self.at.checked_add(n).ok_or(SnapshotError::Length)?;
         let slice = self.bytes.get(self.at..end).ok_or(SnapshotError::Length)?;
         self.at = end;
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
@@ -521,7 +539,7 @@ impl Reader<'_> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, SnapshotError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 }

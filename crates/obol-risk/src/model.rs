@@ -64,8 +64,10 @@ pub struct Metrics {
     pub confusion: [usize; 4],
 }
 
-/// A trained model with its feature names and metrics.
+/// A trained model with its feature names and metrics. Deserializing checks the format and
+/// compiles the trees, as [`Model::from_json`] does, so every model can score.
 #[derive(Serialize, Deserialize)]
+#[serde(try_from = "Artifact")]
 pub struct Model {
     /// Artifact format.
     pub format: String,
@@ -78,8 +80,32 @@ pub struct Model {
     /// Held-out metrics.
     pub metrics: Metrics,
     booster: String,
-    #[serde(skip)]
-    compiled: Option<GradientBooster>,
+    #[serde(skip_serializing)]
+    compiled: GradientBooster,
+}
+
+/// A model artifact as [`Model::to_json`] writes it, before its trees are compiled.
+#[derive(Deserialize)]
+struct Artifact {
+    format: String,
+    version: String,
+    features: Vec<String>,
+    params: TrainParams,
+    metrics: Metrics,
+    booster: String,
+}
+
+impl TryFrom<Artifact> for Model {
+    type Error = ModelError;
+
+    fn try_from(artifact: Artifact) -> Result<Model, ModelError> {
+        let Artifact { format, version, features, params, metrics, booster } = artifact;
+        if format != FORMAT {
+            return Err(ModelError::Artifact(format!("format {format:?}, expected {FORMAT}")));
+        }
+        let compiled = GradientBooster::from_json(&booster).map_err(|e| ModelError::Artifact(e.to_string()))?;
+        Ok(Model { format, version, features, params, metrics, booster, compiled })
+    }
 }
 
 const FORMAT: &str = "obol-model-1";
@@ -88,13 +114,12 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Column-major copy of row-major rows (forust's layout).
+/// Column-major copy of row-major rows (forust's layout); a row shorter than `width` is padded
+/// with zeros.
 fn columns(rows: &[Vec<f64>], width: usize) -> Vec<f64> {
-    let mut out = vec![0.0; rows.len() * width];
-    for (r, row) in rows.iter().enumerate() {
-        for (c, value) in row.iter().enumerate().take(width) {
-            out[c * rows.len() + r] = *value;
-        }
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for c in 0..width {
+        out.extend(rows.iter().map(|row| row.get(c).copied().unwrap_or(0.0)));
     }
     out
 }
@@ -135,17 +160,13 @@ impl Model {
             params,
             metrics: Metrics::default(),
             booster: dump,
-            compiled: Some(booster),
+            compiled: booster,
         })
-    }
-
-    fn booster(&self) -> &GradientBooster {
-        self.compiled.as_ref().expect("a model is compiled when trained or loaded")
     }
 
     /// Fraud probability of one row: walks each tree from the row itself, allocating nothing.
     pub fn score(&self, row: &[f64]) -> f64 {
-        let booster = self.booster();
+        let booster = &self.compiled;
         let log_odds = booster
             .trees
             .iter()
@@ -157,7 +178,7 @@ impl Model {
     pub fn score_all(&self, rows: &[Vec<f64>]) -> Vec<f64> {
         let data = columns(rows, self.features.len());
         let matrix = Matrix::new(&data, rows.len(), self.features.len());
-        self.booster().predict(&matrix, false).into_iter().map(sigmoid).collect()
+        self.compiled.predict(&matrix, false).into_iter().map(sigmoid).collect()
     }
 
     /// The features that pushed this row's score up most, largest first (log-odds units):
@@ -165,7 +186,7 @@ impl Model {
     pub fn explain(&self, row: &[f64], exact: bool, top: usize) -> Vec<(String, f64)> {
         let matrix = Matrix::new(row, 1, row.len());
         let method = if exact { ContributionsMethod::Shapley } else { ContributionsMethod::Weight };
-        let contributions = self.booster().predict_contributions(&matrix, method, false);
+        let contributions = self.compiled.predict_contributions(&matrix, method, false);
         let mut named: Vec<(String, f64)> =
             self.features.iter().cloned().zip(contributions.into_iter().take(self.features.len())).collect();
         named.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -180,27 +201,29 @@ impl Model {
 
     /// Loads an artifact written by [`Model::to_json`].
     pub fn from_json(text: &str) -> Result<Model, ModelError> {
-        let mut model: Model = serde_json::from_str(text).map_err(|e| ModelError::Artifact(e.to_string()))?;
-        if model.format != FORMAT {
-            return Err(ModelError::Artifact(format!("format {:?}, expected {FORMAT}", model.format)));
-        }
-        let booster = GradientBooster::from_json(&model.booster).map_err(|e| ModelError::Artifact(e.to_string()))?;
-        model.compiled = Some(booster);
-        Ok(model)
+        let artifact: Artifact = serde_json::from_str(text).map_err(|e| ModelError::Artifact(e.to_string()))?;
+        Model::try_from(artifact)
     }
+}
+
+/// Each score with its label, highest score first (ties in their given order). Scores and labels
+/// pair up in order; the longer of the two is cut to the shorter.
+fn ranked_down(scores: &[f64], labels: &[bool]) -> Vec<(f64, bool)> {
+    let mut ranked: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranked
 }
 
 /// Average precision: the area under the precision-recall curve, stepwise.
 pub fn auprc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    let positives = labels.iter().filter(|l| **l).count();
+    let ranked = ranked_down(scores, labels);
+    let positives = ranked.iter().filter(|(_, l)| *l).count();
     if positives == 0 {
         return 0.0;
     }
     let (mut true_positives, mut area) = (0usize, 0.0);
-    for (rank, index) in order.iter().enumerate() {
-        if labels[*index] {
+    for (rank, (_, label)) in ranked.iter().enumerate() {
+        if *label {
             true_positives += 1;
             area += true_positives as f64 / (rank + 1) as f64;
         }
@@ -211,23 +234,20 @@ pub fn auprc(scores: &[f64], labels: &[bool]) -> f64 {
 /// Area under the ROC curve (the chance a random fraud scores above a random non-fraud; ties
 /// count half).
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let positives = labels.iter().filter(|l| **l).count() as f64;
-    let negatives = labels.len() as f64 - positives;
+    let mut ranked = ranked_down(scores, labels);
+    ranked.reverse();
+    let positives = ranked.iter().filter(|(_, l)| *l).count() as f64;
+    let negatives = ranked.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
         return 0.0;
     }
     // Sum of positive ranks, with tied scores given their average rank.
-    let (mut rank_sum, mut i) = (0.0, 0);
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let average_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += order[i..=j].iter().filter(|index| labels[**index]).count() as f64 * average_rank;
-        i = j + 1;
+    let (mut rank_sum, mut first) = (0.0, 0usize);
+    for tied in ranked.chunk_by(|a, b| a.0 == b.0) {
+        let last = first + tied.len() - 1;
+        let average_rank = (first + last) as f64 / 2.0 + 1.0;
+        rank_sum += tied.iter().filter(|(_, l)| *l).count() as f64 * average_rank;
+        first = last + 1;
     }
     (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
@@ -235,17 +255,15 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
 /// Everything [`Metrics`] holds, with `resamples` bootstrap rounds for the AUPRC interval.
 pub fn evaluate(scores: &[f64], labels: &[bool], resamples: usize, seed: u64) -> Metrics {
     let positives = labels.iter().filter(|l| **l).count();
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
     // Walk down the ranking until 80% of fraud is caught.
     let target = (positives as f64 * 0.8).ceil() as usize;
     let (mut caught, mut flagged, mut threshold) = (0usize, 0usize, 1.0);
-    for index in &order {
+    for (score, label) in ranked_down(scores, labels) {
         flagged += 1;
-        if labels[*index] {
+        if label {
             caught += 1;
         }
-        threshold = scores[*index];
+        threshold = score;
         if caught >= target.max(1) {
             break;
         }
@@ -264,8 +282,10 @@ pub fn evaluate(scores: &[f64], labels: &[bool], resamples: usize, seed: u64) ->
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let index = (rng % scores.len() as u64) as usize;
-                s.push(scores[index]);
-                l.push(labels[index]);
+                if let (Some(score), Some(label)) = (scores.get(index), labels.get(index)) {
+                    s.push(*score);
+                    l.push(*label);
+                }
             }
             auprc(&s, &l)
         })

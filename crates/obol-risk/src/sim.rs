@@ -148,6 +148,18 @@ struct Customer {
     night_owl: bool,
 }
 
+impl Customer {
+    /// The customer's favourite merchant `n`, counting round the three.
+    fn favourite(&self, n: u64) -> u32 {
+        let [first, second, third] = self.favourite;
+        match n % 3 {
+            0 => first,
+            1 => second,
+            _ => third,
+        }
+    }
+}
+
 const CUSTOMER_BASE: u128 = 1_000_000;
 const DEVICE_BASE: u128 = 5_000_000;
 const MERCHANT_BASE: u128 = 9_000_000;
@@ -160,7 +172,15 @@ fn cash_like(merchant: u32) -> bool {
 
 /// Price of merchant `m`'s goods, ISO 4217 minor units (cents): from 5 cents to about $20.
 fn price(merchant: u32) -> u64 {
-    [5, 25, 99, 250, 499, 999, 1_999][(merchant % 7) as usize]
+    match merchant % 7 {
+        0 => 5,
+        1 => 25,
+        2 => 99,
+        3 => 250,
+        4 => 499,
+        5 => 999,
+        _ => 1_999,
+    }
 }
 
 /// Simulates `config`: every event, in time order.
@@ -189,7 +209,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                 // Daytime and evening rhythm; night owls also pay after midnight.
                 let hour = if customer.night_owl && rng.chance(300) { rng.below(6) } else { 7 + rng.below(16) };
                 let merchant = if rng.chance(800) {
-                    customer.favourite[rng.below(3) as usize]
+                    customer.favourite(rng.below(3))
                 } else {
                     rng.below(u64::from(merchants)) as u32
                 };
@@ -214,7 +234,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
         for _ in 0..config.sessions_per_day {
             for profile in Profile::ALL {
                 let index = rng.below(customers.len() as u64) as usize;
-                let customer = &customers[index];
+                let Some(customer) = customers.get(index) else { continue };
                 let payer = CUSTOMER_BASE + index as u128;
                 let start = midnight + 6 * 3_600 + rng.below(16 * 3_600);
                 // Each profile pays one payee of its own kind (never cash-like).
@@ -286,7 +306,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         }
                     }
                     FraudKind::ClonedDevice => {
-                        let customer = &customers[victim];
+                        let Some(customer) = customers.get(victim) else { continue };
                         for n in 0..(2 + rng.below(4)) {
                             let merchant = rng_cash(&mut rng, merchants);
                             push(Event {
@@ -302,9 +322,9 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         }
                     }
                     FraudKind::VelocityAbuse => {
-                        let customer = &customers[victim];
+                        let Some(customer) = customers.get(victim) else { continue };
                         for n in 0..(25 + rng.below(25)) {
-                            let merchant = customer.favourite[(n % 3) as usize];
+                            let merchant = customer.favourite(n);
                             push(Event {
                                 at_s: at + n * 10,
                                 payer,
@@ -322,11 +342,12 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         let night = midnight + rng.below(4 * 3_600);
                         for n in 0..(10 + rng.below(15)) {
                             let victim = rng.below(customers.len() as u64) as usize;
+                            let Some(customer) = customers.get(victim) else { continue };
                             let merchant = rng_cash(&mut rng, merchants);
                             push(Event {
                                 at_s: night + n * 120,
                                 payer: CUSTOMER_BASE + victim as u128,
-                                device: Some(customers[victim].device),
+                                device: Some(customer.device),
                                 payee: MERCHANT_BASE + u128::from(merchant),
                                 network: Some(cell),
                                 amount_iso_minor: u128::from(3_000 + rng.below(7_000)),
