@@ -11,6 +11,7 @@
 //! **API Boundary:** [`App`] is the state every use case shares; the modules are the use cases.
 #![deny(missing_docs)]
 
+pub(crate) mod approvals;
 pub mod auth;
 pub mod authz;
 pub mod env;

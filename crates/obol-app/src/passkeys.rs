@@ -180,8 +180,8 @@ pub async fn start_registration(
         };
         // Spent before the ceremony starts: an approval starts one registration, whatever
         // happens after.
-        if let Some(id) = crate::stepup::journaled(state, checked).await? {
-            state.engine.execute(crate::stepup::spent(&id)).await?;
+        if let Some(id) = crate::approvals::journaled(state, checked).await? {
+            state.engine.execute(crate::approvals::spent(&id)).await?;
         }
     }
     let name = read_ledger(state)

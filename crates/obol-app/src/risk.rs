@@ -962,7 +962,7 @@ impl Risk {
         let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
         let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
         // The holder's approval of what is held is used up with the hold: both durable, or neither.
-        crate::stepup::execute_spending(state, spends, put).await?;
+        crate::approvals::execute_spending(state, spends, put).await?;
         if kind == HeldKind::TabCheckpoint
             && let Some(tab) = tab_id
         {

@@ -17,6 +17,7 @@ use obol_core::identity::{
 use obol_core::ledger::{Ledger, NewTransfer};
 use sha2::{Digest, Sha256};
 
+use crate::approvals::{CHALLENGE_PREFIX, execute_spending, journaled};
 use crate::auth::{Caller, Via};
 use crate::authz::need_scope;
 use crate::error::Error;
@@ -112,16 +113,6 @@ pub(crate) struct Challenge {
     dto: ChallengeDto,
 }
 
-/// Where open challenges are journaled in the state table, by id.
-pub(crate) const CHALLENGE_PREFIX: &str = "stepup/challenge/";
-
-/// The put that journals challenge `id` as used: its key removed, in the same record as the
-/// operation it approved, so a crash leaves either both (the approval spent, the operation made)
-/// or neither.
-pub(crate) fn spent(id: &str) -> obol_core::record::Op {
-    obol_core::record::Op::Put(obol_core::table::Put { key: format!("{CHALLENGE_PREFIX}{id}"), value: Vec::new() })
-}
-
 /// Open challenges and known payees. Challenges are journaled (state table, `stepup/challenge/`)
 /// when they are issued and when they are approved, and removed in the record of the operation
 /// that spends them, so a restart keeps every open and approved challenge and never revives a
@@ -183,7 +174,7 @@ impl StepUp {
     }
 
     /// Challenge `id` as journaled, if it is open.
-    fn encoded(&self, id: &str) -> Option<Vec<u8>> {
+    pub(crate) fn encoded(&self, id: &str) -> Option<Vec<u8>> {
         let challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         challenges.get(id).filter(|c| !c.used).and_then(|c| serde_json::to_vec(c).ok())
     }
@@ -753,30 +744,4 @@ pub async fn set_step_up(
         obol_core::ledger::OpResults::Identity(other) => Err(Error::IdentityRejected(other)),
         _ => Err(Error::Internal("engine answered an identity command with the wrong shape".into())),
     }
-}
-
-/// Journals the challenge a refusal carries (`requires_action`) before the refusal is answered,
-/// so the holder can approve it, and the payer spend the approval, across a restart. Answers
-/// `result` unchanged, or the store's error.
-pub(crate) async fn journaled<T>(state: &App, result: Result<T, Error>) -> Result<T, Error> {
-    if let Err(Error::RequiresAction(challenge)) = &result
-        && let Some(bytes) = state.step_up.encoded(&challenge.id)
-    {
-        state.engine.put(&format!("{CHALLENGE_PREFIX}{}", challenge.id), bytes).await?;
-    }
-    result
-}
-
-/// Runs `op` in one record with the spending of approval `spends` (if any): both durable, or
-/// neither. Answers the op's result.
-pub(crate) async fn execute_spending(
-    state: &App,
-    spends: Option<&str>,
-    op: obol_core::record::Op,
-) -> Result<obol_core::ledger::OpResults, Error> {
-    let results = match spends {
-        Some(id) => state.engine.execute_together(vec![spent(id), op]).await?,
-        None => vec![state.engine.execute(op).await?],
-    };
-    results.into_iter().last().ok_or_else(|| Error::Internal("a record answered nothing".into()))
 }

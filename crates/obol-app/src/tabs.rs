@@ -36,7 +36,7 @@ pub(crate) fn tab_result_code(result: &TabResult) -> String {
 
 /// Runs a tab command in one record with the spending of approval `spends`.
 async fn run_tab_spending(state: &App, command: TabCommand, spends: Option<&str>) -> Result<TabResult, Error> {
-    match crate::stepup::execute_spending(state, spends, Op::Tab(command)).await? {
+    match crate::approvals::execute_spending(state, spends, Op::Tab(command)).await? {
         OpResults::Tab(result) => Ok(result),
         OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Put => {
             Err(Error::Internal("engine answered a tab command with the wrong shape".into()))
@@ -197,7 +197,7 @@ pub(crate) async fn escrow_gate(
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
     }
-    let gate = crate::stepup::journaled(state, tab_gate(state, caller, kind, payment, tab_id, approval)).await?;
+    let gate = crate::approvals::journaled(state, tab_gate(state, caller, kind, payment, tab_id, approval)).await?;
     let (assessment, payment, spends) = match gate {
         Gate::Go { spends, .. } => return Ok(spends),
         Gate::Hold(assessment, payment, spends) => (assessment, payment, spends),

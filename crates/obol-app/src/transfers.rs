@@ -463,7 +463,7 @@ async fn pay_as(
     batch_size(events.len())?;
     let gate = authorize_transfers(state, caller, &events, approval);
     let gate = match on_approval {
-        OnApproval::Run => crate::stepup::journaled(state, gate).await?,
+        OnApproval::Run => crate::approvals::journaled(state, gate).await?,
         // An x402 payment cannot carry an approval back: a challenge it asked for could never be
         // approved, and would only take one of the holder's few open challenges. None is kept.
         OnApproval::AllowRetry => state.step_up.withdrawn(gate)?,
@@ -478,7 +478,7 @@ async fn pay_as(
     let paid_to = payees(&events);
     // The approval is spent in the payment's own record: a crash leaves both or neither.
     let op = payment_op(caller, events, authenticated);
-    match crate::stepup::execute_spending(state, spends.as_deref(), op).await? {
+    match crate::approvals::execute_spending(state, spends.as_deref(), op).await? {
         OpResults::Transfers(results) => {
             if results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) {
                 return Err(device_limit(state, caller));
