@@ -9,89 +9,14 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::holds::{
+    approve_challenge, both, exact, exact_with, guard_above_5, invalid, later, refused, settle, transfer, verify,
+};
 use support::{Parties as World, code};
 
 const FUNDS: u128 = 1_000_000;
 async fn world(tag: &str) -> World {
     World::start(&format!("holdsx-{tag}"), 2, FUNDS, Some(("holds@1", support::HOLDS_POLICY))).await
-}
-
-fn transfer(id: &str, amount: &str) -> Value {
-    json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount,
-        "asset_code": "USD", "asset_scale": 2})
-}
-
-/// Balances of accounts 1 and 2.
-async fn both(world: &World) -> ([u128; 4], [u128; 4]) {
-    (world.balances("1").await, world.balances("2").await)
-}
-
-/// A facilitator body (verify or settle) for an `exact` payment of `amount` from account `from`
-/// to `to` under transfer id `transfer`, signed by device `device_id` with `key`.
-#[allow(clippy::too_many_arguments)] // one argument per field of the authorization
-fn exact_with(
-    world: &World,
-    key: &ed25519_dalek::SigningKey,
-    device_id: u128,
-    transfer: u128,
-    from: u128,
-    to: u128,
-    amount: u128,
-    valid_before: u64,
-) -> Value {
-    use base64ct::{Base64UrlUnpadded, Encoding};
-    use ed25519_dalek::Signer;
-    use obol_core::channel::ExactAuthorization;
-    let authorization = ExactAuthorization {
-        network: world.network,
-        transfer_id: transfer,
-        from,
-        to,
-        amount,
-        asset: obol_core::money::Asset::new("USD", 2).unwrap(),
-        device_id,
-        valid_before_s: valid_before,
-    };
-    let signature = Base64UrlUnpadded::encode_string(&key.sign(&authorization.signed_message()).to_bytes());
-    let requirements = json!({"scheme": "exact", "network": world.network_id, "amount": amount.to_string(),
-        "asset": "USD", "payTo": to.to_string(), "maxTimeoutSeconds": 60, "extra": {"assetScale": 2}});
-    json!({"x402Version": 2, "paymentRequirements": requirements.clone(), "paymentPayload": {
-        "x402Version": 2, "accepted": requirements, "payload": {"from": from.to_string(),
-        "device": device_id.to_string(), "transfer": transfer.to_string(), "validBefore": valid_before,
-        "signature": signature}}})
-}
-
-fn later(seconds: u64) -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + seconds
-}
-
-/// Device 55's `exact` payment of `amount` from account 1 to account 2 under `transfer`.
-fn exact(world: &World, transfer: u128, amount: u128) -> Value {
-    exact_with(world, &world.device, 55, transfer, 1, 2, amount, later(600))
-}
-
-async fn settle(world: &World, body: &Value) -> Value {
-    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", body.clone(), None).await;
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-async fn verify(world: &World, body: &Value) -> Value {
-    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/verify", body.clone(), None).await;
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-fn refused(answer: &Value, reason: &str) {
-    assert_eq!((answer["success"].as_bool(), answer["errorReason"].as_str()), (Some(false), Some(reason)), "{answer}");
-}
-
-fn invalid(answer: &Value, reason: &str) {
-    assert_eq!(
-        (answer["isValid"].as_bool(), answer["invalidReason"].as_str()),
-        (Some(false), Some(reason)),
-        "{answer}"
-    );
 }
 
 /// Holds device 55's `exact` payment `transfer` of 15.00 and approves it (runs: false); answers
@@ -457,30 +382,6 @@ async fn a_crash_during_approval_never_leaves_run_money_under_a_pending_review()
     }
 }
 
-/// The holder wants a second factor above USD 5.00 and has TOTP; answers its recovery codes.
-async fn guard_with_totp(world: &World) -> Vec<String> {
-    let policy = json!({"above": {"asset_code": "USD", "asset_scale": 2, "amount": "500"}, "new_payee": false,
-        "new_device": false});
-    let (status, answer) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy, None).await;
-    assert_eq!(status, 200, "{answer}");
-    let (status, enrolment) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
-    assert_eq!(status, 201, "{enrolment}");
-    let seed =
-        totp_rs::Secret::try_from_base32(enrolment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
-    let code = totp_rs::Builder::new().with_secret(seed).build_noncompliant().generate(later(0)).to_string();
-    let (status, codes) =
-        world.api.post(&world.holder, "/v1/principals/100/totp/confirm", json!({"code": code}), None).await;
-    assert_eq!(status, 200, "{codes}");
-    codes["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
-}
-
-/// The holder approves challenge `id` with a recovery code.
-async fn approve_challenge(world: &World, id: &str, recovery_code: &str) {
-    let path = format!("/v1/challenges/{id}/approve");
-    let (status, answer) = world.api.post(&world.holder, &path, json!({"recovery_code": recovery_code}), None).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
 /// A hold is no way around the holder's own step-up policy: a payment the risk policy holds and
 /// the holder's policy guards asks the holder's second factor first (a transfer and a tab
 /// opening alike), the approval is used up by the hold (a kill -9 does not revive it), and only
@@ -488,7 +389,7 @@ async fn approve_challenge(world: &World, id: &str, recovery_code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_payment_still_needs_the_holders_own_second_factor() {
     let mut world = world("own-factor").await;
-    let recovery = guard_with_totp(&world).await;
+    let recovery = guard_above_5(&world).await;
     let before = both(&world).await;
 
     // A transfer of 15.00: held by the risk policy, above the holder's 5.00.

@@ -1,4 +1,4 @@
-//! Goal: attack commit 0623907, "a hold is no way around the holder's own step-up policy". When
+//! Goal: attack "a hold is no way around the holder's own step-up policy" (ARCHITECTURE.md). When
 //! the risk policy holds a payment and the holder's own step-up policy (amount, new payee, new
 //! device) guards it, the holder approves a challenge first, the approval is spent in the record
 //! that stores the hold, an analyst's approval then runs it, and the facilitator's `verify`
@@ -17,6 +17,9 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::holds::{
+    approve_challenge, both, enrol, exact, guard, guard_above_5, invalid, later, refused, settle, transfer, verify,
+};
 use support::{Parties as World, code};
 
 const FUNDS: u128 = 1_000_000;
@@ -25,106 +28,8 @@ async fn world(tag: &str) -> World {
     World::start(&format!("hsu-{tag}"), 2, FUNDS, Some(("holds@1", support::HOLDS_POLICY))).await
 }
 
-fn transfer(id: &str, amount: &str) -> Value {
-    json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": amount,
-        "asset_code": "USD", "asset_scale": 2})
-}
-
 fn batch(transfers: Vec<Value>) -> Value {
     json!({"transfers": transfers})
-}
-
-/// Balances of accounts 1 and 2.
-async fn both(world: &World) -> ([u128; 4], [u128; 4]) {
-    (world.balances("1").await, world.balances("2").await)
-}
-
-fn later(seconds: u64) -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + seconds
-}
-
-/// A facilitator body for device 55's `exact` payment of `amount` from account 1 to account 2
-/// under transfer id `transfer`.
-fn exact(world: &World, transfer: u128, amount: u128) -> Value {
-    use base64ct::{Base64UrlUnpadded, Encoding};
-    use ed25519_dalek::Signer;
-    use obol_core::channel::ExactAuthorization;
-    let valid_before = later(600);
-    let authorization = ExactAuthorization {
-        network: world.network,
-        transfer_id: transfer,
-        from: 1,
-        to: 2,
-        amount,
-        asset: obol_core::money::Asset::new("USD", 2).unwrap(),
-        device_id: 55,
-        valid_before_s: valid_before,
-    };
-    let signature = Base64UrlUnpadded::encode_string(&world.device.sign(&authorization.signed_message()).to_bytes());
-    let requirements = json!({"scheme": "exact", "network": world.network_id, "amount": amount.to_string(),
-        "asset": "USD", "payTo": "2", "maxTimeoutSeconds": 60, "extra": {"assetScale": 2}});
-    json!({"x402Version": 2, "paymentRequirements": requirements.clone(), "paymentPayload": {
-        "x402Version": 2, "accepted": requirements, "payload": {"from": "1", "device": "55",
-        "transfer": transfer.to_string(), "validBefore": valid_before, "signature": signature}}})
-}
-
-async fn settle(world: &World, body: &Value) -> Value {
-    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/settle", body.clone(), None).await;
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-async fn verify(world: &World, body: &Value) -> Value {
-    let (status, answer) = world.api.post(&world.merchant, "/v1/x402/verify", body.clone(), None).await;
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-fn refused(answer: &Value, reason: &str) {
-    assert_eq!((answer["success"].as_bool(), answer["errorReason"].as_str()), (Some(false), Some(reason)), "{answer}");
-}
-
-fn invalid(answer: &Value, reason: &str) {
-    assert_eq!(
-        (answer["isValid"].as_bool(), answer["invalidReason"].as_str()),
-        (Some(false), Some(reason)),
-        "{answer}"
-    );
-}
-
-/// Enrols and confirms TOTP for `principal` (with its `key`); answers its recovery codes.
-async fn enrol(world: &World, principal: &str, key: &str) -> Vec<String> {
-    let (status, enrolment) = world.api.post(key, &format!("/v1/principals/{principal}/totp"), json!({}), None).await;
-    assert_eq!(status, 201, "{enrolment}");
-    let seed =
-        totp_rs::Secret::try_from_base32(enrolment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
-    let code = totp_rs::Builder::new().with_secret(seed).build_noncompliant().generate(later(0)).to_string();
-    let (status, codes) =
-        world.api.post(key, &format!("/v1/principals/{principal}/totp/confirm"), json!({"code": code}), None).await;
-    assert_eq!(status, 200, "{codes}");
-    codes["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
-}
-
-/// The holder's step-up policy: above `above` USD minor units (if any), new payees, new devices;
-/// set before its TOTP is confirmed (so it needs no approval), then TOTP; answers recovery codes.
-async fn guard(world: &World, above: Option<&str>, new_payee: bool, new_device: bool) -> Vec<String> {
-    let above = above.map(|amount| json!({"asset_code": "USD", "asset_scale": 2, "amount": amount}));
-    let policy = json!({"above": above, "new_payee": new_payee, "new_device": new_device});
-    let (status, answer) = world.api.post(&world.holder, "/v1/principals/100/step-up", policy, None).await;
-    assert_eq!(status, 200, "{answer}");
-    enrol(world, "100", &world.holder).await
-}
-
-/// The holder wants a second factor above USD 5.00.
-async fn guard_above_5(world: &World) -> Vec<String> {
-    guard(world, Some("500"), false, false).await
-}
-
-/// The holder approves challenge `id` with a recovery code.
-async fn approve_challenge(world: &World, id: &str, recovery_code: &str) {
-    let path = format!("/v1/challenges/{id}/approve");
-    let (status, answer) = world.api.post(&world.holder, &path, json!({"recovery_code": recovery_code}), None).await;
-    assert_eq!(status, 200, "{answer}");
 }
 
 /// The challenge id of a `requires_action` answer (asserting it is one).

@@ -2,6 +2,8 @@
 //! listens and the operator key it prints on first start.
 #![allow(dead_code)]
 
+pub mod holds;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
