@@ -34,9 +34,9 @@ pub async fn run() -> anyhow::Result<Outcome> {
         sandbox.merchant(205 + n as u128, &format!("Streamer {n}"), *streamer).await?;
     }
     let config = sandbox.payer(105, "Viewer", VIEWER_ACCOUNT, 1_000_000_000).await?;
-    let viewer = Wallet::new(config);
+    let viewer = Wallet::new(config)?;
     step(&format!("a viewer tips {} a minute to two streamers", dollars(TIP_PER_MINUTE)));
-    let client = reqwest::Client::new();
+    let client = obol_client::http_client(None)?;
     let mut paid_requests = 0;
     for (n, (streamer, minutes)) in STREAMERS.iter().zip(MINUTES).enumerate() {
         viewer.open_tab(*streamer, u128::from(minutes) * TIP_PER_MINUTE, 4 * 3600).await?;

@@ -29,8 +29,8 @@ pub async fn run() -> anyhow::Result<Outcome> {
     config.preference = Preference::Exact;
     config.limits = SpendLimits { per_day_max: 1_500_000_000, ..SpendLimits::default() };
     step("a player with $5.00; the parent set a daily limit of $1.50");
-    let wallet = Wallet::new(config);
-    let client = reqwest::Client::new();
+    let wallet = Wallet::new(config)?;
+    let client = obol_client::http_client(None)?;
     let buy = || client.post(format!("{}/items/sword", sandbox.base)).build();
     let response = wallet.fetch(buy()?).await?;
     anyhow::ensure!(response.status() == 200, "purchase: {}", response.status());

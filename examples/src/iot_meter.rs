@@ -31,12 +31,12 @@ pub async fn run() -> anyhow::Result<Outcome> {
         dollars(1_000_000_000),
         dollars(PRICE_PER_READING)
     ));
-    let meter = Wallet::new(config);
+    let meter = Wallet::new(config)?;
     let budget = u128::from(READINGS) * PRICE_PER_READING;
     meter.open_tab(GRID, budget, 3_600).await?;
     meter.commit_payword(GRID, READINGS, PRICE_PER_READING).await?;
     step(&format!("the meter escrows {} and signs one commitment to a {READINGS}-word hash chain", dollars(budget)));
-    let client = reqwest::Client::new();
+    let client = obol_client::http_client(None)?;
     let mut paid_requests = 0;
     for reading in 1..=READINGS {
         let request = client.post(format!("{}/readings", sandbox.base)).body(format!("kWh={reading}.25")).build()?;

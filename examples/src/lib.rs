@@ -74,7 +74,7 @@ impl Sandbox {
         tokio::spawn(async move {
             let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         });
-        let sandbox = Sandbox { base, network, operator, http: reqwest::Client::new(), engine, dir };
+        let sandbox = Sandbox { base, network, operator, http: obol_client::http_client(None)?, engine, dir };
         sandbox
             .op("/v1/accounts", json!({"id": ISSUER_ACCOUNT.to_string(), "asset_code": "USD", "asset_scale": 9}))
             .await?;

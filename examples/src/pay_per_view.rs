@@ -33,7 +33,7 @@ pub async fn run() -> anyhow::Result<Outcome> {
     config.auto_tab_budget = 10 * PRICE_PER_ARTICLE;
     config.limits = SpendLimits { per_request_max: 1_000_000, per_tab_max: 5_000_000, per_day_max: 20_000_000 };
     step("a reader with $0.10; the wallet may open tabs of up to $0.005 and spend $0.02 a day");
-    let wallet = Wallet::new(config);
+    let wallet = Wallet::new(config)?;
     let mut paid_requests = 0;
     for n in 1..=ARTICLES {
         let response = wallet.get(&format!("{}/articles/story-{n}", sandbox.base)).await?;

@@ -28,7 +28,7 @@ pub async fn run() -> anyhow::Result<Outcome> {
     .await?;
     sandbox.merchant(204, "Translation service", SERVICE).await?;
     let config = sandbox.payer(104, "Subscriber", SUBSCRIBER_ACCOUNT, 10_000_000_000).await?;
-    let wallet = Wallet::new(config);
+    let wallet = Wallet::new(config)?;
     step(&format!(
         "a subscriber with $10.00; allowance {} a month, {} a call",
         dollars(ALLOWANCE),

@@ -60,7 +60,7 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
     let (sandbox, merchant_key) = setup().await;
     // Two clients, one connection each: their requests interleave on the server.
     let clients: Vec<reqwest::Client> =
-        (0..2).map(|_| reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap()).collect();
+        (0..2).map(|_| obol_client::http_client_builder(None).unwrap().pool_max_idle_per_host(1).build().unwrap()).collect();
     let mut tasks = Vec::new();
     for (lane, client) in clients.iter().enumerate() {
         let (client, base, key) = (client.clone(), sandbox.base.clone(), merchant_key.clone());
@@ -111,7 +111,7 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seq_regression_and_an_expired_tab_are_refused_with_clear_codes() {
     let (sandbox, merchant_key) = setup().await;
-    let client = reqwest::Client::new();
+    let client = obol_client::http_client(None).unwrap();
     assert_eq!(submit(&client, &sandbox, &merchant_key, 5, voucher(&sandbox.network, 5, 100, 5)).await.0, 200);
     let (status, problem) = submit(&client, &sandbox, &merchant_key, 5, voucher(&sandbox.network, 5, 200, 4)).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("voucher_not_increasing")), "{problem}");

@@ -25,6 +25,10 @@ use obol_wire::x402::{PaymentRequired, PaymentRequirements, SettlementResponse, 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
+mod tls;
+
+pub use tls::{http_client, http_client_builder};
+
 /// Why the wallet did not pay or the server refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -50,6 +54,9 @@ pub enum ClientError {
     /// The server's answer did not follow the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// HTTPS cannot be set up as asked (a CA file that holds no certificate, say).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Limits the holder sets; each is in minor units of the wallet's asset, `u128::MAX` for none.
@@ -229,13 +236,20 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Wallet {
-    /// A wallet for `config`.
-    pub fn new(config: WalletConfig) -> Wallet {
+    /// A wallet for `config`, reaching its server (and the payees) over HTTP or HTTPS with the
+    /// system's root certificates.
+    pub fn new(config: WalletConfig) -> Result<Wallet, ClientError> {
+        Ok(Wallet::with_http_client(config, http_client(None)?))
+    }
+
+    /// A wallet that sends its requests through `http` (from [`http_client`] with a CA of your
+    /// own, say).
+    pub fn with_http_client(config: WalletConfig, http: reqwest::Client) -> Wallet {
         let key = SigningKey::from_bytes(&config.device_key);
         Wallet {
             config,
             key,
-            http: reqwest::Client::new(),
+            http,
             state: Mutex::new(Ledgerish::default()),
             network: std::sync::OnceLock::new(),
         }

@@ -103,6 +103,7 @@ fn wallet(server: &Server, limits: SpendLimits, preference: Preference) -> Walle
         limits,
         preference,
     })
+    .unwrap()
 }
 
 fn balances(server: &Server, id: u128) -> (u128, u128) {

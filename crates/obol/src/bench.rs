@@ -376,22 +376,22 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     results.insert("cpus".into(), json!(cpus));
     if args.json {
-        println!("{}", serde_json::Value::Object(results));
+        crate::outln!("{}", serde_json::Value::Object(results));
         return Ok(());
     }
     let fmt = |v: Option<f64>| v.map_or_else(|| "skipped".to_string(), |v| format!("{:.0}/s", v));
     let ratio =
         |a: Option<f64>, b: Option<f64>| a.zip(b).map_or_else(|| "-".to_string(), |(a, b)| format!("{:.1}x", a / b));
-    println!(
+    crate::outln!(
         "obol bench ledger: {per_run} transfers per engine run in batches of {BATCH_EVENTS_MAX}, {} accounts, {} cpus",
         args.accounts, cpus
     );
-    println!(
+    crate::outln!(
         "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
         "workload", "embedded", "postgres", "naive pg", "embedded/naive", "postgres/naive"
     );
     for (workload, embedded, pg, naive) in table {
-        println!(
+        crate::outln!(
             "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
             workload.name(),
             fmt(Some(embedded)),
@@ -508,17 +508,17 @@ fn auth(args: AuthArgs) -> anyhow::Result<()> {
     let (raw_p50, raw_p99) = (percentile(&raw_ns, 0.5), percentile(&raw_ns, 0.99));
     let overhead = signed_p50 / raw_p50.max(0.001);
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({"requests": args.requests, "signed_request_p50_us": signed_p50, "signed_request_p99_us": signed_p99,
                    "dalek_verify_p50_us": raw_p50, "dalek_verify_p99_us": raw_p99, "signed_over_dalek_p50": (overhead * 100.0).round() / 100.0})
         );
         return Ok(());
     }
-    println!("obol bench auth: {} device-signed requests (RFC 9421 + RFC 9530), same run", args.requests);
-    println!("{:<34} {:>10} {:>10}", "", "p50 (µs)", "p99 (µs)");
-    println!("{:<34} {:>10.1} {:>10.1}", "signed request, full check", signed_p50, signed_p99);
-    println!("{:<34} {:>10.1} {:>10.1}", "ed25519-dalek verify_strict alone", raw_p50, raw_p99);
-    println!("full check / bare verify at p50: {overhead:.2}x");
+    crate::outln!("obol bench auth: {} device-signed requests (RFC 9421 + RFC 9530), same run", args.requests);
+    crate::outln!("{:<34} {:>10} {:>10}", "", "p50 (µs)", "p99 (µs)");
+    crate::outln!("{:<34} {:>10.1} {:>10.1}", "signed request, full check", signed_p50, signed_p99);
+    crate::outln!("{:<34} {:>10.1} {:>10.1}", "ed25519-dalek verify_strict alone", raw_p50, raw_p99);
+    crate::outln!("full check / bare verify at p50: {overhead:.2}x");
     Ok(())
 }

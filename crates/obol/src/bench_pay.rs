@@ -189,7 +189,7 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
     let (bytes_per_open_tab, bytes_per_escrow) = tab_memory(args.tabs, first_verifying)?;
     let ratio = voucher_checks_per_s / dalek_batch_verify_per_s;
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({
                 "vouchers": checked, "voucher_checks_per_s": voucher_checks_per_s.round(),
@@ -203,14 +203,14 @@ pub fn vouchers(args: VoucherArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("obol bench vouchers: one core, same run");
-    println!("{:<48} {:>14.0}/s", "voucher checks (decode, tab, batch verify, accept)", voucher_checks_per_s);
-    println!("{:<48} {:>14.0}/s", "ed25519-dalek verify_strict, one by one", dalek_verify_per_s);
-    println!("{:<48} {:>14.0}/s", "ed25519-dalek verify_batch, 64 at a time", dalek_batch_verify_per_s);
-    println!("voucher checks / dalek batch verify: {:.1}%", ratio * 100.0);
-    println!("{:<48} {:>14.0}/s", "PayWord ticks (one SHA-256 each)", payword_ticks_per_s);
-    println!("{:<48} {:>14.0} B", format!("memory per open tab ({} tabs)", args.tabs), bytes_per_open_tab);
-    println!("{:<48} {:>14.0} B", "  plus its escrow (a pending ledger transfer)", bytes_per_escrow);
+    crate::outln!("obol bench vouchers: one core, same run");
+    crate::outln!("{:<48} {:>14.0}/s", "voucher checks (decode, tab, batch verify, accept)", voucher_checks_per_s);
+    crate::outln!("{:<48} {:>14.0}/s", "ed25519-dalek verify_strict, one by one", dalek_verify_per_s);
+    crate::outln!("{:<48} {:>14.0}/s", "ed25519-dalek verify_batch, 64 at a time", dalek_batch_verify_per_s);
+    crate::outln!("voucher checks / dalek batch verify: {:.1}%", ratio * 100.0);
+    crate::outln!("{:<48} {:>14.0}/s", "PayWord ticks (one SHA-256 each)", payword_ticks_per_s);
+    crate::outln!("{:<48} {:>14.0} B", format!("memory per open tab ({} tabs)", args.tabs), bytes_per_open_tab);
+    crate::outln!("{:<48} {:>14.0} B", "  plus its escrow (a pending ledger transfer)", bytes_per_escrow);
     Ok(())
 }
 
@@ -730,7 +730,7 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
                     "paid_records": r.paid_records, "paid_voucher_records": r.voucher_records})
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             json!({"connections": args.connections, "duration_s": args.duration_s, "rounds": rounds_json,
                 "paid_rps": paid_rps.round(), "paid_p50_ms": med(&|r| r.paid.p50_ms), "paid_p99_ms": med(&|r| r.paid.p99_ms),
@@ -745,17 +745,17 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "obol bench http: wrk -t1 -c{} -d{}s over loopback, same server; {} rounds of unpaid, tick-paid and voucher-paid runs, interleaved",
         args.connections, args.duration_s, args.rounds
     );
-    println!(
+    crate::outln!(
         "{:<7} {:>12} {:>12} {:>10} {:>12} {:>10} {:>14} {:>16}",
         "round", "unpaid/s", "tick/s", "p99 (ms)", "voucher/s", "p99 (ms)", "tick/unpaid", "voucher/unpaid"
     );
     for (index, r) in results.iter().enumerate() {
         let (tick, voucher) = r.ratios();
-        println!(
+        crate::outln!(
             "{:<7} {:>12.0} {:>12.0} {:>10.2} {:>12.0} {:>10.2} {:>14.3} {:>16.3}",
             index + 1,
             HttpRoundResult::rps(&r.free),
@@ -767,10 +767,10 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
             voucher
         );
     }
-    println!(
+    crate::outln!(
         "median: paid over unpaid {paid_over_unpaid:.3} by PayWord tick, {voucher_over_unpaid:.3} by voucher ({paid_rps:.0}, {paid_voucher_rps:.0} and {unpaid_rps:.0} req/s)"
     );
-    println!(
+    crate::outln!(
         "records (one sync each): {:.1} tick payments per record, {:.1} voucher payments per record (medians); refused: {}",
         med(&|r| per_record(&r.paid, r.paid_records)),
         med(&|r| per_record(&r.voucher, r.voucher_records)),
@@ -872,7 +872,7 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     let actions = engine.decided();
     let bytes_per_entity = live_bytes as f64 / engine.entities().max(1) as f64;
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({"events": args.events, "entities": engine.entities(), "decision_p50_us": p(0.5), "decision_p99_us": p(0.99),
                 "trees": engine.model().map_or(0, |m| m.params.iterations), "explained": explained,
@@ -881,15 +881,15 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("obol bench risk: {} events, {} entities tracked, one core", args.events, engine.entities());
-    println!(
+    crate::outln!("obol bench risk: {} events, {} entities tracked, one core", args.events, engine.entities());
+    crate::outln!(
         "decision (features, model of {} trees, {} bundles, contributions unless allowed): p50 {:.1} µs, p99 {:.1} µs",
         engine.model().map_or(0, |m| m.params.iterations),
         engine.policy().in_force(start_s).len(),
         p(0.5),
         p(0.99)
     );
-    println!("memory per tracked entity: {bytes_per_entity:.0} B");
-    println!("decisions: {} step-up, {} allow, {} block, {} review", actions[0], actions[1], actions[2], actions[3]);
+    crate::outln!("memory per tracked entity: {bytes_per_entity:.0} B");
+    crate::outln!("decisions: {} step-up, {} allow, {} block, {} review", actions[0], actions[1], actions[2], actions[3]);
     Ok(())
 }

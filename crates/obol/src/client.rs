@@ -5,16 +5,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-/// Where the server is and how to authenticate.
-#[derive(Args, Debug)]
-pub struct Connection {
-    /// Base URL of the obol server.
-    #[arg(long, default_value = "http://127.0.0.1:8402", env = "OBOL_URL")]
-    url: String,
-    /// Operator API key (printed once by the first `obol serve`).
-    #[arg(long, env = "OBOL_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-}
+pub use crate::profile::Connection;
 
 /// `obol account ...`
 #[derive(Subcommand, Debug)]
@@ -114,10 +105,18 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(connection: &Connection) -> anyhow::Result<Api> {
-        let key = connection.api_key.clone().ok_or_else(|| {
-            anyhow!("no API key: pass --api-key or set OBOL_API_KEY (obol serve printed it on first start)")
+        Api::from_resolved(&connection.resolve()?)
+    }
+
+    pub(crate) fn from_resolved(resolved: &crate::profile::Resolved) -> anyhow::Result<Api> {
+        let key = resolved.api_key.clone().ok_or_else(|| {
+            anyhow!(
+                "no API key: set OBOL_API_KEY, pass --api-key-file, or `obol login` (the first `obol serve` \
+                 printed the operator's key)"
+            )
         })?;
-        Ok(Api { http: reqwest::Client::new(), base: connection.url.trim_end_matches('/').to_string(), key })
+        crate::out::set_mode(resolved.output);
+        Ok(Api { http: resolved.http()?, base: resolved.server.clone(), key })
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
@@ -138,7 +137,7 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach obol at {}", self.base))?;
+        let response = request.send().await.map_err(|error| unreachable(&self.base, error))?;
         let status = response.status().as_u16();
         let text = response.text().await?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -162,7 +161,7 @@ impl Api {
             .body(body)
             .send()
             .await
-            .with_context(|| format!("cannot reach obol at {}", self.base))?;
+            .map_err(|error| unreachable(&self.base, error))?;
         let status = response.status().as_u16();
         let value: Value = serde_json::from_str(&response.text().await?).unwrap_or(Value::Null);
         succeeded(status, value)
@@ -184,11 +183,11 @@ impl Api {
         let challenge = value.pointer("/challenge/id").and_then(Value::as_str).map(str::to_string);
         let Some(challenge) = challenge.filter(|_| status == 403) else { return succeeded(status, value) };
         let Some(code) = code else {
-            bail!(
+            return Err(anyhow::Error::new(crate::out::NeedsApproval(format!(
                 "requires_action (HTTP 403): a second factor must approve this. Approve challenge {challenge} \
                  (obol mfa approve {challenge} --code CODE) and rerun with --approval {challenge}, \
                  or rerun with --code CODE"
-            );
+            ))));
         };
         let field = if code.contains('-') { "recovery_code" } else { "code" };
         let answer = serde_json::json!({ field: code });
@@ -209,6 +208,29 @@ impl Api {
     }
 }
 
+/// Why a request got no answer, with what to do when it is the server's certificate.
+pub(crate) fn unreachable(base: &str, error: reqwest::Error) -> anyhow::Error {
+    let mut causes = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if causes.last() != Some(&text) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    let chain = causes.join(": ");
+    let hint = if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
+        " (the server's certificate is not signed by a CA this machine trusts: pass --ca-cert with its CA, \
+         or set ca_cert in the profile)"
+    } else if chain.contains("onnection refused") {
+        " (is `obol serve` running there?)"
+    } else {
+        ""
+    };
+    anyhow::Error::new(crate::out::Unreachable(format!("cannot reach obol at {base}: {chain}{hint}")))
+}
+
 /// The answer of a 2xx; otherwise an error naming the problem's code and detail.
 fn succeeded(status: u16, value: Value) -> anyhow::Result<Value> {
     if !(200..300).contains(&status) {
@@ -224,7 +246,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    crate::out::show(value);
 }
 
 /// `obol account ...`
@@ -299,7 +321,7 @@ pub fn balance(args: BalanceArgs) -> anyhow::Result<()> {
 
 /// The first payment, over HTTP, with every request printed as a curl command.
 pub async fn demo(base: &str, key: &str) -> anyhow::Result<()> {
-    let api = Api { http: reqwest::Client::new(), base: base.to_string(), key: key.to_string() };
+    let api = Api { http: obol_client::http_client(None)?, base: base.to_string(), key: key.to_string() };
     let suffix: u32 = rand::random::<u32>() % 1_000_000;
     let payer = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2);
     let payee = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2 + 1);
@@ -331,19 +353,19 @@ pub async fn demo(base: &str, key: &str) -> anyhow::Result<()> {
             json!({"id": format!("{payer}2"), "debit_account_id": payer, "credit_account_id": payee, "amount": "400000", "asset_code": "USD", "asset_scale": 9}),
         ),
     ];
-    println!("\n--- demo: a first payment over the HTTP API (key shown as $OBOL_API_KEY) ---");
+    crate::outln!("\n--- demo: a first payment over the HTTP API (key shown as $OBOL_API_KEY) ---");
     for (what, path, body) in &steps {
-        println!("\n# {what}");
-        println!(
+        crate::outln!("\n# {what}");
+        crate::outln!(
             "curl -s -X POST {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\" -H 'Content-Type: application/json' -d '{body}'"
         );
         let answer = api.expect(reqwest::Method::POST, path, Some(body)).await?;
-        println!("{}", serde_json::to_string(&answer)?);
+        crate::outln!("{}", serde_json::to_string(&answer)?);
     }
     let path = format!("/v1/accounts/{payer}/balance");
-    println!("\n# the payer's balance after paying");
-    println!("curl -s {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\"");
-    println!("{}", serde_json::to_string(&api.expect(reqwest::Method::GET, &path, None).await?)?);
-    println!("\n--- demo done; obol keeps serving (Ctrl-C to stop) ---\n");
+    crate::outln!("\n# the payer's balance after paying");
+    crate::outln!("curl -s {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\"");
+    crate::outln!("{}", serde_json::to_string(&api.expect(reqwest::Method::GET, &path, None).await?)?);
+    crate::outln!("\n--- demo done; obol keeps serving (Ctrl-C to stop) ---\n");
     Ok(())
 }

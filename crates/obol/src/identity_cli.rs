@@ -291,7 +291,7 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         PrincipalCommand::Activity { id, connection } => {
             let events = call(&connection, Method::GET, format!("/v1/principals/{id}/activity"), None)?;
             for event in events.as_array().map(Vec::as_slice).unwrap_or_default() {
-                println!("{}  {}", event["at_ns"].as_str().unwrap_or(""), event["description"].as_str().unwrap_or(""));
+                crate::outln!("{}  {}", event["at_ns"].as_str().unwrap_or(""), event["description"].as_str().unwrap_or(""));
             }
             return Ok(());
         }
@@ -408,10 +408,10 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
             let enrollment = call(&connection, Method::POST, format!("/v1/principals/{principal}/totp"), Some(body))?;
             let text = |key: &str| enrollment.get(key).and_then(Value::as_str).unwrap_or("");
             std::fs::write(&qr_out, text("qr_svg")).with_context(|| format!("writing {}", qr_out.display()))?;
-            println!("Scan {} with your authenticator app, or enter the secret by hand:", qr_out.display());
-            println!("  secret: {}", text("secret_base32"));
-            println!("  uri:    {}", text("otpauth_uri"));
-            println!("Then confirm: obol mfa confirm --principal {principal} --code <6 digits>");
+            crate::outln!("Scan {} with your authenticator app, or enter the secret by hand:", qr_out.display());
+            crate::outln!("  secret: {}", text("secret_base32"));
+            crate::outln!("  uri:    {}", text("otpauth_uri"));
+            crate::outln!("Then confirm: obol mfa confirm --principal {principal} --code <6 digits>");
             return Ok(());
         }
         MfaCommand::Confirm { principal, code, connection } => {
@@ -421,9 +421,9 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
                 format!("/v1/principals/{principal}/totp/confirm"),
                 Some(json!({"code": code})),
             )?;
-            println!("Authenticator confirmed. Recovery codes (each works once; store them offline):");
+            crate::outln!("Authenticator confirmed. Recovery codes (each works once; store them offline):");
             for code in codes.get("recovery_codes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-                println!("  {}", code.as_str().unwrap_or(""));
+                crate::outln!("  {}", code.as_str().unwrap_or(""));
             }
             return Ok(());
         }

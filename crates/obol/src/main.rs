@@ -4,11 +4,14 @@
 //! handlers and uses `anyhow`; everything below it returns typed errors.
 
 mod alloc;
+#[macro_use]
+mod out;
 mod bench;
 mod bench_pay;
 mod client;
 mod identity_cli;
 mod pay_cli;
+mod profile;
 mod risk_cli;
 mod risk_ops_cli;
 mod serve;
@@ -22,10 +25,20 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 /// obol: a secure micropayment server.
 ///
 /// Start the server with `obol serve` (embedded storage in ./obol-data, listening on
-/// 127.0.0.1:8402). On first start it prints an operator API key once; the client commands read
-/// it from --api-key or OBOL_API_KEY.
+/// 127.0.0.1:8402). On first start it prints an operator API key once. The client commands
+/// reach a server named by --server (or a profile: `obol login`, `obol config`) with the key from
+/// OBOL_API_KEY, --api-key-file or the profile.
 #[derive(Parser, Debug)]
-#[command(name = "obol", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "obol",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    after_long_help = "Exit codes: 0 done; 1 refused by the server or failed (the error says why); 2 bad \
+command line; 3 the server could not be reached (network, TLS); 4 a second factor must approve \
+the request (approve the challenge, then send it again with --approval)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,6 +78,13 @@ enum Command {
     /// Second factor (TOTP), step-up policy and approvals.
     #[command(subcommand)]
     Mfa(identity_cli::MfaCommand),
+    /// Check an API key against a server and keep both as a named profile.
+    ///
+    /// Example: obol login --server https://pay.example.com --profile prod
+    Login(profile::LoginArgs),
+    /// Profiles of the client commands: list, show, use, set, remove.
+    #[command(subcommand)]
+    Config(profile::ConfigCommand),
     /// Measure obol on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -98,12 +118,20 @@ fn main() -> std::process::ExitCode {
         Command::Device(command) => identity_cli::device(command),
         Command::Mfa(command) => identity_cli::mfa(command),
         Command::Bench(command) => bench::run(command),
+        Command::Login(args) => profile::login(args),
+        Command::Config(command) => profile::config(command),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::ExitCode::from(out::exit::OK),
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            if error.downcast_ref::<out::Unreachable>().is_some() {
+                std::process::ExitCode::from(out::exit::UNREACHABLE)
+            } else if error.downcast_ref::<out::NeedsApproval>().is_some() {
+                std::process::ExitCode::from(out::exit::NEEDS_APPROVAL)
+            } else {
+                std::process::ExitCode::from(out::exit::FAILED)
+            }
         }
     }
 }

@@ -89,9 +89,9 @@ pub struct PayArgs {
     /// The account's asset, e.g. USD/9.
     #[arg(long)]
     asset: String,
-    /// The obol server that keeps the account (where tabs are opened).
-    #[arg(long, default_value = "http://127.0.0.1:8402", env = "OBOL_URL")]
-    server: String,
+    /// The obol server that keeps the account (where tabs are opened), and how to print.
+    #[command(flatten)]
+    endpoint: crate::profile::Endpoint,
     /// Budget of a tab opened when a payee asks and none is open (0: never open one).
     #[arg(long, default_value_t = 0)]
     tab_budget: u128,
@@ -179,8 +179,10 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
         per_tab_max: args.max_per_tab.unwrap_or(u128::MAX),
         per_day_max: args.max_per_day.unwrap_or(u128::MAX),
     };
-    let wallet = Wallet::new(WalletConfig {
-        server: args.server.clone(),
+    let home = args.endpoint.resolve()?;
+    let http = home.http()?;
+    let wallet = Wallet::with_http_client(WalletConfig {
+        server: home.server.clone(),
         device_key: read_key(&args.key_file)?,
         kid: args.kid.clone(),
         device_id: parse_id("device", &args.device)?,
@@ -190,7 +192,7 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
         auto_tab_timeout_s: 3600,
         limits,
         preference: if args.exact { Preference::Exact } else { Preference::Tabs },
-    });
+    }, http.clone());
     runtime()?.block_on(async {
         for n in 1..=args.count {
             let response = wallet.get(&args.url).await.map_err(|e| anyhow!("request {n}: {e}"))?;
@@ -198,14 +200,14 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
             let paid = receipt(&response);
             let body = response.text().await.unwrap_or_default();
             let shown: String = body.chars().take(200).collect();
-            println!("{}", json!({"request": n, "status": status, "receipt": paid, "body": shown}));
+            crate::outln!("{}", json!({"request": n, "status": status, "receipt": paid, "body": shown}));
             if status >= 400 {
                 bail!("request {n} answered {status}");
             }
         }
         eprintln!("paid today: {} minor units", wallet.spent_today());
         if args.settle {
-            let offer_payee = first_payee(&wallet, &args.url).await?;
+            let offer_payee = first_payee(&http, &wallet, &args.url).await?;
             if let Some(payee) = offer_payee {
                 print(&wallet.settle(payee).await.map_err(|e| anyhow!("settling: {e}"))?);
             }
@@ -215,8 +217,12 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
 }
 
 /// The payee a priced URL names in its offer (to settle the wallet's tab to it).
-async fn first_payee(wallet: &obol_client::Wallet, url: &str) -> anyhow::Result<Option<u128>> {
-    let response = reqwest::get(url).await?;
+async fn first_payee(
+    http: &reqwest::Client,
+    wallet: &obol_client::Wallet,
+    url: &str,
+) -> anyhow::Result<Option<u128>> {
+    let response = http.get(url).send().await?;
     let offer = response
         .headers()
         .get("payment-required")

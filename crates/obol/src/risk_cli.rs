@@ -174,17 +174,17 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
                     "both": rate(r.by_both, r.events)})
             })
             .collect();
-        println!("{}", json!({"customers": args.customers, "days": args.days, "seed": args.seed, "kinds": rows}));
+        crate::outln!("{}", json!({"customers": args.customers, "days": args.days, "seed": args.seed, "kinds": rows}));
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "held-out simulated traffic ({} customers, {} days, seed {}): share stopped",
         args.customers, args.days, args.seed
     );
     for (title, fraud) in [("good payments (false alarms)", false), ("fraud (caught)", true)] {
-        println!("\n{title:<20}   {:>8} {:>10} {:>10} {:>10}", "events", "rules", "model", "both");
+        crate::outln!("\n{title:<20}   {:>8} {:>10} {:>10} {:>10}", "events", "rules", "model", "both");
         for r in reports.iter().filter(|r| r.kind.is_some() == fraud) {
-            println!(
+            crate::outln!(
                 "  {:<20} {:>8} {:>9.2}% {:>9.2}% {:>9.2}%",
                 name(r),
                 r.events,
@@ -354,20 +354,20 @@ fn print_metrics(metrics: &Metrics, json_out: bool, extra: serde_json::Value) {
         if let (Some(object), Some(more)) = (value.as_object_mut(), extra.as_object()) {
             object.extend(more.clone());
         }
-        println!("{value}");
+        crate::outln!("{value}");
         return;
     }
-    println!("held-out rows: {} ({} fraud)", metrics.rows, metrics.positives);
-    println!(
+    crate::outln!("held-out rows: {} ({} fraud)", metrics.rows, metrics.positives);
+    crate::outln!(
         "AUPRC: {:.4} (95% bootstrap interval {:.4} to {:.4})",
         metrics.auprc, metrics.auprc_ci_low, metrics.auprc_ci_high
     );
-    println!("ROC AUC: {:.4}", metrics.roc_auc);
-    println!("precision at 80% recall: {:.4} (threshold {:.4})", metrics.precision_at_80_recall, metrics.threshold);
+    crate::outln!("ROC AUC: {:.4}", metrics.roc_auc);
+    crate::outln!("precision at 80% recall: {:.4} (threshold {:.4})", metrics.precision_at_80_recall, metrics.threshold);
     let [tp, fp, tn, fn_] = metrics.confusion;
-    println!("confusion at that threshold:    predicted fraud   predicted fine");
-    println!("  fraud                         {tp:>15}   {fn_:>14}");
-    println!("  fine                          {fp:>15}   {tn:>14}");
+    crate::outln!("confusion at that threshold:    predicted fraud   predicted fine");
+    crate::outln!("  fraud                         {tp:>15}   {fn_:>14}");
+    crate::outln!("  fine                          {fp:>15}   {tn:>14}");
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
@@ -394,7 +394,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     model.metrics = evaluate(&scores, held_labels, 1000, args.seed);
     std::fs::write(&args.out, model.to_json()).with_context(|| format!("writing {}", args.out.display()))?;
     if !args.json {
-        println!("trained on {split} rows, {} features; model written to {}", data.names.len(), args.out.display());
+        crate::outln!("trained on {split} rows, {} features; model written to {}", data.names.len(), args.out.display());
     }
     print_metrics(&model.metrics, args.json, json!({"model": args.out.display().to_string(), "trained_rows": split}));
     Ok(())
@@ -424,7 +424,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let metrics = evaluate(&scores, held_labels, args.bootstrap, 11);
     print_metrics(&metrics, args.json, json!({"score_us_mean": (per_decision_us * 100.0).round() / 100.0}));
     if !args.json {
-        println!("one score: {per_decision_us:.2} µs on average");
+        crate::outln!("one score: {per_decision_us:.2} µs on average");
     }
     Ok(())
 }

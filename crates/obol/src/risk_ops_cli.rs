@@ -18,9 +18,6 @@ pub struct ReviewsArgs {
     /// At most this many (1 to 500).
     #[arg(long, default_value_t = 100)]
     limit: usize,
-    /// Print the JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -91,25 +88,31 @@ pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.connection)?;
     let path = format!("/v1/risk/reviews?status={}&limit={}", args.status, args.limit);
     let page = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
-    if args.json {
+    if crate::out::is_json() {
         print(&page);
         return Ok(());
     }
     let items = page.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
     if items.is_empty() {
-        println!("no {} reviews", args.status);
+        crate::outln!("no {} reviews", args.status);
         return Ok(());
     }
-    println!("{:<36} {:<9} {:<15} {:>14} {:<5} rule / reason", "id", "status", "kind", "amount", "asset");
+    crate::outln!("{:<36} {:<9} {:<15} {:>20} {:<24} rule / reason", "id", "status", "kind", "amount", "created");
     for item in &items {
         let text = |key: &str| str_at(item, key).unwrap_or("").to_string();
-        println!(
-            "{:<36} {:<9} {:<15} {:>14} {:<5} {} / {}",
+        let scale = item.get("asset_scale").and_then(Value::as_u64).and_then(|s| u8::try_from(s).ok()).unwrap_or(0);
+        let amount = text("amount").parse::<u128>().map_or_else(
+            |_| text("amount"),
+            |units| format!("{} {}", crate::out::decimal(units, scale), text("asset_code")),
+        );
+        let created = text("created_ns").parse::<u128>().map_or_else(|_| "-".to_string(), crate::out::rfc3339);
+        crate::outln!(
+            "{:<36} {:<9} {:<15} {:>20} {:<24} {} / {}",
             text("id"),
             text("status"),
             text("kind"),
-            text("amount"),
-            text("asset_code"),
+            amount,
+            created,
             item.pointer("/risk/rule").and_then(Value::as_str).unwrap_or("-"),
             item.pointer("/risk/reason_en").and_then(Value::as_str).unwrap_or("")
         );
@@ -136,7 +139,7 @@ pub fn decide(args: DecideArgs) -> anyhow::Result<()> {
         .map(|o| o.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let status = str_at(&decided, "status").unwrap_or("?");
-    println!("review {} {status}: {}", args.id, outcome.join(", "));
+    crate::outln!("review {} {status}: {}", args.id, outcome.join(", "));
     Ok(())
 }
 
@@ -147,8 +150,8 @@ pub fn labels(out: &PathBuf, connection: &Connection) -> anyhow::Result<()> {
     let Value::String(text) = csv else { bail!("the server answered JSON where CSV was expected") };
     std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     let rows = text.lines().count().saturating_sub(1);
-    println!("wrote {rows} labelled reviews to {}", out.display());
-    println!(
+    crate::outln!("wrote {rows} labelled reviews to {}", out.display());
+    crate::outln!(
         "train with: obol risk train --data {} --map time=time_s,label=label --features rest --out model.json",
         out.display()
     );
@@ -168,7 +171,7 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<()> {
             let path = format!("/v1/risk/policy?shadow={shadow}");
             let change =
                 runtime()?.block_on(api.expect_text(reqwest::Method::POST, &path, text, "application/toml"))?;
-            println!(
+            crate::outln!(
                 "{} {} (change {})",
                 str_at(&change, "what").unwrap_or("?"),
                 str_at(&change, "bundle").unwrap_or("?"),
@@ -182,7 +185,7 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<()> {
             let changes = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
             for change in changes.as_array().cloned().unwrap_or_default() {
                 let at_s = str_at(&change, "at_ns").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) / 1_000_000_000;
-                println!(
+                crate::outln!(
                     "#{} at {} s by {}: {} {}{}",
                     change.get("seq").unwrap_or(&Value::Null),
                     at_s,
@@ -192,7 +195,7 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                     str_at(&change, "error").map(|e| format!(" ({e})")).unwrap_or_default()
                 );
                 for line in str_at(&change, "diff").unwrap_or("").lines().filter(|l| !l.starts_with(' ')) {
-                    println!("    {line}");
+                    crate::outln!("    {line}");
                 }
             }
         }

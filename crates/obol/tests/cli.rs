@@ -40,7 +40,7 @@ fn serve() -> Server {
 fn obol(server: &Server, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(args)
-        .env("OBOL_URL", &server.url)
+        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", &server.key)
         .output()
         .expect("run obol")
@@ -115,14 +115,14 @@ fn client_failures_name_the_problem_and_exit_nonzero() {
     }
     let no_key = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["balance", "1"])
-        .env("OBOL_URL", &server.url)
+        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env_remove("OBOL_API_KEY")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("no API key"));
     let wrong_key = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["balance", "1"])
-        .env("OBOL_URL", &server.url)
+        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", "obol_live_nope_nope")
         .output()
         .unwrap();
@@ -163,7 +163,7 @@ fn help_teaches_each_command() {
 fn obol_as(server: &Server, key: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(args)
-        .env("OBOL_URL", &server.url)
+        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", key)
         .output()
         .expect("run obol")

@@ -85,7 +85,7 @@ struct Ledgerbook {
 }
 
 async fn kill_cycles(store_args: &[String]) {
-    let http = reqwest::Client::new();
+    let http = obol_client::http_client(None).unwrap();
     let (mut server, key) = start(store_args);
     let key = key.expect("first start prints the operator key");
     wait_ready(&http, &server.base).await;

@@ -335,7 +335,7 @@ async fn a_crash_during_approval_never_leaves_run_money_under_a_pending_review()
         }
         let done = Arc::new(AtomicUsize::new(0));
         for (_, review) in &held {
-            let http = reqwest::Client::new();
+            let http = obol_client::http_client(None).unwrap();
             let url = format!("{}/v1/risk/reviews/{review}/decision", world.api.base);
             let (operator, done) = (world.operator.clone(), done.clone());
             tokio::spawn(async move {

@@ -718,7 +718,7 @@ async fn replaying_a_priced_routes_payment_cannot_use_up_the_holders_challenges(
     assert_eq!(status, 200, "{codes}");
 
     // The offer, and one authorization the holder's device signs for it.
-    let http = reqwest::Client::new();
+    let http = obol_client::http_client(None).unwrap();
     let unpaid = http.get(format!("{}/page", sandbox.base)).send().await.unwrap();
     assert_eq!(unpaid.status(), 402);
     let offer: PaymentRequired =

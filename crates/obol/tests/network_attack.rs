@@ -703,7 +703,8 @@ async fn n08_a_wallet_signs_exact_only_for_its_own_servers_network() {
         auto_tab_timeout_s: 600,
         limits: obol_client::SpendLimits::default(),
         preference: obol_client::Preference::Exact,
-    });
+    })
+    .unwrap();
     let paid = wallet.get(&format!("http://{address}/item")).await;
     let header = captured.lock().unwrap().clone();
     let Some(header) = header else {
@@ -747,7 +748,7 @@ async fn n09_two_embedded_servers_are_not_one_network() {
         sandboxes.push(sandbox);
     }
     let (a, b) = (&sandboxes[0], &sandboxes[1]);
-    let http = reqwest::Client::new();
+    let http = obol_client::http_client(None).unwrap();
     let network_of = |base: String| {
         let http = http.clone();
         async move {

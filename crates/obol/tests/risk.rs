@@ -78,7 +78,7 @@ fn stop(mut launched: support::Launched) {
 }
 
 fn obol(base: &str, key: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_obol")).args(args).env("OBOL_URL", base).env("OBOL_API_KEY", key).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_obol")).args(args).env("OBOL_SERVER", base).env("OBOL_CONFIG", "/nonexistent/obol-config.toml").env("OBOL_API_KEY", key).output().unwrap()
 }
 
 fn has_change(changes: &Value, what: &str, bundle: &str) -> bool {
@@ -93,7 +93,7 @@ async fn a_watched_policy_directory_reloads_live_and_held_requests_survive_a_res
     std::fs::create_dir_all(&policy).unwrap();
     let launched = launch(&data, &policy);
     let operator = launched.key.clone().expect("a first start prints the operator key");
-    let client = Client { http: reqwest::Client::new(), base: launched.base.clone() };
+    let client = Client { http: obol_client::http_client(None).unwrap(), base: launched.base.clone() };
     client.op(&operator, "/v1/principals", json!({"id": "100", "role": "holder", "name": "Alice"})).await;
     let holder = client.op(&operator, "/v1/principals/100/keys", json!({})).await["key"].as_str().unwrap().to_string();
     client.op(&operator, "/v1/accounts", json!({"id": "9", "asset_code": "USD", "asset_scale": 2})).await;
@@ -138,7 +138,7 @@ async fn a_watched_policy_directory_reloads_live_and_held_requests_survive_a_res
 
     stop(launched);
     let launched = launch(&data, &policy);
-    let client = Client { http: reqwest::Client::new(), base: launched.base.clone() };
+    let client = Client { http: obol_client::http_client(None).unwrap(), base: launched.base.clone() };
     let queue = obol(&launched.base, &operator, &["risk", "reviews"]);
     let text = String::from_utf8_lossy(&queue.stdout);
     assert!(queue.status.success() && text.contains(&review) && text.contains("limits@2/hold"), "{text}");

@@ -31,7 +31,7 @@ async fn a_full_identity_flow_leaves_no_secret_in_logs_or_storage() {
     );
     let (mut child, base, operator) = (launched.child, launched.base, launched.key.unwrap_or_default());
     let authority = base.trim_start_matches("http://").to_string();
-    let http = reqwest::Client::new();
+    let http = obol_client::http_client(None).unwrap();
     let mut secrets: Vec<String> = vec![operator.clone()];
     let call = |key: String, path: String, body: Value| {
         let http = http.clone();

@@ -17,7 +17,7 @@ async fn keys_and_addresses_are_throttled() {
         dir.as_os_str(),
     ]);
     let (mut child, base, key) = (launched.child, launched.base, launched.key.unwrap_or_default());
-    let http = reqwest::Client::new();
+    let http = obol_client::http_client(None).unwrap();
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..30 {

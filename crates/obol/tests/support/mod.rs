@@ -67,7 +67,7 @@ pub struct Api {
 impl Api {
     /// A client of `base`.
     pub fn new(base: &str) -> Api {
-        Api { base: base.to_string(), http: reqwest::Client::new() }
+        Api { base: base.to_string(), http: obol_client::http_client(None).unwrap() }
     }
 
     async fn answer(response: reqwest::Response) -> (u16, serde_json::Value) {
