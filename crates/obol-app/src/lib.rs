@@ -17,6 +17,7 @@ pub mod authz;
 pub mod env;
 pub mod error;
 pub mod identity;
+pub mod lists;
 pub mod passkeys;
 pub mod reviews;
 pub mod risk;

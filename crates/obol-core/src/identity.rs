@@ -659,6 +659,11 @@ impl Identity {
         self.events.get(&principal_id).map_or(&[], Vec::as_slice)
     }
 
+    /// Every principal, in no particular order.
+    pub fn principals(&self) -> impl Iterator<Item = &Principal> {
+        self.principals.values()
+    }
+
     /// Number of principals.
     pub fn principals_count(&self) -> usize {
         self.principals.len()

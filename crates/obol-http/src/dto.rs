@@ -465,3 +465,78 @@ pub struct PasskeyAssertion {
     #[schema(value_type = Object)]
     pub credential: serde_json::Value,
 }
+
+/// A decimal id in a query parameter, if given.
+pub fn query_id(name: &str, text: Option<&str>) -> Result<Option<u128>, Error> {
+    text.map(|text| id_field(name, text).map_err(|_| Error::InvalidQuery(format!("{name} must be a decimal id")))).transpose()
+}
+
+/// A decimal number in a query parameter (a time in ns, an amount in minor units), if given.
+pub fn query_number<T: std::str::FromStr>(name: &str, text: Option<&str>) -> Result<Option<T>, Error> {
+    text.map(|text| {
+        Some(text)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::InvalidQuery(format!("{name} must be a non-negative decimal integer")))
+    })
+    .transpose()
+}
+
+/// An asset in a query parameter, as `CODE/SCALE` (`USD/2`), if given.
+pub fn query_asset(text: Option<&str>) -> Result<Option<Asset>, Error> {
+    text.map(|text| {
+        let (code, scale) = text
+            .split_once('/')
+            .ok_or_else(|| Error::InvalidQuery("asset must be CODE/SCALE, e.g. USD/2".into()))?;
+        let scale = scale.parse::<u8>().map_err(|_| Error::InvalidQuery("asset scale must be 0 to 255".into()))?;
+        Asset::new(code, scale).map_err(|error| Error::InvalidQuery(format!("asset: {error}")))
+    })
+    .transpose()
+}
+
+/// Filters and paging of `GET /v1/accounts`.
+#[derive(Deserialize, IntoParams, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AccountListQuery {
+    /// Only this owner's accounts (holders and merchants see only their own anyway).
+    pub owner: Option<String>,
+    /// Only accounts in this asset, as CODE/SCALE (e.g. USD/2).
+    pub asset: Option<String>,
+    /// Cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of accounts, oldest first.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct AccountPage {
+    /// Up to `limit` accounts.
+    pub items: Vec<AccountDto>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Filters and paging of `GET /v1/transfers`.
+#[derive(Deserialize, IntoParams, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TransferListQuery {
+    /// Only transfers touching this account (then each item has the account's balances after it).
+    /// Holders and merchants see only transfers touching their own accounts.
+    pub account: Option<String>,
+    /// Only transfers made at or after this time, ns since the Unix epoch.
+    pub from_ns: Option<String>,
+    /// Only transfers made before this time, ns since the Unix epoch.
+    pub to_ns: Option<String>,
+    /// Only transfers in this state: `posted`, `pending`, `pending_posted`, `voided` or `expired`.
+    pub status: Option<String>,
+    /// Only transfers of at least this amount, minor units.
+    pub amount_min: Option<String>,
+    /// Only transfers of at most this amount, minor units.
+    pub amount_max: Option<String>,
+    /// Cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}

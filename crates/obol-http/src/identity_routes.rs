@@ -471,3 +471,60 @@ pub async fn set_device_limits(
 ) -> Result<Json<DeviceDto>, ApiError> {
     Ok(Json((&identity::set_device_limits(&state, &caller, &id, limits_ask(&body.limits)).await?).into()))
 }
+
+/// Filters and paging of `GET /v1/principals`.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalListQuery {
+    /// Only this role: operator, holder, merchant, analyst or auditor.
+    pub role: Option<String>,
+    /// Only `active` or only `suspended` principals.
+    pub status: Option<String>,
+    /// Cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of principals, by id.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PrincipalPage {
+    /// Up to `limit` principals.
+    pub items: Vec<PrincipalDto>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// List principals by id (operator, analysts, auditors).
+#[utoipa::path(get, path = "/v1/principals", tag = "identity",
+    params(PrincipalListQuery),
+    responses(
+        (status = 200, description = "A page of principals", body = PrincipalPage),
+        (status = 400, description = "A bad filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Holders and merchants list no principals", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_principals(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<axum::extract::Query<PrincipalListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PrincipalPage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let role = match query.role.as_deref() {
+        None => None,
+        Some(name) => Some(obol_core::identity::Role::parse(name).ok_or_else(|| {
+            Error::InvalidQuery("role must be operator, holder, merchant, analyst or auditor".into())
+        })?),
+    };
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("active") => Some(obol_core::identity::Status::Active),
+        Some("suspended") => Some(obol_core::identity::Status::Suspended),
+        Some(_) => return Err(Error::InvalidQuery("status must be active or suspended".into()).into()),
+    };
+    let filter = obol_app::lists::PrincipalFilter { role, status };
+    let limit = obol_app::lists::limit(query.limit)?;
+    let page = obol_app::lists::principals(&state, &caller, filter, query.after.as_deref(), limit)?;
+    Ok(Json(PrincipalPage { items: page.items.iter().map(PrincipalDto::from).collect(), next: page.next }))
+}

@@ -247,3 +247,66 @@ pub(crate) async fn get_transfer(
         .ok_or(Error::TransferNotFound(id))?;
     Ok(Json(transfer_dto(transfer, ledger.pending_status(id))))
 }
+
+/// List the accounts the caller may see, oldest first: all of them for the operator, analysts
+/// and auditors; their own for holders and merchants.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts",
+    params(AccountListQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = AccountPage),
+        (status = 400, description = "A bad filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another owner's accounts, asked by a holder or merchant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn list_accounts(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<AccountListQuery>, QueryRejection>,
+) -> Result<Json<AccountPage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let filter = obol_app::lists::AccountFilter {
+        owner: query_id("owner", query.owner.as_deref())?,
+        asset: query_asset(query.asset.as_deref())?,
+    };
+    let limit = obol_app::lists::limit(query.limit)?;
+    let page = obol_app::lists::accounts(&state, &caller, filter, query.after.as_deref(), limit)?;
+    Ok(Json(AccountPage { items: page.items.iter().map(AccountDto::from).collect(), next: page.next }))
+}
+
+/// List transfers, oldest first, filtered by account, time, state and amount: all of them for
+/// the operator, analysts and auditors; those touching their own accounts for holders and
+/// merchants.
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers",
+    params(TransferListQuery),
+    responses(
+        (status = 200, description = "A page of transfers (with the account's balances after each, for an account's list)", body = HistoryPage),
+        (status = 400, description = "A bad filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account (or not the caller's)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn list_transfers(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<TransferListQuery>, QueryRejection>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(name) => Some(obol_app::lists::TransferState::parse(name).ok_or_else(|| {
+            Error::InvalidQuery("status must be posted, pending, pending_posted, voided or expired".into())
+        })?),
+    };
+    let filter = obol_app::lists::TransferFilter {
+        account: query_id("account", query.account.as_deref())?,
+        from_ns: query_number("from_ns", query.from_ns.as_deref())?,
+        to_ns: query_number("to_ns", query.to_ns.as_deref())?,
+        state: status,
+        amount_min: query_number("amount_min", query.amount_min.as_deref())?,
+        amount_max: query_number("amount_max", query.amount_max.as_deref())?,
+    };
+    let limit = obol_app::lists::limit(query.limit)?;
+    let page = obol_app::lists::transfers(&state, &caller, filter, query.after.as_deref(), limit)?;
+    let ledger = read_ledger(&state);
+    let items = page.items.iter().map(|listed| history_item(&listed.entry, ledger.pending_status(listed.entry.transfer.id))).collect();
+    Ok(Json(HistoryPage { items, next: page.next }))
+}

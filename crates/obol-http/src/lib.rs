@@ -152,15 +152,18 @@ impl AppState {
 /// Every route, as (method, path): the router, the OpenAPI document and the authorization
 /// matrix test are all checked against this list.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/accounts"),
     ("POST", "/v1/accounts"),
     ("POST", "/v1/accounts/batch"),
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/balance"),
     ("GET", "/v1/accounts/{id}/history"),
+    ("GET", "/v1/transfers"),
     ("POST", "/v1/transfers"),
     ("POST", "/v1/transfers/batch"),
     ("GET", "/v1/transfers/{id}"),
     ("GET", "/v1/me"),
+    ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
     ("GET", "/v1/principals/{id}"),
     ("POST", "/v1/principals/{id}/status"),
@@ -180,6 +183,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/challenges/{id}/passkey"),
     ("POST", "/v1/principals/{id}/passkeys"),
     ("POST", "/v1/principals/{id}/passkeys/finish"),
+    ("GET", "/v1/tabs"),
     ("POST", "/v1/tabs"),
     ("GET", "/v1/tabs/{id}"),
     ("POST", "/v1/tabs/{id}/vouchers"),
@@ -245,16 +249,16 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub fn app(state: AppState) -> Router {
     metrics_handle();
     let v1 = Router::new()
-        .route("/v1/accounts", post(ledger_routes::create_account))
+        .route("/v1/accounts", get(ledger_routes::list_accounts).post(ledger_routes::create_account))
         .route("/v1/accounts/batch", post(ledger_routes::create_accounts))
         .route("/v1/accounts/{id}", get(ledger_routes::get_account))
         .route("/v1/accounts/{id}/balance", get(ledger_routes::get_balance))
         .route("/v1/accounts/{id}/history", get(ledger_routes::get_history))
-        .route("/v1/transfers", post(ledger_routes::create_transfer))
+        .route("/v1/transfers", get(ledger_routes::list_transfers).post(ledger_routes::create_transfer))
         .route("/v1/transfers/batch", post(ledger_routes::create_transfers))
         .route("/v1/transfers/{id}", get(ledger_routes::get_transfer))
         .route("/v1/me", get(identity_routes::me))
-        .route("/v1/principals", post(identity_routes::create_principal))
+        .route("/v1/principals", get(identity_routes::list_principals).post(identity_routes::create_principal))
         .route("/v1/principals/{id}", get(identity_routes::get_principal))
         .route("/v1/principals/{id}/status", post(identity_routes::set_principal_status))
         .route("/v1/principals/{id}/keys", get(identity_routes::list_keys).post(identity_routes::create_key))
@@ -271,7 +275,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/challenges/{id}/passkey", post(passkey_routes::start_assertion))
         .route("/v1/principals/{id}/passkeys", post(passkey_routes::start_registration))
         .route("/v1/principals/{id}/passkeys/finish", post(passkey_routes::finish_registration))
-        .route("/v1/tabs", post(tab_routes::open_tab))
+        .route("/v1/tabs", get(tab_routes::list_tabs).post(tab_routes::open_tab))
         .route("/v1/tabs/{id}", get(tab_routes::get_tab))
         .route("/v1/tabs/{id}/vouchers", post(tab_routes::submit_voucher))
         .route("/v1/tabs/{id}/commitment", post(tab_routes::submit_commitment))
@@ -393,7 +397,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
-    paths(ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::get_account, ledger_routes::get_balance,
+    paths(ledger_routes::list_accounts, ledger_routes::list_transfers, identity_routes::list_principals, tab_routes::list_tabs,
+        ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::get_account, ledger_routes::get_balance,
         ledger_routes::get_history, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
@@ -409,3 +414,10 @@ impl utoipa::Modify for BearerAuth {
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
+
+/// A list route's query, or the problem that names what is wrong with it.
+pub(crate) fn list_query<Q>(
+    query: Result<axum::extract::Query<Q>, axum::extract::rejection::QueryRejection>,
+) -> Result<Q, Error> {
+    query.map(|axum::extract::Query(query)| query).map_err(|rejection| Error::InvalidQuery(rejection.body_text()))
+}

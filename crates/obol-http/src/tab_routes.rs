@@ -73,13 +73,7 @@ pub struct TabDto {
 
 pub(crate) fn tab_dto(state: &AppState, ledger: &Ledger, entry: &TabEntry) -> TabDto {
     let tab = &entry.tab;
-    let status = if tab.closed {
-        "settled"
-    } else if state.env.now_ns() >= tab.expires_ns {
-        "expired"
-    } else {
-        "open"
-    };
+    let status = obol_app::lists::TabState::of(tab, state.env.now_ns()).as_str();
     TabDto {
         id: tab.id.to_string(),
         payer_account_id: ledger.tab_payer(tab).unwrap_or(0).to_string(),
@@ -309,4 +303,64 @@ pub async fn settle_tab(
 ) -> Result<Json<TabDto>, ApiError> {
     let tab_id = tabs::settle(&state, &caller, &id).await?;
     tab_json(&state, tab_id)
+}
+
+/// Filters and paging of `GET /v1/tabs`.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TabListQuery {
+    /// Only tabs paid from this account.
+    pub payer: Option<String>,
+    /// Only tabs paying this account.
+    pub payee: Option<String>,
+    /// Only tabs that are `open`, `expired` (settled on the next sweep) or `settled`.
+    pub status: Option<String>,
+    /// Cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of tabs, in the order they opened.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct TabPage {
+    /// Up to `limit` tabs.
+    pub items: Vec<TabDto>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// List the tabs the caller may see (as payer, as payee, or all of them for the operator,
+/// analysts and auditors), in the order they opened.
+#[utoipa::path(get, path = "/v1/tabs", tag = "tabs",
+    params(TabListQuery),
+    responses(
+        (status = 200, description = "A page of tabs", body = TabPage),
+        (status = 400, description = "A bad filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_tabs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<axum::extract::Query<TabListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TabPage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(name) => Some(
+            obol_app::lists::TabState::parse(name)
+                .ok_or_else(|| Error::InvalidQuery("status must be open, expired or settled".into()))?,
+        ),
+    };
+    let filter = obol_app::lists::TabFilter {
+        payer: crate::dto::query_id("payer", query.payer.as_deref())?,
+        payee: crate::dto::query_id("payee", query.payee.as_deref())?,
+        state: status,
+    };
+    let limit = obol_app::lists::limit(query.limit)?;
+    let page = obol_app::lists::tabs(&state, &caller, filter, query.after.as_deref(), limit)?;
+    let ledger = read_ledger(&state);
+    let items = page.items.iter().map(|entry| tab_dto(&state, &ledger, entry)).collect();
+    Ok(Json(TabPage { items, next: page.next }))
 }

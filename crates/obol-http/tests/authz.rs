@@ -153,6 +153,12 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     let revoke_keys = spare_keys[..6].to_vec();
     let rotate_keys = spare_keys[6..].to_vec();
     let rows = vec![
+        // Lists: each caller sees what it may (checked by `lists_show_each_caller_only_its_own`);
+        // naming another owner is refused to holders and merchants.
+        row(Method::GET, "/v1/accounts", |_| (format!("/v1/accounts?owner={A}"), None), [200, 200, 403, 403, 200, 200]),
+        row(Method::GET, "/v1/transfers", |_| ("/v1/transfers?account=1001".into(), None), [200, 200, 404, 404, 200, 200]),
+        row(Method::GET, "/v1/tabs", |_| ("/v1/tabs?status=open".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(Method::GET, "/v1/principals", |_| ("/v1/principals?role=holder".into(), None), [200, 403, 403, 403, 200, 200]),
         row(
             Method::POST,
             "/v1/accounts",
@@ -617,4 +623,64 @@ fn x402_request() -> serde_json::Value {
         "payTo": "3001", "maxTimeoutSeconds": 60, "extra": {"assetScale": 2}});
     json!({"x402Version": 2, "paymentRequirements": requirements,
         "paymentPayload": {"x402Version": 2, "accepted": requirements, "payload": {"voucher": "AAAA"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_show_each_caller_only_its_own() {
+    let world = World::new();
+    let holder_a = world.principal(A, "holder", None).await;
+    let holder_b = world.principal(B, "holder", None).await;
+    let merchant = world.principal(M, "merchant", None).await;
+    world.op(Method::POST, "/v1/accounts", Some(json!({"id": "9001", "asset_code": "USD", "asset_scale": 2}))).await;
+    for (id, owner, asset) in [("1001", A, "USD"), ("1002", A, "EUR"), ("2001", B, "USD"), ("3001", M, "USD")] {
+        let body = json!({"id": id, "asset_code": asset, "asset_scale": 2, "owner_id": owner.to_string()});
+        world.op(Method::POST, "/v1/accounts", Some(body)).await;
+    }
+    let mut fund = usd("1".into(), "9001", "1001");
+    fund["amount"] = json!("1000");
+    world.op(Method::POST, "/v1/transfers", Some(fund)).await;
+    world.op(Method::POST, "/v1/transfers", Some(usd("2".into(), "1001", "3001"))).await;
+    let mut fund_b = usd("3".into(), "9001", "2001");
+    fund_b["amount"] = json!("500");
+    world.op(Method::POST, "/v1/transfers", Some(fund_b)).await;
+    let ids = |page: &Value, field: &str| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|item| item.pointer(field).unwrap().as_str().unwrap().to_string()).collect()
+    };
+    let get = |key: String, path: &'static str| {
+        let router = world.router.clone();
+        async move { call(&router, Some(&key), &Method::GET, path, None).await }
+    };
+    let (status, page) = get(world.operator.clone(), "/v1/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&page, "/id"), ["9001", "1001", "1002", "2001", "3001"]);
+    let (_, page) = get(world.operator.clone(), "/v1/accounts?asset=USD/2&limit=2").await;
+    assert_eq!(ids(&page, "/id"), ["9001", "1001"]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) =
+        call(&world.router, Some(&world.operator), &Method::GET, &format!("/v1/accounts?asset=USD/2&limit=2&after={next}"), None)
+            .await;
+    assert_eq!(ids(&page, "/id"), ["2001", "3001"]);
+    assert!(page.get("next").is_none(), "the last page has no cursor: {page}");
+    let (_, page) = get(holder_a.clone(), "/v1/accounts").await;
+    assert_eq!(ids(&page, "/id"), ["1001", "1002"], "a holder lists its own accounts only");
+    let (_, page) = get(holder_b.clone(), "/v1/accounts").await;
+    assert_eq!(ids(&page, "/id"), ["2001"]);
+    let (_, page) = get(holder_b.clone(), "/v1/transfers").await;
+    assert_eq!(ids(&page, "/transfer/id"), ["3"], "B sees only the transfer into its account");
+    let (_, page) = get(merchant.clone(), "/v1/transfers").await;
+    assert_eq!(ids(&page, "/transfer/id"), ["2"]);
+    let (_, page) = get(holder_a.clone(), "/v1/transfers?account=1001&amount_min=2").await;
+    assert_eq!(ids(&page, "/transfer/id"), ["1"]);
+    let (status, page) = get(holder_b.clone(), "/v1/transfers?account=1001").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    for bad in ["/v1/accounts?owner=x", "/v1/accounts?asset=USD", "/v1/transfers?status=lost", "/v1/transfers?from_ns=9&to_ns=3",
+        "/v1/transfers?after=-1", "/v1/tabs?status=closed", "/v1/principals?role=king", "/v1/accounts?limit=0",
+        "/v1/accounts?limit=1001", "/v1/accounts?colour=red"]
+    {
+        let (status, problem) = get(world.operator.clone(), bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
+        assert_eq!(problem["code"], "invalid_query", "{bad}: {problem}");
+    }
+    let (_, page) = get(world.operator.clone(), "/v1/principals?role=holder").await;
+    assert_eq!(ids(&page, "/id"), [A.to_string(), B.to_string()]);
 }

@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// Risk decision latency per event (streaming features + the shipped policy bundles) and
     /// memory per tracked entity.
     Risk(crate::bench_pay::RiskArgs),
+    /// Latency of list pages over loopback (an account's history of 100,000 transfers: first
+    /// page, filtered, from the middle by time; the operator's lists).
+    Lists(crate::bench_lists::ListsArgs),
 }
 
 /// Options of `obol bench auth`.
@@ -87,6 +90,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Vouchers(args) => crate::bench_pay::vouchers(args),
         BenchCommand::Http(args) => crate::bench_pay::http(args),
         BenchCommand::Risk(args) => crate::bench_pay::risk(args),
+        BenchCommand::Lists(args) => crate::bench_lists::lists(args),
     }
 }
 

@@ -37,11 +37,103 @@ pub enum AccountCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// List the accounts you may see, oldest first (all of them for the operator).
+    ///
+    /// Example: obol account list --owner 100 --asset USD/2
+    List {
+        /// Only this owner's accounts.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only accounts in this asset, CODE/SCALE.
+        #[arg(long)]
+        asset: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Paging of a list command.
+#[derive(Args, Debug, Clone)]
+pub struct Paging {
+    /// Start after this cursor (the `next` of a previous page).
+    #[arg(long)]
+    after: Option<String>,
+    /// Entries per page, 1 to 1000.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Follow the cursors to the end and print every entry.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Percent-encodes a query value (ids, numbers and CODE/SCALE need little, but nothing breaks
+/// the URL).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Prints a list: one page, or with `--all` every page.
+pub(crate) fn list(
+    connection: &Connection,
+    path: &str,
+    filters: &[(&str, Option<String>)],
+    paging: &Paging,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(list_async(connection, path, filters, paging))
+}
+
+/// [`list`], inside a runtime.
+pub(crate) async fn list_async(
+    connection: &Connection,
+    path: &str,
+    filters: &[(&str, Option<String>)],
+    paging: &Paging,
+) -> anyhow::Result<()> {
+    let api = Api::new(connection)?;
+    let mut query: Vec<String> = filters
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode_query(v))))
+        .collect();
+    query.push(format!("limit={}", paging.limit));
+    let base = format!("{path}?{}", query.join("&"));
+    {
+        let mut after = paging.after.clone();
+        let mut items = Vec::new();
+        loop {
+            let url = match &after {
+                Some(cursor) => format!("{base}&after={}", encode_query(cursor)),
+                None => base.clone(),
+            };
+            let page = api.expect(reqwest::Method::GET, &url, None).await?;
+            if !paging.all {
+                print(&page);
+                return Ok(());
+            }
+            items.extend(page.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+            match page.get("next").and_then(Value::as_str) {
+                Some(next) => after = Some(next.to_string()),
+                None => break,
+            }
+        }
+        print(&json!({ "items": items }));
+        Ok(())
+    }
 }
 
 /// `obol transfer ...`
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TransferArgs {
+    #[command(subcommand)]
+    command: Option<TransferCommand>,
     /// Account to debit (the payer).
     #[arg(long)]
     from: Option<String>,
@@ -74,6 +166,38 @@ pub struct TransferArgs {
     code: Option<u16>,
     #[command(flatten)]
     connection: Connection,
+}
+
+/// `obol transfer list`
+#[derive(Subcommand, Debug)]
+pub enum TransferCommand {
+    /// List transfers, oldest first: an account's history, or (operator) all of them, filtered.
+    ///
+    /// Example: obol transfer list --account 1 --since 2026-12-01T00:00:00Z --status posted --min 100
+    List {
+        /// Only transfers touching this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only transfers made at or after this time (RFC 3339, or ns since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only transfers made before this time (RFC 3339, or ns since the epoch).
+        #[arg(long)]
+        until: Option<String>,
+        /// posted, pending, pending_posted, voided or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only transfers of at least this amount, minor units.
+        #[arg(long)]
+        min: Option<String>,
+        /// Only transfers of at most this amount, minor units.
+        #[arg(long)]
+        max: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// `obol balance ...`
@@ -261,6 +385,9 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
             AccountCommand::Show { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/accounts/{id}"), None).await?
             }
+            AccountCommand::List { owner, asset, paging, connection } => {
+                return list(&connection, "/v1/accounts", &[("owner", owner), ("asset", asset)], &paging);
+            }
         };
         print(&value);
         Ok(())
@@ -269,6 +396,25 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
 
 /// `obol transfer ...`
 pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
+    if let Some(TransferCommand::List { account, since, until, status, min, max, paging, connection }) = args.command {
+        let time = |name: &str, text: Option<String>| -> anyhow::Result<Option<String>> {
+            text.map(|t| {
+                crate::out::parse_time(&t)
+                    .map(|ns| ns.to_string())
+                    .ok_or_else(|| anyhow!("--{name} must be an RFC 3339 time (2026-12-01T00:00:00Z) or ns since the epoch"))
+            })
+            .transpose()
+        };
+        let filters = [
+            ("account", account),
+            ("from_ns", time("since", since)?),
+            ("to_ns", time("until", until)?),
+            ("status", status),
+            ("amount_min", min),
+            ("amount_max", max),
+        ];
+        return list(&connection, "/v1/transfers", &filters, &paging);
+    }
     let id = args.id.clone().unwrap_or_else(|| (rand::random::<u128>() >> 1).max(1).to_string());
     let mut body = serde_json::Map::new();
     body.insert("id".into(), json!(id));

@@ -34,6 +34,19 @@ pub enum PrincipalCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// List principals by id (operator, analysts, auditors).
+    List {
+        /// Only this role: operator, holder, merchant, analyst or auditor.
+        #[arg(long)]
+        role: Option<String>,
+        /// active or suspended.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        paging: crate::client::Paging,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Suspend a principal (operator): its keys and devices stop working.
     Suspend {
         /// Principal id.
@@ -267,6 +280,9 @@ fn call(connection: &Connection, method: reqwest::Method, path: String, body: Op
 pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let value = match command {
+        PrincipalCommand::List { role, status, paging, connection } => {
+            return crate::client::list(&connection, "/v1/principals", &[("role", role), ("status", status)], &paging);
+        }
         PrincipalCommand::Create { id, role, name, connection } => {
             let mut body = Map::new();
             body.insert("role".into(), json!(role));

@@ -7,6 +7,7 @@ mod alloc;
 #[macro_use]
 mod out;
 mod bench;
+mod bench_lists;
 mod bench_pay;
 mod client;
 mod identity_cli;
@@ -52,7 +53,7 @@ enum Command {
     #[command(subcommand)]
     Account(client::AccountCommand),
     /// Move money between two accounts (or post/void a pending transfer).
-    Transfer(client::TransferArgs),
+    Transfer(Box<client::TransferArgs>),
     /// Show an account's balances and net position.
     Balance(client::BalanceArgs),
     /// Open, show, top up and settle micropayment tabs.
@@ -106,7 +107,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Account(command) => client::account(command),
-        Command::Transfer(args) => client::transfer(args),
+        Command::Transfer(args) => client::transfer(*args),
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),

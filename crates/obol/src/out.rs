@@ -103,6 +103,24 @@ const AMOUNT_FIELDS: &[&str] = &[
 
 /// A person's rendering of an API answer.
 pub fn human(value: &Value) -> String {
+    if let Value::Object(map) = value
+        && let Some(Value::Array(items)) = map.get("items")
+    {
+        // A page of a list: the entries (a transfer list's rows show the transfer), then how to
+        // go on.
+        let rows: Vec<Value> = items
+            .iter()
+            .map(|item| match item.get("transfer") {
+                Some(Value::Object(transfer)) => Value::Object(transfer.clone()),
+                _ => item.clone(),
+            })
+            .collect();
+        let mut text = if rows.is_empty() { "(none)".to_string() } else { table(&rows, None) };
+        if let Some(next) = map.get("next").and_then(Value::as_str) {
+            text.push_str(&format!("\nmore: rerun with --after {next} (or --all)"));
+        }
+        return text;
+    }
     match value {
         Value::Object(map) => object_lines(map, None, 0),
         Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => table(items, None),
@@ -302,6 +320,63 @@ pub fn rfc3339(ns: u128) -> String {
     )
 }
 
+/// Reads a time given as RFC 3339 (`2026-12-06T05:19:37Z`, fractions and `+HH:MM` offsets
+/// allowed) or as ns since the Unix epoch, into ns since the epoch.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let number = |range: std::ops::Range<usize>| text.get(range).filter(|t| t.bytes().all(|b| b.is_ascii_digit()))?.parse::<i64>().ok();
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') || !matches!(bytes.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = text.get(19..)?;
+    let mut nanos = 0i64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        let kept = fraction.get(..digits.min(9))?;
+        nanos = format!("{kept:0<9}").parse().ok()?;
+        rest = fraction.get(digits..)?;
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hours = rest.get(1..3)?.parse::<i64>().ok()?;
+            let minutes = rest.get(4..6)?.parse::<i64>().ok()?;
+            if rest.len() != 6 || rest.as_bytes().get(3) != Some(&b':') {
+                return None;
+            }
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    u64::try_from(seconds).ok()?.checked_mul(1_000_000_000)?.checked_add(u64::try_from(nanos).ok()?)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -341,6 +416,20 @@ mod tests {
         assert_eq!(rfc3339(1_796_534_377_882_022_373), "2026-12-06T05:19:37.882Z");
         let text = human(&json!({"created_ns": "951782400000000000"}));
         assert_eq!(text, "created  2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn times_are_read_as_rfc_3339_or_ns() {
+        assert_eq!(parse_time("0"), Some(0));
+        assert_eq!(parse_time("2000-02-29T00:00:00.123Z"), Some(951_782_400_123_000_000));
+        assert_eq!(parse_time("2000-02-29T02:00:00+02:00"), Some(951_782_400_000_000_000));
+        assert_eq!(parse_time("2026-12-06T05:19:37.882022373Z"), Some(1_796_534_377_882_022_373));
+        for ns in [0u64, 951_782_400_123_000_000, 1_796_534_377_882_000_000] {
+            assert_eq!(parse_time(&rfc3339(u128::from(ns))), Some(ns));
+        }
+        for bad in ["yesterday", "2026-13-01T00:00:00Z", "2026-12-06", "2026-12-06T05:19:37", "1969-12-31T23:59:59Z", "-5"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -40,6 +40,25 @@ pub enum TabCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// List the tabs you may see (as payer or payee; all of them for the operator), in the
+    /// order they opened.
+    ///
+    /// Example: obol tab list --payee 2 --status open
+    List {
+        /// Only tabs paid from this account.
+        #[arg(long)]
+        payer: Option<String>,
+        /// Only tabs paying this account.
+        #[arg(long)]
+        payee: Option<String>,
+        /// open, expired or settled.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        paging: crate::client::Paging,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Show a tab: escrow, what it owes, status.
     Show {
         /// Tab id.
@@ -119,6 +138,10 @@ pub struct PayArgs {
 pub fn tab(command: TabCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let value = match command {
+            TabCommand::List { payer, payee, status, paging, connection } => {
+                let filters = [("payer", payer), ("payee", payee), ("status", status)];
+                return crate::client::list_async(&connection, "/v1/tabs", &filters, &paging).await;
+            }
             TabCommand::Open { payer, payee, budget, asset, device, timeout_s, id, connection } => {
                 let (asset_code, asset_scale) = parse_asset(&asset)?;
                 let mut body = Map::new();

@@ -284,6 +284,7 @@ fn every_benchmark_runs_on_a_small_workload() {
         &["bench", "auth", "--requests", "200", "--json"][..],
         &["bench", "risk", "--events", "2000", "--payers", "100", "--json"][..],
         &["bench", "ledger", "--skip-postgres", "--transfers", "8190", "--accounts", "100", "--json"][..],
+        &["bench", "lists", "--transfers", "2000", "--requests", "5", "--json"][..],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_obol")).args(args).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -244,25 +244,23 @@ impl Ledger {
     /// Up to `limit` transfers that touched account `id` with timestamps after `after_ts`, oldest
     /// first. `None` if there is no such account.
     pub fn account_history(&self, id: u128, after_ts: u64, limit: usize) -> Option<Vec<HistoryEntry>> {
+        Some(self.account_history_from(id, after_ts)?.take(limit).collect())
+    }
+
+    /// The transfers that touched account `id` with timestamps after `after_ts`, oldest first,
+    /// as an iterator (for lists that filter as they page). `None` if there is no such account.
+    pub fn account_history_from(&self, id: u128, after_ts: u64) -> Option<impl Iterator<Item = HistoryEntry> + '_> {
         let index = *self.account_index.get(&id)? as usize;
         let log = self.account_logs.get(index)?;
         let start = log.transfer_indexes.partition_point(|&transfer_index| {
             self.transfers.get(transfer_index as usize).is_some_and(|transfer| transfer.timestamp <= after_ts)
         });
-        let entries = log
-            .transfer_indexes
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take(limit)
-            .filter_map(|(position, &transfer_index)| {
-                Some(HistoryEntry {
-                    transfer: *self.transfers.get(transfer_index as usize)?,
-                    balances: log.balances.get(position).copied(),
-                })
+        Some(log.transfer_indexes.iter().enumerate().skip(start).filter_map(move |(position, &transfer_index)| {
+            Some(HistoryEntry {
+                transfer: *self.transfers.get(transfer_index as usize)?,
+                balances: log.balances.get(position).copied(),
             })
-            .collect();
-        Some(entries)
+        }))
     }
 
     fn create_accounts(&mut self, events: &[NewAccount], next_ts: &mut u64) -> Vec<CreateAccountResult> {

@@ -29,6 +29,10 @@ impl Tabs {
         Tabs { entries: Vec::new(), index: Map::with_hasher(hasher) }
     }
 
+    fn entries(&self) -> &[TabEntry] {
+        &self.entries
+    }
+
     fn get(&self, id: u128) -> Option<&TabEntry> {
         let index = *self.index.get(&id.to_le_bytes())?;
         self.entries.get(index as usize)
@@ -141,6 +145,11 @@ impl Ledger {
     /// The account a tab's escrow debits.
     pub fn tab_payer(&self, tab: &Tab) -> Option<u128> {
         self.transfer(tab.escrow_transfer_id).map(|escrow| escrow.debit_account_id)
+    }
+
+    /// Every tab, open or settled, in the order they opened (a tab's position never changes).
+    pub fn tabs(&self) -> &[TabEntry] {
+        self.tabs.entries()
     }
 
     /// How many tabs the ledger holds, open or settled.
