@@ -263,6 +263,7 @@ pub fn pay_reject_code(reject: obol_core::channel::PayReject) -> &'static str {
         P::Stale => "voucher_stale",
         P::BeyondEscrow => "beyond_escrow",
         P::NoCommitment => "payword_not_committed",
+        P::AlreadyCommitted => "payword_already_committed",
         P::BadPreimage => "payword_bad_preimage",
         P::BeyondChain => "payword_beyond_chain",
         P::SkipTooFar => "payword_skip_too_far",

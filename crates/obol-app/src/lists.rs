@@ -1,6 +1,6 @@
 //! Lists: accounts, transfers, tabs and principals a caller may see, filtered, in a stable order
-//! (the ledger's: creation timestamp, or opening order for tabs, id for principals), a page at a
-//! time.
+//! (the order they were made: the ledger's timestamps, opening order for tabs, creation time then
+//! id for principals), a page at a time.
 //!
 //! A cursor is the position after the last entry *examined*, not the last one returned: a page
 //! looks at no more than [`EXAMINED_MAX`] entries, so a filter that matches rarely answers a short
@@ -331,7 +331,19 @@ pub struct PrincipalFilter {
     pub status: Option<Status>,
 }
 
-/// Principals by id (the operator, analysts and auditors).
+/// Reads a principals cursor: `CREATED_NS-ID` of the last principal of the previous page.
+fn principal_cursor(after: Option<&str>) -> Result<(u64, u128), Error> {
+    let Some(text) = after else { return Ok((0, 0)) };
+    let bad = || Error::InvalidQuery("after must be a cursor from a previous page".into());
+    let (created, id) = text.split_once('-').ok_or_else(bad)?;
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(created) || !digits(id) {
+        return Err(bad());
+    }
+    Ok((created.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+}
+
+/// Principals in the order they were created (the operator, analysts and auditors).
 pub fn principals(
     state: &App,
     caller: &crate::auth::Caller,
@@ -341,19 +353,21 @@ pub fn principals(
 ) -> Result<Page<Principal>, Error> {
     need_scope(caller, Scopes::READ)?;
     need_role(caller, &[Role::Operator, Role::Analyst, Role::Auditor])?;
-    let after = cursor_id(after)?;
+    // By creation, not by id: ids are chosen by the operator or drawn at random, so a principal
+    // created while someone pages could fall below an id cursor and never be listed.
+    let after = principal_cursor(after)?;
     let ledger = crate::read_ledger(state);
     let mut matching: Vec<&Principal> = ledger
         .identity()
         .principals()
-        .filter(|p| p.id > after)
+        .filter(|p| (p.created_ns, p.id) > after)
         .filter(|p| filter.role.is_none_or(|role| p.role == role))
         .filter(|p| filter.status.is_none_or(|status| p.status == status))
         .collect();
-    matching.sort_unstable_by_key(|p| p.id);
+    matching.sort_unstable_by_key(|p| (p.created_ns, p.id));
     let more = matching.len() > limit;
     matching.truncate(limit);
-    let next = if more { matching.last().map(|p| p.id.to_string()) } else { None };
+    let next = if more { matching.last().map(|p| format!("{}-{}", p.created_ns, p.id)) } else { None };
     Ok(Page { items: matching.into_iter().cloned().collect(), next })
 }
 

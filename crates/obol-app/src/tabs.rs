@@ -660,7 +660,8 @@ pub async fn commit(state: &App, caller: &Caller, tab_id: &str, commitment: &str
         return Err(Error::TabRejected(PayReject::WrongTab));
     }
     match run_tab(state, TabCommand::Commit(commitment)).await? {
-        TabResult::Ok { .. } => Ok(tab_id),
+        // The same commitment sent again (its answer was lost): the chain stands as committed.
+        TabResult::Ok { .. } | TabResult::Rejected(PayReject::Stale) => Ok(tab_id),
         TabResult::Rejected(reject) => Err(Error::TabRejected(reject)),
         TabResult::NotFound => Err(Error::TabNotFound(tab_id)),
         TabResult::Exists | TabResult::Escrow(_) | TabResult::Settlement(_) => {

@@ -392,6 +392,9 @@ pub enum PayReject {
     /// No PayWord commitment on this tab.
     #[error("no PayWord commitment on this tab")]
     NoCommitment,
+    /// The tab already has another PayWord chain (one per tab).
+    #[error("the tab already has a PayWord chain: one per tab; open another tab for a new chain")]
+    AlreadyCommitted,
     /// The revealed word does not hash to the last accepted word.
     #[error("the word does not hash to the last accepted word")]
     BadPreimage,
@@ -528,8 +531,12 @@ impl Tab {
             return Err(PayReject::WrongPayee);
         }
         self.check_open(now_ns)?;
-        if self.payword.is_some() {
-            return Err(PayReject::Stale);
+        if let Some(state) = self.payword.as_deref() {
+            // The same commitment again (a retry) changes nothing; another chain is refused.
+            let same = state.root == commitment.root
+                && state.length == commitment.length
+                && state.value_per_tick == commitment.value_per_tick;
+            return Err(if same { PayReject::Stale } else { PayReject::AlreadyCommitted });
         }
         if commitment.length == 0 || commitment.length > PAYWORD_LENGTH_MAX {
             return Err(PayReject::BeyondChain);

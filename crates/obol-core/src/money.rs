@@ -13,6 +13,11 @@ pub const SCALE_MAX: u8 = 18;
 
 /// ISO 4217 active codes with their minor units (SIX list). Funds codes and precious metals
 /// without minor units are left out: obol moves currencies.
+/// ISO 4217 codes whose minor unit is "N.A.": precious metals, bond-market units, SDRs and the
+/// like, the testing code and "no currency". They count in whatever scale the operator names.
+pub const NO_MINOR_UNIT: &[&str] =
+    &["XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"];
+
 const ISO_4217: &[(&str, u8)] = &[
     ("AED", 2),
     ("AFN", 2),
@@ -215,7 +220,12 @@ impl Asset {
     /// Checks `code` against ISO 4217 and `scale` against the currency's minor unit and
     /// [`SCALE_MAX`].
     pub fn new(code: &str, scale: u8) -> Result<Asset, MoneyError> {
-        let minor_unit = minor_unit(code).ok_or_else(|| MoneyError::AssetCodeUnknown(code.into()))?;
+        // Codes without a minor unit (gold, SDRs, ...) take any scale the operator counts in.
+        let minor_unit = match minor_unit(code) {
+            Some(unit) => unit,
+            None if NO_MINOR_UNIT.contains(&code) => 0,
+            None => return Err(MoneyError::AssetCodeUnknown(code.into())),
+        };
         if scale < minor_unit || scale > SCALE_MAX {
             return Err(MoneyError::AssetScaleOutOfRange { code: code.into(), scale, min: minor_unit, max: SCALE_MAX });
         }
@@ -261,6 +271,9 @@ impl fmt::Display for Asset {
 
 /// The ISO 4217 minor unit of an active currency code, or `None` for anything else.
 pub fn minor_unit(code: &str) -> Option<u8> {
+    if NO_MINOR_UNIT.contains(&code) {
+        return None;
+    }
     ISO_4217
         .binary_search_by(|(known, _)| (*known).cmp(code))
         .ok()
@@ -349,9 +362,20 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_codes_are_refused() {
-        for code in ["", "usd", "US", "USDX", "XXX", "ZZZ", "€"] {
+        for code in ["", "usd", "US", "USDX", "XYZ", "ZZZ", "€"] {
             assert!(matches!(Asset::new(code, 2), Err(MoneyError::AssetCodeUnknown(_))), "{code}");
         }
+    }
+
+    #[test]
+    fn codes_without_a_minor_unit_take_any_scale() {
+        for code in NO_MINOR_UNIT {
+            assert_eq!(minor_unit(code), None, "{code}");
+            for scale in [0, 6, SCALE_MAX] {
+                assert_eq!(Asset::new(code, scale).map(|a| a.scale), Ok(scale), "{code}/{scale}");
+            }
+        }
+        assert!(ISO_4217.iter().all(|(code, _)| !NO_MINOR_UNIT.contains(code)));
     }
 
     #[test]

@@ -266,7 +266,13 @@ pub struct Health {
 }
 
 pub(crate) fn id_field(field: &str, text: &str) -> Result<u128, Error> {
-    parse_digits(text).map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
+    parse_digits(text).map_err(|error| Error::InvalidId {
+        field: field.into(),
+        reason: match error {
+            MoneyError::AmountOverflow { bits } => format!("{text:?} does not fit in {bits} bits"),
+            _ => format!("{text:?} is not digits only (no sign, point, spaces or leading zeros)"),
+        },
+    })
 }
 
 fn optional_id(field: &str, text: &Option<String>) -> Result<u128, Error> {

@@ -157,6 +157,7 @@ fn pay_reject_status(reject: obol_core::channel::PayReject) -> StatusCode {
         | P::Stale
         | P::BeyondEscrow
         | P::NoCommitment
+        | P::AlreadyCommitted
         | P::BeyondChain => StatusCode::CONFLICT,
     }
 }

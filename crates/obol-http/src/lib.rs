@@ -214,7 +214,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes under `/v1` that answer without a key: the facilitator's list of what it accepts.
-pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported"];
+pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported", "/v1/openapi.json"];
 
 /// The process-wide Prometheus recorder (installed on first use).
 #[expect(clippy::expect_used, reason = "the bucket lists are constants, and valid")]
@@ -295,11 +295,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/risk/shadow", get(risk_routes::get_shadow).delete(risk_routes::stop_shadow))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
-        .route("/v1/openapi.json", get(openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_key));
     Router::new()
         .merge(v1)
         .route("/v1/x402/supported", get(x402::facilitator_supported))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -345,10 +345,9 @@ pub(crate) fn with_location(status: StatusCode, location: String, body: impl Int
     (status, headers, body).into_response()
 }
 
-/// This document.
+/// This document (no key needed: it describes the API, not anyone's data).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
-    responses((status = 200, description = "The OpenAPI 3.1 document")),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "The OpenAPI 3.1 document")))]
 async fn openapi_json() -> Response {
     let mut response = Json(ApiDoc::openapi()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -19,10 +19,9 @@ pub(crate) async fn require_key(State(state): State<AppState>, request: Request,
         let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
         crate::ratelimit::client_address(info.0.ip(), forwarded_for, &state.trusted_proxies)
     });
-    if let Some(ip) = peer
-        && !state.limits.failed_auth_per_ip.has_token(&ip)
-    {
-        return ApiError(Error::RateLimited(60)).into_response();
+    // Retry-After says when this address may try again, not a fixed guess.
+    if let Some(wait_s) = peer.and_then(|ip| state.limits.failed_auth_per_ip.wait_s(&ip)) {
+        return ApiError(Error::RateLimited(wait_s)).into_response();
     }
     let outcome = authenticate(&state, request, peer).await;
     match outcome {

@@ -102,20 +102,16 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         }
     }
 
-    /// Whether `key` has a token left, without taking one.
-    pub fn has_token(&self, key: &K) -> bool {
+    /// Seconds until `key` has a token again (`None`: it has one now), without taking one.
+    pub fn wait_s(&self, key: &K) -> Option<u64> {
         if self.rate_per_s <= 0.0 {
-            return true;
+            return None;
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        match buckets.map.get_mut(key) {
-            None => true,
-            Some(bucket) => {
-                self.refill(bucket, now);
-                bucket.tokens >= 1.0
-            }
-        }
+        let bucket = buckets.map.get_mut(key)?;
+        self.refill(bucket, now);
+        (bucket.tokens < 1.0).then(|| ((1.0 - bucket.tokens) / self.rate_per_s).ceil().max(1.0) as u64)
     }
 }
 

@@ -224,6 +224,18 @@ async fn payword_ticks_pay_one_hash_each_and_bad_words_are_refused() {
     let (status, tab) =
         post(&world.started.router, &world.holder, "/v1/tabs/12/commitment", commit(100, 10), None).await;
     assert_eq!((status, tab["payword_length"].as_u64()), (StatusCode::OK, Some(100)), "{tab}");
+    // The same commitment again (a retry whose answer was lost) stands; another chain is refused
+    // for what it is.
+    let (status, tab) =
+        post(&world.started.router, &world.holder, "/v1/tabs/12/commitment", commit(100, 10), None).await;
+    assert_eq!((status, tab["payword_length"].as_u64()), (StatusCode::OK, Some(100)), "{tab}");
+    let (status, problem) =
+        post(&world.started.router, &world.holder, "/v1/tabs/12/commitment", commit(50, 10), None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("payword_already_committed")),
+        "{problem}"
+    );
     let (status, paid) = tick(1, &chain[1]).await;
     assert_eq!((status, paid["paid"].as_str()), (StatusCode::OK, Some("10")), "{paid}");
     let (status, paid) = tick(1, &chain[1]).await;

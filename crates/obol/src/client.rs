@@ -214,8 +214,12 @@ pub(crate) fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
     match text.split_once('/') {
         Some((code, scale)) => Ok((code.to_string(), scale.parse().with_context(|| format!("bad scale in {text:?}"))?)),
         None => {
-            let minor = obol_core::money::minor_unit(text)
-                .ok_or_else(|| anyhow!("{text:?} is not an ISO 4217 currency code"))?;
+            if obol_core::money::NO_MINOR_UNIT.contains(&text) {
+                bail!("{text} has no minor unit in ISO 4217: name the scale you count in, e.g. {text}/6");
+            }
+            let minor = obol_core::money::minor_unit(text).ok_or_else(|| {
+                anyhow!("{text:?} is not an ISO 4217 code (give CODE/SCALE, e.g. USD/2 or USD/9 for nano-dollars)")
+            })?;
             Ok((text.to_string(), minor))
         }
     }

@@ -104,8 +104,10 @@ fn client_failures_name_the_problem_and_exit_nonzero() {
         (&["transfer", "--from", "1", "--to", "9", "--amount", "5", "--asset", "USD/2"], "credit_account_not_found"),
         (&["transfer", "--from", "1", "--to", "2", "--amount", "1e3", "--asset", "USD/2"], "invalid_amount (HTTP 400)"),
         (&["transfer", "--from", "1", "--to", "2", "--amount", "5"], "needs --asset"),
-        (&["account", "create", "--id", "3", "--asset", "XXX"], "not an ISO 4217 currency code"),
+        (&["account", "create", "--id", "3", "--asset", "XYZ"], "not an ISO 4217 code"),
+        (&["account", "create", "--id", "3", "--asset", "XAU"], "XAU has no minor unit in ISO 4217"),
         (&["account", "show", "42"], "account_not_found (HTTP 404)"),
+        (&["account", "show", "4x2"], "\"4x2\" is not digits only"),
     ];
     for (args, expected) in cases {
         let output = obol(&server, args);
@@ -113,6 +115,9 @@ fn client_failures_name_the_problem_and_exit_nonzero() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    // ISO 4217's codes without a minor unit (gold here) count in the scale the operator names.
+    let gold = json(&obol(&server, &["account", "create", "--id", "4", "--asset", "XAU/6"]));
+    assert_eq!((gold["asset_code"].as_str(), gold["asset_scale"].as_u64()), (Some("XAU"), Some(6)), "{gold}");
     let no_key = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["balance", "1"])
         .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
