@@ -200,8 +200,18 @@ pub(crate) fn wall_ns() -> u64 {
 
 /// `obol key reset-operator`.
 pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
+    // Run in the wrong directory, opening would create an empty store and "reset" nothing.
+    if args.database_url.is_none() && !args.data_dir.join("obol.sqlite3").exists() {
+        anyhow::bail!(
+            "no obol store in {} (no obol.sqlite3 there): pass the --data-dir `obol serve` uses; nothing was changed",
+            args.data_dir.display()
+        );
+    }
     let store = open_store(args)?;
     let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    if node.seq_last() == 0 {
+        anyhow::bail!("{} holds no records, so no operator to reset: is it the server's store?", describe(args));
+    }
     let key = obol_app::auth::reset_operator_key(&mut node, &obol_app::SystemEnv)?;
     println!("obol: revoked the operator's keys and issued a new one for {}", describe(args));
     print_new_key(&key);

@@ -146,6 +146,40 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another obol process"));
 }
 
+/// Goal: `obol key reset-operator` replaces the operator's key of the store it is pointed at, and
+/// in a directory without a store it changes nothing (no empty store is created there).
+#[test]
+fn reset_operator_replaces_the_key_and_refuses_a_directory_without_a_store() {
+    let nowhere = std::env::temp_dir().join(format!("obol-no-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&nowhere);
+    let refused = Command::new(env!("CARGO_BIN_EXE_obol")).args(["key", "reset-operator", "--data-dir"]).arg(&nowhere).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no obol store in"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(!nowhere.exists(), "nothing is created in the wrong directory");
+
+    let mut server = serve();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let reset = Command::new(env!("CARGO_BIN_EXE_obol")).args(["key", "reset-operator", "--data-dir"]).arg(&server.dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&reset.stdout);
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let new_key = stdout.lines().map(str::trim).find(|l| l.starts_with("obol_live_")).expect("the new key is printed").to_string();
+    assert_ne!(new_key, server.key);
+    let relaunched = support::launch([std::ffi::OsStr::new("--listen"), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), server.dir.as_os_str()]);
+    server.child = relaunched.child;
+    let me = |key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_obol"))
+            .args(["balance", "1"])
+            .env("OBOL_SERVER", &relaunched.base)
+            .env("OBOL_CONFIG", server.dir.join("no-config.toml"))
+            .env("OBOL_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    assert!(String::from_utf8_lossy(&me(&server.key).stderr).contains("unauthorized (HTTP 401)"), "the old key stops");
+    assert!(String::from_utf8_lossy(&me(&new_key).stderr).contains("account_not_found"), "the new key works");
+}
+
 #[test]
 fn help_teaches_each_command() {
     for (args, expected) in [
