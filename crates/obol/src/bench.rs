@@ -67,10 +67,12 @@ pub struct LedgerArgs {
     /// Seconds each naive-baseline workload runs.
     #[arg(long, default_value_t = 5)]
     naive_seconds: u64,
-    /// PostgreSQL for the PostgreSQL backend and the naive baseline (schemas obol_bench and
-    /// obol_naive are dropped and recreated).
-    #[arg(long, env = "OBOL_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
-    database_url: String,
+    /// PostgreSQL for the PostgreSQL backend and the naive baseline, e.g.
+    /// postgres://postgres@127.0.0.1:5432/test. Without it only the embedded store is measured.
+    /// The bench creates schemas of its own there (obol_bench_*_<run>, obol_naive_<run>) and drops
+    /// only those.
+    #[arg(long, env = "OBOL_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
     /// Skip everything that needs PostgreSQL.
     #[arg(long)]
     skip_postgres: bool,
@@ -248,40 +250,39 @@ fn embedded_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -
     tps
 }
 
-fn postgres_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
-    let schema = format!("obol_bench_{}", workload.name());
-    reset_schema(&args.database_url, &schema)?;
-    let store = PgStore::open_in_schema(&args.database_url, &schema)?;
-    let tps = engine_run(Box::new(store), workload, args, progress);
-    reset_schema(&args.database_url, &schema)?;
-    tps
+/// A suffix that names this run's schemas, so that no schema the bench did not create is touched.
+fn run_suffix() -> String {
+    format!("{}_{:08x}", std::process::id(), rand::random::<u32>())
 }
 
-fn reset_schema(url: &str, schema: &str) -> anyhow::Result<()> {
-    Ok(PgStore::drop_schema(url, schema)?)
+fn postgres_run(url: &str, workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
+    let schema = format!("obol_bench_{}_{}", workload.name(), run_suffix());
+    let store = PgStore::open_in_schema(url, &schema)?;
+    let tps = engine_run(Box::new(store), workload, args, progress);
+    PgStore::drop_schema(url, &schema)?;
+    tps
 }
 
 /// The naive baseline: per transfer, one SQL transaction that updates both balances (rows locked
 /// in id order, so the two connections never deadlock) and inserts the transfer.
-fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> anyhow::Result<f64> {
+fn naive_run(url: &str, workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> anyhow::Result<f64> {
     const CONNECTIONS: usize = 2;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let schema = format!("obol_naive_{}", run_suffix());
     runtime.block_on(async {
-        let connect = || async {
-            obol_store::connect_postgres(&args.database_url).await
-        };
+        let connect = || async { obol_store::connect_postgres(url).await };
         let setup = connect().await?;
+        // CREATE SCHEMA (not IF NOT EXISTS): a name that exists is never taken over.
         setup
             .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS obol_naive CASCADE;
-                 CREATE SCHEMA obol_naive;
-                 CREATE TABLE obol_naive.accounts (id BIGINT PRIMARY KEY, debits_posted NUMERIC(39) NOT NULL DEFAULT 0, credits_posted NUMERIC(39) NOT NULL DEFAULT 0);
-                 CREATE TABLE obol_naive.transfers (id BIGINT PRIMARY KEY, debit_account_id BIGINT NOT NULL, credit_account_id BIGINT NOT NULL, amount NUMERIC(39) NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
-                 INSERT INTO obol_naive.accounts (id) SELECT g FROM generate_series(1, {}) g;",
+                "CREATE SCHEMA {schema};
+                 CREATE TABLE {schema}.accounts (id BIGINT PRIMARY KEY, debits_posted NUMERIC(39) NOT NULL DEFAULT 0, credits_posted NUMERIC(39) NOT NULL DEFAULT 0);
+                 CREATE TABLE {schema}.transfers (id BIGINT PRIMARY KEY, debit_account_id BIGINT NOT NULL, credit_account_id BIGINT NOT NULL, amount NUMERIC(39) NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 INSERT INTO {schema}.accounts (id) SELECT g FROM generate_series(1, {}) g;",
                 args.accounts
             ))
             .await?;
-        setup.batch_execute("VACUUM ANALYZE obol_naive.accounts").await?;
+        setup.batch_execute(&format!("VACUUM ANALYZE {schema}.accounts")).await?;
         let deadline = Instant::now() + Duration::from_secs(args.naive_seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -289,13 +290,14 @@ fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> an
             let mut client = connect().await?;
             let accounts = args.accounts;
             let spinner = spinner.clone();
+            let schema = schema.clone();
             tasks.push(tokio::spawn(async move {
-                let debit_sql = "UPDATE obol_naive.accounts SET debits_posted = debits_posted + $2::BIGINT WHERE id = $1";
-                let credit_sql = "UPDATE obol_naive.accounts SET credits_posted = credits_posted + $2::BIGINT WHERE id = $1";
-                let insert_sql = "INSERT INTO obol_naive.transfers (id, debit_account_id, credit_account_id, amount) VALUES ($1, $2, $3, $4::BIGINT)";
-                let debit_statement = client.prepare(debit_sql).await?;
-                let credit_statement = client.prepare(credit_sql).await?;
-                let insert_statement = client.prepare(insert_sql).await?;
+                let debit_sql = format!("UPDATE {schema}.accounts SET debits_posted = debits_posted + $2::BIGINT WHERE id = $1");
+                let credit_sql = format!("UPDATE {schema}.accounts SET credits_posted = credits_posted + $2::BIGINT WHERE id = $1");
+                let insert_sql = format!("INSERT INTO {schema}.transfers (id, debit_account_id, credit_account_id, amount) VALUES ($1, $2, $3, $4::BIGINT)");
+                let debit_statement = client.prepare(&debit_sql).await?;
+                let credit_statement = client.prepare(&credit_sql).await?;
+                let insert_statement = client.prepare(&insert_sql).await?;
                 let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ connection_index as u64 ^ workload as u64);
                 let mut id = (connection_index as i64) << 40;
                 let mut committed = 0u64;
@@ -322,7 +324,7 @@ fn naive_run(workload: Workload, args: &LedgerArgs, spinner: &ProgressBar) -> an
             committed += task.await.context("naive baseline task")??;
         }
         let elapsed = started.elapsed();
-        let _ = setup.batch_execute("DROP SCHEMA IF EXISTS obol_naive CASCADE").await;
+        let _ = setup.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
         Ok(committed as f64 / elapsed.as_secs_f64())
     })
 }
@@ -335,14 +337,21 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         bail!("--transfers must be at least 1");
     }
     let per_run = args.transfers.div_ceil(BATCH_EVENTS_MAX as u64) * BATCH_EVENTS_MAX as u64;
-    let postgres = !args.skip_postgres && PgStore::ping(&args.database_url).is_ok();
-    if !args.skip_postgres && !postgres {
-        eprintln!(
-            "PostgreSQL at {} is not reachable: its runs are skipped (use --skip-postgres to silence)",
-            args.database_url
-        );
-    }
-    let engine_runs = if postgres { 4 } else { 2 };
+    let database_url = args.database_url.clone().filter(|_| !args.skip_postgres);
+    let postgres = match &database_url {
+        None => {
+            if !args.skip_postgres {
+                eprintln!(
+                    "no --database-url (or OBOL_BENCH_DATABASE_URL): the PostgreSQL backend and the naive baseline \
+                     are skipped; only the embedded store is measured"
+                );
+            }
+            None
+        }
+        Some(url) if PgStore::ping(url).is_ok() => Some(url.as_str()),
+        Some(url) => bail!("PostgreSQL at {} is not reachable", crate::serve::redact_url(url)),
+    };
+    let engine_runs = if postgres.is_some() { 4 } else { 2 };
     let progress = ProgressBar::new(per_run * engine_runs);
     progress.set_style(
         ProgressStyle::with_template("{msg:28} [{bar:30}] {human_pos}/{human_len} transfers {per_sec}")
@@ -355,12 +364,12 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         progress.set_message(format!("embedded {}", workload.name()));
         let embedded = embedded_run(workload, &args, &progress)?;
         results.insert(format!("embedded_{}_tps", workload.name()), json!(embedded.round()));
-        let (pg, naive) = if postgres {
+        let (pg, naive) = if let Some(url) = postgres {
             progress.set_message(format!("postgres {}", workload.name()));
-            let pg = postgres_run(workload, &args, &progress)?;
+            let pg = postgres_run(url, workload, &args, &progress)?;
             progress.set_message(format!("naive postgres {} ({} s)", workload.name(), args.naive_seconds));
             let spinner = ProgressBar::hidden();
-            let naive = naive_run(workload, &args, &spinner)?;
+            let naive = naive_run(url, workload, &args, &spinner)?;
             (Some(pg), Some(naive))
         } else {
             (None, None)

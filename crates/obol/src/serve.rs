@@ -166,7 +166,7 @@ fn describe(args: &StoreArgs) -> String {
 }
 
 /// Hides a password in a database URL before it is printed.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

@@ -333,3 +333,43 @@ fn every_benchmark_runs_on_a_small_workload() {
         assert!(result.as_object().is_some_and(|fields| !fields.is_empty()), "{args:?}: {result}");
     }
 }
+
+/// Goal: `obol bench ledger` touches only schemas it created in the database it was pointed at.
+/// Method: a schema of someone else's named as the bench's old fixed names were, a small bench
+/// run against the test database, then the catalogue.
+#[test]
+fn bench_ledger_drops_only_the_schemas_it_created() {
+    let url =
+        std::env::var("OBOL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sql = |statement: String| {
+        let url = url.clone();
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client.simple_query(&statement).await
+        })
+    };
+    let theirs = format!("obol_naive_theirs_{}", std::process::id());
+    if let Err(error) = sql(format!("DROP SCHEMA IF EXISTS {theirs} CASCADE; CREATE SCHEMA {theirs}; CREATE TABLE {theirs}.kept (n INT)")) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but PostgreSQL is unreachable: {error}");
+        eprintln!("SKIPPED: bench ledger schema test ({error})");
+        return;
+    }
+    let count_bench_schemas = || -> usize {
+        let rows = sql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'obol\\_bench\\_%' OR nspname LIKE 'obol\\_naive\\_%'".into()).unwrap();
+        rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count()
+    };
+    let before = count_bench_schemas();
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["bench", "ledger", "--transfers", "8190", "--accounts", "100", "--naive-seconds", "1", "--json", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_slice(output.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
+    assert!(result["naive_pg_uniform_tps"].as_f64().is_some_and(|tps| tps > 0.0), "{result}");
+    assert_eq!(count_bench_schemas(), before, "the run dropped exactly what it created");
+    let kept = sql(format!("SELECT count(*) FROM {theirs}.kept"));
+    assert!(kept.is_ok(), "someone else's schema survives: {kept:?}");
+    sql(format!("DROP SCHEMA {theirs} CASCADE")).unwrap();
+}
