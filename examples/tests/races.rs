@@ -59,8 +59,9 @@ async fn submit(client: &reqwest::Client, sandbox: &Sandbox, key: &str, tab: u12
 async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
     let (sandbox, merchant_key) = setup().await;
     // Two clients, one connection each: their requests interleave on the server.
-    let clients: Vec<reqwest::Client> =
-        (0..2).map(|_| obol_client::http_client_builder(None).unwrap().pool_max_idle_per_host(1).build().unwrap()).collect();
+    let clients: Vec<reqwest::Client> = (0..2)
+        .map(|_| obol_client::http_client_builder(None).unwrap().pool_max_idle_per_host(1).build().unwrap())
+        .collect();
     let mut tasks = Vec::new();
     for (lane, client) in clients.iter().enumerate() {
         let (client, base, key) = (client.clone(), sandbox.base.clone(), merchant_key.clone());

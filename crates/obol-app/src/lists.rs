@@ -55,7 +55,8 @@ fn cursor_id(after: Option<&str>) -> Result<u128, Error> {
 
 /// Reads a cursor that is a timestamp or a position.
 fn cursor(after: Option<&str>) -> Result<u64, Error> {
-    u64::try_from(cursor_id(after)?).map_err(|_| Error::InvalidQuery("after must be a cursor from a previous page".into()))
+    u64::try_from(cursor_id(after)?)
+        .map_err(|_| Error::InvalidQuery("after must be a cursor from a previous page".into()))
 }
 
 /// Takes up to `limit` matches from `entries` (each with its position), examining at most
@@ -311,15 +312,16 @@ pub fn tabs(
     let after = usize::try_from(cursor(after)?).unwrap_or(usize::MAX);
     let now_ns = state.env.now_ns();
     let ledger = crate::read_ledger(state);
-    // Positions count from 1, so that 0 is "from the start".
-    let entries = ledger.tabs().iter().enumerate().skip(after).map(|(index, entry)| (index as u64 + 1, entry.clone()));
-    Ok(page(entries, limit, |entry| {
+    // Positions count from 1, so that 0 is "from the start". Only the tabs kept are cloned.
+    let entries = ledger.tabs().iter().enumerate().skip(after).map(|(index, entry)| (index as u64 + 1, entry));
+    let page = page(entries, limit, |entry| {
         let tab = &entry.tab;
         may_see(caller, &ledger, entry)
             && filter.payee.is_none_or(|payee| tab.payee_id == payee)
             && filter.payer.is_none_or(|payer| ledger.tab_payer(tab) == Some(payer))
             && filter.state.is_none_or(|wanted| TabState::of(tab, now_ns) == wanted)
-    }))
+    });
+    Ok(Page { items: page.items.into_iter().cloned().collect(), next: page.next })
 }
 
 /// Which principals to list.
@@ -370,4 +372,3 @@ pub fn principals(
     let next = if more { matching.last().map(|p| format!("{}-{}", p.created_ns, p.id)) } else { None };
     Ok(Page { items: matching.into_iter().cloned().collect(), next })
 }
-

@@ -246,13 +246,7 @@ impl Wallet {
     /// own, say).
     pub fn with_http_client(config: WalletConfig, http: reqwest::Client) -> Wallet {
         let key = SigningKey::from_bytes(&config.device_key);
-        Wallet {
-            config,
-            key,
-            http,
-            state: Mutex::new(Ledgerish::default()),
-            network: std::sync::OnceLock::new(),
-        }
+        Wallet { config, key, http, state: Mutex::new(Ledgerish::default()), network: std::sync::OnceLock::new() }
     }
 
     /// The network id of the wallet's server (`obol:<instance-id>`, from its public

@@ -474,7 +474,8 @@ pub struct PasskeyAssertion {
 
 /// A decimal id in a query parameter, if given.
 pub fn query_id(name: &str, text: Option<&str>) -> Result<Option<u128>, Error> {
-    text.map(|text| id_field(name, text).map_err(|_| Error::InvalidQuery(format!("{name} must be a decimal id")))).transpose()
+    text.map(|text| id_field(name, text).map_err(|_| Error::InvalidQuery(format!("{name} must be a decimal id"))))
+        .transpose()
 }
 
 /// A decimal number in a query parameter (a time in ns, an amount in minor units), if given.
@@ -491,9 +492,8 @@ pub fn query_number<T: std::str::FromStr>(name: &str, text: Option<&str>) -> Res
 /// An asset in a query parameter, as `CODE/SCALE` (`USD/2`), if given.
 pub fn query_asset(text: Option<&str>) -> Result<Option<Asset>, Error> {
     text.map(|text| {
-        let (code, scale) = text
-            .split_once('/')
-            .ok_or_else(|| Error::InvalidQuery("asset must be CODE/SCALE, e.g. USD/2".into()))?;
+        let (code, scale) =
+            text.split_once('/').ok_or_else(|| Error::InvalidQuery("asset must be CODE/SCALE, e.g. USD/2".into()))?;
         let scale = scale.parse::<u8>().map_err(|_| Error::InvalidQuery("asset scale must be 0 to 255".into()))?;
         Asset::new(code, scale).map_err(|error| Error::InvalidQuery(format!("asset: {error}")))
     })

@@ -307,6 +307,10 @@ pub(crate) async fn list_transfers(
     let limit = obol_app::lists::limit(query.limit)?;
     let page = obol_app::lists::transfers(&state, &caller, filter, query.after.as_deref(), limit)?;
     let ledger = read_ledger(&state);
-    let items = page.items.iter().map(|listed| history_item(&listed.entry, ledger.pending_status(listed.entry.transfer.id))).collect();
+    let items = page
+        .items
+        .iter()
+        .map(|listed| history_item(&listed.entry, ledger.pending_status(listed.entry.transfer.id)))
+        .collect();
     Ok(Json(HistoryPage { items, next: page.next }))
 }

@@ -156,9 +156,19 @@ async fn every_route_answers_every_role_as_the_rules_say() {
         // Lists: each caller sees what it may (checked by `lists_show_each_caller_only_its_own`);
         // naming another owner is refused to holders and merchants.
         row(Method::GET, "/v1/accounts", |_| (format!("/v1/accounts?owner={A}"), None), [200, 200, 403, 403, 200, 200]),
-        row(Method::GET, "/v1/transfers", |_| ("/v1/transfers?account=1001".into(), None), [200, 200, 404, 404, 200, 200]),
+        row(
+            Method::GET,
+            "/v1/transfers",
+            |_| ("/v1/transfers?account=1001".into(), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
         row(Method::GET, "/v1/tabs", |_| ("/v1/tabs?status=open".into(), None), [200, 200, 200, 200, 200, 200]),
-        row(Method::GET, "/v1/principals", |_| ("/v1/principals?role=holder".into(), None), [200, 403, 403, 403, 200, 200]),
+        row(
+            Method::GET,
+            "/v1/principals",
+            |_| ("/v1/principals?role=holder".into(), None),
+            [200, 403, 403, 403, 200, 200],
+        ),
         row(
             Method::POST,
             "/v1/accounts",
@@ -644,7 +654,12 @@ async fn lists_show_each_caller_only_its_own() {
     fund_b["amount"] = json!("500");
     world.op(Method::POST, "/v1/transfers", Some(fund_b)).await;
     let ids = |page: &Value, field: &str| -> Vec<String> {
-        page["items"].as_array().unwrap().iter().map(|item| item.pointer(field).unwrap().as_str().unwrap().to_string()).collect()
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item.pointer(field).unwrap().as_str().unwrap().to_string())
+            .collect()
     };
     let get = |key: String, path: &'static str| {
         let router = world.router.clone();
@@ -656,9 +671,14 @@ async fn lists_show_each_caller_only_its_own() {
     let (_, page) = get(world.operator.clone(), "/v1/accounts?asset=USD/2&limit=2").await;
     assert_eq!(ids(&page, "/id"), ["9001", "1001"]);
     let next = page["next"].as_str().unwrap().to_string();
-    let (_, page) =
-        call(&world.router, Some(&world.operator), &Method::GET, &format!("/v1/accounts?asset=USD/2&limit=2&after={next}"), None)
-            .await;
+    let (_, page) = call(
+        &world.router,
+        Some(&world.operator),
+        &Method::GET,
+        &format!("/v1/accounts?asset=USD/2&limit=2&after={next}"),
+        None,
+    )
+    .await;
     assert_eq!(ids(&page, "/id"), ["2001", "3001"]);
     assert!(page.get("next").is_none(), "the last page has no cursor: {page}");
     let (_, page) = get(holder_a.clone(), "/v1/accounts").await;
@@ -673,10 +693,18 @@ async fn lists_show_each_caller_only_its_own() {
     assert_eq!(ids(&page, "/transfer/id"), ["1"]);
     let (status, page) = get(holder_b.clone(), "/v1/transfers?account=1001").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
-    for bad in ["/v1/accounts?owner=x", "/v1/accounts?asset=USD", "/v1/transfers?status=lost", "/v1/transfers?from_ns=9&to_ns=3",
-        "/v1/transfers?after=-1", "/v1/tabs?status=closed", "/v1/principals?role=king", "/v1/accounts?limit=0",
-        "/v1/accounts?limit=1001", "/v1/accounts?colour=red"]
-    {
+    for bad in [
+        "/v1/accounts?owner=x",
+        "/v1/accounts?asset=USD",
+        "/v1/transfers?status=lost",
+        "/v1/transfers?from_ns=9&to_ns=3",
+        "/v1/transfers?after=-1",
+        "/v1/tabs?status=closed",
+        "/v1/principals?role=king",
+        "/v1/accounts?limit=0",
+        "/v1/accounts?limit=1001",
+        "/v1/accounts?colour=red",
+    ] {
         let (status, problem) = get(world.operator.clone(), bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
         assert_eq!(problem["code"], "invalid_query", "{bad}: {problem}");

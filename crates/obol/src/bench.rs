@@ -397,11 +397,17 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         |a: Option<f64>, b: Option<f64>| a.zip(b).map_or_else(|| "-".to_string(), |(a, b)| format!("{:.1}x", a / b));
     crate::outln!(
         "obol bench ledger: {per_run} transfers per engine run in batches of {BATCH_EVENTS_MAX}, {} accounts, {} cpus",
-        args.accounts, cpus
+        args.accounts,
+        cpus
     );
     crate::outln!(
         "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
-        "workload", "embedded", "postgres", "naive pg", "embedded/naive", "postgres/naive"
+        "workload",
+        "embedded",
+        "postgres",
+        "naive pg",
+        "embedded/naive",
+        "postgres/naive"
     );
     for (workload, embedded, pg, naive) in table {
         crate::outln!(

@@ -92,7 +92,10 @@ pub fn lists(args: ListsArgs) -> anyhow::Result<()> {
         let middle_ns: u64 = middle.get("timestamp").and_then(Value::as_str).context("the middle transfer")?.parse()?;
         let queries = [
             ("history, first page of 100", "/v1/transfers?account=1&limit=100".to_string()),
-            ("history, amount 500 to 600", "/v1/transfers?account=1&amount_min=500&amount_max=600&limit=100".to_string()),
+            (
+                "history, amount 500 to 600",
+                "/v1/transfers?account=1&amount_min=500&amount_max=600&limit=100".to_string(),
+            ),
             ("history, from the middle by time", format!("/v1/transfers?account=1&from_ns={middle_ns}&limit=100")),
             ("every transfer (operator)", "/v1/transfers?limit=100".to_string()),
             ("every account (operator)", "/v1/accounts?limit=100".to_string()),

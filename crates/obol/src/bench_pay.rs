@@ -747,11 +747,20 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
     }
     crate::outln!(
         "obol bench http: wrk -t1 -c{} -d{}s over loopback, same server; {} rounds of unpaid, tick-paid and voucher-paid runs, interleaved",
-        args.connections, args.duration_s, args.rounds
+        args.connections,
+        args.duration_s,
+        args.rounds
     );
     crate::outln!(
         "{:<7} {:>12} {:>12} {:>10} {:>12} {:>10} {:>14} {:>16}",
-        "round", "unpaid/s", "tick/s", "p99 (ms)", "voucher/s", "p99 (ms)", "tick/unpaid", "voucher/unpaid"
+        "round",
+        "unpaid/s",
+        "tick/s",
+        "p99 (ms)",
+        "voucher/s",
+        "p99 (ms)",
+        "tick/unpaid",
+        "voucher/unpaid"
     );
     for (index, r) in results.iter().enumerate() {
         let (tick, voucher) = r.ratios();
@@ -890,6 +899,12 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
         p(0.99)
     );
     crate::outln!("memory per tracked entity: {bytes_per_entity:.0} B");
-    crate::outln!("decisions: {} step-up, {} allow, {} block, {} review", actions[0], actions[1], actions[2], actions[3]);
+    crate::outln!(
+        "decisions: {} step-up, {} allow, {} block, {} review",
+        actions[0],
+        actions[1],
+        actions[2],
+        actions[3]
+    );
     Ok(())
 }

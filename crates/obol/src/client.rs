@@ -74,7 +74,9 @@ fn encode_query(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -403,9 +405,9 @@ pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     if let Some(TransferCommand::List { account, since, until, status, min, max, paging, connection }) = args.command {
         let time = |name: &str, text: Option<String>| -> anyhow::Result<Option<String>> {
             text.map(|t| {
-                crate::out::parse_time(&t)
-                    .map(|ns| ns.to_string())
-                    .ok_or_else(|| anyhow!("--{name} must be an RFC 3339 time (2026-12-01T00:00:00Z) or ns since the epoch"))
+                crate::out::parse_time(&t).map(|ns| ns.to_string()).ok_or_else(|| {
+                    anyhow!("--{name} must be an RFC 3339 time (2026-12-01T00:00:00Z) or ns since the epoch")
+                })
             })
             .transpose()
         };

@@ -307,7 +307,11 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         PrincipalCommand::Activity { id, connection } => {
             let events = call(&connection, Method::GET, format!("/v1/principals/{id}/activity"), None)?;
             for event in events.as_array().map(Vec::as_slice).unwrap_or_default() {
-                crate::outln!("{}  {}", event["at_ns"].as_str().unwrap_or(""), event["description"].as_str().unwrap_or(""));
+                crate::outln!(
+                    "{}  {}",
+                    event["at_ns"].as_str().unwrap_or(""),
+                    event["description"].as_str().unwrap_or("")
+                );
             }
             return Ok(());
         }

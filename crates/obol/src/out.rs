@@ -71,7 +71,9 @@ macro_rules! outln {
 /// Prints an API answer as chosen: JSON, or for a person.
 pub fn show(value: &Value) {
     match mode() {
-        Output::Json => line(format_args!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()))),
+        Output::Json => {
+            line(format_args!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())))
+        }
         Output::Human => line(format_args!("{}", human(value))),
     }
 }
@@ -137,17 +139,20 @@ fn asset_of(map: &Map<String, Value>) -> Option<(String, u8)> {
         return Some((code.to_string(), u8::try_from(scale).ok()?));
     }
     match map.get("asset") {
-        Some(Value::Object(asset)) => {
-            let code = asset.get("code").and_then(Value::as_str)?;
-            let scale = asset.get("scale").and_then(Value::as_u64)?;
-            Some((code.to_string(), u8::try_from(scale).ok()?))
-        }
+        Some(Value::Object(asset)) => asset_object(asset),
         Some(Value::String(text)) => {
             let (code, scale) = text.split_once('/')?;
             Some((code.to_string(), scale.parse().ok()?))
         }
         _ => None,
     }
+}
+
+/// An `{code, scale}` object.
+fn asset_object(asset: &Map<String, Value>) -> Option<(String, u8)> {
+    let code = asset.get("code").and_then(Value::as_str)?;
+    let scale = asset.get("scale").and_then(Value::as_u64)?;
+    Some((code.to_string(), u8::try_from(scale).ok()?))
 }
 
 fn label(key: &str) -> String {
@@ -167,7 +172,7 @@ fn object_lines(map: &Map<String, Value>, inherited: Option<&(String, u8)>, inde
         }
         let name = label(key);
         match value {
-            Value::Object(inner) if !inner.is_empty() && asset_of(inner).is_none() && !is_asset_object(key) => {
+            Value::Object(inner) if !inner.is_empty() && asset_of(inner).is_none() && key != "asset" => {
                 lines.push(format!("{pad}{name}:"));
                 lines.push(object_lines(inner, asset, indent + 2));
             }
@@ -190,10 +195,6 @@ fn object_lines(map: &Map<String, Value>, inherited: Option<&(String, u8)>, inde
         }
     }
     lines.join("\n")
-}
-
-fn is_asset_object(key: &str) -> bool {
-    key == "asset"
 }
 
 fn table(items: &[Value], inherited: Option<&(String, u8)>) -> String {
@@ -222,10 +223,8 @@ fn table(items: &[Value], inherited: Option<&(String, u8)>) -> String {
                 .iter()
                 .map(|key| match map.get(key) {
                     None => "-".to_string(),
-                    Some(Value::Object(inner)) if key == "asset" => {
-                        asset_of(&Map::from_iter([("asset".to_string(), Value::Object(inner.clone()))]))
-                            .map_or_else(|| Value::Object(inner.clone()).to_string(), |(c, s)| format!("{c}/{s}"))
-                    }
+                    Some(Value::Object(inner)) if key == "asset" => asset_object(inner)
+                        .map_or_else(|| Value::Object(inner.clone()).to_string(), |(c, s)| format!("{c}/{s}")),
                     Some(Value::Object(inner)) => Value::Object(inner.clone()).to_string(),
                     Some(value) => scalar(value, key, asset),
                 })
@@ -327,9 +326,15 @@ pub fn parse_time(text: &str) -> Option<u64> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().ok();
     }
-    let number = |range: std::ops::Range<usize>| text.get(range).filter(|t| t.bytes().all(|b| b.is_ascii_digit()))?.parse::<i64>().ok();
+    let number = |range: std::ops::Range<usize>| {
+        text.get(range).filter(|t| t.bytes().all(|b| b.is_ascii_digit()))?.parse::<i64>().ok()
+    };
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') || !matches!(bytes.get(10), Some(b'T' | b't' | b' ')) {
+    if bytes.len() < 20
+        || bytes.get(4) != Some(&b'-')
+        || bytes.get(7) != Some(&b'-')
+        || !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
+    {
         return None;
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
@@ -427,7 +432,9 @@ mod tests {
         for ns in [0u64, 951_782_400_123_000_000, 1_796_534_377_882_000_000] {
             assert_eq!(parse_time(&rfc3339(u128::from(ns))), Some(ns));
         }
-        for bad in ["yesterday", "2026-13-01T00:00:00Z", "2026-12-06", "2026-12-06T05:19:37", "1969-12-31T23:59:59Z", "-5"] {
+        for bad in
+            ["yesterday", "2026-13-01T00:00:00Z", "2026-12-06", "2026-12-06T05:19:37", "1969-12-31T23:59:59Z", "-5"]
+        {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }

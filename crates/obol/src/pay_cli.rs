@@ -204,18 +204,21 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
     };
     let home = args.endpoint.resolve()?;
     let http = home.http()?;
-    let wallet = Wallet::with_http_client(WalletConfig {
-        server: home.server.clone(),
-        device_key: read_key(&args.key_file)?,
-        kid: args.kid.clone(),
-        device_id: parse_id("device", &args.device)?,
-        account_id: parse_id("account", &args.account)?,
-        asset,
-        auto_tab_budget: args.tab_budget,
-        auto_tab_timeout_s: 3600,
-        limits,
-        preference: if args.exact { Preference::Exact } else { Preference::Tabs },
-    }, http.clone());
+    let wallet = Wallet::with_http_client(
+        WalletConfig {
+            server: home.server.clone(),
+            device_key: read_key(&args.key_file)?,
+            kid: args.kid.clone(),
+            device_id: parse_id("device", &args.device)?,
+            account_id: parse_id("account", &args.account)?,
+            asset,
+            auto_tab_budget: args.tab_budget,
+            auto_tab_timeout_s: 3600,
+            limits,
+            preference: if args.exact { Preference::Exact } else { Preference::Tabs },
+        },
+        http.clone(),
+    );
     runtime()?.block_on(async {
         for n in 1..=args.count {
             let response = wallet.get(&args.url).await.map_err(|e| anyhow!("request {n}: {e}"))?;
@@ -240,11 +243,7 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
 }
 
 /// The payee a priced URL names in its offer (to settle the wallet's tab to it).
-async fn first_payee(
-    http: &reqwest::Client,
-    wallet: &obol_client::Wallet,
-    url: &str,
-) -> anyhow::Result<Option<u128>> {
+async fn first_payee(http: &reqwest::Client, wallet: &obol_client::Wallet, url: &str) -> anyhow::Result<Option<u128>> {
     let response = http.get(url).send().await?;
     let offer = response
         .headers()

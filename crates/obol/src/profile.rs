@@ -137,8 +137,6 @@ pub struct Resolved {
     pub server: String,
     /// The API key, if any source had one.
     pub api_key: Option<String>,
-    /// Where the key came from, to say so when it is refused.
-    pub api_key_source: &'static str,
     /// CA certificates (PEM) to trust beside the system's.
     pub ca_pem: Option<Vec<u8>>,
     /// How to print.
@@ -185,7 +183,9 @@ impl Endpoint {
         }
         let ca_path = self.ca_cert.clone().or(profile.ca_cert.clone());
         let ca_pem = match ca_path {
-            Some(path) => Some(std::fs::read(&path).with_context(|| format!("reading the CA from {}", path.display()))?),
+            Some(path) => {
+                Some(std::fs::read(&path).with_context(|| format!("reading the CA from {}", path.display()))?)
+            }
             None => None,
         };
         let output = if self.json {
@@ -197,7 +197,7 @@ impl Endpoint {
         } else {
             Output::Json
         };
-        let resolved = Resolved { server, api_key: None, api_key_source: "nowhere", ca_pem, output };
+        let resolved = Resolved { server, api_key: None, ca_pem, output };
         Ok((resolved, profile))
     }
 }
@@ -206,21 +206,17 @@ impl Connection {
     /// Makes every choice.
     pub fn resolve(&self) -> anyhow::Result<Resolved> {
         let (mut resolved, profile) = self.endpoint.resolve_with_profile()?;
-        let (api_key, api_key_source) = if let Some(key) = self.api_key.clone().filter(|k| !k.trim().is_empty()) {
-            (Some(key.trim().to_string()), "--api-key/OBOL_API_KEY")
-        } else if let Some(path) = &self.api_key_file {
-            (Some(read_key_file(path)?), "--api-key-file")
-        } else if let Some(path) = &profile.api_key_file {
-            (Some(read_key_file(path)?), "the profile's api_key_file")
+        resolved.api_key = if let Some(key) = self.api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            Some(key.to_string())
+        } else if let Some(path) = self.api_key_file.as_ref().or(profile.api_key_file.as_ref()) {
+            Some(read_key_file(path)?)
         } else if let Some(name) = &profile.api_key_env {
             let key = std::env::var(name).ok().filter(|k| !k.trim().is_empty());
             let key = key.ok_or_else(|| anyhow!("the profile reads its API key from ${name}, which is not set"))?;
-            (Some(key.trim().to_string()), "the profile's api_key_env")
+            Some(key.trim().to_string())
         } else {
-            (None, "nowhere")
+            None
         };
-        resolved.api_key = api_key;
-        resolved.api_key_source = api_key_source;
         Ok(resolved)
     }
 }
@@ -288,7 +284,10 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Show { name } => {
             let name = name.or(config.current.clone()).ok_or_else(|| anyhow!("no current profile; name one"))?;
             let profile = config.profiles.get(&name).ok_or_else(|| anyhow!("no profile {name:?}"))?;
-            crate::outln!("profile   {name}{}", if config.current.as_deref() == Some(&name) { " (current)" } else { "" });
+            crate::outln!(
+                "profile   {name}{}",
+                if config.current.as_deref() == Some(&name) { " (current)" } else { "" }
+            );
             crate::outln!("server    {}", profile.server.as_deref().unwrap_or(DEFAULT_SERVER));
             let key = match (&profile.api_key_file, &profile.api_key_env) {
                 (Some(file), _) => format!("read from {}", file.display()),
@@ -335,9 +334,9 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
                         Some(other) => bail!("output is human or json, not {other:?}"),
                     }
                 }
-                "api_key" => bail!(
-                    "the config file never holds a key: use `obol login`, or set api_key_file or api_key_env"
-                ),
+                "api_key" => {
+                    bail!("the config file never holds a key: use `obol login`, or set api_key_file or api_key_env")
+                }
                 other => bail!("no field {other:?}: server, api_key_file, api_key_env, ca_cert or output"),
             }
             if config.current.is_none() {
@@ -415,7 +414,6 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let resolved = Resolved {
         server: args.server.trim().trim_end_matches('/').to_string(),
         api_key: Some(key.clone()),
-        api_key_source: "login",
         ca_pem: match &args.ca_cert {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the CA from {}", path.display()))?),
             None => None,
@@ -450,7 +448,8 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     );
     config.current = Some(args.profile.clone());
     config.save(&path)?;
-    let field = |name: &str| me.pointer(&format!("/principal/{name}")).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let field =
+        |name: &str| me.pointer(&format!("/principal/{name}")).and_then(|v| v.as_str()).unwrap_or("?").to_string();
     crate::outln!(
         "logged in to {} as {} {} ({}); profile {} is now current",
         resolved.server,

@@ -179,7 +179,9 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
     }
     crate::outln!(
         "held-out simulated traffic ({} customers, {} days, seed {}): share stopped",
-        args.customers, args.days, args.seed
+        args.customers,
+        args.days,
+        args.seed
     );
     for (title, fraud) in [("good payments (false alarms)", false), ("fraud (caught)", true)] {
         crate::outln!("\n{title:<20}   {:>8} {:>10} {:>10} {:>10}", "events", "rules", "model", "both");
@@ -360,10 +362,16 @@ fn print_metrics(metrics: &Metrics, json_out: bool, extra: serde_json::Value) {
     crate::outln!("held-out rows: {} ({} fraud)", metrics.rows, metrics.positives);
     crate::outln!(
         "AUPRC: {:.4} (95% bootstrap interval {:.4} to {:.4})",
-        metrics.auprc, metrics.auprc_ci_low, metrics.auprc_ci_high
+        metrics.auprc,
+        metrics.auprc_ci_low,
+        metrics.auprc_ci_high
     );
     crate::outln!("ROC AUC: {:.4}", metrics.roc_auc);
-    crate::outln!("precision at 80% recall: {:.4} (threshold {:.4})", metrics.precision_at_80_recall, metrics.threshold);
+    crate::outln!(
+        "precision at 80% recall: {:.4} (threshold {:.4})",
+        metrics.precision_at_80_recall,
+        metrics.threshold
+    );
     let [tp, fp, tn, fn_] = metrics.confusion;
     crate::outln!("confusion at that threshold:    predicted fraud   predicted fine");
     crate::outln!("  fraud                         {tp:>15}   {fn_:>14}");
@@ -394,7 +402,11 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     model.metrics = evaluate(&scores, held_labels, 1000, args.seed);
     std::fs::write(&args.out, model.to_json()).with_context(|| format!("writing {}", args.out.display()))?;
     if !args.json {
-        crate::outln!("trained on {split} rows, {} features; model written to {}", data.names.len(), args.out.display());
+        crate::outln!(
+            "trained on {split} rows, {} features; model written to {}",
+            data.names.len(),
+            args.out.display()
+        );
     }
     print_metrics(&model.metrics, args.json, json!({"model": args.out.display().to_string(), "trained_rows": split}));
     Ok(())

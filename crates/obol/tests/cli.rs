@@ -40,7 +40,8 @@ fn serve() -> Server {
 fn obol(server: &Server, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(args)
-        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
+        .env("OBOL_SERVER", &server.url)
+        .env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", &server.key)
         .output()
         .expect("run obol")
@@ -120,14 +121,16 @@ fn client_failures_name_the_problem_and_exit_nonzero() {
     assert_eq!((gold["asset_code"].as_str(), gold["asset_scale"].as_u64()), (Some("XAU"), Some(6)), "{gold}");
     let no_key = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["balance", "1"])
-        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
+        .env("OBOL_SERVER", &server.url)
+        .env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env_remove("OBOL_API_KEY")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("no API key"));
     let wrong_key = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["balance", "1"])
-        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
+        .env("OBOL_SERVER", &server.url)
+        .env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", "obol_live_nope_nope")
         .output()
         .unwrap();
@@ -152,20 +155,42 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
 fn reset_operator_replaces_the_key_and_refuses_a_directory_without_a_store() {
     let nowhere = std::env::temp_dir().join(format!("obol-no-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&nowhere);
-    let refused = Command::new(env!("CARGO_BIN_EXE_obol")).args(["key", "reset-operator", "--data-dir"]).arg(&nowhere).output().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["key", "reset-operator", "--data-dir"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("no obol store in"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no obol store in"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(!nowhere.exists(), "nothing is created in the wrong directory");
 
     let mut server = serve();
     let _ = server.child.kill();
     let _ = server.child.wait();
-    let reset = Command::new(env!("CARGO_BIN_EXE_obol")).args(["key", "reset-operator", "--data-dir"]).arg(&server.dir).output().unwrap();
+    let reset = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["key", "reset-operator", "--data-dir"])
+        .arg(&server.dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&reset.stdout);
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
-    let new_key = stdout.lines().map(str::trim).find(|l| l.starts_with("obol_live_")).expect("the new key is printed").to_string();
+    let new_key = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("obol_live_"))
+        .expect("the new key is printed")
+        .to_string();
     assert_ne!(new_key, server.key);
-    let relaunched = support::launch([std::ffi::OsStr::new("--listen"), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), server.dir.as_os_str()]);
+    let relaunched = support::launch([
+        std::ffi::OsStr::new("--listen"),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
     server.child = relaunched.child;
     let me = |key: &str| {
         Command::new(env!("CARGO_BIN_EXE_obol"))
@@ -202,7 +227,8 @@ fn help_teaches_each_command() {
 fn obol_as(server: &Server, key: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(args)
-        .env("OBOL_SERVER", &server.url).env("OBOL_CONFIG", server.dir.join("no-config.toml"))
+        .env("OBOL_SERVER", &server.url)
+        .env("OBOL_CONFIG", server.dir.join("no-config.toml"))
         .env("OBOL_API_KEY", key)
         .output()
         .expect("run obol")
@@ -351,22 +377,41 @@ fn bench_ledger_drops_only_the_schemas_it_created() {
         })
     };
     let theirs = format!("obol_naive_theirs_{}", std::process::id());
-    if let Err(error) = sql(format!("DROP SCHEMA IF EXISTS {theirs} CASCADE; CREATE SCHEMA {theirs}; CREATE TABLE {theirs}.kept (n INT)")) {
+    if let Err(error) = sql(format!(
+        "DROP SCHEMA IF EXISTS {theirs} CASCADE; CREATE SCHEMA {theirs}; CREATE TABLE {theirs}.kept (n INT)"
+    )) {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but PostgreSQL is unreachable: {error}");
         eprintln!("SKIPPED: bench ledger schema test ({error})");
         return;
     }
     let count_bench_schemas = || -> usize {
-        let rows = sql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'obol\\_bench\\_%' OR nspname LIKE 'obol\\_naive\\_%'".into()).unwrap();
+        let rows = sql(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'obol\\_bench\\_%' OR nspname LIKE 'obol\\_naive\\_%'"
+                .into(),
+        )
+        .unwrap();
         rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count()
     };
     let before = count_bench_schemas();
     let output = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["bench", "ledger", "--transfers", "8190", "--accounts", "100", "--naive-seconds", "1", "--json", "--database-url", &url])
+        .args([
+            "bench",
+            "ledger",
+            "--transfers",
+            "8190",
+            "--accounts",
+            "100",
+            "--naive-seconds",
+            "1",
+            "--json",
+            "--database-url",
+            &url,
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let result: serde_json::Value = serde_json::from_slice(output.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_slice(output.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
     assert!(result["naive_pg_uniform_tps"].as_f64().is_some_and(|tps| tps > 0.0), "{result}");
     assert_eq!(count_bench_schemas(), before, "the run dropped exactly what it created");
     let kept = sql(format!("SELECT count(*) FROM {theirs}.kept"));

@@ -65,8 +65,14 @@ fn serve(tag: &str) -> Server {
 }
 
 async fn post(base: &str, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let response =
-        obol_client::http_client(None).unwrap().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
+    let response = obol_client::http_client(None)
+        .unwrap()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
@@ -221,7 +227,8 @@ async fn soft_webauthn_from_pypi_registers_a_passkey_and_approves_a_payment() {
     );
     let (status, answer, challenge) = approve("uv").await;
     assert_eq!(status, 200, "{answer}");
-    let response = obol_client::http_client(None).unwrap()
+    let response = obol_client::http_client(None)
+        .unwrap()
         .post(format!("{}/v1/transfers", server.base))
         .bearer_auth(&holder)
         .header("obol-approval", challenge)
@@ -248,7 +255,8 @@ async fn schemathesis_finds_no_server_error_anywhere_in_the_openapi_document() {
         dir.as_os_str(),
     ]);
     let server = Server { child: launched.child, base: launched.base, operator: launched.key.unwrap_or_default(), dir };
-    let document = obol_client::http_client(None).unwrap()
+    let document = obol_client::http_client(None)
+        .unwrap()
         .get(format!("{}/v1/openapi.json", server.base))
         .bearer_auth(&server.operator)
         .send()

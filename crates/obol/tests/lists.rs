@@ -51,8 +51,9 @@ async fn an_account_of_100000_transfers_pages_with_filters_exactly_once() {
     let key = launched.key.unwrap();
     let api = support::Api::new(&launched.base);
     for (id, flags) in [("9", json!([])), ("1", json!(["history"])), ("2", json!([]))] {
-        let (status, body) =
-            api.post(&key, "/v1/accounts", json!({"id": id, "asset_code": "EUR", "asset_scale": 2, "flags": flags}), None).await;
+        let (status, body) = api
+            .post(&key, "/v1/accounts", json!({"id": id, "asset_code": "EUR", "asset_scale": 2, "flags": flags}), None)
+            .await;
         assert!(status == 201, "{body}");
     }
     // Transfer n: from 9 into 1 when n is even, from 1 to 2 when odd; account 1 is in every one.
@@ -84,7 +85,8 @@ async fn an_account_of_100000_transfers_pages_with_filters_exactly_once() {
     // Time: from the 25,000th transfer (included) to the 75,000th (excluded), posted only.
     let (from, to) = (timestamps[24_999], timestamps[74_999]);
     let (window, _) =
-        every_page(&api, &key, &format!("/v1/transfers?account=1&from_ns={from}&to_ns={to}&status=posted&limit=1000")).await;
+        every_page(&api, &key, &format!("/v1/transfers?account=1&from_ns={from}&to_ns={to}&status=posted&limit=1000"))
+            .await;
     assert_eq!(ids(&window), (25_000..75_000).collect::<Vec<_>>());
 
     // The operator's list of every transfer, and an account that takes part in half of them.
@@ -95,7 +97,20 @@ async fn an_account_of_100000_transfers_pages_with_filters_exactly_once() {
 
     // The same from the command line, every page followed.
     let output = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["transfer", "list", "--account", "1", "--min", "500", "--max", "600", "--limit", "1000", "--all", "--json"])
+        .args([
+            "transfer",
+            "list",
+            "--account",
+            "1",
+            "--min",
+            "500",
+            "--max",
+            "600",
+            "--limit",
+            "1000",
+            "--all",
+            "--json",
+        ])
         .env("OBOL_SERVER", &launched.base)
         .env("OBOL_API_KEY", &key)
         .env("OBOL_CONFIG", dir.join("no-config.toml"))
@@ -103,8 +118,12 @@ async fn an_account_of_100000_transfers_pages_with_filters_exactly_once() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let printed: Vec<u64> =
-        printed["items"].as_array().unwrap().iter().map(|i| i["transfer"]["id"].as_str().unwrap().parse().unwrap()).collect();
+    let printed: Vec<u64> = printed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["transfer"]["id"].as_str().unwrap().parse().unwrap())
+        .collect();
     let unique: BTreeSet<u64> = printed.iter().copied().collect();
     assert_eq!(unique.len(), printed.len(), "no transfer twice");
     assert_eq!(printed, expected);

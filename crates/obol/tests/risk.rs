@@ -78,7 +78,13 @@ fn stop(mut launched: support::Launched) {
 }
 
 fn obol(base: &str, key: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_obol")).args(args).env("OBOL_SERVER", base).env("OBOL_CONFIG", "/nonexistent/obol-config.toml").env("OBOL_API_KEY", key).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(args)
+        .env("OBOL_SERVER", base)
+        .env("OBOL_CONFIG", "/nonexistent/obol-config.toml")
+        .env("OBOL_API_KEY", key)
+        .output()
+        .unwrap()
 }
 
 fn has_change(changes: &Value, what: &str, bundle: &str) -> bool {

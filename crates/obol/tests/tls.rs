@@ -108,7 +108,10 @@ fn cli(config: &std::path::Path, args: &[&str], env: &[(&str, &str)], stdin: Opt
     for (name, value) in env {
         command.env(name, value);
     }
-    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
