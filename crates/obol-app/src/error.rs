@@ -40,6 +40,24 @@ pub enum Error {
     /// Asset code or scale invalid.
     #[error("{0}")]
     InvalidAsset(String),
+    /// A custom asset code the operator never registered.
+    #[error(
+        "{0} is not an asset obol knows: not in ISO 4217, and not registered (the operator registers custom assets with POST /v1/assets)"
+    )]
+    AssetNotRegistered(String),
+    /// A custom asset at a scale coarser than it was registered with.
+    #[error("{code} counts in units of scale {registered} or finer, not {scale}")]
+    AssetScaleTooCoarse {
+        /// The asset.
+        code: String,
+        /// The scale asked for.
+        scale: u8,
+        /// The scale it was registered with.
+        registered: u8,
+    },
+    /// A custom asset is registered already, differently.
+    #[error("{0} is registered already with another scale or description; a registered asset never changes")]
+    AssetExists(String),
     /// A flag name obol does not know.
     #[error("unknown flag {0:?}")]
     InvalidFlag(String),
@@ -204,6 +222,9 @@ impl Error {
             Error::InvalidId { .. } => "invalid_id",
             Error::InvalidAmount { .. } => "invalid_amount",
             Error::InvalidAsset(_) => "invalid_asset",
+            Error::AssetNotRegistered(_) => "asset_not_registered",
+            Error::AssetScaleTooCoarse { .. } => "asset_scale_too_coarse",
+            Error::AssetExists(_) => "asset_exists",
             Error::InvalidFlag(_) => "invalid_flag",
             Error::InvalidQuery(_) => "invalid_query",
             Error::BatchSize { .. } => "batch_size",

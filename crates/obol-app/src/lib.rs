@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod approvals;
+pub mod assets;
 pub mod auth;
 pub mod authz;
 pub mod env;
@@ -125,7 +126,8 @@ pub fn parse_amount(field: &str, text: &str) -> Result<u128, Error> {
         .map_err(|error| Error::InvalidAmount { field: field.into(), reason: error.to_string() })
 }
 
-/// An asset: an ISO 4217 code (or another known asset) at a scale.
+/// An asset: an ISO 4217 code, or a custom asset's code, at a scale (whether a custom one is
+/// registered is checked where an account takes it: [`assets::check_registered`]).
 pub fn parse_asset(code: &str, scale: u8) -> Result<obol_core::money::Asset, Error> {
-    obol_core::money::Asset::new(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
+    obol_core::money::Asset::parse(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
 }

@@ -130,7 +130,14 @@ pub async fn decide_review(
             let tab_id = tab_id.ok_or_else(|| Error::Internal("a checkpoint review without its tab".into()))?;
             let command = obol_core::channel::TabCommand::Settle { tab_id, settle_transfer_id: state.env.random_id() };
             match crate::tabs::run_tab(state, command).await {
-                Ok(result) => vec![Outcome::Other(format!("settled: {result:?}"))],
+                Ok(obol_core::channel::TabResult::Ok { .. }) => {
+                    vec![Outcome::Other(
+                        "settled: the tab is closed; the payee got what it owed, the payer the rest".into(),
+                    )]
+                }
+                Ok(result) => {
+                    vec![Outcome::Other(format!("settle failed: {}", crate::tabs::tab_result_code(&result)))]
+                }
                 Err(error) => vec![Outcome::Other(format!("settle failed: {}", error.code()))],
             }
         }
@@ -312,7 +319,7 @@ pub fn policy(state: &App, caller: &Caller) -> Result<PolicyDto, Error> {
             .collect(),
         shadow: engine.shadow_report(now_s).is_some(),
         directory: state.risk.directory().map(|d| d.display().to_string()),
-        decided: engine.decided(),
+        decided: DecidedDto::from_counts(engine.decided()),
     })
 }
 

@@ -185,8 +185,38 @@ pub struct PolicyDto {
     pub shadow: bool,
     /// The directory watched for bundles, if any.
     pub directory: Option<String>,
-    /// Decisions so far: step_up, allow, block, review.
-    pub decided: [u64; 4],
+    /// Decisions so far, by action.
+    pub decided: DecidedDto,
+}
+
+/// How many decisions the live policy made, by action.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct DecidedDto {
+    /// Allowed.
+    pub allow: u64,
+    /// Asked for a second factor.
+    pub step_up: u64,
+    /// Held for review.
+    pub review: u64,
+    /// Blocked.
+    pub block: u64,
+}
+
+impl DecidedDto {
+    /// Labels the engine's counts, which follow [`obol_risk::policy::Action::ORDER`].
+    pub fn from_counts(counts: [u64; 4]) -> DecidedDto {
+        use obol_risk::policy::Action;
+        let mut decided = DecidedDto::default();
+        for (action, count) in Action::ORDER.iter().zip(counts) {
+            match action {
+                Action::Allow => decided.allow = count,
+                Action::StepUp => decided.step_up = count,
+                Action::Review => decided.review = count,
+                Action::Block => decided.block = count,
+            }
+        }
+        decided
+    }
 }
 
 /// One bundle in force.

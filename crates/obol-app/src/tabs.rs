@@ -30,7 +30,7 @@ pub(crate) fn tab_result_code(result: &TabResult) -> String {
         TabResult::NotFound => "tab_not_found".into(),
         TabResult::Escrow(result) => format!("escrow_{}", result.as_str()),
         TabResult::Settlement(result) => format!("settlement_{}", result.as_str()),
-        TabResult::Rejected(reject) => format!("rejected: {reject:?}"),
+        TabResult::Rejected(reject) => crate::error::pay_reject_code(*reject).into(),
     }
 }
 

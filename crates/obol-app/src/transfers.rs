@@ -430,6 +430,9 @@ pub async fn create_accounts(
 ) -> Result<Vec<obol_core::ledger::CreateAccountResult>, Error> {
     batch_size(events.len())?;
     authorize_new_accounts(state, caller, &mut events)?;
+    for event in &events {
+        crate::assets::check_registered(state, event.asset)?;
+    }
     match state.engine.execute(Op::CreateAccounts(events)).await? {
         OpResults::Accounts(results) => Ok(results),
         OpResults::Transfers(_) | OpResults::Identity(_) | OpResults::Tab(_) | OpResults::Put => {

@@ -205,7 +205,7 @@ pub enum Outcome {
     /// `refused: <code>`: the payer no longer may make it; nothing ran.
     Refused(String),
     /// Any other text, kept as it is: what the ledger or tab answered (`exceeds_credits`,
-    /// `escrow_...`), `settled: ...`, `settle failed: <code>`, `unexpected`.
+    /// `escrow_...`), `settled: ...` (a declined checkpoint closed its tab), `settle failed: <code>`, `unexpected`.
     Other(String),
 }
 

@@ -99,7 +99,7 @@ pub(crate) fn requirement_asset(requirements: &PaymentRequirements) -> Result<As
         .and_then(serde_json::Value::as_u64)
         .and_then(|scale| u8::try_from(scale).ok())
         .ok_or_else(|| Refusal::new("invalid_payment_requirements", "extra.assetScale is missing"))?;
-    Asset::new(&requirements.asset, scale).map_err(|e| Refusal::new("invalid_payment_requirements", e.to_string()))
+    Asset::parse(&requirements.asset, scale).map_err(|e| Refusal::new("invalid_payment_requirements", e.to_string()))
 }
 
 /// Whether the client's `accepted` is this offer: every field equal, and the offer's `extra` a

@@ -153,26 +153,32 @@ struct Ledgerish {
 }
 
 fn reserve_in(state: &mut Ledgerish, limits: SpendLimits, amount: u128) -> Result<(), ClientError> {
+    let today = now_s() / 86_400;
+    if state.day != today {
+        state.day = today;
+        state.spent_today = 0;
+    }
+    state.spent_today = check_in(state, limits, amount)?;
+    Ok(())
+}
+
+/// Whether `amount` fits the per-request limit and today's: answers today's total with it.
+fn check_in(state: &Ledgerish, limits: SpendLimits, amount: u128) -> Result<u128, ClientError> {
     if amount > limits.per_request_max {
         return Err(ClientError::SpendLimit(format!(
             "{amount} is more than the {} one request may cost",
             limits.per_request_max
         )));
     }
-    let today = now_s() / 86_400;
-    if state.day != today {
-        state.day = today;
-        state.spent_today = 0;
-    }
-    let total = state.spent_today.saturating_add(amount);
+    let spent_today = if state.day == now_s() / 86_400 { state.spent_today } else { 0 };
+    let total = spent_today.saturating_add(amount);
     if total > limits.per_day_max {
         return Err(ClientError::SpendLimit(format!(
             "paying {amount} would make today's total {total}, above the daily {}",
             limits.per_day_max
         )));
     }
-    state.spent_today = total;
-    Ok(())
+    Ok(total)
 }
 
 /// The headers that make a request a device's (RFC 9421, as obol checks it): `Content-Digest`
@@ -287,6 +293,12 @@ impl Wallet {
     pub fn spent_today(&self) -> u128 {
         let state = self.state();
         if state.day == now_s() / 86_400 { state.spent_today } else { 0 }
+    }
+
+    /// Every tab this wallet opened and has not settled, by payee.
+    pub fn tabs(&self) -> Vec<TabView> {
+        let payees: Vec<u128> = self.state().tabs.keys().copied().collect();
+        payees.into_iter().filter_map(|payee| self.tab(payee)).collect()
     }
 
     /// The wallet's open tab to `payee`, if any.
@@ -490,6 +502,9 @@ impl Wallet {
                     if self.config.auto_tab_budget == 0 {
                         return Err(ClientError::NoUsableOffer(format!("no tab to {payee}")));
                     }
+                    // The limits are checked before anything is escrowed: a payment they refuse
+                    // must not leave a tab holding the payer's money behind it.
+                    check_in(&self.state(), self.config.limits, amount)?;
                     let budget = self.config.auto_tab_budget.min(self.config.limits.per_tab_max).max(amount);
                     self.open_tab(payee, budget, self.config.auto_tab_timeout_s).await?;
                 }

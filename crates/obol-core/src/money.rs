@@ -186,6 +186,15 @@ pub enum MoneyError {
     /// The code is not three upper-case letters of an active ISO 4217 currency.
     #[error("asset code {0:?} is not an active ISO 4217 currency code")]
     AssetCodeUnknown(String),
+    /// The code is neither an ISO 4217 code nor shaped as a custom asset's (three upper-case
+    /// letters A to Z).
+    #[error(
+        "asset code {0:?} is neither an ISO 4217 code nor a custom asset code (three letters A-Z, registered by the operator)"
+    )]
+    AssetCodeMalformed(String),
+    /// A custom asset may not take an ISO 4217 code.
+    #[error("{0} is an ISO 4217 code: use it as it is (a custom asset needs a code ISO 4217 does not list)")]
+    AssetCodeIsIso(String),
     /// The scale is finer than 10^-18 or coarser than the currency's minor unit.
     #[error("asset scale {scale} for {code} must be between {min} (its minor unit) and {max}")]
     AssetScaleOutOfRange {
@@ -233,11 +242,44 @@ impl Asset {
         Ok(Asset { code: code_bytes, scale })
     }
 
-    /// Rebuilds an asset from its 4-byte wire form (3 code bytes, then the scale), checking it.
+    /// A custom asset (in-game gems, credits, points): a code of three letters A to Z that ISO
+    /// 4217 does not list, at `scale` up to [`SCALE_MAX`]. Whether the operator registered it,
+    /// and from which scale, is the application's to check before an account takes it.
+    pub fn custom(code: &str, scale: u8) -> Result<Asset, MoneyError> {
+        if minor_unit(code).is_some() || NO_MINOR_UNIT.contains(&code) {
+            return Err(MoneyError::AssetCodeIsIso(code.into()));
+        }
+        let code_bytes: [u8; 3] =
+            code.as_bytes().try_into().map_err(|_| MoneyError::AssetCodeMalformed(code.into()))?;
+        if !code_bytes.iter().all(u8::is_ascii_uppercase) {
+            return Err(MoneyError::AssetCodeMalformed(code.into()));
+        }
+        if scale > SCALE_MAX {
+            return Err(MoneyError::AssetScaleOutOfRange { code: code.into(), scale, min: 0, max: SCALE_MAX });
+        }
+        Ok(Asset { code: code_bytes, scale })
+    }
+
+    /// An ISO 4217 asset as [`Asset::new`] checks it, or else a custom one as
+    /// [`Asset::custom`] does.
+    pub fn parse(code: &str, scale: u8) -> Result<Asset, MoneyError> {
+        match Asset::new(code, scale) {
+            Err(MoneyError::AssetCodeUnknown(_)) => Asset::custom(code, scale),
+            other => other,
+        }
+    }
+
+    /// Whether the code is ISO 4217's (else it is a custom asset's).
+    pub fn is_iso(&self) -> bool {
+        minor_unit(self.code()).is_some() || NO_MINOR_UNIT.contains(&self.code())
+    }
+
+    /// Rebuilds an asset from its 4-byte wire form (3 code bytes, then the scale), checking it
+    /// as [`Asset::parse`] does.
     pub fn from_bytes(bytes: [u8; 4]) -> Result<Asset, MoneyError> {
-        let code =
-            std::str::from_utf8(&bytes[..3]).map_err(|_| MoneyError::AssetCodeUnknown(format!("{:?}", &bytes[..3])))?;
-        Asset::new(code, bytes[3])
+        let code = std::str::from_utf8(&bytes[..3])
+            .map_err(|_| MoneyError::AssetCodeMalformed(format!("{:?}", &bytes[..3])))?;
+        Asset::parse(code, bytes[3])
     }
 
     /// The 4-byte wire form.
@@ -382,7 +424,27 @@ mod tests {
     fn asset_bytes_round_trip() {
         let asset = Asset::new("JOD", 5).unwrap();
         assert_eq!(Asset::from_bytes(asset.to_bytes()).unwrap(), asset);
+        let gems = Asset::custom("GEM", 0).unwrap();
+        assert_eq!(Asset::from_bytes(gems.to_bytes()).unwrap(), gems);
+        assert!(!gems.is_iso() && asset.is_iso());
         assert!(Asset::from_bytes([0, 0, 0, 0]).is_err());
+        assert!(Asset::from_bytes(*b"gem\0").is_err());
+    }
+
+    #[test]
+    fn custom_assets_take_codes_iso_does_not_list() {
+        assert_eq!(Asset::custom("GEM", 0).map(|a| (a.code().to_string(), a.scale())), Ok(("GEM".into(), 0)));
+        assert_eq!(Asset::parse("PTS", 2).map(|a| a.is_iso()), Ok(false));
+        assert_eq!(Asset::parse("USD", 2).map(|a| a.is_iso()), Ok(true));
+        for iso in ["USD", "XAU", "XTS"] {
+            assert!(matches!(Asset::custom(iso, 2), Err(MoneyError::AssetCodeIsIso(_))), "{iso}");
+        }
+        for malformed in ["", "gem", "GE", "GEMS", "G3M", "€"] {
+            assert!(matches!(Asset::parse(malformed, 0), Err(MoneyError::AssetCodeMalformed(_))), "{malformed}");
+        }
+        assert!(matches!(Asset::custom("GEM", 19), Err(MoneyError::AssetScaleOutOfRange { .. })));
+        // An ISO code keeps its own rules: below the minor unit is refused, not made custom.
+        assert!(matches!(Asset::parse("EUR", 1), Err(MoneyError::AssetScaleOutOfRange { .. })));
     }
 
     #[test]

@@ -250,6 +250,7 @@ pub struct HistoryPage {
 
 /// Paging parameters for history.
 #[derive(Deserialize, IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Cursor from a previous page's `next`.
@@ -293,7 +294,7 @@ pub fn path_id(text: &str) -> Result<u128, Error> {
 }
 
 fn asset(code: &str, scale: u8) -> Result<Asset, Error> {
-    Asset::new(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
+    Asset::parse(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))
 }
 
 fn flag_bits(names: &[String], table: &[(&str, u16)]) -> Result<u16, Error> {
@@ -495,13 +496,14 @@ pub fn query_asset(text: Option<&str>) -> Result<Option<Asset>, Error> {
         let (code, scale) =
             text.split_once('/').ok_or_else(|| Error::InvalidQuery("asset must be CODE/SCALE, e.g. USD/2".into()))?;
         let scale = scale.parse::<u8>().map_err(|_| Error::InvalidQuery("asset scale must be 0 to 255".into()))?;
-        Asset::new(code, scale).map_err(|error| Error::InvalidQuery(format!("asset: {error}")))
+        Asset::parse(code, scale).map_err(|error| Error::InvalidQuery(format!("asset: {error}")))
     })
     .transpose()
 }
 
 /// Filters and paging of `GET /v1/accounts`.
 #[derive(Deserialize, IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountListQuery {
     /// Only this owner's accounts (holders and merchants see only their own anyway).
@@ -526,6 +528,7 @@ pub struct AccountPage {
 
 /// Filters and paging of `GET /v1/transfers`.
 #[derive(Deserialize, IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TransferListQuery {
     /// Only transfers touching this account (then each item has the account's balances after it).

@@ -122,7 +122,8 @@ impl ApiError {
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ChallengeNotFound(_) | Error::TabNotFound(_) => StatusCode::NOT_FOUND,
-            Error::TabExists(_) | Error::IdTaken(_) => StatusCode::CONFLICT,
+            Error::TabExists(_) | Error::IdTaken(_) | Error::AssetExists(_) => StatusCode::CONFLICT,
+            Error::AssetNotRegistered(_) | Error::AssetScaleTooCoarse { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TabRejected(reject) => pay_reject_status(*reject),
             Error::PasskeyCloneSuspected => StatusCode::FORBIDDEN,
             Error::Forbidden(_) | Error::PrincipalSuspended => StatusCode::FORBIDDEN,
@@ -273,8 +274,14 @@ fn transfer_status(result: CreateTransferResult) -> StatusCode {
     }
 }
 
-/// A request id for 5xx responses, unique within the process.
+/// The id of the request being answered (see [`crate::middleware::access`]), or a new one
+/// outside a request.
 fn request_id() -> String {
+    crate::middleware::REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_else(|_| new_request_id())
+}
+
+/// A new request id, unique within the process.
+pub(crate) fn new_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();

@@ -474,6 +474,7 @@ pub async fn set_device_limits(
 
 /// Filters and paging of `GET /v1/principals`.
 #[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalListQuery {
     /// Only this role: operator, holder, merchant, analyst or auditor.

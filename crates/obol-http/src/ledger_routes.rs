@@ -314,3 +314,48 @@ pub(crate) async fn list_transfers(
         .collect();
     Ok(Json(HistoryPage { items, next: page.next }))
 }
+
+/// A custom asset to register.
+#[derive(serde::Deserialize, utoipa::ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AssetNew {
+    /// Three letters A to Z that ISO 4217 does not list, e.g. `GEM`.
+    pub code: String,
+    /// The coarsest scale accounts may count it in (0: whole units); finer ones are allowed.
+    pub scale: u8,
+    /// What it is, for people (1 to 200 bytes).
+    pub description: String,
+}
+
+/// Register a custom asset (in-game currency, credits, points): operator only. It never changes;
+/// registering it again with the same fields answers 200.
+#[utoipa::path(post, path = "/v1/assets", tag = "accounts", request_body = AssetNew,
+    responses(
+        (status = 201, description = "Registered", body = obol_app::assets::AssetDto),
+        (status = 200, description = "Registered already, with the same fields", body = obol_app::assets::AssetDto),
+        (status = 400, description = "An ISO 4217 code, a malformed code, or a bad description", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Registered already, differently", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn register_asset(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<AssetNew>,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (asset, created) =
+        obol_app::assets::register(&state, &caller, &body.code, body.scale, &body.description).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(asset)).into_response())
+}
+
+/// The registered custom assets, by code (ISO 4217 currencies need no registration).
+#[utoipa::path(get, path = "/v1/assets", tag = "accounts",
+    responses((status = 200, description = "Every registered custom asset", body = Vec<obol_app::assets::AssetDto>)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_assets(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<obol_app::assets::AssetDto>>, ApiError> {
+    Ok(Json(obol_app::assets::list(&state, &caller)?))
+}

@@ -155,6 +155,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/accounts"),
     ("POST", "/v1/accounts"),
     ("POST", "/v1/accounts/batch"),
+    ("GET", "/v1/assets"),
+    ("POST", "/v1/assets"),
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/balance"),
     ("GET", "/v1/accounts/{id}/history"),
@@ -251,6 +253,7 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(ledger_routes::list_accounts).post(ledger_routes::create_account))
         .route("/v1/accounts/batch", post(ledger_routes::create_accounts))
+        .route("/v1/assets", get(ledger_routes::list_assets).post(ledger_routes::register_asset))
         .route("/v1/accounts/{id}", get(ledger_routes::get_account))
         .route("/v1/accounts/{id}/balance", get(ledger_routes::get_balance))
         .route("/v1/accounts/{id}/history", get(ledger_routes::get_history))
@@ -308,7 +311,14 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(middleware::track))
         .layer(axum::middleware::from_fn(middleware::time_limit))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(middleware::access))
         .with_state(state)
+}
+
+/// Gives the routes of `router` (routes added beside [`app`], such as priced ones) request ids
+/// and access log lines, as `app`'s own have.
+pub fn with_request_ids<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(axum::middleware::from_fn(middleware::access))
 }
 
 /// JSON body extractor whose failures are problem documents.
@@ -392,12 +402,89 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Documents the answers every route can give besides its own: 401, 403 and 429 on the routes
+/// that need a key (and 429 on the others, which are rate limited by address), 500 everywhere;
+/// and gives every answer a description (a handler's own, or what its status means here).
+struct ProblemAnswers;
+
+impl ProblemAnswers {
+    fn problem(description: &str, retry_after: bool) -> utoipa::openapi::Response {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        );
+        if retry_after {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).build()))
+                    .description(Some("Seconds until a request may succeed"))
+                    .build(),
+            );
+        }
+        response.build()
+    }
+
+    /// What a status means on obol's routes, for answers documented without a description.
+    fn meaning(status: &str) -> &'static str {
+        match status {
+            "200" => "Done",
+            "201" => "Created",
+            "202" => "Accepted, not done yet: held for review",
+            "400" => "The request is malformed: the problem names the field",
+            "401" => "No valid API key or device signature",
+            "402" => "Payment required: the offer is in PAYMENT-REQUIRED",
+            "403" => "Not allowed for this caller, or a second factor must approve it (`requires_action`)",
+            "404" => "No such resource, or not one the caller may see",
+            "409" => "Conflicts with what exists: the problem says with what",
+            "413" => "The body is too large",
+            "415" => "The body must be application/json",
+            "422" => "Refused by the ledger or a limit: the problem's `code` says why",
+            "429" => "Too many requests: wait Retry-After seconds",
+            "500" => "An internal error: the body carries only a request id",
+            "503" => "Not ready: the ledger is not accepting writes",
+            _ => "See the problem document's `code`",
+        }
+    }
+}
+
+impl utoipa::Modify for ProblemAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let keyed = operation.security.as_ref().is_some_and(|requirements| !requirements.is_empty());
+                let answers = &mut operation.responses.responses;
+                let mut added = vec![("429", true), ("500", false)];
+                if keyed {
+                    added.extend([("401", false), ("403", false)]);
+                }
+                for (status, retry_after) in added {
+                    answers.entry(status.to_string()).or_insert_with(|| {
+                        RefOr::T(ProblemAnswers::problem(ProblemAnswers::meaning(status), retry_after))
+                    });
+                }
+                for (status, answer) in answers.iter_mut() {
+                    if let RefOr::T(response) = answer
+                        && response.description.trim().is_empty()
+                    {
+                        response.description = ProblemAnswers::meaning(status).to_string();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document, generated from the handlers and DTOs above.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
     paths(ledger_routes::list_accounts, ledger_routes::list_transfers, identity_routes::list_principals, tab_routes::list_tabs,
-        ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::get_account, ledger_routes::get_balance,
+        ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::register_asset, ledger_routes::list_assets, ledger_routes::get_account, ledger_routes::get_balance,
         ledger_routes::get_history, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
@@ -410,7 +497,7 @@ impl utoipa::Modify for BearerAuth {
         risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::get_policy, risk_routes::submit_policy,
         risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
         openapi_json, healthz, readyz, metrics_text),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemAnswers),
 )]
 pub struct ApiDoc;
 

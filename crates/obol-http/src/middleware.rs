@@ -1,5 +1,5 @@
-//! Request middleware: authentication (API keys and device signatures) with throttling, the
-//! request log and metrics, and the time limit.
+//! Request middleware: authentication (API keys and device signatures) with throttling, request
+//! ids and the access log, metrics, and the time limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -225,19 +225,55 @@ async fn device_caller(state: &AppState, request: Request) -> Result<(Caller, Re
     Ok((caller, Request::from_parts(parts, axum::body::Body::from(bytes))))
 }
 
+tokio::task_local! {
+    /// The id of the request being served (its `x-request-id`), for the problem documents and
+    /// log lines it causes.
+    pub(crate) static REQUEST_ID: Arc<str>;
+}
+
+/// Longest `x-request-id` taken from a client; a longer or odd one is replaced.
+const REQUEST_ID_BYTES_MAX: usize = 64;
+
+/// Whether a client's `x-request-id` may be echoed and logged as it is.
+fn acceptable_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= REQUEST_ID_BYTES_MAX
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Gives every request an id (the client's `x-request-id` if it sent a sensible one, else a
+/// new one), echoes it in the answer's `x-request-id`, and writes the access log line
+/// (target `obol::access`: method, path without the query, status, time, id).
+pub async fn access(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id: Arc<str> = match request.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if acceptable_request_id(id) => Arc::from(id),
+        _ => Arc::from(crate::error::new_request_id()),
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = REQUEST_ID.scope(Arc::clone(&id), next.run(request)).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(
+        target: "obol::access",
+        request_id = %id,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let response = next.run(request).await;
-    tracing::debug!(
-        %method,
-        route = %route,
-        status = response.status().as_u16(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
     let status = response.status().as_u16().to_string();
     metrics::counter!("obol_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);

@@ -43,6 +43,7 @@ pub async fn set_monthly_limit(
 
 /// Query of the review list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
     /// `pending` (default), `approved`, `declined` or `all`.
     pub status: Option<String>,
@@ -145,6 +146,7 @@ pub async fn get_policy(
 
 /// Where to put a submitted bundle.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// `true`: run it in shadow beside the live policy instead of making it live.
     pub shadow: Option<bool>,
@@ -171,6 +173,7 @@ pub async fn submit_policy(
 
 /// Query of the change list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Only changes after this sequence number.
     pub after: Option<u64>,

@@ -307,6 +307,7 @@ pub async fn settle_tab(
 
 /// Filters and paging of `GET /v1/tabs`.
 #[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TabListQuery {
     /// Only tabs paid from this account.

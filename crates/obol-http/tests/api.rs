@@ -268,7 +268,10 @@ fn corpus() -> Vec<(Method, String, String, StatusCode, &'static str)> {
         (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "USD", "asset_scale": 300}).to_string(), StatusCode::BAD_REQUEST, "json_schema"),
         (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "asset_code": "USD", "asset_scale": 2}).to_string(), StatusCode::BAD_REQUEST, "invalid_amount"),
         (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "USD", "asset_scale": 1}).to_string(), StatusCode::BAD_REQUEST, "invalid_asset"),
-        (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "XYZ", "asset_scale": 2}).to_string(), StatusCode::BAD_REQUEST, "invalid_asset"),
+        // XYZ is shaped as a custom asset's code, and no account holds it.
+        (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "XYZ", "asset_scale": 2}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "transfer_must_have_the_same_asset_as_accounts"),
+        (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "XY1", "asset_scale": 2}).to_string(), StatusCode::BAD_REQUEST, "invalid_asset"),
+        (Method::POST, "/v1/accounts".into(), json!({"id": "41", "asset_code": "XYZ", "asset_scale": 2}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "asset_not_registered"),
         (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "USD"}).to_string(), StatusCode::BAD_REQUEST, "invalid_asset"),
         (Method::POST, "/v1/transfers".into(), json!({"id": "40", "debit_account_id": "1", "credit_account_id": "2", "amount": "1", "asset_code": "USD", "asset_scale": 2, "flags": ["turbo"]}).to_string(), StatusCode::BAD_REQUEST, "invalid_flag"),
         (Method::POST, "/v1/transfers".into(), usd_transfer("0", "1", "2", "1").to_string(), StatusCode::UNPROCESSABLE_ENTITY, "id_must_not_be_zero"),
@@ -396,6 +399,90 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_described_and_every_keyed_route_documents_401_403_and_429() {
+    let app = spawn_app();
+    let (_, document) = app.get("/v1/openapi.json").await;
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let answers = operation["responses"].as_object().unwrap();
+            for (status, answer) in answers {
+                let description = answer["description"].as_str().unwrap_or_default();
+                assert!(!description.trim().is_empty(), "{method} {path} {status} has no description");
+            }
+            let keyed = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+            let mut expected = vec!["429", "500"];
+            if keyed {
+                expected.extend(["401", "403"]);
+            }
+            for status in expected {
+                assert!(answers.contains_key(status), "{method} {path} does not document {status}");
+            }
+            if let Some(limited) = answers.get("429") {
+                assert!(limited["headers"]["Retry-After"].is_object(), "{method} {path}: 429 names Retry-After");
+                assert_eq!(
+                    limited["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem"
+                );
+            }
+        }
+    }
+    assert!(operations > 50, "{operations} operations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_request_id_and_a_5xx_body_names_the_same_one() {
+    let app = spawn_app();
+    let response = app.router.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    let first = response.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(!first.is_empty());
+    let response = app.router.clone().oneshot(Request::get("/nowhere").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let second = response.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(first, second, "each request gets its own id");
+    // A client's own sensible id is echoed; an odd one (too long, or with spaces) is replaced.
+    let echoed = app
+        .router
+        .clone()
+        .oneshot(Request::get("/v1/accounts/1").header("x-request-id", "trace-42.a:b_c").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(echoed.headers()["x-request-id"], "trace-42.a:b_c");
+    for odd in ["has space", &"x".repeat(65)] {
+        let replaced = app
+            .router
+            .clone()
+            .oneshot(Request::get("/healthz").header("x-request-id", odd).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_ne!(replaced.headers()["x-request-id"].to_str().unwrap(), odd);
+    }
+    // A 5xx body carries the request id of its answer: stop the engine, and a write is refused
+    // with 503 whose body names the id in the header.
+    app.engine.clone().shutdown();
+    let refused = app
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/v1/accounts")
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-request-id", "incident-7")
+                .body(Body::from(json!({"id": "9", "asset_code": "USD", "asset_scale": 2}).to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    assert_eq!(refused.headers()["x-request-id"], "incident-7");
+    let body = axum::body::to_bytes(refused.into_body(), 1 << 20).await.unwrap();
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["request_id"], "incident-7", "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_requests_latency_batches_and_fsync_time() {
     let app = spawn_app();
     app.accounts().await;
@@ -409,4 +496,67 @@ async fn metrics_report_requests_latency_batches_and_fsync_time() {
     ] {
         assert!(text.contains(metric), "{metric} missing from /metrics");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_custom_asset_moves_like_a_currency_and_survives_a_restart() {
+    let dir = std::env::temp_dir().join(unique("obol-assets"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut node = Node::open(SqliteStore::open(&dir).unwrap(), 5).unwrap();
+    let key = bootstrap_operator(&mut node, &obol_app::SystemEnv).unwrap().unwrap();
+    let engine = Engine::start(node);
+    // The first life's place removes nothing: the directory outlives it.
+    let first_life = Place::Dir(std::env::temp_dir().join(unique("obol-assets-nothing")));
+    let world =
+        TestApp { router: app(AppState::new(engine.clone(), "http")), key: key.clone(), engine, _place: first_life };
+    let gems = |id: &str, scale: u8| json!({"id": id, "asset_code": "GEM", "asset_scale": scale});
+    // Before registration, no account takes the code.
+    let (status, refused) = world.post("/v1/accounts", gems("1", 0)).await;
+    assert_eq!((status, refused["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("asset_not_registered")));
+    let register = json!({"code": "GEM", "scale": 0, "description": "Gems in Castle Quest"});
+    let (status, registered) = world.post("/v1/assets", register.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    assert_eq!((registered["code"].as_str(), registered["scale"].as_u64()), (Some("GEM"), Some(0)));
+    assert_eq!(world.post("/v1/assets", register.clone()).await.0, StatusCode::OK, "the same again is harmless");
+    let mut changed = register.clone();
+    changed["scale"] = json!(2);
+    let (status, conflict) = world.post("/v1/assets", changed).await;
+    assert_eq!((status, conflict["code"].as_str()), (StatusCode::CONFLICT, Some("asset_exists")));
+    for (code, expected) in
+        [("USD", "invalid_asset"), ("XAU", "invalid_asset"), ("gem", "invalid_asset"), ("GEMS", "invalid_asset")]
+    {
+        let (status, problem) = world.post("/v1/assets", json!({"code": code, "scale": 0, "description": "no"})).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some(expected)), "{code}: {problem}");
+    }
+    let (status, empty) = world.post("/v1/assets", json!({"code": "PTS", "scale": 0, "description": " "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{empty}");
+
+    for id in ["1", "2"] {
+        assert_eq!(world.post("/v1/accounts", gems(id, 0)).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(world.post("/v1/accounts", gems("3", 2)).await.0, StatusCode::CREATED, "finer than registered is fine");
+    let (status, usd) = world.post("/v1/accounts", json!({"id": "4", "asset_code": "USD", "asset_scale": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{usd}");
+    let move_gems = json!({"id": "10", "debit_account_id": "1", "credit_account_id": "2", "amount": "7",
+        "asset_code": "GEM", "asset_scale": 0});
+    assert_eq!(world.post("/v1/transfers", move_gems).await.0, StatusCode::CREATED);
+    let across = json!({"id": "11", "debit_account_id": "1", "credit_account_id": "4", "amount": "7",
+        "asset_code": "GEM", "asset_scale": 0});
+    assert!(world.post("/v1/transfers", across).await.0.is_client_error(), "gems never pay a dollar account");
+    let (_, balance) = world.get("/v1/accounts/2/balance").await;
+    assert_eq!((balance["credits_posted"].as_str(), balance["asset_code"].as_str()), (Some("7"), Some("GEM")));
+    let (_, listed) = world.get("/v1/assets").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // The registry is in the log: after a restart it is there, and so are the accounts.
+    let TestApp { engine, .. } = world;
+    engine.shutdown();
+    let node = Node::open(SqliteStore::open(&dir).unwrap(), 5).unwrap();
+    let engine = Engine::start(node);
+    let world = TestApp { router: app(AppState::new(engine.clone(), "http")), key, engine, _place: Place::Dir(dir) };
+    let (_, listed) = world.get("/v1/assets").await;
+    assert_eq!(listed[0]["description"], "Gems in Castle Quest");
+    assert_eq!(world.post("/v1/accounts", gems("5", 0)).await.0, StatusCode::CREATED);
+    let (_, balance) = world.get("/v1/accounts/2/balance").await;
+    assert_eq!(balance["credits_posted"], "7");
 }

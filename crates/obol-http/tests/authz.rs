@@ -437,6 +437,13 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             |_| ("/v1/x402/settle".into(), Some(x402_request())),
             [200, 403, 403, 200, 403, 403],
         ),
+        row(Method::GET, "/v1/assets", |_| ("/v1/assets".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/assets",
+            |_| ("/v1/assets".into(), Some(json!({"code": "GEM", "scale": 0, "description": "Gems"}))),
+            [201, 403, 403, 403, 403, 403],
+        ),
         row(Method::GET, "/v1/x402/supported", |_| ("/v1/x402/supported".into(), None), [200, 200, 200, 200, 200, 200]),
         row(
             Method::POST,

@@ -1,5 +1,5 @@
-//! The command-line client (`obol account|transfer|balance`) and the `serve --demo` walk-through.
-//! Both speak the public HTTP API, exactly as any other client would.
+//! The command-line client (`obol account|transfer|balance`), speaking the public HTTP API
+//! exactly as any other client would.
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -27,6 +27,10 @@ pub enum AccountCommand {
         /// history, closed.
         #[arg(long, value_delimiter = ',')]
         flags: Vec<String>,
+        /// The principal who owns it (a holder's wallet, a merchant's till): they may see it
+        /// and pay from it.
+        #[arg(long)]
+        owner: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -52,6 +56,50 @@ pub enum AccountCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+/// `obol asset ...`
+#[derive(Subcommand, Debug)]
+pub enum AssetCommand {
+    /// Register a custom asset: an in-game currency, credits, points (operator). ISO 4217
+    /// currencies need no registration. A registered asset never changes.
+    ///
+    /// Example: obol asset register --code GEM --scale 0 --description "Gems in Castle Quest"
+    Register {
+        /// Three letters A to Z that ISO 4217 does not list.
+        #[arg(long)]
+        code: String,
+        /// The coarsest scale accounts may count it in (0: whole units); finer ones are allowed.
+        #[arg(long, default_value_t = 0)]
+        scale: u8,
+        /// What it is, for people.
+        #[arg(long)]
+        description: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List the registered custom assets.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `obol asset ...`
+pub fn asset(command: AssetCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let value = match command {
+            AssetCommand::Register { code, scale, description, connection } => {
+                let body = json!({"code": code, "scale": scale, "description": description});
+                Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/assets", Some(&body)).await?
+            }
+            AssetCommand::List { connection } => {
+                Api::new(&connection)?.expect(reqwest::Method::GET, "/v1/assets", None).await?
+            }
+        };
+        print(&value);
+        Ok(())
+    })
 }
 
 /// Paging of a list command.
@@ -167,7 +215,21 @@ pub struct TransferArgs {
     #[arg(long)]
     code: Option<u16>,
     #[command(flatten)]
+    approval: Approval,
+    #[command(flatten)]
     connection: Connection,
+}
+
+/// Sending a request that a second factor must approve (step-up).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Approval {
+    /// The id of a challenge you approved (`obol approve`) for exactly this request.
+    #[arg(long, conflicts_with = "totp")]
+    pub approval: Option<String>,
+    /// A current TOTP code (or a recovery code): if the server asks for a second factor, the
+    /// challenge is approved with it and the request sent again.
+    #[arg(long)]
+    pub totp: Option<String>,
 }
 
 /// `obol transfer list`
@@ -211,6 +273,59 @@ pub struct BalanceArgs {
     connection: Connection,
 }
 
+/// What a person must do about a step-up challenge: why it was asked, for what, with which
+/// factors, until when, and the commands that finish it.
+pub(crate) fn describe_challenge(challenge: &Value) -> String {
+    let text = |name: &str| challenge.get(name).and_then(Value::as_str).unwrap_or("?").to_string();
+    let list = |name: &str| -> String {
+        let items: Vec<&str> =
+            challenge.get(name).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        if items.is_empty() { "-".into() } else { items.join(", ") }
+    };
+    let id = text("id");
+    let amount =
+        match (challenge.get("amount").and_then(Value::as_str), challenge.as_object().and_then(crate::out::asset_of)) {
+            (Some(amount), Some((code, scale))) => match amount.parse::<u128>() {
+                Ok(units) => format!("{} {code}", crate::out::decimal(units, scale)),
+                Err(_) => format!("{amount} (minor units of {code}/{scale})"),
+            },
+            _ => "-".into(),
+        };
+    let expires = challenge
+        .get("expires_ns")
+        .and_then(Value::as_str)
+        .and_then(|ns| ns.parse::<u128>().ok())
+        .map(crate::out::rfc3339)
+        .unwrap_or_else(|| "?".into());
+    let mut lines = vec![
+        "a second factor must approve this request (requires_action)".to_string(),
+        format!("  challenge: {id}"),
+        format!("  why:       {}", list("reasons")),
+    ];
+    if let Some(change) = challenge.get("change").and_then(Value::as_str) {
+        lines.push(format!("  change:    {change}"));
+    } else {
+        lines.push(format!("  amount:    {amount}"));
+        lines.push(format!("  payees:    {}", list("payees")));
+    }
+    if let Some(rule) = challenge.pointer("/risk/rule").and_then(Value::as_str) {
+        lines.push(format!("  rule:      {rule}"));
+    }
+    lines.push(format!("  methods:   {}", list("methods")));
+    lines.push(format!("  expires:   {expires}"));
+    lines.push(format!(
+        "approve it with `obol approve {id} --code CODE` (or --recovery-code), then send the same command \
+         again with --approval {id}; or send it again with --totp CODE to do both"
+    ));
+    if list("methods").contains("passkey") {
+        lines.push(format!(
+            "with a passkey: POST /v1/challenges/{id}/passkey starts the WebAuthn ceremony and \
+             POST /v1/challenges/{id}/approve with its ceremony_id and credential finishes it"
+        ));
+    }
+    lines.join("\n")
+}
+
 /// Splits `USD/2` or `USD` into code and scale.
 pub(crate) fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
     match text.split_once('/') {
@@ -220,7 +335,10 @@ pub(crate) fn parse_asset(text: &str) -> anyhow::Result<(String, u8)> {
                 bail!("{text} has no minor unit in ISO 4217: name the scale you count in, e.g. {text}/6");
             }
             let minor = obol_core::money::minor_unit(text).ok_or_else(|| {
-                anyhow!("{text:?} is not an ISO 4217 code (give CODE/SCALE, e.g. USD/2 or USD/9 for nano-dollars)")
+                anyhow!(
+                    "{text:?} is not an ISO 4217 code: give CODE/SCALE (USD/2, USD/9 for nano-dollars, or a custom \
+                     asset's code at its scale, e.g. GEM/0; see `obol asset list`)"
+                )
             })?;
             Ok((text.to_string(), minor))
         }
@@ -236,6 +354,11 @@ pub(crate) struct Api {
 impl Api {
     pub(crate) fn new(connection: &Connection) -> anyhow::Result<Api> {
         Api::from_resolved(&connection.resolve()?)
+    }
+
+    /// A client of `base` calling with `key` (the `serve --demo` walk-through).
+    pub(crate) fn with_key(base: &str, key: &str) -> anyhow::Result<Api> {
+        Ok(Api { http: obol_client::http_client(None)?, base: base.to_string(), key: key.to_string() })
     }
 
     pub(crate) fn from_resolved(resolved: &crate::profile::Resolved) -> anyhow::Result<Api> {
@@ -313,11 +436,8 @@ impl Api {
         let challenge = value.pointer("/challenge/id").and_then(Value::as_str).map(str::to_string);
         let Some(challenge) = challenge.filter(|_| status == 403) else { return succeeded(status, value) };
         let Some(code) = code else {
-            return Err(anyhow::Error::new(crate::out::NeedsApproval(format!(
-                "requires_action (HTTP 403): a second factor must approve this. Approve challenge {challenge} \
-                 (obol mfa approve {challenge} --code CODE) and rerun with --approval {challenge}, \
-                 or rerun with --code CODE"
-            ))));
+            let challenge_value = value.get("challenge").cloned().unwrap_or(Value::Null);
+            return Err(anyhow::Error::new(crate::out::NeedsApproval(describe_challenge(&challenge_value))));
         };
         let field = if code.contains('-') { "recovery_code" } else { "code" };
         let answer = serde_json::json!({ field: code });
@@ -383,16 +503,17 @@ pub(crate) fn print(value: &Value) {
 pub fn account(command: AccountCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let value = match command {
-            AccountCommand::Create { id, asset, code, flags, connection } => {
+            AccountCommand::Create { id, asset, code, flags, owner, connection } => {
                 let (asset_code, asset_scale) = parse_asset(&asset)?;
-                let body = json!({"id": id, "asset_code": asset_code, "asset_scale": asset_scale, "code": code, "flags": flags});
+                let body = json!({"id": id, "asset_code": asset_code, "asset_scale": asset_scale, "code": code,
+                    "flags": flags, "owner_id": owner});
                 Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/accounts", Some(&body)).await?
             }
             AccountCommand::Show { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/accounts/{id}"), None).await?
             }
             AccountCommand::List { owner, asset, paging, connection } => {
-                return list(&connection, "/v1/accounts", &[("owner", owner), ("asset", asset)], &paging);
+                return list_async(&connection, "/v1/accounts", &[("owner", owner), ("asset", asset)], &paging).await;
             }
         };
         print(&value);
@@ -454,7 +575,15 @@ pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     body.insert("flags".into(), json!(flags));
     let body = Value::Object(body);
     runtime()?.block_on(async {
-        let value = Api::new(&args.connection)?.expect(reqwest::Method::POST, "/v1/transfers", Some(&body)).await?;
+        let value = Api::new(&args.connection)?
+            .expect_approved(
+                reqwest::Method::POST,
+                "/v1/transfers",
+                Some(&body),
+                args.approval.approval.as_deref(),
+                args.approval.totp.as_deref(),
+            )
+            .await?;
         print(&value);
         Ok(())
     })
@@ -469,55 +598,4 @@ pub fn balance(args: BalanceArgs) -> anyhow::Result<()> {
         print(&value);
         Ok(())
     })
-}
-
-/// The first payment, over HTTP, with every request printed as a curl command.
-pub async fn demo(base: &str, key: &str) -> anyhow::Result<()> {
-    let api = Api { http: obol_client::http_client(None)?, base: base.to_string(), key: key.to_string() };
-    let suffix: u32 = rand::random::<u32>() % 1_000_000;
-    let payer = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2);
-    let payee = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2 + 1);
-    let funding = format!("{}", 1_000_000_000u64 + u64::from(suffix) * 2 + 2_000_000);
-    let steps: Vec<(&str, &str, Value)> = vec![
-        (
-            "a funding source (an issuer account that may go negative)",
-            "/v1/accounts",
-            json!({"id": funding, "asset_code": "USD", "asset_scale": 9}),
-        ),
-        (
-            "the payer's wallet: USD at scale 9 (nano-dollars), never overdrawn",
-            "/v1/accounts",
-            json!({"id": payer, "asset_code": "USD", "asset_scale": 9, "flags": ["debits_must_not_exceed_credits", "history"]}),
-        ),
-        (
-            "the payee's account",
-            "/v1/accounts",
-            json!({"id": payee, "asset_code": "USD", "asset_scale": 9, "flags": ["history"]}),
-        ),
-        (
-            "fund the wallet with $1.00",
-            "/v1/transfers",
-            json!({"id": format!("{payer}1"), "debit_account_id": funding, "credit_account_id": payer, "amount": "1000000000", "asset_code": "USD", "asset_scale": 9}),
-        ),
-        (
-            "the first micropayment: $0.0004 for one article view",
-            "/v1/transfers",
-            json!({"id": format!("{payer}2"), "debit_account_id": payer, "credit_account_id": payee, "amount": "400000", "asset_code": "USD", "asset_scale": 9}),
-        ),
-    ];
-    crate::outln!("\n--- demo: a first payment over the HTTP API (key shown as $OBOL_API_KEY) ---");
-    for (what, path, body) in &steps {
-        crate::outln!("\n# {what}");
-        crate::outln!(
-            "curl -s -X POST {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\" -H 'Content-Type: application/json' -d '{body}'"
-        );
-        let answer = api.expect(reqwest::Method::POST, path, Some(body)).await?;
-        crate::outln!("{}", serde_json::to_string(&answer)?);
-    }
-    let path = format!("/v1/accounts/{payer}/balance");
-    crate::outln!("\n# the payer's balance after paying");
-    crate::outln!("curl -s {base}{path} -H \"Authorization: Bearer $OBOL_API_KEY\"");
-    crate::outln!("{}", serde_json::to_string(&api.expect(reqwest::Method::GET, &path, None).await?)?);
-    crate::outln!("\n--- demo done; obol keeps serving (Ctrl-C to stop) ---\n");
-    Ok(())
 }

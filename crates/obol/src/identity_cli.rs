@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::client::{Api, Connection, parse_asset, print, runtime};
@@ -84,6 +84,10 @@ pub enum ApiKeyCommand {
         /// Seconds until the key stops working (default: never).
         #[arg(long)]
         expires_in_s: Option<u64>,
+        /// Write the key to this file (created with mode 0600; must not exist) instead of
+        /// printing it; use it with --api-key-file.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -194,6 +198,50 @@ pub enum DeviceCommand {
     },
 }
 
+/// `obol approve CHALLENGE`: approve a step-up challenge.
+///
+/// A payment (or a security change) that needs a second factor is answered with a challenge id
+/// (exit code 4). Approve it here, then send the same command again with `--approval CHALLENGE`.
+/// Or pass `--totp CODE` to the command itself: it approves and resends in one go.
+///
+/// Example: obol approve 8c4f0d2e --code 123456
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// The challenge id the refused request printed.
+    challenge: String,
+    /// A current code from your authenticator app (TOTP).
+    #[arg(long, conflicts_with = "recovery_code", required_unless_present = "recovery_code")]
+    code: Option<String>,
+    /// One of the recovery codes shown when you enrolled (each works once).
+    #[arg(long)]
+    recovery_code: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `obol approve ...`
+pub fn approve(args: ApproveArgs) -> anyhow::Result<()> {
+    let body = match (&args.code, &args.recovery_code) {
+        (Some(code), _) => json!({"code": code}),
+        (None, Some(recovery)) => json!({"recovery_code": recovery}),
+        (None, None) => return Err(anyhow!("give --code or --recovery-code")),
+    };
+    let value = call(
+        &args.connection,
+        reqwest::Method::POST,
+        format!("/v1/challenges/{}/approve", args.challenge),
+        Some(body),
+    )?;
+    print(&value);
+    if !crate::out::is_json() {
+        crate::outln!(
+            "Approved. Send the request again with --approval {} before the challenge expires.",
+            args.challenge
+        );
+    }
+    Ok(())
+}
+
 /// `obol mfa ...`
 #[derive(Subcommand, Debug)]
 pub enum MfaCommand {
@@ -222,19 +270,8 @@ pub enum MfaCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Approve a step-up challenge with a TOTP code or a recovery code.
-    Approve {
-        /// The challenge id from the requires_action answer.
-        challenge: String,
-        /// A TOTP code.
-        #[arg(long, conflicts_with = "recovery_code")]
-        code: Option<String>,
-        /// A recovery code.
-        #[arg(long)]
-        recovery_code: Option<String>,
-        #[command(flatten)]
-        connection: Connection,
-    },
+    /// Approve a step-up challenge with a TOTP code or a recovery code (same as `obol approve`).
+    Approve(ApproveArgs),
     /// Set when payments need approval.
     StepUp {
         /// Whose policy.
@@ -324,7 +361,7 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
 pub fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let value = match command {
-        ApiKeyCommand::Create { principal, scopes, expires_in_s, connection } => {
+        ApiKeyCommand::Create { principal, scopes, expires_in_s, out, connection } => {
             let mut body = Map::new();
             if !scopes.is_empty() {
                 body.insert("scopes".into(), json!(scopes));
@@ -332,8 +369,21 @@ pub fn api_key(command: ApiKeyCommand) -> anyhow::Result<()> {
             if let Some(seconds) = expires_in_s {
                 body.insert("expires_in_s".into(), json!(seconds));
             }
-            let key = call(&connection, Method::POST, format!("/v1/principals/{principal}/keys"), Some(body.into()))?;
-            eprintln!("The key is shown only this once; store it now.");
+            if let Some(path) = out.as_ref().filter(|path| path.exists()) {
+                return Err(anyhow!("{} exists: a key file is never overwritten", path.display()));
+            }
+            let mut key =
+                call(&connection, Method::POST, format!("/v1/principals/{principal}/keys"), Some(body.into()))?;
+            match out {
+                Some(path) => {
+                    let secret = key.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                    crate::profile::write_private(&path, &secret)?;
+                    if let Some(object) = key.as_object_mut() {
+                        object.insert("key".into(), json!(format!("written to {}", path.display())));
+                    }
+                }
+                None => eprintln!("The key is shown only this once; store it now."),
+            }
             key
         }
         ApiKeyCommand::List { principal, connection } => {
@@ -447,14 +497,7 @@ pub fn mfa(command: MfaCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        MfaCommand::Approve { challenge, code, recovery_code, connection } => {
-            let body = match (code, recovery_code) {
-                (Some(code), _) => json!({"code": code}),
-                (None, Some(recovery)) => json!({"recovery_code": recovery}),
-                (None, None) => return Err(anyhow!("give --code or --recovery-code")),
-            };
-            call(&connection, Method::POST, format!("/v1/challenges/{challenge}/approve"), Some(body))?
-        }
+        MfaCommand::Approve(args) => return approve(args),
         MfaCommand::StepUp { principal, above, asset, no_new_payee, no_new_device, code, approval, connection } => {
             let mut body = Map::new();
             body.insert("new_payee".into(), json!(!no_new_payee));

@@ -10,12 +10,14 @@ mod bench;
 mod bench_lists;
 mod bench_pay;
 mod client;
+mod demo;
 mod identity_cli;
 mod pay_cli;
 mod profile;
 mod risk_cli;
 mod risk_ops_cli;
 mod serve;
+mod sign_cli;
 mod sim_cli;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +54,9 @@ enum Command {
     /// Create or show accounts.
     #[command(subcommand)]
     Account(client::AccountCommand),
+    /// Register and list custom assets (in-game currencies, credits, points).
+    #[command(subcommand)]
+    Asset(client::AssetCommand),
     /// Move money between two accounts (or post/void a pending transfer).
     Transfer(Box<client::TransferArgs>),
     /// Show an account's balances and net position.
@@ -61,6 +66,12 @@ enum Command {
     Tab(pay_cli::TabCommand),
     /// Fetch a priced URL as a device, paying HTTP 402 (x402) from a tab or with a transfer.
     Pay(pay_cli::PayArgs),
+    /// Sign a cumulative voucher for a tab by hand (or from a script).
+    #[command(subcommand)]
+    Voucher(sign_cli::VoucherCommand),
+    /// PayWord hash chains by hand: make one, commit it to a tab, reveal ticks.
+    #[command(subcommand)]
+    Payword(sign_cli::PaywordCommand),
     /// Simulate payment traffic with injected fraud (CSV for training, demos and load tests).
     #[command(subcommand)]
     Sim(sim_cli::SimCommand),
@@ -79,6 +90,10 @@ enum Command {
     /// Second factor (TOTP), step-up policy and approvals.
     #[command(subcommand)]
     Mfa(identity_cli::MfaCommand),
+    /// Approve a step-up challenge with a TOTP or recovery code, then resend with --approval.
+    ///
+    /// Example: obol approve 8c4f0d2e --code 123456
+    Approve(identity_cli::ApproveArgs),
     /// Check an API key against a server and keep both as a named profile.
     ///
     /// Example: obol login --server https://pay.example.com --profile prod
@@ -107,10 +122,13 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Account(command) => client::account(command),
+        Command::Asset(command) => client::asset(command),
         Command::Transfer(args) => client::transfer(*args),
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),
+        Command::Voucher(command) => sign_cli::voucher(command),
+        Command::Payword(command) => sign_cli::payword(command),
         Command::Sim(command) => sim_cli::run(command),
         Command::Risk(command) => risk_cli::run(command),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
@@ -118,6 +136,7 @@ fn main() -> std::process::ExitCode {
         Command::Principal(command) => identity_cli::principal(command),
         Command::Device(command) => identity_cli::device(command),
         Command::Mfa(command) => identity_cli::mfa(command),
+        Command::Approve(args) => identity_cli::approve(args),
         Command::Bench(command) => bench::run(command),
         Command::Login(args) => profile::login(args),
         Command::Config(command) => profile::config(command),

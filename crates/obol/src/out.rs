@@ -48,6 +48,19 @@ pub struct Unreachable(pub String);
 #[error("{0}")]
 pub struct NeedsApproval(pub String);
 
+/// A spinner on standard error for a long step that reports no progress of its own (it shows
+/// only on a terminal); `finish_and_clear` it when the step is done.
+pub fn spinner(message: String) -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
+}
+
 /// Writes one line to standard output; a closed pipe ends the process with success.
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
@@ -133,7 +146,7 @@ pub fn human(value: &Value) -> String {
 
 /// The asset an object's amounts are in: `asset_code`/`asset_scale`, or an `asset` object or
 /// `CODE/SCALE` text.
-fn asset_of(map: &Map<String, Value>) -> Option<(String, u8)> {
+pub(crate) fn asset_of(map: &Map<String, Value>) -> Option<(String, u8)> {
     if let (Some(code), Some(scale)) = (map.get("asset_code").and_then(Value::as_str), map.get("asset_scale")) {
         let scale = scale.as_u64().or_else(|| scale.as_str().and_then(|s| s.parse().ok()))?;
         return Some((code.to_string(), u8::try_from(scale).ok()?));

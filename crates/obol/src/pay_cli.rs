@@ -38,6 +38,8 @@ pub enum TabCommand {
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]
+        approval: crate::client::Approval,
+        #[command(flatten)]
         connection: Connection,
     },
     /// List the tabs you may see (as payer or payee; all of them for the operator), in the
@@ -142,7 +144,7 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
                 let filters = [("payer", payer), ("payee", payee), ("status", status)];
                 return crate::client::list_async(&connection, "/v1/tabs", &filters, &paging).await;
             }
-            TabCommand::Open { payer, payee, budget, asset, device, timeout_s, id, connection } => {
+            TabCommand::Open { payer, payee, budget, asset, device, timeout_s, id, approval, connection } => {
                 let (asset_code, asset_scale) = parse_asset(&asset)?;
                 let mut body = Map::new();
                 body.insert("payer_account_id".into(), json!(payer));
@@ -156,7 +158,15 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
                     body.insert("id".into(), json!(id));
                 }
                 let body = Value::Object(body);
-                Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/tabs", Some(&body)).await?
+                Api::new(&connection)?
+                    .expect_approved(
+                        reqwest::Method::POST,
+                        "/v1/tabs",
+                        Some(&body),
+                        approval.approval.as_deref(),
+                        approval.totp.as_deref(),
+                    )
+                    .await?
             }
             TabCommand::Show { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/tabs/{id}"), None).await?
@@ -176,7 +186,7 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
     })
 }
 
-fn read_key(path: &PathBuf) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the device key {}", path.display()))?;
     let text = text.trim();
     if text.len() != 64 {
@@ -192,7 +202,7 @@ fn read_key(path: &PathBuf) -> anyhow::Result<[u8; 32]> {
 
 /// `obol pay ...`
 pub fn pay(args: PayArgs) -> anyhow::Result<()> {
-    use obol_client::{Preference, SpendLimits, Wallet, WalletConfig, receipt};
+    use obol_client::{Preference, SpendLimits, Wallet, WalletConfig};
     let (code, scale) = parse_asset(&args.asset)?;
     let asset = obol_core::money::Asset::new(&code, scale).map_err(|e| anyhow!("{e}"))?;
     let parse_id =
@@ -202,7 +212,11 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
         per_tab_max: args.max_per_tab.unwrap_or(u128::MAX),
         per_day_max: args.max_per_day.unwrap_or(u128::MAX),
     };
+    if args.tab_budget > limits.per_tab_max {
+        bail!("--tab-budget {} is above --max-per-tab {}: nothing was escrowed", args.tab_budget, limits.per_tab_max);
+    }
     let home = args.endpoint.resolve()?;
+    crate::out::set_mode(home.output);
     let http = home.http()?;
     let wallet = Wallet::with_http_client(
         WalletConfig {
@@ -217,39 +231,120 @@ pub fn pay(args: PayArgs) -> anyhow::Result<()> {
             limits,
             preference: if args.exact { Preference::Exact } else { Preference::Tabs },
         },
-        http.clone(),
+        http,
     );
     runtime()?.block_on(async {
-        for n in 1..=args.count {
-            let response = wallet.get(&args.url).await.map_err(|e| anyhow!("request {n}: {e}"))?;
-            let status = response.status().as_u16();
-            let paid = receipt(&response);
-            let body = response.text().await.unwrap_or_default();
-            let shown: String = body.chars().take(200).collect();
-            crate::outln!("{}", json!({"request": n, "status": status, "receipt": paid, "body": shown}));
-            if status >= 400 {
-                bail!("request {n} answered {status}");
-            }
+        let paid = pay_each(&wallet, &args, scale, &code).await;
+        if !crate::out::is_json() {
+            crate::outln!("paid today: {}", crate::out::decimal(wallet.spent_today(), scale) + " " + &code);
         }
-        eprintln!("paid today: {} minor units", wallet.spent_today());
+        // --settle settles what the wallet opened even when a request failed: a tab left open
+        // holds the payer's escrow until it expires.
         if args.settle {
-            let offer_payee = first_payee(&http, &wallet, &args.url).await?;
-            if let Some(payee) = offer_payee {
-                print(&wallet.settle(payee).await.map_err(|e| anyhow!("settling: {e}"))?);
+            for tab in wallet.tabs() {
+                match wallet.settle(tab.payee).await {
+                    Ok(settled) => {
+                        if crate::out::is_json() {
+                            print(&json!({"settled": settled}));
+                        } else {
+                            crate::outln!(
+                                "settled tab {}: {} {code} to account {}, the rest of the {} {code} escrow back",
+                                tab.id,
+                                crate::out::decimal(tab.cumulative, scale),
+                                tab.payee,
+                                crate::out::decimal(tab.escrow, scale)
+                            );
+                        }
+                    }
+                    Err(error) => eprintln!("error: settling tab {}: {error}", tab.id),
+                }
+            }
+        } else {
+            for tab in wallet.tabs() {
+                if !crate::out::is_json() {
+                    crate::outln!(
+                        "tab {} to account {} stays open: {} of {} {code} paid (obol tab settle {} to close it)",
+                        tab.id,
+                        tab.payee,
+                        crate::out::decimal(tab.cumulative, scale),
+                        crate::out::decimal(tab.escrow, scale),
+                        tab.id
+                    );
+                }
             }
         }
-        Ok(())
+        paid
     })
 }
 
-/// The payee a priced URL names in its offer (to settle the wallet's tab to it).
-async fn first_payee(http: &reqwest::Client, wallet: &obol_client::Wallet, url: &str) -> anyhow::Result<Option<u128>> {
-    let response = http.get(url).send().await?;
-    let offer = response
-        .headers()
-        .get("payment-required")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| obol_http::x402::decode_header::<obol_http::x402::PaymentRequired>(v).ok());
-    let payee = offer.and_then(|o| o.accepts.first().and_then(|a| a.pay_to.parse::<u128>().ok()));
-    Ok(payee.filter(|p| wallet.tab(*p).is_some()))
+/// Fetches the URL `--count` times; stops at the first refusal, saying why.
+async fn pay_each(wallet: &obol_client::Wallet, args: &PayArgs, scale: u8, code: &str) -> anyhow::Result<()> {
+    for n in 1..=args.count {
+        let response = wallet.get(&args.url).await.map_err(|e| anyhow!("request {n}: {}", explain_client_error(&e)))?;
+        let status = response.status().as_u16();
+        let paid = obol_client::receipt(&response);
+        let offer_error = response
+            .headers()
+            .get("payment-required")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| obol_http::x402::decode_header::<obol_http::x402::PaymentRequired>(v).ok())
+            .and_then(|offer| offer.error);
+        let body = response.text().await.unwrap_or_default();
+        let tab = paid.as_ref().and_then(|r| r.transaction.strip_prefix("tab:")).and_then(|t| t.split(':').next());
+        if crate::out::is_json() {
+            let shown: String = body.chars().take(200).collect();
+            crate::outln!("{}", json!({"request": n, "status": status, "receipt": paid, "tab": tab, "body": shown}));
+        } else if status < 400 {
+            let how = match (&paid, tab) {
+                (Some(receipt), Some(tab)) => format!(
+                    "paid {} {code} on tab {tab}",
+                    crate::out::decimal(receipt.amount.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0), scale)
+                ),
+                (Some(receipt), None) => format!(
+                    "paid {} {code} ({})",
+                    crate::out::decimal(receipt.amount.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0), scale),
+                    receipt.transaction
+                ),
+                (None, _) => "free (no payment asked)".to_string(),
+            };
+            let shown: String = body.chars().take(120).collect::<String>().replace('\n', " ");
+            crate::outln!("request {n}: {status}, {how}: {shown}");
+        }
+        if status >= 400 {
+            bail!("request {n} was refused: {}", explain_refusal(status, &body, offer_error.as_deref()));
+        }
+    }
+    Ok(())
+}
+
+/// A refused answer in words: the problem's code and detail, or the x402 error.
+fn explain_refusal(status: u16, body: &str, offer_error: Option<&str>) -> String {
+    let problem: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let code = problem.get("code").and_then(Value::as_str).or(offer_error);
+    let detail = problem.get("detail").and_then(Value::as_str);
+    match (code, detail) {
+        (Some(code), Some(detail)) => format!("HTTP {status} {code}: {detail}"),
+        (Some(code), None) => format!("HTTP {status} {code}"),
+        (None, _) if status == 402 => {
+            "HTTP 402: the server still asks for payment (it took none of the offers this wallet made)".to_string()
+        }
+        (None, _) => format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()),
+    }
+}
+
+/// A wallet error in words, with what to change.
+fn explain_client_error(error: &obol_client::ClientError) -> String {
+    use obol_client::ClientError;
+    match error {
+        ClientError::SpendLimit(why) => {
+            format!(
+                "refused by your own limits, nothing was paid or escrowed: {why} (raise --max-per-request, --max-per-tab or --max-per-day)"
+            )
+        }
+        ClientError::NoUsableOffer(why) => format!(
+            "this wallet cannot pay any of the offers: {why} (a tab needs --tab-budget; another asset or network needs another account)"
+        ),
+        ClientError::Api { status, code, detail } => format!("the server answered {status} {code}: {detail}"),
+        other => other.to_string(),
+    }
 }

@@ -462,7 +462,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 /// Writes a secret readable by its owner only.
-fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

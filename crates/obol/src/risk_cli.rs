@@ -158,7 +158,12 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
     }
     let events =
         simulate(&SimConfig { seed: args.seed, customers: args.customers, days: args.days, ..SimConfig::default() });
+    let spinner = crate::out::spinner(format!(
+        "training on the first 70% of {} simulated payments, scoring the rest with rules and model",
+        events.len()
+    ));
     let reports = obol_risk::detect::report(&events, &policy, TrainParams::default(), 0.7)?;
+    spinner.finish_and_clear();
     let rate = |n: usize, of: usize| if of == 0 { 0.0 } else { n as f64 / of as f64 };
     let name = |r: &obol_risk::detect::KindReport| match (r.kind, r.profile) {
         (Some(kind), _) => kind.as_str(),

@@ -37,7 +37,10 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
-    /// After starting, make a first payment over HTTP and print each request and answer.
+    /// A playground: after starting, make a first payment over HTTP (printing each request and
+    /// answer), then keep priced routes running (/demo/article, /demo/meter, /demo/api) with a
+    /// funded demo payer whose device key is written to DATA_DIR/demo/device.key, and print the
+    /// `obol pay` command that pays them.
     #[arg(long)]
     demo: bool,
     /// This deployment's instance id: its network is obol:<id>, and every voucher, commitment
@@ -100,6 +103,39 @@ pub struct ServeArgs {
     /// band and the model raises no flag. -1 (the default): not monitored, no TRA exemption.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true, env = "OBOL_TRA_FRAUD_RATE_PPM")]
     tra_fraud_rate_ppm: i64,
+    /// What the log (on standard error) says: error, warn, info, debug or trace, or per module
+    /// (`info,obol_store=debug`).
+    #[arg(long, default_value = "info", env = "OBOL_LOG")]
+    log: String,
+    /// How log lines look: text for people, json (one object a line) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "OBOL_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log one line per request (method, path, status, time in µs, request id) at info level.
+    /// Every answer carries its request id in `x-request-id` (the client's own, if it sent one).
+    #[arg(long, env = "OBOL_ACCESS_LOG")]
+    access_log: bool,
+}
+
+/// How log lines look.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: time, level, message, fields.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Installs the log: `args.log` as the filter, the access log only when asked for.
+fn init_log(args: &ServeArgs) -> anyhow::Result<()> {
+    let access = if args.access_log { "obol::access=info" } else { "obol::access=off" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{},{access}", args.log))
+        .with_context(|| format!("--log {:?} is not a log filter (try info or warn)", args.log))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+    Ok(())
 }
 
 /// How often the policy directory is looked at.
@@ -208,7 +244,9 @@ pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
         );
     }
     let store = open_store(args)?;
+    let spinner = crate::out::spinner("replaying the ledger log".into());
     let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    spinner.finish_and_clear();
     if node.seq_last() == 0 {
         anyhow::bail!("{} holds no records, so no operator to reset: is it the server's store?", describe(args));
     }
@@ -257,14 +295,12 @@ fn instance_id(node: &mut Node<Box<dyn Store>>, asked: Option<&str>) -> anyhow::
 
 /// `obol serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OBOL_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_log(&args)?;
     let store = open_store(&args.store)?;
     let started = Instant::now();
+    let spinner = crate::out::spinner("replaying the ledger log".into());
     let mut node = Node::open(store, rand::random()).context("replaying the ledger log")?;
+    spinner.finish_and_clear();
     let (accounts_count, transfers_count) = {
         let ledger = node.ledger();
         let ledger = ledger.read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
@@ -359,8 +395,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             println!("--demo runs over plain HTTP only; start without --tls-cert to see it");
         } else if let Some(key) = demo_key {
             let base = format!("{scheme}://{address}");
+            let data_dir = args.store.data_dir.clone();
             tokio::spawn(async move {
-                if let Err(error) = crate::client::demo(&base, &key).await {
+                if let Err(error) = crate::demo::run(&base, &key, &data_dir).await {
                     eprintln!("demo failed: {error:#}");
                 }
             });
@@ -385,7 +422,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
         let last = state.clone();
-        let served = serve_connections(listener, app(state), tls).await;
+        let router = if args.demo {
+            app(state.clone()).merge(obol_http::with_request_ids(crate::demo::routes(state.clone())?))
+        } else {
+            app(state)
+        };
+        let served = serve_connections(listener, router, tls).await;
         // Velocity and regulatory counters survive the restart.
         match last.risk.save(&last.engine).await {
             Ok(bytes) if bytes > 0 => tracing::info!(bytes, "saved the risk engine's state"),

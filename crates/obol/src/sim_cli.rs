@@ -58,7 +58,12 @@ fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
         incidents_per_day: args.incidents_per_day,
         ..SimConfig::default()
     };
+    let spinner = crate::out::spinner(format!(
+        "simulating {} customers and {} merchants over {} days",
+        args.customers, args.merchants, args.days
+    ));
     let events = simulate(&config);
+    spinner.finish_and_clear();
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "time_s,payer,device,payee,network,amount_minor,failed_auth_count,payee_cash_like,label,fraud_kind")?;

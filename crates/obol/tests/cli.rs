@@ -325,6 +325,46 @@ fn identity_commands_manage_principals_keys_devices_and_mfa() {
         ],
     ));
     assert_eq!(policy["new_payee"], false);
+
+    // A payment above the threshold waits for a second factor: the CLI shows the challenge
+    // (why, what, which factors, until when) and exits 4; `obol approve` and `--approval`
+    // finish it, and `--totp` does both in one go.
+    let recovery: Vec<String> = String::from_utf8_lossy(&confirmed.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() == 23)
+        .map(str::to_string)
+        .collect();
+    for (id, owner) in [("501", Some("100")), ("502", None), ("509", None)] {
+        let mut args = vec!["account", "create", "--id", id, "--asset", "EUR/2"];
+        if let Some(owner) = owner {
+            args.extend(["--owner", owner, "--flags", "debits_must_not_exceed_credits"]);
+        }
+        json(&obol(&server, &args));
+    }
+    json(&obol(&server, &["transfer", "--from", "509", "--to", "501", "--amount", "100000", "--asset", "EUR/2"]));
+    let pay = ["transfer", "--from", "501", "--to", "502", "--amount", "5000", "--asset", "EUR/2", "--id", "7001"];
+    let held = obol_as(&server, &holder_key, &pay);
+    let said = String::from_utf8_lossy(&held.stderr).to_string();
+    assert_eq!(held.status.code(), Some(4), "{said}");
+    for expected in ["challenge: ", "amount_over_threshold", "50.00 EUR", "502", "totp, recovery_code", "obol approve"]
+    {
+        assert!(said.contains(expected), "the challenge lacks {expected:?}:\n{said}");
+    }
+    let challenge = said.lines().find_map(|l| l.trim().strip_prefix("challenge: ")).unwrap().trim().to_string();
+    let approved = obol_as(&server, &holder_key, &["approve", &challenge, "--recovery-code", &recovery[0]]);
+    assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
+    let mut resent = pay.to_vec();
+    resent.extend(["--approval", &challenge]);
+    let paid = json(&obol_as(&server, &holder_key, &resent));
+    assert_eq!(paid["id"], "7001");
+    let pay_again =
+        ["transfer", "--from", "501", "--to", "502", "--amount", "6000", "--asset", "EUR/2", "--id", "7002"];
+    let mut with_totp = pay_again.to_vec();
+    with_totp.extend(["--totp", &recovery[1]]);
+    assert_eq!(json(&obol_as(&server, &holder_key, &with_totp))["id"], "7002");
+    let balance = json(&obol(&server, &["balance", "502"]));
+    assert_eq!(balance["credits_posted"], "11000", "each payment ran once: {balance}");
     let rotated =
         json(&obol_as(&server, &holder_key, &["key", "rotate", key["key_id"].as_str().unwrap(), "--overlap-s", "0"]));
     assert!(rotated["key"].as_str().unwrap().starts_with("obol_live_"));

@@ -79,7 +79,7 @@ async fn obol_pay_pays_a_priced_url_from_a_tab_and_settles_it() {
     let output = obol(limited).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("spend limit"), "the refusal says why: {stderr}");
+    assert!(stderr.contains("refused by your own limits"), "the refusal says why: {stderr}");
     assert_eq!(sandbox.balances(MERCHANT).1, 3 * PRICE, "nothing more was paid");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,10 @@
 //! Goal: no secret ever reaches the logs or sits in the database in the clear: API keys, TOTP
 //! seeds, TOTP codes, recovery codes, device private keys.
-//! Method: run the real `obol serve` with every log level on (`OBOL_LOG=trace`), drive a full
-//! identity flow over HTTP (keys, rotation, TOTP enrolment and confirmation, recovery codes, a
-//! device's signed payments, a step-up approval, a failed check), stop it, then search the
-//! captured log and the SQLite file for every secret the flow handled.
+//! Method: run the real `obol serve` with every log level and the access log on (`OBOL_LOG=trace`,
+//! `OBOL_ACCESS_LOG=true`), drive a full identity flow over HTTP (keys, rotation, TOTP enrolment
+//! and confirmation, recovery codes, a device's signed payments, a step-up approval, a failed
+//! check), stop it, then search the captured log and the SQLite file for every secret the flow
+//! handled.
 
 use std::process::{Command, Stdio};
 
@@ -26,7 +27,7 @@ async fn a_full_identity_flow_leaves_no_secret_in_logs_or_storage() {
     let log_path = dir.join("stderr.log");
     let launched = support::launch_with(
         [std::ffi::OsStr::new("--listen"), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir.join("data").as_os_str()],
-        &[("OBOL_LOG", "trace")],
+        &[("OBOL_LOG", "trace"), ("OBOL_ACCESS_LOG", "true")],
         Stdio::from(std::fs::File::create(&log_path).unwrap()),
     );
     let (mut child, base, operator) = (launched.child, launched.base, launched.key.unwrap_or_default());

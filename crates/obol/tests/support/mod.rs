@@ -55,6 +55,55 @@ where
     Launched { child, base, key }
 }
 
+/// A running `obol serve --demo` whose playground is ready.
+pub struct Demo {
+    /// The process (its stdout is drained in the background).
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The operator key the first start printed.
+    pub key: String,
+    /// The arguments of the `obol pay ...` line the demo printed (without `obol pay`).
+    pub pay: Vec<String>,
+}
+
+/// Starts `obol serve --demo` on a free port with `dir` as its working directory (so its data
+/// directory is the default `./obol-data` there) and reads its output until the demo is ready.
+pub fn launch_demo(dir: &std::path::Path) -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("OBOL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn obol serve --demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut key, mut base, mut pay) = (String::new(), String::new(), Vec::new());
+    loop {
+        let line = lines.next().expect("obol serve --demo exited before the demo was ready").expect("read stdout");
+        let trimmed = line.trim();
+        if trimmed.starts_with("obol_live_") && key.is_empty() {
+            key = trimmed.to_string();
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            base = rest.split_whitespace().next().expect("address").to_string();
+        }
+        if let Some(rest) = trimmed.strip_prefix("obol pay ") {
+            pay = rest.split_whitespace().map(str::to_string).collect();
+        }
+        assert!(!trimmed.starts_with("demo failed"), "{line}");
+        if trimmed.contains("demo ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(
+        key.starts_with("obol_live_") && !base.is_empty() && !pay.is_empty(),
+        "the demo printed its key and pay line"
+    );
+    Demo { child, base, key, pay }
+}
+
 /// A client of a running server over real HTTP: JSON in, (status, JSON) out, with a bearer key
 /// or an RFC 9421 device signature.
 pub struct Api {
