@@ -306,6 +306,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(api_reference())
         .fallback(|| async { ApiError(Error::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError(Error::MethodNotAllowed) })
         .route_layer(axum::middleware::from_fn(middleware::track))
@@ -362,6 +363,13 @@ async fn openapi_json() -> Response {
     let mut response = Json(ApiDoc::openapi()).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The API reference at `/docs`: Swagger UI (its assets embedded in the binary, no CDN)
+/// rendering `/v1/openapi.json`. No key needed, as for the document itself.
+fn api_reference() -> Router<AppState> {
+    let config = utoipa_swagger_ui::Config::new(["/v1/openapi.json"]).try_it_out_enabled(true);
+    Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").config(config))
 }
 
 /// Liveness: the process answers.

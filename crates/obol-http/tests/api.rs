@@ -560,3 +560,29 @@ async fn a_registered_custom_asset_moves_like_a_currency_and_survives_a_restart(
     let (_, balance) = world.get("/v1/accounts/2/balance").await;
     assert_eq!(balance["credits_posted"], "7");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_page_is_served_with_its_renderer_and_no_key() {
+    let app = spawn_app();
+    let (status, _, page) = app.raw(Request::get("/docs/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap_or_default().to_string();
+    assert!(page.contains("swagger-ui-bundle.js"), "{page}");
+    // Every script and stylesheet the page loads is served from obol itself: no CDN.
+    assert!(!page.contains("https://") && !page.contains("http://"), "{page}");
+    let (status, _, initializer) =
+        app.raw(Request::get("/docs/swagger-initializer.js").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(initializer.as_str().unwrap_or_default().contains("\"/v1/openapi.json\""), "{initializer}");
+    for asset in ["swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"] {
+        let response = app
+            .router
+            .clone()
+            .oneshot(Request::get(format!("/docs/{asset}")).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert!(bytes.len() > 10_000, "{asset} is the real renderer, {} bytes", bytes.len());
+    }
+}

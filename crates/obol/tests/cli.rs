@@ -400,6 +400,36 @@ fn every_benchmark_runs_on_a_small_workload() {
     }
 }
 
+/// Goal: `obol bench http` runs with the load generator `scripts/test` provides (wrk, from
+/// Debian), and reports paid and unpaid throughput of the same run.
+#[test]
+fn bench_http_runs_under_wrk() {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true needs wrk (scripts/test installs it)");
+        eprintln!("SKIPPED: obol bench http (apt-get install wrk)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("obol-bench-http-test-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["bench", "http", "--duration-s", "1", "--rounds", "1", "--connections", "8", "--rate-max", "20000"])
+        .args(["--voucher-rate-max", "10000", "--json", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}{stdout}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    for rate in ["unpaid_rps", "paid_rps", "paid_voucher_rps"] {
+        assert!(result[rate].as_f64().is_some_and(|r| r > 0.0), "{rate}: {result}");
+    }
+    assert_eq!(
+        (result["paid_refused"].as_u64(), result["paid_voucher_refused"].as_u64()),
+        (Some(0), Some(0)),
+        "{result}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Goal: `obol bench ledger` touches only schemas it created in the database it was pointed at.
 /// Method: a schema of someone else's named as the bench's old fixed names were, a small bench
 /// run against the test database, then the catalogue.
