@@ -58,15 +58,33 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     /// Starts obol on a fresh store in a temporary directory, with the routes `merchant` adds
-    /// (priced with `PaymentLayer` over the state it is given).
+    /// (priced with `PaymentLayer` over the state it is given), and the risk engine deciding
+    /// with the shipped policy as `obol serve` does.
     pub async fn start(name: &str, merchant: impl FnOnce(AppState) -> Router) -> anyhow::Result<Sandbox> {
+        Sandbox::start_with(name, true, merchant).await
+    }
+
+    /// [`Sandbox::start`] with the risk engine off: only for a scenario that runs hours of
+    /// payments in milliseconds, which the shipped velocity rules rightly read as an attack.
+    pub async fn start_without_risk(name: &str, merchant: impl FnOnce(AppState) -> Router) -> anyhow::Result<Sandbox> {
+        Sandbox::start_with(name, false, merchant).await
+    }
+
+    async fn start_with(name: &str, risk: bool, merchant: impl FnOnce(AppState) -> Router) -> anyhow::Result<Sandbox> {
         let dir =
             std::env::temp_dir().join(format!("obol-example-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
         let mut node = Node::open(SqliteStore::open(&dir).context("opening the store")?, rand::random())?;
         let operator = obol_app::auth::bootstrap_operator(&mut node, &obol_app::SystemEnv)?
             .context("a fresh store gets an operator key")?;
         let engine = Engine::start(node);
-        let state = AppState::new(engine.clone(), "http");
+        // The risk engine decides as `obol serve` does, with the shipped policy: the scenarios
+        // show micropayments going through it, not around it.
+        let risk = if risk {
+            obol_app::risk::Risk::new(obol_app::risk::shipped_policy().map_err(|e| anyhow::anyhow!(e))?, None)
+        } else {
+            obol_app::risk::Risk::off()
+        };
+        let state = AppState::new(engine.clone(), "http").with_risk(risk);
         let network = state.x402_network.to_string();
         let router = obol_http::app(state.clone()).merge(merchant(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -56,6 +56,7 @@ pub async fn register(
     let _one_at_a_time = REGISTERING.lock().await;
     Asset::custom(code, scale).map_err(|error| Error::InvalidAsset(error.to_string()))?;
     let description = description.trim();
+    crate::plain_text("description", description)?;
     if description.is_empty() || description.len() > DESCRIPTION_BYTES_MAX {
         return Err(Error::InvalidField(format!(
             "description: 1 to {DESCRIPTION_BYTES_MAX} bytes saying what the asset is"

@@ -40,6 +40,9 @@ pub enum Error {
     /// Asset code or scale invalid.
     #[error("{0}")]
     InvalidAsset(String),
+    /// A PayWord chain already committed to another tab.
+    #[error("this hash chain is committed to another tab already: a chain pays one tab only (make a new one)")]
+    PaywordChainReused,
     /// A custom asset code the operator never registered.
     #[error(
         "{0} is not an asset obol knows: not in ISO 4217, and not registered (the operator registers custom assets with POST /v1/assets)"
@@ -222,6 +225,7 @@ impl Error {
             Error::InvalidId { .. } => "invalid_id",
             Error::InvalidAmount { .. } => "invalid_amount",
             Error::InvalidAsset(_) => "invalid_asset",
+            Error::PaywordChainReused => "payword_chain_reused",
             Error::AssetNotRegistered(_) => "asset_not_registered",
             Error::AssetScaleTooCoarse { .. } => "asset_scale_too_coarse",
             Error::AssetExists(_) => "asset_exists",

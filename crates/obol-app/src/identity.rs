@@ -154,6 +154,7 @@ pub async fn create_principal(
         None => state.env.random_id(),
     };
     let name_max = obol_core::identity::NAME_BYTES_MAX;
+    crate::plain_text("name", name)?;
     if name.is_empty() || name.len() > name_max {
         return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")));
     }
@@ -309,9 +310,11 @@ pub struct LimitsAsk<'a> {
     pub per_day: Option<&'a str>,
 }
 
-fn device_limits(ask: Option<LimitsAsk<'_>>) -> Result<Option<obol_core::identity::DeviceLimits>, Error> {
+fn device_limits(state: &App, ask: Option<LimitsAsk<'_>>) -> Result<Option<obol_core::identity::DeviceLimits>, Error> {
     let Some(ask) = ask else { return Ok(None) };
     let asset = crate::parse_asset(ask.asset_code, ask.asset_scale)?;
+    // Limits in an asset no account can hold would let the device pay nothing, silently.
+    crate::assets::check_registered(state, asset)?;
     let amount = |field: &str, text: Option<&str>| text.map_or(Ok(0), |text| crate::parse_amount(field, text));
     Ok(Some(obol_core::identity::DeviceLimits {
         asset,
@@ -350,7 +353,7 @@ pub async fn register_device(
         holder_id,
         kid: jwk.kid,
         public_key: jwk.public_key,
-        limits: device_limits(limits)?,
+        limits: device_limits(state, limits)?,
     };
     let result = run_identity(state, command).await?;
     accepted(result)?;
@@ -413,6 +416,6 @@ pub async fn set_device_limits(
     limits: Option<LimitsAsk<'_>>,
 ) -> Result<obol_core::identity::Device, Error> {
     let device_id = device_for_manage(state, caller, id)?;
-    let limits = device_limits(limits)?;
+    let limits = device_limits(state, limits)?;
     device_change(state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
 }

@@ -119,6 +119,21 @@ pub fn parse_id(field: &str, text: &str) -> Result<u128, Error> {
         .map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
 }
 
+/// Whether `text` is safe to show on a terminal or in a log line: no control characters, line
+/// or paragraph separators, or bidirectional overrides (which could forge or hide text).
+pub fn plain_text(field: &str, text: &str) -> Result<(), Error> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    match text.chars().find(|c| unsafe_char(*c)) {
+        Some(c) => Err(Error::InvalidField(format!(
+            "{field} may not hold control, line-separator or text-direction characters (found U+{:04X})",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A canonical decimal amount (no sign, point or leading zeros) in `field`.
 pub fn parse_amount(field: &str, text: &str) -> Result<u128, Error> {
     obol_core::money::Amount::parse(text)

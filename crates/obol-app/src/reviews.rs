@@ -44,9 +44,34 @@ pub async fn set_monthly_limit(
     Ok(limit)
 }
 
-/// The review queue, oldest first: reviews in `status` (`pending`, `approved`, `declined` or
-/// `all`), at most `limit` (1 to [`REVIEWS_PAGE_MAX`]).
+/// The review queue, oldest first (a review's id starts with its creation time): reviews in
+/// `status` (`pending`, `approved`, `declined` or `all`) after the review `after` (the previous
+/// page's `next`), at most `limit` (1 to [`REVIEWS_PAGE_MAX`]); answers the page and the cursor
+/// of the next one, if the page is full.
+pub fn reviews_page(
+    state: &App,
+    caller: &Caller,
+    status: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<ReviewDto>, Option<String>), Error> {
+    let items = reviews_after(state, caller, status, after, limit)?;
+    let next = if items.len() == limit { items.last().map(|review| review.id.clone()) } else { None };
+    Ok((items, next))
+}
+
+/// The first page of [`reviews_page`].
 pub fn reviews(state: &App, caller: &Caller, status: &str, limit: usize) -> Result<Vec<ReviewDto>, Error> {
+    reviews_after(state, caller, status, None, limit)
+}
+
+fn reviews_after(
+    state: &App,
+    caller: &Caller,
+    status: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ReviewDto>, Error> {
     analyst(caller)?;
     let wanted = match status {
         "all" => None,
@@ -61,8 +86,13 @@ pub fn reviews(state: &App, caller: &Caller, status: &str, limit: usize) -> Resu
         return Err(Error::InvalidQuery(format!("limit must be 1 to {REVIEWS_PAGE_MAX}")));
     }
     let reviews = lock(&state.risk.reviews);
+    let start = match after {
+        Some(cursor) => std::ops::Bound::Excluded(cursor.to_string()),
+        None => std::ops::Bound::Unbounded,
+    };
     Ok(reviews
-        .values()
+        .range((start, std::ops::Bound::Unbounded))
+        .map(|(_, stored)| stored)
         .filter(|r| wanted.is_none_or(|wanted| r.review.status == wanted))
         .take(limit)
         .map(|r| r.review.clone())

@@ -541,6 +541,26 @@ pub(crate) fn is_cash_like(category: &str) -> bool {
     matches!(category, "transit" | "money_transfer" | "quasi_cash" | "gift_cards")
 }
 
+/// The policy bundles obol ships (`policy/*.toml`): what `obol serve` decides with unless told
+/// `--no-risk`, and what the examples run with.
+pub const SHIPPED_POLICY: [&str; 5] = [
+    include_str!("../../../policy/eu-psd2-sca.toml"),
+    include_str!("../../../policy/us-reg-e.toml"),
+    include_str!("../../../policy/kr-carrier-micropayments.toml"),
+    include_str!("../../../policy/fraud-signals.toml"),
+    include_str!("../../../policy/holder-caps.toml"),
+];
+
+/// The shipped bundles, compiled.
+pub fn shipped_policy() -> Result<Policy, String> {
+    let mut policy = Policy::new();
+    for text in SHIPPED_POLICY {
+        let bundle = obol_risk::policy::Bundle::compile(text).map_err(|e| format!("a shipped bundle: {e}"))?;
+        policy.add(bundle).map_err(|e| format!("a shipped bundle: {e}"))?;
+    }
+    Ok(policy)
+}
+
 impl Risk {
     /// Risk turned off: everything is allowed (tests of other parts, benchmarks of the ledger).
     pub fn off() -> Risk {

@@ -711,7 +711,11 @@ pub async fn set_step_up(
     let above = match ask.above {
         None => None,
         Some((code, scale, amount)) => {
-            Some((crate::parse_asset(code, scale)?, crate::parse_amount("above.amount", amount)?))
+            let asset = crate::parse_asset(code, scale)?;
+            // A threshold in an asset no account holds would never fire, and the holder would
+            // believe itself protected.
+            crate::assets::check_registered(state, asset)?;
+            Some((asset, crate::parse_amount("above.amount", amount)?))
         }
     };
     let policy = StepUpPolicy { above, new_payee: ask.new_payee, new_device: ask.new_device };

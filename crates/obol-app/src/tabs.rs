@@ -659,6 +659,17 @@ pub async fn commit(state: &App, caller: &Caller, tab_id: &str, commitment: &str
     if commitment.tab_id != tab_id {
         return Err(Error::TabRejected(PayReject::WrongTab));
     }
+    // A chain pays one tab: the words revealed on one are public, and committed to a second tab
+    // they would pay it again for whoever replays them. Commitments are made one at a time so
+    // that two racing with one root cannot both pass the check.
+    static COMMITTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = COMMITTING.lock().await;
+    let reused = read_ledger(state).tabs().iter().any(|entry| {
+        entry.tab.id != tab_id && entry.tab.payword.as_ref().is_some_and(|chain| chain.root == commitment.root)
+    });
+    if reused {
+        return Err(Error::PaywordChainReused);
+    }
     match run_tab(state, TabCommand::Commit(commitment)).await? {
         // The same commitment sent again (its answer was lost): the chain stands as committed.
         TabResult::Ok { .. } | TabResult::Rejected(PayReject::Stale) => Ok(tab_id),

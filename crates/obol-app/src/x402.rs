@@ -220,16 +220,21 @@ pub(crate) fn verify_exact(
         valid_before_s: body.valid_before,
     };
     let ledger = read_ledger(state);
-    let device = ledger.identity().device(device_id).filter(|d| d.status == Status::Active);
-    let device = device.ok_or_else(|| Refusal::new("tab_device_inactive", "the device may not pay"))?;
+    // Until the signature verifies, every refusal is the same one: an unsigned client must not
+    // learn which devices exist or which accounts they act for.
+    let unverified = || Refusal::new("signature_invalid", "the authorization's signature does not verify");
+    let device = ledger.identity().device(device_id).ok_or_else(unverified)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&device.public_key).map_err(|_| unverified())?;
+    if !authorization.verify(&key, &signature) {
+        return Err(unverified());
+    }
+    // Signed by the device's key: its holder may learn why it cannot pay.
+    if device.status != Status::Active {
+        return Err(Refusal::new("tab_device_inactive", "the device may not pay"));
+    }
     let holder_active = ledger.identity().principal(device.holder_id).is_some_and(|p| p.status == Status::Active);
     let account = ledger.account(from).filter(|a| a.owner_id == device.holder_id && holder_active);
     let account = account.ok_or_else(|| Refusal::new("forbidden", "the device does not act for that account"))?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&device.public_key)
-        .map_err(|_| Refusal::new("tab_device_inactive", "the device key is unusable"))?;
-    if !authorization.verify(&key, &signature) {
-        return Err(Refusal::new("signature_invalid", "the authorization's signature does not verify"));
-    }
     if ledger.transfer(transfer_id).is_some() {
         return Err(Refusal::new("authorization_used", "this authorization has paid already"));
     }

@@ -329,7 +329,9 @@ impl Wallet {
         let response = self.http.request(method, url).headers(headers).body(bytes).send().await?;
         let status = response.status().as_u16();
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        if status >= 400 {
+        // A problem document is a refusal even with a 2xx status (202: held for review, not done).
+        let problem = value.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("urn:obol:problem:"));
+        if status >= 400 || problem {
             return Err(ClientError::Api {
                 status,
                 code: value.get("code").and_then(Value::as_str).unwrap_or("unknown").to_string(),

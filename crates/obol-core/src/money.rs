@@ -11,13 +11,13 @@ use std::fmt;
 /// `Amount` printable as at most 39 digits.
 pub const SCALE_MAX: u8 = 18;
 
-/// ISO 4217 active codes with their minor units (SIX list). Funds codes and precious metals
-/// without minor units are left out: obol moves currencies.
 /// ISO 4217 codes whose minor unit is "N.A.": precious metals, bond-market units, SDRs and the
 /// like, the testing code and "no currency". They count in whatever scale the operator names.
 pub const NO_MINOR_UNIT: &[&str] =
     &["XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"];
 
+/// ISO 4217 active codes with their minor units (SIX list one), fund codes (BOV, CHE, CLF, ...)
+/// included: no custom asset may take one of them.
 const ISO_4217: &[(&str, u8)] = &[
     ("AED", 2),
     ("AFN", 2),
@@ -37,6 +37,7 @@ const ISO_4217: &[(&str, u8)] = &[
     ("BMD", 2),
     ("BND", 2),
     ("BOB", 2),
+    ("BOV", 2),
     ("BRL", 2),
     ("BSD", 2),
     ("BTN", 2),
@@ -45,11 +46,14 @@ const ISO_4217: &[(&str, u8)] = &[
     ("BZD", 2),
     ("CAD", 2),
     ("CDF", 2),
+    ("CHE", 2),
     ("CHF", 2),
+    ("CHW", 2),
     ("CLF", 4),
     ("CLP", 0),
     ("CNY", 2),
     ("COP", 2),
+    ("COU", 2),
     ("CRC", 2),
     ("CUP", 2),
     ("CVE", 2),
@@ -112,6 +116,7 @@ const ISO_4217: &[(&str, u8)] = &[
     ("MVR", 2),
     ("MWK", 2),
     ("MXN", 2),
+    ("MXV", 2),
     ("MYR", 2),
     ("MZN", 2),
     ("NAD", 2),
@@ -160,6 +165,7 @@ const ISO_4217: &[(&str, u8)] = &[
     ("UAH", 2),
     ("UGX", 0),
     ("USD", 2),
+    ("USN", 2),
     ("UYI", 0),
     ("UYU", 2),
     ("UYW", 4),
@@ -436,7 +442,7 @@ mod tests {
         assert_eq!(Asset::custom("GEM", 0).map(|a| (a.code().to_string(), a.scale())), Ok(("GEM".into(), 0)));
         assert_eq!(Asset::parse("PTS", 2).map(|a| a.is_iso()), Ok(false));
         assert_eq!(Asset::parse("USD", 2).map(|a| a.is_iso()), Ok(true));
-        for iso in ["USD", "XAU", "XTS"] {
+        for iso in ["USD", "XAU", "XTS", "BOV", "CHE", "CHW", "COU", "MXV", "USN", "UYW", "CLF", "UYI"] {
             assert!(matches!(Asset::custom(iso, 2), Err(MoneyError::AssetCodeIsIso(_))), "{iso}");
         }
         for malformed in ["", "gem", "GE", "GEMS", "G3M", "€"] {

@@ -122,7 +122,9 @@ impl ApiError {
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PolicyRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ChallengeNotFound(_) | Error::TabNotFound(_) => StatusCode::NOT_FOUND,
-            Error::TabExists(_) | Error::IdTaken(_) | Error::AssetExists(_) => StatusCode::CONFLICT,
+            Error::TabExists(_) | Error::IdTaken(_) | Error::AssetExists(_) | Error::PaywordChainReused => {
+                StatusCode::CONFLICT
+            }
             Error::AssetNotRegistered(_) | Error::AssetScaleTooCoarse { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TabRejected(reject) => pay_reject_status(*reject),
             Error::PasskeyCloneSuspected => StatusCode::FORBIDDEN,

@@ -123,11 +123,11 @@ async fn authenticate(
     match outcome {
         Ok(caller) => Ok((caller, request)),
         Err(AuthFailure::BadKey) => {
-            tracing::info!(path = %request.uri().path(), "API key refused");
+            tracing::info!(path = %loggable_path(request.uri().path()), "API key refused");
             Err(Refused { error: ApiError(Error::Unauthorized), charged })
         }
         Err(AuthFailure::Suspended) => {
-            tracing::info!(path = %request.uri().path(), "API key of a suspended principal refused");
+            tracing::info!(path = %loggable_path(request.uri().path()), "API key of a suspended principal refused");
             Err(Refused { error: ApiError(Error::PrincipalSuspended), charged })
         }
     }
@@ -241,6 +241,12 @@ fn acceptable_request_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A request path for a log line: printable ASCII as it is, any other byte percent-encoded, so
+/// that a client's path never breaks or forges a line.
+fn loggable_path(path: &str) -> String {
+    path.bytes().map(|b| if b.is_ascii_graphic() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// Gives every request an id (the client's `x-request-id` if it sent a sensible one, else a
 /// new one), echoes it in the answer's `x-request-id`, and writes the access log line
 /// (target `obol::access`: method, path without the query, status, time, id).
@@ -251,7 +257,9 @@ pub async fn access(request: Request, next: Next) -> Response {
         _ => Arc::from(crate::error::new_request_id()),
     };
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // Printable ASCII as it is, anything else percent-encoded: a client's path never breaks or
+    // forges a log line.
+    let path = loggable_path(request.uri().path());
     let mut response = REQUEST_ID.scope(Arc::clone(&id), next.run(request)).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -49,6 +49,8 @@ pub struct ReviewQuery {
     pub status: Option<String>,
     /// At most this many (default 100, at most 500).
     pub limit: Option<usize>,
+    /// Start after this review (the previous page's `next`).
+    pub after: Option<String>,
 }
 
 /// A page of reviews.
@@ -56,6 +58,8 @@ pub struct ReviewQuery {
 pub struct ReviewPage {
     /// Reviews, oldest first.
     pub items: Vec<ReviewDto>,
+    /// The `after` of the next page, when this one is full.
+    pub next: Option<String>,
 }
 
 /// The review queue (analysts and operators).
@@ -71,8 +75,9 @@ pub async fn list_reviews(
     obol_app::risk::analyst(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
     let status = query.status.unwrap_or_else(|| ReviewStatus::Pending.as_str().into());
-    let items = reviews::reviews(&state, &caller, &status, query.limit.unwrap_or(100))?;
-    Ok(Json(ReviewPage { items }))
+    let (items, next) =
+        reviews::reviews_page(&state, &caller, &status, query.after.as_deref(), query.limit.unwrap_or(100))?;
+    Ok(Json(ReviewPage { items, next }))
 }
 
 /// One review, with exact Shapley values of its score.

@@ -173,6 +173,18 @@ async fn a_review_holds_the_request_until_an_analyst_decides_and_decisions_becom
     assert!(!world.transfer_exists("21").await, "a declined request never runs");
     assert_eq!(world.balance("1").await["debits_posted"], "1500");
 
+    // The queue pages in creation order: one review a page, each exactly once, then no cursor.
+    let (_, first) = get(world.router(), &world.analyst, "/v1/risk/reviews?status=all&limit=1").await;
+    assert_eq!(first["items"][0]["id"].as_str(), Some(review.as_str()), "{first}");
+    let cursor = first["next"].as_str().unwrap().to_string();
+    let (_, page) =
+        get(world.router(), &world.analyst, &format!("/v1/risk/reviews?status=all&limit=1&after={cursor}")).await;
+    assert_eq!(page["items"][0]["id"].as_str(), Some(second.as_str()), "{page}");
+    let cursor = page["next"].as_str().unwrap().to_string();
+    let (_, last) =
+        get(world.router(), &world.analyst, &format!("/v1/risk/reviews?status=all&limit=1&after={cursor}")).await;
+    assert_eq!((last["items"].as_array().map(Vec::len), last["next"].as_str()), (Some(0), None), "{last}");
+
     let csv = get_text(world.router(), &world.analyst, "/v1/risk/labels").await;
     let lines: Vec<&str> = csv.lines().collect();
     let header = format!("time_s,label,{}", obol_risk::features::FEATURE_NAMES.join(","));

@@ -273,6 +273,20 @@ pub struct BalanceArgs {
     connection: Connection,
 }
 
+/// An approval covers one exact request, its id included: when the command drew the id itself,
+/// the hint to send it again names that id, or the next run would draw another and need another
+/// approval.
+pub(crate) fn same_id_hint(error: anyhow::Error, flag: &str, id: &str, drawn: bool) -> anyhow::Error {
+    match error.downcast::<crate::out::NeedsApproval>() {
+        Ok(crate::out::NeedsApproval(text)) if drawn => anyhow::Error::new(crate::out::NeedsApproval(format!(
+            "{text}\nthe approval is for this request exactly: send it again with {flag} {id} (the id this run drew) \
+             and the same other flags"
+        ))),
+        Ok(needs) => anyhow::Error::new(needs),
+        Err(other) => other,
+    }
+}
+
 /// What a person must do about a step-up challenge: why it was asked, for what, with which
 /// factors, until when, and the commands that finish it.
 pub(crate) fn describe_challenge(challenge: &Value) -> String {
@@ -583,7 +597,8 @@ pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
                 args.approval.approval.as_deref(),
                 args.approval.totp.as_deref(),
             )
-            .await?;
+            .await
+            .map_err(|error| same_id_hint(error, "--id", &id, args.id.is_none()))?;
         print(&value);
         Ok(())
     })

@@ -8,6 +8,8 @@
 //! the first start made (every create is idempotent) and never funds the payer twice.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use axum::Router;
@@ -66,8 +68,10 @@ fn usd() -> anyhow::Result<Asset> {
 }
 
 /// The playground's routes: each priced with [`PaymentLayer`], paying [`MERCHANT_ACCOUNT`]
-/// by voucher, PayWord tick or `exact` transfer; `GET /demo` lists them, free.
-pub fn routes(state: AppState) -> anyhow::Result<Router> {
+/// by voucher, PayWord tick or `exact` transfer; `GET /demo` lists them, free. They answer 503
+/// until `ready` is set: only once the set-up made (or found) the demo merchant's account may a
+/// payment go to it.
+pub fn routes(state: AppState, ready: Arc<AtomicBool>) -> anyhow::Result<Router> {
     let mut router = Router::new();
     let mut listing = Vec::new();
     for route in &ROUTES {
@@ -79,7 +83,27 @@ pub fn routes(state: AppState) -> anyhow::Result<Router> {
             "asset_scale": 9, "what": route.what, "pay_to": MERCHANT_ACCOUNT.to_string()}));
     }
     let listing = Value::Array(listing);
-    Ok(router.route("/demo", get(move || async move { axum::Json(listing) })))
+    let router = router.route("/demo", get(move || async move { axum::Json(listing) }));
+    Ok(router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let ready = ready.load(Ordering::Acquire);
+        async move {
+            if ready {
+                return next.run(request).await;
+            }
+            let problem = json!({"type": "urn:obol:problem:demo_not_ready", "title": "Service Unavailable",
+                "status": 503, "code": "demo_not_ready",
+                "detail": "the demo playground is not set up (yet, or its set-up failed: see the server's log)"});
+            let mut response = axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(problem),
+            ));
+            response.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/problem+json"),
+            );
+            response
+        }
+    })))
 }
 
 /// The demo payer's device key file in the data directory.
@@ -89,10 +113,10 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 
 /// Runs the walk-through, then sets up the playground's merchant and payer and prints how to
 /// pay its routes with `obol pay`.
-pub async fn run(base: &str, key: &str, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn run(base: &str, key: &str, data_dir: &Path, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
     let api = Api::with_key(base, key)?;
     walk_through(&api, base).await?;
-    playground(&api, base, data_dir).await
+    playground(&api, base, data_dir, &ready).await
 }
 
 /// A first payment over the HTTP API, each step printed as its `curl` command and the answer.
@@ -159,7 +183,7 @@ fn device_key(path: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// The playground's principals, accounts and device, made through the API (idempotently).
-async fn playground(api: &Api, base: &str, data_dir: &Path) -> anyhow::Result<()> {
+async fn playground(api: &Api, base: &str, data_dir: &Path, ready: &AtomicBool) -> anyhow::Result<()> {
     let key_path = key_path(data_dir);
     let device_key = device_key(&key_path)?;
     let jwk = obol_client::Wallet::device_jwk(&device_key, PAYER_KID);
@@ -193,6 +217,13 @@ async fn playground(api: &Api, base: &str, data_dir: &Path) -> anyhow::Result<()
             .await
             .with_context(|| format!("setting up the playground ({path})"))?;
     }
+    // The routes pay the merchant's account: it must be the demo merchant's, not an account
+    // someone made earlier under the same id.
+    let merchant = api.expect(reqwest::Method::GET, &format!("/v1/accounts/{MERCHANT_ACCOUNT}"), None).await?;
+    if merchant.get("owner_id").and_then(Value::as_str) != Some(&MERCHANT_PRINCIPAL.to_string()) {
+        anyhow::bail!("account {MERCHANT_ACCOUNT} belongs to someone else: the demo routes stay closed");
+    }
+    ready.store(true, Ordering::Release);
     let server = if base == "http://127.0.0.1:8402" { String::new() } else { format!(" --server {base}") };
     crate::outln!("\n--- playground: priced routes keep running ---");
     for route in &ROUTES {

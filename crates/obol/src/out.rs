@@ -293,7 +293,20 @@ fn scalar(value: &Value, key: &str, asset: Option<&(String, u8)>) -> String {
     match value {
         Value::Null => "-".to_string(),
         Value::String(text) if text.is_empty() => "-".to_string(),
-        Value::String(text) => text.clone(),
+        // Text from the server is shown, never obeyed: control and direction characters print
+        // escaped, so a stored name cannot move the cursor or forge lines on a terminal.
+        Value::String(text) => text
+            .chars()
+            .map(|c| {
+                if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+                {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
         Value::Bool(true) => "yes".to_string(),
         Value::Bool(false) => "no".to_string(),
         Value::Number(number) => number.to_string(),

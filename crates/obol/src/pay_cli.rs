@@ -122,7 +122,9 @@ pub struct PayArgs {
     /// Most one tab may hold, minor units.
     #[arg(long)]
     max_per_tab: Option<u128>,
-    /// Most all payments may add up to today, minor units.
+    /// Most the payments of this run may add up to, minor units (the command keeps nothing
+    /// between runs: for a limit across runs, set the device's own limits on the server with
+    /// `obol device register --per-day`).
     #[arg(long)]
     max_per_day: Option<u128>,
     /// Pay each request with its own ledger transfer (scheme `exact`) instead of a tab.
@@ -154,9 +156,10 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
                 body.insert("asset_scale".into(), json!(asset_scale));
                 body.insert("timeout_s".into(), json!(timeout_s));
                 body.insert("device_id".into(), json!(device));
-                if let Some(id) = id {
-                    body.insert("id".into(), json!(id));
-                }
+                // The id is drawn here when not given, so that a step-up hint can name it.
+                let drawn = id.is_none();
+                let id = id.unwrap_or_else(|| (rand::random::<u128>() >> 1).max(1).to_string());
+                body.insert("id".into(), json!(id));
                 let body = Value::Object(body);
                 Api::new(&connection)?
                     .expect_approved(
@@ -166,7 +169,8 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
                         approval.approval.as_deref(),
                         approval.totp.as_deref(),
                     )
-                    .await?
+                    .await
+                    .map_err(|error| crate::client::same_id_hint(error, "--id", &id, drawn))?
             }
             TabCommand::Show { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/tabs/{id}"), None).await?

@@ -18,6 +18,9 @@ pub struct ReviewsArgs {
     /// At most this many (1 to 500).
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Start after this review (the `next` a previous page printed).
+    #[arg(long)]
+    after: Option<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -86,7 +89,10 @@ fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 /// Lists the review queue.
 pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.connection)?;
-    let path = format!("/v1/risk/reviews?status={}&limit={}", args.status, args.limit);
+    let mut path = format!("/v1/risk/reviews?status={}&limit={}", args.status, args.limit);
+    if let Some(after) = &args.after {
+        path.push_str(&format!("&after={after}"));
+    }
     let page = runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?;
     if crate::out::is_json() {
         print(&page);
@@ -116,6 +122,9 @@ pub fn reviews(args: ReviewsArgs) -> anyhow::Result<()> {
             item.pointer("/risk/rule").and_then(Value::as_str).unwrap_or("-"),
             item.pointer("/risk/reason_en").and_then(Value::as_str).unwrap_or("")
         );
+    }
+    if let Some(next) = page.get("next").and_then(Value::as_str) {
+        crate::outln!("more: obol risk reviews --status {} --after {next}", args.status);
     }
     Ok(())
 }

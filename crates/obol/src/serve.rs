@@ -143,14 +143,10 @@ const POLICY_POLL_MS: u64 = 1_000;
 
 /// The risk engine `obol serve` runs: the shipped bundles, and the model if one is given.
 fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_app::risk::Risk> {
-    use obol_risk::policy::{Bundle, Policy};
     if args.no_risk {
         return Ok(obol_app::risk::Risk::off());
     }
-    let mut policy = Policy::new();
-    for text in SHIPPED_POLICY {
-        policy.add(Bundle::compile(text).map_err(|e| anyhow::anyhow!("a shipped bundle: {e}"))?)?;
-    }
+    let policy = obol_app::risk::shipped_policy().map_err(|e| anyhow::anyhow!(e))?;
     let model = match &args.risk_model {
         None => None,
         Some(path) => {
@@ -257,13 +253,7 @@ pub fn reset_operator_key(args: &StoreArgs) -> anyhow::Result<()> {
 }
 
 /// The policy bundles obol ships (`policy/`), compiled into the binary.
-pub(crate) const SHIPPED_POLICY: [&str; 5] = [
-    include_str!("../../../policy/eu-psd2-sca.toml"),
-    include_str!("../../../policy/us-reg-e.toml"),
-    include_str!("../../../policy/kr-carrier-micropayments.toml"),
-    include_str!("../../../policy/fraud-signals.toml"),
-    include_str!("../../../policy/holder-caps.toml"),
-];
+pub(crate) use obol_app::risk::SHIPPED_POLICY;
 
 /// This server's instance id (its x402 network is `obol:<id>`): made once, kept in the store;
 /// `asked` (from `--instance-id`) replaces it.
@@ -391,13 +381,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             });
         }
         println!("obol {} listening on {scheme}://{address} ({})", env!("CARGO_PKG_VERSION"), describe(&args.store));
+        let demo_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if demo_key.is_some() && scheme == "https" {
             println!("--demo runs over plain HTTP only; start without --tls-cert to see it");
         } else if let Some(key) = demo_key {
             let base = format!("{scheme}://{address}");
             let data_dir = args.store.data_dir.clone();
+            let ready = Arc::clone(&demo_ready);
             tokio::spawn(async move {
-                if let Err(error) = crate::demo::run(&base, &key, &data_dir).await {
+                if let Err(error) = crate::demo::run(&base, &key, &data_dir, ready).await {
                     eprintln!("demo failed: {error:#}");
                 }
             });
@@ -423,7 +415,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
         let last = state.clone();
         let router = if args.demo {
-            app(state.clone()).merge(obol_http::with_request_ids(crate::demo::routes(state.clone())?))
+            app(state.clone())
+                .merge(obol_http::with_request_ids(crate::demo::routes(state.clone(), Arc::clone(&demo_ready))?))
         } else {
             app(state)
         };

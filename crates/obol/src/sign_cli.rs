@@ -162,7 +162,14 @@ pub fn payword(command: PaywordCommand) -> anyhow::Result<()> {
             connection,
         } => {
             let key = SigningKey::from_bytes(&crate::pay_cli::read_key(&key_file)?);
-            let (last, length) = chain_file(&chain)?;
+            let (last, length, committed_to) = chain_file(&chain)?;
+            if let Some(other) = committed_to.filter(|other| *other != tab) {
+                bail!(
+                    "{} is committed to tab {other} already: a chain pays one tab only (its revealed words are \
+                     public); make a new one with `obol payword new`",
+                    chain.display()
+                );
+            }
             let root = word_at(&last, length, 0);
             let network = Network::named(&network_of(&network, &connection)?);
             let message = Commitment::signed_message(&network, tab, payee, &root, length, value_per_tick);
@@ -170,10 +177,13 @@ pub fn payword(command: PaywordCommand) -> anyhow::Result<()> {
             let commitment =
                 Commitment { tab_id: tab, payee_id: payee, network, root, length, value_per_tick, signature };
             let body = json!({"commitment": Base64UrlUnpadded::encode_string(&commitment.encode())});
+            // The chain is marked as this tab's before the commitment leaves: even printed, it
+            // may reach the server, and a second tab must never get the same chain.
+            crate::profile::write_private(&chain, &format!("{} {length} {tab}", hex(&last)))?;
             send_or_print(submit, &connection, &format!("/v1/tabs/{tab}/commitment"), body)
         }
         PaywordCommand::Tick { chain, index, tab, submit, connection } => {
-            let (last, length) = chain_file(&chain)?;
+            let (last, length, _) = chain_file(&chain)?;
             if index == 0 {
                 bail!("--index starts at 1 (index 0 is the root the commitment signed)");
             }
@@ -221,8 +231,8 @@ fn network_of(network: &NetworkArgs, connection: &Connection) -> anyhow::Result<
         .ok_or_else(|| anyhow!("{url} names no network; pass --network obol:<instance-id>"))
 }
 
-/// A chain file's secret (its last word) and length.
-fn chain_file(path: &Path) -> anyhow::Result<([u8; 32], u32)> {
+/// A chain file's secret (its last word), length, and the tab it was committed to, if it was.
+fn chain_file(path: &Path) -> anyhow::Result<([u8; 32], u32, Option<u128>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the chain {}", path.display()))?;
     let mut parts = text.split_whitespace();
     let (Some(secret), Some(length)) = (parts.next(), parts.next()) else {
@@ -240,7 +250,11 @@ fn chain_file(path: &Path) -> anyhow::Result<([u8; 32], u32)> {
         *byte = u8::from_str_radix(std::str::from_utf8(pair)?, 16)
             .with_context(|| format!("{} is not hex", path.display()))?;
     }
-    Ok((last, length))
+    let committed_to = match parts.next() {
+        Some(tab) => Some(tab.parse().with_context(|| format!("{}: the committed tab", path.display()))?),
+        None => None,
+    };
+    Ok((last, length, committed_to))
 }
 
 /// Word `index` of the chain ending in `last` (index 0 is the root): `last` hashed

@@ -363,8 +363,21 @@ fn identity_commands_manage_principals_keys_devices_and_mfa() {
     let mut with_totp = pay_again.to_vec();
     with_totp.extend(["--totp", &recovery[1]]);
     assert_eq!(json(&obol_as(&server, &holder_key, &with_totp))["id"], "7002");
+    // Without --id the command draws one; the hint names it, and sending the command again with
+    // it and the approval runs it (a new id would need a new approval).
+    let no_id = ["transfer", "--from", "501", "--to", "502", "--amount", "7000", "--asset", "EUR/2"];
+    let held = obol_as(&server, &holder_key, &no_id);
+    let said = String::from_utf8_lossy(&held.stderr).to_string();
+    assert_eq!(held.status.code(), Some(4), "{said}");
+    let drawn = said.split("send it again with --id ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    let challenge = said.lines().find_map(|l| l.trim().strip_prefix("challenge: ")).unwrap().trim().to_string();
+    let approved = obol_as(&server, &holder_key, &["approve", &challenge, "--recovery-code", &recovery[2]]);
+    assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
+    let mut resent = no_id.to_vec();
+    resent.extend(["--id", drawn, "--approval", &challenge]);
+    assert_eq!(json(&obol_as(&server, &holder_key, &resent))["id"], drawn);
     let balance = json(&obol(&server, &["balance", "502"]));
-    assert_eq!(balance["credits_posted"], "11000", "each payment ran once: {balance}");
+    assert_eq!(balance["credits_posted"], "18000", "each payment ran once: {balance}");
     let rotated =
         json(&obol_as(&server, &holder_key, &["key", "rotate", key["key_id"].as_str().unwrap(), "--overlap-s", "0"]));
     assert!(rotated["key"].as_str().unwrap().starts_with("obol_live_"));
