@@ -359,16 +359,66 @@ pub fn principals(
     // created while someone pages could fall below an id cursor and never be listed.
     let after = principal_cursor(after)?;
     let ledger = crate::read_ledger(state);
-    let mut matching: Vec<&Principal> = ledger
+    let matching: Vec<&Principal> = ledger
         .identity()
         .principals()
         .filter(|p| (p.created_ns, p.id) > after)
         .filter(|p| filter.role.is_none_or(|role| p.role == role))
         .filter(|p| filter.status.is_none_or(|status| p.status == status))
         .collect();
-    matching.sort_unstable_by_key(|p| (p.created_ns, p.id));
+    Ok(page_by_creation(matching, |p| (p.created_ns, p.id), limit))
+}
+
+/// A page of entries ordered by (creation time, id), with the cursor `CREATED_NS-ID` of its
+/// last entry when more follow.
+fn page_by_creation<T: Clone>(mut matching: Vec<&T>, key: impl Fn(&T) -> (u64, u128), limit: usize) -> Page<T> {
+    matching.sort_unstable_by_key(|item| key(item));
     let more = matching.len() > limit;
     matching.truncate(limit);
-    let next = if more { matching.last().map(|p| format!("{}-{}", p.created_ns, p.id)) } else { None };
-    Ok(Page { items: matching.into_iter().cloned().collect(), next })
+    let next = if more {
+        matching.last().map(|item| {
+            let (created_ns, id) = key(item);
+            format!("{created_ns}-{id}")
+        })
+    } else {
+        None
+    };
+    Page { items: matching.into_iter().cloned().collect(), next }
+}
+
+/// Which devices a list shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceFilter {
+    /// Only this holder's.
+    pub holder: Option<u128>,
+    /// Only in this status.
+    pub status: Option<Status>,
+}
+
+/// The devices `caller` may see, in the order they were registered (then by id), a page at a
+/// time: every device for the operator, analysts and auditors; a holder's own for a holder.
+pub fn devices(
+    state: &App,
+    caller: &crate::auth::Caller,
+    filter: DeviceFilter,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<obol_core::identity::Device>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let holder = match caller.role {
+        Role::Operator | Role::Analyst | Role::Auditor => filter.holder,
+        Role::Holder if filter.holder.is_none_or(|holder| holder == caller.principal_id) => Some(caller.principal_id),
+        Role::Holder => return Err(Error::Forbidden("a holder lists its own devices only".into())),
+        Role::Merchant => return Err(Error::Forbidden("merchants have no devices to list".into())),
+    };
+    let after = principal_cursor(after)?;
+    let ledger = crate::read_ledger(state);
+    let matching: Vec<&obol_core::identity::Device> = ledger
+        .identity()
+        .devices()
+        .filter(|d| (d.created_ns, d.id) > after)
+        .filter(|d| holder.is_none_or(|holder| d.holder_id == holder))
+        .filter(|d| filter.status.is_none_or(|status| d.status == status))
+        .collect();
+    Ok(page_by_creation(matching, |d| (d.created_ns, d.id), limit))
 }

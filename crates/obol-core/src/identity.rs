@@ -664,6 +664,11 @@ impl Identity {
         self.principals.values()
     }
 
+    /// Every device, in no particular order.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
     /// Number of principals.
     pub fn principals_count(&self) -> usize {
         self.principals.len()

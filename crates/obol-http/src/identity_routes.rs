@@ -529,3 +529,57 @@ pub async fn list_principals(
     let page = obol_app::lists::principals(&state, &caller, filter, query.after.as_deref(), limit)?;
     Ok(Json(PrincipalPage { items: page.items.iter().map(PrincipalDto::from).collect(), next: page.next }))
 }
+
+/// Filters and cursor of the device list.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceListQuery {
+    /// Only this holder's devices (a holder sees only its own anyway).
+    pub holder: Option<String>,
+    /// Only `active`, `suspended` or `revoked` devices.
+    pub status: Option<String>,
+    /// Cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of devices, in the order they were registered.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct DevicePage {
+    /// Up to `limit` devices.
+    pub items: Vec<DeviceDto>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// List devices: all of them for the operator, analysts and auditors; a holder's own for a holder.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    params(DeviceListQuery),
+    responses(
+        (status = 200, description = "A page of devices", body = DevicePage),
+        (status = 400, description = "A bad filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another holder's devices, or a merchant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_all_devices(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<axum::extract::Query<DeviceListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DevicePage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("active") => Some(obol_core::identity::Status::Active),
+        Some("suspended") => Some(obol_core::identity::Status::Suspended),
+        Some("revoked") => Some(obol_core::identity::Status::Revoked),
+        Some(_) => return Err(Error::InvalidQuery("status must be active, suspended or revoked".into()).into()),
+    };
+    let filter =
+        obol_app::lists::DeviceFilter { holder: crate::dto::query_id("holder", query.holder.as_deref())?, status };
+    let limit = obol_app::lists::limit(query.limit)?;
+    let page = obol_app::lists::devices(&state, &caller, filter, query.after.as_deref(), limit)?;
+    Ok(Json(DevicePage { items: page.items.iter().map(DeviceDto::from).collect(), next: page.next }))
+}

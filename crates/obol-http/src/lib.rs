@@ -174,6 +174,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/principals/{id}/activity"),
     ("POST", "/v1/principals/{id}/devices"),
     ("GET", "/v1/principals/{id}/devices"),
+    ("GET", "/v1/devices"),
     ("POST", "/v1/devices/{id}/status"),
     ("POST", "/v1/devices/{id}/rotate"),
     ("POST", "/v1/devices/{id}/limits"),
@@ -267,6 +268,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/keys", get(identity_routes::list_keys).post(identity_routes::create_key))
         .route("/v1/principals/{id}/activity", get(identity_routes::activity))
         .route("/v1/principals/{id}/devices", get(identity_routes::list_devices).post(identity_routes::register_device))
+        .route("/v1/devices", get(identity_routes::list_all_devices))
         .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
         .route("/v1/devices/{id}/rotate", post(identity_routes::rotate_device))
         .route("/v1/devices/{id}/limits", post(identity_routes::set_device_limits))
@@ -496,7 +498,7 @@ impl utoipa::Modify for ProblemAnswers {
         ledger_routes::get_history, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
-        identity_routes::register_device, identity_routes::list_devices, identity_routes::set_device_status, identity_routes::rotate_device,
+        identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa_routes::enroll_totp, mfa_routes::confirm_totp, mfa_routes::unlock, mfa_routes::set_step_up, mfa_routes::approve_challenge,
         passkey_routes::start_registration, passkey_routes::finish_registration, passkey_routes::start_assertion,
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,

@@ -437,6 +437,7 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             |_| ("/v1/x402/settle".into(), Some(x402_request())),
             [200, 403, 403, 200, 403, 403],
         ),
+        row(Method::GET, "/v1/devices", |_| ("/v1/devices".into(), None), [200, 200, 200, 403, 200, 200]),
         row(Method::GET, "/v1/assets", |_| ("/v1/assets".into(), None), [200, 200, 200, 200, 200, 200]),
         row(
             Method::POST,
@@ -688,6 +689,28 @@ async fn lists_show_each_caller_only_its_own() {
     .await;
     assert_eq!(ids(&page, "/id"), ["2001", "3001"]);
     assert!(page.get("next").is_none(), "the last page has no cursor: {page}");
+    // Devices: A's two and B's one; a holder sees its own, the operator pages through all.
+    for (holder, id, kid) in [(A, "801", "a-1"), (B, "802", "b-1"), (A, "803", "a-2")] {
+        let body = json!({"id": id, "jwk": jwk(kid)});
+        world.op(Method::POST, &format!("/v1/principals/{holder}/devices"), Some(body)).await;
+    }
+    let (_, page) = get(world.operator.clone(), "/v1/devices?limit=2").await;
+    assert_eq!(ids(&page, "/id"), ["801", "802"]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) =
+        call(&world.router, Some(&world.operator), &Method::GET, &format!("/v1/devices?limit=2&after={next}"), None)
+            .await;
+    assert_eq!(ids(&page, "/id"), ["803"]);
+    assert!(page.get("next").is_none(), "{page}");
+    let (_, page) = get(holder_a.clone(), "/v1/devices").await;
+    assert_eq!(ids(&page, "/id"), ["801", "803"]);
+    let (_, page) = get(holder_b.clone(), "/v1/devices").await;
+    assert_eq!(ids(&page, "/id"), ["802"]);
+    let (status, _) = get(holder_b.clone(), "/v1/devices?holder=100").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another holder's devices");
+    let (_, page) = get(world.operator.clone(), "/v1/devices?holder=100&status=active").await;
+    assert_eq!(ids(&page, "/id"), ["801", "803"]);
+
     let (_, page) = get(holder_a.clone(), "/v1/accounts").await;
     assert_eq!(ids(&page, "/id"), ["1001", "1002"], "a holder lists its own accounts only");
     let (_, page) = get(holder_b.clone(), "/v1/accounts").await;

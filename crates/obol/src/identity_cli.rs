@@ -157,11 +157,19 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// List a holder's devices.
+    /// List devices in the order they were registered: a holder's own, or (operator, analyst,
+    /// auditor) every one.
+    ///
+    /// Example: obol device list --principal 100 --status active
     List {
-        /// The holder.
+        /// Only this holder's.
         #[arg(long)]
-        principal: String,
+        principal: Option<String>,
+        /// active, suspended or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        paging: crate::client::Paging,
         #[command(flatten)]
         connection: Connection,
     },
@@ -449,8 +457,13 @@ pub fn device(command: DeviceCommand) -> anyhow::Result<()> {
             }
             call(&connection, Method::POST, format!("/v1/principals/{principal}/devices"), Some(body.into()))?
         }
-        DeviceCommand::List { principal, connection } => {
-            call(&connection, Method::GET, format!("/v1/principals/{principal}/devices"), None)?
+        DeviceCommand::List { principal, status, paging, connection } => {
+            return crate::client::list(
+                &connection,
+                "/v1/devices",
+                &[("holder", principal), ("status", status)],
+                &paging,
+            );
         }
         DeviceCommand::Suspend { id, connection } => {
             call(&connection, Method::POST, format!("/v1/devices/{id}/status"), Some(json!({"status": "suspended"})))?

@@ -273,7 +273,7 @@ fn identity_commands_manage_principals_keys_devices_and_mfa() {
     assert_eq!(device["limits"]["per_payment"], "500");
     assert_eq!(json(&obol_as(&server, &holder_key, &["device", "suspend", "7"]))["status"], "suspended");
     assert_eq!(
-        json(&obol_as(&server, &holder_key, &["device", "list", "--principal", "100"]))[0]["status"],
+        json(&obol_as(&server, &holder_key, &["device", "list", "--principal", "100"]))["items"][0]["status"],
         "suspended"
     );
 
