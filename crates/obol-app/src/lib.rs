@@ -119,12 +119,15 @@ pub fn parse_id(field: &str, text: &str) -> Result<u128, Error> {
         .map_err(|error| Error::InvalidId { field: field.into(), reason: error.to_string() })
 }
 
+/// A control character, a line or paragraph separator, or a bidirectional override: text
+/// that could move a terminal's cursor, or forge or hide a line.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Whether `text` is safe to show on a terminal or in a log line: no control characters, line
 /// or paragraph separators, or bidirectional overrides (which could forge or hide text).
 pub fn plain_text(field: &str, text: &str) -> Result<(), Error> {
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
     match text.chars().find(|c| unsafe_char(*c)) {
         Some(c) => Err(Error::InvalidField(format!(
             "{field} may not hold control, line-separator or text-direction characters (found U+{:04X})",

@@ -177,8 +177,7 @@ fn device_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     let key = obol_client::Wallet::generate_device_key();
     let parent = path.parent().context("the demo key has a directory")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    crate::profile::write_private(path, &hex)?;
+    crate::profile::write_private(path, &crate::pay_cli::hex(&key))?;
     Ok(key)
 }
 

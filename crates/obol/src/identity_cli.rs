@@ -429,7 +429,7 @@ pub fn device(command: DeviceCommand) -> anyhow::Result<()> {
             let mut seed = [0u8; 32];
             rand::fill(&mut seed);
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::pay_cli::hex(&seed);
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

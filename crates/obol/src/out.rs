@@ -297,15 +297,7 @@ fn scalar(value: &Value, key: &str, asset: Option<&(String, u8)>) -> String {
         // escaped, so a stored name cannot move the cursor or forge lines on a terminal.
         Value::String(text) => text
             .chars()
-            .map(|c| {
-                if c.is_control()
-                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-                {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
+            .map(|c| if obol_app::unsafe_char(c) { c.escape_unicode().to_string() } else { c.to_string() })
             .collect(),
         Value::Bool(true) => "yes".to_string(),
         Value::Bool(false) => "no".to_string(),

@@ -192,16 +192,24 @@ pub fn tab(command: TabCommand) -> anyhow::Result<()> {
 
 pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the device key {}", path.display()))?;
-    let text = text.trim();
+    hex32(text.trim()).with_context(|| format!("{}: a 32-byte Ed25519 private key", path.display()))
+}
+
+/// Bytes as lower-case hex, as key and chain files hold them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 hex digits as 32 bytes.
+pub(crate) fn hex32(text: &str) -> anyhow::Result<[u8; 32]> {
     if text.len() != 64 {
-        bail!("{} must hold 64 hex digits (a 32-byte Ed25519 private key)", path.display());
+        bail!("must be 64 hex digits, not {} characters", text.len());
     }
-    let mut key = [0u8; 32];
-    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let digits = std::str::from_utf8(pair)?;
-        *byte = u8::from_str_radix(digits, 16).with_context(|| format!("{} is not hex", path.display()))?;
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair)?, 16).context("not hex")?;
     }
-    Ok(key)
+    Ok(bytes)
 }
 
 /// `obol pay ...`

@@ -15,6 +15,7 @@ use obol_core::channel::{Commitment, Network, PAYWORD_LENGTH_MAX, Voucher, paywo
 use serde_json::{Value, json};
 
 use crate::client::{Api, Connection, print, runtime};
+use crate::pay_cli::{hex, hex32};
 
 /// `obol voucher ...`
 #[derive(Subcommand, Debug)]
@@ -242,14 +243,7 @@ fn chain_file(path: &Path) -> anyhow::Result<([u8; 32], u32, Option<u128>)> {
     if length == 0 || length > PAYWORD_LENGTH_MAX {
         bail!("{}: the length must be 1 to {PAYWORD_LENGTH_MAX}", path.display());
     }
-    if secret.len() != 64 {
-        bail!("{}: the secret must be 64 hex digits", path.display());
-    }
-    let mut last = [0u8; 32];
-    for (byte, pair) in last.iter_mut().zip(secret.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair)?, 16)
-            .with_context(|| format!("{} is not hex", path.display()))?;
-    }
+    let last = hex32(secret).with_context(|| format!("{}: the secret", path.display()))?;
     let committed_to = match parts.next() {
         Some(tab) => Some(tab.parse().with_context(|| format!("{}: the committed tab", path.display()))?),
         None => None,
@@ -265,8 +259,4 @@ fn word_at(last: &[u8; 32], length: u32, index: u32) -> [u8; 32] {
         word = payword_hash(&word);
     }
     word
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
