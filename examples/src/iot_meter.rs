@@ -4,10 +4,10 @@
 
 use axum::Router;
 use axum::routing::post;
-use obol_client::{Wallet, receipt};
-use obol_http::x402::{PaymentLayer, Price, SCHEME_PAYWORD};
+use obol_client::receipt;
+use obol_http::x402::SCHEME_PAYWORD;
 
-use crate::{Outcome, Sandbox, dollars, step, usd};
+use crate::{Outcome, Sandbox, Target, dollars, step};
 
 /// What uploading one reading costs: $0.000050.
 pub const PRICE_PER_READING: u128 = 50_000;
@@ -16,12 +16,16 @@ pub const READINGS: u32 = 48;
 const GRID: u128 = 2_001;
 const METER_ACCOUNT: u128 = 1_001;
 
-/// Runs the scenario.
+/// Runs the scenario in this process.
 pub async fn run() -> anyhow::Result<Outcome> {
-    let sandbox = Sandbox::start("iot-meter", |state| {
-        let price =
-            Price::new(PRICE_PER_READING, usd(), GRID, "Upload one meter reading").with_schemes(&[SCHEME_PAYWORD]);
-        Router::new().route("/readings", post(|| async { "stored" }).layer(PaymentLayer::new(state, price)))
+    run_on(Target::Embedded).await
+}
+
+/// Runs the scenario on `target`.
+pub async fn run_on(target: Target) -> anyhow::Result<Outcome> {
+    let sandbox = Sandbox::start_on("iot-meter", &target, |seller| {
+        let price = seller.price(PRICE_PER_READING, GRID, "Upload one meter reading", &[SCHEME_PAYWORD]);
+        Router::new().route("/readings", post(|| async { "stored" }).layer(price))
     })
     .await?;
     sandbox.merchant(201, "Grid operator", GRID).await?;
@@ -31,10 +35,11 @@ pub async fn run() -> anyhow::Result<Outcome> {
         dollars(1_000_000_000),
         dollars(PRICE_PER_READING)
     ));
-    let meter = Wallet::new(config)?;
+    let meter = sandbox.wallet(config);
     let budget = u128::from(READINGS) * PRICE_PER_READING;
-    meter.open_tab(GRID, budget, 3_600).await?;
-    meter.commit_payword(GRID, READINGS, PRICE_PER_READING).await?;
+    let grid = sandbox.id(GRID);
+    meter.open_tab(grid, budget, 3_600).await?;
+    meter.commit_payword(grid, READINGS, PRICE_PER_READING).await?;
     step(&format!("the meter escrows {} and signs one commitment to a {READINGS}-word hash chain", dollars(budget)));
     let client = obol_client::http_client(None)?;
     let mut paid_requests = 0;
@@ -46,12 +51,12 @@ pub async fn run() -> anyhow::Result<Outcome> {
         paid_requests += 1;
     }
     step(&format!("{READINGS} readings uploaded, each paid with one hash-chain word"));
-    let settled = meter.settle(GRID).await?;
+    let settled = meter.settle(grid).await?;
     step(&format!(
         "tab settled: the grid operator collects {}",
         dollars(settled["cumulative"].as_str().unwrap_or("0").parse()?)
     ));
-    let (_, merchant_received, _) = sandbox.balances(GRID);
-    let (payer_debited, _, _) = sandbox.balances(METER_ACCOUNT);
+    let (_, merchant_received, _) = sandbox.balances(GRID).await?;
+    let (payer_debited, _, _) = sandbox.balances(METER_ACCOUNT).await?;
     Ok(Outcome { paid_requests, paid_total: meter.spent_today(), merchant_received, payer_debited, refused: 0 })
 }

@@ -5,10 +5,10 @@
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use obol_client::{SpendLimits, Wallet, receipt};
-use obol_http::x402::{PaymentLayer, Price, SCHEME_VOUCHER};
+use obol_client::{SpendLimits, receipt};
+use obol_http::x402::SCHEME_VOUCHER;
 
-use crate::{Outcome, Sandbox, dollars, step, usd};
+use crate::{Outcome, Sandbox, Target, dollars, step};
 
 /// Price of one article: $0.0004.
 pub const PRICE_PER_ARTICLE: u128 = 400_000;
@@ -17,14 +17,18 @@ pub const ARTICLES: u32 = 5;
 const NEWSPAPER: u128 = 2_002;
 const READER_ACCOUNT: u128 = 1_002;
 
-/// Runs the scenario.
+/// Runs the scenario in this process.
 pub async fn run() -> anyhow::Result<Outcome> {
-    let sandbox = Sandbox::start("pay-per-view", |state| {
-        let price = Price::new(PRICE_PER_ARTICLE, usd(), NEWSPAPER, "One article").with_schemes(&[SCHEME_VOUCHER]);
+    run_on(Target::Embedded).await
+}
+
+/// Runs the scenario on `target`.
+pub async fn run_on(target: Target) -> anyhow::Result<Outcome> {
+    let sandbox = Sandbox::start_on("pay-per-view", &target, |seller| {
+        let price = seller.price(PRICE_PER_ARTICLE, NEWSPAPER, "One article", &[SCHEME_VOUCHER]);
         Router::new().route(
             "/articles/{slug}",
-            get(|Path(slug): Path<String>| async move { format!("The full text of {slug}.") })
-                .layer(PaymentLayer::new(state, price)),
+            get(|Path(slug): Path<String>| async move { format!("The full text of {slug}.") }).layer(price),
         )
     })
     .await?;
@@ -33,7 +37,7 @@ pub async fn run() -> anyhow::Result<Outcome> {
     config.auto_tab_budget = 10 * PRICE_PER_ARTICLE;
     config.limits = SpendLimits { per_request_max: 1_000_000, per_tab_max: 5_000_000, per_day_max: 20_000_000 };
     step("a reader with $0.10; the wallet may open tabs of up to $0.005 and spend $0.02 a day");
-    let wallet = Wallet::new(config)?;
+    let wallet = sandbox.wallet(config);
     let mut paid_requests = 0;
     for n in 1..=ARTICLES {
         let response = wallet.get(&format!("{}/articles/story-{n}", sandbox.base)).await?;
@@ -46,12 +50,12 @@ pub async fn run() -> anyhow::Result<Outcome> {
         ));
         paid_requests += 1;
     }
-    let settled = wallet.settle(NEWSPAPER).await?;
+    let settled = wallet.settle(sandbox.id(NEWSPAPER)).await?;
     step(&format!(
         "the tab settles: {} to the newspaper, the rest of the escrow back to the reader",
         dollars(settled["cumulative"].as_str().unwrap_or("0").parse()?)
     ));
-    let (_, merchant_received, _) = sandbox.balances(NEWSPAPER);
-    let (payer_debited, _, _) = sandbox.balances(READER_ACCOUNT);
+    let (_, merchant_received, _) = sandbox.balances(NEWSPAPER).await?;
+    let (payer_debited, _, _) = sandbox.balances(READER_ACCOUNT).await?;
     Ok(Outcome { paid_requests, paid_total: wallet.spent_today(), merchant_received, payer_debited, refused: 0 })
 }

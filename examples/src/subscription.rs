@@ -5,10 +5,10 @@
 
 use axum::Router;
 use axum::routing::get;
-use obol_client::{ClientError, Wallet};
-use obol_http::x402::{PaymentLayer, Price, SCHEME_VOUCHER};
+use obol_client::ClientError;
+use obol_http::x402::SCHEME_VOUCHER;
 
-use crate::{Outcome, Sandbox, dollars, step, usd};
+use crate::{Outcome, Sandbox, Target, dollars, step};
 
 /// Monthly allowance: $2.00.
 pub const ALLOWANCE: u128 = 2_000_000_000;
@@ -19,16 +19,22 @@ pub const CALLS: [u32; 3] = [4, 9, 15];
 const SERVICE: u128 = 2_004;
 const SUBSCRIBER_ACCOUNT: u128 = 1_004;
 
-/// Runs the scenario.
+/// Runs the scenario in this process.
 pub async fn run() -> anyhow::Result<Outcome> {
-    let sandbox = Sandbox::start("subscription", |state| {
-        let price = Price::new(PRICE_PER_CALL, usd(), SERVICE, "One translation").with_schemes(&[SCHEME_VOUCHER]);
-        Router::new().route("/translate", get(|| async { "bonjour" }).layer(PaymentLayer::new(state, price)))
+    run_on(Target::Embedded).await
+}
+
+/// Runs the scenario on `target`.
+pub async fn run_on(target: Target) -> anyhow::Result<Outcome> {
+    let sandbox = Sandbox::start_on("subscription", &target, |seller| {
+        let price = seller.price(PRICE_PER_CALL, SERVICE, "One translation", &[SCHEME_VOUCHER]);
+        Router::new().route("/translate", get(|| async { "bonjour" }).layer(price))
     })
     .await?;
     sandbox.merchant(204, "Translation service", SERVICE).await?;
     let config = sandbox.payer(104, "Subscriber", SUBSCRIBER_ACCOUNT, 10_000_000_000).await?;
-    let wallet = Wallet::new(config)?;
+    let wallet = sandbox.wallet(config);
+    let service = sandbox.id(SERVICE);
     step(&format!(
         "a subscriber with $10.00; allowance {} a month, {} a call",
         dollars(ALLOWANCE),
@@ -36,7 +42,7 @@ pub async fn run() -> anyhow::Result<Outcome> {
     ));
     let (mut paid_requests, mut refused) = (0, 0);
     for (month, calls) in CALLS.iter().enumerate() {
-        wallet.open_tab(SERVICE, ALLOWANCE, 31 * 24 * 3600).await?;
+        wallet.open_tab(service, ALLOWANCE, 31 * 24 * 3600).await?;
         let mut used = 0;
         for _ in 0..*calls {
             match wallet.get(&format!("{}/translate", sandbox.base)).await {
@@ -49,15 +55,15 @@ pub async fn run() -> anyhow::Result<Outcome> {
                 Err(other) => return Err(other.into()),
             }
         }
-        let settled = wallet.settle(SERVICE).await?;
+        let settled = wallet.settle(service).await?;
         step(&format!(
             "month {}: {used} of {calls} calls within the allowance; settled {}",
             month + 1,
             dollars(settled["cumulative"].as_str().unwrap_or("0").parse()?)
         ));
     }
-    let (_, merchant_received, _) = sandbox.balances(SERVICE);
-    let (payer_debited, _, payer_pending) = sandbox.balances(SUBSCRIBER_ACCOUNT);
+    let (_, merchant_received, _) = sandbox.balances(SERVICE).await?;
+    let (payer_debited, _, payer_pending) = sandbox.balances(SUBSCRIBER_ACCOUNT).await?;
     anyhow::ensure!(payer_pending == 0, "no allowance is left held after the last month");
     Ok(Outcome { paid_requests, paid_total: wallet.spent_today(), merchant_received, payer_debited, refused })
 }

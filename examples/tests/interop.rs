@@ -17,7 +17,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
 use obol_core::channel::{Commitment, payword_chain};
 use obol_examples::{Sandbox, usd};
-use obol_http::x402::{PaymentLayer, Price};
+use obol_http::x402::Price;
 use serde_json::{Value, json};
 
 const PRICE: u128 = 1_000;
@@ -41,9 +41,9 @@ fn repo() -> PathBuf {
 }
 
 async fn priced() -> Sandbox {
-    Sandbox::start("interop", |state| {
+    Sandbox::start("interop", |seller| {
         let price = Price::new(PRICE, usd(), MERCHANT, "An interoperable resource");
-        Router::new().route("/priced", get(|| async { "paid content" }).layer(PaymentLayer::new(state, price)))
+        Router::new().route("/priced", get(|| async { "paid content" }).layer(seller.layer(price)))
     })
     .await
     .unwrap()
@@ -146,5 +146,5 @@ async fn the_real_x402_fetch_client_pays_an_obol_route_with_every_scheme() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(sandbox.tab_cumulative(71), Some(3 * PRICE), "three vouchers acknowledged, three owed");
     assert_eq!(sandbox.tab_cumulative(72), Some(4 * PRICE), "four ticks acknowledged, four owed");
-    assert_eq!(sandbox.balances(MERCHANT).1, 2 * PRICE, "two exact transfers posted");
+    assert_eq!(sandbox.balances(MERCHANT).await.unwrap().1, 2 * PRICE, "two exact transfers posted");
 }

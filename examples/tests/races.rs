@@ -106,7 +106,7 @@ async fn vouchers_racing_on_two_connections_never_pay_beyond_escrow_or_twice() {
     assert!(accepted > 0);
     let settled = sandbox.op("/v1/tabs/5/settle", json!({})).await.unwrap();
     assert_eq!(settled["cumulative"].as_str().unwrap().parse::<u128>().unwrap(), paid);
-    assert_eq!(sandbox.balances(MERCHANT).1, paid);
+    assert_eq!(sandbox.balances(MERCHANT).await.unwrap().1, paid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

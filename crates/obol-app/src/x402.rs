@@ -279,9 +279,13 @@ pub async fn settle(state: &App, prepared: Prepared) -> Result<SettlementRespons
     let payer = Some(prepared.payer.to_string());
     match prepared.kind {
         PreparedKind::Tab { tab_id, command } => {
+            let stale_code = match command {
+                TabCommand::Tick { .. } => "payword_stale",
+                _ => "voucher_stale",
+            };
             let (added, stale) = journal_payment(state, command).await?;
             if stale {
-                return Err(Refusal::new("voucher_stale", "a newer payment arrived first; this one pays for nothing"));
+                return Err(Refusal::new(stale_code, "a newer payment arrived first; this one pays for nothing"));
             }
             // Only a racing payment of the payer's own can make this short; what it added stays owed.
             covers(added, prepared.price)?;

@@ -420,6 +420,10 @@ impl Wallet {
 
     /// Signs the next voucher to `payee`, paying `amount` more; within the limits and escrow.
     pub fn voucher(&self, payee: u128, amount: u128) -> Result<Voucher, ClientError> {
+        self.voucher_undoable(payee, amount).map(|(voucher, _)| voucher)
+    }
+
+    fn voucher_undoable(&self, payee: u128, amount: u128) -> Result<(Voucher, Undo), ClientError> {
         let mut state = self.state();
         let tab = state.tabs.get(&payee).ok_or_else(|| ClientError::NoUsableOffer(format!("no tab to {payee}")))?;
         let cumulative = tab.cumulative.saturating_add(amount);
@@ -433,11 +437,15 @@ impl Wallet {
             tab.cumulative = cumulative;
             tab.seq = seq;
         }
-        Ok(Voucher { tab_id: id, payee_id: payee, cumulative, seq, signature })
+        Ok((Voucher { tab_id: id, payee_id: payee, cumulative, seq, signature }, Undo::Voucher { payee, seq, amount }))
     }
 
     /// Reveals enough PayWord ticks to `payee` to cover `amount`: answers (tab, index, word).
-    pub fn tick(&self, payee: u128, amount: u128) -> Result<(u128, u32, [u8; 32]), ClientError> {
+    pub fn tick(&self, payee: u128, amount: u128) -> Result<Tick, ClientError> {
+        self.tick_undoable(payee, amount).map(|(tick, _)| tick)
+    }
+
+    fn tick_undoable(&self, payee: u128, amount: u128) -> Result<(Tick, Undo), ClientError> {
         let mut state = self.state();
         let tab = state.tabs.get(&payee).ok_or_else(|| ClientError::NoUsableOffer(format!("no tab to {payee}")))?;
         let chain = tab.chain.as_ref().ok_or_else(|| ClientError::NoUsableOffer("no PayWord chain".into()))?;
@@ -454,9 +462,41 @@ impl Wallet {
             .words
             .get(index as usize)
             .ok_or_else(|| ClientError::SpendLimit(format!("the chain to {payee} has too few ticks left")))?;
+        let next_before = chain.next;
         chain.next = index + 1;
         tab.cumulative = tab.cumulative.saturating_add(paid);
-        Ok((id, index, word))
+        Ok(((id, index, word), Undo::Tick { payee, index, next_before, paid }))
+    }
+
+    /// Takes back what a tab payment the server refused before journaling anything used of the
+    /// wallet: the tab's ticks or cumulative amount, unless a later payment on the same tab has
+    /// already built on them, and today's spending. An `exact` authorization is never taken
+    /// back: it stays collectible until it expires, whatever a receipt says.
+    fn undo(&self, undo: Undo) {
+        let mut state = self.state();
+        let released = match undo {
+            Undo::Tick { payee, index, next_before, paid } => match state.tabs.get_mut(&payee) {
+                Some(tab) => match tab.chain.as_mut() {
+                    Some(chain) if chain.next == index.saturating_add(1) => {
+                        chain.next = next_before;
+                        tab.cumulative = tab.cumulative.saturating_sub(paid);
+                        paid
+                    }
+                    _ => 0,
+                },
+                None => 0,
+            },
+            Undo::Voucher { payee, seq, amount } => match state.tabs.get_mut(&payee) {
+                Some(tab) if tab.seq == seq => {
+                    tab.seq = seq.saturating_sub(1);
+                    tab.cumulative = tab.cumulative.saturating_sub(amount);
+                    amount
+                }
+                _ => 0,
+            },
+            Undo::Exact => 0,
+        };
+        state.spent_today = state.spent_today.saturating_sub(released);
     }
 
     /// Signs a one-off authorization of `amount` to `payee` (scheme `exact`) on the server
@@ -480,7 +520,7 @@ impl Wallet {
     }
 
     /// The payload for one offer, or why this wallet cannot pay it.
-    async fn pay_offer(&self, offer: &PaymentRequirements) -> Result<Value, ClientError> {
+    async fn pay_offer(&self, offer: &PaymentRequirements) -> Result<(Value, Undo), ClientError> {
         let home = self.server_network().await?;
         if offer.network != home {
             return Err(ClientError::NoUsableOffer(format!(
@@ -496,8 +536,8 @@ impl Wallet {
         let payee: u128 = offer.pay_to.parse().map_err(|_| ClientError::Protocol("payTo".into()))?;
         match offer.scheme.as_str() {
             "obol-payword" => {
-                let (tab, index, word) = self.tick(payee, amount)?;
-                Ok(json!({"tab": tab.to_string(), "index": index, "word": hex(&word)}))
+                let ((tab, index, word), undo) = self.tick_undoable(payee, amount)?;
+                Ok((json!({"tab": tab.to_string(), "index": index, "word": hex(&word)}), undo))
             }
             "obol-voucher" => {
                 if self.tab(payee).is_none() {
@@ -510,10 +550,13 @@ impl Wallet {
                     let budget = self.config.auto_tab_budget.min(self.config.limits.per_tab_max).max(amount);
                     self.open_tab(payee, budget, self.config.auto_tab_timeout_s).await?;
                 }
-                let voucher = self.voucher(payee, amount)?;
-                Ok(json!({"voucher": Base64UrlUnpadded::encode_string(&voucher.encode())}))
+                let (voucher, undo) = self.voucher_undoable(payee, amount)?;
+                Ok((json!({"voucher": Base64UrlUnpadded::encode_string(&voucher.encode())}), undo))
             }
-            "exact" => self.exact(&offer.network, payee, amount, offer.max_timeout_seconds.max(1)),
+            "exact" => Ok((
+                self.exact(&offer.network, payee, amount, offer.max_timeout_seconds.clamp(1, EXACT_VALID_S_MAX))?,
+                Undo::Exact,
+            )),
             other => Err(ClientError::NoUsableOffer(format!("scheme {other}"))),
         }
     }
@@ -558,8 +601,8 @@ impl Wallet {
         }
         let mut reasons = Vec::new();
         for accepted in self.ranked(&offer.accepts) {
-            let payload = match self.pay_offer(accepted).await {
-                Ok(payload) => payload,
+            let (payload, undo) = match self.pay_offer(accepted).await {
+                Ok(paid) => paid,
                 Err(ClientError::NoUsableOffer(reason)) => {
                     reasons.push(reason);
                     continue;
@@ -572,7 +615,18 @@ impl Wallet {
             let value =
                 HeaderValue::from_str(&encode_header(&payment)).map_err(|e| ClientError::Protocol(e.to_string()))?;
             retry.headers_mut().insert("payment-signature", value);
-            return Ok(self.http.execute(retry).await?);
+            let response = self.http.execute(retry).await?;
+            // A tab paused for review refuses a payment before journaling it: the wallet takes
+            // it back, so the retry after the review neither skips a tick nor pays twice for one
+            // answer. No other refusal is taken back: after a stale or racing payment the server
+            // may already hold it, and re-sending it would jam the tab.
+            let refused_before_journal = receipt(&response).is_some_and(|receipt| {
+                !receipt.success && receipt.error_reason.as_deref().is_some_and(|code| UNDONE_REFUSALS.contains(&code))
+            });
+            if refused_before_journal {
+                self.undo(undo);
+            }
+            return Ok(response);
         }
         Err(ClientError::NoUsableOffer(if reasons.is_empty() { "nothing offered".into() } else { reasons.join("; ") }))
     }
@@ -582,6 +636,27 @@ impl Wallet {
         let request = self.http.get(url).build()?;
         self.fetch(request).await
     }
+}
+
+/// One PayWord payment: (tab, index of the last word revealed, that word).
+pub type Tick = (u128, u32, [u8; 32]);
+
+/// Refusals a server answers before it journals a tab payment, which the wallet takes back.
+const UNDONE_REFUSALS: [&str; 1] = ["tab_paused_for_review"];
+
+/// Longest an `exact` authorization the wallet signs stays valid, whatever the offer allows: it
+/// can be collected until then.
+pub const EXACT_VALID_S_MAX: u64 = 300;
+
+/// What one payment took from the wallet's own state, to give back if the server refuses it.
+#[derive(Clone, Copy, Debug)]
+enum Undo {
+    /// Ticks `next_before..=index` of the chain to `payee`, worth `paid`.
+    Tick { payee: u128, index: u32, next_before: u32, paid: u128 },
+    /// The voucher `seq` to `payee`, adding `amount`.
+    Voucher { payee: u128, seq: u64, amount: u128 },
+    /// A one-off authorization (never taken back).
+    Exact,
 }
 
 /// The decoded `PAYMENT-RESPONSE` of an answer, if it has one.

@@ -169,11 +169,7 @@ where
             match outcome {
                 Ok(receipt) => {
                     let mut response = inner.call(request).await?;
-                    let headers = response.headers_mut();
-                    if let Ok(value) = HeaderValue::from_str(&encode_header(&receipt)) {
-                        headers.insert("payment-response", value);
-                    }
-                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                    mark_paid(&mut response, &receipt);
                     Ok(response)
                 }
                 Err(refusal) => {
@@ -204,18 +200,33 @@ fn payment_required(
     receipt: Option<SettlementResponse>,
 ) -> Response {
     let offer = PaymentRequired { x402_version: X402_VERSION, error, resource, accepts: layer.accepts.to_vec() };
+    payment_required_response(&offer, receipt.as_ref())
+}
+
+/// The 402 answer of a priced route: `offer` in `PAYMENT-REQUIRED`, and the receipt of a payment
+/// that was not taken in `PAYMENT-RESPONSE`, if there is one; never cached.
+pub fn payment_required_response(offer: &PaymentRequired, receipt: Option<&SettlementResponse>) -> Response {
     let mut response = (StatusCode::PAYMENT_REQUIRED, Json(serde_json::json!({}))).into_response();
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&encode_header(&offer)) {
+    if let Ok(value) = HeaderValue::from_str(&encode_header(offer)) {
         headers.insert("payment-required", value);
     }
     if let Some(receipt) = receipt
-        && let Ok(value) = HeaderValue::from_str(&encode_header(&receipt))
+        && let Ok(value) = HeaderValue::from_str(&encode_header(receipt))
     {
         headers.insert("payment-response", value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Marks a paid route's answer: the receipt in `PAYMENT-RESPONSE`, cacheable only by its payer.
+pub fn mark_paid(response: &mut Response, receipt: &SettlementResponse) {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&encode_header(receipt)) {
+        headers.insert("payment-response", value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
 }
 
 /// Facilitator: would this payment be taken? Changes nothing.

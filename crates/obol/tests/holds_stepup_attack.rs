@@ -692,12 +692,12 @@ async fn replaying_a_priced_routes_payment_cannot_use_up_the_holders_challenges(
     use ed25519_dalek::Signer;
     use obol_core::channel::{ExactAuthorization, Network};
     use obol_examples::{Sandbox, usd};
-    use obol_http::x402::{PaymentLayer, PaymentRequired, Price, decode_header, encode_header};
+    use obol_http::x402::{PaymentRequired, Price, decode_header, encode_header};
     const PRICE: u128 = 15_000_000_000; // 15.00 at scale 9
     const SEED: [u8; 32] = [0x52; 32];
-    let sandbox = Sandbox::start("hsu-priced", |state| {
+    let sandbox = Sandbox::start("hsu-priced", |seller| {
         let price = Price::new(PRICE, usd(), 2_000, "A priced page").with_schemes(&["exact"]);
-        axum::Router::new().route("/page", get(|| async { "a priced page" }).layer(PaymentLayer::new(state, price)))
+        axum::Router::new().route("/page", get(|| async { "a priced page" }).layer(seller.layer(price)))
     })
     .await
     .unwrap();
@@ -741,13 +741,13 @@ async fn replaying_a_priced_routes_payment_cannot_use_up_the_holders_challenges(
     let payment = json!({"x402Version": 2, "accepted": exact, "payload": {"from": "1000", "device": "1000",
         "transfer": "9301", "validBefore": valid_before, "signature": signature}});
     let header = encode_header(&payment);
-    let before = sandbox.balances(1_000);
+    let before = sandbox.balances(1_000).await.unwrap();
     for _ in 0..20 {
         let replay =
             http.get(format!("{}/page", sandbox.base)).header("payment-signature", &header).send().await.unwrap();
         assert_eq!(replay.status(), 402, "a guarded payment was served");
     }
-    assert_eq!(sandbox.balances(1_000), before, "a refused payment moved money");
+    assert_eq!(sandbox.balances(1_000).await.unwrap(), before, "a refused payment moved money");
 
     // The holder's own payment of 8.00 (guarded by its policy) through its key.
     let own = json!({"id": "9302", "debit_account_id": "1000", "credit_account_id": "2000", "amount": "8000000000",

@@ -731,15 +731,15 @@ async fn n08_a_wallet_signs_exact_only_for_its_own_servers_network() {
 async fn n09_two_embedded_servers_are_not_one_network() {
     use axum::routing::get;
     use obol_examples::{Sandbox, usd};
-    use obol_http::x402::{PaymentLayer, PaymentRequired, Price, decode_header};
+    use obol_http::x402::{PaymentRequired, Price, decode_header};
     const PRICE: u128 = 4_000;
     const SEED: [u8; 32] = [0x31; 32];
     // Two deployments of the README's embedding (obol_http::app + PaymentLayer), set up alike.
     let mut sandboxes = Vec::new();
     for name in ["embed-a", "embed-b"] {
-        let sandbox = Sandbox::start(name, |state| {
+        let sandbox = Sandbox::start(name, |seller| {
             let price = Price::new(PRICE, usd(), 2_000, "A priced page");
-            axum::Router::new().route("/page", get(|| async { "a priced page" }).layer(PaymentLayer::new(state, price)))
+            axum::Router::new().route("/page", get(|| async { "a priced page" }).layer(seller.layer(price)))
         })
         .await
         .unwrap();
@@ -780,10 +780,10 @@ async fn n09_two_embedded_servers_are_not_one_network() {
     let payment = json!({"x402Version": 2, "accepted": exact, "payload": {"from": "1000", "device": "1000",
         "transfer": "77", "validBefore": valid_before, "signature": signature}});
     let header = obol_http::x402::encode_header(&payment);
-    let before = b.balances(1_000);
+    let before = b.balances(1_000).await.unwrap();
     let replayed = http.get(format!("{}/page", b.base)).header("payment-signature", header).send().await.unwrap();
     let status = replayed.status().as_u16();
-    let after = b.balances(1_000);
+    let after = b.balances(1_000).await.unwrap();
     assert_eq!(
         (status, after),
         (402, before),

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use axum::Router;
 use axum::routing::get;
 use obol_examples::{Sandbox, usd};
-use obol_http::x402::{PaymentLayer, Price};
+use obol_http::x402::Price;
 use serde_json::Value;
 
 const PRICE: u128 = 4_000;
@@ -18,9 +18,9 @@ const PAYER: u128 = 1_000;
 const DEVICE_SEED: [u8; 32] = [0x24; 32];
 
 async fn sandbox() -> Sandbox {
-    let sandbox = Sandbox::start("cli-pay", |state| {
+    let sandbox = Sandbox::start("cli-pay", |seller| {
         let price = Price::new(PRICE, usd(), MERCHANT, "A priced page");
-        Router::new().route("/page", get(|| async { "a priced page" }).layer(PaymentLayer::new(state, price)))
+        Router::new().route("/page", get(|| async { "a priced page" }).layer(seller.layer(price)))
     })
     .await
     .unwrap();
@@ -71,8 +71,8 @@ async fn obol_pay_pays_a_priced_url_from_a_tab_and_settles_it() {
         assert_eq!(line["receipt"]["success"], true);
     }
     assert!(stdout.contains("\"status\": \"settled\""), "the tab was settled: {stdout}");
-    assert_eq!(sandbox.balances(MERCHANT).1, 3 * PRICE);
-    assert_eq!(sandbox.balances(PAYER).0, 3 * PRICE);
+    assert_eq!(sandbox.balances(MERCHANT).await.unwrap().1, 3 * PRICE);
+    assert_eq!(sandbox.balances(PAYER).await.unwrap().0, 3 * PRICE);
 
     let mut limited = args;
     limited.extend(strings(&["--max-per-request", "3999"]));
@@ -80,7 +80,7 @@ async fn obol_pay_pays_a_priced_url_from_a_tab_and_settles_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("refused by your own limits"), "the refusal says why: {stderr}");
-    assert_eq!(sandbox.balances(MERCHANT).1, 3 * PRICE, "nothing more was paid");
+    assert_eq!(sandbox.balances(MERCHANT).await.unwrap().1, 3 * PRICE, "nothing more was paid");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -121,5 +121,5 @@ async fn obol_tab_opens_shows_tops_up_and_settles_a_tab() {
     assert_eq!(run(strings(&["tab", "show", "77"])).await["status"], "open");
     let settled = run(strings(&["tab", "settle", "77"])).await;
     assert_eq!((settled["status"].as_str(), settled["cumulative"].as_str()), (Some("settled"), Some("0")));
-    assert_eq!(sandbox.balances(PAYER).2, 0, "the whole escrow came back");
+    assert_eq!(sandbox.balances(PAYER).await.unwrap().2, 0, "the whole escrow came back");
 }

@@ -3,6 +3,6 @@
 fn main() -> anyhow::Result<()> {
     obol_examples::run_main(
         "An in-game item: a one-off $0.99 purchase, within a parent's daily limit",
-        obol_examples::game_item::run(),
+        obol_examples::game_item::run_on,
     )
 }
