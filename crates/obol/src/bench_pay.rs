@@ -608,6 +608,18 @@ fn prepare_http_round(
     Ok(HttpRound { chains, voucher_tabs, ticks_path, vouchers_path })
 }
 
+/// Fails a run that sent more requests than payments were prepared: wrk then starts the list
+/// again, and the replayed payments are refused as stale, which says nothing of the server.
+fn outpaced(run: &WrkRun, prepared: u64, flag: &str) -> anyhow::Result<()> {
+    if run.requests > prepared {
+        bail!(
+            "the server took more paid requests ({}) than were prepared ({prepared}): raise {flag} (per second of the run)",
+            run.requests
+        );
+    }
+    Ok(())
+}
+
 /// What one tick, and one voucher, pays in `obol bench http`.
 const HTTP_PRICE: u128 = 1_000;
 
@@ -675,10 +687,12 @@ pub fn http(args: HttpArgs) -> anyhow::Result<()> {
         spinner.set_message(format!("wrk, {of}: paid requests for {} s", args.duration_s));
         let before = records();
         let paid = run_wrk(&args, address, &script_path, &round.ticks_path, "/paid")?;
+        outpaced(&paid, args.rate_max * args.duration_s, "--rate-max")?;
         let paid_records = records() - before;
         spinner.set_message(format!("wrk, {of}: requests paid by voucher for {} s", args.duration_s));
         let before = records();
         let voucher = run_wrk(&args, address, &script_path, &round.vouchers_path, "/paid")?;
+        outpaced(&voucher, args.voucher_rate_max * args.duration_s, "--voucher-rate-max")?;
         let voucher_records = records() - before;
         results.push(HttpRoundResult { free, paid, voucher, paid_records, voucher_records });
     }

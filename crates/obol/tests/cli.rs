@@ -424,8 +424,8 @@ fn bench_http_runs_under_wrk() {
     }
     let dir = std::env::temp_dir().join(format!("obol-bench-http-test-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_obol"))
-        .args(["bench", "http", "--duration-s", "1", "--rounds", "1", "--connections", "8", "--rate-max", "20000"])
-        .args(["--voucher-rate-max", "10000", "--json", "--data-dir"])
+        .args(["bench", "http", "--duration-s", "1", "--rounds", "1", "--connections", "8", "--rate-max", "60000"])
+        .args(["--voucher-rate-max", "30000", "--json", "--data-dir"])
         .arg(&dir)
         .output()
         .unwrap();
