@@ -114,6 +114,26 @@ pub fn matches_offer(accepted: &PaymentRequirements, offer: &PaymentRequirements
         && offer.extra.iter().all(|(key, value)| accepted.extra.get(key) == Some(value))
 }
 
+/// Where a scheme's payload is read from: a parsed JSON value (a facilitator request's body) or
+/// the JSON text of a `PAYMENT-SIGNATURE` header.
+#[derive(Clone, Copy, Debug)]
+pub enum SchemePayload<'a> {
+    /// Parsed already.
+    Value(&'a serde_json::Value),
+    /// JSON text, read once into the scheme's type.
+    Text(&'a serde_json::value::RawValue),
+}
+
+impl SchemePayload<'_> {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, Refusal> {
+        match self {
+            SchemePayload::Value(value) => T::deserialize(value),
+            SchemePayload::Text(text) => serde_json::from_str(text.get()),
+        }
+        .map_err(|e| Refusal::new("invalid_payload", e.to_string()))
+    }
+}
+
 /// Checks a payment against requirements without changing anything: the facilitator's
 /// `verify`, and the first half of what a priced route does.
 pub async fn verify(
@@ -127,6 +147,16 @@ pub async fn verify(
     if !matches_offer(&payment.accepted, requirements) {
         return Err(Refusal::new("invalid_payment_requirements", "the payment accepted other terms than these"));
     }
+    verify_payload(state, SchemePayload::Value(&payment.payload), requirements).await
+}
+
+/// [`verify`] for a payment whose version the caller has checked and whose accepted offer it has
+/// matched to `requirements` (a priced route matches the offer itself, by its bytes).
+pub async fn verify_payload(
+    state: &App,
+    payload: SchemePayload<'_>,
+    requirements: &PaymentRequirements,
+) -> Result<Prepared, Refusal> {
     if requirements.network != state.x402_network.as_ref() {
         return Err(Refusal::new("invalid_network", format!("this server is {}", state.x402_network)));
     }
@@ -137,8 +167,7 @@ pub async fn verify(
     let pay_to = parse_u128("payTo", &requirements.pay_to)?;
     match requirements.scheme.as_str() {
         SCHEME_VOUCHER => {
-            let body = VoucherPayload::deserialize(&payment.payload)
-                .map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
+            let body: VoucherPayload = payload.read()?;
             let voucher = decode_voucher(&body.voucher)?;
             let payer = check_tab_terms(state, voucher.tab_id, pay_to, asset)?;
             let added = check_voucher(state, &voucher)
@@ -152,8 +181,7 @@ pub async fn verify(
             })
         }
         SCHEME_PAYWORD => {
-            let body = PaywordPayload::deserialize(&payment.payload)
-                .map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
+            let body: PaywordPayload = payload.read()?;
             let tab_id = parse_u128("tab", &body.tab)?;
             let word = decode_word(&body.word)?;
             let payer = check_tab_terms(state, tab_id, pay_to, asset)?;
@@ -163,7 +191,7 @@ pub async fn verify(
             let command = TabCommand::Tick { tab_id, index: body.index, word };
             Ok(Prepared { payer, kind: PreparedKind::Tab { tab_id, command }, price })
         }
-        SCHEME_EXACT => verify_exact(state, payment, price, asset, pay_to),
+        SCHEME_EXACT => verify_exact(state, payload, price, asset, pay_to),
         other => Err(Refusal::new("unsupported_scheme", format!("obol does not accept scheme {other:?}"))),
     }
 }
@@ -191,13 +219,12 @@ pub(crate) fn check_tab_terms(state: &App, tab_id: u128, pay_to: u128, asset: As
 
 pub(crate) fn verify_exact(
     state: &App,
-    payment: &PaymentPayload,
+    payload: SchemePayload<'_>,
     price: u128,
     asset: Asset,
     pay_to: u128,
 ) -> Result<Prepared, Refusal> {
-    let body =
-        ExactPayload::deserialize(&payment.payload).map_err(|e| Refusal::new("invalid_payload", e.to_string()))?;
+    let body: ExactPayload = payload.read()?;
     let from = parse_u128("from", &body.from)?;
     let device_id = parse_u128("device", &body.device)?;
     let transfer_id = parse_u128("transfer", &body.transfer)?;

@@ -95,13 +95,45 @@ struct Priced {
     state: AppState,
     price: Price,
     accepts: Vec<PaymentRequirements>,
+    /// Each offer's JSON text as clients echo it back: in the order it was sent (what a client
+    /// that keeps the parsed object's order sends) and with its keys sorted (what a client that
+    /// rebuilds it as a map sends). A payment whose `accepted` is one of these byte for byte is
+    /// that offer, without parsing it.
+    accepts_text: Vec<[String; 2]>,
+}
+
+/// Each offer's two JSON texts (see `Priced::accepts_text`).
+fn offer_texts(accepts: &[PaymentRequirements]) -> Vec<[String; 2]> {
+    accepts
+        .iter()
+        .map(|offer| {
+            let sent = serde_json::to_string(offer).unwrap_or_default();
+            let sorted = serde_json::to_value(offer).map(|value| value.to_string()).unwrap_or_default();
+            [sent, sorted]
+        })
+        .collect()
+}
+
+/// The offer a payment's `accepted` names: by its bytes, else field by field ([`matches_offer`]).
+fn offer_for<'a>(
+    accepts: &'a [PaymentRequirements],
+    texts: &[[String; 2]],
+    accepted: &serde_json::value::RawValue,
+) -> Option<&'a PaymentRequirements> {
+    let text = accepted.get();
+    if let Some(index) = texts.iter().position(|forms| forms.iter().any(|form| form == text)) {
+        return accepts.get(index);
+    }
+    let accepted: PaymentRequirements = serde_json::from_str(text).ok()?;
+    accepts.iter().find(|offer| matches_offer(&accepted, offer))
 }
 
 impl PaymentLayer {
     /// Prices routes at `price`, paid into the ledger behind `state`.
     pub fn new(state: AppState, price: Price) -> PaymentLayer {
         let accepts = price.requirements(&state.x402_network);
-        PaymentLayer { shared: Arc::new(Priced { state, price, accepts }) }
+        let accepts_text = offer_texts(&accepts);
+        PaymentLayer { shared: Arc::new(Priced { state, price, accepts, accepts_text }) }
     }
 }
 
@@ -150,21 +182,34 @@ where
                     None,
                 ));
             };
-            let payment: PaymentPayload = match header_value.to_str().map_err(|e| e.to_string()).and_then(decode_header)
-            {
-                Ok(payment) => payment,
+            // The header is read once into borrowed JSON text: the offer is matched by its bytes
+            // and the payload read straight into its scheme's type (the facilitator reads the
+            // same payment through `PaymentPayload`; both end in `verify_payload`).
+            let bytes = match header_value.to_str().map_err(|e| e.to_string()).and_then(decode_header_bytes) {
+                Ok(bytes) => bytes,
                 Err(detail) => {
                     return Ok(ApiError(Error::InvalidField(format!("PAYMENT-SIGNATURE: {detail}"))).into_response());
                 }
             };
-            let Some(offer) = layer.accepts.iter().find(|offer| matches_offer(&payment.accepted, offer)) else {
+            let payment: PaymentPayloadText<'_> = match serde_json::from_slice(&bytes) {
+                Ok(payment) => payment,
+                Err(e) => {
+                    let detail = format!("PAYMENT-SIGNATURE: the header is not the expected JSON: {e}");
+                    return Ok(ApiError(Error::InvalidField(detail)).into_response());
+                }
+            };
+            let Some(offer) = offer_for(&layer.accepts, &layer.accepts_text, payment.accepted) else {
                 let reason = Some("No matching payment requirements".to_string());
                 let resource = resource_info(&layer, request.headers(), request.uri());
                 return Ok(payment_required(&layer, resource, reason, None));
             };
-            let outcome = match verify(&layer.state, &payment, offer).await {
-                Ok(prepared) => settle(&layer.state, prepared).await,
-                Err(refusal) => Err(refusal),
+            let outcome = if payment.x402_version != X402_VERSION {
+                Err(Refusal { code: "invalid_x402_version".into(), detail: "obol speaks x402 version 2".into() })
+            } else {
+                match verify_payload(&layer.state, SchemePayload::Text(payment.payload), offer).await {
+                    Ok(prepared) => settle(&layer.state, prepared).await,
+                    Err(refusal) => Err(refusal),
+                }
             };
             match outcome {
                 Ok(receipt) => {
@@ -305,5 +350,35 @@ mod tests {
         let mut stripped = offer.clone();
         stripped.extra.clear();
         assert!(!matches_offer(&stripped, offer), "the client may not drop the offer's extra");
+    }
+
+    #[test]
+    fn a_paid_header_names_its_offer_by_bytes_or_field_by_field() {
+        let asset = Asset::new("USD", 9).unwrap();
+        let accepts = Price::new(1000, asset, 2, "x").requirements("obol:test");
+        let texts = offer_texts(&accepts);
+        let find = |accepted: &str| {
+            let header = format!(r#"{{"x402Version":2,"accepted":{accepted},"payload":{{}}}}"#);
+            let payment: PaymentPayloadText<'_> = serde_json::from_str(&header).unwrap();
+            offer_for(&accepts, &texts, payment.accepted).map(|offer| offer.scheme.clone())
+        };
+        // As sent, and as a client that rebuilt it as a map sends it: matched by bytes.
+        let voucher = &accepts[0];
+        assert_eq!(find(&serde_json::to_string(voucher).unwrap()).as_deref(), Some(SCHEME_VOUCHER));
+        assert_eq!(find(&serde_json::to_value(&accepts[1]).unwrap().to_string()).as_deref(), Some(SCHEME_PAYWORD));
+        // Spaces, another key order, and more in `extra`: matched field by field.
+        let spaced = format!(
+            r#"{{ "payTo": "2", "extra": {{"more": 1, "assetScale": 9}}, "scheme": "exact", "network": "obol:test",
+                "amount": "1000", "asset": "USD", "maxTimeoutSeconds": {} }}"#,
+            accepts[2].max_timeout_seconds
+        );
+        assert_eq!(find(&spaced).as_deref(), Some(SCHEME_EXACT));
+        // Other terms name no offer.
+        assert_eq!(find(&spaced.replace("\"1000\"", "\"999\"")), None);
+        assert_eq!(find(&spaced.replace("\"assetScale\": 9", "\"assetScale\": 8")), None);
+        assert_eq!(find("[]"), None);
+        // A term given twice is no term of the offer's, whichever copy comes first.
+        let twice = spaced.replace("\"amount\": \"1000\"", "\"amount\": \"1\", \"amount\": \"1000\"");
+        assert_eq!(find(&twice), None);
     }
 }

@@ -95,6 +95,22 @@ pub struct PaymentPayload {
     pub extensions: Option<serde_json::Value>,
 }
 
+/// The body of `PAYMENT-SIGNATURE` as a priced route reads it: the offer the client accepted and
+/// the scheme's payload left as JSON text, so the offer can be matched by its bytes (clients echo
+/// it as offered) and the payload read straight into its scheme's type; nothing else is built.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentPayloadText<'a> {
+    /// Always 2.
+    pub x402_version: u32,
+    /// The offer the client chose, as JSON text.
+    #[serde(borrow)]
+    pub accepted: &'a serde_json::value::RawValue,
+    /// The scheme's proof of payment, as JSON text.
+    #[serde(borrow)]
+    pub payload: &'a serde_json::value::RawValue,
+}
+
 /// The body of `PAYMENT-RESPONSE`, and the facilitator's settle answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -184,14 +200,19 @@ pub fn encode_header<T: Serialize>(value: &T) -> String {
 
 /// Decodes a header value: base64 (standard or URL-safe, padded or not) of a JSON document.
 pub fn decode_header<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let bytes = decode_header_bytes(text)?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the header is not the expected JSON: {e}"))
+}
+
+/// The base64 half of [`decode_header`]: the JSON text of a header value, as bytes.
+pub fn decode_header_bytes(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
     if text.len() > PAYMENT_HEADER_BYTES_MAX {
         return Err(format!("the header is longer than {PAYMENT_HEADER_BYTES_MAX} bytes"));
     }
-    let bytes = Base64::decode_vec(text)
+    Base64::decode_vec(text)
         .or_else(|_| Base64Unpadded::decode_vec(text))
         .or_else(|_| Base64Url::decode_vec(text))
         .or_else(|_| Base64UrlUnpadded::decode_vec(text))
-        .map_err(|_| "the header is not base64".to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("the header is not the expected JSON: {e}"))
+        .map_err(|_| "the header is not base64".to_string())
 }
