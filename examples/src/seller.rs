@@ -167,7 +167,9 @@ where
             let problem = json!({"type": "about:blank", "title": "Payment facilitator unavailable",
                 "status": 503, "detail": detail});
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(problem)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(obol_http::error::PROBLEM_JSON));
             return Ok(response);
         }
     };

@@ -114,6 +114,14 @@ pub fn matches_offer(accepted: &PaymentRequirements, offer: &PaymentRequirements
         && offer.extra.iter().all(|(key, value)| accepted.extra.get(key) == Some(value))
 }
 
+/// The x402 version a payment or request names must be the one obol speaks.
+pub fn check_version(x402_version: u32) -> Result<(), Refusal> {
+    if x402_version != X402_VERSION {
+        return Err(Refusal::new("invalid_x402_version", "obol speaks x402 version 2"));
+    }
+    Ok(())
+}
+
 /// Where a scheme's payload is read from: a parsed JSON value (a facilitator request's body) or
 /// the JSON text of a `PAYMENT-SIGNATURE` header.
 #[derive(Clone, Copy, Debug)]
@@ -141,9 +149,7 @@ pub async fn verify(
     payment: &PaymentPayload,
     requirements: &PaymentRequirements,
 ) -> Result<Prepared, Refusal> {
-    if payment.x402_version != X402_VERSION {
-        return Err(Refusal::new("invalid_x402_version", "obol speaks x402 version 2"));
-    }
+    check_version(payment.x402_version)?;
     if !matches_offer(&payment.accepted, requirements) {
         return Err(Refusal::new("invalid_payment_requirements", "the payment accepted other terms than these"));
     }
@@ -399,9 +405,7 @@ pub(crate) fn would_settle(state: &App, prepared: Prepared) -> Result<Prepared, 
 
 /// A facilitator request's payment, verified against its requirements.
 pub(crate) async fn checked(state: &App, body: &FacilitatorRequest) -> Result<Prepared, Refusal> {
-    if body.x402_version != X402_VERSION {
-        return Err(Refusal::new("invalid_x402_version", "obol speaks x402 version 2"));
-    }
+    check_version(body.x402_version)?;
     verify(state, &body.payment_payload, &body.payment_requirements).await
 }
 

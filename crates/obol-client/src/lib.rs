@@ -475,17 +475,17 @@ impl Wallet {
     fn undo(&self, undo: Undo) {
         let mut state = self.state();
         let released = match undo {
-            Undo::Tick { payee, index, next_before, paid } => match state.tabs.get_mut(&payee) {
-                Some(tab) => match tab.chain.as_mut() {
-                    Some(chain) if chain.next == index.saturating_add(1) => {
+            Undo::Tick { payee, index, next_before, paid } => {
+                let tab = state.tabs.get_mut(&payee);
+                match tab.and_then(|tab| Some((tab.chain.as_mut()?, &mut tab.cumulative))) {
+                    Some((chain, cumulative)) if chain.next == index.saturating_add(1) => {
                         chain.next = next_before;
-                        tab.cumulative = tab.cumulative.saturating_sub(paid);
+                        *cumulative = cumulative.saturating_sub(paid);
                         paid
                     }
                     _ => 0,
-                },
-                None => 0,
-            },
+                }
+            }
             Undo::Voucher { payee, seq, amount } => match state.tabs.get_mut(&payee) {
                 Some(tab) if tab.seq == seq => {
                     tab.seq = seq.saturating_sub(1);

@@ -92,8 +92,16 @@ impl Status {
 
     /// The status with this numeric code.
     pub fn from_code(code: u8) -> Option<Status> {
-        [Status::Active, Status::Suspended, Status::Revoked].into_iter().find(|s| *s as u8 == code)
+        Status::ALL.into_iter().find(|s| *s as u8 == code)
     }
+
+    /// The status with this wire name.
+    pub fn parse(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Every status.
+    pub const ALL: [Status; 3] = [Status::Active, Status::Suspended, Status::Revoked];
 }
 
 /// API key scopes, as bits.

@@ -518,10 +518,10 @@ pub async fn list_principals(
             Error::InvalidQuery("role must be operator, holder, merchant, analyst or auditor".into())
         })?),
     };
-    let status = match query.status.as_deref() {
+    let status = match query.status.as_deref().map(obol_core::identity::Status::parse) {
         None => None,
-        Some("active") => Some(obol_core::identity::Status::Active),
-        Some("suspended") => Some(obol_core::identity::Status::Suspended),
+        // Principals are never revoked, only suspended.
+        Some(Some(status)) if status != obol_core::identity::Status::Revoked => Some(status),
         Some(_) => return Err(Error::InvalidQuery("status must be active or suspended".into()).into()),
     };
     let filter = obol_app::lists::PrincipalFilter { role, status };
@@ -570,12 +570,10 @@ pub async fn list_all_devices(
     query: Result<axum::extract::Query<DeviceListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DevicePage>, ApiError> {
     let query = crate::list_query(query)?;
-    let status = match query.status.as_deref() {
+    let status = match query.status.as_deref().map(obol_core::identity::Status::parse) {
         None => None,
-        Some("active") => Some(obol_core::identity::Status::Active),
-        Some("suspended") => Some(obol_core::identity::Status::Suspended),
-        Some("revoked") => Some(obol_core::identity::Status::Revoked),
-        Some(_) => return Err(Error::InvalidQuery("status must be active, suspended or revoked".into()).into()),
+        Some(Some(status)) => Some(status),
+        Some(None) => return Err(Error::InvalidQuery("status must be active, suspended or revoked".into()).into()),
     };
     let filter =
         obol_app::lists::DeviceFilter { holder: crate::dto::query_id("holder", query.holder.as_deref())?, status };

@@ -257,8 +257,6 @@ pub async fn access(request: Request, next: Next) -> Response {
         _ => Arc::from(crate::error::new_request_id()),
     };
     let method = request.method().clone();
-    // Printable ASCII as it is, anything else percent-encoded: a client's path never breaks or
-    // forges a log line.
     let path = loggable_path(request.uri().path());
     let mut response = REQUEST_ID.scope(Arc::clone(&id), next.run(request)).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {

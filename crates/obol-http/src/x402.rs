@@ -203,13 +203,12 @@ where
                 let resource = resource_info(&layer, request.headers(), request.uri());
                 return Ok(payment_required(&layer, resource, reason, None));
             };
-            let outcome = if payment.x402_version != X402_VERSION {
-                Err(Refusal { code: "invalid_x402_version".into(), detail: "obol speaks x402 version 2".into() })
-            } else {
-                match verify_payload(&layer.state, SchemePayload::Text(payment.payload), offer).await {
+            let outcome = match check_version(payment.x402_version) {
+                Ok(()) => match verify_payload(&layer.state, SchemePayload::Text(payment.payload), offer).await {
                     Ok(prepared) => settle(&layer.state, prepared).await,
                     Err(refusal) => Err(refusal),
-                }
+                },
+                Err(refusal) => Err(refusal),
             };
             match outcome {
                 Ok(receipt) => {

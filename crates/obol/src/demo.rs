@@ -99,7 +99,7 @@ pub fn routes(state: AppState, ready: Arc<AtomicBool>) -> anyhow::Result<Router>
             ));
             response.headers_mut().insert(
                 axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/problem+json"),
+                axum::http::HeaderValue::from_static(obol_http::error::PROBLEM_JSON),
             );
             response
         }
