@@ -9,10 +9,12 @@
 #![deny(missing_docs)]
 #![deny(clippy::float_arithmetic)]
 
+pub mod audit;
 pub mod channel;
 pub mod codec;
 pub mod identity;
 pub mod ledger;
+pub mod merkle;
 pub mod money;
 pub mod record;
 pub mod table;

@@ -1,0 +1,342 @@
+//! The audit log: one entry per durable record, each a leaf of an RFC 9162 Merkle tree
+//! ([`crate::merkle`]), and checkpoints of that tree signed in the C2SP `tlog-checkpoint` signed
+//! note format.
+//!
+//! An entry is derived from its record alone (so the log is rebuilt on replay and never stored
+//! twice): its position, its time, the SHA-256 of the record's exact bytes (so no byte of the
+//! history can change without changing the tree) and one line per operation naming what it did
+//! and to which pseudonymous ids. It carries no secret and no personal field: key hashes, sealed
+//! seeds, names and values written to the state table stay in the record, behind the digest.
+//!
+//! The entry is canonical JSON (fixed key order, no spaces, ASCII), written here by hand: the
+//! bytes that are hashed are the bytes an export prints, one entry per line.
+
+use std::fmt::Write as _;
+
+use base64ct::{Base64, Encoding};
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::channel::TabCommand;
+use crate::identity::IdentityCommand;
+use crate::merkle::Hash;
+use crate::record::{Op, Record};
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// What an operation did, and to which id, for its entry's `events`.
+fn event(op: &Op) -> (&'static str, Option<String>, usize) {
+    match op {
+        Op::CreateAccounts(events) => ("accounts.create", None, events.len()),
+        Op::CreateTransfers(events) => ("transfers.create", None, events.len()),
+        Op::Pay(payment) => ("payment", Some(payment.device_id.to_string()), payment.transfers.len()),
+        Op::Put(put) => {
+            // The namespace only: a key's tail may name what its value is about.
+            let namespace = put.key.split([':', '/']).next().unwrap_or("");
+            let namespace: String = namespace
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(32)
+                .collect();
+            ("state.put", Some(namespace), 1)
+        }
+        Op::Tab(command) => {
+            let (what, tab_id) = match command {
+                TabCommand::Open { tab_id, .. } => ("tab.open", *tab_id),
+                TabCommand::Voucher(voucher) => ("tab.voucher", voucher.tab_id),
+                TabCommand::Commit(commitment) => ("tab.commit", commitment.tab_id),
+                TabCommand::Tick { tab_id, .. } => ("tab.tick", *tab_id),
+                TabCommand::TopUp { tab_id, .. } => ("tab.top_up", *tab_id),
+                TabCommand::Settle { tab_id, .. } => ("tab.settle", *tab_id),
+            };
+            (what, Some(tab_id.to_string()), 1)
+        }
+        Op::Identity(command) => {
+            let (what, subject) = identity_event(command);
+            (what, Some(subject), 1)
+        }
+    }
+}
+
+fn identity_event(command: &IdentityCommand) -> (&'static str, String) {
+    use IdentityCommand as C;
+    match command {
+        C::CreatePrincipal { id, .. } => ("principal.create", id.to_string()),
+        C::SetPrincipalStatus { id, .. } => ("principal.status", id.to_string()),
+        C::CreateApiKey { principal_id, .. } => ("api_key.create", principal_id.to_string()),
+        C::RevokeApiKey { key_id } => ("api_key.revoke", printable(key_id)),
+        C::SetApiKeyExpiry { key_id, .. } => ("api_key.expiry", printable(key_id)),
+        C::RegisterDevice { id, .. } => ("device.register", id.to_string()),
+        C::SetDeviceStatus { id, .. } => ("device.status", id.to_string()),
+        C::RotateDeviceKey { id, .. } => ("device.rotate_key", id.to_string()),
+        C::SetDeviceLimits { id, .. } => ("device.limits", id.to_string()),
+        C::EnrollTotp { principal_id, .. } => ("factor.totp_enroll", principal_id.to_string()),
+        C::ConfirmTotp { principal_id, .. } => ("factor.totp_confirm", principal_id.to_string()),
+        C::UseFactor { principal_id, .. } => ("factor.used", principal_id.to_string()),
+        C::FailFactor { principal_id } => ("factor.failed", principal_id.to_string()),
+        C::UnlockFactors { principal_id } => ("factor.unlock", principal_id.to_string()),
+        C::SetStepUpPolicy { principal_id, .. } => ("step_up.policy", principal_id.to_string()),
+        C::MarkDevicePaid { id } => ("device.first_payment", id.to_string()),
+        C::PutPasskey { principal_id, .. } => ("factor.passkey", principal_id.to_string()),
+        C::ChargeDevice { id, .. } => ("device.charge", id.to_string()),
+        C::DisablePasskey { principal_id, .. } => ("factor.passkey_disable", principal_id.to_string()),
+    }
+}
+
+/// An id as it may appear in an entry: printable ASCII without quotes or backslashes.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\')).take(64).collect()
+}
+
+/// The audit entry of record `seq` (1-based), whose exact stored bytes are `record_bytes`.
+pub fn entry(seq: u64, record: &Record, record_bytes: &[u8]) -> Vec<u8> {
+    let mut text = String::with_capacity(128 + record.ops.len() * 48);
+    let digest = Sha256::digest(record_bytes);
+    let _ = write!(
+        text,
+        "{{\"seq\":{seq},\"time_ns\":{},\"record_sha256\":\"{}\",\"events\":[",
+        record.now_ns,
+        hex(&digest)
+    );
+    for (index, op) in record.ops.iter().enumerate() {
+        let (what, subject, count) = event(op);
+        if index > 0 {
+            text.push(',');
+        }
+        let _ = write!(text, "{{\"what\":\"{what}\"");
+        if let Some(subject) = subject {
+            let _ = write!(text, ",\"id\":\"{subject}\"");
+        }
+        if count != 1 {
+            let _ = write!(text, ",\"count\":{count}");
+        }
+        text.push('}');
+    }
+    text.push_str("]}");
+    text.into_bytes()
+}
+
+/// Why a checkpoint or a key was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The text is not a signed note holding a checkpoint.
+    #[error("not a checkpoint: {0}")]
+    Malformed(String),
+    /// The verifier key is not `name+hash+base64(0x01 || key)` of an Ed25519 key.
+    #[error("not an Ed25519 note verifier key: {0}")]
+    BadKey(String),
+    /// No signature by the expected key.
+    #[error("the checkpoint carries no signature by {0}")]
+    Unsigned(String),
+    /// A signature by the expected key that does not verify.
+    #[error("the checkpoint's signature by {0} does not verify")]
+    BadSignature(String),
+}
+
+/// A tree head: the log `origin` holds `size` entries under `root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's name (the C2SP origin line); also its key's name.
+    pub origin: String,
+    /// Entries in the tree.
+    pub size: u64,
+    /// The tree's root hash.
+    pub root: Hash,
+}
+
+/// The 4-byte key id of an Ed25519 note key: `SHA-256(name || "\n" || 0x01 || key)[..4]`.
+fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update(name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update([1u8]);
+    hasher.update(key.as_bytes());
+    let digest = hasher.finalize();
+    let mut id = [0u8; 4];
+    id.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    id
+}
+
+/// A key name, as a note allows one: non-empty, no spaces and no `+`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(char::is_whitespace) && !name.contains('+')
+}
+
+/// The note verifier key of `key` under `name`: `name+hash+base64(0x01 || key)`.
+pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
+    let mut typed = Vec::with_capacity(33);
+    typed.push(1u8);
+    typed.extend_from_slice(key.as_bytes());
+    format!("{name}+{}+{}", hex(&key_hash(name, key)), Base64::encode_string(&typed))
+}
+
+/// Reads a note verifier key: its name and Ed25519 key (the hash must match both).
+pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    let bad = |why: &str| CheckpointError::BadKey(why.to_string());
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("expected name+hash+key"));
+    };
+    if !valid_name(name) {
+        return Err(bad("the name is empty or holds a space or +"));
+    }
+    let typed = Base64::decode_vec(key).map_err(|_| bad("the key is not base64"))?;
+    let Some((&1, key_bytes)) = typed.split_first() else { return Err(bad("the key is not an Ed25519 (type 1) key")) };
+    let key_bytes: [u8; 32] = key_bytes.try_into().map_err(|_| bad("an Ed25519 key has 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad("not a valid Ed25519 point"))?;
+    if hash != hex(&key_hash(name, &key)) {
+        return Err(bad("the key hash does not match the name and key"));
+    }
+    Ok((name.to_string(), key))
+}
+
+impl Checkpoint {
+    /// The checkpoint's note text: origin, size and base64 root, one per line.
+    pub fn body(&self) -> String {
+        format!("{}\n{}\n{}\n", self.origin, self.size, Base64::encode_string(&self.root))
+    }
+
+    /// The signed note: the body, a blank line, and one signature line by `key` named for the
+    /// origin (`— origin base64(key hash || signature)`).
+    pub fn sign(&self, key: &SigningKey) -> String {
+        let body = self.body();
+        let signature = key.sign(body.as_bytes());
+        let mut stamp = Vec::with_capacity(68);
+        stamp.extend_from_slice(&key_hash(&self.origin, &key.verifying_key()));
+        stamp.extend_from_slice(&signature.to_bytes());
+        format!("{body}\n\u{2014} {} {}\n", self.origin, Base64::encode_string(&stamp))
+    }
+
+    /// Reads a signed checkpoint and checks its signature by the key `name` (the note may carry
+    /// other signatures, e.g. witnesses' cosignatures, which are ignored).
+    pub fn open(note: &str, name: &str, key: &VerifyingKey) -> Result<Checkpoint, CheckpointError> {
+        let bad = |why: &str| CheckpointError::Malformed(why.to_string());
+        let Some((body, signatures)) = note.split_once("\n\n") else {
+            return Err(bad("no blank line before the signatures"));
+        };
+        let body = format!("{body}\n");
+        let mut lines = body.lines();
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(bad("a checkpoint has an origin, a size and a root hash"));
+        };
+        if origin.is_empty() {
+            return Err(bad("the origin is empty"));
+        }
+        if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+            return Err(bad("the size is not a decimal number"));
+        }
+        let size: u64 = size.parse().map_err(|_| bad("the size is too large"))?;
+        let root: Hash = Base64::decode_vec(root)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| bad("the root is not 32 bytes of base64"))?;
+        let id = key_hash(name, key);
+        let mut found = false;
+        for line in signatures.lines() {
+            let Some(rest) = line.strip_prefix("\u{2014} ") else {
+                return Err(bad("a signature line starts with an em dash and a space"));
+            };
+            let Some((signer, stamp)) = rest.split_once(' ') else { return Err(bad("a signature line names its key")) };
+            if signer != name {
+                continue;
+            }
+            let stamp = Base64::decode_vec(stamp).map_err(|_| bad("a signature is not base64"))?;
+            let Some((stamp_id, signature)) = stamp.split_first_chunk::<4>() else { continue };
+            if *stamp_id != id {
+                continue;
+            }
+            found = true;
+            let signature = ed25519_dalek::Signature::from_slice(signature)
+                .map_err(|_| CheckpointError::BadSignature(name.to_string()))?;
+            key.verify(body.as_bytes(), &signature).map_err(|_| CheckpointError::BadSignature(name.to_string()))?;
+        }
+        if !found {
+            return Err(CheckpointError::Unsigned(name.to_string()));
+        }
+        Ok(Checkpoint { origin: origin.to_string(), size, root })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    //! Entries are canonical and carry no personal field; checkpoints round-trip through the
+    //! C2SP signed-note format and refuse every alteration.
+    use super::*;
+    use crate::identity::Role;
+    use crate::table::Put;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn an_entry_names_each_operation_and_hides_names_and_values() {
+        let record = Record {
+            now_ns: 42,
+            ops: vec![
+                Op::Identity(IdentityCommand::CreatePrincipal {
+                    id: 9,
+                    role: Role::Holder,
+                    name: "Ada Lovelace".into(),
+                }),
+                Op::Put(Put { key: "review:77".into(), value: b"secret note".to_vec() }),
+                Op::CreateTransfers(Vec::new()),
+            ],
+        };
+        let text = String::from_utf8(entry(3, &record, b"bytes")).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{{\"seq\":3,\"time_ns\":42,\"record_sha256\":\"{}\",\"events\":[{{\"what\":\"principal.create\",\"id\":\"9\"}},\
+                 {{\"what\":\"state.put\",\"id\":\"review\"}},{{\"what\":\"transfers.create\",\"count\":0}}]}}",
+                hex(&Sha256::digest(b"bytes"))
+            )
+        );
+        assert!(!text.contains("Ada") && !text.contains("secret"));
+        assert_eq!(entry(3, &record, b"bytes"), entry(3, &record, b"bytes"));
+        assert_ne!(entry(3, &record, b"bytes"), entry(3, &record, b"bytez"));
+    }
+
+    #[test]
+    fn a_signed_checkpoint_round_trips_and_refuses_alterations() {
+        let checkpoint = Checkpoint { origin: "obol/test/audit".into(), size: 12, root: [5u8; 32] };
+        let note = checkpoint.sign(&key());
+        let verifier = verifier_key(&checkpoint.origin, &key().verifying_key());
+        let (name, public) = parse_verifier_key(&verifier).unwrap();
+        assert_eq!(name, "obol/test/audit");
+        assert_eq!(Checkpoint::open(&note, &name, &public).unwrap(), checkpoint);
+        assert!(note.starts_with(
+            "obol/test/audit\n12\nBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=\n\n\u{2014} obol/test/audit "
+        ));
+
+        let grown = note.replacen("\n12\n", "\n13\n", 1);
+        assert_eq!(Checkpoint::open(&grown, &name, &public), Err(CheckpointError::BadSignature(name.clone())));
+        let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
+        assert_eq!(Checkpoint::open(&note, &name, &other), Err(CheckpointError::Unsigned(name.clone())));
+        assert!(matches!(Checkpoint::open("obol\n1\n", &name, &public), Err(CheckpointError::Malformed(_))));
+        assert!(matches!(
+            Checkpoint::open(&note.replacen("\n12\n", "\n012\n", 1), &name, &public),
+            Err(CheckpointError::Malformed(_))
+        ));
+        // A witness's cosignature beside ours is ignored.
+        let cosigned = format!("{note}\u{2014} witness.example AAAA\n");
+        assert_eq!(Checkpoint::open(&cosigned, &name, &public).unwrap(), checkpoint);
+    }
+
+    #[test]
+    fn a_verifier_key_must_match_its_name() {
+        let verifier = verifier_key("obol/a/audit", &key().verifying_key());
+        assert!(parse_verifier_key(&verifier).is_ok());
+        let renamed = verifier.replacen("obol/a/audit", "obol/b/audit", 1);
+        assert!(matches!(parse_verifier_key(&renamed), Err(CheckpointError::BadKey(_))));
+        assert!(matches!(parse_verifier_key("nonsense"), Err(CheckpointError::BadKey(_))));
+    }
+}
