@@ -122,6 +122,9 @@ pub enum Error {
     /// No review with that id.
     #[error("review {0} not found")]
     ReviewNotFound(String),
+    /// No such audit entry or tree size.
+    #[error("{0}")]
+    AuditNotFound(String),
     /// The review was decided already.
     #[error("review {0} was {1} already")]
     ReviewDecided(String, String),
@@ -249,6 +252,7 @@ impl Error {
             Error::HeldForReview(_) => "held_for_review",
             Error::TabPaused(..) => "tab_paused_for_review",
             Error::ReviewNotFound(_) => "review_not_found",
+            Error::AuditNotFound(_) => "audit_not_found",
             Error::ReviewDecided(..) => "review_decided",
             Error::ReviewDeclined(_) => "review_declined",
             Error::ReviewRefused(..) => "review_refused",

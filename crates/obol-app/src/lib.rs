@@ -13,6 +13,7 @@
 
 pub(crate) mod approvals;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod env;
@@ -59,6 +60,8 @@ pub struct App {
     pub verifier: verifier::Verifier,
     /// Decides payments; holds the review queue and the live policy.
     pub risk: Arc<risk::Risk>,
+    /// Signs the audit log's checkpoints.
+    pub audit_key: Arc<audit::AuditKey>,
     /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
     pub env: Arc<dyn Env>,
 }
@@ -69,7 +72,11 @@ impl App {
     pub fn new(engine: Engine, vault: vault::Vault, passkeys: passkeys::Passkeys) -> App {
         // A network of its own until told otherwise: two embedded servers never share one.
         let env: Arc<dyn Env> = Arc::new(SystemEnv);
-        let network_id = format!("obol:{:016x}", env.random_id() as u64);
+        let instance_id = format!("{:016x}", env.random_id() as u64);
+        let network_id = format!("obol:{instance_id}");
+        let mut audit_seed = [0u8; 32];
+        env.fill(&mut audit_seed);
+        let audit_key = audit::AuditKey::new(&instance_id, &vault::Secret::new(audit_seed));
         let network = obol_core::channel::Network::named(&network_id);
         App {
             engine,
@@ -81,6 +88,7 @@ impl App {
             network,
             verifier: verifier::Verifier::start(network),
             risk: Arc::new(risk::Risk::off()),
+            audit_key: Arc::new(audit_key),
             env,
         }
     }
@@ -97,7 +105,15 @@ impl App {
         self.x402_network = Arc::from(format!("obol:{instance_id}"));
         self.network = obol_core::channel::Network::named(&self.x402_network);
         self.verifier = verifier::Verifier::start(self.network);
+        self.audit_key = Arc::new(self.audit_key.renamed(instance_id));
         Ok(self)
+    }
+
+    /// Signs audit checkpoints with the key of seed `seed` (kept like the master key).
+    pub fn with_audit_key(mut self, seed: &vault::Secret<[u8; 32]>) -> App {
+        let instance_id = self.x402_network.strip_prefix("obol:").unwrap_or(&self.x402_network).to_string();
+        self.audit_key = Arc::new(audit::AuditKey::new(&instance_id, seed));
+        self
     }
 }
 

@@ -74,8 +74,9 @@ impl Vault {
     }
 }
 
-/// Reads the master key from `path`, creating it (32 random bytes, mode 0600) if missing.
-pub fn load_or_create_master_key(path: &Path, env: &dyn crate::Env) -> std::io::Result<Secret<[u8; 32]>> {
+/// Reads a 32-byte key (the master key, the audit key) from `path`, creating it (32 random
+/// bytes, mode 0600) if missing.
+pub fn load_or_create_key(path: &Path, env: &dyn crate::Env) -> std::io::Result<Secret<[u8; 32]>> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let key: [u8; 32] = bytes.try_into().map_err(|_| {

@@ -116,7 +116,7 @@ impl ApiError {
             Error::DeviceLimit(_) | Error::RequiresAction(_) | Error::FactorCheckFailed { .. } => StatusCode::FORBIDDEN,
             Error::RiskBlocked(_) | Error::TabPaused(..) => StatusCode::FORBIDDEN,
             Error::HeldForReview(_) => StatusCode::ACCEPTED,
-            Error::ReviewNotFound(_) | Error::NoShadow => StatusCode::NOT_FOUND,
+            Error::ReviewNotFound(_) | Error::NoShadow | Error::AuditNotFound(_) => StatusCode::NOT_FOUND,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -11,6 +11,7 @@
 //! `/metrics` are open for probes and scrapers.
 #![deny(missing_docs)]
 
+pub mod audit_routes;
 pub mod dto;
 pub mod error;
 pub use obol_wire::httpsig;
@@ -114,6 +115,12 @@ impl AppState {
         Ok(self)
     }
 
+    /// Signs audit checkpoints with the Ed25519 key of `seed` (kept like the master key).
+    pub fn with_audit_key(mut self, seed: &obol_app::vault::Secret<[u8; 32]>) -> AppState {
+        self.app = self.app.with_audit_key(seed);
+        self
+    }
+
     /// Sets how long step-up challenges and approvals live (default five minutes).
     pub fn with_challenge_ttl_ns(mut self, ttl_ns: u64) -> AppState {
         self.app.step_up = Arc::new(obol_app::stepup::StepUp::with_ttl_ns(ttl_ns));
@@ -208,6 +215,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/risk/policy/changes"),
     ("GET", "/v1/risk/shadow"),
     ("DELETE", "/v1/risk/shadow"),
+    ("GET", "/v1/audit/checkpoint"),
+    ("GET", "/v1/audit/key"),
+    ("GET", "/v1/audit/entries/{index}"),
+    ("GET", "/v1/audit/entries/{index}/proof"),
+    ("GET", "/v1/audit/consistency"),
+    ("GET", "/v1/audit/export"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -298,6 +311,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/risk/policy", get(risk_routes::get_policy).post(risk_routes::submit_policy))
         .route("/v1/risk/policy/changes", get(risk_routes::policy_changes))
         .route("/v1/risk/shadow", get(risk_routes::get_shadow).delete(risk_routes::stop_shadow))
+        .route("/v1/audit/checkpoint", get(audit_routes::checkpoint))
+        .route("/v1/audit/key", get(audit_routes::key))
+        .route("/v1/audit/entries/{index}", get(audit_routes::entry))
+        .route("/v1/audit/entries/{index}/proof", get(audit_routes::inclusion))
+        .route("/v1/audit/consistency", get(audit_routes::consistency))
+        .route("/v1/audit/export", get(audit_routes::export))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_key));
@@ -506,6 +525,7 @@ impl utoipa::Modify for ProblemAnswers {
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
         risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::get_policy, risk_routes::submit_policy,
         risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
+        audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth, &ProblemAnswers),
 )]

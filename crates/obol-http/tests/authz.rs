@@ -481,6 +481,39 @@ async fn every_route_answers_every_role_as_the_rules_say() {
         ),
         row(Method::GET, "/v1/risk/shadow", |_| ("/v1/risk/shadow".into(), None), [404, 403, 403, 403, 404, 403]),
         row(Method::DELETE, "/v1/risk/shadow", |_| ("/v1/risk/shadow".into(), None), [404, 403, 403, 403, 404, 403]),
+        // Checkpoints, the key and consistency proofs are hashes only: every signed-in caller may
+        // hold the server to its history. Entries and what proves them: operator and auditors.
+        row(
+            Method::GET,
+            "/v1/audit/checkpoint",
+            |_| ("/v1/audit/checkpoint".into(), None),
+            [200, 200, 200, 200, 200, 200],
+        ),
+        row(Method::GET, "/v1/audit/key", |_| ("/v1/audit/key".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(
+            Method::GET,
+            "/v1/audit/entries/{index}",
+            |_| ("/v1/audit/entries/0".into(), None),
+            [200, 403, 403, 403, 403, 200],
+        ),
+        row(
+            Method::GET,
+            "/v1/audit/entries/{index}/proof",
+            |_| ("/v1/audit/entries/0/proof?size=2".into(), None),
+            [200, 403, 403, 403, 403, 200],
+        ),
+        row(
+            Method::GET,
+            "/v1/audit/consistency",
+            |_| ("/v1/audit/consistency?from=1&to=2".into(), None),
+            [200, 200, 200, 200, 200, 200],
+        ),
+        row(
+            Method::GET,
+            "/v1/audit/export",
+            |_| ("/v1/audit/export?from=0&to=2".into(), None),
+            [200, 403, 403, 403, 403, 200],
+        ),
         row(Method::GET, "/v1/openapi.json", |_| ("/v1/openapi.json".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/healthz", |_| ("/healthz".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/readyz", |_| ("/readyz".into(), None), [200, 200, 200, 200, 200, 200]),

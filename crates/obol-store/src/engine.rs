@@ -147,6 +147,7 @@ pub struct EngineStats {
 pub struct Engine {
     sender: SyncSender<Job>,
     ledger: Arc<RwLock<Ledger>>,
+    audit: Arc<RwLock<obol_core::audit::Log>>,
     stopped: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     stats: Arc<EngineStats>,
@@ -162,6 +163,8 @@ impl Engine {
     pub fn start<S: Store + 'static>(node: Node<S>) -> Engine {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH_MAX);
         let ledger = node.ledger();
+        // A node measured without its audit log leaves the engine's empty.
+        let audit = node.audit().unwrap_or_default();
         let stopped = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(EngineStats::default());
         let closing = Arc::new(AtomicBool::new(false));
@@ -180,7 +183,7 @@ impl Engine {
                 })
                 .expect("spawning the writer thread")
         };
-        Engine { sender, ledger, stopped, closing, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        Engine { sender, ledger, audit, stopped, closing, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
 
     /// Submits one request without blocking; the answer arrives when its record is durable.
@@ -285,7 +288,12 @@ impl Engine {
         receiver.await.unwrap_or(Err(EngineError::Stopped))
     }
 
-    /// The ledger, for reads.
+    /// The audit log, one entry per durable record (readers take the read lock).
+    pub fn audit(&self) -> &Arc<RwLock<obol_core::audit::Log>> {
+        &self.audit
+    }
+
+    /// The shared ledger (readers take the read lock).
     pub fn ledger(&self) -> &Arc<RwLock<Ledger>> {
         &self.ledger
     }

@@ -5,15 +5,22 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use obol_core::audit;
 use obol_core::ledger::{Ledger, OpResults};
 use obol_core::record::Record;
 
 use crate::{Store, StoreError};
 
+/// Records at least this large have their audit digest computed beside the store's write.
+const AUDIT_DIGEST_PARALLEL_BYTES_MIN: usize = 256 * 1024;
+
 /// A ledger and the store that makes it durable.
 pub struct Node<S: Store> {
     store: S,
     ledger: Arc<RwLock<Ledger>>,
+    /// One entry per record, derived from it (rebuilt on replay); `None` only where a benchmark
+    /// measures the log without it.
+    audit: Option<Arc<RwLock<audit::Log>>>,
     seq_last: u64,
 }
 
@@ -22,6 +29,7 @@ impl<S: Store> Node<S> {
     /// mid-write, never acknowledged) is dropped; damage anywhere else is an error.
     pub fn open(mut store: S, hash_seed: u64) -> Result<Node<S>, StoreError> {
         let mut ledger = Ledger::new(hash_seed);
+        let mut audit_log = audit::Log::new();
         let mut seq_last = 0u64;
         let mut torn: Option<(u64, String)> = None;
         store.replay(&mut |seq, bytes| {
@@ -34,6 +42,7 @@ impl<S: Store> Node<S> {
             match Record::decode(bytes) {
                 Ok(record) => {
                     ledger.apply(&record);
+                    audit_log.append(audit::entry(seq, &record, bytes));
                     seq_last = seq;
                 }
                 Err(error) => torn = Some((seq, error.to_string())),
@@ -45,7 +54,13 @@ impl<S: Store> Node<S> {
             store.truncate(seq)?;
         }
         ledger.check_invariants().map_err(|reason| StoreError::Corrupt { seq: seq_last, reason })?;
-        Ok(Node { store, ledger: Arc::new(RwLock::new(ledger)), seq_last })
+        assert_eq!(audit_log.size(), seq_last, "one audit entry per record");
+        Ok(Node {
+            store,
+            ledger: Arc::new(RwLock::new(ledger)),
+            audit: Some(Arc::new(RwLock::new(audit_log))),
+            seq_last,
+        })
     }
 
     /// Persists `record`, then applies it. Results are returned only for durable records.
@@ -55,12 +70,45 @@ impl<S: Store> Node<S> {
         let bytes = record.encode().map_err(|error| StoreError::Unencodable(error.to_string()))?;
         let seq = self.seq_last + 1;
         let started = Instant::now();
-        self.store.append(seq, &bytes)?;
+        // A large record's audit digest is computed on a second thread while the store writes
+        // and syncs it (the sync leaves this one waiting); a small one's inline.
+        let digest = if self.audit.is_some() && bytes.len() >= AUDIT_DIGEST_PARALLEL_BYTES_MIN {
+            let store = &mut self.store;
+            let (appended, digest) = std::thread::scope(|scope| {
+                let hashing = scope.spawn(|| audit::record_digest(&bytes));
+                let appended = store.append(seq, &bytes);
+                (appended, hashing.join())
+            });
+            appended?;
+            Some(digest.unwrap_or_else(|_| audit::record_digest(&bytes)))
+        } else {
+            self.store.append(seq, &bytes)?;
+            None
+        };
         metrics::histogram!("obol_store_append_seconds", "store" => self.store.kind())
             .record(started.elapsed().as_secs_f64());
         self.seq_last = seq;
+        if let Some(audit_log) = &self.audit {
+            let digest = digest.unwrap_or_else(|| audit::record_digest(&bytes));
+            let entry = audit::entry_of(seq, record, &digest);
+            let mut audit_log = audit_log.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            audit_log.append(entry);
+            assert_eq!(audit_log.size(), seq, "one audit entry per record");
+        }
         let mut ledger = self.ledger.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(ledger.apply(record))
+    }
+
+    /// The audit log, one entry per record (readers take the read lock).
+    pub fn audit(&self) -> Option<Arc<RwLock<audit::Log>>> {
+        self.audit.clone()
+    }
+
+    /// Stops keeping the audit log: for `obol bench ledger`, which measures the log with it and
+    /// without it in one run. A server always keeps it.
+    pub fn without_audit(mut self) -> Node<S> {
+        self.audit = None;
+        self
     }
 
     /// The shared ledger (readers take the read lock).

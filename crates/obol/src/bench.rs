@@ -223,8 +223,11 @@ fn engine_run(
     workload: Workload,
     args: &LedgerArgs,
     progress: &ProgressBar,
+    audit: bool,
 ) -> anyhow::Result<f64> {
-    let engine = Engine::start(Node::open(store, rand::random())?);
+    let node = Node::open(store, rand::random())?;
+    let node = if audit { node } else { node.without_audit() };
+    let engine = Engine::start(node);
     let created = drive(&engine, account_ops(args.accounts), None)?;
     if created != args.accounts {
         bail!("only {created} of {} accounts were created", args.accounts);
@@ -241,11 +244,13 @@ fn engine_run(
     Ok(ok as f64 / elapsed.as_secs_f64())
 }
 
-fn embedded_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
+/// One embedded run; `audit: false` measures the same log without its audit tree (as a server
+/// never runs), for the audit log's cost.
+fn embedded_run(workload: Workload, args: &LedgerArgs, progress: &ProgressBar, audit: bool) -> anyhow::Result<f64> {
     let dir = args.data_dir.join(format!("run-{}", workload.name()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = SqliteStore::open(&dir)?;
-    let tps = engine_run(Box::new(store), workload, args, progress);
+    let tps = engine_run(Box::new(store), workload, args, progress, audit);
     let _ = std::fs::remove_dir_all(&dir);
     tps
 }
@@ -258,7 +263,7 @@ fn run_suffix() -> String {
 fn postgres_run(url: &str, workload: Workload, args: &LedgerArgs, progress: &ProgressBar) -> anyhow::Result<f64> {
     let schema = format!("obol_bench_{}_{}", workload.name(), run_suffix());
     let store = PgStore::open_in_schema(url, &schema)?;
-    let tps = engine_run(Box::new(store), workload, args, progress);
+    let tps = engine_run(Box::new(store), workload, args, progress, true);
     PgStore::drop_schema(url, &schema)?;
     tps
 }
@@ -351,7 +356,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         Some(url) if PgStore::ping(url).is_ok() => Some(url.as_str()),
         Some(url) => bail!("PostgreSQL at {} is not reachable", crate::serve::redact_url(url)),
     };
-    let engine_runs = if postgres.is_some() { 4 } else { 2 };
+    let engine_runs = if postgres.is_some() { 6 } else { 4 };
     let progress = ProgressBar::new(per_run * engine_runs);
     progress.set_style(
         ProgressStyle::with_template("{msg:28} [{bar:30}] {human_pos}/{human_len} transfers {per_sec}")
@@ -359,11 +364,20 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     let mut results = serde_json::Map::new();
-    let mut table: Vec<(Workload, f64, Option<f64>, Option<f64>)> = Vec::new();
+    // Per workload: embedded, embedded without the audit log, PostgreSQL, naive PostgreSQL.
+    type Row = (Workload, f64, f64, Option<f64>, Option<f64>);
+    let mut table: Vec<Row> = Vec::new();
     for workload in [Workload::Uniform, Workload::Hot] {
+        progress.set_message(format!("embedded {}, no audit log", workload.name()));
+        let without_audit = embedded_run(workload, &args, &progress, false)?;
         progress.set_message(format!("embedded {}", workload.name()));
-        let embedded = embedded_run(workload, &args, &progress)?;
+        let embedded = embedded_run(workload, &args, &progress, true)?;
         results.insert(format!("embedded_{}_tps", workload.name()), json!(embedded.round()));
+        results.insert(format!("embedded_{}_no_audit_tps", workload.name()), json!(without_audit.round()));
+        results.insert(
+            format!("audit_on_vs_off_{}", workload.name()),
+            json!((embedded / without_audit * 1000.0).round() / 1000.0),
+        );
         let (pg, naive) = if let Some(url) = postgres {
             progress.set_message(format!("postgres {}", workload.name()));
             let pg = postgres_run(url, workload, &args, &progress)?;
@@ -379,7 +393,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 10.0).round() / 10.0);
         results.insert(format!("embedded_vs_naive_{}", workload.name()), json!(ratio(Some(embedded), naive)));
         results.insert(format!("postgres_vs_naive_{}", workload.name()), json!(ratio(pg, naive)));
-        table.push((workload, embedded, pg, naive));
+        table.push((workload, embedded, without_audit, pg, naive));
     }
     progress.finish_and_clear();
     let _ = std::fs::remove_dir_all(&args.data_dir);
@@ -401,19 +415,21 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         cpus
     );
     crate::outln!(
-        "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
+        "{:<14} {:>14} {:>18} {:>14} {:>14} {:>16} {:>16}",
         "workload",
         "embedded",
+        "no audit (on/off)",
         "postgres",
         "naive pg",
         "embedded/naive",
         "postgres/naive"
     );
-    for (workload, embedded, pg, naive) in table {
+    for (workload, embedded, without_audit, pg, naive) in table {
         crate::outln!(
-            "{:<14} {:>14} {:>14} {:>14} {:>16} {:>16}",
+            "{:<14} {:>14} {:>18} {:>14} {:>14} {:>16} {:>16}",
             workload.name(),
             fmt(Some(embedded)),
+            format!("{:.0}/s ({:.2})", without_audit, embedded / without_audit),
             fmt(pg),
             fmt(naive),
             ratio(Some(embedded), naive),

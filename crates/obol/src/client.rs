@@ -460,6 +460,24 @@ impl Api {
         succeeded(status, value)
     }
 
+    /// GETs `path` and answers the body as text (a checkpoint, JSON lines), or fails with the
+    /// problem's code and detail on a non-2xx answer.
+    pub(crate) async fn expect_raw(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|error| unreachable(&self.base, error))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        if !(200..300).contains(&status) {
+            succeeded(status, serde_json::from_str(&text).unwrap_or(Value::Null))?;
+        }
+        Ok(text)
+    }
+
     /// Calls and fails with the problem's code and detail on a non-2xx answer.
     pub(crate) async fn expect(
         &self,

@@ -4,6 +4,7 @@
 //! handlers and uses `anyhow`; everything below it returns typed errors.
 
 mod alloc;
+mod audit_cli;
 #[macro_use]
 mod out;
 mod bench;
@@ -78,6 +79,9 @@ enum Command {
     /// Fraud: train and evaluate the model, work the review queue, change the live policy.
     #[command(subcommand)]
     Risk(risk_cli::RiskCommand),
+    /// The tamper-evident audit log: signed checkpoints, proofs, export and offline verification.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
     /// Create and manage principals (operator).
     #[command(subcommand)]
     Principal(identity_cli::PrincipalCommand),
@@ -131,6 +135,7 @@ fn main() -> std::process::ExitCode {
         Command::Payword(command) => sign_cli::payword(command),
         Command::Sim(command) => sim_cli::run(command),
         Command::Risk(command) => risk_cli::run(command),
+        Command::Audit(command) => audit_cli::run(command),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
         Command::Principal(command) => identity_cli::principal(command),

@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// default: master.key in the data directory). Back it up with the database.
     #[arg(long, env = "OBOL_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// File with the 32-byte seed of the Ed25519 key that signs the audit log's checkpoints
+    /// (created if missing; default: audit.key in the data directory). Keep it like the master
+    /// key: whoever holds it can sign checkpoints in the server's name.
+    #[arg(long, env = "OBOL_AUDIT_KEY_FILE")]
+    audit_key_file: Option<PathBuf>,
     /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
     settle_interval_s: u64,
@@ -324,8 +329,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
-    let master_key = obol_app::vault::load_or_create_master_key(&master_key_path, &obol_app::SystemEnv)
+    let master_key = obol_app::vault::load_or_create_key(&master_key_path, &obol_app::SystemEnv)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
+    let audit_key_path = args.audit_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("audit.key"));
+    let audit_key = obol_app::vault::load_or_create_key(&audit_key_path, &obol_app::SystemEnv)
+        .with_context(|| format!("reading the audit key {}", audit_key_path.display()))?;
     let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
     let engine = Engine::start(node);
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -344,8 +352,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_rate_limit(args.rate_limit, args.auth_failure_limit)
         .with_trusted_proxies(args.trusted_proxies.clone())
         .with_instance_id(&instance_id)
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_audit_key(&audit_key);
     tracing::info!(network = %state.x402_network, "x402 network id");
+    tracing::info!(key = %state.audit_key.verifier_key(), "audit log checkpoints are signed by");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
     let state = state.with_passkeys(&args.rp_id, &rp_origin).map_err(|e| anyhow::anyhow!(e))?;
     let state = state.with_risk(build_risk(&args)?);

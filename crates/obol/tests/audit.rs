@@ -1,0 +1,300 @@
+//! Goal: the audit log holds the server to its history. An export verifies offline with the
+//! server's key, and `obol audit verify` names the entry of every kind of tampering: an edited
+//! entry (with or without its leaf hash rewritten), a deleted, reordered or inserted line, a
+//! truncated file, a checkpoint of another history (a fork), a file checked with another key.
+//! Proofs and checkpoints stay valid across kill -9: the same size signs to the same note, and the
+//! history after the restart is consistent with the one before it.
+//! Method: the real `obol serve` over HTTP and the real `obol audit` commands on its exports.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64ct::{Base64, Encoding};
+use serde_json::{Value, json};
+use support::Parties;
+
+const FUNDS: u128 = 10_000_000;
+
+fn transfer(id: u64) -> Value {
+    json!({"id": id.to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": "1",
+        "asset_code": "USD", "asset_scale": 2})
+}
+
+/// Runs `obol ARGS` against the parties' server as the operator; answers (success, stdout, stderr).
+fn obol(world: &Parties, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(args)
+        .env("OBOL_SERVER", &world.api.base)
+        .env("OBOL_API_KEY", &world.operator)
+        .env("OBOL_CONFIG", world.data_dir().join("no-profiles.toml"))
+        .output()
+        .expect("run obol");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Verifies `file` with `key` (and saved checkpoints); answers (success, stdout + stderr).
+fn verify(world: &Parties, file: &Path, key: &str, saved: &[&Path]) -> (bool, String) {
+    let mut args = vec!["audit", "verify", file.to_str().unwrap(), "--key", key];
+    for path in saved {
+        args.extend(["--checkpoint", path.to_str().unwrap()]);
+    }
+    let (ok, stdout, stderr) = obol(world, &args);
+    (ok, format!("{stdout}{stderr}"))
+}
+
+/// Writes `lines` as a tampered copy of an export.
+fn tampered(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// The line of entry `index` in an export's lines.
+fn line_of(lines: &[String], index: u64) -> usize {
+    lines.iter().position(|l| l.starts_with(&format!("{{\"index\":{index},"))).expect("entry line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_verifies_offline_and_every_kind_of_tampering_is_named() {
+    let world = Parties::start("audit-tamper", 2, FUNDS, None).await;
+    // Past 256 entries, so the export carries a checkpoint inside it as well as at its end.
+    for id in 0..280u64 {
+        let (status, body) = world.api.post(&world.holder, "/v1/transfers", transfer(1_000 + id), None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (ok, key, stderr) = obol(&world, &["audit", "key"]);
+    assert!(ok, "{stderr}");
+    let key = key.trim().to_string();
+    let scratch = world.data_dir().join("exports");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (ok, _, stderr) = obol(&world, &["audit", "checkpoint", "--size", "100"]);
+    assert!(ok, "{stderr}");
+    let export = scratch.join("audit.jsonl");
+    let (ok, stdout, stderr) = obol(&world, &["audit", "export", "--out", export.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("audit entries"), "{stdout}");
+    let (ok, out) = verify(&world, &export, &key, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: "), "{out}");
+    let lines: Vec<String> = std::fs::read_to_string(&export).unwrap().lines().map(str::to_string).collect();
+    let checkpoints = lines.iter().filter(|l| l.starts_with("{\"checkpoint\"")).count();
+    assert_eq!(checkpoints, 2, "one after entry 255, one at the end");
+
+    // Edited: one digit of entry 10's time.
+    let mut edited = lines.clone();
+    let at = line_of(&lines, 10);
+    edited[at] = edited[at].replacen("\"time_ns\":1", "\"time_ns\":2", 1);
+    assert_ne!(edited[at], lines[at]);
+    let (ok, out) = verify(&world, &tampered(&scratch, "edited", &edited), &key, &[]);
+    assert!(!ok && out.contains("entry 10 was altered"), "{out}");
+
+    // Edited with its leaf hash rewritten to match: the signed checkpoint names the span.
+    let mut rehashed = edited.clone();
+    let parsed: Value = serde_json::from_str(&rehashed[at]).unwrap();
+    let entry_text = {
+        let start = rehashed[at].find("\"entry\":").unwrap() + "\"entry\":".len();
+        rehashed[at][start..rehashed[at].len() - 1].to_string()
+    };
+    let leaf = obol_core::audit::hex(&obol_core::merkle::leaf_hash(entry_text.as_bytes()));
+    rehashed[at] = rehashed[at].replacen(parsed["leaf"].as_str().unwrap(), &leaf, 1);
+    let (ok, out) = verify(&world, &tampered(&scratch, "rehashed", &rehashed), &key, &[]);
+    assert!(!ok && out.contains("entries 0 to 255 were altered"), "{out}");
+    assert!(!out.contains("entry 10 was altered"), "the leaf matches its bytes now: {out}");
+
+    // Deleted: entry 20's line.
+    let mut deleted = lines.clone();
+    deleted.remove(line_of(&lines, 20));
+    let (ok, out) = verify(&world, &tampered(&scratch, "deleted", &deleted), &key, &[]);
+    assert!(!ok && out.contains("entries 20 to 20 are missing"), "{out}");
+
+    // Reordered: entries 30 and 31 swapped.
+    let mut reordered = lines.clone();
+    reordered.swap(line_of(&lines, 30), line_of(&lines, 31));
+    let (ok, out) = verify(&world, &tampered(&scratch, "reordered", &reordered), &key, &[]);
+    assert!(!ok && out.contains("entry 30 repeats or is out of order"), "{out}");
+
+    // Reordered and renumbered, leaf hashes carried along: the entries name their records.
+    let mut renumbered = lines.clone();
+    let (a, b) = (line_of(&lines, 30), line_of(&lines, 31));
+    renumbered[a] = lines[b].replacen("{\"index\":31,", "{\"index\":30,", 1);
+    renumbered[b] = lines[a].replacen("{\"index\":30,", "{\"index\":31,", 1);
+    let (ok, out) = verify(&world, &tampered(&scratch, "renumbered", &renumbered), &key, &[]);
+    assert!(!ok && out.contains("entry 30 holds record 32's entry"), "{out}");
+
+    // Truncated: the last entries and the final checkpoint cut off.
+    let truncated = lines[..lines.len() - 6].to_vec();
+    let (ok, out) = verify(&world, &tampered(&scratch, "truncated", &truncated), &key, &[]);
+    assert!(!ok && out.contains("truncated"), "{out}");
+
+    // Inserted: entry 40 twice, and a line of someone's own.
+    let mut inserted = lines.clone();
+    let at = line_of(&lines, 40);
+    inserted.insert(at + 1, lines[at].clone());
+    inserted.insert(at + 2, "{\"note\":\"nothing to see\"}".to_string());
+    let (ok, out) = verify(&world, &tampered(&scratch, "inserted", &inserted), &key, &[]);
+    assert!(!ok && out.contains("entry 40 repeats or is out of order"), "{out}");
+    assert!(out.contains("neither an entry nor a checkpoint"), "{out}");
+
+    // Another key: nothing in the file is signed by it.
+    let other = obol_core::audit::verifier_key(
+        &key.split('+').next().unwrap().to_string(),
+        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+    );
+    let (ok, out) = verify(&world, &export, &other, &[]);
+    assert!(!ok && out.contains("checkpoint refused"), "{out}");
+
+    // A checkpoint saved earlier from the same history agrees.
+    let (ok, saved, stderr) = obol(&world, &["audit", "checkpoint", "--size", "100"]);
+    assert!(ok, "{stderr}");
+    let saved_path = scratch.join("saved-100.txt");
+    std::fs::write(&saved_path, &saved).unwrap();
+    let (ok, out) = verify(&world, &export, &key, &[&saved_path]);
+    assert!(ok, "{out}");
+
+    // A fork: the same key signing another history of the same log (a second store under the
+    // same instance id and audit key).
+    let instance = world.network_id.strip_prefix("obol:").unwrap().to_string();
+    let fork_dir = scratch.join("fork");
+    let audit_key_file = world.data_dir().join("audit.key");
+    let fork = support::launch([
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        fork_dir.to_str().unwrap(),
+        "--instance-id",
+        &instance,
+        "--audit-key-file",
+        audit_key_file.to_str().unwrap(),
+    ]);
+    let fork_api = support::Api::new(&fork.base);
+    fork_api.ready().await;
+    let fork_key = fork.key.clone().unwrap();
+    let mut child = fork.child;
+    for id in 0..3u64 {
+        let body = json!({"id": (9_000 + id).to_string(), "asset_code": "EUR", "asset_scale": 2});
+        let (status, answer) = fork_api.post(&fork_key, "/v1/accounts", body, None).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let response = fork_api
+        .http
+        .get(format!("{}/v1/audit/checkpoint?size=4", fork_api.base))
+        .bearer_auth(&fork_key)
+        .send()
+        .await
+        .unwrap();
+    let forked_note = response.text().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(forked_note.starts_with(&format!("obol/{instance}/audit\n4\n")), "{forked_note}");
+    let forked = scratch.join("forked.txt");
+    std::fs::write(&forked, &forked_note).unwrap();
+    let (ok, out) = verify(&world, &export, &key, &[&forked]);
+    assert!(!ok && out.contains("another history of size 4 (a fork)"), "{out}");
+}
+
+/// A checkpoint note's size and root.
+fn head(note: &str) -> (u64, [u8; 32]) {
+    let mut lines = note.lines();
+    let _origin = lines.next();
+    let size = lines.next().unwrap().parse().unwrap();
+    let root = Base64::decode_vec(lines.next().unwrap()).unwrap().try_into().unwrap();
+    (size, root)
+}
+
+fn hashes(value: &Value) -> Vec<[u8; 32]> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Base64::decode_vec(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect()
+}
+
+async fn text(world: &Parties, path: &str) -> String {
+    let response =
+        world.api.http.get(format!("{}{path}", world.api.base)).bearer_auth(&world.operator).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_and_checkpoints_stay_valid_across_kill_9() {
+    let mut world = Parties::start("audit-kill", 2, FUNDS, None).await;
+    for id in 0..20u64 {
+        let (status, body) = world.api.post(&world.holder, "/v1/transfers", transfer(1_000 + id), None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let before = text(&world, "/v1/audit/checkpoint").await;
+    let (size_before, root_before) = head(&before);
+    let (status, proof) =
+        world.api.get(&world.operator, &format!("/v1/audit/entries/5/proof?size={size_before}")).await;
+    assert_eq!(status, 200, "{proof}");
+    let leaf: [u8; 32] = {
+        let hex = proof["leaf_hash"].as_str().unwrap();
+        (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>().try_into().unwrap()
+    };
+    assert!(obol_core::merkle::verify_inclusion(&leaf, 5, size_before, &hashes(&proof["path"]), &root_before));
+
+    // A burst in flight when the server is SIGKILLed: some transfers are acknowledged, the rest
+    // never were.
+    let mut burst = Vec::new();
+    for id in 0..40u64 {
+        let api = support::Api::new(&world.api.base);
+        let key = world.holder.clone();
+        burst.push(tokio::spawn(async move { api.post(&key, "/v1/transfers", transfer(5_000 + id), None).await }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    world.kill_and_restart().await;
+    let mut acknowledged = Vec::new();
+    for (id, task) in burst.into_iter().enumerate() {
+        if let Ok((201, _)) = task.await {
+            acknowledged.push(5_000 + id as u64);
+        }
+    }
+    for id in 0..5u64 {
+        let (status, body) = world.api.post(&world.holder, "/v1/transfers", transfer(9_000 + id), None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // The same size signs to the very same note: same tree, same key.
+    assert_eq!(text(&world, &format!("/v1/audit/checkpoint?size={size_before}")).await, before);
+    let after = text(&world, "/v1/audit/checkpoint").await;
+    let (size_after, root_after) = head(&after);
+    assert!(size_after > size_before);
+    let (status, consistency) =
+        world.api.get(&world.operator, &format!("/v1/audit/consistency?from={size_before}&to={size_after}")).await;
+    assert_eq!(status, 200, "{consistency}");
+    assert!(obol_core::merkle::verify_consistency(
+        size_before,
+        size_after,
+        &root_before,
+        &root_after,
+        &hashes(&consistency["proof"])
+    ));
+    // The old proof still proves entry 5 under the old checkpoint; a new one under the new.
+    let (_, again) = world.api.get(&world.operator, &format!("/v1/audit/entries/5/proof?size={size_before}")).await;
+    assert_eq!(again["path"], proof["path"]);
+    let (_, fresh) = world.api.get(&world.operator, "/v1/audit/entries/5/proof").await;
+    assert!(obol_core::merkle::verify_inclusion(&leaf, 5, size_after, &hashes(&fresh["path"]), &root_after));
+    // Every acknowledged transfer is in the ledger after the restart.
+    for id in acknowledged {
+        let (status, _) = world.api.get(&world.operator, &format!("/v1/transfers/{id}")).await;
+        assert_eq!(status, 200, "acknowledged transfer {id} lost");
+    }
+    // Bad sizes are clear errors, not 5xx.
+    let (status, problem) =
+        world.api.get(&world.operator, &format!("/v1/audit/checkpoint?size={}", size_after + 1_000)).await;
+    assert_eq!((status, support::code(&problem)), (404, "audit_not_found"), "{problem}");
+    let (status, problem) = world.api.get(&world.operator, "/v1/audit/consistency?from=9&to=3").await;
+    assert_eq!((status, support::code(&problem)), (400, "invalid_query"), "{problem}");
+    let (status, problem) = world.api.get(&world.operator, "/v1/audit/entries/-1").await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, problem) = world.api.get(&world.operator, "/v1/audit/export?from=0&to=5000").await;
+    assert_eq!(status, 400, "{problem}");
+}
