@@ -70,6 +70,32 @@ fn origin(instance_id: &str) -> String {
     format!("obol/{instance_id}/audit")
 }
 
+/// An audit note of what `caller` did to `subject`, and how it ended (PCI DSS 10.2.2: the
+/// record's time is when; ids only).
+pub(crate) fn note(caller: &Caller, what: &str, subject: &str, outcome: &str) -> obol_core::record::Op {
+    let via = match &caller.via {
+        crate::auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
+        crate::auth::Via::Device(device_id) => format!("device:{device_id}"),
+    };
+    obol_core::record::Op::Note(audit::Note {
+        actor_id: caller.principal_id,
+        role: caller.role.as_str().to_string(),
+        via: audit::Note::field(&via),
+        origin: caller.peer.map(|peer| peer.to_string()).unwrap_or_default(),
+        what: audit::Note::field(what),
+        subject: audit::Note::field(subject),
+        outcome: audit::Note::field(outcome),
+    })
+}
+
+/// Journals a refusal that moved nothing (a payment the risk policy blocked) before the caller
+/// is answered; a log that cannot take it is logged and does not change the answer.
+pub(crate) async fn journal_refusal(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) {
+    if let Err(error) = state.engine.execute(note(caller, what, subject, outcome)).await {
+        tracing::error!(%error, what, "an audit note could not be journaled");
+    }
+}
+
 fn read_log(state: &App) -> std::sync::RwLockReadGuard<'_, audit::Log> {
     state.engine.audit().read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -170,6 +196,9 @@ pub struct ConsistencyView {
 pub fn consistency(state: &App, caller: &Caller, from: u64, to: Option<u64>) -> Result<ConsistencyView, Error> {
     need_scope(caller, Scopes::READ)?;
     let log = read_log(state);
+    if from > log.size() {
+        return Err(Error::AuditNotFound(format!("the log holds {} entries; {from} were asked for", log.size())));
+    }
     let to = to.unwrap_or(log.size());
     let proof = log.tree().consistency_proof(from, to).map_err(proof_error)?;
     let from_root = log.tree().root(from).map_err(proof_error)?;

@@ -195,7 +195,12 @@ pub async fn decide_review(
     stored.review.note = note;
     stored.review.outcome = Some(outcome);
     let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
-    state.engine.put(&format!("{REVIEW_PREFIX}{id}"), bytes).await?;
+    // The decision and who made it, in one record.
+    let what = if approve { "review.approve" } else { "review.decline" };
+    let outcome: Vec<String> = stored.review.outcome.iter().flatten().map(|o| format!("{o:?}")).collect();
+    let decided = crate::audit::note(caller, what, &format!("review:{id}"), &outcome.join(" "));
+    let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
+    state.engine.execute_together(vec![decided, put]).await?;
     if let Some(tab) = tab_id {
         lock(&state.risk.paused).remove(&tab);
     }

@@ -197,7 +197,12 @@ pub(crate) async fn escrow_gate(
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
     }
-    let gate = crate::approvals::journaled(state, tab_gate(state, caller, kind, payment, tab_id, approval)).await?;
+    let gate = tab_gate(state, caller, kind, payment, tab_id, approval);
+    if let Err(Error::RiskBlocked(risk)) = &gate {
+        let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
+        crate::audit::journal_refusal(state, caller, "risk.block", &format!("tab:{tab_id}"), outcome.trim()).await;
+    }
+    let gate = crate::approvals::journaled(state, gate).await?;
     let (assessment, payment, spends) = match gate {
         Gate::Go { spends, .. } => return Ok(spends),
         Gate::Hold(assessment, payment, spends) => (assessment, payment, spends),

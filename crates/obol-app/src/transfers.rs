@@ -465,6 +465,11 @@ async fn pay_as(
 ) -> Result<Vec<CreateTransferResult>, Error> {
     batch_size(events.len())?;
     let gate = authorize_transfers(state, caller, &events, approval);
+    if let Err(Error::RiskBlocked(risk)) = &gate {
+        let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
+        let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
+        crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim()).await;
+    }
     let gate = match on_approval {
         OnApproval::Run => crate::approvals::journaled(state, gate).await?,
         // An x402 payment cannot carry an approval back: a challenge it asked for could never be

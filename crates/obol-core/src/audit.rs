@@ -3,7 +3,8 @@
 //! note format.
 //!
 //! An entry is derived from its record alone (so the log is rebuilt on replay and never stored
-//! twice): its position, its time, the SHA-256 of the record's exact bytes (so no byte of the
+//! twice): its position, its time, the HMAC-SHA256 of the record's exact bytes under the store's record
+//! key ([`record_digest`]: so no byte of the
 //! history can change without changing the tree) and one line per operation naming what it did
 //! and to which pseudonymous ids. It carries no secret and no personal field: key hashes, sealed
 //! seeds, names and values written to the state table stay in the record, behind the digest.
@@ -29,6 +30,65 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(text, "{byte:02x}");
     }
     text
+}
+
+/// Fields of a [`Note`] besides its actor.
+pub const NOTE_FIELDS: usize = 6;
+/// Each of a note's text fields is at most this long.
+pub const NOTE_FIELD_BYTES_MAX: usize = 128;
+
+/// An audit note (PCI DSS 10.2.2: who, what, when (the record's time), where from, outcome,
+/// which resource), journaled as `Op::Note` beside what it describes or alone for a decision that
+/// moved nothing. Every text field is printable ASCII without quotes or backslashes, at most
+/// [`NOTE_FIELD_BYTES_MAX`] bytes; ids only, never a name or a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Note {
+    /// The principal who acted (0: the server itself).
+    pub actor_id: u128,
+    /// Its role, as `Role::as_str` names it.
+    pub role: String,
+    /// The credential: `key:<key id>` or `device:<id>`.
+    pub via: String,
+    /// The address the request came from, if known.
+    pub origin: String,
+    /// What happened, e.g. `risk.block`, `review.approve`, `policy.change`.
+    pub what: String,
+    /// The resource: ids, e.g. `transfer:12` or `review:r-77`.
+    pub subject: String,
+    /// The outcome: a result or reason code.
+    pub outcome: String,
+}
+
+impl Note {
+    /// The text fields in their stored order.
+    pub fn fields(&self) -> [&str; NOTE_FIELDS] {
+        [&self.role, &self.via, &self.origin, &self.what, &self.subject, &self.outcome]
+    }
+
+    /// A note from its stored fields.
+    pub fn from_fields(actor_id: u128, fields: [String; NOTE_FIELDS]) -> Note {
+        let [role, via, origin, what, subject, outcome] = fields;
+        Note { actor_id, role, via, origin, what, subject, outcome }
+    }
+
+    /// Whether every field may be written as it is.
+    pub fn fits(&self) -> bool {
+        self.fields().iter().all(|field| field.len() <= NOTE_FIELD_BYTES_MAX && field.chars().all(note_char))
+    }
+
+    /// Bytes of text in the note.
+    pub fn text_bytes(&self) -> usize {
+        self.fields().iter().map(|field| field.len()).sum()
+    }
+
+    /// `text` cut to what a note field holds: printable ASCII, no quotes or backslashes.
+    pub fn field(text: &str) -> String {
+        text.chars().filter(|c| note_char(*c)).take(NOTE_FIELD_BYTES_MAX).collect()
+    }
+}
+
+fn note_char(c: char) -> bool {
+    (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\')
 }
 
 /// What an operation did, and to which id, for its entry's `events`.
@@ -62,6 +122,7 @@ fn event(op: &Op) -> (&'static str, Option<String>, usize) {
             let (what, subject) = identity_event(command);
             (what, Some(subject), 1)
         }
+        Op::Note(_) => ("note", None, 1),
     }
 }
 
@@ -95,30 +156,51 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\')).take(64).collect()
 }
 
-/// The SHA-256 of a record's exact stored bytes, as its entry names it.
-pub fn record_digest(record_bytes: &[u8]) -> Hash {
-    Sha256::digest(record_bytes).into()
+/// What an entry names a record by: HMAC-SHA256 of its exact stored bytes under the store's
+/// record key. Keyed, so that no reader of the log can confirm a guess of a record's contents
+/// (a name, an amount) by hashing it; the store's keeper can check every record against it.
+pub fn record_digest(record_key: &[u8; 32], record_bytes: &[u8]) -> Hash {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(record_key).unwrap_or_else(|_| unreachable_key());
+    mac.update(record_bytes);
+    mac.finalize().into_bytes().into()
+}
+
+#[expect(clippy::panic, reason = "HMAC takes a key of any length; a 32-byte one cannot be refused")]
+fn unreachable_key() -> hmac::Hmac<Sha256> {
+    panic!("HMAC refused a 32-byte key")
 }
 
 /// The audit entry of record `seq` (1-based), whose exact stored bytes are `record_bytes`.
-pub fn entry(seq: u64, record: &Record, record_bytes: &[u8]) -> Vec<u8> {
-    entry_of(seq, record, &record_digest(record_bytes))
+pub fn entry(seq: u64, record: &Record, record_key: &[u8; 32], record_bytes: &[u8]) -> Vec<u8> {
+    entry_of(seq, record, &record_digest(record_key, record_bytes))
 }
 
 /// [`entry`], from the record's [`record_digest`] (which the shell may compute while it syncs).
 pub fn entry_of(seq: u64, record: &Record, digest: &Hash) -> Vec<u8> {
     let mut text = String::with_capacity(128 + record.ops.len() * 48);
-    let _ = write!(
-        text,
-        "{{\"seq\":{seq},\"time_ns\":{},\"record_sha256\":\"{}\",\"events\":[",
-        record.now_ns,
-        hex(digest)
-    );
+    let _ =
+        write!(text, "{{\"seq\":{seq},\"time_ns\":{},\"record_hmac\":\"{}\",\"events\":[", record.now_ns, hex(digest));
     for (index, op) in record.ops.iter().enumerate() {
-        let (what, subject, count) = event(op);
         if index > 0 {
             text.push(',');
         }
+        if let Op::Note(note) = op {
+            // Fields were checked printable, quote-free ASCII when the note was encoded.
+            let _ = write!(
+                text,
+                "{{\"what\":\"{}\",\"id\":\"{}\",\"by\":\"{}\",\"role\":\"{}\",\"via\":\"{}\",\"from\":\"{}\",\"outcome\":\"{}\"}}",
+                Note::field(&note.what),
+                Note::field(&note.subject),
+                note.actor_id,
+                Note::field(&note.role),
+                Note::field(&note.via),
+                Note::field(&note.origin),
+                Note::field(&note.outcome)
+            );
+            continue;
+        }
+        let (what, subject, count) = event(op);
         let _ = write!(text, "{{\"what\":\"{what}\"");
         if let Some(subject) = subject {
             let _ = write!(text, ",\"id\":\"{subject}\"");
@@ -180,6 +262,14 @@ pub enum CheckpointError {
     /// No signature by the expected key.
     #[error("the checkpoint carries no signature by {0}")]
     Unsigned(String),
+    /// The note is another log's checkpoint.
+    #[error("the checkpoint is of log {origin:?}, not {name:?}")]
+    OtherLog {
+        /// The note's origin line.
+        origin: String,
+        /// The log the key signs for.
+        name: String,
+    },
     /// A signature by the expected key that does not verify.
     #[error("the checkpoint's signature by {0} does not verify")]
     BadSignature(String),
@@ -274,6 +364,11 @@ impl Checkpoint {
         if origin.is_empty() {
             return Err(bad("the origin is empty"));
         }
+        // A key signs for one log: a note naming another (a copy of the store renamed, signing
+        // with the same key) is not this log's, however valid its signature.
+        if origin != name {
+            return Err(CheckpointError::OtherLog { origin: origin.to_string(), name: name.to_string() });
+        }
         if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
             return Err(bad("the size is not a decimal number"));
         }
@@ -334,20 +429,33 @@ mod tests {
                 }),
                 Op::Put(Put { key: "review:77".into(), value: b"secret note".to_vec() }),
                 Op::CreateTransfers(Vec::new()),
+                Op::Note(Note {
+                    actor_id: 500,
+                    role: "auditor".into(),
+                    via: "key:k1".into(),
+                    origin: "10.0.0.7".into(),
+                    what: "audit.export".into(),
+                    subject: "entries:0-9".into(),
+                    outcome: "ok".into(),
+                }),
             ],
         };
-        let text = String::from_utf8(entry(3, &record, b"bytes")).unwrap();
+        let text = String::from_utf8(entry(3, &record, &[1; 32], b"bytes")).unwrap();
         assert_eq!(
             text,
             format!(
-                "{{\"seq\":3,\"time_ns\":42,\"record_sha256\":\"{}\",\"events\":[{{\"what\":\"principal.create\",\"id\":\"9\"}},\
-                 {{\"what\":\"state.put\",\"id\":\"review\"}},{{\"what\":\"transfers.create\",\"count\":0}}]}}",
-                hex(&Sha256::digest(b"bytes"))
+                "{{\"seq\":3,\"time_ns\":42,\"record_hmac\":\"{}\",\"events\":[{{\"what\":\"principal.create\",\"id\":\"9\"}},\
+                 {{\"what\":\"state.put\",\"id\":\"review\"}},{{\"what\":\"transfers.create\",\"count\":0}},\
+                 {{\"what\":\"audit.export\",\"id\":\"entries:0-9\",\"by\":\"500\",\"role\":\"auditor\",\"via\":\"key:k1\",\
+                 \"from\":\"10.0.0.7\",\"outcome\":\"ok\"}}]}}",
+                hex(&record_digest(&[1; 32], b"bytes"))
             )
         );
         assert!(!text.contains("Ada") && !text.contains("secret"));
-        assert_eq!(entry(3, &record, b"bytes"), entry(3, &record, b"bytes"));
-        assert_ne!(entry(3, &record, b"bytes"), entry(3, &record, b"bytez"));
+        assert_eq!(entry(3, &record, &[1; 32], b"bytes"), entry(3, &record, &[1; 32], b"bytes"));
+        assert_ne!(entry(3, &record, &[1; 32], b"bytes"), entry(3, &record, &[1; 32], b"bytez"));
+        // Without the key, nobody can tell which bytes a record held.
+        assert_ne!(entry(3, &record, &[1; 32], b"bytes"), entry(3, &record, &[2; 32], b"bytes"));
     }
 
     #[test]
@@ -371,6 +479,10 @@ mod tests {
             Checkpoint::open(&note.replacen("\n12\n", "\n012\n", 1), &name, &public),
             Err(CheckpointError::Malformed(_))
         ));
+        // The same key's signature over another log's checkpoint is not this log's.
+        let other_log = Checkpoint { origin: "obol/staging/audit".into(), ..checkpoint.clone() }.sign(&key());
+        let relabelled = other_log.replace("\u{2014} obol/staging/audit ", "\u{2014} obol/test/audit ");
+        assert!(matches!(Checkpoint::open(&relabelled, &name, &public), Err(CheckpointError::OtherLog { .. })));
         // A witness's cosignature beside ours is ignored.
         let cosigned = format!("{note}\u{2014} witness.example AAAA\n");
         assert_eq!(Checkpoint::open(&cosigned, &name, &public).unwrap(), checkpoint);
@@ -392,7 +504,7 @@ mod tests {
                     2 => vec![Op::Put(Put { key: format!("k:{now_ns}"), value: bytes.clone() })],
                     _ => vec![Op::Identity(IdentityCommand::FailFactor { principal_id: u128::from(*now_ns) })],
                 };
-                log.append(entry(seq as u64 + 1, &Record { now_ns: *now_ns, ops }, bytes));
+                log.append(entry(seq as u64 + 1, &Record { now_ns: *now_ns, ops }, &[3; 32], bytes));
             }
             let size = log.size();
             for (a, b) in pairs {

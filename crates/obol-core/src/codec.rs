@@ -51,7 +51,10 @@ impl Op {
         match self {
             Op::Identity(command) => encode_identity(command).map(|_| ()),
             Op::Put(put) if !put.fits() => Err(EncodeError::FieldTooLong),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) | Op::Pay(_) => Ok(()),
+            Op::Note(note) if !note.fits() => Err(EncodeError::FieldTooLong),
+            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) | Op::Pay(_) | Op::Note(_) => {
+                Ok(())
+            }
         }
     }
 }
@@ -98,6 +101,9 @@ pub enum DecodeError {
     /// A put's key is empty, too long or not UTF-8, or its value is too long.
     #[error("invalid put")]
     BadPut,
+    /// An audit note's field is too long or not printable ASCII.
+    #[error("bad audit note")]
+    BadNote,
 }
 
 impl Record {
@@ -125,6 +131,7 @@ impl Record {
                         Op::Identity(_) | Op::Tab(_) => 256,
                         Op::Put(put) => 6 + put.key.len() + put.value.len(),
                         Op::Pay(payment) => 32 + payment.transfers.len() * NEW_TRANSFER_BYTES,
+                        Op::Note(note) => 32 + note.text_bytes(),
                     }
                 })
                 .sum::<usize>();
@@ -172,6 +179,18 @@ impl Record {
                     out.extend_from_slice(&[0; 12]);
                     for event in &payment.transfers {
                         encode_new_transfer(event, &mut out);
+                    }
+                }
+                Op::Note(note) => {
+                    if !note.fits() {
+                        return Err(EncodeError::FieldTooLong);
+                    }
+                    out.extend_from_slice(&[7, 0, 0, 0]);
+                    out.extend_from_slice(&1u32.to_le_bytes());
+                    out.extend_from_slice(&note.actor_id.to_le_bytes());
+                    for field in note.fields() {
+                        out.extend_from_slice(&[field.len() as u8]);
+                        out.extend_from_slice(field.as_bytes());
                     }
                 }
                 Op::Put(put) => {
@@ -297,6 +316,22 @@ impl Record {
                         return Err(DecodeError::BadPut);
                     }
                     ops.push(Op::Put(put));
+                }
+                7 => {
+                    if count != 1 {
+                        return Err(DecodeError::BadNote);
+                    }
+                    let actor_id = reader.u128()?;
+                    let mut fields: [String; crate::audit::NOTE_FIELDS] = Default::default();
+                    for field in &mut fields {
+                        let len = usize::from(reader.take(1)?[0]);
+                        *field = std::str::from_utf8(reader.take(len)?).map_err(|_| DecodeError::BadNote)?.to_string();
+                    }
+                    let note = crate::audit::Note::from_fields(actor_id, fields);
+                    if !note.fits() {
+                        return Err(DecodeError::BadNote);
+                    }
+                    ops.push(Op::Note(note));
                 }
                 other => return Err(DecodeError::BadOpKind(other)),
             }
@@ -914,6 +949,45 @@ mod tests {
             bytes.extend_from_slice(&body);
             assert_eq!(Record::decode(&bytes), Err(DecodeError::BadPut));
         }
+    }
+
+    #[test]
+    fn an_audit_note_round_trips_and_one_that_does_not_fit_is_refused_both_ways() {
+        use crate::audit::Note;
+        let note = Note {
+            actor_id: 7,
+            role: "analyst".into(),
+            via: "key:abc123".into(),
+            origin: "2001:db8::1".into(),
+            what: "review.approve".into(),
+            subject: "review:r-1 transfer:9".into(),
+            outcome: "approved".into(),
+        };
+        let record = Record { now_ns: 5, ops: vec![Op::Note(note.clone()), Op::Note(Note::default())] };
+        assert_eq!(Record::decode(&record.encode().unwrap()), Ok(record));
+        for bad in [Note { what: "x".repeat(129), ..note.clone() }, Note { outcome: "a\"b".into(), ..note.clone() }] {
+            assert_eq!(Op::Note(bad.clone()).check_encodable(), Err(EncodeError::FieldTooLong));
+            assert_eq!(Record { now_ns: 1, ops: vec![Op::Note(bad)] }.encode(), Err(EncodeError::FieldTooLong));
+        }
+        assert_eq!(Note::field("Zoë \"said\" hi\\"), "Zo said hi");
+        // A quote written by hand is refused on decode.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[7, 0, 0, 0]);
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&7u128.to_le_bytes());
+        for field in ["holder", "", "", "\"", "", ""] {
+            body.push(field.len() as u8);
+            body.extend_from_slice(field.as_bytes());
+        }
+        let mut bytes = RECORD_MAGIC.to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&body);
+        assert_eq!(Record::decode(&bytes), Err(DecodeError::BadNote));
     }
 
     #[test]

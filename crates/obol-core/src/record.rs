@@ -24,6 +24,9 @@ pub enum Op {
     Put(crate::table::Put),
     /// A payer's transfers, under its device's limits and counted for it.
     Pay(crate::ledger::Payment),
+    /// An audit note: who asked for the ops beside it, or a decision that moved nothing (a
+    /// payment refused by the risk policy, a review decided). Changes no state.
+    Note(crate::audit::Note),
 }
 
 impl Op {
@@ -33,7 +36,7 @@ impl Op {
             Op::CreateAccounts(events) => events.len(),
             Op::CreateTransfers(events) => events.len(),
             Op::Pay(payment) => payment.transfers.len(),
-            Op::Identity(_) | Op::Put(_) => 1,
+            Op::Identity(_) | Op::Put(_) | Op::Note(_) => 1,
             Op::Tab(command) => command.events_count(),
         }
     }
@@ -44,7 +47,12 @@ impl Op {
     pub fn put_bytes(&self) -> usize {
         match self {
             Op::Put(put) => put.key.len() + put.value.len(),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Identity(_) | Op::Tab(_) | Op::Pay(_) => 0,
+            Op::CreateAccounts(_)
+            | Op::CreateTransfers(_)
+            | Op::Identity(_)
+            | Op::Tab(_)
+            | Op::Pay(_)
+            | Op::Note(_) => 0,
         }
     }
 

@@ -335,7 +335,7 @@ impl Auditor {
                         return Err("account results do not match events".into());
                     }
                 }
-                (Op::Put(_), OpResults::Put) => {}
+                (Op::Put(_) | Op::Note(_), OpResults::Put) => {}
                 _ => return Err("reply kinds do not match the record's ops".into()),
             }
         }
@@ -370,6 +370,7 @@ impl Auditor {
                     }
                 }
                 (Op::Put(put), OpResults::Put) => self.put(put),
+                (Op::Note(_), OpResults::Put) => {}
                 _ => return Err("reply kinds do not match the record's ops".into()),
             }
         }
@@ -456,7 +457,7 @@ fn ids_in(record: &Record) -> BTreeSet<u128> {
         .flat_map(|op| match op {
             Op::CreateTransfers(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
             Op::Pay(payment) => payment.transfers.iter().map(|e| e.id).collect::<Vec<_>>(),
-            Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) | Op::Put(_) => Vec::new(),
+            Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) | Op::Put(_) | Op::Note(_) => Vec::new(),
         })
         .collect()
 }

@@ -11,6 +11,21 @@ use obol_core::record::Record;
 
 use crate::{Store, StoreError};
 
+/// Where the store keeps the key of its audit entries' record digests.
+const RECORD_KEY_META: &str = "audit_record_key";
+
+/// The store's audit record key, drawn (and kept in its metadata) on first use. It never
+/// changes: the audit log's entries, hence its roots, depend on it.
+fn record_key<S: Store>(store: &mut S) -> Result<[u8; 32], StoreError> {
+    if let Some(bytes) = store.meta_get(RECORD_KEY_META)? {
+        return <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| StoreError::Corrupt { seq: 0, reason: format!("{RECORD_KEY_META} is not 32 bytes") });
+    }
+    let key: [u8; 32] = rand::random();
+    store.meta_put(RECORD_KEY_META, &key)?;
+    Ok(key)
+}
+
 /// Records at least this large have their audit digest computed beside the store's write.
 const AUDIT_DIGEST_PARALLEL_BYTES_MIN: usize = 256 * 1024;
 
@@ -21,6 +36,8 @@ pub struct Node<S: Store> {
     /// One entry per record, derived from it (rebuilt on replay); `None` only where a benchmark
     /// measures the log without it.
     audit: Option<Arc<RwLock<audit::Log>>>,
+    /// Keys the audit entries' record digests (`audit_record_key` in the store's metadata).
+    record_key: [u8; 32],
     seq_last: u64,
 }
 
@@ -28,6 +45,7 @@ impl<S: Store> Node<S> {
     /// Rebuilds the ledger by replaying every record in `store`. A torn *last* record (a crash
     /// mid-write, never acknowledged) is dropped; damage anywhere else is an error.
     pub fn open(mut store: S, hash_seed: u64) -> Result<Node<S>, StoreError> {
+        let record_key = record_key(&mut store)?;
         let mut ledger = Ledger::new(hash_seed);
         let mut audit_log = audit::Log::new();
         let mut seq_last = 0u64;
@@ -42,7 +60,7 @@ impl<S: Store> Node<S> {
             match Record::decode(bytes) {
                 Ok(record) => {
                     ledger.apply(&record);
-                    audit_log.append(audit::entry(seq, &record, bytes));
+                    audit_log.append(audit::entry(seq, &record, &record_key, bytes));
                     seq_last = seq;
                 }
                 Err(error) => torn = Some((seq, error.to_string())),
@@ -59,6 +77,7 @@ impl<S: Store> Node<S> {
             store,
             ledger: Arc::new(RwLock::new(ledger)),
             audit: Some(Arc::new(RwLock::new(audit_log))),
+            record_key,
             seq_last,
         })
     }
@@ -74,13 +93,14 @@ impl<S: Store> Node<S> {
         // and syncs it (the sync leaves this one waiting); a small one's inline.
         let digest = if self.audit.is_some() && bytes.len() >= AUDIT_DIGEST_PARALLEL_BYTES_MIN {
             let store = &mut self.store;
+            let record_key = &self.record_key;
             let (appended, digest) = std::thread::scope(|scope| {
-                let hashing = scope.spawn(|| audit::record_digest(&bytes));
+                let hashing = scope.spawn(|| audit::record_digest(record_key, &bytes));
                 let appended = store.append(seq, &bytes);
                 (appended, hashing.join())
             });
             appended?;
-            Some(digest.unwrap_or_else(|_| audit::record_digest(&bytes)))
+            Some(digest.unwrap_or_else(|_| audit::record_digest(&self.record_key, &bytes)))
         } else {
             self.store.append(seq, &bytes)?;
             None
@@ -89,7 +109,7 @@ impl<S: Store> Node<S> {
             .record(started.elapsed().as_secs_f64());
         self.seq_last = seq;
         if let Some(audit_log) = &self.audit {
-            let digest = digest.unwrap_or_else(|| audit::record_digest(&bytes));
+            let digest = digest.unwrap_or_else(|| audit::record_digest(&self.record_key, &bytes));
             let entry = audit::entry_of(seq, record, &digest);
             let mut audit_log = audit_log.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             audit_log.append(entry);

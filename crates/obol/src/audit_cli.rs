@@ -187,7 +187,32 @@ fn export(out: &Path, connection: &Connection) -> anyhow::Result<()> {
         .nth(1)
         .and_then(|line| line.parse().ok())
         .with_context(|| format!("the server's checkpoint has no size:\n{note}"))?;
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    // Written beside `out` and renamed over it only when complete: a failed export never
+    // replaces a good one.
+    let partial = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name().map_or_else(|| "audit-export".into(), |name| name.to_string_lossy().into_owned())
+    ));
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let written = write_export(&api, &runtime, file, &origin, &key_text, size);
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    std::fs::rename(&partial, out).with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    crate::outln!("wrote {size} audit entries to {}", out.display());
+    crate::outln!("check it offline with: obol audit verify {} --key '{}'", out.display(), key_text.trim());
+    Ok(())
+}
+
+fn write_export(
+    api: &Api,
+    runtime: &tokio::runtime::Runtime,
+    file: std::fs::File,
+    origin: &str,
+    key_text: &str,
+    size: u64,
+) -> anyhow::Result<()> {
     let mut writer = std::io::BufWriter::new(file);
     let header =
         serde_json::json!({ "export": EXPORT_FORMAT, "origin": origin, "verifier_key": key_text.trim(), "size": size });
@@ -209,8 +234,6 @@ fn export(out: &Path, connection: &Connection) -> anyhow::Result<()> {
     writer.flush()?;
     writer.get_ref().sync_all()?;
     progress.finish_and_clear();
-    crate::outln!("wrote {size} audit entries to {}", out.display());
-    crate::outln!("check it offline with: obol audit verify {} --key '{}'", out.display(), key_text.trim());
     Ok(())
 }
 
@@ -264,8 +287,8 @@ struct EntrySeq {
 pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Result<Report> {
     let reader =
         std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let mut lines = reader.lines();
-    let header_text = lines.next().transpose()?.unwrap_or_default();
+    let mut lines = reader.split(b'\n');
+    let header_text = String::from_utf8_lossy(&lines.next().transpose()?.unwrap_or_default()).into_owned();
     let header: Header = serde_json::from_str(&header_text)
         .with_context(|| format!("{}: line 1 is not an audit export header", file.display()))?;
     if header.export != EXPORT_FORMAT {
@@ -304,13 +327,20 @@ pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Resu
     let mut missing_from: Option<u64> = None;
     let mut last_checkpoint: Option<u64> = None;
     for (line_index, line) in lines.enumerate() {
-        let line = line?;
         let line_no = line_index + 2;
+        let Ok(line) = String::from_utf8(line?) else {
+            problems.push(format!("line {line_no}: not UTF-8 (damaged or inserted)"));
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
         if let Ok(entry) = serde_json::from_str::<EntryLine<'_>>(&line) {
             let index = entry.index;
+            let Some(next) = index.checked_add(1) else {
+                problems.push(format!("line {line_no}: entry index {index} is past any log"));
+                continue;
+            };
             if index < expected {
                 problems.push(format!(
                     "line {line_no}: entry {index} repeats or is out of order (entry {expected} was next)"
@@ -344,7 +374,7 @@ pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Resu
             if missing_from.is_none() {
                 tree.push(leaf);
             }
-            expected = index + 1;
+            expected = next;
             continue;
         }
         let Ok(line_value) = serde_json::from_str::<CheckpointLine>(&line) else {
@@ -359,6 +389,7 @@ pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Resu
             }
         };
         last_checkpoint = Some(checkpoint.size);
+        covered = covered.max(checkpoint.size.min(expected));
         if checkpoint.size > expected {
             problems.push(format!(
                 "line {line_no}: the checkpoint covers {} entries but only {expected} come before it",
@@ -381,7 +412,6 @@ pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Resu
                 checkpoint.size.saturating_sub(1)
             )),
         }
-        covered = covered.max(checkpoint.size);
     }
     if header.size > expected {
         problems.push(format!(
@@ -402,6 +432,8 @@ pub fn verify(file: &Path, key: Option<&str>, saved: &[PathBuf]) -> anyhow::Resu
     }
     for path in saved {
         let note = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // Saved by hand: line endings and trailing blank lines may have changed on the way.
+        let note = format!("{}\n", note.replace("\r\n", "\n").trim_end());
         match Checkpoint::open(&note, &name, &verifying_key) {
             Err(error) => problems.push(format!("{}: {error}", path.display())),
             Ok(checkpoint) if checkpoint.size > tree.size() => problems.push(format!(

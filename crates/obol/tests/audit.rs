@@ -4,6 +4,9 @@
 //! truncated file, a checkpoint of another history (a fork), a file checked with another key.
 //! Proofs and checkpoints stay valid across kill -9: the same size signs to the same note, and the
 //! history after the restart is consistent with the one before it.
+//! A payment the risk policy refused and a review decision are entries too, naming who, from
+//! where and how it ended. Regressions from the attack review (`r13_*`): a failed export keeps
+//! the file it would replace; saved checkpoints survive editors; damaged lines are named.
 //! Method: the real `obol serve` over HTTP and the real `obol audit` commands on its exports.
 
 mod support;
@@ -297,4 +300,94 @@ async fn proofs_and_checkpoints_stay_valid_across_kill_9() {
     assert_eq!(status, 400, "{problem}");
     let (status, problem) = world.api.get(&world.operator, "/v1/audit/export?from=0&to=5000").await;
     assert_eq!(status, 400, "{problem}");
+}
+
+/// Blocks payments over 50.00 and holds 10.01 to 20.00 for review (at scale 2).
+const BLOCK_AND_HOLD_POLICY: &str = "name = \"audit-test\"\nversion = 1\neffective_from_s = 0\n\n\
+[[rules]]\nid = \"too-much\"\naction = \"block\"\nowner = \"risk@test\"\nwhen = \"amount_minor > 5000\"\n\
+reason_en = \"Too much.\"\nreason_ko = \"너무 많음.\"\n\n\
+[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\n\
+when = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held for a look.\"\nreason_ko = \"검토 보류.\"\n";
+
+fn entries_of(page: &str) -> Vec<Value> {
+    page.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|v| v.get("entry").cloned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_ended() {
+    let world = Parties::start("audit-notes", 2, FUNDS, Some(("audit-test@1", BLOCK_AND_HOLD_POLICY))).await;
+    let (status, blocked) = world.api.post(&world.holder, "/v1/transfers", transfer_of(70, "6000"), None).await;
+    assert_eq!((status, support::code(&blocked)), (403, "risk_blocked"), "{blocked}");
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer_of(71, "1500"), None).await;
+    assert_eq!((status, support::code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().expect("a review id").to_string();
+    world.decide(&review, "approve").await;
+
+    let size = head(&text(&world, "/v1/audit/checkpoint").await).0;
+    let entries = entries_of(&text(&world, &format!("/v1/audit/export?from=0&to={size}")).await);
+    let events: Vec<&Value> = entries.iter().flat_map(|e| e["events"].as_array().unwrap().iter()).collect();
+    let block = events.iter().find(|e| e["what"] == "risk.block").expect("the refusal is in the audit log");
+    assert_eq!(block["id"], "transfer:70");
+    assert_eq!(block["by"], "100");
+    assert_eq!(block["role"], "holder");
+    assert!(block["via"].as_str().unwrap().starts_with("key:"), "{block}");
+    assert_eq!(block["from"], "127.0.0.1");
+    assert_eq!(block["outcome"], "risk_blocked", "{block}");
+    let decided = events.iter().find(|e| e["what"] == "review.approve").expect("the decision is in the audit log");
+    assert_eq!(decided["id"], format!("review:{review}"));
+    assert_eq!(decided["role"], "operator");
+    // Nothing of the holder's name or the policy's wording is in any entry.
+    let all = serde_json::to_string(&entries).unwrap();
+    assert!(!all.contains("Alice") && !all.contains("Too much"), "{all}");
+}
+
+fn transfer_of(id: u64, amount: &str) -> Value {
+    json!({"id": id.to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": amount,
+        "asset_code": "USD", "asset_scale": 2})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_failed_export_keeps_the_file_it_would_have_replaced_and_saved_notes_survive_editors() {
+    let world = Parties::start("audit-r13", 2, FUNDS, None).await;
+    let scratch = world.data_dir().join("exports");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let export = scratch.join("audit.jsonl");
+    let (ok, _, stderr) = obol(&world, &["audit", "export", "--out", export.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let good = std::fs::read(&export).unwrap();
+    // A holder may not export: the command fails and the good file is untouched.
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["audit", "export", "--out", export.to_str().unwrap()])
+        .env("OBOL_SERVER", &world.api.base)
+        .env("OBOL_API_KEY", &world.holder)
+        .env("OBOL_CONFIG", world.data_dir().join("no-profiles.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(std::fs::read(&export).unwrap(), good, "a failed export replaced the file");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 1, "no partial file is left behind");
+
+    // A checkpoint saved through an editor (CRLF, a trailing blank line) still verifies.
+    let (_, key, _) = obol(&world, &["audit", "key"]);
+    let (_, note, _) = obol(&world, &["audit", "checkpoint"]);
+    let saved = scratch.join("saved.txt");
+    std::fs::write(&saved, note.replace('\n', "\r\n") + "\r\n").unwrap();
+    let (ok, out) = verify(&world, &export, key.trim(), &[&saved]);
+    assert!(ok, "{out}");
+
+    // An entry index at the end of u64 is named, not a crash; a line that is not UTF-8 too.
+    let mut lines: Vec<Vec<u8>> = good.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    lines.insert(2, br#"{"index":18446744073709551615,"leaf":"00","entry":{"seq":0}}"#.to_vec());
+    lines.insert(3, vec![0xff, 0xfe, b'{']);
+    let damaged = scratch.join("damaged.jsonl");
+    std::fs::write(&damaged, lines.join(&b'\n')).unwrap();
+    let (ok, out) = verify(&world, &damaged, key.trim(), &[]);
+    assert!(!ok && out.contains("is past any log") && out.contains("not UTF-8"), "{out}");
+
+    // A consistency proof from beyond the log is "not found", as a checkpoint of that size is.
+    let (status, problem) = world.api.get(&world.operator, "/v1/audit/consistency?from=100000").await;
+    assert_eq!((status, support::code(&problem)), (404, "audit_not_found"), "{problem}");
 }

@@ -74,7 +74,22 @@ async fn kill_9_under_load_loses_nothing_acknowledged_postgres() {
         eprintln!("SKIPPED: PostgreSQL crash test ({error})");
         return;
     }
-    kill_cycles(&["--database-url".to_string(), pg_url(), "--database-schema".to_string(), schema.clone()]).await;
+    // The keys go to a directory of this test's own (the embedded test runs beside it in
+    // `scratch()`), not ./obol-data beside the sources.
+    let dir = std::env::temp_dir().join(format!("obol-crash-pg-keys-{}", std::process::id()));
+    let keys = |name: &str| dir.join(name).display().to_string();
+    kill_cycles(&[
+        "--database-url".to_string(),
+        pg_url(),
+        "--database-schema".to_string(),
+        schema.clone(),
+        "--master-key-file".to_string(),
+        keys("master.key"),
+        "--audit-key-file".to_string(),
+        keys("audit.key"),
+    ])
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
     pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
 }
 

@@ -45,7 +45,7 @@ pub enum OpResults {
     Identity(IdentityResult),
     /// The result of a tab command.
     Tab(crate::channel::TabResult),
-    /// A put is always applied.
+    /// A put (or an audit note, which changes nothing) is always applied.
     Put,
 }
 
@@ -168,6 +168,10 @@ impl Ledger {
                 }
                 Op::Put(put) => {
                     self.table.apply(put);
+                    replies.push(OpResults::Put);
+                    next_ts += 1;
+                }
+                Op::Note(_) => {
                     replies.push(OpResults::Put);
                     next_ts += 1;
                 }
