@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// key: whoever holds it can sign checkpoints in the server's name.
     #[arg(long, env = "OBOL_AUDIT_KEY_FILE")]
     audit_key_file: Option<PathBuf>,
+    /// Start signing the audit log with a new key (when the old audit.key is lost): the log's
+    /// history is unchanged, but checkpoints saved before no longer verify against the new key.
+    /// Without it, a store whose checkpoints another key signed refuses to start.
+    #[arg(long)]
+    new_audit_key: bool,
     /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
     settle_interval_s: u64,
@@ -288,6 +293,47 @@ fn instance_id(node: &mut Node<Box<dyn Store>>, asked: Option<&str>) -> anyhow::
     }
 }
 
+/// The audit key's seed from `path` (created on a store's first start). The store remembers the
+/// public key that signs its checkpoints: a missing or different key file (lost, or another
+/// server's) refuses to start unless `new_key` says to start signing with a new one, so saved
+/// checkpoints never stop verifying unnoticed.
+fn audit_key(
+    node: &mut Node<Box<dyn Store>>,
+    path: &std::path::Path,
+    new_key: bool,
+) -> anyhow::Result<obol_app::vault::Secret<[u8; 32]>> {
+    const KEY: &str = "audit_public_key";
+    let stored = node.store_mut().meta_get(KEY)?;
+    let restore = "restore the audit.key this store was signing with, or pass --new-audit-key to start signing with a \
+                   new key (the log's history stays; checkpoints saved before no longer verify)";
+    if stored.is_some() && !path.exists() && !new_key {
+        bail!(
+            "the audit key {} is missing, but this store's checkpoints were signed with one: {restore}",
+            path.display()
+        );
+    }
+    let seed = obol_app::vault::load_or_create_key(path, &obol_app::SystemEnv)
+        .with_context(|| format!("reading the audit key {}", path.display()))?;
+    let public = ed25519_dalek::SigningKey::from_bytes(seed.expose_secret()).verifying_key().to_bytes();
+    match stored {
+        Some(bytes) if bytes == public => {}
+        Some(_) if !new_key => {
+            bail!(
+                "the audit key {} is not the key this store's checkpoints were signed with: {restore}",
+                path.display()
+            )
+        }
+        Some(_) => {
+            tracing::warn!(
+                "the audit log is signed with a new key from now on; checkpoints saved before do not verify"
+            );
+            node.store_mut().meta_put(KEY, &public)?;
+        }
+        None => node.store_mut().meta_put(KEY, &public)?,
+    }
+    Ok(seed)
+}
+
 /// `obol serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_log(&args)?;
@@ -332,8 +378,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let master_key = obol_app::vault::load_or_create_key(&master_key_path, &obol_app::SystemEnv)
         .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
     let audit_key_path = args.audit_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("audit.key"));
-    let audit_key = obol_app::vault::load_or_create_key(&audit_key_path, &obol_app::SystemEnv)
-        .with_context(|| format!("reading the audit key {}", audit_key_path.display()))?;
+    let audit_key = audit_key(&mut node, &audit_key_path, args.new_audit_key)?;
     let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
     let engine = Engine::start(node);
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -391,3 +391,63 @@ async fn r13_a_failed_export_keeps_the_file_it_would_have_replaced_and_saved_not
     let (status, problem) = world.api.get(&world.operator, "/v1/audit/consistency?from=100000").await;
     assert_eq!((status, support::code(&problem)), (404, "audit_not_found"), "{problem}");
 }
+
+/// Runs `obol serve` on `data` until it listens or exits; answers whether it listened and what
+/// it printed, and leaves no server running.
+fn serve_once(data: &Path, more: &[&str]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obol"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
+        .args(more)
+        .env("OBOL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let mut listened = false;
+    for line in std::io::BufRead::lines(stdout) {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("listening on ") {
+            listened = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    (listened, printed)
+}
+
+#[test]
+fn r13_a_lost_or_foreign_audit_key_refuses_to_start_until_told_to_sign_with_a_new_one() {
+    let dir = std::env::temp_dir().join(format!("obol-audit-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    let (listened, printed) = serve_once(&data, &[]);
+    assert!(listened, "{printed}");
+    let key_file = data.join("audit.key");
+    let original = std::fs::read(&key_file).unwrap();
+    // Lost: refused, naming the way out; nothing is created in its place.
+    std::fs::remove_file(&key_file).unwrap();
+    let (listened, printed) = serve_once(&data, &[]);
+    assert!(!listened && printed.contains("audit key") && printed.contains("--new-audit-key"), "{printed}");
+    assert!(!key_file.exists());
+    // Another key: refused as well.
+    std::fs::write(&key_file, [9u8; 32]).unwrap();
+    let (listened, printed) = serve_once(&data, &[]);
+    assert!(!listened && printed.contains("is not the key this store's checkpoints were signed with"), "{printed}");
+    // Restored: starts.
+    std::fs::write(&key_file, &original).unwrap();
+    let (listened, printed) = serve_once(&data, &[]);
+    assert!(listened, "{printed}");
+    // Told to: starts with the new key, which is the remembered one from then on.
+    std::fs::write(&key_file, [9u8; 32]).unwrap();
+    let (listened, printed) = serve_once(&data, &["--new-audit-key"]);
+    assert!(listened, "{printed}");
+    let (listened, printed) = serve_once(&data, &[]);
+    assert!(listened, "{printed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
