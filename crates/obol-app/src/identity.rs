@@ -12,8 +12,27 @@ use crate::{App, read_ledger};
 
 /// Runs one identity command through the engine.
 pub(crate) async fn run_identity(state: &App, command: IdentityCommand) -> Result<IdentityResult, Error> {
+    run_identity_by(state, None, command).await
+}
+
+/// Runs one identity command asked for by `by`: an audit note naming who asked, with what
+/// credential and from where, goes in the same record.
+pub(crate) async fn run_identity_by(
+    state: &App,
+    by: Option<&Caller>,
+    command: IdentityCommand,
+) -> Result<IdentityResult, Error> {
     let kind = command_name(&command);
-    match state.engine.execute(Op::Identity(command)).await? {
+    let answer = match by {
+        Some(caller) => {
+            let (what, subject) = obol_core::audit::identity_event(&command);
+            let note = crate::audit::note(caller, what, &subject, "asked");
+            state.engine.execute_together(vec![note, Op::Identity(command)]).await?.pop()
+        }
+        None => Some(state.engine.execute(Op::Identity(command)).await?),
+    };
+    let answer = answer.ok_or_else(|| Error::Internal("an identity command had no result".into()))?;
+    match answer {
         OpResults::Identity(result) => {
             tracing::info!(command = kind, result = result.as_str(), "identity change");
             Ok(result)
@@ -61,6 +80,7 @@ pub(crate) fn accepted(result: IdentityResult) -> Result<(), Error> {
 /// stored of it.
 pub(crate) async fn issue_key(
     state: &App,
+    by: Option<&Caller>,
     principal_id: u128,
     scopes: Scopes,
     expires_ns: u64,
@@ -76,7 +96,7 @@ pub(crate) async fn issue_key(
         scopes,
         expires_ns,
     };
-    accepted(run_identity(state, command).await?)?;
+    accepted(run_identity_by(state, by, command).await?)?;
     let ledger = read_ledger(state);
     let stored = ledger.identity().key(&material.key_id).ok_or(Error::KeyNotFound(material.key_id.clone()))?;
     Ok((material.text, stored.clone()))
@@ -115,10 +135,11 @@ pub(crate) fn device_for_manage(state: &App, caller: &Caller, id: &str) -> Resul
 /// Runs a change to device `device_id` and answers the device as it is now.
 pub(crate) async fn device_change(
     state: &App,
+    by: &Caller,
     device_id: u128,
     command: IdentityCommand,
 ) -> Result<obol_core::identity::Device, Error> {
-    accepted(run_identity(state, command).await?)?;
+    accepted(run_identity_by(state, Some(by), command).await?)?;
     let ledger = read_ledger(state);
     ledger.identity().device(device_id).cloned().ok_or(Error::DeviceNotFound(device_id))
 }
@@ -158,7 +179,8 @@ pub async fn create_principal(
     if name.is_empty() || name.len() > name_max {
         return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")));
     }
-    let result = run_identity(state, IdentityCommand::CreatePrincipal { id, role, name: name.to_string() }).await?;
+    let command = IdentityCommand::CreatePrincipal { id, role, name: name.to_string() };
+    let result = run_identity_by(state, Some(caller), command).await?;
     accepted(result)?;
     let principal = read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))?;
     Ok((principal, result == IdentityResult::Ok))
@@ -187,7 +209,7 @@ pub async fn set_principal_status(state: &App, caller: &Caller, id: &str, status
     if id == caller.principal_id && status == Status::Suspended {
         return Err(Error::Forbidden("an operator cannot suspend itself".into()));
     }
-    accepted(run_identity(state, IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
+    accepted(run_identity_by(state, Some(caller), IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
     read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))
 }
 
@@ -244,13 +266,14 @@ pub async fn create_key(
         None | Some(0) => 0,
         Some(seconds) => state.env.now_ns().saturating_add(seconds.saturating_mul(1_000_000_000)),
     };
-    issue_key(state, id, scopes, expires_ns).await
+    issue_key(state, Some(caller), id, scopes, expires_ns).await
 }
 
 /// Revokes an API key the caller may manage; answers it as it is now.
 pub async fn revoke_key(state: &App, caller: &Caller, key_id: &str) -> Result<ApiKey, Error> {
     key_for_manage(state, caller, key_id)?;
-    accepted(run_identity(state, IdentityCommand::RevokeApiKey { key_id: key_id.to_string() }).await?)?;
+    let command = IdentityCommand::RevokeApiKey { key_id: key_id.to_string() };
+    accepted(run_identity_by(state, Some(caller), command).await?)?;
     read_ledger(state).identity().key(key_id).cloned().ok_or_else(|| Error::KeyNotFound(key_id.to_string()))
 }
 
@@ -271,7 +294,7 @@ pub async fn rotate_key(
             "a key cannot grant scopes its creator lacks: rotate it with a key that holds them".into(),
         ));
     }
-    let new_key = issue_key(state, old.principal_id, old.scopes, old.expires_ns).await?;
+    let new_key = issue_key(state, Some(caller), old.principal_id, old.scopes, old.expires_ns).await?;
     let overlap_s = overlap_s.unwrap_or(3600);
     let key_id = key_id.to_string();
     let command = if overlap_s == 0 {
@@ -281,7 +304,7 @@ pub async fn rotate_key(
         let expires_ns = if old.expires_ns == 0 { until } else { old.expires_ns.min(until) };
         IdentityCommand::SetApiKeyExpiry { key_id, expires_ns }
     };
-    accepted(run_identity(state, command).await?)?;
+    accepted(run_identity_by(state, Some(caller), command).await?)?;
     Ok(new_key)
 }
 
@@ -355,7 +378,7 @@ pub async fn register_device(
         public_key: jwk.public_key,
         limits: device_limits(state, limits)?,
     };
-    let result = run_identity(state, command).await?;
+    let result = run_identity_by(state, Some(caller), command).await?;
     accepted(result)?;
     let device = read_ledger(state)
         .identity()
@@ -392,7 +415,7 @@ pub async fn set_device_status(
             return Err(Error::InvalidField(format!("status must be active, suspended or revoked, not {other:?}")));
         }
     };
-    device_change(state, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await
+    device_change(state, caller, device_id, IdentityCommand::SetDeviceStatus { id: device_id, status }).await
 }
 
 /// Gives a device a new key (an RFC 8037 JWK); what it paid under the old key stays owed.
@@ -405,7 +428,7 @@ pub async fn rotate_device(
     let device_id = device_for_manage(state, caller, id)?;
     let jwk = obol_wire::httpsig::parse_jwk(jwk).map_err(Error::InvalidField)?;
     let command = IdentityCommand::RotateDeviceKey { id: device_id, kid: jwk.kid, public_key: jwk.public_key };
-    device_change(state, device_id, command).await
+    device_change(state, caller, device_id, command).await
 }
 
 /// Sets or removes (`None`) a device's spending limits.
@@ -417,5 +440,5 @@ pub async fn set_device_limits(
 ) -> Result<obol_core::identity::Device, Error> {
     let device_id = device_for_manage(state, caller, id)?;
     let limits = device_limits(state, limits)?;
-    device_change(state, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
+    device_change(state, caller, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
 }

@@ -625,7 +625,12 @@ pub async fn enroll_totp(
     let totp = totp_for(secret.expose_secret(), &name)?;
     let uri = totp.to_url().map_err(|e| Error::Internal(format!("otpauth URI: {e}")))?;
     let sealed = state.vault.seal(&*state.env, &totp_purpose(principal_id), secret.expose_secret());
-    let result = run_identity(state, IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed }).await?;
+    let result = crate::identity::run_identity_by(
+        state,
+        Some(caller),
+        IdentityCommand::EnrollTotp { principal_id, sealed_secret: sealed },
+    )
+    .await?;
     if result != IdentityResult::Ok {
         return Err(Error::IdentityRejected(result));
     }
@@ -663,7 +668,12 @@ pub async fn confirm_totp(
     };
     let codes: Vec<String> = (0..RECOVERY_CODES_COUNT).map(|_| recovery_code(&*state.env)).collect();
     let recovery_hashes = codes.iter().map(|c| recovery_hash(principal_id, c)).collect();
-    let result = run_identity(state, IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes }).await?;
+    let result = crate::identity::run_identity_by(
+        state,
+        Some(caller),
+        IdentityCommand::ConfirmTotp { principal_id, step, recovery_hashes },
+    )
+    .await?;
     if result != IdentityResult::Ok {
         return Err(Error::IdentityRejected(result));
     }
@@ -675,7 +685,8 @@ pub async fn unlock(state: &App, caller: &Caller, principal_id: &str) -> Result<
     need_scope(caller, Scopes::MANAGE)?;
     crate::authz::need_role(caller, &[Role::Operator])?;
     let principal_id = crate::parse_id("id", principal_id)?;
-    match run_identity(state, IdentityCommand::UnlockFactors { principal_id }).await? {
+    match crate::identity::run_identity_by(state, Some(caller), IdentityCommand::UnlockFactors { principal_id }).await?
+    {
         IdentityResult::Ok => Ok(()),
         other => Err(Error::IdentityRejected(other)),
     }

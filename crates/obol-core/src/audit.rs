@@ -126,7 +126,8 @@ fn event(op: &Op) -> (&'static str, Option<String>, usize) {
     }
 }
 
-fn identity_event(command: &IdentityCommand) -> (&'static str, String) {
+/// What an identity command does, and to which id, as its entry's event names it.
+pub fn identity_event(command: &IdentityCommand) -> (&'static str, String) {
     use IdentityCommand as C;
     match command {
         C::CreatePrincipal { id, .. } => ("principal.create", id.to_string()),

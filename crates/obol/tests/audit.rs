@@ -4,8 +4,8 @@
 //! truncated file, a checkpoint of another history (a fork), a file checked with another key.
 //! Proofs and checkpoints stay valid across kill -9: the same size signs to the same note, and the
 //! history after the restart is consistent with the one before it.
-//! A payment the risk policy refused and a review decision are entries too, naming who, from
-//! where and how it ended. Regressions from the attack review (`r13_*`): a failed export keeps
+//! A payment the risk policy refused, a review decision and an identity change name who asked,
+//! with which credential, from where and how it ended. Regressions from the attack review (`r13_*`): a failed export keeps
 //! the file it would replace; saved checkpoints survive editors; damaged lines are named.
 //! Method: the real `obol serve` over HTTP and the real `obol audit` commands on its exports.
 
@@ -339,6 +339,16 @@ async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_
     let decided = events.iter().find(|e| e["what"] == "review.approve").expect("the decision is in the audit log");
     assert_eq!(decided["id"], format!("review:{review}"));
     assert_eq!(decided["role"], "operator");
+    // Identity changes name who asked for them, in the same record as the change.
+    let asked = entries
+        .iter()
+        .find(|entry| {
+            let events = entry["events"].as_array().unwrap();
+            events.iter().any(|e| e["what"] == "principal.create" && e["id"] == "100" && e["role"] == "operator")
+                && events.iter().any(|e| e["what"] == "principal.create" && e["id"] == "100" && e.get("by").is_none())
+        })
+        .expect("the holder's creation names the operator who asked for it");
+    assert!(asked["events"].as_array().unwrap().iter().any(|e| e["outcome"] == "asked"), "{asked}");
     // Nothing of the holder's name or the policy's wording is in any entry.
     let all = serde_json::to_string(&entries).unwrap();
     assert!(!all.contains("Alice") && !all.contains("Too much"), "{all}");
