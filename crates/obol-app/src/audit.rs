@@ -32,6 +32,10 @@ pub const EXPORT_FORMAT: &str = "obol-audit-export/1";
 pub struct AuditKey {
     origin: String,
     key: SigningKey,
+    /// Keys the pseudonyms of client addresses in audit notes (derived from the signing key's
+    /// seed): an address is personal data, so notes hold `ip:<keyed hash>`, the same for every
+    /// request from one address, which only the key's keeper can test a suspect address against.
+    address_key: [u8; 32],
 }
 
 impl fmt::Debug for AuditKey {
@@ -43,7 +47,14 @@ impl fmt::Debug for AuditKey {
 impl AuditKey {
     /// The signing key from its 32-byte seed, for the log of instance `instance_id`.
     pub fn new(instance_id: &str, seed: &crate::vault::Secret<[u8; 32]>) -> AuditKey {
-        AuditKey { origin: origin(instance_id), key: SigningKey::from_bytes(seed.expose_secret()) }
+        let address_key = keyed(seed.expose_secret(), b"obol audit address pseudonyms");
+        AuditKey { origin: origin(instance_id), key: SigningKey::from_bytes(seed.expose_secret()), address_key }
+    }
+
+    /// The pseudonym of client address `address` in audit notes: `ip:` and 16 hex digits.
+    pub fn address_pseudonym(&self, address: std::net::IpAddr) -> String {
+        let mac = keyed(&self.address_key, address.to_string().as_bytes());
+        format!("ip:{}", audit::hex(mac.get(..8).unwrap_or(&mac)))
     }
 
     /// The log's name: `obol/<instance id>/audit`.
@@ -58,12 +69,20 @@ impl AuditKey {
 
     /// The same key, named for another instance.
     pub(crate) fn renamed(&self, instance_id: &str) -> AuditKey {
-        AuditKey { origin: origin(instance_id), key: self.key.clone() }
+        AuditKey { origin: origin(instance_id), key: self.key.clone(), address_key: self.address_key }
     }
 
     fn sign(&self, size: u64, root: Hash) -> String {
         Checkpoint { origin: self.origin.clone(), size, root }.sign(&self.key)
     }
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+fn keyed(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else { return [0; 32] };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn origin(instance_id: &str) -> String {
@@ -72,7 +91,7 @@ fn origin(instance_id: &str) -> String {
 
 /// An audit note of what `caller` did to `subject`, and how it ended (PCI DSS 10.2.2: the
 /// record's time is when; ids only).
-pub(crate) fn note(caller: &Caller, what: &str, subject: &str, outcome: &str) -> obol_core::record::Op {
+pub(crate) fn note(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) -> obol_core::record::Op {
     let via = match &caller.via {
         crate::auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
         crate::auth::Via::Device(device_id) => format!("device:{device_id}"),
@@ -81,7 +100,7 @@ pub(crate) fn note(caller: &Caller, what: &str, subject: &str, outcome: &str) ->
         actor_id: caller.principal_id,
         role: caller.role.as_str().to_string(),
         via: audit::Note::field(&via),
-        origin: caller.peer.map(|peer| peer.to_string()).unwrap_or_default(),
+        origin: caller.peer.map(|peer| state.audit_key.address_pseudonym(peer)).unwrap_or_default(),
         what: audit::Note::field(what),
         subject: audit::Note::field(subject),
         outcome: audit::Note::field(outcome),
@@ -91,7 +110,7 @@ pub(crate) fn note(caller: &Caller, what: &str, subject: &str, outcome: &str) ->
 /// Journals a refusal that moved nothing (a payment the risk policy blocked) before the caller
 /// is answered; a log that cannot take it is logged and does not change the answer.
 pub(crate) async fn journal_refusal(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) {
-    if let Err(error) = state.engine.execute(note(caller, what, subject, outcome)).await {
+    if let Err(error) = state.engine.execute(note(state, caller, what, subject, outcome)).await {
         tracing::error!(%error, what, "an audit note could not be journaled");
     }
 }

@@ -26,7 +26,7 @@ pub(crate) async fn run_identity_by(
     let answer = match by {
         Some(caller) => {
             let (what, subject) = obol_core::audit::identity_event(&command);
-            let note = crate::audit::note(caller, what, &subject, "asked");
+            let note = crate::audit::note(state, caller, what, &subject, "asked");
             state.engine.execute_together(vec![note, Op::Identity(command)]).await?.pop()
         }
         None => Some(state.engine.execute(Op::Identity(command)).await?),

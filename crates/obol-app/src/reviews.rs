@@ -198,7 +198,7 @@ pub async fn decide_review(
     // The decision and who made it, in one record.
     let what = if approve { "review.approve" } else { "review.decline" };
     let outcome: Vec<String> = stored.review.outcome.iter().flatten().map(|o| format!("{o:?}")).collect();
-    let decided = crate::audit::note(caller, what, &format!("review:{id}"), &outcome.join(" "));
+    let decided = crate::audit::note(state, caller, what, &format!("review:{id}"), &outcome.join(" "));
     let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
     state.engine.execute_together(vec![decided, put]).await?;
     if let Some(tab) = tab_id {
