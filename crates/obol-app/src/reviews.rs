@@ -374,7 +374,7 @@ pub async fn submit_policy(
     }
     let text = std::str::from_utf8(bundle).map_err(|_| Error::InvalidField("the bundle is not UTF-8".into()))?;
     let who = format!("principal:{}", caller.principal_id);
-    state.risk.submit_bundle(state, &who, text, shadow).await.map_err(|(error, _)| error)
+    state.risk.submit_bundle(state, Some(caller), &who, text, shadow).await.map_err(|(error, _)| error)
 }
 
 /// Every policy change after sequence number `after` (who, what, when, diff), oldest first.

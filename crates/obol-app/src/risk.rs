@@ -1100,14 +1100,29 @@ impl Risk {
             .map(|(_, text)| text.clone())
     }
 
-    async fn record_change(&self, state: &App, mut change: PolicyChangeDto) -> Result<PolicyChangeDto, Error> {
+    async fn record_change(
+        &self,
+        state: &App,
+        by: Option<&Caller>,
+        mut change: PolicyChangeDto,
+    ) -> Result<PolicyChangeDto, Error> {
         let seq = {
             let changes = lock(&self.changes);
             changes.last().map_or(1, |c| c.seq + 1)
         };
         change.seq = seq;
         let bytes = serde_json::to_vec(&change).map_err(|e| Error::Internal(e.to_string()))?;
-        state.engine.put(&format!("{CHANGE_PREFIX}{seq:016}"), bytes).await?;
+        let key = format!("{CHANGE_PREFIX}{seq:016}");
+        match by {
+            // Who asked for it, in the change's own record.
+            Some(caller) => {
+                let subject = format!("policy:{}", change.bundle);
+                let note = crate::audit::note(state, caller, "policy.change", &subject, &change.what);
+                let put = Op::Put(obol_core::table::Put { key, value: bytes });
+                state.engine.execute_together(vec![note, put]).await?;
+            }
+            None => state.engine.put(&key, bytes).await?,
+        }
         let mut changes = lock(&self.changes);
         changes.push(change.clone());
         if changes.len() > CHANGES_MAX {
@@ -1123,6 +1138,7 @@ impl Risk {
     pub async fn submit_bundle(
         &self,
         state: &App,
+        by: Option<&Caller>,
         who: &str,
         text: &str,
         shadow: bool,
@@ -1186,7 +1202,7 @@ impl Risk {
             diff,
             error: outcome.as_ref().err().cloned(),
         };
-        let recorded = self.record_change(state, change).await.map_err(|e| (e, None))?;
+        let recorded = self.record_change(state, by, change).await.map_err(|e| (e, None))?;
         match outcome {
             Ok(_) => {
                 tracing::info!(who, bundle = %recorded.bundle, what = %recorded.what, "policy changed");
@@ -1222,7 +1238,7 @@ impl Risk {
                 diff: String::new(),
                 error: None,
             };
-            self.record_change(state, change).await?;
+            self.record_change(state, None, change).await?;
         }
         Ok(report.map(ShadowDto::from))
     }
@@ -1258,7 +1274,7 @@ impl Risk {
             lock(&self.watched).seen.insert(file.clone(), text.clone());
             changed += 1;
             let who = format!("file:{}", file.display());
-            match self.submit_bundle(state, &who, &text, false).await {
+            match self.submit_bundle(state, None, &who, &text, false).await {
                 Ok(_) => {}
                 Err((Error::PolicyRefused(_), _)) => {}
                 Err((error, _)) => return Err(error),

@@ -4,7 +4,8 @@
 //! truncated file, a checkpoint of another history (a fork), a file checked with another key.
 //! Proofs and checkpoints stay valid across kill -9: the same size signs to the same note, and the
 //! history after the restart is consistent with the one before it.
-//! A payment the risk policy refused, a review decision and an identity change name who asked,
+//! A payment the risk policy refused, a review decision, a policy change and an identity change
+//! name who asked,
 //! with which credential, from where and how it ended. Regressions from the attack review (`r13_*`): a failed export keeps
 //! the file it would replace; saved checkpoints survive editors; damaged lines are named.
 //! Method: the real `obol serve` over HTTP and the real `obol audit` commands on its exports.
@@ -325,6 +326,17 @@ async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_
     assert_eq!((status, support::code(&held)), (202, "held_for_review"), "{held}");
     let review = held["review"]["id"].as_str().expect("a review id").to_string();
     world.decide(&review, "approve").await;
+    let v2 = BLOCK_AND_HOLD_POLICY.replace("version = 1", "version = 2");
+    let response = world
+        .api
+        .http
+        .post(format!("{}/v1/risk/policy", world.api.base))
+        .bearer_auth(&world.operator)
+        .body(v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
 
     let size = head(&text(&world, "/v1/audit/checkpoint").await).0;
     let entries = entries_of(&text(&world, &format!("/v1/audit/export?from=0&to={size}")).await);
@@ -344,6 +356,9 @@ async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_
     let decided = events.iter().find(|e| e["what"] == "review.approve").expect("the decision is in the audit log");
     assert_eq!(decided["id"], format!("review:{review}"));
     assert_eq!(decided["role"], "operator");
+    let changed = events.iter().find(|e| e["what"] == "policy.change").expect("the policy change is in the audit log");
+    assert_eq!((changed["id"].as_str(), changed["outcome"].as_str()), (Some("policy:audit-test@2"), Some("added")));
+    assert_eq!(changed["role"], "operator");
     // Identity changes name who asked for them, in the same record as the change.
     let asked = entries
         .iter()
