@@ -45,9 +45,7 @@ impl std::fmt::Debug for KeyMaterial {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use obol_core::audit::hex;
 
 /// Makes a new key with a random id and a 160-bit random secret.
 #[expect(clippy::expect_used, reason = "argon2id with its default parameters and a fresh salt cannot fail")]

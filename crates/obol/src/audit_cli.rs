@@ -22,10 +22,7 @@ use serde_json::Value;
 
 use crate::client::{Api, Connection, runtime};
 
-/// Entries per export request (the server's page limit).
-const PAGE_ENTRIES: u64 = 4096;
-/// The first line of an export names its format.
-const EXPORT_FORMAT: &str = "obol-audit-export/1";
+use obol_app::audit::{EXPORT_FORMAT, EXPORT_PAGE_ENTRIES_MAX as PAGE_ENTRIES};
 
 /// `obol audit ...`
 #[derive(Subcommand, Debug)]

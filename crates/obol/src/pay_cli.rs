@@ -196,9 +196,7 @@ pub(crate) fn read_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Bytes as lower-case hex, as key and chain files hold them.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use obol_core::audit::hex;
 
 /// 64 hex digits as 32 bytes.
 pub(crate) fn hex32(text: &str) -> anyhow::Result<[u8; 32]> {
