@@ -125,6 +125,16 @@ pub enum Error {
     /// No such audit entry or tree size.
     #[error("{0}")]
     AuditNotFound(String),
+    /// A use of personal data beyond the payment itself that the person has not consented to.
+    #[error("principal {0} has not consented to {1}; the person grants it with PUT /v1/principals/{0}/consents/{1}")]
+    ConsentRequired(u128, String),
+    /// The person's personal data was erased (crypto-shredded): nothing of it can be read.
+    #[error("principal {0}'s personal data was erased")]
+    PersonalDataErased(u128),
+    /// The person asked for erasure and the law keeps the data until its retention ends: only
+    /// the person, or a read for a legal obligation, may see it until then.
+    #[error("principal {0} asked for erasure; until {1} only a read for a legal obligation may see the data")]
+    PersonalDataRestricted(u128, String),
     /// The review was decided already.
     #[error("review {0} was {1} already")]
     ReviewDecided(String, String),
@@ -253,6 +263,9 @@ impl Error {
             Error::TabPaused(..) => "tab_paused_for_review",
             Error::ReviewNotFound(_) => "review_not_found",
             Error::AuditNotFound(_) => "audit_not_found",
+            Error::ConsentRequired(..) => "consent_required",
+            Error::PersonalDataErased(_) => "personal_data_erased",
+            Error::PersonalDataRestricted(..) => "personal_data_restricted",
             Error::ReviewDecided(..) => "review_decided",
             Error::ReviewDeclined(_) => "review_declined",
             Error::ReviewRefused(..) => "review_refused",

@@ -22,14 +22,26 @@ pub(crate) async fn run_identity_by(
     by: Option<&Caller>,
     command: IdentityCommand,
 ) -> Result<IdentityResult, Error> {
+    run_identity_with(state, by, command, Vec::new()).await
+}
+
+/// [`run_identity_by`], with `also` journaled in the same record after the command.
+pub(crate) async fn run_identity_with(
+    state: &App,
+    by: Option<&Caller>,
+    command: IdentityCommand,
+    also: Vec<Op>,
+) -> Result<IdentityResult, Error> {
     let kind = command_name(&command);
     let answer = match by {
         Some(caller) => {
             let (what, subject) = obol_core::audit::identity_event(&command);
             let note = crate::audit::note(state, caller, what, &subject, "asked");
-            state.engine.execute_together(vec![note, Op::Identity(command)]).await?.pop()
+            let ops = [vec![note, Op::Identity(command)], also].concat();
+            state.engine.execute_together(ops).await?.into_iter().nth(1)
         }
-        None => Some(state.engine.execute(Op::Identity(command)).await?),
+        None if also.is_empty() => Some(state.engine.execute(Op::Identity(command)).await?),
+        None => state.engine.execute_together([vec![Op::Identity(command)], also].concat()).await?.into_iter().next(),
     };
     let answer = answer.ok_or_else(|| Error::Internal("an identity command had no result".into()))?;
     match answer {
@@ -163,7 +175,7 @@ pub async fn create_principal(
     caller: &Caller,
     id: Option<&str>,
     role: &str,
-    name: &str,
+    profile: crate::privacy::Profile,
 ) -> Result<(Principal, bool), Error> {
     need_scope(caller, Scopes::MANAGE)?;
     need_role(caller, &[Role::Operator])?;
@@ -174,13 +186,27 @@ pub async fn create_principal(
         Some(text) => crate::parse_id("id", text)?,
         None => state.env.random_id(),
     };
-    let name_max = obol_core::identity::NAME_BYTES_MAX;
-    crate::plain_text("name", name)?;
-    if name.is_empty() || name.len() > name_max {
-        return Err(Error::InvalidField(format!("name must be 1 to {name_max} bytes")));
+    if id == 0 || id == u128::MAX {
+        return Err(Error::IdentityRejected(IdentityResult::IdReserved));
     }
-    let command = IdentityCommand::CreatePrincipal { id, role, name: name.to_string() };
-    let result = run_identity_by(state, Some(caller), command).await?;
+    profile.check()?;
+    // One creation at a time: the check for an existing principal, its data key and the record
+    // that creates it and stores its sealed profile cannot interleave with another's.
+    let _vault_writes = state.vault_writes.lock().await;
+    let existing = read_ledger(state).identity().principal(id).map(|p| p.role);
+    if let Some(existing_role) = existing {
+        // A retry with the same fields answers the principal that exists; other fields are a
+        // different principal under a taken id.
+        let same = existing_role == role && crate::privacy::same_profile(state, caller, id, &profile).await?;
+        accepted(if same { IdentityResult::Exists } else { IdentityResult::ExistsWithDifferentFields })?;
+        let principal = read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))?;
+        return Ok((principal, false));
+    }
+    // The registry holds a label, never the name: the name and every other personal field are
+    // sealed in the vault under the principal's own data key, in the same record.
+    let command = IdentityCommand::CreatePrincipal { id, role, name: crate::privacy::VAULT_LABEL.to_string() };
+    let sealed = crate::privacy::seal_profile(state, id, &profile).await?;
+    let result = run_identity_with(state, Some(caller), command, vec![sealed]).await?;
     accepted(result)?;
     let principal = read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))?;
     Ok((principal, result == IdentityResult::Ok))
@@ -208,6 +234,11 @@ pub async fn set_principal_status(state: &App, caller: &Caller, id: &str, status
     };
     if id == caller.principal_id && status == Status::Suspended {
         return Err(Error::Forbidden("an operator cannot suspend itself".into()));
+    }
+    if status == Status::Active && crate::privacy::erasure(state, id).is_some() {
+        return Err(Error::Forbidden(format!(
+            "principal {id} asked for erasure: it stays suspended (its data is kept only as the law requires)"
+        )));
     }
     accepted(run_identity_by(state, Some(caller), IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
     read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))

@@ -21,6 +21,7 @@ pub mod error;
 pub mod identity;
 pub mod lists;
 pub mod passkeys;
+pub mod privacy;
 pub mod reviews;
 pub mod risk;
 pub mod stepup;
@@ -64,6 +65,12 @@ pub struct App {
     pub audit_key: Arc<audit::AuditKey>,
     /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
     pub env: Arc<dyn Env>,
+    /// Days records the law requires are kept after a person's last payment before a requested
+    /// erasure destroys their data key ([`privacy::RETENTION_DAYS_DEFAULT`]).
+    pub retention_days: u64,
+    /// Serializes the vault's writes (a data key's creation and destruction, the profile sealed
+    /// under it), so no write can seal under a key being replaced or destroyed.
+    pub(crate) vault_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -90,7 +97,16 @@ impl App {
             risk: Arc::new(risk::Risk::off()),
             audit_key: Arc::new(audit_key),
             env,
+            retention_days: privacy::RETENTION_DAYS_DEFAULT,
+            vault_writes: Arc::default(),
         }
+    }
+
+    /// Keeps records the law requires for `days` after a person's last payment before a
+    /// requested erasure runs (0: erasure runs at once).
+    pub fn with_retention_days(mut self, days: u64) -> App {
+        self.retention_days = days;
+        self
     }
 
     /// Reads time and draws randomness from `env` (the simulator's clock and seeded generator).

@@ -184,11 +184,7 @@ pub async fn start_registration(
             state.engine.execute(crate::approvals::spent(&id)).await?;
         }
     }
-    let name = read_ledger(state)
-        .identity()
-        .principal(principal_id)
-        .map(|p| p.name.clone())
-        .ok_or(Error::PrincipalNotFound(principal_id))?;
+    let name = crate::privacy::display_name(state, principal_id).await?;
     let exclude: Vec<_> = stored_passkeys(state, principal_id)?.iter().map(|p| p.cred_id().clone()).collect();
     let (options, registration) = state
         .passkeys

@@ -99,6 +99,14 @@ fn reviews_after(
         .collect())
 }
 
+/// Every review of a principal's own requests, oldest first (for the principal's data export:
+/// each carries the risk decision's reasons as the principal may see them).
+pub(crate) fn reviews_of_owner(state: &App, principal_id: u128) -> Vec<ReviewDto> {
+    let principal_id = principal_id.to_string();
+    let reviews = lock(&state.risk.reviews);
+    reviews.values().filter(|r| r.review.principal_id == principal_id).map(|r| r.review.clone()).collect()
+}
+
 /// One review.
 pub fn review(state: &App, caller: &Caller, id: &str) -> Result<ReviewDto, Error> {
     analyst(caller)?;

@@ -608,11 +608,13 @@ pub async fn enroll_totp(
 ) -> Result<Enrollment, Error> {
     let principal_id = crate::parse_id("id", principal_id)?;
     self_with_key(caller, principal_id)?;
-    let (name, has_factor) = {
+    let has_factor = {
         let ledger = read_ledger(state);
         let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
-        (principal.name.clone(), principal.has_factor())
+        principal.has_factor()
     };
+    // The authenticator app shows the person's own name; it is read from the vault for them.
+    let name = crate::privacy::display_name(state, principal_id).await?;
     if has_factor {
         let code = code.ok_or_else(|| {
             Error::Forbidden("replacing an authenticator needs a current code from the existing one".into())

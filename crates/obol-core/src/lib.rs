@@ -18,3 +18,4 @@ pub mod merkle;
 pub mod money;
 pub mod record;
 pub mod table;
+pub mod time;

@@ -117,6 +117,8 @@ impl ApiError {
             Error::RiskBlocked(_) | Error::TabPaused(..) => StatusCode::FORBIDDEN,
             Error::HeldForReview(_) => StatusCode::ACCEPTED,
             Error::ReviewNotFound(_) | Error::NoShadow | Error::AuditNotFound(_) => StatusCode::NOT_FOUND,
+            Error::ConsentRequired(..) | Error::PersonalDataRestricted(..) => StatusCode::FORBIDDEN,
+            Error::PersonalDataErased(_) => StatusCode::GONE,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -13,6 +13,7 @@ use crate::error::{ApiError, Error, Problem};
 use crate::{ApiJson, AppState, read_ledger};
 use obol_app::auth::{Caller, Via};
 use obol_app::identity;
+use obol_app::privacy::{self, Profile};
 
 /// A principal.
 #[derive(Serialize, ToSchema, Debug)]
@@ -21,8 +22,10 @@ pub struct PrincipalDto {
     pub id: String,
     /// `operator`, `holder`, `merchant`, `analyst` or `auditor`.
     pub role: String,
-    /// Display name.
-    pub name: String,
+    /// The label of a principal made before personal fields moved to the vault (absent for
+    /// the others: their name is a personal field, read with `GET /v1/principals/{id}/profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `active` or `suspended`.
     pub status: String,
     /// Creation time, ns since the Unix epoch, decimal string.
@@ -34,7 +37,7 @@ impl From<&Principal> for PrincipalDto {
         PrincipalDto {
             id: p.id.to_string(),
             role: p.role.as_str().into(),
-            name: p.name.clone(),
+            name: (p.name != obol_app::privacy::VAULT_LABEL).then(|| p.name.clone()),
             status: p.status.as_str().into(),
             created_ns: p.created_ns.to_string(),
         }
@@ -54,8 +57,9 @@ pub struct MeDto {
     pub scopes: Vec<String>,
 }
 
-/// A request to create a principal.
-#[derive(Deserialize, ToSchema, Debug)]
+/// A request to create a principal. The name and the other personal fields are sealed in the
+/// vault under the principal's own data key; the ledger and the audit log see only the id.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalNew {
     /// Id, decimal string; a random one if omitted.
@@ -63,8 +67,26 @@ pub struct PrincipalNew {
     pub id: Option<String>,
     /// `holder`, `merchant`, `analyst`, `auditor` or `operator`.
     pub role: String,
-    /// Display name, 1 to 64 bytes.
+    /// Name, 1 to 64 bytes.
     pub name: String,
+    /// Email address, at most 254 bytes.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone number: 3 to 20 digits, optional leading `+`, spaces, dashes, dots, parentheses.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Postal address, lines separated by `\n`, at most 512 bytes.
+    #[serde(default)]
+    pub postal_address: Option<String>,
+    /// Free-text notes, at most 4,096 bytes.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+impl std::fmt::Debug for PrincipalNew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrincipalNew {{ id: {:?}, role: {:?}, personal fields: *** }}", self.id, self.role)
+    }
 }
 
 /// A status change.
@@ -185,8 +207,15 @@ pub async fn create_principal(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<PrincipalNew>,
 ) -> Result<Response, ApiError> {
+    let profile = Profile {
+        name: body.name,
+        email: body.email,
+        phone: body.phone,
+        postal_address: body.postal_address,
+        notes: body.notes,
+    };
     let (principal, created) =
-        identity::create_principal(&state, &caller, body.id.as_deref(), &body.role, &body.name).await?;
+        identity::create_principal(&state, &caller, body.id.as_deref(), &body.role, profile).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(PrincipalDto::from(&principal))).into_response())
 }
@@ -580,4 +609,449 @@ pub async fn list_all_devices(
     let limit = obol_app::lists::limit(query.limit)?;
     let page = obol_app::lists::devices(&state, &caller, filter, query.after.as_deref(), limit)?;
     Ok(Json(DevicePage { items: page.items.iter().map(DeviceDto::from).collect(), next: page.next }))
+}
+
+/// A person's personal fields, from the vault.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileDto {
+    /// Name.
+    pub name: String,
+    /// Email address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Phone number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Postal address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_address: Option<String>,
+    /// Free-text notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl std::fmt::Debug for ProfileDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProfileDto(***)")
+    }
+}
+
+impl From<Profile> for ProfileDto {
+    fn from(p: Profile) -> ProfileDto {
+        ProfileDto { name: p.name, email: p.email, phone: p.phone, postal_address: p.postal_address, notes: p.notes }
+    }
+}
+
+/// Changes to personal fields: a field given replaces it; `""` clears an optional one.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileChangeDto {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// New phone.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// New postal address.
+    #[serde(default)]
+    pub postal_address: Option<String>,
+    /// New notes.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+impl std::fmt::Debug for ProfileChangeDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProfileChangeDto(***)")
+    }
+}
+
+/// Why personal fields are read.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeQuery {
+    /// Needed unless the caller is the person: `support`, `dispute`, `fraud_investigation`,
+    /// `legal_obligation`, `data_subject_request`, or (with the person's consent) `marketing`,
+    /// `analytics`, `threat_intel`. Logged where the person can read it.
+    pub purpose: Option<String>,
+}
+
+/// One read of a person's personal fields by someone else.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct AccessDto {
+    /// When, ns since the Unix epoch, decimal string.
+    pub time_ns: String,
+    /// Who read (principal id).
+    pub reader_id: String,
+    /// The reader's role.
+    pub reader_role: String,
+    /// The credential used (`key:<id>` or `device:<id>`).
+    pub via: String,
+    /// The purpose stated.
+    pub purpose: String,
+    /// What was read: `profile` or `export`.
+    pub what: String,
+}
+
+impl From<privacy::Access> for AccessDto {
+    fn from(a: privacy::Access) -> AccessDto {
+        AccessDto {
+            time_ns: a.time_ns.to_string(),
+            reader_id: a.reader_id.to_string(),
+            reader_role: a.reader_role,
+            via: a.via,
+            purpose: a.purpose,
+            what: a.what,
+        }
+    }
+}
+
+/// A consent.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ConsentDto {
+    /// `marketing`, `analytics` or `threat_intel`.
+    pub purpose: String,
+    /// Whether it is given now.
+    pub granted: bool,
+    /// When it last changed, ns since the Unix epoch (`0`: never asked).
+    pub changed_ns: String,
+}
+
+impl From<privacy::Consent> for ConsentDto {
+    fn from(c: privacy::Consent) -> ConsentDto {
+        ConsentDto { purpose: c.purpose, granted: c.granted, changed_ns: c.changed_ns.to_string() }
+    }
+}
+
+/// Give or withdraw a consent.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChange {
+    /// `true` gives it, `false` withdraws it (at once).
+    pub granted: bool,
+}
+
+/// An erasure and its state.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ErasureDto {
+    /// The person.
+    pub principal_id: String,
+    /// `erased` (the data key is destroyed) or `retained` (kept, restricted, until
+    /// `erase_after_ns`, as the law requires).
+    pub state: String,
+    /// When it was asked, ns.
+    pub requested_ns: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// The last payment, from which retention runs, ns.
+    pub last_activity_ns: String,
+    /// When the data key is destroyed, ns.
+    pub erase_after_ns: String,
+    /// When it was destroyed, ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_ns: Option<String>,
+}
+
+impl From<&privacy::Erasure> for ErasureDto {
+    fn from(e: &privacy::Erasure) -> ErasureDto {
+        ErasureDto {
+            principal_id: e.principal_id.to_string(),
+            state: e.state().into(),
+            requested_ns: e.requested_ns.to_string(),
+            requested_by: e.requested_by.to_string(),
+            last_activity_ns: e.last_activity_ns.to_string(),
+            erase_after_ns: e.erase_after_ns.to_string(),
+            erased_ns: e.erased_ns.map(|ns| ns.to_string()),
+        }
+    }
+}
+
+/// A person's personal fields (the person; or an operator with `?purpose=`, logged in the
+/// person's access log and the audit log before anything is read).
+#[utoipa::path(get, path = "/v1/principals/{id}/profile", tag = "privacy",
+    params(("id" = String, Path, description = "Principal id"), PurposeQuery),
+    responses((status = 200, body = ProfileDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_profile(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<PurposeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ProfileDto>, ApiError> {
+    let query = crate::list_query(query)?;
+    Ok(Json(privacy::profile(&state, &caller, &id, query.purpose.as_deref()).await?.into()))
+}
+
+/// Change personal fields (the person, or an operator; a `manage` key). Answers nothing of the
+/// profile: changing is no way to read it.
+#[utoipa::path(patch, path = "/v1/principals/{id}/profile", tag = "privacy", request_body = ProfileChangeDto,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 204, description = "Changed"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn update_profile(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ProfileChangeDto>,
+) -> Result<StatusCode, ApiError> {
+    let change = privacy::ProfileChange {
+        name: body.name,
+        email: body.email,
+        phone: body.phone,
+        postal_address: body.postal_address,
+        notes: body.notes,
+    };
+    privacy::update_profile(&state, &caller, &id, change).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page of the access log.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogQuery {
+    /// Entries per page, 1 to 1,000 (default 100).
+    pub limit: Option<usize>,
+    /// The previous page's `next`: entries older than it.
+    pub before: Option<String>,
+}
+
+/// A page of the access log, newest first.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct AccessLogPage {
+    /// The entries.
+    pub items: Vec<AccessDto>,
+    /// Pass as `before` for the next (older) page; absent at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Who read the person's personal fields (the person's own reads included), when and why, newest
+/// first, a page at a time (the person, operators and auditors).
+#[utoipa::path(get, path = "/v1/principals/{id}/access-log", tag = "privacy",
+    params(("id" = String, Path, description = "Principal id"), AccessLogQuery),
+    responses((status = 200, body = AccessLogPage), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn access_log(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<AccessLogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AccessLogPage>, ApiError> {
+    let query = crate::list_query(query)?;
+    let (items, next) = privacy::access_log(&state, &caller, &id, query.before.as_deref(), query.limit.unwrap_or(100))?;
+    Ok(Json(AccessLogPage { items: items.into_iter().map(AccessDto::from).collect(), next }))
+}
+
+/// The person's consents (the person, operators and auditors).
+#[utoipa::path(get, path = "/v1/principals/{id}/consents", tag = "privacy",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = Vec<ConsentDto>), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_consents(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ConsentDto>>, ApiError> {
+    Ok(Json(privacy::consents(&state, &caller, &id)?.into_iter().map(ConsentDto::from).collect()))
+}
+
+/// Give or withdraw a consent (only the person, a `manage` key); it takes effect at once.
+#[utoipa::path(put, path = "/v1/principals/{id}/consents/{purpose}", tag = "privacy", request_body = ConsentChange,
+    params(("id" = String, Path, description = "Principal id"),
+        ("purpose" = String, Path, description = "`marketing`, `analytics` or `threat_intel`")),
+    responses((status = 200, body = ConsentDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_consent(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, purpose)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ConsentChange>,
+) -> Result<Json<ConsentDto>, ApiError> {
+    Ok(Json(privacy::set_consent(&state, &caller, &id, &purpose, body.granted).await?.into()))
+}
+
+/// Erase a person (the person, or an operator; a `manage` key): suspends the principal and
+/// destroys its data key now (200, `erased`), or, while the law's retention runs from the last
+/// payment, keeps the data restricted and erases it when the retention ends (202, `retained`).
+#[utoipa::path(post, path = "/v1/principals/{id}/erasure", tag = "privacy",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, description = "Erased", body = ErasureDto),
+        (status = 202, description = "Kept under retention, restricted, erased when it ends", body = ErasureDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn erase_principal(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let erasure = privacy::erase(&state, &caller, &id).await?;
+    let status = if erasure.erased_ns.is_some() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(ErasureDto::from(&erasure))).into_response())
+}
+
+/// When to plan the retention scheduler for.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionQuery {
+    /// A time (RFC 3339 or ns since the Unix epoch); default now.
+    pub at: Option<String>,
+}
+
+/// One erasure the retention scheduler will run.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct RetentionItemDto {
+    /// The erasure.
+    pub erasure: ErasureDto,
+    /// Whether it is due at the time asked.
+    pub due: bool,
+}
+
+/// The retention scheduler's plan, a dry run: every erasure kept under retention and whether it
+/// is due at `at` (operators and auditors). Nothing is erased by asking.
+#[utoipa::path(get, path = "/v1/privacy/retention", tag = "privacy", params(RetentionQuery),
+    responses((status = 200, body = Vec<RetentionItemDto>), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn retention_plan(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<axum::extract::Query<RetentionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<RetentionItemDto>>, ApiError> {
+    let query = crate::list_query(query)?;
+    let at_ns = match query.at.as_deref() {
+        None => state.env.now_ns(),
+        Some(text) => obol_core::time::parse_time(text)
+            .ok_or_else(|| Error::InvalidQuery(format!("at {text:?}: an RFC 3339 time or ns since the epoch")))?,
+    };
+    let plan = privacy::retention_plan(&state, &caller, at_ns)?;
+    Ok(Json(plan.iter().map(|(erasure, due)| RetentionItemDto { erasure: erasure.into(), due: *due }).collect()))
+}
+
+/// A tab in a data export.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ExportTabDto {
+    /// Tab id.
+    pub id: String,
+    /// The account it pays.
+    pub payee_account_id: String,
+    /// The escrow, minor units.
+    pub escrow: String,
+    /// What it paid so far, minor units.
+    pub paid: String,
+    /// When it expires, ns.
+    pub expires_ns: String,
+    /// Whether it is settled.
+    pub closed: bool,
+}
+
+/// The person's second factors, without secrets.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct FactorsDto {
+    /// Whether a TOTP authenticator is enrolled (its seed is never exported).
+    pub totp: bool,
+    /// Unused recovery codes (their hashes are never exported).
+    pub recovery_codes_left: usize,
+    /// Registered passkeys.
+    pub passkeys: usize,
+}
+
+/// Everything obol holds about a person (GDPR art. 15 and 20), as JSON.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PersonalExportDto {
+    /// `obol-personal-export/1`.
+    pub format: String,
+    /// When it was made, ns.
+    pub generated_ns: String,
+    /// The principal.
+    pub principal: PrincipalDto,
+    /// Personal fields; absent once erased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileDto>,
+    /// The erasure asked, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureDto>,
+    /// Accounts owned.
+    pub accounts: Vec<crate::dto::AccountDto>,
+    /// Every transfer touching them, in ledger order.
+    pub transfers: Vec<crate::dto::TransferDto>,
+    /// Tabs paid from or to them.
+    pub tabs: Vec<ExportTabDto>,
+    /// Devices acting for the person.
+    pub devices: Vec<DeviceDto>,
+    /// API keys (no secrets).
+    pub keys: Vec<KeyDto>,
+    /// Second factors (no secrets).
+    pub factors: FactorsDto,
+    /// Risk reviews of the person's payments, with their reasons.
+    pub risk_reviews: Vec<obol_app::views::ReviewDto>,
+    /// Consents.
+    pub consents: Vec<ConsentDto>,
+    /// Reads of the personal fields by others.
+    pub access_log: Vec<AccessDto>,
+}
+
+/// Everything obol holds about a person, as JSON (the person; or an operator, whose read is
+/// logged with the purpose `data_subject_request`).
+#[utoipa::path(get, path = "/v1/principals/{id}/export", tag = "privacy",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = PersonalExportDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn export_personal_data(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<PersonalExportDto>, ApiError> {
+    let export = privacy::export(&state, &caller, &id).await?;
+    let ledger = read_ledger(&state);
+    let transfers = export.transfers.iter().map(|t| crate::dto::transfer_dto(t, ledger.pending_status(t.id))).collect();
+    let tabs = export
+        .tabs
+        .iter()
+        .map(|t| ExportTabDto {
+            id: t.id.to_string(),
+            payee_account_id: t.payee_id.to_string(),
+            escrow: t.escrow.to_string(),
+            paid: t.cumulative.to_string(),
+            expires_ns: t.expires_ns.to_string(),
+            closed: t.closed,
+        })
+        .collect();
+    drop(ledger);
+    let p = &export.principal;
+    Ok(Json(PersonalExportDto {
+        format: "obol-personal-export/1".into(),
+        generated_ns: export.generated_ns.to_string(),
+        principal: p.into(),
+        profile: export.profile.map(ProfileDto::from),
+        erasure: export.erasure.as_ref().map(ErasureDto::from),
+        accounts: export.accounts.iter().map(crate::dto::AccountDto::from).collect(),
+        transfers,
+        tabs,
+        devices: export.devices.iter().map(DeviceDto::from).collect(),
+        keys: export.keys.iter().map(KeyDto::from).collect(),
+        factors: FactorsDto {
+            totp: p.totp.is_some(),
+            recovery_codes_left: p.recovery_hashes.len(),
+            passkeys: p.passkeys.len(),
+        },
+        risk_reviews: export.reviews,
+        consents: export.consents.into_iter().map(ConsentDto::from).collect(),
+        access_log: export.access_log.into_iter().map(AccessDto::from).collect(),
+    }))
 }

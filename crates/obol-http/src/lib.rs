@@ -101,6 +101,13 @@ impl AppState {
         }
     }
 
+    /// Keeps records the law requires for `days` after a person's last payment before a
+    /// requested erasure runs (0: at once).
+    pub fn with_retention_days(mut self, days: u64) -> AppState {
+        self.app.retention_days = days;
+        self
+    }
+
     /// Decides payments with `risk` (the default decides nothing and allows everything).
     pub fn with_risk(mut self, risk: obol_app::risk::Risk) -> AppState {
         self.app.risk = Arc::new(risk);
@@ -221,6 +228,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/entries/{index}/proof"),
     ("GET", "/v1/audit/consistency"),
     ("GET", "/v1/audit/export"),
+    ("GET", "/v1/principals/{id}/profile"),
+    ("PATCH", "/v1/principals/{id}/profile"),
+    ("GET", "/v1/principals/{id}/access-log"),
+    ("GET", "/v1/principals/{id}/consents"),
+    ("PUT", "/v1/principals/{id}/consents/{purpose}"),
+    ("POST", "/v1/principals/{id}/erasure"),
+    ("GET", "/v1/principals/{id}/export"),
+    ("GET", "/v1/privacy/retention"),
     ("DELETE", "/v1/keys/{key_id}"),
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
@@ -317,6 +332,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/entries/{index}/proof", get(audit_routes::inclusion))
         .route("/v1/audit/consistency", get(audit_routes::consistency))
         .route("/v1/audit/export", get(audit_routes::export))
+        .route("/v1/principals/{id}/profile", get(identity_routes::get_profile).patch(identity_routes::update_profile))
+        .route("/v1/principals/{id}/access-log", get(identity_routes::access_log))
+        .route("/v1/principals/{id}/consents", get(identity_routes::list_consents))
+        .route("/v1/principals/{id}/consents/{purpose}", axum::routing::put(identity_routes::set_consent))
+        .route("/v1/principals/{id}/erasure", post(identity_routes::erase_principal))
+        .route("/v1/principals/{id}/export", get(identity_routes::export_personal_data))
+        .route("/v1/privacy/retention", get(identity_routes::retention_plan))
         .route("/v1/keys/{key_id}", axum::routing::delete(identity_routes::revoke_key))
         .route("/v1/keys/{key_id}/rotate", post(identity_routes::rotate_key))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_key));
@@ -526,6 +548,8 @@ impl utoipa::Modify for ProblemAnswers {
         risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::get_policy, risk_routes::submit_policy,
         risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
         audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
+        identity_routes::get_profile, identity_routes::update_profile, identity_routes::access_log, identity_routes::list_consents,
+        identity_routes::set_consent, identity_routes::erase_principal, identity_routes::export_personal_data, identity_routes::retention_plan,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth, &ProblemAnswers),
 )]

@@ -122,6 +122,7 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     let analyst = world.principal(400, "analyst", None).await;
     let auditor = world.principal(500, "auditor", None).await;
     world.principal(600, "holder", None).await;
+    world.principal(650, "holder", None).await;
     // A's spare keys, one per caller, for the revoke and rotate rows.
     let mut spare_keys = Vec::new();
     for _ in 0..12 {
@@ -512,6 +513,57 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             Method::GET,
             "/v1/audit/export",
             |_| ("/v1/audit/export?from=0&to=2".into(), None),
+            [200, 403, 403, 403, 403, 200],
+        ),
+        // Personal fields: the person, or an operator who states a purpose (logged). Records
+        // about the data (who read it, consents): the person, operators and auditors. Only the
+        // person gives consent; the person or an operator asks for erasure.
+        row(
+            Method::GET,
+            "/v1/principals/{id}/profile",
+            |_| (format!("/v1/principals/{A}/profile?purpose=support"), None),
+            [200, 200, 404, 404, 403, 403],
+        ),
+        row(
+            Method::PATCH,
+            "/v1/principals/{id}/profile",
+            |_| (format!("/v1/principals/{A}/profile"), Some(json!({"notes": "prefers email"}))),
+            [204, 204, 404, 404, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/access-log",
+            |_| (format!("/v1/principals/{A}/access-log"), None),
+            [200, 200, 404, 404, 403, 200],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/consents",
+            |_| (format!("/v1/principals/{A}/consents"), None),
+            [200, 200, 404, 404, 403, 200],
+        ),
+        row(
+            Method::PUT,
+            "/v1/principals/{id}/consents/{purpose}",
+            |_| (format!("/v1/principals/{A}/consents/marketing"), Some(json!({"granted": true}))),
+            [403, 200, 404, 404, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/erasure",
+            |_| ("/v1/principals/650/erasure".into(), None),
+            [202, 404, 404, 404, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/export",
+            |_| (format!("/v1/principals/{A}/export"), None),
+            [200, 200, 404, 404, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/privacy/retention",
+            |_| ("/v1/privacy/retention".into(), None),
             [200, 403, 403, 403, 403, 200],
         ),
         row(Method::GET, "/v1/openapi.json", |_| ("/v1/openapi.json".into(), None), [200, 200, 200, 200, 200, 200]),

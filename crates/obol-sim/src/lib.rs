@@ -172,6 +172,15 @@ impl Store for FaultyStore {
         Ok(())
     }
 
+    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
+        self.disk().meta.remove(key);
+        Ok(())
+    }
+
+    fn meta_scrub(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let disk = self.disk();
         Ok(disk.meta.iter().filter(|(key, _)| key.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect())

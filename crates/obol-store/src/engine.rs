@@ -91,6 +91,7 @@ enum MetaJob {
     Get { key: String, reply: MetaReply<Option<Vec<u8>>> },
     Put { key: String, value: Vec<u8>, reply: MetaReply<()> },
     Scan { prefix: String, reply: MetaReply<Vec<(String, Vec<u8>)>> },
+    Erase { key: String, reply: MetaReply<()> },
 }
 
 enum Job {
@@ -113,6 +114,9 @@ impl Job {
             Job::Meta(MetaJob::Scan { reply, .. }) => {
                 let _ = reply.send(Err(EngineError::Stopped));
             }
+            Job::Meta(MetaJob::Erase { reply, .. }) => {
+                let _ = reply.send(Err(EngineError::Stopped));
+            }
             Job::Close => {}
         }
     }
@@ -129,6 +133,9 @@ fn run_meta<S: Store>(node: &mut Node<S>, job: MetaJob) {
         }
         MetaJob::Scan { prefix, reply } => {
             let _ = reply.send(node.store_mut().meta_scan(&prefix).map_err(failed));
+        }
+        MetaJob::Erase { key, reply } => {
+            let _ = reply.send(node.store_mut().meta_erase(&key).map_err(failed));
         }
     }
 }
@@ -238,6 +245,13 @@ impl Engine {
     pub async fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
         let prefix = prefix.to_string();
         self.meta(|reply| MetaJob::Scan { prefix, reply }).await
+    }
+
+    /// Deletes a metadata value and scrubs every copy of it from the store's files
+    /// ([`crate::Store::meta_erase`]), through the writer, after everything submitted before it.
+    pub async fn meta_erase(&self, key: &str) -> Result<(), EngineError> {
+        let key = key.to_string();
+        self.meta(|reply| MetaJob::Erase { key, reply }).await
     }
 
     /// Writes `value` under `key` in the state table through the log: durable, in the log's

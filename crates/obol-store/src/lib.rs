@@ -94,6 +94,19 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Metadata keys under this prefix (the vault's wrapped keys) are kept apart from the rest: in
+/// `vault.sqlite3` beside the embedded store, in the `vault_keys` table on PostgreSQL. That area
+/// is small, so an erasure can rewrite it whole and leave no freed page or dead row holding a
+/// destroyed key.
+pub const VAULT_META_PREFIX: &str = "vault/";
+
+/// Whether a metadata scan for `prefix` reaches the vault's area, the main one, or both.
+pub fn meta_areas(prefix: &str) -> (bool, bool) {
+    let vault = prefix.starts_with(VAULT_META_PREFIX) || VAULT_META_PREFIX.starts_with(prefix);
+    let main = !prefix.starts_with(VAULT_META_PREFIX);
+    (vault, main)
+}
+
 /// A log of encoded records plus a small key-value area for server metadata (API key hashes).
 pub trait Store: Send {
     /// Appends `bytes` at position `seq` (1-based, consecutive). Durable when it returns `Ok`.
@@ -108,6 +121,14 @@ pub trait Store: Send {
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Every metadata entry whose key starts with `prefix`, in key order.
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Deletes a metadata value durably and scrubs it: when this returns, no copy of the old
+    /// value is left in the store's files (the vault's erasure destroys a person's data key
+    /// here, so a copy left in a page, a write-ahead log or a dead row would undo the erasure).
+    /// Keys under [`VAULT_META_PREFIX`] live in an area of their own that this rewrites whole.
+    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError>;
+    /// Rewrites the vault's key area so that no value deleted or overwritten before is left in
+    /// the store's files (after a master-key rotation re-wrapped every key).
+    fn meta_scrub(&mut self) -> Result<(), StoreError>;
     /// A short name for logs and metrics: `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 }
@@ -130,6 +151,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         (**self).meta_scan(prefix)
+    }
+    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
+        (**self).meta_erase(key)
+    }
+    fn meta_scrub(&mut self) -> Result<(), StoreError> {
+        (**self).meta_scrub()
     }
     fn kind(&self) -> &'static str {
         (**self).kind()

@@ -156,7 +156,8 @@ async fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
              SET search_path = {schema};
              CREATE TABLE IF NOT EXISTS log (seq BIGINT PRIMARY KEY, body BYTEA NOT NULL);
              ALTER TABLE log ALTER COLUMN body SET STORAGE EXTERNAL;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);"
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+             CREATE TABLE IF NOT EXISTS vault_keys (key TEXT PRIMARY KEY, value BYTEA NOT NULL);"
         ))
         .await?;
     let locked: bool =
@@ -190,6 +191,11 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
             "schema {schema:?} must be 1 to 63 lower-case letters, digits or underscores, not starting with a digit"
         )))
     }
+}
+
+/// The table a metadata key lives in.
+fn meta_table(key: &str) -> &'static str {
+    if key.starts_with(crate::VAULT_META_PREFIX) { "vault_keys" } else { "meta" }
 }
 
 impl Store for PgStore {
@@ -251,9 +257,10 @@ impl Store for PgStore {
 
     fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_string();
+        let sql = format!("SELECT value FROM {} WHERE key = $1", meta_table(&key));
         self.call(move |client| {
             Box::pin(async move {
-                let row = client.query_opt("SELECT value FROM meta WHERE key = $1", &[&key]).await?;
+                let row = client.query_opt(&sql, &[&key]).await?;
                 Ok(row.map(|row| row.get(0)))
             })
         })
@@ -262,30 +269,48 @@ impl Store for PgStore {
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let key = key.to_string();
         let value = value.to_vec();
-        self.call(move |client| {
-            Box::pin(async move {
-                client
-                    .execute(
-                        "INSERT INTO meta (key, value) VALUES ($1, $2)
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        &[&key, &value],
-                    )
-                    .await
-            })
-        })?;
+        let sql = format!(
+            "INSERT INTO {} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            meta_table(&key)
+        );
+        self.call(move |client| Box::pin(async move { client.execute(&sql, &[&key, &value]).await }))?;
         Ok(())
     }
 
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let prefix = prefix.to_string();
-        self.call(move |client| {
-            Box::pin(async move {
-                let rows = client
-                    .query("SELECT key, value FROM meta WHERE left(key, length($1)) = $1 ORDER BY key", &[&prefix])
-                    .await?;
-                Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-            })
-        })
+        let (vault, main) = crate::meta_areas(prefix);
+        let mut found = Vec::new();
+        for (wanted, table) in [(vault, "vault_keys"), (main, "meta")] {
+            if !wanted {
+                continue;
+            }
+            let prefix = prefix.to_string();
+            let sql = format!("SELECT key, value FROM {table} WHERE left(key, length($1)) = $1 ORDER BY key");
+            let rows: Vec<(String, Vec<u8>)> = self.call(move |client| {
+                Box::pin(async move {
+                    let rows = client.query(&sql, &[&prefix]).await?;
+                    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+                })
+            })?;
+            found.extend(rows);
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        let table = meta_table(&key);
+        let sql = format!("DELETE FROM {table} WHERE key = $1");
+        self.call(move |client| Box::pin(async move { client.execute(&sql, &[&key]).await }))?;
+        if table == "vault_keys" { self.meta_scrub() } else { Ok(()) }
+    }
+
+    fn meta_scrub(&mut self) -> Result<(), StoreError> {
+        // A deleted or updated row stays in the table's pages until a vacuum; VACUUM FULL (not
+        // in a transaction) writes the small table anew from its live rows and drops the old
+        // files, so a dump or a copy of the database made afterwards holds no destroyed key.
+        self.call(move |client| Box::pin(async move { client.batch_execute("VACUUM FULL vault_keys").await }))
     }
 
     fn kind(&self) -> &'static str {

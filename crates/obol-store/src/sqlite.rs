@@ -52,12 +52,30 @@ impl SqliteStore {
                     .map_err(io(format!("restricting {} to its owner", file.display())))?;
             }
         }
+        let vault_path = data_dir.join("vault.sqlite3");
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&vault_path)
+            .map_err(io(format!("creating {}", vault_path.display())))?;
         let connection = Connection::open(&path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
+        // What a VACUUM copies goes through memory, never a temporary file.
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
+        )?;
+        // The vault's keys: a small database of their own, so an erasure rewrites it whole.
+        connection.execute("ATTACH DATABASE ?1 AS vault", params![vault_path.to_string_lossy()])?;
+        connection.execute_batch(
+            "PRAGMA vault.journal_mode = WAL;
+             PRAGMA vault.synchronous = FULL;
+             PRAGMA vault.secure_delete = ON;
+             CREATE TABLE IF NOT EXISTS vault.keys (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
         )?;
         Ok(SqliteStore { connection, _lock: lock, path })
     }
@@ -70,6 +88,31 @@ impl SqliteStore {
     fn last_seq(&self) -> Result<u64, StoreError> {
         let last: Option<i64> = self.connection.query_row("SELECT max(seq) FROM log", [], |row| row.get(0))?;
         Ok(last.unwrap_or(0) as u64)
+    }
+}
+
+/// The table a metadata key lives in.
+fn meta_table(key: &str) -> &'static str {
+    if key.starts_with(crate::VAULT_META_PREFIX) { "vault.keys" } else { "meta" }
+}
+
+impl SqliteStore {
+    /// Copies the write-ahead log of `schema` into its database file and truncates the log.
+    fn checkpoint(&self, schema: &str) -> Result<(), StoreError> {
+        let (busy, _, _): (i64, i64, i64) =
+            self.connection.query_row(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"), [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        if busy != 0 {
+            return Err(StoreError::Io {
+                context: format!(
+                    "scrubbing the {schema} database beside {}: a reader holds its write-ahead log",
+                    self.path.display()
+                ),
+                source: std::io::Error::other("wal_checkpoint(TRUNCATE) could not finish; the next sweep retries"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -104,26 +147,48 @@ impl Store for SqliteStore {
     }
 
     fn meta_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .connection
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |row| row.get(0))
-            .optional()?)
+        let sql = format!("SELECT value FROM {} WHERE key = ?1", meta_table(key));
+        Ok(self.connection.query_row(&sql, params![key], |row| row.get(0)).optional()?)
     }
 
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.connection.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        let sql = format!(
+            "INSERT INTO {} (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            meta_table(key)
+        );
+        self.connection.execute(&sql, params![key, value])?;
         Ok(())
     }
 
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")?;
-        let rows = statement.query_map(params![prefix], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let (vault, main) = crate::meta_areas(prefix);
+        let mut found = Vec::new();
+        for (wanted, table) in [(vault, "vault.keys"), (main, "meta")] {
+            if !wanted {
+                continue;
+            }
+            let sql = format!("SELECT key, value FROM {table} WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key");
+            let mut statement = self.connection.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![prefix], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            found.extend(rows.collect::<Result<Vec<(String, Vec<u8>)>, _>>()?);
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
+        let table = meta_table(key);
+        self.connection.execute(&format!("DELETE FROM {table} WHERE key = ?1"), params![key])?;
+        if table == "vault.keys" { self.meta_scrub() } else { self.checkpoint("main") }
+    }
+
+    fn meta_scrub(&mut self) -> Result<(), StoreError> {
+        // `secure_delete` zeroed the deleted cells, but a page that was interior or freed before
+        // can still hold an old value: VACUUM rewrites the vault's file from its live rows alone
+        // (through memory: `temp_store`), and the checkpoint copies it into the file and
+        // truncates the write-ahead log, which held the old pages.
+        self.connection.execute_batch("VACUUM vault")?;
+        self.checkpoint("vault")
     }
 
     fn kind(&self) -> &'static str {

@@ -118,7 +118,7 @@ pub struct Paging {
 
 /// Percent-encodes a query value (ids, numbers and CODE/SCALE need little, but nothing breaks
 /// the URL).
-fn encode_query(value: &str) -> String {
+pub(crate) fn encode_query(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -14,6 +14,9 @@ use crate::client::{Api, Connection, parse_asset, print, runtime};
 #[derive(Subcommand, Debug)]
 pub enum PrincipalCommand {
     /// Create a principal (operator). Example: obol principal create --id 100 --role holder --name Alice
+    ///
+    /// The name and the other personal fields are sealed in the vault under the principal's own
+    /// data key; the ledger and the audit log see only the id.
     Create {
         /// Id; a random one if omitted.
         #[arg(long)]
@@ -21,9 +24,75 @@ pub enum PrincipalCommand {
         /// holder, merchant, analyst, auditor or operator.
         #[arg(long)]
         role: String,
-        /// Display name.
+        /// Name (personal data, kept in the vault).
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        fields: PersonalFields,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a person's personal fields. Anyone but the person states why (--purpose); the read
+    /// is logged where the person can see it. Example: obol principal profile 100 --purpose support
+    Profile {
+        /// Principal id.
+        id: String,
+        /// support, dispute, fraud_investigation, legal_obligation, data_subject_request; with the
+        /// person's consent: marketing, analytics, threat_intel.
+        #[arg(long)]
+        purpose: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Change a person's personal fields (the person or an operator). An empty value clears a
+    /// field. Example: obol principal update 100 --email ada@example.org
+    Update {
+        /// Principal id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        fields: PersonalFields,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Erase a person (GDPR art. 17): suspends them and destroys their data key, at once or,
+    /// while the law's retention runs from their last payment, when it ends.
+    Erase {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Everything obol holds about a person, as JSON (GDPR art. 15 and 20).
+    /// Example: obol principal export 100 > alice.json
+    Export {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Who read a person's personal fields, when and why (newest first).
+    AccessLog {
+        /// Principal id.
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show, give or withdraw consents (only the person changes them).
+    /// Example: obol principal consent 100 marketing --grant
+    Consent {
+        /// Principal id.
+        id: String,
+        /// marketing, analytics or threat_intel; omit to list all.
+        purpose: Option<String>,
+        /// Give the consent.
+        #[arg(long, conflicts_with = "withdraw", requires = "purpose")]
+        grant: bool,
+        /// Withdraw it (takes effect at once).
+        #[arg(long, requires = "purpose")]
+        withdraw: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -68,6 +137,38 @@ pub enum PrincipalCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+/// Optional personal fields, kept in the vault.
+#[derive(clap::Args, Debug, Default)]
+pub struct PersonalFields {
+    /// Email address.
+    #[arg(long)]
+    email: Option<String>,
+    /// Phone number.
+    #[arg(long)]
+    phone: Option<String>,
+    /// Postal address (separate lines with a newline).
+    #[arg(long)]
+    postal_address: Option<String>,
+    /// Free-text notes.
+    #[arg(long)]
+    notes: Option<String>,
+}
+
+impl PersonalFields {
+    fn into_body(self, body: &mut Map<String, Value>) {
+        for (field, value) in [
+            ("email", self.email),
+            ("phone", self.phone),
+            ("postal_address", self.postal_address),
+            ("notes", self.notes),
+        ] {
+            if let Some(value) = value {
+                body.insert(field.into(), json!(value));
+            }
+        }
+    }
 }
 
 /// `obol key ...` (API keys)
@@ -328,15 +429,103 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         PrincipalCommand::List { role, status, paging, connection } => {
             return crate::client::list(&connection, "/v1/principals", &[("role", role), ("status", status)], &paging);
         }
-        PrincipalCommand::Create { id, role, name, connection } => {
+        PrincipalCommand::Create { id, role, name, fields, connection } => {
             let mut body = Map::new();
             body.insert("role".into(), json!(role));
             body.insert("name".into(), json!(name));
             if let Some(id) = id {
                 body.insert("id".into(), json!(id));
             }
+            fields.into_body(&mut body);
             call(&connection, Method::POST, "/v1/principals".into(), Some(body.into()))?
         }
+        PrincipalCommand::Profile { id, purpose, connection } => {
+            let query = purpose.map(|p| format!("?purpose={}", crate::client::encode_query(&p))).unwrap_or_default();
+            call(&connection, Method::GET, format!("/v1/principals/{id}/profile{query}"), None)?
+        }
+        PrincipalCommand::Update { id, name, fields, connection } => {
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            fields.into_body(&mut body);
+            if body.is_empty() {
+                anyhow::bail!("nothing to change: give --name, --email, --phone, --postal-address or --notes");
+            }
+            call(&connection, Method::PATCH, format!("/v1/principals/{id}/profile"), Some(body.into()))?
+        }
+        PrincipalCommand::Erase { id, connection } => {
+            let erasure = call(&connection, Method::POST, format!("/v1/principals/{id}/erasure"), None)?;
+            if crate::out::is_json() {
+                print(&erasure);
+                return Ok(());
+            }
+            match erasure.get("state").and_then(Value::as_str) {
+                Some("erased") => crate::outln!("principal {id}: suspended; personal data erased (data key destroyed)"),
+                _ => crate::outln!(
+                    "principal {id}: suspended; personal data kept under the law's retention, restricted, and erased at {}",
+                    erasure
+                        .get("erase_after_ns")
+                        .and_then(Value::as_str)
+                        .and_then(|ns| ns.parse::<u128>().ok())
+                        .map_or_else(|| "the end of retention".to_string(), crate::out::rfc3339)
+                ),
+            }
+            return Ok(());
+        }
+        PrincipalCommand::Export { id, connection } => {
+            call(&connection, Method::GET, format!("/v1/principals/{id}/export"), None)?
+        }
+        PrincipalCommand::AccessLog { id, connection } => {
+            let mut all = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let path = match &before {
+                    Some(cursor) => format!(
+                        "/v1/principals/{id}/access-log?limit=1000&before={}",
+                        crate::client::encode_query(cursor)
+                    ),
+                    None => format!("/v1/principals/{id}/access-log?limit=1000"),
+                };
+                let page = call(&connection, Method::GET, path, None)?;
+                all.extend(page.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+                match page.get("next").and_then(Value::as_str) {
+                    Some(next) => before = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            if crate::out::is_json() {
+                print(&Value::Array(all));
+                return Ok(());
+            }
+            let entries = all.as_slice();
+            if entries.is_empty() {
+                crate::outln!("nobody else has read principal {id}'s personal data");
+            }
+            for entry in entries {
+                let at = entry["time_ns"].as_str().and_then(|ns| ns.parse::<u128>().ok()).map(crate::out::rfc3339);
+                crate::outln!(
+                    "{}  principal {} ({}, {}) read the {} for {}",
+                    at.unwrap_or_default(),
+                    entry["reader_id"].as_str().unwrap_or(""),
+                    entry["reader_role"].as_str().unwrap_or(""),
+                    entry["via"].as_str().unwrap_or(""),
+                    entry["what"].as_str().unwrap_or(""),
+                    entry["purpose"].as_str().unwrap_or("")
+                );
+            }
+            return Ok(());
+        }
+        PrincipalCommand::Consent { id, purpose, grant, withdraw, connection } => match purpose {
+            Some(purpose) if grant || withdraw => call(
+                &connection,
+                Method::PUT,
+                format!("/v1/principals/{id}/consents/{purpose}"),
+                Some(json!({"granted": grant})),
+            )?,
+            Some(_) => anyhow::bail!("say --grant or --withdraw (or omit the purpose to list consents)"),
+            None => call(&connection, Method::GET, format!("/v1/principals/{id}/consents"), None)?,
+        },
         PrincipalCommand::Show { id, connection } => {
             call(&connection, Method::GET, format!("/v1/principals/{id}"), None)?
         }

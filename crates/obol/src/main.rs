@@ -14,6 +14,7 @@ mod client;
 mod demo;
 mod identity_cli;
 mod pay_cli;
+mod privacy_cli;
 mod profile;
 mod risk_cli;
 mod risk_ops_cli;
@@ -82,9 +83,16 @@ enum Command {
     /// The tamper-evident audit log: signed checkpoints, proofs, export and offline verification.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
-    /// Create and manage principals (operator).
+    /// Create and manage principals (operator); personal data: profile, export, erasure,
+    /// access log, consents.
     #[command(subcommand)]
     Principal(identity_cli::PrincipalCommand),
+    /// Privacy operations: the retention scheduler's plan (a dry run).
+    #[command(subcommand)]
+    Privacy(privacy_cli::PrivacyCommand),
+    /// The vault's keys: rotate the master key (server stopped).
+    #[command(subcommand)]
+    Vault(privacy_cli::VaultCommand),
     /// Create, list, revoke and rotate API keys; reset the operator's key.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -136,6 +144,8 @@ fn main() -> std::process::ExitCode {
         Command::Sim(command) => sim_cli::run(command),
         Command::Risk(command) => risk_cli::run(command),
         Command::Audit(command) => audit_cli::run(command),
+        Command::Privacy(command) => privacy_cli::privacy(command),
+        Command::Vault(command) => privacy_cli::vault(command),
         Command::Key(KeyCommand::ResetOperator { store }) => serve::reset_operator_key(&store),
         Command::Key(KeyCommand::Api(command)) => identity_cli::api_key(command),
         Command::Principal(command) => identity_cli::principal(command),

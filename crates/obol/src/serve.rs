@@ -29,6 +29,13 @@ pub struct StoreArgs {
     database_schema: String,
 }
 
+impl StoreArgs {
+    /// The embedded store's data directory (also where key files live by default).
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+}
+
 /// Options of `obol serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -91,6 +98,12 @@ pub struct ServeArgs {
     /// Without it, a store whose checkpoints another key signed refuses to start.
     #[arg(long)]
     new_audit_key: bool,
+    /// Days records the law requires are kept after a person's last payment before an erasure
+    /// they asked for destroys their personal data (default 1826, five years: EU AMLR art. 77,
+    /// Korea's Electronic Financial Transactions Act art. 22). Until then the data is kept,
+    /// restricted to reads for a legal obligation. 0 erases at once.
+    #[arg(long, default_value_t = obol_app::privacy::RETENTION_DAYS_DEFAULT, env = "OBOL_RETENTION_DAYS")]
+    retention_days: u64,
     /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
     settle_interval_s: u64,
@@ -187,7 +200,7 @@ fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_app::risk::Risk> {
     Ok(risk)
 }
 
-fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
+pub(crate) fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
     Ok(match &args.database_url {
         Some(url) => Box::new(
             PgStore::open_in_schema(url, &args.database_schema)
@@ -334,6 +347,54 @@ fn audit_key(
     Ok(seed)
 }
 
+/// The vault over the master key at `path`: its system key (wrapped in the store's metadata;
+/// a store without one draws a random one, unless TOTP seeds were sealed under the master key
+/// itself before the vault had a system key: then it adopts the master key's bytes, which
+/// still open them). A missing or different master key refuses to start, since every sealed
+/// secret and every person's data key would be unreadable; so does a rotation left half-done.
+fn vault(node: &mut Node<Box<dyn Store>>, path: &std::path::Path) -> anyhow::Result<obol_app::vault::Vault> {
+    use obol_app::vault::{KeyWrap, SYSTEM_KEY_META, Vault};
+    let next = obol_app::vault::next_key_path(path);
+    if next.exists() {
+        bail!(
+            "{} exists: a master-key rotation was interrupted, and some keys are wrapped by the new key. \
+             Run `obol vault rotate-master-key` (with the same store options) again to finish it",
+            next.display()
+        );
+    }
+    let stored = node.store_mut().meta_get(SYSTEM_KEY_META)?;
+    let restore = "restore the master.key this store was written with";
+    if stored.is_some() && !path.exists() {
+        bail!("the master key {} is missing, but this store's vault was sealed with one: {restore}", path.display());
+    }
+    let master_key = obol_app::vault::load_or_create_key(path, &obol_app::SystemEnv)
+        .with_context(|| format!("reading the master key {}", path.display()))?;
+    let wrap = KeyWrap::new(&master_key);
+    let system_key = match stored {
+        Some(wrapped) => wrap.unwrap(SYSTEM_KEY_META, &wrapped).map_err(|error| {
+            anyhow::anyhow!("the master key {} does not open this store's vault ({error}): {restore}", path.display())
+        })?,
+        None => {
+            let sealed_before = {
+                let ledger = node.ledger();
+                let ledger = ledger.read().map_err(|_| anyhow::anyhow!("ledger lock poisoned"))?;
+                ledger.identity().principals().any(|p| p.totp.is_some())
+            };
+            let system_key = if sealed_before {
+                obol_app::vault::Secret::new(*master_key.expose_secret())
+            } else {
+                let mut key = [0u8; 32];
+                obol_app::Env::fill(&obol_app::SystemEnv, &mut key);
+                obol_app::vault::Secret::new(key)
+            };
+            node.store_mut()
+                .meta_put(SYSTEM_KEY_META, &wrap.wrap(&obol_app::SystemEnv, SYSTEM_KEY_META, &system_key))?;
+            system_key
+        }
+    };
+    Ok(Vault::with_system_key(&master_key, &system_key))
+}
+
 /// `obol serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_log(&args)?;
@@ -375,8 +436,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let master_key_path = args.master_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("master.key"));
-    let master_key = obol_app::vault::load_or_create_key(&master_key_path, &obol_app::SystemEnv)
-        .with_context(|| format!("reading the master key {}", master_key_path.display()))?;
+    let vault = vault(&mut node, &master_key_path)?;
     let audit_key_path = args.audit_key_file.clone().unwrap_or_else(|| args.store.data_dir.join("audit.key"));
     let audit_key = audit_key(&mut node, &audit_key_path, args.new_audit_key)?;
     let instance_id = instance_id(&mut node, args.instance_id.as_deref())?;
@@ -393,12 +453,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let state = AppState::with_vault(engine.clone(), scheme, obol_app::vault::Vault::new(&master_key))
+    let state = AppState::with_vault(engine.clone(), scheme, vault)
         .with_rate_limit(args.rate_limit, args.auth_failure_limit)
         .with_trusted_proxies(args.trusted_proxies.clone())
         .with_instance_id(&instance_id)
         .map_err(|e| anyhow::anyhow!(e))?
-        .with_audit_key(&audit_key);
+        .with_audit_key(&audit_key)
+        .with_retention_days(args.retention_days);
     tracing::info!(network = %state.x402_network, "x402 network id");
     tracing::info!(key = %state.audit_key.verifier_key(), "audit log checkpoints are signed by");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
@@ -465,6 +526,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 if let Err(error) = sweeper.step_up.prune(&sweeper.engine, sweeper.env.now_ns()).await {
                     tracing::error!(%error, "removing expired step-up challenges failed; retrying next sweep");
+                }
+                match obol_app::privacy::sweep(&sweeper).await {
+                    Ok(0) => {}
+                    Ok(erased) => tracing::info!(erased, "erased personal data whose retention ended"),
+                    Err(error) => tracing::error!(%error, "the retention scheduler failed; retrying next sweep"),
                 }
             }
         });

@@ -391,6 +391,12 @@ impl Parties {
         self.api.post(&self.merchant, &format!("/v1/tabs/{tab}/vouchers"), body, None).await
     }
 
+    /// SIGKILLs the server and starts it again on the same store with `more_args` added.
+    pub async fn kill_and_restart_with(&mut self, more_args: &[&str]) {
+        self.serve_args.extend(more_args.iter().map(std::ffi::OsString::from));
+        self.kill_and_restart().await;
+    }
+
     /// SIGKILLs the server and starts it again on the same store.
     pub async fn kill_and_restart(&mut self) {
         if let Some(mut child) = self.server.take() {
