@@ -11,6 +11,8 @@ Usage:
                                                      soft-webauthn answers obol's registration options
   interop.py webauthn-assert OPTIONS_JSON ORIGIN STATE_FILE [uv|no-uv]
                                                      soft-webauthn answers obol's assertion options
+  interop.py camt053-check XSD XML                   validate a statement against the ISO 20022 schema
+                                                     with lxml; print its totals (JSON)
 """
 import base64
 import hashlib
@@ -155,7 +157,38 @@ def webauthn_assert(options_json, origin, state_file, mode="uv"):
     print(to_json(answer))
 
 
+def camt053_check(xsd_path, xml_path):
+    from decimal import Decimal
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(xsd_path))
+    document = etree.parse(xml_path)
+    if not schema.validate(document):
+        print(json.dumps({"valid": False, "errors": [str(e) for e in schema.error_log]}))
+        return
+    ns = {"c": "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"}
+
+    def signed(element):
+        amount = Decimal(element.find("c:Amt", ns).text)
+        return amount if element.find("c:CdtDbtInd", ns).text == "CRDT" else -amount
+
+    balances = {b.find("c:Tp/c:CdOrPrtry/c:Cd", ns).text: signed(b) for b in document.iterfind(".//c:Bal", ns)}
+    entries = list(document.iterfind(".//c:Ntry", ns))
+    transactions = list(document.iterfind(".//c:TxDtls", ns))
+    print(json.dumps({
+        "valid": True,
+        "opening": str(balances["OPBD"]),
+        "closing": str(balances["CLBD"]),
+        "entries_sum": str(sum((signed(e) for e in entries), Decimal(0))),
+        "transactions_sum": str(sum((signed(t) for t in transactions), Decimal(0))),
+        "entries": len(entries),
+        "transactions": len(transactions),
+        "batch_counts": sum(int(e.find("c:NtryDtls/c:Btch/c:NbOfTxs", ns).text) for e in entries),
+    }))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"totp-now": totp_now, "totp-parse": totp_parse, "sign-and-pay": sign_and_pay, "verify": verify,
-     "webauthn-register": webauthn_register, "webauthn-assert": webauthn_assert}[command](*args)
+     "webauthn-register": webauthn_register, "webauthn-assert": webauthn_assert,
+     "camt053-check": camt053_check}[command](*args)

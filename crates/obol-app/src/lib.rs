@@ -24,6 +24,7 @@ pub mod passkeys;
 pub mod privacy;
 pub mod reviews;
 pub mod risk;
+pub mod statement;
 pub mod stepup;
 pub mod tabs;
 pub mod transfers;

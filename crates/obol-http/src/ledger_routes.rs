@@ -125,6 +125,54 @@ pub(crate) async fn get_balance(
     Ok(visible_account(&caller, &ledger, id).map(|a| Json(BalanceDto::from(a)))?)
 }
 
+/// The period of a statement.
+#[derive(serde::Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    /// From this time (RFC 3339 or ns since the Unix epoch); default the account's opening.
+    pub from: Option<String>,
+    /// Until this time, excluded; default now.
+    pub to: Option<String>,
+}
+
+/// An account's statement as ISO 20022 `camt.053.001.08` XML: the opening and closing booked
+/// balances and the payments between, as daily batch entries with each transfer in `TxDtls`
+/// (who may see the account).
+#[utoipa::path(get, path = "/v1/accounts/{id}/statement", tag = "accounts",
+    params(("id" = String, Path, description = "Account id, decimal"), StatementQuery),
+    responses(
+        (status = 200, description = "camt.053.001.08 document", content_type = "application/xml"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn get_statement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<StatementQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let query = crate::list_query(query)?;
+    let time = |name: &str, text: Option<&str>| -> Result<Option<u64>, Error> {
+        text.map(|text| {
+            obol_core::time::parse_time(text)
+                .ok_or_else(|| Error::InvalidQuery(format!("{name} {text:?}: an RFC 3339 time or ns since the epoch")))
+        })
+        .transpose()
+    };
+    let from = time("from", query.from.as_deref())?;
+    let to = time("to", query.to.as_deref())?;
+    let xml = obol_app::statement::camt053(&state, &caller, &id, from, to)?;
+    let mut response = xml.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 /// The transfers that touched an account, oldest first, a page at a time.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "accounts",
     params(("id" = String, Path, description = "Account id, decimal"), HistoryQuery),

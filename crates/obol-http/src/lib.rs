@@ -174,6 +174,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/balance"),
     ("GET", "/v1/accounts/{id}/history"),
+    ("GET", "/v1/accounts/{id}/statement"),
     ("GET", "/v1/transfers"),
     ("POST", "/v1/transfers"),
     ("POST", "/v1/transfers/batch"),
@@ -286,6 +287,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/accounts/{id}", get(ledger_routes::get_account))
         .route("/v1/accounts/{id}/balance", get(ledger_routes::get_balance))
         .route("/v1/accounts/{id}/history", get(ledger_routes::get_history))
+        .route("/v1/accounts/{id}/statement", get(ledger_routes::get_statement))
         .route("/v1/transfers", get(ledger_routes::list_transfers).post(ledger_routes::create_transfer))
         .route("/v1/transfers/batch", post(ledger_routes::create_transfers))
         .route("/v1/transfers/{id}", get(ledger_routes::get_transfer))
@@ -536,7 +538,7 @@ impl utoipa::Modify for ProblemAnswers {
     info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
     paths(ledger_routes::list_accounts, ledger_routes::list_transfers, identity_routes::list_principals, tab_routes::list_tabs,
         ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::register_asset, ledger_routes::list_assets, ledger_routes::get_account, ledger_routes::get_balance,
-        ledger_routes::get_history, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
+        ledger_routes::get_history, ledger_routes::get_statement, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,

@@ -515,6 +515,12 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             |_| ("/v1/audit/export?from=0&to=2".into(), None),
             [200, 403, 403, 403, 403, 200],
         ),
+        row(
+            Method::GET,
+            "/v1/accounts/{id}/statement",
+            |_| ("/v1/accounts/1001/statement".into(), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
         // Personal fields: the person, or an operator who states a purpose (logged). Records
         // about the data (who read it, consents): the person, operators and auditors. Only the
         // person gives consent; the person or an operator asks for erasure.

@@ -34,6 +34,25 @@ pub enum AccountCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// An account's statement as ISO 20022 camt.053.001.08 XML (daily batch entries, each
+    /// transfer in TxDtls), for reconciliation or the account holder's records.
+    ///
+    /// Example: obol account statement 1 --from 2026-12-01T00:00:00Z --out statement.xml
+    Statement {
+        /// Account id.
+        id: String,
+        /// From this time (RFC 3339 or ns since the epoch); default the account's opening.
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this time, excluded; default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Write the XML here instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Show an account with its balances.
     Show {
         /// Account id.
@@ -540,6 +559,28 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
                 let body = json!({"id": id, "asset_code": asset_code, "asset_scale": asset_scale, "code": code,
                     "flags": flags, "owner_id": owner});
                 Api::new(&connection)?.expect(reqwest::Method::POST, "/v1/accounts", Some(&body)).await?
+            }
+            AccountCommand::Statement { id, from, to, out, connection } => {
+                let mut query = Vec::new();
+                for (name, value) in [("from", from), ("to", to)] {
+                    if let Some(value) = value {
+                        query.push(format!("{name}={}", encode_query(&value)));
+                    }
+                }
+                let path = if query.is_empty() {
+                    format!("/v1/accounts/{id}/statement")
+                } else {
+                    format!("/v1/accounts/{id}/statement?{}", query.join("&"))
+                };
+                let xml = Api::new(&connection)?.expect_raw(&path).await?;
+                match out {
+                    Some(out) => {
+                        std::fs::write(&out, xml).with_context(|| format!("writing {}", out.display()))?;
+                        crate::outln!("wrote the statement of account {id} to {}", out.display());
+                    }
+                    None => crate::outln!("{}", xml.trim_end()),
+                }
+                return Ok(());
             }
             AccountCommand::Show { id, connection } => {
                 Api::new(&connection)?.expect(reqwest::Method::GET, &format!("/v1/accounts/{id}"), None).await?

@@ -294,3 +294,141 @@ async fn the_public_openapi_document_is_valid_and_schemathesis_finds_no_server_e
         eprintln!("schemathesis: {}", line.trim());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camt053_statement_validates_against_the_iso_20022_schema_and_adds_up() {
+    let Some(python) = python() else { return };
+    let xsd = match std::env::var("OBOL_CAMT053_XSD") {
+        Ok(path) => path,
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true needs OBOL_CAMT053_XSD (scripts/test sets it)"
+            );
+            eprintln!("SKIPPED: camt.053 schema validation (run it through ./scripts/test)");
+            return;
+        }
+    };
+    let server = serve("camt053");
+    let holder = holder_with_accounts(&server).await;
+    // Micropayments out of account 1 (debits) and back in (credits), a pending transfer that
+    // books nothing until posted (part of it), and a voided one that never books.
+    for id in 10..40u32 {
+        let (status, body) = post(
+            &server.base,
+            &holder,
+            "/v1/transfers",
+            json!({"id": id.to_string(),
+            "debit_account_id": "1", "credit_account_id": "2", "amount": "3", "asset_code": "USD", "asset_scale": 2}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let refund = json!({"id": "50", "debit_account_id": "2", "credit_account_id": "1", "amount": "7", "asset_code": "USD", "asset_scale": 2});
+    assert_eq!(post(&server.base, &server.operator, "/v1/transfers", refund).await.0, 201);
+    for (id, flags) in [("60", json!(["pending"])), ("61", json!(["pending"]))] {
+        let pending = json!({"id": id, "debit_account_id": "1", "credit_account_id": "2", "amount": "100",
+            "asset_code": "USD", "asset_scale": 2, "flags": flags, "timeout_s": 3600});
+        assert_eq!(post(&server.base, &server.operator, "/v1/transfers", pending).await.0, 201);
+    }
+    let post_part = json!({"id": "62", "pending_id": "60", "debit_account_id": "1", "credit_account_id": "2",
+        "amount": "40", "asset_code": "USD", "asset_scale": 2, "flags": ["post_pending"]});
+    let (status, body) = post(&server.base, &server.operator, "/v1/transfers", post_part).await;
+    assert_eq!(status, 201, "{body}");
+    let void = json!({"id": "63", "pending_id": "61", "debit_account_id": "1", "credit_account_id": "2",
+        "amount": "0", "asset_code": "USD", "asset_scale": 2, "flags": ["void_pending"]});
+    let (status, body) = post(&server.base, &server.operator, "/v1/transfers", void).await;
+    assert_eq!(status, 201, "{body}");
+
+    let http = obol_client::http_client(None).unwrap();
+    let response =
+        http.get(format!("{}/v1/accounts/1/statement", server.base)).bearer_auth(&holder).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/xml"));
+    let xml = response.text().await.unwrap();
+    let file = server.dir.join("statement.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let checked: Value =
+        serde_json::from_str(&run_python(&python, &["camt053-check", &xsd, file.to_str().unwrap()])).unwrap();
+    assert_eq!(checked["valid"], true, "{checked}");
+    // Funded 10.00; 30 payments of 0.03 out, 0.07 back, 0.40 posted of a 1.00 hold, a void.
+    assert_eq!(checked["opening"], "0.00");
+    assert_eq!(checked["closing"], "8.77", "{checked}");
+    assert_eq!(checked["entries_sum"], "8.77", "opening + entries = closing");
+    assert_eq!(checked["transactions_sum"], "8.77", "the batches list every transfer");
+    assert_eq!(checked["transactions"], 33, "funding, 30 payments, the refund, the post");
+    assert_eq!(checked["batch_counts"], 33);
+    let (_, balance) = {
+        let response =
+            http.get(format!("{}/v1/accounts/1/balance", server.base)).bearer_auth(&holder).send().await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    let posted = balance["credits_posted"].as_str().unwrap().parse::<i64>().unwrap()
+        - balance["debits_posted"].as_str().unwrap().parse::<i64>().unwrap();
+    assert_eq!(posted, 877, "the closing balance is the ledger's posted balance");
+    // A period that starts after the funding opens with it.
+    let funding: Value = http
+        .get(format!("{}/v1/transfers/1", server.base))
+        .bearer_auth(&holder)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after_funding = funding["timestamp"].as_str().unwrap().parse::<u64>().unwrap() + 1;
+    let response = http
+        .get(format!("{}/v1/accounts/1/statement?from={after_funding}", server.base))
+        .bearer_auth(&holder)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    std::fs::write(&file, response.text().await.unwrap()).unwrap();
+    let checked: Value =
+        serde_json::from_str(&run_python(&python, &["camt053-check", &xsd, file.to_str().unwrap()])).unwrap();
+    assert_eq!(
+        (
+            checked["valid"].clone(),
+            checked["opening"].clone(),
+            checked["closing"].clone(),
+            checked["transactions"].clone()
+        ),
+        (json!(true), json!("10.00"), json!("8.77"), json!(32)),
+        "{checked}"
+    );
+    // Someone else's account is not found; an account in nano-dollars with a sub-10^-5 amount
+    // is refused with the way out named.
+    let response =
+        http.get(format!("{}/v1/accounts/2/statement", server.base)).bearer_auth(&holder).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    for body in [
+        json!({"id": "90", "asset_code": "USD", "asset_scale": 9}),
+        json!({"id": "91", "asset_code": "USD", "asset_scale": 9}),
+    ] {
+        post(&server.base, &server.operator, "/v1/accounts", body).await;
+    }
+    let nano = json!({"id": "92", "debit_account_id": "90", "credit_account_id": "91", "amount": "1", "asset_code": "USD", "asset_scale": 9});
+    assert_eq!(post(&server.base, &server.operator, "/v1/transfers", nano).await.0, 201);
+    let response = http
+        .get(format!("{}/v1/accounts/91/statement", server.base))
+        .bearer_auth(&server.operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("JSON export"));
+    // Through the CLI, into a file, and valid too.
+    let out = server.dir.join("cli.xml");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["account", "statement", "1", "--out", out.to_str().unwrap()])
+        .env("OBOL_SERVER", &server.base)
+        .env("OBOL_API_KEY", &holder)
+        .env("OBOL_CONFIG", server.dir.join("no-profiles.toml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let checked: Value =
+        serde_json::from_str(&run_python(&python, &["camt053-check", &xsd, out.to_str().unwrap()])).unwrap();
+    assert_eq!((checked["valid"].clone(), checked["closing"].clone()), (json!(true), json!("8.77")), "{checked}");
+}
