@@ -65,11 +65,15 @@ pub enum PrincipalCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Everything obol holds about a person, as JSON (GDPR art. 15 and 20).
-    /// Example: obol principal export 100 > alice.json
+    /// Everything obol holds about a person, as JSON (GDPR art. 15 and 20), and with
+    /// --camt053-dir each of its accounts' payments as an ISO 20022 camt.053 statement.
+    /// Example: obol principal export 100 --camt053-dir ./alice > alice.json
     Export {
         /// Principal id.
         id: String,
+        /// Also write `account-<id>.camt053.xml` here for every account the person owns.
+        #[arg(long)]
+        camt053_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -473,8 +477,20 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        PrincipalCommand::Export { id, connection } => {
-            call(&connection, Method::GET, format!("/v1/principals/{id}/export"), None)?
+        PrincipalCommand::Export { id, camt053_dir, connection } => {
+            let export = call(&connection, Method::GET, format!("/v1/principals/{id}/export"), None)?;
+            if let Some(dir) = camt053_dir {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                let accounts = export.get("accounts").and_then(Value::as_array).cloned().unwrap_or_default();
+                for account in accounts.iter().filter_map(|a| a.get("id").and_then(Value::as_str)) {
+                    let path = format!("/v1/accounts/{account}/statement");
+                    let xml = runtime()?.block_on(async { Api::new(&connection)?.expect_raw(&path).await })?;
+                    let file = dir.join(format!("account-{account}.camt053.xml"));
+                    std::fs::write(&file, xml).with_context(|| format!("writing {}", file.display()))?;
+                    eprintln!("wrote {}", file.display());
+                }
+            }
+            export
         }
         PrincipalCommand::AccessLog { id, connection } => {
             let mut all = Vec::new();

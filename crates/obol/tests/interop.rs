@@ -431,4 +431,20 @@ async fn a_camt053_statement_validates_against_the_iso_20022_schema_and_adds_up(
     let checked: Value =
         serde_json::from_str(&run_python(&python, &["camt053-check", &xsd, out.to_str().unwrap()])).unwrap();
     assert_eq!((checked["valid"].clone(), checked["closing"].clone()), (json!(true), json!("8.77")), "{checked}");
+    // The person's data export writes a statement per account beside the JSON.
+    let dir = server.dir.join("export");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["principal", "export", "100", "--camt053-dir", dir.to_str().unwrap()])
+        .env("OBOL_SERVER", &server.base)
+        .env("OBOL_API_KEY", &holder)
+        .env("OBOL_CONFIG", server.dir.join("no-profiles.toml"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let export: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(export["profile"]["name"], "Alice");
+    let statement = dir.join("account-1.camt053.xml");
+    let checked: Value =
+        serde_json::from_str(&run_python(&python, &["camt053-check", &xsd, statement.to_str().unwrap()])).unwrap();
+    assert_eq!((checked["valid"].clone(), checked["closing"].clone()), (json!(true), json!("8.77")), "{checked}");
 }
