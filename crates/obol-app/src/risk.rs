@@ -1011,8 +1011,14 @@ impl Risk {
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Internal(e.to_string()))?;
         let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
-        // The holder's approval of what is held is used up with the hold: both durable, or neither.
-        crate::approvals::execute_spending(state, spends, put).await?;
+        // The holder's approval of what is held is used up with the hold: both durable, or
+        // neither; the audit note names who asked and which review holds it, in the same record.
+        let outcome = format!("held {}", review.risk.rule.as_deref().unwrap_or(""));
+        let note = crate::audit::note(state, caller, "risk.review", &format!("review:{id}"), outcome.trim());
+        let mut ops = vec![note];
+        ops.extend(spends.map(crate::approvals::spent));
+        ops.push(put);
+        state.engine.execute_together(ops).await?;
         if kind == HeldKind::TabCheckpoint
             && let Some(tab) = tab_id
         {

@@ -353,6 +353,12 @@ async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_
     let decided_from = events.iter().find(|e| e["what"] == "review.approve").unwrap()["from"].clone();
     assert_eq!(decided_from, block["from"], "one address, one pseudonym");
     assert_eq!(block["outcome"], "risk_blocked", "{block}");
+    let hold = events.iter().find(|e| e["what"] == "risk.review").expect("the hold is in the audit log");
+    assert_eq!(
+        (hold["id"].clone(), hold["outcome"].clone(), hold["by"].clone()),
+        (json!(format!("review:{review}")), json!("held audit-test@1/hold"), json!("100")),
+        "{hold}"
+    );
     let decided = events.iter().find(|e| e["what"] == "review.approve").expect("the decision is in the audit log");
     assert_eq!(decided["id"], format!("review:{review}"));
     assert_eq!(decided["role"], "operator");
