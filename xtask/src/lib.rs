@@ -12,7 +12,7 @@ const CORE_FORBIDDEN_DEPENDENCIES: &[&str] =
     &["tokio", "sqlx", "axum", "rand", "rusqlite", "tokio-postgres", "hyper", "reqwest", "getrandom"];
 
 /// Files where money lives on the wire or in the ledger; no floating point allowed in them.
-const MONEY_PATHS: &[&str] = &["crates/obol-core/src", "crates/obol-http/src/dto.rs"];
+const MONEY_PATHS: &[&str] = &["crates/obol-core/src", "crates/obol-rules/src", "crates/obol-http/src/dto.rs"];
 
 /// The repository root (this crate lives one level below it).
 pub fn root() -> PathBuf {
@@ -79,16 +79,19 @@ pub fn tidy(root: &Path) -> Vec<String> {
             }
         }
     }
-    match std::fs::read_to_string(root.join("crates/obol-core/Cargo.toml")) {
-        Ok(manifest) => {
-            for line in manifest.lines() {
-                let name = line.split(['=', '.', ' ']).next().unwrap_or("").trim();
-                if CORE_FORBIDDEN_DEPENDENCIES.contains(&name) {
-                    problems.push(format!("crates/obol-core/Cargo.toml: the pure core must not depend on {name}"));
+    for pure in PURE_CRATES {
+        let path = format!("crates/{pure}/Cargo.toml");
+        match std::fs::read_to_string(root.join(&path)) {
+            Ok(manifest) => {
+                for line in manifest.lines() {
+                    let name = line.split(['=', '.', ' ']).next().unwrap_or("").trim();
+                    if CORE_FORBIDDEN_DEPENDENCIES.contains(&name) {
+                        problems.push(format!("{path}: the pure core must not depend on {name}"));
+                    }
                 }
             }
+            Err(error) => problems.push(format!("{path}: {error}")),
         }
-        Err(error) => problems.push(format!("crates/obol-core/Cargo.toml: {error}")),
     }
     problems.extend(route_imports(root));
     problems.extend(http_in_application_layer(root));
@@ -99,8 +102,21 @@ pub fn tidy(root: &Path) -> Vec<String> {
 /// The crates that take the workspace's panic lints (no unwrap, expect, panic or indexing
 /// outside tests without a written reason): those a payment passes through, the risk engine, the
 /// payer's SDK, the binary (server and CLI) and the simulator.
-pub const PANIC_LINT_CRATES: [&str; 9] =
-    ["obol-core", "obol-store", "obol-wire", "obol-app", "obol-http", "obol-risk", "obol-client", "obol", "obol-sim"];
+pub const PANIC_LINT_CRATES: [&str; 10] = [
+    "obol-core",
+    "obol-rules",
+    "obol-store",
+    "obol-wire",
+    "obol-app",
+    "obol-http",
+    "obol-risk",
+    "obol-client",
+    "obol",
+    "obol-sim",
+];
+
+/// The pure crates: no runtime, database, network or randomness among their dependencies.
+pub const PURE_CRATES: [&str; 2] = ["obol-core", "obol-rules"];
 
 /// Crates of [`PANIC_LINT_CRATES`] whose manifest does not opt in to the workspace lints.
 pub fn panic_lints(root: &Path) -> Vec<String> {
