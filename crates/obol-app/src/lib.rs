@@ -72,6 +72,9 @@ pub struct App {
     /// Serializes the vault's writes (a data key's creation and destruction, the profile sealed
     /// under it), so no write can seal under a key being replaced or destroyed.
     pub(crate) vault_writes: Arc<tokio::sync::Mutex<()>>,
+    /// When each credential last had its own read of its person's data logged (a cache: at most
+    /// one access-log entry an hour per credential).
+    pub(crate) own_reads: Arc<std::sync::Mutex<std::collections::HashMap<(u128, String), u64>>>,
 }
 
 impl App {
@@ -100,6 +103,7 @@ impl App {
             env,
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),
+            own_reads: Arc::default(),
         }
     }
 

@@ -184,7 +184,7 @@ pub async fn start_registration(
             state.engine.execute(crate::approvals::spent(&id)).await?;
         }
     }
-    let name = crate::privacy::display_name(state, principal_id).await?;
+    let name = crate::privacy::own_name(state, caller, principal_id, "passkey_user").await?;
     let exclude: Vec<_> = stored_passkeys(state, principal_id)?.iter().map(|p| p.cred_id().clone()).collect();
     let (options, registration) = state
         .passkeys

@@ -388,6 +388,11 @@ pub fn erasure(state: &App, id: u128) -> Option<Erasure> {
 
 fn in_force(state: &App, mut erasure: Erasure) -> Erasure {
     if erasure.erased_ns.is_none() {
+        // A suspended person pays nothing, but can still be paid: the retention runs from the
+        // last payment, whenever it came.
+        if let Ok(last) = last_activity_ns(state, erasure.principal_id) {
+            erasure.last_activity_ns = erasure.last_activity_ns.max(last);
+        }
         erasure.erase_after_ns =
             erasure.last_activity_ns.saturating_add(state.retention_days.saturating_mul(NS_PER_DAY));
     }
@@ -451,6 +456,34 @@ async fn journal_access(state: &App, caller: &Caller, id: u128, purpose: Purpose
     write_access(state, caller, id, purpose.as_str(), what).await
 }
 
+/// Journals the person's own read of its data, at most once an hour per credential (each read
+/// would otherwise be a record for ever: a read-only key could grow the log without bound). A
+/// key someone else holds for the person still shows, under its key id.
+async fn write_own_access(state: &App, caller: &Caller, id: u128, what: &str) -> Result<(), Error> {
+    const OWN_READ_LOG_INTERVAL_NS: u64 = 3_600_000_000_000;
+    const OWN_READ_CREDENTIALS_MAX: usize = 100_000;
+    let now_ns = state.env.now_ns();
+    let credential = (id, via(caller));
+    {
+        let mut seen = state.own_reads.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.get(&credential).is_some_and(|last| now_ns.saturating_sub(*last) < OWN_READ_LOG_INTERVAL_NS) {
+            return Ok(());
+        }
+        if seen.len() >= OWN_READ_CREDENTIALS_MAX {
+            seen.clear();
+        }
+        seen.insert(credential, now_ns);
+    }
+    write_access(state, caller, id, "own", what).await
+}
+
+/// The person's name for its own screens (an authenticator app's label, a passkey's user name),
+/// read as the person's own read.
+pub(crate) async fn own_name(state: &App, caller: &Caller, id: u128, what: &str) -> Result<String, Error> {
+    write_own_access(state, caller, id, what).await?;
+    display_name(state, id).await
+}
+
 /// Journals one read of person `id`'s personal data (its access-log entry and audit note, one
 /// record) before it happens. `purpose` is a [`Purpose`]'s name, `own` for the person's own
 /// reads, or `create_retry` for a creation retried with the same id.
@@ -488,7 +521,7 @@ pub async fn profile(state: &App, caller: &Caller, id: &str, purpose: Option<&st
     } else {
         // The person's own reads are logged too: a key someone else holds for the person (an
         // operator can issue one) shows in the person's log under its key id.
-        write_access(state, caller, id, "own", "profile").await?;
+        write_own_access(state, caller, id, "profile").await?;
     }
     match open_profile(state, id).await? {
         Some(profile) => Ok(profile),
@@ -554,17 +587,17 @@ pub fn access_log(
         return Err(Error::InvalidQuery(format!("limit must be 1 to {ACCESS_LOG_ENTRIES_MAX}")));
     }
     let prefix = format!("{ACCESS_PREFIX}{id}/");
+    let before = before.map(|cursor| format!("{prefix}{cursor}"));
+    // One page (and one more entry, to know whether another page follows), never the whole log.
     let mut entries: Vec<(String, Access)> = state
         .engine
-        .table_scan(&prefix)
+        .table_scan_back(&prefix, before.as_deref(), limit.saturating_add(1))
         .into_iter()
         .filter_map(|(key, bytes)| {
             let cursor = key.strip_prefix(&prefix)?.to_string();
             Some((cursor, serde_json::from_slice(&bytes).ok()?))
         })
-        .filter(|(cursor, _)| before.is_none_or(|before| cursor.as_str() < before))
         .collect();
-    entries.reverse();
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next = if more { entries.last().map(|(cursor, _)| cursor.clone()) } else { None };
@@ -696,7 +729,10 @@ pub async fn erase(state: &App, caller: &Caller, id: &str) -> Result<Erasure, Er
     }
     state.engine.execute_together(ops).await?;
     if erasure.erase_after_ns <= now_ns {
-        return shred(state, erasure, now_ns).await;
+        return shred(state, vec![erasure], now_ns)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal("an erasure vanished".into()));
     }
     Ok(erasure)
 }
@@ -705,25 +741,34 @@ pub async fn erase(state: &App, caller: &Caller, id: &str) -> Result<Erasure, Er
 /// gone: the profile's key in the state table is removed and the erasure marked, with an audit
 /// note. The key goes first: a crash in between leaves an erasure the next sweep finishes.
 /// The caller holds `vault_writes`.
-async fn shred(state: &App, mut erasure: Erasure, now_ns: u64) -> Result<Erasure, Error> {
-    let id = erasure.principal_id;
-    state.engine.meta_erase(&person_key_meta(id)).await?;
-    erasure.erased_ns = Some(now_ns);
-    let note = Op::Note(obol_core::audit::Note {
-        actor_id: 0,
-        role: "system".into(),
-        via: obol_core::audit::Note::field("retention"),
-        origin: String::new(),
-        what: obol_core::audit::Note::field("principal.erase"),
-        subject: obol_core::audit::Note::field(&format!("principal:{id}")),
-        outcome: obol_core::audit::Note::field("key_destroyed"),
-    });
-    state
-        .engine
-        .execute_together(vec![note, put(profile_key(id), Vec::new()), put(erasure_key(id), json(&erasure)?)])
-        .await?;
-    tracing::info!(principal = %id, "personal data erased (data key destroyed)");
-    Ok(erasure)
+async fn shred(state: &App, erasures: Vec<Erasure>, now_ns: u64) -> Result<Vec<Erasure>, Error> {
+    if erasures.is_empty() {
+        return Ok(erasures);
+    }
+    // Every key first, in one scrub of the key area (its cost grows with the vault, not with
+    // how many are erased together).
+    state.engine.meta_erase(erasures.iter().map(|e| person_key_meta(e.principal_id)).collect()).await?;
+    let mut done = Vec::with_capacity(erasures.len());
+    for mut erasure in erasures {
+        let id = erasure.principal_id;
+        erasure.erased_ns = Some(now_ns);
+        let note = Op::Note(obol_core::audit::Note {
+            actor_id: 0,
+            role: "system".into(),
+            via: obol_core::audit::Note::field("retention"),
+            origin: String::new(),
+            what: obol_core::audit::Note::field("principal.erase"),
+            subject: obol_core::audit::Note::field(&format!("principal:{id}")),
+            outcome: obol_core::audit::Note::field("key_destroyed"),
+        });
+        state
+            .engine
+            .execute_together(vec![note, put(profile_key(id), Vec::new()), put(erasure_key(id), json(&erasure)?)])
+            .await?;
+        tracing::info!(principal = %id, "personal data erased (data key destroyed)");
+        done.push(erasure);
+    }
+    Ok(done)
 }
 
 /// Every erasure asked and not done, with whether it is due at `at_ns`: the retention
@@ -751,12 +796,8 @@ pub async fn sweep(state: &App) -> Result<usize, Error> {
     let now_ns = state.env.now_ns();
     let mut erased = 0;
     let _vault_writes = state.vault_writes.lock().await;
-    for erasure in pending_erasures(state) {
-        if erasure.erase_after_ns <= now_ns {
-            shred(state, erasure, now_ns).await?;
-            erased += 1;
-        }
-    }
+    let due: Vec<Erasure> = pending_erasures(state).into_iter().filter(|e| e.erase_after_ns <= now_ns).collect();
+    erased += shred(state, due, now_ns).await?.len();
     Ok(erased)
 }
 
@@ -801,7 +842,7 @@ pub async fn export(state: &App, caller: &Caller, id: &str) -> Result<Export, Er
         Some(e) if e.erased_ns.is_some() => None,
         _ => {
             if own {
-                write_access(state, caller, id, "own", "export").await?;
+                write_own_access(state, caller, id, "export").await?;
             } else {
                 journal_access(state, caller, id, Purpose::DataSubjectRequest, "export").await?;
             }

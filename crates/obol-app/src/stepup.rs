@@ -614,7 +614,7 @@ pub async fn enroll_totp(
         principal.has_factor()
     };
     // The authenticator app shows the person's own name; it is read from the vault for them.
-    let name = crate::privacy::display_name(state, principal_id).await?;
+    let name = crate::privacy::own_name(state, caller, principal_id, "totp_label").await?;
     if has_factor {
         let code = code.ok_or_else(|| {
             Error::Forbidden("replacing an authenticator needs a current code from the existing one".into())

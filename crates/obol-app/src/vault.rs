@@ -275,6 +275,10 @@ pub fn load_or_create_key(path: &Path, env: &dyn crate::Env) -> std::io::Result<
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
             file.write_all(&key)?;
             file.sync_all()?;
+            // The file's name is durable only once its directory is: without this, a power
+            // loss could keep what the key sealed and lose the key.
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::File::open(parent)?.sync_all()?;
             Ok(Secret::new(key))
         }
         Err(error) => Err(error),

@@ -62,6 +62,45 @@ impl Table {
             .map(|(key, value)| (key.as_str(), value.as_slice()))
     }
 
+    /// Up to `limit` entries whose key starts with `prefix` and sorts before `before` (or all,
+    /// without it), in descending key order: the newest first of keys that sort by time, a page
+    /// at a time, in `O(log n + limit)`.
+    pub fn scan_back<'a>(
+        &'a self,
+        prefix: &'a str,
+        before: Option<&'a str>,
+        limit: usize,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        // The first string after every key that starts with `prefix` (its last character plus
+        // one), so the range holds the prefix's keys alone; `before` can only narrow it.
+        let end: Option<String> = prefix.char_indices().last().and_then(|(at, last)| {
+            let next = char::from_u32(u32::from(last) + 1)?;
+            Some(format!("{}{next}", prefix.get(..at)?))
+        });
+        let mut upper = end.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        if let Some(before) = before {
+            let narrower = match &upper {
+                std::ops::Bound::Excluded(end) => before < end.as_str(),
+                _ => true,
+            };
+            if narrower {
+                upper = std::ops::Bound::Excluded(before.max(prefix).to_string());
+            }
+        }
+        let upper = match &upper {
+            std::ops::Bound::Excluded(key) => std::ops::Bound::Excluded(key.as_str()),
+            _ => std::ops::Bound::Unbounded,
+        };
+        self.entries
+            .range::<str, _>((std::ops::Bound::Included(prefix), upper))
+            .rev()
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.as_str(), value.as_slice()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     /// How many keys the table holds.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -80,6 +119,21 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scan_back_pages_a_prefix_newest_first_and_nothing_else() {
+        let mut table = Table::default();
+        for key in ["a/0", "a/1", "a/2", "a/3", "a0", "b/1", "a"] {
+            table.apply(&Put { key: key.into(), value: key.as_bytes().to_vec() });
+        }
+        let keys = |before, limit| table.scan_back("a/", before, limit).map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(None, 10), ["a/3", "a/2", "a/1", "a/0"]);
+        assert_eq!(keys(None, 2), ["a/3", "a/2"]);
+        assert_eq!(keys(Some("a/2"), 10), ["a/1", "a/0"]);
+        assert_eq!(keys(Some("a/"), 10), Vec::<String>::new());
+        assert_eq!(keys(Some("zzz"), 1), ["a/3"]);
+        assert_eq!(keys(Some(""), 1), Vec::<String>::new());
+    }
+
     use super::*;
 
     fn put(key: &str, value: &[u8]) -> Put {

@@ -36,7 +36,13 @@ pub fn parse_time(text: &str) -> Option<u64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    let month_days = match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    };
+    if !(1..=12).contains(&month) || !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let mut rest = text.get(19..)?;
@@ -55,8 +61,8 @@ pub fn parse_time(text: &str) -> Option<u64> {
                 b'-' => -1,
                 _ => return None,
             };
-            let hours = rest.get(1..3)?.parse::<i64>().ok()?;
-            let minutes = rest.get(4..6)?.parse::<i64>().ok()?;
+            let hours = rest.get(1..3)?.parse::<i64>().ok().filter(|h| (0..=23).contains(h))?;
+            let minutes = rest.get(4..6)?.parse::<i64>().ok().filter(|m| (0..=59).contains(m))?;
             if rest.len() != 6 || rest.as_bytes().get(3) != Some(&b':') {
                 return None;
             }
@@ -112,6 +118,11 @@ mod tests {
         assert_eq!(rfc3339(u128::from(ns)), "2026-12-06T17:26:51.250Z");
         assert_eq!(iso_date(ns), "2026-12-06");
         assert_eq!(parse_time("2024-02-29T23:59:59+09:00").map(iso_date).as_deref(), Some("2024-02-29"));
+        for wrong in
+            ["2026-02-29T00:00:00Z", "2026-02-31T00:00:00Z", "2026-04-31T00:00:00Z", "2026-01-01T00:00:00+99:99"]
+        {
+            assert_eq!(parse_time(wrong), None, "{wrong}");
+        }
         for days in [-719_468i64, -1, 0, 1, 11_016, 20_428, 2_932_896] {
             let (year, month, day) = civil_from_days(days);
             assert_eq!(days_from_civil(year, i64::from(month), i64::from(day)), days);

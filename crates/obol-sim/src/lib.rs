@@ -172,8 +172,10 @@ impl Store for FaultyStore {
         Ok(())
     }
 
-    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
-        self.disk().meta.remove(key);
+    fn meta_erase(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.disk().meta.remove(key);
+        }
         Ok(())
     }
 

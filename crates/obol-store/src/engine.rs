@@ -91,7 +91,7 @@ enum MetaJob {
     Get { key: String, reply: MetaReply<Option<Vec<u8>>> },
     Put { key: String, value: Vec<u8>, reply: MetaReply<()> },
     Scan { prefix: String, reply: MetaReply<Vec<(String, Vec<u8>)>> },
-    Erase { key: String, reply: MetaReply<()> },
+    Erase { keys: Vec<String>, reply: MetaReply<()> },
 }
 
 enum Job {
@@ -134,8 +134,8 @@ fn run_meta<S: Store>(node: &mut Node<S>, job: MetaJob) {
         MetaJob::Scan { prefix, reply } => {
             let _ = reply.send(node.store_mut().meta_scan(&prefix).map_err(failed));
         }
-        MetaJob::Erase { key, reply } => {
-            let _ = reply.send(node.store_mut().meta_erase(&key).map_err(failed));
+        MetaJob::Erase { keys, reply } => {
+            let _ = reply.send(node.store_mut().meta_erase(&keys).map_err(failed));
         }
     }
 }
@@ -247,11 +247,11 @@ impl Engine {
         self.meta(|reply| MetaJob::Scan { prefix, reply }).await
     }
 
-    /// Deletes a metadata value and scrubs every copy of it from the store's files
-    /// ([`crate::Store::meta_erase`]), through the writer, after everything submitted before it.
-    pub async fn meta_erase(&self, key: &str) -> Result<(), EngineError> {
-        let key = key.to_string();
-        self.meta(|reply| MetaJob::Erase { key, reply }).await
+    /// Deletes metadata values and scrubs every copy of them from the store's files, once for
+    /// all of them ([`crate::Store::meta_erase`]), through the writer, after everything
+    /// submitted before it.
+    pub async fn meta_erase(&self, keys: Vec<String>) -> Result<(), EngineError> {
+        self.meta(|reply| MetaJob::Erase { keys, reply }).await
     }
 
     /// Writes `value` under `key` in the state table through the log: durable, in the log's
@@ -271,6 +271,13 @@ impl Engine {
     pub fn table_scan(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let ledger = self.ledger.read().unwrap_or_else(|p| p.into_inner());
         ledger.table().scan(prefix).map(|(key, value)| (key.to_string(), value.to_vec())).collect()
+    }
+
+    /// Up to `limit` values under `prefix` whose key sorts before `before`, last key first
+    /// ([`obol_core::table::Table::scan_back`]): one page, without copying the rest.
+    pub fn table_scan_back(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<(String, Vec<u8>)> {
+        let ledger = self.ledger.read().unwrap_or_else(|p| p.into_inner());
+        ledger.table().scan_back(prefix, before, limit).map(|(key, value)| (key.to_string(), value.to_vec())).collect()
     }
 
     /// Submits `ops` to be applied in one record, in order, all durable or none, and waits for

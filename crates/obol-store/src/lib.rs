@@ -121,11 +121,12 @@ pub trait Store: Send {
     fn meta_put(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Every metadata entry whose key starts with `prefix`, in key order.
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    /// Deletes a metadata value durably and scrubs it: when this returns, no copy of the old
+    /// Deletes metadata values durably and scrubs them: when this returns, no copy of the old
     /// value is left in the store's files (the vault's erasure destroys a person's data key
     /// here, so a copy left in a page, a write-ahead log or a dead row would undo the erasure).
-    /// Keys under [`VAULT_META_PREFIX`] live in an area of their own that this rewrites whole.
-    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError>;
+    /// Keys under [`VAULT_META_PREFIX`] live in an area of their own that this rewrites whole,
+    /// once for all of `keys`.
+    fn meta_erase(&mut self, keys: &[String]) -> Result<(), StoreError>;
     /// Rewrites the vault's key area so that no value deleted or overwritten before is left in
     /// the store's files (after a master-key rotation re-wrapped every key).
     fn meta_scrub(&mut self) -> Result<(), StoreError>;
@@ -152,8 +153,8 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         (**self).meta_scan(prefix)
     }
-    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
-        (**self).meta_erase(key)
+    fn meta_erase(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        (**self).meta_erase(keys)
     }
     fn meta_scrub(&mut self) -> Result<(), StoreError> {
         (**self).meta_scrub()

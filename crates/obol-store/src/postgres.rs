@@ -298,12 +298,16 @@ impl Store for PgStore {
         Ok(found)
     }
 
-    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_string();
-        let table = meta_table(&key);
-        let sql = format!("DELETE FROM {table} WHERE key = $1");
-        self.call(move |client| Box::pin(async move { client.execute(&sql, &[&key]).await }))?;
-        if table == "vault_keys" { self.meta_scrub() } else { Ok(()) }
+    fn meta_erase(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let mut vault = false;
+        for key in keys {
+            let key = key.clone();
+            let table = meta_table(&key);
+            vault |= table == "vault_keys";
+            let sql = format!("DELETE FROM {table} WHERE key = $1");
+            self.call(move |client| Box::pin(async move { client.execute(&sql, &[&key]).await }))?;
+        }
+        if vault { self.meta_scrub() } else { Ok(()) }
     }
 
     fn meta_scrub(&mut self) -> Result<(), StoreError> {

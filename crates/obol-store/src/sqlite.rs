@@ -176,10 +176,14 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
-    fn meta_erase(&mut self, key: &str) -> Result<(), StoreError> {
-        let table = meta_table(key);
-        self.connection.execute(&format!("DELETE FROM {table} WHERE key = ?1"), params![key])?;
-        if table == "vault.keys" { self.meta_scrub() } else { self.checkpoint("main") }
+    fn meta_erase(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let mut vault = false;
+        for key in keys {
+            let table = meta_table(key);
+            vault |= table == "vault.keys";
+            self.connection.execute(&format!("DELETE FROM {table} WHERE key = ?1"), params![key])?;
+        }
+        if vault { self.meta_scrub() } else { self.checkpoint("main") }
     }
 
     fn meta_scrub(&mut self) -> Result<(), StoreError> {

@@ -85,12 +85,16 @@ pub fn vault(command: VaultCommand) -> anyhow::Result<()> {
     let old = obol_app::vault::load_or_create_key(&path, &obol_app::SystemEnv)
         .with_context(|| format!("reading {}", path.display()))?;
     // The store first (a running server holds it) and the old key checked against it, so a
-    // refused run leaves no new key behind.
+    // refused run leaves no new key behind; a store that does not exist is not made.
+    if !store.exists() {
+        bail!("no store at {}: give the store options the server runs with", store.describe());
+    }
     let mut store = crate::serve::open_store(&store)?;
     let mut entries = store.meta_scan(PERSON_KEY_META_PREFIX)?;
-    if let Some(system) = store.meta_get(SYSTEM_KEY_META)? {
-        entries.push((SYSTEM_KEY_META.to_string(), system));
-    }
+    let Some(system) = store.meta_get(SYSTEM_KEY_META)? else {
+        bail!("this store has no vault keys (it never served): is it the right store? Nothing was changed");
+    };
+    entries.push((SYSTEM_KEY_META.to_string(), system));
     let old_wrap = KeyWrap::new(&old);
     let resumed = next_path.exists();
     if !resumed && entries.iter().any(|(_, wrapped)| KeyWrap::wrapped_by(wrapped) != Some(old_wrap.id())) {

@@ -34,6 +34,17 @@ impl StoreArgs {
     pub(crate) fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
     }
+
+    /// Whether the store was made already (PostgreSQL: assumed; the server's schema check
+    /// follows when it is opened).
+    pub(crate) fn exists(&self) -> bool {
+        self.database_url.is_some() || self.data_dir.join("obol.sqlite3").exists()
+    }
+
+    /// The store, in words, without secrets.
+    pub(crate) fn describe(&self) -> String {
+        describe(self)
+    }
 }
 
 /// Options of `obol serve`.
@@ -370,6 +381,20 @@ fn vault(node: &mut Node<Box<dyn Store>>, path: &std::path::Path) -> anyhow::Res
     let master_key = obol_app::vault::load_or_create_key(path, &obol_app::SystemEnv)
         .with_context(|| format!("reading the master key {}", path.display()))?;
     let wrap = KeyWrap::new(&master_key);
+    // Every person's key must open too (a rotation could have lost its new key file).
+    let foreign = node
+        .store_mut()
+        .meta_scan(obol_app::vault::PERSON_KEY_META_PREFIX)?
+        .iter()
+        .filter(|(_, wrapped)| KeyWrap::wrapped_by(wrapped) != Some(wrap.id()))
+        .count();
+    if foreign > 0 {
+        bail!(
+            "{foreign} personal data key(s) in this store are wrapped by another master key than {}: {restore} \
+             (after an interrupted rotation, the key in master.key.next)",
+            path.display()
+        );
+    }
     let system_key = match stored {
         Some(wrapped) => wrap.unwrap(SYSTEM_KEY_META, &wrapped).map_err(|error| {
             anyhow::anyhow!("the master key {} does not open this store's vault ({error}): {restore}", path.display())

@@ -558,7 +558,7 @@ async fn the_master_key_rotates_without_touching_data_and_the_old_key_is_refused
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && err.contains("does not open this store's vault"), "{err}");
+    assert!(!output.status.success() && err.contains("wrapped by another master key"), "{err}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
@@ -733,4 +733,56 @@ async fn r13_an_interrupted_rotation_is_finished_before_the_server_starts_and_a_
     let (status, read) = server.api.get(&operator, "/v1/principals/700/profile?purpose=support").await;
     assert_eq!((status, read["name"].as_str()), (200, Some(NAME)));
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_rotation_pointed_at_the_wrong_store_changes_nothing() {
+    // Found by the second attack review: a mistyped --data-dir made an empty store, "re-wrapped
+    // 0 keys" and replaced the real master key, locking the real store out.
+    let (scratch, data, _, mut server, _) = embedded("wrong-store", &[]).await;
+    server.kill();
+    let key_before = std::fs::read(data.join("master.key")).unwrap();
+    let typo = scratch.join("data-typo");
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["vault", "rotate-master-key", "--data-dir", typo.to_str().unwrap(), "--master-key-file"])
+        .arg(data.join("master.key"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("no store at"), "{err}");
+    assert!(!typo.exists(), "no store is made by a rotation");
+    assert_eq!(std::fs::read(data.join("master.key")).unwrap(), key_before, "the real key is untouched");
+    assert!(!scratch.join("data").join("master.key.next").exists());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_own_reads_are_logged_without_growing_the_log_per_read_and_retention_follows_late_payments() {
+    // Found by the second attack review: an authenticator's label and a passkey's user name
+    // showed the name unlogged; every own read was a record for ever (a read-only key could
+    // grow the log without bound); and a payment to a person waiting for erasure did not move
+    // its retention.
+    let world = support::Parties::start("privacy-own", 2, 10_000, None).await;
+    for _ in 0..50 {
+        let (status, _) = world.api.get(&world.holder, "/v1/principals/100/profile").await;
+        assert_eq!(status, 200);
+    }
+    let (status, enrolled) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
+    assert_eq!(status, 201, "{enrolled}");
+    let (_, log) = world.api.get(&world.holder, "/v1/principals/100/access-log").await;
+    let items = log["items"].as_array().unwrap();
+    let whats: Vec<&str> = items.iter().map(|a| a["what"].as_str().unwrap()).collect();
+    assert_eq!(whats, ["profile"], "one entry for the credential's reads within the hour: {log}");
+    assert_eq!(items[0]["purpose"], "own");
+    // The merchant asks for erasure; a later payment to it moves the retention's start.
+    let (status, erasure) = world.api.post(&world.merchant, "/v1/principals/300/erasure", json!(null), None).await;
+    assert_eq!(status, 202, "{erasure}");
+    let pay = json!({"id": "900", "debit_account_id": "1", "credit_account_id": "2", "amount": "5", "asset_code": "USD", "asset_scale": 2});
+    let (status, paid) = world.api.post(&world.holder, "/v1/transfers", pay, None).await;
+    assert_eq!(status, 201, "{paid}");
+    let (_, plan) = world.api.get(&world.operator, "/v1/privacy/retention").await;
+    let entry = plan.as_array().unwrap().iter().find(|i| i["erasure"]["principal_id"] == "300").unwrap();
+    let last: u128 = entry["erasure"]["last_activity_ns"].as_str().unwrap().parse().unwrap();
+    let paid_at: u128 = paid["timestamp"].as_str().unwrap().parse().unwrap();
+    assert!(last >= paid_at, "retention runs from the last payment: {entry} vs {paid}");
 }
