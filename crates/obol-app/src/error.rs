@@ -125,6 +125,14 @@ pub enum Error {
     /// No such audit entry or tree size.
     #[error("{0}")]
     AuditNotFound(String),
+    /// A refund asks more than what is left of the payment.
+    #[error("transfer {payment} has {left} left to refund")]
+    RefundExceedsPayment {
+        /// The payment.
+        payment: u128,
+        /// Minor units left to refund.
+        left: String,
+    },
     /// A use of personal data beyond the payment itself that the person has not consented to.
     #[error("principal {0} has not consented to {1}; the person grants it with PUT /v1/principals/{0}/consents/{1}")]
     ConsentRequired(u128, String),
@@ -264,6 +272,7 @@ impl Error {
             Error::ReviewNotFound(_) => "review_not_found",
             Error::AuditNotFound(_) => "audit_not_found",
             Error::ConsentRequired(..) => "consent_required",
+            Error::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Error::PersonalDataErased(_) => "personal_data_erased",
             Error::PersonalDataRestricted(..) => "personal_data_restricted",
             Error::ReviewDecided(..) => "review_decided",

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod lists;
 pub mod passkeys;
 pub mod privacy;
+pub mod refunds;
 pub mod reviews;
 pub mod risk;
 pub mod statement;
@@ -75,6 +76,8 @@ pub struct App {
     /// When each credential last had its own read of its person's data logged (a cache: at most
     /// one access-log entry an hour per credential).
     pub(crate) own_reads: Arc<std::sync::Mutex<std::collections::HashMap<(u128, String), u64>>>,
+    /// Serializes refunds: the check of what a payment has left and the record that refunds it.
+    pub(crate) refunds: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -104,6 +107,7 @@ impl App {
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),
             own_reads: Arc::default(),
+            refunds: Arc::default(),
         }
     }
 

@@ -325,6 +325,8 @@ pub enum PaymentKind {
     TabTopup,
     /// What a voucher stream paid since its last checkpoint.
     TabCheckpoint,
+    /// A payee giving back (part of) a payment (`POST /v1/transfers/{id}/refunds`).
+    Refund,
 }
 
 impl PaymentKind {
@@ -335,13 +337,14 @@ impl PaymentKind {
             PaymentKind::TabOpen => "tab_open",
             PaymentKind::TabTopup => "tab_topup",
             PaymentKind::TabCheckpoint => "tab_checkpoint",
+            PaymentKind::Refund => "refund",
         }
     }
 
     /// What a review holding a request of this kind holds.
     pub fn held(self) -> HeldKind {
         match self {
-            PaymentKind::Transfer => HeldKind::Transfers,
+            PaymentKind::Transfer | PaymentKind::Refund => HeldKind::Transfers,
             PaymentKind::TabOpen => HeldKind::TabOpen,
             PaymentKind::TabTopup => HeldKind::TabTopup,
             PaymentKind::TabCheckpoint => HeldKind::TabCheckpoint,

@@ -152,6 +152,7 @@ pub(crate) fn authorize_transfers(
     caller: &Caller,
     events: &[NewTransfer],
     approval: Option<&str>,
+    kind: PaymentKind,
 ) -> Result<Gate, Error> {
     if caller.role == Role::Operator {
         need_scope(caller, Scopes::PAY)?;
@@ -164,7 +165,7 @@ pub(crate) fn authorize_transfers(
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
-    let assessments = state.risk.assess(&ledger, caller, (PaymentKind::Transfer, &only), state.env.now_ns());
+    let assessments = state.risk.assess(&ledger, caller, (kind, &only), state.env.now_ns());
     match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
         Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
@@ -172,27 +173,14 @@ pub(crate) fn authorize_transfers(
             // A hold is no way around the holder's own step-up policy: what it asks a second
             // factor for is approved first, and the approval is spent when the hold is stored,
             // so an analyst's approval never runs a payment its holder's factor did not.
-            let spends = state.step_up.check(
-                (&*state.env, &ledger),
-                caller,
-                (PaymentKind::Transfer, events),
-                approval,
-                &[],
-                None,
-            )?;
+            let spends = state.step_up.check((&*state.env, &ledger), caller, (kind, events), approval, &[], None)?;
             Ok(Gate::Hold(assessment, payment, spends))
         }
         Verdict::Go { step_up, risk } => {
             let marked: Vec<usize> = step_up.iter().filter_map(|k| payments.get(*k).map(|(i, _)| *i)).collect();
             let risk = risk.map(|risk| risk.for_caller(caller));
-            let spends = state.step_up.check(
-                (&*state.env, &ledger),
-                caller,
-                (PaymentKind::Transfer, events),
-                approval,
-                &marked,
-                risk,
-            )?;
+            let spends =
+                state.step_up.check((&*state.env, &ledger), caller, (kind, events), approval, &marked, risk)?;
             let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
@@ -417,7 +405,7 @@ pub(crate) async fn transfer_as(
     approval: Option<&str>,
     on_approval: OnApproval,
 ) -> Result<CreateTransferResult, Error> {
-    let results = pay_as(state, caller, vec![*event], approval, on_approval).await?;
+    let results = pay_as(state, caller, vec![*event], approval, on_approval, PaymentKind::Transfer).await?;
     results.first().copied().ok_or_else(|| internal("create_transfer"))
 }
 
@@ -451,7 +439,17 @@ pub async fn pay(
     events: Vec<NewTransfer>,
     approval: Option<&str>,
 ) -> Result<Vec<CreateTransferResult>, Error> {
-    pay_as(state, caller, events, approval, OnApproval::Run).await
+    pay_as(state, caller, events, approval, OnApproval::Run, PaymentKind::Transfer).await
+}
+
+/// [`pay`] for refunds: the same pipeline, decided and approved as `refund`s.
+pub(crate) async fn pay_refunds(
+    state: &App,
+    caller: &Caller,
+    events: Vec<NewTransfer>,
+    approval: Option<&str>,
+) -> Result<Vec<CreateTransferResult>, Error> {
+    pay_as(state, caller, events, approval, OnApproval::Run, PaymentKind::Refund).await
 }
 
 /// [`pay`], with what an analyst's approval of a hold does (`AllowRetry`: the client was refused
@@ -462,9 +460,10 @@ async fn pay_as(
     events: Vec<NewTransfer>,
     approval: Option<&str>,
     on_approval: OnApproval,
+    kind: PaymentKind,
 ) -> Result<Vec<CreateTransferResult>, Error> {
     batch_size(events.len())?;
-    let gate = authorize_transfers(state, caller, &events, approval);
+    let gate = authorize_transfers(state, caller, &events, approval, kind);
     if let Err(Error::RiskBlocked(risk)) = &gate {
         let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
         let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));

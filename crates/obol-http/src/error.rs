@@ -119,6 +119,7 @@ impl ApiError {
             Error::ReviewNotFound(_) | Error::NoShadow | Error::AuditNotFound(_) => StatusCode::NOT_FOUND,
             Error::ConsentRequired(..) | Error::PersonalDataRestricted(..) => StatusCode::FORBIDDEN,
             Error::PersonalDataErased(_) => StatusCode::GONE,
+            Error::RefundExceedsPayment { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,

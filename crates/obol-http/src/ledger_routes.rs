@@ -273,6 +273,95 @@ pub(crate) async fn create_transfers(
     Ok(Json(batch_results(&ids, codes.into_iter())))
 }
 
+/// A refund of one payment.
+#[derive(serde::Deserialize, utoipa::ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RefundNew {
+    /// The refund's own transfer id (decimal): a retry with it answers the refund made.
+    pub id: String,
+    /// Minor units to give back; all that is left of the payment if omitted.
+    #[serde(default)]
+    pub amount: Option<String>,
+}
+
+/// One refund of a batch.
+#[derive(serde::Deserialize, utoipa::ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RefundItem {
+    /// The payment's transfer id.
+    pub payment: String,
+    /// The refund's own transfer id.
+    pub id: String,
+    /// Minor units; all that is left if omitted.
+    #[serde(default)]
+    pub amount: Option<String>,
+}
+
+/// Up to 8,190 refunds in one durable batch.
+#[derive(serde::Deserialize, utoipa::ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBatch {
+    /// The refunds.
+    pub refunds: Vec<RefundItem>,
+}
+
+/// Refund (part of) a payment: the payee (or the operator) gives back up to what is left of it,
+/// as a transfer from the account the payment credited to the account it debited.
+#[utoipa::path(post, path = "/v1/transfers/{id}/refunds", tag = "transfers", request_body = RefundNew,
+    params(("id" = String, Path, description = "The payment's transfer id, decimal")),
+    responses(
+        (status = 201, description = "Refunded", body = TransferDto),
+        (status = 200, description = "This refund was made already", body = TransferDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "More than is left to refund, or the ledger refused", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn create_refund(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(payment): Path<String>,
+    ApiJson(body): ApiJson<RefundNew>,
+) -> Result<Response, ApiError> {
+    let ask = obol_app::refunds::RefundAsk { payment: &payment, id: &body.id, amount: body.amount.as_deref() };
+    let results = obol_app::refunds::refund(&state, &caller, &[ask], approval_header(&headers)).await?;
+    let id = path_id(&body.id)?;
+    let status = match results.first().copied().ok_or_else(|| internal("create_refund"))? {
+        CreateTransferResult::Ok => StatusCode::CREATED,
+        CreateTransferResult::Exists => StatusCode::OK,
+        rejected => return Err(Error::TransferRejected(rejected).into()),
+    };
+    let ledger = read_ledger(&state);
+    let transfer = ledger.transfer(id).ok_or_else(|| internal("refund"))?;
+    let dto = transfer_dto(transfer, ledger.pending_status(id));
+    Ok(with_location(status, format!("/v1/transfers/{id}"), Json(dto)))
+}
+
+/// Many refunds in one durable batch (one record): micro-refunds to one payer or many.
+#[utoipa::path(post, path = "/v1/refunds", tag = "transfers", request_body = RefundBatch,
+    responses(
+        (status = 200, description = "One result per refund, in order", body = BatchResults),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A refund asks more than is left; nothing was written", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn create_refunds(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefundBatch>,
+) -> Result<Json<BatchResults>, ApiError> {
+    let asks: Vec<obol_app::refunds::RefundAsk<'_>> = body
+        .refunds
+        .iter()
+        .map(|r| obol_app::refunds::RefundAsk { payment: &r.payment, id: &r.id, amount: r.amount.as_deref() })
+        .collect();
+    let results = obol_app::refunds::refund(&state, &caller, &asks, approval_header(&headers)).await?;
+    let ids = body.refunds.iter().map(|r| path_id(&r.id)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(batch_results(&ids, results.iter().map(|r| r.as_str()))))
+}
+
 /// Look up a transfer.
 #[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
     params(("id" = String, Path, description = "Transfer id, decimal")),

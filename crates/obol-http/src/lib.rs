@@ -179,6 +179,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/transfers"),
     ("POST", "/v1/transfers/batch"),
     ("GET", "/v1/transfers/{id}"),
+    ("POST", "/v1/transfers/{id}/refunds"),
+    ("POST", "/v1/refunds"),
     ("GET", "/v1/me"),
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
@@ -291,6 +293,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/transfers", get(ledger_routes::list_transfers).post(ledger_routes::create_transfer))
         .route("/v1/transfers/batch", post(ledger_routes::create_transfers))
         .route("/v1/transfers/{id}", get(ledger_routes::get_transfer))
+        .route("/v1/transfers/{id}/refunds", post(ledger_routes::create_refund))
+        .route("/v1/refunds", post(ledger_routes::create_refunds))
         .route("/v1/me", get(identity_routes::me))
         .route("/v1/principals", get(identity_routes::list_principals).post(identity_routes::create_principal))
         .route("/v1/principals/{id}", get(identity_routes::get_principal))
@@ -538,7 +542,7 @@ impl utoipa::Modify for ProblemAnswers {
     info(title = "obol", description = "A secure micropayment server: double-entry ledger API. Amounts and ids are decimal strings; errors are RFC 9457 problem+json with a stable `code`."),
     paths(ledger_routes::list_accounts, ledger_routes::list_transfers, identity_routes::list_principals, tab_routes::list_tabs,
         ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::register_asset, ledger_routes::list_assets, ledger_routes::get_account, ledger_routes::get_balance,
-        ledger_routes::get_history, ledger_routes::get_statement, ledger_routes::create_transfer, ledger_routes::create_transfers, ledger_routes::get_transfer,
+        ledger_routes::get_history, ledger_routes::get_statement, ledger_routes::create_transfer, ledger_routes::create_refund, ledger_routes::create_refunds, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,

@@ -138,6 +138,9 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     fund["amount"] = json!("1000000");
     world.op(Method::POST, "/v1/transfers", Some(fund)).await;
     world.op(Method::POST, "/v1/transfers", Some(usd("2".into(), "1001", "3001"))).await;
+    let mut refundable = usd("3".into(), "1001", "3001");
+    refundable["amount"] = json!("100");
+    world.op(Method::POST, "/v1/transfers", Some(refundable)).await;
 
     world
         .op(Method::POST, &format!("/v1/principals/{A}/devices"), Some(json!({"id": "800", "jwk": jwk("a-phone")})))
@@ -514,6 +517,24 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             "/v1/audit/export",
             |_| ("/v1/audit/export?from=0&to=2".into(), None),
             [200, 403, 403, 403, 403, 200],
+        ),
+        // Refunds: the payee (or the operator) gives back; the payer may not refund to itself.
+        row(
+            Method::POST,
+            "/v1/transfers/{id}/refunds",
+            |i| ("/v1/transfers/3/refunds".into(), Some(json!({"id": (66_000 + i).to_string(), "amount": "1"}))),
+            [201, 403, 404, 201, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/refunds",
+            |i| {
+                (
+                    "/v1/refunds".into(),
+                    Some(json!({"refunds": [{"payment": "3", "id": (67_000 + i).to_string(), "amount": "1"}]})),
+                )
+            },
+            [200, 403, 404, 200, 403, 403],
         ),
         row(
             Method::GET,

@@ -679,8 +679,15 @@ mod tests {
             policy
                 .decide(NOW, &features(pairs), &facts)
                 .rule
-                .map(|r| r.trim_start_matches("fraud-signals@2/").to_string())
+                .map(|r| r.trim_start_matches("fraud-signals@3/").to_string())
         };
+        let refund = |pairs: &[(&str, f64)]| {
+            let facts = Facts { event_kind: "refund".into(), ..Facts::default() };
+            policy.decide(NOW, &features(pairs), &facts).rule
+        };
+        let burst = [("payer_count_1m", 9.0), ("amount", 3.0), ("pair_count_24h", 0.0), ("payer_count_1h", 9.0)];
+        assert!(rule(&burst, 0.0).is_some(), "a burst of tiny payments to new payees is caught");
+        assert_eq!(refund(&burst), None, "the same burst of refunds is what refunds are for");
         let takeover = [("device_new", 1.0), ("network_new_for_payer", 1.0), ("failed_auth_count", 2.0)];
         assert_eq!(rule(&takeover, 0.0).as_deref(), Some("account-takeover"));
         assert_eq!(

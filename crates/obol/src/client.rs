@@ -594,6 +594,36 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
     })
 }
 
+/// `obol refund`.
+#[derive(clap::Args, Debug)]
+pub struct RefundArgs {
+    /// The payment's transfer id.
+    #[arg(long)]
+    payment: String,
+    /// The refund's own transfer id (a retry with it answers the refund made).
+    #[arg(long)]
+    id: String,
+    /// Minor units to give back; all that is left if omitted.
+    #[arg(long)]
+    amount: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `obol refund`.
+pub fn refund(args: RefundArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let body = match &args.amount {
+            Some(amount) => json!({"id": args.id, "amount": amount}),
+            None => json!({"id": args.id}),
+        };
+        let path = format!("/v1/transfers/{}/refunds", args.payment);
+        let value = Api::new(&args.connection)?.expect(reqwest::Method::POST, &path, Some(&body)).await?;
+        print(&value);
+        Ok(())
+    })
+}
+
 /// `obol transfer ...`
 pub fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     if let Some(TransferCommand::List { account, since, until, status, min, max, paging, connection }) = args.command {

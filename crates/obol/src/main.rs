@@ -61,6 +61,10 @@ enum Command {
     Asset(client::AssetCommand),
     /// Move money between two accounts (or post/void a pending transfer).
     Transfer(Box<client::TransferArgs>),
+    /// Give back (part of) a payment you received, up to what is left of it.
+    ///
+    /// Example: obol refund --payment 10 --id 11 --amount 200
+    Refund(client::RefundArgs),
     /// Show an account's balances and net position.
     Balance(client::BalanceArgs),
     /// Open, show, top up and settle micropayment tabs.
@@ -136,6 +140,7 @@ fn main() -> std::process::ExitCode {
         Command::Account(command) => client::account(command),
         Command::Asset(command) => client::asset(command),
         Command::Transfer(args) => client::transfer(*args),
+        Command::Refund(args) => client::refund(args),
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),

@@ -1,0 +1,131 @@
+//! Refunds: a payee gives back all or part of a payment, as many times as it likes up to what
+//! was paid. Each refund is an ordinary transfer from the account the payment credited to the
+//! account it debited, with the code [`REFUND_CODE`] and the payment's id in `user_data_128`, so
+//! the ledger itself says what was refunded; a refund id is idempotent like any transfer id.
+//! Many small refunds (to one payer or many) go in one request, one record: one ledger batch.
+//!
+//! Refunds take the payment pipeline (authorization, the risk engine and step-up see them as
+//! `refund`s, device limits, holds) after one check of their own, made under a lock with the
+//! record it leads to: what a payment has been refunded, pending refunds of the same request
+//! included, never passes what it paid.
+
+use obol_core::identity::Scopes;
+use obol_core::ledger::{CreateTransferResult, NewTransfer, Transfer, TransferFlags};
+
+use crate::auth::Caller;
+use crate::authz::{can_debit, can_see_transfer, need_scope};
+use crate::error::Error;
+use crate::{App, read_ledger};
+
+/// The transfer code of refunds.
+pub const REFUND_CODE: u16 = 0xF0D;
+
+/// One refund asked: of payment `payment`, with the refund's own transfer id, for `amount`
+/// (default: all that is left).
+#[derive(Clone, Copy, Debug)]
+pub struct RefundAsk<'a> {
+    /// The payment's transfer id.
+    pub payment: &'a str,
+    /// The refund's transfer id (the client's: a retry with it answers the refund made).
+    pub id: &'a str,
+    /// Minor units; all that is left of the payment if absent.
+    pub amount: Option<&'a str>,
+}
+
+/// What a payment was refunded so far, from the ledger.
+pub fn refunded(ledger: &obol_core::ledger::Ledger, payment: &Transfer) -> u128 {
+    ledger
+        .account_history_from(payment.credit_account_id, payment.timestamp)
+        .into_iter()
+        .flatten()
+        .map(|entry| entry.transfer)
+        .filter(|t| is_refund_of(t, payment))
+        .map(|t| t.amount)
+        .fold(0, u128::saturating_add)
+}
+
+fn is_refund_of(transfer: &Transfer, payment: &Transfer) -> bool {
+    transfer.code == REFUND_CODE
+        && transfer.user_data_128 == payment.id
+        && transfer.debit_account_id == payment.credit_account_id
+        && transfer.credit_account_id == payment.debit_account_id
+        && !transfer.flags.has(TransferFlags::PENDING)
+}
+
+/// Refunds, all in one record: the payee of each payment (or the operator) asks. Answers one
+/// result per refund, in order (`ok`, `exists` for a retry, or the ledger's refusal).
+pub async fn refund(
+    state: &App,
+    caller: &Caller,
+    asks: &[RefundAsk<'_>],
+    approval: Option<&str>,
+) -> Result<Vec<CreateTransferResult>, Error> {
+    need_scope(caller, Scopes::PAY)?;
+    crate::transfers::batch_size(asks.len())?;
+    // One check-and-record at a time: two refunds of one payment cannot both see its remainder.
+    let _refunds = state.refunds.lock().await;
+    let mut events = Vec::with_capacity(asks.len());
+    {
+        let ledger = read_ledger(state);
+        let mut asked: std::collections::HashMap<u128, u128> = std::collections::HashMap::new();
+        for ask in asks {
+            let payment_id = crate::parse_id("payment", ask.payment)?;
+            let id = crate::parse_id("id", ask.id)?;
+            let payment = ledger
+                .transfer(payment_id)
+                .filter(|t| can_see_transfer(caller, &ledger, t))
+                .ok_or(Error::TransferNotFound(payment_id))?;
+            let payee = ledger.account(payment.credit_account_id).ok_or(Error::TransferNotFound(payment_id))?;
+            if !can_debit(caller, payee) {
+                return Err(Error::Forbidden(format!("only the payee of transfer {payment_id} refunds it")));
+            }
+            let booked = !payment.flags.has(TransferFlags::PENDING)
+                && !payment.flags.has(TransferFlags::VOID_PENDING)
+                && payment.code != REFUND_CODE;
+            if !booked {
+                return Err(Error::InvalidField(format!(
+                    "transfer {payment_id} is not a payment that can be refunded (a pending, voided or refund transfer)"
+                )));
+            }
+            let amount = match ask.amount {
+                Some(text) => Some(crate::parse_amount("amount", text)?),
+                None => None,
+            };
+            // A retry of a refund made: the ledger answers it (exists), nothing is counted twice.
+            if let Some(existing) = ledger.transfer(id) {
+                let same = is_refund_of(existing, payment) && amount.is_none_or(|a| a == existing.amount);
+                if !same {
+                    return Err(Error::IdTaken(id));
+                }
+                events.push(refund_event(id, payment, existing.amount));
+                continue;
+            }
+            let pending = asked.entry(payment_id).or_insert(0);
+            let left = payment.amount.saturating_sub(refunded(&ledger, payment)).saturating_sub(*pending);
+            let amount = amount.unwrap_or(left);
+            if amount == 0 || amount > left {
+                return Err(Error::RefundExceedsPayment { payment: payment_id, left: left.to_string() });
+            }
+            *pending = pending.saturating_add(amount);
+            events.push(refund_event(id, payment, amount));
+        }
+    }
+    crate::transfers::pay_refunds(state, caller, events, approval).await
+}
+
+fn refund_event(id: u128, payment: &Transfer, amount: u128) -> NewTransfer {
+    NewTransfer {
+        id,
+        debit_account_id: payment.credit_account_id,
+        credit_account_id: payment.debit_account_id,
+        amount,
+        pending_id: 0,
+        user_data_128: payment.id,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout_s: 0,
+        asset: Some(payment.asset),
+        code: REFUND_CODE,
+        flags: TransferFlags(0),
+    }
+}
