@@ -77,7 +77,7 @@ pub struct App {
     /// one access-log entry an hour per credential).
     pub(crate) own_reads: Arc<std::sync::Mutex<std::collections::HashMap<(u128, String), u64>>>,
     /// Serializes refunds: the check of what a payment has left and the record that refunds it.
-    pub(crate) refunds: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) refunds: Arc<tokio::sync::Mutex<refunds::RefundBook>>,
 }
 
 impl App {

@@ -4,10 +4,14 @@
 //! the ledger itself says what was refunded; a refund id is idempotent like any transfer id.
 //! Many small refunds (to one payer or many) go in one request, one record: one ledger batch.
 //!
-//! Refunds take the payment pipeline (authorization, the risk engine and step-up see them as
-//! `refund`s, device limits, holds) after one check of their own, made under a lock with the
-//! record it leads to: what a payment has been refunded, pending refunds of the same request
-//! included, never passes what it paid.
+//! Refunds take the payment pipeline (authorization, device limits, the holder's own step-up
+//! policy) after one check of their own, made under a lock with the record it leads to: what a
+//! payment has been refunded, refunds of the same request included, never passes what it paid.
+//! The risk policy sees them as `refund`s and may block one; it never holds or challenges one
+//! (giving a payer back what it paid protects nobody by waiting, and a held refund could not be
+//! checked again against what is left), and refunds count in no streaming feature.
+
+use std::collections::HashMap;
 
 use obol_core::identity::Scopes;
 use obol_core::ledger::{CreateTransferResult, NewTransfer, Transfer, TransferFlags};
@@ -32,16 +36,34 @@ pub struct RefundAsk<'a> {
     pub amount: Option<&'a str>,
 }
 
-/// What a payment was refunded so far, from the ledger.
-pub fn refunded(ledger: &obol_core::ledger::Ledger, payment: &Transfer) -> u128 {
-    ledger
-        .account_history_from(payment.credit_account_id, payment.timestamp)
-        .into_iter()
-        .flatten()
-        .map(|entry| entry.transfer)
-        .filter(|t| is_refund_of(t, payment))
-        .map(|t| t.amount)
-        .fold(0, u128::saturating_add)
+/// What each payment was refunded, per payee account: a cache of the ledger, filled by one scan
+/// of an account's history the first time one of its payments is refunded, then kept by the
+/// refund route itself (the refund code is that route's alone). Held under `App::refunds`.
+#[derive(Default, Debug)]
+pub struct RefundBook {
+    accounts: HashMap<u128, HashMap<u128, u128>>,
+}
+
+/// Payee accounts the book keeps at most before it starts again from the ledger.
+const BOOK_ACCOUNTS_MAX: usize = 100_000;
+
+impl RefundBook {
+    fn totals(&mut self, ledger: &obol_core::ledger::Ledger, account: u128) -> &mut HashMap<u128, u128> {
+        if self.accounts.len() >= BOOK_ACCOUNTS_MAX && !self.accounts.contains_key(&account) {
+            self.accounts.clear();
+        }
+        self.accounts.entry(account).or_insert_with(|| {
+            let mut totals: HashMap<u128, u128> = HashMap::new();
+            for entry in ledger.account_history_from(account, 0).into_iter().flatten() {
+                let t = entry.transfer;
+                if t.code == REFUND_CODE && t.debit_account_id == account && !t.flags.has(TransferFlags::PENDING) {
+                    let total = totals.entry(t.user_data_128).or_insert(0);
+                    *total = total.saturating_add(t.amount);
+                }
+            }
+            totals
+        })
+    }
 }
 
 fn is_refund_of(transfer: &Transfer, payment: &Transfer) -> bool {
@@ -63,11 +85,11 @@ pub async fn refund(
     need_scope(caller, Scopes::PAY)?;
     crate::transfers::batch_size(asks.len())?;
     // One check-and-record at a time: two refunds of one payment cannot both see its remainder.
-    let _refunds = state.refunds.lock().await;
+    let mut book = state.refunds.lock().await;
     let mut events = Vec::with_capacity(asks.len());
     {
         let ledger = read_ledger(state);
-        let mut asked: std::collections::HashMap<u128, u128> = std::collections::HashMap::new();
+        let mut asked: HashMap<u128, u128> = HashMap::new();
         for ask in asks {
             let payment_id = crate::parse_id("payment", ask.payment)?;
             let id = crate::parse_id("id", ask.id)?;
@@ -100,8 +122,9 @@ pub async fn refund(
                 events.push(refund_event(id, payment, existing.amount));
                 continue;
             }
+            let refunded = book.totals(&ledger, payment.credit_account_id).get(&payment_id).copied().unwrap_or(0);
             let pending = asked.entry(payment_id).or_insert(0);
-            let left = payment.amount.saturating_sub(refunded(&ledger, payment)).saturating_sub(*pending);
+            let left = payment.amount.saturating_sub(refunded).saturating_sub(*pending);
             let amount = amount.unwrap_or(left);
             if amount == 0 || amount > left {
                 return Err(Error::RefundExceedsPayment { payment: payment_id, left: left.to_string() });
@@ -110,7 +133,22 @@ pub async fn refund(
             events.push(refund_event(id, payment, amount));
         }
     }
-    crate::transfers::pay_refunds(state, caller, events, approval).await
+    let results = crate::transfers::pay_refunds(state, caller, events.clone(), approval).await?;
+    for (event, result) in events.iter().zip(&results) {
+        if *result == CreateTransferResult::Ok {
+            let total =
+                book.totals(&read_ledger(state), event.debit_account_id).entry(event.user_data_128).or_insert(0);
+            *total = total.saturating_add(event.amount);
+        }
+    }
+    Ok(results)
+}
+
+/// What a payment was refunded so far (from the book, filled from the ledger on first use).
+pub async fn refunded(state: &App, payment: &Transfer) -> u128 {
+    let mut book = state.refunds.lock().await;
+    let ledger = read_ledger(state);
+    book.totals(&ledger, payment.credit_account_id).get(&payment.id).copied().unwrap_or(0)
 }
 
 fn refund_event(id: u128, payment: &Transfer, amount: u128) -> NewTransfer {

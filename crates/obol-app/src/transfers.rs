@@ -165,8 +165,22 @@ pub(crate) fn authorize_transfers(
     }
     let payments = payments_of(&ledger, events);
     let only: Vec<Payment> = payments.iter().map(|(_, p)| *p).collect();
-    let assessments = state.risk.assess(&ledger, caller, (kind, &only), state.env.now_ns());
-    match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
+    // A refund gives a payer back, at most, what it paid: the policy may forbid it (a block),
+    // but holding or challenging it protects nobody, and a held refund could not be re-checked
+    // against what is left when it ran. Refunds are counted in no feature either: giving back
+    // is not paying.
+    let refund = kind == PaymentKind::Refund;
+    let assessments = if refund {
+        state.risk.assess_dry(&ledger, caller, (kind, &only), state.env.now_ns())
+    } else {
+        state.risk.assess(&ledger, caller, (kind, &only), state.env.now_ns())
+    };
+    let verdict = match Risk::verdict(assessments, can_step_up(&ledger, caller)) {
+        Verdict::Block(risk) => Verdict::Block(risk),
+        Verdict::Hold(..) | Verdict::Go { .. } if refund => Verdict::Go { step_up: Vec::new(), risk: None },
+        other => other,
+    };
+    match verdict {
         Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
         Verdict::Hold(assessment, index) => {
             let payment = only.get(index).copied().ok_or_else(|| internal("risk hold"))?;
@@ -184,7 +198,9 @@ pub(crate) fn authorize_transfers(
             let authenticated = spends.is_some();
             // The challenged payments the payer approved now count in the streaming features.
             let approved: Vec<Payment> = step_up.iter().filter_map(|k| only.get(*k).copied()).collect();
-            state.risk.observe(&ledger, caller, &approved, state.env.now_ns());
+            if !refund {
+                state.risk.observe(&ledger, caller, &approved, state.env.now_ns());
+            }
             // A second factor restarts the counters since strong authentication only when it
             // approved every payment of the request (one approved payment among others does
             // not make the rest strongly authenticated).
@@ -463,6 +479,14 @@ async fn pay_as(
     kind: PaymentKind,
 ) -> Result<Vec<CreateTransferResult>, Error> {
     batch_size(events.len())?;
+    // The refund code is the refund route's alone: the ledger's record of what a payment was
+    // refunded is then exactly what that route checked and wrote.
+    if kind != PaymentKind::Refund && events.iter().any(|e| e.code == crate::refunds::REFUND_CODE) {
+        return Err(Error::InvalidField(format!(
+            "code {} is reserved for refunds: POST /v1/transfers/{{id}}/refunds",
+            crate::refunds::REFUND_CODE
+        )));
+    }
     let gate = authorize_transfers(state, caller, &events, approval, kind);
     if let Err(Error::RiskBlocked(risk)) = &gate {
         let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));

@@ -121,3 +121,30 @@ async fn many_micro_refunds_to_one_payer_settle_as_one_batch_with_the_risk_polic
     assert!(results["results"].as_array().unwrap().iter().all(|r| r["result"] == "exists"), "{results}");
     assert_eq!(world.balances("1").await, holder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_a_refund_is_never_held_and_the_refund_code_is_the_refund_routes_alone() {
+    // Found by the attack review: a refund the shipped Reg E rule held for review (a new payee
+    // over $500) ran at approval without checking what was left, so $1,200 went back on a $600
+    // payment; and transfers made by hand with the refund code bent the count.
+    let world = Parties::start("refunds-held", 2, FUNDS, None).await;
+    let (status, _) = world.api.post(&world.holder, "/v1/transfers", payment(50, 100), None).await;
+    assert_eq!(status, 201);
+    let (status, _) = world.api.post(&world.holder, "/v1/transfers", payment(51, 60_000), None).await;
+    assert_eq!(status, 201);
+    let (status, whole) = refund(&world, &world.merchant, 51, 61, None).await;
+    assert_eq!((status, whole["amount"].as_str()), (201, Some("60000")), "not held: {whole}");
+    let (status, problem) = refund(&world, &world.merchant, 51, 62, Some(1)).await;
+    assert_eq!((status, code(&problem)), (422, "refund_exceeds_payment"), "{problem}");
+    assert!(world.reviews("pending").await.is_empty(), "nothing waits to run later");
+    // The refund code on an ordinary transfer is refused, for everyone.
+    let mut crafted = json!({"id": "70", "debit_account_id": "2", "credit_account_id": "1", "amount": "1",
+        "asset_code": "USD", "asset_scale": 2, "code": 0xF0D, "user_data_128": "50", "flags": ["pending"], "timeout_s": 60});
+    for key in [&world.merchant, &world.operator] {
+        let (status, problem) = world.api.post(key, "/v1/transfers", crafted.clone(), None).await;
+        assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
+    }
+    crafted["flags"] = json!([]);
+    let (status, problem) = world.api.post(&world.merchant, "/v1/transfers", crafted, None).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
+}
