@@ -122,7 +122,8 @@ pub(crate) fn tab_gate(
     let ledger = read_ledger(state);
     let assessments = state.risk.assess(&ledger, caller, (kind, std::slice::from_ref(payment)), state.env.now_ns());
     match crate::risk::Risk::verdict(assessments, can_step_up(&ledger, caller)) {
-        crate::risk::Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
+        // Whole here (the audit note names the rule); the caller gets its share below.
+        crate::risk::Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk))),
         // As for a transfer, a hold does not skip the holder's own step-up policy: its approval
         // comes first and is spent in the hold's record.
         crate::risk::Verdict::Hold(assessment, _) => {
@@ -197,11 +198,14 @@ pub(crate) async fn escrow_gate(
             crate::risk::HoldOf::Taken(id) => return Err(Error::TabExists(id)),
         }
     }
-    let gate = tab_gate(state, caller, kind, payment, tab_id, approval);
-    if let Err(Error::RiskBlocked(risk)) = &gate {
-        let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
-        crate::audit::journal_refusal(state, caller, "risk.block", &format!("tab:{tab_id}"), outcome.trim()).await;
-    }
+    let gate = match tab_gate(state, caller, kind, payment, tab_id, approval) {
+        Err(Error::RiskBlocked(risk)) => {
+            let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
+            crate::audit::journal_refusal(state, caller, "risk.block", &format!("tab:{tab_id}"), outcome.trim()).await;
+            Err(Error::RiskBlocked(Box::new(risk.for_caller(caller))))
+        }
+        other => other,
+    };
     let gate = crate::approvals::journaled(state, gate).await?;
     let (assessment, payment, spends) = match gate {
         Gate::Go { spends, .. } => return Ok(spends),

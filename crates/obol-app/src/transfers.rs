@@ -181,7 +181,8 @@ pub(crate) fn authorize_transfers(
         other => other,
     };
     match verdict {
-        Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk.for_caller(caller)))),
+        // Whole here (the audit note names the rule); [`pay_as`] hands the caller its share.
+        Verdict::Block(risk) => Err(Error::RiskBlocked(Box::new(risk))),
         Verdict::Hold(assessment, index) => {
             let payment = only.get(index).copied().ok_or_else(|| internal("risk hold"))?;
             // A hold is no way around the holder's own step-up policy: what it asks a second
@@ -487,12 +488,15 @@ async fn pay_as(
             crate::refunds::REFUND_CODE
         )));
     }
-    let gate = authorize_transfers(state, caller, &events, approval, kind);
-    if let Err(Error::RiskBlocked(risk)) = &gate {
-        let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
-        let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
-        crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim()).await;
-    }
+    let gate = match authorize_transfers(state, caller, &events, approval, kind) {
+        Err(Error::RiskBlocked(risk)) => {
+            let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
+            let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
+            crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim()).await;
+            Err(Error::RiskBlocked(Box::new(risk.for_caller(caller))))
+        }
+        other => other,
+    };
     let gate = match on_approval {
         OnApproval::Run => crate::approvals::journaled(state, gate).await?,
         // An x402 payment cannot carry an approval back: a challenge it asked for could never be

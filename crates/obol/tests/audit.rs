@@ -352,7 +352,11 @@ async fn a_refused_payment_and_a_review_decision_name_who_from_where_and_how_it_
     assert!(from.starts_with("ip:") && from.len() == 19 && !from.contains("127.0.0.1"), "{block}");
     let decided_from = events.iter().find(|e| e["what"] == "review.approve").unwrap()["from"].clone();
     assert_eq!(decided_from, block["from"], "one address, one pseudonym");
-    assert_eq!(block["outcome"], "risk_blocked", "{block}");
+    assert_eq!(
+        block["outcome"], "risk_blocked audit-test@1/too-much",
+        "the note names the rule the payer is not shown: {block}"
+    );
+    assert!(blocked["risk"].get("rule").is_none_or(serde_json::Value::is_null), "{blocked}");
     let hold = events.iter().find(|e| e["what"] == "risk.review").expect("the hold is in the audit log");
     assert_eq!(
         (hold["id"].clone(), hold["outcome"].clone(), hold["by"].clone()),
