@@ -92,10 +92,7 @@ fn origin(instance_id: &str) -> String {
 /// An audit note of what `caller` did to `subject`, and how it ended (PCI DSS 10.2.2: the
 /// record's time is when; ids only).
 pub(crate) fn note(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) -> obol_core::record::Op {
-    let via = match &caller.via {
-        crate::auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
-        crate::auth::Via::Device(device_id) => format!("device:{device_id}"),
-    };
+    let via = caller.via.label();
     obol_core::record::Op::Note(audit::Note {
         actor_id: caller.principal_id,
         role: caller.role.as_str().to_string(),

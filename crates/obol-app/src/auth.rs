@@ -76,6 +76,17 @@ pub enum Via {
     Device(u128),
 }
 
+impl Via {
+    /// The credential as audit notes, reviews and access logs name it: `key:<id>` or
+    /// `device:<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Via::ApiKey(key_id) => format!("key:{key_id}"),
+            Via::Device(device_id) => format!("device:{device_id}"),
+        }
+    }
+}
+
 /// Who is calling, after authentication.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {

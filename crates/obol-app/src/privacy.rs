@@ -403,13 +403,6 @@ fn consent(state: &App, id: u128, purpose: Purpose) -> Option<Consent> {
     state.engine.table_get(&consent_key(id, purpose)).and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
-fn via(caller: &Caller) -> String {
-    match &caller.via {
-        crate::auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
-        crate::auth::Via::Device(device_id) => format!("device:{device_id}"),
-    }
-}
-
 fn principal_exists(state: &App, id: u128) -> Result<(), Error> {
     read_ledger(state).identity().principal(id).map(|_| ()).ok_or(Error::PrincipalNotFound(id))
 }
@@ -463,7 +456,7 @@ async fn write_own_access(state: &App, caller: &Caller, id: u128, what: &str) ->
     const OWN_READ_LOG_INTERVAL_NS: u64 = 3_600_000_000_000;
     const OWN_READ_CREDENTIALS_MAX: usize = 100_000;
     let now_ns = state.env.now_ns();
-    let credential = (id, via(caller));
+    let credential = (id, caller.via.label());
     {
         let mut seen = state.own_reads.lock().unwrap_or_else(|p| p.into_inner());
         if seen.get(&credential).is_some_and(|last| now_ns.saturating_sub(*last) < OWN_READ_LOG_INTERVAL_NS) {
@@ -493,7 +486,7 @@ async fn write_access(state: &App, caller: &Caller, id: u128, purpose: &str, wha
         time_ns: now_ns,
         reader_id: caller.principal_id,
         reader_role: caller.role.as_str().into(),
-        via: via(caller),
+        via: caller.via.label(),
         purpose: purpose.into(),
         what: what.into(),
     };
@@ -606,14 +599,12 @@ pub fn access_log(
 
 /// Every entry of the person's access log, newest first (for the person's export).
 fn whole_access_log(state: &App, id: u128) -> Vec<Access> {
-    let mut entries: Vec<Access> = state
+    state
         .engine
-        .table_scan(&format!("{ACCESS_PREFIX}{id}/"))
+        .table_scan_back(&format!("{ACCESS_PREFIX}{id}/"), None, usize::MAX)
         .into_iter()
         .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
-        .collect();
-    entries.reverse();
-    entries
+        .collect()
 }
 
 /// Who may read the records *about* a person's data (access log, consents, erasure: ids and

@@ -1001,10 +1001,7 @@ impl Risk {
         };
         let record = Record { now_ns: 0, ops: vec![op] };
         let encoded = record.encode().map_err(|error| Error::InvalidField(error.to_string()))?;
-        let via = match &caller.via {
-            Via::ApiKey(key_id) => format!("key:{key_id}"),
-            Via::Device(device_id) => format!("device:{device_id}"),
-        };
+        let via = caller.via.label();
         let stored = StoredReview {
             via: Some(via),
             review: review.clone(),

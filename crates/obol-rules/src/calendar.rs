@@ -38,7 +38,7 @@ impl Day {
             part.parse().ok()
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        if !(1..=12).contains(&month) || day < 1 || day > obol_core::time::days_in_month(year, month) {
             return None;
         }
         Some(Day(obol_core::time::days_from_civil(year, month, day)))
@@ -58,15 +58,6 @@ impl Day {
     /// `YYYY-MM-DD`.
     pub fn iso(self) -> String {
         obol_core::time::iso_date(self.start_ns())
-    }
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
     }
 }
 

@@ -87,23 +87,11 @@ pub const REG_E_NOTICE_DAYS: i64 = 60;
 
 /// The same calendar day `months` later (the month's last day if it has fewer days).
 fn plus_months(day: Day, months: i64) -> Day {
-    let iso = day.iso();
-    let year: i64 = iso.get(0..4).and_then(|t| t.parse().ok()).unwrap_or(1970);
-    let month: i64 = iso.get(5..7).and_then(|t| t.parse().ok()).unwrap_or(1);
-    let dom: i64 = iso.get(8..10).and_then(|t| t.parse().ok()).unwrap_or(1);
-    let total = year * 12 + (month - 1) + months;
+    let (year, month, dom) = obol_core::time::civil_from_days(day.0);
+    let total = year * 12 + i64::from(month) - 1 + months;
     let (year, month) = (total.div_euclid(12), total.rem_euclid(12) + 1);
-    let mut dom = dom;
-    loop {
-        let candidate = format!("{year:04}-{month:02}-{dom:02}");
-        if let Some(parsed) = Day::parse(&candidate) {
-            return parsed;
-        }
-        dom -= 1;
-        if dom < 28 {
-            return day.plus(months * 30);
-        }
-    }
+    let dom = i64::from(dom).min(obol_core::time::days_in_month(year, month));
+    Day(obol_core::time::days_from_civil(year, month, dom))
 }
 
 /// The deadlines of a dispute with `facts`, on `calendar` (the one in force on the notice day).

@@ -49,16 +49,6 @@ fn scratch() -> PathBuf {
     dir
 }
 
-fn pg_url() -> String {
-    std::env::var("OBOL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn pg_execute(sql: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client.batch_execute(sql).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged_embedded() {
     let dir = scratch();
@@ -69,7 +59,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged_postgres() {
     let schema = format!("obol_crash_{}", std::process::id());
-    if let Err(error) = pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+    if let Err(error) = support::pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but PostgreSQL is unreachable: {error}");
         eprintln!("SKIPPED: PostgreSQL crash test ({error})");
         return;
@@ -80,7 +70,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_postgres() {
     let keys = |name: &str| dir.join(name).display().to_string();
     kill_cycles(&[
         "--database-url".to_string(),
-        pg_url(),
+        support::pg_url(),
         "--database-schema".to_string(),
         schema.clone(),
         "--master-key-file".to_string(),
@@ -90,7 +80,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged_postgres() {
     ])
     .await;
     let _ = std::fs::remove_dir_all(&dir);
-    pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+    support::pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
 }
 
 #[derive(Default, Clone)]

@@ -312,20 +312,10 @@ async fn an_erased_person_leaves_nothing_readable_in_the_embedded_store() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-fn pg_url() -> String {
-    std::env::var("OBOL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn pg_execute(sql: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client.batch_execute(sql).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_person_leaves_nothing_readable_in_a_postgresql_dump() {
     let schema = format!("obol_privacy_{}", std::process::id());
-    if let Err(error) = pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+    if let Err(error) = support::pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but PostgreSQL is unreachable: {error}");
         eprintln!("SKIPPED: PostgreSQL erasure test ({error})");
         return;
@@ -335,7 +325,7 @@ async fn an_erased_person_leaves_nothing_readable_in_a_postgresql_dump() {
     std::fs::create_dir_all(&scratch).unwrap();
     let args = vec![
         "--database-url".to_string(),
-        pg_url(),
+        support::pg_url(),
         "--database-schema".into(),
         schema.clone(),
         "--master-key-file".into(),
@@ -350,7 +340,7 @@ async fn an_erased_person_leaves_nothing_readable_in_a_postgresql_dump() {
     server.api.ready().await;
     erase_after_paying(&mut server, &operator, &scratch).await;
     server.kill();
-    let dump = Command::new("pg_dump").args(["--dbname", &pg_url(), "--schema", &schema]).output().unwrap();
+    let dump = Command::new("pg_dump").args(["--dbname", &support::pg_url(), "--schema", &schema]).output().unwrap();
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
     assert!(dump.stdout.len() > 1000, "the dump holds the store");
     std::fs::write(scratch.join("dump.sql"), &dump.stdout).unwrap();
@@ -362,7 +352,7 @@ async fn an_erased_person_leaves_nothing_readable_in_a_postgresql_dump() {
     let mut needles: Vec<&[u8]> = personal_strings().iter().map(|s| s.as_bytes()).collect();
     needles.extend(hex.iter().map(Vec::as_slice));
     assert_nowhere(&paths, &needles);
-    pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+    support::pg_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
 }
 

@@ -422,3 +422,15 @@ impl Drop for Parties {
 
 /// A policy bundle that holds payments of 10.01 to 20.00 (at scale 2) for review.
 pub const HOLDS_POLICY: &str = "name = \"holds\"\nversion = 1\neffective_from_s = 0\n\n[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\nwhen = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held for a look.\"\nreason_ko = \"검토 보류.\"\n";
+
+/// The PostgreSQL the tests use (`OBOL_TEST_DATABASE_URL`, default the local `test` database).
+pub fn pg_url() -> String {
+    std::env::var("OBOL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs `sql` on [`pg_url`] (an error when PostgreSQL is not reachable).
+pub async fn pg_execute(sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(sql).await
+}
