@@ -204,6 +204,35 @@ pub enum Error {
     /// The ledger refused an account.
     #[error("the account was not created: {}", .0.as_str())]
     AccountRejected(CreateAccountResult),
+    /// No dispute with this id that the caller may see.
+    #[error("dispute {0} not found")]
+    DisputeNotFound(u128),
+    /// More disputed than the payment has left (after refunds and other disputes).
+    #[error("payment {payment} has {left} left that is not refunded or disputed already")]
+    DisputeExceedsPayment {
+        /// The payment.
+        payment: u128,
+        /// What is left, minor units.
+        left: String,
+    },
+    /// The law's notice window for disputing the payment has closed.
+    #[error("payment {payment} can no longer be disputed: under {regime} the notice had to be given by {notice_by}")]
+    DisputeWindowClosed {
+        /// The payment.
+        payment: u128,
+        /// The law.
+        regime: String,
+        /// The last day a notice was timely.
+        notice_by: String,
+    },
+    /// The dispute is resolved or withdrawn, or past the step asked for.
+    #[error("dispute {id} cannot take this step: it is {status}")]
+    DisputeClosed {
+        /// The dispute.
+        id: u128,
+        /// Where it stands.
+        status: String,
+    },
     /// The ledger refused a transfer.
     #[error("the transfer was not created: {}", .0.as_str())]
     TransferRejected(CreateTransferResult),
@@ -273,6 +302,10 @@ impl Error {
             Error::AuditNotFound(_) => "audit_not_found",
             Error::ConsentRequired(..) => "consent_required",
             Error::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Error::DisputeNotFound(_) => "dispute_not_found",
+            Error::DisputeExceedsPayment { .. } => "dispute_exceeds_payment",
+            Error::DisputeWindowClosed { .. } => "dispute_window_closed",
+            Error::DisputeClosed { .. } => "dispute_closed",
             Error::PersonalDataErased(_) => "personal_data_erased",
             Error::PersonalDataRestricted(..) => "personal_data_restricted",
             Error::ReviewDecided(..) => "review_decided",

@@ -16,6 +16,7 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod disputes;
 pub mod env;
 pub mod error;
 pub mod identity;

@@ -124,7 +124,9 @@ pub async fn refund(
             }
             let refunded = book.totals(&ledger, payment.credit_account_id).get(&payment_id).copied().unwrap_or(0);
             let pending = asked.entry(payment_id).or_insert(0);
-            let left = payment.amount.saturating_sub(refunded).saturating_sub(*pending);
+            // What disputes claim (open ones, and what a payer won back) is not refunded again.
+            let disputed = crate::disputes::disputed(state, payment_id)?;
+            let left = payment.amount.saturating_sub(refunded).saturating_sub(*pending).saturating_sub(disputed);
             let amount = amount.unwrap_or(left);
             if amount == 0 || amount > left {
                 return Err(Error::RefundExceedsPayment { payment: payment_id, left: left.to_string() });

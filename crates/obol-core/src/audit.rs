@@ -96,6 +96,7 @@ fn event(op: &Op) -> (&'static str, Option<String>, usize) {
     match op {
         Op::CreateAccounts(events) => ("accounts.create", None, events.len()),
         Op::CreateTransfers(events) => ("transfers.create", None, events.len()),
+        Op::Dispute(events) => ("dispute.transfers", None, events.len()),
         Op::Pay(payment) => ("payment", Some(payment.device_id.to_string()), payment.transfers.len()),
         Op::Put(put) => {
             // The namespace only: a key's tail may name what its value is about.

@@ -52,9 +52,13 @@ impl Op {
             Op::Identity(command) => encode_identity(command).map(|_| ()),
             Op::Put(put) if !put.fits() => Err(EncodeError::FieldTooLong),
             Op::Note(note) if !note.fits() => Err(EncodeError::FieldTooLong),
-            Op::CreateAccounts(_) | Op::CreateTransfers(_) | Op::Tab(_) | Op::Put(_) | Op::Pay(_) | Op::Note(_) => {
-                Ok(())
-            }
+            Op::CreateAccounts(_)
+            | Op::CreateTransfers(_)
+            | Op::Dispute(_)
+            | Op::Tab(_)
+            | Op::Put(_)
+            | Op::Pay(_)
+            | Op::Note(_) => Ok(()),
         }
     }
 }
@@ -127,7 +131,7 @@ impl Record {
                 .map(|op| {
                     8 + match op {
                         Op::CreateAccounts(events) => events.len() * NEW_ACCOUNT_BYTES,
-                        Op::CreateTransfers(events) => events.len() * NEW_TRANSFER_BYTES,
+                        Op::CreateTransfers(events) | Op::Dispute(events) => events.len() * NEW_TRANSFER_BYTES,
                         Op::Identity(_) | Op::Tab(_) => 256,
                         Op::Put(put) => 6 + put.key.len() + put.value.len(),
                         Op::Pay(payment) => 32 + payment.transfers.len() * NEW_TRANSFER_BYTES,
@@ -152,6 +156,13 @@ impl Record {
                 }
                 Op::CreateTransfers(events) => {
                     out.extend_from_slice(&[2, 0, 0, 0]);
+                    out.extend_from_slice(&(events.len() as u32).to_le_bytes());
+                    for event in events {
+                        encode_new_transfer(event, &mut out);
+                    }
+                }
+                Op::Dispute(events) => {
+                    out.extend_from_slice(&[8, 0, 0, 0]);
                     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
                     for event in events {
                         encode_new_transfer(event, &mut out);
@@ -270,6 +281,13 @@ impl Record {
                         events.push(decode_new_transfer(reader.take(NEW_TRANSFER_BYTES)?)?);
                     }
                     ops.push(Op::CreateTransfers(events));
+                }
+                8 => {
+                    let mut events = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        events.push(decode_new_transfer(reader.take(NEW_TRANSFER_BYTES)?)?);
+                    }
+                    ops.push(Op::Dispute(events));
                 }
                 3 => {
                     if count != 1 {
@@ -841,6 +859,20 @@ mod tests {
                     flags: TransferFlags(TransferFlags::POST_PENDING),
                 }]),
                 Op::Identity(sample_identity()),
+                Op::Dispute(vec![NewTransfer {
+                    id: 11,
+                    debit_account_id: 3,
+                    credit_account_id: 2,
+                    amount: 250,
+                    pending_id: 0,
+                    user_data_128: 1,
+                    user_data_64: 0,
+                    user_data_32: 0,
+                    timeout_s: 0,
+                    asset: None,
+                    code: crate::ledger::DISPUTE_TRANSFER_CODE,
+                    flags: TransferFlags(TransferFlags::PENDING),
+                }]),
                 Op::Put(crate::table::Put {
                     key: "risk/review/ü".into(), value: b"{\"status\":\"pending\"}".to_vec()
                 }),
@@ -911,6 +943,8 @@ mod tests {
                 + 8
                 + 4
                 + encode_identity(&sample_identity()).unwrap().len()
+                + 8
+                + 128
                 + 8
                 + 2
                 + "risk/review/ü".len()

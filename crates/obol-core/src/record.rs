@@ -24,6 +24,8 @@ pub enum Op {
     Put(crate::table::Put),
     /// A payer's transfers, under its device's limits and counted for it.
     Pay(crate::ledger::Payment),
+    /// A dispute's own transfers (hold, credit, release, reversal), all with the dispute code.
+    Dispute(Vec<crate::ledger::NewTransfer>),
     /// An audit note: who asked for the ops beside it, or a decision that moved nothing (a
     /// payment refused by the risk policy, a review decided). Changes no state.
     Note(crate::audit::Note),
@@ -34,7 +36,7 @@ impl Op {
     pub fn len(&self) -> usize {
         match self {
             Op::CreateAccounts(events) => events.len(),
-            Op::CreateTransfers(events) => events.len(),
+            Op::CreateTransfers(events) | Op::Dispute(events) => events.len(),
             Op::Pay(payment) => payment.transfers.len(),
             Op::Identity(_) | Op::Put(_) | Op::Note(_) => 1,
             Op::Tab(command) => command.events_count(),
@@ -49,6 +51,7 @@ impl Op {
             Op::Put(put) => put.key.len() + put.value.len(),
             Op::CreateAccounts(_)
             | Op::CreateTransfers(_)
+            | Op::Dispute(_)
             | Op::Identity(_)
             | Op::Tab(_)
             | Op::Pay(_)

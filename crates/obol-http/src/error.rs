@@ -120,6 +120,9 @@ impl ApiError {
             Error::ConsentRequired(..) | Error::PersonalDataRestricted(..) => StatusCode::FORBIDDEN,
             Error::PersonalDataErased(_) => StatusCode::GONE,
             Error::RefundExceedsPayment { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::DisputeNotFound(_) => StatusCode::NOT_FOUND,
+            Error::DisputeExceedsPayment { .. } | Error::DisputeWindowClosed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::DisputeClosed { .. } => StatusCode::CONFLICT,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -274,8 +277,11 @@ fn transfer_status(result: CreateTransferResult) -> StatusCode {
         | R::OverflowsTimeout
         | R::ExceedsCredits
         | R::ExceedsDebits
-        | R::CodeReservedForTabs => StatusCode::UNPROCESSABLE_ENTITY,
-        R::PendingTransferBelongsToTab | R::DeviceLimitExceeded => StatusCode::FORBIDDEN,
+        | R::CodeReservedForTabs
+        | R::CodeReservedForDisputes => StatusCode::UNPROCESSABLE_ENTITY,
+        R::PendingTransferBelongsToTab | R::PendingTransferBelongsToDispute | R::DeviceLimitExceeded => {
+            StatusCode::FORBIDDEN
+        }
     }
 }
 

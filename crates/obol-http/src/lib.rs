@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod audit_routes;
+pub mod dispute_routes;
 pub mod dto;
 pub mod error;
 pub use obol_wire::httpsig;
@@ -181,6 +182,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/transfers/{id}"),
     ("POST", "/v1/transfers/{id}/refunds"),
     ("POST", "/v1/refunds"),
+    ("GET", "/v1/disputes"),
+    ("POST", "/v1/disputes"),
+    ("GET", "/v1/disputes/{id}"),
+    ("POST", "/v1/disputes/{id}/answer"),
+    ("POST", "/v1/disputes/{id}/resolve"),
+    ("POST", "/v1/disputes/{id}/withdraw"),
     ("GET", "/v1/me"),
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
@@ -295,6 +302,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/transfers/{id}", get(ledger_routes::get_transfer))
         .route("/v1/transfers/{id}/refunds", post(ledger_routes::create_refund))
         .route("/v1/refunds", post(ledger_routes::create_refunds))
+        .route("/v1/disputes", get(dispute_routes::list_disputes).post(dispute_routes::open_dispute))
+        .route("/v1/disputes/{id}", get(dispute_routes::get_dispute))
+        .route("/v1/disputes/{id}/answer", post(dispute_routes::answer_dispute))
+        .route("/v1/disputes/{id}/resolve", post(dispute_routes::resolve_dispute))
+        .route("/v1/disputes/{id}/withdraw", post(dispute_routes::withdraw_dispute))
         .route("/v1/me", get(identity_routes::me))
         .route("/v1/principals", get(identity_routes::list_principals).post(identity_routes::create_principal))
         .route("/v1/principals/{id}", get(identity_routes::get_principal))
@@ -556,6 +568,8 @@ impl utoipa::Modify for ProblemAnswers {
         audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
         identity_routes::get_profile, identity_routes::update_profile, identity_routes::access_log, identity_routes::list_consents,
         identity_routes::set_consent, identity_routes::erase_principal, identity_routes::export_personal_data, identity_routes::retention_plan,
+        dispute_routes::open_dispute, dispute_routes::list_disputes, dispute_routes::get_dispute, dispute_routes::answer_dispute,
+        dispute_routes::resolve_dispute, dispute_routes::withdraw_dispute,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth, &ProblemAnswers),
 )]

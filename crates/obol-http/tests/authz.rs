@@ -142,6 +142,15 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     refundable["amount"] = json!("100");
     world.op(Method::POST, "/v1/transfers", Some(refundable)).await;
 
+    let mut disputed = usd("4".into(), "1001", "3001");
+    disputed["amount"] = json!("100");
+    world.op(Method::POST, "/v1/transfers", Some(disputed)).await;
+    // Disputes of payment 4, opened by the operator for A: one to read, and one per caller for
+    // each step.
+    for id in std::iter::once(8000).chain((8100..8106).chain(8200..8206).chain(8300..8306)) {
+        let body = json!({"id": id.to_string(), "payment": "4", "amount": "1", "reason": "not_received"});
+        world.op(Method::POST, "/v1/disputes", Some(body)).await;
+    }
     world
         .op(Method::POST, &format!("/v1/principals/{A}/devices"), Some(json!({"id": "800", "jwk": jwk("a-phone")})))
         .await;
@@ -535,6 +544,38 @@ async fn every_route_answers_every_role_as_the_rules_say() {
                 )
             },
             [200, 403, 404, 200, 403, 403],
+        ),
+        // Disputes: the payer opens and withdraws, the payee answers, staff who are not a
+        // party decide; each party sees its own.
+        row(
+            Method::POST,
+            "/v1/disputes",
+            |i| {
+                let body =
+                    json!({"id": (68_000 + i).to_string(), "payment": "4", "amount": "1", "reason": "duplicate"});
+                ("/v1/disputes".into(), Some(body))
+            },
+            [201, 201, 404, 403, 403, 403],
+        ),
+        row(Method::GET, "/v1/disputes", |_| ("/v1/disputes?status=open".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(Method::GET, "/v1/disputes/{id}", |_| ("/v1/disputes/8000".into(), None), [200, 200, 404, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/disputes/{id}/answer",
+            |i| (format!("/v1/disputes/{}/answer", 8100 + i), Some(json!({"statement": "delivered"}))),
+            [200, 403, 404, 200, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/disputes/{id}/resolve",
+            |i| (format!("/v1/disputes/{}/resolve", 8200 + i), Some(json!({"winner": "payee"}))),
+            [200, 403, 403, 403, 200, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/disputes/{id}/withdraw",
+            |i| (format!("/v1/disputes/{}/withdraw", 8300 + i), None),
+            [200, 200, 404, 403, 403, 403],
         ),
         row(
             Method::GET,

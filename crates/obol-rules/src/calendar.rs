@@ -224,6 +224,12 @@ impl Calendars {
     pub fn in_force(&self, id: &str, day: Day) -> Option<&Calendar> {
         self.all.iter().filter(|c| c.id == id && c.effective_from <= day).max_by_key(|c| c.version)
     }
+
+    /// [`Calendars::in_force`], or for a day before every version of `id` took effect, its
+    /// earliest version (a clock set before the calendar's first day still gets deadlines).
+    pub fn for_day(&self, id: &str, day: Day) -> Option<&Calendar> {
+        self.in_force(id, day).or_else(|| self.all.iter().filter(|c| c.id == id).min_by_key(|c| c.version))
+    }
 }
 
 #[cfg(test)]

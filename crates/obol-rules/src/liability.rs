@@ -83,6 +83,28 @@ pub fn psd2(evidence: &Psd2Evidence) -> Liability {
     split(before_notice.min(PSD2_PAYER_CAP_MINOR), reasons, false)
 }
 
+/// Korea's Electronic Financial Transactions Act art. 9 (⚠ secondary): the provider bears the
+/// loss of an accident (forged or altered access media, a processing failure, access obtained by
+/// hacking), unless the user acted intentionally or with gross negligence and had agreed in
+/// advance to bear it; then the user bears it all.
+pub fn korea(loss_minor: u128, user_intent_or_gross_negligence: bool) -> Liability {
+    if user_intent_or_gross_negligence {
+        Liability {
+            payer_minor: loss_minor,
+            provider_minor: 0,
+            payee_reimburses: false,
+            reasons: vec!["kr_user_gross_negligence"],
+        }
+    } else {
+        Liability {
+            payer_minor: 0,
+            provider_minor: loss_minor,
+            payee_reimburses: false,
+            reasons: vec!["kr_provider_bears_accidents"],
+        }
+    }
+}
+
 /// One unauthorised transfer: when and how much.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Taken {
@@ -194,6 +216,13 @@ mod tests {
             );
             assert!(!liability.reasons.is_empty());
         }
+    }
+
+    #[test]
+    fn korea_puts_accidents_on_the_provider_unless_the_user_was_grossly_negligent() {
+        assert_eq!((korea(9_900, false).payer_minor, korea(9_900, false).provider_minor), (0, 9_900));
+        assert_eq!((korea(9_900, true).payer_minor, korea(9_900, true).provider_minor), (9_900, 0));
+        assert_eq!(korea(0, false).reasons, vec!["kr_provider_bears_accidents"]);
     }
 
     #[test]

@@ -466,7 +466,7 @@ fn ids_in(record: &Record) -> BTreeSet<u128> {
         .ops
         .iter()
         .flat_map(|op| match op {
-            Op::CreateTransfers(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            Op::CreateTransfers(events) | Op::Dispute(events) => events.iter().map(|e| e.id).collect::<Vec<_>>(),
             Op::Pay(payment) => payment.transfers.iter().map(|e| e.id).collect::<Vec<_>>(),
             Op::CreateAccounts(_) | Op::Identity(_) | Op::Tab(_) | Op::Put(_) | Op::Note(_) => Vec::new(),
         })

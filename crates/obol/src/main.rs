@@ -12,6 +12,7 @@ mod bench_lists;
 mod bench_pay;
 mod client;
 mod demo;
+mod dispute_cli;
 mod identity_cli;
 mod pay_cli;
 mod privacy_cli;
@@ -65,6 +66,9 @@ enum Command {
     ///
     /// Example: obol refund --payment 10 --id 11 --amount 200
     Refund(client::RefundArgs),
+    /// Dispute a payment (payer), answer one (payee), decide one (operator), follow its deadlines.
+    #[command(subcommand)]
+    Dispute(dispute_cli::DisputeCommand),
     /// Show an account's balances and net position.
     Balance(client::BalanceArgs),
     /// Open, show, top up and settle micropayment tabs.
@@ -141,6 +145,7 @@ fn main() -> std::process::ExitCode {
         Command::Asset(command) => client::asset(command),
         Command::Transfer(args) => client::transfer(*args),
         Command::Refund(args) => client::refund(args),
+        Command::Dispute(command) => dispute_cli::run(command),
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),

@@ -552,6 +552,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 if let Err(error) = sweeper.step_up.prune(&sweeper.engine, sweeper.env.now_ns()).await {
                     tracing::error!(%error, "removing expired step-up challenges failed; retrying next sweep");
                 }
+                match obol_app::disputes::sweep(&sweeper).await {
+                    Ok(0) => {}
+                    Ok(acted) => tracing::info!(acted, "dispute timers acted (provisional credits, resolutions)"),
+                    Err(error) => tracing::error!(%error, "the dispute timer sweep failed; retrying next sweep"),
+                }
                 match obol_app::privacy::sweep(&sweeper).await {
                     Ok(0) => {}
                     Ok(erased) => tracing::info!(erased, "erased personal data whose retention ended"),

@@ -108,6 +108,22 @@ pub struct Ledger {
     /// Per paying account, what regulation counts (since the last strong authentication, per
     /// calendar month), counted as payments apply.
     payers: Map<u128, PayerCounters>,
+    /// Per transfer a payment (`Op::Pay`) made: the device that signed it and whether a second
+    /// factor approved it, the authentication evidence a dispute weighs.
+    payment_evidence: Map<u128, PaymentEvidence>,
+}
+
+/// The transfer code of a dispute's own transfers (its hold on the payee's funds, the hold's
+/// post as the payer's provisional credit or its void, a reversal): only `Op::Dispute` uses it.
+pub const DISPUTE_TRANSFER_CODE: u16 = 0xD15;
+
+/// How a payment was authenticated, as its record said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaymentEvidence {
+    /// The device whose signature asked for it (0: an API key).
+    pub device_id: u128,
+    /// A second factor approved it (strong customer authentication).
+    pub authenticated: bool,
 }
 
 impl Ledger {
@@ -132,6 +148,7 @@ impl Ledger {
             tabs: Tabs::new(state.clone()),
             table: crate::table::Table::default(),
             payers: HashMap::with_hasher(state_payers),
+            payment_evidence: HashMap::with_hasher(state.clone()),
         }
     }
 
@@ -165,6 +182,10 @@ impl Ledger {
                 }
                 Op::Pay(payment) => {
                     replies.push(OpResults::Transfers(self.apply_payment(payment, &mut next_ts)));
+                }
+                Op::Dispute(events) => {
+                    let results = self.create_events(events, &mut next_ts, Ledger::create_dispute_transfer);
+                    replies.push(OpResults::Transfers(results));
                 }
                 Op::Put(put) => {
                     self.table.apply(put);
@@ -455,6 +476,23 @@ impl Ledger {
             && self.transfer(event.pending_id).is_some_and(|pending| pending.code == TAB_TRANSFER_CODE)
         {
             return CreateTransferResult::PendingTransferBelongsToTab;
+        }
+        if event.code == DISPUTE_TRANSFER_CODE {
+            return CreateTransferResult::CodeReservedForDisputes;
+        }
+        if event.flags.resolves_pending()
+            && self.transfer(event.pending_id).is_some_and(|pending| pending.code == DISPUTE_TRANSFER_CODE)
+        {
+            return CreateTransferResult::PendingTransferBelongsToDispute;
+        }
+        self.create_transfer(event, timestamp)
+    }
+
+    /// A dispute's own step (`Op::Dispute`): a hold, its post or void, or a reversal, all with
+    /// [`DISPUTE_TRANSFER_CODE`] and nothing else.
+    fn create_dispute_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
+        if event.code != DISPUTE_TRANSFER_CODE {
+            return CreateTransferResult::CodeReservedForDisputes;
         }
         self.create_transfer(event, timestamp)
     }

@@ -2,7 +2,7 @@
 //! account in the same `apply` that makes them, with the record's time. One payment is one op
 //! in one record; a refused payment counts nothing.
 
-use super::{CreateTransferResult, Ledger, NewTransfer};
+use super::{CreateTransferResult, Ledger, NewTransfer, PaymentEvidence};
 use crate::money::Asset;
 
 /// Transfers a holder or merchant asks for, with what the core checks and counts with them.
@@ -76,6 +76,11 @@ impl Ledger {
         self.payers.get(&account_id).copied().unwrap_or_default().as_of(utc_month(now_ns))
     }
 
+    /// How the payment that made transfer `id` was authenticated (payments by `Op::Pay` only).
+    pub fn payment_evidence(&self, id: u128) -> Option<PaymentEvidence> {
+        self.payment_evidence.get(&id).copied()
+    }
+
     /// Counts a payment of `amount` from `account_id` at `now_ns` (tab escrows count here too).
     pub(super) fn count_payment(&mut self, account_id: u128, amount: u128, now_ns: u64, authenticated: bool) {
         self.payers.entry(account_id).or_default().count(amount, utc_month(now_ns), authenticated);
@@ -133,6 +138,8 @@ impl Ledger {
             if *result == CreateTransferResult::Ok && !event.flags.resolves_pending() {
                 charged = charged.saturating_add(event.amount);
                 self.count_payment(event.debit_account_id, event.amount, now_ns, payment.authenticated);
+                let evidence = PaymentEvidence { device_id: payment.device_id, authenticated: payment.authenticated };
+                self.payment_evidence.insert(event.id, evidence);
             }
         }
         if payment.device_id != 0 && charged > 0 {

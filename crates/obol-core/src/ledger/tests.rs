@@ -686,6 +686,36 @@ mod tabs {
     }
 
     #[test]
+    fn only_a_dispute_op_holds_posts_or_voids_with_the_dispute_code() {
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        f.check(vec![transfer(11, 40, 2, 300)], &["ok"]);
+        // Nobody makes a dispute transfer through a request.
+        let mut fake = transfer(20, 2, 40, 100);
+        fake.code = DISPUTE_TRANSFER_CODE;
+        f.check(vec![fake], &["code_reserved_for_disputes"]);
+        // The dispute's hold on the payee's funds, by its own op.
+        let mut hold = with_flags(transfer(21, 2, 40, 100), TransferFlags::PENDING);
+        hold.code = DISPUTE_TRANSFER_CODE;
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Dispute(vec![hold])] });
+        assert_eq!(replies, vec![OpResults::Transfers(vec![CreateTransferResult::Ok])]);
+        // Neither side posts or voids it by a request.
+        f.check(vec![resolve(22, 21, 100, TransferFlags::POST_PENDING)], &["pending_transfer_belongs_to_dispute"]);
+        f.check(vec![resolve(23, 21, 0, TransferFlags::VOID_PENDING)], &["pending_transfer_belongs_to_dispute"]);
+        assert_eq!(f.balances(2), [100, 0, 0, 300], "the hold stands");
+        // A dispute op carries nothing but dispute transfers.
+        let plain = transfer(24, 2, 40, 1);
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Dispute(vec![plain])] });
+        assert_eq!(replies, vec![OpResults::Transfers(vec![CreateTransferResult::CodeReservedForDisputes])]);
+        let mut credit = resolve(25, 21, 100, TransferFlags::POST_PENDING);
+        credit.code = DISPUTE_TRANSFER_CODE;
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Dispute(vec![credit])] });
+        assert_eq!(replies, vec![OpResults::Transfers(vec![CreateTransferResult::Ok])]);
+        assert_eq!(f.balances(2), [0, 100, 0, 300], "the provisional credit is posted");
+        f.ledger.check_invariants().unwrap();
+    }
+
+    #[test]
     fn r10_only_tab_commands_move_an_escrow() {
         use crate::channel::TAB_TRANSFER_CODE;
         let mut f = fixture();

@@ -447,5 +447,10 @@ result_enum! {
         /// The payments do not fit the signing device's limits (asset, per payment, what is
         /// left of the UTC day), or the device is not active: nothing was applied.
         DeviceLimitExceeded = 60 => "device_limit_exceeded",
+        /// The code is the one dispute holds, credits and reversals carry: only a dispute's own
+        /// steps (`Op::Dispute`) use it, and they use no other.
+        CodeReservedForDisputes = 61 => "code_reserved_for_disputes",
+        /// The pending transfer is a dispute's hold: only the dispute's own steps post or void it.
+        PendingTransferBelongsToDispute = 62 => "pending_transfer_belongs_to_dispute",
     }
 }

@@ -1,0 +1,211 @@
+//! Goal: a payer disputes a payment (a transfer or a tab's settlement) and gets its money back
+//! when it wins, through every step the law and the lifecycle ask for, with the ledger
+//! conserving money at every step and the audit log naming every step; neither side can move a
+//! dispute's held money by another route, and nothing is refunded or disputed twice.
+//! Method: the real `obol serve` over HTTP with its shipped risk policy; kill -9 in the middle.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Parties, code};
+
+const FUNDS: u128 = 100_000;
+
+fn payment(id: u64, amount: u128, asset: &str) -> Value {
+    json!({"id": id.to_string(), "debit_account_id": "1", "credit_account_id": "2", "amount": amount.to_string(),
+        "asset_code": asset, "asset_scale": 2})
+}
+
+async fn open(world: &Parties, key: &str, body: Value) -> (u16, Value) {
+    world.api.post(key, "/v1/disputes", body, None).await
+}
+
+/// Posted net of each account (credits - debits), and that they sum to zero.
+async fn conserved(world: &Parties, accounts: &[&str]) -> Vec<i128> {
+    let mut nets = Vec::new();
+    for account in accounts {
+        let [_, debits, _, credits] = world.balances(account).await;
+        nets.push(credits as i128 - debits as i128);
+    }
+    assert_eq!(nets.iter().sum::<i128>(), 0, "money is conserved: {nets:?}");
+    nets
+}
+
+async fn audit_events(world: &Parties) -> Vec<Value> {
+    let get = |path: String| async move {
+        let response =
+            world.api.http.get(format!("{}{path}", world.api.base)).bearer_auth(&world.operator).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    };
+    let size: u64 = get("/v1/audit/checkpoint".into()).await.lines().nth(1).unwrap().parse().unwrap();
+    let page = get(format!("/v1/audit/export?from=0&to={size}")).await;
+    page.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|v| v.get("entry").cloned())
+        .flat_map(|e| e["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_runs_from_payment_to_resolution_conserving_money_and_logging_every_step() {
+    let mut world = Parties::start("disputes-e2e", 2, FUNDS, None).await;
+    let (status, _) = world.api.post(&world.holder, "/v1/transfers", payment(10, 500, "USD"), None).await;
+    assert_eq!(status, 201);
+    assert_eq!(conserved(&world, &["1", "2", "9"]).await, vec![99_500, 500, -100_000]);
+    // The payer disputes; the payee's 5.00 is held.
+    let body = json!({"id": "900", "payment": "10", "reason": "not_received", "statement": "nothing arrived"});
+    let (status, opened) = open(&world, &world.holder, body.clone()).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!((opened["status"].as_str(), opened["regime"].as_str()), (Some("open"), Some("reg_e")));
+    assert_eq!(opened["money"]["held"], "500");
+    assert!(opened["next_en"].as_str().unwrap().contains(opened["deadlines"]["payee_answer_by"].as_str().unwrap()));
+    assert!(!opened["next_ko"].as_str().unwrap().is_empty());
+    assert_eq!(opened["evidence"]["signed_by"], "api_key", "{opened}");
+    assert_eq!(world.balances("2").await[0], 500, "held on the payee's account");
+    // A retry answers the same dispute; other terms are another id's.
+    let (status, again) = open(&world, &world.holder, body).await;
+    assert_eq!((status, again["opened_at"].clone()), (200, opened["opened_at"].clone()));
+    // Nothing more of that payment can be disputed or refunded while it is.
+    let (status, problem) =
+        open(&world, &world.holder, json!({"id": "901", "payment": "10", "amount": "1", "reason": "duplicate"})).await;
+    assert_eq!((status, code(&problem)), (422, "dispute_exceeds_payment"), "{problem}");
+    let (status, problem) =
+        world.api.post(&world.merchant, "/v1/transfers/10/refunds", json!({"id": "950", "amount": "1"}), None).await;
+    assert_eq!((status, code(&problem)), (422, "refund_exceeds_payment"), "{problem}");
+    // The payee cannot dispute its own receipt, nor the payer answer.
+    let (status, problem) =
+        open(&world, &world.merchant, json!({"id": "902", "payment": "10", "reason": "duplicate"})).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, problem) =
+        world.api.post(&world.holder, "/v1/disputes/900/answer", json!({"statement": "me"}), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    world.kill_and_restart().await;
+    let (status, answered) = world
+        .api
+        .post(&world.merchant, "/v1/disputes/900/answer", json!({"statement": "delivered, signed for"}), None)
+        .await;
+    assert_eq!((status, answered["status"].as_str()), (200, Some("under_review")), "{answered}");
+    // A party cannot decide; the operator does.
+    let (status, problem) =
+        world.api.post(&world.holder, "/v1/disputes/900/resolve", json!({"winner": "payer"}), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, resolved) =
+        world.api.post(&world.operator, "/v1/disputes/900/resolve", json!({"winner": "payer"}), None).await;
+    assert_eq!((status, resolved["status"].as_str()), (200, Some("resolved_payer")), "{resolved}");
+    assert_eq!((resolved["money"]["credited"].as_str(), resolved["returned"].as_str()), (Some("500"), Some("500")));
+    assert_eq!(conserved(&world, &["1", "2", "9"]).await, vec![100_000, 0, -100_000]);
+    let (status, problem) =
+        world.api.post(&world.operator, "/v1/disputes/900/resolve", json!({"winner": "payee"}), None).await;
+    assert_eq!((status, code(&problem)), (409, "dispute_closed"), "{problem}");
+    // Every step is in the audit log, after another kill -9.
+    world.kill_and_restart().await;
+    let events = audit_events(&world).await;
+    for what in ["dispute.open", "dispute.answer", "dispute.resolve"] {
+        let note = events.iter().find(|e| e["what"] == what && e["id"] == "dispute:900");
+        assert!(note.is_some(), "{what} is in the audit log");
+    }
+    assert!(events.iter().any(|e| e["what"] == "dispute.transfers"), "the hold and its post are ledger records");
+    let (status, listed) = world.api.get(&world.holder, "/v1/disputes").await;
+    assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthorised_euro_payment_is_credited_at_once_and_no_route_moves_the_hold() {
+    let world = Parties::start("disputes-eur", 2, FUNDS, None).await;
+    for (id, owner) in [("11", "100"), ("12", "300")] {
+        world.op("/v1/accounts", json!({"id": id, "asset_code": "EUR", "asset_scale": 2, "owner_id": owner})).await;
+    }
+    world.op("/v1/accounts", json!({"id": "19", "asset_code": "EUR", "asset_scale": 2})).await;
+    world
+        .op(
+            "/v1/transfers",
+            json!({"id": "40", "debit_account_id": "19", "credit_account_id": "11", "amount": "5000",
+            "asset_code": "EUR", "asset_scale": 2}),
+        )
+        .await;
+    let pay = |id: u64, amount: u128| {
+        json!({"id": id.to_string(), "debit_account_id": "11", "credit_account_id": "12", "amount": amount.to_string(),
+            "asset_code": "EUR", "asset_scale": 2})
+    };
+    assert_eq!(world.api.post(&world.holder, "/v1/transfers", pay(20, 300), None).await.0, 201);
+    assert_eq!(world.api.post(&world.holder, "/v1/transfers", pay(21, 200), None).await.0, 201);
+    let (status, opened) =
+        open(&world, &world.holder, json!({"id": "910", "payment": "21", "reason": "not_as_described"})).await;
+    assert_eq!(status, 201, "{opened}");
+    // The payer can see its dispute's hold among its transfers; neither side may post or void
+    // it, by any route.
+    let (_, listed) = world.api.get(&world.holder, "/v1/transfers?account=11").await;
+    let hold = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| &item["transfer"])
+        .find(|t| t["code"] == 0xD15 && t["flags"].as_array().is_some_and(|f| f.iter().any(|f| f == "pending")))
+        .unwrap_or_else(|| panic!("the hold is listed: {listed}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (key, flag, id) in [(&world.holder, "post_pending", "30"), (&world.merchant, "void_pending", "31")] {
+        let body = json!({"id": id, "pending_id": hold, "flags": [flag]});
+        let (status, problem) = world.api.post(key, "/v1/transfers", body, None).await;
+        assert!(status == 403 || status == 404, "{flag}: {status} {problem}");
+    }
+    let body = json!({"id": "32", "pending_id": hold, "flags": ["post_pending"]});
+    let (status, problem) = world.api.post(&world.operator, "/v1/transfers", body, None).await;
+    assert_eq!((status, code(&problem)), (403, "pending_transfer_belongs_to_dispute"), "{problem}");
+    let mut fake = pay(33, 1);
+    fake["code"] = json!(0xD15);
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", fake, None).await;
+    assert_eq!((status, code(&problem)), (422, "code_reserved_for_disputes"), "{problem}");
+    // PSD2: an unauthorised payment is refunded at once, before any answer.
+    let (status, credited) =
+        open(&world, &world.holder, json!({"id": "911", "payment": "20", "reason": "unauthorised"})).await;
+    assert_eq!(status, 201, "{credited}");
+    assert_eq!((credited["regime"].as_str(), credited["money"]["credited"].as_str()), (Some("psd2"), Some("300")));
+    assert!(credited["credited_at"].is_string(), "{credited}");
+    assert_eq!(conserved(&world, &["11", "12", "19"]).await, vec![4_800, 200, -5_000]);
+    let events = audit_events(&world).await;
+    assert!(events.iter().any(|e| e["what"] == "dispute.credit" && e["id"] == "dispute:911"), "the credit is logged");
+    // The payee wins the first: the hold goes back to it; the payer withdraws nothing closed.
+    let (status, won) =
+        world.api.post(&world.operator, "/v1/disputes/910/resolve", json!({"winner": "payee"}), None).await;
+    assert_eq!((status, won["money"]["released"].as_bool()), (200, Some(true)), "{won}");
+    let (status, problem) = world.api.post(&world.holder, "/v1/disputes/910/withdraw", json!({}), None).await;
+    assert_eq!((status, code(&problem)), (409, "dispute_closed"), "{problem}");
+    assert_eq!(conserved(&world, &["11", "12", "19"]).await, vec![4_800, 200, -5_000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tabs_vouchers_are_disputed_in_part_with_the_voucher_signature_as_evidence() {
+    let world = Parties::start("disputes-tab", 2, FUNDS, None).await;
+    let (status, tab) = world.open_tab("70", 1_000, "55").await;
+    assert_eq!(status, 201, "{tab}");
+    for (cumulative, seq) in [(100, 1), (250, 2)] {
+        assert_eq!(world.pay_voucher(70, cumulative, seq).await.0, 200);
+    }
+    // Not before it settles: the escrow is still held.
+    let (status, problem) =
+        open(&world, &world.holder, json!({"id": "920", "tab": "70", "amount": "150", "reason": "not_received"})).await;
+    assert_eq!((status, code(&problem)), (400, "invalid_field"), "{problem}");
+    let (status, settled) = world.api.post(&world.merchant, "/v1/tabs/70/settle", json!({}), None).await;
+    assert_eq!(status, 200, "{settled}");
+    // The last voucher's 1.50 did not arrive.
+    let (status, opened) =
+        open(&world, &world.holder, json!({"id": "920", "tab": "70", "amount": "150", "reason": "not_received"})).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!((opened["tab"].as_str(), opened["money"]["held"].as_str()), (Some("70"), Some("150")));
+    assert_eq!(opened["evidence"]["signed_by"], "voucher_signature");
+    assert_eq!(opened["evidence"]["device"], "55");
+    assert_eq!(opened["evidence"]["voucher_signature"].as_str().map(str::len), Some(128), "{opened}");
+    let (status, problem) =
+        open(&world, &world.holder, json!({"id": "921", "tab": "70", "amount": "101", "reason": "duplicate"})).await;
+    assert_eq!((status, code(&problem)), (422, "dispute_exceeds_payment"), "100 left: {problem}");
+    let (status, accepted) = world
+        .api
+        .post(&world.merchant, "/v1/disputes/920/answer", json!({"statement": "sorry", "accept": true}), None)
+        .await;
+    assert_eq!((status, accepted["status"].as_str()), (200, Some("resolved_payer")), "{accepted}");
+    assert_eq!(accepted["outcome_reason"], "payee_accepted");
+    assert_eq!(conserved(&world, &["1", "2", "9"]).await, vec![FUNDS as i128 - 100, 100, -(FUNDS as i128)]);
+}
