@@ -63,6 +63,14 @@ const HISTORY_SCAN_MAX: usize = 100_000;
 /// What the payer claims.
 pub const REASONS: &[&str] = &["unauthorised", "not_received", "not_as_described", "duplicate", "amount_wrong"];
 
+/// Why a dispute ended (each has a plain-language explanation, `dispute.<reason>`).
+pub const OUTCOME_REASONS: &[&str] =
+    &["payee_accepted", "decided", "payee_missed_answer", "investigation_deadline", "withdrawn"];
+
+/// Liability reasons of a dispute the timers resolved (a provider's missed deadline: the payer
+/// bears nothing), beside [`obol_rules::liability::REASON_CODES`].
+pub const DEADLINE_REASONS: &[&str] = &["payee_missed_answer", "investigation_deadline"];
+
 /// A dispute's status.
 pub const STATUSES: &[&str] = &["open", "under_review", "resolved_payer", "resolved_payee", "withdrawn"];
 
@@ -183,6 +191,12 @@ pub struct DisputeDto {
     /// `investigation_deadline`, `withdrawn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_reason: Option<String>,
+    /// The outcome, explained in every language obol ships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_explanation: Option<crate::explain::Explanation>,
+    /// Each liability reason, explained (same order as `liability.reasons`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub liability_explanations: Vec<crate::explain::Explanation>,
     /// What the payer gets back on a win (minor units), after its share of the loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returned: Option<String>,
@@ -241,15 +255,6 @@ struct Stored {
 impl Stored {
     fn closed(&self) -> bool {
         matches!(self.status.as_str(), "resolved_payer" | "resolved_payee" | "withdrawn")
-    }
-
-    /// What this dispute keeps from being refunded or disputed again.
-    fn claims(&self) -> u128 {
-        match self.status.as_str() {
-            "open" | "under_review" => self.amount,
-            "resolved_payer" => self.returned.unwrap_or(self.amount),
-            _ => 0,
-        }
     }
 }
 
@@ -316,31 +321,79 @@ fn encode(stored: &Stored) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(stored).map_err(|error| Error::Internal(format!("encoding a dispute: {error}")))
 }
 
-fn load(state: &App, id: u128) -> Result<Option<Stored>, Error> {
-    match state.engine.table_get(&dispute_key(id)) {
+/// Who is a party to which dispute: `dispute-by/<principal>/<id>` (listing for a party).
+const BY_PARTY_PREFIX: &str = "dispute-by/";
+/// Disputes still open (the timer sweep's work list): `dispute-open/<id>`.
+const OPEN_PREFIX: &str = "dispute-open/";
+/// Disputes one payment may have, ever (a bound on what one payment costs to check).
+pub const DISPUTES_PER_PAYMENT_MAX: usize = 8;
+
+fn by_party_key(principal: u128, id: u128) -> String {
+    format!("{BY_PARTY_PREFIX}{principal:032x}/{id:032x}")
+}
+
+fn open_key(id: u128) -> String {
+    format!("{OPEN_PREFIX}{id:032x}")
+}
+
+fn id_of_key(key: &str) -> Option<u128> {
+    key.rsplit('/').next().and_then(|hex| u128::from_str_radix(hex, 16).ok())
+}
+
+/// Dispute `id`, read from the state table of `ledger` (a guard the caller holds: the engine's
+/// own table reads take the same lock, so they are never called under it).
+fn load_in(ledger: &Ledger, id: u128) -> Result<Option<Stored>, Error> {
+    match ledger.table().get(&dispute_key(id)) {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
+        Some(bytes) => serde_json::from_slice(bytes)
             .map(Some)
             .map_err(|error| Error::Internal(format!("dispute {id} does not decode: {error}"))),
     }
 }
 
-fn disputes_of_payment(state: &App, payment: u128) -> Result<Vec<Stored>, Error> {
+fn load(state: &App, id: u128) -> Result<Option<Stored>, Error> {
+    load_in(&read_ledger(state), id)
+}
+
+fn disputes_of_payment(ledger: &Ledger, payment: u128) -> Result<Vec<Stored>, Error> {
     let prefix = format!("{BY_PAYMENT_PREFIX}{payment:032x}/");
-    let mut out = Vec::new();
-    for (key, _) in state.engine.table_scan(&prefix) {
-        let id = key.rsplit('/').next().and_then(|hex| u128::from_str_radix(hex, 16).ok());
-        if let Some(stored) = id.map(|id| load(state, id)).transpose()?.flatten() {
+    let ids: Vec<u128> = ledger.table().scan(&prefix).filter_map(|(key, _)| id_of_key(key)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(stored) = load_in(ledger, id)? {
             out.push(stored);
         }
     }
     Ok(out)
 }
 
-/// What a payment's disputes keep from being refunded or disputed again (open ones, and what a
-/// payer won back). Read under `App::refunds`.
-pub(crate) fn disputed(state: &App, payment: u128) -> Result<u128, Error> {
-    Ok(disputes_of_payment(state, payment)?.iter().map(Stored::claims).fold(0, u128::saturating_add))
+/// What the payer holds of a closed dispute's money: credited, less what was taken back.
+fn kept_by_payer(ledger: &Ledger, stored: &Stored) -> u128 {
+    let amount_of = |id: u128| ledger.transfer(id).map_or(0, |t| t.amount);
+    amount_of(stored.credit_id).saturating_sub(amount_of(stored.take_back_id))
+}
+
+/// What a payment's disputes keep a refund from giving back: all an open dispute claims, and
+/// what the payer holds of a closed one (whatever it ended as, and whether or not a take-back
+/// recovered the credit).
+pub(crate) fn claimed_from_refunds(ledger: &Ledger, payment: u128) -> Result<u128, Error> {
+    Ok(disputes_of_payment(ledger, payment)?
+        .iter()
+        .map(|d| if d.closed() { kept_by_payer(ledger, d) } else { d.amount })
+        .fold(0, u128::saturating_add))
+}
+
+/// What may not be disputed again: what an open or decided dispute disputed, and what the payer
+/// holds of a withdrawn one.
+fn claimed_from_disputes(ledger: &Ledger, disputes: &[Stored]) -> u128 {
+    disputes
+        .iter()
+        .map(|d| if d.status == "withdrawn" { kept_by_payer(ledger, d) } else { d.amount })
+        .fold(0, u128::saturating_add)
+}
+
+fn has_dispute(ledger: &Ledger, payment: u128) -> bool {
+    ledger.table().scan(&format!("{BY_PAYMENT_PREFIX}{payment:032x}/")).next().is_some()
 }
 
 fn day_iso(day: Day) -> String {
@@ -438,14 +491,16 @@ fn gather_evidence(ledger: &Ledger, payment: &Transfer, tab: Option<u128>) -> Ev
     );
     let mut prior: u32 = 0;
     if let Some(device) = device {
-        for entry in
-            ledger.account_history_from(payment.debit_account_id, 0).into_iter().flatten().take(HISTORY_SCAN_MAX)
-        {
+        let window = ledger.account_history_from(payment.debit_account_id, from_ns.saturating_sub(1));
+        for entry in window.into_iter().flatten().take(HISTORY_SCAN_MAX) {
             let t = entry.transfer;
+            if t.timestamp > to_ns {
+                break;
+            }
             let same_parties = t.credit_account_id == payment.credit_account_id
                 && t.debit_account_id == payment.debit_account_id
                 && t.id != payment.id;
-            if !same_parties || t.timestamp < from_ns || t.timestamp > to_ns || !disputable(&t) {
+            if !same_parties || !disputable(&t) || has_dispute(ledger, t.id) {
                 continue;
             }
             let same_device = ledger.payment_evidence(t.id).is_some_and(|e| e.device_id == device);
@@ -577,6 +632,13 @@ fn view(ledger: &Ledger, stored: &Stored) -> DisputeDto {
         evidence: stored.evidence.clone(),
         liability: stored.liability.clone(),
         outcome_reason: stored.outcome_reason.clone(),
+        outcome_explanation: stored.outcome_reason.as_ref().map(|r| crate::explain::explain(&format!("dispute.{r}"))),
+        liability_explanations: stored
+            .liability
+            .iter()
+            .flat_map(|l| l.reasons.iter())
+            .map(|r| crate::explain::explain(&format!("liability.{r}")))
+            .collect(),
         returned: stored.returned.map(|r| r.to_string()),
         opened_at: obol_core::time::rfc3339(u128::from(stored.opened_ns)),
         answered_at: time(stored.answered_ns),
@@ -607,38 +669,64 @@ pub fn get(state: &App, caller: &Caller, id: &str) -> Result<DisputeDto, Error> 
     Ok(view(&read_ledger(state), &stored))
 }
 
-/// The disputes the caller may see (as payer or payee, or all for staff), newest id last,
-/// optionally only those with `status`.
-pub fn list(state: &App, caller: &Caller, status: Option<&str>, limit: usize) -> Result<Vec<DisputeDto>, Error> {
+/// The disputes the caller may see (as payer or payee, or all for staff), in id order after
+/// `after`, at most `limit` (1 to [`LIST_LIMIT_MAX`]), optionally only those with `status`.
+/// Answers the page and the cursor of the next one.
+pub fn list(
+    state: &App,
+    caller: &Caller,
+    status: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<DisputeDto>, Option<String>), Error> {
     need_scope(caller, Scopes::READ)?;
     if let Some(status) = status
         && !STATUSES.contains(&status)
     {
         return Err(Error::InvalidQuery(format!("status must be one of {}", STATUSES.join(", "))));
     }
-    let ledger = read_ledger(state);
-    let mut out = Vec::new();
-    for (_, bytes) in state.engine.table_scan(DISPUTE_PREFIX) {
-        let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) else { continue };
-        if may_see(caller, &stored) && status.is_none_or(|s| s == stored.status) {
-            out.push(view(&ledger, &stored));
-            if out.len() >= limit.min(LIST_LIMIT_MAX) {
-                break;
-            }
-        }
+    if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+        return Err(Error::InvalidQuery(format!("limit must be 1 to {LIST_LIMIT_MAX}")));
     }
-    Ok(out)
+    let after = after.map(|text| crate::parse_id("after", text)).transpose()?;
+    let ledger = read_ledger(state);
+    // A party reads its own index; staff read every dispute.
+    let prefix = if sees_everything(caller) {
+        DISPUTE_PREFIX.to_string()
+    } else {
+        format!("{BY_PARTY_PREFIX}{:032x}/", caller.principal_id)
+    };
+    let mut out = Vec::new();
+    let mut next = None;
+    for (key, _) in ledger.table().scan(&prefix) {
+        let Some(id) = id_of_key(key) else { continue };
+        if after.is_some_and(|after| id <= after) {
+            continue;
+        }
+        let Some(stored) = load_in(&ledger, id)? else { continue };
+        if !may_see(caller, &stored) || status.is_some_and(|s| s != stored.status) {
+            continue;
+        }
+        if out.len() == limit {
+            next = out.last().map(|d: &DisputeDto| d.id.clone());
+            break;
+        }
+        out.push(view(&ledger, &stored));
+    }
+    Ok((out, next))
 }
 
-/// Runs `ops` (the dispute's new state, its transfers, its note) as one record and answers the
-/// dispute's transfers' results.
+/// Runs the dispute's new state, `more` ops (index puts), its note and its transfers as one
+/// record, and answers the transfers' results.
 async fn commit(
     state: &App,
     stored: &Stored,
+    more: Vec<Op>,
     transfers: Vec<NewTransfer>,
     note: Op,
 ) -> Result<Vec<CreateTransferResult>, Error> {
     let mut ops = vec![put(dispute_key(stored.id), encode(stored)?), note];
+    ops.extend(more);
     let moves = !transfers.is_empty();
     if moves {
         ops.push(Op::Dispute(transfers));
@@ -663,37 +751,48 @@ fn system_note(what: &str, subject: &str, outcome: &str) -> Op {
     })
 }
 
+/// The payment a dispute asks about, and the tab whose settlement it is.
+fn disputed_payment(ledger: &Ledger, caller: &Caller, ask: &OpenAsk<'_>) -> Result<(Transfer, Option<u128>), Error> {
+    match (ask.payment, ask.tab) {
+        (Some(payment), None) => {
+            let payment_id = crate::parse_id("payment", payment)?;
+            Ok((ledger.transfer(payment_id).copied().ok_or(Error::TransferNotFound(payment_id))?, None))
+        }
+        (None, Some(tab)) => {
+            let tab_id = crate::parse_id("tab", tab)?;
+            let tab_visible = ledger.tab(tab_id).is_some_and(|entry| crate::tabs::may_see(caller, ledger, entry));
+            if !tab_visible {
+                return Err(Error::TabNotFound(tab_id));
+            }
+            Ok((tab_settlement(ledger, tab_id)?, Some(tab_id)))
+        }
+        _ => Err(Error::InvalidField("name exactly one of payment and tab".into())),
+    }
+}
+
 /// Opens a dispute: the payer of the payment (or the operator) asks, within the law's window.
 /// Answers the dispute and whether it was opened now (`false`: a retry of one opened before).
 pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(DisputeDto, bool), Error> {
     need_scope(caller, Scopes::PAY)?;
     need_role(caller, &[Role::Operator, Role::Holder, Role::Merchant])?;
     let id = crate::parse_id("id", ask.id)?;
+    if id == 0 || id == u128::MAX {
+        return Err(Error::InvalidId { field: "id".into(), reason: "0 and 2^128-1 are reserved".into() });
+    }
     if !REASONS.contains(&ask.reason) {
         return Err(Error::InvalidField(format!("reason must be one of {}", REASONS.join(", "))));
     }
     let statement = plain_statement("statement", ask.statement)?;
     let amount_asked = ask.amount.map(|text| crate::parse_amount("amount", text)).transpose()?;
+    if amount_asked == Some(0) {
+        return Err(Error::InvalidAmount { field: "amount".into(), reason: "a dispute is for at least 1 unit".into() });
+    }
     // Refunds and disputes of one payment are decided one at a time: what is left is read and
-    // claimed under the same lock.
-    let money_back = state.refunds.lock().await;
+    // claimed under the same lock (which holds the refund book).
+    let mut book = state.refunds.lock().await;
     let (stored, transfers) = {
         let ledger = read_ledger(state);
-        let (payment, tab) = match (ask.payment, ask.tab) {
-            (Some(payment), None) => {
-                let payment_id = crate::parse_id("payment", payment)?;
-                (ledger.transfer(payment_id).copied().ok_or(Error::TransferNotFound(payment_id))?, None)
-            }
-            (None, Some(tab)) => {
-                let tab_id = crate::parse_id("tab", tab)?;
-                let tab_visible = ledger.tab(tab_id).is_some_and(|entry| crate::tabs::may_see(caller, &ledger, entry));
-                if !tab_visible {
-                    return Err(Error::TabNotFound(tab_id));
-                }
-                (tab_settlement(&ledger, tab_id)?, Some(tab_id))
-            }
-            _ => return Err(Error::InvalidField("name exactly one of payment and tab".into())),
-        };
+        let (payment, tab) = disputed_payment(&ledger, caller, &ask)?;
         let payer = ledger.account(payment.debit_account_id).ok_or(Error::TransferNotFound(payment.id))?;
         let payee = ledger.account(payment.credit_account_id).ok_or(Error::TransferNotFound(payment.id))?;
         let payer_may = caller.role == Role::Operator || owns(caller, payer);
@@ -711,7 +810,13 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
                 payment.id
             )));
         }
-        if let Some(existing) = load(state, id)? {
+        if payer.owner_id == payee.owner_id {
+            return Err(Error::InvalidField(format!(
+                "transfer {} moved money between two accounts of one owner: there is nobody to dispute it with",
+                payment.id
+            )));
+        }
+        if let Some(existing) = load_in(&ledger, id)? {
             let same = existing.payment == payment.id
                 && existing.reason == ask.reason
                 && amount_asked.is_none_or(|a| a == existing.amount);
@@ -720,22 +825,21 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
             }
             return Ok((view(&ledger, &existing), false));
         }
-        let refunded = {
-            // The refund book is behind the lock this function holds: read the ledger directly.
-            ledger
-                .account_history_from(payment.credit_account_id, 0)
-                .into_iter()
-                .flatten()
-                .filter(|e| {
-                    let t = e.transfer;
-                    t.code == crate::refunds::REFUND_CODE
-                        && t.user_data_128 == payment.id
-                        && t.debit_account_id == payment.credit_account_id
-                })
-                .map(|e| e.transfer.amount)
-                .fold(0u128, u128::saturating_add)
-        };
-        let left = payment.amount.saturating_sub(refunded).saturating_sub(disputed(state, payment.id)?);
+        let earlier = disputes_of_payment(&ledger, payment.id)?;
+        if earlier.len() >= DISPUTES_PER_PAYMENT_MAX {
+            return Err(Error::InvalidField(format!(
+                "transfer {} has had {DISPUTES_PER_PAYMENT_MAX} disputes: ask the operator",
+                payment.id
+            )));
+        }
+        let refunded = book.refunded(&ledger, &payment);
+        let left = payment
+            .amount
+            .saturating_sub(refunded)
+            .saturating_sub(claimed_from_disputes(&ledger, &earlier))
+            .saturating_sub(
+                claimed_from_refunds(&ledger, payment.id)?.saturating_sub(claimed_from_disputes(&ledger, &earlier)),
+            );
         let amount = amount_asked.unwrap_or(left);
         if amount == 0 || amount > left {
             return Err(Error::DisputeExceedsPayment { payment: payment.id, left: left.to_string() });
@@ -745,10 +849,9 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
         let notice_day = Day::of_ns(now_ns);
         let calendar: &Calendar = calendars()?
             .for_day(calendar_id, notice_day)
-            .ok_or_else(|| Error::Internal(format!("no {calendar_id} calendar is in force on {}", notice_day.iso())))?;
+            .ok_or_else(|| Error::Internal(format!("no {calendar_id} calendar ships")))?;
         let payment_day = Day::of_ns(payment.timestamp);
-        let opened_days =
-            ledger.account(payment.debit_account_id).map_or(0, |a| now_ns.saturating_sub(a.timestamp) / NS_PER_DAY);
+        let opened_days = now_ns.saturating_sub(payer.timestamp) / NS_PER_DAY;
         let facts = Facts {
             regime,
             claim: if ask.reason == "unauthorised" { Claim::Unauthorised } else { Claim::Error },
@@ -811,17 +914,154 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
     let outcome =
         format!("open {} payment:{} answer_by:{}", stored.regime, stored.payment, stored.deadlines.payee_answer_by);
     let note = crate::audit::note(state, caller, "dispute.open", &subject, &outcome);
-    let mut ops =
-        vec![put(dispute_key(id), encode(&stored)?), put(by_payment_key(stored.payment, id), b"1".to_vec()), note];
-    if !transfers.is_empty() {
-        ops.push(Op::Dispute(transfers));
+    let mut indexes = vec![
+        put(by_payment_key(stored.payment, id), b"1".to_vec()),
+        put(open_key(id), b"1".to_vec()),
+        put(by_party_key(stored.payer_owner, id), b"1".to_vec()),
+    ];
+    if stored.payee_owner != 0 {
+        indexes.push(put(by_party_key(stored.payee_owner, id), b"1".to_vec()));
     }
-    state.engine.execute_together(ops).await?;
-    drop(money_back);
+    commit(state, &stored, indexes, transfers, note).await?;
+    drop(book);
     // PSD2: an unauthorised payment is refunded at once; the timers say what is due today.
     advance(state, id).await?;
     let stored = load(state, id)?.ok_or(Error::DisputeNotFound(id))?;
     Ok((view(&read_ledger(state), &stored), true))
+}
+
+/// How a dispute ends.
+#[derive(Clone, Copy, Debug)]
+enum Ending<'a> {
+    /// The payer wins: the payee accepted, an operator decided (with what the liability rules
+    /// weigh), or a deadline passed (the payer bears nothing).
+    Payer { reason: &'static str, decision: Option<Decision<'a>> },
+    /// The payee wins.
+    Payee,
+    /// The payer withdrew.
+    Withdrawn,
+}
+
+/// What a step of a dispute does besides its edit.
+#[derive(Clone, Copy, Debug)]
+enum Move<'a> {
+    /// Nothing moves (an answer that contests).
+    Keep,
+    /// The provisional credit: the hold is posted to the payer.
+    Credit,
+    /// The dispute ends.
+    End(Ending<'a>),
+}
+
+/// One step of a dispute, under the lock refunds and disputes share: reads the dispute afresh,
+/// lets `edit` check and change it (it sees the ledger), then does what `what` says, moving what
+/// that takes, in one record with `note`.
+async fn step(
+    state: &App,
+    id: u128,
+    what: Move<'_>,
+    note: Op,
+    edit: impl FnOnce(&mut Stored, &Ledger) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let _money_back = state.refunds.lock().await;
+    let (stored, transfers, more) = {
+        let ledger = read_ledger(state);
+        let mut stored = load_in(&ledger, id)?.ok_or(Error::DisputeNotFound(id))?;
+        if stored.closed() {
+            return Err(Error::DisputeClosed { id, status: stored.status.clone() });
+        }
+        edit(&mut stored, &ledger)?;
+        match what {
+            Move::Keep => (stored, Vec::new(), Vec::new()),
+            Move::Credit => {
+                let asset =
+                    ledger.transfer(stored.payment).map(|t| t.asset).ok_or(Error::TransferNotFound(stored.payment))?;
+                let held = ledger.transfer(stored.hold_id).map_or(0, |t| t.amount);
+                let pending = ledger.pending_status(stored.hold_id) == Some(obol_core::ledger::PendingStatus::Pending);
+                stored.credited_ns = Some(state.env.now_ns());
+                let transfers = if held > 0 && pending {
+                    vec![resolve_hold(&stored, TransferFlags::POST_PENDING, held, asset)]
+                } else {
+                    Vec::new()
+                };
+                (stored, transfers, Vec::new())
+            }
+            Move::End(ending) => {
+                let transfers = ending_transfers(&ledger, &mut stored, ending)?;
+                stored.closed_ns = Some(state.env.now_ns());
+                (stored, transfers, vec![put(open_key(id), Vec::new())])
+            }
+        }
+    };
+    let results = commit(state, &stored, more, transfers, note).await?;
+    for result in results {
+        if !matches!(result, CreateTransferResult::Ok | CreateTransferResult::Exists) {
+            // What moved is read from the ledger: a take-back that found the payer's account
+            // emptied shows as what it could take, and what the payer kept still counts against
+            // refunds and further disputes.
+            tracing::warn!(dispute = %stored.id, result = result.as_str(), "a dispute's closing transfer was refused");
+        }
+    }
+    Ok(())
+}
+
+/// Sets the outcome of `stored` and answers the transfers that carry it out.
+fn ending_transfers(ledger: &Ledger, stored: &mut Stored, ending: Ending<'_>) -> Result<Vec<NewTransfer>, Error> {
+    let asset = ledger.transfer(stored.payment).map(|t| t.asset).ok_or(Error::TransferNotFound(stored.payment))?;
+    let held = ledger.transfer(stored.hold_id).map_or(0, |t| t.amount);
+    let hold_pending = ledger.pending_status(stored.hold_id) == Some(obol_core::ledger::PendingStatus::Pending);
+    let credited = ledger.transfer(stored.credit_id).map_or(0, |t| t.amount);
+    let (status, reason, liability) = match ending {
+        Ending::Payer { reason, decision: Some(decision) } => {
+            ("resolved_payer", reason, liability_of(ledger, stored, decision)?)
+        }
+        Ending::Payer { reason, decision: None } => {
+            // A deadline the provider side missed, or the payee's own acceptance: the payer
+            // bears nothing.
+            let liability =
+                (stored.reason == "unauthorised" && DEADLINE_REASONS.contains(&reason)).then(|| LiabilityDto {
+                    payer_bears: "0".into(),
+                    provider_bears: stored.amount.to_string(),
+                    payee_reimburses: false,
+                    reasons: vec![reason.to_string()],
+                });
+            ("resolved_payer", reason, liability)
+        }
+        Ending::Payee => ("resolved_payee", "decided", None),
+        Ending::Withdrawn => ("withdrawn", "withdrawn", None),
+    };
+    let payer_share: u128 = liability.as_ref().and_then(|l| l.payer_bears.parse().ok()).unwrap_or(0);
+    // What the payer is owed back, as far as the hold (or the credit it became) covers it.
+    let owed = if status == "resolved_payer" { stored.amount.saturating_sub(payer_share) } else { 0 };
+    let covered = owed.min(held);
+    let mut transfers = Vec::new();
+    if credited > 0 {
+        if credited > covered {
+            // Take back what the payer was credited beyond what it keeps, at most what its
+            // account still holds (a balancing transfer).
+            let mut back = dispute_transfer(
+                stored.take_back_id,
+                stored.id,
+                stored.payer_account,
+                stored.payee_account,
+                credited.saturating_sub(covered),
+                asset,
+            );
+            back.flags = TransferFlags(TransferFlags::BALANCING_DEBIT);
+            transfers.push(back);
+        }
+    } else if held > 0 && hold_pending {
+        transfers.push(if covered > 0 {
+            resolve_hold(stored, TransferFlags::POST_PENDING, covered, asset)
+        } else {
+            resolve_hold(stored, TransferFlags::VOID_PENDING, 0, asset)
+        });
+    }
+    stored.status = status.into();
+    stored.outcome_reason = Some(reason.into());
+    stored.liability = liability;
+    stored.returned = (status == "resolved_payer").then_some(covered);
+    Ok(transfers)
 }
 
 /// The payee (or the operator for it) answers: with its statement, contesting, or accepting
@@ -836,33 +1076,38 @@ pub async fn answer(
     need_scope(caller, Scopes::PAY)?;
     let id = crate::parse_id("id", id)?;
     let statement = plain_statement("statement", statement)?;
-    let mut stored = visible(state, caller, id)?;
+    let seen = visible(state, caller, id)?;
     let payee_may = caller.role == Role::Operator
         || (caller.role.owns_accounts()
-            && caller.principal_id == stored.payee_owner
-            && caller.principal_id != stored.payer_owner);
+            && caller.principal_id == seen.payee_owner
+            && caller.principal_id != seen.payer_owner);
     if !payee_may {
         return Err(Error::Forbidden("only the payee answers a dispute".into()));
     }
     let now_ns = state.env.now_ns();
-    if stored.status != "open" {
-        return Err(Error::DisputeClosed { id, status: stored.status.clone() });
-    }
-    if Day::of_ns(now_ns) > deadlines_of(&stored)?.payee_answer_by {
-        // The sweep resolves it for the payer; an answer now changes nothing.
-        return Err(Error::DisputeClosed { id, status: "payee_answer_deadline_passed".into() });
-    }
-    stored.payee_statement = Some(statement);
-    stored.answered_ns = Some(now_ns);
-    if accept {
-        let subject = format!("dispute:{id}");
-        let note = crate::audit::note(state, caller, "dispute.answer", &subject, "accepted");
-        resolve_with(state, stored, true, "payee_accepted", None, note).await?;
+    let subject = format!("dispute:{id}");
+    let (what, outcome) = if accept {
+        (Move::End(Ending::Payer { reason: "payee_accepted", decision: None }), "accepted")
     } else {
-        stored.status = "under_review".into();
-        let note = crate::audit::note(state, caller, "dispute.answer", &format!("dispute:{id}"), "contested");
-        commit(state, &stored, Vec::new(), note).await?;
-    }
+        (Move::Keep, "contested")
+    };
+    let note = crate::audit::note(state, caller, "dispute.answer", &subject, outcome);
+    step(state, id, what, note, |stored, _| {
+        if stored.status != "open" {
+            return Err(Error::DisputeClosed { id, status: stored.status.clone() });
+        }
+        if Day::of_ns(now_ns) > deadlines_of(stored)?.payee_answer_by {
+            // The sweep resolves it for the payer; an answer now changes nothing.
+            return Err(Error::DisputeClosed { id, status: "payee_answer_deadline_passed".into() });
+        }
+        stored.payee_statement = Some(statement);
+        stored.answered_ns = Some(now_ns);
+        if !accept {
+            stored.status = "under_review".into();
+        }
+        Ok(())
+    })
+    .await?;
     get(state, caller, &id.to_string())
 }
 
@@ -872,81 +1117,86 @@ pub async fn resolve(state: &App, caller: &Caller, id: &str, decision: Decision<
     need_scope(caller, Scopes::MANAGE)?;
     need_role(caller, &[Role::Operator, Role::Analyst])?;
     let id = crate::parse_id("id", id)?;
-    let stored = visible(state, caller, id)?;
-    if caller.principal_id == stored.payer_owner || caller.principal_id == stored.payee_owner {
+    let seen = visible(state, caller, id)?;
+    if caller.principal_id == seen.payer_owner || caller.principal_id == seen.payee_owner {
         return Err(Error::Forbidden("a party to a dispute cannot decide it".into()));
     }
-    if stored.closed() {
-        return Err(Error::DisputeClosed { id, status: stored.status.clone() });
-    }
-    let for_payer = match decision.winner {
-        "payer" => true,
-        "payee" => false,
+    let ending = match decision.winner {
+        "payer" => Ending::Payer { reason: "decided", decision: Some(decision) },
+        "payee" => Ending::Payee,
         other => return Err(Error::InvalidField(format!("winner must be payer or payee, not {other:?}"))),
     };
-    let learned = decision.learned_on.map(|text| parse_day("learned_on", text)).transpose()?;
-    let liability = for_payer.then(|| liability_of(state, &stored, decision, learned)).transpose()?.flatten();
-    let outcome = if for_payer { "payer" } else { "payee" };
-    let note = crate::audit::note(state, caller, "dispute.resolve", &format!("dispute:{id}"), outcome);
-    resolve_with(state, stored, for_payer, "decided", liability, note).await?;
+    if let Some(text) = decision.learned_on {
+        parse_day("learned_on", text)?;
+    }
+    let note = crate::audit::note(state, caller, "dispute.resolve", &format!("dispute:{id}"), decision.winner);
+    step(state, id, Move::End(ending), note, |_, _| Ok(())).await?;
     get(state, caller, &id.to_string())
 }
 
-/// The payer withdraws its dispute: the hold goes back to the payee.
+/// The payer withdraws its dispute: the hold goes back to the payee, and a provisional credit
+/// is returned in full (refused while the payer's account cannot return it).
 pub async fn withdraw(state: &App, caller: &Caller, id: &str) -> Result<DisputeDto, Error> {
     need_scope(caller, Scopes::PAY)?;
     let id = crate::parse_id("id", id)?;
-    let stored = visible(state, caller, id)?;
+    let seen = visible(state, caller, id)?;
     let payer_may =
-        caller.role == Role::Operator || (caller.role.owns_accounts() && caller.principal_id == stored.payer_owner);
+        caller.role == Role::Operator || (caller.role.owns_accounts() && caller.principal_id == seen.payer_owner);
     if !payer_may {
         return Err(Error::Forbidden("only the payer withdraws a dispute".into()));
     }
-    if stored.closed() {
-        return Err(Error::DisputeClosed { id, status: stored.status.clone() });
-    }
     let note = crate::audit::note(state, caller, "dispute.withdraw", &format!("dispute:{id}"), "withdrawn");
-    close(state, stored, "withdrawn", "withdrawn", None, note).await?;
+    step(state, id, Move::End(Ending::Withdrawn), note, |stored, ledger| {
+        let credited = ledger.transfer(stored.credit_id).map_or(0, |t| t.amount);
+        if credited == 0 {
+            return Ok(());
+        }
+        let payer = ledger.account(stored.payer_account);
+        let closed = payer.is_none_or(|a| a.flags.has(obol_core::ledger::AccountFlags::CLOSED));
+        let available = payer.map_or(0, |a| {
+            a.balances.credits_posted.saturating_sub(a.balances.debits_posted.saturating_add(a.balances.debits_pending))
+        });
+        if closed || available < credited {
+            return Err(Error::DisputeCreditSpent {
+                id,
+                credited: credited.to_string(),
+                available: if closed { "0".into() } else { available.to_string() },
+            });
+        }
+        Ok(())
+    })
+    .await?;
     get(state, caller, &id.to_string())
 }
 
 /// Who bears an unauthorised payment's loss, from the recorded evidence (`None` for other
 /// claims: the payer gets back everything it wins).
-fn liability_of(
-    state: &App,
-    stored: &Stored,
-    decision: Decision<'_>,
-    learned: Option<Day>,
-) -> Result<Option<LiabilityDto>, Error> {
+fn liability_of(ledger: &Ledger, stored: &Stored, decision: Decision<'_>) -> Result<Option<LiabilityDto>, Error> {
     if stored.reason != "unauthorised" {
         return Ok(None);
     }
-    let ledger = read_ledger(state);
     let payment = ledger.transfer(stored.payment).ok_or(Error::TransferNotFound(stored.payment))?;
     let per_minor = crate::risk::units_per_iso_minor(payment.asset);
     let loss_iso = stored.amount.div_ceil(per_minor);
     let notice = Day::of_ns(stored.opened_ns);
+    let learned = decision.learned_on.map(|text| parse_day("learned_on", text)).transpose()?;
     let decided: Liability = match stored.regime.as_str() {
+        "reg_e" if decision.payer_fraud => Liability {
+            payer_minor: loss_iso,
+            provider_minor: 0,
+            payee_reimburses: false,
+            reasons: vec!["payer_fraud"],
+        },
         "reg_e" => {
-            let calendar = calendars()?
-                .for_day("us-fed", notice)
-                .ok_or_else(|| Error::Internal("no us-fed calendar in force".into()))?;
+            let calendar =
+                calendars()?.for_day("us-fed", notice).ok_or_else(|| Error::Internal("no us-fed calendar".into()))?;
             let facts = RegEFacts {
                 taken: vec![Taken { day: Day::of_ns(payment.timestamp), minor: loss_iso }],
                 learned,
                 notice,
                 statement: statement_day(Day::of_ns(payment.timestamp)),
             };
-            let mut decided = liability::reg_e(&facts, calendar);
-            if decision.payer_fraud {
-                decided = Liability {
-                    payer_minor: loss_iso,
-                    provider_minor: 0,
-                    payee_reimburses: false,
-                    reasons: vec!["payer_fraud"],
-                };
-            }
-            decided
+            liability::reg_e(&facts, calendar)
         }
         "korea" => liability::korea(loss_iso, decision.payer_fraud || decision.gross_negligence),
         _ => liability::psd2(&Psd2Evidence {
@@ -967,93 +1217,14 @@ fn liability_of(
     }))
 }
 
-/// Resolves `stored` for the payer (it keeps what it wins, less its share of the loss) or for
-/// the payee.
-async fn resolve_with(
-    state: &App,
-    stored: Stored,
-    for_payer: bool,
-    reason: &str,
-    liability: Option<LiabilityDto>,
-    note: Op,
-) -> Result<(), Error> {
-    if for_payer {
-        close(state, stored, "resolved_payer", reason, liability, note).await
-    } else {
-        close(state, stored, "resolved_payee", reason, None, note).await
-    }
-}
-
-/// Ends a dispute with `status`, moving what the outcome says, in one record.
-async fn close(
-    state: &App,
-    mut stored: Stored,
-    status: &str,
-    reason: &str,
-    liability: Option<LiabilityDto>,
-    note: Op,
-) -> Result<(), Error> {
-    let _money_back = state.refunds.lock().await;
-    // Read again under the lock: the sweep may have moved it since the caller looked.
-    let fresh = load(state, stored.id)?.ok_or(Error::DisputeNotFound(stored.id))?;
-    if fresh.closed() {
-        return Err(Error::DisputeClosed { id: stored.id, status: fresh.status });
-    }
-    stored.credited_ns = fresh.credited_ns;
-    let transfers = {
-        let ledger = read_ledger(state);
-        let asset = ledger.transfer(stored.payment).map(|t| t.asset).ok_or(Error::TransferNotFound(stored.payment))?;
-        let held = ledger.transfer(stored.hold_id).map_or(0, |t| t.amount);
-        let credited = ledger.transfer(stored.credit_id).map_or(0, |t| t.amount);
-        let payer_share: u128 = liability.as_ref().and_then(|l| l.payer_bears.parse().ok()).unwrap_or(0);
-        let returned = if status == "resolved_payer" { stored.amount.saturating_sub(payer_share) } else { 0 };
-        stored.returned = (status == "resolved_payer").then_some(returned);
-        let mut transfers = Vec::new();
-        if credited > 0 {
-            if credited > returned {
-                // Take back what the payer was credited beyond what it keeps: at most what its
-                // account still holds (a balancing transfer).
-                let mut back = dispute_transfer(
-                    stored.take_back_id,
-                    stored.id,
-                    stored.payer_account,
-                    stored.payee_account,
-                    credited.saturating_sub(returned),
-                    asset,
-                );
-                back.flags = TransferFlags(TransferFlags::BALANCING_DEBIT);
-                transfers.push(back);
-            }
-        } else if held > 0 && ledger.pending_status(stored.hold_id) == Some(obol_core::ledger::PendingStatus::Pending) {
-            transfers.push(if returned > 0 {
-                resolve_hold(&stored, TransferFlags::POST_PENDING, returned.min(held), asset)
-            } else {
-                resolve_hold(&stored, TransferFlags::VOID_PENDING, 0, asset)
-            });
-        }
-        transfers
-    };
-    let now_ns = state.env.now_ns();
-    stored.status = status.into();
-    stored.outcome_reason = Some(reason.into());
-    stored.liability = liability;
-    stored.closed_ns = Some(now_ns);
-    let results = commit(state, &stored, transfers, note).await?;
-    for result in results {
-        if !matches!(result, CreateTransferResult::Ok | CreateTransferResult::Exists) {
-            tracing::warn!(dispute = %stored.id, result = result.as_str(), "a dispute's closing transfer was refused");
-        }
-    }
-    Ok(())
-}
-
 /// Acts on what the timers say is due for dispute `id` today (at most a credit, then a
-/// resolution), as the system.
-async fn advance(state: &App, id: u128) -> Result<(), Error> {
+/// resolution), as the system. Answers whether it acted.
+async fn advance(state: &App, id: u128) -> Result<bool, Error> {
+    let mut acted = false;
     for _ in 0..2 {
-        let Some(stored) = load(state, id)? else { return Ok(()) };
+        let Some(stored) = load(state, id)? else { return Ok(acted) };
         if stored.closed() {
-            return Ok(());
+            return Ok(acted);
         }
         let today = Day::of_ns(state.env.now_ns());
         let deadlines = deadlines_of(&stored)?;
@@ -1063,71 +1234,49 @@ async fn advance(state: &App, id: u128) -> Result<(), Error> {
             closed: false,
         };
         let subject = format!("dispute:{id}");
-        match timers::due(&deadlines, progress, today) {
-            None => return Ok(()),
-            Some(Action::ProvisionalCredit) => credit(state, stored).await?,
+        let result = match timers::due(&deadlines, progress, today) {
+            None => return Ok(acted),
+            Some(Action::ProvisionalCredit) => {
+                let note = system_note("dispute.credit", &subject, "provisional_credit");
+                step(state, id, Move::Credit, note, |stored, _| {
+                    if stored.credited_ns.is_some() {
+                        return Err(Error::DisputeClosed { id, status: "credited".into() });
+                    }
+                    Ok(())
+                })
+                .await
+            }
             Some(Action::ResolveForPayer) => {
                 let reason =
                     if stored.answered_ns.is_none() { "payee_missed_answer" } else { "investigation_deadline" };
                 let note = system_note("dispute.resolve", &subject, &format!("payer {reason}"));
-                // A deadline the provider missed: the payer bears nothing.
-                let liability = (stored.reason == "unauthorised").then(|| LiabilityDto {
-                    payer_bears: "0".into(),
-                    provider_bears: stored.amount.to_string(),
-                    payee_reimburses: false,
-                    reasons: vec![reason.to_string()],
-                });
-                match close(state, stored, "resolved_payer", reason, liability, note).await {
-                    Ok(()) | Err(Error::DisputeClosed { .. }) => {}
-                    Err(error) => return Err(error),
-                }
+                step(state, id, Move::End(Ending::Payer { reason, decision: None }), note, |_, _| Ok(())).await
             }
+        };
+        match result {
+            // Another step got there first: look again.
+            Ok(()) | Err(Error::DisputeClosed { .. }) => acted = true,
+            Err(error) => return Err(error),
         }
     }
-    Ok(())
-}
-
-/// The provisional credit: the hold posted to the payer.
-async fn credit(state: &App, mut stored: Stored) -> Result<(), Error> {
-    let _money_back = state.refunds.lock().await;
-    let fresh = load(state, stored.id)?.ok_or(Error::DisputeNotFound(stored.id))?;
-    if fresh.closed() || fresh.credited_ns.is_some() {
-        return Ok(());
-    }
-    let transfers = {
-        let ledger = read_ledger(state);
-        let asset = ledger.transfer(stored.payment).map(|t| t.asset).ok_or(Error::TransferNotFound(stored.payment))?;
-        let held = ledger.transfer(stored.hold_id).map_or(0, |t| t.amount);
-        if held > 0 && ledger.pending_status(stored.hold_id) == Some(obol_core::ledger::PendingStatus::Pending) {
-            vec![resolve_hold(&stored, TransferFlags::POST_PENDING, held, asset)]
-        } else {
-            Vec::new()
-        }
-    };
-    stored.credited_ns = Some(state.env.now_ns());
-    let note = system_note("dispute.credit", &format!("dispute:{}", stored.id), "provisional_credit");
-    commit(state, &stored, transfers, note).await?;
-    Ok(())
+    Ok(acted)
 }
 
 /// The timer sweep: for every dispute still open, does what its deadlines say is due today.
-/// Answers how many disputes it acted on.
+/// Answers how many disputes it acted on; one that fails is logged and the rest still run.
 pub async fn sweep(state: &App) -> Result<usize, Error> {
+    let ids: Vec<u128> = {
+        let ledger = read_ledger(state);
+        ledger.table().scan(OPEN_PREFIX).filter_map(|(key, _)| id_of_key(key)).collect()
+    };
     let mut acted = 0;
-    let ids: Vec<u128> = state
-        .engine
-        .table_scan(DISPUTE_PREFIX)
-        .into_iter()
-        .filter_map(|(_, bytes)| serde_json::from_slice::<Stored>(&bytes).ok())
-        .filter(|stored| !stored.closed())
-        .map(|stored| stored.id)
-        .collect();
     for id in ids {
-        let before = load(state, id)?.map(|s| (s.status, s.credited_ns));
-        advance(state, id).await?;
-        let after = load(state, id)?.map(|s| (s.status, s.credited_ns));
-        if before != after {
-            acted += 1;
+        match advance(state, id).await {
+            Ok(true) => acted += 1,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(dispute = %id, %error, "a dispute's timers could not act; retrying next sweep")
+            }
         }
     }
     Ok(acted)

@@ -225,6 +225,18 @@ pub enum Error {
         /// The last day a notice was timely.
         notice_by: String,
     },
+    /// Withdrawing returns the provisional credit, and the payer's account cannot.
+    #[error(
+        "withdrawing dispute {id} returns the {credited} you were credited, and the account holds {available}: add funds first"
+    )]
+    DisputeCreditSpent {
+        /// The dispute.
+        id: u128,
+        /// What was credited, minor units.
+        credited: String,
+        /// What the account holds, minor units.
+        available: String,
+    },
     /// The dispute is resolved or withdrawn, or past the step asked for.
     #[error("dispute {id} cannot take this step: it is {status}")]
     DisputeClosed {
@@ -306,6 +318,7 @@ impl Error {
             Error::DisputeExceedsPayment { .. } => "dispute_exceeds_payment",
             Error::DisputeWindowClosed { .. } => "dispute_window_closed",
             Error::DisputeClosed { .. } => "dispute_closed",
+            Error::DisputeCreditSpent { .. } => "dispute_credit_spent",
             Error::PersonalDataErased(_) => "personal_data_erased",
             Error::PersonalDataRestricted(..) => "personal_data_restricted",
             Error::ReviewDecided(..) => "review_decided",
@@ -352,6 +365,7 @@ pub fn pay_reject_code(reject: obol_core::channel::PayReject) -> &'static str {
         P::BeyondChain => "payword_beyond_chain",
         P::SkipTooFar => "payword_skip_too_far",
         P::DeviceInactive => "tab_device_inactive",
+        P::PayerFrozen => "payer_frozen",
         P::DeviceLimit => "device_limit_exceeded",
     }
 }

@@ -77,6 +77,7 @@ pub(crate) fn command_name(command: &IdentityCommand) -> &'static str {
         IdentityCommand::PutPasskey { .. } => "put_passkey",
         IdentityCommand::DisablePasskey { .. } => "disable_passkey",
         IdentityCommand::ChargeDevice { .. } => "charge_device",
+        IdentityCommand::SetFrozen { .. } => "set_frozen",
     }
 }
 

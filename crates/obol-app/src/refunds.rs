@@ -48,6 +48,11 @@ pub struct RefundBook {
 const BOOK_ACCOUNTS_MAX: usize = 100_000;
 
 impl RefundBook {
+    /// What `payment` was refunded so far.
+    pub(crate) fn refunded(&mut self, ledger: &obol_core::ledger::Ledger, payment: &Transfer) -> u128 {
+        self.totals(ledger, payment.credit_account_id).get(&payment.id).copied().unwrap_or(0)
+    }
+
     fn totals(&mut self, ledger: &obol_core::ledger::Ledger, account: u128) -> &mut HashMap<u128, u128> {
         if self.accounts.len() >= BOOK_ACCOUNTS_MAX && !self.accounts.contains_key(&account) {
             self.accounts.clear();
@@ -124,8 +129,9 @@ pub async fn refund(
             }
             let refunded = book.totals(&ledger, payment.credit_account_id).get(&payment_id).copied().unwrap_or(0);
             let pending = asked.entry(payment_id).or_insert(0);
-            // What disputes claim (open ones, and what a payer won back) is not refunded again.
-            let disputed = crate::disputes::disputed(state, payment_id)?;
+            // What disputes claim (open ones, and what a payer holds of closed ones) is not
+            // refunded again.
+            let disputed = crate::disputes::claimed_from_refunds(&ledger, payment_id)?;
             let left = payment.amount.saturating_sub(refunded).saturating_sub(*pending).saturating_sub(disputed);
             let amount = amount.unwrap_or(left);
             if amount == 0 || amount > left {

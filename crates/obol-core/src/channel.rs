@@ -407,6 +407,9 @@ pub enum PayReject {
     /// The tab's device is suspended or revoked, or no longer exists.
     #[error("the tab's device may not pay")]
     DeviceInactive,
+    /// The payer froze its payments (all of them, this tab's device's, or this tab's).
+    #[error("the payer froze these payments")]
+    PayerFrozen,
     /// Escrowing this much would pass the signing device's limits (another asset, more than one
     /// payment may be, or more than is left of the day's limit).
     #[error("the escrow is beyond the tab's device limits")]

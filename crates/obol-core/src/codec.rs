@@ -615,6 +615,14 @@ fn encode_identity(command: &IdentityCommand) -> Result<Vec<u8>, EncodeError> {
         IdentityCommand::DisablePasskey { principal_id, credential_id } => {
             w.u8(18).u128(*principal_id).bytes(credential_id);
         }
+        IdentityCommand::SetFrozen { principal_id, target, frozen } => {
+            let (kind, id) = match target {
+                crate::identity::FreezeTarget::All => (0, 0),
+                crate::identity::FreezeTarget::Device(id) => (1, *id),
+                crate::identity::FreezeTarget::Tab(id) => (2, *id),
+            };
+            w.u8(20).u128(*principal_id).u8(kind).u128(id).u8(u8::from(*frozen));
+        }
         IdentityCommand::ChargeDevice { id, day, amount } => {
             w.u8(19).u128(*id).u64(*day).u128(*amount);
         }
@@ -814,6 +822,23 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
         }
         18 => IdentityCommand::DisablePasskey { principal_id: r.u128()?, credential_id: r.blob()? },
         19 => IdentityCommand::ChargeDevice { id: r.u128()?, day: r.u64()?, amount: r.u128()? },
+        20 => {
+            let principal_id = r.u128()?;
+            let kind = r.u8()?;
+            let id = r.u128()?;
+            let target = match kind {
+                0 if id == 0 => crate::identity::FreezeTarget::All,
+                1 => crate::identity::FreezeTarget::Device(id),
+                2 => crate::identity::FreezeTarget::Tab(id),
+                _ => return Err(DecodeError::BadIdentity),
+            };
+            let frozen = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::BadIdentity),
+            };
+            IdentityCommand::SetFrozen { principal_id, target, frozen }
+        }
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {
@@ -922,6 +947,13 @@ mod tests {
             IdentityCommand::PutPasskey { principal_id: 1, credential_id: vec![9; 16], data: b"{\"cred\":1}".to_vec() },
             IdentityCommand::DisablePasskey { principal_id: 1, credential_id: vec![9; 16] },
             IdentityCommand::ChargeDevice { id: 5, day: 20_000, amount: 250 },
+            IdentityCommand::SetFrozen { principal_id: 1, target: crate::identity::FreezeTarget::All, frozen: true },
+            IdentityCommand::SetFrozen {
+                principal_id: 1,
+                target: crate::identity::FreezeTarget::Device(5),
+                frozen: false,
+            },
+            IdentityCommand::SetFrozen { principal_id: 1, target: crate::identity::FreezeTarget::Tab(9), frozen: true },
         ];
         for command in commands {
             let record = Record { now_ns: 3, ops: vec![Op::Identity(command)] };

@@ -319,6 +319,10 @@ pub enum EventKind {
     PasskeyRegistered = 18,
     /// A passkey was disabled because its signature counter went backwards.
     PasskeyCloneSuspected = 19,
+    /// Payments were frozen (all, one device's or one tab's).
+    Frozen = 20,
+    /// A freeze was lifted.
+    Unfrozen = 21,
 }
 
 impl EventKind {
@@ -344,6 +348,8 @@ impl EventKind {
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::PasskeyRegistered => "passkey_registered",
             EventKind::PasskeyCloneSuspected => "passkey_clone_suspected",
+            EventKind::Frozen => "payments_frozen",
+            EventKind::Unfrozen => "payments_unfrozen",
         }
     }
 
@@ -371,6 +377,8 @@ impl EventKind {
             EventKind::PasskeyCloneSuspected => {
                 "A passkey looked copied (its counter went backwards) and was disabled; register it again."
             }
+            EventKind::Frozen => "Payments were frozen (all of them, one device's or one tab's).",
+            EventKind::Unfrozen => "A freeze on payments was lifted.",
         }
     }
 }
@@ -538,6 +546,46 @@ pub enum IdentityCommand {
         /// The credential id.
         credential_id: Vec<u8>,
     },
+    /// Freeze or unfreeze a holder's payments: all of them, one device's, or one tab's.
+    SetFrozen {
+        /// Whose payments.
+        principal_id: u128,
+        /// What is frozen.
+        target: FreezeTarget,
+        /// Frozen (`true`) or not.
+        frozen: bool,
+    },
+}
+
+/// What a freeze stops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FreezeTarget {
+    /// Every payment from the holder's accounts (transfers, tab escrows, vouchers, ticks).
+    All,
+    /// Every payment the device signs (its tabs' vouchers and ticks included).
+    Device(u128),
+    /// Payments into one tab.
+    Tab(u128),
+}
+
+/// Devices and tabs one principal may have frozen at once (beyond it, freeze all).
+pub const FROZEN_ITEMS_MAX: usize = 1_024;
+
+/// What a principal has frozen.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct Frozen {
+    /// Every payment.
+    pub all: bool,
+    /// These devices' payments.
+    pub devices: std::collections::BTreeSet<u128>,
+    /// Payments into these tabs.
+    pub tabs: std::collections::BTreeSet<u128>,
+}
+
+impl Frozen {
+    fn is_empty(&self) -> bool {
+        !self.all && self.devices.is_empty() && self.tabs.is_empty()
+    }
 }
 
 /// A successful second-factor check.
@@ -621,6 +669,8 @@ pub struct Identity {
     devices: HashMap<u128, Device>,
     device_by_kid: HashMap<String, u128>,
     events: HashMap<u128, Vec<SecurityEvent>>,
+    /// Per principal, what it has frozen (absent: nothing).
+    frozen: HashMap<u128, Frozen>,
 }
 
 fn length_ok(text: &str, max: usize) -> bool {
@@ -631,6 +681,29 @@ impl Identity {
     /// Looks up a principal.
     pub fn principal(&self, id: u128) -> Option<&Principal> {
         self.principals.get(&id)
+    }
+
+    /// What `principal_id` has frozen, if anything.
+    pub fn frozen(&self, principal_id: u128) -> Option<&Frozen> {
+        self.frozen.get(&principal_id)
+    }
+
+    /// Whether anyone has frozen anything (when not, no payment needs a freeze check).
+    pub fn any_frozen(&self) -> bool {
+        !self.frozen.is_empty()
+    }
+
+    /// Whether a payment by `owner_id`'s account, signed by `device_id` (0: none), into tab
+    /// `tab_id` (0: none) is frozen. Free when nobody has frozen anything.
+    pub fn payment_frozen(&self, owner_id: u128, device_id: u128, tab_id: u128) -> bool {
+        if self.frozen.is_empty() {
+            return false;
+        }
+        self.frozen.get(&owner_id).is_some_and(|frozen| {
+            frozen.all
+                || (device_id != 0 && frozen.devices.contains(&device_id))
+                || (tab_id != 0 && frozen.tabs.contains(&tab_id))
+        })
     }
 
     /// Looks up an API key by its public id.
@@ -970,6 +1043,45 @@ impl Identity {
                 };
                 passkey.disabled = true;
                 self.record(*principal_id, now_ns, EventKind::PasskeyCloneSuspected, String::new());
+                R::Ok
+            }
+            IdentityCommand::SetFrozen { principal_id, target, frozen } => {
+                if !self.principals.contains_key(principal_id) {
+                    return R::PrincipalNotFound;
+                }
+                if let FreezeTarget::Device(device_id) = target
+                    && self.devices.get(device_id).is_none_or(|device| device.holder_id != *principal_id)
+                {
+                    return R::DeviceNotFound;
+                }
+                let entry = self.frozen.entry(*principal_id).or_default();
+                let changed = match (target, frozen) {
+                    (FreezeTarget::All, _) => std::mem::replace(&mut entry.all, *frozen) != *frozen,
+                    (FreezeTarget::Device(id), true) | (FreezeTarget::Tab(id), true)
+                        if entry.devices.len() + entry.tabs.len() >= FROZEN_ITEMS_MAX
+                            && !entry.devices.contains(id)
+                            && !entry.tabs.contains(id) =>
+                    {
+                        return R::FieldLength;
+                    }
+                    (FreezeTarget::Device(id), true) => entry.devices.insert(*id),
+                    (FreezeTarget::Device(id), false) => entry.devices.remove(id),
+                    (FreezeTarget::Tab(id), true) => entry.tabs.insert(*id),
+                    (FreezeTarget::Tab(id), false) => entry.tabs.remove(id),
+                };
+                if entry.is_empty() {
+                    self.frozen.remove(principal_id);
+                }
+                if !changed {
+                    return R::Exists;
+                }
+                let subject = match target {
+                    FreezeTarget::All => "all".to_string(),
+                    FreezeTarget::Device(id) => format!("device:{id}"),
+                    FreezeTarget::Tab(id) => format!("tab:{id}"),
+                };
+                let kind = if *frozen { EventKind::Frozen } else { EventKind::Unfrozen };
+                self.record(*principal_id, now_ns, kind, subject);
                 R::Ok
             }
             IdentityCommand::ChargeDevice { id, day, amount } => self.charge_device(*id, *day, *amount),

@@ -71,15 +71,20 @@ pub struct DisputeDecision {
 pub struct DisputeQuery {
     /// Only disputes with this status.
     pub status: Option<String>,
-    /// At most this many (default 100, at most 1,000).
+    /// The previous page's `next`.
+    pub after: Option<String>,
+    /// At most this many (1 to 1,000; default 100).
     pub limit: Option<usize>,
 }
 
-/// Disputes.
+/// A page of disputes.
 #[derive(serde::Serialize, ToSchema)]
 pub struct DisputeList {
-    /// The disputes, oldest id first.
+    /// The disputes, in id order.
     pub items: Vec<DisputeDto>,
+    /// The cursor of the next page (pass it as `after`), if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Dispute a payment (its payer, or the operator): the amount is held on the payee's account,
@@ -122,8 +127,9 @@ pub(crate) async fn list_disputes(
     query: Result<Query<DisputeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DisputeList>, ApiError> {
     let query = crate::list_query(query)?;
-    let items = disputes::list(&state, &caller, query.status.as_deref(), query.limit.unwrap_or(100))?;
-    Ok(Json(DisputeList { items }))
+    let (items, next) =
+        disputes::list(&state, &caller, query.status.as_deref(), query.after.as_deref(), query.limit.unwrap_or(100))?;
+    Ok(Json(DisputeList { items, next }))
 }
 
 /// One dispute: its deadlines, evidence, statements, outcome and the money it moved.

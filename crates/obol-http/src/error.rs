@@ -46,6 +46,9 @@ pub struct Problem {
     /// With `held_for_review` (status 202): the review that holds the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review: Option<obol_app::risk::ReviewDto>,
+    /// What happened and why, and what to do next, in plain words, per language (`en`, `ko`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub explanation: obol_app::explain::Explanation,
 }
 
 /// An [`Error`] on its way to the client: rendered as a problem document with the status the
@@ -122,7 +125,7 @@ impl ApiError {
             Error::RefundExceedsPayment { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::DisputeNotFound(_) => StatusCode::NOT_FOUND,
             Error::DisputeExceedsPayment { .. } | Error::DisputeWindowClosed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::DisputeClosed { .. } => StatusCode::CONFLICT,
+            Error::DisputeClosed { .. } | Error::DisputeCreditSpent { .. } => StatusCode::CONFLICT,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,
             Error::ReviewDeclined(_) => StatusCode::FORBIDDEN,
             Error::ReviewRefused(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -159,7 +162,7 @@ fn pay_reject_status(reject: obol_core::channel::PayReject) -> StatusCode {
         P::BadSignature | P::WrongTab | P::WrongPayee | P::BadPreimage | P::SkipTooFar => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        P::DeviceInactive | P::DeviceLimit => StatusCode::FORBIDDEN,
+        P::DeviceInactive | P::DeviceLimit | P::PayerFrozen => StatusCode::FORBIDDEN,
         P::TabClosed
         | P::TabExpired
         | P::NotIncreasing
@@ -279,9 +282,10 @@ fn transfer_status(result: CreateTransferResult) -> StatusCode {
         | R::ExceedsDebits
         | R::CodeReservedForTabs
         | R::CodeReservedForDisputes => StatusCode::UNPROCESSABLE_ENTITY,
-        R::PendingTransferBelongsToTab | R::PendingTransferBelongsToDispute | R::DeviceLimitExceeded => {
-            StatusCode::FORBIDDEN
-        }
+        R::PendingTransferBelongsToTab
+        | R::PendingTransferBelongsToDispute
+        | R::DeviceLimitExceeded
+        | R::PayerFrozen => StatusCode::FORBIDDEN,
     }
 }
 
@@ -336,6 +340,7 @@ impl IntoResponse for ApiError {
                 Error::HeldForReview(review) => Some((**review).clone()),
                 _ => None,
             },
+            explanation: obol_app::explain::explain(self.code()),
         };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

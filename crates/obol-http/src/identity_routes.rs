@@ -304,6 +304,92 @@ pub async fn rotate_key(
     Ok((StatusCode::CREATED, Json(NewKeyDto { key, stored: (&stored).into() })).into_response())
 }
 
+/// What to freeze or unfreeze: one device, one tab, or (neither) every payment.
+#[derive(serde::Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeAsk {
+    /// One device's payments (its tabs' vouchers and ticks included).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// One tab's payments.
+    #[serde(default)]
+    pub tab: Option<String>,
+}
+
+fn freeze_ask(body: &FreezeAsk) -> Result<obol_app::freeze::Ask<'_>, Error> {
+    match (body.device.as_deref(), body.tab.as_deref()) {
+        (None, None) => Ok(obol_app::freeze::Ask::All),
+        (Some(device), None) => Ok(obol_app::freeze::Ask::Device(device)),
+        (None, Some(tab)) => Ok(obol_app::freeze::Ask::Tab(tab)),
+        (Some(_), Some(_)) => {
+            Err(Error::InvalidField("name a device or a tab, not both (neither: every payment)".into()))
+        }
+    }
+}
+
+/// What a holder has frozen.
+#[utoipa::path(get, path = "/v1/principals/{id}/freeze", tag = "identity",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = obol_app::freeze::FrozenDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_frozen(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<obol_app::freeze::FrozenDto>, ApiError> {
+    Ok(Json(obol_app::freeze::frozen(&state, &caller, &id)?))
+}
+
+/// Freeze payments at once (the holder, or the operator): every payment, one device's, or one
+/// tab's. No second factor is asked: stopping money must be easy.
+#[utoipa::path(post, path = "/v1/principals/{id}/freeze", tag = "identity", request_body = FreezeAsk,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = obol_app::freeze::FrozenDto), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn freeze(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FreezeAsk>,
+) -> Result<Json<obol_app::freeze::FrozenDto>, ApiError> {
+    let ask = freeze_ask(&body)?;
+    Ok(Json(obol_app::freeze::set_frozen(&state, &caller, &id, ask, true, None).await?))
+}
+
+/// Lift a freeze: the holder approves with its second factor (403 `requires_action` with a
+/// challenge; send again with `Obol-Approval`), or the operator lifts it.
+#[utoipa::path(post, path = "/v1/principals/{id}/unfreeze", tag = "identity", request_body = FreezeAsk,
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = obol_app::freeze::FrozenDto), (status = 403, description = "requires_action: approve the challenge", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn unfreeze(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FreezeAsk>,
+) -> Result<Json<obol_app::freeze::FrozenDto>, ApiError> {
+    let ask = freeze_ask(&body)?;
+    let approval = crate::approval_header(&headers);
+    Ok(Json(obol_app::freeze::set_frozen(&state, &caller, &id, ask, false, approval).await?))
+}
+
+/// A holder's security checklist: a score from 0 to 100, every item with why it matters, and
+/// the next step that raises the score most (the holder itself, or staff).
+#[utoipa::path(get, path = "/v1/principals/{id}/security-checklist", tag = "identity",
+    params(("id" = String, Path, description = "Principal id (a holder or merchant)")),
+    responses((status = 200, body = obol_app::checklist::ChecklistDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn security_checklist(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<obol_app::checklist::ChecklistDto>, ApiError> {
+    Ok(Json(obol_app::checklist::checklist(&state, &caller, &id)?))
+}
+
 /// A principal's security events, oldest first (the principal itself, the operator, auditors).
 #[utoipa::path(get, path = "/v1/principals/{id}/activity", tag = "identity",
     params(("id" = String, Path, description = "Principal id")),

@@ -196,6 +196,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/principals/{id}/keys"),
     ("POST", "/v1/principals/{id}/keys"),
     ("GET", "/v1/principals/{id}/activity"),
+    ("GET", "/v1/principals/{id}/security-checklist"),
+    ("GET", "/v1/principals/{id}/freeze"),
+    ("POST", "/v1/principals/{id}/freeze"),
+    ("POST", "/v1/principals/{id}/unfreeze"),
     ("POST", "/v1/principals/{id}/devices"),
     ("GET", "/v1/principals/{id}/devices"),
     ("GET", "/v1/devices"),
@@ -313,6 +317,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/status", post(identity_routes::set_principal_status))
         .route("/v1/principals/{id}/keys", get(identity_routes::list_keys).post(identity_routes::create_key))
         .route("/v1/principals/{id}/activity", get(identity_routes::activity))
+        .route("/v1/principals/{id}/security-checklist", get(identity_routes::security_checklist))
+        .route("/v1/principals/{id}/freeze", get(identity_routes::get_frozen).post(identity_routes::freeze))
+        .route("/v1/principals/{id}/unfreeze", post(identity_routes::unfreeze))
         .route("/v1/principals/{id}/devices", get(identity_routes::list_devices).post(identity_routes::register_device))
         .route("/v1/devices", get(identity_routes::list_all_devices))
         .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
@@ -556,7 +563,7 @@ impl utoipa::Modify for ProblemAnswers {
         ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::register_asset, ledger_routes::list_assets, ledger_routes::get_account, ledger_routes::get_balance,
         ledger_routes::get_history, ledger_routes::get_statement, ledger_routes::create_transfer, ledger_routes::create_refund, ledger_routes::create_refunds, ledger_routes::create_transfers, ledger_routes::get_transfer,
         identity_routes::me, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
-        identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::revoke_key, identity_routes::rotate_key,
+        identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::security_checklist, identity_routes::get_frozen, identity_routes::freeze, identity_routes::unfreeze, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa_routes::enroll_totp, mfa_routes::confirm_totp, mfa_routes::unlock, mfa_routes::set_step_up, mfa_routes::approve_challenge,
         passkey_routes::start_registration, passkey_routes::finish_registration, passkey_routes::start_assertion,

@@ -142,14 +142,19 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     refundable["amount"] = json!("100");
     world.op(Method::POST, "/v1/transfers", Some(refundable)).await;
 
-    let mut disputed = usd("4".into(), "1001", "3001");
-    disputed["amount"] = json!("100");
-    world.op(Method::POST, "/v1/transfers", Some(disputed)).await;
-    // Disputes of payment 4, opened by the operator for A: one to read, and one per caller for
-    // each step.
-    for id in std::iter::once(8000).chain((8100..8106).chain(8200..8206).chain(8300..8306)) {
-        let body = json!({"id": id.to_string(), "payment": "4", "amount": "1", "reason": "not_received"});
-        world.op(Method::POST, "/v1/disputes", Some(body)).await;
+    for payment in ["4", "5", "6", "7"] {
+        let mut disputed = usd(payment.into(), "1001", "3001");
+        disputed["amount"] = json!("100");
+        world.op(Method::POST, "/v1/transfers", Some(disputed)).await;
+    }
+    // Disputes of payments 4 to 7 (at most 8 a payment), opened by the operator for A: one to
+    // read, and one per caller for each step.
+    let groups = [("4", 8000..8001), ("5", 8100..8106), ("6", 8200..8206), ("7", 8300..8306)];
+    for (payment, ids) in groups {
+        for id in ids {
+            let body = json!({"id": id.to_string(), "payment": payment, "amount": "1", "reason": "not_received"});
+            world.op(Method::POST, "/v1/disputes", Some(body)).await;
+        }
     }
     world
         .op(Method::POST, &format!("/v1/principals/{A}/devices"), Some(json!({"id": "800", "jwk": jwk("a-phone")})))
@@ -292,6 +297,32 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             "/v1/principals/{id}/activity",
             |_| (format!("/v1/principals/{A}/activity"), None),
             [200, 200, 404, 404, 404, 200],
+        ),
+        // Freeze: the holder (or the operator) stops its payments; lifting it needs the
+        // holder's second factor (A has none: refused) or the operator.
+        row(
+            Method::GET,
+            "/v1/principals/{id}/freeze",
+            |_| (format!("/v1/principals/{A}/freeze"), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/freeze",
+            |_| (format!("/v1/principals/{A}/freeze"), Some(json!({"tab": "7000"}))),
+            [200, 200, 404, 404, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/principals/{id}/unfreeze",
+            |_| (format!("/v1/principals/{A}/unfreeze"), Some(json!({"tab": "7000"}))),
+            [200, 403, 404, 404, 403, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/principals/{id}/security-checklist",
+            |_| (format!("/v1/principals/{A}/security-checklist"), None),
+            [200, 200, 404, 404, 200, 200],
         ),
         row(
             Method::DELETE,

@@ -191,10 +191,11 @@ pub struct Calendars {
 }
 
 /// The calendars obol ships (`policy/calendars/`).
-pub const SHIPPED: [&str; 3] = [
+pub const SHIPPED: [&str; 4] = [
     include_str!("../../../policy/calendars/us-fed.toml"),
     include_str!("../../../policy/calendars/eu-target2.toml"),
     include_str!("../../../policy/calendars/kr.toml"),
+    include_str!("../../../policy/calendars/kr-2.toml"),
 ];
 
 impl Calendars {
@@ -256,6 +257,20 @@ mod tests {
     }
 
     #[test]
+    fn korea_2027_holidays_are_in_version_2_only_from_its_effective_day() {
+        let calendars = Calendars::shipped().unwrap();
+        let before = calendars.in_force("kr", day("2026-12-06")).unwrap();
+        let after = calendars.in_force("kr", day("2026-12-07")).unwrap();
+        assert_eq!((before.version, after.version), (1, 2));
+        assert!(before.is_business_day(day("2027-01-01")), "version 1 never listed 2027");
+        assert!(!after.is_business_day(day("2027-01-01")));
+        assert!(after.holidays.iter().all(|d| d.weekday() < 5), "weekday holidays only: {:?}", after.holidays);
+        // Christmas 2027 is a Saturday; its substitute is Monday 27 December.
+        assert_eq!(day("2027-12-25").weekday(), 5);
+        assert!(!after.is_business_day(day("2027-12-27")));
+    }
+
+    #[test]
     fn business_days_skip_weekends_and_holidays() {
         let calendars = Calendars::shipped().unwrap();
         let us = calendars.in_force("us-fed", day("2026-11-20")).unwrap();
@@ -270,10 +285,10 @@ mod tests {
     #[test]
     fn a_correction_applies_from_its_day_and_never_before() {
         let mut calendars = Calendars::shipped().unwrap();
-        let corrected = "id = \"kr\"\nversion = 2\neffective_from = \"2026-07-01\"\nweekend = [\"sat\", \"sun\"]\nholidays = [\"2026-07-17\"]\n";
+        let corrected = "id = \"kr\"\nversion = 3\neffective_from = \"2027-07-01\"\nweekend = [\"sat\", \"sun\"]\nholidays = [\"2027-07-16\"]\n";
         calendars.add(Calendar::parse(corrected).unwrap()).unwrap();
-        assert_eq!(calendars.in_force("kr", day("2026-06-30")).unwrap().version, 1);
-        assert_eq!(calendars.in_force("kr", day("2026-07-01")).unwrap().version, 2);
+        assert_eq!(calendars.in_force("kr", day("2027-06-30")).unwrap().version, 2);
+        assert_eq!(calendars.in_force("kr", day("2027-07-01")).unwrap().version, 3);
         assert!(calendars.add(Calendar::parse(corrected).unwrap()).is_err(), "a version once");
     }
 

@@ -16,6 +16,22 @@
 
 use crate::calendar::{Calendar, Day};
 
+/// Every reason code a decision can carry (each has a plain-language explanation).
+pub const REASON_CODES: &[&str] = &[
+    "gross_negligence",
+    "kr_provider_bears_accidents",
+    "kr_user_gross_negligence",
+    "late_notice_cap_500",
+    "late_statement_report",
+    "no_lost_device",
+    "no_strong_authentication",
+    "nothing_after_notice",
+    "payee_refused_strong_authentication",
+    "payer_cap_eur_50",
+    "payer_fraud",
+    "timely_notice_cap_50",
+];
+
 /// EUR 50, in cents.
 pub const PSD2_PAYER_CAP_MINOR: u128 = 5_000;
 /// USD 50, in cents.
@@ -215,6 +231,7 @@ mod tests {
                 "{evidence:?} -> {liability:?}"
             );
             assert!(!liability.reasons.is_empty());
+            assert!(liability.reasons.iter().all(|r| REASON_CODES.contains(r)), "{:?}", liability.reasons);
         }
     }
 
@@ -280,6 +297,7 @@ mod tests {
             };
             let now = reg_e(&facts(notice_offset), us);
             let later = reg_e(&facts(notice_offset + 1), us);
+            prop_assert!(now.reasons.iter().all(|r| REASON_CODES.contains(r)), "{:?}", now.reasons);
             prop_assert!(now.payer_minor <= total);
             prop_assert_eq!(now.payer_minor + now.provider_minor, total);
             prop_assert!(later.payer_minor >= now.payer_minor, "{now:?} then {later:?}");

@@ -141,6 +141,18 @@ pub enum PrincipalCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// A holder's security checklist: score, what is done, and the next step to raise it.
+    ///
+    /// Example: obol principal checklist 100
+    Checklist {
+        /// Principal id (a holder or merchant).
+        id: String,
+        /// Explanations in this language (en, ko).
+        #[arg(long, default_value = "en")]
+        lang: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// Optional personal fields, kept in the vault.
@@ -553,6 +565,33 @@ pub fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
         )?,
         PrincipalCommand::Activate { id, connection } => {
             call(&connection, Method::POST, format!("/v1/principals/{id}/status"), Some(json!({"status": "active"})))?
+        }
+        PrincipalCommand::Checklist { id, lang, connection } => {
+            let list = call(&connection, Method::GET, format!("/v1/principals/{id}/security-checklist"), None)?;
+            let text = |value: &serde_json::Value, pointer: &str| {
+                value.pointer(pointer).and_then(serde_json::Value::as_str).unwrap_or("").to_string()
+            };
+            let number = |value: &serde_json::Value, pointer: &str| {
+                value.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0)
+            };
+            crate::outln!("security score {} / 100", number(&list, "/score"));
+            let items = list.pointer("/items").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+            for item in &items {
+                let done = item.pointer("/done").and_then(serde_json::Value::as_bool).unwrap_or(false);
+                crate::outln!(
+                    "{} {:<14} +{:<3} {}",
+                    if done { "[x]" } else { "[ ]" },
+                    text(item, "/id"),
+                    number(item, "/weight"),
+                    text(item, "/detail")
+                );
+            }
+            let next = text(&list, "/next");
+            if let Some(item) = items.iter().find(|item| !next.is_empty() && text(item, "/id") == next) {
+                crate::outln!("next: {}", text(item, &format!("/explanation/{lang}/next")));
+                crate::outln!("      {}", text(item, &format!("/explanation/{lang}/what")));
+            }
+            return Ok(());
         }
         PrincipalCommand::Activity { id, connection } => {
             let events = call(&connection, Method::GET, format!("/v1/principals/{id}/activity"), None)?;

@@ -13,6 +13,7 @@ mod bench_pay;
 mod client;
 mod demo;
 mod dispute_cli;
+mod freeze_cli;
 mod identity_cli;
 mod pay_cli;
 mod privacy_cli;
@@ -66,6 +67,14 @@ enum Command {
     ///
     /// Example: obol refund --payment 10 --id 11 --amount 200
     Refund(client::RefundArgs),
+    /// Stop payments at once: all of them, one device's (--device) or one tab's (--tab).
+    ///
+    /// Example: obol freeze --device 55
+    Freeze(freeze_cli::FreezeArgs),
+    /// Lift a freeze; your second factor approves it (--totp CODE, or --approval after obol approve).
+    ///
+    /// Example: obol unfreeze --device 55 --totp 123456
+    Unfreeze(freeze_cli::UnfreezeArgs),
     /// Dispute a payment (payer), answer one (payee), decide one (operator), follow its deadlines.
     #[command(subcommand)]
     Dispute(dispute_cli::DisputeCommand),
@@ -146,6 +155,8 @@ fn main() -> std::process::ExitCode {
         Command::Transfer(args) => client::transfer(*args),
         Command::Refund(args) => client::refund(args),
         Command::Dispute(command) => dispute_cli::run(command),
+        Command::Freeze(args) => freeze_cli::freeze(args),
+        Command::Unfreeze(args) => freeze_cli::unfreeze(args),
         Command::Balance(args) => client::balance(args),
         Command::Tab(command) => pay_cli::tab(command),
         Command::Pay(args) => pay_cli::pay(args),

@@ -490,9 +490,19 @@ impl Ledger {
 
     /// A dispute's own step (`Op::Dispute`): a hold, its post or void, or a reversal, all with
     /// [`DISPUTE_TRANSFER_CODE`] and nothing else.
+    /// The hold's post or void resolves even when an account was closed since the dispute
+    /// opened (as a tab's settlement does): the held money was set aside for exactly this, and
+    /// a payee closing its account must not strand the payer's win.
     fn create_dispute_transfer(&mut self, event: &NewTransfer, timestamp: u64) -> CreateTransferResult {
         if event.code != DISPUTE_TRANSFER_CODE {
             return CreateTransferResult::CodeReservedForDisputes;
+        }
+        if event.flags.resolves_pending() {
+            let is_hold = self.transfer(event.pending_id).is_some_and(|pending| pending.code == DISPUTE_TRANSFER_CODE);
+            if !is_hold {
+                return CreateTransferResult::CodeReservedForDisputes;
+            }
+            return self.create_settlement_transfer(event, timestamp);
         }
         self.create_transfer(event, timestamp)
     }

@@ -118,6 +118,16 @@ impl Ledger {
     pub(super) fn apply_payment(&mut self, payment: &Payment, next_ts: &mut u64) -> Vec<CreateTransferResult> {
         let now_ns = *next_ts;
         let day = crate::identity::utc_day(now_ns);
+        // A holder that froze its payments (all, or this device's) pays nothing new; posts and
+        // voids of what was reserved before still resolve.
+        let frozen = self.identity.any_frozen()
+            && payment.transfers.iter().filter(|event| !event.flags.resolves_pending()).any(|event| {
+                self.account(event.debit_account_id)
+                    .is_some_and(|account| self.identity.payment_frozen(account.owner_id, payment.device_id, 0))
+            });
+        if frozen {
+            return vec![CreateTransferResult::PayerFrozen; payment.transfers.len()];
+        }
         if payment.device_id != 0 {
             // A transfer whose id exists moves nothing (the ledger answers that it exists): a
             // retry of a payment made is not charged again.

@@ -186,6 +186,9 @@ impl Ledger {
                     return TabResult::Rejected(PayReject::TabExpired);
                 }
                 let owner = self.account(payer_account_id).map(|account| account.owner_id);
+                if owner.is_some_and(|owner| self.identity.payment_frozen(owner, device_id, tab_id)) {
+                    return TabResult::Rejected(PayReject::PayerFrozen);
+                }
                 let device_acts_for_owner = self.identity.device(device_id).is_some_and(|device| {
                     device.status == crate::identity::Status::Active && Some(device.holder_id) == owner
                 });
@@ -238,18 +241,27 @@ impl Ledger {
                 TabResult::Ok { added: 0 }
             }
             TabCommand::Voucher(voucher) => {
+                if self.tab_frozen(voucher.tab_id) {
+                    return TabResult::Rejected(PayReject::PayerFrozen);
+                }
                 if !self.tab_device_active(voucher.tab_id) {
                     return self.tabs.missing_or(voucher.tab_id, PayReject::DeviceInactive);
                 }
                 self.tabs.accept_voucher(&voucher, timestamp)
             }
             TabCommand::Commit(commitment) => {
+                if self.tab_frozen(commitment.tab_id) {
+                    return TabResult::Rejected(PayReject::PayerFrozen);
+                }
                 let Some(key) = self.tab_key(commitment.tab_id) else {
                     return self.tabs.missing_or(commitment.tab_id, PayReject::DeviceInactive);
                 };
                 self.tabs.accept_commitment(&commitment, &key, timestamp)
             }
             TabCommand::Tick { tab_id, index, word } => {
+                if self.tab_frozen(tab_id) {
+                    return TabResult::Rejected(PayReject::PayerFrozen);
+                }
                 if !self.tab_device_active(tab_id) {
                     return self.tabs.missing_or(tab_id, PayReject::DeviceInactive);
                 }
@@ -274,6 +286,9 @@ impl Ledger {
                     return TabResult::Escrow(CreateTransferResult::OverflowsDebitsPending);
                 };
                 let day = crate::identity::utc_day(timestamp);
+                if self.tab_frozen(tab_id) {
+                    return TabResult::Rejected(PayReject::PayerFrozen);
+                }
                 if !self.tab_device_active(tab_id) {
                     return TabResult::Rejected(PayReject::DeviceInactive);
                 }
@@ -346,6 +361,17 @@ impl Ledger {
     fn tab_device(&self, tab_id: u128) -> Option<&crate::identity::Device> {
         let device = self.identity.device(self.tab(tab_id)?.tab.device_id)?;
         (device.status == crate::identity::Status::Active).then_some(device)
+    }
+
+    /// Whether the tab's payer froze payments into it (all of them, its device's, or its own).
+    /// Free when nobody has frozen anything.
+    fn tab_frozen(&self, tab_id: u128) -> bool {
+        if !self.identity.any_frozen() {
+            return false;
+        }
+        let Some(entry) = self.tab(tab_id) else { return false };
+        let Some(device) = self.identity.device(entry.tab.device_id) else { return false };
+        self.identity.payment_frozen(device.holder_id, device.id, tab_id)
     }
 
     /// Whether a tab's device may pay.

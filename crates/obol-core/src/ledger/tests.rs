@@ -716,6 +716,28 @@ mod tabs {
     }
 
     #[test]
+    fn r14_a_dispute_hold_posts_even_after_the_payee_closed_its_account() {
+        // Found by the attack review: a payee that closed its account (a closing pending
+        // transfer) made the post of a dispute's hold fail, stranding the payer's win.
+        let mut f = fixture();
+        f.check(vec![transfer(10, 1, 40, 1_000)], &["ok"]);
+        f.check(vec![transfer(11, 40, 2, 300)], &["ok"]);
+        let mut hold = with_flags(transfer(21, 2, 40, 100), TransferFlags::PENDING);
+        hold.code = DISPUTE_TRANSFER_CODE;
+        f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Dispute(vec![hold])] });
+        f.check(
+            vec![with_flags(transfer(30, 2, 3, 0), TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT)],
+            &["ok"],
+        );
+        let mut post = resolve(25, 21, 100, TransferFlags::POST_PENDING);
+        post.code = DISPUTE_TRANSFER_CODE;
+        let replies = f.ledger.apply(&Record { now_ns: f.now_ns, ops: vec![Op::Dispute(vec![post])] });
+        assert_eq!(replies, vec![OpResults::Transfers(vec![CreateTransferResult::Ok])]);
+        assert_eq!(f.balances(40), [0, 300, 0, 1_100], "the payer has its win");
+        f.ledger.check_invariants().unwrap();
+    }
+
+    #[test]
     fn r10_only_tab_commands_move_an_escrow() {
         use crate::channel::TAB_TRANSFER_CODE;
         let mut f = fixture();

@@ -452,5 +452,8 @@ result_enum! {
         CodeReservedForDisputes = 61 => "code_reserved_for_disputes",
         /// The pending transfer is a dispute's hold: only the dispute's own steps post or void it.
         PendingTransferBelongsToDispute = 62 => "pending_transfer_belongs_to_dispute",
+        /// The paying account's holder froze its payments (all of them, or the signing
+        /// device's): nothing was applied.
+        PayerFrozen = 63 => "payer_frozen",
     }
 }
