@@ -13,6 +13,9 @@ Usage:
                                                      soft-webauthn answers obol's assertion options
   interop.py camt053-check XSD XML                   validate a statement against the ISO 20022 schema
                                                      with lxml; print its totals (JSON)
+  interop.py webhook-receiver PORT SECRET OUT_FILE   receive webhooks on 127.0.0.1:PORT, verify each with
+                                                     the PyPI `standardwebhooks` library, append the ids of
+                                                     verified ones to OUT_FILE; answer 204, or 400 if forged
 """
 import base64
 import hashlib
@@ -187,8 +190,39 @@ def camt053_check(xsd_path, xml_path):
     }))
 
 
+def webhook_receiver(port, secret, out_file):
+    import http.server
+
+    import standardwebhooks
+
+    hook = standardwebhooks.Webhook(secret)
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            try:
+                event = hook.verify(body, dict(self.headers.items()))
+            except Exception as error:  # any refusal: a forged or altered delivery
+                sys.stderr.write(f"refused: {error}\n")
+                self.send_response(400)
+                self.end_headers()
+                return
+            assert event["id"] == self.headers["webhook-id"], "the body names its own id"
+            with open(out_file, "a") as out:
+                out.write(f"{event['id']} {event['type']}\n")
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", int(port)), Receiver)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"totp-now": totp_now, "totp-parse": totp_parse, "sign-and-pay": sign_and_pay, "verify": verify,
      "webauthn-register": webauthn_register, "webauthn-assert": webauthn_assert,
-     "camt053-check": camt053_check}[command](*args)
+     "camt053-check": camt053_check, "webhook-receiver": webhook_receiver}[command](*args)

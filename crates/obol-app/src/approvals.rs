@@ -35,9 +35,21 @@ pub(crate) async fn execute_spending(
     spends: Option<&str>,
     op: obol_core::record::Op,
 ) -> Result<obol_core::ledger::OpResults, Error> {
-    let results = match spends {
-        Some(id) => state.engine.execute_together(vec![spent(id), op]).await?,
-        None => vec![state.engine.execute(op).await?],
-    };
-    results.into_iter().last().ok_or_else(|| Error::Internal("a record answered nothing".into()))
+    execute_spending_with(state, spends, op, Vec::new()).await
+}
+
+/// [`execute_spending`], with `also` (alert events) in the same record after the op.
+pub(crate) async fn execute_spending_with(
+    state: &App,
+    spends: Option<&str>,
+    op: obol_core::record::Op,
+    also: Vec<obol_core::record::Op>,
+) -> Result<obol_core::ledger::OpResults, Error> {
+    if spends.is_none() && also.is_empty() {
+        return Ok(state.engine.execute(op).await?);
+    }
+    let at = usize::from(spends.is_some());
+    let ops = [spends.map(spent).into_iter().collect(), vec![op], also].concat();
+    let results = state.engine.execute_together(ops).await?;
+    results.into_iter().nth(at).ok_or_else(|| Error::Internal("a record answered nothing".into()))
 }

@@ -107,7 +107,12 @@ pub(crate) fn note(state: &App, caller: &Caller, what: &str, subject: &str, outc
 /// Journals a refusal that moved nothing (a payment the risk policy blocked) before the caller
 /// is answered; a log that cannot take it is logged and does not change the answer.
 pub(crate) async fn journal_refusal(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) {
-    if let Err(error) = state.engine.execute(note(state, caller, what, subject, outcome)).await {
+    let mut ops = vec![note(state, caller, what, subject, outcome)];
+    if what == "risk.block" {
+        let data = serde_json::json!({"subject": subject});
+        ops.push(crate::webhooks::event(state, "payment.blocked", &[caller.principal_id], data));
+    }
+    if let Err(error) = state.engine.execute_together(ops).await {
         tracing::error!(%error, what, "an audit note could not be journaled");
     }
 }

@@ -1,11 +1,11 @@
 //! A holder's security checklist: what protects its money now, a score from 0 to 100, and the
 //! one next step that would raise it most, each item explained in every language obol ships.
 //!
-//! Items (weights add up to 100): a second factor (30), a passkey, which phishing cannot take
+//! Items (weights add up to 100): a second factor (25), a passkey, which phishing cannot take
 //! (20), spending limits on every active device (15), a monthly limit on every account (15),
-//! few active devices (at most 3: fewer keys to lose, 10), and no active device older than a
-//! year (10; a device key is replaced at least yearly). Alerts count once a holder has them
-//! (see [`ITEMS`]).
+//! alerts on (an alert threshold or a webhook, 10), few active devices (at most 3: fewer keys to
+//! lose, 8), and no active device older than a year (7; a device key is replaced at least
+//! yearly).
 
 use obol_core::identity::{Role, Scopes, Status};
 use serde::Serialize;
@@ -19,7 +19,7 @@ use crate::{App, read_ledger};
 
 /// Every item, in the order the next step is chosen (the heaviest first).
 pub const ITEMS: &[&str] =
-    &["second_factor", "passkey", "device_limits", "monthly_limit", "few_devices", "fresh_devices"];
+    &["second_factor", "passkey", "device_limits", "monthly_limit", "alerts", "few_devices", "fresh_devices"];
 
 /// Active devices a holder may have before the checklist asks it to revoke some.
 pub const DEVICES_MAX: usize = 3;
@@ -29,10 +29,12 @@ const NS_PER_DAY: u64 = 86_400_000_000_000;
 
 fn weight(item: &str) -> u8 {
     match item {
-        "second_factor" => 30,
+        "second_factor" => 25,
         "passkey" => 20,
         "device_limits" | "monthly_limit" => 15,
-        _ => 10,
+        "alerts" => 10,
+        "few_devices" => 8,
+        _ => 7,
     }
 }
 
@@ -121,6 +123,10 @@ pub fn checklist(state: &App, caller: &Caller, id: &str) -> Result<ChecklistDto,
                         format!("accounts without a monthly limit: {}", ids(&without_limit))
                     },
                 ),
+                "alerts" => {
+                    let on = crate::webhooks::alerts_on(&ledger, principal_id);
+                    (on, if on { "alerts on".to_string() } else { "no alert threshold and no webhook".to_string() })
+                }
                 "few_devices" => {
                     (devices.len() <= DEVICES_MAX, format!("{} active device(s), at most {DEVICES_MAX}", devices.len()))
                 }

@@ -751,6 +751,17 @@ fn system_note(what: &str, subject: &str, outcome: &str) -> Op {
     })
 }
 
+/// The alert of a dispute's step, to both parties, with its status and deadlines.
+fn dispute_event(state: &App, kind: &str, stored: &Stored) -> Op {
+    let data = serde_json::json!({
+        "dispute": stored.id.to_string(), "payment": stored.payment.to_string(), "status": stored.status,
+        "amount": stored.amount.to_string(), "reason": stored.reason,
+        "payee_answer_by": stored.deadlines.payee_answer_by, "resolve_by": stored.deadlines.resolve_by,
+        "outcome_reason": stored.outcome_reason,
+    });
+    crate::webhooks::event(state, kind, &[stored.payer_owner, stored.payee_owner], data)
+}
+
 /// The payment a dispute asks about, and the tab whose settlement it is.
 fn disputed_payment(ledger: &Ledger, caller: &Caller, ask: &OpenAsk<'_>) -> Result<(Transfer, Option<u128>), Error> {
     match (ask.payment, ask.tab) {
@@ -826,7 +837,9 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
             return Ok((view(&ledger, &existing), false));
         }
         let earlier = disputes_of_payment(&ledger, payment.id)?;
-        if earlier.len() >= DISPUTES_PER_PAYMENT_MAX {
+        // The operator is not bound by the cap: a thief burning a payment's disputes must not
+        // lock its real payer (or the operator acting for it) out.
+        if earlier.len() >= DISPUTES_PER_PAYMENT_MAX && caller.role != Role::Operator {
             return Err(Error::InvalidField(format!(
                 "transfer {} has had {DISPUTES_PER_PAYMENT_MAX} disputes: ask the operator",
                 payment.id
@@ -922,6 +935,7 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
     if stored.payee_owner != 0 {
         indexes.push(put(by_party_key(stored.payee_owner, id), b"1".to_vec()));
     }
+    indexes.push(dispute_event(state, "dispute.opened", &stored));
     commit(state, &stored, indexes, transfers, note).await?;
     drop(book);
     // PSD2: an unauthorised payment is refunded at once; the timers say what is due today.
@@ -993,6 +1007,8 @@ async fn step(
             }
         }
     };
+    let mut more = more;
+    more.push(dispute_event(state, "dispute.updated", &stored));
     let results = commit(state, &stored, more, transfers, note).await?;
     for result in results {
         if !matches!(result, CreateTransferResult::Ok | CreateTransferResult::Exists) {

@@ -204,6 +204,9 @@ pub enum Error {
     /// The ledger refused an account.
     #[error("the account was not created: {}", .0.as_str())]
     AccountRejected(CreateAccountResult),
+    /// No webhook endpoint with this id that the caller may see.
+    #[error("webhook {0} not found")]
+    WebhookNotFound(u128),
     /// No dispute with this id that the caller may see.
     #[error("dispute {0} not found")]
     DisputeNotFound(u128),
@@ -315,6 +318,7 @@ impl Error {
             Error::ConsentRequired(..) => "consent_required",
             Error::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Error::DisputeNotFound(_) => "dispute_not_found",
+            Error::WebhookNotFound(_) => "webhook_not_found",
             Error::DisputeExceedsPayment { .. } => "dispute_exceeds_payment",
             Error::DisputeWindowClosed { .. } => "dispute_window_closed",
             Error::DisputeClosed { .. } => "dispute_closed",

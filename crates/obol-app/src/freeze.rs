@@ -58,6 +58,37 @@ fn may_act(caller: &Caller, principal_id: u128) -> Result<(), Error> {
     }
 }
 
+/// Refuses a new second factor while any of the principal's payments are frozen: a thief
+/// holding the key it froze against must not enrol a factor of its own and then unfreeze.
+pub(crate) fn no_factor_while_frozen(state: &App, principal_id: u128) -> Result<(), Error> {
+    if read_ledger(state).identity().frozen(principal_id).is_some() {
+        return Err(Error::Forbidden(
+            "payments are frozen: a new second factor cannot be added until the operator unfreezes them".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The freeze refusal for payments by `owner_id`'s accounts signed by `device_id`, decided
+/// before the risk policy or step-up (a frozen payment is neither held nor challenged);
+/// transfers whose id exists pass to the ledger, which answers `exists` for a retry.
+pub(crate) fn refuse_frozen(
+    ledger: &obol_core::ledger::Ledger,
+    device_id: u128,
+    events: &[obol_core::ledger::NewTransfer],
+) -> Result<(), Error> {
+    if !ledger.identity().any_frozen() {
+        return Ok(());
+    }
+    let frozen = events.iter().filter(|e| !e.flags.resolves_pending() && ledger.transfer(e.id).is_none()).any(|e| {
+        ledger.account(e.debit_account_id).is_some_and(|a| ledger.identity().payment_frozen(a.owner_id, device_id, 0))
+    });
+    if frozen {
+        return Err(Error::TransferRejected(obol_core::ledger::CreateTransferResult::PayerFrozen));
+    }
+    Ok(())
+}
+
 /// What `principal_id` has frozen (the holder itself, or staff).
 pub fn frozen(state: &App, caller: &Caller, principal: &str) -> Result<FrozenDto, Error> {
     crate::authz::need_scope(caller, Scopes::READ)?;
@@ -158,6 +189,8 @@ pub async fn set_frozen(
     if let Some(id) = spends.as_deref() {
         ops.push(spent(id));
     }
+    let kind = if frozen { "payments.frozen" } else { "payments.unfrozen" };
+    ops.push(crate::webhooks::event(state, kind, &[principal_id], serde_json::json!({"target": target_text(target)})));
     let results = state.engine.execute_together(ops).await?;
     match results.get(1) {
         Some(OpResults::Identity(IdentityResult::Ok | IdentityResult::Exists)) => {}

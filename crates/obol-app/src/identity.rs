@@ -33,6 +33,7 @@ pub(crate) async fn run_identity_with(
     also: Vec<Op>,
 ) -> Result<IdentityResult, Error> {
     let kind = command_name(&command);
+    let alert = crate::webhooks::identity_event(state, &command);
     let answer = match by {
         Some(caller) => {
             let (what, subject) = obol_core::audit::identity_event(&command);
@@ -47,6 +48,13 @@ pub(crate) async fn run_identity_with(
     match answer {
         OpResults::Identity(result) => {
             tracing::info!(command = kind, result = result.as_str(), "identity change");
+            // The alert follows the change it reports, once the registry took it.
+            if result == IdentityResult::Ok
+                && let Some(alert) = alert
+                && let Err(error) = state.engine.execute(alert).await
+            {
+                tracing::error!(%error, command = kind, "an alert could not be journaled");
+            }
             Ok(result)
         }
         OpResults::Accounts(_) | OpResults::Transfers(_) | OpResults::Tab(_) | OpResults::Put => {

@@ -36,6 +36,7 @@ pub mod transfers;
 pub mod vault;
 pub mod verifier;
 pub mod views;
+pub mod webhooks;
 pub mod x402;
 
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct App {
     pub(crate) own_reads: Arc<std::sync::Mutex<std::collections::HashMap<(u128, String), u64>>>,
     /// Serializes refunds: the check of what a payment has left and the record that refunds it.
     pub(crate) refunds: Arc<tokio::sync::Mutex<refunds::RefundBook>>,
+    /// Webhooks may name loopback and private addresses (tests, a receiver on the same host).
+    pub webhooks_allow_private: bool,
 }
 
 impl App {
@@ -112,6 +115,7 @@ impl App {
             vault_writes: Arc::default(),
             own_reads: Arc::default(),
             refunds: Arc::default(),
+            webhooks_allow_private: false,
         }
     }
 
@@ -119,6 +123,12 @@ impl App {
     /// requested erasure runs (0: erasure runs at once).
     pub fn with_retention_days(mut self, days: u64) -> App {
         self.retention_days = days;
+        self
+    }
+
+    /// Lets webhooks name loopback and private addresses.
+    pub fn with_webhooks_allow_private(mut self, allow: bool) -> App {
+        self.webhooks_allow_private = allow;
         self
     }
 

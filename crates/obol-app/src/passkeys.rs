@@ -165,6 +165,7 @@ pub async fn start_registration(
     if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
         return Err(Error::PrincipalNotFound(principal_id));
     }
+    crate::freeze::no_factor_while_frozen(state, principal_id)?;
     {
         // Adding a factor, like replacing TOTP, needs a current one once there is any.
         let checked = {

@@ -35,7 +35,11 @@ pub async fn set_monthly_limit(
     let limit = limit.map(|text| crate::parse_amount("limit", text)).transpose()?;
     let key = format!("{LIMIT_PREFIX}{account_id}");
     let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
-    state.engine.put(&key, stored).await?;
+    let owner = read_ledger(state).account(account_id).map_or(0, |a| a.owner_id);
+    let data = serde_json::json!({"what": "monthly_limit", "account": account_id.to_string(),
+        "limit": limit.map(|l| l.to_string())});
+    let alert = crate::webhooks::event(state, "limit.changed", &[owner], data);
+    state.engine.execute_together(vec![Op::Put(obol_core::table::Put { key, value: stored }), alert]).await?;
     let mut limits = lock(&state.risk.limits);
     match limit {
         Some(limit) => limits.insert(account_id, limit),

@@ -1018,6 +1018,12 @@ impl Risk {
         let mut ops = vec![note];
         ops.extend(spends.map(crate::approvals::spent));
         ops.push(put);
+        ops.push(crate::webhooks::event(
+            state,
+            "payment.held",
+            &[caller.principal_id],
+            serde_json::json!({"review": id, "reason_en": review.risk.reason_en, "reason_ko": review.risk.reason_ko}),
+        ));
         state.engine.execute_together(ops).await?;
         if kind == HeldKind::TabCheckpoint
             && let Some(tab) = tab_id

@@ -608,6 +608,7 @@ pub async fn enroll_totp(
 ) -> Result<Enrollment, Error> {
     let principal_id = crate::parse_id("id", principal_id)?;
     self_with_key(caller, principal_id)?;
+    crate::freeze::no_factor_while_frozen(state, principal_id)?;
     let has_factor = {
         let ledger = read_ledger(state);
         let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;

@@ -488,6 +488,15 @@ async fn pay_as(
             crate::refunds::REFUND_CODE
         )));
     }
+    {
+        let device_id = match caller.via {
+            auth::Via::Device(device_id) => device_id,
+            auth::Via::ApiKey(_) => 0,
+        };
+        if caller.role != Role::Operator {
+            crate::freeze::refuse_frozen(&read_ledger(state), device_id, &events)?;
+        }
+    }
     let gate = match authorize_transfers(state, caller, &events, approval, kind) {
         Err(Error::RiskBlocked(risk)) => {
             let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
@@ -511,9 +520,11 @@ async fn pay_as(
         }
     };
     let paid_to = payees(&events);
+    // Alerts of payments over their payer's threshold go in the payment's own record.
+    let alerts = crate::webhooks::payment_events(state, &events);
     // The approval is spent in the payment's own record: a crash leaves both or neither.
     let op = payment_op(caller, events, authenticated);
-    match crate::approvals::execute_spending(state, spends.as_deref(), op).await? {
+    match crate::approvals::execute_spending_with(state, spends.as_deref(), op, alerts).await? {
         OpResults::Transfers(results) => {
             if results.iter().all(|r| *r == CreateTransferResult::DeviceLimitExceeded) {
                 return Err(device_limit(state, caller));

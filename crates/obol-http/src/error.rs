@@ -123,7 +123,7 @@ impl ApiError {
             Error::ConsentRequired(..) | Error::PersonalDataRestricted(..) => StatusCode::FORBIDDEN,
             Error::PersonalDataErased(_) => StatusCode::GONE,
             Error::RefundExceedsPayment { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::DisputeNotFound(_) => StatusCode::NOT_FOUND,
+            Error::DisputeNotFound(_) | Error::WebhookNotFound(_) => StatusCode::NOT_FOUND,
             Error::DisputeExceedsPayment { .. } | Error::DisputeWindowClosed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::DisputeClosed { .. } | Error::DisputeCreditSpent { .. } => StatusCode::CONFLICT,
             Error::ReviewDecided(..) => StatusCode::CONFLICT,

@@ -24,6 +24,7 @@ pub mod passkey_routes;
 pub mod ratelimit;
 pub mod risk_routes;
 pub mod tab_routes;
+pub mod webhook_routes;
 pub mod x402;
 
 pub use obol_app::{App, Env, SystemEnv, check_instance_id};
@@ -106,6 +107,12 @@ impl AppState {
     /// requested erasure runs (0: at once).
     pub fn with_retention_days(mut self, days: u64) -> AppState {
         self.app.retention_days = days;
+        self
+    }
+
+    /// Lets webhooks name loopback and private addresses.
+    pub fn with_webhooks_allow_private(mut self, allow: bool) -> AppState {
+        self.app.webhooks_allow_private = allow;
         self
     }
 
@@ -200,6 +207,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/principals/{id}/freeze"),
     ("POST", "/v1/principals/{id}/freeze"),
     ("POST", "/v1/principals/{id}/unfreeze"),
+    ("GET", "/v1/principals/{id}/alerts"),
+    ("PUT", "/v1/principals/{id}/alerts"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/replay"),
+    ("GET", "/v1/events"),
     ("POST", "/v1/principals/{id}/devices"),
     ("GET", "/v1/principals/{id}/devices"),
     ("GET", "/v1/devices"),
@@ -320,6 +334,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/security-checklist", get(identity_routes::security_checklist))
         .route("/v1/principals/{id}/freeze", get(identity_routes::get_frozen).post(identity_routes::freeze))
         .route("/v1/principals/{id}/unfreeze", post(identity_routes::unfreeze))
+        .route("/v1/principals/{id}/alerts", get(webhook_routes::get_alerts).put(webhook_routes::set_alerts))
+        .route("/v1/webhooks", get(webhook_routes::list_webhooks).post(webhook_routes::create_webhook))
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhook_routes::delete_webhook))
+        .route("/v1/webhooks/{id}/replay", post(webhook_routes::replay_webhook))
+        .route("/v1/events", get(webhook_routes::list_events))
         .route("/v1/principals/{id}/devices", get(identity_routes::list_devices).post(identity_routes::register_device))
         .route("/v1/devices", get(identity_routes::list_all_devices))
         .route("/v1/devices/{id}/status", post(identity_routes::set_device_status))
@@ -577,6 +596,8 @@ impl utoipa::Modify for ProblemAnswers {
         identity_routes::set_consent, identity_routes::erase_principal, identity_routes::export_personal_data, identity_routes::retention_plan,
         dispute_routes::open_dispute, dispute_routes::list_disputes, dispute_routes::get_dispute, dispute_routes::answer_dispute,
         dispute_routes::resolve_dispute, dispute_routes::withdraw_dispute,
+        webhook_routes::get_alerts, webhook_routes::set_alerts, webhook_routes::create_webhook, webhook_routes::list_webhooks,
+        webhook_routes::delete_webhook, webhook_routes::replay_webhook, webhook_routes::list_events,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth, &ProblemAnswers),
 )]

@@ -167,6 +167,21 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             "budget": "100", "asset_code": "USD", "asset_scale": 2, "timeout_s": 600, "device_id": "800"})),
         )
         .await;
+    // A's webhook endpoints: one per caller for the delete row, one for the replay row.
+    let mut hooks = Vec::new();
+    for _ in 0..7 {
+        let (status, hook) = call(
+            &world.router,
+            Some(&holder_a),
+            &Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": "https://hooks.example/obol"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{hook}");
+        hooks.push(hook["id"].as_str().unwrap().to_string());
+    }
+    let replay_hook = hooks.pop().unwrap();
     let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
     let revoke_keys = spare_keys[..6].to_vec();
     let rotate_keys = spare_keys[6..].to_vec();
@@ -298,6 +313,43 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             |_| (format!("/v1/principals/{A}/activity"), None),
             [200, 200, 404, 404, 404, 200],
         ),
+        // Alerts and webhooks: a holder's own (or the operator's); the feed shows each caller
+        // its own events.
+        row(
+            Method::GET,
+            "/v1/principals/{id}/alerts",
+            |_| (format!("/v1/principals/{A}/alerts"), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
+            Method::PUT,
+            "/v1/principals/{id}/alerts",
+            |_| {
+                let body = json!({"payment_over": {"asset_code": "USD", "asset_scale": 2, "amount": "100000"}});
+                (format!("/v1/principals/{A}/alerts"), Some(body))
+            },
+            [200, 200, 404, 404, 403, 403],
+        ),
+        row(Method::GET, "/v1/webhooks", |_| ("/v1/webhooks".into(), None), [200, 200, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/v1/webhooks",
+            |_| ("/v1/webhooks".into(), Some(json!({"url": "https://hooks.example/mine"}))),
+            [201, 201, 201, 201, 403, 403],
+        ),
+        row(
+            Method::DELETE,
+            "/v1/webhooks/{id}",
+            move |i| (format!("/v1/webhooks/{}", hooks[i]), None),
+            [204, 204, 404, 404, 403, 403],
+        ),
+        row(
+            Method::POST,
+            "/v1/webhooks/{id}/replay",
+            move |_| (format!("/v1/webhooks/{replay_hook}/replay"), Some(json!({}))),
+            [200, 200, 404, 404, 403, 403],
+        ),
+        row(Method::GET, "/v1/events", |_| ("/v1/events".into(), None), [200, 200, 200, 200, 200, 200]),
         // Freeze: the holder (or the operator) stops its payments; lifting it needs the
         // holder's second factor (A has none: refused) or the operator.
         row(

@@ -23,6 +23,8 @@ mod risk_ops_cli;
 mod serve;
 mod sign_cli;
 mod sim_cli;
+mod webhook_cli;
+mod webhooks_out;
 
 use clap::{Parser, Subcommand};
 
@@ -67,6 +69,18 @@ enum Command {
     ///
     /// Example: obol refund --payment 10 --id 11 --amount 200
     Refund(client::RefundArgs),
+    /// Print events as they happen (payments over your threshold, new devices, holds, blocks,
+    /// freezes, disputes), like a live activity feed.
+    ///
+    /// Example: obol listen
+    Listen(webhook_cli::ListenArgs),
+    /// Webhook endpoints: add (prints the signing secret once), list, delete, replay.
+    #[command(subcommand)]
+    Webhook(webhook_cli::WebhookCommand),
+    /// Alert on every payment over a threshold (shown with no flags).
+    ///
+    /// Example: obol alerts --payment-over 5000 --asset USD/2
+    Alerts(webhook_cli::AlertsArgs),
     /// Stop payments at once: all of them, one device's (--device) or one tab's (--tab).
     ///
     /// Example: obol freeze --device 55
@@ -155,6 +169,9 @@ fn main() -> std::process::ExitCode {
         Command::Transfer(args) => client::transfer(*args),
         Command::Refund(args) => client::refund(args),
         Command::Dispute(command) => dispute_cli::run(command),
+        Command::Listen(args) => webhook_cli::listen(args),
+        Command::Webhook(command) => webhook_cli::webhook(command),
+        Command::Alerts(args) => webhook_cli::alerts(args),
         Command::Freeze(args) => freeze_cli::freeze(args),
         Command::Unfreeze(args) => freeze_cli::unfreeze(args),
         Command::Balance(args) => client::balance(args),

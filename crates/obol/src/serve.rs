@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// restricted to reads for a legal obligation. 0 erases at once.
     #[arg(long, default_value_t = obol_app::privacy::RETENTION_DAYS_DEFAULT, env = "OBOL_RETENTION_DAYS")]
     retention_days: u64,
+    /// Let webhooks name loopback and private addresses (a receiver on this host or network).
+    /// Off by default: a holder's webhook must not reach services behind the firewall.
+    #[arg(long, env = "OBOL_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
     /// Seconds between sweeps that settle expired tabs, all due tabs in one record (also at start).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), env = "OBOL_SETTLE_INTERVAL_S")]
     settle_interval_s: u64,
@@ -484,7 +488,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_instance_id(&instance_id)
         .map_err(|e| anyhow::anyhow!(e))?
         .with_audit_key(&audit_key)
-        .with_retention_days(args.retention_days);
+        .with_retention_days(args.retention_days)
+        .with_webhooks_allow_private(args.webhooks_allow_private);
     tracing::info!(network = %state.x402_network, "x402 network id");
     tracing::info!(key = %state.audit_key.verifier_key(), "audit log checkpoints are signed by");
     let rp_origin = args.rp_origin.clone().unwrap_or_else(|| format!("{scheme}://{}", args.rp_id));
@@ -535,6 +540,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         }
+        tokio::spawn(crate::webhooks_out::run(state.app.clone()));
         let sweeper = state.clone();
         let interval = std::time::Duration::from_secs(args.settle_interval_s);
         tokio::spawn(async move {
@@ -551,6 +557,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 if let Err(error) = sweeper.step_up.prune(&sweeper.engine, sweeper.env.now_ns()).await {
                     tracing::error!(%error, "removing expired step-up challenges failed; retrying next sweep");
+                }
+                if let Err(error) = obol_app::webhooks::prune(&sweeper).await {
+                    tracing::error!(%error, "removing old outbox events failed; retrying next sweep");
                 }
                 match obol_app::disputes::sweep(&sweeper).await {
                     Ok(0) => {}

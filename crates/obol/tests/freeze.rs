@@ -149,3 +149,29 @@ async fn one_cli_command_freezes_and_the_checklist_names_the_next_step() {
     assert!(list["score"].as_u64().unwrap() < 100);
     assert!(list["items"][0]["explanation"]["ko"]["what"].is_string(), "{list}");
 }
+
+/// Holds payments of 10.01 to 20.00 for review (at scale 2).
+const HOLD_POLICY: &str = "name = \"freeze-test\"\nversion = 1\neffective_from_s = 0\n\n\
+[[rules]]\nid = \"hold\"\naction = \"review\"\nowner = \"risk@test\"\n\
+when = \"amount_minor > 1000 && amount_minor <= 2000\"\nreason_en = \"Held.\"\nreason_ko = \"보류.\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_a_frozen_holder_cannot_enrol_a_factor_queue_a_held_payment_or_lose_its_retries() {
+    // Found by the attack review: a thief with the holder's key enrolled a TOTP of its own while
+    // frozen and then approved its own unfreeze; a frozen payment the policy holds was queued for
+    // review (and ran if approved after an unfreeze); and a retry of a payment made before the
+    // freeze was answered payer_frozen instead of exists.
+    let world = Parties::start("freeze-r14", 2, FUNDS, Some(("freeze-test@1", HOLD_POLICY))).await;
+    assert_eq!(world.api.post(&world.holder, "/v1/transfers", payment(10, 5), None).await.0, 201);
+    assert_eq!(world.open_tab("70", 500, "55").await.0, 201);
+    assert_eq!(world.api.post(&world.holder, "/v1/principals/100/freeze", json!({}), None).await.0, 200);
+    let (status, problem) = world.api.post(&world.holder, "/v1/principals/100/totp", json!({}), None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    let (status, problem) = world.api.post(&world.holder, "/v1/transfers", payment(11, 1_800), None).await;
+    assert_eq!((status, code(&problem)), (403, "payer_frozen"), "refused, not held: {problem}");
+    let (status, problem) = world.api.post(&world.holder, "/v1/tabs/70/topup", json!({"amount": "1900"}), None).await;
+    assert_eq!((status, code(&problem)), (403, "payer_frozen"), "refused, not held: {problem}");
+    assert!(world.reviews("pending").await.is_empty(), "nothing waits for an analyst");
+    let (status, retry) = world.api.post(&world.holder, "/v1/transfers", payment(10, 5), None).await;
+    assert_eq!(status, 200, "a retry of a payment made is answered as made: {retry}");
+}

@@ -121,10 +121,15 @@ impl Ledger {
         // A holder that froze its payments (all, or this device's) pays nothing new; posts and
         // voids of what was reserved before still resolve.
         let frozen = self.identity.any_frozen()
-            && payment.transfers.iter().filter(|event| !event.flags.resolves_pending()).any(|event| {
-                self.account(event.debit_account_id)
-                    .is_some_and(|account| self.identity.payment_frozen(account.owner_id, payment.device_id, 0))
-            });
+            && payment
+                .transfers
+                .iter()
+                // A retry of a payment made is answered `exists`, frozen or not.
+                .filter(|event| !event.flags.resolves_pending() && self.transfer(event.id).is_none())
+                .any(|event| {
+                    self.account(event.debit_account_id)
+                        .is_some_and(|account| self.identity.payment_frozen(account.owner_id, payment.device_id, 0))
+                });
         if frozen {
             return vec![CreateTransferResult::PayerFrozen; payment.transfers.len()];
         }

@@ -140,6 +140,28 @@ impl Api {
         Api::answer(request.send().await.expect("the server answers")).await
     }
 
+    /// PUTs `body` to `path` with `key`.
+    pub async fn put(&self, key: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        Api::answer(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("the server answers"),
+        )
+        .await
+    }
+
+    /// DELETEs `path` with `key`.
+    pub async fn delete(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
+        Api::answer(
+            self.http.delete(format!("{}{path}", self.base)).bearer_auth(key).send().await.expect("the server answers"),
+        )
+        .await
+    }
+
     /// GETs `path` with `key`.
     pub async fn get(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
         let request = self.http.get(format!("{}{path}", self.base)).bearer_auth(key);
