@@ -67,6 +67,7 @@ pub struct DisputeDecision {
 
 /// A listing's filter.
 #[derive(Deserialize, IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DisputeQuery {
     /// Only disputes with this status.

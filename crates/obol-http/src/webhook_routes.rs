@@ -66,6 +66,7 @@ pub struct EventPage {
 
 /// A feed query.
 #[derive(Deserialize, IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// The last event id seen (the previous page's `next`).
