@@ -377,10 +377,11 @@ fn kept_by_payer(ledger: &Ledger, stored: &Stored) -> u128 {
 /// what the payer holds of a closed one (whatever it ended as, and whether or not a take-back
 /// recovered the credit).
 pub(crate) fn claimed_from_refunds(ledger: &Ledger, payment: u128) -> Result<u128, Error> {
-    Ok(disputes_of_payment(ledger, payment)?
-        .iter()
-        .map(|d| if d.closed() { kept_by_payer(ledger, d) } else { d.amount })
-        .fold(0, u128::saturating_add))
+    Ok(refund_claims(ledger, &disputes_of_payment(ledger, payment)?))
+}
+
+fn refund_claims(ledger: &Ledger, disputes: &[Stored]) -> u128 {
+    disputes.iter().map(|d| if d.closed() { kept_by_payer(ledger, d) } else { d.amount }).fold(0, u128::saturating_add)
 }
 
 /// What may not be disputed again: what an open or decided dispute disputed, and what the payer
@@ -846,13 +847,9 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenAsk<'_>) -> Result<(Dis
             )));
         }
         let refunded = book.refunded(&ledger, &payment);
-        let left = payment
-            .amount
-            .saturating_sub(refunded)
-            .saturating_sub(claimed_from_disputes(&ledger, &earlier))
-            .saturating_sub(
-                claimed_from_refunds(&ledger, payment.id)?.saturating_sub(claimed_from_disputes(&ledger, &earlier)),
-            );
+        // Neither what earlier disputes decided nor what the payer holds of them is disputed again.
+        let claimed = claimed_from_disputes(&ledger, &earlier).max(refund_claims(&ledger, &earlier));
+        let left = payment.amount.saturating_sub(refunded).saturating_sub(claimed);
         let amount = amount_asked.unwrap_or(left);
         if amount == 0 || amount > left {
             return Err(Error::DisputeExceedsPayment { payment: payment.id, left: left.to_string() });

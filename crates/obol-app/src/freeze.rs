@@ -69,21 +69,14 @@ pub(crate) fn no_factor_while_frozen(state: &App, principal_id: u128) -> Result<
     Ok(())
 }
 
-/// The freeze refusal for payments by `owner_id`'s accounts signed by `device_id`, decided
-/// before the risk policy or step-up (a frozen payment is neither held nor challenged);
-/// transfers whose id exists pass to the ledger, which answers `exists` for a retry.
+/// The freeze refusal of a payment signed by `device_id`, decided before the risk policy or
+/// step-up (a frozen payment is neither held nor challenged), by the core's own check.
 pub(crate) fn refuse_frozen(
     ledger: &obol_core::ledger::Ledger,
     device_id: u128,
     events: &[obol_core::ledger::NewTransfer],
 ) -> Result<(), Error> {
-    if !ledger.identity().any_frozen() {
-        return Ok(());
-    }
-    let frozen = events.iter().filter(|e| !e.flags.resolves_pending() && ledger.transfer(e.id).is_none()).any(|e| {
-        ledger.account(e.debit_account_id).is_some_and(|a| ledger.identity().payment_frozen(a.owner_id, device_id, 0))
-    });
-    if frozen {
+    if ledger.payment_frozen(device_id, events) {
         return Err(Error::TransferRejected(obol_core::ledger::CreateTransferResult::PayerFrozen));
     }
     Ok(())

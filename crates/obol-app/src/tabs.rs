@@ -187,16 +187,16 @@ pub(crate) async fn escrow_gate(
 ) -> Result<Option<String>, Error> {
     // A frozen payer's escrow is refused before the risk policy: never held, never challenged.
     {
+        // The core's own checks: an opening by its payer and device, a top-up by its tab.
         let ledger = read_ledger(state);
-        if ledger.identity().any_frozen() {
-            let owner = ledger.account(payment.payer_account_id).map(|a| a.owner_id);
-            let device = match command {
-                TabCommand::Open { device_id, .. } => device_id,
-                _ => ledger.tab(tab_id).map_or(0, |entry| entry.tab.device_id),
-            };
-            if owner.is_some_and(|owner| ledger.identity().payment_frozen(owner, device, tab_id)) {
-                return Err(Error::TabRejected(obol_core::channel::PayReject::PayerFrozen));
-            }
+        let frozen = match command {
+            TabCommand::Open { device_id, .. } => ledger
+                .account(payment.payer_account_id)
+                .is_some_and(|payer| ledger.identity().payment_frozen(payer.owner_id, device_id, tab_id)),
+            _ => ledger.tab_frozen(tab_id),
+        };
+        if frozen {
+            return Err(Error::TabRejected(obol_core::channel::PayReject::PayerFrozen));
         }
     }
     // A held opening has one fate: its retry meets the hold, never a second decision.

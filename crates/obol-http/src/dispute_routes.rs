@@ -3,7 +3,7 @@
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use obol_app::auth::Caller;
 use obol_app::disputes::{self, DisputeDto};
@@ -201,6 +201,6 @@ pub(crate) async fn withdraw_dispute(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Response, ApiError> {
-    Ok(Json(disputes::withdraw(&state, &caller, &id).await?).into_response())
+) -> Result<Json<DisputeDto>, ApiError> {
+    Ok(Json(disputes::withdraw(&state, &caller, &id).await?))
 }

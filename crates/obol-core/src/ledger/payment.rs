@@ -76,6 +76,20 @@ impl Ledger {
         self.payers.get(&account_id).copied().unwrap_or_default().as_of(utc_month(now_ns))
     }
 
+    /// Whether the holder of an account these transfers would newly debit froze its payments
+    /// (all of them, or `device_id`'s). Posts and voids of what was reserved before, and retries
+    /// of transfers made (answered `exists`), are not new payments. Free while nothing is frozen.
+    pub fn payment_frozen(&self, device_id: u128, transfers: &[NewTransfer]) -> bool {
+        self.identity.any_frozen()
+            && transfers
+                .iter()
+                .filter(|event| !event.flags.resolves_pending() && self.transfer(event.id).is_none())
+                .any(|event| {
+                    self.account(event.debit_account_id)
+                        .is_some_and(|account| self.identity.payment_frozen(account.owner_id, device_id, 0))
+                })
+    }
+
     /// How the payment that made transfer `id` was authenticated (payments by `Op::Pay` only).
     pub fn payment_evidence(&self, id: u128) -> Option<PaymentEvidence> {
         self.payment_evidence.get(&id).copied()
@@ -120,16 +134,7 @@ impl Ledger {
         let day = crate::identity::utc_day(now_ns);
         // A holder that froze its payments (all, or this device's) pays nothing new; posts and
         // voids of what was reserved before still resolve.
-        let frozen = self.identity.any_frozen()
-            && payment
-                .transfers
-                .iter()
-                // A retry of a payment made is answered `exists`, frozen or not.
-                .filter(|event| !event.flags.resolves_pending() && self.transfer(event.id).is_none())
-                .any(|event| {
-                    self.account(event.debit_account_id)
-                        .is_some_and(|account| self.identity.payment_frozen(account.owner_id, payment.device_id, 0))
-                });
+        let frozen = self.payment_frozen(payment.device_id, &payment.transfers);
         if frozen {
             return vec![CreateTransferResult::PayerFrozen; payment.transfers.len()];
         }

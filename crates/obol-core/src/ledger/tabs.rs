@@ -365,7 +365,7 @@ impl Ledger {
 
     /// Whether the tab's payer froze payments into it (all of them, its device's, or its own).
     /// Free when nobody has frozen anything.
-    fn tab_frozen(&self, tab_id: u128) -> bool {
+    pub fn tab_frozen(&self, tab_id: u128) -> bool {
         if !self.identity.any_frozen() {
             return false;
         }
