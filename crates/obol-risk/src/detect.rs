@@ -1,9 +1,10 @@
 //! Detection by fraud kind on simulated traffic: how much of each injected kind the rules alone,
 //! the model alone, and both together stop (any decision but `allow`), and how many good payments
 //! they stop by mistake. The model trains on the first part of the traffic by time; everything is
-//! measured on the rest.
+//! measured on the rest. Features are computed as the server would have live: each fraud's label
+//! counts from the time it became known ([`replay_features`]).
 
-use crate::features::{FEATURE_NAMES, FeatureStore};
+use crate::features::{DEFAULT_CAPACITY, FEATURE_NAMES, Features, Label, Replay};
 use crate::model::{Model, ModelError, TrainParams};
 use crate::policy::{Action, Facts, Policy};
 use crate::sim::{FraudKind, Profile, SimEvent};
@@ -33,8 +34,7 @@ pub fn report(
     params: TrainParams,
     split: f64,
 ) -> Result<Vec<KindReport>, ModelError> {
-    let mut store = FeatureStore::default();
-    let features: Vec<_> = events.iter().map(|e| store.observe(&e.event)).collect();
+    let features = replay_features(events);
     let cut = (events.len() as f64 * split) as usize;
     let rows: Vec<Vec<f64>> = features.iter().take(cut).map(|f| f.0.to_vec()).collect();
     let labels: Vec<bool> = events.iter().take(cut).map(|e| e.fraud.is_some()).collect();
@@ -63,6 +63,22 @@ pub fn report(
     Ok(reports)
 }
 
+/// The features of every simulated event, in order, computed as the live engine would: each
+/// fraud's label counted from the time it became known.
+pub fn replay_features(events: &[SimEvent]) -> Vec<Features> {
+    let mut replay = Replay::with_capacity(DEFAULT_CAPACITY);
+    events
+        .iter()
+        .map(|e| {
+            let features = replay.observe(&e.event);
+            if e.fraud.is_some() {
+                replay.label(Label::of(&e.event, e.label_known_s));
+            }
+            features
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,8 +89,8 @@ mod tests {
     fn rules_and_model_together_stop_most_of_every_kind_and_almost_no_honest_micropayments() {
         let mut policy = Policy::new();
         policy.add(Bundle::compile(include_str!("../../../policy/fraud-signals.toml")).unwrap()).unwrap();
-        let events = simulate(&SimConfig { customers: 1_500, days: 10, ..SimConfig::default() });
-        let params = TrainParams { iterations: 80, ..TrainParams::default() };
+        let events = simulate(&SimConfig { customers: 3_000, days: 14, ..SimConfig::default() });
+        let params = TrainParams::default();
         let reports = report(&events, &policy, params, 0.7).unwrap();
         let good = reports.iter().find(|r| r.kind.is_none() && r.profile.is_none()).unwrap();
         assert!(good.events > 10_000);
@@ -89,7 +105,17 @@ mod tests {
         }
         for report in reports.iter().filter(|r| r.kind.is_some()) {
             assert!(report.events > 0, "{report:?}");
-            assert!(report.by_both * 10 >= report.events * 7, "at least 70% of {:?} stopped: {report:?}", report.kind);
+            // A compromised payee or payer looks like ordinary traffic: only the fraud confirmed
+            // on it before (labels known days later) gives it away, so less of it is stopped.
+            let share = match report.kind {
+                Some(FraudKind::CompromisedPayee | FraudKind::CompromisedPayer) => 4,
+                _ => 7,
+            };
+            assert!(
+                report.by_both * 10 >= report.events * share,
+                "at least {share}0% of {:?} stopped: {report:?}",
+                report.kind
+            );
             assert!(report.by_both >= report.by_rules.max(report.by_model), "both stop at least what either does");
         }
     }

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::features::{Event, FeatureStore, Features, Reader, SnapshotError};
+use crate::features::{Event, FeatureStore, Features, Label, Reader, SnapshotError};
 use crate::model::Model;
 use crate::policy::{Action, Decision, Facts, Policy};
 
@@ -141,12 +141,12 @@ impl RiskEngine {
     /// so a payer who retries is not locked out by its own attempts. A challenged payment that
     /// its payer then approves is counted with [`RiskEngine::observe`].
     pub fn assess(&mut self, event: &Event, facts: Facts) -> Assessment {
-        let features = self.features.peek(event);
+        let (features, update) = self.features.prepare(event);
         let amount_minor = facts.amount_minor;
         let (facts, model_score) = self.complete(event, &features, facts);
         let decision = self.policy.decide(event.at_s, &features, &facts);
         if decision.action == Action::Allow {
-            self.features.observe(event);
+            self.features.commit(update);
         }
         if let Some(shadow) = &mut self.shadow {
             let candidate = shadow.policy.decide(event.at_s, &features, &facts);
@@ -178,6 +178,12 @@ impl RiskEngine {
     /// not `allow`, approved since: a step-up its payer answered, a review an analyst approved).
     pub fn observe(&mut self, event: &Event) {
         self.features.observe(event);
+    }
+
+    /// Counts a confirmed fraud in the streaming features from the time it became known: later
+    /// decisions see it in the fraud counts and rates of its payer, device, payee and network.
+    pub fn label(&mut self, label: &Label) {
+        self.features.label(label);
     }
 
     /// What [`RiskEngine::assess`] would answer for `event` now, changing nothing: no feature

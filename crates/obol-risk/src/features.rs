@@ -1,8 +1,15 @@
 //! Streaming features: per payer, device, payee, network and pair, counts and sums over sliding
-//! windows of 1 minute, 1 hour, 24 hours and 30 days, the amount against the payer's own history
-//! (EWMA mean and deviation), first sightings (device, payee, network), and a cluster signal: how
-//! many payers used a network for the first time in the last hour (many victims suddenly paying
-//! through one new cell is the 2025 KT femtocell pattern).
+//! windows of 1 minute, 1 hour, and 1, 7 and 30 days, the amount against the payer's own history
+//! (EWMA mean and deviation, and the means of its 7- and 30-day windows), first sightings
+//! (device, payee, network), and a cluster signal: how many payers used a network for the first
+//! time in the last hour (many victims suddenly paying through one new cell is the 2025 KT
+//! femtocell pattern).
+//!
+//! Feedback: confirmed fraud ([`Label`]) enters the state of the payment's payee, device, network
+//! and payer at the time the label became known, never earlier, and gives each of them fraud
+//! counts and rates over 1, 7 and 30 days. A decision at time `t` therefore sees only the labels
+//! known by `t`; [`Replay`] feeds a labelled history through the same code in time order, so the
+//! features a model trains on are the ones the server computes live.
 //!
 //! Every event costs O(1): each window is a sliding-window counter (the current fixed bucket plus
 //! the previous one, weighted by how much of it is still inside the window), and a full store
@@ -13,8 +20,14 @@
 use foldhash::HashMap;
 use foldhash::HashMapExt;
 
-/// Window lengths, seconds: 1 minute, 1 hour, 24 hours, 30 days.
-pub const WINDOWS_S: [u64; 4] = [60, 3_600, 86_400, 30 * 86_400];
+/// Window lengths, seconds: 1 minute, 1 hour, 1 day, 7 days, 30 days.
+pub const WINDOWS_S: [u64; 5] = [60, 3_600, 86_400, 7 * 86_400, 30 * 86_400];
+/// Window lengths of the confirmed-fraud counts, seconds: 1, 7 and 30 days (by the time each
+/// label became known).
+pub const LABEL_WINDOWS_S: [u64; 3] = [86_400, 7 * 86_400, 30 * 86_400];
+/// Which features an engine computes: a model records it and is refused by an engine that
+/// computes another set (bumped whenever [`FEATURE_NAMES`] or the meaning of one changes).
+pub const FEATURES_VERSION: u32 = 2;
 /// Weight of a new amount in the payer's running mean and variance.
 pub const EWMA_ALPHA: f64 = 0.1;
 /// Entities a store holds by default (about 250 MB at most).
@@ -124,10 +137,37 @@ impl Window {
     }
 }
 
+/// One sliding-window count without a sum (confirmed fraud).
+#[derive(Clone, Copy, Default, PartialEq, Debug)]
+struct Tally {
+    bucket: u32,
+    count_now: u32,
+    count_prev: u32,
+}
+
+impl Tally {
+    fn add(&mut self, at_s: u64, width_s: u64) {
+        let bucket = (at_s / width_s) as u32;
+        if bucket > self.bucket {
+            self.count_prev = if bucket == self.bucket + 1 { self.count_now } else { 0 };
+            self.count_now = 0;
+            self.bucket = bucket;
+        }
+        self.count_now = self.count_now.saturating_add(1);
+    }
+
+    fn estimate(&self, at_s: u64, width_s: u64) -> f64 {
+        let window =
+            Window { bucket: self.bucket, count_now: self.count_now, count_prev: self.count_prev, ..Window::default() };
+        window.estimate(at_s, width_s).0
+    }
+}
+
 /// What the store keeps per entity.
 #[derive(Clone, Copy, Default, PartialEq, Debug)]
 struct Stats {
     windows: [Window; WINDOWS_S.len()],
+    frauds: [Tally; LABEL_WINDOWS_S.len()],
     first_seen_s: u64,
     last_seen_s: u64,
     mean: f64,
@@ -144,6 +184,14 @@ impl Stats {
         self.events = self.events.saturating_add(1);
     }
 
+    /// Counts one confirmed fraud that became known at `known_at_s`.
+    fn add_fraud(&mut self, known_at_s: u64) {
+        for (tally, width) in self.frauds.iter_mut().zip(LABEL_WINDOWS_S) {
+            tally.add(known_at_s, width);
+        }
+        self.last_seen_s = self.last_seen_s.max(known_at_s);
+    }
+
     /// (count, sum) in window `W` (an index into [`WINDOWS_S`]) ending at `at_s`.
     #[expect(
         clippy::indexing_slicing,
@@ -152,6 +200,31 @@ impl Stats {
     fn window<const W: usize>(&self, at_s: u64) -> (f64, f64) {
         const { assert!(W < WINDOWS_S.len()) };
         self.windows[W].estimate(at_s, WINDOWS_S[W])
+    }
+
+    /// The mean amount in window `W` (0 when it is empty).
+    fn mean_in<const W: usize>(&self, at_s: u64) -> f64 {
+        let (count, sum) = self.window::<W>(at_s);
+        if count > 0.0 { sum / count } else { 0.0 }
+    }
+
+    /// Confirmed fraud known in the last 1, 7 and 30 days, then each as a share of the
+    /// entity's payments in the same window (at most 1).
+    fn feedback(&self, at_s: u64) -> [f64; 6] {
+        let mut out = [0.0; 6];
+        let counts = [self.window::<2>(at_s).0, self.window::<3>(at_s).0, self.window::<4>(at_s).0];
+        for (((tally, width), count), (fraud_slot, rate_slot)) in
+            self.frauds.iter().zip(LABEL_WINDOWS_S).zip(counts).zip([(0usize, 3usize), (1, 4), (2, 5)])
+        {
+            let frauds = tally.estimate(at_s, width);
+            if let Some(slot) = out.get_mut(fraud_slot) {
+                *slot = frauds;
+            }
+            if let Some(slot) = out.get_mut(rate_slot) {
+                *slot = if count > 0.0 { (frauds / count).min(1.0) } else { f64::from(u8::from(frauds > 0.0)) };
+            }
+        }
+        out
     }
 }
 
@@ -181,12 +254,42 @@ pub struct Event {
     pub payee_cash_like: bool,
 }
 
+/// A confirmed fraud, as the feature store counts it: the labelled payment's parties and when the
+/// label became known (an analyst's decline, a dispute resolved as unauthorised, an operator's
+/// mark, an imported label file).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Label {
+    /// When the label became known, seconds since the Unix epoch: it counts from then on.
+    pub known_at_s: u64,
+    /// The paying account.
+    pub payer: u128,
+    /// The device that signed, if one did.
+    pub device: Option<u128>,
+    /// The payee account.
+    pub payee: u128,
+    /// The network the payment came from, if known.
+    pub network: Option<u64>,
+}
+
+impl Label {
+    /// The label of `event`'s payment, known at `known_at_s`.
+    pub fn of(event: &Event, known_at_s: u64) -> Label {
+        Label { known_at_s, payer: event.payer, device: event.device, payee: event.payee, network: event.network }
+    }
+}
+
 /// The features of one event, each a number; [`FEATURE_NAMES`] names them in order.
-#[derive(Clone, Copy, PartialEq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub struct Features(pub [f64; FEATURES_COUNT]);
 
+impl Default for Features {
+    fn default() -> Features {
+        Features([0.0; FEATURES_COUNT])
+    }
+}
+
 /// How many features an event has.
-pub const FEATURES_COUNT: usize = 24;
+pub const FEATURES_COUNT: usize = 60;
 
 /// Feature names, in the order of [`Features`].
 pub const FEATURE_NAMES: [&str; FEATURES_COUNT] = [
@@ -214,7 +317,50 @@ pub const FEATURE_NAMES: [&str; FEATURES_COUNT] = [
     "failed_auth_count",
     "payee_cash_like",
     "network_new_payers_1h",
+    "payer_count_7d",
+    "payer_mean_1d",
+    "payer_mean_7d",
+    "payer_mean_30d",
+    "amount_over_payer_mean_7d",
+    "amount_over_payer_mean_30d",
+    "payee_count_1d",
+    "payee_count_7d",
+    "payee_count_30d",
+    "payee_mean_1d",
+    "payee_mean_7d",
+    "payee_mean_30d",
+    "payee_fraud_1d",
+    "payee_fraud_7d",
+    "payee_fraud_30d",
+    "payee_fraud_rate_1d",
+    "payee_fraud_rate_7d",
+    "payee_fraud_rate_30d",
+    "device_fraud_1d",
+    "device_fraud_7d",
+    "device_fraud_30d",
+    "device_fraud_rate_1d",
+    "device_fraud_rate_7d",
+    "device_fraud_rate_30d",
+    "network_fraud_1d",
+    "network_fraud_7d",
+    "network_fraud_30d",
+    "network_fraud_rate_1d",
+    "network_fraud_rate_7d",
+    "network_fraud_rate_30d",
+    "payer_fraud_1d",
+    "payer_fraud_7d",
+    "payer_fraud_30d",
+    "payer_fraud_rate_1d",
+    "payer_fraud_rate_7d",
+    "payer_fraud_rate_30d",
 ];
+
+/// Where each entity's six feedback features start in [`FEATURE_NAMES`].
+const PAYEE_FEEDBACK_AT: usize = 36;
+const DEVICE_FEEDBACK_AT: usize = 42;
+const NETWORK_FEEDBACK_AT: usize = 48;
+const PAYER_FEEDBACK_AT: usize = 54;
+const _: () = assert!(PAYER_FEEDBACK_AT + 6 == FEATURES_COUNT);
 
 impl Features {
     /// A feature by name.
@@ -253,9 +399,17 @@ pub enum SnapshotError {
     Kind(u8),
 }
 
-const SNAPSHOT_MAGIC: [u8; 4] = *b"ORF1";
-const STATS_BYTES: usize = 4 * (4 + 4 + 4 + 8 + 8) + 8 + 8 + 8 + 8 + 4;
+const SNAPSHOT_MAGIC: [u8; 4] = *b"ORF2";
+const WINDOW_BYTES: usize = 4 + 4 + 4 + 8 + 8;
+const STATS_BYTES: usize = WINDOWS_S.len() * WINDOW_BYTES + LABEL_WINDOWS_S.len() * 12 + 8 + 8 + 8 + 8 + 4;
 const RECORD_BYTES: usize = 1 + 16 + STATS_BYTES;
+/// Snapshots of the first feature set: four windows (no 7-day one) and no fraud counts. They
+/// restore into the current layout with those left empty.
+const SNAPSHOT_MAGIC_V1: [u8; 4] = *b"ORF1";
+const STATS_BYTES_V1: usize = 4 * WINDOW_BYTES + 8 + 8 + 8 + 8 + 4;
+const RECORD_BYTES_V1: usize = 1 + 16 + STATS_BYTES_V1;
+/// Where the first layout's four windows go in the current one (1 minute, 1 hour, 1 day, 30 days).
+const WINDOWS_OF_V1: [usize; 4] = [0, 1, 2, 4];
 
 impl FeatureStore {
     /// A store holding at most `capacity` entities (at least 16).
@@ -326,15 +480,48 @@ impl FeatureStore {
         self.evicted += 1;
     }
 
+    /// Counts a confirmed fraud on the labelled payment's payer, device, payee and network, from
+    /// the time the label became known. Entities not seen before are created (a declined
+    /// payment's new device is then known as fraud when it pays again).
+    pub fn label(&mut self, label: &Label) {
+        let keys = [
+            Some(Key { kind: Kind::Payer, id: label.payer }),
+            label.device.map(|id| Key { kind: Kind::Device, id }),
+            Some(Key { kind: Kind::Payee, id: label.payee }),
+            label.network.map(|id| Key { kind: Kind::Network, id: u128::from(id) }),
+        ];
+        for key in keys.into_iter().flatten() {
+            self.entry(key).0.add_fraud(label.known_at_s);
+        }
+    }
+
     /// Observes `event` and answers its features (the counts include the event itself).
     pub fn observe(&mut self, event: &Event) -> Features {
-        features_of(self, event)
+        let (features, update) = self.prepare(event);
+        self.commit(update);
+        features
     }
 
     /// The features `event` would have if observed now, changing nothing (a dry run: the
     /// facilitator's `verify` decides as `settle` would, without counting the payment).
     pub fn peek(&self, event: &Event) -> Features {
-        features_of(&mut Scratch { store: self, copies: Vec::with_capacity(8) }, event)
+        self.prepare(event).0
+    }
+
+    /// The features `event` would have, and what observing it changes, changing nothing yet:
+    /// [`FeatureStore::commit`] the update to count the event (the one computation serves a
+    /// decision and, if the payment goes through, its counting).
+    pub fn prepare(&self, event: &Event) -> (Features, Update) {
+        let mut scratch = Scratch { store: self, copies: [None; ENTITIES_PER_EVENT_MAX] };
+        let features = features_of(&mut scratch, event);
+        (features, Update { copies: scratch.copies })
+    }
+
+    /// Counts an event [`FeatureStore::prepare`]d against this store's current state.
+    pub fn commit(&mut self, update: Update) {
+        for (key, stats) in update.copies.into_iter().flatten() {
+            *self.entry(key).0 = stats;
+        }
     }
 
     /// The store's state as bytes (entities in their order), for [`FeatureStore::restore`].
@@ -355,6 +542,11 @@ impl FeatureStore {
                 out.extend_from_slice(&window.sum_now.to_le_bytes());
                 out.extend_from_slice(&window.sum_prev.to_le_bytes());
             }
+            for tally in &stats.frauds {
+                out.extend_from_slice(&tally.bucket.to_le_bytes());
+                out.extend_from_slice(&tally.count_now.to_le_bytes());
+                out.extend_from_slice(&tally.count_prev.to_le_bytes());
+            }
             out.extend_from_slice(&stats.first_seen_s.to_le_bytes());
             out.extend_from_slice(&stats.last_seen_s.to_le_bytes());
             out.extend_from_slice(&stats.mean.to_bits().to_le_bytes());
@@ -367,31 +559,43 @@ impl FeatureStore {
     /// Rebuilds a store from [`FeatureStore::snapshot`] bytes.
     pub fn restore(bytes: &[u8]) -> Result<FeatureStore, SnapshotError> {
         let mut reader = Reader { bytes, at: 0 };
-        if reader.take(4)? != SNAPSHOT_MAGIC {
+        let magic = reader.take(4)?;
+        let v1 = magic == SNAPSHOT_MAGIC_V1;
+        if magic != SNAPSHOT_MAGIC && !v1 {
             return Err(SnapshotError::Magic);
         }
+        let record_bytes = if v1 { RECORD_BYTES_V1 } else { RECORD_BYTES };
         let capacity = reader.u64()? as usize;
         let cursor = reader.u64()?;
         let evicted = reader.u64()?;
         let count = reader.u64()? as usize;
-        if bytes.len() != reader.at + count.saturating_mul(RECORD_BYTES) {
+        if bytes.len() != reader.at + count.saturating_mul(record_bytes) {
             return Err(SnapshotError::Length);
         }
         let mut store = FeatureStore::with_capacity(capacity);
         store.cursor = cursor;
         store.evicted = evicted;
         store.entities.reserve(count);
+        let slots: &[usize] = if v1 { &WINDOWS_OF_V1 } else { &[0, 1, 2, 3, 4] };
         for index in 0..count {
             let [kind_byte] = reader.array()?;
             let kind = Kind::from_u8(kind_byte).ok_or(SnapshotError::Kind(kind_byte))?;
             let id = u128::from_le_bytes(reader.array()?);
             let mut stats = Stats::default();
-            for window in &mut stats.windows {
+            for slot in slots {
+                let window = stats.windows.get_mut(*slot).ok_or(SnapshotError::Length)?;
                 window.bucket = reader.u32()?;
                 window.count_now = reader.u32()?;
                 window.count_prev = reader.u32()?;
                 window.sum_now = reader.u64()?;
                 window.sum_prev = reader.u64()?;
+            }
+            if !v1 {
+                for tally in &mut stats.frauds {
+                    tally.bucket = reader.u32()?;
+                    tally.count_now = reader.u32()?;
+                    tally.count_prev = reader.u32()?;
+                }
             }
             stats.first_seen_s = reader.u64()?;
             stats.last_seen_s = reader.u64()?;
@@ -406,55 +610,132 @@ impl FeatureStore {
     }
 }
 
-/// Entity state as [`features_of`] reads and updates it.
-trait Entities {
-    /// The entity's state (created when new), and whether it was new.
-    fn entry(&mut self, key: Key) -> (&mut Stats, bool);
+/// A labelled history fed through a [`FeatureStore`] in time order, each label entering at the
+/// time it became known: what the server would have computed live, for training. Give events in
+/// time order; before each, every label known by its time is counted.
+#[derive(Debug, Default)]
+pub struct Replay {
+    store: FeatureStore,
+    /// Labels not yet known, by (known time, arrival order): a min-heap.
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64)>>,
+    labels: HashMap<u64, Label>,
+    arrivals: u64,
 }
 
-impl Entities for FeatureStore {
-    fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
-        FeatureStore::entry(self, key)
+impl Replay {
+    /// A replay over an empty store of `capacity` entities.
+    pub fn with_capacity(capacity: usize) -> Replay {
+        Replay { store: FeatureStore::with_capacity(capacity), ..Replay::default() }
+    }
+
+    /// Counts every label known by `at_s` that is not counted yet, oldest first.
+    pub fn release(&mut self, at_s: u64) {
+        while let Some(std::cmp::Reverse((known_at_s, arrival))) = self.pending.peek().copied() {
+            if known_at_s > at_s {
+                break;
+            }
+            self.pending.pop();
+            if let Some(label) = self.labels.remove(&arrival) {
+                self.store.label(&label);
+            }
+        }
+    }
+
+    /// The features of `event`, after counting the labels known by its time.
+    pub fn observe(&mut self, event: &Event) -> Features {
+        self.release(event.at_s);
+        self.store.observe(event)
+    }
+
+    /// A label to count once its time comes (it may lie in the past of the next event: it is
+    /// counted before that event).
+    pub fn label(&mut self, label: Label) {
+        self.labels.insert(self.arrivals, label);
+        self.pending.push(std::cmp::Reverse((label.known_at_s, self.arrivals)));
+        self.arrivals += 1;
+    }
+
+    /// Labels waiting for their time.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The store as the replay left it.
+    pub fn store(&self) -> &FeatureStore {
+        &self.store
     }
 }
 
-/// Copies of a store's entities, updated in place of the store's (for [`FeatureStore::peek`]).
-struct Scratch<'a> {
-    store: &'a FeatureStore,
-    copies: Vec<(Key, Stats, bool)>,
+/// Entities one event touches at most: one of each kind.
+const ENTITIES_PER_EVENT_MAX: usize = 7;
+const _: () = assert!(Kind::NetworkNewPayers as usize == ENTITIES_PER_EVENT_MAX);
+
+/// What observing one event changes: the new state of each entity it touched, in the order it
+/// touched them ([`FeatureStore::prepare`], [`FeatureStore::commit`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Update {
+    copies: [Option<(Key, Stats)>; ENTITIES_PER_EVENT_MAX],
 }
 
-impl Entities for Scratch<'_> {
-    #[expect(clippy::indexing_slicing, reason = "`at` is a position found in `copies`, or the slot just pushed")]
-    fn entry(&mut self, key: Key) -> (&mut Stats, bool) {
-        let at = match self.copies.iter().position(|(k, _, _)| *k == key) {
+/// Copies of a store's entities, updated in place of the store's.
+struct Scratch<'a> {
+    store: &'a FeatureStore,
+    copies: [Option<(Key, Stats)>; ENTITIES_PER_EVENT_MAX],
+}
+
+impl Scratch<'_> {
+    /// A copy of the entity's state (a fresh one when the store has none), to update.
+    fn entry(&mut self, key: Key) -> &mut Stats {
+        let at = match self.copies.iter().position(|slot| slot.is_some_and(|(k, _)| k == key)) {
             Some(at) => at,
             None => {
                 let found = self.store.index.get(&key).and_then(|&index| self.store.entities.get(index as usize));
-                let found = found.map(|&(_, stats)| stats);
-                self.copies.push((key, found.unwrap_or_default(), found.is_none()));
-                self.copies.len() - 1
+                let stats = found.map(|&(_, stats)| stats).unwrap_or_default();
+                // An event touches each kind once, so a free slot is always left; were one not,
+                // the last would be reused (and that entity's update lost, never another's state).
+                let free = self.copies.iter().position(Option::is_none).unwrap_or(ENTITIES_PER_EVENT_MAX - 1);
+                if let Some(slot) = self.copies.get_mut(free) {
+                    *slot = Some((key, stats));
+                }
+                free
             }
         };
-        let (_, stats, new) = &mut self.copies[at];
-        (stats, *new)
+        match self.copies.get_mut(at) {
+            Some(Some((_, stats))) => stats,
+            // Unreachable: `at` holds the entity found or just put there.
+            _ => unreachable_slot(),
+        }
+    }
+}
+
+#[expect(clippy::panic, reason = "a slot just filled is never empty; reaching this is a bug in `Scratch::entry`")]
+fn unreachable_slot() -> ! {
+    panic!("the feature scratch lost a slot it had just filled")
+}
+
+/// Writes an entity's six feedback features at `at` in `out`.
+fn put_feedback(out: &mut [f64; FEATURES_COUNT], at: usize, stats: &Stats, at_s: u64) {
+    if let Some(slots) = out.get_mut(at..at + 6) {
+        slots.copy_from_slice(&stats.feedback(at_s));
     }
 }
 
 /// An event's features, counting the event itself, from the entity state `entities` gives (and
-/// updates).
-fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
+/// updates). An entity is new to a feature ("first sighting") until it has paid once: a label
+/// may have created it before (a declined payment's device is known as fraud, not as seen).
+fn features_of(entities: &mut Scratch<'_>, event: &Event) -> Features {
     let at = event.at_s;
     let amount = u64::try_from(event.amount_iso_minor).unwrap_or(u64::MAX);
     let mut out = [0.0; FEATURES_COUNT];
 
     // The payer: windows, and the amount against its own history before this event.
-    let (payer, payer_new) = entities.entry(Key { kind: Kind::Payer, id: event.payer });
-    if payer_new {
+    let payer = entities.entry(Key { kind: Kind::Payer, id: event.payer });
+    if payer.events == 0 {
         payer.first_seen_s = at;
     }
     let (mean, deviation) = (payer.mean, payer.variance.sqrt());
     let history = payer.events;
+    let (mean_7d_before, mean_30d_before) = (payer.mean_in::<3>(at), payer.mean_in::<4>(at));
     payer.add(at, amount);
     let amount_f = amount as f64;
     if history == 0 {
@@ -468,41 +749,67 @@ fn features_of(entities: &mut impl Entities, event: &Event) -> Features {
     out[0] = payer.window::<0>(at).0;
     out[1] = payer.window::<1>(at).0;
     out[2] = payer.window::<2>(at).0;
-    out[3] = payer.window::<3>(at).0;
+    out[3] = payer.window::<4>(at).0;
     out[4] = payer.window::<1>(at).1;
     out[5] = payer.window::<2>(at).1;
-    out[6] = payer.window::<3>(at).1;
+    out[6] = payer.window::<4>(at).1;
     out[13] = amount_f;
     if history >= 3 {
         out[14] = (amount_f - mean) / deviation.max(1.0);
         out[15] = amount_f / mean.max(1.0);
     }
     out[19] = at.saturating_sub(payer.first_seen_s) as f64 / 86_400.0;
+    out[24] = payer.window::<3>(at).0;
+    out[25] = payer.mean_in::<2>(at);
+    out[26] = payer.mean_in::<3>(at);
+    out[27] = payer.mean_in::<4>(at);
+    if mean_7d_before > 0.0 {
+        out[28] = amount_f / mean_7d_before;
+    }
+    if mean_30d_before > 0.0 {
+        out[29] = amount_f / mean_30d_before;
+    }
+    put_feedback(&mut out, PAYER_FEEDBACK_AT, &payer, at);
 
     if let Some(device) = event.device {
-        let (stats, new) = entities.entry(Key { kind: Kind::Device, id: device });
+        let stats = entities.entry(Key { kind: Kind::Device, id: device });
+        let new = stats.events == 0;
         stats.add(at, amount);
         out[7] = stats.window::<0>(at).0;
         out[8] = stats.window::<1>(at).0;
         out[16] = f64::from(u8::from(new));
+        let stats = *stats;
+        put_feedback(&mut out, DEVICE_FEEDBACK_AT, &stats, at);
     }
-    let (payee, _) = entities.entry(Key { kind: Kind::Payee, id: event.payee });
+    let payee = entities.entry(Key { kind: Kind::Payee, id: event.payee });
     payee.add(at, amount);
     out[9] = payee.window::<0>(at).0;
     out[10] = payee.window::<1>(at).0;
-    let (pair, pair_new) = entities.entry(Key { kind: Kind::Pair, id: pair_id(event.payer, event.payee) });
+    out[30] = payee.window::<2>(at).0;
+    out[31] = payee.window::<3>(at).0;
+    out[32] = payee.window::<4>(at).0;
+    out[33] = payee.mean_in::<2>(at);
+    out[34] = payee.mean_in::<3>(at);
+    out[35] = payee.mean_in::<4>(at);
+    let payee = *payee;
+    put_feedback(&mut out, PAYEE_FEEDBACK_AT, &payee, at);
+    let pair = entities.entry(Key { kind: Kind::Pair, id: pair_id(event.payer, event.payee) });
+    let pair_new = pair.events == 0;
     pair.add(at, amount);
     out[12] = pair.window::<2>(at).0;
     out[17] = f64::from(u8::from(pair_new));
     if let Some(network) = event.network {
         let network = u128::from(network);
-        let (stats, _) = entities.entry(Key { kind: Kind::Network, id: network });
+        let stats = entities.entry(Key { kind: Kind::Network, id: network });
         stats.add(at, amount);
         out[11] = stats.window::<1>(at).0;
-        let (seen, first) = entities.entry(Key { kind: Kind::PayerNetwork, id: pair_id(event.payer, network) });
+        let stats = *stats;
+        put_feedback(&mut out, NETWORK_FEEDBACK_AT, &stats, at);
+        let seen = entities.entry(Key { kind: Kind::PayerNetwork, id: pair_id(event.payer, network) });
+        let first = seen.events == 0;
         seen.add(at, amount);
         out[18] = f64::from(u8::from(first));
-        let (newcomers, _) = entities.entry(Key { kind: Kind::NetworkNewPayers, id: network });
+        let newcomers = entities.entry(Key { kind: Kind::NetworkNewPayers, id: network });
         if first {
             newcomers.add(at, 0);
         }
@@ -549,6 +856,8 @@ mod tests {
     use super::*;
 
     const T0: u64 = 1_790_000_000 - 1_790_000_000 % 86_400; // a UTC midnight
+    /// A time where a 1-, 7- and 30-day window all start (a multiple of 210 days).
+    const W0: u64 = 1_790_000_000 - 1_790_000_000 % (210 * 86_400);
 
     fn pay(at_s: u64, payer: u128, payee: u128, amount_iso_minor: u128) -> Event {
         Event { at_s, payer, payee, amount_iso_minor, device: Some(payer * 10), network: Some(7), ..Event::default() }
@@ -659,8 +968,189 @@ mod tests {
         assert!(store.evicted() >= 4_000);
         // The busiest payee, seen at every event, survives every eviction.
         assert!(store.get(Key { kind: Kind::Payee, id: 1 }).is_some_and(|s| s.events == 5_000));
-        // 208 bytes in the vector slot, 48 in the index: documented in ARCHITECTURE.md.
-        assert_eq!(ENTITY_BYTES, 257, "an entity takes {ENTITY_BYTES} bytes");
+        // 272 bytes in the vector slot, 48 in the index: documented in ARCHITECTURE.md.
+        assert_eq!(ENTITY_BYTES, 321, "an entity takes {ENTITY_BYTES} bytes");
+    }
+
+    #[test]
+    fn a_label_counts_on_payee_device_network_and_payer_from_the_time_it_became_known() {
+        let mut store = FeatureStore::default();
+        for n in 0..10 {
+            store.observe(&pay(W0 + n * 600, 1, 2, 100));
+        }
+        // Fraud on payer 1's payment to payee 2, confirmed two days later.
+        let known = W0 + 2 * 86_400;
+        store.label(&Label::of(&pay(W0, 1, 2, 100), known));
+        // Another payer, through the same payee, network (7) but its own device.
+        let later = store.observe(&pay(known + 60, 3, 2, 100));
+        assert_eq!(feature(&later, "payee_fraud_1d"), 1.0);
+        assert_eq!(feature(&later, "payee_fraud_7d"), 1.0);
+        assert_eq!(feature(&later, "network_fraud_30d"), 1.0);
+        assert_eq!(feature(&later, "device_fraud_1d"), 0.0, "payer 3's own device");
+        assert_eq!(feature(&later, "payer_fraud_1d"), 0.0, "payer 3 is not the payer labelled");
+        // One fraud among the payee's payments of the last day (just this one).
+        assert_eq!(feature(&later, "payee_fraud_rate_1d"), 1.0);
+        assert!(feature(&later, "payee_fraud_rate_30d") > 0.0 && feature(&later, "payee_fraud_rate_30d") < 0.1);
+        let own = store.observe(&pay(known + 120, 1, 5, 100));
+        assert_eq!((feature(&own, "payer_fraud_1d"), feature(&own, "device_fraud_1d")), (1.0, 1.0));
+        // Two days later the 1-day count has slid away; the 7- and 30-day ones keep it.
+        let after = store.observe(&pay(known + 2 * 86_400 + 60, 3, 2, 100));
+        assert_eq!(feature(&after, "payee_fraud_1d"), 0.0);
+        assert_eq!(feature(&after, "payee_fraud_7d"), 1.0);
+    }
+
+    #[test]
+    fn a_labelled_device_that_never_paid_is_still_new_when_it_first_pays() {
+        let mut store = FeatureStore::default();
+        let declined = Event { device: Some(666), ..pay(T0, 1, 2, 5_000) };
+        store.label(&Label::of(&declined, T0 + 10));
+        let first = store.observe(&Event { at_s: T0 + 20, ..declined });
+        assert_eq!(feature(&first, "device_new"), 1.0);
+        assert_eq!(feature(&first, "device_fraud_1d"), 1.0);
+        assert_eq!(feature(&first, "device_fraud_rate_1d"), 1.0);
+        assert_eq!(feature(&first, "payer_age_days"), 0.0, "the payer's age counts from its first payment");
+    }
+
+    #[test]
+    fn windows_of_a_payer_and_a_payee_give_counts_means_and_the_amount_against_them() {
+        let mut store = FeatureStore::default();
+        for n in 0..4 {
+            store.observe(&pay(W0 + n * 86_400, 1, 2, 100 + 100 * n as u128));
+        }
+        // Payer 1 paid 100, 200, 300, 400 on four days; now 1,250 on the fifth.
+        let f = store.observe(&pay(W0 + 4 * 86_400 + 43_200, 1, 2, 1_250));
+        assert_eq!(feature(&f, "payer_count_7d"), 5.0);
+        assert_eq!(feature(&f, "payer_mean_7d"), 2_250.0 / 5.0);
+        assert_eq!(feature(&f, "amount_over_payer_mean_7d"), 1_250.0 / 250.0, "against the mean before it");
+        assert_eq!(feature(&f, "payee_count_30d"), 5.0);
+        assert_eq!(feature(&f, "payee_mean_30d"), 450.0);
+        // At noon the day before counts for half (the sliding estimate).
+        assert_eq!(feature(&f, "payee_count_1d"), 1.5);
+    }
+
+    /// Random histories: payments over a few payers, payees, devices and networks, and labels
+    /// of some of them known a random time later.
+    fn history() -> impl proptest::strategy::Strategy<Value = (Vec<Event>, Vec<(usize, u64)>)> {
+        use proptest::prelude::*;
+        let event = (0u64..40 * 86_400, 1u128..6, 1u128..5, 0u128..4, 0u64..3, 1u128..5_000);
+        (proptest::collection::vec(event, 1..120), proptest::collection::vec((0usize..120, 0u64..20 * 86_400), 0..40))
+            .prop_map(|(raw, labels)| {
+                let mut events: Vec<Event> = raw
+                    .into_iter()
+                    .map(|(at, payer, payee, device, network, amount)| Event {
+                        at_s: T0 + at,
+                        payer,
+                        payee,
+                        device: (device > 0).then_some(payer * 10 + device),
+                        network: (network > 0).then_some(network),
+                        amount_iso_minor: amount,
+                        ..Event::default()
+                    })
+                    .collect();
+                events.sort_by_key(|e| e.at_s);
+                let n = events.len();
+                let labels = labels.into_iter().map(|(i, delay)| (i % n, delay)).collect();
+                (events, labels)
+            })
+    }
+
+    /// Every event's features, the labels (event index, delay) fed as known at the event's time
+    /// plus the delay, kept only if `keep` says so.
+    fn replayed(events: &[Event], labels: &[(usize, u64)], keep: impl Fn(u64) -> bool) -> Vec<Features> {
+        let mut replay = Replay::with_capacity(10_000);
+        events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let features = replay.observe(event);
+                for (_, delay) in labels.iter().filter(|(i, _)| *i == index) {
+                    let known = event.at_s + delay;
+                    if keep(known) {
+                        replay.label(Label::of(event, known));
+                    }
+                }
+                features
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Leakage: a feature vector computed at decision time never changes when labels known
+        /// after that time are added or removed.
+        #[test]
+        fn labels_known_after_a_decision_never_change_its_features((events, labels) in history(), cut in 0u64..60 * 86_400) {
+            let cut_s = T0 + cut;
+            let all = replayed(&events, &labels, |_| true);
+            let known_by_cut = replayed(&events, &labels, |known| known <= cut_s);
+            for ((event, with_all), with_known) in events.iter().zip(&all).zip(&known_by_cut) {
+                if event.at_s <= cut_s {
+                    proptest::prop_assert_eq!(with_all.0, with_known.0, "at {} (cut {})", event.at_s, cut_s);
+                }
+            }
+        }
+
+        /// Offline equals online: the replay computes exactly what a live store computes when
+        /// each label is counted at the moment it becomes known, between payments.
+        #[test]
+        fn a_replay_computes_what_the_live_store_computed((events, labels) in history()) {
+            let offline = replayed(&events, &labels, |_| true);
+            let mut live = FeatureStore::with_capacity(10_000);
+            let mut due: Vec<(u64, usize, Label)> = Vec::new();
+            for (index, event) in events.iter().enumerate() {
+                // The live server learns of labels as time passes, before later payments.
+                due.sort_by_key(|(known, arrival, _)| (*known, *arrival));
+                while due.first().is_some_and(|(known, _, _)| *known <= event.at_s) {
+                    let (_, _, label) = due.remove(0);
+                    live.label(&label);
+                }
+                let features = live.observe(event);
+                proptest::prop_assert_eq!(features.0, offline[index].0);
+                for (_, delay) in labels.iter().filter(|(i, _)| *i == index) {
+                    let arrival = due.len() + index * 1_000;
+                    due.push((event.at_s + delay, arrival, Label::of(event, event.at_s + delay)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_of_the_first_layout_restores_its_windows_and_no_fraud() {
+        let mut store = FeatureStore::with_capacity(64);
+        for n in 0..50u64 {
+            store.observe(&pay(T0 + n * 3_000, u128::from(n % 5), 2, 100));
+        }
+        store.label(&Label::of(&pay(T0, 1, 2, 100), T0 + 200_000));
+        // The first layout wrote four windows (no 7-day one) and no fraud counts.
+        let current = store.snapshot();
+        let mut v1 = SNAPSHOT_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&current[4..36]);
+        for (key, stats) in &store.entities {
+            v1.push(key.kind as u8);
+            v1.extend_from_slice(&key.id.to_le_bytes());
+            for slot in WINDOWS_OF_V1 {
+                let window = stats.windows[slot];
+                v1.extend_from_slice(&window.bucket.to_le_bytes());
+                v1.extend_from_slice(&window.count_now.to_le_bytes());
+                v1.extend_from_slice(&window.count_prev.to_le_bytes());
+                v1.extend_from_slice(&window.sum_now.to_le_bytes());
+                v1.extend_from_slice(&window.sum_prev.to_le_bytes());
+            }
+            v1.extend_from_slice(&stats.first_seen_s.to_le_bytes());
+            v1.extend_from_slice(&stats.last_seen_s.to_le_bytes());
+            v1.extend_from_slice(&stats.mean.to_bits().to_le_bytes());
+            v1.extend_from_slice(&stats.variance.to_bits().to_le_bytes());
+            v1.extend_from_slice(&stats.events.to_le_bytes());
+        }
+        let restored = FeatureStore::restore(&v1).unwrap();
+        assert_eq!(restored.len(), store.len());
+        let payee = restored.get(Key { kind: Kind::Payee, id: 2 }).unwrap();
+        let original = store.get(Key { kind: Kind::Payee, id: 2 }).unwrap();
+        assert_eq!((payee.windows[4], payee.windows[2], payee.events), (original.windows[4], original.windows[2], 50));
+        assert_eq!(payee.windows[3], Window::default(), "no 7-day window in the first layout");
+        assert_eq!(payee.frauds, [Tally::default(); 3]);
+        assert_eq!(FeatureStore::restore(&v1[..v1.len() - 1]).unwrap_err(), SnapshotError::Length);
     }
 
     #[test]

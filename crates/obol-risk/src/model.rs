@@ -75,10 +75,18 @@ pub struct Model {
     pub version: String,
     /// Feature names, in the order rows carry them.
     pub features: Vec<String>,
+    /// The version of obol's streaming features the rows were computed with
+    /// ([`crate::features::FEATURES_VERSION`]); artifacts from before it was recorded read as 1.
+    pub features_version: u32,
     /// Settings it was trained with.
     pub params: TrainParams,
     /// Held-out metrics.
     pub metrics: Metrics,
+    /// Where its held-out data began (seconds since the Unix epoch): rows before this time
+    /// trained it, so an evaluation scores only rows from this time on. `None` in artifacts from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_from_s: Option<u64>,
     booster: String,
     #[serde(skip_serializing)]
     compiled: GradientBooster,
@@ -90,8 +98,12 @@ struct Artifact {
     format: String,
     version: String,
     features: Vec<String>,
+    #[serde(default = "first_features_version")]
+    features_version: u32,
     params: TrainParams,
     metrics: Metrics,
+    #[serde(default)]
+    held_out_from_s: Option<u64>,
     booster: String,
 }
 
@@ -99,13 +111,18 @@ impl TryFrom<Artifact> for Model {
     type Error = ModelError;
 
     fn try_from(artifact: Artifact) -> Result<Model, ModelError> {
-        let Artifact { format, version, features, params, metrics, booster } = artifact;
+        let Artifact { format, version, features, features_version, params, metrics, held_out_from_s, booster } =
+            artifact;
         if format != FORMAT {
             return Err(ModelError::Artifact(format!("format {format:?}, expected {FORMAT}")));
         }
         let compiled = GradientBooster::from_json(&booster).map_err(|e| ModelError::Artifact(e.to_string()))?;
-        Ok(Model { format, version, features, params, metrics, booster, compiled })
+        Ok(Model { format, version, features, features_version, params, metrics, held_out_from_s, booster, compiled })
     }
+}
+
+fn first_features_version() -> u32 {
+    1
 }
 
 const FORMAT: &str = "obol-model-1";
@@ -157,8 +174,10 @@ impl Model {
             format: FORMAT.into(),
             version: version.into(),
             features: features.to_vec(),
+            features_version: crate::features::FEATURES_VERSION,
             params,
             metrics: Metrics::default(),
+            held_out_from_s: None,
             booster: dump,
             compiled: booster,
         })
@@ -187,16 +206,37 @@ impl Model {
         let matrix = Matrix::new(row, 1, row.len());
         let method = if exact { ContributionsMethod::Shapley } else { ContributionsMethod::Weight };
         let contributions = self.compiled.predict_contributions(&matrix, method, false);
-        let mut named: Vec<(String, f64)> =
-            self.features.iter().cloned().zip(contributions.into_iter().take(self.features.len())).collect();
-        named.sort_by(|a, b| b.1.total_cmp(&a.1));
-        named.truncate(top);
-        named
+        // Rank positions first and name only the top ones: a name is an allocation.
+        let mut ranked: Vec<(usize, f64)> =
+            contributions.into_iter().take(self.features.len()).enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(top);
+        ranked.into_iter().filter_map(|(at, value)| Some((self.features.get(at)?.clone(), value))).collect()
     }
 
     /// The artifact: JSON with the format, version, features, settings, metrics and trees.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether a live engine can score with this model: it was trained on exactly the streaming
+    /// features this build computes, in their order and version. `Err` says what differs.
+    pub fn check_live(&self) -> Result<(), String> {
+        use crate::features::{FEATURE_NAMES, FEATURES_VERSION};
+        if self.features_version != FEATURES_VERSION {
+            return Err(format!(
+                "it was trained on version {} of obol's features; this obol computes version {FEATURES_VERSION}: \
+                 train it again with this obol",
+                self.features_version
+            ));
+        }
+        if let Some(unknown) = self.features.iter().find(|name| !FEATURE_NAMES.contains(&name.as_str())) {
+            return Err(format!("it needs feature {unknown:?}, which obol does not compute from live payments"));
+        }
+        if self.features.iter().map(String::as_str).ne(FEATURE_NAMES) {
+            return Err("it lists obol's features in another order or leaves some out".into());
+        }
+        Ok(())
     }
 
     /// Loads an artifact written by [`Model::to_json`].
@@ -250,6 +290,33 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
         first = last + 1;
     }
     (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+/// Precision among the `k` highest-scored payers of each day, averaged over the days: the share
+/// of the payers an investigator team checking `k` cases a day would find with fraud that day.
+/// `days` and `payers` give each row's day and payer; a payer's score for a day is its highest.
+/// Answers the mean and the number of days.
+pub fn precision_top_k_per_day(
+    scores: &[f64],
+    labels: &[bool],
+    days: &[u64],
+    payers: &[u128],
+    k: usize,
+) -> (f64, usize) {
+    let mut by_day: std::collections::BTreeMap<u64, std::collections::HashMap<u128, (f64, bool)>> = Default::default();
+    for (((score, label), day), payer) in scores.iter().zip(labels).zip(days).zip(payers) {
+        let entry = by_day.entry(*day).or_default().entry(*payer).or_insert((f64::MIN, false));
+        entry.0 = entry.0.max(*score);
+        entry.1 |= *label;
+    }
+    let mut sum = 0.0;
+    for payers in by_day.values() {
+        let mut ranked: Vec<(f64, bool)> = payers.values().copied().collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top = ranked.len().min(k.max(1));
+        sum += ranked.iter().take(top).filter(|(_, fraud)| *fraud).count() as f64 / top as f64;
+    }
+    (if by_day.is_empty() { 0.0 } else { sum / by_day.len() as f64 }, by_day.len())
 }
 
 /// Everything [`Metrics`] holds, with `resamples` bootstrap rounds for the AUPRC interval.

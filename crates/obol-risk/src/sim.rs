@@ -1,9 +1,12 @@
 //! A traffic simulator: customers with devices and home networks, merchants of several kinds,
-//! daily rhythms and micropayment amounts, and injected fraud of five kinds (account takeover,
-//! card testing, a cloned device, velocity abuse, and many victims paying through one new cell at
-//! night, the 2025 KT femtocell pattern). Deterministic: one seed gives the same events, in time
-//! order, every time. Used to develop features and rules, to train and measure the model, and for
-//! demos and load tests.
+//! daily rhythms and micropayment amounts, and injected fraud of seven kinds (account takeover,
+//! card testing, a cloned device, velocity abuse, many victims paying through one new cell at
+//! night as in the 2025 KT femtocell case, a compromised payee whose every payment is fraud for
+//! two weeks, and a compromised payer a share of whose payments are several times its usual
+//! amount for two weeks). Every fraud's label becomes known some days after the payment, as
+//! confirmed fraud does. Deterministic: one seed gives the same events, in time order, every
+//! time. Used to develop features and rules, to train and measure the model, and for demos and
+//! load tests.
 
 use crate::features::Event;
 
@@ -20,17 +23,30 @@ pub enum FraudKind {
     VelocityAbuse,
     /// Many customers newly paying cash-like merchants through one new cell.
     CellCluster,
+    /// A merchant taken over: every payment to it is fraud for two weeks (ordinary customers,
+    /// ordinary amounts: only the fraud already confirmed on it tells).
+    CompromisedPayee,
+    /// A customer's credentials used for two weeks: a third of its payments, at five times the
+    /// amount it would have paid.
+    CompromisedPayer,
 }
 
 impl FraudKind {
     /// Every kind.
-    pub const ALL: [FraudKind; 5] = [
+    pub const ALL: [FraudKind; 7] = [
         FraudKind::AccountTakeover,
         FraudKind::CardTesting,
         FraudKind::ClonedDevice,
         FraudKind::VelocityAbuse,
         FraudKind::CellCluster,
+        FraudKind::CompromisedPayee,
+        FraudKind::CompromisedPayer,
     ];
+
+    /// The kind named `name` ([`FraudKind::as_str`]).
+    pub fn parse(name: &str) -> Option<FraudKind> {
+        FraudKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
 
     /// A short name (CSV `fraud_kind`).
     pub fn as_str(self) -> &'static str {
@@ -40,6 +56,8 @@ impl FraudKind {
             FraudKind::ClonedDevice => "cloned_device",
             FraudKind::VelocityAbuse => "velocity_abuse",
             FraudKind::CellCluster => "cell_cluster",
+            FraudKind::CompromisedPayee => "compromised_payee",
+            FraudKind::CompromisedPayer => "compromised_payer",
         }
     }
 }
@@ -82,6 +100,9 @@ pub struct SimEvent {
     /// For a good payment, the honest micropayment habit it belongs to, if any (`None`: an
     /// ordinary purchase).
     pub profile: Option<Profile>,
+    /// For fraud, when its label becomes known (seconds since the Unix epoch; days after the
+    /// payment); 0 for a good payment.
+    pub label_known_s: u64,
 }
 
 /// What to simulate.
@@ -101,6 +122,12 @@ pub struct SimConfig {
     pub incidents_per_day: u32,
     /// Sessions of each honest micropayment profile per day.
     pub sessions_per_day: u32,
+    /// Fewest and most whole days between a fraud and its label becoming known.
+    pub label_delay_days: (u32, u32),
+    /// Days a compromised payee or payer stays compromised.
+    pub compromised_days: u32,
+    /// Days between two payees being compromised (one at a time starts, the first on day 0).
+    pub payee_compromise_every_days: u32,
 }
 
 impl Default for SimConfig {
@@ -113,6 +140,9 @@ impl Default for SimConfig {
             start_s: 1_798_761_600,
             incidents_per_day: 2,
             sessions_per_day: 3,
+            label_delay_days: (1, 7),
+            compromised_days: 14,
+            payee_compromise_every_days: 4,
         }
     }
 }
@@ -228,6 +258,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                     },
                     fraud: None,
                     profile: None,
+                    label_known_s: 0,
                 });
             }
         }
@@ -260,6 +291,7 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                         },
                         fraud: None,
                         profile: Some(profile),
+                        label_known_s: 0,
                     });
                     at += gaps.0 + rng.below(gaps.1 - gaps.0 + 1);
                 }
@@ -270,7 +302,8 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                 let victim = rng.below(customers.len() as u64) as usize;
                 let payer = CUSTOMER_BASE + victim as u128;
                 let at = midnight + rng.below(86_400 - 7_200);
-                let mut push = |event: Event| events.push(SimEvent { event, fraud: Some(kind), profile: None });
+                let mut push =
+                    |event: Event| events.push(SimEvent { event, fraud: Some(kind), profile: None, label_known_s: 0 });
                 match kind {
                     FraudKind::AccountTakeover => {
                         fraud_devices += 1;
@@ -356,12 +389,58 @@ pub fn simulate(config: &SimConfig) -> Vec<SimEvent> {
                             });
                         }
                     }
+                    // Made from ordinary traffic after it is all drawn (below).
+                    FraudKind::CompromisedPayee | FraudKind::CompromisedPayer => {}
                 }
             }
         }
     }
+    compromise(config, &mut rng, merchants, &mut events);
     events.sort_by_key(|e| (e.event.at_s, e.event.payer));
+    // Each incident's labels become known together, some days after its last payment at the
+    // latest: drawn per payer and kind so an incident's payments share a delay.
+    let (fewest, most) =
+        (u64::from(config.label_delay_days.0), u64::from(config.label_delay_days.1.max(config.label_delay_days.0)));
+    let mut delays: std::collections::HashMap<(u128, FraudKind), u64> = std::collections::HashMap::new();
+    for event in &mut events {
+        let Some(kind) = event.fraud else { continue };
+        let key = (if kind == FraudKind::CompromisedPayee { event.event.payee } else { event.event.payer }, kind);
+        let delay_s =
+            *delays.entry(key).or_insert_with(|| (fewest + rng.below(most - fewest + 1)) * 86_400 + rng.below(86_400));
+        event.label_known_s = event.event.at_s + delay_s;
+    }
     events
+}
+
+/// Turns ordinary payments into the two kinds of compromise: every payment to a compromised
+/// payee while it is compromised, and a third of a compromised payer's (at five times the amount).
+fn compromise(config: &SimConfig, rng: &mut Rng, merchants: u32, events: &mut [SimEvent]) {
+    let window_s = u64::from(config.compromised_days.max(1)) * 86_400;
+    let mut payees: Vec<(u128, u64)> = Vec::new();
+    let every = config.payee_compromise_every_days.max(1);
+    for day in (0..config.days).step_by(every as usize) {
+        let merchant = rng.below(u64::from(merchants)) as u32;
+        payees
+            .push((MERCHANT_BASE + u128::from(merchant), config.start_s + u64::from(day) * 86_400 + rng.below(86_400)));
+    }
+    let mut payers: Vec<(u128, u64)> = Vec::new();
+    for day in 0..u64::from(config.days) {
+        for _ in 0..config.incidents_per_day {
+            let victim = rng.below(u64::from(config.customers.max(1)));
+            payers.push((CUSTOMER_BASE + u128::from(victim), config.start_s + day * 86_400 + rng.below(86_400)));
+        }
+    }
+    let inside = |list: &[(u128, u64)], id: u128, at: u64| {
+        list.iter().any(|(who, from)| *who == id && (*from..from + window_s).contains(&at))
+    };
+    for event in events.iter_mut().filter(|e| e.fraud.is_none() && e.profile.is_none()) {
+        if inside(&payees, event.event.payee, event.event.at_s) {
+            event.fraud = Some(FraudKind::CompromisedPayee);
+        } else if inside(&payers, event.event.payer, event.event.at_s) && rng.below(3) == 0 {
+            event.fraud = Some(FraudKind::CompromisedPayer);
+            event.event.amount_iso_minor = event.event.amount_iso_minor.saturating_mul(5);
+        }
+    }
 }
 
 fn rng_cash(rng: &mut Rng, merchants: u32) -> u32 {

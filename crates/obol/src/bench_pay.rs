@@ -822,7 +822,7 @@ pub struct RiskArgs {
 /// core.
 pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     use obol_risk::engine::RiskEngine;
-    use obol_risk::features::{Event, FEATURE_NAMES, FeatureStore};
+    use obol_risk::features::{Event, FEATURE_NAMES};
     use obol_risk::model::{Model, TrainParams};
     use obol_risk::policy::{Bundle, Facts, Policy};
     use obol_risk::sim::{SimConfig, simulate};
@@ -869,12 +869,12 @@ pub fn risk(args: RiskArgs) -> anyhow::Result<()> {
     spinner.set_message("training a model on simulated traffic");
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let training = simulate(&SimConfig { customers: 2_000, days: 10, ..SimConfig::default() });
-    let mut training_store = FeatureStore::default();
-    let rows: Vec<Vec<f64>> = training.iter().map(|e| training_store.observe(&e.event).0.to_vec()).collect();
+    let rows: Vec<Vec<f64>> =
+        obol_risk::detect::replay_features(&training).iter().map(|features| features.0.to_vec()).collect();
     let labels: Vec<bool> = training.iter().map(|e| e.fraud.is_some()).collect();
     let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
     let model = Model::train(&rows, &labels, &names, TrainParams::default(), "bench")?;
-    drop((rows, training_store));
+    drop(rows);
     spinner.finish_and_clear();
     let bar = progress(args.events, "deciding events");
     let mut engine = RiskEngine::new(policy, Some(model), obol_risk::features::DEFAULT_CAPACITY);

@@ -73,6 +73,17 @@ pub fn bar(len: u64, message: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A progress bar on standard error over `len` bytes of input (it shows only on a terminal).
+pub fn bytes_bar(len: u64, message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} ({elapsed}, {eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
 /// Writes one line to standard output; a closed pipe ends the process with success.
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();

@@ -192,14 +192,11 @@ fn build_risk(args: &ServeArgs) -> anyhow::Result<obol_app::risk::Risk> {
                 std::fs::read_to_string(path).with_context(|| format!("reading the model {}", path.display()))?;
             let model = obol_risk::model::Model::from_json(&text)
                 .map_err(|e| anyhow::anyhow!("the model {}: {e}", path.display()))?;
-            let expected: Vec<&str> = obol_risk::features::FEATURE_NAMES.to_vec();
-            if model.features.iter().map(String::as_str).collect::<Vec<_>>() != expected {
+            if let Err(why) = model.check_live() {
                 bail!(
-                    "the model {} was trained on other features ({}); a live model needs obol's streaming \
-                     features: train it with --map time=...,amount=...,entity=...,device=...,payee=...,network=... \
-                     and no --features",
-                    path.display(),
-                    model.features.join(",")
+                    "the model {} cannot score live payments: {why}. A live model is trained on obol's streaming \
+                     features: --map time=...,amount=...,entity=...,device=...,payee=...,network=... and no --features",
+                    path.display()
                 );
             }
             Some(model)

@@ -12,8 +12,10 @@ use obol_risk::sim::{SimConfig, simulate};
 #[derive(Subcommand, Debug)]
 pub enum SimCommand {
     /// Simulate customers, devices, merchants and networks paying over some days, with injected
-    /// fraud (account takeover, card testing, cloned device, velocity abuse, one-cell cluster),
-    /// and write one CSV row per payment. The same seed always gives the same file.
+    /// fraud (account takeover, card testing, cloned device, velocity abuse, one-cell cluster,
+    /// compromised payee, compromised payer), and write one CSV row per payment. A fraud's
+    /// `label_known_s` is when its label became known, days after the payment. The same seed
+    /// always gives the same file.
     ///
     /// Example: obol sim traffic --customers 2000 --days 30 --seed 7 --out traffic.csv
     Traffic(TrafficArgs),
@@ -40,6 +42,19 @@ pub struct TrafficArgs {
     /// Fraud incidents of each kind per day.
     #[arg(long, default_value_t = 2)]
     incidents_per_day: u32,
+    /// Fewest and most days before a fraud's label becomes known, as MIN-MAX.
+    #[arg(long, default_value = "1-7", value_parser = parse_days)]
+    label_delay_days: (u32, u32),
+}
+
+fn parse_days(text: &str) -> Result<(u32, u32), String> {
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let day = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("{text:?}: expected days as MIN-MAX, e.g. 1-7"));
+    let (low, high) = (day(low)?, day(high)?);
+    if low > high {
+        return Err(format!("{text:?}: the fewest days ({low}) are more than the most ({high})"));
+    }
+    Ok((low, high))
 }
 
 /// Runs a sim command.
@@ -56,6 +71,7 @@ fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
         merchants: args.merchants,
         days: args.days,
         incidents_per_day: args.incidents_per_day,
+        label_delay_days: args.label_delay_days,
         ..SimConfig::default()
     };
     let spinner = crate::out::spinner(format!(
@@ -66,18 +82,21 @@ fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "time_s,payer,device,payee,network,amount_minor,failed_auth_count,payee_cash_like,label,fraud_kind")?;
+    writeln!(
+        out,
+        "time_s,payer,device,payee,network,amount_minor,failed_auth_count,payee_cash_like,label,fraud_kind,label_known_s"
+    )?;
     let mut frauds = 0;
     for sim in &events {
         let e = &sim.event;
-        let (label, kind) = match sim.fraud {
-            Some(kind) => (1, kind.as_str()),
-            None => (0, ""),
+        let (label, kind, known) = match sim.fraud {
+            Some(kind) => (1, kind.as_str(), sim.label_known_s.to_string()),
+            None => (0, "", String::new()),
         };
         frauds += label;
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{label},{kind}",
+            "{},{},{},{},{},{},{},{},{label},{kind},{known}",
             e.at_s,
             e.payer,
             e.device.map_or(String::new(), |d| d.to_string()),

@@ -28,14 +28,30 @@ fn the_same_seed_writes_the_same_labelled_traffic() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("time_s,payer,device,payee,network,amount_minor,failed_auth_count,payee_cash_like,label,fraud_kind")
+        Some(
+            "time_s,payer,device,payee,network,amount_minor,failed_auth_count,payee_cash_like,label,fraud_kind,\
+             label_known_s"
+        )
     );
     let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
-    assert!(rows.iter().all(|row| row.len() == 10));
-    for kind in ["account_takeover", "card_testing", "cloned_device", "velocity_abuse", "cell_cluster"] {
+    assert!(rows.iter().all(|row| row.len() == 11));
+    for kind in [
+        "account_takeover",
+        "card_testing",
+        "cloned_device",
+        "velocity_abuse",
+        "cell_cluster",
+        "compromised_payee",
+        "compromised_payer",
+    ] {
         assert!(rows.iter().any(|row| row[9] == kind && row[8] == "1"), "{kind} is labelled");
     }
-    assert!(rows.iter().filter(|row| row[8] == "0").all(|row| row[9].is_empty()));
+    assert!(rows.iter().filter(|row| row[8] == "0").all(|row| row[9].is_empty() && row[10].is_empty()));
+    // Every fraud's label becomes known one to eight days after it (1-7 whole days, plus part of one).
+    for row in rows.iter().filter(|row| row[8] == "1") {
+        let (at, known): (u64, u64) = (row[0].parse().unwrap(), row[10].parse().unwrap());
+        assert!((at + 86_400..at + 8 * 86_400).contains(&known), "{row:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -51,7 +67,8 @@ fn a_model_trained_through_a_column_mapping_is_judged_on_the_later_data() {
     };
     let (data_arg, model_arg) = (data.display().to_string(), model.display().to_string());
     run(&["sim", "traffic", "--customers", "600", "--days", "6", "--seed", "5", "--out", &data_arg]);
-    let map = "time=time_s,amount=amount_minor,label=label,entity=payer,device=device,payee=payee,network=network";
+    let map = "time=time_s,amount=amount_minor,label=label,entity=payer,device=device,payee=payee,network=network,\
+               label_time=label_known_s,kind=fraud_kind";
     let trained =
         run(&["risk", "train", "--data", &data_arg, "--map", map, "--trees", "60", "--out", &model_arg, "--json"]);
     let trained: serde_json::Value = serde_json::from_str(trained.trim()).unwrap();
@@ -73,6 +90,18 @@ fn a_model_trained_through_a_column_mapping_is_judged_on_the_later_data() {
         assert!(evaluated[key].is_number(), "eval --json has {key}: {evaluated}");
     }
     assert_eq!(evaluated["auprc"], trained["auprc"], "eval measures the same held-out rows as train did");
+    assert_eq!(evaluated["held_out_from_s"], trained["held_out_from_s"], "the model records where training ended");
+    let by_kind = evaluated["by_kind"].as_object().unwrap();
+    assert!(by_kind.contains_key("compromised_payee") && by_kind.contains_key("card_testing"), "{evaluated}");
+    let precision = evaluated["precision_top_k_per_day"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&precision) && evaluated["days"].as_u64().unwrap() >= 1, "{evaluated}");
+    // Measuring from earlier than the model's own split would score rows it trained on.
+    let output = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .args(["risk", "eval", "--data", &data_arg, "--map", map, "--model", &model_arg, "--split", "0.5"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("would score rows it learned from"));
     assert!(evaluated["auprc"].as_f64().unwrap() > 0.8, "{evaluated}");
     let low = evaluated["auprc_ci_low"].as_f64().unwrap();
     assert!(low <= evaluated["auprc"].as_f64().unwrap());
@@ -83,5 +112,49 @@ fn a_model_trained_through_a_column_mapping_is_judged_on_the_later_data() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no column \"when\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dates_amounts_and_errors_of_a_data_scientists_csv() {
+    let dir = std::env::temp_dir().join(format!("obol-risk-dates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (data, model) = (dir.join("tx.csv"), dir.join("model.json"));
+    // Columns as the fraud-detection handbook's simulator names them, ISO date-times without a zone.
+    let mut csv = String::from("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD\n");
+    for n in 0..4_000u64 {
+        let (day, second) = (1 + n / 400, n % 400 * 200);
+        let fraud = u8::from(n % 97 == 0 || (n % 400 > 380 && n / 400 >= 6));
+        let amount = if fraud == 1 { 250.0 + (n % 13) as f64 } else { 20.0 + (n % 37) as f64 + 0.25 };
+        csv.push_str(&format!(
+            "{n},2018-04-{day:02} {:02}:{:02}:{:02},{},{},{amount:.2},{fraud}\n",
+            second / 3600,
+            second / 60 % 60,
+            second % 60,
+            n % 50,
+            if n % 400 > 380 { 7 } else { n % 20 },
+        ));
+    }
+    std::fs::write(&data, &csv).unwrap();
+    let map = "time=TX_DATETIME,amount=TX_AMOUNT,label=TX_FRAUD,payer=CUSTOMER_ID,terminal=TERMINAL_ID";
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_obol")).args(args).output().expect("run obol");
+    let (data_arg, model_arg) = (data.display().to_string(), model.display().to_string());
+    let common = ["risk", "train", "--data", &data_arg, "--map", map, "--out", &model_arg, "--trees", "30"];
+    let output = run(&[&common[..], &["--amount-scale", "2", "--train-until", "2018-04-08", "--json"]].concat());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let trained: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // 2018-04-08T00:00:00Z: seven days of 400 rows train.
+    assert_eq!(trained["held_out_from_s"], 1_523_145_600);
+    assert_eq!(trained["trained_rows"], 2_800);
+    // Cents need --amount-scale 2: without it the error names the row, the column and the way out.
+    let output = run(&common);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(error.contains("row 3, column TX_AMOUNT") && error.contains("--amount-scale"), "{error}");
+    // A time that is no time names its row and column too.
+    std::fs::write(&data, csv.replacen("2018-04-01 00:00:00", "yesterday", 1)).unwrap();
+    let output = run(&[&common[..], &["--amount-scale", "2"]].concat());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("row 2, column TX_DATETIME") && error.contains("not a time"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
