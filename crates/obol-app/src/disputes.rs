@@ -458,7 +458,7 @@ fn tab_settlement(ledger: &Ledger, tab_id: u128) -> Result<Transfer, Error> {
 
 /// Whether `transfer` is a payment a dispute can contest: booked, not a refund or a dispute's
 /// own transfer, not a void.
-fn disputable(transfer: &Transfer) -> bool {
+pub(crate) fn disputable(transfer: &Transfer) -> bool {
     !transfer.flags.has(TransferFlags::PENDING)
         && !transfer.flags.has(TransferFlags::VOID_PENDING)
         && transfer.code != crate::refunds::REFUND_CODE
@@ -975,7 +975,7 @@ async fn step(
     edit: impl FnOnce(&mut Stored, &Ledger) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let _money_back = state.refunds.lock().await;
-    let (stored, transfers, more) = {
+    let (stored, transfers, more, label) = {
         let ledger = read_ledger(state);
         let mut stored = load_in(&ledger, id)?.ok_or(Error::DisputeNotFound(id))?;
         if stored.closed() {
@@ -983,7 +983,7 @@ async fn step(
         }
         edit(&mut stored, &ledger)?;
         match what {
-            Move::Keep => (stored, Vec::new(), Vec::new()),
+            Move::Keep => (stored, Vec::new(), Vec::new(), None),
             Move::Credit => {
                 let asset =
                     ledger.transfer(stored.payment).map(|t| t.asset).ok_or(Error::TransferNotFound(stored.payment))?;
@@ -995,18 +995,49 @@ async fn step(
                 } else {
                     Vec::new()
                 };
-                (stored, transfers, Vec::new())
+                (stored, transfers, Vec::new(), None)
             }
             Move::End(ending) => {
                 let transfers = ending_transfers(&ledger, &mut stored, ending)?;
                 stored.closed_ns = Some(state.env.now_ns());
-                (stored, transfers, vec![put(open_key(id), Vec::new())])
+                let mut more = vec![put(open_key(id), Vec::new())];
+                // An unauthorised payment an analyst found for its payer (not the payer's own
+                // fraud, not a missed deadline) is confirmed fraud: a label, in the same record,
+                // counted in the risk features once it is durable; one per payment.
+                let payer_fraud =
+                    stored.liability.as_ref().is_some_and(|l| l.reasons.iter().any(|r| r == "payer_fraud"));
+                let confirmed = stored.status == "resolved_payer"
+                    && stored.reason == "unauthorised"
+                    && stored.outcome_reason.as_deref() == Some("decided")
+                    && !payer_fraud
+                    && !crate::labels::is_labelled(&ledger, stored.payment);
+                let label = confirmed.then(|| {
+                    let device = ledger.payment_evidence(stored.payment).map(|e| e.device_id).filter(|d| *d != 0);
+                    crate::labels::LabelDto {
+                        id: format!("{:032x}", state.env.random_id()),
+                        source: crate::labels::LabelSource::DisputeUnauthorised,
+                        payment_id: Some(stored.payment.to_string()),
+                        payer_account_id: stored.payer_account.to_string(),
+                        payee_account_id: stored.payee_account.to_string(),
+                        device_id: device.map(|d| d.to_string()),
+                        network: state.risk.network_of_payment(stored.payer_account, stored.payment),
+                        known_ns: state.env.now_ns().to_string(),
+                        recorded_by: None,
+                    }
+                });
+                if let Some(label) = &label {
+                    more.extend(label.puts()?);
+                }
+                (stored, transfers, more, label)
             }
         }
     };
     let mut more = more;
     more.push(dispute_event(state, "dispute.updated", &stored));
     let results = commit(state, &stored, more, transfers, note).await?;
+    if let Some(label) = label {
+        crate::labels::count(state, &[label]);
+    }
     for result in results {
         if !matches!(result, CreateTransferResult::Ok | CreateTransferResult::Exists) {
             // What moved is read from the ledger: a take-back that found the payer's account

@@ -23,6 +23,7 @@ pub mod error;
 pub mod explain;
 pub mod freeze;
 pub mod identity;
+pub mod labels;
 pub mod lists;
 pub mod passkeys;
 pub mod privacy;

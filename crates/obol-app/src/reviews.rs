@@ -212,7 +212,16 @@ pub async fn decide_review(
     let outcome: Vec<String> = stored.review.outcome.iter().flatten().map(|o| format!("{o:?}")).collect();
     let decided = crate::audit::note(state, caller, what, &format!("review:{id}"), &outcome.join(" "));
     let put = Op::Put(obol_core::table::Put { key: format!("{REVIEW_PREFIX}{id}"), value: bytes });
-    state.engine.execute_together(vec![decided, put]).await?;
+    // A decline confirms fraud: a label, in the same record, counted in the features after it.
+    let label = if approve { None } else { declined_label(state, caller, &stored) };
+    let mut ops = vec![decided, put];
+    if let Some(label) = &label {
+        ops.extend(label.puts()?);
+    }
+    state.engine.execute_together(ops).await?;
+    if let Some(label) = label {
+        crate::labels::count(state, &[label]);
+    }
     if let Some(tab) = tab_id {
         lock(&state.risk.paused).remove(&tab);
     }
@@ -220,6 +229,24 @@ pub async fn decide_review(
     metrics::counter!("obol_risk_reviews_decided_total", "decision" => if approve { "approve" } else { "decline" })
         .increment(1);
     Ok(stored.review)
+}
+
+/// The label a declined review makes: its payer and payee, the device that asked (if one did)
+/// and the network it came from.
+fn declined_label(state: &App, caller: &Caller, stored: &StoredReview) -> Option<crate::labels::LabelDto> {
+    let review = &stored.review;
+    let device_id = stored.via.as_deref().and_then(|via| via.strip_prefix("device:")).map(str::to_string);
+    Some(crate::labels::LabelDto {
+        id: format!("{:032x}", state.env.random_id()),
+        source: crate::labels::LabelSource::ReviewDeclined,
+        payment_id: None,
+        payer_account_id: review.payer_account_id.clone(),
+        payee_account_id: review.payee_account_id.clone(),
+        device_id,
+        network: stored.network.clone(),
+        known_ns: state.env.now_ns().to_string(),
+        recorded_by: Some(caller.principal_id.to_string()),
+    })
 }
 
 /// The caller a held request came from, as it stands now: the principal must still be active,

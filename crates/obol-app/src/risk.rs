@@ -54,6 +54,18 @@ pub(crate) const BUNDLE_BYTES_MAX: usize = 256 * 1024;
 pub(crate) const REVIEW_PREFIX: &str = "risk/review/";
 pub(crate) const CHANGE_PREFIX: &str = "risk/policy-change/";
 pub(crate) const SNAPSHOT_KEY: &str = "risk/snapshot";
+/// Opens a snapshot that names the greatest label key it counted (then its length, u32 LE, and
+/// the key), before the engine's own bytes.
+const SNAPSHOT_HEADER: &[u8; 8] = b"OBRLBL01";
+
+/// A stored snapshot's engine bytes and the greatest label key it counted.
+fn split_snapshot(bytes: &[u8]) -> (&[u8], Option<String>) {
+    let Some(rest) = bytes.strip_prefix(SNAPSHOT_HEADER.as_slice()) else { return (bytes, None) };
+    let length = rest.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes).unwrap_or(0) as usize;
+    let key = rest.get(4..4 + length).and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
+    let features = rest.get(4 + length..).unwrap_or_default();
+    (features, key.filter(|k| !k.is_empty()))
+}
 pub(crate) const NETWORK_KEY: &str = "risk/network-key";
 pub(crate) const LIMIT_PREFIX: &str = "risk/monthly-limit/";
 /// Bundles added while serving, by `name@version`: live again after a restart.
@@ -69,6 +81,10 @@ pub(crate) struct StoredReview {
     /// before it was recorded: those re-check the principal only).
     #[serde(default)]
     pub(crate) via: Option<String>,
+    /// The network the request came from (the server's keyed hash, decimal), for the label a
+    /// decline makes (absent in reviews held before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<String>,
     pub(crate) review: ReviewDto,
     /// The held operation, as a record (base64url).
     pub(crate) op: String,
@@ -303,6 +319,8 @@ impl From<ShadowReport> for ShadowDto {
 /// One payment a request would make, as the risk engine is asked about it.
 #[derive(Clone, Copy, Debug)]
 pub struct Payment {
+    /// The transfer it makes, when it is one (0: a tab's open, top-up or checkpoint).
+    pub transfer_id: u128,
     /// The account debited.
     pub payer_account_id: u128,
     /// The account credited.
@@ -422,6 +440,57 @@ pub struct Risk {
     /// The fraud rate this PSP reports for transaction risk analysis (PSD2 RTS art. 18), parts
     /// per million by value over 90 days; -1: not monitored, no TRA exemption.
     pub(crate) tra_fraud_rate_ppm: i64,
+    /// The greatest label key counted in the features (saved with their snapshot).
+    pub(crate) labels_counted: Mutex<Option<String>>,
+    /// The latest decisions with their inputs and features, newest last: a cache in memory for
+    /// analysts (at most [`DECISIONS_KEPT_MAX`]), never restored.
+    pub(crate) decisions: Mutex<std::collections::VecDeque<DecisionDto>>,
+    /// Per paying account, the networks of its latest decided payments (transfer id, network),
+    /// so a label marked later names the network: bounded per payer, so one payer's flood
+    /// evicts only its own. A cache in memory, never restored.
+    pub(crate) networks: Mutex<HashMap<u128, std::collections::VecDeque<(u128, u64)>>>,
+}
+
+/// Payments per payer whose network a later label can still name.
+pub const NETWORKS_PER_PAYER_MAX: usize = 256;
+
+/// Decisions kept in memory for `GET /v1/risk/decisions`.
+pub const DECISIONS_KEPT_MAX: usize = 10_000;
+
+/// One risk decision as the engine made it: its inputs, features and action (operators and
+/// analysts only).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct DecisionDto {
+    /// The transfer decided, when the payment is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// When it was decided, ns since the Unix epoch.
+    pub at_ns: String,
+    /// The paying account.
+    pub payer_account_id: String,
+    /// The account paid.
+    pub payee_account_id: String,
+    /// The device that signed, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The network it came from (the server's keyed hash, decimal), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The amount the features counted, in whole ISO 4217 minor units.
+    pub amount_iso_minor: String,
+    /// `allow`, `step_up`, `block` or `review`.
+    pub action: String,
+    /// The event's features, in the order of `feature_names` of `GET /v1/risk/decisions`.
+    pub features: Vec<f64>,
+}
+
+/// `GET /v1/risk/decisions`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct DecisionsDto {
+    /// The features' names, in order.
+    pub feature_names: Vec<String>,
+    /// The latest decisions, oldest first.
+    pub items: Vec<DecisionDto>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -596,6 +665,9 @@ impl Risk {
             limits: Mutex::default(),
             enabled,
             tra_fraud_rate_ppm: -1,
+            labels_counted: Mutex::default(),
+            decisions: Mutex::default(),
+            networks: Mutex::default(),
         }
     }
 
@@ -629,11 +701,34 @@ impl Risk {
             }
         };
         lock(&self.network_key).copy_from_slice(&key);
-        if let Some(bytes) = engine.meta_get(SNAPSHOT_KEY).await?
-            && let Err(error) = lock(&self.engine).restore(&bytes)
-        {
-            tracing::warn!(%error, "the risk snapshot was not restored; features start empty");
+        let mut counted: Option<String> = None;
+        if let Some(bytes) = engine.meta_get(SNAPSHOT_KEY).await? {
+            // A snapshot names the greatest label key it counted; one from before labels has
+            // no header and counted none.
+            let (features, last) = split_snapshot(&bytes);
+            match lock(&self.engine).restore(features) {
+                Ok(()) => counted = last,
+                Err(error) => tracing::warn!(%error, "the risk snapshot was not restored; features start empty"),
+            }
         }
+        // Labels journaled after the snapshot count again (the snapshot predates them).
+        let mut missed = Vec::new();
+        for (key, value) in engine.table_scan(crate::labels::LABEL_PREFIX) {
+            if counted.as_ref().is_none_or(|last| key > *last)
+                && let Ok(label) = serde_json::from_slice::<crate::labels::LabelDto>(&value)
+            {
+                missed.push(label);
+            }
+        }
+        if self.enabled {
+            let mut risk_engine = lock(&self.engine);
+            for label in &missed {
+                if let Some(features_label) = label.features_label() {
+                    risk_engine.label(&features_label);
+                }
+            }
+        }
+        *lock(&self.labels_counted) = missed.last().map(crate::labels::LabelDto::key).or(counted);
         let mut reviews = BTreeMap::new();
         let mut paused = HashMap::new();
         let mut held_ids = HashMap::new();
@@ -766,12 +861,40 @@ impl Risk {
         }
     }
 
-    /// Writes the engine's snapshot (features and counters) to the store.
+    /// The network payment `transfer_id` of `payer` came from, while it is among the payer's
+    /// latest [`NETWORKS_PER_PAYER_MAX`] decided payments.
+    pub(crate) fn network_of_payment(&self, payer: u128, transfer_id: u128) -> Option<String> {
+        let networks = lock(&self.networks);
+        let (_, network) = networks.get(&payer)?.iter().rev().find(|(id, _)| *id == transfer_id)?;
+        Some(network.to_string())
+    }
+
+    /// The latest decisions with their inputs and features (operators and analysts).
+    pub fn decisions_of(&self, caller: &Caller) -> Result<DecisionsDto, Error> {
+        analyst(caller)?;
+        Ok(DecisionsDto {
+            feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
+            items: lock(&self.decisions).iter().cloned().collect(),
+        })
+    }
+
+    /// Writes the engine's snapshot (features and counters) to the store, with the greatest
+    /// label key counted in it.
     pub async fn save(&self, engine: &obol_store::Engine) -> Result<usize, Error> {
         if !self.enabled {
             return Ok(0);
         }
-        let bytes = lock(&self.engine).snapshot();
+        let bytes = {
+            let engine = lock(&self.engine);
+            let counted = lock(&self.labels_counted).clone().unwrap_or_default();
+            let features = engine.snapshot();
+            let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER.len() + 4 + counted.len() + features.len());
+            bytes.extend_from_slice(SNAPSHOT_HEADER);
+            bytes.extend_from_slice(&(counted.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(counted.as_bytes());
+            bytes.extend_from_slice(&features);
+            bytes
+        };
         let len = bytes.len();
         engine.meta_put(SNAPSHOT_KEY, bytes).await?;
         Ok(len)
@@ -889,6 +1012,30 @@ impl Risk {
                     return engine.assess_dry(&event, facts);
                 }
                 let assessment = engine.assess(&event, facts);
+                let mut decisions = lock(&self.decisions);
+                if decisions.len() >= DECISIONS_KEPT_MAX {
+                    decisions.pop_front();
+                }
+                decisions.push_back(DecisionDto {
+                    payment_id: (payment.transfer_id != 0).then(|| payment.transfer_id.to_string()),
+                    at_ns: now.to_string(),
+                    payer_account_id: event.payer.to_string(),
+                    payee_account_id: event.payee.to_string(),
+                    device_id: event.device.map(|d| d.to_string()),
+                    network: event.network.map(|n| n.to_string()),
+                    amount_iso_minor: event.amount_iso_minor.to_string(),
+                    action: assessment.decision.action.as_str().to_string(),
+                    features: assessment.features.0.to_vec(),
+                });
+                drop(decisions);
+                if let (Some(network), true) = (event.network, payment.transfer_id != 0) {
+                    let mut networks = lock(&self.networks);
+                    let recent = networks.entry(payment.payer_account_id).or_default();
+                    if recent.len() >= NETWORKS_PER_PAYER_MAX {
+                        recent.pop_front();
+                    }
+                    recent.push_back((payment.transfer_id, network));
+                }
                 metrics::counter!("obol_risk_decisions_total", "action" => assessment.decision.action.as_str())
                     .increment(1);
                 assessment
@@ -1004,6 +1151,7 @@ impl Risk {
         let via = caller.via.label();
         let stored = StoredReview {
             via: Some(via),
+            network: self.network_of(caller.peer).map(|n| n.to_string()),
             review: review.clone(),
             op: Base64UrlUnpadded::encode_string(&encoded),
             runs,

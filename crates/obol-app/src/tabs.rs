@@ -308,7 +308,8 @@ pub(crate) fn checkpoint_assessment(
         via: Via::Device(device.id),
         peer: None,
     };
-    let payment = crate::risk::Payment { payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
+    let payment =
+        crate::risk::Payment { transfer_id: 0, payer_account_id, payee_account_id: tab.payee_id, amount: since, asset };
     let assessments = state.risk.assess(ledger, &caller, (PaymentKind::TabCheckpoint, &[payment]), state.env.now_ns());
     let assessment = assessments.into_iter().find(|a| a.decision.action != obol_risk::policy::Action::Allow)?;
     Some((caller, payment, assessment))
@@ -511,7 +512,7 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
         asset,
         timeout_s: ask.timeout_s,
     };
-    let payment = crate::risk::Payment { payer_account_id, payee_account_id, amount: budget, asset };
+    let payment = crate::risk::Payment { transfer_id: 0, payer_account_id, payee_account_id, amount: budget, asset };
     // The core counts the escrow as the payer's payment when the tab opens (as not strongly
     // authenticated even when a second factor approved it: the count errs toward asking again).
     let spends = escrow_gate(state, caller, PaymentKind::TabOpen, &payment, tab_id, command, approval).await?;
@@ -763,6 +764,7 @@ pub async fn top_up(
         escrow_transfer_id: state.env.random_id(),
     };
     let payment = crate::risk::Payment {
+        transfer_id: 0,
         payer_account_id: payer.0,
         payee_account_id: entry.tab.payee_id,
         amount,

@@ -134,6 +134,7 @@ pub(crate) fn payments_of(ledger: &obol_core::ledger::Ledger, events: &[NewTrans
         .filter_map(|(index, e)| {
             let asset = e.asset.or_else(|| ledger.account(e.debit_account_id).map(|a| a.asset))?;
             let payment = Payment {
+                transfer_id: e.id,
                 payer_account_id: e.debit_account_id,
                 payee_account_id: e.credit_account_id,
                 amount: e.amount,

@@ -245,6 +245,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/risk/reviews/{id}"),
     ("POST", "/v1/risk/reviews/{id}/decision"),
     ("GET", "/v1/risk/labels"),
+    ("POST", "/v1/risk/labels"),
+    ("GET", "/v1/risk/labels/recorded"),
+    ("GET", "/v1/risk/decisions"),
     ("GET", "/v1/risk/policy"),
     ("POST", "/v1/risk/policy"),
     ("GET", "/v1/risk/policy/changes"),
@@ -366,7 +369,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/risk/reviews", get(risk_routes::list_reviews))
         .route("/v1/risk/reviews/{id}", get(risk_routes::get_review))
         .route("/v1/risk/reviews/{id}/decision", post(risk_routes::decide_review))
-        .route("/v1/risk/labels", get(risk_routes::labels))
+        .route("/v1/risk/labels", get(risk_routes::labels).post(risk_routes::record_labels))
+        .route("/v1/risk/labels/recorded", get(risk_routes::recorded_labels))
+        .route("/v1/risk/decisions", get(risk_routes::decisions))
         .route("/v1/risk/policy", get(risk_routes::get_policy).post(risk_routes::submit_policy))
         .route("/v1/risk/policy/changes", get(risk_routes::policy_changes))
         .route("/v1/risk/shadow", get(risk_routes::get_shadow).delete(risk_routes::stop_shadow))
@@ -589,7 +594,7 @@ impl utoipa::Modify for ProblemAnswers {
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
-        risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::get_policy, risk_routes::submit_policy,
+        risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::record_labels, risk_routes::recorded_labels, risk_routes::decisions, risk_routes::get_policy, risk_routes::submit_policy,
         risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
         audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
         identity_routes::get_profile, identity_routes::update_profile, identity_routes::access_log, identity_routes::list_consents,

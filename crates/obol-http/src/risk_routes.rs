@@ -123,7 +123,8 @@ pub async fn decide_review(
 use obol_app::reviews;
 
 use crate::ApiJson;
-use obol_app::risk::{PolicyChangeDto, PolicyDto, ReviewDto, ReviewStatus, ShadowDto};
+use obol_app::labels::{LabelDto, LabelRequest};
+use obol_app::risk::{DecisionsDto, PolicyChangeDto, PolicyDto, ReviewDto, ReviewStatus, ShadowDto};
 
 /// Decided reviews as CSV training data: one row per review with its time, `label` 1 when
 /// declined (fraud) or 0 when approved, and obol's streaming features in their order, so that
@@ -217,4 +218,66 @@ pub async fn stop_shadow(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<ShadowDto>, ApiError> {
     Ok(Json(reviews::stop_shadow(&state, &caller).await?))
+}
+
+/// Payments confirmed as fraud, by id or by their parties (operators and analysts with
+/// `manage`): journaled, then counted in the live risk features from now on.
+#[utoipa::path(post, path = "/v1/risk/labels", tag = "risk", request_body = LabelRequest,
+    responses((status = 201, body = [LabelDto]), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn record_labels(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<LabelRequest>,
+) -> Result<(StatusCode, Json<Vec<LabelDto>>), ApiError> {
+    Ok((StatusCode::CREATED, Json(obol_app::labels::record(&state, &caller, body).await?)))
+}
+
+/// Query of the recorded labels.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LabelsQuery {
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+    /// Start after this label (the previous page's `next`).
+    pub after: Option<String>,
+}
+
+/// A page of recorded labels.
+#[derive(Serialize, ToSchema)]
+pub struct LabelPage {
+    /// Labels, in the order obol learned them.
+    pub items: Vec<LabelDto>,
+    /// The `after` of the next page, when this one is full.
+    pub next: Option<String>,
+}
+
+/// Every confirmed fraud recorded (declined reviews, disputes resolved as unauthorised,
+/// operators' marks, imports), in the order obol learned them.
+#[utoipa::path(get, path = "/v1/risk/labels/recorded", tag = "risk", params(LabelsQuery),
+    responses((status = 200, body = LabelPage), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn recorded_labels(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<LabelsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LabelPage>, ApiError> {
+    obol_app::risk::analyst(&caller)?;
+    let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, obol_app::labels::LABELS_PAGE_MAX);
+    let items = obol_app::labels::list(&state, &caller, query.after.as_deref(), limit)?;
+    let next = (items.len() == limit).then(|| items.last().map(LabelDto::cursor)).flatten();
+    Ok(Json(LabelPage { items, next }))
+}
+
+/// The latest risk decisions (at most 10,000, kept in memory), with the inputs and features the
+/// engine used: what a model trained offline must reproduce.
+#[utoipa::path(get, path = "/v1/risk/decisions", tag = "risk",
+    responses((status = 200, body = DecisionsDto)), security(("bearer" = [])))]
+pub async fn decisions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<DecisionsDto>, ApiError> {
+    Ok(Json(state.risk.decisions_of(&caller)?))
 }

@@ -562,6 +562,19 @@ async fn every_route_answers_every_role_as_the_rules_say() {
             [404, 403, 403, 403, 404, 403],
         ),
         row(Method::GET, "/v1/risk/labels", |_| ("/v1/risk/labels".into(), None), [200, 403, 403, 403, 200, 403]),
+        row(
+            Method::POST,
+            "/v1/risk/labels",
+            |_| ("/v1/risk/labels".into(), Some(json!({"labels": [{"payment_id": "999999"}]}))),
+            [404, 403, 403, 403, 404, 403],
+        ),
+        row(
+            Method::GET,
+            "/v1/risk/labels/recorded",
+            |_| ("/v1/risk/labels/recorded".into(), None),
+            [200, 403, 403, 403, 200, 403],
+        ),
+        row(Method::GET, "/v1/risk/decisions", |_| ("/v1/risk/decisions".into(), None), [200, 403, 403, 403, 200, 403]),
         row(Method::GET, "/v1/risk/policy", |_| ("/v1/risk/policy".into(), None), [200, 403, 403, 403, 200, 403]),
         row(
             Method::POST,

@@ -612,12 +612,14 @@ impl FeatureStore {
 
 /// A labelled history fed through a [`FeatureStore`] in time order, each label entering at the
 /// time it became known: what the server would have computed live, for training. Give events in
-/// time order; before each, every label known by its time is counted.
+/// time order; before each, every label known by its time is counted. Times may be given in ns
+/// ([`Replay::observe_at`], [`Replay::label_at`]) to order an event and a label within one second
+/// as they happened.
 #[derive(Debug, Default)]
 pub struct Replay {
     store: FeatureStore,
-    /// Labels not yet known, by (known time, arrival order): a min-heap.
-    pending: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64)>>,
+    /// Labels not yet known, by (known time in ns, arrival order): a min-heap.
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<(u128, u64)>>,
     labels: HashMap<u64, Label>,
     arrivals: u64,
 }
@@ -628,10 +630,10 @@ impl Replay {
         Replay { store: FeatureStore::with_capacity(capacity), ..Replay::default() }
     }
 
-    /// Counts every label known by `at_s` that is not counted yet, oldest first.
-    pub fn release(&mut self, at_s: u64) {
-        while let Some(std::cmp::Reverse((known_at_s, arrival))) = self.pending.peek().copied() {
-            if known_at_s > at_s {
+    /// Counts every label known by `at_ns` that is not counted yet, oldest first.
+    pub fn release_at(&mut self, at_ns: u128) {
+        while let Some(std::cmp::Reverse((known_ns, arrival))) = self.pending.peek().copied() {
+            if known_ns > at_ns {
                 break;
             }
             self.pending.pop();
@@ -643,15 +645,26 @@ impl Replay {
 
     /// The features of `event`, after counting the labels known by its time.
     pub fn observe(&mut self, event: &Event) -> Features {
-        self.release(event.at_s);
+        self.observe_at(event, u128::from(event.at_s) * 1_000_000_000)
+    }
+
+    /// The features of `event`, which happened at `at_ns` (within its `at_s`), after counting
+    /// the labels known by then.
+    pub fn observe_at(&mut self, event: &Event, at_ns: u128) -> Features {
+        self.release_at(at_ns);
         self.store.observe(event)
     }
 
     /// A label to count once its time comes (it may lie in the past of the next event: it is
     /// counted before that event).
     pub fn label(&mut self, label: Label) {
+        self.label_at(label, u128::from(label.known_at_s) * 1_000_000_000);
+    }
+
+    /// [`Replay::label`] with the time it became known in ns (within its `known_at_s`).
+    pub fn label_at(&mut self, label: Label, known_ns: u128) {
         self.labels.insert(self.arrivals, label);
-        self.pending.push(std::cmp::Reverse((label.known_at_s, self.arrivals)));
+        self.pending.push(std::cmp::Reverse((known_ns, self.arrivals)));
         self.arrivals += 1;
     }
 

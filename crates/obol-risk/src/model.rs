@@ -207,8 +207,7 @@ impl Model {
         let method = if exact { ContributionsMethod::Shapley } else { ContributionsMethod::Weight };
         let contributions = self.compiled.predict_contributions(&matrix, method, false);
         // Rank positions first and name only the top ones: a name is an allocation.
-        let mut ranked: Vec<(usize, f64)> =
-            contributions.into_iter().take(self.features.len()).enumerate().collect();
+        let mut ranked: Vec<(usize, f64)> = contributions.into_iter().take(self.features.len()).enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(top);
         ranked.into_iter().filter_map(|(at, value)| Some((self.features.get(at)?.clone(), value))).collect()

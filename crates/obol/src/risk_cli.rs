@@ -25,6 +25,12 @@ pub enum RiskCommand {
     /// Measure a model on the held-out (later) part of a labelled CSV: AUPRC with a bootstrap
     /// interval, ROC AUC, precision at 80% recall and the confusion matrix at that threshold.
     Eval(EvalArgs),
+    /// Write the features obol computes for each row of a labelled CSV, in time order, as the
+    /// server would have live (labels counted from when they became known): for your own
+    /// models, or to check a model's inputs.
+    ///
+    /// Example: obol risk features --data traffic.csv --map time=time_s,...,label=label --out features.csv
+    Features(FeaturesArgs),
     /// On simulated traffic, how much of each injected fraud kind the shipped rules alone, the
     /// model alone, and both stop, and how many good payments they stop by mistake.
     Detect(DetectArgs),
@@ -41,14 +47,14 @@ pub enum RiskCommand {
     ///
     /// Example: obol risk decide 18eb60baf349b927... approve --note "customer confirmed by phone"
     Decide(crate::risk_ops_cli::DecideArgs),
-    /// Decided reviews as labelled CSV for the next `obol risk train`.
-    Labels {
-        /// Where to write the CSV.
-        #[arg(long)]
-        out: PathBuf,
-        #[command(flatten)]
-        connection: crate::client::Connection,
-    },
+    /// Confirmed fraud: export decided reviews for training (`--out`), or record labels on a
+    /// running server (`import`, `mark`) that its risk features count from then on.
+    ///
+    /// Example: obol risk labels --out labels.csv
+    /// Example: obol risk labels import confirmed.csv     (columns payment_id, or
+    ///   payer_account_id,payee_account_id[,device_id]; an optional label column, 0 rows skipped)
+    /// Example: obol risk labels mark 184467440737095516
+    Labels(crate::risk_ops_cli::LabelsArgs),
     /// Show, change and shadow-test the live policy of a running server.
     #[command(subcommand)]
     Policy(crate::risk_ops_cli::PolicyCommand),
@@ -141,6 +147,16 @@ pub struct TrainArgs {
     json: bool,
 }
 
+/// Options of `obol risk features`.
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Where to write the CSV: `time_s`, `label`, then one column per feature.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 /// Options of `obol risk eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -166,11 +182,12 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
     match command {
         RiskCommand::Train(args) => train(args),
         RiskCommand::Eval(args) => eval(args),
+        RiskCommand::Features(args) => features(args),
         RiskCommand::Detect(args) => detect(args),
         RiskCommand::Reviews(args) => crate::risk_ops_cli::reviews(args),
         RiskCommand::Review { id, connection } => crate::risk_ops_cli::review(&id, &connection),
         RiskCommand::Decide(args) => crate::risk_ops_cli::decide(args),
-        RiskCommand::Labels { out, connection } => crate::risk_ops_cli::labels(&out, &connection),
+        RiskCommand::Labels(args) => crate::risk_ops_cli::labels(args),
         RiskCommand::Policy(command) => crate::risk_ops_cli::policy(command),
     }
 }
@@ -288,6 +305,23 @@ fn id_of(text: &str, column: &str, row: usize) -> anyhow::Result<u128> {
         .map_err(|_| anyhow!("row {row}, column {column}: {text:?} is not an id (a number)"))
 }
 
+/// A time column's value in ns since the Unix epoch, exactly: a decimal number of seconds (up
+/// to nine digits after the point), an RFC 3339 date-time, or an ISO date or date-time without a
+/// zone (read as UTC). Other numbers (an exponent) are read as floating point.
+fn ns_of(text: &str) -> Option<i128> {
+    let text = text.trim().trim_matches('"');
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = whole.strip_prefix('-').unwrap_or(whole);
+    if digits(unsigned) && (fraction.is_empty() || digits(fraction)) && fraction.len() <= 9 {
+        let seconds: i128 = unsigned.parse().ok()?;
+        let nanos: i128 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+        let ns = seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?;
+        return Some(if whole.starts_with('-') { -ns } else { ns });
+    }
+    seconds_of(text).map(|s| (s * 1e9) as i128)
+}
+
 /// A time column's value in seconds since the Unix epoch: a number of seconds, an RFC 3339
 /// date-time, or an ISO date or date-time without a zone (read as UTC).
 fn seconds_of(text: &str) -> Option<f64> {
@@ -320,10 +354,10 @@ fn amount_of(text: &str, scale: u32, round: bool) -> Option<u128> {
 
 /// One parsed row, kept compact until the rows are in time order.
 struct Parsed {
-    time_s: f64,
+    time_ns: i128,
     event: Event,
     fraud: bool,
-    label_known_s: Option<f64>,
+    label_known_ns: Option<i128>,
     kind: Option<u16>,
     extra: Vec<f64>,
 }
@@ -429,7 +463,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         }
         let field = |role: &str| roles.get(role).and_then(|i| fields.get(*i)).map(String::as_str);
         let time_text = fields.get(time_column).map_or("", String::as_str);
-        let time_s = seconds_of(time_text).ok_or_else(|| {
+        let time_ns = ns_of(time_text).ok_or_else(|| {
             anyhow!(
                 "row {row_number}, column {}: {time_text:?} is not a time (seconds since the Unix epoch, or a date \
                  like 2018-04-01 or 2018-04-01T00:00:31Z)",
@@ -455,8 +489,8 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
             })?,
             None => 0,
         };
-        let label_known_s = match field("label_time").map(str::trim).filter(|t| !t.is_empty()) {
-            Some(text) => Some(seconds_of(text).ok_or_else(|| {
+        let label_known_ns = match field("label_time").map(str::trim).filter(|t| !t.is_empty()) {
+            Some(text) => Some(ns_of(text).ok_or_else(|| {
                 anyhow!("row {row_number}, column {}: {text:?} is not a time", column_name("label_time"))
             })?),
             None => None,
@@ -473,7 +507,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         });
         let event = if streaming {
             Event {
-                at_s: time_s.max(0.0) as u64,
+                at_s: u64::try_from(time_ns.max(0) / 1_000_000_000).unwrap_or(u64::MAX),
                 payer: id_of(field("entity").unwrap_or(""), column_name("entity"), row_number)?,
                 device: field("device")
                     .map(|d| id_of(d, column_name("device"), row_number))
@@ -502,14 +536,14 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
                     .map_err(|_| anyhow!("row {row_number}, column {name}: {text:?} is not a number"))?,
             );
         }
-        parsed.push(Parsed { time_s, event, fraud, label_known_s, kind, extra });
+        parsed.push(Parsed { time_ns, event, fraud, label_known_ns, kind, extra });
     }
     bar.finish_and_clear();
     // Stable: rows with the same time keep their order.
-    parsed.sort_by(|a, b| a.time_s.total_cmp(&b.time_s));
+    parsed.sort_by_key(|row| row.time_ns);
     let bar = crate::out::bar(parsed.len() as u64, "computing features");
     let mut replay = Replay::with_capacity(obol_risk::features::DEFAULT_CAPACITY);
-    let delay_s = args.label_delay_days * 86_400.0;
+    let delay_ns = (args.label_delay_days * 86_400e9) as i128;
     let count = parsed.len();
     let mut dataset = Dataset {
         names,
@@ -524,10 +558,13 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
     for row in parsed {
         let mut features = Vec::with_capacity(dataset.names.len());
         if streaming {
-            features.extend_from_slice(&replay.observe(&row.event).0);
+            let at_ns = u128::try_from(row.time_ns.max(0)).unwrap_or(0);
+            features.extend_from_slice(&replay.observe_at(&row.event, at_ns).0);
             if row.fraud {
-                let known_s = row.label_known_s.unwrap_or(row.time_s + delay_s).max(row.time_s);
-                replay.label(Label::of(&row.event, known_s.ceil() as u64));
+                let known_ns = row.label_known_ns.unwrap_or(row.time_ns.saturating_add(delay_ns)).max(row.time_ns);
+                let known_ns = u128::try_from(known_ns.max(0)).unwrap_or(0);
+                let known_at_s = u64::try_from(known_ns / 1_000_000_000).unwrap_or(u64::MAX);
+                replay.label_at(Label::of(&row.event, known_at_s), known_ns);
             }
         } else if roles.contains_key("amount") {
             features.push(row.event.amount_iso_minor as f64);
@@ -535,7 +572,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
         features.extend_from_slice(&row.extra);
         dataset.rows.push(features);
         dataset.labels.push(row.fraud);
-        dataset.times_s.push(row.time_s.max(0.0) as u64);
+        dataset.times_s.push(u64::try_from(row.time_ns.max(0) / 1_000_000_000).unwrap_or(u64::MAX));
         dataset.payers.push(row.event.payer);
         dataset.kind_of.push(if row.fraud { row.kind } else { None });
         bar.inc(1);
@@ -644,6 +681,25 @@ fn print_breakdown(extra: &serde_json::Value) {
             "precision among the {k} highest-scored payers of each day: {precision:.4} (mean over {days} days)"
         );
     }
+}
+
+fn features(args: FeaturesArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let data = load(&args.data)?;
+    let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "time_s,label,{}", data.names.join(","))?;
+    for ((row, time_s), label) in data.rows.iter().zip(&data.times_s).zip(&data.labels) {
+        write!(out, "{time_s},{}", u8::from(*label))?;
+        for value in row {
+            // Rust prints the shortest text that reads back to the same f64.
+            write!(out, ",{value}")?;
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+    crate::outln!("wrote the {} features of {} rows to {}", data.names.len(), data.rows.len(), args.out.display());
+    Ok(())
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {

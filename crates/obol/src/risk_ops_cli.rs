@@ -152,8 +152,174 @@ pub fn decide(args: DecideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Options of `obol risk labels`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LabelsArgs {
+    #[command(subcommand)]
+    command: Option<LabelsCommand>,
+    /// Where to write decided reviews as training CSV.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `obol risk labels ...`
+#[derive(Subcommand, Debug)]
+pub enum LabelsCommand {
+    /// Record the rows of a label file as confirmed fraud: a `payment_id` column, or
+    /// `payer_account_id` and `payee_account_id` (and `device_id`). With a `label` column, only
+    /// rows labelled 1, true, yes or fraud are recorded. Every row is checked before anything is
+    /// sent; a payment labelled already is skipped, so running an import again records nothing
+    /// twice.
+    Import {
+        /// The CSV.
+        file: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Mark payments (transfer ids) as confirmed fraud.
+    Mark {
+        /// Transfer ids.
+        #[arg(required = true)]
+        payments: Vec<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The labels recorded, in the order the server learned them.
+    List {
+        /// At most this many (1 to 1,000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this label (the `next` a previous page printed).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Runs `obol risk labels`.
+pub fn labels(args: LabelsArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(LabelsCommand::Import { file, connection }) => import_labels(&file, &connection),
+        Some(LabelsCommand::Mark { payments, connection }) => {
+            let items: Vec<Value> = payments.iter().map(|id| json!({"payment_id": id})).collect();
+            let api = Api::new(&connection)?;
+            let body = json!({"labels": items, "source": "operator"});
+            let recorded = runtime()?.block_on(api.expect(reqwest::Method::POST, "/v1/risk/labels", Some(&body)))?;
+            print(&recorded);
+            Ok(())
+        }
+        Some(LabelsCommand::List { limit, after, connection }) => {
+            if !(1..=1_000).contains(&limit) {
+                bail!("--limit must be 1 to 1,000");
+            }
+            let api = Api::new(&connection)?;
+            let mut path = format!("/v1/risk/labels/recorded?limit={limit}");
+            if let Some(after) = after {
+                let encoded: String = after
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                path.push_str(&format!("&after={encoded}"));
+            }
+            print(&runtime()?.block_on(api.expect(reqwest::Method::GET, &path, None))?);
+            Ok(())
+        }
+        None => match args.out {
+            Some(out) => export_labels(&out, &args.connection),
+            None => bail!("say where: obol risk labels --out FILE, or obol risk labels import|mark|list (see --help)"),
+        },
+    }
+}
+
+/// Sends a label file's rows as confirmed fraud, a request per 1,000 rows.
+fn import_labels(file: &PathBuf, connection: &Connection) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .with_context(|| format!("{} is empty", file.display()))?
+        .split(',')
+        .map(|h| h.trim().to_string())
+        .collect();
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (payment, payer, payee, device, label) = (
+        column("payment_id"),
+        column("payer_account_id"),
+        column("payee_account_id"),
+        column("device_id"),
+        column("label"),
+    );
+    if payment.is_none() && (payer.is_none() || payee.is_none()) {
+        bail!(
+            "{}: needs a payment_id column, or payer_account_id and payee_account_id (it has: {})",
+            file.display(),
+            header.join(", ")
+        );
+    }
+    let mut items = Vec::new();
+    for (number, line) in lines.enumerate() {
+        let row = number + 2;
+        let fields: Vec<&str> = line.split(',').map(|f| f.trim().trim_matches('"').trim()).collect();
+        let at = |index: Option<usize>| index.and_then(|i| fields.get(i)).copied().filter(|f| !f.is_empty());
+        if label.is_some()
+            && !at(label)
+                .is_some_and(|l| matches!(l.to_ascii_lowercase().as_str(), "1" | "1.0" | "true" | "yes" | "fraud"))
+        {
+            continue;
+        }
+        for (name, index) in
+            [("payment_id", payment), ("payer_account_id", payer), ("payee_account_id", payee), ("device_id", device)]
+        {
+            if let Some(text) = at(index)
+                && text.parse::<u128>().is_err()
+            {
+                bail!("{} row {row}, column {name}: {text:?} is not an id; nothing was recorded", file.display());
+            }
+        }
+        let item = match at(payment) {
+            Some(id) => json!({"payment_id": id}),
+            None => {
+                let (Some(payer), Some(payee)) = (at(payer), at(payee)) else {
+                    bail!("{} row {row}: neither a payment_id nor both accounts; nothing was recorded", file.display());
+                };
+                match at(device) {
+                    Some(device) => json!({"payer_account_id": payer, "payee_account_id": payee, "device_id": device}),
+                    None => json!({"payer_account_id": payer, "payee_account_id": payee}),
+                }
+            }
+        };
+        items.push(item);
+    }
+    let api = Api::new(connection)?;
+    let bar = crate::out::bar(items.len() as u64, "recording labels");
+    let mut recorded = 0usize;
+    for chunk in items.chunks(1_000) {
+        let body = json!({"labels": chunk, "source": "import"});
+        let answer = runtime()?.block_on(api.expect(reqwest::Method::POST, "/v1/risk/labels", Some(&body)))?;
+        recorded += answer.as_array().map_or(0, Vec::len);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let skipped = items.len().saturating_sub(recorded);
+    crate::outln!(
+        "recorded {recorded} labels from {} ({skipped} payments labelled already); the risk features count them from now on",
+        file.display()
+    );
+    Ok(())
+}
+
 /// Writes decided reviews as training labels (CSV).
-pub fn labels(out: &PathBuf, connection: &Connection) -> anyhow::Result<()> {
+fn export_labels(out: &PathBuf, connection: &Connection) -> anyhow::Result<()> {
     let api = Api::new(connection)?;
     let csv = runtime()?.block_on(api.expect(reqwest::Method::GET, "/v1/risk/labels", None))?;
     let Value::String(text) = csv else { bail!("the server answered JSON where CSV was expected") };

@@ -95,6 +95,9 @@ async fn a_dispute_runs_from_payment_to_resolution_conserving_money_and_logging_
     assert_eq!((status, resolved["status"].as_str()), (200, Some("resolved_payer")), "{resolved}");
     assert_eq!((resolved["money"]["credited"].as_str(), resolved["returned"].as_str()), (Some("500"), Some("500")));
     assert_eq!(conserved(&world, &["1", "2", "9"]).await, vec![100_000, 0, -100_000]);
+    // Goods not received is no fraud: the risk features get no label from it.
+    let (_, labels) = world.api.get(&world.operator, "/v1/risk/labels/recorded").await;
+    assert_eq!(labels["items"].as_array().map(Vec::len), Some(0), "{labels}");
     let (status, problem) =
         world.api.post(&world.operator, "/v1/disputes/900/resolve", json!({"winner": "payee"}), None).await;
     assert_eq!((status, code(&problem)), (409, "dispute_closed"), "{problem}");
