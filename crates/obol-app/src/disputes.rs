@@ -1013,17 +1013,15 @@ async fn step(
                     && !crate::labels::is_labelled(&ledger, stored.payment);
                 let label = confirmed.then(|| {
                     let device = ledger.payment_evidence(stored.payment).map(|e| e.device_id).filter(|d| *d != 0);
-                    crate::labels::LabelDto {
-                        id: format!("{:032x}", state.env.random_id()),
-                        source: crate::labels::LabelSource::DisputeUnauthorised,
-                        payment_id: Some(stored.payment.to_string()),
-                        payer_account_id: stored.payer_account.to_string(),
-                        payee_account_id: stored.payee_account.to_string(),
-                        device_id: device.map(|d| d.to_string()),
+                    let parties = crate::labels::Parties {
+                        payment: Some(stored.payment),
+                        payer: stored.payer_account,
+                        payee: stored.payee_account,
+                        device,
                         network: state.risk.network_of_payment(stored.payer_account, stored.payment),
-                        known_ns: state.env.now_ns().to_string(),
-                        recorded_by: None,
-                    }
+                    };
+                    let source = crate::labels::LabelSource::DisputeUnauthorised;
+                    crate::labels::LabelDto::new(state, source, parties, state.env.now_ns(), None)
                 });
                 if let Some(label) = &label {
                     more.extend(label.puts()?);

@@ -81,6 +81,27 @@ pub struct LabelDto {
 }
 
 impl LabelDto {
+    /// A label obol learned at `known_ns`, with a fresh id.
+    pub(crate) fn new(
+        state: &App,
+        source: LabelSource,
+        parties: Parties,
+        known_ns: u64,
+        recorded_by: Option<u128>,
+    ) -> LabelDto {
+        LabelDto {
+            id: format!("{:032x}", state.env.random_id()),
+            source,
+            payment_id: parties.payment.map(|id| id.to_string()),
+            payer_account_id: parties.payer.to_string(),
+            payee_account_id: parties.payee.to_string(),
+            device_id: parties.device.map(|d| d.to_string()),
+            network: parties.network,
+            known_ns: known_ns.to_string(),
+            recorded_by: recorded_by.map(|id| id.to_string()),
+        }
+    }
+
     /// The label as the feature store counts it.
     pub fn features_label(&self) -> Option<Label> {
         let known_ns = self.known_ns.parse::<u64>().ok()?;
@@ -114,6 +135,15 @@ impl LabelDto {
         }
         Ok(ops)
     }
+}
+
+/// What a label names: the payment (when one transfer), its accounts, device and network.
+pub(crate) struct Parties {
+    pub(crate) payment: Option<u128>,
+    pub(crate) payer: u128,
+    pub(crate) payee: u128,
+    pub(crate) device: Option<u128>,
+    pub(crate) network: Option<String>,
 }
 
 /// One label to record: a payment by id, or its parties.
@@ -234,18 +264,10 @@ pub async fn record(state: &App, caller: &Caller, request: LabelRequest) -> Resu
                     (None, payer, payee, device)
                 }
             };
-            labels.push(LabelDto {
-                id: format!("{:032x}", state.env.random_id()),
-                source,
-                payment_id: payment_id.map(|id| id.to_string()),
-                payer_account_id: payer.to_string(),
-                payee_account_id: payee.to_string(),
-                device_id: device.map(|d| d.to_string()),
-                // Known while the payment is among its payer's latest the server keeps.
-                network: payment_id.and_then(|id| state.risk.network_of_payment(payer, id)),
-                known_ns: known_ns.to_string(),
-                recorded_by: Some(caller.principal_id.to_string()),
-            });
+            // The network is known while the payment is among its payer's latest the server keeps.
+            let network = payment_id.and_then(|id| state.risk.network_of_payment(payer, id));
+            let parties = Parties { payment: payment_id, payer, payee, device, network };
+            labels.push(LabelDto::new(state, source, parties, known_ns, Some(caller.principal_id)));
         }
     }
     let what = match source {

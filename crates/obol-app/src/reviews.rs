@@ -235,18 +235,15 @@ pub async fn decide_review(
 /// and the network it came from.
 fn declined_label(state: &App, caller: &Caller, stored: &StoredReview) -> Option<crate::labels::LabelDto> {
     let review = &stored.review;
-    let device_id = stored.via.as_deref().and_then(|via| via.strip_prefix("device:")).map(str::to_string);
-    Some(crate::labels::LabelDto {
-        id: format!("{:032x}", state.env.random_id()),
-        source: crate::labels::LabelSource::ReviewDeclined,
-        payment_id: None,
-        payer_account_id: review.payer_account_id.clone(),
-        payee_account_id: review.payee_account_id.clone(),
-        device_id,
+    let parties = crate::labels::Parties {
+        payment: None,
+        payer: review.payer_account_id.parse().ok()?,
+        payee: review.payee_account_id.parse().ok()?,
+        device: stored.via.as_deref().and_then(|via| via.strip_prefix("device:")).and_then(|d| d.parse().ok()),
         network: stored.network.clone(),
-        known_ns: state.env.now_ns().to_string(),
-        recorded_by: Some(caller.principal_id.to_string()),
-    })
+    };
+    let source = crate::labels::LabelSource::ReviewDeclined;
+    Some(crate::labels::LabelDto::new(state, source, parties, state.env.now_ns(), Some(caller.principal_id)))
 }
 
 /// The caller a held request came from, as it stands now: the principal must still be active,

@@ -444,7 +444,7 @@ pub struct Risk {
     pub(crate) labels_counted: Mutex<Option<String>>,
     /// The latest decisions with their inputs and features, newest last: a cache in memory for
     /// analysts (at most [`DECISIONS_KEPT_MAX`]), never restored.
-    pub(crate) decisions: Mutex<std::collections::VecDeque<DecisionDto>>,
+    pub(crate) decisions: Mutex<std::collections::VecDeque<Decided>>,
     /// Per paying account, the networks of its latest decided payments (transfer id, network),
     /// so a label marked later names the network: bounded per payer, so one payer's flood
     /// evicts only its own. A cache in memory, never restored.
@@ -453,6 +453,34 @@ pub struct Risk {
 
 /// Payments per payer whose network a later label can still name.
 pub const NETWORKS_PER_PAYER_MAX: usize = 256;
+
+/// A decision as kept in memory: numbers only, made into a [`DecisionDto`] when read, so the
+/// payment path allocates nothing for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decided {
+    transfer_id: u128,
+    at_ns: u64,
+    event: Event,
+    action: Action,
+    features: obol_risk::features::Features,
+}
+
+impl Decided {
+    fn dto(&self) -> DecisionDto {
+        let event = &self.event;
+        DecisionDto {
+            payment_id: (self.transfer_id != 0).then(|| self.transfer_id.to_string()),
+            at_ns: self.at_ns.to_string(),
+            payer_account_id: event.payer.to_string(),
+            payee_account_id: event.payee.to_string(),
+            device_id: event.device.map(|d| d.to_string()),
+            network: event.network.map(|n| n.to_string()),
+            amount_iso_minor: event.amount_iso_minor.to_string(),
+            action: self.action.as_str().to_string(),
+            features: self.features.0.to_vec(),
+        }
+    }
+}
 
 /// Decisions kept in memory for `GET /v1/risk/decisions`.
 pub const DECISIONS_KEPT_MAX: usize = 10_000;
@@ -874,7 +902,7 @@ impl Risk {
         analyst(caller)?;
         Ok(DecisionsDto {
             feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
-            items: lock(&self.decisions).iter().cloned().collect(),
+            items: lock(&self.decisions).iter().map(Decided::dto).collect(),
         })
     }
 
@@ -1016,16 +1044,12 @@ impl Risk {
                 if decisions.len() >= DECISIONS_KEPT_MAX {
                     decisions.pop_front();
                 }
-                decisions.push_back(DecisionDto {
-                    payment_id: (payment.transfer_id != 0).then(|| payment.transfer_id.to_string()),
-                    at_ns: now.to_string(),
-                    payer_account_id: event.payer.to_string(),
-                    payee_account_id: event.payee.to_string(),
-                    device_id: event.device.map(|d| d.to_string()),
-                    network: event.network.map(|n| n.to_string()),
-                    amount_iso_minor: event.amount_iso_minor.to_string(),
-                    action: assessment.decision.action.as_str().to_string(),
-                    features: assessment.features.0.to_vec(),
+                decisions.push_back(Decided {
+                    transfer_id: payment.transfer_id,
+                    at_ns: now,
+                    event,
+                    action: assessment.decision.action,
+                    features: assessment.features,
                 });
                 drop(decisions);
                 if let (Some(network), true) = (event.network, payment.transfer_id != 0) {
