@@ -9,6 +9,12 @@ the same stepwise definition as `obol risk eval`) on the rest, overall and per f
 
     python scripts/risk/xgb_baseline.py --data sim.csv --train-until 2027-02-12 [--json]
 
+Other data names its columns; without a label-time column each label is known --label-delay-days
+after its payment, as in `obol risk train`:
+
+    python scripts/risk/xgb_baseline.py --data cards.csv --train-until 2018-08-01 --time TX_DATETIME \
+        --amount TX_AMOUNT --payer CUSTOMER_ID --payee TERMINAL_ID --label TX_FRAUD --kind TX_FRAUD_SCENARIO
+
 Requirements: scripts/risk/requirements.txt (pandas, numpy, xgboost-cpu from PyPI).
 """
 
@@ -70,9 +76,16 @@ def fraud_counts(times, group, known, fraud, width_s):
     return out
 
 
+def seconds(column):
+    """A time column as whole seconds since the Unix epoch: numbers as they are, dates parsed as UTC."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype=np.float64).astype(np.int64)
+    return (pd.to_datetime(column, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+
+
 def features(data):
     times = data["time_s"].to_numpy(dtype=np.int64)
-    amount = data["amount_minor"].to_numpy(dtype=np.float64)
+    amount = data["amount"].to_numpy(dtype=np.float64)
     payer = data["payer"].to_numpy()
     payee = data["payee"].to_numpy()
     fraud = data["label"].to_numpy(dtype=np.int64)
@@ -103,9 +116,34 @@ def main():
     parser.add_argument("--depth", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--time", default="time_s", help="time column (seconds or dates)")
+    parser.add_argument("--amount", default="amount_minor")
+    parser.add_argument("--payer", default="payer")
+    parser.add_argument("--payee", default="payee")
+    parser.add_argument("--label", default="label")
+    parser.add_argument("--label-known", default="label_known_s", help="when each label became known, if present")
+    parser.add_argument("--label-delay-days", type=float, default=7.0, help="without --label-known")
+    parser.add_argument("--kind", default="fraud_kind", help="the fraud kind column, if present")
     args = parser.parse_args()
 
-    data = pd.read_csv(args.data)
+    raw = pd.read_csv(args.data)
+    data = pd.DataFrame(
+        {
+            "time_s": seconds(raw[args.time]),
+            "amount": raw[args.amount].to_numpy(dtype=np.float64),
+            "payer": raw[args.payer].to_numpy(),
+            "payee": raw[args.payee].to_numpy(),
+            "label": raw[args.label].to_numpy(dtype=np.int64),
+        }
+    )
+    if args.label_known in raw.columns:
+        data["label_known_s"] = seconds(raw[args.label_known].fillna(4e18))
+    else:
+        data["label_known_s"] = data["time_s"] + int(args.label_delay_days * DAY_S)
+    data["label_known_s"] = data["label_known_s"].where(data["label"] == 1)
+    kinds = raw[args.kind].astype(str) if args.kind in raw.columns else pd.Series([""] * len(raw))
+    data["fraud_kind"] = kinds.where(data["label"] == 1, "").to_numpy()
+    del raw
     data = data.sort_values("time_s", kind="stable").reset_index(drop=True)
     started = time.time()
     table = features(data)
@@ -113,20 +151,20 @@ def main():
     cut = int(pd.Timestamp(args.train_until, tz="UTC").timestamp())
     train = data["time_s"].to_numpy() < cut
     labels = data["label"].to_numpy(dtype=np.int64)
-    model = xgb.XGBClassifier(
-        n_estimators=args.trees,
-        max_depth=args.depth,
-        learning_rate=args.learning_rate,
-        tree_method="hist",
-        n_jobs=2,
-        random_state=7,
-    )
+    params = {
+        "objective": "binary:logistic",
+        "max_depth": args.depth,
+        "eta": args.learning_rate,
+        "tree_method": "hist",
+        "nthread": 2,
+        "seed": 7,
+    }
     started = time.time()
-    model.fit(table[train], labels[train])
+    booster = xgb.train(params, xgb.DMatrix(table[train], label=labels[train]), num_boost_round=args.trees)
     train_s = time.time() - started
-    scores = model.predict_proba(table[~train])[:, 1]
+    scores = booster.predict(xgb.DMatrix(table[~train]))
     held = labels[~train]
-    kinds = data.loc[~train, "fraud_kind"].fillna("").to_numpy()
+    kinds = data.loc[~train, "fraud_kind"].fillna("").astype(str).to_numpy()
     by_kind = {}
     for kind in sorted(set(kinds) - {""}):
         keep = (held == 0) | (kinds == kind)

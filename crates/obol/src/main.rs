@@ -19,6 +19,7 @@ mod pay_cli;
 mod privacy_cli;
 mod profile;
 mod risk_cli;
+mod risk_data;
 mod risk_ops_cli;
 mod serve;
 mod sign_cli;

@@ -2,14 +2,14 @@
 //! column mapping, split by time, and judge it on the later part; `obol risk detect` on simulated
 //! traffic. The commands that talk to a running server are in `risk_ops_cli.rs`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
-use obol_risk::features::{Event, FEATURE_NAMES, Label, Replay};
-use obol_risk::model::{Metrics, Model, TrainParams, evaluate};
+use obol_risk::model::{Binned, Columns, Metrics, Model, TrainParams, evaluate};
 use serde_json::json;
+
+use crate::risk_data::{DataArgs, Replayed, Row, Source, load};
 
 /// `obol risk ...`
 #[derive(Subcommand, Debug)]
@@ -25,6 +25,12 @@ pub enum RiskCommand {
     /// Measure a model on the held-out (later) part of a labelled CSV: AUPRC with a bootstrap
     /// interval, ROC AUC, precision at 80% recall and the confusion matrix at that threshold.
     Eval(EvalArgs),
+    /// Write each row's fraud score under a model, as CSV (`line,time_s,label,score`, led by
+    /// `id` when the map names an id column): the model's held-out rows, or `--all`. A label
+    /// column is optional here.
+    ///
+    /// Example: obol risk score --data traffic.csv --map time=time_s,...,id=payment_id --model model.json --out scores.csv
+    Score(ScoreArgs),
     /// Write the features obol computes for each row of a labelled CSV, in time order, as the
     /// server would have live (labels counted from when they became known): for your own
     /// models, or to check a model's inputs.
@@ -77,44 +83,6 @@ pub struct DetectArgs {
     json: bool,
 }
 
-/// How to read the data.
-#[derive(Args, Debug, Clone)]
-pub struct DataArgs {
-    /// The CSV (a header row, then one row per payment).
-    #[arg(long)]
-    data: PathBuf,
-    /// Columns, as role=column pairs. Required: time (seconds since the Unix epoch, or an
-    /// RFC 3339 / ISO date or date-time, UTC unless it says otherwise) and label (1, true or
-    /// fraud). For obol's streaming features: amount, entity (the payer; `payer` works too),
-    /// device, payee (`terminal` and `merchant` work too) and network. Optional: label_time (when
-    /// each label became known; default: the payment's time plus --label-delay-days) and kind
-    /// (the fraud kind, for a breakdown by kind).
-    #[arg(long)]
-    map: String,
-    /// Extra numeric columns used as features as they are: a comma list, or `rest` for every
-    /// column not named in --map; `rest,-COL,-COL` leaves columns out of the rest.
-    #[arg(long, default_value = "")]
-    features: String,
-    /// Digits after the decimal point in the amount column's unit (2 for dollars with cents).
-    #[arg(long, default_value_t = 0)]
-    amount_scale: u32,
-    /// Round amounts with more digits than --amount-scale to the nearest unit instead of
-    /// refusing them.
-    #[arg(long)]
-    amount_round: bool,
-    /// Share of rows, first by time, used for training (default 0.7; `eval` defaults to the
-    /// model's own split).
-    #[arg(long, conflicts_with = "train_until")]
-    split: Option<f64>,
-    /// Train on rows before this date or time (RFC 3339 or YYYY-MM-DD, UTC); later rows measure.
-    #[arg(long)]
-    train_until: Option<String>,
-    /// Days between a fraud and its label becoming known, when no label_time column is mapped:
-    /// a label counts in the features only from then on, as it would have live.
-    #[arg(long, default_value_t = 7.0)]
-    label_delay_days: f64,
-}
-
 /// Options of `obol risk train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -135,6 +103,26 @@ pub struct TrainArgs {
     /// Seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Histogram bins per feature (2 to 4096): a split falls only between bins, so more bins
+    /// find finer thresholds (such as "amount > 220") at some cost in time.
+    #[arg(long, default_value_t = 256)]
+    bins: u16,
+    /// Weight of a fraud row against 1 for a good row: a number, or `balanced` (good rows over
+    /// fraud rows in the training part).
+    #[arg(long, default_value = "1")]
+    fraud_weight: String,
+    /// Share of the training rows each tree is grown on, drawn at random (1: all).
+    #[arg(long, default_value_t = 1.0)]
+    subsample: f32,
+    /// Stop once this many trees in a row have not improved the log loss on the last tenth of
+    /// the training part by time, which then validates instead of training (0: never stop
+    /// early).
+    #[arg(long, default_value_t = 0)]
+    early_stopping: usize,
+    /// Features to list by importance (their share of the trees' split gain; all are kept in the
+    /// model artifact).
+    #[arg(long, default_value_t = 10)]
+    importance: usize,
     /// Bootstrap resamples for the AUPRC interval (0: no interval).
     #[arg(long, default_value_t = 200)]
     bootstrap: usize,
@@ -155,6 +143,23 @@ pub struct FeaturesArgs {
     /// Where to write the CSV: `time_s`, `label`, then one column per feature.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Options of `obol risk score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The model artifact.
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write the scores (CSV).
+    #[arg(long)]
+    out: PathBuf,
+    /// Score every row, including those the model trained on (default: from where its held-out
+    /// part begins, or --train-until / --split).
+    #[arg(long)]
+    all: bool,
 }
 
 /// Options of `obol risk eval`.
@@ -182,6 +187,7 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
     match command {
         RiskCommand::Train(args) => train(args),
         RiskCommand::Eval(args) => eval(args),
+        RiskCommand::Score(args) => score(args),
         RiskCommand::Features(args) => features(args),
         RiskCommand::Detect(args) => detect(args),
         RiskCommand::Reviews(args) => crate::risk_ops_cli::reviews(args),
@@ -247,361 +253,6 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Splits one CSV line, honouring double quotes.
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
-/// A decimal text as an integer count of 10^-scale units, exactly ("149.62" at scale 2: 14962).
-fn minor_units(text: &str, scale: u32) -> Option<u128> {
-    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
-    if fraction.len() > scale as usize && fraction[scale as usize..].bytes().any(|b| b != b'0') {
-        return None;
-    }
-    let mut digits = whole.to_string();
-    let kept: String = fraction.chars().take(scale as usize).collect();
-    digits.push_str(&kept);
-    digits.push_str(&"0".repeat(scale as usize - kept.len()));
-    digits.parse().ok()
-}
-
-/// The rows of a labelled CSV as feature vectors, in time order.
-struct Dataset {
-    names: Vec<String>,
-    rows: Vec<Vec<f64>>,
-    labels: Vec<bool>,
-    /// Each row's time, whole seconds since the Unix epoch.
-    times_s: Vec<u64>,
-    /// Each row's payer (0 when no entity column is mapped).
-    payers: Vec<u128>,
-    /// Each row's fraud kind, as an index into `kinds` (`None`: no kind given).
-    kind_of: Vec<Option<u16>>,
-    kinds: Vec<String>,
-    /// Labels still waiting for their known time when the rows ran out.
-    labels_pending: usize,
-}
-
-fn id_of(text: &str, column: &str, row: usize) -> anyhow::Result<u128> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(0);
-    }
-    text.parse::<u128>()
-        .or_else(|_| text.parse::<f64>().map(|v| v as u128))
-        .map_err(|_| anyhow!("row {row}, column {column}: {text:?} is not an id (a number)"))
-}
-
-/// A time column's value in ns since the Unix epoch, exactly: a decimal number of seconds (up
-/// to nine digits after the point), an RFC 3339 date-time, or an ISO date or date-time without a
-/// zone (read as UTC). Other numbers (an exponent) are read as floating point.
-fn ns_of(text: &str) -> Option<i128> {
-    let text = text.trim().trim_matches('"');
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    let unsigned = whole.strip_prefix('-').unwrap_or(whole);
-    if digits(unsigned) && (fraction.is_empty() || digits(fraction)) && fraction.len() <= 9 {
-        let seconds: i128 = unsigned.parse().ok()?;
-        let nanos: i128 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
-        let ns = seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?;
-        return Some(if whole.starts_with('-') { -ns } else { ns });
-    }
-    seconds_of(text).map(|s| (s * 1e9) as i128)
-}
-
-/// A time column's value in seconds since the Unix epoch: a number of seconds, an RFC 3339
-/// date-time, or an ISO date or date-time without a zone (read as UTC).
-fn seconds_of(text: &str) -> Option<f64> {
-    let text = text.trim().trim_matches('"');
-    if let Ok(seconds) = text.parse::<f64>() {
-        return seconds.is_finite().then_some(seconds);
-    }
-    let zoned = match text.len() {
-        10 => format!("{text}T00:00:00Z"),
-        16 => format!("{text}:00Z"),
-        _ if text.ends_with(['Z', 'z']) || text.get(19..).is_some_and(|zone| zone.contains(['+', '-'])) => {
-            text.to_string()
-        }
-        _ => format!("{text}Z"),
-    };
-    obol_core::time::parse_time(&zoned).map(|ns| ns as f64 / 1e9)
-}
-
-/// An amount as an integer count of 10^-scale units; with `round`, extra digits round half up.
-fn amount_of(text: &str, scale: u32, round: bool) -> Option<u128> {
-    if let Some(exact) = minor_units(text, scale) {
-        return Some(exact);
-    }
-    if !round {
-        return None;
-    }
-    let value: f64 = text.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * 10f64.powi(scale as i32)).round() as u128)
-}
-
-/// One parsed row, kept compact until the rows are in time order.
-struct Parsed {
-    time_ns: i128,
-    event: Event,
-    fraud: bool,
-    label_known_ns: Option<i128>,
-    kind: Option<u16>,
-    extra: Vec<f64>,
-}
-
-const ROLES: [&str; 12] = [
-    "time",
-    "amount",
-    "label",
-    "entity",
-    "payer",
-    "device",
-    "payee",
-    "terminal",
-    "merchant",
-    "network",
-    "label_time",
-    "kind",
-];
-
-fn load(args: &DataArgs) -> anyhow::Result<Dataset> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        bail!("{} is empty", args.data.display());
-    }
-    let header: Vec<String> =
-        split_csv(line.trim_end_matches(['\n', '\r'])).into_iter().map(|h| h.trim().to_string()).collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| anyhow!("no column {name:?} in {} (it has: {})", args.data.display(), header.join(", ")))
-    };
-    let mut roles: HashMap<&'static str, usize> = HashMap::new();
-    for pair in args.map.split(',').filter(|p| !p.trim().is_empty()) {
-        let (role, name) = pair.split_once('=').ok_or_else(|| anyhow!("--map: {pair:?} is not role=column"))?;
-        let Some(role) = ROLES.iter().find(|r| **r == role.trim()) else {
-            bail!("--map: unknown role {:?} (the roles: {})", role.trim(), ROLES.join(", "));
-        };
-        let role: &'static str = match *role {
-            "payer" => "entity",
-            "terminal" | "merchant" => "payee",
-            other => other,
-        };
-        roles.insert(role, column(name.trim())?);
-    }
-    let Some(&time_column) = roles.get("time") else { bail!("--map needs time=<column>") };
-    let Some(&label_column) = roles.get("label") else { bail!("--map needs label=<column>") };
-    let mapped: Vec<usize> = roles.values().copied().collect();
-    let passthrough: Vec<usize> = match args.features.trim() {
-        "" => Vec::new(),
-        list if list.starts_with("rest") => {
-            let mut left_out = Vec::new();
-            for name in list.split(',').skip(1) {
-                let name = name.trim().strip_prefix('-').ok_or_else(|| {
-                    anyhow!("--features: after `rest`, list columns to leave out as -COLUMN (got {name:?})")
-                })?;
-                left_out.push(column(name)?);
-            }
-            (0..header.len()).filter(|i| !mapped.contains(i) && !left_out.contains(i)).collect()
-        }
-        list => list.split(',').map(|name| column(name.trim())).collect::<anyhow::Result<_>>()?,
-    };
-    let streaming = roles.contains_key("entity");
-    let mut names: Vec<String> = Vec::new();
-    if streaming {
-        names.extend(FEATURE_NAMES.iter().map(|s| s.to_string()));
-    } else if roles.contains_key("amount") {
-        names.push("amount".into());
-    }
-    for index in &passthrough {
-        names.push(header.get(*index).context("a feature column lies past the header")?.clone());
-    }
-    if names.is_empty() {
-        bail!("no features: map entity=<column> for streaming features, or give --features");
-    }
-    if !(args.label_delay_days.is_finite() && args.label_delay_days >= 0.0) {
-        bail!("--label-delay-days must be 0 or more");
-    }
-    let column_name = |role: &str| roles.get(role).and_then(|i| header.get(*i)).map_or("?", String::as_str);
-    let bar = crate::out::bytes_bar(size, "reading");
-    let mut kinds: Vec<String> = Vec::new();
-    let mut parsed: Vec<Parsed> = Vec::new();
-    let mut row_number = 1usize;
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line)?;
-        if read == 0 {
-            break;
-        }
-        bar.inc(read as u64);
-        row_number += 1;
-        let text = line.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let fields = split_csv(text);
-        if fields.len() != header.len() {
-            bail!("row {row_number}: {} fields, the header has {}", fields.len(), header.len());
-        }
-        let field = |role: &str| roles.get(role).and_then(|i| fields.get(*i)).map(String::as_str);
-        let time_text = fields.get(time_column).map_or("", String::as_str);
-        let time_ns = ns_of(time_text).ok_or_else(|| {
-            anyhow!(
-                "row {row_number}, column {}: {time_text:?} is not a time (seconds since the Unix epoch, or a date \
-                 like 2018-04-01 or 2018-04-01T00:00:31Z)",
-                column_name("time")
-            )
-        })?;
-        let label = fields.get(label_column).map_or("", String::as_str).trim().trim_matches('"');
-        let fraud = match label.to_ascii_lowercase().as_str() {
-            "1" | "1.0" | "true" | "fraud" | "yes" => true,
-            "0" | "0.0" | "false" | "" | "no" | "legit" | "genuine" => false,
-            other => {
-                bail!("row {row_number}, column {}: {other:?} is not a label (1/0, true/false)", column_name("label"))
-            }
-        };
-        let amount_iso_minor = match field("amount") {
-            Some(text) => amount_of(text, args.amount_scale, args.amount_round).ok_or_else(|| {
-                anyhow!(
-                    "row {row_number}, column {}: {text:?} is not an amount with at most {} digits after the point \
-                     (--amount-scale; --amount-round rounds)",
-                    column_name("amount"),
-                    args.amount_scale
-                )
-            })?,
-            None => 0,
-        };
-        let label_known_ns = match field("label_time").map(str::trim).filter(|t| !t.is_empty()) {
-            Some(text) => Some(ns_of(text).ok_or_else(|| {
-                anyhow!("row {row_number}, column {}: {text:?} is not a time", column_name("label_time"))
-            })?),
-            None => None,
-        };
-        let kind = field("kind").map(|k| k.trim().trim_matches('"')).filter(|k| !k.is_empty()).map(|name| match kinds
-            .iter()
-            .position(|k| k == name)
-        {
-            Some(at) => at as u16,
-            None => {
-                kinds.push(name.to_string());
-                (kinds.len() - 1) as u16
-            }
-        });
-        let event = if streaming {
-            Event {
-                at_s: u64::try_from(time_ns.max(0) / 1_000_000_000).unwrap_or(u64::MAX),
-                payer: id_of(field("entity").unwrap_or(""), column_name("entity"), row_number)?,
-                device: field("device")
-                    .map(|d| id_of(d, column_name("device"), row_number))
-                    .transpose()?
-                    .filter(|d| *d != 0),
-                payee: id_of(field("payee").unwrap_or(""), column_name("payee"), row_number)?,
-                network: field("network")
-                    .map(|n| id_of(n, column_name("network"), row_number))
-                    .transpose()?
-                    .filter(|n| *n != 0)
-                    .map(|n| n as u64),
-                amount_iso_minor,
-                ..Event::default()
-            }
-        } else {
-            Event { amount_iso_minor, ..Event::default() }
-        };
-        let mut extra = Vec::with_capacity(passthrough.len());
-        for index in &passthrough {
-            let (Some(name), Some(text)) = (header.get(*index), fields.get(*index)) else {
-                bail!("a feature column lies past the row");
-            };
-            let text = text.trim();
-            extra.push(
-                text.parse::<f64>()
-                    .map_err(|_| anyhow!("row {row_number}, column {name}: {text:?} is not a number"))?,
-            );
-        }
-        parsed.push(Parsed { time_ns, event, fraud, label_known_ns, kind, extra });
-    }
-    bar.finish_and_clear();
-    // Stable: rows with the same time keep their order.
-    parsed.sort_by_key(|row| row.time_ns);
-    let bar = crate::out::bar(parsed.len() as u64, "computing features");
-    let mut replay = Replay::with_capacity(obol_risk::features::DEFAULT_CAPACITY);
-    let delay_ns = (args.label_delay_days * 86_400e9) as i128;
-    let count = parsed.len();
-    let mut dataset = Dataset {
-        names,
-        rows: Vec::with_capacity(count),
-        labels: Vec::with_capacity(count),
-        times_s: Vec::with_capacity(count),
-        payers: Vec::with_capacity(count),
-        kind_of: Vec::with_capacity(count),
-        kinds,
-        labels_pending: 0,
-    };
-    for row in parsed {
-        let mut features = Vec::with_capacity(dataset.names.len());
-        if streaming {
-            let at_ns = u128::try_from(row.time_ns.max(0)).unwrap_or(0);
-            features.extend_from_slice(&replay.observe_at(&row.event, at_ns).0);
-            if row.fraud {
-                let known_ns = row.label_known_ns.unwrap_or(row.time_ns.saturating_add(delay_ns)).max(row.time_ns);
-                let known_ns = u128::try_from(known_ns.max(0)).unwrap_or(0);
-                let known_at_s = u64::try_from(known_ns / 1_000_000_000).unwrap_or(u64::MAX);
-                replay.label_at(Label::of(&row.event, known_at_s), known_ns);
-            }
-        } else if roles.contains_key("amount") {
-            features.push(row.event.amount_iso_minor as f64);
-        }
-        features.extend_from_slice(&row.extra);
-        dataset.rows.push(features);
-        dataset.labels.push(row.fraud);
-        dataset.times_s.push(u64::try_from(row.time_ns.max(0) / 1_000_000_000).unwrap_or(u64::MAX));
-        dataset.payers.push(row.event.payer);
-        dataset.kind_of.push(if row.fraud { row.kind } else { None });
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    dataset.labels_pending = replay.pending();
-    Ok(dataset)
-}
-
-/// Where the held-out part starts: rows at or after this time measure, earlier ones train.
-fn held_out_from(data: &Dataset, args: &DataArgs) -> anyhow::Result<Option<u64>> {
-    if let Some(until) = &args.train_until {
-        let at = seconds_of(until)
-            .ok_or_else(|| anyhow!("--train-until {until:?}: not a date (YYYY-MM-DD) or an RFC 3339 time"))?;
-        return Ok(Some(at.max(0.0).ceil() as u64));
-    }
-    let Some(fraction) = args.split else { return Ok(None) };
-    if !(0.05..=0.95).contains(&fraction) {
-        bail!("--split must be between 0.05 and 0.95");
-    }
-    let index = (data.times_s.len() as f64 * fraction) as usize;
-    Ok(data.times_s.get(index).copied())
-}
-
-/// The first row at or after `from_s` (rows are in time order).
-fn first_at(data: &Dataset, from_s: u64) -> usize {
-    data.times_s.partition_point(|t| *t < from_s)
-}
-
 fn print_metrics(metrics: &Metrics, json_out: bool, extra: serde_json::Value) {
     if json_out {
         let mut value = json!({"rows": metrics.rows, "positives": metrics.positives, "auprc": metrics.auprc,
@@ -637,17 +288,34 @@ fn print_metrics(metrics: &Metrics, json_out: bool, extra: serde_json::Value) {
     crate::outln!("  fine                          {fp:>15}   {tn:>14}");
 }
 
+/// The held-out rows' labels, days, payers and kinds, for [`breakdown`].
+struct HeldOut {
+    labels: Vec<bool>,
+    days: Vec<u64>,
+    payers: Vec<u32>,
+    kinds: Vec<u16>,
+}
+
+impl HeldOut {
+    fn new(rows: &[Row]) -> HeldOut {
+        HeldOut {
+            labels: rows.iter().map(|r| r.fraud).collect(),
+            days: rows.iter().map(|r| r.time_s() / 86_400).collect(),
+            payers: rows.iter().map(|r| r.payer).collect(),
+            kinds: rows.iter().map(|r| r.kind).collect(),
+        }
+    }
+}
+
 /// What a held-out part shows beyond [`Metrics`]: AUPRC per fraud kind (each kind's fraud
 /// against every good row) and precision among the top `k` payers of each day.
-fn breakdown(data: &Dataset, from: usize, scores: &[f64], top_k: usize) -> serde_json::Value {
-    let labels = data.labels.get(from..).unwrap_or_default();
-    let kinds = data.kind_of.get(from..).unwrap_or_default();
+fn breakdown(kinds: &[String], held: &HeldOut, scores: &[f64], top_k: usize) -> serde_json::Value {
     let mut by_kind = serde_json::Map::new();
-    for (index, name) in data.kinds.iter().enumerate() {
+    for (index, name) in kinds.iter().enumerate() {
         let (mut s, mut l) = (Vec::new(), Vec::new());
         let mut frauds = 0usize;
-        for ((score, label), kind) in scores.iter().zip(labels).zip(kinds) {
-            if !label || *kind == Some(index as u16) {
+        for ((score, label), kind) in scores.iter().zip(&held.labels).zip(&held.kinds) {
+            if !label || usize::from(*kind) == index {
                 s.push(*score);
                 l.push(*label);
                 frauds += usize::from(*label);
@@ -657,9 +325,9 @@ fn breakdown(data: &Dataset, from: usize, scores: &[f64], top_k: usize) -> serde
             by_kind.insert(name.clone(), json!({"frauds": frauds, "auprc": obol_risk::model::auprc(&s, &l)}));
         }
     }
-    let days: Vec<u64> = data.times_s.get(from..).unwrap_or_default().iter().map(|t| t / 86_400).collect();
-    let payers = data.payers.get(from..).unwrap_or_default();
-    let (precision, day_count) = obol_risk::model::precision_top_k_per_day(scores, labels, &days, payers, top_k);
+    let payers: Vec<u128> = held.payers.iter().map(|p| u128::from(*p)).collect();
+    let (precision, day_count) =
+        obol_risk::model::precision_top_k_per_day(scores, &held.labels, &held.days, &payers, top_k);
     json!({"by_kind": by_kind, "top_k": top_k, "precision_top_k_per_day": precision, "days": day_count})
 }
 
@@ -685,120 +353,318 @@ fn print_breakdown(extra: &serde_json::Value) {
 
 fn features(args: FeaturesArgs) -> anyhow::Result<()> {
     use std::io::Write;
-    let data = load(&args.data)?;
+    let source = load(&args.data, true)?;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "time_s,label,{}", data.names.join(","))?;
-    for ((row, time_s), label) in data.rows.iter().zip(&data.times_s).zip(&data.labels) {
-        write!(out, "{time_s},{}", u8::from(*label))?;
-        for value in row {
-            // Rust prints the shortest text that reads back to the same f64.
-            write!(out, ",{value}")?;
-        }
-        writeln!(out)?;
+    writeln!(out, "time_s,label,{}", source.names.join(","))?;
+    let mut failed = None;
+    source.replay("computing features", |_, row, features| {
+        let mut write = || -> std::io::Result<()> {
+            write!(out, "{},{}", row.time_s(), u8::from(row.fraud))?;
+            for value in features {
+                // Rust prints the shortest text that reads back to the same f64.
+                write!(out, ",{value}")?;
+            }
+            writeln!(out)
+        };
+        failed = write().err();
+        failed.is_none()
+    });
+    if let Some(error) = failed {
+        return Err(error).with_context(|| format!("writing {}", args.out.display()));
     }
     out.flush()?;
-    crate::outln!("wrote the {} features of {} rows to {}", data.names.len(), data.rows.len(), args.out.display());
+    crate::outln!("wrote the {} features of {} rows to {}", source.width(), source.rows.len(), args.out.display());
     Ok(())
 }
 
+/// The fraud weight `--fraud-weight` asks for: a number, or `balanced` (good rows over fraud
+/// rows among `labels`).
+fn fraud_weight(text: &str, labels: impl Iterator<Item = bool>) -> anyhow::Result<f64> {
+    if text == "balanced" {
+        let (mut fraud, mut good) = (0u64, 0u64);
+        for label in labels {
+            if label {
+                fraud += 1;
+            } else {
+                good += 1;
+            }
+        }
+        return Ok(if fraud == 0 { 1.0 } else { (good as f64 / fraud as f64).max(1.0) });
+    }
+    let weight: f64 = text.parse().map_err(|_| anyhow!("--fraud-weight {text:?}: a number above 0, or `balanced`"))?;
+    Ok(weight)
+}
+
+fn print_importance(model: &Model, top: usize) {
+    if model.importance.is_empty() || top == 0 {
+        return;
+    }
+    crate::outln!("features by share of the trees' split gain:");
+    for (name, share) in model.importance.iter().take(top) {
+        crate::outln!("  {name:<28} {:>6.2}%", 100.0 * share);
+    }
+}
+
+/// The most memory a group of features computed at once for binning may take.
+const GROUP_BYTES_MAX: usize = 64 << 20;
+
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let data = load(&args.data)?;
-    let from_s = match held_out_from(&data, &args.data)? {
+    let started = std::time::Instant::now();
+    let source = load(&args.data, true)?;
+    let from_s = match source.held_out_from(&args.data)? {
         Some(at) => at,
-        None => held_out_from(&data, &DataArgs { split: Some(0.7), ..args.data.clone() })?
+        None => source
+            .held_out_from(&DataArgs { split: Some(0.7), ..args.data.clone() })?
             .ok_or_else(|| anyhow!("{} has no rows", args.data.data.display()))?,
     };
-    let split = first_at(&data, from_s);
-    if split == 0 || split >= data.rows.len() {
+    let split = source.first_at(from_s);
+    let at = |s: u64| obol_core::time::rfc3339(u128::from(s) * 1_000_000_000);
+    if split == 0 || split >= source.rows.len() {
         bail!(
             "the split at {} leaves {} rows to train on and {} to measure: both need some",
-            obol_core::time::rfc3339(u128::from(from_s) * 1_000_000_000),
+            at(from_s),
             split,
-            data.rows.len() - split.min(data.rows.len())
+            source.rows.len() - split.min(source.rows.len())
         );
     }
-    let spinner = crate::out::spinner(format!("training {} trees on {} rows", args.trees, split));
+    let validation_rows = if args.early_stopping > 0 { split / 10 } else { 0 };
+    let train_end = split - validation_rows;
     let params = TrainParams {
         iterations: args.trees,
         learning_rate: args.learning_rate,
         max_depth: args.depth,
         seed: args.seed,
+        bins: args.bins,
+        fraud_weight: fraud_weight(&args.fraud_weight, source.rows.iter().take(train_end).map(|r| r.fraud))?,
+        subsample: args.subsample,
+        early_stopping_rounds: args.early_stopping,
     };
+    params.check()?;
+    // First replay: which features vary over the training rows. One that never does cannot split
+    // a tree, so it takes no memory in training (without device or network columns, a third).
+    let width = source.width();
+    let mut first: Vec<u64> = Vec::new();
+    let mut varying = vec![false; width];
+    source.replay("finding the features that vary", |index, _, features| {
+        if index >= train_end {
+            return false;
+        }
+        if first.is_empty() {
+            first = features.iter().map(|v| v.to_bits()).collect();
+        }
+        for ((seen, value), varies) in first.iter().zip(features).zip(varying.iter_mut()) {
+            *varies |= *seen != value.to_bits();
+        }
+        true
+    });
+    let kept: Vec<usize> = (0..width).filter(|c| varying.get(*c) == Some(&true)).collect();
+    // Then the kept features of the training rows, a group at a time, each binned as soon as it
+    // is computed: training holds two bytes a value, never every value as a 64-bit float.
+    let labels: Vec<bool> = source.rows.iter().take(split).map(|r| r.fraud).collect();
+    let (train_labels, validation_labels) = labels.split_at(train_end);
+    let mut binned = Binned::new(train_labels, &params);
+    binned.reserve(kept.len());
+    let group = (GROUP_BYTES_MAX / (train_end * 8).max(1)).clamp(1, kept.len().max(1));
+    let mut values = vec![0.0; group.min(kept.len()) * train_end];
+    let mut validation_values = vec![0.0; kept.len() * validation_rows];
+    for (pass, chunk) in kept.chunks(group).enumerate() {
+        let message =
+            format!("computing features {} to {} of {}", pass * group + 1, pass * group + chunk.len(), kept.len());
+        source.replay(&message, |index, _, features| {
+            if index < train_end {
+                for (k, column) in chunk.iter().enumerate() {
+                    if let (Some(slot), Some(value)) = (values.get_mut(k * train_end + index), features.get(*column)) {
+                        *slot = *value;
+                    }
+                }
+                return true;
+            }
+            if pass > 0 || index >= split {
+                return false;
+            }
+            for (k, column) in kept.iter().enumerate() {
+                let at = k * validation_rows + index - train_end;
+                if let (Some(slot), Some(value)) = (validation_values.get_mut(at), features.get(*column)) {
+                    *slot = *value;
+                }
+            }
+            true
+        });
+        for column in values.chunks_exact(train_end).take(chunk.len()) {
+            binned.push(column)?;
+        }
+    }
+    drop(values);
+    let spinner = crate::out::spinner(format!(
+        "training up to {} trees on {train_end} rows and {} of {width} features{}",
+        args.trees,
+        kept.len(),
+        if validation_rows > 0 { format!(", the last {validation_rows} rows validating") } else { String::new() }
+    ));
     let version = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
-    let (Some((train_rows, held_rows)), Some((train_labels, held_labels))) =
-        (data.rows.split_at_checked(split), data.labels.split_at_checked(split))
-    else {
-        bail!("the split point {split} lies past the {} rows", data.rows.len());
-    };
-    let mut model = Model::train(train_rows, train_labels, &data.names, params, &version)?;
+    let validation = Columns { values: &validation_values, rows: validation_rows, labels: validation_labels };
+    let trained_at = std::time::Instant::now();
+    let mut model = Model::fit_binned(
+        &binned,
+        (validation_rows > 0).then_some(validation),
+        &kept,
+        &source.names,
+        params,
+        &version,
+    )?;
+    let training_s = trained_at.elapsed().as_secs_f64();
     spinner.finish_and_clear();
+    drop((binned, validation_values));
     model.held_out_from_s = Some(from_s);
-    let scores = model.score_all(held_rows);
-    model.metrics = evaluate(&scores, held_labels, args.bootstrap, args.seed);
+    // Third replay: score the held-out rows as they come.
+    let mut scores = Vec::with_capacity(source.rows.len() - split);
+    let all: Vec<usize> = (0..width).collect();
+    let (_, replayed) = score_rows(&source, &model, &all, split, |_, score| {
+        scores.push(score);
+        true
+    });
+    let held = HeldOut::new(source.rows.get(split..).unwrap_or_default());
+    model.metrics = evaluate(&scores, &held.labels, args.bootstrap, args.seed);
     std::fs::write(&args.out, model.to_json()).with_context(|| format!("writing {}", args.out.display()))?;
-    let extra = breakdown(&data, split, &scores, args.top_k);
+    let extra = breakdown(&source.kinds, &held, &scores, args.top_k);
     if !args.json {
         crate::outln!(
-            "trained on {split} rows before {}, {} features; model written to {}",
-            obol_core::time::rfc3339(u128::from(from_s) * 1_000_000_000),
-            data.names.len(),
+            "trained {} trees on {train_end} rows before {} ({} of {width} features vary); model written to {}",
+            model.trees(),
+            at(if validation_rows > 0 { source.rows.get(train_end).map_or(from_s, Row::time_s) } else { from_s }),
+            kept.len(),
             args.out.display()
         );
     }
-    let mut more = json!({"model": args.out.display().to_string(), "trained_rows": split, "held_out_from_s": from_s,
-        "labels_pending": data.labels_pending});
+    let importance: serde_json::Map<String, serde_json::Value> =
+        model.importance.iter().take(args.importance).map(|(name, share)| (name.clone(), json!(share))).collect();
+    let mut more = json!({"model": args.out.display().to_string(), "trained_rows": train_end,
+        "validation_rows": validation_rows, "trees": model.trees(), "held_out_from_s": from_s,
+        "features_kept": kept.len(), "labels_pending": replayed.labels_pending, "importance": importance,
+        "training_s": (training_s * 10.0).round() / 10.0,
+        "total_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0});
     if let (Some(object), Some(extra)) = (more.as_object_mut(), extra.as_object()) {
         object.extend(extra.clone());
     }
     print_metrics(&model.metrics, args.json, more);
     if !args.json {
         print_breakdown(&extra);
+        print_importance(&model, args.importance);
+        crate::outln!("took {:.1} s, {training_s:.1} s of it training", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
 
-fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let model = Model::from_json(&text)?;
-    let data = load(&args.data)?;
+/// A model read from its artifact, with where each of its features sits in the data's rows.
+fn model_for(path: &std::path::Path, source: &Source) -> anyhow::Result<(Model, Vec<usize>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = Model::from_json(&text).with_context(|| format!("reading {}", path.display()))?;
     let columns: Vec<usize> = model
         .features
         .iter()
-        .map(|name| data.names.iter().position(|n| n == name).ok_or_else(|| anyhow!("the data lacks feature {name}")))
+        .map(|name| source.names.iter().position(|n| n == name).ok_or_else(|| anyhow!("the data lacks feature {name}")))
         .collect::<anyhow::Result<_>>()?;
-    let asked = held_out_from(&data, &args.data)?;
-    let from_s = match (asked, model.held_out_from_s) {
+    Ok((model, columns))
+}
+
+/// Where to measure from: `asked` by the options, or the model's own held-out part; refuses a
+/// start inside the model's training rows.
+fn measured_from(source: &Source, args: &DataArgs, model: &Model) -> anyhow::Result<u64> {
+    let at = |s: u64| obol_core::time::rfc3339(u128::from(s) * 1_000_000_000);
+    Ok(match (source.held_out_from(args)?, model.held_out_from_s) {
         (Some(asked), Some(trained)) if asked < trained => bail!(
             "the model trained on rows before {}: measuring from {} would score rows it learned from \
              (leave out --split and --train-until to measure on its own held-out part)",
-            obol_core::time::rfc3339(u128::from(trained) * 1_000_000_000),
-            obol_core::time::rfc3339(u128::from(asked) * 1_000_000_000)
+            at(trained),
+            at(asked)
         ),
         (Some(asked), _) => asked,
         (None, Some(trained)) => trained,
         (None, None) => {
             eprintln!("the model does not say where its training data ended; measuring on the last 30% by time");
-            held_out_from(&data, &DataArgs { split: Some(0.7), ..args.data.clone() })?.unwrap_or(0)
+            source.held_out_from(&DataArgs { split: Some(0.7), ..args.clone() })?.unwrap_or(0)
         }
+    })
+}
+
+/// Rows scored together, tree by tree ([`Model::score_columns`]).
+const SCORE_BATCH_ROWS: usize = 4_096;
+
+/// Scores rows from `from` on through `model`, calling `each` with each row and its score in
+/// time order; stops when `each` answers false. Answers the time spent scoring.
+fn score_rows(
+    source: &Source,
+    model: &Model,
+    columns: &[usize],
+    from: usize,
+    mut each: impl FnMut(&Row, f64) -> bool,
+) -> (std::time::Duration, Replayed) {
+    let width = columns.len();
+    let mut batch = vec![0.0; width * SCORE_BATCH_ROWS];
+    let mut batch_rows: Vec<Row> = Vec::with_capacity(SCORE_BATCH_ROWS);
+    let mut scores = Vec::with_capacity(SCORE_BATCH_ROWS);
+    let mut scoring = std::time::Duration::ZERO;
+    let mut stopped = false;
+    let mut flush = |batch: &[f64], batch_rows: &mut Vec<Row>, scoring: &mut std::time::Duration| {
+        let started = std::time::Instant::now();
+        scores.clear();
+        if batch_rows.len() == SCORE_BATCH_ROWS {
+            model.score_columns(batch, SCORE_BATCH_ROWS, &mut scores);
+        } else {
+            // The last, shorter batch: its columns are packed first.
+            let n = batch_rows.len();
+            let packed: Vec<f64> = (0..width)
+                .flat_map(|f| batch.get(f * SCORE_BATCH_ROWS..f * SCORE_BATCH_ROWS + n).unwrap_or_default())
+                .copied()
+                .collect();
+            model.score_columns(&packed, n, &mut scores);
+        }
+        *scoring += started.elapsed();
+        for (row, score) in batch_rows.iter().zip(&scores) {
+            if !stopped && !each(row, *score) {
+                stopped = true;
+            }
+        }
+        batch_rows.clear();
+        !stopped
     };
-    let split = first_at(&data, from_s);
-    let (Some(held_rows), Some(held_labels)) = (data.rows.get(split..), data.labels.get(split..)) else {
-        bail!("the split point {split} lies past the {} rows", data.rows.len());
-    };
-    if held_rows.is_empty() {
+    let replayed = source.replay("scoring", |index, row, features| {
+        if index < from {
+            return true;
+        }
+        let at = batch_rows.len();
+        for (f, column) in columns.iter().enumerate() {
+            if let Some(slot) = batch.get_mut(f * SCORE_BATCH_ROWS + at) {
+                *slot = features.get(*column).copied().unwrap_or(0.0);
+            }
+        }
+        batch_rows.push(*row);
+        batch_rows.len() < SCORE_BATCH_ROWS || flush(&batch, &mut batch_rows, &mut scoring)
+    });
+    if !batch_rows.is_empty() {
+        flush(&batch, &mut batch_rows, &mut scoring);
+    }
+    (scoring, replayed)
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let source = load(&args.data, true)?;
+    let (model, columns) = model_for(&args.model, &source)?;
+    let from_s = measured_from(&source, &args.data, &model)?;
+    let split = source.first_at(from_s);
+    if split >= source.rows.len() {
         bail!("no rows from {} on to measure", obol_core::time::rfc3339(u128::from(from_s) * 1_000_000_000));
     }
-    let held_out: Vec<Vec<f64>> = held_rows
-        .iter()
-        .map(|row| columns.iter().map(|c| row.get(*c).copied()).collect::<Option<_>>())
-        .collect::<Option<_>>()
-        .context("a row has fewer values than the data has feature names")?;
-    let started = std::time::Instant::now();
-    let scores: Vec<f64> = held_out.iter().map(|row| model.score(row)).collect();
-    let per_decision_us = started.elapsed().as_secs_f64() * 1e6 / held_out.len().max(1) as f64;
-    let metrics = evaluate(&scores, held_labels, args.bootstrap, 11);
-    let extra = breakdown(&data, split, &scores, args.top_k);
+    let mut scores = Vec::with_capacity(source.rows.len() - split);
+    let (scoring, _) = score_rows(&source, &model, &columns, split, |_, score| {
+        scores.push(score);
+        true
+    });
+    let per_decision_us = scoring.as_secs_f64() * 1e6 / scores.len().max(1) as f64;
+    let held = HeldOut::new(source.rows.get(split..).unwrap_or_default());
+    let metrics = evaluate(&scores, &held.labels, args.bootstrap, 11);
+    let extra = breakdown(&source.kinds, &held, &scores, args.top_k);
     let mut more = json!({"score_us_mean": (per_decision_us * 100.0).round() / 100.0, "held_out_from_s": from_s});
     if let (Some(object), Some(extra)) = (more.as_object_mut(), extra.as_object()) {
         object.extend(extra.clone());
@@ -806,22 +672,40 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     print_metrics(&metrics, args.json, more);
     if !args.json {
         print_breakdown(&extra);
-        crate::outln!("one score: {per_decision_us:.2} µs on average");
+        crate::outln!("scoring: {per_decision_us:.2} µs a row on average, in batches of {SCORE_BATCH_ROWS} rows");
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_and_exact_decimal_amounts() {
-        assert_eq!(split_csv(r#""Time","V1",3,"a,b""c""#), vec!["Time", "V1", "3", "a,b\"c"]);
-        assert_eq!(minor_units("149.62", 2), Some(14962));
-        assert_eq!(minor_units("0.5", 2), Some(50));
-        assert_eq!(minor_units("7", 2), Some(700));
-        assert_eq!(minor_units("1.005", 2), None, "more digits than the scale");
-        assert_eq!(minor_units("1.500", 2), Some(150));
+fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let source = load(&args.data, false)?;
+    let (model, columns) = model_for(&args.model, &source)?;
+    let from = if args.all { 0 } else { source.first_at(measured_from(&source, &args.data, &model)?) };
+    let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let with_ids = !source.row_ids.is_empty();
+    writeln!(out, "{}line,time_s,label,score", if with_ids { "id," } else { "" })?;
+    let (mut written, mut failed) = (0usize, None);
+    score_rows(&source, &model, &columns, from, |row, score| {
+        let mut write = || -> std::io::Result<()> {
+            if let Some(id) = source.row_ids.get(row.read_at as usize) {
+                write!(out, "{id},")?;
+            }
+            writeln!(out, "{},{},{},{score}", row.line, row.time_s(), u8::from(row.fraud))
+        };
+        failed = write().err();
+        written += 1;
+        failed.is_none()
+    });
+    if let Some(error) = failed {
+        return Err(error).with_context(|| format!("writing {}", args.out.display()));
     }
+    out.flush().with_context(|| format!("writing {}", args.out.display()))?;
+    crate::outln!(
+        "wrote the scores of {written} rows{} to {}",
+        if args.all { String::new() } else { format!(" from row {} by time on", from + 1) },
+        args.out.display()
+    );
+    Ok(())
 }

@@ -115,6 +115,125 @@ fn a_model_trained_through_a_column_mapping_is_judged_on_the_later_data() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Average precision as `obol risk eval` computes it: rows ranked by score, highest first, ties
+/// in their given order.
+fn average_precision(scored: &[(f64, bool)]) -> f64 {
+    let mut ranked = scored.to_vec();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let positives = ranked.iter().filter(|(_, fraud)| *fraud).count();
+    let (mut hits, mut area) = (0usize, 0.0);
+    for (rank, (_, fraud)) in ranked.iter().enumerate() {
+        if *fraud {
+            hits += 1;
+            area += hits as f64 / (rank + 1) as f64;
+        }
+    }
+    area / positives as f64
+}
+
+#[test]
+fn training_options_importance_and_a_score_file_that_reproduces_the_measured_auprc() {
+    let dir = std::env::temp_dir().join(format!("obol-risk-score-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (data, model, scores) = (path("traffic.csv"), path("model.json"), path("scores.csv"));
+    let obol = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_obol")).args(args).output().expect("run obol");
+    let run = |args: &[&str]| {
+        let output = obol(args);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    run(&["sim", "traffic", "--customers", "600", "--days", "8", "--seed", "9", "--out", &data]);
+    let map = "time=time_s,amount=amount_minor,label=label,entity=payer,device=device,payee=payee,network=network,\
+               label_time=label_known_s";
+    let trained = run(&[
+        "risk",
+        "train",
+        "--data",
+        &data,
+        "--map",
+        map,
+        "--out",
+        &model,
+        "--json",
+        "--trees",
+        "300",
+        "--learning-rate",
+        "0.5",
+        "--early-stopping",
+        "5",
+        "--fraud-weight",
+        "balanced",
+        "--bins",
+        "1024",
+        "--subsample",
+        "0.8",
+        "--importance",
+        "5",
+        "--bootstrap",
+        "0",
+    ]);
+    let trained: serde_json::Value = serde_json::from_str(trained.trim()).unwrap();
+    let trees = trained["trees"].as_u64().unwrap();
+    assert!((1..300).contains(&trees), "early stopping kept {trees} of 300 trees: {trained}");
+    assert!(trained["validation_rows"].as_u64().unwrap() > 0, "{trained}");
+    let kept = trained["features_kept"].as_u64().unwrap();
+    assert!((1..60).contains(&kept), "features that never vary are left out of training: {trained}");
+    let importance = trained["importance"].as_object().unwrap();
+    assert!((1..=5).contains(&importance.len()), "{trained}");
+    let artifact: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert_eq!(artifact["params"]["bins"], 1024);
+    assert_eq!(artifact["params"]["early_stopping_rounds"], 5);
+    assert!(artifact["params"]["fraud_weight"].as_f64().unwrap() > 1.0, "balanced weighs the rare fraud up");
+    let shares = artifact["importance"].as_array().unwrap();
+    let total: f64 = shares.iter().map(|pair| pair[1].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-6, "the shares of the split gain add up to 1: {total}");
+    for (name, _) in importance {
+        assert!(shares.iter().any(|pair| pair[0] == name.as_str()), "{name}");
+    }
+
+    // The held-out scores, written row by row, give back the AUPRC train measured.
+    run(&["risk", "score", "--data", &data, "--map", map, "--model", &model, "--out", &scores]);
+    let text = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("line,time_s,label,score"));
+    let held_out_from = trained["held_out_from_s"].as_u64().unwrap();
+    let scored: Vec<(f64, bool)> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert!(fields[0].parse::<u64>().unwrap() >= 2, "a CSV line number: {line}");
+            assert!(fields[1].parse::<u64>().unwrap() >= held_out_from, "only held-out rows: {line}");
+            let score: f64 = fields[3].parse().unwrap();
+            assert!((0.0..=1.0).contains(&score), "{line}");
+            (score, fields[2] == "1")
+        })
+        .collect();
+    assert_eq!(scored.len() as u64, trained["rows"].as_u64().unwrap());
+    let auprc = average_precision(&scored);
+    assert!((auprc - trained["auprc"].as_f64().unwrap()).abs() < 1e-12, "{auprc} against {trained}");
+
+    // Unlabelled data scores too, every row with --all.
+    let unlabelled = "time=time_s,amount=amount_minor,entity=payer,device=device,payee=payee,network=network";
+    run(&["risk", "score", "--data", &data, "--map", unlabelled, "--model", &model, "--out", &scores, "--all"]);
+    let rows = std::fs::read_to_string(&data).unwrap().lines().count() - 1;
+    let text = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(text.lines().count() - 1, rows, "--all scores every row");
+    assert!(text.lines().skip(1).all(|line| line.split(',').nth(2) == Some("0")), "no label column: 0");
+
+    // Settings that cannot train say why, before any work.
+    for (option, value, says) in [
+        ("--bins", "1", "bins must be 2 to 4096"),
+        ("--fraud-weight", "heavy", "a number above 0, or `balanced`"),
+        ("--subsample", "1.5", "subsample share must be above 0 and at most 1"),
+    ] {
+        let output = obol(&["risk", "train", "--data", &data, "--map", map, "--out", &model, option, value]);
+        assert!(!output.status.success(), "{option} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{option} {value}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn dates_amounts_and_errors_of_a_data_scientists_csv() {
     let dir = std::env::temp_dir().join(format!("obol-risk-dates-{}", std::process::id()));
