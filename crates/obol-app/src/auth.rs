@@ -155,10 +155,22 @@ impl Authenticator {
             }
             verified.insert(digest, key_id.to_string());
         }
+        self.caller_for_key(&key.key_id, ledger, now_ns)
+    }
+
+    /// The caller key `key_id` (already verified) stands for at ledger time `now_ns`: refused if
+    /// the key was revoked or has expired, or its principal is not active.
+    pub fn caller_for_key(
+        &self,
+        key_id: &str,
+        ledger: &std::sync::RwLock<Ledger>,
+        now_ns: u64,
+    ) -> Result<Caller, AuthFailure> {
+        let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
+        let key = ledger.identity().key(key_id).ok_or(AuthFailure::BadKey)?;
         if !key.usable_at(now_ns) {
             return Err(AuthFailure::BadKey);
         }
-        let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
         let principal = ledger.identity().principal(key.principal_id).ok_or(AuthFailure::BadKey)?;
         if principal.status != Status::Active {
             return Err(AuthFailure::Suspended);
@@ -167,7 +179,7 @@ impl Authenticator {
             principal_id: principal.id,
             role: principal.role,
             scopes: key.scopes,
-            via: Via::ApiKey(key.key_id),
+            via: Via::ApiKey(key.key_id.clone()),
             peer: None,
         })
     }

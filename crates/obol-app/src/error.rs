@@ -90,6 +90,16 @@ pub enum Error {
     /// Missing or wrong API key.
     #[error("a valid API key is required: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// The principal has a second factor: signing in needs its current code.
+    #[error("this principal has a second factor: send its current TOTP code as `code`")]
+    SecondFactorRequired,
+    /// The request did not come through a session (or the session ended).
+    #[error("no session: sign in at POST /v1/sessions")]
+    SessionNotFound,
+    /// A request through a session that changes something lacked the session's CSRF token, or
+    /// came from another site.
+    #[error("send the session's CSRF token in X-CSRF-Token, from the same site")]
+    CsrfRefused,
     /// Authenticated, but this caller may not do this.
     #[error("not allowed: {0}")]
     Forbidden(String),
@@ -302,6 +312,9 @@ impl Error {
             Error::RouteNotFound => "route_not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Unauthorized => "unauthorized",
+            Error::SecondFactorRequired => "second_factor_required",
+            Error::SessionNotFound => "session_not_found",
+            Error::CsrfRefused => "csrf_refused",
             Error::Forbidden(_) => "forbidden",
             Error::PrincipalSuspended => "principal_suspended",
             Error::PrincipalNotFound(_) => "principal_not_found",

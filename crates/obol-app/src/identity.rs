@@ -250,6 +250,11 @@ pub async fn set_principal_status(state: &App, caller: &Caller, id: &str, status
         )));
     }
     accepted(run_identity_by(state, Some(caller), IdentityCommand::SetPrincipalStatus { id, status }).await?)?;
+    if status == Status::Suspended {
+        // Its sessions end now, not at their next request: reactivating it later must not revive
+        // a stolen cookie.
+        state.sessions.close_all(id);
+    }
     read_ledger(state).identity().principal(id).cloned().ok_or(Error::PrincipalNotFound(id))
 }
 
@@ -314,6 +319,7 @@ pub async fn revoke_key(state: &App, caller: &Caller, key_id: &str) -> Result<Ap
     key_for_manage(state, caller, key_id)?;
     let command = IdentityCommand::RevokeApiKey { key_id: key_id.to_string() };
     accepted(run_identity_by(state, Some(caller), command).await?)?;
+    state.sessions.close_key(key_id);
     read_ledger(state).identity().key(key_id).cloned().ok_or_else(|| Error::KeyNotFound(key_id.to_string()))
 }
 

@@ -30,6 +30,7 @@ pub mod privacy;
 pub mod refunds;
 pub mod reviews;
 pub mod risk;
+pub mod sessions;
 pub mod statement;
 pub mod stepup;
 pub mod tabs;
@@ -71,6 +72,8 @@ pub struct App {
     pub risk: Arc<risk::Risk>,
     /// Signs the audit log's checkpoints.
     pub audit_key: Arc<audit::AuditKey>,
+    /// Dashboard sessions (in memory: a restart signs everyone out).
+    pub sessions: Arc<sessions::Sessions>,
     /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
     pub env: Arc<dyn Env>,
     /// Days records the law requires are kept after a person's last payment before a requested
@@ -111,6 +114,7 @@ impl App {
             verifier: verifier::Verifier::start(network),
             risk: Arc::new(risk::Risk::off()),
             audit_key: Arc::new(audit_key),
+            sessions: Arc::default(),
             env,
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),

@@ -719,6 +719,7 @@ pub async fn erase(state: &App, caller: &Caller, id: &str) -> Result<Erasure, Er
         }));
     }
     state.engine.execute_together(ops).await?;
+    state.sessions.close_all(id);
     if erasure.erase_after_ns <= now_ns {
         return shred(state, vec![erasure], now_ns)
             .await?

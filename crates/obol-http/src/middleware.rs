@@ -14,39 +14,72 @@ use crate::error::{ApiError, Error};
 use crate::{AppState, BODY_BYTES_MAX, REQUEST_TIMEOUT_MS, httpsig, read_ledger};
 use obol_app::auth::{self, AuthFailure, Caller};
 
+/// The client address of a request: its peer, or the client a trusted proxy names.
+fn peer_of(
+    state: &AppState,
+    connect: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    connect.map(|address| {
+        let forwarded_for = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        crate::ratelimit::client_address(address.ip(), forwarded_for, &state.trusted_proxies)
+    })
+}
+
 pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| {
-        let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
-        crate::ratelimit::client_address(info.0.ip(), forwarded_for, &state.trusted_proxies)
-    });
+    let connect = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0);
+    let peer = peer_of(&state, connect, request.headers());
     // Retry-After says when this address may try again, not a fixed guess.
     if let Some(wait_s) = peer.and_then(|ip| state.limits.failed_auth_per_ip.wait_s(&ip)) {
         return ApiError(Error::RateLimited(wait_s)).into_response();
     }
-    let outcome = authenticate(&state, request, peer).await;
-    match outcome {
-        Ok((mut caller, mut request)) => {
-            caller.peer = peer;
-            let credential = match &caller.via {
-                auth::Via::ApiKey(key_id) => format!("key:{key_id}"),
-                auth::Via::Device(device_id) => format!("device:{device_id}"),
-            };
-            if let Err(wait_s) = state.limits.per_credential.take(&credential) {
-                return ApiError(Error::RateLimited(wait_s)).into_response();
+    match authenticate(&state, request, peer).await {
+        Ok((caller, mut request)) => match admitted(&state, caller, peer) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                next.run(request).await
             }
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(Refused { error, charged }) => {
-            // A failed argon2 check was charged before it ran; every other failure is charged
-            // now.
-            if let Some(ip) = peer
-                && !charged
-            {
-                let _ = state.limits.failed_auth_per_ip.take(&ip);
-            }
-            error.into_response()
-        }
+            Err(error) => error.into_response(),
+        },
+        Err(refused) => charge(&state, peer, refused).into_response(),
+    }
+}
+
+/// The caller with its address, if its credential's rate allows another request.
+fn admitted(state: &AppState, mut caller: Caller, peer: Option<std::net::IpAddr>) -> Result<Caller, ApiError> {
+    caller.peer = peer;
+    if let Err(wait_s) = state.limits.per_credential.take(&caller.via.label()) {
+        return Err(ApiError(Error::RateLimited(wait_s)));
+    }
+    Ok(caller)
+}
+
+/// A failed authentication's answer, the client address charged for it (a failed argon2 check
+/// was charged before it ran).
+fn charge(state: &AppState, peer: Option<std::net::IpAddr>, refused: Refused) -> ApiError {
+    if let Some(ip) = peer
+        && !refused.charged
+    {
+        let _ = state.limits.failed_auth_per_ip.take(&ip);
+    }
+    refused.error
+}
+
+/// The caller an API key in a request body resolves to (signing in), throttled as a key in a
+/// header is.
+pub(crate) async fn key_caller(
+    state: &AppState,
+    connect: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+    token: &str,
+) -> Result<Caller, ApiError> {
+    let peer = peer_of(state, connect, headers);
+    if let Some(wait_s) = peer.and_then(|ip| state.limits.failed_auth_per_ip.wait_s(&ip)) {
+        return Err(ApiError(Error::RateLimited(wait_s)));
+    }
+    match checked_key(state, token.to_string(), peer, "/v1/sessions").await {
+        Ok(caller) => admitted(state, caller, peer),
+        Err(refused) => Err(charge(state, peer, refused)),
     }
 }
 
@@ -63,7 +96,7 @@ impl From<ApiError> for Refused {
 }
 
 /// Resolves the caller of a request: a device signature when `Signature-Input` is present, an
-/// API key otherwise.
+/// API key when `Authorization` is, and otherwise a session cookie.
 async fn authenticate(
     state: &AppState,
     request: Request,
@@ -84,8 +117,54 @@ async fn authenticate(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_string());
     let Some(token) = token else {
-        return Err(ApiError(Error::Unauthorized).into());
+        return match crate::session_routes::token_in(request.headers()) {
+            Some(session_token) => session_caller(state, request, session_token),
+            None => Err(ApiError(Error::Unauthorized).into()),
+        };
     };
+    let path = loggable_path(request.uri().path());
+    let caller = checked_key(state, token, peer, &path).await?;
+    Ok((caller, request))
+}
+
+/// The caller of a request through a session: the session must be live and the key it came
+/// from still good; a request that changes something must carry the session's CSRF token and
+/// come from the same site.
+fn session_caller(state: &AppState, mut request: Request, token: String) -> Result<(Caller, Request), Refused> {
+    let now_ns = state.env.now_ns();
+    let session = state.sessions.touch(&token, now_ns).ok_or(ApiError(Error::Unauthorized))?;
+    let caller = match state.auth.caller_for_key(&session.key_id, state.engine.ledger(), now_ns) {
+        Ok(caller) if caller.principal_id == session.principal_id => caller,
+        outcome => {
+            // The key was revoked or expired, or its principal suspended: the session ends.
+            state.sessions.close(&token);
+            let error =
+                if outcome == Err(AuthFailure::Suspended) { Error::PrincipalSuspended } else { Error::Unauthorized };
+            return Err(ApiError(error).into());
+        }
+    };
+    let method = request.method();
+    if !(method == axum::http::Method::GET || method == axum::http::Method::HEAD) {
+        let sent = request.headers().get("x-csrf-token").and_then(|value| value.to_str().ok()).unwrap_or("");
+        let site = request.headers().get("sec-fetch-site").and_then(|value| value.to_str().ok());
+        let same_site = site.is_none_or(|site| site == "same-origin" || site == "none");
+        if !same_site || !obol_app::sessions::same_secret(sent, &session.csrf_token) {
+            tracing::info!(path = %loggable_path(request.uri().path()), "session request without its CSRF token refused");
+            // Not a credential guess: the address is not charged.
+            return Err(Refused { error: ApiError(Error::CsrfRefused), charged: true });
+        }
+    }
+    request.extensions_mut().insert(crate::session_routes::SessionToken(token));
+    Ok((caller, request))
+}
+
+/// The caller an API key resolves to, with the argon2 check throttled per address.
+async fn checked_key(
+    state: &AppState,
+    token: String,
+    peer: Option<std::net::IpAddr>,
+    path: &str,
+) -> Result<Caller, Refused> {
     let auth = Arc::clone(&state.auth);
     let ledger = Arc::clone(state.engine.ledger());
     let mut charged = false;
@@ -121,13 +200,13 @@ async fn authenticate(
         outcome
     };
     match outcome {
-        Ok(caller) => Ok((caller, request)),
+        Ok(caller) => Ok(caller),
         Err(AuthFailure::BadKey) => {
-            tracing::info!(path = %loggable_path(request.uri().path()), "API key refused");
+            tracing::info!(path = %path, "API key refused");
             Err(Refused { error: ApiError(Error::Unauthorized), charged })
         }
         Err(AuthFailure::Suspended) => {
-            tracing::info!(path = %loggable_path(request.uri().path()), "API key of a suspended principal refused");
+            tracing::info!(path = %path, "API key of a suspended principal refused");
             Err(Refused { error: ApiError(Error::PrincipalSuspended), charged })
         }
     }

@@ -30,19 +30,8 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut builder = Request::builder().method(method.clone()).uri(path);
-    if let Some(key) = key {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
-    }
-    let request = match body {
-        Some(body) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
-        None => builder.body(Body::empty()),
-    }
-    .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let credential = key.map_or(Credential::Nobody, |key| Credential::Key(key.to_string()));
+    call_as(router, &credential, method, path, body).await
 }
 
 impl World {
@@ -98,6 +87,8 @@ struct Row {
     request: Box<dyn Fn(usize) -> (String, Option<Value>)>,
     /// Expected status per caller, same order.
     expect: [u16; 6],
+    /// Where callers signed in to a dashboard session get another answer (the session routes).
+    expect_in_session: Option<[u16; 6]>,
 }
 
 fn row(
@@ -106,7 +97,73 @@ fn row(
     request: impl Fn(usize) -> (String, Option<Value>) + 'static,
     expect: [u16; 6],
 ) -> Row {
-    Row { method, route, request: Box::new(request), expect }
+    Row { method, route, request: Box::new(request), expect, expect_in_session: None }
+}
+
+impl Row {
+    /// Expects `statuses` instead when the callers come through dashboard sessions.
+    fn in_session(mut self, statuses: [u16; 6]) -> Row {
+        self.expect_in_session = Some(statuses);
+        self
+    }
+}
+
+/// A caller's credential: an API key, or a dashboard session opened with it (the cookie's token
+/// and the CSRF token sent with every request that changes something).
+enum Credential {
+    Key(String),
+    Session { token: String, csrf: String },
+    Nobody,
+}
+
+async fn call_as(
+    router: &Router,
+    credential: &Credential,
+    method: &Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (key, session) = match credential {
+        Credential::Key(key) => (Some(key.as_str()), None),
+        Credential::Session { token, csrf } => (None, Some((token, csrf))),
+        Credential::Nobody => (None, None),
+    };
+    let mut builder = Request::builder().method(method.clone()).uri(path);
+    if let Some(key) = key {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    if let Some((token, csrf)) = session {
+        builder = builder
+            .header(header::COOKIE, format!("__Host-obol_session={token}"))
+            .header("x-csrf-token", csrf.as_str())
+            .header("sec-fetch-site", "same-origin");
+    }
+    let request = match body {
+        Some(body) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Signs in with `key`: its session.
+async fn session_of(router: &Router, key: &str) -> Credential {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"api_key": key}).to_string()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = response.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let session: Value = serde_json::from_slice(&bytes).unwrap();
+    let token = cookie.strip_prefix("__Host-obol_session=").unwrap().split(';').next().unwrap().to_string();
+    Credential::Session { token, csrf: session["csrf_token"].as_str().unwrap().to_string() }
 }
 
 fn usd(id: String, from: &str, to: &str) -> Value {
@@ -115,6 +172,17 @@ fn usd(id: String, from: &str, to: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_role_as_the_rules_say() {
+    every_route_answers_as_the_rules_say(false).await;
+}
+
+/// The same matrix with every caller signed in to a dashboard session instead of sending its
+/// key: a session may do exactly what its key may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_every_role_the_same_through_a_dashboard_session() {
+    every_route_answers_as_the_rules_say(true).await;
+}
+
+async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
     let world = World::new();
     let holder_a = world.principal(A, "holder", None).await;
     let holder_b = world.principal(B, "holder", None).await;
@@ -183,6 +251,15 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     }
     let replay_hook = hooks.pop().unwrap();
     let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
+    let mut credentials = Vec::new();
+    for key in &keys {
+        credentials.push(if through_sessions {
+            session_of(&world.router, key).await
+        } else {
+            Credential::Key(key.clone())
+        });
+    }
+    let sign_in_keys = keys.clone();
     let revoke_keys = spare_keys[..6].to_vec();
     let rotate_keys = spare_keys[6..].to_vec();
     let rows = vec![
@@ -734,6 +811,25 @@ async fn every_route_answers_every_role_as_the_rules_say() {
         row(Method::GET, "/healthz", |_| ("/healthz".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/readyz", |_| ("/readyz".into(), None), [200, 200, 200, 200, 200, 200]),
         row(Method::GET, "/metrics", |_| ("/metrics".into(), None), [200, 200, 200, 200, 200, 200]),
+        // Dashboard sessions: anyone signs in with its own key; only a session can be shown or
+        // ended; the operator alone may sign another principal out everywhere.
+        row(
+            Method::POST,
+            "/v1/sessions",
+            move |i| ("/v1/sessions".into(), Some(json!({"api_key": sign_in_keys[i]}))),
+            [201, 201, 201, 201, 201, 201],
+        ),
+        row(Method::GET, "/v1/session", |_| ("/v1/session".into(), None), [404, 404, 404, 404, 404, 404])
+            .in_session([200, 200, 200, 200, 200, 200]),
+        row(
+            Method::DELETE,
+            "/v1/principals/{id}/sessions",
+            |_| ("/v1/principals/600/sessions".into(), None),
+            [200, 404, 404, 404, 404, 404],
+        ),
+        // Last: through a session it signs the caller out.
+        row(Method::DELETE, "/v1/session", |_| ("/v1/session".into(), None), [404, 404, 404, 404, 404, 404])
+            .in_session([204, 204, 204, 204, 204, 204]),
     ];
     let covered: BTreeSet<(String, String)> =
         rows.iter().map(|r| (r.method.to_string(), r.route.to_string())).collect();
@@ -746,16 +842,17 @@ async fn every_route_answers_every_role_as_the_rules_say() {
     let callers = ["operator", "holder A", "holder B", "merchant", "analyst", "auditor"];
     let mut failures = Vec::new();
     for row in &rows {
-        for (index, key) in keys.iter().enumerate() {
+        let expect = if through_sessions { row.expect_in_session.unwrap_or(row.expect) } else { row.expect };
+        for (index, credential) in credentials.iter().enumerate() {
             let (path, body) = (row.request)(index);
-            let (status, answer) = call(&world.router, Some(key), &row.method, &path, body).await;
-            if status.as_u16() != row.expect[index] {
+            let (status, answer) = call_as(&world.router, credential, &row.method, &path, body).await;
+            if status.as_u16() != expect[index] {
                 failures.push(format!(
                     "{} {path} as {}: {} (expected {}) {answer}",
                     row.method,
                     callers[index],
                     status.as_u16(),
-                    row.expect[index]
+                    expect[index]
                 ));
             }
         }
@@ -764,8 +861,11 @@ async fn every_route_answers_every_role_as_the_rules_say() {
         if row.route.starts_with("/v1/") {
             let (path, body) = (row.request)(0);
             let (status, _) = call(&world.router, None, &row.method, &path, body).await;
-            let expected = if open { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-            assert_eq!(status, expected, "{} {path} without a key", row.method);
+            if open {
+                assert!(status.is_success(), "{} {path} without a key: {status}", row.method);
+            } else {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {path} without a key", row.method);
+            }
         }
     }
     assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
