@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use obol_core::identity::{ApiKey, Role, Scopes, Status};
+use obol_core::identity::{Role, Scopes, Status};
 use obol_core::ledger::Ledger;
 use sha2::{Digest, Sha256};
 
@@ -139,15 +139,17 @@ impl Authenticator {
         now_ns: u64,
     ) -> Result<Caller, AuthFailure> {
         let (key_id, secret) = split_key(token).ok_or(AuthFailure::BadKey)?;
-        let key: ApiKey = {
-            let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
-            ledger.identity().key(key_id).cloned().ok_or(AuthFailure::BadKey)?
-        };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached =
             self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).is_some_and(|id| id == key_id);
         if !cached {
-            let phc = PasswordHash::new(&key.phc).map_err(|_| AuthFailure::BadKey)?;
+            // Only an unseen token reads the key's hash; a cached one goes straight to the
+            // checks every request gets (status, expiry, principal).
+            let phc_text = {
+                let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
+                ledger.identity().key(key_id).map(|key| key.phc.clone()).ok_or(AuthFailure::BadKey)?
+            };
+            let phc = PasswordHash::new(&phc_text).map_err(|_| AuthFailure::BadKey)?;
             Argon2::default().verify_password(secret.as_bytes(), &phc).map_err(|_| AuthFailure::BadKey)?;
             let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
             if verified.len() >= VERIFIED_CACHE_MAX {
@@ -155,7 +157,7 @@ impl Authenticator {
             }
             verified.insert(digest, key_id.to_string());
         }
-        self.caller_for_key(&key.key_id, ledger, now_ns)
+        self.caller_for_key(key_id, ledger, now_ns)
     }
 
     /// The caller key `key_id` (already verified) stands for at ledger time `now_ns`: refused if

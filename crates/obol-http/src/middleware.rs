@@ -154,7 +154,7 @@ fn session_caller(state: &AppState, mut request: Request, token: String) -> Resu
             return Err(Refused { error: ApiError(Error::CsrfRefused), charged: true });
         }
     }
-    request.extensions_mut().insert(crate::session_routes::SessionToken(token));
+    request.extensions_mut().insert(crate::session_routes::SessionToken(token, session));
     Ok((caller, request))
 }
 

@@ -17,9 +17,9 @@ use obol_app::auth::Caller;
 use obol_app::error::Error;
 use obol_app::sessions::{COOKIE_NAME, Session};
 
-/// The session token of a request that came through a session cookie (set by the middleware).
+/// The session a request came through, with its cookie's token (set by the middleware).
 #[derive(Clone, Debug)]
-pub struct SessionToken(pub String);
+pub struct SessionToken(pub String, pub Session);
 
 /// Body of a sign-in.
 #[derive(Deserialize, ToSchema, Debug)]
@@ -137,8 +137,8 @@ pub async fn current(
     State(state): State<AppState>,
     token: Option<Extension<SessionToken>>,
 ) -> Result<Response, ApiError> {
-    let Some(Extension(SessionToken(token))) = token else { return Err(Error::SessionNotFound.into()) };
-    let session = state.sessions.touch(&token, state.env.now_ns()).ok_or(Error::SessionNotFound)?;
+    // The middleware looked the session up (and restarted its idle timer) already.
+    let Some(Extension(SessionToken(_, session))) = token else { return Err(Error::SessionNotFound.into()) };
     let mut response = Json(dto(&state, &session)?).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
@@ -154,7 +154,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     token: Option<Extension<SessionToken>>,
 ) -> Result<Response, ApiError> {
-    let Some(Extension(SessionToken(token))) = token else { return Err(Error::SessionNotFound.into()) };
+    let Some(Extension(SessionToken(token, _))) = token else { return Err(Error::SessionNotFound.into()) };
     if !state.sessions.close(&token) {
         return Err(Error::SessionNotFound.into());
     }
