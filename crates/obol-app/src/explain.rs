@@ -4,7 +4,8 @@
 //! every language obol ships.
 //!
 //! The catalogue is one TOML file per language in `crates/obol-app/messages/` (a table per key
-//! with `what` and `next`), compiled into the binary. A translator adds a language by adding a
+//! with `what` and `next`, and one `[ui]` table with the words of the web dashboard), compiled
+//! into the binary. A translator adds a language by adding a
 //! file and a line to [`CATALOGUES`]; the coverage test fails until every key of every other
 //! language is in it, and until every code the API can answer has a key.
 
@@ -31,7 +32,16 @@ pub struct Message {
 /// An explanation in every language obol ships, by language tag (`en`, `ko`).
 pub type Explanation = BTreeMap<String, Message>;
 
-type Catalogue = HashMap<String, Message>;
+/// One language's file: the explanations by key, and the dashboard's words by key.
+#[derive(Debug, Default, Deserialize)]
+pub struct Catalogue {
+    /// The words of the web dashboard (labels, headings, buttons), by key.
+    #[serde(default)]
+    pub ui: BTreeMap<String, String>,
+    /// The explanation of every code, by code.
+    #[serde(flatten)]
+    pub messages: HashMap<String, Message>,
+}
 
 /// The parsed catalogues, by language (a file that does not parse is empty here, and the
 /// coverage test names it).
@@ -41,9 +51,9 @@ fn catalogues() -> &'static Vec<(&'static str, Catalogue)> {
         CATALOGUES
             .iter()
             .map(|(lang, text)| {
-                let parsed: Catalogue = toml::from_str(text).unwrap_or_else(|error| {
+                let parsed = parse(text).unwrap_or_else(|error| {
                     tracing::error!(%lang, %error, "a message catalogue does not parse");
-                    HashMap::new()
+                    Catalogue::default()
                 });
                 (*lang, parsed)
             })
@@ -52,8 +62,28 @@ fn catalogues() -> &'static Vec<(&'static str, Catalogue)> {
 }
 
 /// The catalogue of `lang` as shipped: parse it (an error names the line).
-pub fn parse(text: &str) -> Result<HashMap<String, Message>, String> {
+pub fn parse(text: &str) -> Result<Catalogue, String> {
     toml::from_str(text).map_err(|error| error.to_string())
+}
+
+/// One language's whole catalogue as the dashboard reads it:
+/// `{"lang", "ui": {key: text}, "messages": {code: {what, next}}}`; `None` for a language obol
+/// does not ship.
+pub fn catalogue_json(lang: &str) -> Option<String> {
+    #[derive(Serialize)]
+    struct Served<'a> {
+        lang: &'a str,
+        ui: &'a BTreeMap<String, String>,
+        messages: BTreeMap<&'a String, &'a Message>,
+    }
+    let (lang, catalogue) = catalogues().iter().find(|(shipped, _)| *shipped == lang)?;
+    let served = Served { lang, ui: &catalogue.ui, messages: catalogue.messages.iter().collect() };
+    serde_json::to_string(&served).ok()
+}
+
+/// The languages obol ships (`en`, `ko`).
+pub fn languages() -> impl Iterator<Item = &'static str> {
+    CATALOGUES.iter().map(|(lang, _)| *lang)
 }
 
 /// The explanation of `key` in every language; a key a catalogue lacks falls back to the
@@ -62,14 +92,15 @@ pub fn explain(key: &str) -> Explanation {
     catalogues()
         .iter()
         .filter_map(|(lang, catalogue)| {
-            catalogue.get(key).or_else(|| catalogue.get("unexplained")).map(|m| ((*lang).to_string(), m.clone()))
+            let messages = &catalogue.messages;
+            messages.get(key).or_else(|| messages.get("unexplained")).map(|m| ((*lang).to_string(), m.clone()))
         })
         .collect()
 }
 
 /// Whether every catalogue has `key`.
 pub fn has(key: &str) -> bool {
-    catalogues().iter().all(|(_, catalogue)| catalogue.contains_key(key))
+    catalogues().iter().all(|(_, catalogue)| catalogue.messages.contains_key(key))
 }
 
 #[cfg(test)]
@@ -108,19 +139,32 @@ mod tests {
     #[test]
     fn every_catalogue_parses_and_every_language_has_every_key() {
         let mut all_keys: BTreeSet<String> = BTreeSet::new();
+        let mut all_ui_keys: BTreeSet<String> = BTreeSet::new();
         let mut parsed = Vec::new();
         for (lang, text) in CATALOGUES {
             let catalogue = parse(text).unwrap_or_else(|error| panic!("messages/{lang}.toml: {error}"));
-            all_keys.extend(catalogue.keys().cloned());
+            all_keys.extend(catalogue.messages.keys().cloned());
+            all_ui_keys.extend(catalogue.ui.keys().cloned());
             parsed.push((lang, catalogue));
         }
+        assert!(all_ui_keys.len() > 50, "the dashboard's words are in the catalogue: {}", all_ui_keys.len());
         for (lang, catalogue) in &parsed {
-            let missing: Vec<&String> = all_keys.iter().filter(|k| !catalogue.contains_key(*k)).collect();
+            let missing: Vec<&String> = all_keys.iter().filter(|k| !catalogue.messages.contains_key(*k)).collect();
             assert!(missing.is_empty(), "messages/{lang}.toml lacks {missing:?}");
-            for (key, message) in catalogue {
+            for (key, message) in &catalogue.messages {
                 assert!(!message.what.trim().is_empty() && !message.next.trim().is_empty(), "{lang}: {key} is empty");
             }
+            let missing: Vec<&String> = all_ui_keys.iter().filter(|k| !catalogue.ui.contains_key(*k)).collect();
+            assert!(missing.is_empty(), "messages/{lang}.toml [ui] lacks {missing:?}");
+            for (key, text) in &catalogue.ui {
+                assert!(!text.trim().is_empty(), "{lang}: ui.{key} is empty");
+            }
+            let served: serde_json::Value =
+                serde_json::from_str(&catalogue_json(lang).expect("a shipped language")).expect("JSON");
+            assert_eq!(served["ui"].as_object().map(|ui| ui.len()), Some(catalogue.ui.len()));
+            assert_eq!(served["messages"].as_object().map(|m| m.len()), Some(catalogue.messages.len()));
         }
+        assert_eq!(catalogue_json("xx"), None);
     }
 
     #[test]

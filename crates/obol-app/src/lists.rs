@@ -177,6 +177,8 @@ pub struct TransferFilter {
     pub amount_min: Option<u128>,
     /// Only of at most this amount.
     pub amount_max: Option<u128>,
+    /// Newest first (the cursor then says where the previous, newer page stopped).
+    pub newest_first: bool,
 }
 
 /// A listed transfer: the transfer, its state, and (in an account's list) that account's
@@ -208,9 +210,16 @@ pub fn transfers(
     {
         return Err(Error::InvalidQuery("amount_min must not exceed amount_max".into()));
     }
-    // Time filters move the start and the end instead of being checked one by one.
-    let after = cursor(after)?.max(filter.from_ns.map_or(0, |from| from.saturating_sub(1)));
-    let before = filter.to_ns.unwrap_or(u64::MAX);
+    // Time filters move the start and the end instead of being checked one by one. Newest first,
+    // the cursor is where the previous page stopped, so the next page starts before it.
+    let cursor = cursor(after)?;
+    let from = filter.from_ns.unwrap_or(0);
+    let to = filter.to_ns.unwrap_or(u64::MAX);
+    let (after, before) = if filter.newest_first {
+        (from.saturating_sub(1), if cursor == 0 { to } else { to.min(cursor) })
+    } else {
+        (cursor.max(from.saturating_sub(1)), to)
+    };
     let ledger = crate::read_ledger(state);
     let keep = |listed: &Listed| {
         let transfer = &listed.entry.transfer;
@@ -225,21 +234,31 @@ pub fn transfers(
     let page = match filter.account {
         Some(account_id) => {
             crate::transfers::visible_account(caller, &ledger, account_id)?;
-            let history = ledger.account_history_from(account_id, after).ok_or(Error::AccountNotFound(account_id))?;
-            let entries = history
-                .take_while(|entry| entry.transfer.timestamp < before)
-                .map(|entry| (entry.transfer.timestamp, listed(entry)));
-            page(entries, limit, keep)
+            let positioned = |entry: HistoryEntry| (entry.transfer.timestamp, listed(entry));
+            if filter.newest_first {
+                let history =
+                    ledger.account_history_before(account_id, before).ok_or(Error::AccountNotFound(account_id))?;
+                page(history.take_while(|entry| entry.transfer.timestamp > after).map(positioned), limit, keep)
+            } else {
+                let history =
+                    ledger.account_history_from(account_id, after).ok_or(Error::AccountNotFound(account_id))?;
+                page(history.take_while(|entry| entry.transfer.timestamp < before).map(positioned), limit, keep)
+            }
         }
         None => {
             let all = ledger.transfers();
+            let positioned = |transfer: &Transfer| {
+                (transfer.timestamp, listed(HistoryEntry { transfer: *transfer, balances: None }))
+            };
+            let visible = |entry: &Listed| can_see_transfer(caller, &ledger, &entry.entry.transfer) && keep(entry);
             let start = all.partition_point(|transfer| transfer.timestamp <= after);
-            let entries = all
-                .iter()
-                .skip(start)
-                .take_while(|transfer| transfer.timestamp < before)
-                .map(|transfer| (transfer.timestamp, listed(HistoryEntry { transfer: *transfer, balances: None })));
-            page(entries, limit, |entry| can_see_transfer(caller, &ledger, &entry.entry.transfer) && keep(entry))
+            let end = all.partition_point(|transfer| transfer.timestamp < before);
+            let window = all.get(start..end.max(start)).unwrap_or_default();
+            if filter.newest_first {
+                page(window.iter().rev().map(positioned), limit, visible)
+            } else {
+                page(window.iter().map(positioned), limit, visible)
+            }
         }
     };
     Ok(page)

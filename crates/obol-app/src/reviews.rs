@@ -69,6 +69,19 @@ pub fn reviews(state: &App, caller: &Caller, status: &str, limit: usize) -> Resu
     reviews_after(state, caller, status, None, limit)
 }
 
+/// Whose reviews `caller` may read: every one (`None`: the operator and analysts, with all the
+/// risk details), or only the caller's own held payments (a holder or merchant, who sees why
+/// each is held, in words, and what became of it, as the 202 answer showed it).
+pub fn readable_by(caller: &Caller) -> Result<Option<String>, Error> {
+    match caller.role {
+        Role::Holder | Role::Merchant => {
+            need_scope(caller, Scopes::READ)?;
+            Ok(Some(caller.principal_id.to_string()))
+        }
+        _ => analyst(caller).map(|()| None),
+    }
+}
+
 fn reviews_after(
     state: &App,
     caller: &Caller,
@@ -76,7 +89,7 @@ fn reviews_after(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ReviewDto>, Error> {
-    analyst(caller)?;
+    let owner = readable_by(caller)?;
     let wanted = match status {
         "all" => None,
         _ => Some(
@@ -98,8 +111,9 @@ fn reviews_after(
         .range((start, std::ops::Bound::Unbounded))
         .map(|(_, stored)| stored)
         .filter(|r| wanted.is_none_or(|wanted| r.review.status == wanted))
+        .filter(|r| owner.as_ref().is_none_or(|owner| &r.review.principal_id == owner))
         .take(limit)
-        .map(|r| r.review.clone())
+        .map(|r| r.review.clone().for_caller(caller))
         .collect())
 }
 
@@ -113,9 +127,13 @@ pub(crate) fn reviews_of_owner(state: &App, principal_id: u128) -> Vec<ReviewDto
 
 /// One review.
 pub fn review(state: &App, caller: &Caller, id: &str) -> Result<ReviewDto, Error> {
-    analyst(caller)?;
+    let owner = readable_by(caller)?;
     let reviews = lock(&state.risk.reviews);
-    reviews.get(id).map(|r| r.review.clone()).ok_or_else(|| Error::ReviewNotFound(id.to_string()))
+    reviews
+        .get(id)
+        .filter(|r| owner.as_ref().is_none_or(|owner| &r.review.principal_id == owner))
+        .map(|r| r.review.clone().for_caller(caller))
+        .ok_or_else(|| Error::ReviewNotFound(id.to_string()))
 }
 
 /// Decides a held request, once: `approve` or `decline`. Approval runs it as first asked,

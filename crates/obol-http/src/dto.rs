@@ -544,6 +544,9 @@ pub struct TransferListQuery {
     pub amount_min: Option<String>,
     /// Only transfers of at most this amount, minor units.
     pub amount_max: Option<String>,
+    /// `asc` (oldest first, the default) or `desc` (newest first: `after` is then the previous,
+    /// newer page's `next`, and the page holds what came before it).
+    pub order: Option<String>,
     /// Cursor from a previous page's `next`.
     pub after: Option<String>,
     /// Page size, 1 to 1000 (default 100).

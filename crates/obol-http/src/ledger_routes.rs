@@ -440,6 +440,11 @@ pub(crate) async fn list_transfers(
         state: status,
         amount_min: query_number("amount_min", query.amount_min.as_deref())?,
         amount_max: query_number("amount_max", query.amount_max.as_deref())?,
+        newest_first: match query.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(Error::InvalidQuery("order must be asc or desc".into()).into()),
+        },
     };
     let limit = obol_app::lists::limit(query.limit)?;
     let page = obol_app::lists::transfers(&state, &caller, filter, query.after.as_deref(), limit)?;

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod audit_routes;
+pub mod dashboard;
 pub mod dispute_routes;
 pub mod dto;
 pub mod error;
@@ -407,12 +408,14 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(api_reference())
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError(Error::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError(Error::MethodNotAllowed) })
         .route_layer(axum::middleware::from_fn(middleware::track))
         .layer(axum::middleware::from_fn(middleware::time_limit))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(middleware::access))
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
         .with_state(state)
 }
 

@@ -72,7 +72,7 @@ pub async fn list_reviews(
     query: Result<Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ReviewPage>, ApiError> {
     // Who may ask comes before what was asked: a refused caller learns nothing from its query.
-    obol_app::risk::analyst(&caller)?;
+    reviews::readable_by(&caller)?;
     let Query(query) = query.map_err(|rejection| Error::InvalidQuery(rejection.body_text()))?;
     let status = query.status.unwrap_or_else(|| ReviewStatus::Pending.as_str().into());
     let (items, next) =

@@ -187,3 +187,41 @@ async fn an_approved_hold_the_ledger_refused_never_runs_later() {
     assert_eq!((status, code(&problem)), (422, "review_refused"), "{problem}");
     assert_eq!(world.balances("5").await, funded, "nothing moved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payer_reads_its_own_hold_where_the_answer_points_and_no_one_elses() {
+    let world = world("own").await;
+    let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer("70", "1500"), None).await;
+    assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
+    let review = held["review"]["id"].as_str().unwrap().to_string();
+    // The 202 answer's Location is a page the payer can read: the hold, why, in words, and
+    // none of the model's internals.
+    let (status, own) = world.api.get(&world.holder, &format!("/v1/risk/reviews/{review}")).await;
+    assert_eq!((status, own["status"].as_str()), (200, Some("pending")), "{own}");
+    assert_eq!(own["risk"]["reason_en"], "Held for a look.", "{own}");
+    for internal in ["rule", "model_score", "contributions"] {
+        assert!(own["risk"].get(internal).is_none(), "{internal} is for staff: {own}");
+    }
+    assert!(own.get("shapley").is_none() && own.get("features").is_none(), "{own}");
+    let (status, listed) = world.api.get(&world.holder, "/v1/risk/reviews?status=all").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"].as_array().map(|items| items.len()), Some(1), "{listed}");
+    // The payee and another holder see nothing of it.
+    world.op("/v1/principals", json!({"id": "101", "role": "holder", "name": "Bob"})).await;
+    let other = world.op("/v1/principals/101/keys", json!({})).await["key"].as_str().unwrap().to_string();
+    for key in [&world.merchant, &other] {
+        let (status, problem) = world.api.get(key, &format!("/v1/risk/reviews/{review}")).await;
+        assert_eq!((status, code(&problem)), (404, "review_not_found"), "{problem}");
+        let (status, listed) = world.api.get(key, "/v1/risk/reviews?status=all").await;
+        assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(0)), "{listed}");
+    }
+    // Deciding stays with staff.
+    let decision = json!({"decision": "approve"});
+    let (status, problem) =
+        world.api.post(&world.holder, &format!("/v1/risk/reviews/{review}/decision"), decision, None).await;
+    assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
+    // Approved, the payer sees the outcome.
+    world.decide(&review, "approve").await;
+    let (_, own) = world.api.get(&world.holder, &format!("/v1/risk/reviews/{review}")).await;
+    assert_eq!(own["status"], "approved", "{own}");
+}

@@ -1,5 +1,5 @@
 //! Goal: an account's history of 100,000 transfers pages through `GET /v1/transfers` with
-//! filters and gives every matching transfer exactly once, in order; `obol transfer list` does
+//! filters and gives every matching transfer exactly once, in order (oldest or newest first); `obol transfer list` does
 //! the same from the command line.
 //! Method: the real binary over loopback; the transfers go in through the batch route; the
 //! expected answers are computed from what was sent.
@@ -94,6 +94,19 @@ async fn an_account_of_100000_transfers_pages_with_filters_exactly_once() {
     assert_eq!(everything.len() as u64, TRANSFERS);
     let (into_two, _) = every_page(&api, &key, "/v1/transfers?account=2&limit=1000").await;
     assert_eq!(ids(&into_two), (1..=TRANSFERS).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+
+    // Newest first (the dashboard's order): the same transfers reversed, through both paths
+    // (an account's history and the whole list), with filters, each exactly once.
+    let (newest, _) = every_page(&api, &key, "/v1/transfers?account=1&order=desc&limit=1000").await;
+    assert_eq!(ids(&newest), (1..=TRANSFERS).rev().collect::<Vec<_>>(), "every transfer once, newest first");
+    let (newest_all, _) = every_page(&api, &key, "/v1/transfers?order=desc&limit=999").await;
+    assert_eq!(ids(&newest_all), (1..=TRANSFERS).rev().collect::<Vec<_>>());
+    let (window_desc, _) =
+        every_page(&api, &key, &format!("/v1/transfers?account=2&order=desc&from_ns={from}&to_ns={to}&limit=333"))
+            .await;
+    assert_eq!(ids(&window_desc), (25_000..75_000).rev().filter(|i| i % 2 == 1).collect::<Vec<_>>());
+    let (status, problem) = api.get(&key, "/v1/transfers?order=sideways").await;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_query")), "{problem}");
 
     // The same from the command line, every page followed.
     let output = Command::new(env!("CARGO_BIN_EXE_obol"))

@@ -288,6 +288,22 @@ impl Ledger {
         }))
     }
 
+    /// The account's history before `before_ts`, newest first (`None` for an unknown account).
+    pub fn account_history_before(&self, id: u128, before_ts: u64) -> Option<impl Iterator<Item = HistoryEntry> + '_> {
+        let index = *self.account_index.get(&id)? as usize;
+        let log = self.account_logs.get(index)?;
+        let end = log.transfer_indexes.partition_point(|&transfer_index| {
+            self.transfers.get(transfer_index as usize).is_some_and(|transfer| transfer.timestamp < before_ts)
+        });
+        let newest_first = log.transfer_indexes.iter().enumerate().take(end).rev();
+        Some(newest_first.filter_map(move |(position, &transfer_index)| {
+            Some(HistoryEntry {
+                transfer: *self.transfers.get(transfer_index as usize)?,
+                balances: log.balances.get(position).copied(),
+            })
+        }))
+    }
+
     fn create_accounts(&mut self, events: &[NewAccount], next_ts: &mut u64) -> Vec<CreateAccountResult> {
         self.create_events(events, next_ts, Ledger::create_account)
     }

@@ -1,0 +1,151 @@
+// Shared pieces of every page: loading data, showing a refusal in plain words, tables, forms.
+import { useCallback, useEffect, useState } from "preact/hooks";
+import { Problem } from "./api.js";
+import { explanation, t } from "./i18n.js";
+import { money } from "./money.js";
+
+/** Loads `load()` when `deps` change; answers {data, error, loading, reload}. */
+export function useLoad(load, deps) {
+  const [state, setState] = useState({ data: null, error: null, loading: true });
+  const run = useCallback(() => {
+    let live = true;
+    setState((s) => ({ ...s, loading: true }));
+    load().then(
+      (data) => live && setState({ data, error: null, loading: false }),
+      (error) => live && setState({ data: null, error, loading: false }),
+    );
+    return () => {
+      live = false;
+    };
+  }, deps);
+  useEffect(run, [run]);
+  return { ...state, reload: run };
+}
+
+/** A refusal in the page's language: what happened and what to do next, from the catalogue
+ * (the API's own explanation of the code). Text only: nothing from the server becomes markup. */
+export function ProblemBox({ error }) {
+  if (!error) return null;
+  const lang = document.documentElement.lang;
+  let what = error.message;
+  let next = null;
+  if (error instanceof Problem) {
+    const given = error.body.explanation?.[lang] ?? explanation(error.code);
+    if (given) {
+      what = given.what;
+      next = given.next;
+    } else if (error.body.detail) {
+      what = error.body.detail;
+    }
+  }
+  return (
+    <div class="problem" role="alert">
+      <p>{what}</p>
+      {next && <p class="next">{next}</p>}
+    </div>
+  );
+}
+
+/** A section of a page with a heading. */
+export function Section({ id, title, children, actions }) {
+  return (
+    <section aria-labelledby={`${id}-title`} id={id}>
+      <div class="section-head">
+        <h2 id={`${id}-title`}>{title}</h2>
+        {actions}
+      </div>
+      {children}
+    </section>
+  );
+}
+
+/** What a load shows while it runs or when it failed; `children(data)` otherwise. */
+export function Loaded({ state, children }) {
+  if (state.error) return <ProblemBox error={state.error} />;
+  if (state.loading && !state.data) return <p class="muted">{t("loading")}</p>;
+  return children(state.data);
+}
+
+/** A table: `columns` is [[heading, cell(row)]]; `empty` shows when there are no rows. */
+export function Table({ caption, columns, rows, empty, rowKey }) {
+  if (!rows || rows.length === 0) return <p class="muted">{empty ?? t("none")}</p>;
+  return (
+    <div class="table-wrap">
+      <table>
+        <caption class="visually-hidden">{caption}</caption>
+        <thead>
+          <tr>
+            {columns.map(([heading]) => (
+              <th scope="col">{heading}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((row, i) => (
+            <tr key={rowKey ? rowKey(row) : i}>
+              {columns.map(([, cell]) => (
+                <td>{cell(row)}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A button that runs `action` once at a time and shows its refusal, if any. */
+export function ActionButton({ action, children, kind, label }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const click = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <span class="action">
+      <button type="button" class={kind ?? ""} onClick={click} disabled={busy} aria-label={label}>
+        {children}
+      </button>
+      <ProblemBox error={error} />
+    </span>
+  );
+}
+
+/** A status word as a badge (text, not colour alone). */
+export function Badge({ value }) {
+  const key = `status.${value}`;
+  const text = t(key);
+  return <span class={`badge badge-${String(value).replace(/[^a-z_]/g, "")}`}>{text === key ? value : text}</span>;
+}
+
+/** A ns-since-epoch string as milliseconds. */
+export function msOf(ns) {
+  try {
+    return Number(BigInt(ns) / 1000000n);
+  } catch {
+    return NaN;
+  }
+}
+
+/** The columns of a dispute list, both parties' pages alike: `middle` goes after the reason,
+ * `last` after the deadlines. */
+export function disputeColumns(middle, last) {
+  return [
+    [t("payment"), (d) => <code>{d.payment}</code>],
+    [t("amount"), (d) => money(d.amount, d.asset, d.scale)],
+    [t("dispute_reason"), (d) => t(`dispute_reason.${d.reason}`)],
+    ...middle,
+    [t("status"), (d) => <Badge value={d.status} />],
+    [t("answer_by"), (d) => d.deadlines.payee_answer_by],
+    [t("resolve_by"), (d) => d.deadlines.resolve_by],
+    ...last,
+  ];
+}

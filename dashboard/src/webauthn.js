@@ -1,0 +1,9 @@
+// Passkeys in the browser: obol's ceremonies send webauthn-rs options ({"publicKey": {...}}, byte
+// fields in base64url), and take the credential back as the standard WebAuthn JSON.
+
+/** Creates a passkey for registration `options`; answers the credential's JSON. */
+export async function createPasskey(options) {
+  const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey);
+  const credential = await navigator.credentials.create({ publicKey });
+  return credential.toJSON();
+}
