@@ -57,6 +57,21 @@ export async function api(method, path, body, headers = {}) {
 export const get = async (path) => (await api("GET", path)).body;
 export const post = async (path, body) => (await api("POST", path, body ?? {})).body;
 
+/** Every item of a paged list at `path` (which has its query), following `next` for at most
+ * `pages` pages, and while `more(items)` says to go on. */
+export async function pages(path, { pages: most = 20, more = () => true } = {}) {
+  const items = [];
+  let after;
+  for (let page = 0; page < most; page += 1) {
+    const separator = path.includes("?") ? "&" : "?";
+    const answer = await get(after ? `${path}${separator}after=${encodeURIComponent(after)}` : path);
+    items.push(...answer.items);
+    after = answer.next;
+    if (!after || !more(items)) return { items, next: after ?? null };
+  }
+  return { items, next: after ?? null };
+}
+
 /** A query string from an object, leaving out empty values. */
 export function query(params) {
   const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");

@@ -2,7 +2,7 @@
 // reason for every hold or block in plain words, tabs, devices and freezes, security (checklist,
 // passkeys, TOTP), alerts, disputes, and the person's own data and access log.
 import { useState } from "preact/hooks";
-import { get, newId, post, query } from "./api.js";
+import { get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
 import { money } from "./money.js";
 import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, disputeColumns, msOf, useLoad } from "./ui.jsx";
@@ -79,10 +79,14 @@ function Payments({ accountIds }) {
   const [disputing, setDisputing] = useState(null);
   const [opened, setOpened] = useState(0);
   const before = cursor[cursor.length - 1];
-  const page = useLoad(
-    () => get(`/v1/transfers${query({ order: "desc", limit: PAGE_SIZE, after: before })}`),
-    [before, opened],
-  );
+  // A page can come back short while more are older (a page examines a bounded stretch of the
+  // ledger): go on until the page is full.
+  const page = useLoad(async () => {
+    const path = `/v1/transfers${query({ order: "desc", limit: PAGE_SIZE })}`;
+    const start = before ? `${path}&after=${encodeURIComponent(before)}` : path;
+    const found = await pages(start, { more: (items) => items.length < PAGE_SIZE });
+    return found;
+  }, [before, opened]);
   const mine = new Set(accountIds);
   return (
     <Section id="payments" title={t("payments")}>
@@ -140,17 +144,14 @@ function Payments({ accountIds }) {
 
 /** Payments held for review or blocked, with the reason in the page's language. */
 function Holds() {
-  const holds = useLoad(async () => {
-    const page = await get("/v1/risk/reviews?status=all&limit=100");
-    return page.items;
-  }, []);
+  const holds = useLoad(async () => (await pages("/v1/risk/reviews?status=all&limit=500")).items, []);
   return (
     <Section id="holds" title={t("holds")}>
       <Loaded state={holds}>
         {(items) => (
           <Table
             caption={t("holds")}
-            rows={items.slice().reverse()}
+            rows={items.slice().reverse().slice(0, 100)}
             rowKey={(r) => r.id}
             empty={t("no_holds")}
             columns={[

@@ -1,7 +1,7 @@
 // The merchant's page: income over the last 30 days as a chart, open tabs, payments received
 // with refunds, disputes with their legal deadlines and an answer form, webhooks.
 import { useState } from "preact/hooks";
-import { get, newId, post, query } from "./api.js";
+import { get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
 import { approx, money } from "./money.js";
 import { BarChart } from "./charts.jsx";
@@ -11,12 +11,17 @@ const DAY_MS = 86400000;
 const DAYS = 30;
 
 function Income({ accounts }) {
+  // Each account's history, newest first, back to 30 days ago.
   const income = useLoad(async () => {
-    const pages = await Promise.all(
-      accounts.map((a) => get(`/v1/transfers${query({ account: a.id, order: "desc", limit: 1000 })}`)),
+    const since = (Math.floor(Date.now() / DAY_MS) - DAYS + 1) * DAY_MS;
+    const older = (items) => items.length === 0 || msOf(items[items.length - 1].transfer.timestamp) >= since;
+    const histories = await Promise.all(
+      accounts.map((a) => pages(`/v1/transfers${query({ account: a.id, order: "desc", limit: 1000 })}`, { pages: 100, more: older })),
     );
     const ids = new Set(accounts.map((a) => a.id));
-    return pages.flatMap((p) => p.items.map((i) => i.transfer)).filter((tr) => ids.has(tr.credit_account_id));
+    return histories
+      .flatMap((h) => h.items.map((i) => i.transfer))
+      .filter((tr) => ids.has(tr.credit_account_id) && msOf(tr.timestamp) >= since);
   }, [accounts.map((a) => a.id).join()]);
   return (
     <Section id="income" title={t("income")}>

@@ -124,22 +124,12 @@ async function signInWithKey(page, key) {
   await context.close();
 }
 
-// 2. The holder: a payment made over the API appears; the held one shows why; a passkey is added
-//    with Chromium's virtual authenticator; a device is frozen; a dispute is opened.
+// 2. The holder adds a passkey (Chromium's virtual authenticator, with user verification), signs
+//    out and signs in with it; a payment made over the API appears; the held one shows why; a
+//    device is frozen; a dispute is opened.
 {
   const { context, page, problems } = await fresh();
   await signInWithKey(page, config.holder.key);
-  const payments = page.locator("#payments");
-  await payments.getByText(config.payment.id, { exact: true }).waitFor();
-  const row = payments.locator("tr", { hasText: config.payment.id });
-  assert.match(await row.innerText(), new RegExp(config.payment.shown.replace(/[.$]/g, "\\$&")));
-  const holds = page.locator("#holds");
-  await holds.getByText(config.held.reason).waitFor();
-  assert.match(await holds.innerText(), /Pending/);
-  await accessible(page, "holder");
-  await shot(page, "holder");
-
-  // A passkey, registered in the browser (a virtual authenticator with user verification).
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
   const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -154,6 +144,28 @@ async function signInWithKey(page, key) {
   assert.equal(exported.body.factors.passkeys, 1, "the server holds it too");
   await accessible(page, "holder-security");
   await shot(page, "holder-security");
+
+  // Sign out, then in again with the passkey alone.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Principal id").fill(config.holder.id);
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  const session = await page.evaluate(async () => (await fetch("/v1/session")).json());
+  assert.equal(session.credential, "passkey", "the session was opened by the passkey");
+  assert.equal(session.principal_id, config.holder.id);
+  const signCount = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials[0].signCount;
+  assert.ok(signCount >= 1, "the authenticator signed");
+
+  await page.getByRole("link", { name: "Payments" }).click();
+  const payments = page.locator("#payments");
+  await payments.getByText(config.payment.id, { exact: true }).waitFor();
+  const row = payments.locator("tr", { hasText: config.payment.id });
+  assert.match(await row.innerText(), new RegExp(config.payment.shown.replace(/[.$]/g, "\\$&")));
+  const holds = page.locator("#holds");
+  await holds.getByText(config.held.reason).waitFor();
+  assert.match(await holds.innerText(), /Pending/);
+  await accessible(page, "holder");
+  await shot(page, "holder");
 
   // Freeze a device.
   await page.getByRole("link", { name: "Devices" }).click();

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64ct::Encoding;
 use obol_core::identity::{Role, Scopes, Status};
 use obol_core::ledger::Ledger;
 use sha2::{Digest, Sha256};
@@ -74,16 +75,26 @@ pub enum Via {
     ApiKey(String),
     /// A device's signed request (the device id).
     Device(u128),
+    /// A dashboard session opened with a passkey (its credential id, base64url): the person
+    /// themselves, with user verification, so it may do what a full API key may.
+    Passkey(String),
 }
 
 impl Via {
-    /// The credential as audit notes, reviews and access logs name it: `key:<id>` or
-    /// `device:<id>`.
+    /// The credential as audit notes, reviews and access logs name it: `key:<id>`,
+    /// `device:<id>` or `passkey:<id>`.
     pub fn label(&self) -> String {
         match self {
             Via::ApiKey(key_id) => format!("key:{key_id}"),
             Via::Device(device_id) => format!("device:{device_id}"),
+            Via::Passkey(credential_id) => format!("passkey:{credential_id}"),
         }
+    }
+
+    /// Whether a person holds this credential (an API key or a passkey), not a device: only a
+    /// person manages devices, factors and keys.
+    pub fn is_person(&self) -> bool {
+        matches!(self, Via::ApiKey(_) | Via::Passkey(_))
     }
 }
 
@@ -185,6 +196,27 @@ impl Authenticator {
             peer: None,
         })
     }
+}
+
+/// The caller a passkey session of `principal_id` stands for, checked again now: the principal
+/// is active and the passkey (`credential_id`, base64url) is still theirs and usable (not
+/// disabled as a suspected clone). A passkey session has every scope.
+pub fn caller_for_passkey(ledger: &Ledger, principal_id: u128, credential_id: &str) -> Result<Caller, AuthFailure> {
+    let principal = ledger.identity().principal(principal_id).ok_or(AuthFailure::BadKey)?;
+    let raw = base64ct::Base64UrlUnpadded::decode_vec(credential_id).map_err(|_| AuthFailure::BadKey)?;
+    if !principal.usable_passkeys().any(|passkey| passkey.credential_id == raw) {
+        return Err(AuthFailure::BadKey);
+    }
+    if principal.status != Status::Active {
+        return Err(AuthFailure::Suspended);
+    }
+    Ok(Caller {
+        principal_id,
+        role: principal.role,
+        scopes: Scopes(Scopes::READ | Scopes::PAY | Scopes::MANAGE),
+        via: Via::Passkey(credential_id.to_string()),
+        peer: None,
+    })
 }
 
 /// Issues a key for `principal_id` through `node` (before the engine starts). Returns the key

@@ -138,7 +138,7 @@ pub(crate) fn key_for_manage(state: &App, caller: &Caller, key_id: &str) -> Resu
 /// (a device never manages devices).
 pub(crate) fn may_manage_devices(caller: &Caller, holder_id: u128) -> Result<(), Error> {
     need_scope(caller, Scopes::MANAGE)?;
-    if caller.role == Role::Operator || (caller.principal_id == holder_id && matches!(caller.via, Via::ApiKey(_))) {
+    if caller.role == Role::Operator || (caller.principal_id == holder_id && caller.via.is_person()) {
         return Ok(());
     }
     Err(Error::PrincipalNotFound(holder_id))
@@ -173,6 +173,7 @@ pub fn me(state: &App, caller: &Caller) -> Result<(Principal, &'static str, Stri
     let (credential, credential_id) = match &caller.via {
         Via::ApiKey(key_id) => ("api_key", key_id.clone()),
         Via::Device(device_id) => ("device", device_id.to_string()),
+        Via::Passkey(credential_id) => ("passkey", credential_id.clone()),
     };
     Ok((principal, credential, credential_id))
 }

@@ -1,18 +1,23 @@
 //! Passkeys (WebAuthn, via webauthn-rs): registration and authentication ceremonies through the
 //! API. Authentication always requires user verification; a signature counter that goes
 //! backwards marks the credential as cloned and disables it. A passkey approves step-up
-//! challenges like a TOTP code does, through `POST /v1/challenges/{id}/approve`.
+//! challenges like a TOTP code does, through `POST /v1/challenges/{id}/approve`, and signs a
+//! person in to the dashboard (`POST /v1/sessions/passkey`, then `POST /v1/sessions`): the
+//! person names their principal, and a principal that does not exist or has no passkey gets a
+//! decoy challenge of the same shape, so the answer does not tell who has one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid,
-    Webauthn, WebauthnBuilder, WebauthnError,
+    AuthenticationResult, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
-use crate::auth::{Caller, Via};
+use crate::auth::Caller;
 use crate::authz::need_scope;
 use crate::error::Error;
 use crate::identity::run_identity;
@@ -24,15 +29,35 @@ pub(crate) const CEREMONY_TTL_NS: u64 = 300 * 1_000_000_000;
 /// Most ceremonies in flight.
 pub(crate) const CEREMONIES_MAX: usize = 10_000;
 /// Most ceremonies in flight per principal: one principal cannot fill the table for everyone.
+/// Sign-ins are counted per client address instead, so nobody can keep another person from
+/// signing in by opening ceremonies in their name.
 pub(crate) const CEREMONIES_PER_PRINCIPAL_MAX: usize = 8;
+/// How long a browser may take over a sign-in assertion, ms (the options' `timeout`).
+const SIGN_IN_TIMEOUT_MS: u64 = 300_000;
 
 pub(crate) enum CeremonyState {
     Register(Box<PasskeyRegistration>),
-    Authenticate { challenge_id: String, state: Box<PasskeyAuthentication> },
+    Authenticate {
+        challenge_id: String,
+        state: Box<PasskeyAuthentication>,
+    },
+    /// A dashboard sign-in of the ceremony's principal.
+    SignIn(Box<PasskeyAuthentication>),
+    /// A sign-in for a principal that does not exist or has no passkey: it fails as a wrong
+    /// passkey does.
+    Decoy,
+}
+
+/// Whose ceremonies a bound counts: a principal's own, or one client address's sign-ins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Principal(u128),
+    Client(u128),
 }
 
 pub(crate) struct Ceremony {
     principal_id: u128,
+    bucket: Bucket,
     expires_ns: u64,
     state: CeremonyState,
 }
@@ -40,7 +65,10 @@ pub(crate) struct Ceremony {
 /// The relying party and the ceremonies in flight (in memory: a restart ends them).
 pub struct Passkeys {
     webauthn: Webauthn,
+    rp_id: String,
     ceremonies: Mutex<HashMap<String, Ceremony>>,
+    /// Keys the decoy credential ids, so one unknown principal always gets the same one.
+    decoy_key: Mutex<Option<[u8; 32]>>,
 }
 
 impl Passkeys {
@@ -51,14 +79,29 @@ impl Passkeys {
         let webauthn = WebauthnBuilder::new(rp_id, &origin)
             .and_then(|b| b.rp_name("obol").allow_any_port(true).build())
             .map_err(|e| format!("WebAuthn relying party {rp_id:?} at {origin}: {e}"))?;
-        Ok(Passkeys { webauthn, ceremonies: Mutex::new(HashMap::new()) })
+        Ok(Passkeys {
+            webauthn,
+            rp_id: rp_id.to_string(),
+            ceremonies: Mutex::new(HashMap::new()),
+            decoy_key: Mutex::new(None),
+        })
     }
 
     fn start(&self, env: &dyn crate::Env, principal_id: u128, state: CeremonyState) -> Result<String, Error> {
+        self.start_in(env, principal_id, Bucket::Principal(principal_id), state)
+    }
+
+    fn start_in(
+        &self,
+        env: &dyn crate::Env,
+        principal_id: u128,
+        bucket: Bucket,
+        state: CeremonyState,
+    ) -> Result<String, Error> {
         let now = env.now_ns();
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         let open_of = |ceremonies: &HashMap<String, Ceremony>| {
-            ceremonies.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now).count()
+            ceremonies.values().filter(|c| c.bucket == bucket && c.expires_ns > now).count()
         };
         if open_of(&ceremonies) >= CEREMONIES_PER_PRINCIPAL_MAX {
             return Err(Error::RateLimited(CEREMONY_TTL_NS / 1_000_000_000));
@@ -72,15 +115,45 @@ impl Passkeys {
         let mut id = [0u8; 16];
         env.fill(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        ceremonies.insert(id.clone(), Ceremony { principal_id, expires_ns: now + CEREMONY_TTL_NS, state });
+        ceremonies.insert(id.clone(), Ceremony { principal_id, bucket, expires_ns: now + CEREMONY_TTL_NS, state });
         Ok(id)
+    }
+
+    /// Takes a sign-in ceremony (each is used once) if it is still open: its principal and state.
+    fn take_sign_in(&self, id: &str, now_ns: u64) -> Option<(u128, CeremonyState)> {
+        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        match ceremonies.remove(id) {
+            Some(c) if matches!(c.bucket, Bucket::Client(_)) && c.expires_ns > now_ns => {
+                Some((c.principal_id, c.state))
+            }
+            _ => None,
+        }
+    }
+
+    /// The decoy credential id of `principal_id`: the same for every request while the server
+    /// runs, and unrelated to any real one.
+    fn decoy_credential(&self, env: &dyn crate::Env, principal_id: u128) -> Vec<u8> {
+        let mut key = self.decoy_key.lock().unwrap_or_else(|p| p.into_inner());
+        let key = key.get_or_insert_with(|| {
+            let mut fresh = [0u8; 32];
+            env.fill(&mut fresh);
+            fresh
+        });
+        let digest = Sha256::new().chain_update(*key).chain_update(principal_id.to_le_bytes()).finalize();
+        digest.iter().take(16).copied().collect()
     }
 
     /// Takes a ceremony (each is used once) if it belongs to `principal_id` and is still open.
     fn take(&self, id: &str, principal_id: u128, now_ns: u64) -> Result<CeremonyState, Error> {
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         match ceremonies.remove(id) {
-            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns => Ok(c.state),
+            Some(c)
+                if c.principal_id == principal_id
+                    && c.bucket == Bucket::Principal(principal_id)
+                    && c.expires_ns > now_ns =>
+            {
+                Ok(c.state)
+            }
             _ => Err(Error::InvalidField(format!("passkey ceremony {id} is unknown, expired or already used"))),
         }
     }
@@ -130,26 +203,118 @@ pub(crate) async fn verify_assertion(
     let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential) else {
         return Ok(AssertionOutcome::Failed);
     };
-    match state.passkeys.webauthn.finish_passkey_authentication(&credential, &authentication) {
+    Ok(assert_with(state, principal_id, &credential, &authentication).await?.0)
+}
+
+/// Checks `credential` against `authentication` for `principal_id`: a verified assertion (with
+/// user verification) keeps the stored counter current and answers the credential's id; a
+/// counter that went backwards disables the credential.
+async fn assert_with(
+    state: &App,
+    principal_id: u128,
+    credential: &PublicKeyCredential,
+    authentication: &PasskeyAuthentication,
+) -> Result<(AssertionOutcome, Option<Vec<u8>>), Error> {
+    match state.passkeys.webauthn.finish_passkey_authentication(credential, authentication) {
         Ok(result) if result.user_verified() => {
-            let mut passkeys = stored_passkeys(state, principal_id)?;
-            if let Some(passkey) = passkeys.iter_mut().find(|p| p.cred_id() == result.cred_id())
-                && passkey.update_credential(&result) == Some(true)
-            {
-                let data = serde_json::to_vec(&*passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
-                let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
-                run_identity(state, IdentityCommand::PutPasskey { principal_id, credential_id, data }).await?;
-            }
-            Ok(AssertionOutcome::Verified)
+            keep_current(state, principal_id, &result).await?;
+            Ok((AssertionOutcome::Verified, Some(AsRef::<[u8]>::as_ref(result.cred_id()).to_vec())))
         }
-        Ok(_) => Ok(AssertionOutcome::Failed),
+        Ok(_) => Ok((AssertionOutcome::Failed, None)),
         Err(WebauthnError::CredentialPossibleCompromise) => {
             let credential_id = AsRef::<[u8]>::as_ref(&credential.raw_id).to_vec();
             run_identity(state, IdentityCommand::DisablePasskey { principal_id, credential_id }).await?;
-            Ok(AssertionOutcome::CloneSuspected)
+            Ok((AssertionOutcome::CloneSuspected, None))
         }
-        Err(_) => Ok(AssertionOutcome::Failed),
+        Err(_) => Ok((AssertionOutcome::Failed, None)),
     }
+}
+
+/// Stores the passkey's new signature counter after a verified assertion.
+async fn keep_current(state: &App, principal_id: u128, result: &AuthenticationResult) -> Result<(), Error> {
+    let mut passkeys = stored_passkeys(state, principal_id)?;
+    if let Some(passkey) = passkeys.iter_mut().find(|p| p.cred_id() == result.cred_id())
+        && passkey.update_credential(result) == Some(true)
+    {
+        let data = serde_json::to_vec(&*passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
+        let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+        run_identity(state, IdentityCommand::PutPasskey { principal_id, credential_id, data }).await?;
+    }
+    Ok(())
+}
+
+/// Starts a dashboard sign-in for the principal a person named (`principal`, its id as typed),
+/// from `client` (the address sign-ins are counted against): answers the ceremony id and the
+/// options for `navigator.credentials.get`. A principal that does not exist or has no usable
+/// passkey gets decoy options of the same shape (a fresh challenge, a credential id that is
+/// always the same for that principal), and its ceremony fails as a wrong passkey would.
+pub fn start_sign_in(
+    state: &App,
+    principal: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<(String, serde_json::Value), Error> {
+    let principal_id = crate::parse_id("principal_id", principal.trim())?;
+    let bucket = Bucket::Client(match client {
+        Some(std::net::IpAddr::V4(v4)) => u128::from(v4.to_bits()),
+        Some(std::net::IpAddr::V6(v6)) => v6.to_bits(),
+        None => 0,
+    });
+    let passkeys = stored_passkeys(state, principal_id).unwrap_or_default();
+    let env = &*state.env;
+    if passkeys.is_empty() {
+        let mut challenge = [0u8; 32];
+        env.fill(&mut challenge);
+        let decoy = Base64UrlUnpadded::encode_string(&state.passkeys.decoy_credential(env, principal_id));
+        let options = serde_json::json!({"publicKey": {
+            "challenge": Base64UrlUnpadded::encode_string(&challenge),
+            "timeout": SIGN_IN_TIMEOUT_MS,
+            "rpId": state.passkeys.rp_id,
+            "allowCredentials": [{"type": "public-key", "id": decoy}],
+            "userVerification": "required",
+        }});
+        let ceremony_id = state.passkeys.start_in(env, principal_id, bucket, CeremonyState::Decoy)?;
+        return Ok((ceremony_id, options));
+    }
+    let (options, authentication) = state
+        .passkeys
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| Error::Internal(format!("WebAuthn authentication start: {e}")))?;
+    let ceremony = CeremonyState::SignIn(Box::new(authentication));
+    let ceremony_id = state.passkeys.start_in(env, principal_id, bucket, ceremony)?;
+    Ok((ceremony_id, to_value(&options)?))
+}
+
+/// Finishes a dashboard sign-in: answers the principal and the passkey's credential id
+/// (base64url) when `credential` is a verified assertion (with user verification) for ceremony
+/// `ceremony_id`. Any other answer, for a real principal or a decoy, is `unauthorized`; a
+/// suspended principal that proved its passkey is told it is suspended.
+pub async fn finish_sign_in(
+    state: &App,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<(u128, String), Error> {
+    let Some((principal_id, CeremonyState::SignIn(authentication))) =
+        state.passkeys.take_sign_in(ceremony_id, state.env.now_ns())
+    else {
+        return Err(Error::Unauthorized);
+    };
+    let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential) else {
+        return Err(Error::Unauthorized);
+    };
+    let (AssertionOutcome::Verified, Some(credential_id)) =
+        assert_with(state, principal_id, &credential, &authentication).await?
+    else {
+        return Err(Error::Unauthorized);
+    };
+    let active = {
+        let ledger = read_ledger(state);
+        ledger.identity().principal(principal_id).is_some_and(|p| p.status == obol_core::identity::Status::Active)
+    };
+    if !active {
+        return Err(Error::PrincipalSuspended);
+    }
+    Ok((principal_id, Base64UrlUnpadded::encode_string(&credential_id)))
 }
 
 /// Starts registering a passkey for the caller itself (`principal_id`), with its current
@@ -162,7 +327,7 @@ pub async fn start_registration(
     approval: Option<&str>,
 ) -> Result<(String, serde_json::Value), Error> {
     need_scope(caller, Scopes::MANAGE)?;
-    if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
+    if caller.principal_id != principal_id || !caller.via.is_person() {
         return Err(Error::PrincipalNotFound(principal_id));
     }
     crate::freeze::no_factor_while_frozen(state, principal_id)?;

@@ -118,11 +118,11 @@ fn reviews_after(
 }
 
 /// Every review of a principal's own requests, oldest first (for the principal's data export:
-/// each carries the risk decision's reasons as the principal may see them).
+/// each as its payer may see it, whoever asked for the export).
 pub(crate) fn reviews_of_owner(state: &App, principal_id: u128) -> Vec<ReviewDto> {
     let principal_id = principal_id.to_string();
     let reviews = lock(&state.risk.reviews);
-    reviews.values().filter(|r| r.review.principal_id == principal_id).map(|r| r.review.clone()).collect()
+    reviews.values().filter(|r| r.review.principal_id == principal_id).map(|r| r.review.clone().for_payer()).collect()
 }
 
 /// One review.
@@ -290,6 +290,10 @@ pub(crate) fn caller_now(state: &App, stored: &StoredReview) -> Result<Caller, E
             return Err(Error::Forbidden("the key that asked for this payment was revoked or expired".into()));
         }
         (Via::ApiKey(key_id.to_string()), key.scopes)
+    } else if let Some(credential_id) = via.strip_prefix("passkey:") {
+        crate::auth::caller_for_passkey(&ledger, principal_id, credential_id)
+            .map_err(|_| Error::Forbidden("the passkey that asked for this payment was disabled or removed".into()))?;
+        (Via::Passkey(credential_id.to_string()), Scopes(Scopes::READ | Scopes::PAY | Scopes::MANAGE))
     } else {
         (Via::ApiKey(String::new()), Scopes(Scopes::READ | Scopes::PAY))
     };

@@ -985,7 +985,7 @@ impl Risk {
         let failed_auth_count = principal.map_or(0, |p| u32::from(p.failed_factor_count));
         let device = match caller.via {
             Via::Device(id) => ledger.identity().device(id),
-            Via::ApiKey(_) => None,
+            Via::ApiKey(_) | Via::Passkey(_) => None,
         };
         let network = self.network_of(caller.peer);
         let today = obol_core::identity::utc_day(now);
@@ -1114,7 +1114,7 @@ impl Risk {
             ledger.identity().principal(caller.principal_id).map_or(0, |p| u32::from(p.failed_factor_count));
         let device = match caller.via {
             Via::Device(id) => Some(id),
-            Via::ApiKey(_) => None,
+            Via::ApiKey(_) | Via::Passkey(_) => None,
         };
         let network = self.network_of(caller.peer);
         let mut engine = lock(&self.engine);

@@ -1,8 +1,9 @@
-//! Browser sessions for the dashboard. A person signs in once, with an API key and, when their
-//! principal has confirmed TOTP, its current code. The browser then carries an opaque token in a
-//! `__Host-` cookie (HttpOnly, Secure, SameSite=Strict) instead of the key. Every request through
-//! a session is checked again against the key it came from, so a revoked key, a suspended principal
-//! or an expired key ends its sessions at once. A session ends when it has been idle
+//! Browser sessions for the dashboard. A person signs in once, with a passkey, or with an API key
+//! and, when their principal has confirmed TOTP, its current code. The browser then carries an
+//! opaque token in a `__Host-` cookie (HttpOnly, Secure, SameSite=Strict) instead of the key.
+//! Every request through a session is checked again against the key or passkey it came from, so a
+//! revoked key, a disabled passkey, a suspended principal or an expired key ends its sessions at
+//! once. A session ends when it has been idle
 //! [`IDLE_NS_DEFAULT`], or [`ABSOLUTE_NS_DEFAULT`] after sign-in, whichever comes first. These are
 //! NIST SP 800-63B-4's AAL3 limits (12 h, 15 min), stricter than the AAL2 limits (24 h, 1 h).
 //!
@@ -40,9 +41,10 @@ pub const COOKIE_NAME: &str = "__Host-obol_session";
 pub struct Session {
     /// Who signed in.
     pub principal_id: u128,
-    /// The API key that signed in (its public id): the session may do what the key may.
-    pub key_id: String,
-    /// Whether a second factor (TOTP) was checked at sign-in.
+    /// What signed in: an API key (the session may do what the key may) or a passkey (every
+    /// scope). Never a device.
+    pub credential: Via,
+    /// Whether a second factor (TOTP, or the passkey's user verification) was checked at sign-in.
     pub second_factor: bool,
     /// The token the browser sends back in `X-CSRF-Token` with requests that change something.
     pub csrf_token: String,
@@ -112,14 +114,14 @@ impl Sessions {
         &self,
         env: &dyn Env,
         principal_id: u128,
-        key_id: &str,
+        credential: Via,
         second_factor: bool,
         now_ns: u64,
     ) -> (String, Session) {
         let token = random_token(env);
         let session = Session {
             principal_id,
-            key_id: key_id.to_string(),
+            credential,
             second_factor,
             csrf_token: random_token(env),
             created_ns: now_ns,
@@ -180,7 +182,7 @@ impl Sessions {
     pub fn close_key(&self, key_id: &str) -> usize {
         let mut sessions = self.by_digest.lock().unwrap_or_else(|p| p.into_inner());
         let before = sessions.len();
-        sessions.retain(|_, s| s.key_id != key_id);
+        sessions.retain(|_, s| !matches!(&s.credential, Via::ApiKey(k) if k == key_id));
         before - sessions.len()
     }
 
@@ -216,7 +218,20 @@ pub async fn sign_in(
         }
         (false, _, _) => false,
     };
-    Ok(state.sessions.open(&*state.env, caller.principal_id, key_id, second_factor, state.env.now_ns()))
+    let credential = Via::ApiKey(key_id.clone());
+    Ok(state.sessions.open(&*state.env, caller.principal_id, credential, second_factor, state.env.now_ns()))
+}
+
+/// Signs in with a passkey: finishes the assertion of sign-in ceremony `ceremony_id` (started by
+/// [`crate::passkeys::start_sign_in`]) and opens a session for its principal. Every failure is
+/// the same `unauthorized`, whether the principal exists or not.
+pub async fn sign_in_with_passkey(
+    state: &App,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<(String, Session), Error> {
+    let (principal_id, credential_id) = crate::passkeys::finish_sign_in(state, ceremony_id, credential).await?;
+    Ok(state.sessions.open(&*state.env, principal_id, Via::Passkey(credential_id), true, state.env.now_ns()))
 }
 
 /// Ends every session of principal `principal` (sign out everywhere): the principal itself or
@@ -237,11 +252,15 @@ mod tests {
 
     const MINUTE_NS: u64 = 60 * 1_000_000_000;
 
+    fn key(id: &str) -> Via {
+        Via::ApiKey(id.to_string())
+    }
+
     #[test]
     fn a_session_ends_when_idle_and_at_its_absolute_limit_whichever_is_first() {
         let sessions = Sessions::default();
         let start = 1_000 * MINUTE_NS;
-        let (token, opened) = sessions.open(&SystemEnv, 7, "k", true, start);
+        let (token, opened) = sessions.open(&SystemEnv, 7, key("k"), true, start);
         assert_eq!(opened.csrf_token.len(), 43, "256 bits, base64url");
         assert_ne!(token, opened.csrf_token);
         // Busy all day: a request every 14 minutes keeps it alive until 12 hours.
@@ -253,7 +272,7 @@ mod tests {
         assert!(sessions.touch(&token, start + 12 * 60 * MINUTE_NS).is_none(), "12 hours is the most");
         assert!(sessions.touch(&token, start).is_none(), "an ended session is forgotten");
         // Idle: 15 minutes without a request ends it.
-        let (token, _) = sessions.open(&SystemEnv, 7, "k", true, start);
+        let (token, _) = sessions.open(&SystemEnv, 7, key("k"), true, start);
         assert!(sessions.touch(&token, start + 15 * MINUTE_NS - 1).is_some());
         assert!(sessions.touch(&token, start + 29 * MINUTE_NS).is_some());
         assert!(sessions.touch(&token, start + 45 * MINUTE_NS).is_none(), "idle from 29 to 45 minutes");
@@ -263,15 +282,15 @@ mod tests {
     #[test]
     fn sign_out_everywhere_ends_only_that_principals_sessions_and_each_principal_has_a_bound() {
         let sessions = Sessions::default();
-        let (a1, _) = sessions.open(&SystemEnv, 1, "ka", false, 10);
-        let (a2, _) = sessions.open(&SystemEnv, 1, "ka", false, 11);
-        let (b, _) = sessions.open(&SystemEnv, 2, "kb", false, 12);
+        let (a1, _) = sessions.open(&SystemEnv, 1, key("ka"), false, 10);
+        let (a2, _) = sessions.open(&SystemEnv, 1, key("ka"), false, 11);
+        let (b, _) = sessions.open(&SystemEnv, 2, key("kb"), false, 12);
         assert_eq!(sessions.close_all(1), 2);
         assert!(sessions.touch(&a1, 13).is_none() && sessions.touch(&a2, 13).is_none());
         assert!(sessions.touch(&b, 13).is_some(), "another principal's session stays");
         assert!(sessions.close(&b) && !sessions.close(&b));
         let tokens: Vec<String> = (0..SESSIONS_PER_PRINCIPAL_MAX as u64 + 1)
-            .map(|n| sessions.open(&SystemEnv, 3, "kc", false, 100 + n).0)
+            .map(|n| sessions.open(&SystemEnv, 3, key("kc"), false, 100 + n).0)
             .collect();
         assert_eq!(sessions.count(3, 200), SESSIONS_PER_PRINCIPAL_MAX);
         assert!(sessions.touch(&tokens[0], 200).is_none(), "the least recently used went first");

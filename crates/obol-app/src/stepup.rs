@@ -313,7 +313,7 @@ impl StepUp {
         let new_payees = self.unknown_payees(ledger, caller.principal_id, payments().map(|e| e.credit_account_id));
         let new_device = match caller.via {
             Via::Device(id) => ledger.identity().device(id).is_some_and(|d| !d.has_paid),
-            Via::ApiKey(_) => false,
+            Via::ApiKey(_) | Via::Passkey(_) => false,
         };
         // A transfer the ledger has already (a retry whose first answer was lost) pays nothing
         // again: the ledger answers `exists`, so it asks for no second factor either.
@@ -494,7 +494,7 @@ pub(crate) async fn record_failure(state: &App, principal_id: u128) -> Error {
 /// Refuses all but the principal itself, with a `manage` API key (never a device).
 pub(crate) fn self_with_key(caller: &Caller, principal_id: u128) -> Result<(), Error> {
     need_scope(caller, Scopes::MANAGE)?;
-    if caller.principal_id != principal_id || !matches!(caller.via, Via::ApiKey(_)) {
+    if caller.principal_id != principal_id || !caller.via.is_person() {
         return Err(Error::PrincipalNotFound(principal_id));
     }
     Ok(())

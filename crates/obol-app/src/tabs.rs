@@ -485,8 +485,8 @@ pub async fn open(state: &App, caller: &Caller, ask: OpenTab<'_>, approval: Opti
                 }
                 named
             }
-            (Via::ApiKey(_), Some(text)) => parse_id("id", text)?,
-            (Via::ApiKey(_), None) => {
+            (Via::ApiKey(_) | Via::Passkey(_), Some(text)) => parse_id("id", text)?,
+            (Via::ApiKey(_) | Via::Passkey(_), None) => {
                 return Err(Error::InvalidField("device_id: which device signs this tab's vouchers".into()));
             }
         };

@@ -369,7 +369,7 @@ pub(crate) fn payment_op(caller: &Caller, events: Vec<NewTransfer>, authenticate
     }
     let device_id = match caller.via {
         auth::Via::Device(device_id) => device_id,
-        auth::Via::ApiKey(_) => 0,
+        auth::Via::ApiKey(_) | auth::Via::Passkey(_) => 0,
     };
     Op::Pay(obol_core::ledger::Payment { device_id, authenticated, transfers: events })
 }
@@ -378,7 +378,7 @@ pub(crate) fn payment_op(caller: &Caller, events: Vec<NewTransfer>, authenticate
 pub(crate) fn device_limit(state: &App, caller: &Caller) -> Error {
     let limits = match caller.via {
         auth::Via::Device(id) => read_ledger(state).identity().device(id).and_then(|d| d.limits),
-        auth::Via::ApiKey(_) => None,
+        auth::Via::ApiKey(_) | auth::Via::Passkey(_) => None,
     };
     Error::DeviceLimit(match limits {
         Some(limits) => format!(
@@ -492,7 +492,7 @@ async fn pay_as(
     {
         let device_id = match caller.via {
             auth::Via::Device(device_id) => device_id,
-            auth::Via::ApiKey(_) => 0,
+            auth::Via::ApiKey(_) | auth::Via::Passkey(_) => 0,
         };
         if caller.role != Role::Operator {
             crate::freeze::refuse_frozen(&read_ledger(state), device_id, &events)?;

@@ -251,13 +251,23 @@ impl From<Outcome> for String {
 }
 
 impl ReviewDto {
-    /// What `caller` may see of this review: the payer sees that it is held and why, in words.
-    pub fn for_caller(mut self, caller: &Caller) -> ReviewDto {
-        if !sees_risk_details(caller) {
-            self.risk = self.risk.for_caller(caller);
-            self.shapley.clear();
-            self.features.clear();
-        }
+    /// What `caller` may see of this review: staff see all of it, anyone else what its payer may
+    /// ([`ReviewDto::for_payer`]).
+    pub fn for_caller(self, caller: &Caller) -> ReviewDto {
+        if sees_risk_details(caller) { self } else { self.for_payer() }
+    }
+
+    /// What the payer may see of its own held payment: that it is held and why, in words, and
+    /// what became of it; not the rule, the model's score and features, nor the analyst's note
+    /// or name.
+    pub fn for_payer(mut self) -> ReviewDto {
+        self.risk.rule = None;
+        self.risk.model_score = None;
+        self.risk.contributions.clear();
+        self.shapley.clear();
+        self.features.clear();
+        self.note = None;
+        self.decided_by = None;
         self
     }
 }

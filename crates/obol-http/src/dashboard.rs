@@ -76,28 +76,56 @@ fn etag_of(body: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
-fn served(content_type: &'static str, body: Vec<u8>, headers: &HeaderMap) -> Response {
-    let etag = etag_of(&body);
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
-    let mut response = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, content_type)], body).into_response()
-    };
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response_headers.insert(header::ETAG, value);
+/// A file the dashboard serves, with its validator, made once per process.
+struct Served {
+    content_type: &'static str,
+    body: axum::body::Bytes,
+    etag: String,
+}
+
+impl Served {
+    fn new(content_type: &'static str, body: axum::body::Bytes) -> Served {
+        let etag = etag_of(&body);
+        Served { content_type, body, etag }
     }
-    response
+
+    /// The file, or 304 when `If-None-Match` names its validator (weak or strong) or `*`.
+    fn answer(&self, headers: &HeaderMap) -> Response {
+        let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|tags| {
+            tags.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == self.etag)
+        });
+        let mut response = if fresh {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            ([(header::CONTENT_TYPE, self.content_type)], self.body.clone()).into_response()
+        };
+        let response_headers = response.headers_mut();
+        response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if let Ok(value) = HeaderValue::from_str(&self.etag) {
+            response_headers.insert(header::ETAG, value);
+        }
+        response
+    }
+}
+
+/// The embedded files and each language's catalogue, hashed and serialized once.
+fn files() -> &'static Vec<(String, Served)> {
+    static FILES: std::sync::OnceLock<Vec<(String, Served)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let assets = ASSETS.iter().map(|asset| {
+            (asset.name.to_string(), Served::new(asset.content_type, axum::body::Bytes::from_static(asset.body)))
+        });
+        let catalogues = obol_app::explain::languages().filter_map(|lang| {
+            let body = obol_app::explain::catalogue_json(lang)?;
+            Some((format!("messages/{lang}.json"), Served::new("application/json", body.into())))
+        });
+        assets.chain(catalogues).collect()
+    })
 }
 
 fn asset(name: &str, headers: &HeaderMap) -> Response {
-    match ASSETS.iter().find(|asset| asset.name == name) {
-        Some(asset) => served(asset.content_type, asset.body.to_vec(), headers),
+    match files().iter().find(|(served, _)| served == name) {
+        Some((_, served)) => served.answer(headers),
         None => ApiError(Error::RouteNotFound).into_response(),
     }
 }
@@ -105,11 +133,7 @@ fn asset(name: &str, headers: &HeaderMap) -> Response {
 /// `/app/messages/{lang}.json`: the words of the pages and the explanation of every refusal
 /// code, in one language, from the catalogue the API's explanations come from.
 async fn messages(Path(file): Path<String>, headers: HeaderMap) -> Response {
-    let Some(lang) = file.strip_suffix(".json") else { return ApiError(Error::RouteNotFound).into_response() };
-    match obol_app::explain::catalogue_json(lang) {
-        Some(body) => served("application/json", body.into_bytes(), &headers),
-        None => ApiError(Error::RouteNotFound).into_response(),
-    }
+    asset(&format!("messages/{file}"), &headers)
 }
 
 /// Adds the security headers to every answer: `nosniff`, no referrer, no framing, and a
@@ -154,8 +178,22 @@ mod tests {
     }
 
     #[test]
-    fn an_etag_names_the_content() {
+    fn an_etag_names_the_content_and_a_matching_one_answers_304() {
         assert_eq!(etag_of(b"a"), etag_of(b"a"));
         assert_ne!(etag_of(b"a"), etag_of(b"b"));
+        let served = Served::new("text/plain", axum::body::Bytes::from_static(b"a"));
+        let asking = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+            served.answer(&headers).status()
+        };
+        assert_eq!(asking(&served.etag), StatusCode::NOT_MODIFIED);
+        assert_eq!(asking(&format!("W/{}", served.etag)), StatusCode::NOT_MODIFIED);
+        assert_eq!(asking(&format!("\"x\", {}", served.etag)), StatusCode::NOT_MODIFIED);
+        assert_eq!(asking("*"), StatusCode::NOT_MODIFIED);
+        assert_eq!(asking("\"other\""), StatusCode::OK);
+        assert_eq!(served.answer(&HeaderMap::new()).status(), StatusCode::OK);
+        let names: Vec<&str> = files().iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["", "app.js", "app.css", "icon.svg", "messages/en.json", "messages/ko.json"]);
     }
 }

@@ -185,6 +185,7 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
     let (credential, credential_id) = match &caller.via {
         Via::ApiKey(key_id) => ("api_key", key_id.clone()),
         Via::Device(device_id) => ("device", device_id.to_string()),
+        Via::Passkey(credential_id) => ("passkey", credential_id.clone()),
     };
     Ok(Json(MeDto {
         principal: principal.into(),

@@ -273,6 +273,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys/{key_id}/rotate"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/sessions"),
+    ("POST", "/v1/sessions/passkey"),
     ("GET", "/v1/session"),
     ("DELETE", "/v1/session"),
     ("DELETE", "/v1/principals/{id}/sessions"),
@@ -282,7 +283,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes under `/v1` that answer without a key: the facilitator's list of what it accepts.
-pub const PUBLIC_V1_ROUTES: &[&str] = &["/v1/x402/supported", "/v1/openapi.json", "/v1/sessions"];
+pub const PUBLIC_V1_ROUTES: &[&str] =
+    &["/v1/x402/supported", "/v1/openapi.json", "/v1/sessions", "/v1/sessions/passkey"];
 
 /// The process-wide Prometheus recorder (installed on first use).
 #[expect(clippy::expect_used, reason = "the bucket lists are constants, and valid")]
@@ -402,6 +404,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .route("/v1/sessions", post(session_routes::sign_in))
+        .route("/v1/sessions/passkey", post(session_routes::passkey_challenge))
         .route("/v1/x402/supported", get(x402::facilitator_supported))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
@@ -597,7 +600,7 @@ impl utoipa::Modify for ProblemAnswers {
     paths(ledger_routes::list_accounts, ledger_routes::list_transfers, identity_routes::list_principals, tab_routes::list_tabs,
         ledger_routes::create_account, ledger_routes::create_accounts, ledger_routes::register_asset, ledger_routes::list_assets, ledger_routes::get_account, ledger_routes::get_balance,
         ledger_routes::get_history, ledger_routes::get_statement, ledger_routes::create_transfer, ledger_routes::create_refund, ledger_routes::create_refunds, ledger_routes::create_transfers, ledger_routes::get_transfer,
-        identity_routes::me, session_routes::sign_in, session_routes::current, session_routes::sign_out, session_routes::sign_out_everywhere, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
+        identity_routes::me, session_routes::sign_in, session_routes::passkey_challenge, session_routes::current, session_routes::sign_out, session_routes::sign_out_everywhere, identity_routes::create_principal, identity_routes::get_principal, identity_routes::set_principal_status,
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::security_checklist, identity_routes::get_frozen, identity_routes::freeze, identity_routes::unfreeze, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa_routes::enroll_totp, mfa_routes::confirm_totp, mfa_routes::unlock, mfa_routes::set_step_up, mfa_routes::approve_challenge,

@@ -67,6 +67,25 @@ fn charge(state: &AppState, peer: Option<std::net::IpAddr>, refused: Refused) ->
 
 /// The caller an API key in a request body resolves to (signing in), throttled as a key in a
 /// header is.
+/// The address a public sign-in route is answering, if it may try now (a client that failed
+/// too often waits, as at every other door).
+pub(crate) fn sign_in_client(
+    state: &AppState,
+    connect: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<std::net::IpAddr>, ApiError> {
+    let peer = peer_of(state, connect, headers);
+    if let Some(wait_s) = peer.and_then(|ip| state.limits.failed_auth_per_ip.wait_s(&ip)) {
+        return Err(ApiError(Error::RateLimited(wait_s)));
+    }
+    Ok(peer)
+}
+
+/// Charges `peer` for a failed sign-in (a wrong passkey), as for a wrong key.
+pub(crate) fn charge_failed_sign_in(state: &AppState, peer: Option<std::net::IpAddr>, error: Error) -> ApiError {
+    charge(state, peer, Refused { error: ApiError(error), charged: false })
+}
+
 pub(crate) async fn key_caller(
     state: &AppState,
     connect: Option<std::net::SocketAddr>,
@@ -133,7 +152,15 @@ async fn authenticate(
 fn session_caller(state: &AppState, mut request: Request, token: String) -> Result<(Caller, Request), Refused> {
     let now_ns = state.env.now_ns();
     let session = state.sessions.touch(&token, now_ns).ok_or(ApiError(Error::Unauthorized))?;
-    let caller = match state.auth.caller_for_key(&session.key_id, state.engine.ledger(), now_ns) {
+    let checked = match &session.credential {
+        auth::Via::ApiKey(key_id) => state.auth.caller_for_key(key_id, state.engine.ledger(), now_ns),
+        auth::Via::Passkey(credential_id) => {
+            let ledger = read_ledger(state);
+            auth::caller_for_passkey(&ledger, session.principal_id, credential_id)
+        }
+        auth::Via::Device(_) => Err(AuthFailure::BadKey),
+    };
+    let caller = match checked {
         Ok(caller) if caller.principal_id == session.principal_id => caller,
         outcome => {
             // The key was revoked or expired, or its principal suspended: the session ends.

@@ -1,5 +1,6 @@
-//! Dashboard sessions over HTTP: sign in (`POST /v1/sessions`) with an API key (and the principal's TOTP code when it
-//! has one) to get a `__Host-` cookie, see the session, sign out, sign out everywhere. The rules
+//! Dashboard sessions over HTTP: sign in (`POST /v1/sessions`) with a passkey (its challenge from
+//! `POST /v1/sessions/passkey`), or with an API key (and the principal's TOTP code when it has
+//! one), to get a `__Host-` cookie, see the session, sign out, sign out everywhere. The rules
 //! (limits, CSRF tokens, checking the key again on every request) live in `obol_app::sessions`;
 //! the cookie is read in `middleware::authenticate`.
 
@@ -21,12 +22,16 @@ use obol_app::sessions::{COOKIE_NAME, Session};
 #[derive(Clone, Debug)]
 pub struct SessionToken(pub String, pub Session);
 
-/// Body of a sign-in.
+/// Body of a sign-in: an API key, or a passkey's assertion (not both).
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     /// An API key of the principal signing in (`obol_live_...`).
-    pub api_key: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// A passkey's answer to the challenge of `POST /v1/sessions/passkey`.
+    #[serde(default)]
+    pub passkey: Option<PasskeySignIn>,
     /// The principal's current TOTP code: required when it has confirmed TOTP (or a recovery
     /// code instead).
     #[serde(default)]
@@ -36,6 +41,36 @@ pub struct SignIn {
     pub recovery_code: Option<String>,
 }
 
+/// A passkey's answer to a sign-in challenge.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeySignIn {
+    /// The ceremony `POST /v1/sessions/passkey` answered.
+    pub ceremony_id: String,
+    /// The assertion (`PublicKeyCredential` as JSON, e.g. `credential.toJSON()`).
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+/// Whom a passkey sign-in is for.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyChallengeAsk {
+    /// The principal signing in (its id, as the person types it).
+    pub principal_id: String,
+}
+
+/// A passkey sign-in challenge.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PasskeyChallenge {
+    /// Send it back with the assertion.
+    pub ceremony_id: String,
+    /// The options for `navigator.credentials.get` (`{"publicKey": {...}}`, byte fields in
+    /// base64url, as `PublicKeyCredential.parseRequestOptionsFromJSON` reads them).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
 /// A signed-in session. The token itself is only in the cookie.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct SessionDto {
@@ -43,8 +78,10 @@ pub struct SessionDto {
     pub principal_id: String,
     /// Their role.
     pub role: String,
-    /// Whether a second factor (TOTP) was checked at sign-in.
+    /// Whether a second factor (TOTP, or a passkey's user verification) was checked at sign-in.
     pub second_factor: bool,
+    /// How the session was opened: `api_key` or `passkey`.
+    pub credential: String,
     /// Send this back in the `X-CSRF-Token` header with every request that changes something.
     pub csrf_token: String,
     /// When the session began (RFC 3339).
@@ -73,6 +110,11 @@ fn dto(state: &AppState, session: &Session) -> Result<SessionDto, ApiError> {
         principal_id: session.principal_id.to_string(),
         role: role.to_string(),
         second_factor: session.second_factor,
+        credential: match session.credential {
+            obol_app::auth::Via::Passkey(_) => "passkey",
+            _ => "api_key",
+        }
+        .to_string(),
         csrf_token: session.csrf_token.clone(),
         signed_in_at: at(session.created_ns),
         ends_at: at(state.sessions.ends_ns(session)),
@@ -101,11 +143,33 @@ pub(crate) fn token_in(headers: &HeaderMap) -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
-/// Sign in: exchange an API key (and the principal's TOTP code, when it has one) for a session
-/// cookie (`__Host-obol_session`: HttpOnly, Secure, SameSite=Strict).
+/// Start a passkey sign-in: the challenge for the passkeys of the principal named. A principal
+/// that does not exist or has no passkey gets a challenge of the same shape that no passkey can
+/// answer, so this does not tell who exists.
+#[utoipa::path(post, path = "/v1/sessions/passkey", tag = "sessions", request_body = PasskeyChallengeAsk,
+    responses(
+        (status = 200, body = PasskeyChallenge),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn passkey_challenge(
+    State(state): State<AppState>,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PasskeyChallengeAsk>,
+) -> Result<Response, ApiError> {
+    let peer = crate::middleware::sign_in_client(&state, connect.map(|Extension(info)| info.0), &headers)?;
+    let (ceremony_id, options) = obol_app::passkeys::start_sign_in(&state, &body.principal_id, peer)?;
+    let mut response = Json(PasskeyChallenge { ceremony_id, options }).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Sign in: exchange a passkey's assertion, or an API key (and the principal's TOTP code, when
+/// it has one), for a session cookie (`__Host-obol_session`: HttpOnly, Secure, SameSite=Strict).
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = SignIn,
     responses(
         (status = 201, body = SessionDto, headers(("set-cookie" = String, description = "The session cookie"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_in(
@@ -114,11 +178,27 @@ pub async fn sign_in(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
-    let caller =
-        crate::middleware::key_caller(&state, connect.map(|Extension(info)| info.0), &headers, body.api_key.trim())
-            .await?;
-    let (token, session) =
-        obol_app::sessions::sign_in(&state, &caller, body.code.as_deref(), body.recovery_code.as_deref()).await?;
+    let connect = connect.map(|Extension(info)| info.0);
+    let (token, session) = match (body.api_key.as_deref(), body.passkey) {
+        (Some(api_key), None) => {
+            let caller = crate::middleware::key_caller(&state, connect, &headers, api_key.trim()).await?;
+            obol_app::sessions::sign_in(&state, &caller, body.code.as_deref(), body.recovery_code.as_deref()).await?
+        }
+        (None, Some(passkey)) => {
+            if body.code.is_some() || body.recovery_code.is_some() {
+                return Err(Error::InvalidField("a passkey sign-in takes no code".into()).into());
+            }
+            let peer = crate::middleware::sign_in_client(&state, connect, &headers)?;
+            match obol_app::sessions::sign_in_with_passkey(&state, &passkey.ceremony_id, passkey.credential).await {
+                Ok(opened) => opened,
+                Err(Error::Unauthorized) => {
+                    return Err(crate::middleware::charge_failed_sign_in(&state, peer, Error::Unauthorized));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        _ => return Err(Error::InvalidField("sign in with either `api_key` or `passkey`".into()).into()),
+    };
     let dto = dto(&state, &session)?;
     let mut response = (StatusCode::CREATED, Json(dto)).into_response();
     let max_age_s = state.sessions.absolute_ns() / 1_000_000_000;

@@ -820,6 +820,13 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
             move |i| ("/v1/sessions".into(), Some(json!({"api_key": sign_in_keys[i]}))),
             [201, 201, 201, 201, 201, 201],
         ),
+        // Public: any principal id gets a challenge (a decoy for one without passkeys).
+        row(
+            Method::POST,
+            "/v1/sessions/passkey",
+            |_| ("/v1/sessions/passkey".into(), Some(json!({"principal_id": "1001"}))),
+            [200, 200, 200, 200, 200, 200],
+        ),
         row(Method::GET, "/v1/session", |_| ("/v1/session".into(), None), [404, 404, 404, 404, 404, 404])
             .in_session([200, 200, 200, 200, 200, 200]),
         row(

@@ -154,3 +154,114 @@ async fn a_counter_going_backwards_disables_the_passkey_as_cloned() {
     assert!(principal.usable_passkeys().next().is_none());
     assert!(ledger.identity().events_of(100).iter().any(|e| e.kind.as_str() == "passkey_clone_suspected"));
 }
+
+/// A request without a key (the public sign-in routes), or with a session cookie and its CSRF
+/// token: the status, the `Set-Cookie` header and the body.
+async fn public(
+    router: &Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    cookie: Option<(&str, &str)>,
+) -> (StatusCode, Option<String>, Value) {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some((token, csrf)) = cookie {
+        builder = builder.header(header::COOKIE, format!("__Host-obol_session={token}")).header("x-csrf-token", csrf);
+    }
+    let request = match body {
+        Some(body) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, set_cookie, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The shape of a JSON value: every object's keys, every leaf's type, recursively.
+fn shape(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        Value::String(_) => json!("string"),
+        Value::Number(_) => json!("number"),
+        Value::Bool(_) => json!("bool"),
+        Value::Null => Value::Null,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_signs_in_and_an_unknown_principal_gets_a_decoy_of_the_same_shape() {
+    let world = World::new().await;
+    let mut authenticator = SoftPasskey::new(true);
+    assert_eq!(world.register(&mut authenticator).await.0, StatusCode::CREATED);
+
+    // The challenge for a principal with a passkey, and for ones without (unknown, or known but
+    // with no passkey): the same shape, so the answer does not say who has one.
+    let ask = |id: &str| json!({"principal_id": id});
+    let (status, _, real) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("100")), None).await;
+    assert_eq!(status, StatusCode::OK, "{real}");
+    let (_, _, unknown) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("999")), None).await;
+    let (_, _, unknown_again) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("999")), None).await;
+    let (_, _, operator) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("1")), None).await;
+    for decoy in [&unknown, &operator] {
+        assert_eq!(shape(&decoy["options"]), shape(&real["options"]), "decoy {decoy} against real {real}");
+        for same in ["rpId", "userVerification", "timeout"] {
+            assert_eq!(decoy["options"]["publicKey"][same], real["options"]["publicKey"][same], "{same}");
+        }
+    }
+    let credential_of = |v: &Value| v["options"]["publicKey"]["allowCredentials"][0]["id"].clone();
+    assert_eq!(credential_of(&unknown), credential_of(&unknown_again), "one unknown principal, one decoy id");
+    assert_ne!(credential_of(&unknown), credential_of(&operator));
+    assert_ne!(unknown["options"]["publicKey"]["challenge"], unknown_again["options"]["publicKey"]["challenge"]);
+    let (status, _, problem) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("-1")), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_id")), "{problem}");
+
+    // The passkey answers its challenge: a session, opened by the passkey, with a second factor.
+    let options: RequestChallengeResponse = serde_json::from_value(real["options"].clone()).unwrap();
+    let credential = serde_json::to_value(authenticator.do_authentication(origin(), options).unwrap()).unwrap();
+    let body = json!({"passkey": {"ceremony_id": real["ceremony_id"], "credential": credential}});
+    let (status, cookie, session) = public(&world.router, "POST", "/v1/sessions", Some(body.clone()), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!((session["credential"].as_str(), session["second_factor"].as_bool()), (Some("passkey"), Some(true)));
+    let cookie = cookie.unwrap();
+    assert!(cookie.contains("HttpOnly; Secure; SameSite=Strict"), "{cookie}");
+    let token = cookie.strip_prefix("__Host-obol_session=").unwrap().split(';').next().unwrap().to_string();
+    let csrf = session["csrf_token"].as_str().unwrap().to_string();
+    let (status, _, me) = public(&world.router, "GET", "/v1/me", None, Some((&token, &csrf))).await;
+    assert_eq!(
+        (status, me["credential"].as_str(), me["principal"]["id"].as_str()),
+        (StatusCode::OK, Some("passkey"), Some("100"))
+    );
+    // A person, not a device: it manages its own devices and factors.
+    let (status, _, devices) =
+        public(&world.router, "GET", "/v1/principals/100/devices", None, Some((&token, &csrf))).await;
+    assert_eq!(status, StatusCode::OK, "{devices}");
+
+    // Each ceremony works once; a decoy's never works; a mixed-up body is refused.
+    let (status, cookie, problem) = public(&world.router, "POST", "/v1/sessions", Some(body), None).await;
+    assert_eq!((status, problem["code"].as_str(), cookie), (StatusCode::UNAUTHORIZED, Some("unauthorized"), None));
+    let decoy_body = json!({"passkey": {"ceremony_id": unknown["ceremony_id"], "credential": credential}});
+    let (status, _, problem) = public(&world.router, "POST", "/v1/sessions", Some(decoy_body), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{problem}");
+    let both = json!({"api_key": world.holder, "passkey": {"ceremony_id": "x", "credential": {}}});
+    let (status, _, problem) = public(&world.router, "POST", "/v1/sessions", Some(both), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_field")), "{problem}");
+    let (status, _, problem) = public(&world.router, "POST", "/v1/sessions", Some(json!({})), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_field")), "{problem}");
+
+    // The passkey disabled (a suspected clone): its session ends at the next request.
+    let record = world.engine.ledger().read().unwrap().identity().principal(100).unwrap().passkeys[0].clone();
+    let command = IdentityCommand::DisablePasskey { principal_id: 100, credential_id: record.credential_id };
+    world.engine.execute(Op::Identity(command)).await.unwrap();
+    let (status, _, problem) = public(&world.router, "GET", "/v1/me", None, Some((&token, &csrf))).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{problem}");
+    // And with no usable passkey left, the principal's challenge is a decoy now.
+    let (_, _, now) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("100")), None).await;
+    assert_ne!(credential_of(&now), credential_of(&real));
+}

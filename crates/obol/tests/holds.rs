@@ -220,8 +220,19 @@ async fn a_payer_reads_its_own_hold_where_the_answer_points_and_no_one_elses() {
     let (status, problem) =
         world.api.post(&world.holder, &format!("/v1/risk/reviews/{review}/decision"), decision, None).await;
     assert_eq!((status, code(&problem)), (403, "forbidden"), "{problem}");
-    // Approved, the payer sees the outcome.
-    world.decide(&review, "approve").await;
+    // Approved with a note for the record: the payer sees the outcome, not the analyst's note or
+    // name, here and in its data export.
+    let decision = json!({"decision": "approve", "note": "linked to a known mule ring"});
+    world.op(&format!("/v1/risk/reviews/{review}/decision"), decision).await;
     let (_, own) = world.api.get(&world.holder, &format!("/v1/risk/reviews/{review}")).await;
     assert_eq!(own["status"], "approved", "{own}");
+    assert!(own["note"].is_null() && own["decided_by"].is_null(), "{own}");
+    let (status, exported) = world.api.get(&world.holder, "/v1/principals/100/export").await;
+    assert_eq!(status, 200, "{exported}");
+    let exported_review = &exported["risk_reviews"][0];
+    assert_eq!(exported_review["id"].as_str(), Some(review.as_str()), "{exported}");
+    for hidden in ["note", "decided_by", "shapley", "features"] {
+        assert!(exported_review.get(hidden).is_none_or(|v| v.is_null()), "{hidden}: {exported_review}");
+    }
+    assert!(exported_review["risk"].get("rule").is_none(), "{exported_review}");
 }
