@@ -6,7 +6,7 @@ import { useState } from "preact/hooks";
 import { api, get, post } from "./api.js";
 import { t, when } from "./i18n.js";
 import { money } from "./money.js";
-import { BarChart } from "./charts.jsx";
+import { BarChart, LineChart } from "./charts.jsx";
 import { Badge, Loaded, ProblemBox, Section, Table, msOf, useLoad } from "./ui.jsx";
 
 function reasonOf(risk) {
@@ -187,11 +187,59 @@ function Editor() {
   );
 }
 
+/** The model's held-out metrics: the precision-recall curve, the confusion matrix at the
+ * threshold that catches 80% of fraud, and what the trees split on. */
+function ModelMetrics() {
+  const model = useLoad(() => get("/v1/risk/model").catch((e) => (e.code === "no_model" ? null : Promise.reject(e))), []);
+  const share = (x) => `${(x * 100).toFixed(1)}%`;
+  return (
+    <Section id="model" title={t("model")}>
+      <Loaded state={model}>
+        {(m) =>
+          !m ? (
+            <p class="muted">{t("no_model_loaded")}</p>
+          ) : (
+            <>
+              <dl>
+                <dt>{t("model_version")}</dt><dd><code>{m.version}</code></dd>
+                <dt>{t("held_out_rows")}</dt><dd>{m.metrics.rows} ({m.metrics.positives} {t("fraud")})</dd>
+                <dt>AUPRC</dt><dd data-testid="auprc">{m.metrics.auprc.toFixed(3)} ({m.metrics.auprc_ci_low.toFixed(3)} – {m.metrics.auprc_ci_high.toFixed(3)})</dd>
+                <dt>ROC AUC</dt><dd>{m.metrics.roc_auc.toFixed(3)}</dd>
+                <dt>{t("precision_at_80")}</dt><dd>{share(m.metrics.precision_at_80_recall)}</dd>
+                <dt>{t("threshold")}</dt><dd>{m.metrics.threshold.toFixed(4)}</dd>
+              </dl>
+              {m.metrics.pr_curve.length > 0 && (
+                <LineChart title={t("pr_curve")} xLabel={t("recall")} yLabel={t("precision")}
+                  points={m.metrics.pr_curve.map((p) => [p.recall, p.precision])} />
+              )}
+              <table class="confusion">
+                <caption>{t("confusion_matrix")}</caption>
+                <thead>
+                  <tr><td></td><th scope="col">{t("flagged")}</th><th scope="col">{t("passed")}</th></tr>
+                </thead>
+                <tbody>
+                  <tr><th scope="row">{t("actual_fraud")}</th><td class="num">{m.metrics.confusion.true_positives}</td><td class="num">{m.metrics.confusion.false_negatives}</td></tr>
+                  <tr><th scope="row">{t("actual_good")}</th><td class="num">{m.metrics.confusion.false_positives}</td><td class="num">{m.metrics.confusion.true_negatives}</td></tr>
+                </tbody>
+              </table>
+              {m.importance.length > 0 && (
+                <BarChart title={t("feature_importance")} valueLabel={t("show_numbers")}
+                  data={m.importance.slice(0, 10).map((f) => ({ label: f.feature, value: f.share, text: share(f.share) }))} />
+              )}
+            </>
+          )
+        }
+      </Loaded>
+    </Section>
+  );
+}
+
 export function Analyst() {
   return (
     <>
       <h1>{t("page.analyst")}</h1>
       <Queue />
+      <ModelMetrics />
       <Rules />
       <Editor />
     </>

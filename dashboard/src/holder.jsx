@@ -2,7 +2,7 @@
 // reason for every hold or block in plain words, tabs, devices and freezes, security (checklist,
 // passkeys, TOTP), alerts, disputes, and the person's own data and access log.
 import { useState } from "preact/hooks";
-import { get, newId, pages, post, query } from "./api.js";
+import { api, get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
 import { money } from "./money.js";
 import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, disputeColumns, msOf, useLoad } from "./ui.jsx";
@@ -296,6 +296,7 @@ function Security({ me }) {
           </>
         )}
       </Loaded>
+      <Passkeys id={id} version={checklist.data?.score} />
       <div class="buttons">
         <ActionButton action={addPasskey}>{t("add_passkey")}</ActionButton>
         <ActionButton action={startTotp}>{t("set_up_totp")}</ActionButton>
@@ -320,6 +321,36 @@ function Security({ me }) {
       )}
       <Alerts me={me} />
     </Section>
+  );
+}
+
+/** The person's passkeys, each with a way to remove it (lost or stolen). */
+function Passkeys({ id, version }) {
+  const passkeys = useLoad(() => get(`/v1/principals/${id}/passkeys`), [version]);
+  return (
+    <div class="card">
+      <h3>{t("passkeys")}</h3>
+      <Loaded state={passkeys}>
+        {(list) => (
+          <Table
+            caption={t("passkeys")}
+            rows={list}
+            rowKey={(p) => p.credential_id}
+            empty={t("no_passkeys")}
+            columns={[
+              [t("passkey"), (p) => <code>{p.credential_id.slice(0, 12)}…</code>],
+              [t("status"), (p) => <Badge value={p.usable ? "active" : "suspended"} />],
+              ["", (p) => (
+                <ActionButton kind="danger" label={`${t("remove")} ${p.credential_id.slice(0, 12)}`}
+                  action={async () => { await api("DELETE", `/v1/principals/${id}/passkeys/${p.credential_id}`); passkeys.reload(); }}>
+                  {t("remove")}
+                </ActionButton>
+              )],
+            ]}
+          />
+        )}
+      </Loaded>
+    </div>
   );
 }
 

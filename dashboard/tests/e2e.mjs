@@ -55,7 +55,8 @@ async function fresh() {
     const url = new URL(response.url());
     const expected =
       (response.status() === 401 && url.pathname === "/v1/session") ||
-      (response.status() === 404 && url.pathname === "/v1/risk/shadow");
+      (response.status() === 404 && url.pathname === "/v1/risk/shadow") ||
+      (response.status() === 404 && url.pathname === "/v1/risk/model");
     if (response.status() >= 400 && !expected) problems.push(`${response.status()} ${response.request().method()} ${url.pathname}`);
   });
   page.on("pageerror", (error) => problems.push(String(error)));

@@ -274,19 +274,29 @@ pub fn reset_operator_key<S: obol_store::Store>(
     if let Some(key) = bootstrap_operator(node, env)? {
         return Ok(key);
     }
-    let active: Vec<String> = {
+    let (active, passkeys): (Vec<String>, Vec<Vec<u8>>) = {
         let ledger = node.ledger();
         let ledger = ledger.read().unwrap_or_else(|p| p.into_inner());
-        ledger
+        let keys = ledger
             .identity()
             .keys_of(BOOTSTRAP_OPERATOR_ID)
             .into_iter()
             .filter(|k| k.status == Status::Active)
             .map(|k| k.key_id.clone())
-            .collect()
+            .collect();
+        // A passkey signs in as the operator too: a reset that left it would leave whoever
+        // registered it (with a leaked key, say) in charge.
+        let passkeys = ledger.identity().principal(BOOTSTRAP_OPERATOR_ID).map_or_else(Vec::new, |operator| {
+            operator.usable_passkeys().map(|passkey| passkey.credential_id.clone()).collect()
+        });
+        (keys, passkeys)
     };
     for key_id in active {
         node.commit(&Record { now_ns, ops: vec![Op::Identity(IdentityCommand::RevokeApiKey { key_id })] })?;
+    }
+    for credential_id in passkeys {
+        let command = IdentityCommand::RemovePasskey { principal_id: BOOTSTRAP_OPERATOR_ID, credential_id };
+        node.commit(&Record { now_ns, ops: vec![Op::Identity(command)] })?;
     }
     issue_key_offline(node, BOOTSTRAP_OPERATOR_ID, Scopes(Scopes::ALL), 0, env)
 }
@@ -294,6 +304,34 @@ pub fn reset_operator_key<S: obol_store::Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resetting_the_operator_removes_its_passkeys_too() {
+        use obol_core::identity::IdentityCommand;
+        use obol_core::record::{Op, Record};
+        let dir = std::env::temp_dir().join(format!("obol-reset-operator-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = obol_store::SqliteStore::open(&dir).unwrap();
+        let mut node = obol_store::Node::open(store, 7).unwrap();
+        reset_operator_key(&mut node, &crate::SystemEnv).unwrap();
+        // A passkey registered on the operator (with a leaked key, say).
+        let command = IdentityCommand::PutPasskey {
+            principal_id: BOOTSTRAP_OPERATOR_ID,
+            credential_id: vec![7; 32],
+            data: b"{}".to_vec(),
+        };
+        node.commit(&Record { now_ns: 1, ops: vec![Op::Identity(command)] }).unwrap();
+        let passkeys = |node: &obol_store::Node<obol_store::SqliteStore>| {
+            let ledger = node.ledger();
+            let ledger = ledger.read().unwrap();
+            ledger.identity().principal(BOOTSTRAP_OPERATOR_ID).unwrap().passkeys.len()
+        };
+        assert_eq!(passkeys(&node), 1);
+        reset_operator_key(&mut node, &crate::SystemEnv).unwrap();
+        assert_eq!(passkeys(&node), 0, "the reset leaves no way in but the new key");
+        drop(node);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn generated_keys_have_the_documented_shape_and_hash() {

@@ -169,6 +169,12 @@ pub enum Error {
     /// No shadow run is going on.
     #[error("no candidate policy runs in shadow; submit one with POST /v1/risk/policy?shadow=true")]
     NoShadow,
+    /// No such passkey among the principal's.
+    #[error("passkey {0} is not one of this principal's")]
+    PasskeyNotFound(String),
+    /// The risk engine decides by its rules alone: no model is loaded.
+    #[error("no model is loaded; train one with obol risk train and start obol serve with --risk-model")]
+    NoModel,
     /// A second-factor check failed (which factor is never said).
     #[error("the code was not accepted; {attempts_left} attempts left before checks are locked")]
     FactorCheckFailed {
@@ -343,6 +349,8 @@ impl Error {
             Error::ReviewRefused(..) => "review_refused",
             Error::PolicyRefused(_) => "policy_refused",
             Error::NoShadow => "no_shadow",
+            Error::NoModel => "no_model",
+            Error::PasskeyNotFound(_) => "passkey_not_found",
             Error::FactorCheckFailed { .. } => "factor_check_failed",
             Error::ChallengeNotFound(_) => "challenge_not_found",
             Error::TabNotFound(_) => "tab_not_found",

@@ -84,6 +84,7 @@ pub(crate) fn command_name(command: &IdentityCommand) -> &'static str {
         IdentityCommand::MarkDevicePaid { .. } => "mark_device_paid",
         IdentityCommand::PutPasskey { .. } => "put_passkey",
         IdentityCommand::DisablePasskey { .. } => "disable_passkey",
+        IdentityCommand::RemovePasskey { .. } => "remove_passkey",
         IdentityCommand::ChargeDevice { .. } => "charge_device",
         IdentityCommand::SetFrozen { .. } => "set_frozen",
     }

@@ -37,38 +37,44 @@ const SIGN_IN_TIMEOUT_MS: u64 = 300_000;
 
 pub(crate) enum CeremonyState {
     Register(Box<PasskeyRegistration>),
-    Authenticate {
-        challenge_id: String,
-        state: Box<PasskeyAuthentication>,
-    },
-    /// A dashboard sign-in of the ceremony's principal.
-    SignIn(Box<PasskeyAuthentication>),
-    /// A sign-in for a principal that does not exist or has no passkey: it fails as a wrong
-    /// passkey does.
-    Decoy,
-}
-
-/// Whose ceremonies a bound counts: a principal's own, or one client address's sign-ins.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Bucket {
-    Principal(u128),
-    Client(u128),
+    Authenticate { challenge_id: String, state: Box<PasskeyAuthentication> },
 }
 
 pub(crate) struct Ceremony {
     principal_id: u128,
-    bucket: Bucket,
     expires_ns: u64,
     state: CeremonyState,
 }
+
+/// A dashboard sign-in in flight. Sign-ins have their own table, bounded per client address
+/// (an IPv6 client by its /64): nobody fills the table registrations and step-up approvals use,
+/// and a client over its bound pushes out its own oldest sign-in, not someone else's.
+struct SignIn {
+    principal_id: u128,
+    client: u128,
+    started_ns: u64,
+    authentication: Box<PasskeyAuthentication>,
+}
+
+/// Sign-ins in flight at most; past it, the oldest goes.
+const SIGN_INS_MAX: usize = 10_000;
+/// Sign-ins in flight per client address at most; past it, that client's oldest goes.
+const SIGN_INS_PER_CLIENT_MAX: usize = 8;
 
 /// The relying party and the ceremonies in flight (in memory: a restart ends them).
 pub struct Passkeys {
     webauthn: Webauthn,
     rp_id: String,
     ceremonies: Mutex<HashMap<String, Ceremony>>,
+    sign_ins: Mutex<HashMap<String, SignIn>>,
     /// Keys the decoy credential ids, so one unknown principal always gets the same one.
     decoy_key: Mutex<Option<[u8; 32]>>,
+}
+
+fn new_ceremony_id(env: &dyn crate::Env) -> String {
+    let mut id = [0u8; 16];
+    env.fill(&mut id);
+    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Passkeys {
@@ -83,25 +89,16 @@ impl Passkeys {
             webauthn,
             rp_id: rp_id.to_string(),
             ceremonies: Mutex::new(HashMap::new()),
+            sign_ins: Mutex::new(HashMap::new()),
             decoy_key: Mutex::new(None),
         })
     }
 
     fn start(&self, env: &dyn crate::Env, principal_id: u128, state: CeremonyState) -> Result<String, Error> {
-        self.start_in(env, principal_id, Bucket::Principal(principal_id), state)
-    }
-
-    fn start_in(
-        &self,
-        env: &dyn crate::Env,
-        principal_id: u128,
-        bucket: Bucket,
-        state: CeremonyState,
-    ) -> Result<String, Error> {
         let now = env.now_ns();
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         let open_of = |ceremonies: &HashMap<String, Ceremony>| {
-            ceremonies.values().filter(|c| c.bucket == bucket && c.expires_ns > now).count()
+            ceremonies.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now).count()
         };
         if open_of(&ceremonies) >= CEREMONIES_PER_PRINCIPAL_MAX {
             return Err(Error::RateLimited(CEREMONY_TTL_NS / 1_000_000_000));
@@ -112,19 +109,51 @@ impl Passkeys {
                 return Err(Error::Overloaded);
             }
         }
-        let mut id = [0u8; 16];
-        env.fill(&mut id);
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        ceremonies.insert(id.clone(), Ceremony { principal_id, bucket, expires_ns: now + CEREMONY_TTL_NS, state });
+        let id = new_ceremony_id(env);
+        ceremonies.insert(id.clone(), Ceremony { principal_id, expires_ns: now + CEREMONY_TTL_NS, state });
         Ok(id)
     }
 
-    /// Takes a sign-in ceremony (each is used once) if it is still open: its principal and state.
-    fn take_sign_in(&self, id: &str, now_ns: u64) -> Option<(u128, CeremonyState)> {
-        let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
-        match ceremonies.remove(id) {
-            Some(c) if matches!(c.bucket, Bucket::Client(_)) && c.expires_ns > now_ns => {
-                Some((c.principal_id, c.state))
+    /// Keeps a sign-in of `principal_id` from `client`; answers its ceremony id.
+    fn start_sign_in(
+        &self,
+        env: &dyn crate::Env,
+        principal_id: u128,
+        client: u128,
+        authentication: PasskeyAuthentication,
+    ) -> String {
+        let now = env.now_ns();
+        let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
+        sign_ins.retain(|_, s| s.started_ns.saturating_add(CEREMONY_TTL_NS) > now);
+        let oldest = |sign_ins: &HashMap<String, SignIn>, of: Option<u128>| {
+            sign_ins
+                .iter()
+                .filter(|(_, s)| of.is_none_or(|client| s.client == client))
+                .min_by_key(|(_, s)| s.started_ns)
+                .map(|(id, _)| id.clone())
+        };
+        if sign_ins.values().filter(|s| s.client == client).count() >= SIGN_INS_PER_CLIENT_MAX
+            && let Some(id) = oldest(&sign_ins, Some(client))
+        {
+            sign_ins.remove(&id);
+        }
+        if sign_ins.len() >= SIGN_INS_MAX
+            && let Some(id) = oldest(&sign_ins, None)
+        {
+            sign_ins.remove(&id);
+        }
+        let id = new_ceremony_id(env);
+        let sign_in = SignIn { principal_id, client, started_ns: now, authentication: Box::new(authentication) };
+        sign_ins.insert(id.clone(), sign_in);
+        id
+    }
+
+    /// Takes a sign-in (each is used once) if it is still open: its principal and state.
+    fn take_sign_in(&self, id: &str, now_ns: u64) -> Option<(u128, Box<PasskeyAuthentication>)> {
+        let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
+        match sign_ins.remove(id) {
+            Some(s) if s.started_ns.saturating_add(CEREMONY_TTL_NS) > now_ns => {
+                Some((s.principal_id, s.authentication))
             }
             _ => None,
         }
@@ -147,13 +176,7 @@ impl Passkeys {
     fn take(&self, id: &str, principal_id: u128, now_ns: u64) -> Result<CeremonyState, Error> {
         let mut ceremonies = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         match ceremonies.remove(id) {
-            Some(c)
-                if c.principal_id == principal_id
-                    && c.bucket == Bucket::Principal(principal_id)
-                    && c.expires_ns > now_ns =>
-            {
-                Ok(c.state)
-            }
+            Some(c) if c.principal_id == principal_id && c.expires_ns > now_ns => Ok(c.state),
             _ => Err(Error::InvalidField(format!("passkey ceremony {id} is unknown, expired or already used"))),
         }
     }
@@ -254,14 +277,17 @@ pub fn start_sign_in(
     client: Option<std::net::IpAddr>,
 ) -> Result<(String, serde_json::Value), Error> {
     let principal_id = crate::parse_id("principal_id", principal.trim())?;
-    let bucket = Bucket::Client(match client {
+    // An IPv6 client counts by its /64, which one machine usually holds whole.
+    let client = match client {
         Some(std::net::IpAddr::V4(v4)) => u128::from(v4.to_bits()),
-        Some(std::net::IpAddr::V6(v6)) => v6.to_bits(),
+        Some(std::net::IpAddr::V6(v6)) => v6.to_bits() >> 64,
         None => 0,
-    });
+    };
     let passkeys = stored_passkeys(state, principal_id).unwrap_or_default();
     let env = &*state.env;
     if passkeys.is_empty() {
+        // Nothing is kept for a decoy: its ceremony id is unknown to the server, so finishing it
+        // fails exactly as a wrong passkey does, and decoys cannot fill the sign-in table.
         let mut challenge = [0u8; 32];
         env.fill(&mut challenge);
         let decoy = Base64UrlUnpadded::encode_string(&state.passkeys.decoy_credential(env, principal_id));
@@ -272,16 +298,14 @@ pub fn start_sign_in(
             "allowCredentials": [{"type": "public-key", "id": decoy}],
             "userVerification": "required",
         }});
-        let ceremony_id = state.passkeys.start_in(env, principal_id, bucket, CeremonyState::Decoy)?;
-        return Ok((ceremony_id, options));
+        return Ok((new_ceremony_id(env), options));
     }
     let (options, authentication) = state
         .passkeys
         .webauthn
         .start_passkey_authentication(&passkeys)
         .map_err(|e| Error::Internal(format!("WebAuthn authentication start: {e}")))?;
-    let ceremony = CeremonyState::SignIn(Box::new(authentication));
-    let ceremony_id = state.passkeys.start_in(env, principal_id, bucket, ceremony)?;
+    let ceremony_id = state.passkeys.start_sign_in(env, principal_id, client, authentication);
     Ok((ceremony_id, to_value(&options)?))
 }
 
@@ -294,9 +318,7 @@ pub async fn finish_sign_in(
     ceremony_id: &str,
     credential: serde_json::Value,
 ) -> Result<(u128, String), Error> {
-    let Some((principal_id, CeremonyState::SignIn(authentication))) =
-        state.passkeys.take_sign_in(ceremony_id, state.env.now_ns())
-    else {
+    let Some((principal_id, authentication)) = state.passkeys.take_sign_in(ceremony_id, state.env.now_ns()) else {
         return Err(Error::Unauthorized);
     };
     let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential) else {
@@ -387,6 +409,16 @@ pub async fn finish_registration(
         .map_err(|e| Error::InvalidField(format!("the passkey registration did not verify: {e}")))?;
     let data = serde_json::to_vec(&passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
     let credential_id = AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec();
+    // A credential id names one credential (WebAuthn §7.1 step 22): one registered already, by
+    // anyone, is refused, so nobody shares another's sessions, limits or audit name by copying
+    // its public id.
+    let taken = read_ledger(state)
+        .identity()
+        .principals()
+        .any(|principal| principal.passkeys.iter().any(|p| p.credential_id == credential_id));
+    if taken {
+        return Err(Error::InvalidField("this credential is registered already".into()));
+    }
     let command = IdentityCommand::PutPasskey { principal_id, credential_id: credential_id.clone(), data };
     match run_identity(state, command).await? {
         IdentityResult::Ok => {}
@@ -413,4 +445,52 @@ pub fn start_assertion(state: &App, caller: &Caller, challenge_id: &str) -> Resu
         CeremonyState::Authenticate { challenge_id: challenge_id.to_string(), state: Box::new(authentication) };
     let ceremony_id = state.passkeys.start(&*state.env, caller.principal_id, ceremony)?;
     Ok((ceremony_id, to_value(&options)?))
+}
+
+/// A principal's passkey as its holder and the operator see it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PasskeyView {
+    /// The credential id, base64url.
+    pub credential_id: String,
+    /// Whether it still signs in and approves (a suspected clone is disabled).
+    pub usable: bool,
+}
+
+/// Who may see and remove `principal_id`'s passkeys: the person (with an API key or a passkey,
+/// never a device) or the operator.
+fn may_manage_passkeys(caller: &Caller, principal_id: u128, scope: u32) -> Result<(), Error> {
+    need_scope(caller, scope)?;
+    if caller.role == obol_core::identity::Role::Operator
+        || (caller.principal_id == principal_id && caller.via.is_person())
+    {
+        return Ok(());
+    }
+    Err(Error::PrincipalNotFound(principal_id))
+}
+
+/// The passkeys of `principal_id`.
+pub fn list(state: &App, caller: &Caller, principal_id: u128) -> Result<Vec<PasskeyView>, Error> {
+    may_manage_passkeys(caller, principal_id, Scopes::READ)?;
+    let ledger = read_ledger(state);
+    let principal = ledger.identity().principal(principal_id).ok_or(Error::PrincipalNotFound(principal_id))?;
+    Ok(principal
+        .passkeys
+        .iter()
+        .map(|p| PasskeyView { credential_id: Base64UrlUnpadded::encode_string(&p.credential_id), usable: !p.disabled })
+        .collect())
+}
+
+/// Removes passkey `credential_id` (base64url) of `principal_id`: it signs nothing from now on,
+/// and every session it opened ends at its next request. No second factor is asked: removing a
+/// factor is what a person does when one is lost or stolen.
+pub async fn remove(state: &App, caller: &Caller, principal_id: u128, credential_id: &str) -> Result<(), Error> {
+    may_manage_passkeys(caller, principal_id, Scopes::MANAGE)?;
+    let not_found = || Error::PasskeyNotFound(credential_id.to_string());
+    let raw = Base64UrlUnpadded::decode_vec(credential_id.trim_end_matches('=')).map_err(|_| not_found())?;
+    let command = IdentityCommand::RemovePasskey { principal_id, credential_id: raw };
+    match run_identity(state, command).await? {
+        IdentityResult::Ok => Ok(()),
+        IdentityResult::FactorNotEnrolled => Err(not_found()),
+        other => Err(Error::IdentityRejected(other)),
+    }
 }

@@ -13,6 +13,7 @@ use crate::auth::{Caller, Via};
 use crate::authz::{need_role, need_scope};
 use crate::error::Error;
 use crate::risk::*;
+use crate::views::ModelDto;
 use crate::{App, read_ledger};
 
 /// Sets (`Some`, minor units) or removes (`None`) an account's monthly spending limit, as its
@@ -446,6 +447,14 @@ pub fn shadow(state: &App, caller: &Caller) -> Result<ShadowDto, Error> {
     analyst(caller)?;
     let report = lock(&state.risk.engine).shadow_report(state.env.now_s());
     report.map(ShadowDto::from).ok_or(Error::NoShadow)
+}
+
+/// The model the risk engine scores with: its version, held-out metrics (with the
+/// precision-recall curve and the confusion matrix) and feature importance.
+pub fn model(state: &App, caller: &Caller) -> Result<ModelDto, Error> {
+    analyst(caller)?;
+    let engine = lock(&state.risk.engine);
+    engine.model().map(|model| ModelDto::from(model.as_ref())).ok_or(Error::NoModel)
 }
 
 /// Stops the shadow run; answers its final report.

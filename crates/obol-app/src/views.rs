@@ -298,3 +298,110 @@ pub struct ChallengeDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskDto>,
 }
+
+/// The fraud model the risk engine scores with, and how it did on data it did not train on.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ModelDto {
+    /// Its version label (the training time).
+    pub version: String,
+    /// The version of the streaming features it was trained on.
+    pub features_version: u32,
+    /// Its features, in order.
+    pub features: Vec<String>,
+    /// Where its held-out data began (seconds since the Unix epoch), when recorded.
+    pub held_out_from_s: Option<u64>,
+    /// How it did on the held-out rows.
+    pub metrics: ModelMetricsDto,
+    /// Each feature's share of the split gain, largest first.
+    pub importance: Vec<ImportanceDto>,
+}
+
+/// Held-out metrics of a model.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ModelMetricsDto {
+    /// Rows evaluated.
+    pub rows: u64,
+    /// Of which fraud.
+    pub positives: u64,
+    /// Area under the precision-recall curve.
+    pub auprc: f64,
+    /// Its 95% bootstrap interval, low end.
+    pub auprc_ci_low: f64,
+    /// High end.
+    pub auprc_ci_high: f64,
+    /// Area under the ROC curve.
+    pub roc_auc: f64,
+    /// Best precision among thresholds that catch at least 80% of fraud.
+    pub precision_at_80_recall: f64,
+    /// The score threshold of the confusion matrix (scores at or above it are flagged).
+    pub threshold: f64,
+    /// The confusion matrix at that threshold.
+    pub confusion: ConfusionDto,
+    /// The precision-recall curve (empty for a model trained before it was recorded).
+    pub pr_curve: Vec<PrPointDto>,
+}
+
+/// A confusion matrix.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ConfusionDto {
+    /// Fraud flagged.
+    pub true_positives: u64,
+    /// Good payments flagged.
+    pub false_positives: u64,
+    /// Good payments passed.
+    pub true_negatives: u64,
+    /// Fraud passed.
+    pub false_negatives: u64,
+}
+
+/// One point of a precision-recall curve.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PrPointDto {
+    /// Share of fraud caught.
+    pub recall: f64,
+    /// Share of flagged payments that were fraud.
+    pub precision: f64,
+}
+
+/// One feature's share of the split gain.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ImportanceDto {
+    /// The feature.
+    pub feature: String,
+    /// Its share, 0 to 1.
+    pub share: f64,
+}
+
+impl From<&obol_risk::model::Model> for ModelDto {
+    fn from(model: &obol_risk::model::Model) -> ModelDto {
+        let m = &model.metrics;
+        let [true_positives, false_positives, true_negatives, false_negatives] = m.confusion.map(|n| n as u64);
+        ModelDto {
+            version: model.version.clone(),
+            features_version: model.features_version,
+            features: model.features.clone(),
+            held_out_from_s: model.held_out_from_s,
+            metrics: ModelMetricsDto {
+                rows: m.rows as u64,
+                positives: m.positives as u64,
+                auprc: m.auprc,
+                auprc_ci_low: m.auprc_ci_low,
+                auprc_ci_high: m.auprc_ci_high,
+                roc_auc: m.roc_auc,
+                precision_at_80_recall: m.precision_at_80_recall,
+                threshold: m.threshold,
+                confusion: ConfusionDto { true_positives, false_positives, true_negatives, false_negatives },
+                pr_curve: m
+                    .pr_curve
+                    .iter()
+                    .map(|[recall, precision]| PrPointDto { recall: *recall, precision: *precision })
+                    .collect(),
+            },
+            importance: model
+                .importance
+                .iter()
+                .map(|(feature, share)| ImportanceDto { feature: feature.clone(), share: *share })
+                .collect(),
+        }
+    }
+}

@@ -150,6 +150,7 @@ pub fn identity_event(command: &IdentityCommand) -> (&'static str, String) {
         C::PutPasskey { principal_id, .. } => ("factor.passkey", principal_id.to_string()),
         C::ChargeDevice { id, .. } => ("device.charge", id.to_string()),
         C::DisablePasskey { principal_id, .. } => ("factor.passkey_disable", principal_id.to_string()),
+        C::RemovePasskey { principal_id, .. } => ("factor.passkey_remove", principal_id.to_string()),
         C::SetFrozen { principal_id, frozen: true, .. } => ("payments.freeze", principal_id.to_string()),
         C::SetFrozen { principal_id, frozen: false, .. } => ("payments.unfreeze", principal_id.to_string()),
     }

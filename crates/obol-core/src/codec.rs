@@ -615,6 +615,9 @@ fn encode_identity(command: &IdentityCommand) -> Result<Vec<u8>, EncodeError> {
         IdentityCommand::DisablePasskey { principal_id, credential_id } => {
             w.u8(18).u128(*principal_id).bytes(credential_id);
         }
+        IdentityCommand::RemovePasskey { principal_id, credential_id } => {
+            w.u8(21).u128(*principal_id).bytes(credential_id);
+        }
         IdentityCommand::SetFrozen { principal_id, target, frozen } => {
             let (kind, id) = match target {
                 crate::identity::FreezeTarget::All => (0, 0),
@@ -839,6 +842,7 @@ fn decode_identity(bytes: &[u8]) -> Result<IdentityCommand, DecodeError> {
             };
             IdentityCommand::SetFrozen { principal_id, target, frozen }
         }
+        21 => IdentityCommand::RemovePasskey { principal_id: r.u128()?, credential_id: r.blob()? },
         _ => return Err(DecodeError::BadIdentity),
     };
     if r.at != bytes.len() {
@@ -946,6 +950,7 @@ mod tests {
             IdentityCommand::MarkDevicePaid { id: 5 },
             IdentityCommand::PutPasskey { principal_id: 1, credential_id: vec![9; 16], data: b"{\"cred\":1}".to_vec() },
             IdentityCommand::DisablePasskey { principal_id: 1, credential_id: vec![9; 16] },
+            IdentityCommand::RemovePasskey { principal_id: 1, credential_id: vec![9; 32] },
             IdentityCommand::ChargeDevice { id: 5, day: 20_000, amount: 250 },
             IdentityCommand::SetFrozen { principal_id: 1, target: crate::identity::FreezeTarget::All, frozen: true },
             IdentityCommand::SetFrozen {

@@ -323,6 +323,8 @@ pub enum EventKind {
     Frozen = 20,
     /// A freeze was lifted.
     Unfrozen = 21,
+    /// A passkey was removed by its holder or the operator.
+    PasskeyRemoved = 22,
 }
 
 impl EventKind {
@@ -350,6 +352,7 @@ impl EventKind {
             EventKind::PasskeyCloneSuspected => "passkey_clone_suspected",
             EventKind::Frozen => "payments_frozen",
             EventKind::Unfrozen => "payments_unfrozen",
+            EventKind::PasskeyRemoved => "passkey_removed",
         }
     }
 
@@ -379,6 +382,7 @@ impl EventKind {
             }
             EventKind::Frozen => "Payments were frozen (all of them, one device's or one tab's).",
             EventKind::Unfrozen => "A freeze on payments was lifted.",
+            EventKind::PasskeyRemoved => "A passkey was removed; it no longer signs in or approves anything.",
         }
     }
 }
@@ -541,6 +545,14 @@ pub enum IdentityCommand {
     },
     /// Disable a passkey whose signature counter went backwards.
     DisablePasskey {
+        /// Whose.
+        principal_id: u128,
+        /// The credential id.
+        credential_id: Vec<u8>,
+    },
+    /// Remove a passkey (its holder or the operator no longer trusts it): it signs nothing from
+    /// now on, and the same authenticator may be registered again.
+    RemovePasskey {
         /// Whose.
         principal_id: u128,
         /// The credential id.
@@ -1043,6 +1055,18 @@ impl Identity {
                 };
                 passkey.disabled = true;
                 self.record(*principal_id, now_ns, EventKind::PasskeyCloneSuspected, String::new());
+                R::Ok
+            }
+            IdentityCommand::RemovePasskey { principal_id, credential_id } => {
+                let Some(principal) = self.principals.get_mut(principal_id) else {
+                    return R::PrincipalNotFound;
+                };
+                let before = principal.passkeys.len();
+                principal.passkeys.retain(|p| p.credential_id != *credential_id);
+                if principal.passkeys.len() == before {
+                    return R::FactorNotEnrolled;
+                }
+                self.record(*principal_id, now_ns, EventKind::PasskeyRemoved, String::new());
                 R::Ok
             }
             IdentityCommand::SetFrozen { principal_id, target, frozen } => {

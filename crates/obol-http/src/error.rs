@@ -119,7 +119,11 @@ impl ApiError {
             Error::DeviceLimit(_) | Error::RequiresAction(_) | Error::FactorCheckFailed { .. } => StatusCode::FORBIDDEN,
             Error::RiskBlocked(_) | Error::TabPaused(..) => StatusCode::FORBIDDEN,
             Error::HeldForReview(_) => StatusCode::ACCEPTED,
-            Error::ReviewNotFound(_) | Error::NoShadow | Error::AuditNotFound(_) => StatusCode::NOT_FOUND,
+            Error::ReviewNotFound(_)
+            | Error::NoShadow
+            | Error::NoModel
+            | Error::PasskeyNotFound(_)
+            | Error::AuditNotFound(_) => StatusCode::NOT_FOUND,
             Error::ConsentRequired(..) | Error::PersonalDataRestricted(..) => StatusCode::FORBIDDEN,
             Error::PersonalDataErased(_) => StatusCode::GONE,
             Error::RefundExceedsPayment { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -228,7 +228,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/principals/{id}/step-up"),
     ("POST", "/v1/challenges/{id}/approve"),
     ("POST", "/v1/challenges/{id}/passkey"),
+    ("GET", "/v1/principals/{id}/passkeys"),
     ("POST", "/v1/principals/{id}/passkeys"),
+    ("DELETE", "/v1/principals/{id}/passkeys/{credential_id}"),
     ("POST", "/v1/principals/{id}/passkeys/finish"),
     ("GET", "/v1/tabs"),
     ("POST", "/v1/tabs"),
@@ -253,6 +255,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/risk/policy"),
     ("POST", "/v1/risk/policy"),
     ("GET", "/v1/risk/policy/changes"),
+    ("GET", "/v1/risk/model"),
     ("GET", "/v1/risk/shadow"),
     ("DELETE", "/v1/risk/shadow"),
     ("GET", "/v1/audit/checkpoint"),
@@ -361,7 +364,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/step-up", post(mfa_routes::set_step_up))
         .route("/v1/challenges/{id}/approve", post(mfa_routes::approve_challenge))
         .route("/v1/challenges/{id}/passkey", post(passkey_routes::start_assertion))
-        .route("/v1/principals/{id}/passkeys", post(passkey_routes::start_registration))
+        .route(
+            "/v1/principals/{id}/passkeys",
+            get(passkey_routes::list_passkeys).post(passkey_routes::start_registration),
+        )
+        .route("/v1/principals/{id}/passkeys/{credential_id}", axum::routing::delete(passkey_routes::remove_passkey))
         .route("/v1/principals/{id}/passkeys/finish", post(passkey_routes::finish_registration))
         .route("/v1/tabs", get(tab_routes::list_tabs).post(tab_routes::open_tab))
         .route("/v1/tabs/{id}", get(tab_routes::get_tab))
@@ -382,6 +389,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/risk/decisions", get(risk_routes::decisions))
         .route("/v1/risk/policy", get(risk_routes::get_policy).post(risk_routes::submit_policy))
         .route("/v1/risk/policy/changes", get(risk_routes::policy_changes))
+        .route("/v1/risk/model", get(risk_routes::get_model))
         .route("/v1/risk/shadow", get(risk_routes::get_shadow).delete(risk_routes::stop_shadow))
         .route("/v1/audit/checkpoint", get(audit_routes::checkpoint))
         .route("/v1/audit/key", get(audit_routes::key))
@@ -604,12 +612,12 @@ impl utoipa::Modify for ProblemAnswers {
         identity_routes::list_keys, identity_routes::create_key, identity_routes::activity, identity_routes::security_checklist, identity_routes::get_frozen, identity_routes::freeze, identity_routes::unfreeze, identity_routes::revoke_key, identity_routes::rotate_key,
         identity_routes::register_device, identity_routes::list_devices, identity_routes::list_all_devices, identity_routes::set_device_status, identity_routes::rotate_device,
         identity_routes::set_device_limits, mfa_routes::enroll_totp, mfa_routes::confirm_totp, mfa_routes::unlock, mfa_routes::set_step_up, mfa_routes::approve_challenge,
-        passkey_routes::start_registration, passkey_routes::finish_registration, passkey_routes::start_assertion,
+        passkey_routes::list_passkeys, passkey_routes::remove_passkey, passkey_routes::start_registration, passkey_routes::finish_registration, passkey_routes::start_assertion,
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported,
         risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::record_labels, risk_routes::recorded_labels, risk_routes::decisions, risk_routes::get_policy, risk_routes::submit_policy,
-        risk_routes::policy_changes, risk_routes::get_shadow, risk_routes::stop_shadow,
+        risk_routes::policy_changes, risk_routes::get_model, risk_routes::get_shadow, risk_routes::stop_shadow,
         audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
         identity_routes::get_profile, identity_routes::update_profile, identity_routes::access_log, identity_routes::list_consents,
         identity_routes::set_consent, identity_routes::erase_principal, identity_routes::export_personal_data, identity_routes::retention_plan,

@@ -77,6 +77,36 @@ pub async fn finish_registration(
     Ok((StatusCode::CREATED, Json(dto)).into_response())
 }
 
+/// Your passkeys (or, for the operator, anyone's): credential ids and whether each still works.
+#[utoipa::path(get, path = "/v1/principals/{id}/passkeys", tag = "mfa",
+    params(("id" = String, Path, description = "Principal id")),
+    responses((status = 200, body = Vec<passkeys::PasskeyView>), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_passkeys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<passkeys::PasskeyView>>, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    Ok(Json(passkeys::list(&state, &caller, principal_id)?))
+}
+
+/// Remove a passkey (lost, stolen, or no longer trusted): it signs nothing from now on, and the
+/// sessions it opened end. The person or the operator, with `manage`.
+#[utoipa::path(delete, path = "/v1/principals/{id}/passkeys/{credential_id}", tag = "mfa",
+    params(("id" = String, Path, description = "Principal id"), ("credential_id" = String, Path, description = "Credential id, base64url")),
+    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn remove_passkey(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, credential_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let principal_id = crate::dto::path_id(&id)?;
+    passkeys::remove(&state, &caller, principal_id, &credential_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Start a passkey assertion that approves step-up challenge `id`.
 #[utoipa::path(post, path = "/v1/challenges/{id}/passkey", tag = "mfa",
     params(("id" = String, Path, description = "Challenge id")),

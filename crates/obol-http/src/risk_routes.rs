@@ -198,6 +198,19 @@ pub async fn policy_changes(
     Ok(Json(reviews::policy_changes(&state, &caller, query.after.unwrap_or(0))?))
 }
 
+/// The fraud model the risk engine scores with: version, held-out metrics with the
+/// precision-recall curve and the confusion matrix, and feature importance. 404 `no_model` when
+/// the engine decides by rules alone.
+#[utoipa::path(get, path = "/v1/risk/model", tag = "risk",
+    responses((status = 200, body = obol_app::views::ModelDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_model(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<obol_app::views::ModelDto>, ApiError> {
+    Ok(Json(reviews::model(&state, &caller)?))
+}
+
 /// The shadow run's report: where the candidate would have decided otherwise.
 #[utoipa::path(get, path = "/v1/risk/shadow", tag = "risk",
     responses((status = 200, body = ShadowDto), (status = 404, body = Problem, content_type = "application/problem+json")),

@@ -536,6 +536,19 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
             |_| (format!("/v1/principals/{A}/passkeys"), Some(json!({}))),
             [404, 200, 404, 404, 404, 404],
         ),
+        // The person or the operator; removing one that is not there is 404 for them too.
+        row(
+            Method::GET,
+            "/v1/principals/{id}/passkeys",
+            |_| (format!("/v1/principals/{A}/passkeys"), None),
+            [200, 200, 404, 404, 404, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/v1/principals/{id}/passkeys/{credential_id}",
+            |_| (format!("/v1/principals/{A}/passkeys/AAAAAAAAAAAAAAAAAAAAAA"), None),
+            [404, 404, 404, 404, 404, 404],
+        ),
         row(
             Method::POST,
             "/v1/principals/{id}/passkeys/finish",
@@ -666,6 +679,8 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
             |_| ("/v1/risk/policy/changes".into(), None),
             [200, 403, 403, 403, 200, 200],
         ),
+        // No model is loaded here: staff learn that; others may not ask.
+        row(Method::GET, "/v1/risk/model", |_| ("/v1/risk/model".into(), None), [404, 403, 403, 403, 404, 403]),
         row(Method::GET, "/v1/risk/shadow", |_| ("/v1/risk/shadow".into(), None), [404, 403, 403, 403, 404, 403]),
         row(Method::DELETE, "/v1/risk/shadow", |_| ("/v1/risk/shadow".into(), None), [404, 403, 403, 403, 404, 403]),
         // Checkpoints, the key and consistency proofs are hashes only: every signed-in caller may

@@ -20,6 +20,7 @@ struct World {
     router: Router,
     engine: Engine,
     holder: String,
+    operator: String,
     _scratch: support::Scratch,
 }
 
@@ -46,7 +47,7 @@ impl World {
             assert!(status.is_success(), "{path}: {answer}");
         }
         let (_, key) = call(&router, &operator, "/v1/principals/100/keys", json!({}), None).await;
-        World { router, engine, holder: key["key"].as_str().unwrap().to_string(), _scratch: scratch }
+        World { router, engine, holder: key["key"].as_str().unwrap().to_string(), operator, _scratch: scratch }
     }
 
     async fn register(&self, authenticator: &mut SoftPasskey) -> (StatusCode, Value) {
@@ -264,4 +265,91 @@ async fn a_passkey_signs_in_and_an_unknown_principal_gets_a_decoy_of_the_same_sh
     // And with no usable passkey left, the principal's challenge is a decoy now.
     let (_, _, now) = public(&world.router, "POST", "/v1/sessions/passkey", Some(ask("100")), None).await;
     assert_ne!(credential_of(&now), credential_of(&real));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_lists_and_removes_its_passkeys_and_the_sessions_they_opened_end() {
+    let world = World::new().await;
+    let mut authenticator = SoftPasskey::new(true);
+    assert_eq!(world.register(&mut authenticator).await.0, StatusCode::CREATED);
+    let list = |key: String| {
+        let router = world.router.clone();
+        async move {
+            use axum::body::Body;
+            use axum::http::{Request, header};
+            let request = Request::builder()
+                .uri("/v1/principals/100/passkeys")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(Body::empty())
+                .unwrap();
+            support::send(&router, request).await
+        }
+    };
+    let (status, listed) = list(world.holder.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["usable"], true);
+    let credential_id = listed[0]["credential_id"].as_str().unwrap().to_string();
+
+    // Signed in with it.
+    let (_, _, real) =
+        public(&world.router, "POST", "/v1/sessions/passkey", Some(json!({"principal_id": "100"})), None).await;
+    let options: RequestChallengeResponse = serde_json::from_value(real["options"].clone()).unwrap();
+    let credential = serde_json::to_value(authenticator.do_authentication(origin(), options).unwrap()).unwrap();
+    let body = json!({"passkey": {"ceremony_id": real["ceremony_id"], "credential": credential}});
+    let (status, cookie, session) = public(&world.router, "POST", "/v1/sessions", Some(body), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let token = cookie.unwrap().strip_prefix("__Host-obol_session=").unwrap().split(';').next().unwrap().to_string();
+    let csrf = session["csrf_token"].as_str().unwrap().to_string();
+
+    // Another holder neither sees nor removes it.
+    let (_, other) = call(
+        &world.router,
+        &world.operator,
+        "/v1/principals",
+        json!({"id": "101", "role": "holder", "name": "Bob"}),
+        None,
+    )
+    .await;
+    assert!(other["id"].is_string(), "{other}");
+    let (_, key) = call(&world.router, &world.operator, "/v1/principals/101/keys", json!({}), None).await;
+    let bob = key["key"].as_str().unwrap().to_string();
+    let (status, _) = list(bob.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let path = format!("/v1/principals/100/passkeys/{credential_id}");
+    let delete = |key: &str| {
+        use axum::body::Body;
+        use axum::http::{Method, Request, header};
+        Request::builder()
+            .method(Method::DELETE)
+            .uri(&path)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, problem) = support::send(&world.router, delete(&bob)).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("principal_not_found")), "{problem}");
+
+    // The holder removes it, through the session it opened: the session ends at once.
+    let (status, _, _) = public(&world.router, "DELETE", &path, None, Some((&token, &csrf))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, problem) = public(&world.router, "GET", "/v1/me", None, Some((&token, &csrf))).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{problem}");
+    let (status, listed) = list(world.holder.clone()).await;
+    assert_eq!((status, listed.as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{listed}");
+    let (status, problem) = support::send(&world.router, delete(&world.holder)).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("passkey_not_found")), "{problem}");
+    let (_, activity) = {
+        use axum::body::Body;
+        use axum::http::{Request, header};
+        let request = Request::builder()
+            .uri("/v1/principals/100/activity")
+            .header(header::AUTHORIZATION, format!("Bearer {}", world.holder))
+            .body(Body::empty())
+            .unwrap();
+        support::send(&world.router, request).await
+    };
+    assert!(activity.as_array().unwrap().iter().any(|e| e["event"] == "passkey_removed"), "{activity}");
+    // The same authenticator may be registered again.
+    assert_eq!(world.register(&mut authenticator).await.0, StatusCode::CREATED);
 }

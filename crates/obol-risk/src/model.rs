@@ -133,6 +133,33 @@ pub struct Metrics {
     pub threshold: f64,
     /// At that threshold: true positives, false positives, true negatives, false negatives.
     pub confusion: [usize; 4],
+    /// The precision-recall curve, as (recall, precision) at each percent of recall first
+    /// reached, walking down the ranking (at most 101 points); empty in artifacts from before it
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pr_curve: Vec<[f64; 2]>,
+}
+
+/// The points of [`Metrics::pr_curve`] for rows `ranked` by score, highest first.
+fn pr_curve(ranked: &[(f64, bool)], positives: usize) -> Vec<[f64; 2]> {
+    let mut points = Vec::new();
+    if positives == 0 {
+        return points;
+    }
+    let (mut caught, mut seen, mut next_percent) = (0usize, 0usize, 0usize);
+    for (_, label) in ranked {
+        seen += 1;
+        if *label {
+            caught += 1;
+            let recall = caught as f64 / positives as f64;
+            let percent = (recall * 100.0).floor() as usize;
+            if percent >= next_percent {
+                points.push([recall, caught as f64 / seen as f64]);
+                next_percent = percent + 1;
+            }
+        }
+    }
+    points
 }
 
 /// A trained model with its feature names and metrics. Deserializing checks the format and
@@ -760,6 +787,7 @@ pub fn evaluate(scores: &[f64], labels: &[bool], resamples: usize, seed: u64) ->
     // Each resample draws every row's multiplicity and walks the ranking made once, so a
     // resample costs O(n) with no sort and no allocation.
     let ranked = ranked_down(scores, labels);
+    let pr_curve = pr_curve(&ranked, positives);
     let mut counts = vec![0u32; ranked.len()];
     let mut rng = seed | 1;
     let mut samples: Vec<f64> = (0..resamples)
@@ -804,6 +832,7 @@ pub fn evaluate(scores: &[f64], labels: &[bool], resamples: usize, seed: u64) ->
         },
         threshold,
         confusion: [true_positives, false_positives, true_negatives, false_negatives],
+        pr_curve,
     }
 }
 
@@ -825,6 +854,11 @@ mod tests {
         assert_eq!(metrics.confusion, [2, 1, 2, 0], "80% of 2 frauds needs both: threshold 0.7");
         assert!((metrics.precision_at_80_recall - 2.0 / 3.0).abs() < 1e-12);
         assert!(metrics.auprc_ci_low <= metrics.auprc && metrics.auprc <= metrics.auprc_ci_high);
+        // The curve: the first fraud at rank 1 (recall 1/2, precision 1), the second at rank 3.
+        assert_eq!(metrics.pr_curve, vec![[0.5, 1.0], [1.0, 2.0 / 3.0]]);
+        // A model's artifact written before the curve was recorded still reads.
+        let old = r#"{"rows":1,"positives":0,"auprc":0.0,"auprc_ci_low":0.0,"auprc_ci_high":0.0,"roc_auc":0.5,"precision_at_80_recall":0.0,"threshold":1.0,"confusion":[0,0,1,0]}"#;
+        assert!(serde_json::from_str::<Metrics>(old).is_ok_and(|m| m.pr_curve.is_empty()));
     }
 
     /// Simulated rows with their labels and feature names.

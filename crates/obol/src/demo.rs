@@ -106,6 +106,9 @@ pub fn routes(state: AppState, ready: Arc<AtomicBool>) -> anyhow::Result<Router>
     })))
 }
 
+/// How long the demo's dashboard keys last (they are printed, so they do not last).
+const DASHBOARD_KEY_TTL_S: u64 = 12 * 3_600;
+
 /// The demo payer's device key file in the data directory.
 pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("demo").join("device.key")
@@ -237,6 +240,19 @@ async fn playground(api: &Api, base: &str, data_dir: &Path, ready: &AtomicBool) 
          --asset USD/9 --tab-budget 4000000 --max-per-request 1000000 --count 3 --settle{server}",
         key_path.display()
     );
+    // Keys for the dashboard, valid for 12 hours (a new pair at each start).
+    let mut dashboard_keys = Vec::new();
+    for (principal, who) in [(PAYER_PRINCIPAL, "the demo reader"), (MERCHANT_PRINCIPAL, "Demo News (merchant)")] {
+        let body = json!({"expires_in_s": DASHBOARD_KEY_TTL_S});
+        let key = api.expect(reqwest::Method::POST, &format!("/v1/principals/{principal}/keys"), Some(&body)).await?;
+        let text = key.get("key").and_then(Value::as_str).context("a key in the answer")?.to_string();
+        dashboard_keys.push((who, text));
+    }
+    let dashboard = base.replacen("://127.0.0.1:", "://localhost:", 1);
+    crate::outln!("\nSee it in the dashboard at {dashboard}/app/ (keys valid 12 hours):");
+    for (who, text) in &dashboard_keys {
+        crate::outln!("  sign in as {who} with {text}");
+    }
     crate::outln!("\n--- demo ready; obol keeps serving (Ctrl-C to stop) ---\n");
     Ok(())
 }

@@ -154,7 +154,8 @@ enum Command {
 enum KeyCommand {
     #[command(flatten)]
     Api(identity_cli::ApiKeyCommand),
-    /// Replace the operator API key (the server must be stopped). Prints the new key once.
+    /// Replace the operator API key (the server must be stopped): revokes its keys, removes its
+    /// passkeys and prints the new key once.
     ResetOperator {
         #[command(flatten)]
         store: serve::StoreArgs,

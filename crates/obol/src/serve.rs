@@ -166,7 +166,11 @@ pub enum LogFormat {
 /// Installs the log: `args.log` as the filter, the access log only when asked for.
 fn init_log(args: &ServeArgs) -> anyhow::Result<()> {
     let access = if args.access_log { "obol::access=info" } else { "obol::access=off" };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{},{access}", args.log))
+    // The WebAuthn library logs what an anonymous client sent, byte by byte, at ERROR: a sign-in
+    // attempt could fill the log. obol reports the refusal itself; the library stays quiet
+    // unless `--log` names it.
+    let quiet = if args.log.contains("webauthn") { "" } else { ",webauthn_rs_core=off,webauthn_rs=off" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{}{quiet},{access}", args.log))
         .with_context(|| format!("--log {:?} is not a log filter (try info or warn)", args.log))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match args.log_format {

@@ -18,6 +18,8 @@ struct Demo {
     dir: std::path::PathBuf,
     /// The `obol pay ...` line the demo printed, split into arguments (without `obol`).
     pay: Vec<String>,
+    /// The dashboard keys it printed (the reader's, the merchant's).
+    dashboard_keys: Vec<String>,
 }
 
 impl Drop for Demo {
@@ -34,8 +36,8 @@ fn demo(name: &str) -> Demo {
     let dir = std::env::temp_dir().join(format!("obol-playground-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let support::Demo { child, base, key, pay } = support::launch_demo(&dir);
-    Demo { child, base, key, dir, pay }
+    let support::Demo { child, base, key, pay, dashboard_keys } = support::launch_demo(&dir);
+    Demo { child, base, key, dir, pay, dashboard_keys }
 }
 
 impl Demo {
@@ -108,6 +110,25 @@ fn the_printed_obol_pay_command_pays_the_demo_article_three_times_and_settles() 
     let payer = demo.json(&["balance", "402020", "--json"]);
     assert_eq!(merchant["credits_posted"], "1200000");
     assert_eq!((payer["debits_posted"].as_str(), payer["debits_pending"].as_str()), (Some("1200000"), Some("0")));
+
+    // The keys printed for the dashboard are the reader's and the merchant's: each reads its
+    // own account and not the other's.
+    assert_eq!(demo.dashboard_keys.len(), 2, "{:?}", demo.dashboard_keys);
+    let balance_with = |key: &str, account: &str| {
+        Command::new(env!("CARGO_BIN_EXE_obol"))
+            .args(["balance", account, "--json"])
+            .current_dir(&demo.dir)
+            .env("OBOL_SERVER", &demo.base)
+            .env("OBOL_CONFIG", demo.dir.join("no-config.toml"))
+            .env("OBOL_API_KEY", key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let (reader_key, merchant_key) = (&demo.dashboard_keys[0], &demo.dashboard_keys[1]);
+    assert!(balance_with(reader_key, "402020") && !balance_with(reader_key, "402010"));
+    assert!(balance_with(merchant_key, "402010") && !balance_with(merchant_key, "402020"));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod support;
+
 fn simulate(seed: &str, out: &std::path::Path) {
     let output = Command::new(env!("CARGO_BIN_EXE_obol"))
         .args(["sim", "traffic", "--customers", "200", "--days", "2", "--seed", seed, "--out"])
@@ -112,6 +114,37 @@ fn a_model_trained_through_a_column_mapping_is_judged_on_the_later_data() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no column \"when\""));
+
+    // Served: the analyst reads the model's held-out metrics, its precision-recall curve and
+    // confusion matrix, as training measured them.
+    let data_dir = dir.join("data");
+    let mut launched = support::launch([
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--risk-model",
+        &model_arg,
+    ]);
+    let operator = launched.key.clone().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, served) = runtime.block_on(support::Api::new(&launched.base).get(&operator, "/v1/risk/model"));
+    let _ = launched.child.kill();
+    let _ = launched.child.wait();
+    assert_eq!(status, 200, "{served}");
+    let metrics = &served["metrics"];
+    assert_eq!(metrics["auprc"], trained["auprc"], "{served}");
+    let curve = metrics["pr_curve"].as_array().unwrap();
+    assert!(curve.len() > 10 && curve.len() <= 101, "{served}");
+    let last = curve.last().unwrap();
+    assert_eq!(last["recall"].as_f64(), Some(1.0), "the curve ends at full recall: {last}");
+    let confusion = &metrics["confusion"];
+    let cells: u64 = ["true_positives", "false_positives", "true_negatives", "false_negatives"]
+        .iter()
+        .map(|cell| confusion[cell].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(cells), metrics["rows"].as_u64(), "{confusion}");
+    assert!(served["importance"].as_array().is_some_and(|i| !i.is_empty()), "{served}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

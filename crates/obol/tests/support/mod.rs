@@ -65,6 +65,8 @@ pub struct Demo {
     pub key: String,
     /// The arguments of the `obol pay ...` line the demo printed (without `obol pay`).
     pub pay: Vec<String>,
+    /// The dashboard sign-in keys it printed: the demo reader's, then the merchant's.
+    pub dashboard_keys: Vec<String>,
 }
 
 /// Starts `obol serve --demo` on a free port with `dir` as its working directory (so its data
@@ -78,7 +80,7 @@ pub fn launch_demo(dir: &std::path::Path) -> Demo {
         .spawn()
         .expect("spawn obol serve --demo");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut key, mut base, mut pay) = (String::new(), String::new(), Vec::new());
+    let (mut key, mut base, mut pay, mut dashboard_keys) = (String::new(), String::new(), Vec::new(), Vec::new());
     loop {
         let line = lines.next().expect("obol serve --demo exited before the demo was ready").expect("read stdout");
         let trimmed = line.trim();
@@ -87,6 +89,11 @@ pub fn launch_demo(dir: &std::path::Path) -> Demo {
         }
         if let Some(rest) = line.split("listening on ").nth(1) {
             base = rest.split_whitespace().next().expect("address").to_string();
+        }
+        if trimmed.starts_with("sign in as ")
+            && let Some(dashboard_key) = trimmed.rsplit(' ').next()
+        {
+            dashboard_keys.push(dashboard_key.to_string());
         }
         if let Some(rest) = trimmed.strip_prefix("obol pay ") {
             pay = rest.split_whitespace().map(str::to_string).collect();
@@ -101,7 +108,7 @@ pub fn launch_demo(dir: &std::path::Path) -> Demo {
         key.starts_with("obol_live_") && !base.is_empty() && !pay.is_empty(),
         "the demo printed its key and pay line"
     );
-    Demo { child, base, key, pay }
+    Demo { child, base, key, pay, dashboard_keys }
 }
 
 /// A client of a running server over real HTTP: JSON in, (status, JSON) out, with a bearer key
