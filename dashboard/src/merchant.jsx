@@ -168,22 +168,63 @@ function MerchantDisputes() {
   );
 }
 
+function Deliveries({ id }) {
+  const deliveries = useLoad(() => get(`/v1/webhooks/${id}/deliveries`), [id]);
+  return (
+    <div class="card" data-testid="deliveries">
+      <Loaded state={deliveries}>
+        {(d) => (
+          <>
+            <p>
+              {t("deliveries_pending", { pending: d.pending })}{" "}
+              {d.acknowledged_through && t("acknowledged_through", { when: when(d.acknowledged_through) })}
+            </p>
+            <Table
+              caption={t("deliveries")}
+              rows={d.attempts}
+              empty={t("no_attempts")}
+              columns={[
+                [t("time"), (a) => when(a.at)],
+                [t("event"), (a) => <code>{a.event}</code>],
+                [t("status"), (a) => <Badge value={a.delivered ? "delivered" : "failed"} />],
+                [t("answer"), (a) => a.detail],
+                [t("retry_at"), (a) => (a.retry_at ? when(a.retry_at) : "")],
+              ]}
+            />
+          </>
+        )}
+      </Loaded>
+    </div>
+  );
+}
+
 function Webhooks() {
   const hooks = useLoad(() => get("/v1/webhooks"), []);
+  const [open, setOpen] = useState(null);
   return (
     <Section id="webhooks" title={t("webhooks")}>
       <Loaded state={hooks}>
         {(items) => (
-          <Table
-            caption={t("webhooks")}
-            rows={items}
-            empty={t("no_webhooks")}
-            columns={[
-              [t("url"), (h) => <code>{h.url}</code>],
-              [t("event_types"), (h) => (h.types.length ? h.types.join(", ") : t("all_events"))],
-              [t("added"), (h) => when(h.created_at)],
-            ]}
-          />
+          <>
+            <Table
+              caption={t("webhooks")}
+              rows={items}
+              rowKey={(h) => h.id}
+              empty={t("no_webhooks")}
+              columns={[
+                [t("url"), (h) => <code>{h.url}</code>],
+                [t("event_types"), (h) => (h.types.length ? h.types.join(", ") : t("all_events"))],
+                [t("added"), (h) => when(h.created_at)],
+                ["", (h) => (
+                  <button type="button" onClick={() => setOpen(open === h.id ? null : h.id)} aria-expanded={open === h.id}
+                    aria-label={`${t("deliveries")} ${h.url}`}>
+                    {t("deliveries")}
+                  </button>
+                )],
+              ]}
+            />
+            {open && <Deliveries id={open} />}
+          </>
         )}
       </Loaded>
     </Section>

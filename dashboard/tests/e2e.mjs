@@ -246,6 +246,10 @@ async function signInWithKey(page, key) {
   assert.equal(await statement.first().innerText(), config.xss, "the statement is shown as the text it is");
   assert.equal(await page.locator("#disputes img, #disputes script").count(), 0, "no markup from the statement");
   assert.equal(await page.evaluate(() => window.__xss), undefined, "no script ran");
+  // The webhook's deliveries: the dispute's event waits for a receiver that is not there.
+  await page.getByRole("button", { name: "Deliveries http://127.0.0.1:9/obol-events" }).click();
+  await page.getByTestId("deliveries").getByText(/events? wait to be delivered/).waitFor();
+  assert.doesNotMatch(await page.getByTestId("deliveries").innerText(), /^0 events/);
   await accessible(page, "merchant");
   await shot(page, "merchant");
   assert.deepEqual(problems, [], "no console errors");

@@ -74,6 +74,9 @@ pub struct App {
     pub audit_key: Arc<audit::AuditKey>,
     /// Dashboard sessions (in memory: a restart signs everyone out).
     pub sessions: Arc<sessions::Sessions>,
+    /// The webhook delivery loop's latest attempts per endpoint (in memory: what it tried, for
+    /// people to look at; the cursors in the log are what delivery goes by).
+    pub webhook_attempts: Arc<webhooks::Attempts>,
     /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
     pub env: Arc<dyn Env>,
     /// Days records the law requires are kept after a person's last payment before a requested
@@ -115,6 +118,7 @@ impl App {
             risk: Arc::new(risk::Risk::off()),
             audit_key: Arc::new(audit_key),
             sessions: Arc::default(),
+            webhook_attempts: Arc::default(),
             env,
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),

@@ -329,14 +329,14 @@ pub async fn finish_sign_in(
     else {
         return Err(Error::Unauthorized);
     };
-    let active = {
-        let ledger = read_ledger(state);
-        ledger.identity().principal(principal_id).is_some_and(|p| p.status == obol_core::identity::Status::Active)
-    };
-    if !active {
-        return Err(Error::PrincipalSuspended);
+    // Checked again now, not as it stood when the ceremony began: a passkey removed or disabled
+    // meanwhile opens nothing.
+    let credential_id = Base64UrlUnpadded::encode_string(&credential_id);
+    match crate::auth::caller_for_passkey(&read_ledger(state), principal_id, &credential_id) {
+        Ok(_) => Ok((principal_id, credential_id)),
+        Err(crate::auth::AuthFailure::Suspended) => Err(Error::PrincipalSuspended),
+        Err(crate::auth::AuthFailure::BadKey) => Err(Error::Unauthorized),
     }
-    Ok((principal_id, Base64UrlUnpadded::encode_string(&credential_id)))
 }
 
 /// Starts registering a passkey for the caller itself (`principal_id`), with its current

@@ -21,7 +21,8 @@
 //! dispute's payer and payee); a holder's or merchant's endpoint and feed get only those, staff's
 //! (operator, analyst, auditor) every event.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
 
 use base64ct::{Base64, Encoding};
 use hmac::{KeyInit, Mac};
@@ -685,4 +686,101 @@ mod tests {
             assert!(check_url(url, true).is_err(), "{url}");
         }
     }
+}
+
+/// Attempts kept per endpoint (the latest).
+pub const ATTEMPTS_KEPT: usize = 20;
+
+/// One delivery attempt, as the delivery loop saw it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AttemptDto {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The event it carried (`evt_...`).
+    pub event: String,
+    /// Whether the endpoint took it (a 2xx answer).
+    pub delivered: bool,
+    /// What the endpoint answered (`answered 200 OK`), or why nothing came back.
+    pub detail: String,
+    /// When the next try is due, after a failure (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+}
+
+/// The latest attempts of each endpoint (see [`App::webhook_attempts`]).
+#[derive(Default)]
+pub struct Attempts {
+    by_endpoint: Mutex<HashMap<u128, VecDeque<AttemptDto>>>,
+}
+
+impl Attempts {
+    /// Keeps `attempt` of endpoint `id`, forgetting the oldest past [`ATTEMPTS_KEPT`].
+    pub fn record(&self, id: u128, attempt: AttemptDto) {
+        let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = by_endpoint.entry(id).or_default();
+        if kept.len() >= ATTEMPTS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(attempt);
+    }
+
+    fn newest_first(&self, id: u128) -> Vec<AttemptDto> {
+        let by_endpoint = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        by_endpoint.get(&id).map(|kept| kept.iter().rev().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Forgets endpoints that no longer exist.
+    pub fn keep_only(&self, ids: &[u128]) {
+        let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        by_endpoint.retain(|id, _| ids.contains(id));
+    }
+}
+
+/// An endpoint's deliveries: how far it has acknowledged, what waits, and the latest attempts.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DeliveriesDto {
+    /// The endpoint.
+    pub endpoint: EndpointDto,
+    /// The time of the last event it acknowledged (or was not meant to get), RFC 3339; none
+    /// before its first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_through: Option<String>,
+    /// Events waiting for it (counted up to the first 10,000 after its cursor).
+    pub pending: u64,
+    /// The latest attempts since the server started, newest first (at most 20).
+    pub attempts: Vec<AttemptDto>,
+}
+
+/// Endpoint `id`'s deliveries (its owner, or staff).
+pub fn deliveries(state: &App, caller: &Caller, id: &str) -> Result<DeliveriesDto, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let endpoint = visible_endpoint(state, caller, id)?;
+    let ledger = read_ledger(state);
+    let cursor = ledger
+        .table()
+        .get(&cursor_key(endpoint.id))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|c| !c.is_empty());
+    let pending = ledger
+        .table()
+        .scan(OUTBOX_PREFIX)
+        .filter(|(k, _)| cursor.as_deref().is_none_or(|c| *k > c))
+        .take(SCAN_MAX)
+        .filter(|(_, v)| {
+            serde_json::from_slice::<EventDto>(v).is_ok_and(|e| endpoint_gets(&endpoint, &e) && happened(&ledger, &e))
+        })
+        .count() as u64;
+    let acknowledged_through = cursor
+        .as_deref()
+        .and_then(|c| c.strip_prefix(OUTBOX_PREFIX))
+        .and_then(|rest| rest.get(..20))
+        .and_then(|digits| digits.parse::<u128>().ok())
+        .filter(|ns| *ns > 0)
+        .map(obol_core::time::rfc3339);
+    Ok(DeliveriesDto {
+        endpoint: endpoint_dto(&endpoint),
+        acknowledged_through,
+        pending,
+        attempts: state.webhook_attempts.newest_first(endpoint.id),
+    })
 }

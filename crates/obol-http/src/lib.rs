@@ -215,6 +215,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks"),
     ("DELETE", "/v1/webhooks/{id}"),
     ("POST", "/v1/webhooks/{id}/replay"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
     ("GET", "/v1/events"),
     ("POST", "/v1/principals/{id}/devices"),
     ("GET", "/v1/principals/{id}/devices"),
@@ -351,6 +352,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}/alerts", get(webhook_routes::get_alerts).put(webhook_routes::set_alerts))
         .route("/v1/webhooks", get(webhook_routes::list_webhooks).post(webhook_routes::create_webhook))
         .route("/v1/webhooks/{id}", axum::routing::delete(webhook_routes::delete_webhook))
+        .route("/v1/webhooks/{id}/deliveries", get(webhook_routes::webhook_deliveries))
         .route("/v1/webhooks/{id}/replay", post(webhook_routes::replay_webhook))
         .route("/v1/events", get(webhook_routes::list_events))
         .route("/v1/principals/{id}/devices", get(identity_routes::list_devices).post(identity_routes::register_device))
@@ -624,7 +626,7 @@ impl utoipa::Modify for ProblemAnswers {
         dispute_routes::open_dispute, dispute_routes::list_disputes, dispute_routes::get_dispute, dispute_routes::answer_dispute,
         dispute_routes::resolve_dispute, dispute_routes::withdraw_dispute,
         webhook_routes::get_alerts, webhook_routes::set_alerts, webhook_routes::create_webhook, webhook_routes::list_webhooks,
-        webhook_routes::delete_webhook, webhook_routes::replay_webhook, webhook_routes::list_events,
+        webhook_routes::delete_webhook, webhook_routes::replay_webhook, webhook_routes::webhook_deliveries, webhook_routes::list_events,
         openapi_json, healthz, readyz, metrics_text),
     modifiers(&BearerAuth, &ProblemAnswers),
 )]

@@ -143,6 +143,20 @@ pub(crate) async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// An endpoint's deliveries: the last event it acknowledged, how many wait, and the latest
+/// attempts (what it answered, when the next try is due).
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "alerts",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, body = webhooks::DeliveriesDto), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn webhook_deliveries(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<webhooks::DeliveriesDto>, ApiError> {
+    Ok(Json(webhooks::deliveries(&state, &caller, &id)?))
+}
+
 /// Send an endpoint every event since a time again (the outbox keeps 7 days).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "alerts", request_body = ReplayAsk,
     params(("id" = String, Path, description = "Endpoint id")),

@@ -250,6 +250,7 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
         hooks.push(hook["id"].as_str().unwrap().to_string());
     }
     let replay_hook = hooks.pop().unwrap();
+    let deliveries_hook = replay_hook.clone();
     let keys = [world.operator.clone(), holder_a, holder_b, merchant, analyst, auditor];
     let mut credentials = Vec::new();
     for key in &keys {
@@ -425,6 +426,13 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
             "/v1/webhooks/{id}/replay",
             move |_| (format!("/v1/webhooks/{replay_hook}/replay"), Some(json!({}))),
             [200, 200, 404, 404, 403, 403],
+        ),
+        // A's endpoint: its owner and staff see its deliveries.
+        row(
+            Method::GET,
+            "/v1/webhooks/{id}/deliveries",
+            move |_| (format!("/v1/webhooks/{deliveries_hook}/deliveries"), None),
+            [200, 200, 404, 404, 200, 200],
         ),
         row(Method::GET, "/v1/events", |_| ("/v1/events".into(), None), [200, 200, 200, 200, 200, 200]),
         // Freeze: the holder (or the operator) stops its payments; lifting it needs the

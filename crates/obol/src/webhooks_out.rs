@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use obol_app::App;
-use obol_app::webhooks::{Next, acknowledge, endpoint_ids, next_delivery};
+use obol_app::webhooks::{AttemptDto, Next, acknowledge, endpoint_ids, next_delivery};
 
 /// The longest wait between two tries of a failing endpoint.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -34,7 +34,9 @@ pub async fn run(state: App) {
     let mut backoff: HashMap<u128, Backoff> = HashMap::new();
     loop {
         let mut idle = true;
-        for id in endpoint_ids(&state) {
+        let ids = endpoint_ids(&state);
+        state.webhook_attempts.keep_only(&ids);
+        for id in ids {
             if backoff.get(&id).is_some_and(|b| b.until > Instant::now()) {
                 continue;
             }
@@ -61,9 +63,19 @@ pub async fn run(state: App) {
                             .body(delivery.body.clone())
                             .send()
                             .await;
+                        let at = obol_core::time::rfc3339(u128::from(now_s) * 1_000_000_000);
                         match sent {
                             Ok(answer) if answer.status().is_success() => {
                                 backoff.remove(&id);
+                                let detail = format!("answered {}", answer.status());
+                                let attempt = AttemptDto {
+                                    at,
+                                    event: delivery.id.clone(),
+                                    delivered: true,
+                                    detail,
+                                    retry_at: None,
+                                };
+                                state.webhook_attempts.record(id, attempt);
                                 if let Err(error) = acknowledge(&state, id, &delivery.key).await {
                                     tracing::error!(%error, webhook = %id, "a delivery could not be acknowledged");
                                     break;
@@ -77,6 +89,16 @@ pub async fn run(state: App) {
                                 let wait =
                                     backoff.get(&id).map_or(Duration::from_secs(1), |b| (b.wait * 2).min(BACKOFF_MAX));
                                 tracing::warn!(webhook = %id, event = %delivery.id, %why, retry_in_s = wait.as_secs(), "a webhook delivery failed");
+                                let retry_at =
+                                    obol_core::time::rfc3339(u128::from(now_s + wait.as_secs()) * 1_000_000_000);
+                                let attempt = AttemptDto {
+                                    at,
+                                    event: delivery.id.clone(),
+                                    delivered: false,
+                                    detail: why,
+                                    retry_at: Some(retry_at),
+                                };
+                                state.webhook_attempts.record(id, attempt);
                                 backoff.insert(id, Backoff { wait, until: Instant::now() + wait });
                                 break;
                             }

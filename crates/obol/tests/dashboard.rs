@@ -59,9 +59,21 @@ async fn key_of(world: &Parties, id: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
     let Some((node, chromium)) = tools() else { return };
-    let world = Parties::start("dashboard", 2, 1_000_000, Some(("holds@1", support::HOLDS_POLICY))).await;
+    let world = Parties::start_with(
+        "dashboard",
+        2,
+        1_000_000,
+        Some(("holds@1", support::HOLDS_POLICY)),
+        &["--webhooks-allow-private"],
+    )
+    .await;
     let analyst = key_of(&world, "400", "analyst").await;
     let auditor = key_of(&world, "500", "auditor").await;
+
+    // The merchant's webhook, at an address where nothing listens: its events wait.
+    let hook = json!({"url": "http://127.0.0.1:9/obol-events"});
+    let (status, created) = world.api.post(&world.merchant, "/v1/webhooks", hook, None).await;
+    assert_eq!(status, 201, "{created}");
 
     // A payment over the API, and one the policy holds.
     let (status, paid) = world.api.post(&world.holder, "/v1/transfers", transfer("7001", "1", "2", "500"), None).await;

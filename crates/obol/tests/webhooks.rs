@@ -127,6 +127,25 @@ async fn a_receiver_down_across_a_kill_9_gets_every_signed_event_once_back() {
     // Nobody else reads the holder's feed.
     let (_, theirs) = world.api.get(&world.merchant, "/v1/events").await;
     assert!(theirs["items"].as_array().unwrap().iter().all(|e| e["type"] == "dispute.opened"), "{theirs}");
+    // The endpoint's deliveries while the receiver is down: everything waits, and the attempts
+    // say why and when the next try is due. Only its owner (and staff) see them.
+    let hook = created["id"].as_str().unwrap().to_string();
+    let deliveries_path = format!("/v1/webhooks/{hook}/deliveries");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let down = loop {
+        let (status, deliveries) = world.api.get(&world.holder, &deliveries_path).await;
+        assert_eq!(status, 200, "{deliveries}");
+        if deliveries["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break deliveries;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt yet: {deliveries}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(down["pending"].as_u64(), Some(events.len() as u64 - 1), "{down}");
+    let attempt = &down["attempts"][0];
+    assert_eq!(attempt["delivered"], false, "{down}");
+    assert!(attempt["retry_at"].is_string() && !attempt["detail"].as_str().unwrap().is_empty(), "{down}");
+    assert_eq!(world.api.get(&world.merchant, &deliveries_path).await.0, 404);
     let Some(python) = python() else { return };
     let scratch = world.data_dir().join("receiver.txt");
     // The receiver comes up; kill -9 obol once more before it has delivered everything.
@@ -148,6 +167,17 @@ async fn a_receiver_down_across_a_kill_9_gets_every_signed_event_once_back() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(got, want, "every event, verified by standardwebhooks, and nothing else");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, deliveries) = world.api.get(&world.holder, &deliveries_path).await;
+        if deliveries["pending"] == 0 {
+            assert!(deliveries["acknowledged_through"].is_string(), "{deliveries}");
+            assert_eq!(deliveries["attempts"][0]["delivered"], true, "newest first: {deliveries}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending: {deliveries}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // A forged delivery is refused by the same verifier.
     let forged = obol_client::http_client(None)
         .unwrap()
@@ -161,7 +191,6 @@ async fn a_receiver_down_across_a_kill_9_gets_every_signed_event_once_back() {
         .unwrap();
     assert_eq!(forged.status(), 400);
     // Replay since the webhook was registered sends all of it again.
-    let hook = created["id"].as_str().unwrap();
     let since = json!({"since": created["created_at"]});
     let (status, replayed) = world.api.post(&world.holder, &format!("/v1/webhooks/{hook}/replay"), since, None).await;
     assert_eq!((status, replayed["events"].as_u64()), (200, Some(want.len() as u64)), "{replayed}");
