@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 import { api, get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
 import { money } from "./money.js";
-import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, disputeColumns, msOf, useLoad } from "./ui.jsx";
+import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, TabList, disputeColumns, msOf, useLoad } from "./ui.jsx";
 import { createPasskey } from "./webauthn.js";
 
 const PAGE_SIZE = 25;
@@ -160,34 +160,6 @@ function Holds() {
               [t("to_account"), (r) => r.payee_account_id],
               [t("status"), (r) => <Badge value={r.status} />],
               [t("why"), (r) => <span class="reason">{reasonOf(r.risk)}</span>],
-            ]}
-          />
-        )}
-      </Loaded>
-    </Section>
-  );
-}
-
-function Tabs({ accountIds }) {
-  const tabs = useLoad(
-    () => Promise.all(accountIds.map((id) => get(`/v1/tabs${query({ payer: id, limit: 100 })}`))).then((pages) => pages.flatMap((p) => p.items)),
-    [accountIds.join()],
-  );
-  return (
-    <Section id="tabs" title={t("tabs")}>
-      <Loaded state={tabs}>
-        {(items) => (
-          <Table
-            caption={t("tabs")}
-            rows={items}
-            empty={t("no_tabs")}
-            columns={[
-              [t("tab"), (tab) => <code>{tab.id}</code>],
-              [t("to_account"), (tab) => tab.payee_account_id],
-              [t("escrow"), (tab) => tab.escrow],
-              [t("owed"), (tab) => tab.cumulative],
-              [t("status"), (tab) => <Badge value={tab.status} />],
-              [t("expires"), (tab) => when(msOf(tab.expires_ns))],
             ]}
           />
         )}
@@ -453,7 +425,9 @@ export function Holder({ me }) {
                   <Holds />
                 </>
               )}
-              {current === "tabs" && <Tabs accountIds={ids} />}
+              {current === "tabs" && (
+                <TabList id="tabs" title={t("tabs")} accounts={page.items} side="payer" counterparty={t("to_account")} showStatus />
+              )}
               {current === "devices" && <Devices me={me} />}
               {current === "security" && <Security me={me} />}
               {current === "disputes" && <Disputes />}

@@ -5,7 +5,7 @@ import { get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
 import { approx, money } from "./money.js";
 import { BarChart } from "./charts.jsx";
-import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, disputeColumns, msOf, useLoad } from "./ui.jsx";
+import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, TabList, disputeColumns, msOf, useLoad } from "./ui.jsx";
 
 const DAY_MS = 86400000;
 const DAYS = 30;
@@ -87,33 +87,6 @@ function Received({ received }) {
         ],
       ]}
     />
-  );
-}
-
-function OpenTabs({ accounts }) {
-  const tabs = useLoad(
-    () => Promise.all(accounts.map((a) => get(`/v1/tabs${query({ payee: a.id, status: "open", limit: 100 })}`))).then((p) => p.flatMap((x) => x.items)),
-    [accounts.map((a) => a.id).join()],
-  );
-  return (
-    <Section id="open-tabs" title={t("open_tabs")}>
-      <Loaded state={tabs}>
-        {(items) => (
-          <Table
-            caption={t("open_tabs")}
-            rows={items}
-            empty={t("no_tabs")}
-            columns={[
-              [t("tab"), (tab) => <code>{tab.id}</code>],
-              [t("from_account"), (tab) => tab.payer_account_id],
-              [t("escrow"), (tab) => tab.escrow],
-              [t("owed"), (tab) => tab.cumulative],
-              [t("expires"), (tab) => when(msOf(tab.expires_ns))],
-            ]}
-          />
-        )}
-      </Loaded>
-    </Section>
   );
 }
 
@@ -240,7 +213,8 @@ export function Merchant({ me }) {
         {(page) => (
           <>
             <Income accounts={page.items} />
-            <OpenTabs accounts={page.items} />
+            <TabList id="open-tabs" title={t("open_tabs")} accounts={page.items} side="payee" filters={{ status: "open" }}
+              counterparty={t("from_account")} />
             <MerchantDisputes />
             <Webhooks />
           </>

@@ -1,7 +1,7 @@
 // Shared pieces of every page: loading data, showing a refusal in plain words, tables, forms.
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { Problem } from "./api.js";
-import { explanation, t } from "./i18n.js";
+import { Problem, get, query } from "./api.js";
+import { explanation, t, when } from "./i18n.js";
 import { money } from "./money.js";
 
 /** Loads `load()` when `deps` change; answers {data, error, loading, reload}. */
@@ -148,4 +148,45 @@ export function disputeColumns(middle, last) {
     [t("resolve_by"), (d) => d.deadlines.resolve_by],
     ...last,
   ];
+}
+
+/** The tabs of `accounts` on one `side` (`payer` or `payee`, plus any other filter in
+ * `filters`), with escrow and what is owed in the account's own asset; `counterparty` names
+ * the other side's column. Both parties' pages show tabs this way. */
+export function TabList({ accounts, side, filters, counterparty, showStatus, title, id }) {
+  const tabs = useLoad(
+    () =>
+      Promise.all(
+        accounts.map((a) =>
+          get(`/v1/tabs${query({ [side]: a.id, limit: 100, ...filters })}`).then((page) =>
+            page.items.map((tab) => ({ tab, account: a })),
+          ),
+        ),
+      ).then((pages) => pages.flat()),
+    [accounts.map((a) => a.id).join()],
+  );
+  const amount = (value, account) => money(value, account.asset_code, account.asset_scale);
+  const other = side === "payer" ? (tab) => tab.payee_account_id : (tab) => tab.payer_account_id;
+  return (
+    <Section id={id} title={title}>
+      <Loaded state={tabs}>
+        {(items) => (
+          <Table
+            caption={title}
+            rows={items}
+            rowKey={({ tab }) => tab.id}
+            empty={t("no_tabs")}
+            columns={[
+              [t("tab"), ({ tab }) => <code>{tab.id}</code>],
+              [counterparty, ({ tab }) => other(tab)],
+              [t("escrow"), ({ tab, account }) => amount(tab.escrow, account)],
+              [t("owed"), ({ tab, account }) => amount(tab.cumulative, account)],
+              ...(showStatus ? [[t("status"), ({ tab }) => <Badge value={tab.status} />]] : []),
+              [t("expires"), ({ tab }) => when(msOf(tab.expires_ns))],
+            ]}
+          />
+        )}
+      </Loaded>
+    </Section>
+  );
 }

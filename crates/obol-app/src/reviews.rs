@@ -292,9 +292,10 @@ pub(crate) fn caller_now(state: &App, stored: &StoredReview) -> Result<Caller, E
         }
         (Via::ApiKey(key_id.to_string()), key.scopes)
     } else if let Some(credential_id) = via.strip_prefix("passkey:") {
-        crate::auth::caller_for_passkey(&ledger, principal_id, credential_id)
+        // The passkey's caller as a session would have it now: the same via and scopes.
+        let now = crate::auth::caller_for_passkey(&ledger, principal_id, credential_id)
             .map_err(|_| Error::Forbidden("the passkey that asked for this payment was disabled or removed".into()))?;
-        (Via::Passkey(credential_id.to_string()), Scopes(Scopes::READ | Scopes::PAY | Scopes::MANAGE))
+        (now.via, now.scopes)
     } else {
         (Via::ApiKey(String::new()), Scopes(Scopes::READ | Scopes::PAY))
     };
