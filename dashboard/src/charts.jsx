@@ -15,7 +15,7 @@ export function BarChart({ title, data, valueLabel }) {
   const max = Math.max(0, ...data.map((d) => d.value));
   const scale = scaleOf(max);
   const step = data.length ? (WIDTH - 2 * PAD) / data.length : 0;
-  const bar = Math.max(2, step * 0.7);
+  const bar = Math.min(48, Math.max(2, step * 0.7));
   return (
     <figure class="chart">
       <figcaption>{title}</figcaption>

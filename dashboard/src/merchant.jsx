@@ -1,5 +1,6 @@
-// The merchant's page: income over the last 30 days as a chart, open tabs, payments received
-// with refunds, disputes with their legal deadlines and an answer form, webhooks.
+// The merchant's page: income over the last 30 days as a chart, open tabs, priced routes and what
+// each earned, payments received with refunds, disputes with their legal deadlines and an answer
+// form, webhooks.
 import { useState } from "preact/hooks";
 import { get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
@@ -87,6 +88,51 @@ function Received({ received }) {
         ],
       ]}
     />
+  );
+}
+
+// The routes this server prices with HTTP 402 for the merchant's accounts: each route's terms,
+// then what each path earned (counted since the server started; the money is in the ledger).
+function PricedRoutes() {
+  const routes = useLoad(() => get("/v1/x402/routes"), []);
+  return (
+    <Section id="priced-routes" title={t("priced_routes")}>
+      <Loaded state={routes}>
+        {({ routes }) => {
+          const paths = routes.flatMap((r) => r.paths.map((p) => ({ ...p, route: r })));
+          const earned = (r, minor) => <span class="amount">{money(minor, r.asset_code, r.asset_scale)}</span>;
+          return (
+            <>
+              <Table
+                caption={t("priced_routes")}
+                rows={routes}
+                empty={t("no_priced_routes")}
+                columns={[
+                  [t("route"), (r) => r.description],
+                  [t("price"), (r) => earned(r, r.price)],
+                  [t("to_account"), (r) => r.pay_to],
+                  [t("schemes"), (r) => r.schemes.join(", ")],
+                  [t("requests_paid"), (r) => <span data-testid="route-requests">{r.requests_paid}</span>],
+                  [t("earned"), (r) => <span data-testid="route-earned">{earned(r, r.earned)}</span>],
+                  [t("counted_since"), (r) => when(r.counted_since)],
+                ]}
+              />
+              {paths.length > 0 && (
+                <BarChart
+                  title={t("earned_by_path")}
+                  valueLabel={t("show_numbers")}
+                  data={paths.map((p) => ({
+                    label: p.path,
+                    value: approx(p.earned, p.route.asset_scale),
+                    text: `${money(p.earned, p.route.asset_code, p.route.asset_scale)} (${p.requests_paid})`,
+                  }))}
+                />
+              )}
+            </>
+          );
+        }}
+      </Loaded>
+    </Section>
   );
 }
 
@@ -215,6 +261,7 @@ export function Merchant({ me }) {
             <Income accounts={page.items} />
             <TabList id="open-tabs" title={t("open_tabs")} accounts={page.items} side="payee" filters={{ status: "open" }}
               counterparty={t("from_account")} />
+            <PricedRoutes />
             <MerchantDisputes />
             <Webhooks />
           </>

@@ -91,8 +91,8 @@ async function tabTo(page, target) {
 }
 
 /** Signs in with an API key through the form, with the keyboard only. */
-async function signInWithKey(page, key) {
-  await page.goto(`${base}/app/`);
+async function signInWithKey(page, key, at = base) {
+  await page.goto(`${at}/app/`);
   await page.getByLabel("API key", { exact: true }).waitFor();
   // Keyboard only: focus moves by Tab from the top of the page to the key field.
   await tabTo(page, page.getByLabel("API key", { exact: true }));
@@ -252,6 +252,22 @@ async function signInWithKey(page, key) {
   assert.doesNotMatch(await page.getByTestId("deliveries").innerText(), /^0 events/);
   await accessible(page, "merchant");
   await shot(page, "merchant");
+  assert.deepEqual(problems, [], "no console errors");
+  await context.close();
+}
+
+// 4b. The demo merchant (on a server started with --demo) sees its priced routes and what the
+// payments the test made through `obol pay` earned.
+{
+  const { context, page, problems } = await fresh();
+  await signInWithKey(page, config.demo.key, config.demo.base);
+  const article = page.locator("#priced-routes tbody tr").filter({ hasText: config.demo.route });
+  await article.waitFor();
+  assert.equal(await article.getByTestId("route-earned").innerText(), config.demo.earned);
+  assert.equal(await article.getByTestId("route-requests").innerText(), String(config.demo.requests));
+  assert.equal(await page.locator("#priced-routes svg rect.bar").count(), 1, "one bar per path paid");
+  await accessible(page, "merchant-priced-routes");
+  await shot(page, "merchant-priced-routes");
   assert.deepEqual(problems, [], "no console errors");
   await context.close();
 }

@@ -26,6 +26,7 @@ pub mod identity;
 pub mod labels;
 pub mod lists;
 pub mod passkeys;
+pub mod priced;
 pub mod privacy;
 pub mod refunds;
 pub mod reviews;
@@ -77,6 +78,9 @@ pub struct App {
     /// The webhook delivery loop's latest attempts per endpoint (in memory: what it tried, for
     /// people to look at; the cursors in the log are what delivery goes by).
     pub webhook_attempts: Arc<webhooks::Attempts>,
+    /// The routes priced with HTTP 402 on this server and what each earned since it started (in
+    /// memory: counts for people to look at; the money is in the ledger and the tabs).
+    pub priced_routes: Arc<priced::PricedRoutes>,
     /// The clock and randomness every use case reads ([`SystemEnv`] unless [`App::with_env`]).
     pub env: Arc<dyn Env>,
     /// Days records the law requires are kept after a person's last payment before a requested
@@ -119,6 +123,7 @@ impl App {
             audit_key: Arc::new(audit_key),
             sessions: Arc::default(),
             webhook_attempts: Arc::default(),
+            priced_routes: Arc::default(),
             env,
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),

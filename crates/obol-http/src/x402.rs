@@ -94,6 +94,8 @@ pub struct PaymentLayer {
 struct Priced {
     state: AppState,
     price: Price,
+    /// Where the route's paid requests are counted (`GET /v1/x402/routes`).
+    route: Arc<obol_app::priced::PricedRoute>,
     accepts: Vec<PaymentRequirements>,
     /// Each offer's JSON text as clients echo it back: in the order it was sent (what a client
     /// that keeps the parsed object's order sends) and with its keys sorted (what a client that
@@ -129,11 +131,20 @@ fn offer_for<'a>(
 }
 
 impl PaymentLayer {
-    /// Prices routes at `price`, paid into the ledger behind `state`.
+    /// Prices routes at `price`, paid into the ledger behind `state`. The routes are listed,
+    /// with what they earn, by `GET /v1/x402/routes` to the owner of the account they pay.
     pub fn new(state: AppState, price: Price) -> PaymentLayer {
         let accepts = price.requirements(&state.x402_network);
         let accepts_text = offer_texts(&accepts);
-        PaymentLayer { shared: Arc::new(Priced { state, price, accepts, accepts_text }) }
+        let terms = obol_app::priced::Terms {
+            description: price.description.clone(),
+            amount: price.amount,
+            asset: price.asset,
+            pay_to: price.pay_to,
+            schemes: price.schemes.iter().map(|scheme| (*scheme).to_string()).collect(),
+        };
+        let route = state.priced_routes.register(terms, state.env.now_ns());
+        PaymentLayer { shared: Arc::new(Priced { state, price, route, accepts, accepts_text }) }
     }
 }
 
@@ -212,6 +223,8 @@ where
             };
             match outcome {
                 Ok(receipt) => {
+                    let paid = receipt.amount.as_deref().and_then(|amount| amount.parse().ok()).unwrap_or(0);
+                    layer.route.record(request.uri().path(), paid);
                     let mut response = inner.call(request).await?;
                     mark_paid(&mut response, &receipt);
                     Ok(response)
@@ -295,6 +308,18 @@ pub async fn facilitator_settle(
     ApiJson(body): ApiJson<FacilitatorRequest>,
 ) -> Result<Json<SettlementResponse>, ApiError> {
     Ok(Json(obol_app::x402::facilitator_settle(&state, &caller, &body).await?))
+}
+
+/// The routes this server prices with HTTP 402 that pay the caller's accounts (staff see every
+/// one), with what each earned, per path, since the server started.
+#[utoipa::path(get, path = "/v1/x402/routes", tag = "x402",
+    responses((status = 200, body = obol_app::priced::PricedRoutesDto)),
+    security(("bearer" = [])))]
+pub async fn priced_routes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<obol_app::priced::PricedRoutesDto>, ApiError> {
+    Ok(Json(obol_app::priced::list(&state, &caller)?))
 }
 
 /// Facilitator: the schemes and network this obol accepts (open, no key needed).

@@ -640,6 +640,8 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
             [201, 403, 403, 403, 403, 403],
         ),
         row(Method::GET, "/v1/x402/supported", |_| ("/v1/x402/supported".into(), None), [200, 200, 200, 200, 200, 200]),
+        // Everyone may ask; each sees only the routes paying its own accounts (tests/x402.rs).
+        row(Method::GET, "/v1/x402/routes", |_| ("/v1/x402/routes".into(), None), [200, 200, 200, 200, 200, 200]),
         row(
             Method::POST,
             "/v1/accounts/{id}/monthly-limit",

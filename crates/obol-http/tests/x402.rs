@@ -279,3 +279,46 @@ async fn the_facilitator_verifies_without_taking_and_settles_once() {
     let (_, verdict) = post(&world.router, &world.merchant, "/v1/x402/verify", request, None).await;
     assert_eq!(verdict["invalidReason"], "voucher_stale");
 }
+
+/// `GET /v1/x402/routes` as `key` sees it.
+async fn priced_routes(world: &World, key: &str) -> Value {
+    let request =
+        Request::get("/v1/x402/routes").header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
+    let (status, body) = support::send(&world.started.router, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payee_sees_its_priced_route_and_what_each_scheme_paid_into_it() {
+    let world = World::new().await;
+    world.open("7", "10000").await;
+    let paid = world.get(Some(world.payment("obol-voucher", world.voucher(7, 1_000, 1)).await)).await;
+    assert_eq!(paid.status, StatusCode::OK);
+    // A voucher may add more than the price: what it added is what the route earned.
+    let paid = world.get(Some(world.payment("obol-voucher", world.voucher(7, 3_500, 2)).await)).await;
+    assert_eq!(paid.status, StatusCode::OK);
+    let exact = world.get(Some(world.payment("exact", world.exact(5_001, PRICE, now_s() + 60)).await)).await;
+    assert_eq!(exact.status, StatusCode::OK);
+    // Refused and unpaid requests earn nothing.
+    refused(&world.get(Some(world.payment("obol-voucher", world.voucher(7, 1_000, 1)).await)).await, "voucher_stale");
+    refused(&world.get(Some(world.payment("obol-voucher", world.voucher(7, 3_600, 3)).await)).await, "underpaid");
+    assert_eq!(world.get(None).await.status, StatusCode::PAYMENT_REQUIRED);
+
+    let listed = priced_routes(&world, &world.merchant).await;
+    let routes = listed["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{listed}");
+    let route = &routes[0];
+    assert_eq!(route["description"], "One article");
+    assert_eq!((route["price"].as_str(), route["asset_code"].as_str()), (Some("1000"), Some("USD")));
+    assert_eq!(route["asset_scale"], 9);
+    assert_eq!(route["pay_to"], "2");
+    assert_eq!(route["schemes"], json!(["obol-voucher", "obol-payword", "exact"]));
+    assert_eq!((route["requests_paid"].as_u64(), route["earned"].as_str()), (Some(3), Some("4500")));
+    assert_eq!(route["paths"], json!([{"path": "/article", "requests_paid": 3, "earned": "4500"}]));
+    assert!(route["counted_since"].as_str().is_some_and(|since| since.ends_with('Z')), "{route}");
+
+    // The payer, whose account the route does not pay, sees none of it; the operator sees all.
+    assert_eq!(priced_routes(&world, &world.holder).await["routes"], json!([]));
+    assert_eq!(priced_routes(&world, &world.started.operator).await["routes"][0]["earned"], "4500");
+}

@@ -98,6 +98,22 @@ async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
         assert_eq!(status, 200, "{body}");
     }
 
+    // A second server, started with --demo: its priced routes, paid three times with the
+    // `obol pay` command it prints, for the demo merchant's page.
+    let demo_dir = world.data_dir().with_file_name("demo");
+    std::fs::create_dir_all(&demo_dir).expect("the demo's directory");
+    let mut demo = support::launch_demo(&demo_dir);
+    let paid = Command::new(env!("CARGO_BIN_EXE_obol"))
+        .arg("pay")
+        .args(&demo.pay)
+        .current_dir(&demo_dir)
+        .env("OBOL_SERVER", &demo.base)
+        .env("OBOL_CONFIG", demo_dir.join("no-config.toml"))
+        .output()
+        .expect("run obol pay");
+    assert!(paid.status.success(), "obol pay: {}", String::from_utf8_lossy(&paid.stderr));
+    let demo_port = demo.base.rsplit(':').next().expect("a port").to_string();
+
     let base = world.api.base.clone();
     let port = base.rsplit(':').next().expect("a port");
     let screenshots = workspace().join("target/dashboard-screenshots");
@@ -108,6 +124,8 @@ async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
         "screenshots": screenshots,
         "holder": {"id": "100", "key": world.holder},
         "merchant": {"key": world.merchant, "income": "USD 20.00"},
+        "demo": {"base": format!("http://localhost:{demo_port}"), "key": demo.dashboard_keys.get(1),
+            "route": "one article", "requests": 3, "earned": "USD 0.0012"},
         "analyst": {"key": analyst},
         "auditor": {"key": auditor},
         "busy": {"key": busy, "newest": newest},
@@ -124,6 +142,8 @@ async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
         .current_dir(workspace().join("dashboard"))
         .output()
         .expect("run node");
+    let _ = demo.child.kill();
+    let _ = demo.child.wait();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the browser test failed:\n{stderr}\n{stdout}");

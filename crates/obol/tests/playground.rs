@@ -129,6 +129,20 @@ fn the_printed_obol_pay_command_pays_the_demo_article_three_times_and_settles() 
     let (reader_key, merchant_key) = (&demo.dashboard_keys[0], &demo.dashboard_keys[1]);
     assert!(balance_with(reader_key, "402020") && !balance_with(reader_key, "402010"));
     assert!(balance_with(merchant_key, "402010") && !balance_with(merchant_key, "402020"));
+
+    // The merchant sees its three priced routes and what the article earned; the reader, whose
+    // account they do not pay, sees none.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let routes_for = |key: &str| runtime.block_on(support::Api::new(&demo.base).get(key, "/v1/x402/routes"));
+    let (status, listed) = routes_for(merchant_key);
+    assert_eq!(status, 200, "{listed}");
+    let routes = listed["routes"].as_array().unwrap();
+    let described: Vec<&str> = routes.iter().map(|r| r["description"].as_str().unwrap()).collect();
+    assert_eq!(described, ["one article ($0.0004)", "one meter reading ($0.000001)", "one API call ($0.00005)"]);
+    assert_eq!((routes[0]["requests_paid"].as_u64(), routes[0]["earned"].as_str()), (Some(3), Some("1200000")));
+    assert_eq!(routes[0]["paths"][0]["path"], "/demo/article");
+    assert_eq!((routes[1]["requests_paid"].as_u64(), routes[1]["earned"].as_str()), (Some(0), Some("0")));
+    assert_eq!(routes_for(reader_key), (200, serde_json::json!({"routes": []})));
 }
 
 #[test]
