@@ -141,6 +141,7 @@ async function signInWithKey(page, key, at = base) {
   await page.getByText("Your passkey was added.").waitFor();
   const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
   assert.equal(credentials.length, 1, "the authenticator holds the new passkey");
+  assert.equal(credentials[0].isResidentCredential, true, "a discoverable passkey");
   const exported = await api(config.holder.key, "GET", `/v1/principals/${config.holder.id}/export`);
   assert.equal(exported.body.factors.passkeys, 1, "the server holds it too");
   await accessible(page, "holder-security");
@@ -149,7 +150,10 @@ async function signInWithKey(page, key, at = base) {
   // Sign out, then in again with the passkey alone.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("Principal id").fill(config.holder.id);
+  const challenge = page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/sessions/passkey");
   await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  const asked = await (await challenge).json();
+  assert.deepEqual(asked.options.publicKey.allowCredentials, [], "the challenge names no credential");
   await page.getByRole("button", { name: "Sign out" }).waitFor();
   const session = await page.evaluate(async () => (await fetch("/v1/session")).json());
   assert.equal(session.credential, "passkey", "the session was opened by the passkey");

@@ -3,15 +3,16 @@
 //! backwards marks the credential as cloned and disables it. A passkey approves step-up
 //! challenges like a TOTP code does, through `POST /v1/challenges/{id}/approve`, and signs a
 //! person in to the dashboard (`POST /v1/sessions/passkey`, then `POST /v1/sessions`): the
-//! person names their principal, and a principal that does not exist or has no passkey gets a
-//! decoy challenge of the same shape, so the answer does not tell who has one.
+//! person names their principal, and every answer lists no credential (passkeys are registered
+//! as discoverable credentials, which the authenticator finds by itself): a principal that does
+//! not exist or has no passkey gets options identical but for the random challenge, so the answer
+//! does not tell who has one, nor how many.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
     AuthenticationResult, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
@@ -67,8 +68,6 @@ pub struct Passkeys {
     rp_id: String,
     ceremonies: Mutex<HashMap<String, Ceremony>>,
     sign_ins: Mutex<HashMap<String, SignIn>>,
-    /// Keys the decoy credential ids, so one unknown principal always gets the same one.
-    decoy_key: Mutex<Option<[u8; 32]>>,
 }
 
 fn new_ceremony_id(env: &dyn crate::Env) -> String {
@@ -90,7 +89,6 @@ impl Passkeys {
             rp_id: rp_id.to_string(),
             ceremonies: Mutex::new(HashMap::new()),
             sign_ins: Mutex::new(HashMap::new()),
-            decoy_key: Mutex::new(None),
         })
     }
 
@@ -159,17 +157,16 @@ impl Passkeys {
         }
     }
 
-    /// The decoy credential id of `principal_id`: the same for every request while the server
-    /// runs, and unrelated to any real one.
-    fn decoy_credential(&self, env: &dyn crate::Env, principal_id: u128) -> Vec<u8> {
-        let mut key = self.decoy_key.lock().unwrap_or_else(|p| p.into_inner());
-        let key = key.get_or_insert_with(|| {
-            let mut fresh = [0u8; 32];
-            env.fill(&mut fresh);
-            fresh
-        });
-        let digest = Sha256::new().chain_update(*key).chain_update(principal_id.to_le_bytes()).finalize();
-        digest.iter().take(16).copied().collect()
+    /// The options of a sign-in with `challenge` (base64url): the same fields for everyone, with
+    /// no credential listed, so they say nothing of the principal named but the challenge.
+    fn sign_in_options(&self, challenge: &str) -> serde_json::Value {
+        serde_json::json!({"publicKey": {
+            "challenge": challenge,
+            "timeout": SIGN_IN_TIMEOUT_MS,
+            "rpId": self.rp_id,
+            "allowCredentials": [],
+            "userVerification": "required",
+        }})
     }
 
     /// Takes a ceremony (each is used once) if it belongs to `principal_id` and is still open.
@@ -268,9 +265,11 @@ async fn keep_current(state: &App, principal_id: u128, result: &AuthenticationRe
 
 /// Starts a dashboard sign-in for the principal a person named (`principal`, its id as typed),
 /// from `client` (the address sign-ins are counted against): answers the ceremony id and the
-/// options for `navigator.credentials.get`. A principal that does not exist or has no usable
-/// passkey gets decoy options of the same shape (a fresh challenge, a credential id that is
-/// always the same for that principal), and its ceremony fails as a wrong passkey would.
+/// options for `navigator.credentials.get`. The options list no credential, whoever is named:
+/// the person's authenticator offers the discoverable passkeys it holds for this site, and the
+/// finish accepts only one of the named principal's. A principal that does not exist or has no
+/// usable passkey gets the same options (a fresh challenge of the same length) and a ceremony id
+/// that fails as a wrong passkey would.
 pub fn start_sign_in(
     state: &App,
     principal: &str,
@@ -288,16 +287,9 @@ pub fn start_sign_in(
     if passkeys.is_empty() {
         // Nothing is kept for a decoy: its ceremony id is unknown to the server, so finishing it
         // fails exactly as a wrong passkey does, and decoys cannot fill the sign-in table.
-        let mut challenge = [0u8; 32];
+        let mut challenge = [0u8; SIGN_IN_CHALLENGE_BYTES];
         env.fill(&mut challenge);
-        let decoy = Base64UrlUnpadded::encode_string(&state.passkeys.decoy_credential(env, principal_id));
-        let options = serde_json::json!({"publicKey": {
-            "challenge": Base64UrlUnpadded::encode_string(&challenge),
-            "timeout": SIGN_IN_TIMEOUT_MS,
-            "rpId": state.passkeys.rp_id,
-            "allowCredentials": [{"type": "public-key", "id": decoy}],
-            "userVerification": "required",
-        }});
+        let options = state.passkeys.sign_in_options(&Base64UrlUnpadded::encode_string(&challenge));
         return Ok((new_ceremony_id(env), options));
     }
     let (options, authentication) = state
@@ -305,9 +297,19 @@ pub fn start_sign_in(
         .webauthn
         .start_passkey_authentication(&passkeys)
         .map_err(|e| Error::Internal(format!("WebAuthn authentication start: {e}")))?;
+    // webauthn-rs keeps the challenge and the allowed credentials in `authentication`; the client
+    // gets the challenge alone, re-encoded as the decoy's is.
+    let challenge: &[u8] = options.public_key.challenge.as_ref();
+    if challenge.len() != SIGN_IN_CHALLENGE_BYTES {
+        return Err(Error::Internal(format!("WebAuthn challenge of {} bytes", challenge.len())));
+    }
+    let options = state.passkeys.sign_in_options(&Base64UrlUnpadded::encode_string(challenge));
     let ceremony_id = state.passkeys.start_sign_in(env, principal_id, client, authentication);
-    Ok((ceremony_id, to_value(&options)?))
+    Ok((ceremony_id, options))
 }
+
+/// Bytes of a sign-in challenge: webauthn-rs's, and the decoy's to match.
+const SIGN_IN_CHALLENGE_BYTES: usize = 32;
 
 /// Finishes a dashboard sign-in: answers the principal and the passkey's credential id
 /// (base64url) when `credential` is a verified assertion (with user verification) for ceremony
@@ -381,7 +383,21 @@ pub async fn start_registration(
         .map_err(|e| Error::Internal(format!("WebAuthn registration start: {e}")))?;
     let ceremony_id =
         state.passkeys.start(&*state.env, principal_id, CeremonyState::Register(Box::new(registration)))?;
-    Ok((ceremony_id, to_value(&options)?))
+    Ok((ceremony_id, discoverable(to_value(&options)?)))
+}
+
+/// Registration `options` that ask for a discoverable credential (a resident key): sign-in lists
+/// no credential, so the authenticator must find the passkey by itself.
+fn discoverable(mut options: serde_json::Value) -> serde_json::Value {
+    if let Some(public_key) = options.get_mut("publicKey").and_then(|v| v.as_object_mut()) {
+        let selection = public_key.entry("authenticatorSelection").or_insert_with(|| serde_json::json!({}));
+        if let Some(selection) = selection.as_object_mut() {
+            selection.insert("residentKey".into(), "required".into());
+            selection.insert("requireResidentKey".into(), true.into());
+            selection.insert("userVerification".into(), "required".into());
+        }
+    }
+    options
 }
 
 /// Finishes registering a passkey with the authenticator's answer; answers its credential id.
