@@ -54,6 +54,9 @@ export async function api(method, path, body, headers = {}) {
   return { status: response.status, body: parsed, headers: response.headers };
 }
 
+/** The header that spends a step-up approval (none without one). */
+export const approvalHeader = (approval) => (approval ? { "Obol-Approval": approval } : {});
+
 export const get = async (path) => (await api("GET", path)).body;
 export const post = async (path, body) => (await api("POST", path, body ?? {})).body;
 

@@ -2,10 +2,10 @@
 // reason for every hold or block in plain words, tabs, devices and freezes, security (checklist,
 // passkeys, TOTP), alerts, disputes, and the person's own data and access log.
 import { useState } from "preact/hooks";
-import { api, get, newId, pages, post, query } from "./api.js";
+import { api, approvalHeader, get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
-import { money } from "./money.js";
-import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, TabList, disputeColumns, msOf, useLoad } from "./ui.jsx";
+import { decimal, minorOf, money } from "./money.js";
+import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, TabList, disputeColumns, msOf, useLoad, useStepUp } from "./ui.jsx";
 import { createPasskey } from "./webauthn.js";
 
 const PAGE_SIZE = 25;
@@ -168,58 +168,199 @@ function Holds() {
   );
 }
 
-function Devices({ me }) {
+/** An amount field in human units ("0.25") for `asset`; `value` is the typed text. */
+function AmountField({ id, label, value, onInput, asset }) {
+  return (
+    <p class="field">
+      <label for={id}>{label} ({asset.asset_code})</label>
+      <input id={id} inputMode="decimal" value={value} onInput={(e) => onInput(e.currentTarget.value)}
+        placeholder={t("no_limit_placeholder")} />
+    </p>
+  );
+}
+
+/** Minor units of a typed amount ("" is none: "0"); throws a plain-words error otherwise. */
+function typedMinor(text, asset) {
+  if (text.trim() === "") return "0";
+  const minor = minorOf(text, asset.asset_scale);
+  if (minor === null) throw new Error(t("amount_invalid", { scale: asset.asset_scale }));
+  return minor;
+}
+
+/** A device's limits, edited in human units: lower ones apply at once, higher ones (or none) ask
+ * for the second factor. */
+function LimitsForm({ device, asset, stepUp, onDone }) {
+  const shown = (minor) => (minor && minor !== "0" ? decimal(minor, asset.asset_scale).replace(/,/g, "") : "");
+  const [perPayment, setPerPayment] = useState(shown(device.limits?.per_payment));
+  const [perDay, setPerDay] = useState(shown(device.limits?.per_day));
+  const [error, setError] = useState(null);
+  const save = async (limits) => {
+    setError(null);
+    try {
+      const done = await stepUp.run((approval) =>
+        api("POST", `/v1/devices/${device.id}/limits`, { limits }, approvalHeader(approval)));
+      if (done) onDone();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const submit = (event) => {
+    event.preventDefault();
+    try {
+      const limits = { asset_code: asset.asset_code, asset_scale: asset.asset_scale,
+        per_payment: typedMinor(perPayment, asset), per_day: typedMinor(perDay, asset) };
+      save(limits);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  return (
+    <form class="card inline-form" onSubmit={submit} aria-label={`${t("edit_limits")} ${device.kid}`}>
+      <AmountField id={`per-payment-${device.id}`} label={t("per_payment")} value={perPayment} onInput={setPerPayment} asset={asset} />
+      <AmountField id={`per-day-${device.id}`} label={t("per_day")} value={perDay} onInput={setPerDay} asset={asset} />
+      <div class="buttons">
+        <button type="submit" class="primary">{t("save")}</button>
+        {device.limits && <button type="button" onClick={() => save(null)}>{t("remove_limits")}</button>}
+      </div>
+      <ProblemBox error={error} />
+    </form>
+  );
+}
+
+function Devices({ me, accounts }) {
   const id = me.principal.id;
   const state = useLoad(async () => {
     const [devices, frozen] = await Promise.all([get(`/v1/principals/${id}/devices`), get(`/v1/principals/${id}/freeze`)]);
     return { devices, frozen };
   }, []);
+  const stepUp = useStepUp();
+  const [editing, setEditing] = useState(null);
   const freeze = (body) => post(`/v1/principals/${id}/freeze`, body).then(state.reload);
+  // Lifting a freeze asks for the second factor's approval of exactly that.
+  const unfreeze = (body) =>
+    stepUp.run((approval) => api("POST", `/v1/principals/${id}/unfreeze`, body, approvalHeader(approval)))
+      .then(state.reload);
+  const fallback = accounts[0] ?? { asset_code: "USD", asset_scale: 2 };
   return (
     <Section id="devices" title={t("devices")}
       actions={
         <Loaded state={state}>
           {({ frozen }) =>
             frozen.all ? (
-              <span class="badge badge-frozen">{t("all_payments_frozen")}</span>
+              <span class="action">
+                <span class="badge badge-frozen">{t("all_payments_frozen")}</span>{" "}
+                <ActionButton action={() => unfreeze({})}>{t("unfreeze_everything")}</ActionButton>
+              </span>
             ) : (
               <ActionButton kind="danger" action={() => freeze({})}>{t("freeze_everything")}</ActionButton>
             )
           }
         </Loaded>
       }>
+      {stepUp.form}
       <Loaded state={state}>
         {({ devices, frozen }) => (
-          <Table
-            caption={t("devices")}
-            rows={devices}
-            rowKey={(d) => d.id}
-            empty={t("no_devices")}
-            columns={[
-              [t("device"), (d) => <code>{d.kid}</code>],
-              [t("status"), (d) => <Badge value={frozen.devices.includes(d.id) ? "frozen" : d.status} />],
-              [t("limits"), (d) => (d.limits ? `${money(d.limits.per_payment, d.limits.asset_code, d.limits.asset_scale)} / ${money(d.limits.per_day, d.limits.asset_code, d.limits.asset_scale)}` : t("no_limits"))],
-              [t("added"), (d) => when(msOf(d.created_ns))],
-              [
-                "",
-                (d) =>
-                  frozen.devices.includes(d.id) ? (
-                    <span class="muted">{t("unfreeze_needs_factor")}</span>
-                  ) : (
-                    <ActionButton kind="danger" label={`${t("freeze")} ${d.kid}`} action={() => freeze({ device: d.id })}>
-                      {t("freeze")}
-                    </ActionButton>
+          <>
+            <Table
+              caption={t("devices")}
+              rows={devices}
+              rowKey={(d) => d.id}
+              empty={t("no_devices")}
+              columns={[
+                [t("device"), (d) => <code>{d.kid}</code>],
+                [t("status"), (d) => <Badge value={frozen.devices.includes(d.id) ? "frozen" : d.status} />],
+                [t("limits"), (d) => (d.limits ? `${money(d.limits.per_payment, d.limits.asset_code, d.limits.asset_scale)} / ${money(d.limits.per_day, d.limits.asset_code, d.limits.asset_scale)}` : t("no_limits"))],
+                [t("added"), (d) => when(msOf(d.created_ns))],
+                [
+                  "",
+                  (d) => (
+                    <span class="buttons">
+                      <button type="button" onClick={() => setEditing(editing === d.id ? null : d.id)} aria-expanded={editing === d.id}
+                        aria-label={`${t("edit_limits")} ${d.kid}`}>
+                        {t("edit_limits")}
+                      </button>
+                      {frozen.devices.includes(d.id) ? (
+                        <ActionButton label={`${t("unfreeze")} ${d.kid}`} action={() => unfreeze({ device: d.id })}>
+                          {t("unfreeze")}
+                        </ActionButton>
+                      ) : (
+                        <ActionButton kind="danger" label={`${t("freeze")} ${d.kid}`} action={() => freeze({ device: d.id })}>
+                          {t("freeze")}
+                        </ActionButton>
+                      )}
+                    </span>
                   ),
-              ],
-            ]}
-          />
+                ],
+              ]}
+            />
+            {editing && (() => {
+              const device = devices.find((d) => d.id === editing);
+              const asset = device?.limits ?? fallback;
+              return device && <LimitsForm key={device.id} device={device} asset={asset} stepUp={stepUp}
+                onDone={() => { setEditing(null); state.reload(); }} />;
+            })()}
+          </>
         )}
       </Loaded>
+      <MonthlyLimits accounts={accounts} stepUp={stepUp} />
     </Section>
   );
 }
 
-function Security({ me }) {
+/** Each account's monthly spending limit, edited in human units (the same step-up rule). */
+function MonthlyLimits({ accounts, stepUp }) {
+  const limits = useLoad(
+    () => Promise.all(accounts.map(async (a) => ({ account: a, limit: (await get(`/v1/accounts/${a.id}/monthly-limit`)).limit }))),
+    [accounts.map((a) => a.id).join()],
+  );
+  return (
+    <div class="card" id="monthly-limits">
+      <h3>{t("monthly_limits")}</h3>
+      <Loaded state={limits}>
+        {(list) => list.map(({ account, limit }) => (
+          <MonthlyLimit key={account.id} account={account} limit={limit} stepUp={stepUp} onDone={limits.reload} />
+        ))}
+      </Loaded>
+    </div>
+  );
+}
+
+function MonthlyLimit({ account, limit, stepUp, onDone }) {
+  const [typed, setTyped] = useState(limit ? decimal(limit, account.asset_scale).replace(/,/g, "") : "");
+  const [error, setError] = useState(null);
+  const set = async (value) => {
+    setError(null);
+    try {
+      const done = await stepUp.run((approval) =>
+        api("POST", `/v1/accounts/${account.id}/monthly-limit`, { limit: value }, approvalHeader(approval)));
+      if (done) onDone();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const submit = (event) => {
+    event.preventDefault();
+    const minor = minorOf(typed, account.asset_scale);
+    if (minor === null) setError(new Error(t("amount_invalid", { scale: account.asset_scale })));
+    else set(minor);
+  };
+  return (
+    <form class="inline-form" onSubmit={submit} aria-label={`${t("monthly_limit")} ${account.id}`}>
+      <p>
+        {t("account")} {account.id}:{" "}
+        <strong data-testid={`monthly-limit-${account.id}`}>{limit ? money(limit, account.asset_code, account.asset_scale) : t("no_limits")}</strong>
+      </p>
+      <AmountField id={`monthly-${account.id}`} label={t("monthly_limit")} value={typed} onInput={setTyped} asset={account} />
+      <div class="buttons">
+        <button type="submit" class="primary">{t("save")}</button>
+        {limit && <button type="button" onClick={() => set(null)}>{t("remove_limits")}</button>}
+      </div>
+      <ProblemBox error={error} />
+    </form>
+  );
+}
+
+function Security({ me, accounts }) {
   const id = me.principal.id;
   const checklist = useLoad(() => get(`/v1/principals/${id}/security-checklist`), []);
   const [message, setMessage] = useState(null);
@@ -291,7 +432,7 @@ function Security({ me }) {
           <ul class="codes">{recovery.map((c) => <li><code>{c}</code></li>)}</ul>
         </div>
       )}
-      <Alerts me={me} />
+      <Alerts me={me} accounts={accounts} />
     </Section>
   );
 }
@@ -326,22 +467,72 @@ function Passkeys({ id, version }) {
   );
 }
 
-function Alerts({ me }) {
+function Alerts({ me, accounts }) {
   const id = me.principal.id;
   const alerts = useLoad(() => get(`/v1/principals/${id}/alerts`), []);
   return (
-    <div class="card">
+    <div class="card" id="alerts">
       <h3>{t("alerts")}</h3>
       <Loaded state={alerts}>
-        {(a) => (
-          <p>
-            {a.payment_over
-              ? t("alert_payment_over", { amount: money(a.payment_over.amount, a.payment_over.asset_code, a.payment_over.asset_scale) })
-              : t("no_alerts")}
-          </p>
-        )}
+        {(a) => <AlertForm key={JSON.stringify(a)} id={id} alerts={a} accounts={accounts} onDone={alerts.reload} />}
       </Loaded>
     </div>
+  );
+}
+
+/** The alert threshold, edited in human units in one of the person's assets. */
+function AlertForm({ id, alerts, accounts, onDone }) {
+  const assets = [...new Map(accounts.map((a) => [`${a.asset_code}/${a.asset_scale}`, a])).values()];
+  const current = alerts.payment_over;
+  const [asset, setAsset] = useState(current ? `${current.asset_code}/${current.asset_scale}` : assets[0] ? `${assets[0].asset_code}/${assets[0].asset_scale}` : "");
+  const [typed, setTyped] = useState(current ? decimal(current.amount, current.asset_scale).replace(/,/g, "") : "");
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(false);
+  const put = async (payment_over) => {
+    setError(null);
+    setSaved(false);
+    try {
+      await api("PUT", `/v1/principals/${id}/alerts`, { payment_over });
+      setSaved(true);
+      onDone();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const submit = (event) => {
+    event.preventDefault();
+    const chosen = assets.find((a) => `${a.asset_code}/${a.asset_scale}` === asset);
+    const minor = chosen ? minorOf(typed, chosen.asset_scale) : null;
+    if (!chosen || minor === null) {
+      setError(new Error(t("amount_invalid", { scale: chosen?.asset_scale ?? 0 })));
+      return;
+    }
+    put({ asset_code: chosen.asset_code, asset_scale: chosen.asset_scale, amount: minor });
+  };
+  return (
+    <form class="inline-form" onSubmit={submit} aria-label={t("alerts")}>
+      <p data-testid="alert-threshold">
+        {current ? t("alert_payment_over", { amount: money(current.amount, current.asset_code, current.asset_scale) }) : t("no_alerts")}
+      </p>
+      <p class="field">
+        <label for="alert-amount">{t("alert_when_over")}</label>
+        <input id="alert-amount" inputMode="decimal" value={typed} required onInput={(e) => setTyped(e.currentTarget.value)} />
+      </p>
+      {assets.length > 1 && (
+        <p class="field">
+          <label for="alert-asset">{t("asset")}</label>
+          <select id="alert-asset" value={asset} onChange={(e) => setAsset(e.currentTarget.value)}>
+            {assets.map((a) => <option value={`${a.asset_code}/${a.asset_scale}`}>{a.asset_code}</option>)}
+          </select>
+        </p>
+      )}
+      <div class="buttons">
+        <button type="submit" class="primary">{t("save")}</button>
+        {current && <button type="button" onClick={() => put(null)}>{t("turn_off_alerts")}</button>}
+      </div>
+      {saved && <p role="status">{t("saved")}</p>}
+      <ProblemBox error={error} />
+    </form>
   );
 }
 
@@ -428,8 +619,8 @@ export function Holder({ me }) {
               {current === "tabs" && (
                 <TabList id="tabs" title={t("tabs")} accounts={page.items} side="payer" counterparty={t("to_account")} showStatus />
               )}
-              {current === "devices" && <Devices me={me} />}
-              {current === "security" && <Security me={me} />}
+              {current === "devices" && <Devices me={me} accounts={page.items} />}
+              {current === "security" && <Security me={me} accounts={page.items} />}
               {current === "disputes" && <Disputes />}
               {current === "data" && <YourData me={me} />}
             </>

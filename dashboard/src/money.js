@@ -31,3 +31,14 @@ export function money(value, code, scale) {
 export function approx(value, scale) {
   return Number(value) / 10 ** (scale ?? 0);
 }
+
+/** A decimal a person typed ("0.25", "1,000.5") as minor units at `scale` (a string), exactly;
+ * null when it is not a plain non-negative decimal with at most `scale` decimals. */
+export function minorOf(text, scale) {
+  const plain = String(text ?? "").trim().replace(/,/g, "");
+  const match = /^(\d+)(?:\.(\d*))?$/.exec(plain);
+  if (!match) return null;
+  const fraction = match[2] ?? "";
+  if (fraction.length > scale) return null;
+  return BigInt(match[1] + fraction.padEnd(scale, "0")).toString();
+}

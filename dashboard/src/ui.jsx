@@ -1,6 +1,7 @@
 // Shared pieces of every page: loading data, showing a refusal in plain words, tables, forms.
-import { useCallback, useEffect, useState } from "preact/hooks";
-import { Problem, get, query } from "./api.js";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { Problem, get, post, query } from "./api.js";
+import { passkeysAvailable, signWithPasskey } from "./webauthn.js";
 import { explanation, t, when } from "./i18n.js";
 import { money } from "./money.js";
 
@@ -188,5 +189,78 @@ export function TabList({ accounts, side, filters, counterparty, showStatus, tit
         )}
       </Loaded>
     </Section>
+  );
+}
+
+/** Step-up in the page: `run(action)` calls `action(approval)`; when the API answers
+ * `requires_action` (the holder's second factor must approve exactly this change), `form`
+ * asks for a code from the authenticator app, a recovery code or a passkey, approves the
+ * challenge, and calls `action` again with it. `run` settles when the change is done or the
+ * person cancels (then it answers undefined). */
+export function useStepUp() {
+  const [ask, setAsk] = useState(null);
+  const run = async (action) => {
+    try {
+      return await action(undefined);
+    } catch (e) {
+      if (!(e instanceof Problem) || e.code !== "requires_action" || !e.body.challenge) throw e;
+      return new Promise((resolve) => {
+        setAsk({
+          challenge: e.body.challenge,
+          retry: async () => resolve(await action(e.body.challenge.id)),
+          cancel: () => resolve(undefined),
+        });
+      });
+    }
+  };
+  const form = ask && <ApprovalForm ask={ask} done={() => setAsk(null)} />;
+  return { run, form };
+}
+
+function ApprovalForm({ ask, done }) {
+  const [code, setCode] = useState("");
+  const [error, setError] = useState(null);
+  const input = useRef(null);
+  useEffect(() => input.current?.focus(), []);
+  const id = ask.challenge.id;
+  const approve = async (body) => {
+    setError(null);
+    try {
+      await post(`/v1/challenges/${id}/approve`, body);
+      await ask.retry();
+      done();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const withCode = (event) => {
+    event.preventDefault();
+    const typed = code.trim();
+    approve(/^\d{6,8}$/.test(typed) ? { code: typed } : { recovery_code: typed });
+  };
+  const withPasskey = async () => {
+    setError(null);
+    try {
+      const started = await post(`/v1/challenges/${id}/passkey`);
+      const credential = await signWithPasskey(started.options);
+      await approve({ passkey: { ceremony_id: started.ceremony_id, credential } });
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const canPasskey = (ask.challenge.methods ?? []).includes("passkey") && passkeysAvailable();
+  return (
+    <form class="card approval" onSubmit={withCode} aria-label={t("approve_change")} data-testid="approval">
+      <p>{t("approve_change_why")}</p>
+      <label for={`approval-${id}`}>{t("approval_code")}</label>
+      <input id={`approval-${id}`} ref={input} autoComplete="one-time-code" value={code} required
+        onInput={(e) => setCode(e.currentTarget.value)} />
+      <div class="buttons">
+        <button type="submit" class="primary">{t("approve")}</button>
+        {canPasskey && <button type="button" onClick={withPasskey}>{t("approve_with_passkey")}</button>}
+        <button type="button" onClick={() => { ask.cancel(); done(); }}>{t("cancel")}</button>
+      </div>
+      <ProblemBox error={error} />
+    </form>
   );
 }

@@ -479,14 +479,69 @@ pub async fn rotate_device(
     device_change(state, caller, device_id, command).await
 }
 
-/// Sets or removes (`None`) a device's spending limits.
+/// Sets or removes (`None`) a device's spending limits. Tightening them (a limit where there was
+/// none, a lower one, the same) needs nothing more; anything else (a higher limit, another
+/// asset, removing them), asked by the holder, needs its second factor's approval of exactly
+/// that change once it has one (`requires_action` until then), so a stolen key alone cannot
+/// raise what a device may spend.
 pub async fn set_device_limits(
     state: &App,
     caller: &Caller,
     id: &str,
     limits: Option<LimitsAsk<'_>>,
+    approval: Option<&str>,
 ) -> Result<obol_core::identity::Device, Error> {
     let device_id = device_for_manage(state, caller, id)?;
     let limits = device_limits(state, limits)?;
-    device_change(state, caller, device_id, IdentityCommand::SetDeviceLimits { id: device_id, limits }).await
+    let checked = {
+        let ledger = read_ledger(state);
+        let device = ledger.identity().device(device_id).ok_or(Error::DeviceNotFound(device_id))?;
+        if caller.role == Role::Operator || device_limits_tighten(device.limits.as_ref(), limits.as_ref()) {
+            Ok(None)
+        } else {
+            let details = format!(
+                "device={device_id};{}",
+                limits.map_or_else(
+                    || "none".to_string(),
+                    |l| format!("{} per_payment={} per_day={}", l.asset, l.per_payment, l.per_day)
+                )
+            );
+            state.step_up.check_change(
+                &*state.env,
+                &ledger,
+                device.holder_id,
+                "device_limits",
+                details.as_bytes(),
+                approval,
+            )
+        }
+    };
+    let spends = crate::approvals::journaled(state, checked).await?;
+    let command = IdentityCommand::SetDeviceLimits { id: device_id, limits };
+    // The approval is spent in the record of the change it approved.
+    let also = spends.as_deref().map(crate::approvals::spent).into_iter().collect();
+    accepted(run_identity_with(state, Some(caller), command, also).await?)?;
+    let ledger = read_ledger(state);
+    ledger.identity().device(device_id).cloned().ok_or(Error::DeviceNotFound(device_id))
+}
+
+/// Whether limits `new` spend no more than `old` allow (a limit of 0 is none).
+pub(crate) fn device_limits_tighten(
+    old: Option<&obol_core::identity::DeviceLimits>,
+    new: Option<&obol_core::identity::DeviceLimits>,
+) -> bool {
+    match (old, new) {
+        (_, None) => old.is_none(),
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => {
+            new.asset == old.asset
+                && limit_within(new.per_payment, old.per_payment)
+                && limit_within(new.per_day, old.per_day)
+        }
+    }
+}
+
+/// Whether limit `new` is at most `old`, where 0 is no limit.
+pub(crate) fn limit_within(new: u128, old: u128) -> bool {
+    old == 0 || (new != 0 && new <= old)
 }

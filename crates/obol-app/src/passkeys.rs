@@ -49,15 +49,46 @@ pub(crate) struct Ceremony {
 
 /// A dashboard sign-in in flight. Sign-ins have their own table, bounded per client address
 /// (an IPv6 client by its /64): nobody fills the table registrations and step-up approvals use,
-/// and a client over its bound pushes out its own oldest sign-in, not someone else's.
+/// and a client over its bound pushes out its own oldest sign-in, not someone else's. When the
+/// whole table is full, the oldest sign-in of the network holding the most (an IPv4 /16, an IPv6
+/// /48) goes: one who floods it from many addresses of a few networks pushes out its own.
+/// A decoy (a principal without passkeys) is kept like a real sign-in, without its state, so
+/// the table behaves the same whoever was named.
 struct SignIn {
     principal_id: u128,
     client: u128,
+    network: u128,
     started_ns: u64,
-    authentication: Box<PasskeyAuthentication>,
+    authentication: Option<Box<PasskeyAuthentication>>,
 }
 
-/// Sign-ins in flight at most; past it, the oldest goes.
+/// Where a sign-in comes from: its client (an IPv4 address, an IPv6 /64) and network (an IPv4
+/// /16, an IPv6 /48), each a number with the family in its top bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignInOrigin {
+    client: u128,
+    network: u128,
+}
+
+impl SignInOrigin {
+    /// The origin of a request from `address` (none: one shared origin).
+    pub fn of(address: Option<std::net::IpAddr>) -> SignInOrigin {
+        const V4: u128 = 1 << 127;
+        match address {
+            Some(std::net::IpAddr::V4(v4)) => {
+                let bits = u128::from(v4.to_bits());
+                SignInOrigin { client: V4 | bits, network: V4 | (bits >> 16) }
+            }
+            Some(std::net::IpAddr::V6(v6)) => {
+                let bits = v6.to_bits();
+                SignInOrigin { client: bits >> 64, network: bits >> 80 }
+            }
+            None => SignInOrigin { client: 0, network: 0 },
+        }
+    }
+}
+
+/// Sign-ins in flight at most; past it, the oldest of the busiest network goes.
 const SIGN_INS_MAX: usize = 10_000;
 /// Sign-ins in flight per client address at most; past it, that client's oldest goes.
 const SIGN_INS_PER_CLIENT_MAX: usize = 8;
@@ -112,42 +143,58 @@ impl Passkeys {
         Ok(id)
     }
 
-    /// Keeps a sign-in of `principal_id` from `client`; answers its ceremony id.
+    /// Keeps a sign-in of `principal_id` from `origin` (`authentication` is none for a decoy);
+    /// answers its ceremony id.
     fn start_sign_in(
         &self,
         env: &dyn crate::Env,
         principal_id: u128,
-        client: u128,
-        authentication: PasskeyAuthentication,
+        origin: SignInOrigin,
+        authentication: Option<PasskeyAuthentication>,
     ) -> String {
         let now = env.now_ns();
         let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
         sign_ins.retain(|_, s| s.started_ns.saturating_add(CEREMONY_TTL_NS) > now);
-        let oldest = |sign_ins: &HashMap<String, SignIn>, of: Option<u128>| {
-            sign_ins
-                .iter()
-                .filter(|(_, s)| of.is_none_or(|client| s.client == client))
-                .min_by_key(|(_, s)| s.started_ns)
-                .map(|(id, _)| id.clone())
+        let oldest_where = |sign_ins: &HashMap<String, SignIn>, keep: &dyn Fn(&SignIn) -> bool| {
+            sign_ins.iter().filter(|(_, s)| keep(s)).min_by_key(|(_, s)| s.started_ns).map(|(id, _)| id.clone())
         };
-        if sign_ins.values().filter(|s| s.client == client).count() >= SIGN_INS_PER_CLIENT_MAX
-            && let Some(id) = oldest(&sign_ins, Some(client))
+        if sign_ins.values().filter(|s| s.client == origin.client).count() >= SIGN_INS_PER_CLIENT_MAX
+            && let Some(id) = oldest_where(&sign_ins, &|s| s.client == origin.client)
         {
             sign_ins.remove(&id);
         }
-        if sign_ins.len() >= SIGN_INS_MAX
-            && let Some(id) = oldest(&sign_ins, None)
-        {
-            sign_ins.remove(&id);
+        if sign_ins.len() >= SIGN_INS_MAX {
+            let mut per_network: HashMap<u128, usize> = HashMap::new();
+            for sign_in in sign_ins.values() {
+                *per_network.entry(sign_in.network).or_default() += 1;
+            }
+            // This origin's network counts the sign-in it is adding, so a tie goes against it.
+            *per_network.entry(origin.network).or_default() += 1;
+            let busiest = per_network
+                .iter()
+                .max_by_key(|(network, count)| (**count, **network == origin.network))
+                .map(|(network, _)| *network);
+            if let Some(network) = busiest
+                && let Some(id) = oldest_where(&sign_ins, &|s| s.network == network)
+            {
+                sign_ins.remove(&id);
+            }
         }
         let id = new_ceremony_id(env);
-        let sign_in = SignIn { principal_id, client, started_ns: now, authentication: Box::new(authentication) };
+        let sign_in = SignIn {
+            principal_id,
+            client: origin.client,
+            network: origin.network,
+            started_ns: now,
+            authentication: authentication.map(Box::new),
+        };
         sign_ins.insert(id.clone(), sign_in);
         id
     }
 
-    /// Takes a sign-in (each is used once) if it is still open: its principal and state.
-    fn take_sign_in(&self, id: &str, now_ns: u64) -> Option<(u128, Box<PasskeyAuthentication>)> {
+    /// Takes a sign-in (each is used once) if it is still open: its principal and state (none
+    /// for a decoy).
+    fn take_sign_in(&self, id: &str, now_ns: u64) -> Option<(u128, Option<Box<PasskeyAuthentication>>)> {
         let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|p| p.into_inner());
         match sign_ins.remove(id) {
             Some(s) if s.started_ns.saturating_add(CEREMONY_TTL_NS) > now_ns => {
@@ -268,29 +315,22 @@ async fn keep_current(state: &App, principal_id: u128, result: &AuthenticationRe
 /// options for `navigator.credentials.get`. The options list no credential, whoever is named:
 /// the person's authenticator offers the discoverable passkeys it holds for this site, and the
 /// finish accepts only one of the named principal's. A principal that does not exist or has no
-/// usable passkey gets the same options (a fresh challenge of the same length) and a ceremony id
-/// that fails as a wrong passkey would.
+/// usable passkey gets the same options (a fresh challenge of the same length) and a sign-in
+/// kept like a real one, which fails as a wrong passkey would.
 pub fn start_sign_in(
     state: &App,
     principal: &str,
     client: Option<std::net::IpAddr>,
 ) -> Result<(String, serde_json::Value), Error> {
     let principal_id = crate::parse_id("principal_id", principal.trim())?;
-    // An IPv6 client counts by its /64, which one machine usually holds whole.
-    let client = match client {
-        Some(std::net::IpAddr::V4(v4)) => u128::from(v4.to_bits()),
-        Some(std::net::IpAddr::V6(v6)) => v6.to_bits() >> 64,
-        None => 0,
-    };
+    let origin = SignInOrigin::of(client);
     let passkeys = stored_passkeys(state, principal_id).unwrap_or_default();
     let env = &*state.env;
     if passkeys.is_empty() {
-        // Nothing is kept for a decoy: its ceremony id is unknown to the server, so finishing it
-        // fails exactly as a wrong passkey does, and decoys cannot fill the sign-in table.
         let mut challenge = [0u8; SIGN_IN_CHALLENGE_BYTES];
         env.fill(&mut challenge);
         let options = state.passkeys.sign_in_options(&Base64UrlUnpadded::encode_string(&challenge));
-        return Ok((new_ceremony_id(env), options));
+        return Ok((state.passkeys.start_sign_in(env, principal_id, origin, None), options));
     }
     let (options, authentication) = state
         .passkeys
@@ -304,7 +344,7 @@ pub fn start_sign_in(
         return Err(Error::Internal(format!("WebAuthn challenge of {} bytes", challenge.len())));
     }
     let options = state.passkeys.sign_in_options(&Base64UrlUnpadded::encode_string(challenge));
-    let ceremony_id = state.passkeys.start_sign_in(env, principal_id, client, authentication);
+    let ceremony_id = state.passkeys.start_sign_in(env, principal_id, origin, Some(authentication));
     Ok((ceremony_id, options))
 }
 
@@ -324,6 +364,10 @@ pub async fn finish_sign_in(
         return Err(Error::Unauthorized);
     };
     let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential) else {
+        return Err(Error::Unauthorized);
+    };
+    // A decoy's sign-in: no passkey of that principal can answer it.
+    let Some(authentication) = authentication else {
         return Err(Error::Unauthorized);
     };
     let (AssertionOutcome::Verified, Some(credential_id)) =
@@ -508,5 +552,58 @@ pub async fn remove(state: &App, caller: &Caller, principal_id: u128, credential
         IdentityResult::Ok => Ok(()),
         IdentityResult::FactorNotEnrolled => Err(not_found()),
         other => Err(Error::IdentityRejected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Env;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn relying_party() -> Passkeys {
+        Passkeys::new("localhost", "http://localhost:8402").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> SignInOrigin {
+        SignInOrigin::of(Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d))))
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_of_a_few_networks_pushes_out_its_own_sign_ins() {
+        let passkeys = relying_party();
+        let env = crate::SystemEnv;
+        let victim = passkeys.start_sign_in(&env, 7, v4(192, 0, 2, 1), None);
+        // Eight sign-ins from each of 2,500 addresses in two /16s: far past the table's bound.
+        let mut flooded = 0usize;
+        for n in 0..2_500u32 {
+            let [_, _, c, d] = n.to_be_bytes();
+            for _ in 0..SIGN_INS_PER_CLIENT_MAX {
+                passkeys.start_sign_in(&env, 8, v4(10, 8 + (n % 2) as u8, c, d), None);
+                flooded += 1;
+            }
+        }
+        assert!(flooded > SIGN_INS_MAX);
+        assert!(passkeys.sign_ins.lock().unwrap_or_else(|p| p.into_inner()).len() <= SIGN_INS_MAX);
+        assert!(passkeys.take_sign_in(&victim, env.now_ns()).is_some(), "the victim's sign-in is still there");
+    }
+
+    #[test]
+    fn a_client_over_its_bound_pushes_out_its_own_oldest_sign_in_and_decoys_count_alike() {
+        let passkeys = relying_party();
+        let env = crate::SystemEnv;
+        let origin = SignInOrigin::of(Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 1))));
+        let same_64 = SignInOrigin::of(Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9))));
+        assert_eq!(origin, same_64, "an IPv6 client counts by its /64");
+        let first = passkeys.start_sign_in(&env, 1, origin, None);
+        let second = passkeys.start_sign_in(&env, 2, origin, None);
+        for _ in 1..SIGN_INS_PER_CLIENT_MAX {
+            passkeys.start_sign_in(&env, 3, same_64, None);
+        }
+        assert!(passkeys.take_sign_in(&first, env.now_ns()).is_none(), "the oldest went");
+        let (principal, authentication) = passkeys.take_sign_in(&second, env.now_ns()).unwrap_or((0, None));
+        assert_eq!(principal, 2);
+        assert!(authentication.is_none(), "a decoy keeps no state");
+        assert!(passkeys.take_sign_in(&second, env.now_ns()).is_none(), "each is taken once");
     }
 }

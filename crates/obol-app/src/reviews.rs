@@ -16,13 +16,26 @@ use crate::risk::*;
 use crate::views::ModelDto;
 use crate::{App, read_ledger};
 
+/// An account's monthly spending limit in force (minor units), or none: for whoever may see
+/// the account.
+pub fn monthly_limit(state: &App, caller: &Caller, account_id: &str) -> Result<Option<u128>, Error> {
+    need_scope(caller, Scopes::READ)?;
+    let account_id = crate::parse_id("id", account_id)?;
+    crate::transfers::visible_account(caller, &read_ledger(state), account_id)?;
+    Ok(lock(&state.risk.limits).get(&account_id).copied())
+}
+
 /// Sets (`Some`, minor units) or removes (`None`) an account's monthly spending limit, as its
-/// owner or the operator; answers the limit now in force.
+/// owner or the operator; answers the limit now in force. A lower limit (or one where there was
+/// none) needs nothing more; a higher one, or removing it, asked by the owner, needs the owner's
+/// second factor's approval of exactly that change once it has one (`requires_action` until
+/// then).
 pub async fn set_monthly_limit(
     state: &App,
     caller: &Caller,
     account_id: &str,
     limit: Option<&str>,
+    approval: Option<&str>,
 ) -> Result<Option<u128>, Error> {
     need_scope(caller, Scopes::MANAGE)?;
     let account_id = crate::parse_id("id", account_id)?;
@@ -35,12 +48,33 @@ pub async fn set_monthly_limit(
     }
     let limit = limit.map(|text| crate::parse_amount("limit", text)).transpose()?;
     let key = format!("{LIMIT_PREFIX}{account_id}");
+    let checked = {
+        let in_force = lock(&state.risk.limits).get(&account_id).copied();
+        let tightens = match (in_force, limit) {
+            (_, None) => in_force.is_none(),
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new <= old,
+        };
+        let ledger = read_ledger(state);
+        let owner = ledger.account(account_id).map_or(0, |a| a.owner_id);
+        if caller.role == Role::Operator || tightens {
+            Ok(None)
+        } else {
+            let details =
+                format!("account={account_id};limit={}", limit.map_or_else(|| "none".into(), |l| l.to_string()));
+            state.step_up.check_change(&*state.env, &ledger, owner, "monthly_limit", details.as_bytes(), approval)
+        }
+    };
+    let spends = crate::approvals::journaled(state, checked).await?;
     let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
     let owner = read_ledger(state).account(account_id).map_or(0, |a| a.owner_id);
     let data = serde_json::json!({"what": "monthly_limit", "account": account_id.to_string(),
         "limit": limit.map(|l| l.to_string())});
     let alert = crate::webhooks::event(state, "limit.changed", &[owner], data);
-    state.engine.execute_together(vec![Op::Put(obol_core::table::Put { key, value: stored }), alert]).await?;
+    let mut ops = vec![Op::Put(obol_core::table::Put { key, value: stored }), alert];
+    // The approval is spent in the record of the change it approved.
+    ops.extend(spends.as_deref().map(crate::approvals::spent));
+    state.engine.execute_together(ops).await?;
     let mut limits = lock(&state.risk.limits);
     match limit {
         Some(limit) => limits.insert(account_id, limit),

@@ -583,9 +583,11 @@ pub async fn set_device_limits(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<DeviceLimitsChange>,
 ) -> Result<Json<DeviceDto>, ApiError> {
-    Ok(Json((&identity::set_device_limits(&state, &caller, &id, limits_ask(&body.limits)).await?).into()))
+    let approval = crate::approval_header(&headers);
+    Ok(Json((&identity::set_device_limits(&state, &caller, &id, limits_ask(&body.limits), approval).await?).into()))
 }
 
 /// Filters and paging of `GET /v1/principals`.

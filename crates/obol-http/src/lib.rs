@@ -246,6 +246,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/x402/settle"),
     ("GET", "/v1/x402/supported"),
     ("GET", "/v1/x402/routes"),
+    ("GET", "/v1/accounts/{id}/monthly-limit"),
     ("POST", "/v1/accounts/{id}/monthly-limit"),
     ("GET", "/v1/risk/reviews"),
     ("GET", "/v1/risk/reviews/{id}"),
@@ -384,7 +385,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/x402/verify", post(x402::facilitator_verify))
         .route("/v1/x402/settle", post(x402::facilitator_settle))
         .route("/v1/x402/routes", get(x402::priced_routes))
-        .route("/v1/accounts/{id}/monthly-limit", post(risk_routes::set_monthly_limit))
+        .route(
+            "/v1/accounts/{id}/monthly-limit",
+            get(risk_routes::get_monthly_limit).post(risk_routes::set_monthly_limit),
+        )
         .route("/v1/risk/reviews", get(risk_routes::list_reviews))
         .route("/v1/risk/reviews/{id}", get(risk_routes::get_review))
         .route("/v1/risk/reviews/{id}/decision", post(risk_routes::decide_review))
@@ -620,7 +624,7 @@ impl utoipa::Modify for ProblemAnswers {
         tab_routes::open_tab, tab_routes::get_tab, tab_routes::submit_voucher, tab_routes::settle_tab,
         tab_routes::submit_vouchers, tab_routes::submit_commitment, tab_routes::submit_tick, tab_routes::top_up,
         x402::facilitator_verify, x402::facilitator_settle, x402::facilitator_supported, x402::priced_routes,
-        risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::record_labels, risk_routes::recorded_labels, risk_routes::decisions, risk_routes::get_policy, risk_routes::submit_policy,
+        risk_routes::get_monthly_limit, risk_routes::set_monthly_limit, risk_routes::list_reviews, risk_routes::get_review, risk_routes::decide_review, risk_routes::labels, risk_routes::record_labels, risk_routes::recorded_labels, risk_routes::decisions, risk_routes::get_policy, risk_routes::submit_policy,
         risk_routes::policy_changes, risk_routes::get_model, risk_routes::get_shadow, risk_routes::stop_shadow,
         audit_routes::checkpoint, audit_routes::key, audit_routes::entry, audit_routes::inclusion, audit_routes::consistency, audit_routes::export,
         identity_routes::get_profile, identity_routes::update_profile, identity_routes::access_log, identity_routes::list_consents,

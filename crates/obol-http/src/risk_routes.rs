@@ -23,6 +23,20 @@ pub struct MonthlyLimit {
     pub limit: Option<String>,
 }
 
+/// An account's monthly spending limit in force (`null`: none), for whoever may see the account.
+#[utoipa::path(get, path = "/v1/accounts/{id}/monthly-limit", tag = "risk",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, body = MonthlyLimit), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_monthly_limit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<MonthlyLimit>, ApiError> {
+    let limit = reviews::monthly_limit(&state, &caller, &id)?;
+    Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
+}
+
 /// Set or remove an account's monthly spending limit (its owner, or the operator). The shipped
 /// holder-caps bundle blocks a payment that would take the month over it (and the Korean
 /// carrier bundle applies it as the subscriber's own limit).
@@ -35,9 +49,11 @@ pub async fn set_monthly_limit(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     UrlPath(id): UrlPath<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<MonthlyLimit>,
 ) -> Result<Json<MonthlyLimit>, ApiError> {
-    let limit = reviews::set_monthly_limit(&state, &caller, &id, body.limit.as_deref()).await?;
+    let approval = crate::approval_header(&headers);
+    let limit = reviews::set_monthly_limit(&state, &caller, &id, body.limit.as_deref(), approval).await?;
     Ok(Json(MonthlyLimit { limit: limit.map(|l| l.to_string()) }))
 }
 

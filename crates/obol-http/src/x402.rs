@@ -224,7 +224,7 @@ where
             match outcome {
                 Ok(receipt) => {
                     let paid = receipt.amount.as_deref().and_then(|amount| amount.parse().ok()).unwrap_or(0);
-                    layer.route.record(request.uri().path(), paid);
+                    layer.route.record(counted_path(&request), paid);
                     let mut response = inner.call(request).await?;
                     mark_paid(&mut response, &receipt);
                     Ok(response)
@@ -239,6 +239,24 @@ where
         })
     }
 }
+
+/// What a paid request is counted under: the route's pattern as the router matched it
+/// (`/articles/{slug}`), so a payer cannot fill the counts with paths of its own making; the
+/// request's path, cut to [`COUNTED_PATH_BYTES_MAX`], where no router matched one.
+fn counted_path(request: &Request<Body>) -> &str {
+    if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
+        return matched.as_str();
+    }
+    let path = request.uri().path();
+    let mut end = path.len().min(COUNTED_PATH_BYTES_MAX);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path.get(..end).unwrap_or("")
+}
+
+/// Bytes of a request path counted as it is (only where no route pattern matched).
+const COUNTED_PATH_BYTES_MAX: usize = 200;
 
 fn resource_info(layer: &Priced, headers: &HeaderMap, uri: &axum::http::Uri) -> ResourceInfo {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");

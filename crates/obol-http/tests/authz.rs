@@ -643,6 +643,12 @@ async fn every_route_answers_as_the_rules_say(through_sessions: bool) {
         // Everyone may ask; each sees only the routes paying its own accounts (tests/x402.rs).
         row(Method::GET, "/v1/x402/routes", |_| ("/v1/x402/routes".into(), None), [200, 200, 200, 200, 200, 200]),
         row(
+            Method::GET,
+            "/v1/accounts/{id}/monthly-limit",
+            |_| ("/v1/accounts/1001/monthly-limit".into(), None),
+            [200, 200, 404, 404, 200, 200],
+        ),
+        row(
             Method::POST,
             "/v1/accounts/{id}/monthly-limit",
             |_| ("/v1/accounts/1001/monthly-limit".into(), Some(json!({"limit": null}))),

@@ -414,3 +414,57 @@ async fn the_risk_policy_asks_for_step_up_on_the_sixth_low_value_payment_and_app
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
     assert!(problem["challenge"]["risk"]["reason_en"].as_str().unwrap().contains("over EUR 30"), "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_a_limit_needs_the_second_factor_and_lowering_it_does_not() {
+    let world = World::new().await;
+    let limit = |amount: Option<&str>| json!({"limit": amount});
+    let monthly = "/v1/accounts/1/monthly-limit";
+    // Setting a limit where there was none, and lowering it, protect more: no approval.
+    let (status, set) = call(&world.router, &world.holder, monthly, limit(Some("5000")), None).await;
+    assert_eq!((status, set["limit"].as_str()), (StatusCode::OK, Some("5000")), "{set}");
+    assert_eq!(call(&world.router, &world.holder, monthly, limit(Some("4000")), None).await.0, StatusCode::OK);
+    assert_eq!(call(&world.router, &world.holder, monthly, limit(Some("4000")), None).await.0, StatusCode::OK);
+    // Raising or removing it, with the key alone, is refused with a challenge for exactly that.
+    for loosened in [limit(Some("4001")), limit(None)] {
+        let (status, problem) = call(&world.router, &world.holder, monthly, loosened, None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{problem}");
+        assert_eq!(problem["challenge"]["change"], "monthly_limit");
+    }
+    let (_, problem) = call(&world.router, &world.holder, monthly, limit(Some("9000")), None).await;
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    assert_eq!(world.approve(&challenge, json!({"code": world.code(1)})).await.0, StatusCode::OK);
+    // The approval covers that limit only, once.
+    let (status, _) = call(&world.router, &world.holder, monthly, limit(Some("9001")), Some(&challenge)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, set) = call(&world.router, &world.holder, monthly, limit(Some("9000")), Some(&challenge)).await;
+    assert_eq!((status, set["limit"].as_str()), (StatusCode::OK, Some("9000")), "{set}");
+    let (status, _) = call(&world.router, &world.holder, monthly, limit(Some("9000")), Some(&challenge)).await;
+    assert_eq!(status, StatusCode::OK, "the same limit again loosens nothing");
+    let (status, _) = call(&world.router, &world.holder, monthly, limit(None), Some(&challenge)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a spent approval is void");
+    // The operator needs none (it answers for the account, not the holder's factor).
+    assert_eq!(call(&world.router, &world.operator, monthly, limit(None), None).await.0, StatusCode::OK);
+
+    // A device's limits: the same rule per limit, and for the asset.
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "phone",
+        "x": <base64ct::Base64UrlUnpadded as base64ct::Encoding>::encode_string(&signing.verifying_key().to_bytes())});
+    let limits = |per_payment: &str, per_day: &str| json!({"limits": {"asset_code": "EUR", "asset_scale": 2, "per_payment": per_payment, "per_day": per_day}});
+    let body = json!({"id": "55", "jwk": jwk, "limits": limits("500", "2000")["limits"]});
+    let (status, device) = call(&world.router, &world.holder, "/v1/principals/100/devices", body, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let path = "/v1/devices/55/limits";
+    assert_eq!(call(&world.router, &world.holder, path, limits("400", "2000"), None).await.0, StatusCode::OK);
+    for loosened in [limits("401", "2000"), limits("400", "0"), limits("400", "2001"), json!({"limits": null})] {
+        let (status, problem) = call(&world.router, &world.holder, path, loosened.clone(), None).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("requires_action")), "{loosened}");
+        assert_eq!(problem["challenge"]["change"], "device_limits");
+    }
+    let (_, problem) = call(&world.router, &world.holder, path, limits("800", "2000"), None).await;
+    let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
+    let recovery = world.recovery_codes[0].clone();
+    assert_eq!(world.approve(&challenge, json!({"recovery_code": recovery})).await.0, StatusCode::OK);
+    let (status, device) = call(&world.router, &world.holder, path, limits("800", "2000"), Some(&challenge)).await;
+    assert_eq!((status, device["limits"]["per_payment"].as_str()), (StatusCode::OK, Some("800")), "{device}");
+}

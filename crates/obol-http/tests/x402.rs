@@ -44,6 +44,7 @@ impl World {
         let price = Price::new(PRICE, Asset::new("USD", 9).unwrap(), 2, "One article");
         let paid = Router::new()
             .route("/article", axum::routing::get(|| async { "the article" }))
+            .route("/files/{name}", axum::routing::get(|| async { "a file" }))
             .layer(PaymentLayer::new(started.state.clone(), price));
         let router = started.router.clone().merge(paid);
         World { started, router, holder, merchant, device }
@@ -57,7 +58,11 @@ impl World {
     }
 
     async fn get(&self, payment: Option<String>) -> Answer {
-        let mut request = Request::get("/article").header("host", "news.example");
+        self.get_at("/article", payment).await
+    }
+
+    async fn get_at(&self, path: &str, payment: Option<String>) -> Answer {
+        let mut request = Request::get(path).header("host", "news.example");
         if let Some(payment) = payment {
             request = request.header("PAYMENT-SIGNATURE", payment);
         }
@@ -300,6 +305,11 @@ async fn the_payee_sees_its_priced_route_and_what_each_scheme_paid_into_it() {
     assert_eq!(paid.status, StatusCode::OK);
     let exact = world.get(Some(world.payment("exact", world.exact(5_001, PRICE, now_s() + 60)).await)).await;
     assert_eq!(exact.status, StatusCode::OK);
+    // A route with a pattern counts under its pattern, whatever paths the payer makes up.
+    for (n, path) in ["/files/a", "/files/%61", "/files/b"].iter().enumerate() {
+        let payment = world.payment("exact", world.exact(6_000 + n as u128, PRICE, now_s() + 60)).await;
+        assert_eq!(world.get_at(path, Some(payment)).await.status, StatusCode::OK, "{path}");
+    }
     // Refused and unpaid requests earn nothing.
     refused(&world.get(Some(world.payment("obol-voucher", world.voucher(7, 1_000, 1)).await)).await, "voucher_stale");
     refused(&world.get(Some(world.payment("obol-voucher", world.voucher(7, 3_600, 3)).await)).await, "underpaid");
@@ -314,11 +324,15 @@ async fn the_payee_sees_its_priced_route_and_what_each_scheme_paid_into_it() {
     assert_eq!(route["asset_scale"], 9);
     assert_eq!(route["pay_to"], "2");
     assert_eq!(route["schemes"], json!(["obol-voucher", "obol-payword", "exact"]));
-    assert_eq!((route["requests_paid"].as_u64(), route["earned"].as_str()), (Some(3), Some("4500")));
-    assert_eq!(route["paths"], json!([{"path": "/article", "requests_paid": 3, "earned": "4500"}]));
+    assert_eq!((route["requests_paid"].as_u64(), route["earned"].as_str()), (Some(6), Some("7500")));
+    assert_eq!(
+        route["paths"],
+        json!([{"path": "/article", "requests_paid": 3, "earned": "4500"},
+            {"path": "/files/{name}", "requests_paid": 3, "earned": "3000"}])
+    );
     assert!(route["counted_since"].as_str().is_some_and(|since| since.ends_with('Z')), "{route}");
 
     // The payer, whose account the route does not pay, sees none of it; the operator sees all.
     assert_eq!(priced_routes(&world, &world.holder).await["routes"], json!([]));
-    assert_eq!(priced_routes(&world, &world.started.operator).await["routes"][0]["earned"], "4500");
+    assert_eq!(priced_routes(&world, &world.started.operator).await["routes"][0]["earned"], "7500");
 }
