@@ -282,6 +282,9 @@ async fn assert_with(
     credential: &PublicKeyCredential,
     authentication: &PasskeyAuthentication,
 ) -> Result<(AssertionOutcome, Option<Vec<u8>>), Error> {
+    if made_in_a_frame(credential) {
+        return Ok((AssertionOutcome::Failed, None));
+    }
     match state.passkeys.webauthn.finish_passkey_authentication(credential, authentication) {
         Ok(result) if result.user_verified() => {
             keep_current(state, principal_id, &result).await?;
@@ -295,6 +298,18 @@ async fn assert_with(
         }
         Err(_) => Ok((AssertionOutcome::Failed, None)),
     }
+}
+
+/// Whether the browser says the assertion was made in a frame of another origin (client data
+/// `crossOrigin: true`). webauthn-rs refuses that at registration only; obol's pages may not be
+/// framed at all, so an assertion from a frame is refused too, and one whose client data does
+/// not parse fails webauthn-rs's own checks.
+fn made_in_a_frame(credential: &PublicKeyCredential) -> bool {
+    let client_data: &[u8] = credential.response.client_data_json.as_ref();
+    serde_json::from_slice::<serde_json::Value>(client_data)
+        .ok()
+        .and_then(|data| data.get("crossOrigin").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
 }
 
 /// Stores the passkey's new signature counter after a verified assertion.
@@ -586,6 +601,24 @@ mod tests {
         assert!(flooded > SIGN_INS_MAX);
         assert!(passkeys.sign_ins.lock().unwrap_or_else(|p| p.into_inner()).len() <= SIGN_INS_MAX);
         assert!(passkeys.take_sign_in(&victim, env.now_ns()).is_some(), "the victim's sign-in is still there");
+    }
+
+    fn assertion_with(client_data: &str) -> PublicKeyCredential {
+        let encoded = Base64UrlUnpadded::encode_string(client_data.as_bytes());
+        let credential = serde_json::json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+            "response": {"clientDataJSON": encoded, "authenticatorData": "AAAA", "signature": "AAAA"},
+            "extensions": {}});
+        serde_json::from_value(credential).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_assertion_made_in_a_frame_of_another_origin_is_refused() {
+        let framed = r#"{"type":"webauthn.get","challenge":"AA","origin":"http://localhost:8402","crossOrigin":true}"#;
+        assert!(made_in_a_frame(&assertion_with(framed)));
+        let top = r#"{"type":"webauthn.get","challenge":"AA","origin":"http://localhost:8402","crossOrigin":false}"#;
+        assert!(!made_in_a_frame(&assertion_with(top)));
+        let silent = r#"{"type":"webauthn.get","challenge":"AA","origin":"http://localhost:8402"}"#;
+        assert!(!made_in_a_frame(&assertion_with(silent)), "most browsers leave it out at the top level");
     }
 
     #[test]

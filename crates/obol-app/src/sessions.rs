@@ -164,6 +164,14 @@ impl Sessions {
         Some(session.clone())
     }
 
+    /// Records that the session of `token` has checked a second factor (its person confirmed
+    /// TOTP through it with a current code).
+    pub fn mark_second_factor(&self, token: &str) {
+        if let Some(session) = self.by_digest.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&digest(token)) {
+            session.second_factor = true;
+        }
+    }
+
     /// Ends the session of `token`; answers whether there was one.
     pub fn close(&self, token: &str) -> bool {
         self.by_digest.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(token)).is_some()

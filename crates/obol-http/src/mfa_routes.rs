@@ -127,9 +127,16 @@ pub async fn confirm_totp(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    session: Option<Extension<crate::session_routes::SessionToken>>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    Ok(Json(RecoveryCodes { recovery_codes: stepup::confirm_totp(&state, &caller, &id, body.code.as_deref()).await? }))
+    let recovery_codes = stepup::confirm_totp(&state, &caller, &id, body.code.as_deref()).await?;
+    // The session this came through checked the code just now: it goes on; others opened
+    // without a code end at their next request.
+    if let Some(Extension(crate::session_routes::SessionToken(token, _))) = session {
+        state.sessions.mark_second_factor(&token);
+    }
+    Ok(Json(RecoveryCodes { recovery_codes }))
 }
 
 /// Approve a step-up challenge with a second factor.

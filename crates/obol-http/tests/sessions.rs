@@ -76,6 +76,11 @@ async fn sign_in_with(router: &Router, body: Value) -> (String, Value) {
     (token, session)
 }
 
+/// A session cookie for a request that changes nothing.
+fn cookie(token: &str) -> As<'_> {
+    As::Cookie { token, csrf: None, site: None }
+}
+
 struct World {
     router: Router,
     operator: String,
@@ -345,4 +350,39 @@ async fn r16_suspension_ends_sessions_even_without_a_request_and_signing_out_eve
     let (status, _, _) =
         send(&world.router, As::Cookie { token: &token, csrf: None, site: None }, Method::GET, "/v1/me", None).await;
     assert_eq!(status, StatusCode::OK, "the session is still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_before_totp_was_set_up_ends_once_it_is_unless_it_confirmed_the_code() {
+    let world = World::new();
+    let (key, _) = world.holder(100).await;
+    // Two browsers signed in with the key alone: no second factor yet.
+    let (confirming, confirming_session) = sign_in(&world.router, &key, None).await;
+    let (other, _) = sign_in(&world.router, &key, None).await;
+    let csrf = confirming_session["csrf_token"].as_str().unwrap().to_string();
+    assert_eq!(send(&world.router, cookie(&other), Method::GET, "/v1/me", None).await.0, StatusCode::OK);
+
+    // TOTP set up and confirmed in the first browser, with a current code.
+    let with_csrf = As::Cookie { token: &confirming, csrf: Some(&csrf), site: Some("same-origin") };
+    let (status, _, enrollment) =
+        send(&world.router, with_csrf, Method::POST, "/v1/principals/100/totp", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{enrollment}");
+    let secret =
+        totp_rs::Secret::try_from_base32(enrollment["secret_base32"].as_str().unwrap()).unwrap().as_ref().to_vec();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = totp_rs::Builder::new().with_secret(secret).build_noncompliant().generate(now_s).to_string();
+    let with_csrf = As::Cookie { token: &confirming, csrf: Some(&csrf), site: Some("same-origin") };
+    let (status, _, confirmed) =
+        send(&world.router, with_csrf, Method::POST, "/v1/principals/100/totp/confirm", Some(json!({"code": code})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+
+    // The browser that confirmed the code goes on; the other, which never gave one, is signed out.
+    assert_eq!(send(&world.router, cookie(&confirming), Method::GET, "/v1/me", None).await.0, StatusCode::OK);
+    let (status, _, problem) = send(&world.router, cookie(&other), Method::GET, "/v1/me", None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{problem}");
+    let (status, _, _) = send(&world.router, cookie(&other), Method::GET, "/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "and stays signed out");
+    // The key itself still works on the API: the code is asked of browsers signing in.
+    assert_eq!(send(&world.router, As::Key(&key), Method::GET, "/v1/me", None).await.0, StatusCode::OK);
 }
