@@ -179,12 +179,20 @@ function AmountField({ id, label, value, onInput, asset }) {
   );
 }
 
-/** Minor units of a typed amount ("" is none: "0"); throws a plain-words error otherwise. */
+/** Minor units of a typed device limit ("" is none, which the API spells "0"); throws a
+ * plain-words error otherwise. A typed 0 is refused: to the API it means no limit, while a
+ * person typing it means "nothing": that is a freeze. */
 function typedMinor(text, asset) {
   if (text.trim() === "") return "0";
   const minor = minorOf(text, asset.asset_scale);
   if (minor === null) throw new Error(t("amount_invalid", { scale: asset.asset_scale }));
+  if (minor === "0") throw new Error(t("limit_zero"));
   return minor;
+}
+
+/** A device limit as a person reads it: 0 is no limit. */
+function deviceLimit(minor, limits) {
+  return minor && minor !== "0" ? money(minor, limits.asset_code, limits.asset_scale) : t("no_limit");
 }
 
 /** A device's limits, edited in human units: lower ones apply at once, higher ones (or none) ask
@@ -269,7 +277,7 @@ function Devices({ me, accounts }) {
               columns={[
                 [t("device"), (d) => <code>{d.kid}</code>],
                 [t("status"), (d) => <Badge value={frozen.devices.includes(d.id) ? "frozen" : d.status} />],
-                [t("limits"), (d) => (d.limits ? `${money(d.limits.per_payment, d.limits.asset_code, d.limits.asset_scale)} / ${money(d.limits.per_day, d.limits.asset_code, d.limits.asset_scale)}` : t("no_limits"))],
+                [t("limits"), (d) => (d.limits ? `${deviceLimit(d.limits.per_payment, d.limits)} / ${deviceLimit(d.limits.per_day, d.limits)}` : t("no_limits"))],
                 [t("added"), (d) => when(msOf(d.created_ns))],
                 [
                   "",

@@ -205,15 +205,19 @@ export function useStepUp() {
     } catch (e) {
       if (!(e instanceof Problem) || e.code !== "requires_action" || !e.body.challenge) throw e;
       return new Promise((resolve) => {
-        setAsk({
+        // One approval at a time: a new one ends the one waiting (its change is not made).
+        setAsk((waiting) => {
+          waiting?.cancel();
+          return {
           challenge: e.body.challenge,
-          retry: async () => resolve(await action(e.body.challenge.id)),
-          cancel: () => resolve(undefined),
+            retry: async () => resolve(await action(e.body.challenge.id)),
+            cancel: () => resolve(undefined),
+          };
         });
       });
     }
   };
-  const form = ask && <ApprovalForm ask={ask} done={() => setAsk(null)} />;
+  const form = ask && <ApprovalForm key={ask.challenge.id} ask={ask} done={() => setAsk(null)} />;
   return { run, form };
 }
 
@@ -252,6 +256,11 @@ function ApprovalForm({ ask, done }) {
   return (
     <form class="card approval" onSubmit={withCode} aria-label={t("approve_change")} data-testid="approval">
       <p>{t("approve_change_why")}</p>
+      {ask.challenge.details && (
+        <p>
+          {t("approval_for")}: <code data-testid="approval-details">{ask.challenge.details}</code>
+        </p>
+      )}
       <label for={`approval-${id}`}>{t("approval_code")}</label>
       <input id={`approval-${id}`} ref={input} autoComplete="one-time-code" value={code} required
         onInput={(e) => setCode(e.currentTarget.value)} />

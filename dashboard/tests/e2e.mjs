@@ -198,6 +198,8 @@ async function signInWithKey(page, key, at = base) {
   await page.getByRole("button", { name: "Save" }).first().click();
   const approval = page.getByTestId("approval");
   await approval.waitFor();
+  assert.equal(await approval.getByTestId("approval-details").innerText(),
+    `device=${config.device.id};USD/2 per_payment=5000 per_day=2000`, "the form says what it approves");
   await accessible(page, "holder-step-up");
   await shot(page, "holder-step-up");
   await approval.getByRole("button", { name: "Approve with a passkey" }).click();

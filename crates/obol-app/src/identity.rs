@@ -493,6 +493,7 @@ pub async fn set_device_limits(
 ) -> Result<obol_core::identity::Device, Error> {
     let device_id = device_for_manage(state, caller, id)?;
     let limits = device_limits(state, limits)?;
+    let _serialized = state.limit_writes.lock().await;
     let checked = {
         let ledger = read_ledger(state);
         let device = ledger.identity().device(device_id).ok_or(Error::DeviceNotFound(device_id))?;

@@ -89,6 +89,10 @@ pub struct App {
     /// Serializes the vault's writes (a data key's creation and destruction, the profile sealed
     /// under it), so no write can seal under a key being replaced or destroyed.
     pub(crate) vault_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes changes to spending limits (a device's, an account's monthly one): whether a
+    /// change only tightens is decided against the limit it replaces, so no other change may land
+    /// between that check and the write (nor reorder the write and the copy the risk engine reads).
+    pub(crate) limit_writes: Arc<tokio::sync::Mutex<()>>,
     /// When each credential last had its own read of its person's data logged (a cache: at most
     /// one access-log entry an hour per credential).
     pub(crate) own_reads: Arc<std::sync::Mutex<std::collections::HashMap<(u128, String), u64>>>,
@@ -127,6 +131,7 @@ impl App {
             env,
             retention_days: privacy::RETENTION_DAYS_DEFAULT,
             vault_writes: Arc::default(),
+            limit_writes: Arc::default(),
             own_reads: Arc::default(),
             refunds: Arc::default(),
             webhooks_allow_private: false,

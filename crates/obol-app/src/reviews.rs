@@ -48,6 +48,9 @@ pub async fn set_monthly_limit(
     }
     let limit = limit.map(|text| crate::parse_amount("limit", text)).transpose()?;
     let key = format!("{LIMIT_PREFIX}{account_id}");
+    // Held until the copy the risk engine reads is updated: the check, the write and the copy
+    // happen in one order for every change.
+    let _serialized = state.limit_writes.lock().await;
     let checked = {
         let in_force = lock(&state.risk.limits).get(&account_id).copied();
         let tightens = match (in_force, limit) {

@@ -275,6 +275,7 @@ impl StepUp {
             asset_scale: first_asset.map_or(0, |a| a.scale()),
             payees: marked.iter().map(|e| e.credit_account_id.to_string()).collect(),
             change: None,
+            details: None,
             methods: vec!["totp".into(), "recovery_code".into()],
             expires_ns: expires_ns.to_string(),
             risk: if reasons.contains(&"risk_policy") { risk } else { None },
@@ -379,6 +380,10 @@ impl StepUp {
             asset_scale: 0,
             payees: Vec::new(),
             change: Some(change.to_string()),
+            details: std::str::from_utf8(details)
+                .ok()
+                .filter(|text| !text.is_empty() && text.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+                .map(str::to_string),
             methods: vec!["totp".into(), "recovery_code".into(), "passkey".into()],
             expires_ns: expires_ns.to_string(),
             risk: None,
@@ -408,6 +413,13 @@ impl StepUp {
         {
             challenge.used = true;
             return Ok(Some(id.to_string()));
+        }
+        // The same operation asked again while its challenge waits gets that challenge: a
+        // resend (or someone repeating a refused request) does not use up the holder's slots.
+        if let Some(waiting) = challenges.values().find(|c| {
+            c.principal_id == principal_id && c.digest == digest && !c.approved && !c.used && c.expires_ns > now
+        }) {
+            return Err(Error::RequiresAction(Box::new(waiting.dto.clone())));
         }
         let open =
             challenges.values().filter(|c| c.principal_id == principal_id && c.expires_ns > now && !c.used).count();

@@ -287,9 +287,14 @@ pub struct ChallengeDto {
     pub asset_scale: u8,
     /// The accounts paid.
     pub payees: Vec<String>,
-    /// With reason `security_change`: the change to approve (`step_up_policy`, `add_passkey`).
+    /// With reason `security_change`: the change to approve (`step_up_policy`, `add_passkey`,
+    /// `unfreeze`, `device_limits`, `monthly_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
+    /// With reason `security_change`: exactly what the change sets, as the approval binds it
+    /// (`account=1;limit=9000`, `device=55;USD/2 per_payment=800 per_day=2000`), when it is text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
     /// Factors that can approve: `totp`, `recovery_code`.
     pub methods: Vec<String>,
     /// When the challenge (and an approval of it) lapses, ns since the Unix epoch.

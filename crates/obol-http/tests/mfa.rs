@@ -432,6 +432,7 @@ async fn raising_a_limit_needs_the_second_factor_and_lowering_it_does_not() {
         assert_eq!(problem["challenge"]["change"], "monthly_limit");
     }
     let (_, problem) = call(&world.router, &world.holder, monthly, limit(Some("9000")), None).await;
+    assert_eq!(problem["challenge"]["details"], "account=1;limit=9000", "the challenge says what it approves");
     let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
     assert_eq!(world.approve(&challenge, json!({"code": world.code(1)})).await.0, StatusCode::OK);
     // The approval covers that limit only, once.
@@ -462,9 +463,37 @@ async fn raising_a_limit_needs_the_second_factor_and_lowering_it_does_not() {
         assert_eq!(problem["challenge"]["change"], "device_limits");
     }
     let (_, problem) = call(&world.router, &world.holder, path, limits("800", "2000"), None).await;
+    assert_eq!(problem["challenge"]["details"], "device=55;EUR/2 per_payment=800 per_day=2000");
     let challenge = problem["challenge"]["id"].as_str().unwrap().to_string();
     let recovery = world.recovery_codes[0].clone();
     assert_eq!(world.approve(&challenge, json!({"recovery_code": recovery})).await.0, StatusCode::OK);
     let (status, device) = call(&world.router, &world.holder, path, limits("800", "2000"), Some(&challenge)).await;
     assert_eq!((status, device["limits"]["per_payment"].as_str()), (StatusCode::OK, Some("800")), "{device}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_lowering_is_never_undone_by_a_racing_request_for_the_limit_it_replaced() {
+    let world = World::new().await;
+    let monthly = "/v1/accounts/1/monthly-limit";
+    let mut limit: u64 = 100_000;
+    let (status, _) = call(&world.router, &world.holder, monthly, json!({"limit": limit.to_string()}), None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Twelve rounds: each refused resend leaves one challenge open, and a holder has at most 16.
+    for _ in 0..12 {
+        // The holder lowers the limit while a stolen key resends the one in force: the resend
+        // either lands first (and the lowering after it) or is a raise that needs approval.
+        let lowered = limit - 1;
+        let holder = call(&world.router, &world.holder, monthly, json!({"limit": lowered.to_string()}), None);
+        let thief = call(&world.router, &world.holder, monthly, json!({"limit": limit.to_string()}), None);
+        let ((holder_status, _), (thief_status, thief_answer)) = tokio::join!(holder, thief);
+        assert_eq!(holder_status, StatusCode::OK);
+        assert!(
+            thief_status == StatusCode::OK || thief_answer["code"] == "requires_action",
+            "{thief_status} {thief_answer}"
+        );
+        let request = Request::get(monthly).header("authorization", format!("Bearer {}", world.holder));
+        let (_, now) = support::send(&world.router, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(now["limit"], lowered.to_string(), "the lowering stands");
+        limit = lowered;
+    }
 }
