@@ -168,6 +168,39 @@ function Holds() {
   );
 }
 
+/** The newest alerts about the person (the activity feed, oldest first on the API, kept 7 days):
+ * blocked and held payments with the reason in the page's language, payments over the alert
+ * threshold, new devices and factors, limit changes, freezes and disputes. */
+function Alerts7Days() {
+  const feed = useLoad(async () => (await pages("/v1/events?limit=1000", { pages: 10 })).items, []);
+  const lang = document.documentElement.lang;
+  const detail = (e) => {
+    const d = e.data ?? {};
+    const amount = d.amount && d.asset_code ? money(d.amount, d.asset_code, d.asset_scale) : null;
+    const reason = lang === "ko" ? d.reason_ko ?? d.reason_en : d.reason_en;
+    return [amount, reason].filter(Boolean).join(": ");
+  };
+  return (
+    <Section id="activity" title={t("recent_alerts")}>
+      <Loaded state={feed}>
+        {(events) => (
+          <Table
+            caption={t("recent_alerts")}
+            rows={events.slice().reverse().slice(0, 50)}
+            rowKey={(e) => e.id}
+            empty={t("no_recent_alerts")}
+            columns={[
+              [t("time"), (e) => when(e.timestamp)],
+              [t("event"), (e) => { const key = `event.${e.type}`; const text = t(key); return text === key ? e.type : text; }],
+              [t("why"), (e) => <span class="reason">{detail(e)}</span>],
+            ]}
+          />
+        )}
+      </Loaded>
+    </Section>
+  );
+}
+
 /** An amount field in human units ("0.25") for `asset`; `value` is the typed text. */
 function AmountField({ id, label, value, onInput, asset }) {
   return (
@@ -622,6 +655,7 @@ export function Holder({ me }) {
                 <>
                   <Payments accountIds={ids} />
                   <Holds />
+                  <Alerts7Days />
                 </>
               )}
               {current === "tabs" && (

@@ -171,6 +171,10 @@ async function signInWithKey(page, key, at = base) {
   assert.match(await row.innerText(), new RegExp(config.payment.shown.replace(/[.$]/g, "\\$&")));
   const holds = page.locator("#holds");
   await holds.getByText(config.held.reason).waitFor();
+  // The blocked payment, with what it was and why, among the alerts.
+  const blockedRow = page.locator("#activity tr", { hasText: "Payment blocked" });
+  await blockedRow.waitFor();
+  assert.match(await blockedRow.innerText(), new RegExp(config.blocked.shown.replace(/[.$]/g, "\\$&")));
   assert.match(await holds.innerText(), /Pending/);
   await accessible(page, "holder");
   await shot(page, "holder");

@@ -105,16 +105,36 @@ pub(crate) fn note(state: &App, caller: &Caller, what: &str, subject: &str, outc
 }
 
 /// Journals a refusal that moved nothing (a payment the risk policy blocked) before the caller
-/// is answered; a log that cannot take it is logged and does not change the answer.
-pub(crate) async fn journal_refusal(state: &App, caller: &Caller, what: &str, subject: &str, outcome: &str) {
+/// is answered; a log that cannot take it is logged and does not change the answer. A block
+/// also alerts the payer (`payment.blocked`), with `details` (what was refused and why, in
+/// words: never the rule or the score) beside the subject.
+pub(crate) async fn journal_refusal(
+    state: &App,
+    caller: &Caller,
+    what: &str,
+    subject: &str,
+    outcome: &str,
+    details: serde_json::Map<String, serde_json::Value>,
+) {
     let mut ops = vec![note(state, caller, what, subject, outcome)];
     if what == "risk.block" {
-        let data = serde_json::json!({"subject": subject});
+        let mut data = details;
+        data.insert("subject".into(), subject.into());
+        let data = serde_json::Value::Object(data);
         ops.push(crate::webhooks::event(state, "payment.blocked", &[caller.principal_id], data));
     }
     if let Err(error) = state.engine.execute_together(ops).await {
         tracing::error!(%error, what, "an audit note could not be journaled");
     }
+}
+
+/// Why a payment was blocked, in the payer's words (English and Korean): what a
+/// `payment.blocked` alert carries.
+pub(crate) fn block_reason(risk: &crate::views::RiskDto) -> serde_json::Map<String, serde_json::Value> {
+    let mut details = serde_json::Map::new();
+    details.insert("reason_en".into(), risk.reason_en.clone().into());
+    details.insert("reason_ko".into(), risk.reason_ko.clone().into());
+    details
 }
 
 fn read_log(state: &App) -> std::sync::RwLockReadGuard<'_, audit::Log> {

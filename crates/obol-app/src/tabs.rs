@@ -215,7 +215,9 @@ pub(crate) async fn escrow_gate(
     let gate = match tab_gate(state, caller, kind, payment, tab_id, approval) {
         Err(Error::RiskBlocked(risk)) => {
             let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
-            crate::audit::journal_refusal(state, caller, "risk.block", &format!("tab:{tab_id}"), outcome.trim()).await;
+            let details = crate::audit::block_reason(&risk);
+            let subject = format!("tab:{tab_id}");
+            crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim(), details).await;
             Err(Error::RiskBlocked(Box::new(risk.for_caller(caller))))
         }
         other => other,

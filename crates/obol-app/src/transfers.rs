@@ -502,7 +502,17 @@ async fn pay_as(
         Err(Error::RiskBlocked(risk)) => {
             let subject = format!("transfer:{}", events.first().map_or(0, |event| event.id));
             let outcome = format!("risk_blocked {}", risk.rule.as_deref().unwrap_or(""));
-            crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim()).await;
+            let mut details = crate::audit::block_reason(&risk);
+            if let Some(first) = events.first() {
+                let total = events.iter().fold(0u128, |sum, event| sum.saturating_add(event.amount));
+                details.insert("amount".into(), total.to_string().into());
+                if let Some(asset) = first.asset {
+                    details.insert("asset_code".into(), asset.code().into());
+                    details.insert("asset_scale".into(), asset.scale().into());
+                }
+                details.insert("payee".into(), first.credit_account_id.to_string().into());
+            }
+            crate::audit::journal_refusal(state, caller, "risk.block", &subject, outcome.trim(), details).await;
             Err(Error::RiskBlocked(Box::new(risk.for_caller(caller))))
         }
         other => other,

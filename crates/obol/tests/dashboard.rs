@@ -1,11 +1,14 @@
 //! Goal: the web dashboard works end to end in a real browser for every role, over the same API
-//! and authorization: a holder sees a payment made over the API and why another is held, adds a
-//! passkey, freezes a device and opens a dispute; an analyst approves the held payment and the
+//! and authorization: a holder sees a payment made over the API, why another is held and why a
+//! third was blocked, adds a passkey, signs in with it, freezes a device, edits its limits and
+//! lifts the freeze with the passkey's approval, sets a monthly limit and an alert, and opens a
+//! dispute; an analyst approves the held payment and the
 //! payer's view changes; a merchant sees income; an auditor verifies an inclusion proof. Every
 //! page passes axe-core (no serious or critical violation), sign-in and the review queue work
 //! with the keyboard alone, a script in a dispute statement stays text, a request without the
 //! CSRF token is refused, and a holder with 10,000 payments gets a first screen of one page.
-//! Method: the real `obol serve` with a policy that holds payments of 10.01 to 20.00 USD, parties
+//! Method: the real `obol serve` with a policy that holds payments of 10.01 to 20.00 USD and
+//! blocks 50.01 to 60.00 USD, a second one started with --demo for priced routes, parties
 //! set up over HTTP, then `dashboard/tests/e2e.mjs` (Playwright driving Debian's headless
 //! Chromium). Screenshots go to `target/dashboard-screenshots/`. Without node, its packages
 //! (`npm ci` in dashboard/, which `scripts/test` runs) or Chromium the test says it skipped,
@@ -59,14 +62,15 @@ async fn key_of(world: &Parties, id: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
     let Some((node, chromium)) = tools() else { return };
-    let world = Parties::start_with(
-        "dashboard",
-        2,
-        1_000_000,
-        Some(("holds@1", support::HOLDS_POLICY)),
-        &["--webhooks-allow-private"],
-    )
-    .await;
+    // The hold rule the tests share, and a block the holder's page must explain.
+    let policy = format!(
+        "{}\n[[rules]]\nid = \"block\"\naction = \"block\"\nowner = \"risk@test\"\n\
+         when = \"amount_minor > 5000 && amount_minor <= 6000\"\n\
+         reason_en = \"Blocked: larger than this account usually pays.\"\nreason_ko = \"차단: 평소보다 큰 결제.\"\n",
+        support::HOLDS_POLICY
+    );
+    let world =
+        Parties::start_with("dashboard", 2, 1_000_000, Some(("holds@1", &policy)), &["--webhooks-allow-private"]).await;
     let analyst = key_of(&world, "400", "analyst").await;
     let auditor = key_of(&world, "500", "auditor").await;
 
@@ -81,6 +85,20 @@ async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
     let (status, held) = world.api.post(&world.holder, "/v1/transfers", transfer("7002", "1", "2", "1500"), None).await;
     assert_eq!((status, code(&held)), (202, "held_for_review"), "{held}");
     let review = held["review"]["id"].as_str().expect("a review").to_string();
+    let (status, blocked) =
+        world.api.post(&world.holder, "/v1/transfers", transfer("7003", "1", "2", "5500"), None).await;
+    assert_eq!((status, code(&blocked)), (403, "risk_blocked"), "{blocked}");
+    // The payer's alert says what was blocked and why, in words, and nothing of the rule.
+    let (_, feed) = world.api.get(&world.holder, "/v1/events?limit=1000").await;
+    let alert = feed["items"].as_array().and_then(|items| items.iter().find(|e| e["type"] == "payment.blocked"));
+    let data = &alert.expect("a payment.blocked alert")["data"];
+    assert_eq!(
+        (data["subject"].as_str(), data["amount"].as_str(), data["payee"].as_str()),
+        (Some("transfer:7003"), Some("5500"), Some("2")),
+        "{data}"
+    );
+    assert_eq!(data["reason_en"], "Blocked: larger than this account usually pays.");
+    assert!(data.get("rule").is_none(), "{data}");
 
     // A busy holder: 10,000 payments in.
     let busy = key_of(&world, "600", "holder").await;
@@ -132,6 +150,7 @@ async fn every_role_works_its_page_in_chromium_accessibly_and_safely() {
         "device": {"id": "55", "kid": "reader"},
         "payment": {"id": "7001", "shown": "USD 5.00"},
         "held": {"id": "7002", "review": review, "reason": "Held for a look."},
+        "blocked": {"shown": "USD 55.00: Blocked: larger than this account usually pays."},
         "xss": "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=1</script>",
     });
     let config_path = world.data_dir().with_file_name("e2e.json");
