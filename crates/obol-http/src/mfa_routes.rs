@@ -127,13 +127,13 @@ pub async fn confirm_totp(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    session: Option<Extension<crate::session_routes::SessionToken>>,
+    session: Option<Extension<crate::middleware::SessionToken>>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let recovery_codes = stepup::confirm_totp(&state, &caller, &id, body.code.as_deref()).await?;
     // The session this came through checked the code just now: it goes on; others opened
     // without a code end at their next request.
-    if let Some(Extension(crate::session_routes::SessionToken(token, _))) = session {
+    if let Some(Extension(crate::middleware::SessionToken(token, _))) = session {
         state.sessions.mark_second_factor(&token);
     }
     Ok(Json(RecoveryCodes { recovery_codes }))

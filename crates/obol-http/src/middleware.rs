@@ -146,6 +146,11 @@ async fn authenticate(
     Ok((caller, request))
 }
 
+/// The session a request came through, with its cookie's token (set here, read by the routes
+/// that act on the session itself).
+#[derive(Clone, Debug)]
+pub struct SessionToken(pub String, pub obol_app::sessions::Session);
+
 /// The caller of a request through a session: the session must be live and the key it came
 /// from still good; a request that changes something must carry the session's CSRF token and
 /// come from the same site.
@@ -191,7 +196,7 @@ fn session_caller(state: &AppState, mut request: Request, token: String) -> Resu
             return Err(Refused { error: ApiError(Error::CsrfRefused), charged: true });
         }
     }
-    request.extensions_mut().insert(crate::session_routes::SessionToken(token, session));
+    request.extensions_mut().insert(SessionToken(token, session));
     Ok((caller, request))
 }
 

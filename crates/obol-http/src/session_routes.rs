@@ -18,9 +18,7 @@ use obol_app::auth::Caller;
 use obol_app::error::Error;
 use obol_app::sessions::{COOKIE_NAME, Session};
 
-/// The session a request came through, with its cookie's token (set by the middleware).
-#[derive(Clone, Debug)]
-pub struct SessionToken(pub String, pub Session);
+pub use crate::middleware::SessionToken;
 
 /// Body of a sign-in: an API key, or a passkey's assertion (not both).
 #[derive(Deserialize, ToSchema, Debug)]
