@@ -2,9 +2,9 @@
 // reason for every hold or block in plain words, tabs, devices and freezes, security (checklist,
 // passkeys, TOTP), alerts, disputes, and the person's own data and access log.
 import { useState } from "preact/hooks";
-import { api, approvalHeader, get, newId, pages, post, query } from "./api.js";
+import { api, get, newId, pages, post, query } from "./api.js";
 import { t, when } from "./i18n.js";
-import { decimal, minorOf, money } from "./money.js";
+import { minorOf, money, typable } from "./money.js";
 import { ActionButton, Badge, Loaded, ProblemBox, Section, Table, TabList, disputeColumns, msOf, useLoad, useStepUp } from "./ui.jsx";
 import { createPasskey } from "./webauthn.js";
 
@@ -231,15 +231,14 @@ function deviceLimit(minor, limits) {
 /** A device's limits, edited in human units: lower ones apply at once, higher ones (or none) ask
  * for the second factor. */
 function LimitsForm({ device, asset, stepUp, onDone }) {
-  const shown = (minor) => (minor && minor !== "0" ? decimal(minor, asset.asset_scale).replace(/,/g, "") : "");
+  const shown = (minor) => (minor && minor !== "0" ? typable(minor, asset.asset_scale) : "");
   const [perPayment, setPerPayment] = useState(shown(device.limits?.per_payment));
   const [perDay, setPerDay] = useState(shown(device.limits?.per_day));
   const [error, setError] = useState(null);
   const save = async (limits) => {
     setError(null);
     try {
-      const done = await stepUp.run((approval) =>
-        api("POST", `/v1/devices/${device.id}/limits`, { limits }, approvalHeader(approval)));
+      const done = await stepUp.post(`/v1/devices/${device.id}/limits`, { limits });
       if (done) onDone();
     } catch (e) {
       setError(e);
@@ -278,9 +277,7 @@ function Devices({ me, accounts }) {
   const [editing, setEditing] = useState(null);
   const freeze = (body) => post(`/v1/principals/${id}/freeze`, body).then(state.reload);
   // Lifting a freeze asks for the second factor's approval of exactly that.
-  const unfreeze = (body) =>
-    stepUp.run((approval) => api("POST", `/v1/principals/${id}/unfreeze`, body, approvalHeader(approval)))
-      .then(state.reload);
+  const unfreeze = (body) => stepUp.post(`/v1/principals/${id}/unfreeze`, body).then(state.reload);
   const fallback = accounts[0] ?? { asset_code: "USD", asset_scale: 2 };
   return (
     <Section id="devices" title={t("devices")}
@@ -367,13 +364,12 @@ function MonthlyLimits({ accounts, stepUp }) {
 }
 
 function MonthlyLimit({ account, limit, stepUp, onDone }) {
-  const [typed, setTyped] = useState(limit ? decimal(limit, account.asset_scale).replace(/,/g, "") : "");
+  const [typed, setTyped] = useState(limit ? typable(limit, account.asset_scale) : "");
   const [error, setError] = useState(null);
   const set = async (value) => {
     setError(null);
     try {
-      const done = await stepUp.run((approval) =>
-        api("POST", `/v1/accounts/${account.id}/monthly-limit`, { limit: value }, approvalHeader(approval)));
+      const done = await stepUp.post(`/v1/accounts/${account.id}/monthly-limit`, { limit: value });
       if (done) onDone();
     } catch (e) {
       setError(e);
@@ -526,7 +522,7 @@ function AlertForm({ id, alerts, accounts, onDone }) {
   const assets = [...new Map(accounts.map((a) => [`${a.asset_code}/${a.asset_scale}`, a])).values()];
   const current = alerts.payment_over;
   const [asset, setAsset] = useState(current ? `${current.asset_code}/${current.asset_scale}` : assets[0] ? `${assets[0].asset_code}/${assets[0].asset_scale}` : "");
-  const [typed, setTyped] = useState(current ? decimal(current.amount, current.asset_scale).replace(/,/g, "") : "");
+  const [typed, setTyped] = useState(current ? typable(current.amount, current.asset_scale) : "");
   const [error, setError] = useState(null);
   const [saved, setSaved] = useState(false);
   const put = async (payment_over) => {

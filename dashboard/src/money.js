@@ -32,6 +32,12 @@ export function approx(value, scale) {
   return Number(value) / 10 ** (scale ?? 0);
 }
 
+/** Minor units as a person would type them back into a field ("1250" at scale 2: "12.50"; no
+ * grouping commas): what `minorOf` reads. */
+export function typable(value, scale) {
+  return decimal(value, scale).replace(/,/g, "");
+}
+
 /** A decimal a person typed ("0.25", "1,000.5") as minor units at `scale` (a string), exactly;
  * null when it is not a plain non-negative decimal with at most `scale` decimals. */
 export function minorOf(text, scale) {

@@ -1,6 +1,6 @@
 // Shared pieces of every page: loading data, showing a refusal in plain words, tables, forms.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { Problem, get, post, query } from "./api.js";
+import { Problem, api, approvalHeader, get, post, query } from "./api.js";
 import { passkeysAvailable, signWithPasskey } from "./webauthn.js";
 import { explanation, t, when } from "./i18n.js";
 import { money } from "./money.js";
@@ -192,7 +192,8 @@ export function TabList({ accounts, side, filters, counterparty, showStatus, tit
   );
 }
 
-/** Step-up in the page: `run(action)` calls `action(approval)`; when the API answers
+/** Step-up in the page: `run(action)` calls `action(approval)` (`post(path, body)` is `run` for
+ * one POST); when the API answers
  * `requires_action` (the holder's second factor must approve exactly this change), `form`
  * asks for a code from the authenticator app, a recovery code or a passkey, approves the
  * challenge, and calls `action` again with it. `run` settles when the change is done or the
@@ -218,7 +219,9 @@ export function useStepUp() {
     }
   };
   const form = ask && <ApprovalForm key={ask.challenge.id} ask={ask} done={() => setAsk(null)} />;
-  return { run, form };
+  /** POSTs `body` to `path` through `run`, the approval (once there is one) in its header. */
+  const post = (path, body) => run((approval) => api("POST", path, body, approvalHeader(approval)));
+  return { run, post, form };
 }
 
 function ApprovalForm({ ask, done }) {

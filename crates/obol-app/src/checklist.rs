@@ -96,7 +96,7 @@ pub fn checklist(state: &App, caller: &Caller, id: &str) -> Result<ChecklistDto,
         .filter(|d| now_ns.saturating_sub(d.created_ns) / NS_PER_DAY > DEVICE_AGE_DAYS_MAX)
         .map(|d| d.id)
         .collect();
-    let totp = principal.totp.as_ref().is_some_and(|t| t.confirmed);
+    let totp = principal.has_totp();
     let passkeys = principal.passkeys.iter().filter(|p| !p.disabled).count();
     let ids = |ids: &[u128]| ids.iter().map(u128::to_string).collect::<Vec<_>>().join(", ");
     let items: Vec<ItemDto> = ITEMS

@@ -39,13 +39,14 @@ pub async fn set_monthly_limit(
 ) -> Result<Option<u128>, Error> {
     need_scope(caller, Scopes::MANAGE)?;
     let account_id = crate::parse_id("id", account_id)?;
-    {
+    let owner_id = {
         let ledger = read_ledger(state);
         let account = crate::transfers::visible_account(caller, &ledger, account_id)?;
         if caller.role != Role::Operator && !crate::authz::owns(caller, account) {
             return Err(Error::Forbidden("only the account's owner sets its monthly limit".into()));
         }
-    }
+        account.owner_id
+    };
     let limit = limit.map(|text| crate::parse_amount("limit", text)).transpose()?;
     let key = format!("{LIMIT_PREFIX}{account_id}");
     // Held until the copy the risk engine reads is updated: the check, the write and the copy
@@ -59,21 +60,19 @@ pub async fn set_monthly_limit(
             (Some(old), Some(new)) => new <= old,
         };
         let ledger = read_ledger(state);
-        let owner = ledger.account(account_id).map_or(0, |a| a.owner_id);
         if caller.role == Role::Operator || tightens {
             Ok(None)
         } else {
             let details =
                 format!("account={account_id};limit={}", limit.map_or_else(|| "none".into(), |l| l.to_string()));
-            state.step_up.check_change(&*state.env, &ledger, owner, "monthly_limit", details.as_bytes(), approval)
+            state.step_up.check_change(&*state.env, &ledger, owner_id, "monthly_limit", details.as_bytes(), approval)
         }
     };
     let spends = crate::approvals::journaled(state, checked).await?;
     let stored = limit.map_or_else(Vec::new, |l| l.to_string().into_bytes());
-    let owner = read_ledger(state).account(account_id).map_or(0, |a| a.owner_id);
     let data = serde_json::json!({"what": "monthly_limit", "account": account_id.to_string(),
         "limit": limit.map(|l| l.to_string())});
-    let alert = crate::webhooks::event(state, "limit.changed", &[owner], data);
+    let alert = crate::webhooks::event(state, "limit.changed", &[owner_id], data);
     let mut ops = vec![Op::Put(obol_core::table::Put { key, value: stored }), alert];
     // The approval is spent in the record of the change it approved.
     ops.extend(spends.as_deref().map(crate::approvals::spent));

@@ -201,6 +201,15 @@ impl Sessions {
     }
 }
 
+/// Whether `session` no longer meets [`sign_in`]'s rule: opened with a key alone, before its
+/// person set up TOTP, which signing in needs now (the session TOTP was confirmed through
+/// checked a code, [`Sessions::mark_second_factor`]). Such a session ends.
+pub fn needs_code_now(ledger: &obol_core::ledger::Ledger, session: &Session) -> bool {
+    matches!(session.credential, Via::ApiKey(_))
+        && !session.second_factor
+        && ledger.identity().principal(session.principal_id).is_some_and(|p| p.has_totp())
+}
+
 /// Signs in `caller` (authenticated by an API key): when its principal has confirmed TOTP, `code`
 /// must be its current code, or `recovery_code` one of its recovery codes (checked with the
 /// same lockout as a step-up). Answers the cookie's token and the session.
@@ -214,7 +223,7 @@ pub async fn sign_in(
     let has_totp = {
         let ledger = crate::read_ledger(state);
         let principal = ledger.identity().principal(caller.principal_id).ok_or(Error::Unauthorized)?;
-        principal.totp.as_ref().is_some_and(|totp| totp.confirmed)
+        principal.has_totp()
     };
     let code = code.map(str::trim).filter(|c| !c.is_empty());
     let recovery_code = recovery_code.map(str::trim).filter(|c| !c.is_empty());

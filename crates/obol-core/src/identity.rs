@@ -198,7 +198,12 @@ impl Default for StepUpPolicy {
 impl Principal {
     /// Whether the principal has a factor that can approve a step-up.
     pub fn has_factor(&self) -> bool {
-        self.totp.as_ref().is_some_and(|t| t.confirmed) || self.passkeys.iter().any(|p| !p.disabled)
+        self.has_totp() || self.passkeys.iter().any(|p| !p.disabled)
+    }
+
+    /// Whether the principal has confirmed TOTP (signing in with a key then needs a code).
+    pub fn has_totp(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed)
     }
 
     /// The passkeys that may still approve.

@@ -165,20 +165,12 @@ fn session_caller(state: &AppState, mut request: Request, token: String) -> Resu
         }
         auth::Via::Device(_) => Err(AuthFailure::BadKey),
     };
-    // A session opened with a key alone, before its person set up TOTP, ends once TOTP is set
-    // up: signing in now needs the code (the session that confirmed it checked one).
-    let needs_code_now = || {
-        matches!(session.credential, auth::Via::ApiKey(_))
-            && !session.second_factor
-            && read_ledger(state)
-                .identity()
-                .principal(session.principal_id)
-                .is_some_and(|p| p.totp.as_ref().is_some_and(|totp| totp.confirmed))
-    };
+    let needs_code_now = || obol_app::sessions::needs_code_now(&read_ledger(state), &session);
     let caller = match checked {
         Ok(caller) if caller.principal_id == session.principal_id && !needs_code_now() => caller,
         outcome => {
-            // The key was revoked or expired, or its principal suspended: the session ends.
+            // The key was revoked or expired, its principal suspended, or the person set up TOTP
+            // since this key-only sign-in: the session ends.
             state.sessions.close(&token);
             let error =
                 if outcome == Err(AuthFailure::Suspended) { Error::PrincipalSuspended } else { Error::Unauthorized };
